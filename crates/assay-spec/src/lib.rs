@@ -1,0 +1,9 @@
+//! Testkube-compatible TestWorkflow spec: typed documents, YAML loading with locations,
+//! validation, templates and the compiler that turns a workflow into a [`plan::Plan`].
+//!
+//! This crate is pure: no I/O beyond what the caller hands it, no async. That keeps it
+//! fuzzable and snapshot-testable in isolation.
+
+pub mod model;
+pub mod plan;
+pub mod status;
