@@ -1,1 +1,48 @@
-fn main() {}
+//! `assay`: run Testkube-compatible test workflows anywhere.
+//!
+//! This binary is not a library: it parses flags, wires the library crates together and prints.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod error;
+mod exit;
+
+#[derive(Parser)]
+#[command(name = "assay", version, about = "Run Testkube-compatible test workflows anywhere", after_help = exit::HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<u8> = match cli.command {};
+    finish(result)
+}
+
+/// Map a command's outcome to an exit code, printing errors on stderr.
+fn finish(result: anyhow::Result<u8>) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            if let Some(reported) = err.downcast_ref::<error::Reported>() {
+                return ExitCode::from(reported.0);
+            }
+            if let Some(user) = err.downcast_ref::<error::UserError>() {
+                eprintln!("error: {}", user.message);
+                if let Some(hint) = &user.hint {
+                    eprintln!("\nhint: {hint}");
+                }
+                return ExitCode::from(user.code);
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit::INTERNAL)
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Exit codes of `assay` (design.md §5). The one place they are defined; `--help` repeats them.
+
+/// The execution passed / the command succeeded.
+pub const SUCCESS: u8 = 0;
+/// The execution failed or was aborted.
+pub const FAILED: u8 = 1;
+/// Invalid input or usage (bad YAML, unknown workflow, bad flag).
+pub const INVALID: u8 = 2;
+/// Could not reach the server, or an internal error.
+pub const INTERNAL: u8 = 3;
+
+/// Text appended to `--help`.
+pub const HELP: &str = "Exit codes:
+  0  passed / success
+  1  the execution failed or was aborted
+  2  invalid input or usage
+  3  could not reach the server, or an internal error";
