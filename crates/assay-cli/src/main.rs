@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod error;
 mod exit;
+mod files;
 
 #[derive(Parser)]
 #[command(name = "assay", version, about = "Run Testkube-compatible test workflows anywhere", after_help = exit::HELP)]
@@ -18,11 +19,19 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Check TestWorkflow and TestWorkflowTemplate files: one line per problem, `path:line:col`
+    Validate(cmd::validate::Args),
+    /// Print the compiled plan of a workflow (templates applied, config checked, strategies expanded)
+    Plan(cmd::plan::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<u8> = match cli.command {};
+    let result: anyhow::Result<u8> = match cli.command {
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::Plan(args) => cmd::plan::run(args),
+    };
     finish(result)
 }
 

@@ -7,3 +7,19 @@
 pub mod model;
 pub mod plan;
 pub mod status;
+pub mod diagnostic;
+pub mod duration;
+pub mod load;
+pub mod located;
+pub mod suggest;
+pub mod validate;
+pub mod compile;
+pub mod config;
+pub mod merge;
+pub mod resolve;
+pub mod strategy;
+pub mod template;
+
+pub use compile::{CompileRequest, Compiled, compile};
+pub use config::Strictness;
+pub use template::TemplateSet;

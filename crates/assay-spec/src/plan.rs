@@ -174,9 +174,13 @@ pub struct PlanRetry {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanProcess {
-    /// Program and arguments (templates). Empty when `shell` is set.
+    /// Program (templates). Empty when `shell` is set, or when `run` only gives `args` and
+    /// relies on an image's entrypoint (which a host runtime cannot know: it reports that).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
+    /// Arguments after `command` (templates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     /// A script for the runtime's shell, run with `set -e` semantics as Testkube does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<String>,
@@ -340,6 +344,14 @@ pub struct PlanStrategy {
 pub struct StrategyInstance {
     pub index: u64,
     pub count: u64,
+    #[serde(default)]
+    pub matrix_index: u64,
+    #[serde(default)]
+    pub matrix_count: u64,
+    #[serde(default)]
+    pub shard_index: u64,
+    #[serde(default)]
+    pub shard_count: u64,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub matrix: IndexMap<String, Value>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
@@ -361,8 +373,6 @@ pub struct PlanTransfer {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanParallel {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
     /// Maximum workers at once (`None`: all at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
@@ -374,26 +384,31 @@ pub struct PlanParallel {
     /// Bare expression: when to keep worker logs (`always`, `failed`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub transfer: Vec<PlanTransfer>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fetch: Vec<PlanTransfer>,
     pub strategy: PlanStrategy,
     /// The concrete workers, when the strategy is known before the run. `None` when it depends
-    /// on run-time values (e.g. `shards: {files: 'glob(...)'}`): the runtime then expands
-    /// [`PlanParallel::worker`] with [`crate::expand_strategy`].
+    /// on run-time values (e.g. `shards: {files: 'glob(...)'}`): the runtime then evaluates
+    /// `strategy` and expands `worker` with [`crate::strategy::expand_worker`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<Vec<PlanWorker>>,
-    /// The worker before strategy variables are substituted (kept only when `workers` is None).
+    /// The worker before strategy variables are substituted (only when `workers` is None).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worker: Option<Box<PlanStep>>,
+    pub worker: Option<Box<PlanWorker>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanWorker {
     #[serde(flatten)]
     pub instance: StrategyInstance,
+    /// The parallel step's `description` for this worker (template).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Files copied from the main execution's `/data` into the worker before it starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfer: Vec<PlanTransfer>,
+    /// Files copied back from the worker into the main execution when it ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetch: Vec<PlanTransfer>,
     /// `job.activeDeadlineSeconds` of the worker, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,

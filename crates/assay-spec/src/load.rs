@@ -1,0 +1,994 @@
+//! Loading: YAML text in, typed documents and located diagnostics out.
+//!
+//! ```
+//! let text = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\n\
+//!             metadata: {name: hello}\nspec:\n  steps:\n  - shel: echo hi\n";
+//! let loaded = assay_spec::load::load("hello.yaml", text);
+//! assert_eq!(loaded.checked, 1);
+//! assert!(loaded.documents.is_empty()); // the only document did not load
+//! let first = loaded.diagnostics[0].to_string();
+//! assert_eq!(first, "hello.yaml:6:5: unknown field `shel`\n  hint: did you mean `shell`?");
+//! ```
+//!
+//! How it works, and what callers can rely on:
+//!
+//! - Each YAML document of a file is read on its own into a located tree (`located.rs`), turned
+//!   into a [`serde_json::Value`] (kept as [`LoadedDocument::raw`]) plus a [`Locations`] table,
+//!   and the typed [`Document`] is deserialized from that value with `serde_path_to_error`, so
+//!   every serde error has a JSON path that maps back to a line and column.
+//! - Every problem is reported, not just the first: after an error the offending node is removed
+//!   or replaced with a neutral value and deserialization is tried again (at most
+//!   [`MAX_ERRORS_PER_DOCUMENT`] times).
+//! - Only `TestWorkflow` and `TestWorkflowTemplate` documents are checked. Other kinds (Test,
+//!   Webhook, ConfigMap, ...) are skipped without a word and counted nowhere; a document without
+//!   a `kind` is an error. An empty document (`---` and nothing) is not a document.
+//! - A repeated mapping key keeps its last value with a warning, as Kubernetes does. YAML 1.1
+//!   booleans (`yes`, `no`, `on`, `off`) are booleans, as in Kubernetes.
+//! - Hostile input is bounded: at most [`MAX_INPUT_BYTES`] per file, nesting depth, node count
+//!   and alias expansion limited by serde-saphyr's budget; each breach is one error.
+//! - `null` behaves like an absent field (Go's `encoding/json` does the same), so `env:` with
+//!   nothing after it is fine.
+//!
+//! The compiler reports problems by JSON path (`spec.steps[2].template.name`); turn one into a
+//! position with [`Locations::locate`] on the document's `locations`.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use serde_saphyr::{DuplicateKeyPolicy, NonFiniteFloatPolicy, Spanned};
+
+use crate::diagnostic::{self, Diagnostic};
+use crate::located::{self, Node};
+use crate::model::{Document, TestWorkflow, TestWorkflowTemplate};
+use crate::suggest;
+
+pub use crate::located::Locations;
+
+/// The only `apiVersion` Assay reads.
+pub const API_VERSION: &str = "testworkflows.testkube.io/v1";
+
+/// Largest file accepted. Kubernetes stores at most 1.5 MiB per object, so a real workflow file
+/// is far below this; anything above is refused before parsing.
+pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Most problems reported for one document (and most retries of its deserialization).
+pub const MAX_ERRORS_PER_DOCUMENT: usize = 50;
+
+/// Deepest nesting of YAML collections accepted (Testkube workflows rarely pass 15).
+pub const MAX_DEPTH: usize = 64;
+
+/// Which of the two document kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    TestWorkflow,
+    TestWorkflowTemplate,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::TestWorkflow => "TestWorkflow",
+            Kind::TestWorkflowTemplate => "TestWorkflowTemplate",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Kind> {
+        match name {
+            "TestWorkflow" => Some(Kind::TestWorkflow),
+            "TestWorkflowTemplate" => Some(Kind::TestWorkflowTemplate),
+            _ => None,
+        }
+    }
+}
+
+/// One document that loaded into the typed model.
+#[derive(Debug, Clone)]
+pub struct LoadedDocument {
+    /// Index of the YAML document in its file (0-based, counting every document).
+    pub index: usize,
+    pub kind: Kind,
+    /// `metadata.name` (may be empty; validation reports that).
+    pub name: String,
+    pub document: Document,
+    /// The document as JSON, exactly as written (including `kind`, and `null`s).
+    pub raw: Value,
+    /// Where every JSON path of `raw` is in the file.
+    pub locations: Locations,
+    /// 1-based line where the document starts.
+    pub line: usize,
+}
+
+/// Everything [`load`] found in one file.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// The checked documents that loaded into the typed model, in file order.
+    pub documents: Vec<LoadedDocument>,
+    /// How many documents were checked: TestWorkflow / TestWorkflowTemplate documents, documents
+    /// without a `kind`, and 1 for a file that could not be read as YAML at all.
+    pub checked: usize,
+    /// Problems in file order; warnings included.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// How many checked documents have at least one error (a file-level error counts as one).
+    pub fn invalid(&self) -> usize {
+        let mut docs: Vec<Option<usize>> = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.document)
+            .collect();
+        docs.sort_unstable();
+        docs.dedup();
+        docs.len().min(self.checked)
+    }
+
+    /// Whether the document with this index has no errors.
+    pub fn is_valid(&self, index: usize) -> bool {
+        !self
+            .diagnostics
+            .iter()
+            .any(|d| d.is_error() && (d.document == Some(index) || d.document.is_none()))
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Load raw bytes: like [`load`], but invalid UTF-8 is one located error instead of a panic.
+pub fn load_bytes(file: &str, bytes: &[u8]) -> Loaded {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load(file, text),
+        Err(err) => {
+            let valid = &bytes[..err.valid_up_to()];
+            // Safe: the prefix up to `valid_up_to` is valid UTF-8 by definition.
+            let prefix = std::str::from_utf8(valid).unwrap_or_default();
+            let line = prefix.matches('\n').count() + 1;
+            let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            file_error(
+                file,
+                line,
+                column,
+                format!(
+                    "not valid UTF-8 (byte {} is not part of a UTF-8 character)",
+                    err.valid_up_to()
+                ),
+                Some("save the file as UTF-8".to_string()),
+            )
+        }
+    }
+}
+
+/// Load every document of one file. `file` is only used in diagnostics. Never panics, whatever
+/// the input.
+pub fn load(file: &str, text: &str) -> Loaded {
+    if text.len() > MAX_INPUT_BYTES {
+        return file_error(
+            file,
+            1,
+            1,
+            format!(
+                "file is too large ({:.1} MiB; the limit is {} MiB)",
+                text.len() as f64 / (1024.0 * 1024.0),
+                MAX_INPUT_BYTES / (1024 * 1024)
+            ),
+            Some("Kubernetes stores at most 1.5 MiB per object; split the file".to_string()),
+        );
+    }
+    let roots: Vec<Spanned<Node>> =
+        match serde_saphyr::from_str_multiple_with_options(text, yaml_options()) {
+            Ok(roots) => roots,
+            Err(err) => return yaml_error(file, text, &err),
+        };
+
+    let mut loaded = Loaded::default();
+    for (index, root) in roots.iter().enumerate() {
+        load_document(file, text, index, root, &mut loaded);
+    }
+    diagnostic::sort(&mut loaded.diagnostics);
+    loaded
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH;
+    options.budget = Some(budget);
+    // Duplicates reach the located tree, which keeps the last and warns (Kubernetes' behaviour).
+    options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
+    // `.inf`/`.nan` have no JSON form; keep them as the strings they were written as.
+    options.non_finite_float_policy = NonFiniteFloatPolicy::AsString;
+    options.with_snippet = false;
+    options
+}
+
+fn file_error(
+    file: &str,
+    line: usize,
+    column: usize,
+    message: String,
+    hint: Option<String>,
+) -> Loaded {
+    Loaded {
+        documents: Vec::new(),
+        checked: 1,
+        diagnostics: vec![Diagnostic::error(file, line, column, message).with_hint_opt(hint)],
+    }
+}
+
+/// One error for a file that is not YAML (or breaks a limit).
+fn yaml_error(file: &str, text: &str, err: &serde_saphyr::Error) -> Loaded {
+    let err = err.without_snippet();
+    let (line, column) = err.location().map_or((1, 1), |l| {
+        (l.line().max(1) as usize, l.column().max(1) as usize)
+    });
+    let mut message = err.to_string();
+    // serde-saphyr prefixes "line N column M: "; we print the position ourselves.
+    if let Some(rest) = message.strip_prefix("error: ") {
+        message = rest.to_string();
+    }
+    if let Some(i) = message.find(": ")
+        && message[..i].starts_with("line ")
+        && message[..i].contains(" column ")
+    {
+        message = message[i + 2..].to_string();
+    }
+    let mut message = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    // Some parser messages end with the position again; we already print it in front.
+    if let Some(i) = message.rfind(" at line ")
+        && message[i..].contains(", column ")
+    {
+        message.truncate(i);
+    }
+    let lower = message.to_lowercase();
+    let (message, hint) = if lower.contains("budget")
+        || lower.contains("limit")
+        || lower.contains("exceeded")
+    {
+        (
+            format!("YAML too large or too deeply nested: {message}"),
+            Some(format!(
+                "workflow files stay well within these limits (nesting depth {MAX_DEPTH}, no alias bombs)"
+            )),
+        )
+    } else if looks_like_helm(text) {
+        (
+            format!("not valid YAML: {message}"),
+            Some("is this a Helm template? render it with `helm template` first".to_string()),
+        )
+    } else {
+        (format!("not valid YAML: {message}"), None)
+    };
+    file_error(file, line, column, message, hint)
+}
+
+/// Helm/Go-template markers at the start of a line or as a whole value.
+fn looks_like_helm(text: &str) -> bool {
+    text.lines().any(|l| {
+        let t = l.trim_start();
+        t.starts_with("{{-")
+            || t.starts_with("{{ .Values")
+            || t.starts_with("{{ include")
+            || t.starts_with("{{ if")
+            || t.starts_with("{{ end")
+    }) || text.contains(".Values.")
+}
+
+fn load_document(file: &str, text: &str, index: usize, root: &Spanned<Node>, loaded: &mut Loaded) {
+    let (line, column) = located::position(root);
+    let err = |line: usize, column: usize, msg: String| {
+        Diagnostic::error(file, line, column, msg).in_document(index)
+    };
+    match &root.value {
+        Node::Null => return, // `---` with nothing after it
+        Node::Map(_) => {}
+        other => {
+            loaded.checked += 1;
+            loaded.diagnostics.push(
+                err(line, column, format!(
+                    "a document must be a mapping with `apiVersion`, `kind`, `metadata` and `spec`, found {}",
+                    node_kind(other)
+                )),
+            );
+            return;
+        }
+    }
+    let converted = located::to_json(root, text);
+    let value = converted.value;
+    let locations = converted.locations;
+
+    let kind_name = match value.get("kind") {
+        None | Some(Value::Null) => {
+            loaded.checked += 1;
+            loaded.diagnostics.push(
+                err(line, column, "document has no `kind`".to_string())
+                    .with_hint("add `kind: TestWorkflow` or `kind: TestWorkflowTemplate`"),
+            );
+            return;
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            let (l, c) = locations.locate("kind").unwrap_or((line, column));
+            loaded.checked += 1;
+            loaded.diagnostics.push(err(
+                l,
+                c,
+                format!("`kind` must be a string, found {}", json_kind(other)),
+            ));
+            return;
+        }
+    };
+    let Some(kind) = Kind::from_name(&kind_name) else {
+        // A near miss of our kinds is a typo, not some other Kubernetes object.
+        if let Some(close) = suggest::closest(&kind_name, ["TestWorkflow", "TestWorkflowTemplate"])
+        {
+            let (l, c) = locations.locate("kind").unwrap_or((line, column));
+            loaded.checked += 1;
+            loaded.diagnostics.push(
+                err(l, c, format!("unknown kind `{kind_name}`"))
+                    .with_hint(format!("did you mean `{close}`?")),
+            );
+        }
+        return;
+    };
+    loaded.checked += 1;
+
+    for p in &converted.problems {
+        let d = if p.warning {
+            Diagnostic::warning(file, p.line, p.column, &p.message)
+        } else {
+            Diagnostic::error(file, p.line, p.column, &p.message)
+        };
+        loaded.diagnostics.push(
+            d.with_hint_opt(p.hint.clone())
+                .in_document(index)
+                .at_path(&p.path),
+        );
+    }
+    let tree_errors = converted.problems.iter().any(|p| !p.warning);
+
+    let mut ok = !tree_errors;
+    match value.get("apiVersion") {
+        Some(Value::String(v)) if v == API_VERSION => {}
+        None | Some(Value::Null) => {
+            ok = false;
+            loaded.diagnostics.push(
+                err(line, column, "document has no `apiVersion`".to_string())
+                    .with_hint(format!("add `apiVersion: {API_VERSION}`")),
+            );
+        }
+        Some(other) => {
+            ok = false;
+            let (l, c) = locations.locate("apiVersion").unwrap_or((line, column));
+            let shown = other
+                .as_str()
+                .map_or_else(|| other.to_string(), str::to_string);
+            loaded.diagnostics.push(
+                err(l, c, format!("unsupported apiVersion `{shown}`"))
+                    .with_hint(format!("Assay reads `apiVersion: {API_VERSION}`"))
+                    .at_path("apiVersion"),
+            );
+        }
+    }
+
+    // The typed model has no `kind` (the enum variant says it); nulls mean "absent".
+    let mut work = value.clone();
+    if let Value::Object(map) = &mut work {
+        map.shift_remove("kind");
+    }
+    strip_nulls(&mut work);
+
+    let ctx = Ctx {
+        file,
+        text,
+        index,
+        locations: &locations,
+    };
+    let document = match kind {
+        Kind::TestWorkflow => deserialize_all::<TestWorkflow>(&ctx, work, &mut loaded.diagnostics)
+            .map(Document::TestWorkflow),
+        Kind::TestWorkflowTemplate => {
+            deserialize_all::<TestWorkflowTemplate>(&ctx, work, &mut loaded.diagnostics)
+                .map(Document::TestWorkflowTemplate)
+        }
+    };
+    if let (Some(document), true) = (document, ok) {
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        loaded.documents.push(LoadedDocument {
+            index,
+            kind,
+            name,
+            document,
+            raw: value,
+            locations,
+            line,
+        });
+    }
+}
+
+fn node_kind(node: &Node) -> &'static str {
+    match node {
+        Node::Null => "nothing",
+        Node::Bool(_) => "a boolean",
+        Node::Int(_) | Node::UInt(_) | Node::Float(_) => "a number",
+        Node::Str(_) => "a string",
+        Node::Seq(_) => "a list",
+        Node::Map(_) => "a mapping",
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn strip_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    index: usize,
+    locations: &'a Locations,
+}
+
+/// One step of a JSON path, as `serde_path_to_error` reports it.
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn path_string(segs: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in segs {
+        match seg {
+            Seg::Key(k) => out = located::join_key(&out, k),
+            Seg::Index(i) => out = located::join_index(&out, *i),
+        }
+    }
+    out
+}
+
+fn node_at<'v>(value: &'v mut Value, segs: &[Seg]) -> Option<&'v mut Value> {
+    let mut cur = value;
+    for seg in segs {
+        cur = match (seg, cur) {
+            (Seg::Key(k), Value::Object(map)) => map.get_mut(k)?,
+            (Seg::Index(i), Value::Array(items)) => items.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// Deserialize `T` from `work`, reporting every error rather than the first: after each error the
+/// offending node is removed or replaced with a neutral value and deserialization runs again.
+fn deserialize_all<T: DeserializeOwned>(
+    ctx: &Ctx<'_>,
+    mut work: Value,
+    out: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    let mut reported = 0usize;
+    // Nodes we invented to get past a missing field: errors there are ours, not the user's.
+    let mut invented: Vec<(Vec<Seg>, usize)> = Vec::new();
+    for _ in 0..MAX_ERRORS_PER_DOCUMENT * 2 {
+        let err = match serde_path_to_error::deserialize::<_, T>(&work) {
+            Ok(doc) => return (reported == 0).then_some(doc),
+            Err(err) => err,
+        };
+        let segs: Vec<Seg> = err
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+                _ => None,
+            })
+            .collect();
+        let message = err.inner().to_string();
+
+        // An error inside something we invented: try the next stand-in, silently.
+        if let Some(slot) = invented.iter_mut().find(|(p, _)| segs.starts_with(p)) {
+            slot.1 += 1;
+            let Some(stand_in) = STAND_INS.get(slot.1) else {
+                return None;
+            };
+            let p = slot.0.clone();
+            match node_at(&mut work, &p) {
+                Some(node) => *node = stand_in(),
+                None => return None,
+            }
+            continue;
+        }
+
+        let problem = explain(ctx, &segs, &message);
+        reported += 1;
+        out.push(problem.diagnostic);
+        if reported >= MAX_ERRORS_PER_DOCUMENT {
+            return None;
+        }
+        if !repair(&mut work, &segs, &problem.repair, &mut invented) {
+            return None;
+        }
+    }
+    None
+}
+
+const STAND_INS: &[fn() -> Value] = &[
+    || Value::String(String::new()),
+    || Value::Object(Default::default()),
+    || Value::Array(Vec::new()),
+    || Value::from(0),
+    || Value::Bool(false),
+];
+
+enum Repair {
+    /// Remove the key at the path from its mapping.
+    RemoveKey,
+    /// Put this value where the bad one was.
+    Replace(Value),
+    /// Insert a stand-in for a missing field of the mapping at the path.
+    Insert(String),
+}
+
+struct Explained {
+    diagnostic: Diagnostic,
+    repair: Repair,
+}
+
+/// Turn one serde message into a user-facing diagnostic and a way to get past it.
+fn explain(ctx: &Ctx<'_>, segs: &[Seg], message: &str) -> Explained {
+    let path = path_string(segs);
+    let field = match segs.last() {
+        Some(Seg::Key(k)) => Some(k.as_str()),
+        _ => None,
+    };
+    let at_value = |m: String| {
+        let (l, c) = ctx.locations.locate(&path).unwrap_or((1, 1));
+        Diagnostic::error(ctx.file, l, c, m)
+            .in_document(ctx.index)
+            .at_path(&path)
+    };
+
+    if let Some(name) = backticked(message, "unknown field `") {
+        let (l, c) = ctx.locations.locate_key(&path).unwrap_or((1, 1));
+        let candidates = suggest::expected_names(message);
+        let hint = suggest::closest(name, candidates.iter().copied())
+            .map(|c| format!("did you mean `{c}`?"));
+        let hint = hint.or_else(|| special_unknown_field_hint(name, segs));
+        return Explained {
+            diagnostic: Diagnostic::error(ctx.file, l, c, format!("unknown field `{name}`"))
+                .with_hint_opt(hint)
+                .in_document(ctx.index)
+                .at_path(&path),
+            repair: Repair::RemoveKey,
+        };
+    }
+    if let Some(name) = backticked(message, "missing field `") {
+        return Explained {
+            diagnostic: at_value(format!("missing required field `{name}`")),
+            repair: Repair::Insert(name.to_string()),
+        };
+    }
+    if let Some(value) = backticked(message, "unknown variant `") {
+        let candidates = suggest::expected_names(message);
+        let what = field.map_or(String::new(), |f| format!(" for `{f}`"));
+        let hint = match suggest::closest(value, candidates.iter().copied()) {
+            Some(c) => format!("did you mean `{c}`?"),
+            None => format!(
+                "use one of {}",
+                candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let replacement = candidates
+            .first()
+            .map_or(Value::Null, |c| Value::String(c.to_string()));
+        return Explained {
+            diagnostic: at_value(format!("unknown value `{value}`{what}")).with_hint(hint),
+            repair: Repair::Replace(replacement),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        let found_plain = describe_found(found);
+        let expected_plain = describe_expected(expected, field);
+        let mut hint = None;
+        if expected_plain == "a string"
+            && matches!(found_plain, "a boolean" | "a number")
+            && let Some((a, b)) = ctx.locations.source_range(&path)
+            && let Some(written) = ctx.text.get(a..b)
+        {
+            hint = Some(format!(
+                "YAML reads `{written}` as {found_plain}; quote it (\"{written}\") to keep it a string"
+            ));
+        }
+        if found_plain == "a string" && expected_plain.starts_with("a list") {
+            hint = Some("write each item on its own line starting with `- `".to_string());
+        }
+        return Explained {
+            diagnostic: at_value(format!("expected {expected_plain}, found {found_plain}"))
+                .with_hint_opt(hint),
+            repair: Repair::Replace(stand_in_for(expected)),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        return Explained {
+            diagnostic: at_value(format!(
+                "expected {}, found {}",
+                describe_expected(expected, field),
+                found.replace('`', "")
+            )),
+            repair: Repair::Replace(stand_in_for(expected)),
+        };
+    }
+    if message.starts_with("data did not match any variant of untagged enum DynamicList") {
+        return Explained {
+            diagnostic: at_value("expected a list or an expression string".to_string()),
+            repair: Repair::Replace(Value::Array(Vec::new())),
+        };
+    }
+    Explained {
+        diagnostic: at_value(message.to_string()),
+        repair: Repair::Replace(Value::Null),
+    }
+}
+
+/// Fields people put in the wrong place, with where they belong.
+fn special_unknown_field_hint(name: &str, segs: &[Seg]) -> Option<String> {
+    let top_level = segs.len() == 1;
+    match name {
+        "steps" | "setup" | "after" | "container" | "content" | "config" | "services"
+            if top_level =>
+        {
+            Some(format!("`{name}` belongs under `spec`"))
+        }
+        "name" if top_level => Some("`name` belongs under `metadata`".to_string()),
+        _ => None,
+    }
+}
+
+/// The text between `prefix` and the next backtick.
+fn backticked<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = message.strip_prefix(prefix)?;
+    rest.split('`').next()
+}
+
+fn describe_found(found: &str) -> &'static str {
+    if found.starts_with("string") {
+        "a string"
+    } else if found.starts_with("boolean") {
+        "a boolean"
+    } else if found.starts_with("integer") || found.starts_with("floating point") {
+        "a number"
+    } else if found.starts_with("map") {
+        "a mapping"
+    } else if found.starts_with("sequence") {
+        "a list"
+    } else if found.starts_with("null") || found.starts_with("unit") {
+        "nothing"
+    } else {
+        "something else"
+    }
+}
+
+fn describe_expected(expected: &str, field: Option<&str>) -> String {
+    let e = expected.trim();
+    if e.contains("sequence") {
+        let of = match field {
+            Some("steps" | "setup" | "after") => " of steps",
+            Some("env") => " of environment variables (`- name: X` and `value: ...`)",
+            Some("use") => " of template references (`- name: ...`)",
+            Some("paths" | "command" | "args" | "enum") => " of strings",
+            Some("files") => " of files",
+            Some("events") => " of events",
+            Some("transfer" | "fetch") => " of transfers",
+            _ => "",
+        };
+        return format!("a list{of}");
+    }
+    if e.starts_with("struct ") || e.contains("map") {
+        return "a mapping".to_string();
+    }
+    if e == "a string" || e == "string" {
+        return "a string".to_string();
+    }
+    if e.contains("boolean") || e == "bool" {
+        return "a boolean (`true` or `false`)".to_string();
+    }
+    if matches!(
+        e,
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize"
+    ) || e.contains("integer")
+    {
+        let range = match e {
+            "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer",
+            _ => "an integer",
+        };
+        return range.to_string();
+    }
+    if matches!(e, "f32" | "f64") {
+        return "a number".to_string();
+    }
+    e.to_string()
+}
+
+fn stand_in_for(expected: &str) -> Value {
+    let e = expected.trim();
+    if e.contains("sequence") {
+        Value::Array(Vec::new())
+    } else if e.starts_with("struct ") || e.contains("map") {
+        Value::Object(Default::default())
+    } else if e.contains("string") {
+        Value::String(String::new())
+    } else if e.contains("boolean") || e == "bool" {
+        Value::Bool(false)
+    } else if e.starts_with('i')
+        || e.starts_with('u')
+        || e.starts_with('f')
+        || e.contains("integer")
+    {
+        Value::from(0)
+    } else {
+        Value::Null
+    }
+}
+
+fn repair(
+    work: &mut Value,
+    segs: &[Seg],
+    how: &Repair,
+    invented: &mut Vec<(Vec<Seg>, usize)>,
+) -> bool {
+    match how {
+        Repair::RemoveKey => {
+            let Some((Seg::Key(key), parent)) = segs.split_last() else {
+                return false;
+            };
+            match node_at(work, parent) {
+                Some(Value::Object(map)) => map.shift_remove(key).is_some(),
+                _ => false,
+            }
+        }
+        Repair::Replace(with) => match node_at(work, segs) {
+            Some(node) if node != with => {
+                *node = with.clone();
+                true
+            }
+            Some(_) => {
+                // Replacing made no difference: drop the node instead, if it is a field.
+                repair(work, segs, &Repair::RemoveKey, invented)
+            }
+            None => false,
+        },
+        Repair::Insert(name) => match node_at(work, segs) {
+            Some(Value::Object(map)) if !map.contains_key(name) => {
+                map.insert(name.clone(), STAND_INS[0]());
+                let mut p = segs.to_vec();
+                p.push(Seg::Key(name.clone()));
+                invented.push((p, 0));
+                true
+            }
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str =
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: w\n";
+
+    fn lines(loaded: &Loaded) -> Vec<String> {
+        loaded.diagnostics.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn valid_workflow_loads() {
+        let text =
+            format!("{HEAD}spec:\n  steps:\n  - name: a\n    shell: echo hi\n    optional: yes\n");
+        let loaded = load("w.yaml", &text);
+        assert_eq!(lines(&loaded), Vec::<String>::new());
+        assert_eq!(loaded.checked, 1);
+        assert_eq!(loaded.documents.len(), 1);
+        let doc = &loaded.documents[0];
+        assert_eq!(doc.name, "w");
+        assert_eq!(doc.kind, Kind::TestWorkflow);
+        let Document::TestWorkflow(wf) = &doc.document else {
+            panic!("not a workflow")
+        };
+        assert_eq!(wf.spec.steps[0].shell, "echo hi");
+        assert!(wf.spec.steps[0].optional, "`yes` is a YAML 1.1 boolean");
+        assert_eq!(doc.locations.locate("spec.steps[0].shell"), Some((8, 12)));
+    }
+
+    #[test]
+    fn every_unknown_field_is_reported_with_a_suggestion() {
+        let text = format!(
+            "{HEAD}spec:\n  steps:\n  - name: a\n    shel: echo hi\n    conditon: always\n  - name: b\n    banana: 1\n"
+        );
+        let loaded = load("w.yaml", &text);
+        assert_eq!(
+            lines(&loaded),
+            [
+                "w.yaml:8:5: unknown field `shel`\n  hint: did you mean `shell`?",
+                "w.yaml:9:5: unknown field `conditon`\n  hint: did you mean `condition`?",
+                "w.yaml:11:5: unknown field `banana`",
+            ]
+        );
+        assert!(loaded.documents.is_empty());
+        assert_eq!(loaded.invalid(), 1);
+    }
+
+    #[test]
+    fn wrong_types_say_what_was_expected() {
+        let text =
+            format!("{HEAD}spec:\n  steps: echo hi\n  after:\n  - name: a\n    negative: maybe\n");
+        let loaded = load("w.yaml", &text);
+        assert_eq!(
+            lines(&loaded),
+            [
+                "w.yaml:6:10: expected a list of steps, found a string\n  hint: write each item on its own line starting with `- `",
+                "w.yaml:9:15: expected a boolean (`true` or `false`), found a string",
+            ]
+        );
+    }
+
+    #[test]
+    fn unquoted_number_in_a_string_field_gets_a_quoting_hint() {
+        let text =
+            format!("{HEAD}spec:\n  container:\n    env:\n    - name: X\n      value: 0755\n");
+        let loaded = load("w.yaml", &text);
+        assert_eq!(loaded.diagnostics.len(), 1, "{:?}", lines(&loaded));
+        let d = &loaded.diagnostics[0];
+        assert_eq!(d.message, "expected a string, found a number");
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("YAML reads `0755` as a number; quote it (\"0755\") to keep it a string")
+        );
+    }
+
+    #[test]
+    fn unknown_parameter_type_is_suggested() {
+        let text = format!("{HEAD}spec:\n  config:\n    n:\n      type: integr\n");
+        let loaded = load("w.yaml", &text);
+        assert_eq!(
+            lines(&loaded),
+            ["w.yaml:8:13: unknown value `integr` for `type`\n  hint: did you mean `integer`?"]
+        );
+    }
+
+    #[test]
+    fn missing_required_field_is_reported_once() {
+        let text =
+            format!("{HEAD}spec:\n  use:\n  - config: {{a: 1}}\n  - name: t\n    extra: 2\n");
+        let loaded = load("w.yaml", &text);
+        assert_eq!(
+            lines(&loaded),
+            [
+                "w.yaml:7:5: missing required field `name`",
+                "w.yaml:9:5: unknown field `extra`",
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_key_warns_and_the_document_stays_valid() {
+        let text = format!("{HEAD}spec:\n  container:\n    image: a\n  container:\n    image: b\n");
+        let loaded = load("w.yaml", &text);
+        assert_eq!(
+            lines(&loaded),
+            [
+                "w.yaml:8:3: warning: duplicate key `container`; the last one wins (as Kubernetes does)"
+            ]
+        );
+        assert_eq!(loaded.invalid(), 0);
+        let Document::TestWorkflow(wf) = &loaded.documents[0].document else {
+            panic!()
+        };
+        assert_eq!(wf.spec.container.as_ref().unwrap().image, "b");
+    }
+
+    #[test]
+    fn other_kinds_are_skipped_and_missing_kind_is_an_error() {
+        let text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n---\n---\n{HEAD}---\napiVersion: testworkflows.testkube.io/v1\nmetadata: {{name: x}}\n"
+        );
+        let loaded = load("m.yaml", &text);
+        assert_eq!(loaded.checked, 2);
+        assert_eq!(loaded.documents.len(), 1);
+        assert_eq!(
+            loaded.documents[0].index, 1,
+            "empty documents are not documents"
+        );
+        assert_eq!(loaded.documents[0].line, 6);
+        assert_eq!(
+            lines(&loaded),
+            [
+                "m.yaml:11:1: document has no `kind`\n  hint: add `kind: TestWorkflow` or `kind: TestWorkflowTemplate`"
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_api_version_and_kind_typo() {
+        let text = "apiVersion: testworkflows.testkube.io/v2\nkind: TestWorkflow\nmetadata: {name: a}\n---\napiVersion: testworkflows.testkube.io/v1\nkind: TestWorkfow\nmetadata: {name: b}\n";
+        let loaded = load("v.yaml", text);
+        assert_eq!(
+            lines(&loaded),
+            [
+                "v.yaml:1:13: unsupported apiVersion `testworkflows.testkube.io/v2`\n  hint: Assay reads `apiVersion: testworkflows.testkube.io/v1`",
+                "v.yaml:6:7: unknown kind `TestWorkfow`\n  hint: did you mean `TestWorkflow`?",
+            ]
+        );
+        assert_eq!(loaded.checked, 2);
+        assert_eq!(loaded.invalid(), 2);
+    }
+
+    #[test]
+    fn empty_input_is_zero_documents() {
+        for text in ["", "\n", "# just a comment\n", "---\n", "---\n---\n"] {
+            let loaded = load("e.yaml", text);
+            assert_eq!(loaded.checked, 0, "{text:?}");
+            assert!(loaded.diagnostics.is_empty(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_located() {
+        let loaded = load_bytes("b.yaml", b"kind: TestWorkflow\nname: a\xffb\n");
+        assert_eq!(
+            lines(&loaded),
+            [
+                "b.yaml:2:8: not valid UTF-8 (byte 26 is not part of a UTF-8 character)\n  hint: save the file as UTF-8"
+            ]
+        );
+        assert_eq!(loaded.invalid(), 1);
+    }
+
+    #[test]
+    fn nulls_are_absent_fields() {
+        let text =
+            format!("{HEAD}spec:\n  container:\n    env:\n  steps:\n  - name: a\n    shell:\n");
+        let loaded = load("w.yaml", &text);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", lines(&loaded));
+        assert_eq!(
+            loaded.documents[0].raw["spec"]["container"]["env"],
+            Value::Null
+        );
+    }
+}
