@@ -516,14 +516,9 @@ fn deserialize_all<T: DeserializeOwned>(
         // An error inside something we invented: try the next stand-in, silently.
         if let Some(slot) = invented.iter_mut().find(|(p, _)| segs.starts_with(p)) {
             slot.1 += 1;
-            let Some(stand_in) = STAND_INS.get(slot.1) else {
-                return None;
-            };
+            let stand_in = STAND_INS.get(slot.1)?;
             let p = slot.0.clone();
-            match node_at(&mut work, &p) {
-                Some(node) => *node = stand_in(),
-                None => return None,
-            }
+            *node_at(&mut work, &p)? = stand_in();
             continue;
         }
 
