@@ -1,0 +1,139 @@
+//! Finding a step's artifacts by glob (`**` included).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSetBuilder};
+
+/// One file to report.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Found {
+    /// Relative to the artifacts' working directory when inside it, else to the pattern's
+    /// literal base folder; `/`-separated.
+    pub path: String,
+    pub size: u64,
+    pub source: PathBuf,
+}
+
+/// Calls `f(relative path, absolute path)` for every regular file under `base`, following no
+/// symbolic links to folders.
+pub(crate) fn walk(base: &Path, f: &mut dyn FnMut(&str, &Path)) {
+    let mut stack = vec![(base.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if kind.is_dir() {
+                stack.push((path, rel));
+            } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
+                f(&rel, &path);
+            }
+        }
+    }
+}
+
+/// Splits an absolute or relative pattern into a literal base folder and the glob below it.
+fn split_pattern(pattern: &str) -> (String, String) {
+    let mut base = Vec::new();
+    let mut parts = pattern.split('/').peekable();
+    while let Some(p) = parts.peek() {
+        if p.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        base.push(*p);
+        parts.next();
+    }
+    let rest: Vec<&str> = parts.collect();
+    if rest.is_empty() {
+        // A plain path: a file, or a folder meaning everything in it.
+        return (base.join("/"), String::new());
+    }
+    (base.join("/"), rest.join("/"))
+}
+
+/// The files matching `patterns`. `to_host` maps a path as steps see it to the host;
+/// `work_dir` is the artifacts' working directory (host path).
+pub(crate) fn collect(
+    patterns: &[String],
+    work_dir: &Path,
+    to_host: &dyn Fn(&str) -> PathBuf,
+) -> Result<Vec<Found>, String> {
+    let mut found = Vec::new();
+    let mut seen = BTreeSet::new();
+    for pattern in patterns {
+        let (base, glob) = split_pattern(pattern);
+        let base_host = if base.starts_with('/') {
+            to_host(&base)
+        } else if base.is_empty() {
+            work_dir.to_path_buf()
+        } else {
+            work_dir.join(&base)
+        };
+        let matcher = if glob.is_empty() {
+            None
+        } else {
+            let mut set = GlobSetBuilder::new();
+            set.add(
+                Glob::new(&glob).map_err(|e| format!("invalid artifact pattern `{pattern}`: {e}"))?,
+            );
+            Some(set.build().map_err(|e| e.to_string())?)
+        };
+        let mut push = |abs: &Path| {
+            if !seen.insert(abs.to_path_buf()) {
+                return;
+            }
+            let Ok(meta) = std::fs::metadata(abs) else {
+                return;
+            };
+            let rel_root = if abs.starts_with(work_dir) {
+                work_dir
+            } else {
+                &base_host
+            };
+            let path = abs
+                .strip_prefix(rel_root)
+                .unwrap_or(abs)
+                .to_string_lossy()
+                .into_owned();
+            found.push(Found {
+                path,
+                size: meta.len(),
+                source: abs.to_path_buf(),
+            });
+        };
+        match &matcher {
+            None if base_host.is_file() => push(&base_host),
+            None => walk(&base_host, &mut |_, abs| push(abs)),
+            Some(m) => walk(&base_host, &mut |rel, abs| {
+                if m.is_match(rel) {
+                    push(abs)
+                }
+            }),
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_patterns() {
+        assert_eq!(split_pattern("/data/out/**/*.xml"), ("/data/out".into(), "**/*.xml".into()));
+        assert_eq!(split_pattern("report.txt"), ("report.txt".into(), String::new()));
+        assert_eq!(split_pattern("**/*"), (String::new(), "**/*".into()));
+    }
+}

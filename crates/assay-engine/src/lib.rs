@@ -1,0 +1,215 @@
+//! Runs a compiled [`Plan`] on this machine.
+//!
+//! The engine walks the plan's step tree with Testkube's semantics (conditions, optional,
+//! negative, retry, timeout, services, parallel workers, outputs, artifacts; see
+//! [`runner`](crate::runner) for how results are computed), runs every process in its own
+//! process group, masks secrets in everything it reports and tells its caller what happens
+//! through one closed [`Event`] enum on a bounded channel. It knows nothing of HTTP, SQL or
+//! terminals: persisting and showing events is the caller's job.
+//!
+//! ```no_run
+//! # async fn demo(plan: assay_spec::plan::Plan) {
+//! let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+//! let opts = assay_engine::RunOptions::new("/var/lib/assay/executions/01J0");
+//! let run = tokio::spawn(assay_engine::run(plan, opts, tx));
+//! while let Some(event) = rx.recv().await {
+//!     println!("{event:?}");
+//! }
+//! let outcome = run.await.unwrap();
+//! println!("{}", outcome.status);
+//! # }
+//! ```
+
+mod artifacts;
+mod content;
+mod event;
+mod layout;
+mod logs;
+mod machine;
+mod mask;
+mod options;
+mod parallel;
+mod process;
+mod runner;
+pub mod sandbox;
+mod services;
+mod sink;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use assay_spec::plan::{Plan, PlanProcess, PlanStep};
+use assay_spec::status::{ExecutionStatus, StepStatus};
+use tokio::sync::mpsc;
+
+pub use event::{Event, ExecutionOutcome, LogChunk, ServiceState, StepResult, WorkerState};
+pub use logs::MAX_LINE;
+pub use mask::{MASK, Masker};
+pub use options::{DEFAULT_SHELL, Isolation, LaunchRequest, RunOptions, WorkflowLauncher};
+pub use services::SERVICE_IP;
+
+use crate::layout::Layout;
+use crate::runner::{Runner, Shared};
+use crate::sink::EventSink;
+
+/// Runs `plan` to its end and returns the outcome; every event also goes to `events` (the last
+/// one is [`Event::ExecutionFinished`]). Never panics on bad input: problems become a failed
+/// execution with a reason.
+pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> ExecutionOutcome {
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let mut secrets: Vec<String> = opts.secrets.values().cloned().collect();
+    secrets.extend(opts.masked.iter().cloned());
+    collect_git_tokens(&plan.root, &mut secrets);
+    let masker = Masker::new(secrets.iter().map(String::as_str));
+    let sink = EventSink::new(events);
+    let shared = Arc::new(Shared {
+        opts,
+        masker,
+        sink,
+    });
+
+    let outcome = match prepare(&plan, &shared).await {
+        Ok(layout) => {
+            let mut runner = Runner::new(
+                shared.clone(),
+                layout,
+                String::new(),
+                shared.opts.cancel.clone(),
+            );
+            let deadline = plan.deadline_ms.map(|ms| start + Duration::from_millis(ms));
+            let root = runner.run_root(&plan.root, deadline).await;
+            runner.layout.close().await;
+            let status = parallel::execution_status(root, runner.interrupt.as_ref());
+            let error = match (&runner.interrupt, status) {
+                (Some(runner::Interrupt::Deadline), _) => Some(format!(
+                    "the execution's deadline (activeDeadlineSeconds: {}s) passed",
+                    plan.deadline_ms.unwrap_or(0) / 1000
+                )),
+                (Some(runner::Interrupt::Abort), _) => Some("the execution was aborted".into()),
+                _ => runner.fatal.clone(),
+            };
+            let outputs = runner
+                .facts
+                .iter()
+                .filter(|(_, f)| !f.outputs.is_empty())
+                .map(|(id, f)| (id.clone(), f.outputs.clone()))
+                .collect();
+            ExecutionOutcome {
+                status,
+                error,
+                steps: std::mem::take(&mut runner.results),
+                outputs,
+                started_at,
+                finished_at: SystemTime::now(),
+            }
+        }
+        Err(e) => {
+            let e = shared.masker.mask(&e).into_owned();
+            let mut runner = Runner::new(
+                shared.clone(),
+                Layout {
+                    data: shared.opts.work_dir.join("data"),
+                    outputs: shared.opts.work_dir.join("outputs"),
+                    tmp: shared.opts.work_dir.join("tmp"),
+                    sandbox: None,
+                },
+                String::new(),
+                shared.opts.cancel.clone(),
+            );
+            runner.skip_tree(&plan.root, Some(e.clone())).await;
+            ExecutionOutcome {
+                status: ExecutionStatus::Failed,
+                error: Some(e),
+                steps: std::mem::take(&mut runner.results),
+                outputs: Default::default(),
+                started_at,
+                finished_at: SystemTime::now(),
+            }
+        }
+    };
+    shared
+        .sink
+        .send(Event::ExecutionFinished {
+            status: outcome.status,
+            error: outcome.error.clone(),
+            at: outcome.finished_at,
+        })
+        .await;
+    outcome
+}
+
+/// Creates the execution's folders and, when needed, its private mount namespace.
+async fn prepare(plan: &Plan, shared: &Shared) -> Result<Layout, String> {
+    let needs = plan_mentions_private_paths(&plan.root);
+    let namespace = match shared.opts.isolation {
+        Isolation::None if needs => {
+            return Err(private_path_error("isolation is turned off"));
+        }
+        Isolation::None => false,
+        Isolation::Namespace => true,
+        Isolation::Auto if !needs => false,
+        Isolation::Auto => match sandbox::support() {
+            sandbox::Support::Unavailable(why) => return Err(private_path_error(why)),
+            _ => true,
+        },
+    };
+    Layout::create(&shared.opts.work_dir, namespace).await
+}
+
+fn private_path_error(why: &str) -> String {
+    format!(
+        "this workflow uses absolute paths under /data or /testkube, which need a private mount namespace on this machine, but {why}\n\nhint: run as root, or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces), or use paths relative to the working directory instead of /data"
+    )
+}
+
+/// Whether any process of the plan (steps, services, workers) refers to `/data` or
+/// `/testkube`, which only a private mount namespace can provide to a process.
+fn plan_mentions_private_paths(step: &PlanStep) -> bool {
+    let process = |p: &PlanProcess| {
+        p.command
+            .iter()
+            .chain(&p.args)
+            .chain(&p.shell)
+            .chain(p.env.iter().filter_map(|e| e.value.as_ref()))
+            .any(|s| layout::mentions_private_paths(s))
+    };
+    step.commands.iter().any(process)
+        || step.services.iter().any(|s| {
+            s.instances.iter().flatten().any(|i| process(&i.process))
+                || s.template.iter().any(|t| process(&t.process))
+        })
+        || step.parallel.as_ref().is_some_and(|p| {
+            p.workers
+                .iter()
+                .flatten()
+                .any(|w| plan_mentions_private_paths(&w.root))
+                || p.worker
+                    .iter()
+                    .any(|w| plan_mentions_private_paths(&w.root))
+        })
+        || step.steps.iter().any(plan_mentions_private_paths)
+}
+
+/// Literal git tokens in the plan are secrets too.
+fn collect_git_tokens(step: &PlanStep, out: &mut Vec<String>) {
+    if let Some(git) = step.content.as_ref().and_then(|c| c.git.as_ref())
+        && !git.token.is_empty()
+        && !git.token.contains("{{")
+    {
+        out.push(git.token.clone());
+    }
+    for s in &step.steps {
+        collect_git_tokens(s, out);
+    }
+    if let Some(p) = &step.parallel {
+        for w in p.workers.iter().flatten() {
+            collect_git_tokens(&w.root, out);
+        }
+    }
+}
+
+/// Whether a step status counts as success for the steps after it.
+pub fn succeeded(status: StepStatus) -> bool {
+    matches!(status, StepStatus::Passed | StepStatus::Skipped)
+}

@@ -1,0 +1,111 @@
+//! What the caller hands the engine besides the plan.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use assay_spec::plan::PlanExecuteWorkflow;
+use assay_spec::status::ExecutionStatus;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+/// Options of one run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The execution's own folder (inside the caller's data dir). The engine creates `data/`
+    /// (seen by steps as `/data`), `outputs/` (`/testkube/outputs`) and `tmp/` in it.
+    pub work_dir: PathBuf,
+    /// Values of `sensitive` config parameters by name: `{{ config.NAME }}` resolves from here
+    /// at run time. Every value is masked in logs and error messages.
+    pub secrets: BTreeMap<String, String>,
+    /// Further values to mask (e.g. `--secret` values), not addressable in expressions.
+    pub masked: Vec<String>,
+    /// Cancelled by the caller to abort the execution (Ctrl-C, `assay abort`).
+    pub cancel: CancellationToken,
+    /// Top-level expression variables: `execution` (`{id, name, number, ...}`), `workflow`
+    /// (`{name, ...}`), `organization`, ... as objects or values.
+    pub context: Map<String, Value>,
+    /// The environment every process starts from (the plan's env is applied on top). When
+    /// empty, the engine uses `PATH`, `HOME`, `USER`, `LANG`, `TERM` and `TZ` of its own
+    /// process.
+    pub base_env: BTreeMap<String, String>,
+    /// Whether steps get a private `/data` and `/testkube/outputs` (a mount namespace).
+    pub isolation: Isolation,
+    /// Shell for `shell` steps; the script is appended as the last argument.
+    /// Default: `bash -e -c` (see [`DEFAULT_SHELL`]).
+    pub shell: Vec<String>,
+    /// Time between SIGTERM and SIGKILL when a step is stopped (timeout, abort).
+    pub kill_grace: Duration,
+    /// Runs `execute` steps (other workflows); without it such steps fail with a clear error.
+    pub launcher: Option<Arc<dyn WorkflowLauncher>>,
+}
+
+/// Testkube runs shell steps with busybox `sh -c "set -e; ..."`; real workflows rely on ash
+/// extensions such as `[[ ]]` and `$RANDOM`, which bash has and dash lacks.
+pub const DEFAULT_SHELL: [&str; 3] = ["bash", "-e", "-c"];
+
+impl RunOptions {
+    /// Options with defaults for everything but the work directory.
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        RunOptions {
+            work_dir: work_dir.into(),
+            secrets: BTreeMap::new(),
+            masked: Vec::new(),
+            cancel: CancellationToken::new(),
+            context: Map::new(),
+            base_env: BTreeMap::new(),
+            isolation: Isolation::Auto,
+            shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
+            kill_grace: Duration::from_secs(5),
+            launcher: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("work_dir", &self.work_dir)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("masked", &self.masked.len())
+            .field("isolation", &self.isolation)
+            .field("shell", &self.shell)
+            .field("kill_grace", &self.kill_grace)
+            .field("launcher", &self.launcher.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How steps see `/data` and `/testkube/outputs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// A private mount namespace when the plan mentions `/data` or `/testkube` (and the OS
+    /// allows it); otherwise processes run directly, a little faster.
+    Auto,
+    /// Always a private mount namespace; an error when the OS does not allow it.
+    Namespace,
+    /// Never: plans that mention `/data` or `/testkube` fail with a hint.
+    None,
+}
+
+/// Starts other workflows for `execute` steps. The caller implements it over its store.
+pub trait WorkflowLauncher: Send + Sync {
+    /// Runs one copy of a workflow to its end and returns its final status.
+    fn launch(
+        &self,
+        request: LaunchRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<ExecutionStatus, String>> + Send + '_>>;
+}
+
+/// One workflow copy an `execute` step asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchRequest {
+    /// Ref of the `execute` step.
+    pub reference: String,
+    pub workflow: PlanExecuteWorkflow,
+    /// Index of this copy within the workflow's strategy.
+    pub index: u64,
+}

@@ -1,0 +1,283 @@
+//! `parallel` workers and `execute` of other workflows.
+//!
+//! Each worker is a separate execution in Testkube (its own pod); here it gets its own folder
+//! (`<work dir>/workers/<parallel ref>/<index>/`, with its own `/data` and namespace), its own
+//! runner, and refs prefixed `<parallel ref>/<index>/` in events. `transfer` copies files from
+//! the main `/data` into the worker before it starts, `fetch` copies them back after it ends.
+//! `parallelism` bounds the workers running at once (a semaphore); `failFast` aborts the
+//! others at the first failure; `paused` starts the first batch together (a barrier).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use assay_spec::plan::{PlanExecute, PlanParallel, PlanStrategy, PlanTransfer, PlanWorker, StrategyInstance};
+use assay_spec::status::{ExecutionStatus, StepStatus};
+use globset::{Glob, GlobSetBuilder};
+use serde_json::Value;
+use tokio::sync::{Barrier, Semaphore};
+
+use crate::event::{Event, StepResult, WorkerState};
+use crate::layout::Layout;
+use crate::options::LaunchRequest;
+use crate::runner::{Attempt, Frame, Interrupt, Runner};
+
+/// What a finished worker hands back.
+struct WorkerDone {
+    status: ExecutionStatus,
+    results: indexmap::IndexMap<String, StepResult>,
+    error: Option<String>,
+}
+
+/// The execution status for a root step's status and the walk's interrupt.
+pub(crate) fn execution_status(root: StepStatus, interrupt: Option<&Interrupt>) -> ExecutionStatus {
+    match (interrupt, root) {
+        (Some(Interrupt::Abort | Interrupt::Deadline), _) | (_, StepStatus::Aborted) => ExecutionStatus::Aborted,
+        (_, StepStatus::Passed | StepStatus::Skipped) => ExecutionStatus::Passed,
+        _ => ExecutionStatus::Failed,
+    }
+}
+
+impl Runner {
+    /// Concrete copies of a strategy whose values are known now.
+    pub(crate) fn strategy_instances(&self, strategy: &PlanStrategy) -> Result<Vec<StrategyInstance>, String> {
+        let env = self.base_env();
+        let base = self.layout.data.clone();
+        let params = self.with_machine(true, None, &env, Some(&base), |m| assay_spec::strategy::params(strategy, &[m]))?;
+        match params {
+            Some(p) => Ok(p.instances()),
+            None => Err("the strategy depends on values that are unknown at run time".into()),
+        }
+    }
+
+    /// The workers of a parallel step: from the plan, or expanded now (see
+    /// [`assay_spec::strategy::expand_worker`]).
+    fn workers(&self, par: &PlanParallel) -> Result<Vec<PlanWorker>, String> {
+        if let Some(w) = &par.workers {
+            return Ok(w.clone());
+        }
+        let Some(template) = &par.worker else {
+            return Err("parallel has neither workers nor a worker template".into());
+        };
+        self.strategy_instances(&par.strategy)?
+            .into_iter()
+            .map(|i| assay_spec::strategy::expand_worker(template, i))
+            .collect()
+    }
+
+    pub(crate) async fn parallel(&mut self, par: &PlanParallel, full: &str, frame: &Frame, a: &mut Attempt) {
+        let workers = match self.workers(par) {
+            Ok(w) => w,
+            Err(e) => return a.fail(format!("parallel: {e}")),
+        };
+        let count = workers.len() as u64;
+        if count == 0 {
+            return;
+        }
+        let limit = par.parallelism.map_or(count, |p| u64::from(p.max(1)).min(count));
+        let semaphore = Arc::new(Semaphore::new(limit as usize));
+        let barrier = Arc::new(Barrier::new(limit as usize));
+        let group = self.cancel.child_token();
+        let root_dir = self.shared.opts.work_dir.join("workers").join(sanitize(full));
+        let namespace = self.layout.sandbox.is_some();
+        let main_data = self.layout.data.clone();
+        let main_outputs = self.layout.outputs.clone();
+        let deadline = frame.deadline.as_ref().map(|d| d.0);
+        for w in &workers {
+            self.emit(Event::Worker { reference: full.to_string(), index: w.instance.index, count, state: WorkerState::Queued }).await;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (position, worker) in workers.into_iter().enumerate() {
+            let shared = self.shared.clone();
+            let semaphore = semaphore.clone();
+            let barrier = barrier.clone();
+            let group = group.clone();
+            let dir = root_dir.join(worker.instance.index.to_string());
+            let full = full.to_string();
+            let (main_data, main_outputs) = (main_data.clone(), main_outputs.clone());
+            let paused = par.paused && (position as u64) < limit;
+            let fail_fast = par.fail_fast;
+            tasks.spawn(async move {
+                let index = worker.instance.index;
+                let Ok(_permit) = semaphore.acquire_owned().await else {
+                    return (index, WorkerDone { status: ExecutionStatus::Aborted, results: Default::default(), error: None });
+                };
+                let layout = match Layout::create(&dir, namespace).await {
+                    Ok(l) => l,
+                    Err(e) => return (index, WorkerDone { status: ExecutionStatus::Failed, results: Default::default(), error: Some(e) }),
+                };
+                let mut error = None;
+                for t in &worker.transfer {
+                    if let Err(e) = transfer(t, &|p| main_host(&main_data, &main_outputs, p), &|p| layout.to_host(p)) {
+                        error.get_or_insert(format!("transfer: {e}"));
+                    }
+                }
+                if paused {
+                    barrier.wait().await;
+                }
+                shared.sink.send(Event::Worker { reference: full.clone(), index, count, state: WorkerState::Running }).await;
+                let mut runner = Runner::new(shared.clone(), layout, format!("{full}/{index}/"), group.child_token());
+                let status = if error.is_some() {
+                    runner.skip_tree(&worker.root, error.clone()).await;
+                    ExecutionStatus::Failed
+                } else {
+                    // A worker stops at its own deadline or its parent step's, whichever is first.
+                    let own = worker.deadline_ms.map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
+                    let deadline = match (own, deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let root = runner.run_root(&worker.root, deadline).await;
+                    execution_status(root, runner.interrupt.as_ref())
+                };
+                for t in &worker.fetch {
+                    if let Err(e) = transfer(t, &|p| runner.layout.to_host(p), &|p| main_host(&main_data, &main_outputs, p)) {
+                        error.get_or_insert(format!("fetch: {e}"));
+                    }
+                }
+                runner.layout.close().await;
+                if fail_fast && status != ExecutionStatus::Passed {
+                    group.cancel();
+                }
+                shared.sink.send(Event::Worker { reference: full.clone(), index, count, state: WorkerState::Finished { status } }).await;
+                let error = error.or(runner.fatal.take());
+                (index, WorkerDone { status, results: std::mem::take(&mut runner.results), error })
+            });
+        }
+        let mut done: Vec<(u64, WorkerDone)> = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(d) => done.push(d),
+                Err(e) => a.fail(format!("a worker crashed: {e}")),
+            }
+        }
+        done.sort_by_key(|d| d.0);
+        let mut failed = Vec::new();
+        for (index, d) in done {
+            self.results.extend(d.results);
+            if d.status != ExecutionStatus::Passed {
+                failed.push(match d.error {
+                    Some(e) => format!("#{index} {} ({})", d.status, self.mask(&e)),
+                    None => format!("#{index} {}", d.status),
+                });
+            }
+        }
+        if self.cancel.is_cancelled() {
+            self.interrupt_for(crate::process::StopReason::Abort, frame);
+        } else if deadline.is_some_and(|d| Instant::now() >= d) {
+            self.interrupt_for(crate::process::StopReason::Timeout, frame);
+        }
+        if !failed.is_empty() {
+            a.fail(format!("{} of {count} workers did not pass: {}", failed.len(), failed.join(", ")));
+        }
+    }
+
+    /// `execute`: other workflows, through the caller's [`crate::WorkflowLauncher`].
+    pub(crate) async fn execute(&mut self, execute: &PlanExecute, full: &str, _frame: &Frame, a: &mut Attempt) {
+        if !execute.tests.is_empty() {
+            return a.fail("execute.tests (Testkube's legacy tests) is not supported: convert them to workflows");
+        }
+        let Some(launcher) = self.shared.opts.launcher.clone() else {
+            return a.fail("execute needs a workflow store to start other workflows, and this run has none (run it through `assay run` with a data dir or a server)");
+        };
+        let mut requests = Vec::new();
+        for w in &execute.workflows {
+            let instances = match self.strategy_instances(&w.strategy) {
+                Ok(i) => i,
+                Err(e) => return a.fail(format!("execute {}: {e}", w.name)),
+            };
+            for i in instances {
+                requests.push(LaunchRequest { reference: full.to_string(), workflow: w.clone(), index: i.index });
+            }
+        }
+        let limit = execute.parallelism.map_or(requests.len().max(1), |p| p.max(1) as usize);
+        let semaphore = Arc::new(Semaphore::new(limit));
+        let mut tasks = tokio::task::JoinSet::new();
+        for r in requests {
+            let launcher = launcher.clone();
+            let semaphore = semaphore.clone();
+            let cancel = self.cancel.clone();
+            tasks.spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let name = r.workflow.name.clone();
+                let index = r.index;
+                let result = tokio::select! {
+                    r = launcher.launch(r) => r,
+                    _ = cancel.cancelled() => Ok(ExecutionStatus::Aborted),
+                };
+                (name, index, result)
+            });
+        }
+        if execute.r#async {
+            // Fire and forget: the launched executions are recorded by the caller's store.
+            tasks.detach_all();
+            return;
+        }
+        let mut failed = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((_, _, Ok(ExecutionStatus::Passed))) => {}
+                Ok((name, index, Ok(status))) => failed.push(format!("{name} #{index} {status}")),
+                Ok((name, index, Err(e))) => failed.push(format!("{name} #{index}: {e}")),
+                Err(e) => failed.push(format!("crashed: {e}")),
+            }
+        }
+        if !failed.is_empty() {
+            a.fail(self.mask(&format!("executed workflows did not pass: {}", failed.join(", "))));
+        }
+    }
+}
+
+fn main_host(data: &Path, outputs: &Path, path: &str) -> PathBuf {
+    if let Some(rest) = path.strip_prefix(crate::layout::DATA) {
+        return data.join(rest.trim_start_matches('/'));
+    }
+    if let Some(rest) = path.strip_prefix(crate::layout::OUTPUTS) {
+        return outputs.join(rest.trim_start_matches('/'));
+    }
+    PathBuf::from(path)
+}
+
+/// A folder name for a ref.
+fn sanitize(reference: &str) -> String {
+    reference
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+/// Copies the files of `t.from` matching `t.files` (all when absent) to `t.to` (default: the
+/// same path), keeping their relative paths.
+fn transfer(t: &PlanTransfer, from_host: &dyn Fn(&str) -> PathBuf, to_host: &dyn Fn(&str) -> PathBuf) -> Result<(), String> {
+    let from = from_host(&t.from);
+    let to = to_host(if t.to.is_empty() { &t.from } else { &t.to });
+    let patterns: Vec<String> = match &t.files {
+        None | Some(Value::Null) => vec!["**/*".into()],
+        Some(Value::Array(items)) => items.iter().map(assay_expr::stringify).collect(),
+        Some(v) => vec![assay_expr::stringify(v)],
+    };
+    let mut set = GlobSetBuilder::new();
+    for p in &patterns {
+        set.add(Glob::new(p.trim_start_matches("./")).map_err(|e| format!("`{p}`: {e}"))?);
+    }
+    let set = set.build().map_err(|e| e.to_string())?;
+    if from.is_file() {
+        std::fs::create_dir_all(to.parent().unwrap_or(&to)).map_err(|e| e.to_string())?;
+        std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+        return Ok(());
+    }
+    let mut result = Ok(());
+    crate::artifacts::walk(&from, &mut |rel, abs| {
+        if !set.is_match(rel) {
+            return;
+        }
+        let target = to.join(rel);
+        if let Some(parent) = target.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        if let Err(e) = std::fs::copy(abs, &target) {
+            result = Err(format!("{}: {e}", abs.display()));
+        }
+    });
+    result
+}

@@ -1,0 +1,314 @@
+//! Starting, watching and stopping one process (and everything it starts).
+//!
+//! Every process gets its own process group (`process_group(0)`), so stopping it is one
+//! `killpg`: SIGTERM, then SIGKILL after a grace period. When the main process ends, whatever
+//! it left behind in its group is killed too, before the main process is reaped (its zombie
+//! keeps the group id from being reused meanwhile): no orphans.
+//!
+//! Resource use, decided: CPU time is read from the main process's `/proc/<pid>/stat` while it
+//! is a zombie (`waitid(WNOWAIT)`), as `utime + stime + cutime + cstime`, so it covers the
+//! process and every descendant it waited for. `getrusage(RUSAGE_CHILDREN)` would mix up
+//! steps that run at the same time (parallel workers, services) and `wait4` needs unsafe code.
+//! Peak memory is sampled: the resident set summed over the process tree (from
+//! `/proc/<pid>/task/<pid>/children`) 5 ms after the start and then every 50 ms, and at least
+//! the main process's own high-water mark (`VmHWM`). A step shorter than 5 ms reports none.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
+use nix::unistd::Pid;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::logs;
+use crate::mask::Masker;
+use crate::sink::EventSink;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub(crate) struct ProcessSpec {
+    /// Program and arguments, already wrapped for the sandbox when there is one.
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Working directory on the host (`None` when the sandbox wrapper sets it).
+    pub cwd: Option<PathBuf>,
+}
+
+/// Why a process was stopped by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    Timeout,
+    Abort,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProcessOutcome {
+    /// Exit code, or 128 + signal number.
+    pub exit_code: Option<i32>,
+    pub stopped: Option<StopReason>,
+    /// Set when the process could not be started.
+    pub spawn_error: Option<String>,
+    pub peak_rss_bytes: Option<u64>,
+    pub cpu_time: Option<Duration>,
+}
+
+struct Exit {
+    status: Option<ExitStatus>,
+    cpu: Option<Duration>,
+}
+
+/// A started process: its group id, a waiter that reaps it and the log pump.
+pub(crate) struct Running {
+    pub pid: i32,
+    exit: oneshot::Receiver<Exit>,
+    /// The exit, when [`Running::try_exit_code`] saw it first.
+    finished: Option<Exit>,
+    pump: JoinHandle<()>,
+    started: Instant,
+}
+
+/// Starts a process whose stdout and stderr (one pipe, in order) go to the log as `reference`.
+pub(crate) fn spawn(
+    spec: &ProcessSpec,
+    reference: &str,
+    masker: &Masker,
+    sink: &EventSink,
+) -> Result<Running, String> {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Err("the command is empty".into());
+    };
+    let (read, write) = nix::unistd::pipe().map_err(|e| format!("failed to create a pipe: {e}"))?;
+    let write2: OwnedFd = write
+        .try_clone()
+        .map_err(|e| format!("failed to duplicate a pipe: {e}"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::from(write2));
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let child = cmd.spawn().map_err(|e| match &spec.cwd {
+        Some(cwd) if !cwd.is_dir() => {
+            format!("working directory {} does not exist", cwd.display())
+        }
+        _ => format!("failed to start `{program}`: {e}"),
+    })?;
+    // The Command holds our copies of the pipe's write end: drop them so the pipe closes when
+    // the process tree is gone.
+    drop(cmd);
+    let started = Instant::now();
+    let pid = child.id() as i32;
+
+    let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
+        .map_err(|e| format!("failed to read the output pipe: {e}"))?;
+    let pump = tokio::spawn(logs::pump(
+        receiver,
+        reference.to_string(),
+        masker.clone(),
+        sink.clone(),
+    ));
+
+    let (tx, exit) = oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let _ = tx.send(reap(child));
+    });
+    Ok(Running {
+        pid,
+        exit,
+        finished: None,
+        pump,
+        started,
+    })
+}
+
+/// Waits for the main process to end, records its CPU time, kills what is left of its group
+/// and reaps it.
+fn reap(mut child: std::process::Child) -> Exit {
+    let pid = Pid::from_raw(child.id() as i32);
+    let mut cpu = None;
+    loop {
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Ok(_) => {
+                cpu = cpu_time(pid.as_raw());
+                break;
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    let _ = killpg(pid, Signal::SIGKILL);
+    Exit {
+        status: child.wait().ok(),
+        cpu,
+    }
+}
+
+impl Running {
+    /// The exit code if the process has ended (without waiting).
+    pub(crate) fn try_exit_code(&mut self) -> Option<i32> {
+        if self.finished.is_none()
+            && let Ok(exit) = self.exit.try_recv()
+        {
+            self.finished = Some(exit);
+        }
+        self.finished
+            .as_ref()
+            .map(|e| e.status.map(exit_code).unwrap_or(-1))
+    }
+
+    /// Waits for the process, stopping it (SIGTERM, then SIGKILL after `grace`) when the
+    /// deadline passes or the token is cancelled.
+    pub(crate) async fn wait(
+        mut self,
+        deadline: Option<Instant>,
+        cancel: &CancellationToken,
+        grace: Duration,
+    ) -> ProcessOutcome {
+        let mut peak: u64 = 0;
+        let mut stopped = None;
+        let mut next_sample = self.started + Duration::from_millis(5);
+        let far = Instant::now() + Duration::from_secs(86400 * 365);
+        let exit = loop {
+            if let Some(exit) = self.finished.take() {
+                break Some(exit);
+            }
+            let sleep_until = next_sample.min(deadline.unwrap_or(far));
+            tokio::select! {
+                exit = &mut self.exit => break exit.ok(),
+                _ = cancel.cancelled(), if stopped.is_none() => {
+                    stopped = Some(StopReason::Abort);
+                    break self.stop(grace).await;
+                }
+                _ = tokio::time::sleep_until(sleep_until.into()) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        stopped = Some(StopReason::Timeout);
+                        break self.stop(grace).await;
+                    }
+                    peak = peak.max(tree_rss(self.pid));
+                    next_sample = Instant::now() + Duration::from_millis(50);
+                }
+            }
+        };
+        self.finish_pump().await;
+        let (status, cpu) = match exit {
+            Some(e) => (e.status, e.cpu),
+            None => (None, None),
+        };
+        ProcessOutcome {
+            exit_code: status.map(exit_code),
+            stopped,
+            spawn_error: None,
+            peak_rss_bytes: (peak > 0).then_some(peak),
+            cpu_time: cpu,
+        }
+    }
+
+    /// SIGTERM to the group, SIGKILL after `grace`; returns once the main process is reaped.
+    async fn stop(&mut self, grace: Duration) -> Option<Exit> {
+        let group = Pid::from_raw(self.pid);
+        let _ = killpg(group, Signal::SIGTERM);
+        match tokio::time::timeout(grace, &mut self.exit).await {
+            Ok(exit) => exit.ok(),
+            Err(_) => {
+                let _ = killpg(group, Signal::SIGKILL);
+                (&mut self.exit).await.ok()
+            }
+        }
+    }
+
+    /// Lets the log pump drain what is left. The group is dead by now, so the pipe closes
+    /// unless a process escaped it (`setsid`); do not wait for such a one forever.
+    async fn finish_pump(&mut self) {
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.pump)
+            .await
+            .is_err()
+        {
+            self.pump.abort();
+        }
+    }
+}
+
+/// Starts and waits for one process.
+pub(crate) async fn run(
+    spec: &ProcessSpec,
+    reference: &str,
+    masker: &Masker,
+    sink: &EventSink,
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+    grace: Duration,
+) -> ProcessOutcome {
+    match spawn(spec, reference, masker, sink) {
+        Ok(running) => running.wait(deadline, cancel, grace).await,
+        Err(e) => ProcessOutcome {
+            exit_code: None,
+            spawn_error: Some(e),
+            ..ProcessOutcome::default()
+        },
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+/// `utime + stime + cutime + cstime` of a (zombie) process.
+fn cpu_time(pid: i32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the command name: field 3 (state) is index 0, so field n is index n - 3.
+    let ticks: u64 = [11, 12, 13, 14]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100)
+        .max(1) as u64;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}
+
+/// Resident memory of a process and all its descendants, at least its own high-water mark.
+fn tree_rss(pid: i32) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![pid];
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        seen += 1;
+        if seen > 4096 {
+            break;
+        }
+        total += status_kib(p, "VmRSS:") * 1024;
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            stack.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+        }
+    }
+    total.max(status_kib(pid, "VmHWM:") * 1024)
+}
+
+fn status_kib(pid: i32, key: &str) -> u64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
