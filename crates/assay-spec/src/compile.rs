@@ -79,6 +79,7 @@ pub fn compile(req: &CompileRequest) -> Result<Compiled, Vec<PathError>> {
 
     let (wf_config, secrets) = config_machine(
         "workflow",
+        true,
         &wf.spec.config,
         &req.config,
         req.strictness,
@@ -520,11 +521,9 @@ impl<'a> Lower<'a> {
                 process.command.clear();
                 process.args.clear();
             } else if process.command.is_empty() && process.args.is_empty() {
-                self.err(
-                    format!("{path}.run"),
-                    "`run` needs a `command`, `args` or `shell`",
-                    None,
-                );
+                self.notes.insert(format!(
+                    "`{path}.run` relies on its image's default command, which the local runtime cannot run"
+                ));
             }
             out.commands.push(process);
         }
@@ -779,13 +778,9 @@ impl<'a> Lower<'a> {
             process.command.clear();
             process.args.clear();
         } else if process.command.is_empty() && process.args.is_empty() {
-            self.err(
-                path.to_string(),
-                "the service has no `command`, `args` or `shell` to run",
-                Some(
-                    "the local runtime cannot start an image's entrypoint; give the command".into(),
-                ),
-            );
+            self.notes.insert(format!(
+                "`{path}` relies on its image's entrypoint, which the local runtime cannot start"
+            ));
         }
         let probe = svc.readiness_probe.as_ref().and_then(|p| match probe(p) {
             Ok(p) => Some(p),

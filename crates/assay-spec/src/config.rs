@@ -21,10 +21,14 @@ pub enum Strictness {
 ///
 /// `given` are the caller's values (strings from `--config k=v`, or JSON values from an API or a
 /// template reference); `schema` the declared parameters; `owner` names the document in
-/// messages. Sensitive values are not substituted: they stay `config.NAME` for the runtime and
-/// are returned in `secrets`.
+/// messages. With `withhold_sensitive` (a workflow's own parameters), sensitive values are not
+/// substituted: they stay `config.NAME` for the runtime and are returned in `secrets`. A
+/// template's sensitive parameters are substituted: their value is whatever the workflow passed,
+/// usually itself a reference to a secret.
+#[allow(clippy::too_many_arguments)]
 pub fn config_machine(
     owner: &str,
+    withhold_sensitive: bool,
     schema: &IndexMap<String, ParameterSchema>,
     given: &IndexMap<String, Value>,
     strictness: Strictness,
@@ -95,7 +99,7 @@ pub fn config_machine(
             machine.values.insert(key.clone(), ConfigEntry::Later);
             continue;
         };
-        if param.sensitive {
+        if param.sensitive && withhold_sensitive {
             if let ConfigEntry::Value(v) = &entry {
                 secrets.insert(key.clone(), assay_expr::stringify(v));
             }

@@ -142,6 +142,7 @@ impl<'a> Applier<'a> {
         let mut errs = Vec::new();
         let (mut machine, _secrets) = config_machine(
             &owner,
+            false,
             &tpl.spec.config,
             &given,
             self.strictness,

@@ -1,0 +1,344 @@
+//! The compiler's rules, workflow in → plan (or errors with JSON paths) out.
+
+use assay_spec::load::load;
+use assay_spec::model::Document;
+use assay_spec::plan::{Plan, PlanStep};
+use assay_spec::resolve::PathError;
+use assay_spec::{CompileRequest, Compiled, Strictness, TemplateSet, compile};
+use indexmap::IndexMap;
+use serde_json::{Value, json};
+
+/// Compile the first workflow of `yaml`, with the templates the same text defines.
+fn compile_with(
+    yaml: &str,
+    config: &[(&str, &str)],
+    strictness: Strictness,
+) -> Result<Compiled, Vec<PathError>> {
+    let loaded = load("test.yaml", yaml);
+    assert!(
+        !loaded.has_errors(),
+        "test input must load: {:?}",
+        loaded.diagnostics
+    );
+    let mut templates = TemplateSet::new();
+    let mut workflow = None;
+    for d in &loaded.documents {
+        match &d.document {
+            Document::TestWorkflowTemplate(t) => templates.insert(t.clone()),
+            Document::TestWorkflow(w) => {
+                workflow.get_or_insert_with(|| w.clone());
+            }
+        }
+    }
+    let workflow = workflow.expect("a workflow");
+    let mut req = CompileRequest::new(&workflow, &templates);
+    req.config = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect::<IndexMap<_, _>>();
+    req.strictness = strictness;
+    compile(&req)
+}
+
+fn plan(yaml: &str, config: &[(&str, &str)]) -> Plan {
+    match compile_with(yaml, config, Strictness::Require) {
+        Ok(c) => c.plan,
+        Err(e) => panic!("compile failed: {e:#?}"),
+    }
+}
+
+fn errors(yaml: &str, config: &[(&str, &str)]) -> Vec<PathError> {
+    match compile_with(yaml, config, Strictness::Require) {
+        Ok(c) => panic!("expected errors, got a plan: {:#?}", c.plan),
+        Err(e) => e,
+    }
+}
+
+fn shells(step: &PlanStep) -> Vec<String> {
+    let mut out: Vec<String> = step
+        .commands
+        .iter()
+        .filter_map(|c| c.shell.clone())
+        .collect();
+    for s in &step.steps {
+        out.extend(shells(s));
+    }
+    out
+}
+
+const HEAD: &str =
+    "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: wf\n";
+
+#[test]
+fn config_values_and_defaults_are_substituted_and_runtime_parts_stay() {
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  config:\n    name: {{type: string, default: world}}\n    n: {{type: integer}}\n  steps:\n  - shell: echo {{{{ config.name }}}} {{{{ config.n * 2 }}}} {{{{ env.HOME }}}} {{{{ workflow.name }}}}\n    condition: 'passed && config.n > 1'\n"
+        ),
+        &[("n", "3")],
+    );
+    assert_eq!(shells(&p.root), vec!["echo world 6 {{env.HOME}} wf"]);
+    // `&&` returns an operand, so `passed && true` is not `passed`: only the known part folds.
+    assert_eq!(p.root.steps[0].condition, "passed && true");
+    assert_eq!(p.config["n"].value, Some(json!(3)));
+    assert!(p.config["name"].defaulted);
+}
+
+#[test]
+fn config_values_are_checked_against_the_schema() {
+    let wf = format!(
+        "{HEAD}spec:\n  config:\n    n: {{type: integer, minimum: 1, maximum: 4}}\n    mode: {{type: string, enum: [fast, slow], default: fast}}\n    tag: {{type: string, pattern: '^v[0-9]+$', default: v1}}\n    flag: {{type: boolean, default: 'false'}}\n  steps:\n  - shell: echo {{{{ config.n }}}}\n"
+    );
+    let e = errors(&wf, &[("n", "x")]);
+    assert!(e[0].message.contains("must be an integer"), "{e:?}");
+    let e = errors(&wf, &[("n", "9")]);
+    assert!(e[0].message.contains("at most 4"), "{e:?}");
+    let e = errors(&wf, &[("n", "2"), ("mode", "fats")]);
+    assert!(e[0].message.contains("one of: fast, slow"), "{e:?}");
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `fast`?"));
+    let e = errors(&wf, &[("n", "2"), ("tag", "latest")]);
+    assert!(e[0].message.contains("pattern"), "{e:?}");
+    let e = errors(&wf, &[("n", "2"), ("flag", "maybe")]);
+    assert!(e[0].message.contains("boolean"), "{e:?}");
+    let e = errors(&wf, &[("n", "2"), ("nn", "2")]);
+    assert!(e[0].message.contains("no config parameter `nn`"), "{e:?}");
+    // required: no default, not given
+    let e = errors(&wf, &[]);
+    assert!(e.iter().any(|e| e.message.contains("config `n`")), "{e:?}");
+    // lenient mode (validate) leaves it for later
+    assert!(compile_with(&wf, &[], Strictness::Lenient).is_ok());
+}
+
+#[test]
+fn an_undeclared_config_reference_is_an_error_at_its_field() {
+    let e = errors(
+        &format!(
+            "{HEAD}spec:\n  config:\n    name: {{default: x}}\n  steps:\n  - shell: echo {{{{ config.nmae }}}}\n"
+        ),
+        &[],
+    );
+    assert_eq!(e[0].path, "spec.steps[0].shell");
+    assert!(e[0].message.contains("no config parameter `nmae`"));
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `config.name`?"));
+}
+
+#[test]
+fn sensitive_values_never_reach_the_plan() {
+    let c = compile_with(
+        &format!("{HEAD}spec:\n  config:\n    token: {{type: string, sensitive: true}}\n  steps:\n  - shell: \"curl -H 'x: {{{{ config.token }}}}'\"\n"),
+        &[("token", "s3cr3t")],
+        Strictness::Require,
+    )
+    .unwrap();
+    let text = serde_json::to_string(&c.plan).unwrap();
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(text.contains("{{config.token}}"), "{text}");
+    assert_eq!(c.secrets["token"], "s3cr3t");
+    assert!(c.plan.config["token"].sensitive);
+    assert_eq!(c.plan.config["token"].value, None);
+}
+
+const TEMPLATE: &str = "---\napiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflowTemplate\nmetadata:\n  name: tools--greet--v1\nspec:\n  config:\n    who: {type: string}\n    loud: {type: boolean, default: false}\n  container:\n    env:\n    - name: FROM_TEMPLATE\n      value: '1'\n  setup:\n  - name: Prepare\n    shell: echo prepare {{ config.who }}\n  steps:\n  - name: Greet\n    shell: \"echo hello {{ config.who }} {{ config.loud ? '!' : '.' }}\"\n  after:\n  - name: Cleanup\n    shell: echo cleanup\n";
+
+#[test]
+fn use_on_the_workflow_wraps_its_steps() {
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  use:\n  - name: tools/greet/v1\n    config:\n      who: '{{{{ config.user }}}}'\n  config:\n    user: {{default: ann}}\n  steps:\n  - name: Own\n    shell: echo own\n  after:\n  - shell: echo mine-after\n{TEMPLATE}"
+        ),
+        &[],
+    );
+    assert_eq!(
+        shells(&p.root),
+        vec![
+            "echo prepare ann",
+            "echo hello ann .",
+            "echo own",
+            "echo mine-after",
+            "echo cleanup"
+        ]
+    );
+    // after-steps run whatever happened
+    assert_eq!(p.root.steps[3].condition, "always");
+    assert_eq!(p.root.steps[4].condition, "always");
+    let env = &p.root.steps[2].commands[0].env;
+    assert!(env.iter().any(|e| e.name == "FROM_TEMPLATE"), "{env:?}");
+}
+
+#[test]
+fn template_on_a_step_becomes_its_first_children() {
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  steps:\n  - name: Suite\n    template:\n      name: tools--greet--v1\n      config: {{who: bob, loud: 'true'}}\n    steps:\n    - shell: echo last\n{TEMPLATE}"
+        ),
+        &[],
+    );
+    assert_eq!(
+        shells(&p.root),
+        vec![
+            "echo prepare bob",
+            "echo hello bob !",
+            "echo cleanup",
+            "echo last"
+        ]
+    );
+}
+
+#[test]
+fn missing_templates_and_template_parameters_name_both() {
+    let e = errors(
+        &format!(
+            "{HEAD}spec:\n  use:\n  - name: tools/greeet/v1\n  steps:\n  - shell: 'true'\n{TEMPLATE}"
+        ),
+        &[],
+    );
+    assert_eq!(e[0].path, "spec.use[0].name");
+    assert!(
+        e[0].message
+            .contains("template `tools/greeet/v1` not found"),
+        "{e:?}"
+    );
+    assert_eq!(e[0].hint.as_deref(), Some("did you mean `tools/greet/v1`?"));
+
+    let e = errors(
+        &format!(
+            "{HEAD}spec:\n  use:\n  - name: tools/greet/v1\n  steps:\n  - shell: 'true'\n{TEMPLATE}"
+        ),
+        &[],
+    );
+    assert_eq!(e[0].path, "spec.use[0]");
+    assert!(e[0].message.contains("template `tools/greet/v1`"), "{e:?}");
+    assert!(e[0].message.contains("config `who`"), "{e:?}");
+}
+
+#[test]
+fn step_ids_are_derived_from_names_and_checked() {
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  steps:\n  - name: Run tests!\n    shell: 'true'\n  - name: Run tests\n    shell: 'true'\n  - shell: 'true'\n"
+        ),
+        &[],
+    );
+    let refs: Vec<&str> = p.root.steps.iter().map(|s| s.reference.as_str()).collect();
+    assert_eq!(refs, vec!["run_tests", "run_tests_1", "_3"]);
+    let e = errors(
+        &format!(
+            "{HEAD}spec:\n  steps:\n  - id: a\n    shell: 'true'\n  - id: a\n    shell: 'true'\n"
+        ),
+        &[],
+    );
+    assert!(e[0].message.contains("duplicate step id `a`"));
+    assert_eq!(e[0].path, "spec.steps[1].id");
+    let e = errors(
+        &format!("{HEAD}spec:\n  steps:\n  - id: Bad-Id\n    shell: 'true'\n"),
+        &[],
+    );
+    assert!(e[0].message.contains("lowercase"));
+}
+
+#[test]
+fn durations_retry_and_deadline() {
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  job:\n    activeDeadlineSeconds: 60\n  steps:\n  - shell: 'true'\n    timeout: 1m30s\n    delay: 500ms\n    retry: {{count: 2}}\n"
+        ),
+        &[],
+    );
+    let s = &p.root.steps[0];
+    assert_eq!(s.timeout_ms, Some(90_000));
+    assert_eq!(s.delay_ms, Some(500));
+    assert_eq!(s.retry.as_ref().unwrap().until, "passed");
+    assert_eq!(p.deadline_ms, Some(60_000));
+}
+
+#[test]
+fn parallel_strategies_expand_into_workers() {
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  config:\n    n: {{type: integer, default: 2}}\n  steps:\n  - parallel:\n      count: config.n\n      matrix:\n        os: [linux, mac]\n      shards:\n        files: [a, b, c]\n      description: '{{{{ matrix.os }}}}-{{{{ index }}}}'\n      shell: run {{{{ matrix.os }}}} {{{{ join(shard.files, \" \") }}}}\n"
+        ),
+        &[],
+    );
+    let par = p.root.steps[0].parallel.as_ref().unwrap();
+    let workers = par.workers.as_ref().unwrap();
+    assert_eq!(workers.len(), 4);
+    let got: Vec<(String, Vec<String>)> = workers
+        .iter()
+        .map(|w| (w.description.clone(), shells(&w.root)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("linux-0".to_string(), vec!["run linux a b".to_string()]),
+            ("linux-1".to_string(), vec!["run linux c".to_string()]),
+            ("mac-2".to_string(), vec!["run mac a b".to_string()]),
+            ("mac-3".to_string(), vec!["run mac c".to_string()]),
+        ]
+    );
+}
+
+#[test]
+fn run_time_strategies_are_left_to_the_runtime() {
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  steps:\n  - parallel:\n      shards:\n        files: 'glob(\"tests/**\")'\n      shell: run {{{{ join(shard.files, \" \") }}}}\n"
+        ),
+        &[],
+    );
+    let par = p.root.steps[0].parallel.as_ref().unwrap();
+    assert!(par.workers.is_none());
+    let w = par.worker.as_ref().unwrap();
+    assert_eq!(shells(&w.root), vec!["run {{join(shard.files, \" \")}}"]);
+    let concrete = assay_spec::strategy::expand_worker(
+        w,
+        assay_spec::strategy::params(
+            &serde_json::from_value(json!({"shards": {"files": ["x", "y"]}})).unwrap(),
+            &[],
+        )
+        .unwrap()
+        .unwrap()
+        .instance(0),
+    )
+    .unwrap();
+    assert_eq!(shells(&concrete.root), vec!["run x y"]);
+}
+
+#[test]
+fn services_get_instances_probes_and_global_env() {
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  container:\n    env:\n    - name: G\n      value: g\n      global: true\n    - name: L\n      value: l\n  services:\n    db:\n      count: 2\n      shell: serve --port {{{{ 8000 + index }}}}\n      readinessProbe:\n        tcpSocket: {{port: 8000}}\n        periodSeconds: 1\n  steps:\n  - shell: 'true'\n"
+        ),
+        &[],
+    );
+    let db = &p.root.services[0];
+    let inst = db.instances.as_ref().unwrap();
+    assert_eq!(inst.len(), 2);
+    assert_eq!(inst[1].process.shell.as_deref(), Some("serve --port 8001"));
+    let probe = inst[0].readiness_probe.as_ref().unwrap();
+    assert_eq!(
+        (
+            probe.period_seconds,
+            probe.timeout_seconds,
+            probe.failure_threshold
+        ),
+        (1, 1, 3)
+    );
+    let names: Vec<&str> = inst[0]
+        .process
+        .env
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["G"]);
+}
+
+#[test]
+fn invalid_expressions_point_at_their_field() {
+    let e = errors(
+        &format!("{HEAD}spec:\n  steps:\n  - shell: echo {{{{ 1 + }}}}\n"),
+        &[],
+    );
+    assert_eq!(e[0].path, "spec.steps[0].shell");
+    assert!(e[0].message.contains("invalid expression"), "{e:?}");
+}
