@@ -13,12 +13,14 @@
 //! - Config parameters: `default` of the declared type (unless it holds `{{`), consistent with
 //!   `enum` and `pattern` (which must be a valid regular expression).
 //! - `retry.count` is at least 1.
-//! - Template references (`use:`, `template:`) name templates that exist ([`TemplateIndex`]).
+//!
+//! Template references are checked by the compiler ([`crate::compile`]), which needs the set of
+//! templates; `assay validate` runs it on every workflow that passes these checks.
 //!
 //! Every problem is located at the field it is about, through the document's
 //! [`Locations`](crate::located::Locations).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use indexmap::IndexMap;
@@ -631,112 +633,6 @@ fn kebab(s: &str) -> String {
     out
 }
 
-/// Testkube's template name mapping: `official/k6/v1` in a reference is the Kubernetes object
-/// `official--k6--v1`.
-pub fn template_object_name(reference: &str) -> String {
-    reference.replace('/', "--")
-}
-
-/// The templates available to a set of workflows, by their Kubernetes object name.
-#[derive(Debug, Clone, Default)]
-pub struct TemplateIndex {
-    /// object name → where the template is defined (`file:line`).
-    templates: HashMap<String, String>,
-}
-
-impl TemplateIndex {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Add every template that loaded from `file`.
-    pub fn add_file(&mut self, file: &str, loaded: &Loaded) {
-        for doc in &loaded.documents {
-            if doc.kind == Kind::TestWorkflowTemplate && !doc.name.is_empty() {
-                self.templates
-                    .entry(template_object_name(&doc.name))
-                    .or_insert_with(|| format!("{file}:{}", doc.line));
-            }
-        }
-    }
-
-    pub fn contains(&self, reference: &str) -> bool {
-        self.templates
-            .contains_key(&template_object_name(reference))
-    }
-
-    pub fn len(&self) -> usize {
-        self.templates.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.templates.is_empty()
-    }
-
-    /// Every template reference of a workflow document whose template is not in the index.
-    pub fn missing_templates(&self, file: &str, doc: &LoadedDocument) -> Vec<Diagnostic> {
-        let mut refs = Vec::new();
-        collect_refs(&doc.raw, "", &mut refs);
-        let mut out = Vec::new();
-        let mut seen = HashSet::new();
-        for (path, name) in refs {
-            if name.contains("{{") || self.contains(&name) || !seen.insert(path.clone()) {
-                continue;
-            }
-            let (line, column) = doc.locations.locate(&path).unwrap_or((doc.line, 1));
-            let object = template_object_name(&name);
-            let close = suggest::closest(&object, self.templates.keys().map(String::as_str));
-            let hint = match close {
-                Some(c) => format!("did you mean `{}`?", c.replace("--", "/")),
-                None => format!(
-                    "templates are looked up in this file, the other files given and `--templates` paths, as `kind: TestWorkflowTemplate` with `metadata.name: {object}`"
-                ),
-            };
-            out.push(
-                Diagnostic::error(file, line, column, format!("template `{name}` not found"))
-                    .with_hint(hint)
-                    .in_document(doc.index)
-                    .at_path(path),
-            );
-        }
-        out
-    }
-}
-
-/// `(path of the name, name)` of every `use[].name` and step `template.name` in the spec.
-fn collect_refs(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
-    let Value::Object(map) = value else {
-        if let Value::Array(items) = value {
-            for (i, item) in items.iter().enumerate() {
-                collect_refs(item, &join_index(path, i), out);
-            }
-        }
-        return;
-    };
-    for (key, child) in map {
-        let child_path = join_key(path, key);
-        match (key.as_str(), child) {
-            ("pod" | "job" | "metadata" | "config" | "status", _) => {}
-            ("use", Value::Array(items)) => {
-                for (i, item) in items.iter().enumerate() {
-                    if let Some(name) = item.get("name").and_then(Value::as_str) {
-                        out.push((
-                            join_key(&join_index(&child_path, i), "name"),
-                            name.to_string(),
-                        ));
-                    }
-                }
-            }
-            ("template", Value::Object(t)) => {
-                if let Some(name) = t.get("name").and_then(Value::as_str) {
-                    out.push((join_key(&child_path, "name"), name.to_string()));
-                }
-            }
-            _ => collect_refs(child, &child_path, out),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -872,30 +768,6 @@ mod tests {
             problems(text),
             [
                 "f.yaml:1:1: missing `metadata.name`\n  hint: add `metadata:` with `name: my-test-workflow`"
-            ]
-        );
-    }
-
-    #[test]
-    fn template_references_are_resolved_with_testkube_name_mapping() {
-        let tpl = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflowTemplate\nmetadata:\n  name: official--k6--v1\n";
-        let wf = format!(
-            "{HEAD}spec:\n  use:\n  - name: official/k6/v1\n  steps:\n  - template:\n      name: official/k6/v2\n"
-        );
-        let mut index = TemplateIndex::new();
-        index.add_file("t.yaml", &check("t.yaml", tpl));
-        assert!(index.contains("official/k6/v1"));
-        assert!(index.contains("official--k6--v1"));
-        let loaded = check("w.yaml", &wf);
-        let missing: Vec<String> = index
-            .missing_templates("w.yaml", &loaded.documents[0])
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(
-            missing,
-            [
-                "w.yaml:10:13: template `official/k6/v2` not found\n  hint: did you mean `official/k6/v1`?"
             ]
         );
     }

@@ -6,6 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use assay_spec::diagnostic::Diagnostic;
+use assay_spec::load::Loaded;
+use assay_spec::model::Document;
+use assay_spec::{CompileRequest, Strictness, TemplateSet};
+
 fn corpus_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/testkube");
     assert!(
@@ -68,17 +73,35 @@ fn corpus_loads_and_validates() {
         "SOURCES.tsv should list every file"
     );
 
+    let loaded_files: Vec<(String, Loaded)> = files
+        .iter()
+        .map(|path| {
+            let rel = path
+                .strip_prefix(&dir)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            let bytes = std::fs::read(path).expect("read corpus file");
+            let loaded = assay_spec::validate::check_bytes(&rel, &bytes);
+            (rel, loaded)
+        })
+        .collect();
+    // Workflows use the official templates that the corpus ships (k8s/templates).
+    let mut templates = TemplateSet::new();
+    for (_, loaded) in &loaded_files {
+        for doc in &loaded.documents {
+            if let Document::TestWorkflowTemplate(t) = &doc.document {
+                templates.insert(t.clone());
+            }
+        }
+    }
+
     let mut failures = Vec::new();
-    let (mut checked, mut valid) = (0usize, 0usize);
+    let (mut checked, mut valid, mut compiled) = (0usize, 0usize, 0usize);
     let mut helm_files = 0;
-    for path in &files {
-        let rel = path
-            .strip_prefix(&dir)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
-        let bytes = std::fs::read(path).expect("read corpus file");
-        let loaded = assay_spec::validate::check_bytes(&rel, &bytes);
+    for (rel, loaded) in loaded_files {
+        let rel = rel.as_str();
+        let loaded = compile_all(rel, loaded, &templates, &mut compiled);
         let errors: Vec<String> = loaded
             .diagnostics
             .iter()
@@ -86,7 +109,7 @@ fn corpus_loads_and_validates() {
             .map(ToString::to_string)
             .collect();
         let (wf, tpl) = *expected
-            .get(&rel)
+            .get(rel)
             .unwrap_or_else(|| panic!("{rel} missing from SOURCES.tsv"));
         checked += loaded.checked;
         valid += loaded.checked - loaded.invalid();
@@ -125,7 +148,7 @@ fn corpus_loads_and_validates() {
     }
     let total: usize = expected.values().map(|(a, b)| a + b).sum();
     eprintln!(
-        "conformance: {checked} documents checked, {valid} valid, {} invalid",
+        "conformance: {checked} documents checked, {valid} valid, {} invalid; {compiled} workflows compiled",
         checked - valid
     );
     assert!(
@@ -140,4 +163,41 @@ fn corpus_loads_and_validates() {
     );
     assert_eq!(checked, total, "documents checked vs SOURCES.tsv totals");
     assert_eq!(valid, total - 2, "all but the two Helm templates are valid");
+    assert_eq!(compiled, 216, "every TestWorkflow of the corpus compiles");
+}
+
+/// Compile every valid workflow of a file (config values left open, as `assay validate` does),
+/// adding the compiler's problems to the file's diagnostics.
+fn compile_all(
+    file: &str,
+    mut loaded: Loaded,
+    templates: &TemplateSet,
+    compiled: &mut usize,
+) -> Loaded {
+    let mut extra = Vec::new();
+    for doc in &loaded.documents {
+        let Document::TestWorkflow(wf) = &doc.document else {
+            continue;
+        };
+        if !loaded.is_valid(doc.index) {
+            continue;
+        }
+        let mut req = CompileRequest::new(wf, templates);
+        req.strictness = Strictness::Lenient;
+        match assay_spec::compile(&req) {
+            Ok(_) => *compiled += 1,
+            Err(errors) => {
+                for e in errors {
+                    let (line, column) = doc.locations.locate(&e.path).unwrap_or((doc.line, 1));
+                    extra.push(
+                        Diagnostic::error(file, line, column, format!("compile: {}", e.message))
+                            .with_hint_opt(e.hint)
+                            .in_document(doc.index),
+                    );
+                }
+            }
+        }
+    }
+    loaded.diagnostics.extend(extra);
+    loaded
 }

@@ -12,14 +12,15 @@
 //! Exit 0 when every document is valid (warnings allowed), 2 otherwise.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use assay_spec::diagnostic::{self, Diagnostic};
-use assay_spec::load::{Kind, Loaded};
-use assay_spec::validate::{self, TemplateIndex};
+use assay_spec::load::{Kind, LoadedDocument};
+use assay_spec::model::Document;
+use assay_spec::{CompileRequest, Strictness, TemplateSet};
 
-use crate::error::UserError;
 use crate::exit;
+use crate::files::{self, LoadedFile};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,57 +34,46 @@ pub struct Args {
     pub templates: Vec<PathBuf>,
 }
 
-/// One file read and checked.
-struct Checked {
-    display: String,
-    loaded: Loaded,
-}
-
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let files = expand(&args.paths)?;
-    let template_files = expand(&args.templates)?;
-
-    let checked: Vec<Checked> = files
+    let paths = files::expand(&args.paths)?;
+    let template_paths = files::expand(&args.templates)?;
+    let mut checked: Vec<LoadedFile> = paths
         .iter()
-        .map(|path| check_file(path))
+        .map(|p| files::load_file(p))
         .collect::<Result<_, _>>()?;
 
-    // Templates come from the same file, every other file given, and --templates paths.
-    let mut index = TemplateIndex::new();
-    for c in &checked {
-        index.add_file(&c.display, &c.loaded);
+    // Templates come from --templates paths and every file given; a file given wins.
+    let mut templates = TemplateSet::new();
+    for path in &template_paths {
+        files::add_templates(&mut templates, &files::load_file(path)?);
     }
-    for path in &template_files {
-        let c = check_file(path)?;
-        index.add_file(&c.display, &c.loaded);
+    for file in &checked {
+        files::add_templates(&mut templates, file);
     }
 
     let (mut total, mut invalid) = (0usize, 0usize);
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    for mut c in checked {
-        let missing: Vec<Diagnostic> = c
+    let mut out = io::stdout().lock();
+    for file in &mut checked {
+        let compile_errors: Vec<Diagnostic> = file
             .loaded
             .documents
             .iter()
-            .filter(|d| d.kind == Kind::TestWorkflow)
-            .flat_map(|d| index.missing_templates(&c.display, d))
+            .filter(|d| d.kind == Kind::TestWorkflow && file.loaded.is_valid(d.index))
+            .flat_map(|d| compile_problems(&file.display, d, &templates))
             .collect();
-        c.loaded.diagnostics.extend(missing);
-        diagnostic::sort(&mut c.loaded.diagnostics);
-        total += c.loaded.checked;
-        invalid += c.loaded.invalid();
-        for d in &c.loaded.diagnostics {
-            if write_line(&mut out, &d.to_string()).is_err() {
+        file.loaded.diagnostics.extend(compile_errors);
+        diagnostic::sort(&mut file.loaded.diagnostics);
+        total += file.loaded.checked;
+        invalid += file.loaded.invalid();
+        for d in &file.loaded.diagnostics {
+            // A closed pipe (`assay validate . | head`) ends the output quietly.
+            if writeln!(out, "{d}").is_err() {
                 return Ok(exit::INVALID);
             }
         }
     }
-    let summary = format!(
-        "{total} documents, {} valid, {invalid} invalid",
-        total - invalid
-    );
-    if write_line(&mut out, &summary).is_err() {
+    let valid = total - invalid;
+    if writeln!(out, "{total} documents, {valid} valid, {invalid} invalid").is_err() {
         return Ok(exit::INVALID);
     }
     Ok(if invalid == 0 {
@@ -93,68 +83,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     })
 }
 
-/// A closed pipe (`assay validate . | head`) ends the output quietly.
-fn write_line(out: &mut impl Write, line: &str) -> io::Result<()> {
-    writeln!(out, "{line}")
-}
-
-fn check_file(path: &Path) -> anyhow::Result<Checked> {
-    let display = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        UserError::invalid(format!("failed to read `{display}`: {}", io_reason(&e)))
-    })?;
-    let loaded = validate::check_bytes(&display, &bytes);
-    Ok(Checked { display, loaded })
-}
-
-/// Files named directly, and every .yaml/.yml file under folders (sorted, recursive).
-fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        let meta = std::fs::metadata(path).map_err(|e| {
-            UserError::invalid(format!(
-                "failed to read `{}`: {}",
-                path.display(),
-                io_reason(&e)
-            ))
-        })?;
-        if meta.is_dir() {
-            walk(path, &mut files)?;
-        } else {
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        UserError::invalid(format!(
-            "failed to read folder `{}`: {}",
-            dir.display(),
-            io_reason(&e)
-        ))
-    })?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// `No such file or directory`, without the "(os error 2)" tail.
-fn io_reason(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_lowercase(),
-        None => s.to_lowercase(),
+/// What the compiler finds in a structurally valid workflow: missing templates, template config
+/// errors, bad expressions in context. Config values are not given, so missing ones are fine.
+fn compile_problems(file: &str, doc: &LoadedDocument, templates: &TemplateSet) -> Vec<Diagnostic> {
+    let Document::TestWorkflow(workflow) = &doc.document else {
+        return Vec::new();
+    };
+    let mut req = CompileRequest::new(workflow, templates);
+    req.strictness = Strictness::Lenient;
+    match assay_spec::compile(&req) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .into_iter()
+            .map(|e| {
+                let (line, column) = doc.locations.locate(&e.path).unwrap_or((doc.line, 1));
+                Diagnostic::error(file, line, column, e.message)
+                    .with_hint_opt(e.hint)
+                    .in_document(doc.index)
+                    .at_path(e.path)
+            })
+            .collect(),
     }
 }
