@@ -1,0 +1,282 @@
+//! Step semantics with real processes: conditions, optional, negative, retry, timeout, abort,
+//! env, outputs, artifacts and masking.
+
+mod common;
+
+use std::time::Duration;
+
+use assay_engine::Event;
+use assay_spec::plan::{PlanArtifacts, PlanRetry};
+use assay_spec::status::{ExecutionStatus, StepStatus};
+use common::*;
+
+#[tokio::test]
+async fn passing_steps_pass() {
+    let (opts, _dir) = options();
+    let (out, events) = run(plan(vec![shell("a", "echo hello"), shell("b", "true")]), opts).await;
+    assert_eq!(out.status, ExecutionStatus::Passed);
+    assert_eq!(status(&out, "a"), StepStatus::Passed);
+    assert_eq!(logs(&events, "a"), "hello\n");
+    assert_eq!(out.steps["a"].exit_code, Some(0));
+    assert!(out.steps["a"].cpu_time.is_some());
+    assert!(matches!(events.last(), Some(Event::ExecutionFinished { status: ExecutionStatus::Passed, .. })));
+}
+
+#[tokio::test]
+async fn conditions_follow_testkube() {
+    let (opts, _dir) = options();
+    let mut always = shell("always", "echo always");
+    always.condition = "always".into();
+    let mut on_failure = shell("on-failure", "echo failed-branch");
+    on_failure.condition = "failed".into();
+    let mut never = shell("never", "echo never");
+    never.condition = "never".into();
+    let p = plan(vec![
+        shell("ok", "true"),
+        shell("bad", "exit 3"),
+        shell("after-bad", "echo should-not-run"),
+        always,
+        on_failure,
+        never,
+    ]);
+    let (out, events) = run(p, opts).await;
+    assert_eq!(out.status, ExecutionStatus::Failed);
+    assert_eq!(status(&out, "ok"), StepStatus::Passed);
+    assert_eq!(status(&out, "bad"), StepStatus::Failed);
+    assert_eq!(out.steps["bad"].exit_code, Some(3));
+    assert_eq!(status(&out, "after-bad"), StepStatus::Skipped);
+    assert_eq!(status(&out, "always"), StepStatus::Passed);
+    assert_eq!(status(&out, "on-failure"), StepStatus::Passed);
+    assert_eq!(status(&out, "never"), StepStatus::Skipped);
+    assert_eq!(logs(&events, "after-bad"), "");
+}
+
+#[tokio::test]
+async fn optional_failure_does_not_fail_the_parent() {
+    let (opts, _dir) = options();
+    let mut opt = shell("opt", "exit 1");
+    opt.optional = true;
+    let inner = group("inner", vec![opt, shell("next", "echo next")]);
+    let (out, events) = run(plan(vec![inner]), opts).await;
+    assert_eq!(status(&out, "opt"), StepStatus::Failed);
+    assert_eq!(status(&out, "next"), StepStatus::Passed, "a failed optional step does not change `passed`");
+    assert_eq!(status(&out, "inner"), StepStatus::Passed);
+    assert_eq!(out.status, ExecutionStatus::Passed);
+    assert_eq!(logs(&events, "next"), "next\n");
+}
+
+#[tokio::test]
+async fn negative_inverts_the_result() {
+    let (opts, _dir) = options();
+    let mut neg_fail = shell("expected-failure", "exit 1");
+    neg_fail.negative = true;
+    let mut neg_pass = shell("unexpected-pass", "true");
+    neg_pass.negative = true;
+    neg_pass.optional = true;
+    let (out, _) = run(plan(vec![neg_fail, neg_pass]), opts).await;
+    assert_eq!(status(&out, "expected-failure"), StepStatus::Passed);
+    assert_eq!(status(&out, "unexpected-pass"), StepStatus::Failed);
+    assert_eq!(out.status, ExecutionStatus::Passed);
+}
+
+#[tokio::test]
+async fn retry_until_passed() {
+    let (opts, dir) = options();
+    let counter = dir.path().join("count");
+    let script = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo attempt $n; [ $n -ge 3 ]",
+        c = counter.display()
+    );
+    let mut flaky = shell("flaky", &script);
+    flaky.retry = Some(PlanRetry { count: 5, until: "passed".into() });
+    let mut exhausted = shell("exhausted", "exit 1");
+    exhausted.retry = Some(PlanRetry { count: 2, until: "self.passed".into() });
+    exhausted.optional = true;
+    let (out, events) = run(plan(vec![flaky, exhausted]), opts).await;
+    assert_eq!(status(&out, "flaky"), StepStatus::Passed);
+    assert_eq!(out.steps["flaky"].attempts, 3);
+    assert!(logs(&events, "flaky").contains("Retrying: attempt #2 (of 5)"));
+    assert_eq!(status(&out, "exhausted"), StepStatus::Failed);
+    assert_eq!(out.steps["exhausted"].attempts, 3, "count: 2 means two more tries");
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_process_group() {
+    let (opts, dir) = options();
+    let pidfile = dir.path().join("grandchild.pid");
+    let mut slow = shell(
+        "slow",
+        &format!("sleep 300 & echo $! > {}; sleep 300", pidfile.display()),
+    );
+    slow.timeout_ms = Some(700);
+    let mut cleanup = shell("cleanup", "echo cleanup");
+    cleanup.condition = "always".into();
+    let (out, _) = run(plan(vec![slow, shell("next", "true"), cleanup]), opts).await;
+    assert_eq!(status(&out, "slow"), StepStatus::Timeout);
+    assert_eq!(status(&out, "next"), StepStatus::Skipped);
+    assert_eq!(status(&out, "cleanup"), StepStatus::Passed);
+    assert_eq!(out.status, ExecutionStatus::Failed);
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert!(is_gone(pid), "grandchild {pid} survived the timeout");
+}
+
+#[tokio::test]
+async fn timeout_of_a_group_times_out_running_children() {
+    let (opts, _dir) = options();
+    let mut g = group("g", vec![shell("child", "sleep 300"), shell("later", "true")]);
+    g.timeout_ms = Some(500);
+    let (out, _) = run(plan(vec![g]), opts).await;
+    assert_eq!(status(&out, "g"), StepStatus::Timeout);
+    assert_eq!(status(&out, "child"), StepStatus::Timeout);
+    assert_eq!(status(&out, "later"), StepStatus::Skipped);
+}
+
+#[tokio::test]
+async fn abort_stops_everything_without_orphans() {
+    let (opts, dir) = options();
+    let cancel = opts.cancel.clone();
+    let pidfile = dir.path().join("pid");
+    let slow = shell(
+        "slow",
+        &format!("(sleep 300; echo never) & echo $! > {}; echo started; sleep 300", pidfile.display()),
+    );
+    let mut after = shell("after", "true");
+    after.condition = "always".into();
+    let p = plan(vec![slow, after]);
+    let pf = pidfile.clone();
+    tokio::spawn(async move {
+        while !pf.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+    });
+    let (out, events) = run(p, opts).await;
+    assert_eq!(out.status, ExecutionStatus::Aborted);
+    assert_eq!(status(&out, "slow"), StepStatus::Aborted);
+    assert_eq!(status(&out, "after"), StepStatus::Skipped);
+    assert!(logs(&events, "slow").contains("started"));
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert!(is_gone(pid), "background process {pid} survived the abort");
+}
+
+#[tokio::test]
+async fn deadline_aborts_the_execution() {
+    let (opts, _dir) = options();
+    let mut p = plan(vec![shell("slow", "sleep 300"), shell("next", "true")]);
+    p.deadline_ms = Some(500);
+    let (out, _) = run(p, opts).await;
+    assert_eq!(out.status, ExecutionStatus::Aborted);
+    assert!(out.error.as_deref().unwrap_or("").contains("deadline"));
+    assert_eq!(status(&out, "slow"), StepStatus::Aborted);
+    assert_eq!(status(&out, "next"), StepStatus::Skipped);
+}
+
+#[tokio::test]
+async fn env_and_templates_resolve_at_run_time() {
+    let (mut opts, _dir) = options();
+    opts.context.insert("execution".into(), serde_json::json!({"id": "exec-1", "number": 7}));
+    let mut s = shell(
+        "env",
+        "echo \"$GREETING|$DERIVED|{{ env.GREETING }}|{{ env.UNSET_VAR }}|{{ execution.number }}|$CI\"",
+    );
+    s.commands[0].env = vec![env("GREETING", "hi"), env("DERIVED", "{{ env.GREETING }} there")];
+    let (out, events) = run(plan(vec![s]), opts).await;
+    assert_eq!(out.status, ExecutionStatus::Passed, "{events:#?}");
+    assert_eq!(logs(&events, "env"), "hi|hi there|hi||7|1\n");
+}
+
+#[tokio::test]
+async fn run_with_command_and_args() {
+    let (opts, _dir) = options();
+    let mut s = shell("argv", "");
+    s.commands[0].shell = None;
+    s.commands[0].command = vec!["printf".into()];
+    s.commands[0].args = vec!["%s-%s\\n".into(), "a b".into(), "{{ env.X }}".into()];
+    s.commands[0].env = vec![env("X", "x")];
+    let (out, events) = run(plan(vec![s]), opts).await;
+    assert_eq!(out.status, ExecutionStatus::Passed);
+    assert_eq!(logs(&events, "argv"), "a b-x\n");
+}
+
+#[tokio::test]
+async fn outputs_become_step_values() {
+    let (opts, _dir) = options();
+    let mut producer = shell("producer", "echo '  42 ' > /testkube/outputs/answer");
+    producer.id = Some("producer".into());
+    let consumer = shell("consumer", "echo got={{ step.producer.outputs.answer }}");
+    let (out, events) = run(plan(vec![producer, consumer]), opts).await;
+    assert_eq!(out.status, ExecutionStatus::Passed, "{events:#?}");
+    assert_eq!(out.outputs["producer"]["answer"], "42");
+    assert!(events.iter().any(|e| matches!(e, Event::Output { key, value, .. } if key == "answer" && value == "42")));
+    assert_eq!(logs(&events, "consumer"), "got=42\n");
+}
+
+#[tokio::test]
+async fn artifacts_by_glob_even_when_the_step_fails() {
+    let (opts, _dir) = options();
+    let mut s = shell(
+        "report",
+        "mkdir -p out/a/b && echo 1 > out/a/b/r.xml && echo 2 > out/top.xml && echo 3 > out/a/skip.txt && exit 1",
+    );
+    s.artifacts = Some(PlanArtifacts { working_dir: None, paths: vec!["out/**/*.xml".into()], compress: None });
+    let (out, events) = run(plan(vec![s]), opts).await;
+    assert_eq!(status(&out, "report"), StepStatus::Failed);
+    let mut found: Vec<(String, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Artifact { path, size, source, .. } => {
+                assert!(source.is_file());
+                Some((path.clone(), *size))
+            }
+            _ => None,
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found, vec![("out/a/b/r.xml".into(), 2), ("out/top.xml".into(), 2)]);
+}
+
+#[tokio::test]
+async fn secrets_are_masked_across_chunks_and_in_errors() {
+    let (mut opts, _dir) = options();
+    opts.secrets.insert("password".into(), "hunter2-very-secret".into());
+    opts.masked.push("tok-ABCDEF".into());
+    let s = shell(
+        "leaky",
+        "printf 'pw={{ config.password }}\\n'; printf 'tok-A'; sleep 0.3; printf 'BCDEF end\\n'; echo done",
+    );
+    let mut bad = shell("bad-condition", "true");
+    bad.condition = "{{ config.password }} == nope( ".into();
+    bad.optional = true;
+    let (out, events) = run(plan(vec![s, bad]), opts).await;
+    let text = logs(&events, "leaky");
+    assert_eq!(text, "pw=*****\n***** end\ndone\n");
+    for e in &events {
+        let debug = format!("{e:?}");
+        assert!(!debug.contains("hunter2"), "secret leaked in {debug}");
+        assert!(!debug.contains("tok-ABCDEF"), "secret leaked in {debug}");
+    }
+    assert_eq!(status(&out, "leaky"), StepStatus::Passed);
+}
+
+#[tokio::test]
+async fn a_missing_program_fails_the_step_clearly() {
+    let (opts, _dir) = options();
+    let mut s = shell("missing", "");
+    s.commands[0].shell = None;
+    s.commands[0].command = vec!["definitely-not-a-program-xyz".into()];
+    let (out, _) = run(plan(vec![s]), opts).await;
+    assert_eq!(status(&out, "missing"), StepStatus::Failed);
+    assert!(out.steps["missing"].error.as_deref().unwrap_or("").contains("definitely-not-a-program-xyz"));
+}
+
+#[tokio::test]
+async fn long_lines_are_bounded() {
+    let (opts, _dir) = options();
+    let s = shell("long", "head -c 200000 /dev/zero | tr '\\0' 'x'; echo; echo tail");
+    let (_, events) = run(plan(vec![s]), opts).await;
+    let text = logs(&events, "long");
+    assert!(text.lines().all(|l| l.len() <= assay_engine::MAX_LINE));
+    assert_eq!(text.matches('x').count(), 200000);
+    assert!(text.ends_with("tail\n"));
+}
