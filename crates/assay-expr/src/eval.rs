@@ -251,7 +251,10 @@ impl<'a> Resolver<'a> {
         }
         let owned = || path.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let Expr::Lit(v) = &base else {
-            return Ok(Expr::Prop(Box::new(base), owned()));
+            // Through the constructor, so that `(x).a` + `.b` stays one node.
+            return Ok(path
+                .iter()
+                .fold(base, |e, seg| Expr::prop(e, seg.to_string())));
         };
         let mut current = v.clone();
         for (i, seg) in path.iter().enumerate() {
@@ -316,6 +319,12 @@ impl<'a> Resolver<'a> {
             _ => {}
         }
         if !args.iter().all(|a| a.expr.is_static()) {
+            if matches!(name, "map" | "filter") && !self.finalize {
+                return Ok(Expr::Call(
+                    name.to_string(),
+                    self.resolve_item_expr(args, ctx),
+                ));
+            }
             return Ok(keep());
         }
         let values = match expand(&args) {
@@ -348,6 +357,36 @@ impl<'a> Resolver<'a> {
         self.or_keep(ctx, result, keep)
     }
 
+    /// `map(list, "expr")` with the list still unknown: what is known now
+    /// must go into the expression string, or it would be missing when the
+    /// list becomes known (at run time, without the compile-time machines).
+    /// `_` names belong to the item and stay.
+    pub(crate) fn resolve_item_expr(&self, mut args: Vec<Arg>, ctx: Ctx) -> Vec<Arg> {
+        if let [
+            _,
+            Arg {
+                expr: Expr::Lit(Value::String(src)),
+                spread: false,
+            },
+        ] = args.as_slice()
+            && let Ok(parsed) = crate::parse(src)
+        {
+            let shadow = Shadow(self.machines);
+            let machines: [&dyn Machine; 1] = [&shadow];
+            let inner = Resolver {
+                machines: &machines,
+                finalize: false,
+            };
+            if let Ok(resolved) = ctx
+                .enter_nested()
+                .and_then(|c| inner.resolve(&parsed, c.guarded()))
+            {
+                args[1].expr = Expr::string(resolved.to_string());
+            }
+        }
+        args
+    }
+
     /// Evaluates an expression string per item, as `map`/`filter` and
     /// wildcards do, with `_.value`, `_.index` and `_.key` set.
     pub fn with_item(
@@ -370,6 +409,26 @@ impl<'a> Resolver<'a> {
             finalize: self.finalize,
         };
         inner.resolve(expr, ctx.enter_nested()?)
+    }
+}
+
+/// The machines with the item variables (`_`, `_.value`, …) hidden.
+struct Shadow<'a>(&'a [&'a dyn Machine]);
+
+impl Machine for Shadow<'_> {
+    fn lookup(&self, name: &str) -> Lookup {
+        if name == "_" || name.starts_with("_.") {
+            return Lookup::Unknown;
+        }
+        self.0
+            .iter()
+            .map(|m| m.lookup(name))
+            .find(|l| !matches!(l, Lookup::Unknown))
+            .unwrap_or(Lookup::Unknown)
+    }
+
+    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+        self.0.iter().find_map(|m| m.call(name, args))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::ast::Expr;
+use crate::ast::{Arg, Expr};
 use crate::error::ExprError;
 use crate::eval::{Ctx, Resolver, entry};
 use crate::value::{self, describe, number, to_float, to_int, to_string, truthy};
@@ -337,7 +337,7 @@ fn map(r: &Resolver<'_>, name: &str, a: &[Value], ctx: Ctx) -> Result<Expr, Expr
         let e = r
             .with_item(&expr, &item, i, key, ctx)
             .map_err(|e| e.context(format_args!("`{name}` item {i}")))?;
-        out.push(crate::ast::Arg::plain(e));
+        out.push(Arg::plain(e));
     }
     Ok(Expr::list(out))
 }
@@ -361,10 +361,11 @@ fn filter(r: &Resolver<'_>, a: &[Value], ctx: Ctx) -> Result<Expr, ExprError> {
             }
             // Depends on something unknown yet: decide at run time.
             _ => {
-                return Ok(Expr::call(
-                    "filter",
-                    vec![Expr::Lit(a[0].clone()), Expr::Lit(a[1].clone())],
-                ));
+                let args = vec![
+                    Arg::plain(Expr::Lit(a[0].clone())),
+                    Arg::plain(Expr::Lit(a[1].clone())),
+                ];
+                return Ok(Expr::Call("filter".into(), r.resolve_item_expr(args, ctx)));
             }
         }
     }
