@@ -10,6 +10,7 @@ mod cmd;
 mod error;
 mod exit;
 mod files;
+mod store_args;
 
 #[derive(Parser)]
 #[command(name = "assay", version, about = "Run Testkube-compatible test workflows anywhere", after_help = exit::HELP)]
@@ -24,6 +25,8 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Print the compiled plan of a workflow (templates applied, config checked, strategies expanded)
     Plan(cmd::plan::Args),
+    /// Run a workflow on this machine, record it, and exit with its verdict
+    Run(cmd::run::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<u8> = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Plan(args) => cmd::plan::run(args),
+        Command::Run(args) => cmd::run::run(args),
     };
     finish(result)
 }

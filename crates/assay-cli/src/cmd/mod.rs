@@ -2,4 +2,5 @@
 //! returning the exit code.
 
 pub mod plan;
+pub mod run;
 pub mod validate;
