@@ -201,6 +201,8 @@ fn yaml_options() -> serde_saphyr::Options {
     // `.inf`/`.nan` have no JSON form; keep them as the strings they were written as.
     options.non_finite_float_policy = NonFiniteFloatPolicy::AsString;
     options.with_snippet = false;
+    // Kubernetes reads YAML 1.1: `mode: 0755` is octal 493, as file modes are written.
+    options.legacy_octal_numbers = true;
     options
 }
 

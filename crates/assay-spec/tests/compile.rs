@@ -342,3 +342,15 @@ fn invalid_expressions_point_at_their_field() {
     assert_eq!(e[0].path, "spec.steps[0].shell");
     assert!(e[0].message.contains("invalid expression"), "{e:?}");
 }
+
+#[test]
+fn file_modes_are_read_as_kubernetes_does() {
+    // YAML 1.1, as Kubernetes reads it: a leading 0 is octal.
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  content:\n    files:\n    - path: /data/run.sh\n      mode: 0755\n      content: echo\n  steps:\n  - shell: /data/run.sh\n"
+        ),
+        &[],
+    );
+    assert_eq!(p.root.content.unwrap().files[0].mode, Some(0o755));
+}
