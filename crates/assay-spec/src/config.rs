@@ -121,6 +121,9 @@ pub fn scalar_text(v: &Value) -> String {
     }
 }
 
+/// A numeric bound of a parameter: its value, how it reads, and whether `n` satisfies it.
+type Bound = (Option<i64>, &'static str, fn(f64, f64) -> bool);
+
 /// Cast a value to the parameter's type and check it against the schema.
 fn cast(
     key: &str,
@@ -222,7 +225,7 @@ fn cast(
         }
     }
     if let Some(n) = value.as_f64().filter(|_| value.is_number()) {
-        let checks: [(Option<i64>, &str, fn(f64, f64) -> bool); 4] = [
+        let checks: [Bound; 4] = [
             (p.minimum, "at least", |n, b| n >= b),
             (p.maximum, "at most", |n, b| n <= b),
             (p.exclusive_minimum, "greater than", |n, b| n > b),
