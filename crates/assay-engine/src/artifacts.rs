@@ -85,7 +85,8 @@ pub(crate) fn collect(
         } else {
             let mut set = GlobSetBuilder::new();
             set.add(
-                Glob::new(&glob).map_err(|e| format!("invalid artifact pattern `{pattern}`: {e}"))?,
+                Glob::new(&glob)
+                    .map_err(|e| format!("invalid artifact pattern `{pattern}`: {e}"))?,
             );
             Some(set.build().map_err(|e| e.to_string())?)
         };
@@ -132,8 +133,14 @@ mod tests {
 
     #[test]
     fn splits_patterns() {
-        assert_eq!(split_pattern("/data/out/**/*.xml"), ("/data/out".into(), "**/*.xml".into()));
-        assert_eq!(split_pattern("report.txt"), ("report.txt".into(), String::new()));
+        assert_eq!(
+            split_pattern("/data/out/**/*.xml"),
+            ("/data/out".into(), "**/*.xml".into())
+        );
+        assert_eq!(
+            split_pattern("report.txt"),
+            ("report.txt".into(), String::new())
+        );
         assert_eq!(split_pattern("**/*"), (String::new(), "**/*".into()));
     }
 }

@@ -10,7 +10,13 @@ use crate::process::ProcessSpec;
 use crate::runner::{Attempt, Frame, Runner};
 
 impl Runner {
-    pub(crate) async fn content(&mut self, content: &PlanContent, full: &str, frame: &Frame, a: &mut Attempt) {
+    pub(crate) async fn content(
+        &mut self,
+        content: &PlanContent,
+        full: &str,
+        frame: &Frame,
+        a: &mut Attempt,
+    ) {
         if let Err(e) = self.files(content, frame) {
             return a.fail(e);
         }
@@ -63,7 +69,10 @@ impl Runner {
                 self.render(&git.username, m)?,
                 self.render(&git.token, m)?,
                 self.render(&git.mount_path, m)?,
-                git.paths.iter().map(|p| self.render(p, m)).collect::<Result<Vec<_>, _>>()?,
+                git.paths
+                    .iter()
+                    .map(|p| self.render(p, m))
+                    .collect::<Result<Vec<_>, _>>()?,
             ))
         });
         let (uri, revision, username, token, mount, paths) = match rendered {
@@ -73,7 +82,11 @@ impl Runner {
         if !git.ssh_key.is_empty() || !git.sources.is_empty() {
             return a.fail("content.git with sshKey or *From secrets is not supported by the local runtime: use a token, or clone in a `shell` step");
         }
-        let mount = if mount.is_empty() { "/data/repo".to_string() } else { layout::join(&frame.cwd, &mount) };
+        let mount = if mount.is_empty() {
+            "/data/repo".to_string()
+        } else {
+            layout::join(&frame.cwd, &mount)
+        };
         let dest = self.layout.to_host(&mount);
         let url = with_credentials(&uri, &username, &token);
         let dest_s = dest.display().to_string();
@@ -88,20 +101,42 @@ impl Runner {
         clone.extend([url.clone(), dest_s.clone()]);
         commands.push(clone);
         if !paths.is_empty() {
-            let mut sparse = vec!["git".to_string(), "-C".into(), dest_s.clone(), "sparse-checkout".into(), "set".into()];
+            let mut sparse = vec![
+                "git".to_string(),
+                "-C".into(),
+                dest_s.clone(),
+                "sparse-checkout".into(),
+                "set".into(),
+            ];
             if !git.cone {
                 sparse.push("--no-cone".into());
             }
             sparse.extend(paths);
             commands.push(sparse);
         }
-        let rev = if revision.is_empty() { "HEAD".to_string() } else { revision };
-        commands.push(vec!["git".into(), "-C".into(), dest_s.clone(), "checkout".into(), "--quiet".into(), rev]);
+        let rev = if revision.is_empty() {
+            "HEAD".to_string()
+        } else {
+            revision
+        };
+        commands.push(vec![
+            "git".into(),
+            "-C".into(),
+            dest_s.clone(),
+            "checkout".into(),
+            "--quiet".into(),
+            rev,
+        ]);
         if let Some(parent) = dest.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
         let text = format!("Cloning {} into {mount}\n", self.mask(&uri));
-        self.emit(Event::Log(LogChunk { reference: full.to_string(), at: SystemTime::now(), text })).await;
+        self.emit(Event::Log(LogChunk {
+            reference: full.to_string(),
+            at: SystemTime::now(),
+            text,
+        }))
+        .await;
         let mut genv = env.clone();
         genv.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
         for argv in commands {
@@ -130,7 +165,15 @@ fn with_credentials(uri: &str, username: &str, token: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return uri.to_string();
     };
-    let user = if username.is_empty() { "oauth2" } else { username };
-    let cred = if token.is_empty() { user.to_string() } else { format!("{user}:{token}") };
+    let user = if username.is_empty() {
+        "oauth2"
+    } else {
+        username
+    };
+    let cred = if token.is_empty() {
+        user.to_string()
+    } else {
+        format!("{user}:{token}")
+    };
     format!("{scheme}://{cred}@{rest}")
 }

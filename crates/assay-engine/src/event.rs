@@ -118,9 +118,13 @@ impl StepResult {
 pub enum ServiceState {
     Starting,
     /// The readiness probe passed (or there is none).
-    Ready { ip: String },
+    Ready {
+        ip: String,
+    },
     /// The process ended or never became ready; `reason` is masked.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     Stopped,
 }
 

@@ -90,7 +90,9 @@ pub(crate) fn mentions_private_paths(text: &str) -> bool {
         text.match_indices(dir).any(|(i, _)| {
             let before = text[..i].chars().next_back();
             let after = text[i + dir.len()..].chars().next();
-            let starts = before.is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '~' | '$' | '}')));
+            let starts = before.is_none_or(|c| {
+                !(c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '~' | '$' | '}'))
+            });
             let ends = after.is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.')));
             starts && ends
         })

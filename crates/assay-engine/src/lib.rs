@@ -63,11 +63,7 @@ pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> E
     collect_git_tokens(&plan.root, &mut secrets);
     let masker = Masker::new(secrets.iter().map(String::as_str));
     let sink = EventSink::new(events);
-    let shared = Arc::new(Shared {
-        opts,
-        masker,
-        sink,
-    });
+    let shared = Arc::new(Shared { opts, masker, sink });
 
     let outcome = match prepare(&plan, &shared).await {
         Ok(layout) => {

@@ -64,7 +64,9 @@ impl Machine for RunMachine<'_> {
             }
             "self.status" => return self.own_status.map_or(Lookup::Unknown, |s| val(s.as_str())),
             "self.passed" | "self.success" => {
-                return self.own_status.map_or(Lookup::Unknown, |s| val(s == StepStatus::Passed));
+                return self
+                    .own_status
+                    .map_or(Lookup::Unknown, |s| val(s == StepStatus::Passed));
             }
             "self.failed" | "self.error" => {
                 return self

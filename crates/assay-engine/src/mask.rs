@@ -54,10 +54,7 @@ impl Masker {
             .build(&patterns)
             .ok()
             .map(std::sync::Arc::new);
-        Masker {
-            automaton,
-            longest,
-        }
+        Masker { automaton, longest }
     }
 
     /// Whether there is nothing to mask.
@@ -83,9 +80,9 @@ impl Masker {
     /// Like [`Masker::mask`] on bytes.
     pub fn mask_bytes<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
         match &self.automaton {
-            Some(ac) if ac.is_match(data) => Cow::Owned(
-                ac.replace_all_bytes(data, &vec![MASK.as_bytes(); ac.patterns_len()]),
-            ),
+            Some(ac) if ac.is_match(data) => {
+                Cow::Owned(ac.replace_all_bytes(data, &vec![MASK.as_bytes(); ac.patterns_len()]))
+            }
             _ => Cow::Borrowed(data),
         }
     }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use assay_spec::plan::{PlanExecute, PlanParallel, PlanStrategy, PlanTransfer, PlanWorker, StrategyInstance};
+use assay_spec::plan::{
+    PlanExecute, PlanParallel, PlanStrategy, PlanTransfer, PlanWorker, StrategyInstance,
+};
 use assay_spec::status::{ExecutionStatus, StepStatus};
 use globset::{Glob, GlobSetBuilder};
 use serde_json::Value;
@@ -32,7 +34,9 @@ struct WorkerDone {
 /// The execution status for a root step's status and the walk's interrupt.
 pub(crate) fn execution_status(root: StepStatus, interrupt: Option<&Interrupt>) -> ExecutionStatus {
     match (interrupt, root) {
-        (Some(Interrupt::Abort | Interrupt::Deadline), _) | (_, StepStatus::Aborted) => ExecutionStatus::Aborted,
+        (Some(Interrupt::Abort | Interrupt::Deadline), _) | (_, StepStatus::Aborted) => {
+            ExecutionStatus::Aborted
+        }
         (_, StepStatus::Passed | StepStatus::Skipped) => ExecutionStatus::Passed,
         _ => ExecutionStatus::Failed,
     }
@@ -40,10 +44,15 @@ pub(crate) fn execution_status(root: StepStatus, interrupt: Option<&Interrupt>) 
 
 impl Runner {
     /// Concrete copies of a strategy whose values are known now.
-    pub(crate) fn strategy_instances(&self, strategy: &PlanStrategy) -> Result<Vec<StrategyInstance>, String> {
+    pub(crate) fn strategy_instances(
+        &self,
+        strategy: &PlanStrategy,
+    ) -> Result<Vec<StrategyInstance>, String> {
         let env = self.base_env();
         let base = self.layout.data.clone();
-        let params = self.with_machine(true, None, &env, Some(&base), |m| assay_spec::strategy::params(strategy, &[m]))?;
+        let params = self.with_machine(true, None, &env, Some(&base), |m| {
+            assay_spec::strategy::params(strategy, &[m])
+        })?;
         match params {
             Some(p) => Ok(p.instances()),
             None => Err("the strategy depends on values that are unknown at run time".into()),
@@ -65,7 +74,13 @@ impl Runner {
             .collect()
     }
 
-    pub(crate) async fn parallel(&mut self, par: &PlanParallel, full: &str, frame: &Frame, a: &mut Attempt) {
+    pub(crate) async fn parallel(
+        &mut self,
+        par: &PlanParallel,
+        full: &str,
+        frame: &Frame,
+        a: &mut Attempt,
+    ) {
         let workers = match self.workers(par) {
             Ok(w) => w,
             Err(e) => return a.fail(format!("parallel: {e}")),
@@ -74,17 +89,30 @@ impl Runner {
         if count == 0 {
             return;
         }
-        let limit = par.parallelism.map_or(count, |p| u64::from(p.max(1)).min(count));
+        let limit = par
+            .parallelism
+            .map_or(count, |p| u64::from(p.max(1)).min(count));
         let semaphore = Arc::new(Semaphore::new(limit as usize));
         let barrier = Arc::new(Barrier::new(limit as usize));
         let group = self.cancel.child_token();
-        let root_dir = self.shared.opts.work_dir.join("workers").join(sanitize(full));
+        let root_dir = self
+            .shared
+            .opts
+            .work_dir
+            .join("workers")
+            .join(sanitize(full));
         let namespace = self.layout.sandbox.is_some();
         let main_data = self.layout.data.clone();
         let main_outputs = self.layout.outputs.clone();
         let deadline = frame.deadline.as_ref().map(|d| d.0);
         for w in &workers {
-            self.emit(Event::Worker { reference: full.to_string(), index: w.instance.index, count, state: WorkerState::Queued }).await;
+            self.emit(Event::Worker {
+                reference: full.to_string(),
+                index: w.instance.index,
+                count,
+                state: WorkerState::Queued,
+            })
+            .await;
         }
         let mut tasks = tokio::task::JoinSet::new();
         for (position, worker) in workers.into_iter().enumerate() {
@@ -100,29 +128,64 @@ impl Runner {
             tasks.spawn(async move {
                 let index = worker.instance.index;
                 let Ok(_permit) = semaphore.acquire_owned().await else {
-                    return (index, WorkerDone { status: ExecutionStatus::Aborted, results: Default::default(), error: None });
+                    return (
+                        index,
+                        WorkerDone {
+                            status: ExecutionStatus::Aborted,
+                            results: Default::default(),
+                            error: None,
+                        },
+                    );
                 };
                 let layout = match Layout::create(&dir, namespace).await {
                     Ok(l) => l,
-                    Err(e) => return (index, WorkerDone { status: ExecutionStatus::Failed, results: Default::default(), error: Some(e) }),
+                    Err(e) => {
+                        return (
+                            index,
+                            WorkerDone {
+                                status: ExecutionStatus::Failed,
+                                results: Default::default(),
+                                error: Some(e),
+                            },
+                        );
+                    }
                 };
                 let mut error = None;
                 for t in &worker.transfer {
-                    if let Err(e) = transfer(t, &|p| main_host(&main_data, &main_outputs, p), &|p| layout.to_host(p)) {
+                    if let Err(e) =
+                        transfer(t, &|p| main_host(&main_data, &main_outputs, p), &|p| {
+                            layout.to_host(p)
+                        })
+                    {
                         error.get_or_insert(format!("transfer: {e}"));
                     }
                 }
                 if paused {
                     barrier.wait().await;
                 }
-                shared.sink.send(Event::Worker { reference: full.clone(), index, count, state: WorkerState::Running }).await;
-                let mut runner = Runner::new(shared.clone(), layout, format!("{full}/{index}/"), group.child_token());
+                shared
+                    .sink
+                    .send(Event::Worker {
+                        reference: full.clone(),
+                        index,
+                        count,
+                        state: WorkerState::Running,
+                    })
+                    .await;
+                let mut runner = Runner::new(
+                    shared.clone(),
+                    layout,
+                    format!("{full}/{index}/"),
+                    group.child_token(),
+                );
                 let status = if error.is_some() {
                     runner.skip_tree(&worker.root, error.clone()).await;
                     ExecutionStatus::Failed
                 } else {
                     // A worker stops at its own deadline or its parent step's, whichever is first.
-                    let own = worker.deadline_ms.map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
+                    let own = worker
+                        .deadline_ms
+                        .map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
                     let deadline = match (own, deadline) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
@@ -131,7 +194,9 @@ impl Runner {
                     execution_status(root, runner.interrupt.as_ref())
                 };
                 for t in &worker.fetch {
-                    if let Err(e) = transfer(t, &|p| runner.layout.to_host(p), &|p| main_host(&main_data, &main_outputs, p)) {
+                    if let Err(e) = transfer(t, &|p| runner.layout.to_host(p), &|p| {
+                        main_host(&main_data, &main_outputs, p)
+                    }) {
                         error.get_or_insert(format!("fetch: {e}"));
                     }
                 }
@@ -139,9 +204,24 @@ impl Runner {
                 if fail_fast && status != ExecutionStatus::Passed {
                     group.cancel();
                 }
-                shared.sink.send(Event::Worker { reference: full.clone(), index, count, state: WorkerState::Finished { status } }).await;
+                shared
+                    .sink
+                    .send(Event::Worker {
+                        reference: full.clone(),
+                        index,
+                        count,
+                        state: WorkerState::Finished { status },
+                    })
+                    .await;
                 let error = error.or(runner.fatal.take());
-                (index, WorkerDone { status, results: std::mem::take(&mut runner.results), error })
+                (
+                    index,
+                    WorkerDone {
+                        status,
+                        results: std::mem::take(&mut runner.results),
+                        error,
+                    },
+                )
             });
         }
         let mut done: Vec<(u64, WorkerDone)> = Vec::new();
@@ -168,12 +248,22 @@ impl Runner {
             self.interrupt_for(crate::process::StopReason::Timeout, frame);
         }
         if !failed.is_empty() {
-            a.fail(format!("{} of {count} workers did not pass: {}", failed.len(), failed.join(", ")));
+            a.fail(format!(
+                "{} of {count} workers did not pass: {}",
+                failed.len(),
+                failed.join(", ")
+            ));
         }
     }
 
     /// `execute`: other workflows, through the caller's [`crate::WorkflowLauncher`].
-    pub(crate) async fn execute(&mut self, execute: &PlanExecute, full: &str, _frame: &Frame, a: &mut Attempt) {
+    pub(crate) async fn execute(
+        &mut self,
+        execute: &PlanExecute,
+        full: &str,
+        _frame: &Frame,
+        a: &mut Attempt,
+    ) {
         if !execute.tests.is_empty() {
             return a.fail("execute.tests (Testkube's legacy tests) is not supported: convert them to workflows");
         }
@@ -187,10 +277,16 @@ impl Runner {
                 Err(e) => return a.fail(format!("execute {}: {e}", w.name)),
             };
             for i in instances {
-                requests.push(LaunchRequest { reference: full.to_string(), workflow: w.clone(), index: i.index });
+                requests.push(LaunchRequest {
+                    reference: full.to_string(),
+                    workflow: w.clone(),
+                    index: i.index,
+                });
             }
         }
-        let limit = execute.parallelism.map_or(requests.len().max(1), |p| p.max(1) as usize);
+        let limit = execute
+            .parallelism
+            .map_or(requests.len().max(1), |p| p.max(1) as usize);
         let semaphore = Arc::new(Semaphore::new(limit));
         let mut tasks = tokio::task::JoinSet::new();
         for r in requests {
@@ -223,7 +319,10 @@ impl Runner {
             }
         }
         if !failed.is_empty() {
-            a.fail(self.mask(&format!("executed workflows did not pass: {}", failed.join(", "))));
+            a.fail(self.mask(&format!(
+                "executed workflows did not pass: {}",
+                failed.join(", ")
+            )));
         }
     }
 }
@@ -242,13 +341,23 @@ fn main_host(data: &Path, outputs: &Path, path: &str) -> PathBuf {
 fn sanitize(reference: &str) -> String {
     reference
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 /// Copies the files of `t.from` matching `t.files` (all when absent) to `t.to` (default: the
 /// same path), keeping their relative paths.
-fn transfer(t: &PlanTransfer, from_host: &dyn Fn(&str) -> PathBuf, to_host: &dyn Fn(&str) -> PathBuf) -> Result<(), String> {
+fn transfer(
+    t: &PlanTransfer,
+    from_host: &dyn Fn(&str) -> PathBuf,
+    to_host: &dyn Fn(&str) -> PathBuf,
+) -> Result<(), String> {
     let from = from_host(&t.from);
     let to = to_host(if t.to.is_empty() { &t.from } else { &t.to });
     let patterns: Vec<String> = match &t.files {

@@ -296,7 +296,11 @@ fn tree_rss(pid: i32) -> u64 {
         }
         total += status_kib(p, "VmRSS:") * 1024;
         if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
-            stack.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+            stack.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
         }
     }
     total.max(status_kib(pid, "VmHWM:") * 1024)

@@ -139,7 +139,11 @@ impl Runner {
     }
 
     /// Runs the root group with an optional execution deadline.
-    pub(crate) async fn run_root(&mut self, root: &PlanStep, deadline: Option<Instant>) -> StepStatus {
+    pub(crate) async fn run_root(
+        &mut self,
+        root: &PlanStep,
+        deadline: Option<Instant>,
+    ) -> StepStatus {
         let frame = Frame {
             passed: true,
             deadline: deadline.map(|d| (d, EXECUTION.to_string())),
@@ -208,7 +212,12 @@ impl Runner {
     }
 
     /// Renders one argument; a pure `{{ list }}` expands into several (as Testkube does).
-    fn render_arg(&self, arg: &str, machine: &dyn Machine, out: &mut Vec<String>) -> Result<(), String> {
+    fn render_arg(
+        &self,
+        arg: &str,
+        machine: &dyn Machine,
+        out: &mut Vec<String>,
+    ) -> Result<(), String> {
         let t = arg.trim();
         if t.starts_with("{{") && t.ends_with("}}") && t.matches("{{").count() == 1 {
             let inner = &t[2..t.len() - 2];
@@ -235,10 +244,12 @@ impl Runner {
                 }
             }
         }
-        env.entry("PATH".into())
-            .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into());
+        env.entry("PATH".into()).or_insert_with(|| {
+            "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into()
+        });
         env.entry("CI".into()).or_insert_with(|| "1".into());
-        env.entry("FORCE_COLOR".into()).or_insert_with(|| "1".into());
+        env.entry("FORCE_COLOR".into())
+            .or_insert_with(|| "1".into());
         // The host path works inside the namespace too (every host folder is mounted there).
         env.insert("TMPDIR".into(), self.layout.tmp.display().to_string());
         env
@@ -276,7 +287,10 @@ impl Runner {
     ) -> Result<ProcessSpec, String> {
         let env = self.resolve_env(process, passed)?;
         let cwd = match &process.working_dir {
-            Some(w) => layout::join(cwd, &self.with_machine(passed, None, &env, None, |m| self.render(w, m))?),
+            Some(w) => layout::join(
+                cwd,
+                &self.with_machine(passed, None, &env, None, |m| self.render(w, m))?,
+            ),
             None => cwd.to_string(),
         };
         let mut argv = Vec::new();
@@ -399,7 +413,11 @@ impl Runner {
     }
 
     /// Runs a step and everything below it; returns its final status.
-    pub(crate) fn run_step<'a>(&'a mut self, step: &'a PlanStep, frame: &'a Frame) -> BoxFuture<'a, StepStatus> {
+    pub(crate) fn run_step<'a>(
+        &'a mut self,
+        step: &'a PlanStep,
+        frame: &'a Frame,
+    ) -> BoxFuture<'a, StepStatus> {
         Box::pin(async move {
             if self.cancel.is_cancelled() && self.interrupt.is_none() {
                 self.interrupt = Some(Interrupt::Abort);
@@ -409,8 +427,14 @@ impl Runner {
                 return StepStatus::Skipped;
             }
             let env = self.condition_env(step, frame.passed);
-            let condition = if step.condition.trim().is_empty() { "passed" } else { step.condition.as_str() };
-            let runs = self.with_machine(frame.passed, None, &env, None, |m| self.eval_bool(condition, m));
+            let condition = if step.condition.trim().is_empty() {
+                "passed"
+            } else {
+                step.condition.as_str()
+            };
+            let runs = self.with_machine(frame.passed, None, &env, None, |m| {
+                self.eval_bool(condition, m)
+            });
             match runs {
                 Ok(true) => {}
                 Ok(false) => {
@@ -425,10 +449,17 @@ impl Runner {
             }
             let full = self.full_ref(&step.reference);
             let name = self
-                .with_machine(frame.passed, None, &env, None, |m| self.render(&step.name, m))
+                .with_machine(frame.passed, None, &env, None, |m| {
+                    self.render(&step.name, m)
+                })
                 .unwrap_or_else(|_| step.name.clone());
             let started_at = SystemTime::now();
-            self.emit(Event::StepStarted { reference: full.clone(), name: self.mask(&name), at: started_at }).await;
+            self.emit(Event::StepStarted {
+                reference: full.clone(),
+                name: self.mask(&name),
+                at: started_at,
+            })
+            .await;
             if let Some(id) = &step.id {
                 let results = format!("{}/.steps/{id}", layout::DATA);
                 let _ = std::fs::create_dir_all(self.layout.to_host(&results));
@@ -440,7 +471,12 @@ impl Runner {
                 attempts += 1;
                 let mut inner = frame.clone();
                 inner.cwd = match &step.working_dir {
-                    Some(w) => layout::join(&frame.cwd, &self.with_machine(frame.passed, None, &env, None, |m| self.render(w, m)).unwrap_or_else(|_| w.clone())),
+                    Some(w) => layout::join(
+                        &frame.cwd,
+                        &self
+                            .with_machine(frame.passed, None, &env, None, |m| self.render(w, m))
+                            .unwrap_or_else(|_| w.clone()),
+                    ),
                     None => frame.cwd.clone(),
                 };
                 if let Some(ms) = step.timeout_ms {
@@ -450,9 +486,17 @@ impl Runner {
                     }
                 }
                 let attempt = self.attempt(step, &inner).await;
-                let mut status = if attempt.ok { StepStatus::Passed } else { StepStatus::Failed };
+                let mut status = if attempt.ok {
+                    StepStatus::Passed
+                } else {
+                    StepStatus::Failed
+                };
                 if step.negative {
-                    status = if attempt.ok { StepStatus::Failed } else { StepStatus::Passed };
+                    status = if attempt.ok {
+                        StepStatus::Failed
+                    } else {
+                        StepStatus::Passed
+                    };
                 }
                 let mut own_timeout = false;
                 match &self.interrupt {
@@ -465,23 +509,44 @@ impl Runner {
                     Some(_) => break (StepStatus::Aborted, attempt),
                     None => {}
                 }
-                let Some(retry) = &step.retry else { break (status, attempt) };
+                let Some(retry) = &step.retry else {
+                    break (status, attempt);
+                };
                 if attempts > retry.count {
                     break (status, attempt);
                 }
-                let until = if retry.until.trim().is_empty() { "passed" } else { retry.until.as_str() };
+                let until = if retry.until.trim().is_empty() {
+                    "passed"
+                } else {
+                    retry.until.as_str()
+                };
                 let id = step.id.as_deref().unwrap_or("");
-                let done = self.with_machine(frame.passed, Some((id, status)), &env, None, |m| self.eval_bool(until, m));
+                let done = self.with_machine(frame.passed, Some((id, status)), &env, None, |m| {
+                    self.eval_bool(until, m)
+                });
                 match done {
                     Ok(false) => {
-                        let why = if own_timeout { "Timed out".to_string() } else { format!("Exit code: {}", attempt.exit_code.unwrap_or(0)) };
-                        let text = format!("\n{why} • Retrying: attempt #{attempts} (of {}):\n", retry.count);
-                        self.emit(Event::Log(crate::event::LogChunk { reference: full.clone(), at: SystemTime::now(), text })).await;
+                        let why = if own_timeout {
+                            "Timed out".to_string()
+                        } else {
+                            format!("Exit code: {}", attempt.exit_code.unwrap_or(0))
+                        };
+                        let text = format!(
+                            "\n{why} • Retrying: attempt #{attempts} (of {}):\n",
+                            retry.count
+                        );
+                        self.emit(Event::Log(crate::event::LogChunk {
+                            reference: full.clone(),
+                            at: SystemTime::now(),
+                            text,
+                        }))
+                        .await;
                     }
                     Ok(true) => break (status, attempt),
                     Err(e) => {
                         let mut attempt = attempt;
-                        attempt.error = Some(self.mask(&format!("failed to evaluate retry.until: {e}")));
+                        attempt.error =
+                            Some(self.mask(&format!("failed to evaluate retry.until: {e}")));
                         break (status, attempt);
                     }
                 }
@@ -508,7 +573,9 @@ impl Runner {
 
     fn interrupted_message(&self) -> String {
         match &self.interrupt {
-            Some(Interrupt::Deadline) => "the execution's deadline (activeDeadlineSeconds) passed".into(),
+            Some(Interrupt::Deadline) => {
+                "the execution's deadline (activeDeadlineSeconds) passed".into()
+            }
             Some(Interrupt::Timeout(_)) => "a parent step timed out".into(),
             _ => "the execution was aborted".into(),
         }
@@ -527,14 +594,19 @@ impl Runner {
     /// The environment a step's condition sees: its first process's, else the base.
     fn condition_env(&self, step: &PlanStep, passed: bool) -> BTreeMap<String, String> {
         match step.commands.first() {
-            Some(p) => self.resolve_env(p, passed).unwrap_or_else(|_| self.base_env()),
+            Some(p) => self
+                .resolve_env(p, passed)
+                .unwrap_or_else(|_| self.base_env()),
             None => self.base_env(),
         }
     }
 
     /// One attempt of a step's parts, in Testkube's order.
     async fn attempt(&mut self, step: &PlanStep, frame: &Frame) -> Attempt {
-        let mut a = Attempt { ok: true, ..Attempt::default() };
+        let mut a = Attempt {
+            ok: true,
+            ..Attempt::default()
+        };
         let full = self.full_ref(&step.reference);
         if let Some(id) = &step.id {
             self.clear_outputs(id);
@@ -544,7 +616,10 @@ impl Runner {
         {
             a.ok = false;
         }
-        if a.ok && self.interrupt.is_none() && let Some(content) = &step.content {
+        if a.ok
+            && self.interrupt.is_none()
+            && let Some(content) = &step.content
+        {
             self.content(content, &full, frame, &mut a).await;
         }
         let mut services = Vec::new();
@@ -562,23 +637,35 @@ impl Runner {
                     break;
                 }
             }
-            if !step.commands.is_empty() && let Some(id) = &step.id {
+            if !step.commands.is_empty()
+                && let Some(id) = &step.id
+            {
                 self.scan_outputs(id, &full).await;
             }
         }
-        if a.ok && self.interrupt.is_none() && let Some(execute) = &step.execute {
+        if a.ok
+            && self.interrupt.is_none()
+            && let Some(execute) = &step.execute
+        {
             self.execute(execute, &full, frame, &mut a).await;
         }
-        if a.ok && self.interrupt.is_none() && let Some(parallel) = &step.parallel {
+        if a.ok
+            && self.interrupt.is_none()
+            && let Some(parallel) = &step.parallel
+        {
             self.parallel(parallel, &full, frame, &mut a).await;
         }
         let mut passed = frame.passed && a.ok;
         for child in &step.steps {
             if self.interrupt.is_some() {
-                self.skip_tree(child, Some(self.interrupted_message())).await;
+                self.skip_tree(child, Some(self.interrupted_message()))
+                    .await;
                 continue;
             }
-            let child_frame = Frame { passed, ..frame.clone() };
+            let child_frame = Frame {
+                passed,
+                ..frame.clone()
+            };
             let status = self.run_step(child, &child_frame).await;
             if !child.optional && !matches!(status, StepStatus::Passed | StepStatus::Skipped) {
                 passed = false;
@@ -597,7 +684,11 @@ impl Runner {
         if let Ok(entries) = std::fs::read_dir(&self.layout.outputs) {
             for e in entries.flatten() {
                 let p = e.path();
-                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
             }
         }
         if let Some(f) = self.facts.get_mut(id) {
@@ -608,7 +699,9 @@ impl Runner {
     /// Reads `/testkube/outputs/<key>` files into `step.<id>.outputs` (Testkube: regular files,
     /// not hidden, at most 4096 bytes, trimmed).
     async fn scan_outputs(&mut self, id: &str, full: &str) {
-        let Ok(entries) = std::fs::read_dir(&self.layout.outputs) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.layout.outputs) else {
+            return;
+        };
         let mut found = Vec::new();
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -617,8 +710,15 @@ impl Runner {
                 continue;
             }
             if meta.len() > 4096 {
-                let text = format!("warn: step output {name:?} exceeds 4096 bytes, skipping (use step.results for large files)\n");
-                self.emit(Event::Log(crate::event::LogChunk { reference: full.to_string(), at: SystemTime::now(), text })).await;
+                let text = format!(
+                    "warn: step output {name:?} exceeds 4096 bytes, skipping (use step.results for large files)\n"
+                );
+                self.emit(Event::Log(crate::event::LogChunk {
+                    reference: full.to_string(),
+                    at: SystemTime::now(),
+                    text,
+                }))
+                .await;
                 continue;
             }
             if let Ok(content) = std::fs::read(e.path()) {
@@ -627,22 +727,42 @@ impl Runner {
         }
         found.sort();
         for (key, value) in found {
-            self.facts.entry(id.to_string()).or_default().outputs.insert(key.clone(), value.clone());
+            self.facts
+                .entry(id.to_string())
+                .or_default()
+                .outputs
+                .insert(key.clone(), value.clone());
             let value = self.mask(&value);
-            self.emit(Event::Output { reference: full.to_string(), key, value }).await;
+            self.emit(Event::Output {
+                reference: full.to_string(),
+                key,
+                value,
+            })
+            .await;
         }
     }
 
-    async fn artifacts(&mut self, artifacts: &assay_spec::plan::PlanArtifacts, full: &str, frame: &Frame, a: &mut Attempt) {
+    async fn artifacts(
+        &mut self,
+        artifacts: &assay_spec::plan::PlanArtifacts,
+        full: &str,
+        frame: &Frame,
+        a: &mut Attempt,
+    ) {
         let env = self.base_env();
-        let rendered: Result<(String, Vec<String>), String> = self.with_machine(frame.passed, None, &env, None, |m| {
-            let wd = match &artifacts.working_dir {
-                Some(w) => layout::join(&frame.cwd, &self.render(w, m)?),
-                None => frame.cwd.clone(),
-            };
-            let paths = artifacts.paths.iter().map(|p| self.render(p, m)).collect::<Result<Vec<_>, _>>()?;
-            Ok((wd, paths))
-        });
+        let rendered: Result<(String, Vec<String>), String> =
+            self.with_machine(frame.passed, None, &env, None, |m| {
+                let wd = match &artifacts.working_dir {
+                    Some(w) => layout::join(&frame.cwd, &self.render(w, m)?),
+                    None => frame.cwd.clone(),
+                };
+                let paths = artifacts
+                    .paths
+                    .iter()
+                    .map(|p| self.render(p, m))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((wd, paths))
+            });
         let (wd, paths) = match rendered {
             Ok(v) => v,
             Err(e) => return a.fail(format!("artifacts: {e}")),
@@ -653,10 +773,21 @@ impl Runner {
             Ok(files) => {
                 if artifacts.compress.is_some() {
                     let text = "note: artifacts.compress is not supported by the local runtime yet; files are kept one by one\n".to_string();
-                    self.emit(Event::Log(crate::event::LogChunk { reference: full.to_string(), at: SystemTime::now(), text })).await;
+                    self.emit(Event::Log(crate::event::LogChunk {
+                        reference: full.to_string(),
+                        at: SystemTime::now(),
+                        text,
+                    }))
+                    .await;
                 }
                 for f in files {
-                    self.emit(Event::Artifact { reference: full.to_string(), path: f.path, size: f.size, source: f.source }).await;
+                    self.emit(Event::Artifact {
+                        reference: full.to_string(),
+                        path: f.path,
+                        size: f.size,
+                        source: f.source,
+                    })
+                    .await;
                 }
             }
             Err(e) => a.fail(e),

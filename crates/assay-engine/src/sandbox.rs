@@ -94,8 +94,8 @@ done
 mkdir -p "$R/data" "$R/testkube/outputs"
 mount --bind "$2" "$R/data"
 mount --bind "$3" "$R/testkube/outputs"
-echo ready
-exec chroot "$R" /bin/sh -c 'read _ || true'
+# Say "ready" only once inside the new root: steps join the holder's root (nsenter -r).
+exec chroot "$R" /bin/sh -c 'echo ready; read _ || true'
 "#;
 
 /// A running holder; steps enter its namespace through [`Sandbox::wrap`].
@@ -114,19 +114,28 @@ impl Sandbox {
             Support::User => true,
             Support::Unavailable(why) => return Err(why.clone()),
         };
-        std::fs::create_dir_all(root).map_err(|e| format!("failed to create {}: {e}", root.display()))?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| format!("failed to create {}: {e}", root.display()))?;
         let mut cmd = Command::new("unshare");
         if user_ns {
             cmd.args(["-U", "-r"]);
         }
-        cmd.args(["-m", "--propagation", "private", "sh", "-c", HOLDER_SCRIPT, "sh"])
-            .arg(root)
-            .arg(data)
-            .arg(outputs)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        cmd.args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            HOLDER_SCRIPT,
+            "sh",
+        ])
+        .arg(root)
+        .arg(data)
+        .arg(outputs)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
         let mut holder = cmd
             .spawn()
             .map_err(|e| format!("failed to start the namespace holder: {e}"))?;
@@ -143,7 +152,10 @@ impl Sandbox {
             let _ = holder.kill().await;
             return Err(format!(
                 "failed to set up a private /data: {}",
-                err.trim().lines().last().unwrap_or("the holder ended early")
+                err.trim()
+                    .lines()
+                    .last()
+                    .unwrap_or("the holder ended early")
             ));
         }
         Ok(Sandbox {
@@ -161,7 +173,15 @@ impl Sandbox {
         }
         // nsenter opens a `--wd` folder before it enters the namespace, where /data does not
         // exist: change directory inside instead.
-        out.extend(["-m".into(), "-r".into(), "--".into(), "env".into(), "-C".into(), cwd.to_string(), "--".into()]);
+        out.extend([
+            "-m".into(),
+            "-r".into(),
+            "--".into(),
+            "env".into(),
+            "-C".into(),
+            cwd.to_string(),
+            "--".into(),
+        ]);
         out.extend(argv.iter().cloned());
         out
     }

@@ -34,7 +34,12 @@ enum Probed {
 impl Runner {
     /// Starts every service of a step and waits until each is ready. On failure, the ones
     /// already started are stopped and `a` says why.
-    pub(crate) async fn start_services(&mut self, step: &PlanStep, frame: &Frame, a: &mut Attempt) -> Vec<Started> {
+    pub(crate) async fn start_services(
+        &mut self,
+        step: &PlanStep,
+        frame: &Frame,
+        a: &mut Attempt,
+    ) -> Vec<Started> {
         let full = self.full_ref(&step.reference);
         let mut started: Vec<Started> = Vec::new();
         for service in &step.services {
@@ -49,7 +54,13 @@ impl Runner {
             for inst in &instances {
                 let index = inst.instance.index;
                 let log_ref = format!("{full}/service/{}/{index}", service.name);
-                self.emit(Event::Service { reference: full.clone(), name: service.name.clone(), index, state: ServiceState::Starting }).await;
+                self.emit(Event::Service {
+                    reference: full.clone(),
+                    name: service.name.clone(),
+                    index,
+                    state: ServiceState::Starting,
+                })
+                .await;
                 if let Some(content) = &inst.content {
                     self.content(content, &log_ref, frame, a).await;
                     if !a.ok {
@@ -63,23 +74,46 @@ impl Runner {
                         break;
                     }
                 };
-                let running = match process::spawn(&spec, &log_ref, &self.shared.masker, &self.shared.sink) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        a.fail(format!("service {}: {e}", service.name));
-                        break;
-                    }
+                let running =
+                    match process::spawn(&spec, &log_ref, &self.shared.masker, &self.shared.sink) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            a.fail(format!("service {}: {e}", service.name));
+                            break;
+                        }
+                    };
+                let mut s = Started {
+                    name: service.name.clone(),
+                    index,
+                    reference: full.clone(),
+                    running,
                 };
-                let mut s = Started { name: service.name.clone(), index, reference: full.clone(), running };
                 match self.wait_ready(&mut s, inst, frame).await {
                     Probed::Ready => {
-                        self.emit(Event::Service { reference: full.clone(), name: s.name.clone(), index, state: ServiceState::Ready { ip: SERVICE_IP.into() } }).await;
+                        self.emit(Event::Service {
+                            reference: full.clone(),
+                            name: s.name.clone(),
+                            index,
+                            state: ServiceState::Ready {
+                                ip: SERVICE_IP.into(),
+                            },
+                        })
+                        .await;
                         ips.push(SERVICE_IP.to_string());
                         started.push(s);
                     }
                     Probed::Failed(reason) => {
-                        let reason = self.mask(&format!("service {} ({index}) {reason}", service.name));
-                        self.emit(Event::Service { reference: full.clone(), name: s.name.clone(), index, state: ServiceState::Failed { reason: reason.clone() } }).await;
+                        let reason =
+                            self.mask(&format!("service {} ({index}) {reason}", service.name));
+                        self.emit(Event::Service {
+                            reference: full.clone(),
+                            name: s.name.clone(),
+                            index,
+                            state: ServiceState::Failed {
+                                reason: reason.clone(),
+                            },
+                        })
+                        .await;
                         started.push(s);
                         if self.interrupt.is_none() {
                             self.fatal.get_or_insert_with(|| reason.clone());
@@ -103,7 +137,10 @@ impl Runner {
     }
 
     /// Concrete instances of a service (expanding a run-time strategy when needed).
-    fn service_instances(&self, service: &assay_spec::plan::PlanService) -> Result<Vec<PlanServiceInstance>, String> {
+    fn service_instances(
+        &self,
+        service: &assay_spec::plan::PlanService,
+    ) -> Result<Vec<PlanServiceInstance>, String> {
         if let Some(i) = &service.instances {
             return Ok(i.clone());
         }
@@ -116,25 +153,40 @@ impl Runner {
             .map(|instance| {
                 let machine = assay_spec::strategy::instance_machine(&instance);
                 let resolver = assay_spec::resolve::Resolver::new(vec![&machine], None);
-                let mut value = serde_json::to_value(template.as_ref()).map_err(|e| e.to_string())?;
+                let mut value =
+                    serde_json::to_value(template.as_ref()).map_err(|e| e.to_string())?;
                 let mut errors = Vec::new();
                 resolver.value(&mut value, &mut String::new(), &mut errors);
                 if let Some(e) = errors.first() {
                     return Err(format!("{}: {}", e.path, e.message));
                 }
-                let mut inst: PlanServiceInstance = serde_json::from_value(value).map_err(|e| e.to_string())?;
+                let mut inst: PlanServiceInstance =
+                    serde_json::from_value(value).map_err(|e| e.to_string())?;
                 inst.instance = instance;
                 Ok(inst)
             })
             .collect()
     }
 
-    async fn wait_ready(&mut self, s: &mut Started, inst: &PlanServiceInstance, frame: &Frame) -> Probed {
+    async fn wait_ready(
+        &mut self,
+        s: &mut Started,
+        inst: &PlanServiceInstance,
+        frame: &Frame,
+    ) -> Probed {
         let Some(probe) = &inst.readiness_probe else {
             return Probed::Ready;
         };
-        let limit = inst.timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
-        if !self.sleep(Duration::from_secs(probe.initial_delay_seconds.into()), frame).await {
+        let limit = inst
+            .timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        if !self
+            .sleep(
+                Duration::from_secs(probe.initial_delay_seconds.into()),
+                frame,
+            )
+            .await
+        {
             return Probed::Failed("was stopped before it was ready".into());
         }
         let mut failures = 0u32;
@@ -144,20 +196,30 @@ impl Runner {
                 return Probed::Failed(format!("exited with code {code} before it was ready"));
             }
             let per_try = Duration::from_secs(probe.timeout_seconds.max(1).into());
-            let result = tokio::time::timeout(per_try, self.probe_once(probe, frame)).await.unwrap_or_else(|_| Err("timed out".into()));
+            let result = tokio::time::timeout(per_try, self.probe_once(probe, frame))
+                .await
+                .unwrap_or_else(|_| Err("timed out".into()));
             match result {
                 Ok(()) => return Probed::Ready,
                 Err(e) => {
                     failures += 1;
                     if failures >= threshold {
-                        return Probed::Failed(format!("never became ready: readiness probe failed {failures} times (last: {e})"));
+                        return Probed::Failed(format!(
+                            "never became ready: readiness probe failed {failures} times (last: {e})"
+                        ));
                     }
                 }
             }
             if limit.is_some_and(|l| Instant::now() >= l) {
                 return Probed::Failed("did not become ready within its timeout".into());
             }
-            if !self.sleep(Duration::from_secs(probe.period_seconds.max(1).into()), frame).await {
+            if !self
+                .sleep(
+                    Duration::from_secs(probe.period_seconds.max(1).into()),
+                    frame,
+                )
+                .await
+            {
                 return Probed::Failed("was stopped before it was ready".into());
             }
         }
@@ -165,7 +227,10 @@ impl Runner {
 
     async fn probe_once(&self, probe: &Probe, frame: &Frame) -> Result<(), String> {
         if let Some(cmd) = &probe.exec {
-            let process = assay_spec::plan::PlanProcess { command: cmd.clone(), ..Default::default() };
+            let process = assay_spec::plan::PlanProcess {
+                command: cmd.clone(),
+                ..Default::default()
+            };
             let spec = self.prepare(&process, frame.passed, &frame.cwd)?;
             let out = tokio::process::Command::new(&spec.argv[0])
                 .args(&spec.argv[1..])
@@ -179,27 +244,53 @@ impl Runner {
                 .status()
                 .await
                 .map_err(|e| e.to_string())?;
-            return if out.success() { Ok(()) } else { Err(format!("exec probe exited with {out}")) };
+            return if out.success() {
+                Ok(())
+            } else {
+                Err(format!("exec probe exited with {out}"))
+            };
         }
         if let Some(tcp) = &probe.tcp_socket {
             let addr = address(tcp.host.as_deref(), &tcp.port)?;
-            tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("tcp {addr}: {e}"))?;
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .map_err(|e| format!("tcp {addr}: {e}"))?;
             return Ok(());
         }
         if let Some(http) = &probe.http_get {
             if http.scheme.eq_ignore_ascii_case("https") {
-                return Err("httpGet with scheme HTTPS is not supported by the local runtime".into());
+                return Err(
+                    "httpGet with scheme HTTPS is not supported by the local runtime".into(),
+                );
             }
             let addr = address(http.host.as_deref(), &http.port)?;
-            let mut stream = tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("http {addr}: {e}"))?;
-            let path = if http.path.is_empty() { "/" } else { http.path.as_str() };
-            let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: assay-probe\r\n\r\n");
-            stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+            let mut stream = tokio::net::TcpStream::connect(&addr)
+                .await
+                .map_err(|e| format!("http {addr}: {e}"))?;
+            let path = if http.path.is_empty() {
+                "/"
+            } else {
+                http.path.as_str()
+            };
+            let request =
+                format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: assay-probe\r\n\r\n");
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
             let mut head = vec![0u8; 64];
             let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
             let line = String::from_utf8_lossy(&head[..n]);
-            let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("not an HTTP response")?;
-            return if (200..400).contains(&code) { Ok(()) } else { Err(format!("http {addr}{path} answered {code}")) };
+            let code: u16 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or("not an HTTP response")?;
+            return if (200..400).contains(&code) {
+                Ok(())
+            } else {
+                Err(format!("http {addr}{path} answered {code}"))
+            };
         }
         Err("the readiness probe has no exec, tcpSocket or httpGet".into())
     }
@@ -211,7 +302,13 @@ impl Runner {
             let never = tokio_util::sync::CancellationToken::new();
             never.cancel();
             let _ = s.running.wait(None, &never, grace).await;
-            self.emit(Event::Service { reference: s.reference, name: s.name, index: s.index, state: ServiceState::Stopped }).await;
+            self.emit(Event::Service {
+                reference: s.reference,
+                name: s.name,
+                index: s.index,
+                state: ServiceState::Stopped,
+            })
+            .await;
         }
     }
 }
@@ -220,7 +317,14 @@ fn address(host: Option<&str>, port: &Value) -> Result<String, String> {
     let port = match port {
         Value::Number(n) => n.to_string(),
         Value::String(s) if s.parse::<u16>().is_ok() => s.clone(),
-        other => return Err(format!("port {other} is not a number (named ports need Kubernetes)")),
+        other => {
+            return Err(format!(
+                "port {other} is not a number (named ports need Kubernetes)"
+            ));
+        }
     };
-    Ok(format!("{}:{port}", host.filter(|h| !h.is_empty()).unwrap_or(SERVICE_IP)))
+    Ok(format!(
+        "{}:{port}",
+        host.filter(|h| !h.is_empty()).unwrap_or(SERVICE_IP)
+    ))
 }

@@ -4,21 +4,30 @@ mod common;
 
 use assay_engine::{Event, Isolation, ServiceState, WorkerState};
 use assay_spec::plan::{
-    PlanParallel, PlanProcess, PlanService, PlanServiceInstance, PlanStep, PlanWorker, Probe, ProbeTcp,
-    StrategyInstance,
+    PlanParallel, PlanProcess, PlanService, PlanServiceInstance, PlanStep, PlanWorker, Probe,
+    ProbeTcp, StrategyInstance,
 };
 use assay_spec::status::{ExecutionStatus, StepStatus};
 use common::*;
 
 fn worker(index: u64, count: u64, script: &str) -> PlanWorker {
     PlanWorker {
-        instance: StrategyInstance { index, count, ..Default::default() },
+        instance: StrategyInstance {
+            index,
+            count,
+            ..Default::default()
+        },
         root: group("root", vec![shell("work", script)]),
         ..Default::default()
     }
 }
 
-fn parallel_step(reference: &str, workers: Vec<PlanWorker>, parallelism: u32, fail_fast: bool) -> PlanStep {
+fn parallel_step(
+    reference: &str,
+    workers: Vec<PlanWorker>,
+    parallelism: u32,
+    fail_fast: bool,
+) -> PlanStep {
     PlanStep {
         reference: reference.into(),
         condition: "passed".into(),
@@ -37,11 +46,17 @@ fn max_running(events: &[Event]) -> usize {
     let (mut now, mut max) = (0usize, 0usize);
     for e in events {
         match e {
-            Event::Worker { state: WorkerState::Running, .. } => {
+            Event::Worker {
+                state: WorkerState::Running,
+                ..
+            } => {
                 now += 1;
                 max = max.max(now);
             }
-            Event::Worker { state: WorkerState::Finished { .. }, .. } => now -= 1,
+            Event::Worker {
+                state: WorkerState::Finished { .. },
+                ..
+            } => now -= 1,
             _ => {}
         }
     }
@@ -51,14 +66,19 @@ fn max_running(events: &[Event]) -> usize {
 #[tokio::test]
 async fn parallel_respects_parallelism() {
     let (opts, _dir) = options();
-    let workers = (0..6).map(|i| worker(i, 6, &format!("sleep 0.2; echo worker {i}"))).collect();
+    let workers = (0..6)
+        .map(|i| worker(i, 6, &format!("sleep 0.2; echo worker {i}")))
+        .collect();
     let (out, events) = run(plan(vec![parallel_step("par", workers, 2, false)]), opts).await;
     assert_eq!(out.status, ExecutionStatus::Passed);
     assert_eq!(status(&out, "par"), StepStatus::Passed);
     assert_eq!(max_running(&events), 2);
     for i in 0..6 {
         assert_eq!(status(&out, &format!("par/{i}/work")), StepStatus::Passed);
-        assert_eq!(logs(&events, &format!("par/{i}/work")), format!("worker {i}\n"));
+        assert_eq!(
+            logs(&events, &format!("par/{i}/work")),
+            format!("worker {i}\n")
+        );
     }
 }
 
@@ -69,7 +89,10 @@ async fn parallel_fail_fast_aborts_the_others() {
     workers.extend((1..4).map(|i| worker(i, 4, "sleep 30")));
     let started = std::time::Instant::now();
     let (out, _) = run(plan(vec![parallel_step("par", workers, 4, true)]), opts).await;
-    assert!(started.elapsed().as_secs() < 20, "fail-fast did not stop the other workers");
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "fail-fast did not stop the other workers"
+    );
     assert_eq!(out.status, ExecutionStatus::Failed);
     assert_eq!(status(&out, "par"), StepStatus::Failed);
     assert_eq!(status(&out, "par/0/work"), StepStatus::Failed);
@@ -77,16 +100,26 @@ async fn parallel_fail_fast_aborts_the_others() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn service(name: &str, command: Vec<&str>, port: u16, threshold: u32) -> PlanService {
     PlanService {
         name: name.into(),
         instances: Some(vec![PlanServiceInstance {
-            process: PlanProcess { command: command.into_iter().map(String::from).collect(), ..Default::default() },
+            process: PlanProcess {
+                command: command.into_iter().map(String::from).collect(),
+                ..Default::default()
+            },
             readiness_probe: Some(Probe {
-                tcp_socket: Some(ProbeTcp { host: None, port: port.into() }),
+                tcp_socket: Some(ProbeTcp {
+                    host: None,
+                    port: port.into(),
+                }),
                 period_seconds: 1,
                 timeout_seconds: 1,
                 failure_threshold: threshold,
@@ -116,7 +149,16 @@ async fn service_with_tcp_readiness() {
     );
     step.services = vec![service(
         "web",
-        vec!["python3", "-m", "http.server", &port_s, "--bind", "127.0.0.1", "--directory", &serve_dir],
+        vec![
+            "python3",
+            "-m",
+            "http.server",
+            &port_s,
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            &serve_dir,
+        ],
         port,
         30,
     )];
@@ -130,7 +172,14 @@ async fn service_with_tcp_readiness() {
             _ => None,
         })
         .collect();
-    assert!(matches!(states.as_slice(), [ServiceState::Starting, ServiceState::Ready { .. }, ServiceState::Stopped]));
+    assert!(matches!(
+        states.as_slice(),
+        [
+            ServiceState::Starting,
+            ServiceState::Ready { .. },
+            ServiceState::Stopped
+        ]
+    ));
     // The service was stopped after the group: the port is free again.
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
 }
@@ -144,7 +193,10 @@ async fn never_ready_service_fails_the_execution() {
     let (out, events) = run(plan(vec![step]), opts).await;
     assert_eq!(out.status, ExecutionStatus::Failed);
     let reason = out.error.clone().unwrap_or_default();
-    assert!(reason.contains("db") && reason.contains("never became ready"), "{reason}");
+    assert!(
+        reason.contains("db") && reason.contains("never became ready"),
+        "{reason}"
+    );
     assert_eq!(status(&out, "client"), StepStatus::Skipped);
     assert_eq!(logs(&events, "client"), "");
 }
@@ -167,9 +219,19 @@ async fn each_execution_has_its_own_data() {
     assert_eq!(r2.status, ExecutionStatus::Passed, "{e2:?}");
     assert_eq!(logs(&e1, "write"), "first\n/data\n");
     assert_eq!(logs(&e2, "write"), "second\n/data\n");
-    assert_eq!(std::fs::read_to_string(d1.path().join("exec/data/x")).unwrap(), "first\n");
-    assert_eq!(std::fs::read_to_string(d2.path().join("exec/data/x")).unwrap(), "second\n");
-    assert_eq!(std::path::Path::new("/data").exists(), host_had_data, "the host's /data was touched");
+    assert_eq!(
+        std::fs::read_to_string(d1.path().join("exec/data/x")).unwrap(),
+        "first\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d2.path().join("exec/data/x")).unwrap(),
+        "second\n"
+    );
+    assert_eq!(
+        std::path::Path::new("/data").exists(),
+        host_had_data,
+        "the host's /data was touched"
+    );
 }
 
 #[tokio::test]

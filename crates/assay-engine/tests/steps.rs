@@ -13,13 +13,23 @@ use common::*;
 #[tokio::test]
 async fn passing_steps_pass() {
     let (opts, _dir) = options();
-    let (out, events) = run(plan(vec![shell("a", "echo hello"), shell("b", "true")]), opts).await;
+    let (out, events) = run(
+        plan(vec![shell("a", "echo hello"), shell("b", "true")]),
+        opts,
+    )
+    .await;
     assert_eq!(out.status, ExecutionStatus::Passed);
     assert_eq!(status(&out, "a"), StepStatus::Passed);
     assert_eq!(logs(&events, "a"), "hello\n");
     assert_eq!(out.steps["a"].exit_code, Some(0));
     assert!(out.steps["a"].cpu_time.is_some());
-    assert!(matches!(events.last(), Some(Event::ExecutionFinished { status: ExecutionStatus::Passed, .. })));
+    assert!(matches!(
+        events.last(),
+        Some(Event::ExecutionFinished {
+            status: ExecutionStatus::Passed,
+            ..
+        })
+    ));
 }
 
 #[tokio::test]
@@ -59,7 +69,11 @@ async fn optional_failure_does_not_fail_the_parent() {
     let inner = group("inner", vec![opt, shell("next", "echo next")]);
     let (out, events) = run(plan(vec![inner]), opts).await;
     assert_eq!(status(&out, "opt"), StepStatus::Failed);
-    assert_eq!(status(&out, "next"), StepStatus::Passed, "a failed optional step does not change `passed`");
+    assert_eq!(
+        status(&out, "next"),
+        StepStatus::Passed,
+        "a failed optional step does not change `passed`"
+    );
     assert_eq!(status(&out, "inner"), StepStatus::Passed);
     assert_eq!(out.status, ExecutionStatus::Passed);
     assert_eq!(logs(&events, "next"), "next\n");
@@ -88,16 +102,25 @@ async fn retry_until_passed() {
         c = counter.display()
     );
     let mut flaky = shell("flaky", &script);
-    flaky.retry = Some(PlanRetry { count: 5, until: "passed".into() });
+    flaky.retry = Some(PlanRetry {
+        count: 5,
+        until: "passed".into(),
+    });
     let mut exhausted = shell("exhausted", "exit 1");
-    exhausted.retry = Some(PlanRetry { count: 2, until: "self.passed".into() });
+    exhausted.retry = Some(PlanRetry {
+        count: 2,
+        until: "self.passed".into(),
+    });
     exhausted.optional = true;
     let (out, events) = run(plan(vec![flaky, exhausted]), opts).await;
     assert_eq!(status(&out, "flaky"), StepStatus::Passed);
     assert_eq!(out.steps["flaky"].attempts, 3);
     assert!(logs(&events, "flaky").contains("Retrying: attempt #2 (of 5)"));
     assert_eq!(status(&out, "exhausted"), StepStatus::Failed);
-    assert_eq!(out.steps["exhausted"].attempts, 3, "count: 2 means two more tries");
+    assert_eq!(
+        out.steps["exhausted"].attempts, 3,
+        "count: 2 means two more tries"
+    );
 }
 
 #[tokio::test]
@@ -116,14 +139,21 @@ async fn timeout_kills_the_whole_process_group() {
     assert_eq!(status(&out, "next"), StepStatus::Skipped);
     assert_eq!(status(&out, "cleanup"), StepStatus::Passed);
     assert_eq!(out.status, ExecutionStatus::Failed);
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(is_gone(pid), "grandchild {pid} survived the timeout");
 }
 
 #[tokio::test]
 async fn timeout_of_a_group_times_out_running_children() {
     let (opts, _dir) = options();
-    let mut g = group("g", vec![shell("child", "sleep 300"), shell("later", "true")]);
+    let mut g = group(
+        "g",
+        vec![shell("child", "sleep 300"), shell("later", "true")],
+    );
     g.timeout_ms = Some(500);
     let (out, _) = run(plan(vec![g]), opts).await;
     assert_eq!(status(&out, "g"), StepStatus::Timeout);
@@ -138,7 +168,10 @@ async fn abort_stops_everything_without_orphans() {
     let pidfile = dir.path().join("pid");
     let slow = shell(
         "slow",
-        &format!("(sleep 300; echo never) & echo $! > {}; echo started; sleep 300", pidfile.display()),
+        &format!(
+            "(sleep 300; echo never) & echo $! > {}; echo started; sleep 300",
+            pidfile.display()
+        ),
     );
     let mut after = shell("after", "true");
     after.condition = "always".into();
@@ -156,7 +189,11 @@ async fn abort_stops_everything_without_orphans() {
     assert_eq!(status(&out, "slow"), StepStatus::Aborted);
     assert_eq!(status(&out, "after"), StepStatus::Skipped);
     assert!(logs(&events, "slow").contains("started"));
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(is_gone(pid), "background process {pid} survived the abort");
 }
 
@@ -175,12 +212,18 @@ async fn deadline_aborts_the_execution() {
 #[tokio::test]
 async fn env_and_templates_resolve_at_run_time() {
     let (mut opts, _dir) = options();
-    opts.context.insert("execution".into(), serde_json::json!({"id": "exec-1", "number": 7}));
+    opts.context.insert(
+        "execution".into(),
+        serde_json::json!({"id": "exec-1", "number": 7}),
+    );
     let mut s = shell(
         "env",
         "echo \"$GREETING|$DERIVED|{{ env.GREETING }}|{{ env.UNSET_VAR }}|{{ execution.number }}|$CI\"",
     );
-    s.commands[0].env = vec![env("GREETING", "hi"), env("DERIVED", "{{ env.GREETING }} there")];
+    s.commands[0].env = vec![
+        env("GREETING", "hi"),
+        env("DERIVED", "{{ env.GREETING }} there"),
+    ];
     let (out, events) = run(plan(vec![s]), opts).await;
     assert_eq!(out.status, ExecutionStatus::Passed, "{events:#?}");
     assert_eq!(logs(&events, "env"), "hi|hi there|hi||7|1\n");
@@ -208,7 +251,9 @@ async fn outputs_become_step_values() {
     let (out, events) = run(plan(vec![producer, consumer]), opts).await;
     assert_eq!(out.status, ExecutionStatus::Passed, "{events:#?}");
     assert_eq!(out.outputs["producer"]["answer"], "42");
-    assert!(events.iter().any(|e| matches!(e, Event::Output { key, value, .. } if key == "answer" && value == "42")));
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Output { key, value, .. } if key == "answer" && value == "42")
+    ));
     assert_eq!(logs(&events, "consumer"), "got=42\n");
 }
 
@@ -219,13 +264,19 @@ async fn artifacts_by_glob_even_when_the_step_fails() {
         "report",
         "mkdir -p out/a/b && echo 1 > out/a/b/r.xml && echo 2 > out/top.xml && echo 3 > out/a/skip.txt && exit 1",
     );
-    s.artifacts = Some(PlanArtifacts { working_dir: None, paths: vec!["out/**/*.xml".into()], compress: None });
+    s.artifacts = Some(PlanArtifacts {
+        working_dir: None,
+        paths: vec!["out/**/*.xml".into()],
+        compress: None,
+    });
     let (out, events) = run(plan(vec![s]), opts).await;
     assert_eq!(status(&out, "report"), StepStatus::Failed);
     let mut found: Vec<(String, u64)> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Artifact { path, size, source, .. } => {
+            Event::Artifact {
+                path, size, source, ..
+            } => {
                 assert!(source.is_file());
                 Some((path.clone(), *size))
             }
@@ -233,13 +284,17 @@ async fn artifacts_by_glob_even_when_the_step_fails() {
         })
         .collect();
     found.sort();
-    assert_eq!(found, vec![("out/a/b/r.xml".into(), 2), ("out/top.xml".into(), 2)]);
+    assert_eq!(
+        found,
+        vec![("out/a/b/r.xml".into(), 2), ("out/top.xml".into(), 2)]
+    );
 }
 
 #[tokio::test]
 async fn secrets_are_masked_across_chunks_and_in_errors() {
     let (mut opts, _dir) = options();
-    opts.secrets.insert("password".into(), "hunter2-very-secret".into());
+    opts.secrets
+        .insert("password".into(), "hunter2-very-secret".into());
     opts.masked.push("tok-ABCDEF".into());
     let s = shell(
         "leaky",
@@ -267,13 +322,22 @@ async fn a_missing_program_fails_the_step_clearly() {
     s.commands[0].command = vec!["definitely-not-a-program-xyz".into()];
     let (out, _) = run(plan(vec![s]), opts).await;
     assert_eq!(status(&out, "missing"), StepStatus::Failed);
-    assert!(out.steps["missing"].error.as_deref().unwrap_or("").contains("definitely-not-a-program-xyz"));
+    assert!(
+        out.steps["missing"]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("definitely-not-a-program-xyz")
+    );
 }
 
 #[tokio::test]
 async fn long_lines_are_bounded() {
     let (opts, _dir) = options();
-    let s = shell("long", "head -c 200000 /dev/zero | tr '\\0' 'x'; echo; echo tail");
+    let s = shell(
+        "long",
+        "head -c 200000 /dev/zero | tr '\\0' 'x'; echo; echo tail",
+    );
     let (_, events) = run(plan(vec![s]), opts).await;
     let text = logs(&events, "long");
     assert!(text.lines().all(|l| l.len() <= assay_engine::MAX_LINE));
