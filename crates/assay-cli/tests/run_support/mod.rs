@@ -1,0 +1,354 @@
+//! Running the real `assay` binary on the workflows of `tests/workflows/` and reading back what
+//! it recorded in its data dir.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Map, Value};
+use tempfile::TempDir;
+
+pub const PASSED: i32 = 0;
+pub const FAILED: i32 = 1;
+pub const INVALID: i32 = 2;
+
+/// One test per workflow of a file: `workflow!(test_name, "file.yaml", "workflow-name"
+/// [, extra args...]; |run| { assertions })`.
+#[macro_export]
+macro_rules! workflow {
+    ($test:ident, $file:literal, $name:literal $(, $arg:expr)* ; |$run:ident| $body:block) => {
+        #[test]
+        fn $test() {
+            let $run = Run::new($file, $name, &[$($arg),*]);
+            $body
+        }
+    };
+}
+
+/// The project's own workflows.
+pub fn workflows_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/workflows")
+}
+
+/// `assay` with a clean environment for the store (no `ASSAY_*` from the caller) and no colour.
+pub fn assay() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_assay"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ASSAY_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// A finished `assay run`: its exit code, output and the data dir it recorded into.
+pub struct Run {
+    pub code: i32,
+    /// The execution as `-o json` printed it (`Null` when stdout was not JSON).
+    pub json: Value,
+    pub stdout: String,
+    pub stderr: String,
+    pub data: TempDir,
+    pub args: Vec<String>,
+}
+
+impl Run {
+    /// `assay run tests/workflows/FILE --name NAME ARGS... -q -o json` with a fresh data dir.
+    pub fn new(file: &str, name: &str, args: &[&str]) -> Run {
+        Self::with_flags(file, name, args, &["-q", "-o", "json"])
+    }
+
+    pub fn with_flags(file: &str, name: &str, args: &[&str], flags: &[&str]) -> Run {
+        let data = tempfile::tempdir().expect("temp dir");
+        let path = workflows_dir().join(file);
+        let mut all: Vec<String> = vec![
+            "run".into(),
+            path.display().to_string(),
+            "--name".into(),
+            name.into(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        all.extend(flags.iter().map(|s| s.to_string()));
+        all.push("--data-dir".into());
+        all.push(data.path().display().to_string());
+        let out = assay().args(&all).output().expect("run assay");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            data,
+            args: all,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        self.json["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no execution id\n{self}"))
+    }
+
+    /// The execution's status.
+    pub fn status(&self) -> &str {
+        self.json["result"]["status"].as_str().unwrap_or("")
+    }
+
+    /// The execution's error (why it failed or was aborted), or "".
+    pub fn error(&self) -> &str {
+        self.json["result"]["initialization"]["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+    }
+
+    pub fn steps(&self) -> &Map<String, Value> {
+        self.json["result"]["steps"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no steps\n{self}"))
+    }
+
+    /// A step's status by ref.
+    pub fn step(&self, reference: &str) -> &str {
+        self.steps()
+            .get(reference)
+            .and_then(|s| s["status"].as_str())
+            .unwrap_or_else(|| panic!("no step `{reference}`\n{self}"))
+    }
+
+    pub fn exit_code(&self, reference: &str) -> Option<i64> {
+        self.steps().get(reference)?["exitCode"].as_i64()
+    }
+
+    pub fn step_error(&self, reference: &str) -> &str {
+        self.steps()
+            .get(reference)
+            .and_then(|s| s["errorMessage"].as_str())
+            .unwrap_or("")
+    }
+
+    /// The exit code, the execution status (the root's) and every step's status: exactly
+    /// these steps, no others.
+    pub fn expect(&self, code: i32, steps: &[(&str, &str)]) {
+        assert_eq!(self.code, code, "exit code\n{self}");
+        let want: BTreeMap<&str, &str> = steps.iter().copied().collect();
+        let got: BTreeMap<&str, &str> = self
+            .steps()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v["status"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(got, want, "step statuses\n{self}");
+        if let Some(root) = want.get("root") {
+            assert_eq!(self.status(), *root, "execution status\n{self}");
+        }
+        let expected_code = if self.status() == "passed" {
+            PASSED
+        } else {
+            FAILED
+        };
+        assert_eq!(
+            self.code,
+            expected_code,
+            "exit code for {}\n{self}",
+            self.status()
+        );
+    }
+
+    /// A step's output value.
+    pub fn output(&self, reference: &str, key: &str) -> Option<String> {
+        self.json["output"].as_array()?.iter().find_map(|o| {
+            (o["ref"] == reference && o["name"] == key).then(|| match &o["value"] {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            })
+        })
+    }
+
+    fn files(&self) -> PathBuf {
+        self.data.path().join("files/executions").join(self.id())
+    }
+
+    /// A step's stored log text (without timestamps); "" when it printed nothing.
+    pub fn log(&self, reference: &str) -> String {
+        let dir = self.files().join("logs");
+        let name = encode_step(reference);
+        let raw = dir.join(format!("{name}.log"));
+        let packed = dir.join(format!("{name}.log.zst"));
+        let bytes = if packed.exists() {
+            zstd::decode_all(std::fs::File::open(&packed).unwrap()).unwrap()
+        } else if raw.exists() {
+            std::fs::read(&raw).unwrap()
+        } else {
+            return String::new();
+        };
+        let text = String::from_utf8(bytes).expect("logs are UTF-8");
+        text.split_inclusive('\n')
+            .map(|line| match line.split_once(' ') {
+                Some((ts, rest)) if ts.parse::<i64>().is_ok() => rest,
+                _ => panic!("stored log line without a timestamp: {line:?}"),
+            })
+            .collect()
+    }
+
+    /// Paths of the recorded artifacts, sorted.
+    pub fn artifact_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.json["artifacts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x["path"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        paths
+    }
+
+    /// The stored content of an artifact.
+    pub fn artifact(&self, path: &str) -> String {
+        let file = self.files().join("artifacts").join(path);
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("artifact {}: {e}\n{self}", file.display()))
+    }
+
+    /// Which step an artifact came from.
+    pub fn artifact_ref(&self, path: &str) -> String {
+        self.json["artifacts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["path"] == path))
+            .and_then(|x| x["ref"].as_str())
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// `needle` appears in no file under the data dir (compressed logs decompressed), nor in
+    /// what `assay` printed.
+    pub fn assert_never_stored(&self, needle: &str) {
+        assert!(!self.stdout.contains(needle), "found in stdout");
+        assert!(!self.stderr.contains(needle), "found in stderr");
+        let files = files_under(self.data.path());
+        assert!(!files.is_empty());
+        for file in files {
+            let mut bytes = std::fs::read(&file).unwrap();
+            if file.extension().is_some_and(|e| e == "zst") {
+                bytes = zstd::decode_all(&bytes[..]).unwrap();
+            }
+            assert!(
+                !contains(&bytes, needle.as_bytes()),
+                "`{needle}` is stored in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "--- assay {}", self.args.join(" "))?;
+        writeln!(f, "--- exit code {}", self.code)?;
+        writeln!(f, "--- stderr\n{}", self.stderr)?;
+        match &self.json {
+            Value::Null => writeln!(f, "--- stdout\n{}", self.stdout),
+            v => writeln!(
+                f,
+                "--- execution\n{}",
+                serde_json::to_string_pretty(v).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// The store's file name for a step ref (`a/b` → `a~2Fb`).
+fn encode_step(step: &str) -> String {
+    let mut out = String::new();
+    for b in step.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("~{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether a process runs (a zombie does not).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A bare git repository made here: `main` has `tests/check.txt` = "main" and `docs/`;
+/// `feature` changes `tests/check.txt` to "from feature branch".
+pub struct GitRepo {
+    dir: TempDir,
+}
+
+impl GitRepo {
+    pub fn new() -> GitRepo {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("tests")).unwrap();
+        std::fs::create_dir_all(src.join("docs")).unwrap();
+        std::fs::write(src.join("tests/check.txt"), "main\n").unwrap();
+        std::fs::write(src.join("docs/readme.txt"), "docs\n").unwrap();
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
+                .args(args)
+                .current_dir(&src)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["add", "."]);
+        git(&["commit", "-qm", "init"]);
+        git(&["checkout", "-qb", "feature"]);
+        std::fs::write(src.join("tests/check.txt"), "from feature branch\n").unwrap();
+        git(&["commit", "-qam", "feature"]);
+        git(&["checkout", "-q", "main"]);
+        let bare = dir.path().join("repo.git");
+        git(&["clone", "-q", "--bare", ".", bare.to_str().unwrap()]);
+        GitRepo { dir }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("file://{}", self.dir.path().join("repo.git").display())
+    }
+}

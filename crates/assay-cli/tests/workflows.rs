@@ -1,0 +1,550 @@
+//! End-to-end acceptance of `assay run` (issue 3's semantics, issue 4's records): every workflow
+//! under `tests/workflows/` runs through the real `assay` binary with a fresh data dir, and the
+//! test checks the exit code, the execution and step statuses, outputs, logs and artifacts as
+//! recorded in that data dir.
+//!
+//! Each `workflow!` case is its own test, so nextest runs them in parallel.
+
+mod run_support;
+
+use run_support::*;
+
+// ---------------------------------------------------------------------------------------------
+// Steps: order, nesting, setup/after, refs.
+
+workflow!(steps_run_in_order_with_setup_and_after, "steps.yaml", "step-order"; |run| {
+    run.expect(PASSED, &[
+        ("root", "passed"),
+        ("prepare", "passed"),
+        ("first", "passed"),
+        ("_3", "passed"),
+        ("nested_two", "passed"),
+        ("nested_two.1", "passed"),
+        ("last", "passed"),
+        ("report_order", "passed"),
+    ]);
+    // `after` sees what setup and every step wrote, in order.
+    assert_eq!(
+        run.log("report_order"),
+        "setup\nfirst\nnested-1\nnested-2\nlast\n",
+        "{run}"
+    );
+});
+
+workflow!(after_runs_when_a_step_failed, "steps.yaml", "after-runs-on-failure"; |run| {
+    run.expect(FAILED, &[
+        ("root", "failed"),
+        ("breaks", "failed"),
+        ("never_reached", "skipped"),
+        ("cleanup", "passed"),
+    ]);
+    assert_eq!(run.exit_code("breaks"), Some(7), "{run}");
+    assert_eq!(run.log("breaks"), "breaking\n");
+    assert_eq!(run.log("never_reached"), "");
+    assert_eq!(run.log("cleanup"), "cleanup ran\n");
+});
+
+// The private /data must be in place for the very first process of an execution, every time.
+#[test]
+fn data_is_ready_for_the_first_step() {
+    for attempt in 0..8 {
+        let run = Run::new("steps.yaml", "step-order", &[]);
+        assert_eq!(run.code, PASSED, "attempt {attempt}:\n{run}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// shell and run.
+
+workflow!(shell_is_bash_and_run_takes_argv, "shell_and_run.yaml", "shell-and-run"; |run| {
+    run.expect(PASSED, &[
+        ("root", "passed"),
+        ("bash_features", "passed"),
+        ("multi_line_script_stops_at_a_failure", "failed"),
+        ("program_with_args", "passed"),
+        ("working_directory", "passed"),
+        ("shell_with_env_and_workingdir", "passed"),
+    ]);
+    assert_eq!(
+        run.log("bash_features"),
+        "random is a number\nbash runs this\narray b\n"
+    );
+    // `set -e`: the script stops at `false`.
+    assert_eq!(run.log("multi_line_script_stops_at_a_failure"), "before\n");
+    // No shell: `$NOT_EXPANDED` stays as written, `{{ env.X }}` is resolved.
+    assert_eq!(
+        run.log("program_with_args"),
+        "two words|from-run-env|$NOT_EXPANDED\n"
+    );
+    assert_eq!(run.log("working_directory"), "/tmp\n");
+    assert_eq!(run.log("shell_with_env_and_workingdir"), "step-value in /usr\n");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Conditions.
+
+workflow!(conditions_follow_testkube, "conditions.yaml", "conditions"; |run| {
+    run.expect(FAILED, &[
+        ("root", "failed"),
+        ("ok", "passed"),
+        ("runs_when_passed", "passed"),
+        ("never_runs", "skipped"),
+        ("expression_true", "passed"),
+        ("expression_false", "skipped"),
+        ("bad", "failed"),
+        ("skipped_after_failure", "skipped"),
+        ("runs_on_failure", "passed"),
+        ("runs_always", "passed"),
+        ("expression_over_failed_step", "passed"),
+    ]);
+    assert_eq!(run.exit_code("bad"), Some(4));
+    assert_eq!(run.log("never_runs"), "");
+    assert_eq!(run.log("skipped_after_failure"), "");
+    assert_eq!(run.log("runs_on_failure"), "failed-branch\n");
+    assert_eq!(run.log("runs_always"), "always-branch\n");
+    assert_eq!(run.log("expression_over_failed_step"), "bad-was-failed\n");
+    assert_eq!(run.output("ok", "flag"), Some("yes".into()));
+});
+
+workflow!(failed_condition_skips_when_nothing_failed, "conditions.yaml", "failed-branch-skipped"; |run| {
+    run.expect(PASSED, &[("root", "passed"), ("_1", "passed"), ("on_failure_only", "skipped")]);
+    assert_eq!(run.log("_1"), "fine\n");
+    assert_eq!(run.log("on_failure_only"), "");
+});
+
+// ---------------------------------------------------------------------------------------------
+// optional and negative.
+
+workflow!(optional_and_negative, "optional_negative.yaml", "optional-negative"; |run| {
+    run.expect(PASSED, &[
+        ("root", "passed"),
+        ("optional_failure", "failed"),
+        ("still_runs", "passed"),
+        ("group_with_optional_child", "passed"),
+        ("inner_optional", "failed"),
+        ("inner_next", "passed"),
+        ("expected_failure", "passed"),
+        ("unexpected_pass", "failed"),
+    ]);
+    assert_eq!(run.exit_code("optional_failure"), Some(2));
+    assert_eq!(run.exit_code("expected_failure"), Some(3));
+    assert_eq!(run.log("still_runs"), "still-runs\n");
+    assert_eq!(run.log("inner_next"), "inner-next\n");
+});
+
+workflow!(negative_step_that_passes_fails, "optional_negative.yaml", "negative-fails"; |run| {
+    run.expect(FAILED, &[
+        ("root", "failed"),
+        ("should_have_failed", "failed"),
+        ("skipped", "skipped"),
+    ]);
+    assert_eq!(run.exit_code("should_have_failed"), Some(0));
+});
+
+// ---------------------------------------------------------------------------------------------
+// retry.
+
+workflow!(retry_until, "retry.yaml", "retry"; |run| {
+    run.expect(PASSED, &[
+        ("root", "passed"),
+        ("flaky", "passed"),
+        ("until_failed", "failed"),
+        ("exhausted", "failed"),
+        ("count_attempts", "passed"),
+    ]);
+    // Three attempts until it passed; `until: self.failed` stopped at the first failure;
+    // `count: 2` means two more attempts after the first.
+    assert_eq!(run.log("count_attempts"), "flaky=3 until=2\n");
+    let flaky = run.log("flaky");
+    assert!(flaky.contains("attempt 1\n") && flaky.contains("attempt 3\n"), "{flaky}");
+    assert!(!flaky.contains("attempt 4"), "{flaky}");
+    assert_eq!(run.log("exhausted").matches("always fails").count(), 3);
+});
+
+// ---------------------------------------------------------------------------------------------
+// timeout, delay, activeDeadlineSeconds.
+
+workflow!(timeout_kills_the_process_group, "timing.yaml", "timeout"; |run| {
+    run.expect(FAILED, &[
+        ("root", "failed"),
+        ("slow", "timeout"),
+        ("skipped", "skipped"),
+        ("cleanup", "passed"),
+    ]);
+    // The step ignores SIGTERM, so it took SIGKILL.
+    assert_eq!(run.exit_code("slow"), Some(137), "{run}");
+    let log = run.log("slow");
+    let pid: i32 = log
+        .strip_prefix("grandchild ")
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no grandchild pid in {log:?}"));
+    assert!(!alive(pid), "grandchild {pid} survived the timeout");
+    assert_eq!(run.log("cleanup"), "cleanup-after-timeout\n");
+});
+
+workflow!(delay_waits_before_the_step, "timing.yaml", "delay"; |run| {
+    run.expect(PASSED, &[("root", "passed"), ("start_clock", "passed"), ("delayed", "passed")]);
+    assert!(run.log("delayed").starts_with("waited "), "{run}");
+});
+
+workflow!(active_deadline_aborts_the_execution, "timing.yaml", "deadline"; |run| {
+    run.expect(FAILED, &[("root", "aborted"), ("too_slow", "aborted"), ("never_reached", "skipped")]);
+    assert_eq!(run.status(), "aborted");
+    let reason = run.error();
+    assert!(reason.contains("activeDeadlineSeconds"), "{run}");
+    assert_eq!(run.log("too_slow"), "started\n");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Environment.
+
+workflow!(env_overrides_and_templates, "env.yaml", "env-overrides"; |run| {
+    run.expect(PASSED, &[
+        ("root", "passed"),
+        ("workflow_env", "passed"),
+        ("step_env_wins", "passed"),
+        ("run_env_wins", "passed"),
+        ("templates", "passed"),
+        ("group_env_reaches_children", "passed"),
+        ("group_env_reaches_children.1", "passed"),
+    ]);
+    assert_eq!(run.log("workflow_env"), "LEVEL=workflow KEEP=kept\n");
+    assert_eq!(run.log("step_env_wins"), "LEVEL=step KEEP=kept\n");
+    assert_eq!(run.log("run_env_wins"), "LEVEL=run KEEP=kept\n");
+    assert_eq!(run.log("templates"), "[workflow] [workflow-derived] [] [workflow-derived]\n");
+    assert_eq!(run.log("group_env_reaches_children.1"), "child LEVEL=group\n");
+});
+
+workflow!(global_env_reaches_services_and_workers, "env.yaml", "global-env"; |run| {
+    run.expect(PASSED, &[
+        ("root", "passed"),
+        ("with_service", "passed"),
+        ("workers", "passed"),
+        ("workers/0/root", "passed"),
+        ("workers/0/_1", "passed"),
+        ("workers/1/root", "passed"),
+        ("workers/1/_1", "passed"),
+    ]);
+    assert_eq!(run.log("with_service"), "step sees SHARED=everywhere LOCAL=main-only\n");
+    assert_eq!(
+        run.log("with_service/service/echoer/0"),
+        "service sees SHARED=everywhere\n"
+    );
+    assert_eq!(run.log("workers/0/_1"), "worker 0 sees SHARED=everywhere LOCAL=[]\n");
+    assert_eq!(run.log("workers/1/_1"), "worker 1 sees SHARED=everywhere LOCAL=[]\n");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Content.
+
+workflow!(content_files_with_mode, "content.yaml", "content-files"; |run| {
+    run.expect(PASSED, &[("root", "passed"), ("executable", "passed"), ("modes", "passed")]);
+    assert_eq!(run.log("executable"), "script ran with arg1\n");
+    assert_eq!(
+        run.log("modes"),
+        "755 run.sh\n644 config/settings.ini\n600 relative/note.txt\nanswer = 42\n"
+    );
+});
+
+#[test]
+fn content_git_clones_a_local_repository() {
+    let repo = GitRepo::new();
+    let uri = format!("repo={}", repo.uri());
+    let run = Run::new("content.yaml", "content-git", &["--config", &uri]);
+    run.expect(PASSED, &[("root", "passed"), ("cloned", "passed")]);
+    assert_eq!(
+        run.log("cloned"),
+        "from feature branch\ndocs not checked out\nfeature\n",
+        "{run}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs and artifacts.
+
+workflow!(outputs_become_step_values, "outputs.yaml", "outputs"; |run| {
+    run.expect(PASSED, &[
+        ("root", "passed"),
+        ("producer", "passed"),
+        ("consumer", "passed"),
+        ("condition_on_output", "passed"),
+        ("condition_on_missing_output", "skipped"),
+    ]);
+    assert_eq!(run.output("producer", "version"), Some("1.2.3".into()), "{run}");
+    assert_eq!(run.output("producer", "state"), Some("ok".into()), "{run}");
+    assert_eq!(run.log("consumer"), "version=1.2.3 state=ok\n");
+    assert_eq!(run.log("condition_on_output"), "matched\n");
+});
+
+workflow!(artifacts_by_glob_even_on_failure, "artifacts.yaml", "artifacts"; |run| {
+    run.expect(PASSED, &[
+        ("root", "passed"),
+        ("reports", "passed"),
+        ("failing_with_logs", "failed"),
+        ("absolute_path", "passed"),
+    ]);
+    assert_eq!(
+        run.artifact_paths(),
+        ["logs/crash.log", "out/a.xml", "out/deep/er/b.xml", "work/out/a.xml"],
+        "{run}"
+    );
+    assert_eq!(run.artifact("out/a.xml"), "<testsuite name=\"a\"/>\n");
+    assert_eq!(run.artifact("out/deep/er/b.xml"), "<testsuite name=\"b\"/>\n");
+    assert_eq!(run.artifact("logs/crash.log"), "crash dump\n");
+    assert_eq!(run.artifact_ref("logs/crash.log"), "failing_with_logs");
+    assert_eq!(run.artifact_ref("out/deep/er/b.xml"), "reports");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Parallel workers.
+
+workflow!(parallel_count_matrix_shards, "parallel.yaml", "parallel"; |run| {
+    assert_eq!(run.code, PASSED, "{run}");
+    for (reference, n) in [("count", 3), ("matrix", 4), ("shards", 2)] {
+        assert_eq!(run.step(reference), "passed", "{reference}\n{run}");
+        for i in 0..n {
+            assert_eq!(run.step(&format!("{reference}/{i}/root")), "passed", "{run}");
+            assert_eq!(run.step(&format!("{reference}/{i}/_1")), "passed", "{run}");
+        }
+        assert!(
+            run.steps().keys().all(|k| !k.starts_with(&format!("{reference}/{n}/"))),
+            "more than {n} workers of {reference}\n{run}"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(run.log(&format!("count/{i}/_1")), format!("count worker {i} of 3\n"));
+    }
+    let mut matrix: Vec<String> = (0..4).map(|i| run.log(&format!("matrix/{i}/_1"))).collect();
+    matrix.sort();
+    assert_eq!(
+        matrix,
+        [
+            "matrix chrome-large\n",
+            "matrix chrome-small\n",
+            "matrix firefox-large\n",
+            "matrix firefox-small\n"
+        ]
+    );
+    let shards: String = (0..2).map(|i| run.log(&format!("shards/{i}/_1"))).collect();
+    assert_eq!(shards, "shard 0:a.test,b.test\nshard 1:c.test,d.test\n");
+});
+
+#[test]
+fn parallelism_limits_workers_running_at_once() {
+    let marks = tempfile::tempdir().unwrap();
+    let config = format!("marks={}", marks.path().display());
+    let run = Run::new("parallel.yaml", "parallel-limit", &["--config", &config]);
+    assert_eq!(run.code, PASSED, "{run}");
+    let mut seen = Vec::new();
+    for i in 0..5 {
+        assert_eq!(run.step(&format!("limited/{i}/_1")), "passed", "{run}");
+        let log = run.log(&format!("limited/{i}/_1"));
+        let n: u32 = log
+            .trim()
+            .strip_prefix("running together: ")
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{log:?}\n{run}"));
+        seen.push(n);
+    }
+    assert!(
+        seen.iter().all(|n| (1..=2).contains(n)),
+        "more than 2 at once: {seen:?}"
+    );
+}
+
+workflow!(parallel_transfer_and_fetch, "parallel.yaml", "parallel-files"; |run| {
+    run.expect(PASSED, &[
+        ("root", "passed"),
+        ("prepare", "passed"),
+        ("workers", "passed"),
+        ("workers/0/root", "passed"),
+        ("workers/0/_1", "passed"),
+        ("workers/1/root", "passed"),
+        ("workers/1/_1", "passed"),
+        ("collect", "passed"),
+    ]);
+    assert_eq!(run.log("workers/0/_1"), "shared input\n");
+    assert_eq!(run.log("workers/1/_1"), "shared input\n");
+    assert_eq!(run.log("collect"), "result of 0\nresult of 1\n", "{run}");
+});
+
+workflow!(parallel_fail_fast, "parallel.yaml", "parallel-fail-fast"; |run| {
+    run.expect(FAILED, &[
+        ("root", "failed"),
+        ("workers", "failed"),
+        ("workers/0/root", "failed"),
+        ("workers/0/_1", "failed"),
+        ("workers/1/root", "aborted"),
+        ("workers/1/_1", "aborted"),
+        ("workers/2/root", "aborted"),
+        ("workers/2/_1", "aborted"),
+    ]);
+    assert_eq!(run.log("workers/0/_1"), "worker 0 fails\n");
+});
+
+workflow!(parallel_without_fail_fast, "parallel.yaml", "parallel-no-fail-fast"; |run| {
+    run.expect(FAILED, &[
+        ("root", "failed"),
+        ("workers", "failed"),
+        ("workers/0/root", "passed"),
+        ("workers/0/_1", "passed"),
+        ("workers/1/root", "failed"),
+        ("workers/1/_1", "failed"),
+        ("workers/2/root", "passed"),
+        ("workers/2/_1", "passed"),
+    ]);
+    assert_eq!(run.log("workers/0/_1"), "worker 0 done\n");
+    assert_eq!(run.log("workers/2/_1"), "worker 2 done\n");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Services.
+
+#[test]
+fn services_with_readiness_probes() {
+    let http = format!("http_port={}", free_port());
+    let tcp = format!("tcp_port={}", free_port());
+    let run = Run::new(
+        "services.yaml",
+        "services",
+        &["--config", &http, "--config", &tcp],
+    );
+    run.expect(
+        PASSED,
+        &[
+            ("root", "passed"),
+            ("use_services", "passed"),
+            ("fetch", "passed"),
+            ("connect", "passed"),
+            ("after_group", "passed"),
+        ],
+    );
+    assert_eq!(run.log("fetch"), "hello from web\n");
+    assert_eq!(run.log("connect"), "connected\n");
+    // Stopped after their group.
+    assert_eq!(run.log("after_group"), "web stopped\n", "{run}");
+    // Their logs are kept.
+    let tcp_log = run.log("use_services/service/tcp/0");
+    assert!(
+        tcp_log.starts_with("tcp service starting\nlistening\n"),
+        "{tcp_log:?}\n{run}"
+    );
+}
+
+#[test]
+fn a_service_that_never_gets_ready_fails_the_execution() {
+    let port = format!("port={}", free_port());
+    let run = Run::new("services.yaml", "service-never-ready", &["--config", &port]);
+    assert_eq!(run.code, FAILED, "{run}");
+    assert_eq!(run.status(), "failed", "{run}");
+    assert_eq!(run.step("query"), "skipped", "{run}");
+    assert_eq!(run.log("query"), "");
+    assert_ne!(run.step("needs_db"), "passed", "{run}");
+    let reason = format!("{} {}", run.error(), run.step_error("needs_db"));
+    assert!(
+        reason.contains("db") && reason.contains("never became ready"),
+        "no clear reason: {reason:?}\n{run}"
+    );
+    assert_eq!(run.log("needs_db/service/db/0"), "db pretending\n", "{run}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config and secrets.
+
+const TOKEN: &str = "tok-SENSITIVE-4b1d";
+
+#[test]
+fn config_values_are_typed_and_sensitive_ones_masked() {
+    let token = format!("token={TOKEN}");
+    let args = [
+        "--config",
+        &token,
+        "--config",
+        "workers=5",
+        "--config",
+        "ratio=0.25",
+        "--config",
+        "verbose=true",
+    ];
+    let run = Run::new("config.yaml", "config", &args);
+    run.expect(
+        PASSED,
+        &[
+            ("root", "passed"),
+            ("typed", "passed"),
+            ("sensitive", "passed"),
+        ],
+    );
+    assert_eq!(
+        run.log("typed"),
+        "name=world workers=5 ratio=0.25 verbose=true\nsum=6\n"
+    );
+    // The step got the real value (it compares it) but its log holds the mask.
+    assert_eq!(run.log("sensitive"), "token is *****\ntoken matches\n");
+    let params = &run.json["configParams"];
+    assert_eq!(params["workers"]["value"], "5", "{run}");
+    assert_eq!(params["name"]["value"], "world", "{run}");
+    assert_eq!(params["token"]["sensitive"], true, "{run}");
+    assert!(params["token"].get("value").is_none(), "{run}");
+    run.assert_never_stored(TOKEN);
+}
+
+#[test]
+fn sensitive_config_from_a_secret_is_masked() {
+    let token = format!("token={TOKEN}");
+    let run = Run::new("config.yaml", "config", &["--secret", &token]);
+    run.expect(
+        PASSED,
+        &[
+            ("root", "passed"),
+            ("typed", "passed"),
+            ("sensitive", "passed"),
+        ],
+    );
+    assert_eq!(run.log("sensitive"), "token is *****\ntoken matches\n");
+    run.assert_never_stored(TOKEN);
+}
+
+workflow!(boolean_config_as_a_condition, "config.yaml", "config-condition", "--config", "verbose=true"; |run| {
+    run.expect(PASSED, &[("root", "passed"), ("verbose_only", "passed"), ("quiet_only", "skipped")]);
+    assert_eq!(run.log("verbose_only"), "verbose-on\n");
+});
+
+const SECRET: &str = "s3cr3t-VALUE-xyzzy";
+
+#[test]
+fn secrets_are_masked_everywhere() {
+    let secret = format!("API_KEY={SECRET}");
+    let run = Run::new("secrets.yaml", "secrets", &["--secret", &secret]);
+    run.expect(
+        PASSED,
+        &[
+            ("root", "passed"),
+            ("whole", "passed"),
+            ("slowly", "passed"),
+            ("output", "passed"),
+            ("template", "passed"),
+            ("in_a_failure", "failed"),
+        ],
+    );
+    assert_eq!(run.log("whole"), "the secret is *****.\n");
+    // Printed one byte at a time, 50 ms apart: many chunks, one mask.
+    assert_eq!(run.log("slowly"), "slow: ***** end\n");
+    assert_eq!(run.output("output", "leak"), Some("*****".into()), "{run}");
+    assert_eq!(run.log("template"), "output is *****\n");
+    assert_eq!(run.log("in_a_failure"), "failing with *****\n");
+    run.assert_never_stored(SECRET);
+    // Not even a long piece of it.
+    run.assert_never_stored(&SECRET[..10]);
+}
+
+// Without --quiet, step output streams to stderr: masked there too.
+#[test]
+fn secrets_are_masked_in_streamed_output() {
+    let secret = format!("API_KEY={SECRET}");
+    let run = Run::with_flags("secrets.yaml", "secrets", &["--secret", &secret], &[]);
+    assert_eq!(run.code, PASSED, "{run}");
+    assert!(run.stderr.contains("the secret is *****."), "{run}");
+    assert!(run.stderr.contains("slow: ***** end"), "{run}");
+    run.assert_never_stored(SECRET);
+}
