@@ -369,6 +369,7 @@ async fn run_one(
     let mut writers: HashMap<String, LogWriter> = HashMap::new();
     let mut tails: HashMap<String, Vec<String>> = HashMap::new();
     let mut position = 0i64;
+    let mut started: HashMap<String, i64> = HashMap::new();
     let mut finished: Option<(ExecutionStatus, Option<String>, SystemTime)> = None;
     let mut failed_steps: Vec<(String, StepResult)> = Vec::new();
     let mut record_error: Option<anyhow::Error> = None;
@@ -378,8 +379,25 @@ async fn run_one(
                 Event::StepStarted {
                     reference,
                     name,
-                    at: _,
+                    at,
                 } => {
+                    // Recorded as running at once, so that readers see the step and a run that
+                    // dies now leaves it to be marked aborted.
+                    position += 1;
+                    started.insert(reference.clone(), position);
+                    let record = StepResult {
+                        step_ref: reference.clone(),
+                        name: names.get(&reference).cloned(),
+                        position,
+                        status: StepStatus::Running,
+                        exit_code: None,
+                        started_at: Some(ms(at)),
+                        finished_at: None,
+                        error_message: None,
+                        peak_memory_bytes: None,
+                        cpu_time_ms: None,
+                    };
+                    store.record_step(&exec.id, &record).await?;
                     if reference != "root" {
                         ui.step_started(&display_name(&names, &reference, &name));
                     }
@@ -410,7 +428,10 @@ async fn run_one(
                     if let Some(w) = writers.remove(&reference) {
                         w.finish().await?;
                     }
-                    position += 1;
+                    let position = started.get(&reference).copied().unwrap_or_else(|| {
+                        position += 1;
+                        position
+                    });
                     let record = StepResult {
                         step_ref: reference.clone(),
                         name: names.get(&reference).cloned(),
