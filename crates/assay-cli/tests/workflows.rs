@@ -548,3 +548,25 @@ fn secrets_are_masked_in_streamed_output() {
     assert!(run.stderr.contains("slow: ***** end"), "{run}");
     run.assert_never_stored(SECRET);
 }
+
+// ---------------------------------------------------------------------------------------------
+// What an execution records: tags, exit codes, resource use; Kubernetes-only fields noted.
+
+workflow!(records_tags_exit_codes_and_resource_use, "records.yaml", "records", "--tag", "from=cli"; |run| {
+    run.expect(PASSED, &[("root", "passed"), ("busy", "passed"), ("exit_code", "failed")]);
+    assert_eq!(run.exit_code("exit_code"), Some(42));
+    assert_eq!(run.exit_code("busy"), Some(0));
+    assert_eq!(
+        run.json["tags"],
+        serde_json::json!({"from": "cli", "owner": "qa-team", "suite": "smoke"}),
+        "{run}"
+    );
+    let busy = &run.steps()["busy"];
+    let memory = busy["peakMemoryBytes"].as_i64().unwrap_or(0);
+    assert!(memory >= 40 << 20, "peak memory {memory} under the 40 MiB it held\n{run}");
+    let cpu = busy["cpuTimeMs"].as_i64().unwrap_or(0);
+    assert!(cpu >= 50, "CPU time {cpu} ms\n{run}");
+    assert!(busy["startedAt"].is_string() && busy["finishedAt"].is_string(), "{run}");
+    assert!(run.stderr.contains("images are recorded but not pulled"), "{run}");
+    assert!(run.stderr.contains("apply on Kubernetes only"), "{run}");
+});
