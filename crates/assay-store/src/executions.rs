@@ -1,0 +1,808 @@
+//! Executions: create with an atomically allocated number, record progress, finish, abort,
+//! find and list, and recover executions whose process died.
+
+use std::time::Duration;
+
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+
+use crate::db::{RowExt, is_busy, is_unique_violation};
+use crate::error::{Result, StoreError};
+use crate::lease::{self, LeaseOwner, Liveness};
+use crate::model::*;
+use crate::{ExecutionStatus, StepStatus, Store};
+
+const SUMMARY_COLUMNS: &str = "id, name, workflow, number, status, scheduled_at, started_at, \
+     finished_at, status_at, tags, config, running_context, error_message, abort_requested_at";
+
+/// Statuses of executions that have not ended, as SQL literals.
+const ACTIVE_STATUSES: &str = "('queued', 'running', 'paused')";
+/// Statuses of ended executions, as SQL literals.
+pub(crate) const TERMINAL_STATUSES: &str = "('passed', 'failed', 'aborted', 'canceled')";
+
+/// How many times a write is retried when another process holds the SQLite lock past the busy
+/// timeout or wins the race for an execution number.
+const WRITE_ATTEMPTS: u32 = 20;
+
+/// The smallest UUID v7 text for a unix-ms time: ids compare as text in time order, so
+/// `id >= since_id(t)` means "scheduled at or after t" and uses the id indexes.
+pub(crate) fn since_id(ms: UnixMs) -> String {
+    let ms = ms.max(0) as u64;
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        (ms >> 16) & 0xffff_ffff,
+        ms & 0xffff
+    )
+}
+
+fn uuid_ms(id: &uuid::Uuid) -> UnixMs {
+    id.get_timestamp()
+        .map(|ts| {
+            let (secs, nanos) = ts.to_unix();
+            secs as i64 * 1000 + (nanos / 1_000_000) as i64
+        })
+        .unwrap_or_else(now_ms)
+}
+
+/// Keeps an execution's lease fresh while it runs; stops when dropped.
+#[derive(Debug)]
+pub struct HeartbeatGuard {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HeartbeatGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Store {
+    /// Record a new execution and give it the next number of its workflow.
+    ///
+    /// The number comes from a per-workflow counter row incremented in the same transaction as
+    /// the insert, so concurrent callers (tasks or processes) get distinct consecutive numbers;
+    /// the unique index on (workflow, number) backs this up, and a collision (a counter behind
+    /// the table) resynchronises the counter and retries.
+    pub async fn create_execution(&self, new: NewExecution) -> Result<ExecutionSummary> {
+        if new.workflow.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "an execution needs a workflow name".into(),
+            ));
+        }
+        let id = match new.scheduled_at {
+            None => uuid::Uuid::now_v7(),
+            Some(ms) => {
+                let ms = ms.max(0) as u64;
+                let ts = uuid::Timestamp::from_unix(
+                    uuid::NoContext,
+                    ms / 1000,
+                    ((ms % 1000) * 1_000_000) as u32,
+                );
+                uuid::Uuid::new_v7(ts)
+            }
+        };
+        let scheduled_at = uuid_ms(&id);
+        let id = id.hyphenated().to_string();
+        let status = new.status.unwrap_or(ExecutionStatus::Queued);
+        let started_at = (status == ExecutionStatus::Running).then_some(scheduled_at);
+        let tags = to_json(&new.tags)?;
+        let config = to_json(&new.config)?;
+        let context = to_json(&new.running_context)?;
+        let db = self.db();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let mut tx = db.begin_write().await?;
+                let number: i64 = sqlx::query_scalar(
+                    "INSERT INTO workflow_counters (workflow, last_number) VALUES ($1, 1) \
+                     ON CONFLICT (workflow) DO UPDATE \
+                     SET last_number = workflow_counters.last_number + 1 \
+                     RETURNING last_number",
+                )
+                .bind(&new.workflow)
+                .fetch_one(&mut *tx)
+                .await?;
+                let name = format!("{}-{number}", new.workflow);
+                let owner = new.owner.as_ref();
+                sqlx::query(
+                    "INSERT INTO executions (id, name, workflow, number, status, scheduled_at, \
+                     started_at, status_at, definition, resolved, config, tags, running_context, \
+                     lease_host, lease_pid, lease_token, heartbeat_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                )
+                .bind(&id)
+                .bind(&name)
+                .bind(&new.workflow)
+                .bind(number)
+                .bind(status.as_str())
+                .bind(scheduled_at)
+                .bind(started_at)
+                .bind(scheduled_at)
+                .bind(&new.definition)
+                .bind(new.resolved.as_deref())
+                .bind(&config)
+                .bind(&tags)
+                .bind(&context)
+                .bind(owner.map(|o| o.host.clone()))
+                .bind(owner.map(|o| o.pid as i64))
+                .bind(owner.map(|o| o.token.clone()))
+                .bind(owner.map(|_| scheduled_at))
+                .execute(&mut *tx)
+                .await?;
+                for (key, value) in &new.tags {
+                    sqlx::query(
+                        "INSERT INTO execution_tags (execution_id, key, value) VALUES ($1, $2, $3)",
+                    )
+                    .bind(&id)
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>((number, name))
+            }
+            .await;
+            match result {
+                Ok((number, name)) => {
+                    return Ok(ExecutionSummary {
+                        id,
+                        name,
+                        number,
+                        workflow: new.workflow,
+                        status,
+                        scheduled_at,
+                        started_at,
+                        finished_at: None,
+                        status_at: scheduled_at,
+                        tags: new.tags,
+                        config: new.config,
+                        running_context: new.running_context,
+                        error_message: None,
+                        abort_requested: false,
+                    });
+                }
+                Err(e) if attempt < WRITE_ATTEMPTS && is_unique_violation(&e) => {
+                    // The counter is behind the table (rows written by an older version or by
+                    // hand): move it to the highest number in use and try again.
+                    sqlx::query(
+                        "UPDATE workflow_counters SET last_number = \
+                         (SELECT COALESCE(MAX(number), 0) FROM executions WHERE workflow = $1) \
+                         WHERE workflow = $1",
+                    )
+                    .bind(&new.workflow)
+                    .execute(&db.pool)
+                    .await
+                    .map_err(|e| db.err("record the execution", e))?;
+                }
+                Err(e) if attempt < WRITE_ATTEMPTS && is_busy(&e) => backoff(attempt).await,
+                Err(e) => return Err(db.err("record the execution", e)),
+            }
+        }
+    }
+
+    /// Store the compiled plan (JSON text) once it is known.
+    pub async fn set_resolved(&self, id: &str, plan_json: &str) -> Result<()> {
+        self.update_one(
+            "record the resolved definition",
+            id,
+            "UPDATE executions SET resolved = $2 WHERE id = $1",
+            |q| q.bind(plan_json.to_string()),
+        )
+        .await
+    }
+
+    /// Mark the execution running (it keeps its first `startedAt` if it had one).
+    pub async fn start_execution(&self, id: &str, at: UnixMs) -> Result<()> {
+        self.update_one(
+            "start the execution",
+            id,
+            "UPDATE executions SET status = 'running', started_at = COALESCE(started_at, $2), \
+             status_at = $2 WHERE id = $1",
+            |q| q.bind(at),
+        )
+        .await
+    }
+
+    /// Change the status of a running execution (e.g. `paused`). Use
+    /// [`Store::finish_execution`] for the final status.
+    pub async fn set_status(&self, id: &str, status: ExecutionStatus, at: UnixMs) -> Result<()> {
+        self.update_one(
+            "update the execution status",
+            id,
+            "UPDATE executions SET status = $2, status_at = $3 WHERE id = $1",
+            |q| q.bind(status.as_str()).bind(at),
+        )
+        .await
+    }
+
+    /// Record the end of an execution: compact its logs, then store the final status and drop the
+    /// lease. The owner's word is final, even over a reader that wrongly gave up on it.
+    pub async fn finish_execution(&self, id: &str, finish: Finish) -> Result<()> {
+        self.files().compact_logs(id).await?;
+        self.update_one(
+            "record the end of the execution",
+            id,
+            "UPDATE executions SET status = $2, finished_at = $3, status_at = $3, \
+             error_message = COALESCE($4, error_message), lease_host = NULL, lease_pid = NULL, \
+             lease_token = NULL, heartbeat_at = NULL WHERE id = $1",
+            |q| {
+                q.bind(finish.status.as_str())
+                    .bind(finish.at)
+                    .bind(finish.error_message.clone())
+            },
+        )
+        .await
+    }
+
+    /// Insert or replace the result of one step.
+    pub async fn record_step(&self, id: &str, step: &StepResult) -> Result<()> {
+        self.record_steps(id, std::slice::from_ref(step)).await
+    }
+
+    /// Insert or replace the results of several steps in one transaction (e.g. every step as
+    /// `queued` when the plan is known).
+    pub async fn record_steps(&self, id: &str, steps: &[StepResult]) -> Result<()> {
+        let db = self.db();
+        retry_busy(|| async {
+            let mut tx = db.begin_write().await?;
+            for step in steps {
+                sqlx::query(
+                    "INSERT INTO step_results (execution_id, ref, position, name, status, exit_code, \
+                     started_at, finished_at, error_message, peak_memory_bytes, cpu_time_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (execution_id, ref) DO UPDATE SET position = excluded.position, \
+                     name = excluded.name, status = excluded.status, exit_code = excluded.exit_code, \
+                     started_at = excluded.started_at, finished_at = excluded.finished_at, \
+                     error_message = excluded.error_message, \
+                     peak_memory_bytes = excluded.peak_memory_bytes, \
+                     cpu_time_ms = excluded.cpu_time_ms",
+                )
+                .bind(id)
+                .bind(&step.step_ref)
+                .bind(step.position)
+                .bind(step.name.clone())
+                .bind(step.status.as_str())
+                .bind(step.exit_code)
+                .bind(step.started_at)
+                .bind(step.finished_at)
+                .bind(step.error_message.clone())
+                .bind(step.peak_memory_bytes)
+                .bind(step.cpu_time_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })
+        .await
+        .map_err(|e| foreign_key_to_not_found(db.err("record step results", e), id))
+    }
+
+    /// Append an output value.
+    pub async fn add_output(&self, id: &str, output: &Output) -> Result<()> {
+        let value = to_json(&output.value)?;
+        let db = self.db();
+        retry_busy(|| async {
+            sqlx::query(
+                "INSERT INTO outputs (execution_id, seq, step_ref, name, value) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM outputs WHERE execution_id = $1",
+            )
+            .bind(id)
+            .bind(output.step_ref.clone())
+            .bind(&output.name)
+            .bind(&value)
+            .execute(&db.pool)
+            .await
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| foreign_key_to_not_found(db.err("record an output", e), id))
+    }
+
+    /// Append a report.
+    pub async fn add_report(&self, id: &str, report: &Report) -> Result<()> {
+        let data = to_json(&report.data)?;
+        let db = self.db();
+        retry_busy(|| async {
+            sqlx::query(
+                "INSERT INTO reports (execution_id, seq, step_ref, kind, file, data) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM reports WHERE execution_id = $1",
+            )
+            .bind(id)
+            .bind(report.step_ref.clone())
+            .bind(&report.kind)
+            .bind(report.file.clone())
+            .bind(&data)
+            .execute(&db.pool)
+            .await
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| foreign_key_to_not_found(db.err("record a report", e), id))
+    }
+
+    /// Ask the process that runs the execution to abort it. Returns `false` when the execution
+    /// has already ended.
+    pub async fn request_abort(&self, id: &str, reason: Option<&str>) -> Result<bool> {
+        let db = self.db();
+        let now = now_ms();
+        let done = retry_busy(|| async {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE executions SET abort_requested_at = COALESCE(abort_requested_at, $2), \
+                 abort_reason = COALESCE(abort_reason, $3) \
+                 WHERE id = $1 AND status IN {ACTIVE_STATUSES}"
+            )))
+            .bind(id)
+            .bind(now)
+            .bind(reason.map(str::to_string))
+            .execute(&db.pool)
+            .await
+        })
+        .await
+        .map_err(|e| db.err("request the abort", e))?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        self.exists(id).await?;
+        Ok(false)
+    }
+
+    /// Whether an abort was requested (one indexed lookup; poll it every second or so). Gives
+    /// the reason when one was given.
+    pub async fn abort_requested(&self, id: &str) -> Result<Option<String>> {
+        let db = self.db();
+        let row =
+            sqlx::query("SELECT abort_requested_at, abort_reason FROM executions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&db.pool)
+                .await
+                .map_err(|e| db.err("check for an abort request", e))?
+                .ok_or_else(|| StoreError::not_found(format!("execution `{id}`")))?;
+        Ok(match row.opt_int("abort_requested_at")? {
+            Some(_) => Some(
+                row.opt_text("abort_reason")?
+                    .unwrap_or_else(|| "abort requested".into()),
+            ),
+            None => None,
+        })
+    }
+
+    /// Refresh the lease of an execution this process owns. Returns `false` when this process
+    /// no longer holds the lease (the execution ended or another owner claimed it).
+    pub async fn heartbeat(&self, id: &str) -> Result<bool> {
+        let me = LeaseOwner::current();
+        let db = self.db();
+        let done = retry_busy(|| async {
+            sqlx::query(
+                "UPDATE executions SET heartbeat_at = $2 \
+                 WHERE id = $1 AND lease_host = $3 AND lease_pid = $4 AND lease_token = $5",
+            )
+            .bind(id)
+            .bind(now_ms())
+            .bind(&me.host)
+            .bind(me.pid as i64)
+            .bind(&me.token)
+            .execute(&db.pool)
+            .await
+        })
+        .await
+        .map_err(|e| db.err("refresh the execution's heartbeat", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Refresh the lease every [`lease::HEARTBEAT_INTERVAL`] until the guard is dropped.
+    /// Needs a tokio runtime.
+    pub fn spawn_heartbeat(&self, id: &str) -> HeartbeatGuard {
+        let store = self.clone();
+        let id = id.to_string();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease::HEARTBEAT_INTERVAL);
+            loop {
+                tick.tick().await;
+                // A failed heartbeat is retried on the next tick; readers allow for a few.
+                let _ = store.heartbeat(&id).await;
+            }
+        });
+        HeartbeatGuard { task }
+    }
+
+    /// Take ownership of an execution that has no live owner (e.g. a queued one). Returns
+    /// `false` when someone else holds it or it has ended.
+    pub async fn claim_execution(&self, id: &str, owner: &LeaseOwner) -> Result<bool> {
+        let db = self.db();
+        let done = retry_busy(|| async {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE executions SET lease_host = $2, lease_pid = $3, lease_token = $4, \
+                 heartbeat_at = $5 WHERE id = $1 AND lease_host IS NULL AND status IN {ACTIVE_STATUSES}"
+            )))
+            .bind(id)
+            .bind(&owner.host)
+            .bind(owner.pid as i64)
+            .bind(&owner.token)
+            .bind(now_ms())
+            .execute(&db.pool)
+            .await
+        })
+        .await
+        .map_err(|e| db.err("claim the execution", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Mark as `aborted` every unfinished execution whose owner is gone (see [`crate::lease`]).
+    /// Readers call this before they show executions; it costs one indexed query when nothing
+    /// is abandoned. Executions without an owner (queued on a server) are left alone.
+    pub async fn recover_abandoned(&self) -> Result<Vec<Recovered>> {
+        let db = self.db();
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, name, lease_host, lease_pid, lease_token, heartbeat_at FROM executions \
+             WHERE status IN {ACTIVE_STATUSES} AND lease_host IS NOT NULL"
+        )))
+        .fetch_all(&db.pool)
+        .await
+        .map_err(|e| db.err("look for abandoned executions", e))?;
+        let now = now_ms();
+        let mut recovered = Vec::new();
+        for row in rows {
+            let owner = LeaseOwner {
+                host: row.text("lease_host")?,
+                pid: row.opt_int("lease_pid")?.unwrap_or(0) as u32,
+                token: row.opt_text("lease_token")?.unwrap_or_default(),
+            };
+            let heartbeat = row.opt_int("heartbeat_at")?;
+            let Liveness::Dead(reason) =
+                lease::judge(&owner, heartbeat, now, self.inner.lease_timeout)
+            else {
+                continue;
+            };
+            let id = row.text("id")?;
+            let reason = format!("aborted: {reason}");
+            let aborted = retry_busy(|| async {
+                let mut tx = db.begin_write().await?;
+                // Compare-and-set on the lease we judged: a heartbeat or a finish that happened
+                // meanwhile wins.
+                let done = sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE executions SET status = 'aborted', finished_at = $2, status_at = $2, \
+                     error_message = $3, lease_host = NULL, lease_pid = NULL, lease_token = NULL, \
+                     heartbeat_at = NULL \
+                     WHERE id = $1 AND status IN {ACTIVE_STATUSES} AND lease_host = $4 \
+                     AND lease_pid = $5 AND COALESCE(lease_token, '') = $6 \
+                     AND COALESCE(heartbeat_at, -1) = $7"
+                )))
+                .bind(&id)
+                .bind(now)
+                .bind(&reason)
+                .bind(&owner.host)
+                .bind(owner.pid as i64)
+                .bind(&owner.token)
+                .bind(heartbeat.unwrap_or(-1))
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE step_results SET status = 'aborted', \
+                     finished_at = COALESCE(finished_at, $2), \
+                     error_message = COALESCE(error_message, $3) \
+                     WHERE execution_id = $1 AND status IN {ACTIVE_STATUSES}"
+                )))
+                .bind(&id)
+                .bind(now)
+                .bind(&reason)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await
+            .map_err(|e| db.err("mark an abandoned execution aborted", e))?;
+            if aborted {
+                // Logs of a crashed run stay readable uncompressed if this fails.
+                let _ = self.files().compact_logs(&id).await;
+                recovered.push(Recovered {
+                    id,
+                    name: row.text("name")?,
+                    reason,
+                });
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Find an execution by id, name or workflow + number.
+    pub async fn find_execution(&self, reference: &ExecutionRef) -> Result<ExecutionSummary> {
+        let db = self.db();
+        let query = match reference {
+            ExecutionRef::Id(id) => sqlx::query(AssertSqlSafe(format!(
+                "SELECT {SUMMARY_COLUMNS} FROM executions WHERE id = $1"
+            )))
+            .bind(id.clone()),
+            ExecutionRef::Name(name) => sqlx::query(AssertSqlSafe(format!(
+                "SELECT {SUMMARY_COLUMNS} FROM executions WHERE name = $1"
+            )))
+            .bind(name.clone()),
+            ExecutionRef::Number { workflow, number } => sqlx::query(AssertSqlSafe(format!(
+                "SELECT {SUMMARY_COLUMNS} FROM executions WHERE workflow = $1 AND number = $2"
+            )))
+            .bind(workflow.clone())
+            .bind(*number),
+        };
+        let row = query
+            .fetch_optional(&db.pool)
+            .await
+            .map_err(|e| db.err("read the execution", e))?
+            .ok_or_else(|| StoreError::not_found(reference.to_string()))?;
+        summary_from_row(&row)
+    }
+
+    /// Everything recorded about one execution.
+    pub async fn get_execution(&self, reference: &ExecutionRef) -> Result<Execution> {
+        let summary = self.find_execution(reference).await?;
+        let db = self.db();
+        let id = summary.id.clone();
+        let err = |e| db.err("read the execution", e);
+        let row = sqlx::query("SELECT definition, resolved FROM executions WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&db.pool)
+            .await
+            .map_err(err)?;
+        let definition = row.text("definition")?;
+        let resolved = row.opt_text("resolved")?;
+        let steps = self.steps(&id).await?;
+        let outputs = sqlx::query(
+            "SELECT step_ref, name, value FROM outputs WHERE execution_id = $1 ORDER BY seq",
+        )
+        .bind(&id)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(err)?
+        .iter()
+        .map(|r| {
+            Ok(Output {
+                step_ref: r.opt_text("step_ref")?,
+                name: r.text("name")?,
+                value: from_json("output value", &r.text("value")?)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let reports = sqlx::query(
+            "SELECT step_ref, kind, file, data FROM reports WHERE execution_id = $1 ORDER BY seq",
+        )
+        .bind(&id)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(err)?
+        .iter()
+        .map(|r| {
+            Ok(Report {
+                step_ref: r.opt_text("step_ref")?,
+                kind: r.text("kind")?,
+                file: r.opt_text("file")?,
+                data: from_json("report data", &r.text("data")?)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let artifacts = self.list_artifacts(&id).await?;
+        Ok(Execution {
+            summary,
+            definition,
+            resolved,
+            steps,
+            outputs,
+            reports,
+            artifacts,
+        })
+    }
+
+    /// Step results of an execution in plan order.
+    pub async fn steps(&self, id: &str) -> Result<Vec<StepResult>> {
+        let db = self.db();
+        sqlx::query(
+            "SELECT ref, position, name, status, exit_code, started_at, finished_at, \
+             error_message, peak_memory_bytes, cpu_time_ms FROM step_results \
+             WHERE execution_id = $1 ORDER BY position, ref",
+        )
+        .bind(id)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(|e| db.err("read step results", e))?
+        .iter()
+        .map(|r| {
+            Ok(StepResult {
+                step_ref: r.text("ref")?,
+                position: r.int("position")?,
+                name: r.opt_text("name")?,
+                status: parse_step_status(&r.text("status")?)?,
+                exit_code: r.opt_int("exit_code")?,
+                started_at: r.opt_int("started_at")?,
+                finished_at: r.opt_int("finished_at")?,
+                error_message: r.opt_text("error_message")?,
+                peak_memory_bytes: r.opt_int("peak_memory_bytes")?,
+                cpu_time_ms: r.opt_int("cpu_time_ms")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Executions matching `filter`, newest first.
+    pub async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
+        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM executions WHERE 1 = 1");
+        let mut binds: Vec<Bind> = Vec::new();
+        let next = |binds: &mut Vec<Bind>, value: Bind| {
+            binds.push(value);
+            format!("${}", binds.len())
+        };
+        if let Some(workflow) = &filter.workflow {
+            let p = next(&mut binds, Bind::Text(workflow.clone()));
+            sql.push_str(&format!(" AND workflow = {p}"));
+        }
+        if !filter.statuses.is_empty() {
+            let ps: Vec<String> = filter
+                .statuses
+                .iter()
+                .map(|s| next(&mut binds, Bind::Text(s.as_str().into())))
+                .collect();
+            sql.push_str(&format!(" AND status IN ({})", ps.join(", ")));
+        }
+        if let Some(since) = filter.since {
+            let p = next(&mut binds, Bind::Text(since_id(since)));
+            sql.push_str(&format!(" AND id >= {p}"));
+        }
+        if let Some(before) = &filter.before_id {
+            let p = next(&mut binds, Bind::Text(before.clone()));
+            sql.push_str(&format!(" AND id < {p}"));
+        }
+        for (key, value) in &filter.tags {
+            let k = next(&mut binds, Bind::Text(key.clone()));
+            let v = next(&mut binds, Bind::Text(value.clone()));
+            sql.push_str(&format!(
+                " AND id IN (SELECT execution_id FROM execution_tags WHERE key = {k} AND value = {v})"
+            ));
+        }
+        let limit = filter.limit.unwrap_or(100).max(1) as i64;
+        let p = next(&mut binds, Bind::Int(limit));
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {p}"));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for bind in binds {
+            query = match bind {
+                Bind::Text(t) => query.bind(t),
+                Bind::Int(i) => query.bind(i),
+            };
+        }
+        let db = self.db();
+        query
+            .fetch_all(&db.pool)
+            .await
+            .map_err(|e| db.err("list executions", e))?
+            .iter()
+            .map(summary_from_row)
+            .collect()
+    }
+
+    /// Run a single-row update, mapping "no row" to [`StoreError::NotFound`].
+    async fn update_one<'q, F>(
+        &self,
+        action: &'static str,
+        id: &str,
+        sql: &'static str,
+        bind: F,
+    ) -> Result<()>
+    where
+        F: Fn(
+            sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    {
+        let db = self.db();
+        let done = retry_busy(|| async {
+            bind(sqlx::query(sql).bind(id.to_string()))
+                .execute(&db.pool)
+                .await
+        })
+        .await
+        .map_err(|e| db.err(action, e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found(format!("execution `{id}`")));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn exists(&self, id: &str) -> Result<()> {
+        let db = self.db();
+        sqlx::query("SELECT id FROM executions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await
+            .map_err(|e| db.err("read the execution", e))?
+            .map(|_| ())
+            .ok_or_else(|| StoreError::not_found(format!("execution `{id}`")))
+    }
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Retry a statement while another process holds the SQLite write lock past the busy timeout.
+pub(crate) async fn retry_busy<T, F, Fut>(mut op: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Err(e) if attempt < WRITE_ATTEMPTS && is_busy(&e) => backoff(attempt).await,
+            other => return other,
+        }
+    }
+}
+
+async fn backoff(attempt: u32) {
+    let jitter = (uuid::Uuid::new_v4().as_u128() % 20) as u64;
+    tokio::time::sleep(Duration::from_millis(10 * attempt.min(10) as u64 + jitter)).await;
+}
+
+fn foreign_key_to_not_found(err: StoreError, id: &str) -> StoreError {
+    if let StoreError::Database {
+        source: sqlx::Error::Database(db),
+        ..
+    } = &err
+        && db.is_foreign_key_violation()
+    {
+        return StoreError::not_found(format!("execution `{id}`"));
+    }
+    err
+}
+
+fn summary_from_row(row: &AnyRow) -> Result<ExecutionSummary> {
+    let status_text = row.text("status")?;
+    Ok(ExecutionSummary {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        number: row.int("number")?,
+        workflow: row.text("workflow")?,
+        status: status_text
+            .parse()
+            .map_err(|e| StoreError::decode("execution status", e))?,
+        scheduled_at: row.int("scheduled_at")?,
+        started_at: row.opt_int("started_at")?,
+        finished_at: row.opt_int("finished_at")?,
+        status_at: row.int("status_at")?,
+        tags: from_json("tags", &row.text("tags")?)?,
+        config: from_json("config", &row.text("config")?)?,
+        running_context: from_json("running context", &row.text("running_context")?)?,
+        error_message: row.opt_text("error_message")?,
+        abort_requested: row.opt_int("abort_requested_at")?.is_some(),
+    })
+}
+
+pub(crate) fn parse_step_status(text: &str) -> Result<StepStatus> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|e| StoreError::decode("step status", e))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(format!("encode JSON: {e}")))
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::decode(what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_id_orders_with_real_ids() {
+        let id = uuid::Uuid::now_v7();
+        let ms = uuid_ms(&id);
+        let text = id.hyphenated().to_string();
+        assert!(since_id(ms).as_str() <= text.as_str());
+        assert!(since_id(ms + 1).as_str() > text.as_str());
+    }
+}

@@ -1,0 +1,126 @@
+//! Execution history for Assay: executions, step results, outputs, reports, artifacts, logs and
+//! stored workflow definitions.
+//!
+//! One code path for SQLite (the embedded default, a file in the data dir) and PostgreSQL (for
+//! teams), through sqlx's `Any` driver with runtime queries. Logs and artifacts go to files: a
+//! local folder under the data dir, or S3-compatible object storage.
+//!
+//! The engine writes through [`Store`] (create → steps → logs/artifacts → finish, holding a
+//! lease while it runs); the CLI and the server read through it and call
+//! [`Store::recover_abandoned`] first so that executions whose process died show as `aborted`.
+//!
+//! ```no_run
+//! # async fn f() -> assay_store::Result<()> {
+//! use assay_store::{Store, StoreConfig, NewExecution, ExecutionFilter};
+//! let store = Store::open(StoreConfig::new("/tmp/assay")).await?;
+//! let exec = store
+//!     .create_execution(NewExecution { workflow: "smoke".into(), ..Default::default() })
+//!     .await?;
+//! assert_eq!(exec.name, format!("smoke-{}", exec.number));
+//! let newest = store.list_executions(&ExecutionFilter::default()).await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod db;
+mod definitions;
+mod error;
+mod executions;
+mod files;
+pub mod lease;
+pub mod logs;
+mod model;
+mod prune;
+pub mod testkube;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use assay_spec::status::{ExecutionStatus, StepStatus};
+pub use config::{FILES_DIR, SQLITE_FILE, StoreConfig, mask_url};
+pub use error::{Result, StoreError};
+pub use executions::HeartbeatGuard;
+pub use files::ArtifactDownload;
+pub use lease::LeaseOwner;
+pub use logs::{LogLine, LogReader, LogWriter};
+pub use model::*;
+
+/// Handle to the history. Cheap to clone; all clones share one connection pool.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: StoreConfig,
+    db: db::Db,
+    files: files::Files,
+    lease_timeout: Duration,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("database", &self.inner.db.location)
+            .field("files", &self.inner.files.location())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Open (and create or migrate) the database and the file storage named by `config`.
+    pub async fn open(config: StoreConfig) -> Result<Store> {
+        Self::open_with_lease_timeout(config, lease::DEFAULT_LEASE_TIMEOUT).await
+    }
+
+    /// Like [`Store::open`], with another heartbeat timeout for owners on other hosts.
+    pub async fn open_with_lease_timeout(
+        config: StoreConfig,
+        lease_timeout: Duration,
+    ) -> Result<Store> {
+        let database = config.database()?;
+        let files = files::Files::open(&config)?;
+        let db = db::Db::open(&database).await?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                files,
+                lease_timeout,
+            }),
+        })
+    }
+
+    /// The configuration this store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// The database as shown to users: SQLite path or PostgreSQL URL with the password masked.
+    pub fn database_location(&self) -> &str {
+        &self.inner.db.location
+    }
+
+    /// Where logs and artifacts live, as shown to users.
+    pub fn files_location(&self) -> String {
+        self.inner.files.location()
+    }
+
+    /// Whether records live in PostgreSQL (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.inner.db.backend == db::Backend::Postgres
+    }
+
+    /// Close the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.inner.db.pool.close().await;
+    }
+
+    fn db(&self) -> &db::Db {
+        &self.inner.db
+    }
+
+    fn files(&self) -> &files::Files {
+        &self.inner.files
+    }
+}
