@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The one command that runs every test of Assay on a fresh Debian machine (root or not).
+# It installs what the tests need when it is missing, starts a throwaway PostgreSQL, runs
+# formatting, lints and the whole test suite, and stops what it started.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -E 'package(assay-spec)'   # extra arguments go to cargo nextest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+out="$root/.test-out"
+mkdir -p "$out"
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# --- tools ---------------------------------------------------------------------------------
+ensure_nextest() {
+    if ! cargo nextest --version >/dev/null 2>&1; then
+        log "installing cargo-nextest"
+        cargo install --locked cargo-nextest
+    fi
+}
+
+# git is used by content.git tests; bash runs shell steps; python3 serves HTTP in service tests.
+ensure_debian_tools() {
+    local missing=()
+    command -v git >/dev/null || missing+=(git)
+    command -v bash >/dev/null || missing+=(bash)
+    command -v python3 >/dev/null || missing+=(python3)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        if [[ $(id -u) -ne 0 ]]; then
+            echo "test.sh: missing ${missing[*]}; install them (needs root)" >&2
+            exit 1
+        fi
+        log "installing ${missing[*]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+}
+
+# --- PostgreSQL (store tests run against SQLite and a real PostgreSQL) --------------------
+pg_dir=""
+start_postgres() {
+    if [[ -n "${ASSAY_TEST_POSTGRES_URL:-}" ]]; then
+        log "using PostgreSQL at ASSAY_TEST_POSTGRES_URL"
+        return
+    fi
+    pg_dir=$(mktemp -d /tmp/assay-pg.XXXXXX)
+    log "starting PostgreSQL in $pg_dir"
+    ASSAY_TEST_POSTGRES_URL=$(scripts/pg.sh start "$pg_dir")
+    export ASSAY_TEST_POSTGRES_URL
+}
+stop_postgres() {
+    if [[ -n "$pg_dir" ]]; then
+        scripts/pg.sh stop "$pg_dir" >/dev/null 2>&1 || true
+        rm -rf "$pg_dir"
+    fi
+}
+trap stop_postgres EXIT
+
+# --- checks --------------------------------------------------------------------------------
+ensure_nextest
+ensure_debian_tools
+
+log "rustfmt"
+cargo fmt --all -- --check
+
+log "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+start_postgres
+
+# New insta snapshots fail instead of being written: they must be reviewed and committed.
+export INSTA_UPDATE=no CI=true
+
+log "tests"
+cargo nextest run --workspace --locked --no-fail-fast "$@"
+
+log "doc tests"
+cargo test --doc --workspace --locked
+
+log "all tests passed"
