@@ -120,8 +120,21 @@ fn start_long_run(data: &tempfile::TempDir) -> (Child, Leftovers) {
         &["--config", &format!("marker={marker}")],
     );
     let deadline = Instant::now() + Duration::from_secs(20);
-    // The grandchild is `bash -c 'sleep 300; : MARKER'` under the step's shell.
-    while with_marker(&marker).len() < 2 {
+    let root = child.id() as i32;
+    // Wait for the grandchild, `bash -c 'sleep 300; : MARKER'` in the background of the step,
+    // and for its own `sleep` (the marker is in assay's command line too).
+    let grandchild = format!("bash -c sleep 300; : {marker}");
+    let tree = loop {
+        let tree = descendants(root);
+        let all = processes();
+        let started = tree.iter().any(|k| {
+            all.get(k)
+                .is_some_and(|(_, cmd)| cmd.starts_with(&grandchild))
+                && all.values().any(|(ppid, _)| *ppid == k.0)
+        });
+        if started {
+            break tree;
+        }
         if let Ok(Some(status)) = child.try_wait() {
             let out = child.wait_with_output().unwrap();
             panic!(
@@ -131,11 +144,11 @@ fn start_long_run(data: &tempfile::TempDir) -> (Child, Leftovers) {
         }
         assert!(Instant::now() < deadline, "the step never started");
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut tree = descendants(child.id() as i32);
+    };
+    let mut tree = tree;
     let me = processes()
         .into_keys()
-        .find(|(pid, _)| *pid == child.id() as i32)
+        .find(|(pid, _)| *pid == root)
         .expect("assay runs");
     tree.insert(me);
     let guard = Leftovers { marker, tree };
