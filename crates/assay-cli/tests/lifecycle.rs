@@ -55,13 +55,12 @@ fn processes() -> BTreeMap<(i32, u64), (i32, String)> {
     out
 }
 
-/// Every live descendant of `root`.
-fn descendants(root: i32) -> BTreeSet<(i32, u64)> {
-    let all = processes();
+/// Every live descendant of `root` in one snapshot of the processes.
+fn descendants(all: &BTreeMap<(i32, u64), (i32, String)>, root: i32) -> BTreeSet<(i32, u64)> {
     let mut found: BTreeSet<(i32, u64)> = BTreeSet::new();
     let mut parents = vec![root];
     while let Some(parent) = parents.pop() {
-        for (key, (ppid, _)) in &all {
+        for (key, (ppid, _)) in all {
             if *ppid == parent && found.insert(*key) {
                 parents.push(key.0);
             }
@@ -101,10 +100,17 @@ struct Leftovers {
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
+        let ours = nix::unistd::getpgrp();
         for (pid, _) in survivors(&self.tree)
             .into_iter()
             .chain(with_marker(&self.marker))
         {
+            // Its whole process group too (what it started later), never the test's own.
+            if let Ok(group) = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+                && group != ours
+            {
+                let _ = kill(Pid::from_raw(-group.as_raw()), Signal::SIGKILL);
+            }
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
@@ -125,8 +131,8 @@ fn start_long_run(data: &tempfile::TempDir) -> (Child, Leftovers) {
     // and for its own `sleep` (the marker is in assay's command line too).
     let grandchild = format!("bash -c sleep 300; : {marker}");
     let tree = loop {
-        let tree = descendants(root);
         let all = processes();
+        let tree = descendants(&all, root);
         let started = tree.iter().any(|k| {
             all.get(k)
                 .is_some_and(|(_, cmd)| cmd.starts_with(&grandchild))
