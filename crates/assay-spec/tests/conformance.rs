@@ -113,7 +113,7 @@ fn corpus_loads_and_validates() {
             .unwrap_or_else(|| panic!("{rel} missing from SOURCES.tsv"));
         checked += loaded.checked;
         valid += loaded.checked - loaded.invalid();
-        if is_helm(&rel) {
+        if is_helm(rel) {
             helm_files += 1;
             if errors.len() != 1
                 || !errors[0].contains("not valid YAML")
