@@ -25,13 +25,18 @@ pub struct PathError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Template,
+    /// A bare expression that stays text (`condition`, `until`, `logs`): a resolved value is
+    /// written back as expression text (`true`, `"a"`).
     Expression,
+    /// A bare expression whose resolved value replaces it (`count`, `maxCount`, strategy lists).
+    Value,
     Ignore,
 }
 
 fn kind_of_key(key: &str) -> Kind {
     match key {
-        "condition" | "until" | "logs" | "count" | "maxCount" => Kind::Expression,
+        "condition" | "until" | "logs" => Kind::Expression,
+        "count" | "maxCount" => Kind::Value,
         "id" | "ref" => Kind::Ignore,
         _ => Kind::Template,
     }
@@ -223,7 +228,8 @@ impl<'a> Resolver<'a> {
             Value::String(s) => match kind {
                 Kind::Ignore => {}
                 Kind::Template => self.template_field(s, path, errors),
-                Kind::Expression => {
+                Kind::Expression => self.expression_field(s, path, errors),
+                Kind::Value => {
                     let mut text = std::mem::take(s);
                     match self.expression(&text) {
                         Ok(Ok(v)) => {
@@ -281,7 +287,7 @@ impl<'a> Resolver<'a> {
                                     let l2 = path.len();
                                     path.push_str(&format!(".{name}"));
                                     let k = if list.is_string() {
-                                        Kind::Expression
+                                        Kind::Value
                                     } else {
                                         Kind::Template
                                     };
@@ -294,6 +300,7 @@ impl<'a> Resolver<'a> {
                             let kind = match (kind, kind_of_key(k)) {
                                 (_, Kind::Ignore) => Kind::Ignore,
                                 (_, Kind::Expression) if item.is_string() => Kind::Expression,
+                                (_, Kind::Value) if item.is_string() => Kind::Value,
                                 _ => Kind::Template,
                             };
                             self.walk(item, kind, path, errors);

@@ -354,3 +354,22 @@ fn file_modes_are_read_as_kubernetes_does() {
     );
     assert_eq!(p.root.content.unwrap().files[0].mode, Some(0o755));
 }
+
+#[test]
+fn a_condition_that_resolves_now_stays_expression_text() {
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  config:\n    verbose: {{type: boolean, default: false}}\n  steps:\n  - shell: 'true'\n    condition: config.verbose\n  - shell: 'true'\n    condition: \"config.verbose || 'x'\"\n"
+        ),
+        &[("verbose", "true")],
+    );
+    assert_eq!(p.root.steps[0].condition, "true");
+    assert_eq!(p.root.steps[1].condition, "true");
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  config:\n    verbose: {{type: boolean, default: false}}\n  steps:\n  - shell: 'true'\n    condition: config.verbose\n"
+        ),
+        &[],
+    );
+    assert_eq!(p.root.steps[0].condition, "false");
+}
