@@ -14,6 +14,17 @@ mkdir -p "$out"
 log() { printf '\n== %s\n' "$*" >&2; }
 
 # --- tools ---------------------------------------------------------------------------------
+# Add an `ensure_*` function here for each tool a new kind of test needs, and call it below.
+ensure_rust_components() {
+    local c missing=()
+    cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+    for c in "${missing[@]}"; do
+        log "installing $c"
+        rustup component add "$c"
+    done
+}
+
 ensure_nextest() {
     if ! cargo nextest --version >/dev/null 2>&1; then
         log "installing cargo-nextest"
@@ -57,9 +68,34 @@ stop_postgres() {
 }
 trap stop_postgres EXIT
 
+# --- test data -----------------------------------------------------------------------------
+# The Testkube conformance corpus lives in ../shared beside the repository (CI clones it there).
+check_corpus() {
+    local corpus="$root/../shared/conformance/testkube"
+    if [[ ! -f "$corpus/SOURCES.tsv" ]]; then
+        echo "test.sh: conformance corpus not found at $corpus" >&2
+        exit 1
+    fi
+}
+
+# New insta snapshots fail the run (INSTA_UPDATE=no, CI=true); this also catches snapshot files
+# that exist on disk but were never committed, and leftovers of `cargo insta` reviews.
+check_snapshots_committed() {
+    git -C "$root" rev-parse --git-dir >/dev/null 2>&1 || return 0
+    local stray
+    stray=$(git -C "$root" status --porcelain --untracked-files=all -- '*.snap' '*.snap.new' '*.pending-snap')
+    if [[ -n "$stray" ]]; then
+        echo "test.sh: snapshot files not committed (review them with cargo insta, then commit):" >&2
+        echo "$stray" >&2
+        exit 1
+    fi
+}
+
 # --- checks --------------------------------------------------------------------------------
+ensure_rust_components
 ensure_nextest
 ensure_debian_tools
+check_corpus
 
 log "rustfmt"
 cargo fmt --all -- --check
@@ -77,5 +113,8 @@ cargo nextest run --workspace --locked --no-fail-fast "$@"
 
 log "doc tests"
 cargo test --doc --workspace --locked
+
+log "snapshots committed"
+check_snapshots_committed
 
 log "all tests passed"
