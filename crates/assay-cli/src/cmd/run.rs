@@ -4,25 +4,21 @@
 //! The engine's events are persisted first (step results, logs, outputs, artifacts) and only
 //! then shown, so what the terminal shows is what the history holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use assay_engine::{Event, RunOptions};
+use assay_engine::Event;
+use assay_runner::{RunError, RunRequest, running_context_from_env};
+use assay_spec::TemplateSet;
 use assay_spec::load::LoadedDocument;
 use assay_spec::model::{Document, TestWorkflow};
-use assay_spec::plan::{Plan, PlanStep};
+use assay_spec::plan::Plan;
 use assay_spec::status::{ExecutionStatus, StepStatus};
-use assay_spec::{CompileRequest, Strictness, TemplateSet};
 use assay_store::testkube::TestWorkflowExecution;
-use assay_store::{
-    ConfigValue, ContextType, DefinitionKind, ExecutionRef, Finish, LeaseOwner, LogWriter,
-    NewExecution, Output, RunningContext, StepResult, Store,
-};
+use assay_store::{ContextType, DefinitionKind, Store};
 use indexmap::IndexMap;
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use serde_json::Value;
 
 use crate::cmd::plan::{parse_key_value, pick_workflow, report, template_set};
 use crate::error::{Reported, UserError};
@@ -199,469 +195,109 @@ fn all_workflows(file: &LoadedFile) -> anyhow::Result<Vec<Target>> {
     Ok(out)
 }
 
-fn ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 async fn run_one(
     args: &Args,
     store: &Store,
     templates: &TemplateSet,
     target: Target,
 ) -> anyhow::Result<u8> {
-    let wf = &target.workflow;
-    let secrets: BTreeMap<String, String> = args.secrets.iter().cloned().collect();
-    // Config: --config values, plus --secret values for sensitive parameters.
-    let mut config: IndexMap<String, Value> = IndexMap::new();
-    for (k, v) in &args.config {
-        config.insert(k.clone(), Value::String(v.clone()));
-    }
-    for (k, v) in &secrets {
-        if wf.spec.config.get(k).is_some_and(|p| p.sensitive) && !config.contains_key(k) {
-            config.insert(k.clone(), Value::String(v.clone()));
-        }
-    }
-    // Compile once before anything is recorded: invalid input leaves no trace.
-    let mut req = CompileRequest::new(wf, templates);
-    req.config = config.clone();
-    req.strictness = Strictness::Require;
-    if let Err(errors) = assay_spec::compile(&req) {
-        match &target.doc {
-            Some(doc) => report(&target.display, doc, &errors),
-            None => {
-                for e in &errors {
-                    eprintln!("{}: {}: {}", target.display, e.path, e.message);
+    let mut req = RunRequest::new(target.workflow.clone(), templates.clone());
+    req.config = args
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect::<IndexMap<_, _>>();
+    req.tags = args.tags.iter().cloned().collect();
+    req.secrets = args.secrets.iter().cloned().collect();
+    req.running_context = running_context_from_env(ContextType::Cli);
+    let prepared = match assay_runner::prepare(store, req).await {
+        Ok(p) => p,
+        Err(RunError::Invalid(errors)) => {
+            match &target.doc {
+                Some(doc) => report(&target.display, doc, &errors),
+                None => {
+                    for e in &errors {
+                        eprintln!("{}: {}: {}", target.display, e.path, e.message);
+                    }
                 }
             }
+            return Err(Reported(exit::INVALID).into());
         }
-        return Err(Reported(exit::INVALID).into());
-    }
-
-    let definition = serde_saphyr::to_string(wf)?;
-    let mut tags: BTreeMap<String, String> = args.tags.iter().cloned().collect();
-    let compiled_probe =
-        assay_spec::compile(&req).map_err(|_| anyhow::anyhow!("internal error: compile"))?;
-    let sensitive: Vec<&str> = wf
-        .spec
-        .config
-        .iter()
-        .filter(|(_, p)| p.sensitive)
-        .map(|(k, _)| k.as_str())
-        .collect();
-    let config_record: BTreeMap<String, ConfigValue> = compiled_probe
-        .plan
-        .config
-        .iter()
-        .map(|(k, v)| {
-            let value = if sensitive.contains(&k.as_str()) {
-                None
-            } else {
-                v.value.as_ref().map(assay_expr::stringify)
-            };
-            (
-                k.clone(),
-                ConfigValue {
-                    value,
-                    sensitive: v.sensitive,
-                    ..ConfigValue::default()
-                },
-            )
-        })
-        .collect();
-    for (k, v) in &compiled_probe.plan.tags {
-        if !v.contains("{{") {
-            tags.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
-    let exec = store
-        .create_execution(NewExecution {
-            workflow: wf.metadata.name.clone(),
-            definition,
-            resolved: None,
-            config: config_record,
-            tags: tags.clone(),
-            running_context: running_context(),
-            status: Some(ExecutionStatus::Running),
-            owner: Some(LeaseOwner::current()),
-            scheduled_at: None,
-        })
-        .await?;
-
-    // The real plan knows the execution.
-    let context = json!({
-        "id": exec.id,
-        "name": exec.name,
-        "number": exec.number,
-        "scheduledAt": assay_store::testkube::rfc3339(exec.scheduled_at),
-        "tags": tags,
-    });
-    req.execution = Some(context.clone());
-    let compiled = assay_spec::compile(&req).map_err(|e| {
-        anyhow::anyhow!("internal error: the plan changed between compilations: {e:?}")
-    })?;
-    store
-        .set_resolved(&exec.id, &serde_json::to_string(&compiled.plan)?)
-        .await?;
-    let plan = compiled.plan;
-    let names = step_names(&plan);
+        Err(e) => return Err(e.into()),
+    };
 
     let ui = Ui::new(args.quiet || args.output.is_some());
-    ui.header(&exec.name, &wf.metadata.name, &plan);
+    let exec = prepared.execution().clone();
+    ui.header(&exec.name, &target.workflow.metadata.name, prepared.plan());
+    let names = prepared.step_names().clone();
 
-    let work_dir = args.store.config()?.data_dir.join("work").join(&exec.id);
-    let mut opts = RunOptions::new(&work_dir);
-    opts.secrets = compiled.secrets.into_iter().collect();
-    opts.masked = secrets.values().cloned().collect();
-    let mut ctx = serde_json::Map::new();
-    ctx.insert("execution".into(), context);
-    ctx.insert(
-        "workflow".into(),
-        json!({"name": wf.metadata.name, "labels": wf.metadata.labels}),
-    );
-    opts.context = ctx;
-    let mut base_env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| {
-            matches!(
-                k.as_str(),
-                "PATH" | "HOME" | "USER" | "LANG" | "TERM" | "TZ" | "TMPDIR"
-            )
-        })
-        .collect();
-    for (k, v) in &secrets {
-        base_env.insert(k.clone(), v.clone());
-    }
-    opts.base_env = base_env;
-    let cancel = opts.cancel.clone();
-
-    let heartbeat = store.spawn_heartbeat(&exec.id);
-    let (tx, mut rx) = mpsc::channel::<Event>(1024);
-    let engine = tokio::spawn(assay_engine::run(plan.clone(), opts, tx));
-
-    // Ctrl-C / SIGTERM and `assay abort` from another process all cancel the run.
-    let signal_cancel = cancel.clone();
+    // Ctrl-C and SIGTERM abort the run: every process group stopped, recorded `aborted`.
+    let cancel = prepared.cancel_token();
     let signals = tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        signal_cancel.cancel();
-    });
-    let poll_store = store.clone();
-    let poll_id = exec.id.clone();
-    let poll_cancel = cancel.clone();
-    let abort_poll = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            if let Ok(Some(_)) = poll_store.abort_requested(&poll_id).await {
-                poll_cancel.cancel();
-                return;
-            }
-        }
+        cancel.cancel();
     });
 
-    let mut writers: HashMap<String, LogWriter> = HashMap::new();
     let mut tails: HashMap<String, Vec<String>> = HashMap::new();
-    let mut position = 0i64;
-    let mut started: HashMap<String, i64> = HashMap::new();
-    let mut finished: Option<(ExecutionStatus, Option<String>, SystemTime)> = None;
-    let mut failed_steps: Vec<(String, StepResult)> = Vec::new();
-    let mut record_error: Option<anyhow::Error> = None;
-    while let Some(event) = rx.recv().await {
-        let result: anyhow::Result<()> = async {
-            match event {
-                Event::StepStarted {
-                    reference,
-                    name,
-                    at,
-                } => {
-                    // Recorded as running at once, so that readers see the step and a run that
-                    // dies now leaves it to be marked aborted.
-                    position += 1;
-                    started.insert(reference.clone(), position);
-                    let record = StepResult {
-                        step_ref: reference.clone(),
-                        name: names.get(&reference).cloned(),
-                        position,
-                        status: StepStatus::Running,
-                        exit_code: None,
-                        started_at: Some(ms(at)),
-                        finished_at: None,
-                        error_message: None,
-                        peak_memory_bytes: None,
-                        cpu_time_ms: None,
-                    };
-                    store.record_step(&exec.id, &record).await?;
-                    if reference != "root" {
-                        ui.step_started(&display_name(&names, &reference, &name));
-                    }
+    let mut failed_steps: Vec<(String, assay_engine::StepResult)> = Vec::new();
+    let finished = prepared
+        .run(|event| match event {
+            Event::StepStarted {
+                reference, name, ..
+            } if reference != "root" => {
+                ui.step_started(&display_name(&names, reference, name));
+            }
+            Event::Log(chunk) => {
+                let tail = tails.entry(chunk.reference.clone()).or_default();
+                tail.extend(chunk.text.lines().map(str::to_string));
+                if tail.len() > 20 {
+                    let cut = tail.len() - 20;
+                    tail.drain(..cut);
                 }
-                Event::Log(chunk) => {
-                    let w = match writers.get_mut(&chunk.reference) {
-                        Some(w) => w,
-                        None => {
-                            let w = store.log_writer(&exec.id, &chunk.reference).await?;
-                            writers.entry(chunk.reference.clone()).or_insert(w)
-                        }
-                    };
-                    let at = ms(chunk.at);
-                    for line in chunk.text.split_inclusive('\n') {
-                        w.append(at, line).await?;
-                    }
-                    let tail = tails.entry(chunk.reference.clone()).or_default();
-                    for line in chunk.text.lines() {
-                        tail.push(line.to_string());
-                    }
-                    if tail.len() > 20 {
-                        let cut = tail.len() - 20;
-                        tail.drain(..cut);
-                    }
-                    ui.log(&display_name(&names, &chunk.reference, ""), &chunk.text);
+                ui.log(&display_name(&names, &chunk.reference, ""), &chunk.text);
+            }
+            Event::StepFinished { reference, result } => {
+                if reference != "root" {
+                    ui.step_finished(&display_name(&names, reference, ""), result);
                 }
-                Event::StepFinished { reference, result } => {
-                    if let Some(w) = writers.remove(&reference) {
-                        w.finish().await?;
-                    }
-                    let position = started.get(&reference).copied().unwrap_or_else(|| {
-                        position += 1;
-                        position
-                    });
-                    let record = StepResult {
-                        step_ref: reference.clone(),
-                        name: names.get(&reference).cloned(),
-                        position,
-                        status: result.status,
-                        exit_code: result.exit_code.map(i64::from),
-                        started_at: result.started_at.map(ms),
-                        finished_at: Some(ms(result.finished_at)),
-                        error_message: result.error.clone(),
-                        peak_memory_bytes: result.peak_rss_bytes.map(|b| b as i64),
-                        cpu_time_ms: result.cpu_time.map(|d| d.as_millis() as i64),
-                    };
-                    store.record_step(&exec.id, &record).await?;
-                    if reference != "root" {
-                        ui.step_finished(&display_name(&names, &reference, ""), &record);
-                    }
-                    if matches!(
-                        result.status,
-                        StepStatus::Failed | StepStatus::Timeout | StepStatus::Aborted
-                    ) {
-                        failed_steps.push((reference, record));
-                    }
-                }
-                Event::Output {
-                    reference,
-                    key,
-                    value,
-                } => {
-                    store
-                        .add_output(
-                            &exec.id,
-                            &Output {
-                                step_ref: Some(reference),
-                                name: key,
-                                value: Value::String(value),
-                            },
-                        )
-                        .await?;
-                }
-                Event::Artifact {
-                    reference,
-                    path,
-                    size: _,
-                    source,
-                } => {
-                    store
-                        .put_artifact_file(&exec.id, Some(&reference), &path, None, &source)
-                        .await?;
-                }
-                Event::Service {
-                    name, index, state, ..
-                } => ui.service(&name, index, &state),
-                Event::Worker { .. } => {}
-                Event::ExecutionFinished { status, error, at } => {
-                    finished = Some((status, error, at));
+                if matches!(
+                    result.status,
+                    StepStatus::Failed | StepStatus::Timeout | StepStatus::Aborted
+                ) {
+                    failed_steps.push((reference.clone(), result.clone()));
                 }
             }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            // The history cannot keep up (disk full, database gone): stop the run rather than
-            // run on without a record.
-            if record_error.is_none() {
-                record_error = Some(e);
-                cancel.cancel();
-            }
-        }
-    }
-    let outcome = engine.await?;
+            Event::Service {
+                name, index, state, ..
+            } => ui.service(name, *index, state),
+            _ => {}
+        })
+        .await?;
     signals.abort();
-    abort_poll.abort();
-    for (_, w) in writers.drain() {
-        let _ = w.finish().await;
-    }
-    let (status, error, at) =
-        finished.unwrap_or((outcome.status, outcome.error.clone(), outcome.finished_at));
-    let (status, error) = match &record_error {
-        Some(e) => (
-            ExecutionStatus::Aborted,
-            Some(format!("failed to record the execution: {e:#}")),
-        ),
-        None => (status, error),
-    };
-    store
-        .finish_execution(
-            &exec.id,
-            Finish {
-                status,
-                error_message: error.clone(),
-                at: ms(at),
-            },
-        )
-        .await?;
-    drop(heartbeat);
-    let _ = std::fs::remove_dir_all(&work_dir);
 
-    let full = store
-        .get_execution(&ExecutionRef::Id(exec.id.clone()))
-        .await?;
+    let full = &finished.execution;
     if args.output.is_some() {
-        let view = TestWorkflowExecution::from(&full);
+        let view = TestWorkflowExecution::from(full);
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&view)?);
     }
-    ui.summary(
-        &full,
-        &names,
-        &failed_steps,
-        &tails,
-        error.as_deref(),
-        store,
-    );
-    if let Some(e) = record_error {
-        return Err(e);
+    ui.summary(full, &names, &failed_steps, &tails, store);
+    if let Some(e) = finished.record_error {
+        return Err(anyhow::anyhow!(e));
     }
-    Ok(if status == ExecutionStatus::Passed {
+    Ok(if full.summary.status == ExecutionStatus::Passed {
         exit::SUCCESS
     } else {
         exit::FAILED
     })
-}
-
-/// Who started the execution: the CLI, inside a CI system when one is detected.
-fn running_context() -> RunningContext {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let ci = if env("GITHUB_ACTIONS").is_some() {
-        Some((
-            "github",
-            env("GITHUB_SHA"),
-            env("GITHUB_REF_NAME"),
-            env("GITHUB_ACTOR"),
-        ))
-    } else if env("GITLAB_CI").is_some() {
-        Some((
-            "gitlab",
-            env("CI_COMMIT_SHA"),
-            env("CI_COMMIT_REF_NAME"),
-            env("GITLAB_USER_LOGIN"),
-        ))
-    } else if env("BUILDKITE").is_some() {
-        Some((
-            "buildkite",
-            env("BUILDKITE_COMMIT"),
-            env("BUILDKITE_BRANCH"),
-            env("BUILDKITE_BUILD_CREATOR"),
-        ))
-    } else if env("CIRCLECI").is_some() {
-        Some((
-            "circleci",
-            env("CIRCLE_SHA1"),
-            env("CIRCLE_BRANCH"),
-            env("CIRCLE_USERNAME"),
-        ))
-    } else if env("JENKINS_URL").is_some() {
-        Some(("jenkins", env("GIT_COMMIT"), env("GIT_BRANCH"), None))
-    } else {
-        None
-    };
-    match ci {
-        Some((provider, commit, branch, actor)) => RunningContext {
-            kind: ContextType::Ci,
-            actor,
-            ci: Some(assay_store::CiContext {
-                provider: Some(provider.into()),
-                commit,
-                branch,
-                ..Default::default()
-            }),
-        },
-        None => RunningContext {
-            kind: ContextType::Cli,
-            actor: env("USER"),
-            ci: None,
-        },
-    }
-}
-
-/// Display names of every step of the plan by ref (workers' steps under `<ref>/<index>/`).
-fn step_names(plan: &Plan) -> HashMap<String, String> {
-    fn walk(step: &PlanStep, prefix: &str, out: &mut HashMap<String, String>) {
-        let name = if step.name.is_empty() {
-            step.commands
-                .first()
-                .and_then(|c| {
-                    c.shell
-                        .as_deref()
-                        .map(|s| s.lines().next().unwrap_or("").to_string())
-                })
-                .or_else(|| {
-                    step.commands.first().map(|c| {
-                        c.command
-                            .iter()
-                            .chain(&c.args)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    })
-                })
-                .unwrap_or_else(|| step.reference.clone())
-        } else {
-            step.name.clone()
-        };
-        out.insert(format!("{prefix}{}", step.reference), name);
-        for child in &step.steps {
-            walk(child, prefix, out);
-        }
-        if let Some(p) = &step.parallel
-            && let Some(workers) = &p.workers
-        {
-            for w in workers {
-                let pre = format!("{prefix}{}/{}/", step.reference, w.instance.index);
-                walk(&w.root, &pre, out);
-                let label = if w.description.is_empty() {
-                    format!("worker {}/{}", w.instance.index + 1, w.instance.count)
-                } else {
-                    format!(
-                        "worker {}/{}: {}",
-                        w.instance.index + 1,
-                        w.instance.count,
-                        w.description
-                    )
-                };
-                out.insert(format!("{pre}root"), label);
-            }
-        }
-    }
-    let mut out = HashMap::new();
-    walk(&plan.root, "", &mut out);
-    out
 }
 
 fn display_name(names: &HashMap<String, String>, reference: &str, fallback: &str) -> String {
@@ -717,13 +353,16 @@ impl Ui {
         }
     }
 
-    fn step_finished(&self, name: &str, r: &StepResult) {
+    fn step_finished(&self, name: &str, r: &assay_engine::StepResult) {
         if self.quiet {
             return;
         }
-        let secs = match (r.started_at, r.finished_at) {
-            (Some(a), Some(b)) => format!(" {:.2}s", (b - a).max(0) as f64 / 1000.0),
-            _ => String::new(),
+        let secs = match r
+            .started_at
+            .and_then(|a| r.finished_at.duration_since(a).ok())
+        {
+            Some(d) => format!(" {:.2}s", d.as_secs_f64()),
+            None => String::new(),
         };
         let (symbol, code) = status_symbol(r.status);
         let detail = match (r.status, r.exit_code) {
@@ -751,9 +390,8 @@ impl Ui {
         &self,
         e: &assay_store::Execution,
         names: &HashMap<String, String>,
-        failed: &[(String, StepResult)],
+        failed: &[(String, assay_engine::StepResult)],
         tails: &HashMap<String, Vec<String>>,
-        error: Option<&str>,
         store: &Store,
     ) {
         let s = &e.summary;
@@ -771,18 +409,21 @@ impl Ui {
             s.name,
             self.paint(&format!("1;{code}"), s.status.as_str())
         );
-        if let Some(err) = error {
+        if let Some(err) = &s.error_message {
             eprintln!("  reason: {err}");
         }
-        // The innermost failing step says most; its parents fail because of it.
-        if let Some((reference, r)) = failed.first() {
+        // The innermost failing step says most; its parents fail because of it. An optional
+        // step that failed in a passing execution is not the story.
+        if s.status != ExecutionStatus::Passed
+            && let Some((reference, r)) = failed.first()
+        {
             let name = display_name(names, reference, "");
             let code = r
                 .exit_code
                 .map(|c| format!(", exit code {c}"))
                 .unwrap_or_default();
             eprintln!("  failed step: {name} [{reference}] {}{code}", r.status);
-            if let Some(msg) = &r.error_message {
+            if let Some(msg) = &r.error {
                 eprintln!("  {msg}");
             }
             if let Some(lines) = tails.get(reference) {

@@ -1,0 +1,542 @@
+//! Runs one execution of a workflow on this machine and records it.
+//!
+//! The one place where the compiler, the engine and the store meet: [`prepare`] compiles the
+//! workflow (invalid input leaves no trace in the history), creates the execution with its
+//! number and lease, and compiles again with the execution's identity; [`Prepared::run`] runs
+//! the plan and persists every event — step results, logs, outputs, artifacts — before handing
+//! it to the caller's observer, so what a caller shows is what the history holds. The CLI
+//! (`assay run`) and the MCP server use it; a server dispatches to it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use assay_engine::{Event, RunOptions};
+use assay_spec::model::TestWorkflow;
+use assay_spec::plan::{Plan, PlanStep};
+use assay_spec::resolve::PathError;
+use assay_spec::status::{ExecutionStatus, StepStatus};
+use assay_spec::{CompileRequest, Strictness, TemplateSet};
+use assay_store::{
+    CiContext, ConfigValue, ContextType, Execution, ExecutionRef, ExecutionSummary, Finish,
+    LeaseOwner, LogWriter, NewExecution, Output, RunningContext, StepResult, Store, StoreError,
+};
+use indexmap::IndexMap;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub workflow: TestWorkflow,
+    pub templates: TemplateSet,
+    /// Config values (`--config k=v` as strings, or JSON values).
+    pub config: IndexMap<String, Value>,
+    pub tags: BTreeMap<String, String>,
+    /// Secret values: given to every step as environment variables, used as the value of a
+    /// sensitive config parameter of the same name, and masked everywhere.
+    pub secrets: BTreeMap<String, String>,
+    pub running_context: RunningContext,
+    /// The environment processes start from; empty means a few variables of this process
+    /// (`PATH`, `HOME`, `USER`, `LANG`, `TERM`, `TZ`, `TMPDIR`).
+    pub base_env: BTreeMap<String, String>,
+}
+
+impl RunRequest {
+    pub fn new(workflow: TestWorkflow, templates: TemplateSet) -> Self {
+        Self {
+            workflow,
+            templates,
+            config: IndexMap::new(),
+            tags: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            running_context: RunningContext::default(),
+            base_env: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The workflow does not compile; nothing was recorded. Each error has a JSON path.
+    #[error("the workflow is not valid")]
+    Invalid(Vec<PathError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// An execution created in the store and ready to run.
+pub struct Prepared {
+    store: Store,
+    execution: ExecutionSummary,
+    plan: Plan,
+    opts: RunOptions,
+    names: HashMap<String, String>,
+}
+
+/// The end of a run.
+#[derive(Debug)]
+pub struct Finished {
+    /// The execution as the store holds it now.
+    pub execution: Execution,
+    /// Set when the history could not keep up (disk full, database gone); the run was stopped
+    /// and recorded `aborted` as far as the store allowed.
+    pub record_error: Option<String>,
+}
+
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Compile, then create the execution. Compile errors are returned before anything is stored.
+pub async fn prepare(store: &Store, req: RunRequest) -> Result<Prepared, RunError> {
+    let wf = &req.workflow;
+    let mut config = req.config.clone();
+    for (k, v) in &req.secrets {
+        if wf.spec.config.get(k).is_some_and(|p| p.sensitive) && !config.contains_key(k) {
+            config.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    let mut creq = CompileRequest::new(wf, &req.templates);
+    creq.config = config;
+    creq.strictness = Strictness::Require;
+    let first = assay_spec::compile(&creq).map_err(RunError::Invalid)?;
+
+    let definition = serde_saphyr::to_string(wf).map_err(|e| RunError::Internal(e.to_string()))?;
+    let mut tags = req.tags.clone();
+    for (k, v) in &first.plan.tags {
+        if !v.contains("{{") {
+            tags.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let config_record: BTreeMap<String, ConfigValue> = first
+        .plan
+        .config
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                ConfigValue {
+                    // Sensitive values have no value in a plan: nothing to leak here.
+                    value: v.value.as_ref().map(assay_expr::stringify),
+                    sensitive: v.sensitive,
+                    ..ConfigValue::default()
+                },
+            )
+        })
+        .collect();
+    let execution = store
+        .create_execution(NewExecution {
+            workflow: wf.metadata.name.clone(),
+            definition,
+            resolved: None,
+            config: config_record,
+            tags: tags.clone(),
+            running_context: req.running_context.clone(),
+            status: Some(ExecutionStatus::Running),
+            owner: Some(LeaseOwner::current()),
+            scheduled_at: None,
+        })
+        .await?;
+
+    // The real plan knows the execution (`execution.id`, `execution.number`, ...).
+    let context = json!({
+        "id": execution.id,
+        "name": execution.name,
+        "number": execution.number,
+        "scheduledAt": assay_store::testkube::rfc3339(execution.scheduled_at),
+        "tags": tags,
+    });
+    creq.execution = Some(context.clone());
+    let compiled = match assay_spec::compile(&creq) {
+        Ok(c) => c,
+        Err(e) => {
+            let message = format!("the plan failed to compile with the execution's values: {e:?}");
+            store
+                .finish_execution(
+                    &execution.id,
+                    Finish {
+                        status: ExecutionStatus::Failed,
+                        error_message: Some(message.clone()),
+                        at: ms(SystemTime::now()),
+                    },
+                )
+                .await?;
+            return Err(RunError::Internal(message));
+        }
+    };
+    let plan_json =
+        serde_json::to_string(&compiled.plan).map_err(|e| RunError::Internal(e.to_string()))?;
+    store.set_resolved(&execution.id, &plan_json).await?;
+
+    let work_dir: PathBuf = store.config().data_dir.join("work").join(&execution.id);
+    let mut opts = RunOptions::new(&work_dir);
+    opts.secrets = compiled.secrets.into_iter().collect();
+    opts.masked = req.secrets.values().cloned().collect();
+    let mut ctx = serde_json::Map::new();
+    ctx.insert("execution".into(), context);
+    ctx.insert(
+        "workflow".into(),
+        json!({"name": wf.metadata.name, "labels": wf.metadata.labels}),
+    );
+    opts.context = ctx;
+    let mut base_env = if req.base_env.is_empty() {
+        std::env::vars()
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "PATH" | "HOME" | "USER" | "LANG" | "TERM" | "TZ" | "TMPDIR"
+                )
+            })
+            .collect()
+    } else {
+        req.base_env.clone()
+    };
+    for (k, v) in &req.secrets {
+        base_env.insert(k.clone(), v.clone());
+    }
+    opts.base_env = base_env;
+    let names = step_names(&compiled.plan);
+    Ok(Prepared {
+        store: store.clone(),
+        execution,
+        plan: compiled.plan,
+        opts,
+        names,
+    })
+}
+
+impl Prepared {
+    pub fn execution(&self) -> &ExecutionSummary {
+        &self.execution
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Display names of every step by ref (see [`step_names`]).
+    pub fn step_names(&self) -> &HashMap<String, String> {
+        &self.names
+    }
+
+    /// Cancelling this token aborts the run (Ctrl-C, an API call).
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.opts.cancel.clone()
+    }
+
+    /// Run the plan to its end. Each event is persisted, then passed to `observe`.
+    /// `assay abort` from another process (a request recorded in the store) cancels the run.
+    pub async fn run(self, mut observe: impl FnMut(&Event)) -> Result<Finished, RunError> {
+        let Prepared {
+            store,
+            execution: exec,
+            plan,
+            opts,
+            names,
+        } = self;
+        let cancel = opts.cancel.clone();
+        let work_dir = opts.work_dir.clone();
+        let heartbeat = store.spawn_heartbeat(&exec.id);
+        let (tx, mut rx) = mpsc::channel::<Event>(1024);
+        let engine = tokio::spawn(assay_engine::run(plan, opts, tx));
+
+        let poll_store = store.clone();
+        let poll_id = exec.id.clone();
+        let poll_cancel = cancel.clone();
+        let abort_poll = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Ok(Some(_)) = poll_store.abort_requested(&poll_id).await {
+                    poll_cancel.cancel();
+                    return;
+                }
+            }
+        });
+
+        let mut recorder = Recorder {
+            store: &store,
+            id: &exec.id,
+            names: &names,
+            writers: HashMap::new(),
+            started: HashMap::new(),
+            position: 0,
+        };
+        let mut finished: Option<(ExecutionStatus, Option<String>, SystemTime)> = None;
+        let mut record_error: Option<String> = None;
+        while let Some(event) = rx.recv().await {
+            if let Event::ExecutionFinished { status, error, at } = &event {
+                finished = Some((*status, error.clone(), *at));
+            }
+            match recorder.record(&event).await {
+                Ok(()) => observe(&event),
+                Err(e) => {
+                    // Stop rather than run on without a record.
+                    if record_error.is_none() {
+                        record_error = Some(format!("failed to record the execution: {e}"));
+                        cancel.cancel();
+                    }
+                }
+            }
+        }
+        let outcome = engine
+            .await
+            .map_err(|e| RunError::Internal(format!("the engine task failed: {e}")))?;
+        abort_poll.abort();
+        for (_, w) in recorder.writers.drain() {
+            let _ = w.finish().await;
+        }
+        let (status, error, at) =
+            finished.unwrap_or((outcome.status, outcome.error.clone(), outcome.finished_at));
+        let (status, error) = match &record_error {
+            Some(e) => (ExecutionStatus::Aborted, Some(e.clone())),
+            None => (status, error),
+        };
+        store
+            .finish_execution(
+                &exec.id,
+                Finish {
+                    status,
+                    error_message: error,
+                    at: ms(at),
+                },
+            )
+            .await?;
+        drop(heartbeat);
+        let _ = std::fs::remove_dir_all(&work_dir);
+        let execution = store
+            .get_execution(&ExecutionRef::Id(exec.id.clone()))
+            .await?;
+        Ok(Finished {
+            execution,
+            record_error,
+        })
+    }
+}
+
+/// Persists engine events into the store.
+struct Recorder<'a> {
+    store: &'a Store,
+    id: &'a str,
+    names: &'a HashMap<String, String>,
+    writers: HashMap<String, LogWriter>,
+    started: HashMap<String, i64>,
+    position: i64,
+}
+
+impl Recorder<'_> {
+    async fn record(&mut self, event: &Event) -> Result<(), StoreError> {
+        match event {
+            Event::StepStarted { reference, at, .. } => {
+                // Recorded as running at once, so readers see the step and a run that dies now
+                // leaves it to be marked aborted.
+                self.position += 1;
+                self.started.insert(reference.clone(), self.position);
+                let mut record =
+                    StepResult::new(reference.clone(), self.position, StepStatus::Running);
+                record.name = self.names.get(reference).cloned();
+                record.started_at = Some(ms(*at));
+                self.store.record_step(self.id, &record).await?;
+            }
+            Event::Log(chunk) => {
+                if !self.writers.contains_key(&chunk.reference) {
+                    let w = self.store.log_writer(self.id, &chunk.reference).await?;
+                    self.writers.insert(chunk.reference.clone(), w);
+                }
+                let w = self
+                    .writers
+                    .get_mut(&chunk.reference)
+                    .expect("inserted above");
+                let at = ms(chunk.at);
+                for line in chunk.text.split_inclusive('\n') {
+                    w.append(at, line).await?;
+                }
+            }
+            Event::StepFinished { reference, result } => {
+                if let Some(w) = self.writers.remove(reference) {
+                    w.finish().await?;
+                }
+                let position = match self.started.get(reference) {
+                    Some(p) => *p,
+                    None => {
+                        self.position += 1;
+                        self.position
+                    }
+                };
+                let record = StepResult {
+                    step_ref: reference.clone(),
+                    name: self.names.get(reference).cloned(),
+                    position,
+                    status: result.status,
+                    exit_code: result.exit_code.map(i64::from),
+                    started_at: result.started_at.map(ms),
+                    finished_at: Some(ms(result.finished_at)),
+                    error_message: result.error.clone(),
+                    peak_memory_bytes: result.peak_rss_bytes.map(|b| b as i64),
+                    cpu_time_ms: result.cpu_time.map(|d| d.as_millis() as i64),
+                };
+                self.store.record_step(self.id, &record).await?;
+            }
+            Event::Output {
+                reference,
+                key,
+                value,
+            } => {
+                self.store
+                    .add_output(
+                        self.id,
+                        &Output {
+                            step_ref: Some(reference.clone()),
+                            name: key.clone(),
+                            value: Value::String(value.clone()),
+                        },
+                    )
+                    .await?;
+            }
+            Event::Artifact {
+                reference,
+                path,
+                source,
+                ..
+            } => {
+                self.store
+                    .put_artifact_file(self.id, Some(reference), path, None, source)
+                    .await?;
+            }
+            Event::Service { .. } | Event::Worker { .. } | Event::ExecutionFinished { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+/// Who started an execution from this process: the CLI, or a CI system detected from the
+/// environment (GitHub Actions, GitLab CI, Buildkite, CircleCI, Jenkins) with its commit,
+/// branch, pull request and pipeline URL.
+pub fn running_context_from_env(kind: ContextType) -> RunningContext {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let ci = if env("GITHUB_ACTIONS").is_some() {
+        Some(CiContext {
+            provider: Some("github".into()),
+            commit: env("GITHUB_SHA"),
+            branch: env("GITHUB_HEAD_REF").or_else(|| env("GITHUB_REF_NAME")),
+            pull_request: env("GITHUB_REF")
+                .filter(|r| r.starts_with("refs/pull/"))
+                .and_then(|r| r.split('/').nth(2).map(str::to_string)),
+            pipeline_url: match (
+                env("GITHUB_SERVER_URL"),
+                env("GITHUB_REPOSITORY"),
+                env("GITHUB_RUN_ID"),
+            ) {
+                (Some(s), Some(r), Some(i)) => Some(format!("{s}/{r}/actions/runs/{i}")),
+                _ => None,
+            },
+        })
+    } else if env("GITLAB_CI").is_some() {
+        Some(CiContext {
+            provider: Some("gitlab".into()),
+            commit: env("CI_COMMIT_SHA"),
+            branch: env("CI_COMMIT_REF_NAME"),
+            pull_request: env("CI_MERGE_REQUEST_IID"),
+            pipeline_url: env("CI_PIPELINE_URL"),
+        })
+    } else if env("BUILDKITE").is_some() {
+        Some(CiContext {
+            provider: Some("buildkite".into()),
+            commit: env("BUILDKITE_COMMIT"),
+            branch: env("BUILDKITE_BRANCH"),
+            pull_request: env("BUILDKITE_PULL_REQUEST").filter(|p| p != "false"),
+            pipeline_url: env("BUILDKITE_BUILD_URL"),
+        })
+    } else if env("CIRCLECI").is_some() {
+        Some(CiContext {
+            provider: Some("circleci".into()),
+            commit: env("CIRCLE_SHA1"),
+            branch: env("CIRCLE_BRANCH"),
+            pull_request: env("CIRCLE_PULL_REQUEST"),
+            pipeline_url: env("CIRCLE_BUILD_URL"),
+        })
+    } else if env("JENKINS_URL").is_some() {
+        Some(CiContext {
+            provider: Some("jenkins".into()),
+            commit: env("GIT_COMMIT"),
+            branch: env("GIT_BRANCH"),
+            pull_request: env("CHANGE_ID"),
+            pipeline_url: env("BUILD_URL"),
+        })
+    } else {
+        None
+    };
+    let actor = env("GITHUB_ACTOR")
+        .or_else(|| env("GITLAB_USER_LOGIN"))
+        .or_else(|| env("BUILDKITE_BUILD_CREATOR"))
+        .or_else(|| env("CIRCLE_USERNAME"))
+        .or_else(|| env("USER"));
+    match ci {
+        Some(ci) if kind == ContextType::Cli => RunningContext {
+            kind: ContextType::Ci,
+            actor,
+            ci: Some(ci),
+        },
+        ci => RunningContext { kind, actor, ci },
+    }
+}
+
+/// Display names of every step of a plan by ref; workers' steps under `<ref>/<index>/`, and
+/// each worker's root as `worker i/n: description`. Unnamed steps show their command.
+pub fn step_names(plan: &Plan) -> HashMap<String, String> {
+    fn walk(step: &PlanStep, prefix: &str, out: &mut HashMap<String, String>) {
+        let name = if step.name.is_empty() {
+            step.commands
+                .first()
+                .and_then(|c| {
+                    c.shell
+                        .as_deref()
+                        .map(|s| s.lines().next().unwrap_or("").to_string())
+                })
+                .or_else(|| {
+                    step.commands.first().map(|c| {
+                        c.command
+                            .iter()
+                            .chain(&c.args)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                })
+                .unwrap_or_else(|| step.reference.clone())
+        } else {
+            step.name.clone()
+        };
+        out.insert(format!("{prefix}{}", step.reference), name);
+        for child in &step.steps {
+            walk(child, prefix, out);
+        }
+        if let Some(p) = &step.parallel
+            && let Some(workers) = &p.workers
+        {
+            for w in workers {
+                let pre = format!("{prefix}{}/{}/", step.reference, w.instance.index);
+                walk(&w.root, &pre, out);
+                let label = if w.description.is_empty() {
+                    format!("worker {}/{}", w.instance.index + 1, w.instance.count)
+                } else {
+                    format!(
+                        "worker {}/{}: {}",
+                        w.instance.index + 1,
+                        w.instance.count,
+                        w.description
+                    )
+                };
+                out.insert(format!("{pre}root"), label);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    walk(&plan.root, "", &mut out);
+    out
+}
