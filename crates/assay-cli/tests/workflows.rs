@@ -96,6 +96,7 @@ workflow!(conditions_follow_testkube, "conditions.yaml", "conditions"; |run| {
         ("runs_on_failure", "passed"),
         ("runs_always", "passed"),
         ("expression_over_failed_step", "passed"),
+        ("failed_and_passed_fields", "passed"),
     ]);
     assert_eq!(run.exit_code("bad"), Some(4));
     assert_eq!(run.log("never_runs"), "");
@@ -103,6 +104,8 @@ workflow!(conditions_follow_testkube, "conditions.yaml", "conditions"; |run| {
     assert_eq!(run.log("runs_on_failure"), "failed-branch\n");
     assert_eq!(run.log("runs_always"), "always-branch\n");
     assert_eq!(run.log("expression_over_failed_step"), "bad-was-failed\n");
+    // Testkube's `failed`: neither passed nor skipped (a skipped step has not failed).
+    assert_eq!(run.log("failed_and_passed_fields"), "failed-fields\n");
     assert_eq!(run.output("ok", "flag"), Some("yes".into()));
 });
 

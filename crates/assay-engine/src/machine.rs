@@ -147,6 +147,8 @@ impl RunMachine<'_> {
                 json!({
                     "status": f.status.map(|s| s.as_str()),
                     "passed": f.status.map(|s| s == StepStatus::Passed),
+                    // Testkube's `failed`: neither passed nor skipped.
+                    "failed": f.status.map(|s| s != StepStatus::Passed && s != StepStatus::Skipped),
                     "outputs": f.outputs,
                     "results": f.results,
                 }),
