@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Every benchmark of Assay, each printing its baseline, Assay's figure and the ratio measured in
+# the same run (no timed assertions anywhere). Release builds; run on a quiet machine.
+#
+#   scripts/bench.sh            # all of them
+#   scripts/bench.sh cli        # one group: spec | engine | store | cli
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+
+run_group() { [[ "$what" == all || "$what" == "$1" ]]; }
+
+if run_group spec; then
+    echo "== spec: validate + plan the Testkube corpus"
+    cargo bench -p assay-spec --bench corpus
+fi
+if run_group engine; then
+    echo "== engine: step overhead, parallel makespan, log throughput"
+    cargo bench -p assay-engine --bench engine
+fi
+if run_group store; then
+    echo "== store: history queries and log ingest (ASSAY_BENCH_EXECUTIONS to change the size)"
+    cargo bench -p assay-store --bench history
+fi
+if run_group cli; then
+    echo "== cli: 200 sequential steps through \`assay run\` (compile, engine, SQLite record) vs one bash script"
+    cargo build --release -p assay-cli --locked
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    python3 - "$work" <<'PY'
+import sys
+d = sys.argv[1]
+steps = "\n".join('    - run:\n        command: ["true"]' for _ in range(200))
+open(f"{d}/steps.yaml", "w").write(
+    "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: steps200\n"
+    f"spec:\n  steps:\n{steps}\n")
+open(f"{d}/steps.sh", "w").write("#!/bin/bash\n" + "/usr/bin/true\n" * 200)
+PY
+    chmod +x "$work/steps.sh"
+    assay=target/release/assay
+    "$assay" run "$work/steps.yaml" --data-dir "$work/data" -q >/dev/null 2>&1   # warm up, create the db
+    best() { # best of 5, in ms
+        local min=999999 s e t
+        for _ in 1 2 3 4 5; do
+            s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N)
+            t=$(( (e - s) / 1000000 )); (( t < min )) && min=$t
+        done
+        echo "$min"
+    }
+    base=$(best "$work/steps.sh")
+    ours=$(best "$assay" run "$work/steps.yaml" --data-dir "$work/data" -q)
+    python3 -c "b,o=$base,$ours; print(f'bash script: {b} ms; assay run: {o} ms; overhead per step: {(o-b)/200:.2f} ms (goal < 2 ms); ratio {o/max(b,1):.2f}x')"
+fi
