@@ -353,9 +353,12 @@ fn load_document(file: &str, text: &str, index: usize, root: &Spanned<Node>, loa
         }
     };
     let Some(kind) = Kind::from_name(&kind_name) else {
-        // A near miss of our kinds is a typo, not some other Kubernetes object.
-        if let Some(close) = suggest::closest(&kind_name, ["TestWorkflow", "TestWorkflowTemplate"])
-        {
+        // A near miss of our kinds (a letter or two off) is a typo, not some other Kubernetes
+        // object; `TestWorkflowExecution` and friends are real kinds and are skipped.
+        let typo_of = ["TestWorkflow", "TestWorkflowTemplate"]
+            .into_iter()
+            .find(|k| strsim::levenshtein(&kind_name.to_lowercase(), &k.to_lowercase()) <= 2);
+        if let Some(close) = typo_of {
             let (l, c) = locations.locate("kind").unwrap_or((line, column));
             loaded.checked += 1;
             loaded.diagnostics.push(
@@ -970,6 +973,13 @@ mod tests {
     fn wrong_api_version_and_kind_typo() {
         let text = "apiVersion: testworkflows.testkube.io/v2\nkind: TestWorkflow\nmetadata: {name: a}\n---\napiVersion: testworkflows.testkube.io/v1\nkind: TestWorkfow\nmetadata: {name: b}\n";
         let loaded = load("v.yaml", text);
+        let other_kinds = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflowExecution\n---\nkind: TestWorkflows\n";
+        let others = load("o.yaml", other_kinds);
+        assert_eq!(others.checked, 1, "only the typo is checked");
+        assert_eq!(
+            others.diagnostics[0].message,
+            "unknown kind `TestWorkflows`"
+        );
         assert_eq!(
             lines(&loaded),
             [
