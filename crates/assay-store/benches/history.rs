@@ -28,6 +28,9 @@ const BATCH: usize = 2_000;
 /// thousands of them is quadratic. A few hundred keep the bulk load fast on both databases.
 const PARAMS_PER_STATEMENT: usize = 300;
 
+/// Makes the filter of the r-th query of a case.
+type FilterFor = Box<dyn Fn(u64) -> ExecutionFilter>;
+
 enum V {
     T(String),
     I(i64),
@@ -281,14 +284,7 @@ async fn history(store: &Store, url: &str, n: usize, backend: &str) {
             .unwrap();
     }
     // Statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` would gather in steady state.
-    sqlx::query(if backend == "sqlite" {
-        "ANALYZE"
-    } else {
-        "ANALYZE"
-    })
-    .execute(&pool)
-    .await
-    .unwrap();
+    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
     println!(
         "\n{backend}: loaded {n} executions in {:.1?} ({:.0}/s, bulk SQL, not the store API)",
         t0.elapsed(),
@@ -310,7 +306,7 @@ async fn history(store: &Store, url: &str, n: usize, backend: &str) {
     pool.close().await;
 
     // The store API, as `assay get executions` calls it.
-    let cases: Vec<(&str, Box<dyn Fn(u64) -> ExecutionFilter>)> = vec![
+    let cases: Vec<(&str, FilterFor)> = vec![
         (
             "workflow + status, newest 50",
             Box::new(|r| ExecutionFilter {
@@ -379,21 +375,27 @@ async fn history(store: &Store, url: &str, n: usize, backend: &str) {
             rows / times.len()
         );
     }
-    let t = Instant::now();
-    let e = store
+    let recent = store
         .list_executions(&ExecutionFilter {
-            limit: Some(1),
+            limit: Some(100),
             ..Default::default()
         })
         .await
         .unwrap();
-    let _ = store
-        .get_execution(&ExecutionRef::Id(e[0].id.clone()))
-        .await
-        .unwrap();
+    let mut times = Vec::new();
+    for e in &recent {
+        let t = Instant::now();
+        let _ = store
+            .get_execution(&ExecutionRef::Id(e.id.clone()))
+            .await
+            .unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
     println!(
-        "{backend}: get one execution with its steps: {:.2} ms",
-        ms(t.elapsed())
+        "{backend}: get one execution with its steps: p50 {:.2} ms  p95 {:.2} ms",
+        ms(times[times.len() / 2]),
+        ms(times[times.len() * 95 / 100])
     );
     let t = Instant::now();
     store.recover_abandoned().await.unwrap();

@@ -628,11 +628,30 @@ impl Store {
 
     /// Executions matching `filter`, newest first.
     pub async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
-        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM executions WHERE 1 = 1");
         let mut binds: Vec<Bind> = Vec::new();
         let next = |binds: &mut Vec<Bind>, value: Bind| {
             binds.push(value);
             format!("${}", binds.len())
+        };
+        // With tags, the first tag's index drives the query in id order (a tag can match a large
+        // share of all executions; `id IN (subquery)` would collect all of them first).
+        let (mut sql, order) = match filter.tags.first() {
+            Some((key, value)) => {
+                let k = next(&mut binds, Bind::Text(key.clone()));
+                let v = next(&mut binds, Bind::Text(value.clone()));
+                (
+                    format!(
+                        "SELECT {SUMMARY_COLUMNS} FROM execution_tags t0 \
+                         JOIN executions ON executions.id = t0.execution_id \
+                         WHERE t0.key = {k} AND t0.value = {v}"
+                    ),
+                    "t0.execution_id",
+                )
+            }
+            None => (
+                format!("SELECT {SUMMARY_COLUMNS} FROM executions WHERE 1 = 1"),
+                "id",
+            ),
         };
         if let Some(workflow) = &filter.workflow {
             let p = next(&mut binds, Bind::Text(workflow.clone()));
@@ -648,22 +667,23 @@ impl Store {
         }
         if let Some(since) = filter.since {
             let p = next(&mut binds, Bind::Text(since_id(since)));
-            sql.push_str(&format!(" AND id >= {p}"));
+            sql.push_str(&format!(" AND {order} >= {p}"));
         }
         if let Some(before) = &filter.before_id {
             let p = next(&mut binds, Bind::Text(before.clone()));
-            sql.push_str(&format!(" AND id < {p}"));
+            sql.push_str(&format!(" AND {order} < {p}"));
         }
-        for (key, value) in &filter.tags {
+        for (key, value) in filter.tags.iter().skip(1) {
             let k = next(&mut binds, Bind::Text(key.clone()));
             let v = next(&mut binds, Bind::Text(value.clone()));
             sql.push_str(&format!(
-                " AND id IN (SELECT execution_id FROM execution_tags WHERE key = {k} AND value = {v})"
+                " AND EXISTS (SELECT 1 FROM execution_tags t WHERE t.execution_id = executions.id \
+                 AND t.key = {k} AND t.value = {v})"
             ));
         }
         let limit = filter.limit.unwrap_or(100).max(1) as i64;
         let p = next(&mut binds, Bind::Int(limit));
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {p}"));
+        sql.push_str(&format!(" ORDER BY {order} DESC LIMIT {p}"));
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for bind in binds {
             query = match bind {
