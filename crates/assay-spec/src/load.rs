@@ -701,8 +701,24 @@ fn special_unknown_field_hint(name: &str, segs: &[Seg]) -> Option<String> {
             Some(format!("`{name}` belongs under `spec`"))
         }
         "name" if top_level => Some("`name` belongs under `metadata`".to_string()),
+        "image" | "env" | "command" | "args" | "imagePullPolicy" | "envFrom" | "resources"
+        | "securityContext" | "volumeMounts"
+            if in_step(segs) =>
+        {
+            Some(format!(
+                "`{name}` belongs under `container:` (defaults for the step and its children) or `run:`"
+            ))
+        }
         _ => None,
     }
+}
+
+/// Whether the mapping holding the last segment is a step (`...steps[2].x`).
+fn in_step(segs: &[Seg]) -> bool {
+    matches!(
+        segs,
+        [.., Seg::Key(list), Seg::Index(_), Seg::Key(_)] if matches!(list.as_str(), "steps" | "setup" | "after")
+    )
 }
 
 /// The text between `prefix` and the next backtick.
@@ -873,6 +889,13 @@ mod tests {
                 "w.yaml:8:5: unknown field `shel`\n  hint: did you mean `shell`?",
                 "w.yaml:9:5: unknown field `conditon`\n  hint: did you mean `condition`?",
                 "w.yaml:11:5: unknown field `banana`",
+            ]
+        );
+        let text = format!("{HEAD}spec:\n  steps:\n  - image: node:22\n");
+        assert_eq!(
+            lines(&load("w.yaml", &text)),
+            [
+                "w.yaml:7:5: unknown field `image`\n  hint: `image` belongs under `container:` (defaults for the step and its children) or `run:`"
             ]
         );
         assert!(loaded.documents.is_empty());
