@@ -27,6 +27,20 @@ enum Command {
     Plan(cmd::plan::Args),
     /// Run a workflow on this machine, record it, and exit with its verdict
     Run(cmd::run::Args),
+    /// Store workflows and templates (a new revision when the content changed)
+    Apply(cmd::apply::Args),
+    /// Show stored workflows and templates, and the history of executions
+    Get(cmd::get::Args),
+    /// Delete a stored workflow or template (its executions stay)
+    Delete(cmd::delete::Args),
+    /// Print the logs of an execution, optionally following it live
+    Logs(cmd::logs::Args),
+    /// List or download the artifacts of an execution
+    Artifacts(cmd::artifacts::Args),
+    /// Ask the process running an execution to abort it
+    Abort(cmd::abort::Args),
+    /// Delete old executions with their logs and artifacts (never running ones)
+    Prune(cmd::prune::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +49,13 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Apply(args) => cmd::apply::run(args),
+        Command::Get(args) => cmd::get::run(args),
+        Command::Delete(args) => cmd::delete::run(args),
+        Command::Logs(args) => cmd::logs::run(args),
+        Command::Artifacts(args) => cmd::artifacts::run(args),
+        Command::Abort(args) => cmd::abort::run(args),
+        Command::Prune(args) => cmd::prune::run(args),
     };
     finish(result)
 }

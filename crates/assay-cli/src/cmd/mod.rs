@@ -1,6 +1,14 @@
 //! One module per subcommand. Each exposes an `Args` struct (clap) and `run(args) -> Result<u8>`
 //! returning the exit code.
 
+pub mod abort;
+pub mod apply;
+pub mod artifacts;
+pub mod delete;
+pub mod get;
+pub mod history;
+pub mod logs;
 pub mod plan;
+pub mod prune;
 pub mod run;
 pub mod validate;

@@ -1,0 +1,161 @@
+//! Shared pieces of the history commands (`get`, `logs`, `artifacts`, `abort`, `prune`,
+//! `apply`, `delete`): output formats, tables, time formatting and store error mapping.
+
+use std::io::Write;
+
+use assay_store::{ExecutionRef, Store, StoreError, UnixMs, now_ms};
+use serde::Serialize;
+
+use crate::error::UserError;
+
+/// `-o table|json|yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+}
+
+/// Map a store error: "not found" is the user's (exit 2), the rest is internal (exit 3).
+pub fn store_err(e: StoreError) -> anyhow::Error {
+    if e.is_not_found() || matches!(e, StoreError::Invalid(_) | StoreError::Config(_)) {
+        let msg = e.to_string();
+        return UserError::invalid(msg).into();
+    }
+    anyhow::anyhow!("failed to {e}")
+}
+
+/// Print a document on stdout as JSON or YAML.
+pub fn print_doc<T: Serialize>(value: &T, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json | Format::Table => {
+            serde_json::to_writer_pretty(&mut out, value)?;
+            writeln!(out)?;
+        }
+        Format::Yaml => {
+            let json = serde_json::to_value(value)?;
+            write!(out, "{}", serde_saphyr::to_string(&json)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// A plain table (no colours, no box drawing: the same on a TTY, in a pipe and with NO_COLOR).
+pub fn table(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    t
+}
+
+/// Print a table on stdout, trimming the padding the preset leaves at line ends.
+pub fn print_table(t: &comfy_table::Table) {
+    let mut out = std::io::stdout().lock();
+    for line in t.to_string().lines() {
+        let _ = writeln!(out, "{}", line.trim_end().trim_start_matches(' '));
+    }
+}
+
+/// `3m ago`, `2h ago`, `5d ago`.
+pub fn ago(ms: UnixMs) -> String {
+    let secs = ((now_ms() - ms) / 1000).max(0);
+    match secs {
+        0..=59 => format!("{secs}s ago"),
+        60..=3599 => format!("{}m ago", secs / 60),
+        3600..=86_399 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+/// `850ms`, `12.3s`, `4m05s`, `1h02m`.
+pub fn duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else {
+        format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+/// `2h`, `30m`, `45s`, `7d` → milliseconds.
+pub fn parse_age(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30m, 2h or 7d"))?;
+    let unit_ms = match unit {
+        "s" => 1000,
+        "m" => 60_000,
+        "h" | "" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(format!("`{text}` has an unknown unit; use s, m, h, d or w")),
+    };
+    Ok(n * unit_ms)
+}
+
+/// `key=value`.
+pub fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{text}` is not key=value")),
+    }
+}
+
+/// An execution addressed by id or name, or by `--workflow W --number N`.
+pub fn execution_ref(
+    reference: Option<&str>,
+    workflow: Option<&str>,
+    number: Option<i64>,
+) -> anyhow::Result<ExecutionRef> {
+    match (reference, workflow, number) {
+        (Some(r), None, None) => Ok(ExecutionRef::parse(r)),
+        (None, Some(w), Some(n)) => Ok(ExecutionRef::Number {
+            workflow: w.to_string(),
+            number: n,
+        }),
+        _ => Err(UserError::invalid(
+            "name an execution by ID, by NAME, or by --workflow W --number N",
+        )
+        .with_hint("`assay get executions` lists them")
+        .into()),
+    }
+}
+
+/// Resolve an execution reference to its summary.
+pub async fn find(
+    store: &Store,
+    reference: &ExecutionRef,
+) -> anyhow::Result<assay_store::ExecutionSummary> {
+    store.find_execution(reference).await.map_err(store_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse() {
+        assert_eq!(parse_age("2h"), Ok(7_200_000));
+        assert_eq!(parse_age("30m"), Ok(1_800_000));
+        assert!(parse_age("2x").is_err());
+        assert!(parse_age("h").is_err());
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_340), "12.3s");
+        assert_eq!(duration(245_000), "4m05s");
+    }
+}
