@@ -80,7 +80,10 @@ pub fn validate_document(file: &str, doc: &LoadedDocument) -> Vec<Diagnostic> {
         crate::model::Document::TestWorkflowTemplate(t) => &t.spec,
     };
     v.spec("spec", spec);
-    v.expressions("", &doc.raw, Region::Spec);
+    // Only the spec holds expressions; metadata (annotations may hold anything) does not.
+    if let Some(spec) = doc.raw.get("spec") {
+        v.expressions("spec", spec, Region::Spec);
+    }
     diagnostic::sort(&mut v.out);
     v.out
 }
@@ -724,6 +727,12 @@ mod tests {
             "{}",
             p[1]
         );
+    }
+
+    #[test]
+    fn metadata_is_not_an_expression() {
+        let text = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: w\n  annotations:\n    note: '{{ not testkube'\nspec: {}\n";
+        assert_eq!(problems(text), Vec::<String>::new());
     }
 
     #[test]
