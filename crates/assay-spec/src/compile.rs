@@ -97,15 +97,14 @@ pub fn compile(req: &CompileRequest) -> Result<Compiled, Vec<PathError>> {
 
     // 1. templates
     let mut spec = wf.spec.clone();
-    let mut applier = Applier::new(
-        req.templates,
-        &outer,
-        passthrough,
-        helpers.clone(),
-        req.strictness,
-    );
+    let mut applier = Applier::new(req.templates, &outer, passthrough, helpers.clone());
     applier.spec(&mut spec, "spec");
-    errors.append(&mut applier.errors);
+    if !applier.errors.is_empty() {
+        // Lowering a workflow whose templates failed would only add follow-on errors.
+        errors.append(&mut applier.errors);
+        dedupe(&mut errors);
+        return Err(errors);
+    }
 
     // 2. the workflow's own values everywhere
     let spec = resolve_typed(&spec, &outer, "spec", &mut errors);

@@ -75,7 +75,6 @@ pub struct Applier<'a> {
     /// Workflow parameters whose value is not known now; they may pass through templates.
     pub passthrough: BTreeSet<String>,
     pub helpers: Vec<&'a dyn Machine>,
-    pub strictness: Strictness,
     pub errors: Vec<PathError>,
     /// Guards against templates that (indirectly) use themselves.
     depth: usize,
@@ -89,14 +88,12 @@ impl<'a> Applier<'a> {
         outer: &'a Resolver<'a>,
         passthrough: BTreeSet<String>,
         helpers: Vec<&'a dyn Machine>,
-        strictness: Strictness,
     ) -> Self {
         Self {
             templates,
             outer,
             passthrough,
             helpers,
-            strictness,
             errors: Vec::new(),
             depth: 0,
         }
@@ -145,7 +142,9 @@ impl<'a> Applier<'a> {
             false,
             &tpl.spec.config,
             &given,
-            self.strictness,
+            // What a template needs is given by the workflow's YAML, never at run time: a
+            // missing template parameter is an error even when only validating.
+            Strictness::Require,
             &self.helpers,
             &format!("{path}.config"),
             &mut errs,
@@ -164,13 +163,27 @@ impl<'a> Applier<'a> {
         resolver.value(&mut value, &mut p, &mut inner);
         // Problems inside the template are reported at the reference, naming the field.
         for e in inner {
-            errs.push(PathError {
+            // A missing parameter is one problem however many fields use it.
+            let message = if e.message.starts_with(&owner) {
+                e.message
+            } else {
+                format!("in {owner} at `spec.{}`: {}", e.path, e.message)
+            };
+            let e = PathError {
                 path: path.to_string(),
-                message: format!("in {owner} at `spec.{}`: {}", e.path, e.message),
+                message,
                 hint: e.hint,
-            });
+            };
+            if !errs.contains(&e) {
+                errs.push(e);
+            }
         }
+        let failed = !errs.is_empty();
         self.errors.extend(errs);
+        if failed {
+            // Injecting a half-configured template would only add confusing follow-on errors.
+            return None;
+        }
         match serde_json::from_value(value) {
             Ok(spec) => tpl.spec = spec,
             Err(e) => {

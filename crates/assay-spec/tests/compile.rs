@@ -373,3 +373,18 @@ fn a_condition_that_resolves_now_stays_expression_text() {
     );
     assert_eq!(p.root.steps[0].condition, "false");
 }
+
+#[test]
+fn a_missing_template_parameter_is_an_error_even_when_only_validating() {
+    let wf = format!(
+        "{HEAD}spec:\n  steps:\n  - name: Suite\n    template:\n      name: tools/greet/v1\n{TEMPLATE}"
+    );
+    let e = match compile_with(&wf, &[], Strictness::Lenient) {
+        Ok(_) => panic!("a template parameter without value must be an error"),
+        Err(e) => e,
+    };
+    assert_eq!(e.len(), 1, "one error, no follow-on ones: {e:#?}");
+    assert_eq!(e[0].path, "spec.steps[0].template");
+    assert!(e[0].message.contains("template `tools/greet/v1`"), "{e:?}");
+    assert!(e[0].message.contains("config `who`"), "{e:?}");
+}
