@@ -26,6 +26,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod junit;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
@@ -266,6 +268,13 @@ impl Prepared {
             writers: HashMap::new(),
             started: HashMap::new(),
             position: 0,
+            workflow: &exec.workflow,
+            commit: exec.tags.get("commit").cloned().or_else(|| {
+                exec.running_context
+                    .ci
+                    .as_ref()
+                    .and_then(|ci| ci.commit.clone())
+            }),
         };
         let mut finished: Option<(ExecutionStatus, Option<String>, SystemTime)> = None;
         let mut record_error: Option<String> = None;
@@ -327,6 +336,9 @@ struct Recorder<'a> {
     writers: HashMap<String, LogWriter>,
     started: HashMap<String, i64>,
     position: i64,
+    workflow: &'a str,
+    /// The commit flaky detection groups by: the `commit` tag, else the CI commit.
+    commit: Option<String>,
 }
 
 impl Recorder<'_> {
@@ -407,6 +419,12 @@ impl Recorder<'_> {
                 self.store
                     .put_artifact_file(self.id, Some(reference), path, None, source)
                     .await?;
+                let cases = assay_store::CaseSource {
+                    step_ref: Some(reference.clone()),
+                    report_file: Some(path.clone()),
+                    commit: self.commit.clone(),
+                };
+                junit::ingest(self.store, self.id, self.workflow, cases, source).await?;
             }
             Event::Service { .. } | Event::Worker { .. } | Event::ExecutionFinished { .. } => {}
         }

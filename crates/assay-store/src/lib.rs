@@ -31,6 +31,7 @@ pub mod lease;
 pub mod logs;
 mod model;
 mod prune;
+mod test_cases;
 pub mod testkube;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use files::ArtifactDownload;
 pub use lease::LeaseOwner;
 pub use logs::{LogLine, LogReader, LogWriter};
 pub use model::*;
+pub use test_cases::{CaseSource, FlakyTest, StoredTestCase, TestRun};
 
 /// Handle to the history. Cheap to clone; all clones share one connection pool.
 #[derive(Clone)]
