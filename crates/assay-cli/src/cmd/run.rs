@@ -84,14 +84,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 /// One workflow ready to run: its definition and where it came from (for messages).
-struct Target {
-    workflow: TestWorkflow,
-    display: String,
-    doc: Option<LoadedDocument>,
+pub struct Target {
+    pub workflow: TestWorkflow,
+    pub display: String,
+    pub doc: Option<LoadedDocument>,
 }
 
-async fn run_async(args: Args) -> anyhow::Result<u8> {
-    let store = args.store.open().await?;
+/// Every template stored with `assay apply`.
+pub async fn stored_templates(store: &Store) -> anyhow::Result<TemplateSet> {
     let mut templates = TemplateSet::new();
     for def in store
         .list_definitions(
@@ -107,6 +107,12 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
             }
         }
     }
+    Ok(templates)
+}
+
+async fn run_async(args: Args) -> anyhow::Result<u8> {
+    let store = args.store.open().await?;
+    let mut templates = stored_templates(&store).await?;
     let targets = targets(&args, &store, &mut templates).await?;
     let mut worst = exit::SUCCESS;
     for target in targets {
@@ -195,8 +201,36 @@ fn all_workflows(file: &LoadedFile) -> anyhow::Result<Vec<Target>> {
     Ok(out)
 }
 
+/// What a run takes besides the workflow (from `assay run` flags, or from a recorded execution
+/// for `assay rerun`).
+pub struct RunInputs {
+    pub config: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+    pub secrets: Vec<(String, String)>,
+    pub output: Option<RunFormat>,
+    pub quiet: bool,
+}
+
 async fn run_one(
     args: &Args,
+    store: &Store,
+    templates: &TemplateSet,
+    target: Target,
+) -> anyhow::Result<u8> {
+    let inputs = RunInputs {
+        config: args.config.clone(),
+        tags: args.tags.clone(),
+        secrets: args.secrets.clone(),
+        output: args.output,
+        quiet: args.quiet,
+    };
+    execute(&inputs, store, templates, target).await
+}
+
+/// Run one workflow with its inputs, draw progress, print the summary (and `-o json`), and
+/// return the exit code of the verdict.
+pub async fn execute(
+    args: &RunInputs,
     store: &Store,
     templates: &TemplateSet,
     target: Target,

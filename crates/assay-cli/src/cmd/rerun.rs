@@ -1,0 +1,143 @@
+//! `assay rerun ID|NAME [--original]`: run an execution's workflow again with the same config
+//! values and tags — with the workflow's current stored definition when there is one, or the
+//! definition recorded with the execution (`--original`, and for workflows run from a file).
+
+use assay_store::{DefinitionKind, ExecutionRef};
+
+use super::history::{self, store_err};
+use super::run::{RunFormat, RunInputs, Target, execute, stored_templates};
+use crate::cmd::plan::{parse_key_value, pick_workflow};
+use crate::error::UserError;
+use crate::files::LoadedFile;
+use crate::store_args::StoreArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Execution id or name (`workflow-N`)
+    reference: String,
+
+    /// Use the definition recorded with the execution even when the workflow is stored
+    #[arg(long)]
+    original: bool,
+
+    /// Values of sensitive parameters, which are never recorded, `KEY=VALUE` (repeatable)
+    #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    secrets: Vec<(String, String)>,
+
+    /// Print the finished execution as JSON (Testkube's shape) on stdout
+    #[arg(short = 'o', long = "output", value_enum)]
+    output: Option<RunFormat>,
+
+    /// Do not stream step output; show only the summary
+    #[arg(long, short = 'q')]
+    quiet: bool,
+
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(rerun(args))
+}
+
+async fn rerun(args: Args) -> anyhow::Result<u8> {
+    let store = args.store.open().await?;
+    let found = history::find(&store, &ExecutionRef::parse(&args.reference)).await?;
+    let exec = store
+        .get_execution(&ExecutionRef::Id(found.id.clone()))
+        .await
+        .map_err(store_err)?;
+    let current = if args.original {
+        None
+    } else {
+        match store
+            .get_definition(DefinitionKind::Workflow, &exec.summary.workflow, None)
+            .await
+        {
+            Ok(d) => Some(d.yaml),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(store_err(e)),
+        }
+    };
+    let (yaml, display) = match current {
+        Some(y) => (y, format!("stored workflow {}", exec.summary.workflow)),
+        None => (
+            exec.definition.clone(),
+            format!("the definition recorded with {}", exec.summary.name),
+        ),
+    };
+    let file = LoadedFile {
+        display: display.clone(),
+        loaded: assay_spec::validate::check_bytes(&display, yaml.as_bytes()),
+    };
+    let (workflow, doc) = pick_workflow(&file, None)?;
+    // Sensitive values were never recorded: they must be given again.
+    let missing: Vec<&str> = exec
+        .summary
+        .config
+        .iter()
+        .filter(|(k, v)| v.sensitive && !args.secrets.iter().any(|(s, _)| s == *k))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !missing.is_empty()
+        && workflow
+            .spec
+            .config
+            .iter()
+            .any(|(k, p)| p.sensitive && p.default.is_none() && missing.contains(&k.as_str()))
+    {
+        return Err(UserError::invalid(format!(
+            "{} used sensitive values, which are not recorded: {}",
+            exec.summary.name,
+            missing.join(", ")
+        ))
+        .with_hint(format!(
+            "give them again: {}",
+            missing
+                .iter()
+                .map(|k| format!("--secret {k}=..."))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))
+        .into());
+    }
+    let config = exec
+        .summary
+        .config
+        .iter()
+        .filter(|(k, v)| !v.sensitive && workflow.spec.config.contains_key(*k))
+        .filter_map(|(k, v)| v.value.clone().map(|value| (k.clone(), value)))
+        .collect();
+    let tags = exec
+        .summary
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let inputs = RunInputs {
+        config,
+        tags,
+        secrets: args.secrets.clone(),
+        output: args.output,
+        quiet: args.quiet,
+    };
+    let templates = stored_templates(&store).await?;
+    let doc = doc.clone();
+    let code = execute(
+        &inputs,
+        &store,
+        &templates,
+        Target {
+            workflow,
+            display,
+            doc: Some(doc),
+        },
+    )
+    .await?;
+    store.close().await;
+    Ok(code)
+}
