@@ -29,6 +29,12 @@ enum What {
     Executions(ListExecutions),
     /// Show one execution: by ID, by NAME (`workflow-N`), or by --workflow W --number N
     Execution(OneExecution),
+    /// List an execution's test cases from its JUnit reports, failures first
+    Tests(super::tests::TestsArgs),
+    /// Show one test's result and duration in each execution of a workflow
+    TestHistory(super::tests::HistoryArgs),
+    /// List flaky tests: passed and failed on one commit, or passed only on a retry
+    Flaky(super::tests::FlakyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +106,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             What::Template(o) => one_definition(&store, DefinitionKind::Template, o).await,
             What::Executions(l) => list_executions(&store, l).await,
             What::Execution(o) => one_execution(&store, o).await,
+            What::Tests(a) => super::tests::tests(&store, a).await,
+            What::TestHistory(a) => super::tests::test_history(&store, a).await,
+            What::Flaky(a) => super::tests::flaky(&store, a).await,
         };
         store.close().await;
         result.map(|()| crate::exit::SUCCESS)

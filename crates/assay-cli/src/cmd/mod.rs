@@ -11,4 +11,5 @@ pub mod logs;
 pub mod plan;
 pub mod prune;
 pub mod run;
+pub mod tests;
 pub mod validate;
