@@ -97,6 +97,65 @@ fn ms(t: SystemTime) -> i64 {
 
 /// Compile, then create the execution. Compile errors are returned before anything is stored.
 pub async fn prepare(store: &Store, req: RunRequest) -> Result<Prepared, RunError> {
+    let (new, creq_config) = record_for(&req, ExecutionStatus::Running)?;
+    let execution = store.create_execution(new).await?;
+    prepare_created(store, req, creq_config, execution).await
+}
+
+/// Compile to check the request, and give the record of an execution that waits in a queue
+/// (`queued`, no owner). The caller stores it with [`Store::create_execution`] and later runs
+/// it with [`prepare_queued`].
+pub fn queued_execution(req: &RunRequest) -> Result<NewExecution, RunError> {
+    Ok(record_for(req, ExecutionStatus::Queued)?.0)
+}
+
+/// Take a queued execution (see [`queued_execution`]): claim it for this process, mark it
+/// running and compile with its identity. `req` must be the request it was queued with (its
+/// workflow is the execution's definition). `None` when someone else holds it or it has ended
+/// (aborted while it waited).
+pub async fn prepare_queued(
+    store: &Store,
+    id: &str,
+    req: RunRequest,
+) -> Result<Option<Prepared>, RunError> {
+    if !store.claim_execution(id, &LeaseOwner::current()).await? {
+        return Ok(None);
+    }
+    store.start_execution(id, ms(SystemTime::now())).await?;
+    let config = match record_for(&req, ExecutionStatus::Queued) {
+        Ok((_, config)) => config,
+        Err(e) => {
+            // It compiled when it was queued; a template changed meanwhile. Say so, not hang.
+            let message = match &e {
+                RunError::Invalid(errors) => format!("the workflow no longer compiles: {errors:?}"),
+                other => other.to_string(),
+            };
+            store
+                .finish_execution(
+                    id,
+                    Finish {
+                        status: ExecutionStatus::Failed,
+                        error_message: Some(message),
+                        at: ms(SystemTime::now()),
+                    },
+                )
+                .await?;
+            return Err(e);
+        }
+    };
+    let execution = store
+        .find_execution(&ExecutionRef::Id(id.to_string()))
+        .await?;
+    prepare_created(store, req, config, execution)
+        .await
+        .map(Some)
+}
+
+/// The record of a new execution for `req` and the config values to compile with.
+fn record_for(
+    req: &RunRequest,
+    status: ExecutionStatus,
+) -> Result<(NewExecution, IndexMap<String, Value>), RunError> {
     let wf = &req.workflow;
     let mut config = req.config.clone();
     for (k, v) in &req.secrets {
@@ -105,7 +164,7 @@ pub async fn prepare(store: &Store, req: RunRequest) -> Result<Prepared, RunErro
         }
     }
     let mut creq = CompileRequest::new(wf, &req.templates);
-    creq.config = config;
+    creq.config = config.clone();
     creq.strictness = Strictness::Require;
     let first = assay_spec::compile(&creq).map_err(RunError::Invalid)?;
 
@@ -132,20 +191,35 @@ pub async fn prepare(store: &Store, req: RunRequest) -> Result<Prepared, RunErro
             )
         })
         .collect();
-    let execution = store
-        .create_execution(NewExecution {
+    let running = status == ExecutionStatus::Running;
+    Ok((
+        NewExecution {
             workflow: wf.metadata.name.clone(),
             definition,
             resolved: None,
             config: config_record,
-            tags: tags.clone(),
+            tags,
             running_context: req.running_context.clone(),
-            status: Some(ExecutionStatus::Running),
-            owner: Some(LeaseOwner::current()),
+            status: Some(status),
+            owner: running.then(LeaseOwner::current),
             scheduled_at: None,
-        })
-        .await?;
+        },
+        config,
+    ))
+}
 
+/// Compile again with the identity of the created execution and set up the run.
+async fn prepare_created(
+    store: &Store,
+    req: RunRequest,
+    config: IndexMap<String, Value>,
+    execution: ExecutionSummary,
+) -> Result<Prepared, RunError> {
+    let wf = &req.workflow;
+    let tags = execution.tags.clone();
+    let mut creq = CompileRequest::new(wf, &req.templates);
+    creq.config = config;
+    creq.strictness = Strictness::Require;
     // The real plan knows the execution (`execution.id`, `execution.number`, ...).
     let context = json!({
         "id": execution.id,

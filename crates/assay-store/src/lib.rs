@@ -33,6 +33,7 @@ mod model;
 mod prune;
 mod test_cases;
 pub mod testkube;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub use files::ArtifactDownload;
 pub use lease::LeaseOwner;
 pub use logs::{LogLine, LogReader, LogWriter};
 pub use model::*;
+pub use tokens::{TokenInfo, TokenRole, hash_token};
 pub use test_cases::{CaseSource, FlakyTest, StoredTestCase, TestRun};
 
 /// Handle to the history. Cheap to clone; all clones share one connection pool.

@@ -1,0 +1,112 @@
+//! Wire types of Assay's REST API.
+//!
+//! Paths and shapes follow Testkube's `/v1` API where one exists (design.md §4): executions are
+//! Testkube's `TestWorkflowExecution` ([`TestWorkflowExecution`], defined once in
+//! `assay-store` and reused here, not copied), live notifications are its
+//! `TestWorkflowExecutionNotification`. Errors are `{"title","detail","status"}` (RFC 9457's
+//! core members), with the validation problems of a rejected document when there are some.
+//! Every field is camelCase. Only these types are serialized on the wire.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use assay_store::testkube::{TestWorkflowExecution, TestWorkflowResult};
+pub use assay_store::{Artifact, TokenRole};
+
+/// The body of every 4xx and 5xx response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// Short, stable summary of the kind of problem (`Bad Request`, `Not Found`).
+    pub title: String,
+    /// What went wrong with this request, as a lowercase fragment.
+    pub detail: String,
+    /// The HTTP status code, repeated.
+    pub status: u16,
+    /// Each problem of a rejected workflow or template, with its place in the document.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// One problem of a submitted document (see `assay validate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// 1-based line in the submitted text; 0 when unknown.
+    pub line: usize,
+    /// 1-based column in characters; 0 when unknown.
+    pub column: usize,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// JSON path of the field (`spec.steps[0].shell`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// Body of `POST /v1/test-workflows/{name}/executions` (Testkube's
+/// `TestWorkflowExecutionRequest`, the fields Assay supports; others are ignored).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionRequest {
+    /// Config values by parameter name (strings or JSON values).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: BTreeMap<String, serde_json::Value>,
+    /// Tags recorded with the execution.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One page of `GET /v1/test-workflow-executions` (Testkube's `TestWorkflowExecutionsResult`
+/// has `results` too; paging here is by cursor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionsPage {
+    /// Newest first, without step results.
+    #[schema(value_type = Vec<Object>)]
+    pub results: Vec<TestWorkflowExecution>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Response of `POST /v1/test-workflow-executions/{id}/abort`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortResponse {
+    pub id: String,
+    /// `aborted` when it was still queued (it never runs), `requested` when it was running
+    /// (its runner stops it within about a second), `finished` when it had already ended.
+    pub outcome: String,
+}
+
+/// One Server-Sent Event of `GET /v1/test-workflow-executions/{id}/notifications`: a log line
+/// (`ref`, `log`) or the execution's result after a status change (`result`). Testkube's
+/// `TestWorkflowExecutionNotification`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    /// When the line was captured or the change was seen (RFC 3339).
+    pub ts: String,
+    /// Step ref of a log line.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub step_ref: Option<String>,
+    /// One log line, with its newline when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// The whole result (status and every step) after a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<TestWorkflowResult>,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}

@@ -1,0 +1,130 @@
+//! Bearer tokens with roles. Every `/v1` request passes here: no token or an unknown one is
+//! 401, a role too weak for the request is 403. What a request needs is decided here in one
+//! place, from its method and path, so that no handler can forget to check.
+
+use std::path::{Path, PathBuf};
+
+use assay_store::{Store, TokenRole};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::{AppState, ServerError};
+
+/// Who is calling, as handlers see it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: TokenRole,
+}
+
+/// The file in the data dir where the first admin token is kept for the local CLI.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// The role a request needs: reads are for viewers, running and aborting for runners,
+/// everything else (workflows, templates, tokens) for admins.
+pub fn required_role(method: &Method, path: &str) -> TokenRole {
+    if method == Method::GET || method == Method::HEAD {
+        return TokenRole::Viewer;
+    }
+    let run = path.starts_with("/v1/test-workflows/") && path.ends_with("/executions");
+    let abort = path.starts_with("/v1/test-workflow-executions/") && path.ends_with("/abort");
+    if method == Method::POST && (run || abort) {
+        TokenRole::Runner
+    } else {
+        TokenRole::Admin
+    }
+}
+
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    // The API description is public: a client needs it to learn how to authenticate.
+    if !state.auth || request.uri().path() == "/v1/openapi.json" {
+        request.extensions_mut().insert(Caller {
+            name: "anonymous".into(),
+            role: TokenRole::Admin,
+        });
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    let Some(token) = token else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this request needs `Authorization: Bearer TOKEN` (create one with `assay token create`)",
+        )
+        .into_response();
+    };
+    let info = match state.store.authenticate(&token).await {
+        Ok(Some(info)) => info,
+        Ok(None) => {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token")
+                .into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let needed = required_role(request.method(), request.uri().path());
+    if info.role < needed {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token `{}` has role `{}`; this request needs `{}`",
+                info.name,
+                info.role.as_str(),
+                needed.as_str()
+            ),
+        )
+        .into_response();
+    }
+    request.extensions_mut().insert(Caller {
+        name: info.name,
+        role: info.role,
+    });
+    next.run(request).await
+}
+
+/// On the first start (no token at all), create an admin token and keep it in
+/// `<data-dir>/admin.token` (mode 0600) for the local CLI. Returns the new token, to be shown
+/// once; `None` when tokens exist already.
+pub async fn bootstrap_admin(
+    store: &Store,
+    data_dir: &Path,
+) -> Result<Option<(String, PathBuf)>, ServerError> {
+    if !store.list_tokens().await?.is_empty() {
+        return Ok(None);
+    }
+    let (_, secret) = store.create_token("admin", TokenRole::Admin).await?;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    write_private(&path, &format!("{secret}\n")).map_err(|e| ServerError::Io(path.clone(), e))?;
+    Ok(Some((secret, path)))
+}
+
+/// Write a file only its owner can read.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}

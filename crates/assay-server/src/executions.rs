@@ -1,0 +1,299 @@
+//! Executions: run a stored workflow (queued, then dispatched), list, get, abort, logs as text,
+//! artifacts.
+
+use std::collections::HashMap;
+
+use assay_api::{
+    AbortResponse, ErrorBody, ExecutionRequest, ExecutionsPage, Problem, TestWorkflowExecution,
+};
+use assay_runner::{RunError, RunRequest};
+use assay_spec::model::{Document, TestWorkflow};
+use assay_store::{
+    Artifact, ContextType, DefinitionKind, ExecutionFilter, ExecutionRef, ExecutionStatus,
+    RunningContext,
+};
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+
+/// Run a stored workflow: the execution is recorded `queued` and handed to the queue.
+#[utoipa::path(post, path = "/v1/test-workflows/{name}/executions", tag = "executions",
+    params(("name" = String, Path)),
+    request_body(content = ExecutionRequest, description = "config values and tags (optional)"),
+    responses((status = 200, description = "the queued execution", body = Object),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn run_workflow(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<TestWorkflowExecution>> {
+    let request: ExecutionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ExecutionRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("the body is not an execution request: {e}"))
+        })?
+    };
+    let def = state
+        .store
+        .get_definition(DefinitionKind::Workflow, &name, None)
+        .await?;
+    let loaded = assay_spec::load::load(&format!("stored workflow {name}"), &def.yaml);
+    let workflow: TestWorkflow = loaded
+        .documents
+        .into_iter()
+        .find_map(|d| match d.document {
+            Document::TestWorkflow(w) => Some(w),
+            Document::TestWorkflowTemplate(_) => None,
+        })
+        .ok_or_else(|| ApiError::internal(format!("stored workflow `{name}` does not load")))?;
+    let templates = crate::queue::stored_templates(&state.store).await?;
+    let mut run = RunRequest::new(workflow, templates);
+    run.config = request.config.into_iter().collect();
+    run.tags = request.tags;
+    run.running_context = RunningContext {
+        kind: ContextType::Api,
+        actor: Some(caller.name),
+        ci: None,
+    };
+    let new = assay_runner::queued_execution(&run).map_err(|e| match e {
+        RunError::Invalid(errors) => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            detail: format!(
+                "the workflow does not compile with this request ({} problem(s))",
+                errors.len()
+            ),
+            problems: errors
+                .iter()
+                .map(|e| Problem {
+                    line: 0,
+                    column: 0,
+                    message: e.message.clone(),
+                    hint: None,
+                    path: Some(e.path.clone()),
+                })
+                .collect(),
+        },
+        other => ApiError::internal(other),
+    })?;
+    let summary = state.store.create_execution(new).await?;
+    state.metrics.queued(&summary.workflow);
+    state.queue.push(summary.id.clone());
+    Ok(Json(TestWorkflowExecution::from(&summary)))
+}
+
+fn parse_status(text: &str) -> ApiResult<ExecutionStatus> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| ApiError::bad_request(format!("unknown status `{text}`")))
+}
+
+/// List executions, newest first: filters `workflow`, `status` (comma-separated), `tag`
+/// (`k=v`, comma-separated); paging with `pageSize` (default 100, at most 1000) and `before`.
+#[utoipa::path(get, path = "/v1/test-workflow-executions", tag = "executions",
+    params(("workflow" = Option<String>, Query), ("status" = Option<String>, Query),
+           ("tag" = Option<String>, Query), ("pageSize" = Option<u32>, Query),
+           ("before" = Option<String>, Query, description = "`next` of the previous page")),
+    responses((status = 200, body = ExecutionsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_executions(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<ExecutionsPage>> {
+    let page_size: u32 = match q.get("pageSize") {
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_request("pageSize must be a number from 1 to 1000"))?,
+        None => 100,
+    };
+    let statuses = match q.get("status") {
+        Some(s) => s
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(parse_status)
+            .collect::<ApiResult<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let tags = match q.get("tag") {
+        Some(t) => t
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| ApiError::bad_request(format!("tag `{kv}` is not key=value")))
+            })
+            .collect::<ApiResult<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let filter = ExecutionFilter {
+        workflow: q.get("workflow").cloned(),
+        statuses,
+        tags,
+        since: None,
+        limit: Some(page_size + 1),
+        before_id: q.get("before").cloned(),
+    };
+    let mut rows = state.store.list_executions(&filter).await?;
+    let next = if rows.len() > page_size as usize {
+        rows.truncate(page_size as usize);
+        rows.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(ExecutionsPage {
+        results: rows.iter().map(TestWorkflowExecution::from).collect(),
+        next,
+    }))
+}
+
+/// One execution with its step results, outputs, reports and artifacts (by id or name).
+#[utoipa::path(get, path = "/v1/test-workflow-executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "id or `workflow-number`")),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn get_execution(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TestWorkflowExecution>> {
+    let execution = state.store.get_execution(&ExecutionRef::parse(&id)).await?;
+    Ok(Json(TestWorkflowExecution::from(&execution)))
+}
+
+/// Abort: a queued execution is aborted at once and never runs; a running one is stopped by
+/// its runner within about a second.
+#[utoipa::path(post, path = "/v1/test-workflow-executions/{id}/abort", tag = "executions",
+    params(("id" = String, Path)),
+    responses((status = 200, body = AbortResponse), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn abort_execution(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AbortResponse>> {
+    let summary = state
+        .store
+        .find_execution(&ExecutionRef::parse(&id))
+        .await?;
+    let id = summary.id.clone();
+    let reason = format!("aborted through the API by `{}`", caller.name);
+    // Taking the lease of a queued execution keeps the dispatcher from starting it; whoever
+    // holds the lease otherwise is running it and sees the request.
+    let owner = assay_store::LeaseOwner::current();
+    if summary.status == ExecutionStatus::Queued && state.store.claim_execution(&id, &owner).await?
+    {
+        state
+            .store
+            .finish_execution(
+                &id,
+                assay_store::Finish {
+                    status: ExecutionStatus::Aborted,
+                    error_message: Some(reason),
+                    at: assay_store::now_ms(),
+                },
+            )
+            .await?;
+        state
+            .metrics
+            .finished(&summary.workflow, ExecutionStatus::Aborted, None);
+        return Ok(Json(AbortResponse {
+            id,
+            outcome: "aborted".into(),
+        }));
+    }
+    let outcome = if state.store.request_abort(&id, Some(&reason)).await? {
+        "requested"
+    } else {
+        "finished"
+    };
+    Ok(Json(AbortResponse {
+        id,
+        outcome: outcome.into(),
+    }))
+}
+
+/// The stored log as text, step by step in plan order (or one step with `step`).
+#[utoipa::path(get, path = "/v1/test-workflow-executions/{id}/logs", tag = "executions",
+    params(("id" = String, Path), ("step" = Option<String>, Query, description = "a step ref")),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody)))]
+pub async fn execution_logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let summary = state
+        .store
+        .find_execution(&ExecutionRef::parse(&id))
+        .await?;
+    let lines = state
+        .store
+        .read_logs(&summary.id, q.get("step").map(String::as_str))
+        .await?;
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line.text);
+        if !line.text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// The artifacts of an execution.
+#[utoipa::path(get, path = "/v1/test-workflow-executions/{id}/artifacts", tag = "executions",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Vec<Object>), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_artifacts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Artifact>>> {
+    let summary = state
+        .store
+        .find_execution(&ExecutionRef::parse(&id))
+        .await?;
+    Ok(Json(state.store.list_artifacts(&summary.id).await?))
+}
+
+/// Download one artifact.
+#[utoipa::path(get, path = "/v1/test-workflow-executions/{id}/artifacts/{path}", tag = "executions",
+    params(("id" = String, Path), ("path" = String, Path, description = "artifact path, `/`-separated")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn download_artifact(
+    State(state): State<AppState>,
+    Path((id, path)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let summary = state
+        .store
+        .find_execution(&ExecutionRef::parse(&id))
+        .await?;
+    let download = state.store.open_artifact(&summary.id, &path).await?;
+    let file_name = path
+        .rsplit('/')
+        .next()
+        .unwrap_or("artifact")
+        .replace('"', "");
+    let stream = download.stream.map(|r| r.map_err(std::io::Error::other));
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, download.size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

@@ -1,0 +1,86 @@
+//! Prometheus metrics, rendered on the server's own `GET /metrics`. The recorder belongs to the
+//! server (not installed globally), so several servers in one process keep separate figures.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use assay_store::ExecutionStatus;
+use metrics::{Key, Label, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+}
+
+static META: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, None);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Metrics {
+            recorder: Arc::new(PrometheusBuilder::new().build_recorder()),
+        }
+    }
+
+    fn key(name: &'static str, labels: Vec<Label>) -> Key {
+        Key::from_parts(name, labels)
+    }
+
+    /// An execution was queued.
+    pub fn queued(&self, workflow: &str) {
+        self.recorder
+            .register_counter(
+                &Self::key(
+                    "assay_executions_queued_total",
+                    vec![Label::new("workflow", workflow.to_string())],
+                ),
+                &META,
+            )
+            .increment(1);
+    }
+
+    /// An execution ended with `status`, after `took` when it ran.
+    pub fn finished(&self, workflow: &str, status: ExecutionStatus, took: Option<Duration>) {
+        self.recorder
+            .register_counter(
+                &Self::key(
+                    "assay_executions_total",
+                    vec![
+                        Label::new("workflow", workflow.to_string()),
+                        Label::new("status", status.as_str()),
+                    ],
+                ),
+                &META,
+            )
+            .increment(1);
+        if let Some(took) = took {
+            self.recorder
+                .register_histogram(
+                    &Self::key(
+                        "assay_execution_duration_seconds",
+                        vec![Label::new("workflow", workflow.to_string())],
+                    ),
+                    &META,
+                )
+                .record(took.as_secs_f64());
+        }
+    }
+
+    /// The text exposition, with the queue's gauges as they are now.
+    pub fn render(&self, queue_depth: i64, running: i64) -> String {
+        self.recorder
+            .register_gauge(&Self::key("assay_queue_depth", Vec::new()), &META)
+            .set(queue_depth as f64);
+        self.recorder
+            .register_gauge(&Self::key("assay_executions_running", Vec::new()), &META)
+            .set(running as f64);
+        self.recorder.handle().render()
+    }
+}

@@ -1,0 +1,259 @@
+//! The queue: every run is recorded `queued` in the store first, then handed to a runner when
+//! one of `--max-concurrent` slots is free. Queued executions are rows in the store, so they
+//! survive a restart (reloaded oldest first at start). Work is handed over through the
+//! [`Dispatch`] trait: today the in-process local engine ([`LocalDispatch`]), later remote
+//! runners.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use assay_runner::{RunError, RunRequest};
+use assay_spec::TemplateSet;
+use assay_spec::model::{Document, TestWorkflow};
+use assay_store::{
+    DefinitionKind, ExecutionFilter, ExecutionRef, ExecutionStatus, LabelSelector, Store,
+    StoreError,
+};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::metrics::Metrics;
+
+/// Runs one queued execution to its end and records it. Implementations leave it in a terminal
+/// status in the store, or resolve to `None` without touching it when it is not queued any more
+/// (aborted while it waited, or taken by someone else).
+pub trait Dispatch: Send + Sync + 'static {
+    /// Run the queued execution `id` with `request`; resolves to its final status.
+    fn run(
+        &self,
+        store: Store,
+        id: String,
+        request: RunRequest,
+    ) -> BoxFuture<'static, Result<Option<ExecutionStatus>, RunError>>;
+}
+
+/// Runs executions in this process with the local engine.
+pub struct LocalDispatch;
+
+impl Dispatch for LocalDispatch {
+    fn run(
+        &self,
+        store: Store,
+        id: String,
+        request: RunRequest,
+    ) -> BoxFuture<'static, Result<Option<ExecutionStatus>, RunError>> {
+        Box::pin(async move {
+            let Some(prepared) = assay_runner::prepare_queued(&store, &id, request).await? else {
+                return Ok(None);
+            };
+            // Every event is in the store before this observer would see it; followers read
+            // the store, so there is nothing more to do per event here.
+            let finished = prepared.run(|_| {}).await?;
+            Ok(Some(finished.execution.status))
+        })
+    }
+}
+
+/// Handle to the queue: push ids of executions recorded `queued`.
+#[derive(Clone)]
+pub struct Queue {
+    tx: mpsc::UnboundedSender<String>,
+    depth: Arc<AtomicI64>,
+    running: Arc<AtomicI64>,
+}
+
+impl Queue {
+    /// Start the dispatcher task with `max_concurrent` slots.
+    pub fn start(
+        store: Store,
+        dispatch: Arc<dyn Dispatch>,
+        max_concurrent: usize,
+        metrics: Metrics,
+    ) -> Queue {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = Queue {
+            tx,
+            depth: Arc::new(AtomicI64::new(0)),
+            running: Arc::new(AtomicI64::new(0)),
+        };
+        tokio::spawn(dispatcher(
+            store,
+            dispatch,
+            max_concurrent.max(1),
+            metrics,
+            rx,
+            queue.clone(),
+        ));
+        queue
+    }
+
+    /// Hand the queued execution `id` to the dispatcher.
+    pub fn push(&self, id: String) {
+        self.depth.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(id).is_err() {
+            self.depth.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Executions waiting for a slot.
+    pub fn depth(&self) -> i64 {
+        self.depth.load(Ordering::SeqCst)
+    }
+
+    /// Executions this server runs now.
+    pub fn running(&self) -> i64 {
+        self.running.load(Ordering::SeqCst)
+    }
+}
+
+/// Every `queued` execution in the store, oldest first.
+pub async fn queued_in_store(store: &Store) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_executions(&ExecutionFilter {
+                statuses: vec![ExecutionStatus::Queued],
+                limit: Some(1000),
+                before_id: before.clone(),
+                ..ExecutionFilter::default()
+            })
+            .await?;
+        let done = page.len() < 1000;
+        before = page.last().map(|e| e.id.clone());
+        ids.extend(page.into_iter().map(|e| e.id));
+        if done {
+            break;
+        }
+    }
+    ids.reverse();
+    Ok(ids)
+}
+
+async fn dispatcher(
+    store: Store,
+    dispatch: Arc<dyn Dispatch>,
+    slots: usize,
+    metrics: Metrics,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    queue: Queue,
+) {
+    let semaphore = Arc::new(Semaphore::new(slots));
+    while let Some(id) = rx.recv().await {
+        let Ok(permit) = semaphore.clone().acquire_owned().await else {
+            return;
+        };
+        queue.depth.fetch_sub(1, Ordering::SeqCst);
+        let store = store.clone();
+        let dispatch = dispatch.clone();
+        let metrics = metrics.clone();
+        let running = queue.running.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            running.fetch_add(1, Ordering::SeqCst);
+            run_one(&store, dispatch.as_ref(), &metrics, &id).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, id: &str) {
+    let summary = match store
+        .find_execution(&ExecutionRef::Id(id.to_string()))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%id, error = %e, "queued execution vanished");
+            return;
+        }
+    };
+    if summary.status != ExecutionStatus::Queued {
+        // Aborted while it waited.
+        return;
+    }
+    let request = match request_for(store, id).await {
+        Ok(r) => r,
+        Err(message) => {
+            let _ = store
+                .finish_execution(
+                    id,
+                    assay_store::Finish {
+                        status: ExecutionStatus::Failed,
+                        error_message: Some(message),
+                        at: assay_store::now_ms(),
+                    },
+                )
+                .await;
+            metrics.finished(&summary.workflow, ExecutionStatus::Failed, None);
+            return;
+        }
+    };
+    let started = std::time::Instant::now();
+    match dispatch.run(store.clone(), id.to_string(), request).await {
+        Ok(Some(status)) => metrics.finished(&summary.workflow, status, Some(started.elapsed())),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(%id, error = %e, "execution failed to run");
+            if let Ok(s) = store
+                .find_execution(&ExecutionRef::Id(id.to_string()))
+                .await
+            {
+                if !s.status.is_terminal() {
+                    let _ = store
+                        .finish_execution(
+                            id,
+                            assay_store::Finish {
+                                status: ExecutionStatus::Failed,
+                                error_message: Some(format!("failed to run: {e}")),
+                                at: assay_store::now_ms(),
+                            },
+                        )
+                        .await;
+                }
+                metrics.finished(&summary.workflow, ExecutionStatus::Failed, None);
+            }
+        }
+    }
+}
+
+/// The run request of a queued execution, rebuilt from what the store holds: its definition,
+/// config values and tags, and the stored templates as they are now.
+async fn request_for(store: &Store, id: &str) -> Result<RunRequest, String> {
+    let execution = store
+        .get_execution(&ExecutionRef::Id(id.to_string()))
+        .await
+        .map_err(|e| format!("failed to read the queued execution: {e}"))?;
+    let workflow: TestWorkflow = serde_saphyr::from_str(&execution.definition)
+        .map_err(|e| format!("the stored definition does not load: {e}"))?;
+    let templates = stored_templates(store)
+        .await
+        .map_err(|e| format!("failed to read templates: {e}"))?;
+    let mut request = RunRequest::new(workflow, templates);
+    request.config = execution
+        .config
+        .iter()
+        .filter_map(|(k, v)| v.value.clone().map(|v| (k.clone(), Value::String(v))))
+        .collect();
+    request.tags = execution.tags.clone();
+    request.running_context = execution.running_context.clone();
+    Ok(request)
+}
+
+/// Every stored template.
+pub async fn stored_templates(store: &Store) -> Result<TemplateSet, StoreError> {
+    let mut templates = TemplateSet::new();
+    for def in store
+        .list_definitions(DefinitionKind::Template, &LabelSelector::default())
+        .await?
+    {
+        let loaded = assay_spec::load::load(&format!("stored template {}", def.name), &def.yaml);
+        for d in loaded.documents {
+            if let Document::TestWorkflowTemplate(t) = d.document {
+                templates.insert(t);
+            }
+        }
+    }
+    Ok(templates)
+}

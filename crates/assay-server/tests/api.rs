@@ -1,0 +1,743 @@
+//! The server over real HTTP on 127.0.0.1: auth per role, workflows, runs through the queue,
+//! live notifications (replay, follow, resume), abort, errors, OpenAPI and metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use assay_server::{LocalDispatch, Options, Server};
+use assay_store::{Store, StoreConfig, TokenRole};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct TestServer {
+    base: String,
+    admin: String,
+    store: Store,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(max_concurrent: usize) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
+    let (admin, path) = assay_server::bootstrap_admin(&store, dir.path())
+        .await
+        .unwrap()
+        .expect("first start creates an admin token");
+    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), admin);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        assay_server::bootstrap_admin(&store, dir.path())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let server = Server::start(
+        store.clone(),
+        Options {
+            max_concurrent,
+            auth: true,
+        },
+        Arc::new(LocalDispatch),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    TestServer {
+        base,
+        admin,
+        store,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl TestServer {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn token(&self, role: TokenRole) -> String {
+        self.store
+            .create_token(&format!("{}-test", role.as_str()), role)
+            .await
+            .unwrap()
+            .1
+    }
+
+    async fn put_yaml(&self, yaml: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/test-workflows"))
+            .bearer_auth(&self.admin)
+            .header("content-type", "text/yaml")
+            .body(yaml.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn run(&self, workflow: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(self.url(&format!("/v1/test-workflows/{workflow}/executions")))
+            .bearer_auth(&self.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    async fn wait_status(&self, id: &str, wanted: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let e = self
+                .get(&format!("/v1/test-workflow-executions/{id}"))
+                .await;
+            let status = e["result"]["status"].as_str().unwrap().to_string();
+            if wanted.contains(&status.as_str()) {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still {status}, waiting for {wanted:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn workflow(name: &str, shell: &str) -> String {
+    format!(
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: {name}\n  labels:\n    team: qa\nspec:\n  config:\n    greeting:\n      type: string\n      default: hello\n  steps:\n  - name: greet\n    shell: |\n      {shell}\n"
+    )
+}
+
+/// Every `log` line of a notification stream, until it ends.
+async fn collect_sse(resp: reqwest::Response) -> (Vec<String>, Vec<String>, Vec<Value>) {
+    let mut lines = Vec::new();
+    let mut ids = Vec::new();
+    let mut results = Vec::new();
+    let mut buf = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut event = "";
+            let mut data = String::new();
+            for l in block.lines() {
+                if let Some(e) = l.strip_prefix("event: ") {
+                    event = if e == "log" {
+                        "log"
+                    } else if e == "result" {
+                        "result"
+                    } else {
+                        "other"
+                    };
+                } else if let Some(d) = l.strip_prefix("data: ") {
+                    data.push_str(d);
+                } else if let Some(i) = l.strip_prefix("id: ") {
+                    ids.push(i.to_string());
+                }
+            }
+            let v: Value = match serde_json::from_str(&data) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            match event {
+                "log" => lines.push(v["log"].as_str().unwrap().trim_end().to_string()),
+                "result" => results.push(v["result"].clone()),
+                _ => {}
+            }
+        }
+    }
+    (lines, ids, results)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auth_per_role() {
+    let s = start(2).await;
+    let viewer = s.token(TokenRole::Viewer).await;
+    let runner = s.token(TokenRole::Runner).await;
+    assert_eq!(
+        s.put_yaml(&workflow("auth", "echo hi")).await.status(),
+        StatusCode::CREATED
+    );
+
+    // No token, a wrong token: 401 with a JSON body.
+    let r = s
+        .http
+        .get(s.url("/v1/test-workflows"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 401);
+    assert_eq!(body["title"], "Unauthorized");
+    let r = s
+        .http
+        .get(s.url("/v1/test-workflows"))
+        .bearer_auth("assay_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // A viewer reads but may not run or write.
+    let r = s
+        .http
+        .get(s.url("/v1/test-workflows"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows/auth/executions"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("needs `runner`"),
+        "{body}"
+    );
+
+    // A runner runs but may not change workflows.
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows/auth/executions"))
+        .bearer_auth(&runner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .http
+        .delete(s.url("/v1/test-workflows/auth"))
+        .bearer_auth(&runner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Revoked tokens stop working.
+    assert!(s.store.revoke_token("viewer-test").await.unwrap());
+    let r = s
+        .http
+        .get(s.url("/v1/test-workflows"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // /health and /metrics need no token; the API description is public.
+    assert_eq!(
+        s.http.get(s.url("/health")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.http.get(s.url("/metrics")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let doc: Value = s
+        .http
+        .get(s.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/v1/test-workflow-executions/{id}/notifications"].is_object());
+    assert!(doc["paths"]["/v1/test-workflow-executions/{id}/artifacts/{path}"].is_object());
+    let docs = s.http.get(s.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workflows_crud_and_validation() {
+    let s = start(2).await;
+    assert_eq!(
+        s.put_yaml(&workflow("crud", "echo hi")).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.put_yaml(&workflow("crud", "echo hi")).await.status(),
+        StatusCode::CONFLICT
+    );
+
+    // JSON works too.
+    let json_doc = json!({"apiVersion": "testworkflows.testkube.io/v1", "kind": "TestWorkflow",
+        "metadata": {"name": "other", "labels": {"team": "dev"}},
+        "spec": {"steps": [{"shell": "echo json"}]}});
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows"))
+        .bearer_auth(&s.admin)
+        .json(&json_doc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let all = s.get("/v1/test-workflows").await;
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let qa = s.get("/v1/test-workflows?selector=team%3Dqa").await;
+    assert_eq!(qa.as_array().unwrap().len(), 1);
+    assert_eq!(qa[0]["metadata"]["name"], "crud");
+    let one = s.get("/v1/test-workflows/other").await;
+    assert_eq!(one["spec"]["steps"][0]["shell"], "echo json");
+
+    // Invalid documents: 400 with each problem at line:col.
+    let bad = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: bad\nspec:\n  steps:\n  - name: x\n    shel: echo\n";
+    let r = s.put_yaml(bad).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 400);
+    let p = &body["problems"][0];
+    assert_eq!(p["line"], 8, "{body}");
+    assert_eq!(p["column"], 5, "{body}");
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows"))
+        .bearer_auth(&s.admin)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 400);
+
+    // Update, delete, 404s with JSON bodies.
+    let r = s
+        .http
+        .put(s.url("/v1/test-workflows/crud"))
+        .bearer_auth(&s.admin)
+        .header("content-type", "text/yaml")
+        .body(workflow("crud", "echo changed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .http
+        .put(s.url("/v1/test-workflows/nope"))
+        .bearer_auth(&s.admin)
+        .header("content-type", "text/yaml")
+        .body(workflow("crud", "echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = s
+        .http
+        .delete(s.url("/v1/test-workflows/crud"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = s
+        .http
+        .get(s.url("/v1/test-workflows/crud"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["title"], "Not Found");
+    let r = s
+        .http
+        .get(s.url("/v1/nothing-here"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], 404);
+
+    // Request size limit.
+    let huge = "x".repeat(assay_server::BODY_LIMIT + 10);
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows"))
+        .bearer_auth(&s.admin)
+        .header("content-type", "text/yaml")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], 413);
+
+    // Templates have the same endpoints.
+    let tpl = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflowTemplate\nmetadata:\n  name: tpl\nspec:\n  steps:\n  - shell: echo from template\n";
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflow-templates"))
+        .bearer_auth(&s.admin)
+        .header("content-type", "text/yaml")
+        .body(tpl)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        s.get("/v1/test-workflow-templates")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflow-templates"))
+        .bearer_auth(&s.admin)
+        .header("content-type", "text/yaml")
+        .body(workflow("wrong-kind", "echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_through_the_api_and_follow_live() {
+    let s = start(2).await;
+    let shell = "for i in $(seq 1 20); do echo \"{{ config.greeting }} $i\"; sleep 0.1; done";
+    assert_eq!(
+        s.put_yaml(&workflow("live", shell)).await.status(),
+        StatusCode::CREATED
+    );
+    let queued = s
+        .run(
+            "live",
+            json!({"config": {"greeting": "hey"}, "tags": {"build": "7"}}),
+        )
+        .await;
+    let id = queued["id"].as_str().unwrap().to_string();
+    assert_eq!(queued["workflow"]["name"], "live");
+    assert_eq!(queued["tags"]["build"], "7");
+    assert!(["queued", "running"].contains(&queued["result"]["status"].as_str().unwrap()));
+
+    // An early follower, while it runs.
+    let early = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{id}/notifications")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), StatusCode::OK);
+    assert_eq!(early.headers()["content-type"], "text/event-stream");
+    let early = tokio::spawn(collect_sse(early));
+
+    let done = s.wait_status(&id, &["passed", "failed", "aborted"]).await;
+    assert_eq!(done["result"]["status"], "passed", "{done}");
+    let expected: Vec<String> = (1..=20).map(|i| format!("hey {i}")).collect();
+
+    let (lines, ids, results) = early.await.unwrap();
+    assert_eq!(lines, expected);
+    assert_eq!(results.last().unwrap()["status"], "passed");
+    let seqs: Vec<u64> = ids
+        .iter()
+        .map(|i| i.split(';').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+
+    // A late follower replays every line, then the stream ends.
+    let late = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{id}/notifications")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    let (late_lines, late_ids, late_results) = collect_sse(late).await;
+    assert_eq!(late_lines, expected);
+    assert_eq!(late_results.last().unwrap()["status"], "passed");
+
+    // Resume after the 5th line: exactly the rest.
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{id}/notifications")))
+        .bearer_auth(&s.admin)
+        .header("last-event-id", &late_ids[4])
+        .send()
+        .await
+        .unwrap();
+    let (rest, _, _) = collect_sse(r).await;
+    assert_eq!(rest, expected[5..].to_vec());
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{id}/notifications")))
+        .bearer_auth(&s.admin)
+        .header("last-event-id", "junk")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Logs as text, list with filters and paging.
+    let text = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{id}/logs")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("hey 1\n") && text.contains("hey 20\n"),
+        "{text}"
+    );
+    let second = s.run("live", json!({})).await;
+    s.wait_status(second["id"].as_str().unwrap(), &["passed"])
+        .await;
+    let page = s
+        .get("/v1/test-workflow-executions?workflow=live&pageSize=1")
+        .await;
+    assert_eq!(page["results"].as_array().unwrap().len(), 1);
+    assert_eq!(page["results"][0]["id"], second["id"]);
+    let next = page["next"].as_str().unwrap();
+    let page2 = s
+        .get(&format!(
+            "/v1/test-workflow-executions?workflow=live&pageSize=1&before={next}"
+        ))
+        .await;
+    assert_eq!(page2["results"][0]["id"], id.as_str());
+    assert!(page2.get("next").is_none());
+    let passed = s.get("/v1/test-workflow-executions?status=passed").await;
+    assert_eq!(passed["results"].as_array().unwrap().len(), 2);
+    let r = s
+        .http
+        .get(s.url("/v1/test-workflow-executions?status=bogus"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Metrics count what ran.
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("assay_executions_total{workflow=\"live\",status=\"passed\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("assay_queue_depth 0"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_bounds_running_and_abort_works_queued_and_running() {
+    let s = start(1).await;
+    assert_eq!(
+        s.put_yaml(&workflow("slow", "echo start; sleep 30; echo never"))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let first = s.run("slow", json!({})).await;
+    let second = s.run("slow", json!({})).await;
+    let first_id = first["id"].as_str().unwrap();
+    let second_id = second["id"].as_str().unwrap();
+    s.wait_status(first_id, &["running"]).await;
+    // One slot: the second waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let e = s
+        .get(&format!("/v1/test-workflow-executions/{second_id}"))
+        .await;
+    assert_eq!(e["result"]["status"], "queued");
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("assay_executions_running 1"), "{metrics}");
+    assert!(metrics.contains("assay_queue_depth 1"), "{metrics}");
+
+    // Abort the queued one: aborted at once, never runs.
+    let r: Value = s
+        .http
+        .post(s.url(&format!("/v1/test-workflow-executions/{second_id}/abort")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["outcome"], "aborted");
+    s.wait_status(second_id, &["aborted"]).await;
+
+    // Abort the running one: its runner stops it.
+    let started = Instant::now();
+    let r: Value = s
+        .http
+        .post(s.url(&format!("/v1/test-workflow-executions/{first_id}/abort")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["outcome"], "requested");
+    let e = s
+        .wait_status(first_id, &["aborted", "failed", "passed"])
+        .await;
+    assert_eq!(e["result"]["status"], "aborted", "{e}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let logs = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{first_id}/logs")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(logs.contains("start") && !logs.contains("never"), "{logs}");
+
+    // The slot is free again; the aborted queued one did not take it.
+    let third = s.run("slow", json!({})).await;
+    s.wait_status(third["id"].as_str().unwrap(), &["running"])
+        .await;
+    let e = s
+        .get(&format!("/v1/test-workflow-executions/{second_id}"))
+        .await;
+    assert_eq!(e["result"]["status"], "aborted");
+    assert!(e["result"].get("startedAt").is_none());
+    s.http
+        .post(s.url(&format!(
+            "/v1/test-workflow-executions/{}/abort",
+            third["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    s.wait_status(third["id"].as_str().unwrap(), &["aborted"])
+        .await;
+
+    // Bad input to runs: unknown workflow, unknown config, not JSON.
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows/none/executions"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows/slow/executions"))
+        .bearer_auth(&s.admin)
+        .json(&json!({"config": {"nope": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows/slow/executions"))
+        .bearer_auth(&s.admin)
+        .body("[")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = s
+        .http
+        .get(s.url("/v1/test-workflow-executions/0190a0b0-0000-7000-8000-000000000000"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn artifacts_list_and_download() {
+    let s = start(2).await;
+    let yaml = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: arts\nspec:\n  steps:\n  - shell: mkdir -p /data/out/sub && echo report > /data/out/sub/r.txt\n    artifacts:\n      workingDir: /data/out\n      paths:\n      - '**/*'\n";
+    assert_eq!(s.put_yaml(yaml).await.status(), StatusCode::CREATED);
+    let e = s.run("arts", json!({})).await;
+    let id = e["id"].as_str().unwrap();
+    let done = s.wait_status(id, &["passed", "failed", "aborted"]).await;
+    assert_eq!(done["result"]["status"], "passed", "{done}");
+    let list = s
+        .get(&format!("/v1/test-workflow-executions/{id}/artifacts"))
+        .await;
+    let path = list[0]["path"].as_str().unwrap().to_string();
+    assert!(path.ends_with("r.txt"), "{list}");
+    let r = s
+        .http
+        .get(s.url(&format!(
+            "/v1/test-workflow-executions/{id}/artifacts/{path}"
+        )))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "report\n");
+    let r = s
+        .http
+        .get(s.url(&format!(
+            "/v1/test-workflow-executions/{id}/artifacts/missing.txt"
+        )))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,175 @@
+//! API tokens of the server: a name, a role and the SHA-256 of the secret. The secret itself is
+//! shown once when it is created and never stored.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Store;
+use crate::db::{RowExt, is_unique_violation};
+use crate::error::{Result, StoreError};
+use crate::executions::retry_busy;
+use crate::model::{UnixMs, now_ms};
+
+/// What a token may do. Ordered: each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRole {
+    /// Read everything.
+    Viewer,
+    /// Read, run and abort.
+    Runner,
+    /// Everything, tokens included.
+    Admin,
+}
+
+impl TokenRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Viewer => "viewer",
+            TokenRole::Runner => "runner",
+            TokenRole::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TokenRole> {
+        match text {
+            "viewer" => Some(TokenRole::Viewer),
+            "runner" => Some(TokenRole::Runner),
+            "admin" => Some(TokenRole::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// A stored token, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: TokenRole,
+    pub created_at: UnixMs,
+    pub last_used_at: Option<UnixMs>,
+}
+
+/// Hex SHA-256 of a token secret, as stored.
+pub fn hash_token(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new random secret: `assay_` and 244 random bits (two v4 UUIDs) in hex.
+fn new_secret() -> String {
+    format!(
+        "assay_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn info_from_row(row: &sqlx::any::AnyRow) -> Result<TokenInfo> {
+    let role = row.text("role")?;
+    Ok(TokenInfo {
+        name: row.text("name")?,
+        role: TokenRole::parse(&role).ok_or_else(|| StoreError::Decode {
+            what: "token role".into(),
+            detail: format!("unknown role `{role}`"),
+        })?,
+        created_at: row.int("created_at")?,
+        last_used_at: row.opt_int("last_used_at")?,
+    })
+}
+
+impl Store {
+    /// Create a token; returns it with its secret, which is not kept anywhere.
+    pub async fn create_token(&self, name: &str, role: TokenRole) -> Result<(TokenInfo, String)> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(StoreError::Invalid("a token needs a name".into()));
+        }
+        let secret = new_secret();
+        let hash = hash_token(&secret);
+        let now = now_ms();
+        let db = self.db();
+        let result = retry_busy(|| async {
+            sqlx::query(
+                "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(name)
+            .bind(role.as_str())
+            .bind(&hash)
+            .bind(now)
+            .execute(&db.pool)
+            .await
+        })
+        .await;
+        match result {
+            Ok(_) => Ok((
+                TokenInfo {
+                    name: name.to_string(),
+                    role,
+                    created_at: now,
+                    last_used_at: None,
+                },
+                secret,
+            )),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Invalid(format!(
+                "a token named `{name}` already exists"
+            ))),
+            Err(e) => Err(db.err("store the token", e)),
+        }
+    }
+
+    /// The token whose secret is `secret`, if any; records when it was last used (at most
+    /// about once a minute, so reads do not turn into writes).
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenInfo>> {
+        let hash = hash_token(secret);
+        let db = self.db();
+        let row = sqlx::query(
+            "SELECT name, role, created_at, last_used_at FROM api_tokens WHERE token_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(|e| db.err("look up the token", e))?;
+        let Some(row) = row else { return Ok(None) };
+        let info = info_from_row(&row)?;
+        let now = now_ms();
+        if info.last_used_at.is_none_or(|t| now - t > 60_000) {
+            // Best effort: a busy database must not fail the request.
+            let _ = sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE token_hash = $1")
+                .bind(&hash)
+                .bind(now)
+                .execute(&db.pool)
+                .await;
+        }
+        Ok(Some(info))
+    }
+
+    /// Every token, by name.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        let db = self.db();
+        sqlx::query("SELECT name, role, created_at, last_used_at FROM api_tokens ORDER BY name")
+            .fetch_all(&db.pool)
+            .await
+            .map_err(|e| db.err("list tokens", e))?
+            .iter()
+            .map(info_from_row)
+            .collect()
+    }
+
+    /// Delete a token; `false` when there was none of that name.
+    pub async fn revoke_token(&self, name: &str) -> Result<bool> {
+        let db = self.db();
+        let done = retry_busy(|| async {
+            sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+                .bind(name)
+                .execute(&db.pool)
+                .await
+        })
+        .await
+        .map_err(|e| db.err("revoke the token", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+}
