@@ -124,6 +124,7 @@ async fn rerun(args: Args) -> anyhow::Result<u8> {
         secrets: args.secrets.clone(),
         output: args.output,
         quiet: args.quiet,
+        junit: None,
     };
     let templates = stored_templates(&store).await?;
     let doc = doc.clone();

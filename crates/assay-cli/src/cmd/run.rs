@@ -71,6 +71,11 @@ pub struct Args {
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
+    /// Write one JUnit XML file for the execution, for CI systems that read JUnit: the test
+    /// cases of its JUnit reports, or one case per step when it has none
+    #[arg(long, value_name = "FILE", conflicts_with = "all")]
+    pub junit: Option<PathBuf>,
+
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -209,6 +214,7 @@ pub struct RunInputs {
     pub secrets: Vec<(String, String)>,
     pub output: Option<RunFormat>,
     pub quiet: bool,
+    pub junit: Option<PathBuf>,
 }
 
 async fn run_one(
@@ -223,6 +229,7 @@ async fn run_one(
         secrets: args.secrets.clone(),
         output: args.output,
         quiet: args.quiet,
+        junit: args.junit.clone(),
     };
     execute(&inputs, store, templates, target).await
 }
@@ -323,6 +330,9 @@ pub async fn execute(
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&view)?);
     }
+    if let Some(path) = &args.junit {
+        write_junit_file(path, store, full, &names).await?;
+    }
     ui.summary(full, &names, &failed_steps, &tails, store);
     if let Some(e) = finished.record_error {
         return Err(anyhow::anyhow!(e));
@@ -332,6 +342,81 @@ pub async fn execute(
     } else {
         exit::FAILED
     })
+}
+
+/// `--junit FILE`: the execution's parsed test cases, or one case per step. Written to a
+/// temporary file and renamed, so a CI system never reads half a report.
+async fn write_junit_file(
+    path: &std::path::Path,
+    store: &Store,
+    e: &assay_store::Execution,
+    names: &HashMap<String, String>,
+) -> anyhow::Result<()> {
+    use assay_reports::{CaseStatus, TestCase};
+    let stored = store
+        .test_cases(&assay_store::ExecutionRef::Id(e.summary.id.clone()), &[])
+        .await?;
+    let cases: Vec<TestCase> =
+        if stored.is_empty() {
+            e.steps
+                .iter()
+                .filter(|s| s.step_ref != "root" && !s.step_ref.ends_with("/root"))
+                .map(|s| {
+                    let status = match s.status {
+                        StepStatus::Passed => CaseStatus::Passed,
+                        StepStatus::Skipped => CaseStatus::Skipped,
+                        _ => CaseStatus::Failed,
+                    };
+                    let message =
+                        match status {
+                            CaseStatus::Failed => Some(s.error_message.clone().unwrap_or_else(
+                                || match s.exit_code {
+                                    Some(c) => format!("{} with exit code {c}", s.status),
+                                    None => s.status.to_string(),
+                                },
+                            )),
+                            _ => None,
+                        };
+                    TestCase {
+                        suite: e.summary.workflow.clone(),
+                        class: Some(e.summary.workflow.clone()),
+                        name: format!(
+                            "{} [{}]",
+                            display_name(names, &s.step_ref, &s.step_ref),
+                            s.step_ref
+                        ),
+                        file: None,
+                        status,
+                        duration_ms: match (s.started_at, s.finished_at) {
+                            (Some(a), Some(b)) => Some((b - a).max(0) as u64),
+                            _ => None,
+                        },
+                        message,
+                        output: None,
+                        failed_reruns: 0,
+                    }
+                })
+                .collect()
+        } else {
+            stored.into_iter().map(|c| c.case).collect()
+        };
+    let tmp = path.with_extension("xml.assay-partial");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        assay_reports::write_junit(&mut f, &e.summary.name, &cases)?;
+        f.flush()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|err| {
+        let _ = std::fs::remove_file(&tmp);
+        UserError::invalid(format!(
+            "failed to write the JUnit report `{}`: {}",
+            path.display(),
+            crate::files::io_reason(&err)
+        ))
+    })?;
+    Ok(())
 }
 
 fn display_name(names: &HashMap<String, String>, reference: &str, fallback: &str) -> String {

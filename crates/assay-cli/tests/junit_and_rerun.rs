@@ -1,0 +1,178 @@
+//! `assay run --junit FILE` and `assay rerun`, through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `assay` with the data dir given through the environment, as a user may.
+fn assay(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_assay"));
+    c.env("ASSAY_DATA_DIR", data).env("NO_COLOR", "1");
+    c
+}
+
+fn workflows() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/workflows")
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn junit_file_holds_the_parsed_test_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("out.xml");
+    let out = assay(&dir.path().join("data"))
+        .arg("run")
+        .arg(workflows().join("junit.yaml"))
+        .arg("-q")
+        .arg("--junit")
+        .arg(&xml)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&xml).unwrap();
+    assert!(text.contains(r#"name="test_adds""#), "{text}");
+    assert!(text.contains("AssertionError: expected 3, got 4"), "{text}");
+    assert!(text.contains(r#"tests="2" failures="1""#), "{text}");
+    // Not a case per step: the report's cases replace them.
+    assert!(!text.contains("[unit_tests]"), "{text}");
+}
+
+#[test]
+fn junit_file_has_one_case_per_step_without_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("steps.xml");
+    let out = assay(&dir.path().join("data"))
+        .arg("run")
+        .arg(workflows().join("conditions.yaml"))
+        .args(["--name", "conditions", "-q", "--junit"])
+        .arg(&xml)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&xml).unwrap();
+    assert!(text.contains(r#"[bad]" classname="conditions""#), "{text}");
+    assert!(
+        text.contains(r#"<failure message="failed with exit code 4"/>"#),
+        "{text}"
+    );
+    assert!(text.contains("<skipped/>"), "{text}");
+}
+
+#[test]
+fn junit_file_in_a_missing_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = assay(&dir.path().join("data"))
+        .arg("run")
+        .arg(workflows().join("steps.yaml"))
+        .args(["--all", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.code().is_some());
+    let out = assay(&dir.path().join("data"))
+        .arg("run")
+        .arg(workflows().join("junit.yaml"))
+        .arg("-q")
+        .arg("--junit")
+        .arg(dir.path().join("no/such/dir/out.xml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed to write the JUnit report"), "{err}");
+}
+
+#[test]
+fn rerun_keeps_config_and_tags_and_asks_for_secrets_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(
+        &wf,
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: again\nspec:\n  config:\n    who: {type: string, default: nobody}\n    token: {type: string, sensitive: true}\n  steps:\n  - shell: echo hi {{ config.who }} ${#TOKEN}\n    container:\n      env:\n      - name: TOKEN\n        value: '{{ config.token }}'\n",
+    )
+    .unwrap();
+    let first = assay(&data)
+        .arg("run")
+        .arg(&wf)
+        .args([
+            "--config",
+            "who=ann",
+            "--tag",
+            "commit=abc",
+            "--secret",
+            "token=s3cr3t",
+            "-q",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // Without the secret: refused, with the hint naming it.
+    let refused = assay(&data)
+        .args(["rerun", "again-1", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--secret token="));
+    let again = assay(&data)
+        .args([
+            "rerun",
+            "again-1",
+            "--secret",
+            "token=s3cr3t",
+            "-q",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let e = json(&again);
+    assert_eq!(e["name"], "again-2");
+    // The definition recorded with the execution runs again on its own.
+    let original = assay(&data)
+        .args([
+            "rerun",
+            "again-1",
+            "--original",
+            "--secret",
+            "token=x",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        original.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&original.stderr)
+    );
+    assert_eq!(e["tags"]["commit"], "abc");
+    assert_eq!(e["configParams"]["who"]["value"], "ann");
+    let logs = assay(&data).args(["logs", "again-2"]).output().unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("hi ann 6"), "{text}");
+}
