@@ -39,6 +39,8 @@ enum Command {
     Artifacts(cmd::artifacts::Args),
     /// Ask the process running an execution to abort it
     Abort(cmd::abort::Args),
+    /// Run an execution's workflow again with the same config values and tags
+    Rerun(cmd::rerun::Args),
     /// Delete old executions with their logs and artifacts (never running ones)
     Prune(cmd::prune::Args),
 }
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => cmd::logs::run(args),
         Command::Artifacts(args) => cmd::artifacts::run(args),
         Command::Abort(args) => cmd::abort::run(args),
+        Command::Rerun(args) => cmd::rerun::run(args),
         Command::Prune(args) => cmd::prune::run(args),
     };
     finish(result)

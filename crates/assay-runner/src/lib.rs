@@ -168,7 +168,7 @@ fn record_for(
     creq.strictness = Strictness::Require;
     let first = assay_spec::compile(&creq).map_err(RunError::Invalid)?;
 
-    let definition = serde_saphyr::to_string(wf).map_err(|e| RunError::Internal(e.to_string()))?;
+    let definition = definition_yaml(wf)?;
     let mut tags = req.tags.clone();
     for (k, v) in &first.plan.tags {
         if !v.contains("{{") {
@@ -631,4 +631,25 @@ pub fn step_names(plan: &Plan) -> HashMap<String, String> {
     let mut out = HashMap::new();
     walk(&plan.root, "", &mut out);
     out
+}
+
+/// The workflow as a complete YAML document (`apiVersion` and `kind` included), so that the
+/// definition recorded with an execution loads again (`assay rerun --original`).
+pub fn definition_yaml(wf: &TestWorkflow) -> Result<String, RunError> {
+    let body = serde_json::to_value(wf).map_err(|e| RunError::Internal(e.to_string()))?;
+    let mut doc = serde_json::Map::new();
+    let api = match body.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => "testworkflows.testkube.io/v1".to_string(),
+    };
+    doc.insert("apiVersion".into(), Value::String(api));
+    doc.insert("kind".into(), Value::String("TestWorkflow".into()));
+    if let Value::Object(fields) = body {
+        for (k, v) in fields {
+            if k != "apiVersion" {
+                doc.insert(k, v);
+            }
+        }
+    }
+    serde_saphyr::to_string(&Value::Object(doc)).map_err(|e| RunError::Internal(e.to_string()))
 }

@@ -10,6 +10,7 @@ pub mod history;
 pub mod logs;
 pub mod plan;
 pub mod prune;
+pub mod rerun;
 pub mod run;
 pub mod tests;
 pub mod validate;
