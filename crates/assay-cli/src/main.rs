@@ -43,6 +43,10 @@ enum Command {
     Rerun(cmd::rerun::Args),
     /// Delete old executions with their logs and artifacts (never running ones)
     Prune(cmd::prune::Args),
+    /// Serve the REST API (Testkube's /v1), live notifications and the run queue [default port: 8088]
+    Server(cmd::server::Args),
+    /// Create, list and revoke the server's API tokens
+    Token(cmd::token::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,8 @@ fn main() -> ExitCode {
         Command::Abort(args) => cmd::abort::run(args),
         Command::Rerun(args) => cmd::rerun::run(args),
         Command::Prune(args) => cmd::prune::run(args),
+        Command::Server(args) => cmd::server::run(args),
+        Command::Token(args) => cmd::token::run(args),
     };
     finish(result)
 }

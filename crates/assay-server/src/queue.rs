@@ -225,8 +225,22 @@ async fn request_for(store: &Store, id: &str) -> Result<RunRequest, String> {
         .get_execution(&ExecutionRef::Id(id.to_string()))
         .await
         .map_err(|e| format!("failed to read the queued execution: {e}"))?;
-    let workflow: TestWorkflow = serde_saphyr::from_str(&execution.definition)
-        .map_err(|e| format!("the stored definition does not load: {e}"))?;
+    // Through the loader, which knows `kind` and `apiVersion` whatever the serializer wrote.
+    let loaded = assay_spec::load::load("stored definition", &execution.definition);
+    let workflow: TestWorkflow = loaded
+        .documents
+        .into_iter()
+        .find_map(|d| match d.document {
+            Document::TestWorkflow(w) => Some(w),
+            Document::TestWorkflowTemplate(_) => None,
+        })
+        .ok_or_else(|| {
+            let problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+            format!(
+                "the stored definition does not load: {}",
+                problems.join("; ")
+            )
+        })?;
     let templates = stored_templates(store)
         .await
         .map_err(|e| format!("failed to read templates: {e}"))?;

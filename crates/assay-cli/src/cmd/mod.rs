@@ -12,5 +12,7 @@ pub mod plan;
 pub mod prune;
 pub mod rerun;
 pub mod run;
+pub mod server;
 pub mod tests;
+pub mod token;
 pub mod validate;

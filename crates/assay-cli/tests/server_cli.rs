@@ -1,0 +1,293 @@
+//! `assay server` and `assay token` as a user runs them: the real binary on 127.0.0.1, the first
+//! admin token, token commands, and a restart of the server (killed with SIGKILL) with one
+//! execution running and one queued.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn assay(data: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("assay").unwrap();
+    cmd.env("ASSAY_DATA_DIR", data)
+        .env("NO_COLOR", "1")
+        .env_remove("ASSAY_DATABASE")
+        .env_remove("ASSAY_ARTIFACTS");
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns status and body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let (ctype, text) = body.unwrap_or(("application/json", ""));
+    req.push_str(&format!(
+        "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
+    ));
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+struct Running {
+    child: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `assay server` and wait until /health answers; returns it and what it printed on
+/// stderr up to "listening".
+fn serve(data: &Path, port: u16) -> (Running, String) {
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("assay"))
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--max-concurrent",
+            "1",
+        ])
+        .env("ASSAY_DATA_DIR", data)
+        .env("NO_COLOR", "1")
+        .env_remove("ASSAY_DATABASE")
+        .env_remove("ASSAY_ARTIFACTS")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut printed = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited: {printed}"
+        );
+        printed.push_str(&line);
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = stderr.read_to_string(&mut sink);
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http(port, "GET", "/health", None, None).0, 200);
+    (Running { child }, printed)
+}
+
+fn status(port: u16, token: &str, id: &str) -> String {
+    let (code, body) = http(
+        port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{id}"),
+        Some(token),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["result"]["status"].as_str().unwrap().to_string()
+}
+
+fn wait_for(port: u16, token: &str, id: &str, wanted: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(port, token, id);
+        if s == wanted {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} is {s}, expected {wanted}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const SLOW: &str = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: slow\nspec:\n  steps:\n  - shell: echo started; sleep 2; echo done\n";
+
+#[test]
+fn no_auth_is_refused_off_loopback() {
+    let data = tempfile::tempdir().unwrap();
+    let out = assay(data.path())
+        .args(["server", "--listen", "0.0.0.0:0", "--no-auth"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+#[test]
+fn tokens_and_restart_with_running_and_queued_executions() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (server, printed) = serve(data.path(), port);
+
+    // The first start made an admin token, printed once and saved (0600) for the local CLI.
+    let saved = data.path().join("admin.token");
+    let admin = std::fs::read_to_string(&saved).unwrap().trim().to_string();
+    assert!(printed.contains(&admin), "{printed}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Token commands against the same data dir.
+    let out = assay(data.path())
+        .args(["token", "create", "--role", "viewer", "--name", "ci"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let viewer = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let list = assay(data.path()).args(["token", "list"]).output().unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        list.contains("admin\tadmin") && list.contains("ci\tviewer"),
+        "{list}"
+    );
+    assert!(!list.contains(&viewer));
+    assert_eq!(
+        http(port, "GET", "/v1/test-workflows", Some(&viewer), None).0,
+        200
+    );
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/v1/test-workflows",
+            Some(&viewer),
+            Some(("text/yaml", SLOW))
+        )
+        .0,
+        403
+    );
+    assert!(
+        assay(data.path())
+            .args(["token", "revoke", "ci"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    assert_eq!(
+        http(port, "GET", "/v1/test-workflows", Some(&viewer), None).0,
+        401
+    );
+    assert_eq!(
+        assay(data.path())
+            .args(["token", "revoke", "ci"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+
+    // One running, one queued behind it (one slot); then the server dies.
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/v1/test-workflows",
+            Some(&admin),
+            Some(("text/yaml", SLOW))
+        )
+        .0,
+        201
+    );
+    let run = |port| {
+        let (code, body) = http(
+            port,
+            "POST",
+            "/v1/test-workflows/slow/executions",
+            Some(&admin),
+            Some(("application/json", "{}")),
+        );
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = run(port);
+    let second = run(port);
+    wait_for(port, &admin, &first, "running");
+    assert_eq!(status(port, &admin, &second), "queued");
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+
+    // Restart: the running one gets a truthful end, the queued one runs.
+    let port = free_port();
+    let (_server, printed) = serve(data.path(), port);
+    assert!(
+        !printed.contains("created the first admin token"),
+        "{printed}"
+    );
+    let (_, body) = http(
+        port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{first}"),
+        Some(&admin),
+        None,
+    );
+    let first_view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(first_view["result"]["status"], "aborted", "{first_view}");
+    let why = first_view["result"]["initialization"]["errorMessage"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.starts_with("aborted"), "{first_view}");
+    wait_for(port, &admin, &second, "passed");
+    let (_, logs) = http(
+        port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{second}/logs"),
+        Some(&admin),
+        None,
+    );
+    assert!(logs.contains("started") && logs.contains("done"), "{logs}");
+}
