@@ -352,7 +352,26 @@ impl Prepared {
         };
         let mut finished: Option<(ExecutionStatus, Option<String>, SystemTime)> = None;
         let mut record_error: Option<String> = None;
-        while let Some(event) = rx.recv().await {
+        // Log writers batch their writes; a step that goes quiet must not keep its last lines
+        // from followers, so pending lines are written out at least this often.
+        let mut flush = tokio::time::interval(LOG_FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+                _ = flush.tick() => {
+                    if let Err(e) = recorder.flush().await
+                        && record_error.is_none()
+                    {
+                        record_error = Some(format!("failed to record the execution: {e}"));
+                        cancel.cancel();
+                    }
+                    continue;
+                }
+            };
             if let Event::ExecutionFinished { status, error, at } = &event {
                 finished = Some((*status, error.clone(), *at));
             }
@@ -402,6 +421,9 @@ impl Prepared {
     }
 }
 
+/// How often pending log lines are written out for followers.
+const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Persists engine events into the store.
 struct Recorder<'a> {
     store: &'a Store,
@@ -416,6 +438,14 @@ struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
+    /// Write out every step's pending log lines.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        for w in self.writers.values_mut() {
+            w.flush().await?;
+        }
+        Ok(())
+    }
+
     async fn record(&mut self, event: &Event) -> Result<(), StoreError> {
         match event {
             Event::StepStarted { reference, at, .. } => {
