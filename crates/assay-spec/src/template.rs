@@ -198,16 +198,24 @@ impl<'a> Applier<'a> {
         Some(tpl)
     }
 
-    /// Apply every template of a workflow (or a parallel worker's) spec.
-    pub fn spec(&mut self, spec: &mut WorkflowSpec, path: &str) {
-        self.depth += 1;
-        if self.depth > MAX_TEMPLATE_DEPTH {
+    /// One level deeper; false (with an error) past the limit, which a template that uses
+    /// itself reaches.
+    fn enter(&mut self, path: &str) -> bool {
+        if self.depth >= MAX_TEMPLATE_DEPTH {
             self.error(
                 path.to_string(),
                 "templates nest too deeply (a template that uses itself?)".into(),
                 None,
             );
-            self.depth -= 1;
+            return false;
+        }
+        self.depth += 1;
+        true
+    }
+
+    /// Apply every template of a workflow (or a parallel worker's) spec.
+    pub fn spec(&mut self, spec: &mut WorkflowSpec, path: &str) {
+        if !self.enter(path) {
             return;
         }
         let uses = std::mem::take(&mut spec.uses);
@@ -269,14 +277,7 @@ impl<'a> Applier<'a> {
     }
 
     fn step(&mut self, step: &mut Step, path: &str) {
-        self.depth += 1;
-        if self.depth > MAX_TEMPLATE_DEPTH {
-            self.error(
-                path.to_string(),
-                "templates nest too deeply (a template that uses itself?)".into(),
-                None,
-            );
-            self.depth -= 1;
+        if !self.enter(path) {
             return;
         }
         let uses = std::mem::take(&mut step.uses);

@@ -388,3 +388,33 @@ fn a_missing_template_parameter_is_an_error_even_when_only_validating() {
     assert!(e[0].message.contains("template `tools/greet/v1`"), "{e:?}");
     assert!(e[0].message.contains("config `who`"), "{e:?}");
 }
+
+#[test]
+fn a_template_that_uses_itself_is_an_error_not_a_hang() {
+    use assay_spec::model::{Step, TemplateRef, TestWorkflow, TestWorkflowTemplate};
+    let mut tpl = TestWorkflowTemplate::default();
+    tpl.metadata.name = "loop".into();
+    tpl.spec.steps.push(Step {
+        template: Some(TemplateRef {
+            name: "loop".into(),
+            ..TemplateRef::default()
+        }),
+        ..Step::default()
+    });
+    let mut templates = TemplateSet::new();
+    templates.insert(tpl);
+    let mut wf = TestWorkflow::default();
+    wf.metadata.name = "wf".into();
+    wf.spec.steps.push(Step {
+        template: Some(TemplateRef {
+            name: "loop".into(),
+            ..TemplateRef::default()
+        }),
+        ..Step::default()
+    });
+    let e = compile(&CompileRequest::new(&wf, &templates)).unwrap_err();
+    assert!(
+        e.iter().any(|e| e.message.contains("nest too deeply")),
+        "{e:#?}"
+    );
+}
