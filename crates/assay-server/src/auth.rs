@@ -23,14 +23,15 @@ pub struct Caller {
 /// The file in the data dir where the first admin token is kept for the local CLI.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
-/// The role a request needs: reads are for viewers, running and aborting for runners,
+/// The role a request needs: reads are for viewers, running, rerunning and aborting for runners,
 /// everything else (workflows, templates, tokens) for admins.
 pub fn required_role(method: &Method, path: &str) -> TokenRole {
     if method == Method::GET || method == Method::HEAD {
         return TokenRole::Viewer;
     }
     let run = path.starts_with("/v1/test-workflows/") && path.ends_with("/executions");
-    let abort = path.starts_with("/v1/test-workflow-executions/") && path.ends_with("/abort");
+    let abort = path.starts_with("/v1/test-workflow-executions/")
+        && (path.ends_with("/abort") || path.ends_with("/rerun"));
     if method == Method::POST && (run || abort) {
         TokenRole::Runner
     } else {

@@ -43,26 +43,52 @@ pub async fn run_workflow(
             ApiError::bad_request(format!("the body is not an execution request: {e}"))
         })?
     };
+    let workflow = stored_workflow(&state, &name).await?;
+    enqueue(
+        &state,
+        workflow,
+        request.config.into_iter().collect(),
+        request.tags,
+        caller.name,
+    )
+    .await
+}
+
+/// The stored workflow `name`, loaded.
+async fn stored_workflow(state: &AppState, name: &str) -> ApiResult<TestWorkflow> {
     let def = state
         .store
-        .get_definition(DefinitionKind::Workflow, &name, None)
+        .get_definition(DefinitionKind::Workflow, name, None)
         .await?;
-    let loaded = assay_spec::load::load(&format!("stored workflow {name}"), &def.yaml);
-    let workflow: TestWorkflow = loaded
+    load_workflow(&format!("stored workflow {name}"), &def.yaml)
+        .ok_or_else(|| ApiError::internal(format!("stored workflow `{name}` does not load")))
+}
+
+fn load_workflow(label: &str, yaml: &str) -> Option<TestWorkflow> {
+    assay_spec::load::load(label, yaml)
         .documents
         .into_iter()
         .find_map(|d| match d.document {
             Document::TestWorkflow(w) => Some(w),
             Document::TestWorkflowTemplate(_) => None,
         })
-        .ok_or_else(|| ApiError::internal(format!("stored workflow `{name}` does not load")))?;
+}
+
+/// Check the run (it must compile with these values), record it `queued` and queue it.
+async fn enqueue(
+    state: &AppState,
+    workflow: TestWorkflow,
+    config: indexmap::IndexMap<String, serde_json::Value>,
+    tags: std::collections::BTreeMap<String, String>,
+    actor: String,
+) -> ApiResult<Json<TestWorkflowExecution>> {
     let templates = crate::queue::stored_templates(&state.store).await?;
     let mut run = RunRequest::new(workflow, templates);
-    run.config = request.config.into_iter().collect();
-    run.tags = request.tags;
+    run.config = config;
+    run.tags = tags;
     run.running_context = RunningContext {
         kind: ContextType::Api,
-        actor: Some(caller.name),
+        actor: Some(actor),
         ci: None,
     };
     let new = assay_runner::queued_execution(&run).map_err(|e| match e {
@@ -78,7 +104,7 @@ pub async fn run_workflow(
                     line: 0,
                     column: 0,
                     message: e.message.clone(),
-                    hint: None,
+                    hint: e.hint.clone(),
                     path: Some(e.path.clone()),
                 })
                 .collect(),
@@ -89,6 +115,58 @@ pub async fn run_workflow(
     state.metrics.queued(&summary.workflow);
     state.queue.push(summary.id.clone());
     Ok(Json(TestWorkflowExecution::from(&summary)))
+}
+
+/// Run an execution again with the same config values and tags: the workflow as stored now,
+/// or the definition the execution ran when the workflow was deleted since. Sensitive values
+/// were never stored, so they must have defaults.
+#[utoipa::path(post, path = "/v1/test-workflow-executions/{id}/rerun", tag = "executions",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "the new, queued execution", body = Object),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn rerun_execution(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TestWorkflowExecution>> {
+    let old = state.store.get_execution(&ExecutionRef::parse(&id)).await?;
+    let workflow = match stored_workflow(&state, &old.workflow).await {
+        Ok(w) => w,
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            load_workflow(&format!("definition of {}", old.name), &old.definition).ok_or_else(
+                || ApiError::internal(format!("the definition of `{}` does not load", old.name)),
+            )?
+        }
+        Err(e) => return Err(e),
+    };
+    let config = old
+        .config
+        .iter()
+        .filter(|(_, v)| !v.sensitive)
+        .filter_map(|(k, v)| {
+            v.value
+                .clone()
+                .map(|v| (k.clone(), serde_json::Value::String(v)))
+        })
+        .collect();
+    enqueue(&state, workflow, config, old.tags.clone(), caller.name).await
+}
+
+/// The executions of one workflow (Testkube's path; same filters and paging as
+/// `/v1/test-workflow-executions`).
+#[utoipa::path(get, path = "/v1/test-workflows/{name}/executions", tag = "executions",
+    params(("name" = String, Path), ("status" = Option<String>, Query),
+           ("tag" = Option<String>, Query), ("pageSize" = Option<u32>, Query),
+           ("before" = Option<String>, Query)),
+    responses((status = 200, body = ExecutionsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_workflow_executions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<ExecutionsPage>> {
+    q.insert("workflow".into(), name);
+    list_executions(State(state), Query(q)).await
 }
 
 fn parse_status(text: &str) -> ApiResult<ExecutionStatus> {

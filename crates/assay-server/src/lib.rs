@@ -188,7 +188,11 @@ fn api_router() -> OpenApiRouter<AppState> {
             definitions::update_template,
             definitions::delete_template
         ))
-        .routes(routes!(executions::run_workflow))
+        .routes(routes!(
+            executions::run_workflow,
+            executions::list_workflow_executions
+        ))
+        .routes(routes!(executions::rerun_execution))
         .routes(routes!(executions::list_executions))
         .routes(routes!(executions::get_execution))
         .routes(routes!(executions::abort_execution))

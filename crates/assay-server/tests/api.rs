@@ -554,6 +554,34 @@ async fn run_through_the_api_and_follow_live() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
+    // Rerun: same config and tags, a new number.
+    let r = s
+        .http
+        .post(s.url(&format!("/v1/test-workflow-executions/{id}/rerun")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["tags"]["build"], "7");
+    assert_eq!(again["number"], 3);
+    let again_id = again["id"].as_str().unwrap();
+    s.wait_status(again_id, &["passed"]).await;
+    let text = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{again_id}/logs")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("hey 20\n"), "{text}");
+    let of_workflow = s.get("/v1/test-workflows/live/executions").await;
+    assert_eq!(of_workflow["results"].as_array().unwrap().len(), 3);
+
     // Metrics count what ran.
     let metrics = s
         .http
@@ -565,7 +593,7 @@ async fn run_through_the_api_and_follow_live() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("assay_executions_total{workflow=\"live\",status=\"passed\"} 2"),
+        metrics.contains("assay_executions_total{workflow=\"live\",status=\"passed\"} 3"),
         "{metrics}"
     );
     assert!(metrics.contains("assay_queue_depth 0"), "{metrics}");
