@@ -1,0 +1,165 @@
+//! The arguments of every tool. Their doc comments and field docs become the JSON schemas that
+//! agents read (`tools/list`), so they are written for the agent: what to pass, and the default.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `list_workflows`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListWorkflowsArgs {
+    /// Kubernetes-style label selector, e.g. `team=qa,tier!=slow`.
+    #[serde(default)]
+    pub selector: Option<String>,
+}
+
+/// `get_workflow`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetWorkflowArgs {
+    /// Name of a stored workflow (or template).
+    pub name: String,
+    /// A past revision; default the latest.
+    #[serde(default)]
+    pub revision: Option<i64>,
+}
+
+/// `validate_workflow`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateWorkflowArgs {
+    /// TestWorkflow / TestWorkflowTemplate YAML (testworkflows.testkube.io/v1); several
+    /// documents may be separated by `---`.
+    pub yaml: String,
+}
+
+/// `create_or_update_workflow`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrUpdateWorkflowArgs {
+    /// TestWorkflow or TestWorkflowTemplate YAML; every document is validated, then stored as
+    /// a new revision of its `metadata.name` (unchanged text stores nothing).
+    pub yaml: String,
+}
+
+/// `run_workflow`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunWorkflowArgs {
+    /// Name of a stored workflow. With `yaml`: which workflow of the text to run.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Inline workflow YAML to run without storing it (templates in the text are used).
+    #[serde(default)]
+    pub yaml: Option<String>,
+    /// Config values by parameter name, e.g. `{"env": "staging", "workers": 4}`.
+    #[serde(default)]
+    pub config: BTreeMap<String, Value>,
+    /// Tags recorded with the execution, e.g. `{"commit": "abc123"}`.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Wait for the verdict (default true). false answers at once with the execution's name;
+    /// then call `wait_for_execution`.
+    #[serde(default)]
+    pub wait: Option<bool>,
+    /// How long to wait, in seconds (default 300, at most 3600). When the run is not done by
+    /// then the answer says so; the run goes on.
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// `wait_for_execution`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForExecutionArgs {
+    /// Execution name (`unit-3`) or id.
+    pub execution: String,
+    /// How long to wait, in seconds (default 300, at most 3600).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// An execution status to filter on.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum StatusArg {
+    Queued,
+    Running,
+    Paused,
+    Passed,
+    Failed,
+    Aborted,
+    Canceled,
+}
+
+/// `list_executions`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListExecutionsArgs {
+    /// Only executions of this workflow.
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// Only executions with this status.
+    #[serde(default)]
+    pub status: Option<StatusArg>,
+    /// At most this many, newest first (default 20, at most 100).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `get_execution`, `list_artifacts`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionArgs {
+    /// Execution name (`unit-3`) or id.
+    pub execution: String,
+}
+
+/// `get_execution_logs`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetExecutionLogsArgs {
+    /// Execution name (`unit-3`) or id.
+    pub execution: String,
+    /// Step ref or step name; default every step, each line prefixed by its step ref.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// Only the last N lines (default 100 when `grep` is not given).
+    #[serde(default)]
+    pub tail: Option<usize>,
+    /// Only lines matching this regular expression (case-sensitive; prefix `(?i)` to ignore
+    /// case).
+    #[serde(default)]
+    pub grep: Option<String>,
+}
+
+/// `read_artifact`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadArtifactArgs {
+    /// Execution name (`unit-3`) or id.
+    pub execution: String,
+    /// Artifact path as `list_artifacts` shows it.
+    pub path: String,
+    /// Start at this byte (default 0), to page through a large file.
+    #[serde(default)]
+    pub offset: Option<u64>,
+    /// At most this many bytes (default 16384, at most 65536).
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+}
+
+/// `abort_execution`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AbortExecutionArgs {
+    /// Execution name (`unit-3`) or id.
+    pub execution: String,
+    /// Recorded with the execution.
+    #[serde(default)]
+    pub reason: Option<String>,
+}

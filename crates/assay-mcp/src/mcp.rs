@@ -1,0 +1,232 @@
+//! The MCP binding: the one module that uses rmcp (the SDK breaks its API every few months, so
+//! an upgrade touches this file only). Each tool forwards its arguments to [`Tools`] and turns
+//! the answer into a tool result; errors the agent can fix become results with `isError`,
+//! internal ones protocol errors.
+//!
+//! The HTTP transport (`assay server`, `/mcp`) will wrap the same [`AssayMcp`] in rmcp's
+//! streamable HTTP service; nothing in the tool layer changes for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{ErrorData, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+
+use crate::args::*;
+use crate::error::ToolResult;
+use crate::tools::Tools;
+
+/// What the server tells an agent when it connects.
+const INSTRUCTIONS: &str = "Assay runs Testkube-compatible TestWorkflows on this machine and keeps every execution's history. \
+Typical loop: list_workflows, then run_workflow {\"name\": …, \"wait\": true}; a failed run's answer names the failing step, its exit code and the error lines of its output. \
+For more: get_execution_logs with the step ref (tail or grep). Write workflows with validate_workflow, then create_or_update_workflow. \
+Answers are plain text and bounded; every error says what to call next.";
+
+/// The MCP server over the tool layer.
+#[derive(Clone)]
+pub struct AssayMcp {
+    tools: Arc<Tools>,
+    tool_router: ToolRouter<AssayMcp>,
+}
+
+/// Turn a tool layer answer into an MCP tool result.
+fn answer(result: ToolResult) -> Result<CallToolResult, ErrorData> {
+    match result {
+        Ok(text) => Ok(CallToolResult::success(vec![ContentBlock::text(text)])),
+        Err(e) if e.is_fixable() => {
+            Ok(CallToolResult::error(vec![ContentBlock::text(e.to_text())]))
+        }
+        Err(e) => Err(ErrorData::internal_error(e.to_string(), None)),
+    }
+}
+
+#[tool_router(router = tool_router)]
+impl AssayMcp {
+    /// A server over `tools`.
+    pub fn new(tools: Arc<Tools>) -> Self {
+        Self {
+            tools,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// The tool layer behind this server.
+    pub fn tools(&self) -> &Arc<Tools> {
+        &self.tools
+    }
+
+    #[tool(
+        description = "List stored workflows: name, revision, labels and the last execution's status. Also names the stored templates.",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_workflows(
+        &self,
+        Parameters(args): Parameters<ListWorkflowsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.list_workflows(args).await)
+    }
+
+    #[tool(
+        description = "The stored YAML of a workflow (or template), latest or a given revision.",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_workflow(
+        &self,
+        Parameters(args): Parameters<GetWorkflowArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.get_workflow(args).await)
+    }
+
+    #[tool(
+        description = "Check TestWorkflow/TestWorkflowTemplate YAML without storing or running it: every problem with its line and column, and a hint.",
+        annotations(read_only_hint = true)
+    )]
+    async fn validate_workflow(
+        &self,
+        Parameters(args): Parameters<ValidateWorkflowArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.validate_workflow(args).await)
+    }
+
+    #[tool(
+        description = "Validate, then store a workflow or template (each document of the YAML) as a new revision of its metadata.name. Answers the revision.",
+        annotations(destructive_hint = false, idempotent_hint = true)
+    )]
+    async fn create_or_update_workflow(
+        &self,
+        Parameters(args): Parameters<CreateOrUpdateWorkflowArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.create_or_update_workflow(args).await)
+    }
+
+    #[tool(
+        description = "Run a stored workflow (`name`) or inline YAML (`yaml`) on this machine, with config values and tags. Waits for the verdict by default (up to timeout_seconds, default 300): a failure names the failing step, its exit code and its error lines. wait=false answers at once.",
+        annotations(destructive_hint = false, open_world_hint = true)
+    )]
+    async fn run_workflow(
+        &self,
+        Parameters(args): Parameters<RunWorkflowArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.run_workflow(args).await)
+    }
+
+    #[tool(
+        description = "Wait for an execution to end (up to timeout_seconds, default 300) and answer its verdict, like run_workflow.",
+        annotations(read_only_hint = true)
+    )]
+    async fn wait_for_execution(
+        &self,
+        Parameters(args): Parameters<WaitForExecutionArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.wait_for_execution(args).await)
+    }
+
+    #[tool(
+        description = "List executions, newest first, filtered by workflow and status (default 20, at most 100).",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_executions(
+        &self,
+        Parameters(args): Parameters<ListExecutionsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.list_executions(args).await)
+    }
+
+    #[tool(
+        description = "One execution: verdict, the failing step with its error lines, every step's status and exit code, tags and config.",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_execution(
+        &self,
+        Parameters(args): Parameters<ExecutionArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.get_execution(args).await)
+    }
+
+    #[tool(
+        description = "Output of one step (by ref or name) or of every step: the last `tail` lines (default 100) or the lines matching `grep`, numbered, bounded to 16 KB. Secrets are masked.",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_execution_logs(
+        &self,
+        Parameters(args): Parameters<GetExecutionLogsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.get_execution_logs(args).await)
+    }
+
+    #[tool(
+        description = "Files an execution saved as artifacts: path, size and step.",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_artifacts(
+        &self,
+        Parameters(args): Parameters<ExecutionArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.list_artifacts(args).await)
+    }
+
+    #[tool(
+        description = "A page of a text artifact (default 16 KB from `offset`); binary files are refused.",
+        annotations(read_only_hint = true)
+    )]
+    async fn read_artifact(
+        &self,
+        Parameters(args): Parameters<ReadArtifactArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.read_artifact(args).await)
+    }
+
+    #[tool(
+        description = "Abort a running execution: its processes are stopped and it is recorded as aborted.",
+        annotations(destructive_hint = true, idempotent_hint = true)
+    )]
+    async fn abort_execution(
+        &self,
+        Parameters(args): Parameters<AbortExecutionArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.abort_execution(args).await)
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for AssayMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("assay", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+}
+
+/// Why serving stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The client never completed the MCP handshake, or the transport broke.
+    #[error("failed to start the MCP session: {0}")]
+    Start(String),
+    /// The session ended with an error.
+    #[error("the MCP session failed: {0}")]
+    Session(String),
+}
+
+/// Serve MCP over stdin/stdout until the client closes the connection, then abort the runs
+/// still going and wait up to `grace` for them to be recorded. Nothing but JSON-RPC is
+/// written to stdout.
+pub async fn serve_stdio(tools: Arc<Tools>, grace: Duration) -> Result<(), ServeError> {
+    let server = AssayMcp::new(tools.clone());
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| ServeError::Start(e.to_string()));
+    let result = match running {
+        Ok(service) => service
+            .waiting()
+            .await
+            .map(|_| ())
+            .map_err(|e| ServeError::Session(e.to_string())),
+        Err(e) => Err(e),
+    };
+    tools.shutdown(grace).await;
+    result
+}

@@ -1,0 +1,343 @@
+//! Execution answers: a status line, and for a failure the innermost failing step with its exit
+//! code, the lines of its output that matter and what to call next — under
+//! [`ANSWER_LIMIT`](crate::text::ANSWER_LIMIT) bytes.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use assay_spec::plan::{Plan, PlanStep};
+use assay_store::{Execution, ExecutionStatus, StepResult, StepStatus, now_ms};
+use serde_json::json;
+
+use crate::text::{self, ANSWER_LIMIT, Relevant};
+
+/// How much of an execution to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// The verdict, the failure, what next (`run_workflow`, `wait_for_execution`).
+    Verdict,
+    /// Also every step, tags and config (`get_execution`).
+    Full,
+}
+
+/// Error-like lines and tail lines shown for a failed step, and their byte budget.
+const MAX_ERROR_LINES: usize = 12;
+const TAIL_LINES: usize = 8;
+const LINES_BUDGET: usize = 2200;
+/// Steps listed by [`Detail::Full`].
+const MAX_STEPS: usize = 60;
+
+/// A tool call written the way an agent makes it: `name {json args}`.
+pub fn call(tool: &str, args: serde_json::Value) -> String {
+    format!("{tool} {args}")
+}
+
+/// Duration as `0.48s`, `12s`, `3m05s`.
+pub fn duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 10_000 {
+        format!("{:.2}s", ms as f64 / 1000.0)
+    } else if ms < 120_000 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
+/// How long ago `at` was, as `5s ago`, `3m ago`, `2h ago`, `4d ago`.
+pub fn ago(at: i64) -> String {
+    let s = ((now_ms() - at) / 1000).max(0);
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86_399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+fn failing(status: StepStatus) -> bool {
+    matches!(
+        status,
+        StepStatus::Failed | StepStatus::Timeout | StepStatus::Aborted
+    )
+}
+
+/// Step refs in plan order with their depth, and the innermost failing steps.
+struct Tree {
+    order: Vec<(String, usize)>,
+    innermost_failing: Vec<String>,
+}
+
+fn walk_plan(plan: &Plan, results: &HashMap<&str, &StepResult>) -> Tree {
+    fn walk(
+        step: &PlanStep,
+        prefix: &str,
+        depth: usize,
+        results: &HashMap<&str, &StepResult>,
+        tree: &mut Tree,
+    ) -> bool {
+        let me = format!("{prefix}{}", step.reference);
+        tree.order.push((me.clone(), depth));
+        let mut below = false;
+        for child in &step.steps {
+            below |= walk(child, prefix, depth + 1, results, tree);
+        }
+        if let Some(p) = &step.parallel
+            && let Some(workers) = &p.workers
+        {
+            for w in workers {
+                let pre = format!("{prefix}{}/{}/", step.reference, w.instance.index);
+                below |= walk(&w.root, &pre, depth + 1, results, tree);
+            }
+        }
+        let own = !step.optional && results.get(me.as_str()).is_some_and(|r| failing(r.status));
+        if own && !below {
+            tree.innermost_failing.push(me);
+        }
+        own || below
+    }
+    let mut tree = Tree {
+        order: Vec::new(),
+        innermost_failing: Vec::new(),
+    };
+    walk(&plan.root, "", 0, results, &mut tree);
+    tree
+}
+
+/// The step to blame for a failed execution: the first innermost failing step in plan order
+/// (without a plan: the first failing step with an exit code, else the last failing one).
+pub fn failed_step(exec: &Execution) -> Option<&StepResult> {
+    let results: HashMap<&str, &StepResult> = exec
+        .steps
+        .iter()
+        .map(|s| (s.step_ref.as_str(), s))
+        .collect();
+    if let Some(plan) = plan_of(exec) {
+        let tree = walk_plan(&plan, &results);
+        if let Some(r) = tree.innermost_failing.first() {
+            return results.get(r.as_str()).copied();
+        }
+    }
+    let mut candidates: Vec<&StepResult> = exec
+        .steps
+        .iter()
+        .filter(|s| failing(s.status) && s.step_ref != "root")
+        .collect();
+    candidates.sort_by_key(|s| s.position);
+    candidates
+        .iter()
+        .find(|s| s.exit_code.is_some_and(|c| c != 0))
+        .or(candidates.last())
+        .copied()
+}
+
+fn plan_of(exec: &Execution) -> Option<Plan> {
+    serde_json::from_str(exec.resolved.as_deref()?).ok()
+}
+
+/// A step as `name (ref r)`, or just `r` when its name is its ref.
+pub fn step_label(step: &StepResult) -> String {
+    match &step.name {
+        Some(n) if n != &step.step_ref => format!("{} (ref {})", n, step.step_ref),
+        _ => step.step_ref.clone(),
+    }
+}
+
+/// The first line of an execution answer: `unit-3 failed in 0.48s (workflow unit, id …)`.
+pub fn headline(exec: &Execution) -> String {
+    let status = exec.status;
+    let took = match (exec.started_at, exec.finished_at) {
+        (Some(s), Some(f)) => format!(" in {}", duration(f - s)),
+        (Some(s), None) => format!(" for {}", duration(now_ms() - s)),
+        _ => String::new(),
+    };
+    let verb = if status == ExecutionStatus::Running {
+        "running".to_string()
+    } else {
+        status.as_str().to_string()
+    };
+    format!(
+        "{} {verb}{took} (workflow {}, id {})",
+        exec.name, exec.workflow, exec.id
+    )
+}
+
+/// Render an execution for an agent. `failed_lines` are the stored output lines of
+/// [`failed_step`] (the caller reads them from the store).
+pub fn render(exec: &Execution, detail: Detail, failed_lines: Option<&[String]>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", headline(exec));
+    let name = exec.name.as_str();
+    let counts = count_steps(exec);
+    match exec.status {
+        ExecutionStatus::Passed => {
+            let _ = writeln!(out, "steps: {counts}");
+        }
+        ExecutionStatus::Queued | ExecutionStatus::Running | ExecutionStatus::Paused => {
+            if let Some(now) = exec
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Running && s.step_ref != "root")
+                .max_by_key(|s| s.position)
+            {
+                let _ = writeln!(out, "running step: {}", step_label(now));
+            }
+            let _ = writeln!(out, "steps so far: {counts}");
+        }
+        ExecutionStatus::Failed | ExecutionStatus::Aborted | ExecutionStatus::Canceled => {
+            if let Some(msg) = &exec.error_message {
+                let _ = writeln!(out, "reason: {}", text::clip_line(msg, 600));
+            }
+            if let Some(step) = failed_step(exec) {
+                render_failed_step(&mut out, step, failed_lines);
+            }
+        }
+    }
+    if detail == Detail::Full {
+        render_full(&mut out, exec);
+    }
+    render_next(&mut out, exec, name);
+    text::clip_text(
+        &out,
+        ANSWER_LIMIT,
+        &format!(
+            "see {}",
+            call("get_execution_logs", json!({"execution": name}))
+        ),
+    )
+}
+
+fn count_steps(exec: &Execution) -> String {
+    let mut counts: Vec<(StepStatus, usize)> = Vec::new();
+    for s in exec.steps.iter().filter(|s| s.step_ref != "root") {
+        match counts.iter_mut().find(|(st, _)| *st == s.status) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((s.status, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return "none recorded".into();
+    }
+    counts
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn render_failed_step(out: &mut String, step: &StepResult, lines: Option<&[String]>) {
+    let mut line = format!("failed step: {}", step_label(step));
+    if step.status != StepStatus::Failed {
+        let _ = write!(line, ", {}", step.status);
+    }
+    if let Some(code) = step.exit_code {
+        let _ = write!(line, ", exit code {code}");
+    }
+    if let (Some(s), Some(f)) = (step.started_at, step.finished_at) {
+        let _ = write!(line, ", after {}", duration(f - s));
+    }
+    let _ = writeln!(out, "{line}");
+    if let Some(msg) = &step.error_message {
+        let _ = writeln!(out, "step error: {}", text::clip_line(msg, 600));
+    }
+    match lines {
+        Some(lines) if !lines.is_empty() => {
+            Relevant::pick(lines, MAX_ERROR_LINES, TAIL_LINES, LINES_BUDGET).render(out);
+        }
+        _ => {
+            let _ = writeln!(out, "(the step wrote no output)");
+        }
+    }
+}
+
+fn render_full(out: &mut String, exec: &Execution) {
+    if !exec.tags.is_empty() {
+        let tags: Vec<String> = exec.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "tags: {}", tags.join(", "));
+    }
+    let config: Vec<String> = exec
+        .config
+        .iter()
+        .map(|(k, v)| match (&v.value, v.sensitive) {
+            (_, true) => format!("{k}=***"),
+            (Some(v), _) => format!("{k}={}", text::clip_line(v, 80)),
+            (None, _) => format!("{k}=(default)"),
+        })
+        .collect();
+    if !config.is_empty() {
+        let _ = writeln!(out, "config: {}", config.join(", "));
+    }
+    let results: HashMap<&str, &StepResult> = exec
+        .steps
+        .iter()
+        .map(|s| (s.step_ref.as_str(), s))
+        .collect();
+    let order: Vec<(String, usize)> = match plan_of(exec) {
+        Some(plan) => walk_plan(&plan, &results).order,
+        None => {
+            let mut steps: Vec<&StepResult> = exec.steps.iter().collect();
+            steps.sort_by_key(|s| s.position);
+            steps.iter().map(|s| (s.step_ref.clone(), 1)).collect()
+        }
+    };
+    let _ = writeln!(out, "steps (status, exit code, time):");
+    let mut shown = 0;
+    for (r, depth) in order.iter().filter(|(r, _)| r != "root") {
+        let Some(s) = results.get(r.as_str()) else {
+            continue;
+        };
+        if shown == MAX_STEPS {
+            let _ = writeln!(out, "  … more steps not shown");
+            break;
+        }
+        shown += 1;
+        let mut line = format!("{}{} {}", "  ".repeat(*depth), s.status, step_label(s));
+        if let Some(c) = s.exit_code {
+            let _ = write!(line, " exit {c}");
+        }
+        if let (Some(a), Some(b)) = (s.started_at, s.finished_at) {
+            let _ = write!(line, " {}", duration(b - a));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    for o in exec.outputs.iter().take(10) {
+        let _ = writeln!(
+            out,
+            "output {}: {}",
+            o.name,
+            text::clip_line(&o.value.to_string(), 120)
+        );
+    }
+}
+
+fn render_next(out: &mut String, exec: &Execution, name: &str) {
+    let mut next: Vec<String> = Vec::new();
+    match exec.status {
+        ExecutionStatus::Queued | ExecutionStatus::Running | ExecutionStatus::Paused => {
+            next.push(call("wait_for_execution", json!({"execution": name})));
+            next.push(call("abort_execution", json!({"execution": name})));
+        }
+        ExecutionStatus::Failed | ExecutionStatus::Aborted | ExecutionStatus::Canceled => {
+            if let Some(step) = failed_step(exec) {
+                next.push(format!(
+                    "{} for its whole output",
+                    call(
+                        "get_execution_logs",
+                        json!({"execution": name, "step": step.step_ref})
+                    )
+                ));
+            }
+        }
+        ExecutionStatus::Passed => {}
+    }
+    if !exec.artifacts.is_empty() {
+        next.push(format!(
+            "{} ({} files)",
+            call("list_artifacts", json!({"execution": name})),
+            exec.artifacts.len()
+        ));
+    }
+    if !next.is_empty() {
+        let _ = writeln!(out, "next: {}", next.join("; "));
+    }
+}
