@@ -47,6 +47,8 @@ enum Command {
     Server(cmd::server::Args),
     /// Create, list and revoke the server's API tokens
     Token(cmd::token::Args),
+    /// Serve MCP on stdio for AI agents: run, watch and debug workflows (logs go to stderr)
+    Mcp(cmd::mcp::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => cmd::prune::run(args),
         Command::Server(args) => cmd::server::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::Mcp(args) => cmd::mcp::run(args),
     };
     finish(result)
 }

@@ -8,6 +8,7 @@ pub mod delete;
 pub mod get;
 pub mod history;
 pub mod logs;
+pub mod mcp;
 pub mod plan;
 pub mod prune;
 pub mod rerun;
