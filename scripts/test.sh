@@ -48,6 +48,22 @@ ensure_debian_tools() {
     fi
 }
 
+# --- Python venv for the MCP client tests (assay-mcp) -------------------------------------
+# The official MCP client SDK (PyPI `mcp`) in .test-out/venv, rebuilt when
+# crates/assay-mcp/tests/requirements.txt changes; crates/assay-cli/tests/mcp.rs uses the
+# interpreter named by ASSAY_TEST_PYTHON.
+ensure_python_venv() {
+    local venv="$out/venv" req="$root/crates/assay-mcp/tests/requirements.txt"
+    if ! cmp -s "$req" "$venv/.requirements" 2>/dev/null; then
+        log "creating $venv (pip install -r ${req#"$root"/})"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+        cp "$req" "$venv/.requirements"
+    fi
+    export ASSAY_TEST_PYTHON="$venv/bin/python"
+}
+
 # --- PostgreSQL (store tests run against SQLite and a real PostgreSQL) --------------------
 pg_dir=""
 start_postgres() {
@@ -96,6 +112,7 @@ ensure_rust_components
 ensure_nextest
 ensure_debian_tools
 check_corpus
+ensure_python_venv
 
 log "rustfmt"
 cargo fmt --all -- --check
