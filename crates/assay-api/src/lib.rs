@@ -110,3 +110,36 @@ pub struct Health {
     pub status: String,
     pub version: String,
 }
+
+/// `GET /v1/test-workflows/{name}/metrics` (Testkube's `ExecutionsMetrics`): over the newest
+/// ended executions of a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowMetrics {
+    /// Percentage of the ended executions that passed (0–100).
+    pub pass_fail_ratio: f64,
+    pub execution_duration_p50: String,
+    pub execution_duration_p50ms: i64,
+    pub execution_duration_p90: String,
+    pub execution_duration_p90ms: i64,
+    pub execution_duration_p99: String,
+    pub execution_duration_p99ms: i64,
+    pub total_executions: usize,
+    pub failed_executions: usize,
+    /// The executions counted, newest first.
+    pub executions: Vec<ExecutionMetric>,
+}
+
+/// One execution in [`WorkflowMetrics`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionMetric {
+    pub execution_id: String,
+    pub name: String,
+    #[schema(value_type = String)]
+    pub status: assay_store::ExecutionStatus,
+    pub duration: String,
+    pub duration_ms: i64,
+    /// RFC 3339.
+    pub start_time: String,
+}

@@ -375,3 +375,110 @@ pub async fn download_artifact(
     )
         .into_response())
 }
+
+/// The nearest-rank percentile of sorted values (0 when empty).
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Pass rate and duration percentiles over the newest ended executions (`limit`, default 100,
+/// at most 1000).
+#[utoipa::path(get, path = "/v1/test-workflows/{name}/metrics", tag = "workflows",
+    params(("name" = String, Path), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = assay_api::WorkflowMetrics), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn workflow_metrics(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<assay_api::WorkflowMetrics>> {
+    use assay_store::testkube::{go_duration, rfc3339};
+    let limit: u32 = match q.get("limit") {
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit must be a number from 1 to 1000"))?,
+        None => 100,
+    };
+    state
+        .store
+        .get_definition(DefinitionKind::Workflow, &name, None)
+        .await?;
+    let ended = state
+        .store
+        .list_executions(&ExecutionFilter {
+            workflow: Some(name),
+            statuses: vec![
+                ExecutionStatus::Passed,
+                ExecutionStatus::Failed,
+                ExecutionStatus::Aborted,
+                ExecutionStatus::Canceled,
+            ],
+            limit: Some(limit),
+            ..ExecutionFilter::default()
+        })
+        .await?;
+    let executions: Vec<assay_api::ExecutionMetric> = ended
+        .iter()
+        .map(|e| {
+            let start = e.started_at.unwrap_or(e.scheduled_at);
+            let ms = (e.finished_at.unwrap_or(e.status_at) - start).max(0);
+            assay_api::ExecutionMetric {
+                execution_id: e.id.clone(),
+                name: e.name.clone(),
+                status: e.status,
+                duration: go_duration(ms),
+                duration_ms: ms,
+                start_time: rfc3339(start),
+            }
+        })
+        .collect();
+    let mut durations: Vec<i64> = executions.iter().map(|e| e.duration_ms).collect();
+    durations.sort_unstable();
+    let passed = executions
+        .iter()
+        .filter(|e| e.status == ExecutionStatus::Passed)
+        .count();
+    let total = executions.len();
+    let (p50, p90, p99) = (
+        percentile(&durations, 50.0),
+        percentile(&durations, 90.0),
+        percentile(&durations, 99.0),
+    );
+    Ok(Json(assay_api::WorkflowMetrics {
+        pass_fail_ratio: if total == 0 {
+            0.0
+        } else {
+            (passed as f64 * 10000.0 / total as f64).round() / 100.0
+        },
+        execution_duration_p50: go_duration(p50),
+        execution_duration_p50ms: p50,
+        execution_duration_p90: go_duration(p90),
+        execution_duration_p90ms: p90,
+        execution_duration_p99: go_duration(p99),
+        execution_duration_p99ms: p99,
+        total_executions: total,
+        failed_executions: total - passed,
+        executions,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 90.0), 90);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[], 50.0), 0);
+    }
+}

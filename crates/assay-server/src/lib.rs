@@ -193,6 +193,7 @@ fn api_router() -> OpenApiRouter<AppState> {
             executions::list_workflow_executions
         ))
         .routes(routes!(executions::rerun_execution))
+        .routes(routes!(executions::workflow_metrics))
         .routes(routes!(executions::list_executions))
         .routes(routes!(executions::get_execution))
         .routes(routes!(executions::abort_execution))

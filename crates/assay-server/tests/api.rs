@@ -582,6 +582,14 @@ async fn run_through_the_api_and_follow_live() {
     let of_workflow = s.get("/v1/test-workflows/live/executions").await;
     assert_eq!(of_workflow["results"].as_array().unwrap().len(), 3);
 
+    // Per-workflow metrics over the three ended runs.
+    let m = s.get("/v1/test-workflows/live/metrics").await;
+    assert_eq!(m["totalExecutions"], 3, "{m}");
+    assert_eq!(m["failedExecutions"], 0);
+    assert_eq!(m["passFailRatio"], 100.0);
+    assert!(m["executionDurationP50ms"].as_i64().unwrap() >= 2000, "{m}");
+    assert_eq!(m["executions"].as_array().unwrap().len(), 3);
+
     // Metrics count what ran.
     let metrics = s
         .http
