@@ -4,11 +4,12 @@
 //! The engine's events are persisted first (step results, logs, outputs, artifacts) and only
 //! then shown, so what the terminal shows is what the history holds.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use assay_engine::Event;
+use assay_engine::{Event, ServiceState, WorkerState};
 use assay_runner::{RunError, RunRequest, running_context_from_env};
 use assay_spec::TemplateSet;
 use assay_spec::load::LoadedDocument;
@@ -18,6 +19,7 @@ use assay_spec::status::{ExecutionStatus, StepStatus};
 use assay_store::testkube::TestWorkflowExecution;
 use assay_store::{ContextType, DefinitionKind, Store};
 use indexmap::IndexMap;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use crate::cmd::plan::{parse_key_value, pick_workflow, report, template_set};
@@ -319,6 +321,12 @@ pub async fn execute(
             Event::Service {
                 name, index, state, ..
             } => ui.service(name, *index, state),
+            Event::Worker {
+                reference,
+                count,
+                state,
+                ..
+            } => ui.worker(&display_name(&names, reference, ""), *count, state),
             _ => {}
         })
         .await?;
@@ -429,16 +437,29 @@ fn display_name(names: &HashMap<String, String>, reference: &str, fallback: &str
     })
 }
 
-/// Terminal output for people, on stderr: colour only on a terminal without `NO_COLOR`.
+/// Terminal output for people, on stderr: colour only on a terminal without `NO_COLOR`; a
+/// progress bar per parallel step on a terminal (indicatif draws nothing elsewhere).
 struct Ui {
     quiet: bool,
     color: bool,
+    bars: MultiProgress,
+    workers: RefCell<HashMap<String, ProgressBar>>,
 }
 
 impl Ui {
     fn new(quiet: bool) -> Self {
         let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Self { quiet, color }
+        let bars = if quiet {
+            MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+        } else {
+            MultiProgress::new()
+        };
+        Self {
+            quiet,
+            color,
+            bars,
+            workers: RefCell::new(HashMap::new()),
+        }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -449,16 +470,25 @@ impl Ui {
         }
     }
 
+    /// Print lines above the progress bars.
+    fn lines(&self, text: &str) {
+        self.bars.suspend(|| {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(text.as_bytes());
+        });
+    }
+
     fn header(&self, exec: &str, workflow: &str, plan: &Plan) {
-        eprintln!("{} {exec} ({workflow})", self.paint("1", "running"));
+        let mut out = format!("{} {exec} ({workflow})\n", self.paint("1", "running"));
         for note in &plan.notes {
-            eprintln!("{}: {note}", self.paint("2", "note"));
+            out.push_str(&format!("{}: {note}\n", self.paint("2", "note")));
         }
+        self.lines(&out);
     }
 
     fn step_started(&self, name: &str) {
         if !self.quiet {
-            eprintln!("{} {name}", self.paint("36", "▶"));
+            self.lines(&format!("{} {name}\n", self.paint("36", "▶")));
         }
     }
 
@@ -466,10 +496,12 @@ impl Ui {
         if self.quiet {
             return;
         }
-        let mut err = std::io::stderr().lock();
+        let prefix = self.paint("2", &format!("{name} |"));
+        let mut out = String::with_capacity(text.len() + 32);
         for line in text.lines() {
-            let _ = writeln!(err, "  {} {line}", self.paint("2", &format!("{name} |")));
+            out.push_str(&format!("  {prefix} {line}\n"));
         }
+        self.lines(&out);
     }
 
     fn step_finished(&self, name: &str, r: &assay_engine::StepResult) {
@@ -489,19 +521,50 @@ impl Ui {
             (_, Some(c)) => format!(" (exit code {c})"),
             _ => String::new(),
         };
-        eprintln!(
-            "{} {name} {}{secs}{detail}",
+        self.lines(&format!(
+            "{} {name} {}{secs}{detail}\n",
             self.paint(code, symbol),
             r.status
-        );
+        ));
     }
 
     fn service(&self, name: &str, index: u64, state: &assay_engine::ServiceState) {
-        if !self.quiet {
-            eprintln!(
-                "  {} service {name}/{index}: {state:?}",
-                self.paint("35", "◆")
+        if self.quiet {
+            return;
+        }
+        let what = match state {
+            ServiceState::Starting => "starting".to_string(),
+            ServiceState::Ready { ip } => format!("ready at {ip}"),
+            ServiceState::Failed { reason } => format!("failed: {reason}"),
+            ServiceState::Stopped => "stopped".to_string(),
+        };
+        self.lines(&format!(
+            "  {} service {name}/{index} {what}\n",
+            self.paint("35", "◆")
+        ));
+    }
+
+    /// Parallel workers of one step as a progress bar: finished of count.
+    fn worker(&self, step: &str, count: u64, state: &WorkerState) {
+        let mut workers = self.workers.borrow_mut();
+        let bar = workers.entry(step.to_string()).or_insert_with(|| {
+            let bar = self.bars.add(ProgressBar::new(count));
+            bar.set_style(
+                ProgressStyle::with_template("  {prefix} [{bar:30}] {pos}/{len} workers {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
+            bar.set_prefix(step.to_string());
+            bar
+        });
+        if let WorkerState::Finished { status } = state {
+            bar.inc(1);
+            if *status != ExecutionStatus::Passed {
+                bar.set_message(format!("(a worker {status})"));
+            }
+            if bar.position() >= bar.length().unwrap_or(0) {
+                bar.finish_and_clear();
+            }
         }
     }
 
