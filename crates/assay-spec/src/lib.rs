@@ -4,21 +4,21 @@
 //! This crate is pure: no I/O beyond what the caller hands it, no async. That keeps it
 //! fuzzable and snapshot-testable in isolation.
 
-pub mod model;
-pub mod plan;
-pub mod status;
+pub mod compile;
+pub mod config;
 pub mod diagnostic;
 pub mod duration;
 pub mod load;
 pub mod located;
-pub mod suggest;
-pub mod validate;
-pub mod compile;
-pub mod config;
 pub mod merge;
+pub mod model;
+pub mod plan;
 pub mod resolve;
+pub mod status;
 pub mod strategy;
+pub mod suggest;
 pub mod template;
+pub mod validate;
 
 pub use compile::{CompileRequest, Compiled, compile};
 pub use config::Strictness;

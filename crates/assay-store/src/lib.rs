@@ -46,8 +46,8 @@ pub use files::ArtifactDownload;
 pub use lease::LeaseOwner;
 pub use logs::{LogLine, LogReader, LogWriter};
 pub use model::*;
-pub use tokens::{TokenInfo, TokenRole, hash_token};
 pub use test_cases::{CaseSource, FlakyTest, StoredTestCase, TestRun};
+pub use tokens::{TokenInfo, TokenRole, hash_token};
 
 /// Handle to the history. Cheap to clone; all clones share one connection pool.
 #[derive(Clone)]
