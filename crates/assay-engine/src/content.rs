@@ -1,12 +1,16 @@
-//! `content`: inline files and git checkouts, materialized before a step's other parts.
+//! `content`: inline files, git checkouts and tarballs, materialized before a step's other
+//! parts.
 
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
-use assay_spec::plan::{PlanContent, PlanGit};
+use assay_spec::plan::{PlanContent, PlanGit, PlanTarball};
+use tokio::io::AsyncWriteExt;
 
 use crate::event::{Event, LogChunk};
 use crate::layout;
-use crate::process::ProcessSpec;
+use crate::process::{ProcessSpec, StopReason};
 use crate::runner::{Attempt, Frame, Runner};
 
 impl Runner {
@@ -26,8 +30,85 @@ impl Runner {
                 return;
             }
         }
-        if !content.tarball.is_empty() {
-            a.fail("content.tarball is not supported by the local runtime yet: download the archive in a `shell` step (e.g. with curl and tar)");
+        for (i, tarball) in content.tarball.iter().enumerate() {
+            self.tarball(tarball, i, full, frame, a).await;
+            if !a.ok {
+                return;
+            }
+        }
+    }
+
+    /// Downloads one `content.tarball` (http or https, streamed to a temporary file) and
+    /// unpacks it (`.tar`, or gzip-compressed by its magic bytes) into its `path`.
+    async fn tarball(
+        &mut self,
+        tarball: &PlanTarball,
+        index: usize,
+        full: &str,
+        frame: &Frame,
+        a: &mut Attempt,
+    ) {
+        let env = self.base_env();
+        let rendered = self.with_machine(frame.passed, None, &env, None, |m| {
+            Ok::<_, String>((
+                self.render(&tarball.url, m)?,
+                self.render(&tarball.path, m)?,
+            ))
+        });
+        let (url, path) = match rendered {
+            Ok(v) => v,
+            Err(e) => return a.fail(format!("content.tarball: {e}")),
+        };
+        let shown = self.mask(&url);
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return a.fail(format!(
+                "content.tarball: {shown} is not an http:// or https:// URL"
+            ));
+        }
+        let target = layout::join(&frame.cwd, &path);
+        let dest = self.layout.to_host(&target);
+        self.emit(Event::Log(LogChunk {
+            reference: full.to_string(),
+            at: SystemTime::now(),
+            text: format!("Downloading {shown} into {target}\n"),
+        }))
+        .await;
+        let file = self.layout.tmp.join(format!(".tarball-{index}"));
+        let deadline = frame.deadline.as_ref().map(|d| d.0);
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let cancel = self.cancel.clone();
+        let result = tokio::select! {
+            r = download(&url, &file) => r,
+            _ = cancel.cancelled() => {
+                let _ = std::fs::remove_file(&file);
+                self.interrupt_for(StopReason::Abort, frame);
+                a.ok = false;
+                return;
+            }
+            _ = sleep => {
+                let _ = std::fs::remove_file(&file);
+                self.interrupt_for(StopReason::Timeout, frame);
+                a.ok = false;
+                return;
+            }
+        };
+        let unpacked = match result {
+            Ok(()) => {
+                let (file2, dest2) = (file.clone(), dest.clone());
+                tokio::task::spawn_blocking(move || unpack(&file2, &dest2))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("unpacking crashed: {e}")))
+            }
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_file(&file);
+        if let Err(e) = unpacked {
+            a.fail(self.mask(&format!("content.tarball {shown}: {e}")));
         }
     }
 
@@ -176,4 +257,154 @@ fn with_credentials(uri: &str, username: &str, token: &str) -> String {
         format!("{user}:{token}")
     };
     format!("{scheme}://{cred}@{rest}")
+}
+
+/// Streams the body of `url` into `file`; a non-success status is an error naming it.
+async fn download(url: &str, file: &Path) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| format!("failed to set up an HTTP client: {e}"))?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("failed to download {url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("failed to download {url}: HTTP {status}"));
+    }
+    if let Some(parent) = file.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| format!("failed to create {}: {e}", parent.display()))?;
+    }
+    let mut out = tokio::fs::File::create(file)
+        .await
+        .map_err(|e| format!("failed to create {}: {e}", file.display()))?;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("failed to download {url}: {e}"))?
+    {
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    Ok(())
+}
+
+/// Unpacks a tar archive (gzip-compressed or not) into `dest`, refusing entries that would
+/// land outside it: `..`, absolute paths, and links pointing outside.
+pub(crate) fn unpack(file: &Path, dest: &Path) -> Result<(), String> {
+    let mut f =
+        std::fs::File::open(file).map_err(|e| format!("failed to open the download: {e}"))?;
+    let mut magic = [0u8; 2];
+    let n = read_up_to(&mut f, &mut magic).map_err(|e| format!("failed to read it: {e}"))?;
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("failed to read it: {e}"))?;
+    std::fs::create_dir_all(dest)
+        .map_err(|e| format!("failed to create {}: {e}", dest.display()))?;
+    if n == 2 && magic == [0x1f, 0x8b] {
+        unpack_from(flate2::read::GzDecoder::new(f), dest)
+    } else {
+        unpack_from(f, dest)
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn unpack_from(reader: impl Read, dest: &Path) -> Result<(), String> {
+    let mut archive = tar::Archive::new(reader);
+    archive.set_overwrite(true);
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("not a valid tar archive: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("an entry has an unreadable name: {e}"))?
+            .into_owned();
+        let shown = path.display().to_string();
+        let Some(inside) = contained(Path::new(""), &path) else {
+            return Err(format!(
+                "refused the entry `{shown}`: it would be written outside the target folder"
+            ));
+        };
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let link = entry
+                .link_name()
+                .map_err(|e| format!("the link `{shown}` has an unreadable target: {e}"))?
+                .ok_or_else(|| format!("the link `{shown}` has no target"))?
+                .into_owned();
+            // A symlink's target is relative to its folder; a hard link's to the archive root.
+            let base = if kind.is_symlink() {
+                inside.parent().map(Path::to_path_buf).unwrap_or_default()
+            } else {
+                PathBuf::new()
+            };
+            if contained(&base, &link).is_none() {
+                return Err(format!(
+                    "refused the link `{shown}` -> `{}`: it points outside the target folder",
+                    link.display()
+                ));
+            }
+        }
+        let written = entry
+            .unpack_in(dest)
+            .map_err(|e| format!("failed to unpack `{shown}` into {}: {e}", dest.display()))?;
+        if !written {
+            return Err(format!(
+                "refused the entry `{shown}`: it would be written outside the target folder"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `path` joined onto `base` (both relative to the target folder) and normalized, when it
+/// stays inside the target folder.
+fn contained(base: &Path, path: &Path) -> Option<PathBuf> {
+    let mut out: Vec<Component> = base.components().collect();
+    for c in path.components() {
+        match c {
+            Component::Normal(_) => out.push(c),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out.iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contained;
+    use std::path::Path;
+
+    #[test]
+    fn containment() {
+        assert!(contained(Path::new(""), Path::new("a/b")).is_some());
+        assert!(contained(Path::new(""), Path::new("./a/../b")).is_some());
+        assert!(contained(Path::new(""), Path::new("../x")).is_none());
+        assert!(contained(Path::new(""), Path::new("a/../../x")).is_none());
+        assert!(contained(Path::new(""), Path::new("/etc/passwd")).is_none());
+        assert!(contained(Path::new("a/b"), Path::new("../c")).is_some());
+        assert!(contained(Path::new("a"), Path::new("../../c")).is_none());
+    }
 }

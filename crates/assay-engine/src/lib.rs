@@ -4,8 +4,9 @@
 //! negative, retry, timeout, services, parallel workers, outputs, artifacts; see
 //! [`runner`](crate::runner) for how results are computed), runs every process in its own
 //! process group, masks secrets in everything it reports and tells its caller what happens
-//! through one closed [`Event`] enum on a bounded channel. It knows nothing of HTTP, SQL or
-//! terminals: persisting and showing events is the caller's job.
+//! through one closed [`Event`] enum on a bounded channel. It knows nothing of SQL or
+//! terminals, and of HTTP only as a client downloading `content.tarball`: persisting and
+//! showing events is the caller's job.
 //!
 //! ```no_run
 //! # async fn demo(plan: assay_spec::plan::Plan) {
