@@ -1,9 +1,10 @@
 //! The queue: every run is recorded `queued` in the store first, then handed to a runner when
-//! one of `--max-concurrent` slots is free. Queued executions are rows in the store, so they
-//! survive a restart (reloaded oldest first at start). Work is handed over through the
-//! [`Dispatch`] trait: today the in-process local engine ([`LocalDispatch`]), later remote
-//! runners.
+//! one of `--max-concurrent` slots is free and its workflow's concurrency group (Testkube's
+//! `spec.concurrency`) has room. Queued executions are rows in the store, so they survive a
+//! restart (reloaded oldest first at start). Work is handed over through the [`Dispatch`]
+//! trait: today the in-process local engine ([`LocalDispatch`]), later remote runners.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -16,7 +17,7 @@ use assay_store::{
 };
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
@@ -131,6 +132,50 @@ pub async fn queued_in_store(store: &Store) -> Result<Vec<String>, StoreError> {
     Ok(ids)
 }
 
+/// A queued execution waiting in the dispatcher, with its concurrency group if it has one.
+struct Waiting {
+    id: String,
+    group: Option<Group>,
+}
+
+/// Testkube's `spec.concurrency`: at most `max` executions of the group run at once; with
+/// `cancel_in_progress` a new one aborts those running instead of waiting for them.
+#[derive(Debug, Clone)]
+struct Group {
+    key: String,
+    max: usize,
+    cancel_in_progress: bool,
+}
+
+/// The concurrency group of a queued execution, from the definition it was queued with. An
+/// empty group is the workflow's own; `max` defaults to 1.
+async fn group_of(store: &Store, id: &str) -> Option<Group> {
+    let execution = store
+        .get_execution(&ExecutionRef::Id(id.to_string()))
+        .await
+        .ok()?;
+    let loaded = assay_spec::load::load("stored definition", &execution.definition);
+    let policy = loaded
+        .documents
+        .into_iter()
+        .find_map(|d| match d.document {
+            Document::TestWorkflow(w) => w.spec.concurrency,
+            Document::TestWorkflowTemplate(_) => None,
+        })?;
+    let key = if policy.group.is_empty() {
+        format!("workflow/{}", execution.workflow)
+    } else {
+        policy.group.clone()
+    };
+    Some(Group {
+        key,
+        max: policy.max.unwrap_or(1).max(1) as usize,
+        cancel_in_progress: policy.cancel_in_progress,
+    })
+}
+
+/// The dispatcher actor: takes queued ids in order and starts each when a global slot is free
+/// and its concurrency group has room; a blocked group does not hold back the others.
 async fn dispatcher(
     store: Store,
     dispatch: Arc<dyn Dispatch>,
@@ -139,22 +184,67 @@ async fn dispatcher(
     mut rx: mpsc::UnboundedReceiver<String>,
     queue: Queue,
 ) {
-    let semaphore = Arc::new(Semaphore::new(slots));
-    while let Some(id) = rx.recv().await {
-        let Ok(permit) = semaphore.clone().acquire_owned().await else {
-            return;
-        };
-        queue.depth.fetch_sub(1, Ordering::SeqCst);
-        let store = store.clone();
-        let dispatch = dispatch.clone();
-        let metrics = metrics.clone();
-        let running = queue.running.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            running.fetch_add(1, Ordering::SeqCst);
-            run_one(&store, dispatch.as_ref(), &metrics, &id).await;
-            running.fetch_sub(1, Ordering::SeqCst);
-        });
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    // Running here: id -> concurrency group key.
+    let mut running: HashMap<String, Option<String>> = HashMap::new();
+    // Running ids already asked to abort by cancelInProgress.
+    let mut cancelled: HashSet<String> = HashSet::new();
+    loop {
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some(id) => {
+                    let group = group_of(&store, &id).await;
+                    waiting.push_back(Waiting { id, group });
+                }
+                None => return,
+            },
+            Some(id) = done_rx.recv() => {
+                running.remove(&id);
+                cancelled.remove(&id);
+            }
+        }
+        let mut i = 0;
+        while i < waiting.len() && running.len() < slots {
+            if let Some(group) = &waiting[i].group {
+                let in_group: Vec<String> = running
+                    .iter()
+                    .filter(|(_, k)| k.as_deref() == Some(group.key.as_str()))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                if in_group.len() >= group.max {
+                    if group.cancel_in_progress {
+                        let reason = format!(
+                            "canceled: a newer execution is queued in concurrency group `{}`",
+                            group.key
+                        );
+                        for id in in_group {
+                            if cancelled.insert(id.clone()) {
+                                let _ = store.request_abort(&id, Some(&reason)).await;
+                            }
+                        }
+                    }
+                    i += 1;
+                    continue;
+                }
+            }
+            let Some(next) = waiting.remove(i) else {
+                break;
+            };
+            queue.depth.fetch_sub(1, Ordering::SeqCst);
+            running.insert(next.id.clone(), next.group.map(|g| g.key));
+            let store = store.clone();
+            let dispatch = dispatch.clone();
+            let metrics = metrics.clone();
+            let counter = queue.running.clone();
+            let done = done_tx.clone();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                run_one(&store, dispatch.as_ref(), &metrics, &next.id).await;
+                counter.fetch_sub(1, Ordering::SeqCst);
+                let _ = done.send(next.id);
+            });
+        }
     }
 }
 

@@ -777,3 +777,38 @@ async fn artifacts_list_and_download() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_groups_wait_or_cancel_in_progress() {
+    let s = start(4).await;
+    let grouped = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: one-at-a-time\nspec:\n  concurrency:\n    max: 1\n  steps:\n  - shell: sleep 1.5\n";
+    assert_eq!(s.put_yaml(grouped).await.status(), StatusCode::CREATED);
+    let a = s.run("one-at-a-time", json!({})).await;
+    let b = s.run("one-at-a-time", json!({})).await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    s.wait_status(a, &["running"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Free global slots, but the group is full.
+    let e = s.get(&format!("/v1/test-workflow-executions/{b}")).await;
+    assert_eq!(e["result"]["status"], "queued");
+    s.wait_status(a, &["passed"]).await;
+    s.wait_status(b, &["passed"]).await;
+
+    let newest_wins = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: newest-wins\nspec:\n  concurrency:\n    group: deploy\n    max: 1\n    cancelInProgress: true\n  steps:\n  - shell: sleep 30\n";
+    assert_eq!(s.put_yaml(newest_wins).await.status(), StatusCode::CREATED);
+    let old = s.run("newest-wins", json!({})).await;
+    let old = old["id"].as_str().unwrap();
+    s.wait_status(old, &["running"]).await;
+    let new = s.run("newest-wins", json!({})).await;
+    let new = new["id"].as_str().unwrap();
+    let e = s.wait_status(old, &["aborted", "passed", "failed"]).await;
+    assert_eq!(e["result"]["status"], "aborted", "{e}");
+    s.wait_status(new, &["running"]).await;
+    s.http
+        .post(s.url(&format!("/v1/test-workflow-executions/{new}/abort")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    s.wait_status(new, &["aborted"]).await;
+}
