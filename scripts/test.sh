@@ -51,15 +51,17 @@ ensure_debian_tools() {
 # --- Python venv for the MCP client tests (assay-mcp) -------------------------------------
 # The official MCP client SDK (PyPI `mcp`) in .test-out/venv, rebuilt when
 # crates/assay-mcp/tests/requirements.txt changes; crates/assay-cli/tests/mcp.rs uses the
-# interpreter named by ASSAY_TEST_PYTHON.
+# interpreter named by ASSAY_TEST_PYTHON. The same venv holds moto's S3 server for the store's
+# S3 tests (crates/assay-store/tests/requirements.txt, see start_s3).
 ensure_python_venv() {
     local venv="$out/venv" req="$root/crates/assay-mcp/tests/requirements.txt"
-    if ! cmp -s "$req" "$venv/.requirements" 2>/dev/null; then
-        log "creating $venv (pip install -r ${req#"$root"/})"
+    local s3_req="$root/crates/assay-store/tests/requirements.txt"
+    if ! cat "$req" "$s3_req" | cmp -s - "$venv/.requirements" 2>/dev/null; then
+        log "creating $venv (pip install -r ${req#"$root"/} -r ${s3_req#"$root"/})"
         rm -rf "$venv"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-        cp "$req" "$venv/.requirements"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" -r "$s3_req"
+        cat "$req" "$s3_req" >"$venv/.requirements"
     fi
     export ASSAY_TEST_PYTHON="$venv/bin/python"
 }
@@ -82,7 +84,46 @@ stop_postgres() {
         rm -rf "$pg_dir"
     fi
 }
-trap stop_postgres EXIT
+trap 'stop_postgres; stop_s3' EXIT
+
+# --- S3-compatible object storage (assay-store's tests/s3.rs) -----------------------------
+# moto's S3 server (`moto_server` from the venv above) on a free loopback port, named by
+# ASSAY_TEST_S3_ENDPOINT; it accepts any credentials and anonymous bucket creation. Stopped on
+# exit. An endpoint already in ASSAY_TEST_S3_ENDPOINT is used as it is.
+s3_pid=""
+start_s3() {
+    if [[ -n "${ASSAY_TEST_S3_ENDPOINT:-}" ]]; then
+        log "using S3 at ASSAY_TEST_S3_ENDPOINT"
+        return
+    fi
+    local port i endpoint
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    endpoint="http://127.0.0.1:$port"
+    log "starting moto_server (S3) at $endpoint"
+    "$out/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$out/moto.log" 2>&1 &
+    s3_pid=$!
+    for ((i = 0; i < 100; i++)); do
+        if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' \
+            "$endpoint/" >/dev/null 2>&1; then
+            export ASSAY_TEST_S3_ENDPOINT="$endpoint"
+            return
+        fi
+        if ! kill -0 "$s3_pid" 2>/dev/null; then
+            break
+        fi
+        sleep 0.2
+    done
+    echo "test.sh: moto_server did not start at $endpoint; its output ($out/moto.log):" >&2
+    cat "$out/moto.log" >&2
+    exit 1
+}
+stop_s3() {
+    if [[ -n "$s3_pid" ]]; then
+        kill "$s3_pid" 2>/dev/null || true
+        wait "$s3_pid" 2>/dev/null || true
+        s3_pid=""
+    fi
+}
 
 # --- test data -----------------------------------------------------------------------------
 # The Testkube conformance corpus lives in ../shared beside the repository (CI clones it there).
@@ -121,6 +162,7 @@ log "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 start_postgres
+start_s3
 
 # New insta snapshots fail instead of being written: they must be reviewed and committed.
 export INSTA_UPDATE=no CI=true

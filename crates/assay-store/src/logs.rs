@@ -98,6 +98,13 @@ fn decode_step(name: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The encoded step name of an object-store file or folder name: object_store escapes the `~`
+/// of [`encode_step`] as `%7E` in keys (the only character of its output it escapes), and hands
+/// names back escaped.
+fn object_step_name(name: &str) -> String {
+    name.replace("%7E", "~")
+}
+
 fn local_logs_dir(files: &Files, id: &str) -> Option<PathBuf> {
     files.local_execution_dir(id).map(|d| d.join("logs"))
 }
@@ -520,7 +527,7 @@ impl Files {
             .await
             .map_err(|e| self.object_err("list the logs in", &prefix, e))?;
         for dir in listing.common_prefixes {
-            let Some(step) = dir.filename().map(str::to_string) else {
+            let Some(step) = dir.filename().map(object_step_name) else {
                 continue;
             };
             let packed = prefix.clone().join(format!("{step}.log.zst"));
@@ -585,15 +592,16 @@ fn compact_local(dir: &Path) -> Result<()> {
             let tmp = dir.join(format!("{step}.log.zst.tmp"));
             let mut input = std::fs::File::open(&raw)
                 .map_err(|e| StoreError::io("read the log file", &raw, e))?;
-            let output = std::fs::File::create(&tmp)
-                .map_err(|e| StoreError::io("write the compressed log", &tmp, e))?;
-            let mut encoder = zstd::Encoder::new(output, ZSTD_LEVEL)
-                .map_err(|e| StoreError::io("write the compressed log", &tmp, e))?;
-            std::io::copy(&mut input, &mut encoder)
-                .map_err(|e| StoreError::io("write the compressed log", &tmp, e))?;
-            encoder
-                .finish()
-                .map_err(|e| StoreError::io("write the compressed log", &tmp, e))?;
+            let written = std::fs::File::create(&tmp).and_then(|output| {
+                let mut encoder = zstd::Encoder::new(output, ZSTD_LEVEL)?;
+                std::io::copy(&mut input, &mut encoder)?;
+                encoder.finish()
+            });
+            if let Err(e) = written {
+                // A full disk: give the space of the partial file back; the raw log stays.
+                let _ = std::fs::remove_file(&tmp);
+                return Err(StoreError::io("write the compressed log", &tmp, e));
+            }
             std::fs::rename(&tmp, &packed)
                 .map_err(|e| StoreError::io("write the compressed log", &packed, e))?;
         }
@@ -699,13 +707,13 @@ impl Store {
                     listing
                         .common_prefixes
                         .iter()
-                        .filter_map(|p| p.filename().map(str::to_string)),
+                        .filter_map(|p| p.filename().map(object_step_name)),
                 );
                 names.extend(listing.objects.iter().filter_map(|m| {
                     m.location
                         .filename()?
                         .strip_suffix(".log.zst")
-                        .map(str::to_string)
+                        .map(object_step_name)
                 }));
             }
         }
