@@ -291,3 +291,76 @@ fn tokens_and_restart_with_running_and_queued_executions() {
     );
     assert!(logs.contains("started") && logs.contains("done"), "{logs}");
 }
+
+#[test]
+fn sigterm_aborts_running_executions_and_keeps_queued_ones() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut server, _) = serve(data.path(), port);
+    let admin = std::fs::read_to_string(data.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let long = SLOW.replace("slow", "long").replace("sleep 2", "sleep 60");
+    assert_eq!(
+        http(
+            port,
+            "POST",
+            "/v1/test-workflows",
+            Some(&admin),
+            Some(("text/yaml", &long))
+        )
+        .0,
+        201
+    );
+    let run = || {
+        let (code, body) = http(
+            port,
+            "POST",
+            "/v1/test-workflows/long/executions",
+            Some(&admin),
+            Some(("application/json", "{}")),
+        );
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let running = run();
+    let queued = run();
+    wait_for(port, &admin, &running, "running");
+
+    let started = Instant::now();
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(server);
+
+    let port = free_port();
+    let (_server, _) = serve(data.path(), port);
+    // Aborted by the stopping server itself, not found dead by the next one.
+    let (_, body) = http(
+        port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{running}"),
+        Some(&admin),
+        None,
+    );
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["result"]["status"], "aborted", "{view}");
+    assert!(!body.contains("ended without finishing it"), "{view}");
+    // The queued one was kept, and now runs.
+    wait_for(port, &admin, &queued, "running");
+    http(
+        port,
+        "POST",
+        &format!("/v1/test-workflow-executions/{queued}/abort"),
+        Some(&admin),
+        None,
+    );
+    wait_for(port, &admin, &queued, "aborted");
+}

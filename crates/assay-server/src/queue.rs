@@ -6,7 +6,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use assay_runner::{RunError, RunRequest};
 use assay_spec::TemplateSet;
@@ -18,6 +19,7 @@ use assay_store::{
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
@@ -32,10 +34,17 @@ pub trait Dispatch: Send + Sync + 'static {
         id: String,
         request: RunRequest,
     ) -> BoxFuture<'static, Result<Option<ExecutionStatus>, RunError>>;
+
+    /// Abort every run in progress (the server is stopping); each still records its end.
+    fn stop_all(&self) {}
 }
 
 /// Runs executions in this process with the local engine.
-pub struct LocalDispatch;
+#[derive(Default)]
+pub struct LocalDispatch {
+    /// Cancel tokens of the runs in progress, for [`Dispatch::stop_all`].
+    active: Arc<Mutex<HashMap<String, CancellationToken>>>,
+}
 
 impl Dispatch for LocalDispatch {
     fn run(
@@ -44,15 +53,27 @@ impl Dispatch for LocalDispatch {
         id: String,
         request: RunRequest,
     ) -> BoxFuture<'static, Result<Option<ExecutionStatus>, RunError>> {
+        let active = self.active.clone();
         Box::pin(async move {
             let Some(prepared) = assay_runner::prepare_queued(&store, &id, request).await? else {
                 return Ok(None);
             };
+            active
+                .lock()
+                .expect("not poisoned")
+                .insert(id.clone(), prepared.cancel_token());
             // Every event is in the store before this observer would see it; followers read
             // the store, so there is nothing more to do per event here.
-            let finished = prepared.run(|_| {}).await?;
-            Ok(Some(finished.execution.status))
+            let finished = prepared.run(|_| {}).await;
+            active.lock().expect("not poisoned").remove(&id);
+            Ok(Some(finished?.execution.status))
         })
+    }
+
+    fn stop_all(&self) {
+        for token in self.active.lock().expect("not poisoned").values() {
+            token.cancel();
+        }
     }
 }
 
@@ -62,6 +83,8 @@ pub struct Queue {
     tx: mpsc::UnboundedSender<String>,
     depth: Arc<AtomicI64>,
     running: Arc<AtomicI64>,
+    stopping: Arc<AtomicBool>,
+    dispatch: Arc<dyn Dispatch>,
 }
 
 impl Queue {
@@ -77,6 +100,8 @@ impl Queue {
             tx,
             depth: Arc::new(AtomicI64::new(0)),
             running: Arc::new(AtomicI64::new(0)),
+            stopping: Arc::new(AtomicBool::new(false)),
+            dispatch: dispatch.clone(),
         };
         tokio::spawn(dispatcher(
             store,
@@ -105,6 +130,19 @@ impl Queue {
     /// Executions this server runs now.
     pub fn running(&self) -> i64 {
         self.running.load(Ordering::SeqCst)
+    }
+
+    /// Stop for a shutdown: start nothing more (queued executions stay queued for the next
+    /// start), abort the runs in progress and wait up to `grace` for them to record their end.
+    /// Returns how many were still running when the time was up.
+    pub async fn stop(&self, grace: std::time::Duration) -> i64 {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.dispatch.stop_all();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.running() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.running()
     }
 }
 
@@ -205,7 +243,7 @@ async fn dispatcher(
             }
         }
         let mut i = 0;
-        while i < waiting.len() && running.len() < slots {
+        while i < waiting.len() && running.len() < slots && !queue.stopping.load(Ordering::SeqCst) {
             if let Some(group) = &waiting[i].group {
                 let in_group: Vec<String> = running
                     .iter()

@@ -43,7 +43,7 @@ async fn start(max_concurrent: usize) -> TestServer {
             max_concurrent,
             auth: true,
         },
-        Arc::new(LocalDispatch),
+        Arc::new(LocalDispatch::default()),
     )
     .await
     .unwrap();

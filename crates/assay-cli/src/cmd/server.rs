@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use assay_server::{DEFAULT_PORT, LocalDispatch, Options, Server};
 
@@ -21,6 +22,22 @@ pub struct Args {
     no_auth: bool,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+/// How long running executions get to stop and record their end on shutdown.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -44,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 max_concurrent: args.max_concurrent.into(),
                 auth: !args.no_auth,
             },
-            Arc::new(LocalDispatch),
+            Arc::new(LocalDispatch::default()),
         )
         .await?;
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
@@ -55,11 +72,22 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             "assay server listening on http://{} (API under /v1, docs at /docs, metrics at /metrics)",
             listener.local_addr()?
         );
-        server
-            .serve(listener, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+        // Ctrl-C / SIGTERM: stop taking work, abort what runs (each records its end), then
+        // stop serving; queued executions wait for the next start.
+        let queue = server.state.queue.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(listener, async {
+            let _ = stop_rx.await;
+        }));
+        shutdown_signal().await;
+        eprintln!("stopping: aborting running executions (queued ones stay queued)");
+        let left = queue.stop(STOP_GRACE).await;
+        if left > 0 {
+            eprintln!("{left} execution(s) did not record their end in time; the next start marks them aborted");
+        }
+        let _ = stop_tx.send(());
+        // Followers of executions that ended are done; others (queued ones) are cut.
+        let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
         Ok(crate::exit::SUCCESS)
     })
 }
