@@ -261,7 +261,7 @@ impl Runner {
         &mut self,
         execute: &PlanExecute,
         full: &str,
-        _frame: &Frame,
+        frame: &Frame,
         a: &mut Attempt,
     ) {
         if !execute.tests.is_empty() {
@@ -277,9 +277,28 @@ impl Runner {
                 Err(e) => return a.fail(format!("execute {}: {e}", w.name)),
             };
             for i in instances {
+                // Config values may use run-time values and the copy's own (`matrix.*`, ...).
+                let mut workflow = w.clone();
+                let instance = assay_spec::strategy::instance_machine(&i);
+                let env = self.base_env();
+                let rendered = self.with_machine(frame.passed, None, &env, None, |m| {
+                    for (key, value) in workflow.config.iter_mut() {
+                        if let serde_json::Value::String(text) = value
+                            && text.contains("{{")
+                        {
+                            let out = assay_expr::render_template(text, &[&instance, m])
+                                .map_err(|e| format!("config.{key}: `{text}`: {e}"))?;
+                            *value = serde_json::Value::String(out);
+                        }
+                    }
+                    Ok::<_, String>(())
+                });
+                if let Err(e) = rendered {
+                    return a.fail(self.mask(&format!("execute {}: {e}", w.name)));
+                }
                 requests.push(LaunchRequest {
                     reference: full.to_string(),
-                    workflow: w.clone(),
+                    workflow,
                     index: i.index,
                 });
             }

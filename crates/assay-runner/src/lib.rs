@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use assay_engine::{Event, RunOptions};
@@ -27,6 +28,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod junit;
+mod launcher;
+
+pub use launcher::MAX_EXECUTE_DEPTH;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -43,6 +47,10 @@ pub struct RunRequest {
     /// The environment processes start from; empty means a few variables of this process
     /// (`PATH`, `HOME`, `USER`, `LANG`, `TERM`, `TZ`, `TMPDIR`).
     pub base_env: BTreeMap<String, String>,
+    /// Names of the workflows whose `execute` steps started this run, outermost first (empty
+    /// for a run started by a person, a server or an agent). `execute` nests at most
+    /// [`MAX_EXECUTE_DEPTH`] levels, so a workflow that executes itself ends with an error.
+    pub parents: Vec<String>,
 }
 
 impl RunRequest {
@@ -55,6 +63,7 @@ impl RunRequest {
             secrets: BTreeMap::new(),
             running_context: RunningContext::default(),
             base_env: BTreeMap::new(),
+            parents: Vec::new(),
         }
     }
 }
@@ -277,6 +286,16 @@ async fn prepare_created(
         base_env.insert(k.clone(), v.clone());
     }
     opts.base_env = base_env;
+    let mut chain = req.parents.clone();
+    chain.push(wf.metadata.name.clone());
+    opts.launcher = Some(Arc::new(launcher::StoreLauncher {
+        store: store.clone(),
+        parent_id: execution.id.clone(),
+        parent_name: execution.name.clone(),
+        chain,
+        base_env: req.base_env.clone(),
+        cancel: opts.cancel.clone(),
+    }));
     let names = step_names(&compiled.plan);
     Ok(Prepared {
         store: store.clone(),

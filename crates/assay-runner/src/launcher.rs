@@ -1,0 +1,141 @@
+//! `execute` of stored workflows: each copy an `execute` step asks for is loaded from the
+//! store, prepared and run as its own recorded execution, started by the parent.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use assay_engine::{LaunchRequest, WorkflowLauncher};
+use assay_spec::TemplateSet;
+use assay_spec::model::Document;
+use assay_spec::status::ExecutionStatus;
+use assay_store::{ContextType, DefinitionKind, LabelSelector, RunningContext, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::{RunError, RunRequest, prepare};
+
+/// How deep `execute` may nest (a workflow that executes one that executes ...). A workflow
+/// that executes itself without a condition that ends it stops here with a clear error.
+pub const MAX_EXECUTE_DEPTH: usize = 8;
+
+/// Runs `execute` steps of one execution over the store it is recorded in.
+pub(crate) struct StoreLauncher {
+    pub store: Store,
+    /// The executing (parent) execution's id and name (`<workflow>-<number>`).
+    pub parent_id: String,
+    pub parent_name: String,
+    /// Names of the workflows from the outermost execution down to the parent.
+    pub chain: Vec<String>,
+    pub base_env: BTreeMap<String, String>,
+    /// The parent's token: aborting the parent aborts what it started.
+    pub cancel: CancellationToken,
+}
+
+impl WorkflowLauncher for StoreLauncher {
+    fn launch(
+        &self,
+        request: LaunchRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<ExecutionStatus, String>> + Send + '_>> {
+        Box::pin(self.launch_one(request))
+    }
+}
+
+impl StoreLauncher {
+    async fn launch_one(&self, request: LaunchRequest) -> Result<ExecutionStatus, String> {
+        let name = request.workflow.name.as_str();
+        if name.is_empty() {
+            return Err("execute by label selector is not supported by the local runtime: name the workflow".into());
+        }
+        if self.chain.len() >= MAX_EXECUTE_DEPTH {
+            return Err(format!(
+                "`{name}` would be executed {} levels deep ({} -> {name}), more than the limit of {MAX_EXECUTE_DEPTH}: does a workflow execute itself without a condition that ends it?",
+                self.chain.len() + 1,
+                self.chain.join(" -> ")
+            ));
+        }
+        let definition = match self
+            .store
+            .get_definition(DefinitionKind::Workflow, name, None)
+            .await
+        {
+            Ok(d) => d,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(format!(
+                    "there is no stored workflow named `{name}` (store it with `assay apply`)"
+                ));
+            }
+            Err(e) => return Err(format!("failed to load the workflow `{name}`: {e}")),
+        };
+        let loaded = assay_spec::load::load(&format!("stored workflow {name}"), &definition.yaml);
+        let workflow = loaded
+            .documents
+            .into_iter()
+            .find_map(|d| match d.document {
+                Document::TestWorkflow(w) => Some(w),
+                _ => None,
+            })
+            .ok_or_else(|| format!("the stored workflow `{name}` no longer loads"))?;
+        let templates = stored_templates(&self.store)
+            .await
+            .map_err(|e| format!("failed to load the stored templates: {e}"))?;
+        let mut req = RunRequest::new(workflow, templates);
+        req.config = request.workflow.config.clone();
+        req.running_context = RunningContext {
+            kind: ContextType::Api,
+            actor: Some(format!(
+                "execution {} ({}), step {}",
+                self.parent_name, self.parent_id, request.reference
+            )),
+            ci: None,
+        };
+        req.base_env = self.base_env.clone();
+        req.parents = self.chain.clone();
+        let prepared = prepare(&self.store, req).await.map_err(|e| match e {
+            RunError::Invalid(errors) => format!(
+                "the workflow `{name}` does not compile with this config: {}",
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            e => format!("failed to start `{name}`: {e}"),
+        })?;
+        // Its own task: the child is recorded to its end even when the parent stops waiting.
+        let child = prepared.cancel_token();
+        let parent = self.cancel.clone();
+        let run = tokio::spawn(async move {
+            let forward = async {
+                parent.cancelled().await;
+                child.cancel();
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                finished = prepared.run(|_| {}) => finished,
+                _ = forward => unreachable!("pending never ends"),
+            }
+        });
+        let finished = run
+            .await
+            .map_err(|e| format!("the execution of `{name}` crashed: {e}"))?
+            .map_err(|e| format!("the execution of `{name}` failed to run: {e}"))?;
+        Ok(finished.execution.status)
+    }
+}
+
+/// Every template stored with `assay apply`.
+async fn stored_templates(store: &Store) -> Result<TemplateSet, StoreError> {
+    let mut templates = TemplateSet::new();
+    for def in store
+        .list_definitions(DefinitionKind::Template, &LabelSelector::default())
+        .await?
+    {
+        let loaded = assay_spec::load::load(&format!("stored template {}", def.name), &def.yaml);
+        for d in loaded.documents {
+            if let Document::TestWorkflowTemplate(t) = d.document {
+                templates.insert(t);
+            }
+        }
+    }
+    Ok(templates)
+}

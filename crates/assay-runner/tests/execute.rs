@@ -1,0 +1,230 @@
+//! `execute` of stored workflows: each child is its own recorded execution with the config the
+//! step gave it, started by the parent; a failing or unknown child fails the step, and a
+//! workflow that executes itself stops at the depth limit.
+
+use std::collections::BTreeMap;
+
+use assay_runner::{MAX_EXECUTE_DEPTH, RunRequest, prepare};
+use assay_spec::TemplateSet;
+use assay_spec::model::Document;
+use assay_store::{
+    ContextType, DefinitionKind, Execution, ExecutionFilter, ExecutionStatus, StepStatus, Store,
+    StoreConfig,
+};
+
+const CHILD: &str = r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata:
+  name: child
+spec:
+  config:
+    greeting:
+      type: string
+    code:
+      type: string
+      default: "0"
+  steps:
+    - name: Greet
+      shell: echo "{{ config.greeting }}"; exit {{ config.code }}
+"#;
+
+const SELF: &str = r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata:
+  name: ouroboros
+spec:
+  steps:
+    - name: Again
+      execute:
+        workflows:
+          - name: ouroboros
+"#;
+
+fn parent(execute: &str) -> String {
+    format!(
+        r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata:
+  name: parent
+spec:
+  steps:
+    - name: Run the child
+      execute:
+        workflows:
+{execute}
+    - name: After
+      shell: echo after
+"#
+    )
+}
+
+async fn store(dir: &tempfile::TempDir) -> Store {
+    let store = Store::open(StoreConfig::new(dir.path().join("data")))
+        .await
+        .unwrap();
+    for yaml in [CHILD, SELF] {
+        let name = if yaml.contains("name: child") {
+            "child"
+        } else {
+            "ouroboros"
+        };
+        store
+            .apply(DefinitionKind::Workflow, name, yaml, &BTreeMap::new())
+            .await
+            .unwrap();
+    }
+    store
+}
+
+async fn run(store: &Store, yaml: &str) -> Execution {
+    let loaded = assay_spec::load::load("wf.yaml", yaml);
+    let Document::TestWorkflow(workflow) = loaded.documents[0].document.clone() else {
+        panic!("a workflow: {:?}", loaded.diagnostics);
+    };
+    let prepared = prepare(store, RunRequest::new(workflow, TemplateSet::new()))
+        .await
+        .unwrap();
+    prepared.run(|_| {}).await.unwrap().execution
+}
+
+async fn executions_of(store: &Store, workflow: &str) -> Vec<Execution> {
+    let filter = ExecutionFilter {
+        workflow: Some(workflow.into()),
+        ..ExecutionFilter::default()
+    };
+    let mut out = Vec::new();
+    for s in store.list_executions(&filter).await.unwrap() {
+        out.push(
+            store
+                .get_execution(&assay_store::ExecutionRef::Id(s.id.clone()))
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+fn step<'a>(exec: &'a Execution, name: &str) -> &'a assay_store::StepResult {
+    exec.steps
+        .iter()
+        .find(|s| s.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no step {name}: {:#?}", exec.steps))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_runs_a_stored_workflow_as_its_own_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let exec = run(
+        &store,
+        &parent("          - name: child\n            config: {greeting: hello-from-parent}"),
+    )
+    .await;
+    assert_eq!(exec.summary.status, ExecutionStatus::Passed, "{exec:#?}");
+    assert_eq!(step(&exec, "Run the child").status, StepStatus::Passed);
+    assert_eq!(step(&exec, "After").status, StepStatus::Passed);
+
+    let children = executions_of(&store, "child").await;
+    assert_eq!(children.len(), 1);
+    let child = &children[0].summary;
+    assert_eq!(child.status, ExecutionStatus::Passed);
+    assert_eq!(
+        child.config["greeting"].value.as_deref(),
+        Some("hello-from-parent")
+    );
+    assert_eq!(child.running_context.kind, ContextType::Api);
+    let actor = child.running_context.actor.clone().unwrap_or_default();
+    assert!(
+        actor.contains(&exec.summary.name) && actor.contains(&exec.summary.id),
+        "{actor}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_child_fails_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let exec = run(
+        &store,
+        &parent("          - name: child\n            config: {greeting: bye, code: \"3\"}"),
+    )
+    .await;
+    assert_eq!(exec.summary.status, ExecutionStatus::Failed);
+    let s = step(&exec, "Run the child");
+    assert_eq!(s.status, StepStatus::Failed);
+    let error = s.error_message.clone().unwrap_or_default();
+    assert!(
+        error.contains("child") && error.contains("failed"),
+        "{error}"
+    );
+    assert_eq!(step(&exec, "After").status, StepStatus::Skipped);
+    let children = executions_of(&store, "child").await;
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].summary.status, ExecutionStatus::Failed);
+    assert_eq!(
+        children[0].summary.config["code"].value.as_deref(),
+        Some("3")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_workflow_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let exec = run(&store, &parent("          - name: no-such-workflow")).await;
+    assert_eq!(exec.summary.status, ExecutionStatus::Failed);
+    let s = step(&exec, "Run the child");
+    assert_eq!(s.status, StepStatus::Failed);
+    let error = s.error_message.clone().unwrap_or_default();
+    assert!(error.contains("`no-such-workflow`"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_that_executes_itself_stops_at_the_depth_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let exec = run(&store, SELF).await;
+    assert_eq!(exec.summary.status, ExecutionStatus::Failed);
+    let all = executions_of(&store, "ouroboros").await;
+    assert_eq!(all.len(), MAX_EXECUTE_DEPTH, "one execution per level");
+    assert!(
+        all.iter()
+            .all(|e| e.summary.status == ExecutionStatus::Failed)
+    );
+    let deepest = all
+        .iter()
+        .find(|e| e.summary.number == MAX_EXECUTE_DEPTH as i64)
+        .expect("the deepest level");
+    let error = step(deepest, "Again")
+        .error_message
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.contains("levels deep") && error.contains("ouroboros -> ouroboros"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_copy_of_a_matrix_gets_its_own_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let exec = run(
+        &store,
+        &parent(
+            "          - name: child\n            matrix: {n: [1, 2]}\n            config: {greeting: \"copy-{{ matrix.n }}\"}",
+        ),
+    )
+    .await;
+    assert_eq!(exec.summary.status, ExecutionStatus::Passed, "{exec:#?}");
+    let mut greetings: Vec<String> = executions_of(&store, "child")
+        .await
+        .iter()
+        .filter_map(|e| e.summary.config["greeting"].value.clone())
+        .collect();
+    greetings.sort();
+    assert_eq!(greetings, ["copy-1", "copy-2"]);
+}
