@@ -262,6 +262,82 @@ fn content_git_clones_a_local_repository() {
     );
 }
 
+/// `python3 -m http.server` over a folder on a free 127.0.0.1 port, stopped on drop.
+struct HttpDir {
+    child: std::process::Child,
+    base: String,
+}
+
+impl HttpDir {
+    fn new(dir: &std::path::Path) -> HttpDir {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        HttpDir {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for HttpDir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn content_tarball_downloads_and_unpacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("hello.txt"), "hello from the tarball\n").unwrap();
+    std::fs::write(src.join("sub/nested.txt"), "nested\n").unwrap();
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    for (file, flags) in [("app.tar.gz", "-czf"), ("app.tar", "-cf")] {
+        let ok = std::process::Command::new("tar")
+            .arg(flags)
+            .arg(served.join(file))
+            .args(["-C", &src.display().to_string(), "hello.txt", "sub"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tar {file}");
+    }
+    let server = HttpDir::new(&served);
+    let base = format!("base={}", server.base);
+    let run = Run::new("content.yaml", "content-tarball", &["--config", &base]);
+    run.expect(PASSED, &[("root", "passed"), ("unpacked", "passed")]);
+    assert_eq!(
+        run.log("unpacked"),
+        "hello from the tarball\nnested\nhello from the tarball\n",
+        "{run}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Outputs and artifacts.
 
