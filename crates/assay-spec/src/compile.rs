@@ -58,6 +58,16 @@ pub struct Compiled {
     pub secrets: IndexMap<String, String>,
 }
 
+/// Testkube holds a `paused` step until someone resumes it from its dashboard; there is no
+/// resume here yet, so such steps run at once (parallel `paused` still starts workers together).
+const PAUSED_NOTE: &str =
+    "`paused` steps start at once on the local runtime (there is nothing to resume them from yet)";
+
+/// Testkube drops worker and service logs when their `logs` condition is false; Assay keeps
+/// them all, because dropped logs cannot be had back.
+const LOGS_NOTE: &str =
+    "worker and service logs are always kept: `logs` conditions are recorded, not applied";
+
 /// The default condition of `after` steps: they run whatever happened before them.
 const AFTER_CONDITION: &str = "always";
 
@@ -479,7 +489,12 @@ impl<'a> Lower<'a> {
             },
             optional: step.optional,
             negative: step.negative,
-            paused: step.paused,
+            paused: {
+                if step.paused {
+                    self.notes.insert(PAUSED_NOTE.into());
+                }
+                step.paused
+            },
             pure: step.pure,
             retry: step
                 .retry
@@ -798,7 +813,12 @@ impl<'a> Lower<'a> {
             transfer: svc.transfer.iter().map(transfer).collect(),
             readiness_probe: probe,
             timeout_ms: self.duration(&svc.timeout, format!("{path}.timeout")),
-            logs: svc.logs.clone(),
+            logs: {
+                if svc.logs.is_some() {
+                    self.notes.insert(LOGS_NOTE.into());
+                }
+                svc.logs.clone()
+            },
             restart_policy: svc.restart_policy.clone(),
             pod: svc.pod.clone(),
         })
@@ -837,7 +857,12 @@ impl<'a> Lower<'a> {
             parallelism: p.parallelism.filter(|n| *n > 0).map(|n| n as u32),
             fail_fast: p.fail_fast,
             paused: p.paused,
-            logs: p.logs.clone(),
+            logs: {
+                if p.logs.is_some() {
+                    self.notes.insert(LOGS_NOTE.into());
+                }
+                p.logs.clone()
+            },
             strategy: strategy.clone(),
             workers: None,
             worker: None,

@@ -418,3 +418,25 @@ fn a_template_that_uses_itself_is_an_error_not_a_hang() {
         "{e:#?}"
     );
 }
+
+#[test]
+fn what_the_host_runtime_does_not_apply_is_said_in_the_plan() {
+    let p = plan(
+        &format!(
+            "{HEAD}spec:\n  services:\n    db:\n      shell: sleep 100\n      logs: failed\n  steps:\n  - shell: 'true'\n    paused: true\n"
+        ),
+        &[],
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("`paused` steps start at once")),
+        "{:?}",
+        p.notes
+    );
+    assert!(
+        p.notes.iter().any(|n| n.contains("logs are always kept")),
+        "{:?}",
+        p.notes
+    );
+}
