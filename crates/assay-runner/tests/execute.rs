@@ -228,3 +228,61 @@ async fn each_copy_of_a_matrix_gets_its_own_config() {
     greetings.sort();
     assert_eq!(greetings, ["copy-1", "copy-2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborting_the_parent_aborts_the_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let slow = CHILD.replace("name: child", "name: slow").replace(
+        "echo \"{{ config.greeting }}\"; exit {{ config.code }}",
+        "sleep 60",
+    );
+    store
+        .apply(DefinitionKind::Workflow, "slow", &slow, &BTreeMap::new())
+        .await
+        .unwrap();
+    let loaded = assay_spec::load::load(
+        "wf.yaml",
+        &parent("          - name: slow\n            config: {greeting: x}"),
+    );
+    let Document::TestWorkflow(workflow) = loaded.documents[0].document.clone() else {
+        panic!("a workflow: {:?}", loaded.diagnostics);
+    };
+    let prepared = prepare(&store, RunRequest::new(workflow, TemplateSet::new()))
+        .await
+        .unwrap();
+    let cancel = prepared.cancel_token();
+    let watcher = store.clone();
+    tokio::spawn(async move {
+        // Abort once the child runs.
+        for _ in 0..200 {
+            let filter = ExecutionFilter {
+                workflow: Some("slow".into()),
+                ..ExecutionFilter::default()
+            };
+            let running = watcher.list_executions(&filter).await.unwrap();
+            if running.iter().any(|e| e.status == ExecutionStatus::Running) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                cancel.cancel();
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let exec = prepared.run(|_| {}).await.unwrap().execution;
+    assert_eq!(exec.summary.status, ExecutionStatus::Aborted);
+    let mut child = None;
+    for _ in 0..100 {
+        let all = executions_of(&store, "slow").await;
+        if let Some(c) = all
+            .into_iter()
+            .find(|c| c.summary.status != ExecutionStatus::Running)
+        {
+            child = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let child = child.expect("the child ended");
+    assert_eq!(child.summary.status, ExecutionStatus::Aborted, "{child:#?}");
+}
