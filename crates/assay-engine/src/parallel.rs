@@ -48,15 +48,20 @@ impl Runner {
         &self,
         strategy: &PlanStrategy,
     ) -> Result<Vec<StrategyInstance>, String> {
+        Ok(self.strategy_params(strategy)?.instances())
+    }
+
+    /// A strategy evaluated now (shards balanced by durations when it asks for it).
+    fn strategy_params(
+        &self,
+        strategy: &PlanStrategy,
+    ) -> Result<assay_spec::strategy::StrategyParams, String> {
         let env = self.base_env();
         let base = self.layout.data.clone();
         let params = self.with_machine(true, None, &env, Some(&base), |m| {
             assay_spec::strategy::params(strategy, &[m])
         })?;
-        match params {
-            Some(p) => Ok(p.instances()),
-            None => Err("the strategy depends on values that are unknown at run time".into()),
-        }
+        params.ok_or_else(|| "the strategy depends on values that are unknown at run time".into())
     }
 
     /// The workers of a parallel step: from the plan, or expanded now (see
@@ -68,9 +73,16 @@ impl Runner {
         let Some(template) = &par.worker else {
             return Err("parallel has neither workers nor a worker template".into());
         };
-        self.strategy_instances(&par.strategy)?
+        let params = self.strategy_params(&par.strategy)?;
+        params
+            .instances()
             .into_iter()
-            .map(|i| assay_spec::strategy::expand_worker(template, i))
+            .map(|i| {
+                let predicted_ms = params.predicted_ms(i.index);
+                let mut w = assay_spec::strategy::expand_worker(template, i)?;
+                w.predicted_ms = predicted_ms;
+                Ok(w)
+            })
             .collect()
     }
 

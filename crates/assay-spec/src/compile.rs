@@ -6,7 +6,7 @@
 //! derived and checked, and the spec is lowered into plan steps. Strategies known now are
 //! expanded into concrete workers and service instances; the rest is left for the runtime.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use assay_expr::Machine;
 use indexmap::IndexMap;
@@ -16,7 +16,7 @@ use crate::config::{Strictness, config_machine};
 use crate::duration::parse_duration;
 use crate::merge;
 use crate::model::{
-    ContainerConfig, Content, DynamicList, ServiceSpec, Step, StepParallel, TestWorkflow,
+    Balance, ContainerConfig, Content, DynamicList, ServiceSpec, Step, StepParallel, TestWorkflow,
     TransferSpec, WorkflowSpec,
 };
 use crate::plan::*;
@@ -36,6 +36,9 @@ pub struct CompileRequest<'a> {
     /// plan is made for a real run; `None` leaves `execution.*` for the runtime.
     pub execution: Option<Value>,
     pub strictness: Strictness,
+    /// Durations (ms) of earlier runs by test key, name or file, for parallels with
+    /// `balance: durations`. The compiler stays pure: callers read them from their history.
+    pub durations: BTreeMap<String, u64>,
 }
 
 impl<'a> CompileRequest<'a> {
@@ -46,6 +49,7 @@ impl<'a> CompileRequest<'a> {
             config: IndexMap::new(),
             execution: None,
             strictness: Strictness::Require,
+            durations: BTreeMap::new(),
         }
     }
 }
@@ -141,6 +145,7 @@ pub fn compile(req: &CompileRequest) -> Result<Compiled, Vec<PathError>> {
         errors: Vec::new(),
         helpers: helpers.clone(),
         notes: BTreeSet::new(),
+        durations: &req.durations,
     };
     let root = lower.root(&spec, "spec", &Inherited::default());
     errors.append(&mut lower.errors);
@@ -390,6 +395,7 @@ struct Lower<'a> {
     errors: Vec<PathError>,
     helpers: Vec<&'a dyn Machine>,
     notes: BTreeSet<String>,
+    durations: &'a BTreeMap<String, u64>,
 }
 
 impl<'a> Lower<'a> {
@@ -825,7 +831,11 @@ impl<'a> Lower<'a> {
     }
 
     fn parallel(&mut self, p: &StepParallel, path: &str, inherited: &Inherited) -> PlanParallel {
-        let strategy = plan_strategy(&p.matrix, &p.shards, &p.count, &p.max_count);
+        let mut strategy = plan_strategy(&p.matrix, &p.shards, &p.count, &p.max_count);
+        if p.balance == Some(Balance::Durations) {
+            strategy.balance = true;
+            strategy.durations = shard_durations(&p.shards, self.durations);
+        }
         // Testkube turns operations on the parallel itself into the first step of each worker.
         let mut p = p.clone();
         let has_ops = p.retry.is_some()
@@ -916,6 +926,7 @@ impl<'a> Lower<'a> {
                     .as_ref()
                     .and_then(|j| j.active_deadline_seconds)
                     .map(|s| s.max(0) as u64 * 1000),
+                predicted_ms: None,
                 root: this.root(&spec, path, &base),
             }
         };
@@ -943,7 +954,9 @@ impl<'a> Lower<'a> {
                     }
                     self.errors.extend(errs);
                     if let Some(spec) = spec {
+                        let predicted_ms = params.predicted_ms(inst.index);
                         let mut w = build(self, &spec, inst);
+                        w.predicted_ms = predicted_ms;
                         w.description = desc;
                         w.transfer = transfers.iter().map(transfer).collect();
                         w.fetch = fetches.iter().map(transfer).collect();
@@ -996,6 +1009,30 @@ fn dynamic_list(d: &DynamicList) -> Value {
     }
 }
 
+/// The durations a balanced parallel needs: those of its static shard items, or all of them
+/// when a shard list is only known at run time.
+fn shard_durations(
+    shards: &IndexMap<String, DynamicList>,
+    durations: &BTreeMap<String, u64>,
+) -> IndexMap<String, u64> {
+    let mut wanted = HashSet::new();
+    for list in shards.values() {
+        match list {
+            DynamicList::Static(items) => {
+                wanted.extend(items.iter().map(strategy::item_name));
+            }
+            DynamicList::Expression(_) => {
+                return durations.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            }
+        }
+    }
+    durations
+        .iter()
+        .filter(|(k, _)| wanted.contains(*k))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
 fn plan_strategy(
     matrix: &IndexMap<String, DynamicList>,
     shards: &IndexMap<String, DynamicList>,
@@ -1013,6 +1050,8 @@ fn plan_strategy(
             .collect(),
         count: count.clone(),
         max_count: max_count.clone(),
+        balance: false,
+        durations: IndexMap::new(),
     }
 }
 

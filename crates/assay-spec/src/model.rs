@@ -601,6 +601,14 @@ pub struct TransferSpec {
     pub mount: Option<bool>,
 }
 
+/// Assay extension on `parallel`: how shard items are spread over the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// Longest first onto the least-loaded shard, by the durations of earlier runs.
+    Durations,
+}
+
 /// `parallel`: workers, each running an embedded workflow spec.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -618,6 +626,10 @@ pub struct StepParallel {
     pub max_count: Option<IntOrString>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub shards: IndexMap<String, DynamicList>,
+    /// Assay extension: how shard items are spread over workers. `None` is Testkube's
+    /// contiguous split; `durations` balances them by the durations of earlier runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Balance>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -336,6 +336,14 @@ pub struct PlanStrategy {
     pub max_count: Option<Value>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub shards: IndexMap<String, Value>,
+    /// Assay extension (`balance: durations`): spread the first shard list's items by their
+    /// durations instead of Testkube's contiguous split.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub balance: bool,
+    /// Known durations (ms) of shard items, so a runtime can balance lists it only learns at
+    /// run time (e.g. `glob()`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub durations: IndexMap<String, u64>,
 }
 
 /// The values one copy of a strategy sees: `index`, `count`, `matrix.*`, `shard.*`.
@@ -412,6 +420,9 @@ pub struct PlanWorker {
     /// `job.activeDeadlineSeconds` of the worker, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// The predicted load (ms) of this worker's shard, when shards are balanced by durations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_ms: Option<u64>,
     /// The worker's own root group; refs inside are local to the worker.
     pub root: PlanStep,
 }

@@ -8,6 +8,7 @@
 //! (for instance `shards: {files: 'glob(...)'}`) once their values exist.
 
 use assay_expr::Machine;
+use assay_reports::shard::{self, Item, Method};
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -24,6 +25,11 @@ pub struct StrategyParams {
     pub matrix_count: u64,
     /// Total copies: `shard_count * matrix_count`.
     pub count: u64,
+    /// With `balance: durations`: the indexes of the first shard list's items each shard
+    /// index gets (see [`assay_reports::shard::plan`]); `None` is Testkube's contiguous split.
+    pub balanced: Option<Vec<Vec<usize>>>,
+    /// The predicted load (ms) of each shard index, when some durations are known.
+    pub predicted_ms: Vec<u64>,
 }
 
 /// Upper bound on copies of one strategy, so a typo (`count: 1e9`) is an error, not a hang.
@@ -79,13 +85,60 @@ pub fn params(
         .ok_or_else(|| {
             format!("{shard_count} × {matrix_count} copies is more than the limit of {MAX_COPIES}")
         })?;
+    let (balanced, predicted_ms) = match shards.values().next() {
+        Some(items) if s.balance => balance(items, &s.durations, shard_count),
+        _ => (None, Vec::new()),
+    };
     Ok(Some(StrategyParams {
         matrix,
         shards,
         shard_count,
         matrix_count,
         count: total,
+        balanced,
+        predicted_ms,
     }))
+}
+
+/// The name a shard item is known by in the durations: strings as they are, other values as
+/// JSON.
+pub fn item_name(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Spread `items` over `shards` by their known durations (longest first onto the least-loaded
+/// shard). Without any known duration this is Testkube's split and no load is predicted.
+fn balance(
+    items: &[Value],
+    durations: &IndexMap<String, u64>,
+    shards: u64,
+) -> (Option<Vec<Vec<usize>>>, Vec<u64>) {
+    let items: Vec<Item> = items
+        .iter()
+        .map(|v| {
+            let name = item_name(v);
+            Item {
+                duration_ms: durations.get(&name).map(|d| *d as f64),
+                name,
+            }
+        })
+        .collect();
+    let plan = shard::plan(&items, shards.max(1) as usize);
+    let predicted = match plan.method {
+        Method::Durations => plan
+            .shards
+            .iter()
+            .map(|s| s.predicted_ms.round() as u64)
+            .collect(),
+        Method::EvenSplit => Vec::new(),
+    };
+    (
+        Some(plan.shards.into_iter().map(|s| s.items).collect()),
+        predicted,
+    )
 }
 
 fn read_count(v: &Value, r: &Resolver) -> Result<Option<u64>, String> {
@@ -170,6 +223,12 @@ impl StrategyParams {
         }
     }
 
+    /// The predicted load (ms) of copy `index`'s shard, when shards are balanced by durations.
+    pub fn predicted_ms(&self, index: u64) -> Option<u64> {
+        let shard_index = index % self.shard_count.max(1);
+        self.predicted_ms.get(shard_index as usize).copied()
+    }
+
     pub fn instances(&self) -> Vec<StrategyInstance> {
         (0..self.count).map(|i| self.instance(i)).collect()
     }
@@ -192,9 +251,15 @@ impl StrategyParams {
     fn shards_at(&self, index: u64) -> IndexMap<String, Value> {
         let count = self.shard_count.max(1);
         let mut out = IndexMap::new();
-        for (k, values) in &self.shards {
+        for (n, (k, values)) in self.shards.iter().enumerate() {
             let total = values.len() as u64;
-            let part = if index >= total {
+            let planned = self.balanced.as_ref().filter(|_| n == 0);
+            let part = if let Some(planned) = planned {
+                planned
+                    .get(index as usize)
+                    .map(|items| items.iter().map(|&i| values[i].clone()).collect())
+                    .unwrap_or_default()
+            } else if index >= total {
                 Vec::new()
             } else {
                 let size = total / count;
@@ -294,6 +359,75 @@ mod tests {
         .unwrap();
         assert_eq!(p.instance(0).shard["f"], json!([1, 2, 3]));
         assert_eq!(p.instance(1).shard["f"], json!([4, 5]));
+    }
+
+    fn files(p: &StrategyParams, count: u64) -> Vec<Value> {
+        (0..count)
+            .map(|i| p.instance(i).shard["f"].clone())
+            .collect()
+    }
+
+    #[test]
+    fn balance_spreads_skewed_durations() {
+        let list = json!(["a.py", "b.py", "c.py", "d.py", "e.py", "f.py"]);
+        let even = params(&strategy(json!({"shards": {"f": list}, "count": 2})), &[])
+            .unwrap()
+            .unwrap();
+        let p = params(
+            &strategy(json!({
+                "shards": {"f": list, "g": [1, 2, 3, 4]},
+                "count": 2,
+                "balance": true,
+                "durations": {"a.py": 9000, "b.py": 100, "c.py": 100, "d.py": 100, "e.py": 100, "f.py": 100}
+            })),
+            &[],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            files(&even, 2),
+            vec![
+                json!(["a.py", "b.py", "c.py"]),
+                json!(["d.py", "e.py", "f.py"])
+            ]
+        );
+        let balanced = files(&p, 2);
+        assert_ne!(balanced, files(&even, 2));
+        assert_eq!(balanced[0], json!(["a.py"]));
+        // Every item exactly once.
+        let mut all: Vec<String> = balanced
+            .iter()
+            .flat_map(|v| v.as_array().unwrap().clone())
+            .map(|v| item_name(&v))
+            .collect();
+        all.sort();
+        assert_eq!(all, ["a.py", "b.py", "c.py", "d.py", "e.py", "f.py"]);
+        assert_eq!(p.predicted_ms(0), Some(9000));
+        assert_eq!(p.predicted_ms(1), Some(500));
+        // Other keys keep Testkube's split.
+        assert_eq!(p.instance(0).shard["g"], json!([1, 2]));
+        assert_eq!(p.instance(1).shard["g"], json!([3, 4]));
+    }
+
+    #[test]
+    fn balance_without_durations_is_testkubes_split() {
+        for (n, count) in [(5, 2), (7, 3), (2, 4), (10, 4)] {
+            let list: Vec<u64> = (0..n).collect();
+            let plain = params(
+                &strategy(json!({"shards": {"f": list}, "count": count})),
+                &[],
+            )
+            .unwrap()
+            .unwrap();
+            let balanced = params(
+                &strategy(json!({"shards": {"f": list}, "count": count, "balance": true})),
+                &[],
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(files(&plain, count), files(&balanced, count));
+            assert_eq!(balanced.predicted_ms(0), None);
+        }
     }
 
     #[test]

@@ -440,3 +440,59 @@ fn what_the_host_runtime_does_not_apply_is_said_in_the_plan() {
         p.notes
     );
 }
+
+/// Compile the first workflow of `yaml` with durations from earlier runs.
+fn plan_with_durations(yaml: &str, durations: &[(&str, u64)]) -> Plan {
+    let loaded = load("test.yaml", yaml);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let Some(Document::TestWorkflow(workflow)) = loaded.documents.first().map(|d| &d.document)
+    else {
+        panic!("a workflow");
+    };
+    let templates = TemplateSet::new();
+    let mut req = CompileRequest::new(workflow, &templates);
+    req.durations = durations.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    compile(&req).expect("compiles").plan
+}
+
+#[test]
+fn balanced_shards_carry_their_predicted_load() {
+    let yaml = format!(
+        "{HEAD}spec:\n  steps:\n  - parallel:\n      count: 2\n      balance: durations\n      shards:\n        files: [a.py, b.py, c.py, d.py]\n      shell: pytest {{{{ join(shard.files, \" \") }}}}\n"
+    );
+    let durations = [
+        ("a.py", 5000),
+        ("b.py", 10),
+        ("c.py", 20),
+        ("d.py", 30),
+        ("z.py", 1),
+    ];
+    let p = plan_with_durations(&yaml, &durations);
+    let par = p.root.steps[0].parallel.as_ref().unwrap();
+    assert!(par.strategy.balance);
+    // Only the durations of the static items travel with the plan.
+    assert_eq!(par.strategy.durations.len(), 4);
+    let workers = par.workers.as_ref().unwrap();
+    assert_eq!(workers[0].predicted_ms, Some(5000));
+    assert_eq!(workers[1].predicted_ms, Some(60));
+    assert_eq!(shells(&workers[0].root), vec!["pytest a.py"]);
+    assert_eq!(shells(&workers[1].root), vec!["pytest b.py c.py d.py"]);
+    let json = serde_json::to_value(&workers[0]).unwrap();
+    assert_eq!(json["predictedMs"], json!(5000));
+
+    // Without `balance`, Testkube's split and no prediction, whatever the history.
+    let plain = plan_with_durations(&yaml.replace("      balance: durations\n", ""), &durations);
+    let par = plain.root.steps[0].parallel.as_ref().unwrap();
+    assert!(!par.strategy.balance && par.strategy.durations.is_empty());
+    let workers = par.workers.as_ref().unwrap();
+    assert_eq!(workers[0].predicted_ms, None);
+    assert_eq!(shells(&workers[0].root), vec!["pytest a.py b.py"]);
+
+    // A list known only at run time takes every known duration along.
+    let dynamic = plan_with_durations(
+        &yaml.replace("[a.py, b.py, c.py, d.py]", "'glob(\"*.py\")'"),
+        &durations,
+    );
+    let par = dynamic.root.steps[0].parallel.as_ref().unwrap();
+    assert_eq!(par.strategy.durations.len(), 5);
+}
