@@ -176,3 +176,67 @@ fn rerun_keeps_config_and_tags_and_asks_for_secrets_again() {
     let text = String::from_utf8_lossy(&logs.stdout);
     assert!(text.contains("hi ann 6"), "{text}");
 }
+
+/// `balance: durations`: after a run recorded how long each file took, `assay plan` spreads
+/// the shard list by those durations and shows each worker's predicted load.
+#[test]
+fn plan_balances_shards_by_the_last_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = dir.path().join("wf.yaml");
+    let cases: String = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .map(|f| {
+            let time = if *f == "a" { "9" } else { "0.1" };
+            format!("          <testcase classname=\"t\" name=\"test_{f}\" file=\"{f}.py\" time=\"{time}\"/>\n")
+        })
+        .collect();
+    std::fs::write(
+        &wf,
+        format!(
+            "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: balanced\nspec:\n  steps:\n  - name: report\n    shell: |\n      mkdir -p reports\n      cat > reports/results.xml <<'XML'\n      <testsuites>\n        <testsuite name=\"s\">\n{cases}        </testsuite>\n      </testsuites>\n      XML\n    artifacts:\n      paths: [\"reports/*.xml\"]\n  - parallel:\n      count: 2\n      balance: durations\n      shards:\n        files: [a.py, b.py, c.py, d.py, e.py, f.py]\n      shell: echo {{{{ join(shard.files, \" \") }}}}\n"
+        ),
+    )
+    .unwrap();
+    let plan = |data: &Path| {
+        let out = assay(data)
+            .arg("plan")
+            .arg(&wf)
+            .args(["-o", "json", "--data-dir"])
+            .arg(data)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&out)["root"]["steps"][1]["parallel"]["workers"].clone()
+    };
+
+    // No history yet: Testkube's split, no prediction.
+    let workers = plan(&data);
+    assert_eq!(
+        workers[0]["shard"]["files"],
+        serde_json::json!(["a.py", "b.py", "c.py"])
+    );
+    assert!(workers[0].get("predictedMs").is_none(), "{workers}");
+
+    let out = assay(&data).arg("run").arg(&wf).arg("-q").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let workers = plan(&data);
+    assert_eq!(workers[0]["shard"]["files"], serde_json::json!(["a.py"]));
+    assert_eq!(workers[0]["predictedMs"], 9000, "{workers}");
+    assert_eq!(
+        workers[1]["shard"]["files"],
+        serde_json::json!(["b.py", "c.py", "d.py", "e.py", "f.py"])
+    );
+    assert_eq!(workers[1]["predictedMs"], 500, "{workers}");
+}

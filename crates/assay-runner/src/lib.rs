@@ -238,6 +238,10 @@ async fn prepare_created(
         "tags": tags,
     });
     creq.execution = Some(context.clone());
+    if wf.balances_durations() {
+        // `balance: durations`: shards spread by the durations of this workflow's last runs.
+        creq.durations = store.shard_durations(&wf.metadata.name).await?;
+    }
     let compiled = match assay_spec::compile(&creq) {
         Ok(c) => c,
         Err(e) => {

@@ -601,6 +601,26 @@ pub struct TransferSpec {
     pub mount: Option<bool>,
 }
 
+impl TestWorkflow {
+    /// Whether a `parallel` of the workflow itself (templates aside) asks for
+    /// `balance: durations`, so its caller should supply durations to the compiler.
+    pub fn balances_durations(&self) -> bool {
+        fn walk(v: &Value) -> bool {
+            match v {
+                Value::Object(m) => {
+                    m.get("parallel")
+                        .and_then(|p| p.get("balance"))
+                        .is_some_and(|b| b == "durations")
+                        || m.values().any(walk)
+                }
+                Value::Array(items) => items.iter().any(walk),
+                _ => false,
+            }
+        }
+        serde_json::to_value(&self.spec).is_ok_and(|v| walk(&v))
+    }
+}
+
 /// Assay extension on `parallel`: how shard items are spread over the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

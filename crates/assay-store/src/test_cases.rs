@@ -245,6 +245,44 @@ impl Store {
         Ok(out)
     }
 
+    /// Durations (ms) of `workflow`'s shard items from its most recent runs: each test by key
+    /// and by bare name (its latest duration), and each test file as the sum of its cases'
+    /// durations in the latest execution that ran it (step retries not counted twice). Keys win
+    /// over names, names over files. The input of `balance: durations`.
+    pub async fn shard_durations(&self, workflow: &str) -> Result<BTreeMap<String, u64>> {
+        let db = self.db();
+        let rows = sqlx::query(
+            "SELECT execution_id, test_key, name, file, retry, duration_ms FROM test_cases \
+             WHERE workflow = $1 AND duration_ms IS NOT NULL ORDER BY recorded_at, seq",
+        )
+        .bind(workflow)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(|e| db.err("read shard durations", e))?;
+        let mut keys = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        let mut files: BTreeMap<String, (String, u64)> = BTreeMap::new();
+        for row in rows {
+            let d = row.int("duration_ms")?.max(0) as u64;
+            keys.insert(row.text("test_key")?, d);
+            names.insert(row.text("name")?, d);
+            if let Some(file) = row.opt_text("file")?.filter(|f| !f.is_empty()) {
+                let execution = row.text("execution_id")?;
+                let entry = files.entry(file).or_insert_with(|| (execution.clone(), 0));
+                if entry.0 != execution {
+                    *entry = (execution, 0);
+                }
+                if row.int("retry")? == 0 {
+                    entry.1 += d;
+                }
+            }
+        }
+        let mut out: BTreeMap<String, u64> = files.into_iter().map(|(f, (_, d))| (f, d)).collect();
+        out.extend(names);
+        out.extend(keys);
+        Ok(out)
+    }
+
     /// Judge every test that failed or was rerun within the policy's window (optionally of one
     /// workflow) at `now`; flaky ones first, then by key. Broken tests come back `broken`, not
     /// `flaky`.

@@ -153,5 +153,14 @@ async fn history_and_flakiness(env: Env) {
 
     let durations = store.test_durations("unit").await.unwrap();
     assert_eq!(durations.get("m::flaky"), Some(&12));
+    let in_file = |name: &str| TestCase {
+        file: Some("a.py".into()),
+        ..case("f", name, Passed)
+    };
+    execution(store, "d", &[in_file("one"), in_file("two")]).await;
+    let shard = store.shard_durations("unit").await.unwrap();
+    assert_eq!(shard.get("a.py"), Some(&24));
+    assert_eq!(shard.get("m::flaky"), Some(&12));
+    assert_eq!(shard.get("flaky"), Some(&12));
 }
 both!(history_and_flakiness);

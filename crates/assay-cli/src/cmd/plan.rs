@@ -1,5 +1,6 @@
 //! `assay plan FILE [--name NAME] [--config k=v]... [--templates PATH]... [-o yaml|json]`:
 //! print the compiled plan of one workflow — the contract between the compiler and the engine.
+//! The store (`--data-dir`, ...) is opened only for `balance: durations`, to read history.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use crate::error::{Reported, UserError};
 use crate::exit;
 use crate::files::{self, LoadedFile};
+use crate::store_args::StoreArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlanFormat {
@@ -42,6 +44,10 @@ pub struct Args {
     /// Output format
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     pub output: PlanFormat,
+
+    /// Where history lives: read only when a `parallel` has `balance: durations`
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `key=value` → (key, value); the value may contain `=`.
@@ -63,6 +69,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect::<IndexMap<_, _>>();
     req.strictness = Strictness::Require;
+    if workflow.balances_durations() {
+        // Shards spread by the durations of the workflow's last runs; each worker shows its
+        // predicted load (`predictedMs`).
+        req.durations = tokio::runtime::Runtime::new()?.block_on(async {
+            let store = args.store.open().await?;
+            let durations = store.shard_durations(&workflow.metadata.name).await;
+            store.close().await;
+            anyhow::Ok(durations?)
+        })?;
+    }
     let compiled = match assay_spec::compile(&req) {
         Ok(c) => c,
         Err(errors) => {
