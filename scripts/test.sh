@@ -56,12 +56,13 @@ ensure_debian_tools() {
 ensure_python_venv() {
     local venv="$out/venv" req="$root/crates/assay-mcp/tests/requirements.txt"
     local s3_req="$root/crates/assay-store/tests/requirements.txt"
-    if ! cat "$req" "$s3_req" | cmp -s - "$venv/.requirements" 2>/dev/null; then
-        log "creating $venv (pip install -r ${req#"$root"/} -r ${s3_req#"$root"/})"
+    local junit_req="$root/crates/assay-reports/tests/requirements.txt"
+    if ! cat "$req" "$s3_req" "$junit_req" | cmp -s - "$venv/.requirements" 2>/dev/null; then
+        log "creating $venv (pip install -r ${req#"$root"/} -r ${s3_req#"$root"/} -r ${junit_req#"$root"/})"
         rm -rf "$venv"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" -r "$s3_req"
-        cat "$req" "$s3_req" >"$venv/.requirements"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" -r "$s3_req" -r "$junit_req"
+        cat "$req" "$s3_req" "$junit_req" >"$venv/.requirements"
     fi
     export ASSAY_TEST_PYTHON="$venv/bin/python"
 }

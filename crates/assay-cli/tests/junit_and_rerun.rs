@@ -240,3 +240,97 @@ fn plan_balances_shards_by_the_last_run() {
     );
     assert_eq!(workers[1]["predictedMs"], 500, "{workers}");
 }
+
+/// The Python of the test venv (`scripts/test.sh` makes it, with pytest from PyPI).
+fn test_python() -> Option<String> {
+    match std::env::var("ASSAY_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var("ASSAY_TEST_SKIP_PYTHON").as_deref() == Ok("1") => None,
+        _ => panic!(
+            "ASSAY_TEST_PYTHON is not set: run scripts/test.sh (it makes the venv with pytest), or set ASSAY_TEST_SKIP_PYTHON=1"
+        ),
+    }
+}
+
+#[test]
+fn a_real_pytest_report_becomes_test_cases() {
+    let Some(python) = test_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = dir.path().join("pytest.yaml");
+    std::fs::write(
+        &wf,
+        r#"apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: pytest-suite
+spec:
+  config:
+    python: {type: string}
+  content:
+    files:
+      - path: /data/suite/test_calc.py
+        content: |
+          def add(a, b):
+              return a + b + (1 if a == 1 and b == 2 else 0)
+
+          def test_adds():
+              assert add(2, 2) == 4
+
+          def test_carries():
+              assert add(1, 2) == 3, "expected 3, got 4"
+  container:
+    workingDir: /data/suite
+  steps:
+    - name: Run pytest
+      shell: '"{{ config.python }}" -m pytest -q -p no:cacheprovider --junitxml=reports/junit.xml test_calc.py'
+      artifacts:
+        paths: ["reports/*.xml"]
+"#,
+    )
+    .unwrap();
+    let out = assay(&data)
+        .arg("run")
+        .arg(&wf)
+        .arg("--config")
+        .arg(format!("python={python}"))
+        .args(["-q", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = json(&out);
+    let summary = &e["reports"][0]["data"]["summary"];
+    assert_eq!(summary["tests"], 2, "{e:#}");
+    assert_eq!(summary["failed"], 1, "{e:#}");
+
+    let tests = assay(&data)
+        .args([
+            "get",
+            "tests",
+            "pytest-suite-1",
+            "--status",
+            "failed",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        tests.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&tests.stderr)
+    );
+    let text = String::from_utf8_lossy(&tests.stdout);
+    assert!(text.contains("test_carries"), "{text}");
+    assert!(text.contains("expected 3, got 4"), "{text}");
+    assert!(
+        !text.contains("test_adds"),
+        "only failures were asked for: {text}"
+    );
+}
