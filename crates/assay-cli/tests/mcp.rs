@@ -1,5 +1,6 @@
 //! `assay mcp` driven over stdio by the official MCP client SDK (the Python package `mcp`),
-//! through `crates/assay-mcp/tests/mcp_stdio.py`.
+//! through `crates/assay-mcp/tests/mcp_stdio.py`; and `assay server`'s `/mcp` over streamable
+//! HTTP with viewer and runner tokens, through `crates/assay-mcp/tests/mcp_http.py`.
 //!
 //! The SDK lives in a virtual environment: `ASSAY_TEST_PYTHON` when `scripts/test.sh` made
 //! one, else one built here once under `target/test-venvs/`, keyed by the requirements file.
@@ -92,6 +93,91 @@ fn mcp_stdio_with_the_official_python_sdk() {
     assert!(
         out.status.success(),
         "the MCP client script failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `assay token create --role ROLE` on `data`: the token it prints once.
+fn create_token(data: &Path, role: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_assay"))
+        .args(["token", "create", "--role", role, "--data-dir"])
+        .arg(data)
+        .env_remove("ASSAY_DATABASE")
+        .env_remove("ASSAY_ARTIFACTS")
+        .output()
+        .expect("run assay token create");
+    assert!(
+        out.status.success(),
+        "assay token create --role {role}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn mcp_http_with_the_official_python_sdk() {
+    use std::io::{BufRead, BufReader, Read};
+    if std::env::var("ASSAY_TEST_SKIP_PYTHON").as_deref() == Ok("1") {
+        eprintln!("skipped: ASSAY_TEST_SKIP_PYTHON=1");
+        return;
+    }
+    let tests = workspace_root().join("crates/assay-mcp/tests");
+    let python = python_with_sdk(&tests.join("requirements.txt"));
+    let data = tempfile::tempdir().expect("temp dir");
+    let viewer = create_token(data.path(), "viewer");
+    let runner = create_token(data.path(), "runner");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_assay"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--mcp-allowed-host", "assay.internal", "--data-dir"])
+        .arg(data.path())
+        .env_remove("ASSAY_DATABASE")
+        .env_remove("ASSAY_ARTIFACTS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start assay server");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let server = Killed(child);
+    let mut printed = String::new();
+    while !printed.contains("listening on") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "assay server exited: {printed}"
+        );
+        printed.push_str(&line);
+    }
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let _ = stderr.read_to_string(&mut String::new());
+    });
+    let out = Command::new(&python)
+        .arg(tests.join("mcp_http.py"))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args([&viewer, &runner])
+        .output()
+        .unwrap_or_else(|e| panic!("failed to start {}: {e}", python.display()));
+    drop(server);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the MCP HTTP client script failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");

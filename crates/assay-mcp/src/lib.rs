@@ -9,7 +9,8 @@
 //!   output and what to call next, in under 4 KB. Runs go through `assay-runner`, so an
 //!   execution started here is recorded exactly like one started by `assay run`.
 //! - [`mcp`] — the binding to the rmcp SDK (the only module that names an rmcp type) and
-//!   [`serve_stdio`]. An HTTP transport is a second function there over the same server.
+//!   [`serve_stdio`], and [`http_router`]: the same server over streamable HTTP, with the
+//!   caller's token role checked per tool call (mounted at `/mcp` by `assay server`).
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,5 +30,5 @@ mod text;
 mod tools;
 
 pub use error::{ToolError, ToolResult};
-pub use mcp::{AssayMcp, ServeError, serve_stdio};
+pub use mcp::{AssayMcp, ServeError, http_router, serve_stdio};
 pub use tools::{Tools, ToolsConfig};

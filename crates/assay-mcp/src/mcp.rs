@@ -3,15 +3,23 @@
 //! the answer into a tool result; errors the agent can fix become results with `isError`,
 //! internal ones protocol errors.
 //!
-//! The HTTP transport (`assay server`, `/mcp`) will wrap the same [`AssayMcp`] in rmcp's
-//! streamable HTTP service; nothing in the tool layer changes for it.
+//! The HTTP transport ([`http_router`], mounted by `assay server` at `/mcp`) wraps the same
+//! [`AssayMcp`] in rmcp's streamable HTTP service. There the caller's token role (a
+//! [`TokenRole`] the server's auth middleware puts in the HTTP request's extensions) is checked
+//! per tool call: reads for viewers, running, waiting and aborting for runners, storing
+//! workflows for admins.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use assay_store::TokenRole;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Extensions, Implementation, ServerCapabilities, ServerConfig,
+};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 
 use crate::args::*;
@@ -28,6 +36,8 @@ Answers are plain text and bounded; every error says what to call next.";
 #[derive(Clone)]
 pub struct AssayMcp {
     tools: Arc<Tools>,
+    /// Over HTTP: check the caller's role (from the HTTP request) on each tool call.
+    check_roles: bool,
     tool_router: ToolRouter<AssayMcp>,
 }
 
@@ -48,8 +58,30 @@ impl AssayMcp {
     pub fn new(tools: Arc<Tools>) -> Self {
         Self {
             tools,
+            check_roles: false,
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// Over HTTP: refuse a tool call whose caller's role is below `needed`, as a tool error
+    /// the agent can read. A request without a role (none was authenticated) is refused.
+    fn refuse(&self, ext: &Extensions, tool: &str, needed: TokenRole) -> Option<CallToolResult> {
+        if !self.check_roles {
+            return None;
+        }
+        let role = ext
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<TokenRole>())
+            .copied();
+        if role.is_some_and(|r| r >= needed) {
+            return None;
+        }
+        let has = role.map_or("none", TokenRole::as_str);
+        Some(CallToolResult::error(vec![ContentBlock::text(format!(
+            "permission denied: {tool} needs a token with role `{needed}`; this token has role `{has}`.\n\
+             next: connect with a {needed} token (an admin creates one with `assay token create --role {needed}`).",
+            needed = needed.as_str()
+        ))]))
     }
 
     /// The tool layer behind this server.
@@ -97,7 +129,11 @@ impl AssayMcp {
     async fn create_or_update_workflow(
         &self,
         Parameters(args): Parameters<CreateOrUpdateWorkflowArgs>,
+        ext: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
+        if let Some(refused) = self.refuse(&ext, "create_or_update_workflow", TokenRole::Admin) {
+            return Ok(refused);
+        }
         answer(self.tools.create_or_update_workflow(args).await)
     }
 
@@ -108,7 +144,11 @@ impl AssayMcp {
     async fn run_workflow(
         &self,
         Parameters(args): Parameters<RunWorkflowArgs>,
+        ext: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
+        if let Some(refused) = self.refuse(&ext, "run_workflow", TokenRole::Runner) {
+            return Ok(refused);
+        }
         answer(self.tools.run_workflow(args).await)
     }
 
@@ -119,7 +159,11 @@ impl AssayMcp {
     async fn wait_for_execution(
         &self,
         Parameters(args): Parameters<WaitForExecutionArgs>,
+        ext: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
+        if let Some(refused) = self.refuse(&ext, "wait_for_execution", TokenRole::Runner) {
+            return Ok(refused);
+        }
         answer(self.tools.wait_for_execution(args).await)
     }
 
@@ -185,7 +229,11 @@ impl AssayMcp {
     async fn abort_execution(
         &self,
         Parameters(args): Parameters<AbortExecutionArgs>,
+        ext: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
+        if let Some(refused) = self.refuse(&ext, "abort_execution", TokenRole::Runner) {
+            return Ok(refused);
+        }
         answer(self.tools.abort_execution(args).await)
     }
 }
@@ -229,4 +277,27 @@ pub async fn serve_stdio(tools: Arc<Tools>, grace: Duration) -> Result<(), Serve
     };
     tools.shutdown(grace).await;
     result
+}
+
+/// MCP over streamable HTTP at `/mcp`, as an axum router to merge into the server's app (behind
+/// its auth middleware, which must put the caller's [`TokenRole`] in the request extensions).
+/// Requests are accepted for loopback host names and `allowed_hosts` (names or `host:port`), so
+/// that a web page cannot reach a local server through DNS rebinding. Sessions live in memory.
+pub fn http_router(tools: Arc<Tools>, allowed_hosts: &[String]) -> axum::Router {
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    hosts.extend(allowed_hosts.iter().cloned());
+    let config = StreamableHttpServerConfig::default().with_allowed_hosts(hosts);
+    let service = StreamableHttpService::new(
+        move || {
+            let mut server = AssayMcp::new(tools.clone());
+            server.check_roles = true;
+            Ok(server)
+        },
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    axum::Router::new().route_service("/mcp", service)
 }

@@ -1,4 +1,4 @@
-//! Bearer tokens with roles. Every `/v1` request passes here: no token or an unknown one is
+//! Bearer tokens with roles. Every `/v1` and `/mcp` request passes here: no token or an unknown one is
 //! 401, a role too weak for the request is 403. What a request needs is decided here in one
 //! place, from its method and path, so that no handler can forget to check.
 
@@ -25,7 +25,13 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
 /// The role a request needs: reads are for viewers, running, rerunning and aborting for runners,
 /// everything else (workflows, templates, tokens) for admins.
+///
+/// MCP (`/mcp`) only needs a viewer here: each tool call is checked by the MCP layer against
+/// the role this middleware puts in the request's extensions.
 pub fn required_role(method: &Method, path: &str) -> TokenRole {
+    if path == "/mcp" || path.starts_with("/mcp/") {
+        return TokenRole::Viewer;
+    }
     if method == Method::GET || method == Method::HEAD {
         return TokenRole::Viewer;
     }
@@ -50,6 +56,7 @@ pub async fn authenticate(
             name: "anonymous".into(),
             role: TokenRole::Admin,
         });
+        request.extensions_mut().insert(TokenRole::Admin);
         return next.run(request).await;
     }
     let token = request
@@ -91,6 +98,8 @@ pub async fn authenticate(
         )
         .into_response();
     }
+    // The bare role too, for the MCP layer (which knows no `Caller`).
+    request.extensions_mut().insert(info.role);
     request.extensions_mut().insert(Caller {
         name: info.name,
         role: info.role,

@@ -90,6 +90,10 @@ pub struct AppState {
 /// A started server: its routes and the queue behind them.
 pub struct Server {
     pub state: AppState,
+    /// The MCP tools behind `/mcp` (their runs are this process's: stop them on shutdown).
+    pub mcp_tools: Arc<assay_mcp::Tools>,
+    /// Host names `/mcp` accepts besides loopback ones ([`Server::with_mcp_allowed_hosts`]).
+    mcp_allowed_hosts: Vec<String>,
 }
 
 impl Server {
@@ -113,6 +117,10 @@ impl Server {
         for id in queue::queued_in_store(&store).await? {
             queue.push(id);
         }
+        let mcp_tools = Arc::new(assay_mcp::Tools::new(
+            store.clone(),
+            assay_mcp::ToolsConfig::default(),
+        ));
         Ok(Server {
             state: AppState {
                 store,
@@ -120,12 +128,25 @@ impl Server {
                 metrics,
                 auth: options.auth,
             },
+            mcp_tools,
+            mcp_allowed_hosts: Vec::new(),
         })
     }
 
-    /// The axum app.
+    /// Let `/mcp` answer requests for these host names (or `host:port`) too; loopback names
+    /// are always accepted (the check guards local servers against DNS rebinding).
+    pub fn with_mcp_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.mcp_allowed_hosts = hosts;
+        self
+    }
+
+    /// The axum app: [`router`] plus MCP over streamable HTTP at `/mcp`, behind the same
+    /// token check (each tool call then checks the caller's role).
     pub fn router(&self) -> axum::Router {
-        router(self.state.clone())
+        let mcp = assay_mcp::http_router(self.mcp_tools.clone(), &self.mcp_allowed_hosts).layer(
+            axum::middleware::from_fn_with_state(self.state.clone(), auth::authenticate),
+        );
+        app(self.state.clone(), Some(mcp))
     }
 
     /// Serve on `listener` until `shutdown` resolves.
@@ -207,8 +228,14 @@ fn api_router() -> OpenApiRouter<AppState> {
         )
 }
 
-/// The axum app over `state`.
+/// The axum app over `state` (without `/mcp`: that needs the tools of a [`Server`]).
 pub fn router(state: AppState) -> axum::Router {
+    app(state, None)
+}
+
+/// The app, with `mcp` (already behind the auth middleware) served at `/mcp`; the error and
+/// body-limit layers cover it too.
+fn app(state: AppState, mcp: Option<axum::Router>) -> axum::Router {
     let (v1, doc) = api_router().split_for_parts();
     let v1 = v1.layer(axum::middleware::from_fn_with_state(
         state.clone(),
@@ -216,9 +243,11 @@ pub fn router(state: AppState) -> axum::Router {
     ));
     // Swagger UI also serves the document at /v1/openapi.json, outside the token check: a
     // client needs the description to learn how to authenticate.
-    axum::Router::new()
-        .merge(v1)
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/v1/openapi.json", doc))
+    let mut app = axum::Router::new().merge(v1);
+    if let Some(mcp) = mcp {
+        app = app.route_service("/mcp", mcp);
+    }
+    app.merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/v1/openapi.json", doc))
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
         .layer(axum::middleware::from_fn(error::json_errors))

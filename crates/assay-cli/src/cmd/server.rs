@@ -20,6 +20,11 @@ pub struct Args {
     /// Serve /v1 without tokens (refused unless --listen is a loopback address)
     #[arg(long)]
     no_auth: bool,
+    /// Also accept MCP requests (/mcp) addressed to this host name or HOST:PORT (repeatable).
+    /// Only loopback names (localhost, 127.0.0.1, ::1) are accepted by default, which guards a
+    /// local server against DNS rebinding; add the name clients use to reach this server
+    #[arg(long = "mcp-allowed-host", value_name = "NAME")]
+    mcp_allowed_hosts: Vec<String>,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -63,25 +68,27 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             },
             Arc::new(LocalDispatch::default()),
         )
-        .await?;
+        .await?
+        .with_mcp_allowed_hosts(args.mcp_allowed_hosts);
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
             UserError::invalid(format!("failed to listen on {}: {e}", args.listen))
                 .with_hint("pick another port with --listen 127.0.0.1:PORT")
         })?;
         eprintln!(
-            "assay server listening on http://{} (API under /v1, docs at /docs, metrics at /metrics)",
+            "assay server listening on http://{} (API under /v1, MCP at /mcp, docs at /docs, metrics at /metrics)",
             listener.local_addr()?
         );
         // Ctrl-C / SIGTERM: stop taking work, abort what runs (each records its end), then
         // stop serving; queued executions wait for the next start.
         let queue = server.state.queue.clone();
+        let mcp_tools = server.mcp_tools.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(server.serve(listener, async {
             let _ = stop_rx.await;
         }));
         shutdown_signal().await;
         eprintln!("stopping: aborting running executions (queued ones stay queued)");
-        let left = queue.stop(STOP_GRACE).await;
+        let (left, ()) = tokio::join!(queue.stop(STOP_GRACE), mcp_tools.shutdown(STOP_GRACE));
         if left > 0 {
             eprintln!("{left} execution(s) did not record their end in time; the next start marks them aborted");
         }
