@@ -163,3 +163,20 @@ pub struct AbortExecutionArgs {
     #[serde(default)]
     pub reason: Option<String>,
 }
+
+/// `get_test_results`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetTestResultsArgs {
+    /// Execution name (`unit-3`) or id.
+    pub execution: String,
+}
+
+/// `list_flaky_tests`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListFlakyTestsArgs {
+    /// Only this workflow's tests.
+    #[serde(default)]
+    pub workflow: Option<String>,
+}

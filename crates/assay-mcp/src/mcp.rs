@@ -212,6 +212,28 @@ impl AssayMcp {
     }
 
     #[tool(
+        description = "Test results of an execution from its JUnit reports: counts, then each failed test with its message, then what to call next.",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_test_results(
+        &self,
+        Parameters(args): Parameters<GetTestResultsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.get_test_results(args).await)
+    }
+
+    #[tool(
+        description = "Flaky tests (passed and failed on one commit, or passed on a retry, in the last 14 days) and broken ones (failing every time), optionally of one workflow.",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_flaky_tests(
+        &self,
+        Parameters(args): Parameters<ListFlakyTestsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.list_flaky_tests(args).await)
+    }
+
+    #[tool(
         description = "A page of a text artifact (default 16 KB from `offset`); binary files are refused.",
         annotations(read_only_hint = true)
     )]

@@ -25,6 +25,7 @@ EXPECTED_TOOLS = {
     "list_workflows", "get_workflow", "validate_workflow", "create_or_update_workflow",
     "run_workflow", "wait_for_execution", "list_executions", "get_execution",
     "get_execution_logs", "list_artifacts", "read_artifact", "abort_execution",
+    "get_test_results", "list_flaky_tests",
 }
 
 # A test whose assertion fails with a clear message (no pytest needed).
@@ -161,7 +162,7 @@ async def main():
             # -- tools and their schemas
             tools = (await session.list_tools()).tools
             names = {t.name for t in tools}
-            check(names == EXPECTED_TOOLS, "the twelve tools are listed", sorted(names))
+            check(names == EXPECTED_TOOLS, "the fourteen tools are listed", sorted(names))
             for t in tools:
                 schema = getattr(t, "input_schema", None) or getattr(t, "inputSchema", None)
                 check(schema.get("type") == "object" and t.description,

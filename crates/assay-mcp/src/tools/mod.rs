@@ -4,6 +4,7 @@
 
 mod executions;
 mod files;
+mod results;
 mod workflows;
 
 use std::fmt::Write;
