@@ -6,13 +6,18 @@
 //! `TestWorkflowExecutionNotification`. Errors are `{"title","detail","status"}` (RFC 9457's
 //! core members), with the validation problems of a rejected document when there are some.
 //! Every field is camelCase. Only these types are serialized on the wire.
+//!
+//! [`client::Client`] is a typed client of the API over reqwest (the CLI uses it with a
+//! context, `assay context`).
+
+pub mod client;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use assay_store::testkube::{TestWorkflowExecution, TestWorkflowResult};
+pub use assay_store::testkube::{TestWorkflowExecution, TestWorkflowResult, TestWorkflowSignature};
 pub use assay_store::{Artifact, TokenRole};
 
 /// The body of every 4xx and 5xx response.

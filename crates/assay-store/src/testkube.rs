@@ -27,6 +27,10 @@ pub struct TestWorkflowExecution {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config_params: BTreeMap<String, ConfigValue>,
     pub running_context: RunningContext,
+    /// The steps in plan order with their names (Testkube's `signature`, flat: Assay's step
+    /// refs are unique in an execution). Absent from list summaries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signature: Vec<TestWorkflowSignature>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reports: Vec<Report>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -39,6 +43,15 @@ pub struct TestWorkflowExecution {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkflowRef {
     pub name: String,
+}
+
+/// One entry of `signature`: a step's ref and its human name, when it has one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestWorkflowSignature {
+    #[serde(rename = "ref")]
+    pub step_ref: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// `TestWorkflowResult`.
@@ -187,6 +200,7 @@ impl From<&ExecutionSummary> for TestWorkflowExecution {
             tags: s.tags.clone(),
             config_params: s.config.clone(),
             running_context: s.running_context.clone(),
+            signature: Vec::new(),
             reports: Vec::new(),
             output: Vec::new(),
             artifacts: Vec::new(),
@@ -198,6 +212,15 @@ impl From<&Execution> for TestWorkflowExecution {
     fn from(e: &Execution) -> Self {
         let mut view = TestWorkflowExecution::from(&e.summary);
         view.result = result_view(&e.summary, &e.steps);
+        let mut ordered: Vec<&StepResult> = e.steps.iter().collect();
+        ordered.sort_by_key(|st| st.position);
+        view.signature = ordered
+            .into_iter()
+            .map(|st| TestWorkflowSignature {
+                step_ref: st.step_ref.clone(),
+                name: st.name.clone(),
+            })
+            .collect();
         view.reports = e.reports.clone();
         view.output = e.outputs.clone();
         view.artifacts = e.artifacts.clone();
