@@ -18,6 +18,7 @@ pub mod status;
 pub mod strategy;
 pub mod suggest;
 pub mod template;
+pub mod triggers;
 pub mod validate;
 
 pub use compile::{CompileRequest, Compiled, compile};

@@ -19,8 +19,9 @@
 //! - Every problem is reported, not just the first: after an error the offending node is removed
 //!   or replaced with a neutral value and deserialization is tried again (at most
 //!   [`MAX_ERRORS_PER_DOCUMENT`] times).
-//! - Only `TestWorkflow` and `TestWorkflowTemplate` documents are checked. Other kinds (Test,
-//!   Webhook, ConfigMap, ...) are skipped without a word and counted nowhere; a document without
+//! - `TestWorkflow` and `TestWorkflowTemplate` documents are checked into [`Loaded::documents`],
+//!   `TestTrigger` and `Webhook` ones into [`Loaded::resources`]. Other kinds (Test,
+//!   ConfigMap, ...) are skipped without a word and counted nowhere; a document without
 //!   a `kind` is an error. An empty document (`---` and nothing) is not a document.
 //! - A repeated mapping key keeps its last value with a warning, as Kubernetes does. YAML 1.1
 //!   booleans (`yes`, `no`, `on`, `off`) are booleans, as in Kubernetes.
@@ -40,6 +41,7 @@ use crate::diagnostic::{self, Diagnostic};
 use crate::located::{self, Node};
 use crate::model::{Document, TestWorkflow, TestWorkflowTemplate};
 use crate::suggest;
+use crate::triggers::{self, Resource, TestTrigger, Webhook};
 
 pub use crate::located::Locations;
 
@@ -85,6 +87,56 @@ impl Kind {
     }
 }
 
+/// Kinds that are stored and acted on by the server, not compiled: Testkube's `TestTrigger`
+/// and `Webhook`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    TestTrigger,
+    Webhook,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::TestTrigger => "TestTrigger",
+            ResourceKind::Webhook => "Webhook",
+        }
+    }
+
+    /// The one `apiVersion` Assay reads for this kind.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            ResourceKind::TestTrigger => triggers::TEST_TRIGGER_API_VERSION,
+            ResourceKind::Webhook => triggers::WEBHOOK_API_VERSION,
+        }
+    }
+
+    fn from_name(name: &str) -> Option<ResourceKind> {
+        match name {
+            "TestTrigger" => Some(ResourceKind::TestTrigger),
+            "Webhook" => Some(ResourceKind::Webhook),
+            _ => None,
+        }
+    }
+}
+
+/// One `TestTrigger` or `Webhook` document that loaded into the typed model.
+#[derive(Debug, Clone)]
+pub struct LoadedResource {
+    /// Index of the YAML document in its file (0-based, counting every document).
+    pub index: usize,
+    pub kind: ResourceKind,
+    /// `metadata.name` (may be empty; validation reports that).
+    pub name: String,
+    pub resource: Resource,
+    /// The document as JSON, exactly as written.
+    pub raw: Value,
+    /// Where every JSON path of `raw` is in the file.
+    pub locations: Locations,
+    /// 1-based line where the document starts.
+    pub line: usize,
+}
+
 /// One document that loaded into the typed model.
 #[derive(Debug, Clone)]
 pub struct LoadedDocument {
@@ -107,8 +159,11 @@ pub struct LoadedDocument {
 pub struct Loaded {
     /// The checked documents that loaded into the typed model, in file order.
     pub documents: Vec<LoadedDocument>,
-    /// How many documents were checked: TestWorkflow / TestWorkflowTemplate documents, documents
-    /// without a `kind`, and 1 for a file that could not be read as YAML at all.
+    /// The checked `TestTrigger` and `Webhook` documents that loaded, in file order.
+    pub resources: Vec<LoadedResource>,
+    /// How many documents were checked: TestWorkflow / TestWorkflowTemplate / TestTrigger /
+    /// Webhook documents, documents without a `kind`, and 1 for a file that could not be read as
+    /// YAML at all.
     pub checked: usize,
     /// Problems in file order; warnings included.
     pub diagnostics: Vec<Diagnostic>,
@@ -224,6 +279,7 @@ fn file_error(
 ) -> Loaded {
     Loaded {
         documents: Vec::new(),
+        resources: Vec::new(),
         checked: 1,
         diagnostics: vec![Diagnostic::error(file, line, column, message).with_hint_opt(hint)],
     }
@@ -352,6 +408,21 @@ fn load_document(file: &str, text: &str, index: usize, root: &Spanned<Node>, loa
             return;
         }
     };
+    if let Some(kind) = ResourceKind::from_name(&kind_name) {
+        loaded.checked += 1;
+        let doc = RawDoc {
+            file,
+            text,
+            index,
+            line,
+            column,
+            value,
+            locations,
+            problems: &converted.problems,
+        };
+        load_resource(doc, kind, loaded);
+        return;
+    }
     let Some(kind) = Kind::from_name(&kind_name) else {
         // A near miss of our kinds (a letter or two off) is a typo, not some other Kubernetes
         // object; `TestWorkflowExecution` and friends are real kinds and are skipped.
@@ -440,6 +511,107 @@ fn load_document(file: &str, text: &str, index: usize, root: &Spanned<Node>, loa
             kind,
             name,
             document,
+            raw: value,
+            locations,
+            line,
+        });
+    }
+}
+
+/// A document turned into JSON, before it is typed.
+struct RawDoc<'a> {
+    file: &'a str,
+    text: &'a str,
+    index: usize,
+    line: usize,
+    column: usize,
+    value: Value,
+    locations: Locations,
+    problems: &'a [located::TreeProblem],
+}
+
+/// The `TestTrigger` / `Webhook` half of [`load_document`]: the same checks (tree problems,
+/// `apiVersion`, every serde error located) into [`Loaded::resources`].
+fn load_resource(doc: RawDoc<'_>, kind: ResourceKind, loaded: &mut Loaded) {
+    let RawDoc {
+        file,
+        text,
+        index,
+        line,
+        column,
+        value,
+        locations,
+        problems,
+    } = doc;
+    for p in problems {
+        let d = if p.warning {
+            Diagnostic::warning(file, p.line, p.column, &p.message)
+        } else {
+            Diagnostic::error(file, p.line, p.column, &p.message)
+        };
+        loaded.diagnostics.push(
+            d.with_hint_opt(p.hint.clone())
+                .in_document(index)
+                .at_path(&p.path),
+        );
+    }
+    let mut ok = !problems.iter().any(|p| !p.warning);
+    let expected = kind.api_version();
+    match value.get("apiVersion") {
+        Some(Value::String(v)) if v == expected => {}
+        None | Some(Value::Null) => {
+            ok = false;
+            loaded.diagnostics.push(
+                Diagnostic::error(file, line, column, "document has no `apiVersion`")
+                    .with_hint(format!("add `apiVersion: {expected}`"))
+                    .in_document(index),
+            );
+        }
+        Some(other) => {
+            ok = false;
+            let (l, c) = locations.locate("apiVersion").unwrap_or((line, column));
+            let shown = other
+                .as_str()
+                .map_or_else(|| other.to_string(), str::to_string);
+            loaded.diagnostics.push(
+                Diagnostic::error(file, l, c, format!("unsupported apiVersion `{shown}`"))
+                    .with_hint(format!("a {} has `apiVersion: {expected}`", kind.as_str()))
+                    .in_document(index)
+                    .at_path("apiVersion"),
+            );
+        }
+    }
+    let mut work = value.clone();
+    if let Value::Object(map) = &mut work {
+        map.shift_remove("kind");
+    }
+    strip_nulls(&mut work);
+    let ctx = Ctx {
+        file,
+        text,
+        index,
+        locations: &locations,
+    };
+    let resource = match kind {
+        ResourceKind::TestTrigger => {
+            deserialize_all::<TestTrigger>(&ctx, work, &mut loaded.diagnostics)
+                .map(Resource::TestTrigger)
+        }
+        ResourceKind::Webhook => {
+            deserialize_all::<Webhook>(&ctx, work, &mut loaded.diagnostics).map(Resource::Webhook)
+        }
+    };
+    if let (Some(resource), true) = (resource, ok) {
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        loaded.resources.push(LoadedResource {
+            index,
+            kind,
+            name,
+            resource,
             raw: value,
             locations,
             line,

@@ -12,6 +12,8 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::triggers::{Resource, TestTrigger, Webhook};
+
 /// Free-form JSON kept for a runtime that understands it (usually Kubernetes).
 pub type Opaque = Value;
 

@@ -62,6 +62,12 @@ fn finish(file: &str, mut loaded: Loaded) -> Loaded {
         .flat_map(|doc| validate_document(file, doc))
         .collect();
     loaded.diagnostics.extend(extra);
+    let extra: Vec<Diagnostic> = loaded
+        .resources
+        .iter()
+        .flat_map(|doc| crate::triggers::validate_resource(file, doc))
+        .collect();
+    loaded.diagnostics.extend(extra);
     diagnostic::sort(&mut loaded.diagnostics);
     loaded
 }

@@ -1,0 +1,600 @@
+//! Testkube's `TestTrigger` (`tests.testkube.io/v1`) and `Webhook` (`executor.testkube.io/v1`)
+//! documents, field for field as Testkube's `api/testtriggers/v1` and `api/executor/v1` define
+//! them, every struct `deny_unknown_fields` like the workflow model.
+//!
+//! A `TestTrigger` reacts to Kubernetes events: Assay stores it, and it acts once a Kubernetes
+//! runtime exists. A `Webhook` is acted on by `assay server`: it POSTs to `uri` when an
+//! execution of a workflow matching `selector` starts or ends. Nested Kubernetes objects
+//! (label selectors, probes, conditions, targets) are kept as free-form JSON.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::Diagnostic;
+use crate::model::{ObjectMeta, Opaque};
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The apiVersion of `TestTrigger` documents.
+pub const TEST_TRIGGER_API_VERSION: &str = "tests.testkube.io/v1";
+/// The apiVersion of `Webhook` documents.
+pub const WEBHOOK_API_VERSION: &str = "executor.testkube.io/v1";
+
+/// Testkube's `TestTrigger`: run workflows when a Kubernetes resource changes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TestTrigger {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: TestTriggerSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Opaque>,
+}
+
+/// `spec` of a `TestTrigger`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TestTriggerSpec {
+    /// A Kubernetes label selector of the events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Opaque>,
+    /// `pod`, `deployment`, `statefulset`, `daemonset`, `service`, `ingress`, `event`,
+    /// `configmap`, `content`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_ref: Option<Opaque>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_selector: Option<TestTriggerSelector>,
+    /// `created`, `modified`, `deleted`, `git-push`, `deployment-image-update`, ...
+    #[serde(default)]
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "match")]
+    pub matches: Option<Opaque>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<Opaque>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_spec: Option<Opaque>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_spec: Option<Opaque>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_selector: Option<Opaque>,
+    /// `run` (the only action Testkube has).
+    #[serde(default)]
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_parameters: Option<TestTriggerActionParameters>,
+    /// `test`, `testsuite` or `testworkflow` (Assay runs workflows only).
+    #[serde(default)]
+    pub execution: String,
+    #[serde(default)]
+    pub test_selector: TestTriggerSelector,
+    /// `allow`, `forbid` or `replace`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub concurrency_policy: String,
+    /// A Go duration (`10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disabled: bool,
+}
+
+/// Which Kubernetes objects a trigger watches or acts on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TestTriggerSelector {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name_regex: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace_regex: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<Opaque>,
+}
+
+/// Config and tags a trigger passes to the workflows it runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TestTriggerActionParameters {
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub config: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub tags: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Opaque>,
+}
+
+/// Testkube's `Webhook`: a POST to `uri` on execution events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Webhook {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: WebhookSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Opaque>,
+}
+
+/// `spec` of a `Webhook`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// Where to POST (a template in Assay's payload template language).
+    #[serde(default)]
+    pub uri: String,
+    /// Event types ([`WEBHOOK_EVENTS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// Label selector over the workflow's labels (`team=qa,tier!=slow`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub selector: String,
+    /// Send `{FIELD: "<the event JSON as a string>"}` instead of the event JSON.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub payload_object_field: String,
+    /// The body, as a template.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub payload_template: String,
+    /// A `WebhookTemplate` resource's name (not supported by Assay).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub payload_template_reference: String,
+    /// Request headers; values are templates.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disabled: bool,
+    /// Deprecated in Testkube and unused there; accepted and ignored.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub on_state_change: bool,
+    /// Values for the templates: `value` in the open, or `secret` (read from the server's
+    /// environment, never shown).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub config: IndexMap<String, WebhookConfigValue>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<WebhookParameterSchema>,
+    /// A `WebhookTemplate` to include (not supported by Assay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_template_ref: Option<WebhookTemplateRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Opaque>,
+}
+
+/// One `config` value of a webhook.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookConfigValue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretRef>,
+}
+
+/// Testkube's reference to a Kubernetes secret's key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretRef {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
+}
+
+impl SecretRef {
+    /// The environment variable Assay reads this secret from: `NAME_KEY` upper-cased, every
+    /// character other than a letter or digit turned into `_` (`{name: slack, key: token}` →
+    /// `SLACK_TOKEN`).
+    pub fn env_var(&self) -> String {
+        format!("{}_{}", self.name, self.key)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+/// A declared webhook parameter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookParameterSchema {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub example: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pattern: String,
+}
+
+/// A reference to a `WebhookTemplate`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhookTemplateRef {
+    pub name: String,
+}
+
+/// The workflow event types of Testkube's `EventType` that Assay's server sends. The test and
+/// test suite ones (`start-test`, ...) are Testkube's legacy kinds, which Assay does not run.
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "queue-testworkflow",
+    "start-testworkflow",
+    "end-testworkflow-success",
+    "end-testworkflow-failed",
+    "end-testworkflow-aborted",
+    "end-testworkflow-canceled",
+    "end-testworkflow-not-passed",
+    "become-testworkflow-up",
+    "become-testworkflow-down",
+    "become-testworkflow-failed",
+    "become-testworkflow-aborted",
+    "become-testworkflow-canceled",
+    "become-testworkflow-not-passed",
+];
+
+/// Testkube's `TestTriggerEvent` values.
+pub const TEST_TRIGGER_EVENTS: &[&str] = &[
+    "created",
+    "modified",
+    "deleted",
+    "git-push",
+    "git-tag-push",
+    "git-pull-request",
+    "deployment-scale-update",
+    "deployment-image-update",
+    "deployment-env-update",
+    "deployment-containers-modified",
+    "deployment-generation-modified",
+    "deployment-resource-modified",
+    "event-start-test",
+    "event-end-test-success",
+    "event-end-test-failed",
+    "event-end-test-aborted",
+    "event-end-test-timeout",
+    "event-start-testsuite",
+    "event-end-testsuite-success",
+    "event-end-testsuite-failed",
+    "event-end-testsuite-aborted",
+    "event-end-testsuite-timeout",
+    "event-queue-testworkflow",
+    "event-start-testworkflow",
+    "event-end-testworkflow-success",
+    "event-end-testworkflow-failed",
+    "event-end-testworkflow-aborted",
+    "event-end-testworkflow-canceled",
+    "event-end-testworkflow-not-passed",
+    "event-created",
+    "event-updated",
+    "event-deleted",
+];
+
+/// Testkube's `TestTriggerResource` values.
+pub const TEST_TRIGGER_RESOURCES: &[&str] = &[
+    "pod",
+    "deployment",
+    "statefulset",
+    "daemonset",
+    "service",
+    "ingress",
+    "event",
+    "configmap",
+    "content",
+];
+
+/// A `TestTrigger` or a `Webhook`: documents that are stored, not compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    TestTrigger(TestTrigger),
+    Webhook(Webhook),
+}
+
+impl Resource {
+    /// The document's labels.
+    pub fn labels(&self) -> &IndexMap<String, String> {
+        match self {
+            Resource::TestTrigger(t) => &t.metadata.labels,
+            Resource::Webhook(w) => &w.metadata.labels,
+        }
+    }
+}
+
+/// All semantic problems of one loaded `TestTrigger` or `Webhook`: a valid name, known event
+/// types and resources, and the fields Assay does not support named with their location.
+pub fn validate_resource(file: &str, doc: &crate::load::LoadedResource) -> Vec<Diagnostic> {
+    let mut problems: Vec<(String, String, Option<String>)> = Vec::new();
+    let mut error = |path: &str, message: String, hint: Option<String>| {
+        problems.push((path.to_string(), message, hint));
+    };
+    if doc.name.is_empty() {
+        error(
+            "metadata",
+            "missing `metadata.name`".to_string(),
+            Some("add `metadata:` with `name: ...`".to_string()),
+        );
+    } else if let Some(problem) = crate::validate::kubernetes_name_problem(&doc.name) {
+        error(
+            "metadata.name",
+            format!("`{}` is not a valid Kubernetes name: {problem}", doc.name),
+            None,
+        );
+    }
+    match &doc.resource {
+        Resource::Webhook(w) => {
+            let s = &w.spec;
+            for (i, e) in s.events.iter().enumerate() {
+                one_of(
+                    &mut error,
+                    &format!("spec.events[{i}]"),
+                    e,
+                    WEBHOOK_EVENTS,
+                    "webhook event",
+                );
+            }
+            if s.uri.trim().is_empty() {
+                error(
+                    "spec",
+                    "a webhook needs `spec.uri`".to_string(),
+                    Some("add `uri: https://...`".to_string()),
+                );
+            }
+            if s.events.is_empty() {
+                error(
+                    "spec",
+                    "a webhook needs `spec.events`".to_string(),
+                    Some("add `events: [end-testworkflow-failed]`, for example".to_string()),
+                );
+            }
+            let unsupported = "Assay has no WebhookTemplate documents yet; write the template into \
+                               the webhook (`payloadTemplate`, `headers`)";
+            if !s.payload_template_reference.is_empty() {
+                error(
+                    "spec.payloadTemplateReference",
+                    "`payloadTemplateReference` is not supported".to_string(),
+                    Some(unsupported.to_string()),
+                );
+            }
+            if s.webhook_template_ref.is_some() {
+                error(
+                    "spec.webhookTemplateRef",
+                    "`webhookTemplateRef` is not supported".to_string(),
+                    Some(unsupported.to_string()),
+                );
+            }
+            for (key, value) in &s.config {
+                if value.value.is_some() == value.secret.is_some() {
+                    error(
+                        &format!("spec.config.{key}"),
+                        format!("config `{key}` needs exactly one of `value` and `secret`"),
+                        None,
+                    );
+                }
+            }
+        }
+        Resource::TestTrigger(t) => {
+            let s = &t.spec;
+            one_of(
+                &mut error,
+                "spec.event",
+                &s.event,
+                TEST_TRIGGER_EVENTS,
+                "trigger event",
+            );
+            if !s.resource.is_empty() {
+                one_of(
+                    &mut error,
+                    "spec.resource",
+                    &s.resource,
+                    TEST_TRIGGER_RESOURCES,
+                    "trigger resource",
+                );
+            }
+            one_of(
+                &mut error,
+                "spec.action",
+                &s.action,
+                &["run"],
+                "trigger action",
+            );
+            if s.execution != "testworkflow" {
+                error(
+                    "spec.execution",
+                    format!("Assay runs test workflows only, not `{}`", s.execution),
+                    Some("use `execution: testworkflow`".to_string()),
+                );
+            }
+            if !s.concurrency_policy.is_empty() {
+                one_of(
+                    &mut error,
+                    "spec.concurrencyPolicy",
+                    &s.concurrency_policy,
+                    &["allow", "forbid", "replace"],
+                    "concurrency policy",
+                );
+            }
+            if let Some(delay) = &s.delay
+                && crate::duration::parse_duration(delay).is_err()
+            {
+                error(
+                    "spec.delay",
+                    format!("`{delay}` is not a duration"),
+                    Some("write it like `10s` or `1m30s`".to_string()),
+                );
+            }
+        }
+    }
+    let mut out: Vec<Diagnostic> = problems
+        .into_iter()
+        .map(|(path, message, hint)| {
+            let (line, column) = doc.locations.locate(&path).unwrap_or((doc.line, 1));
+            Diagnostic::error(file, line, column, message)
+                .with_hint_opt(hint)
+                .in_document(doc.index)
+                .at_path(path)
+        })
+        .collect();
+    crate::diagnostic::sort(&mut out);
+    out
+}
+
+/// Report `value` unless it is one of `allowed`, with the closest as a hint.
+fn one_of(
+    error: &mut impl FnMut(&str, String, Option<String>),
+    path: &str,
+    value: &str,
+    allowed: &[&str],
+    what: &str,
+) {
+    if !allowed.contains(&value) {
+        let hint = crate::suggest::closest(value, allowed.iter().copied())
+            .map(|c| format!("did you mean `{c}`?"))
+            .or_else(|| Some(format!("one of: {}", allowed.join(", "))));
+        error(path, format!("unknown {what} `{value}`"), hint);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load::ResourceKind;
+    use crate::validate::check;
+
+    /// Shapes from kubeshop/testkube's `test/env/dev` folder (MIT).
+    const REAL: &str = r#"apiVersion: tests.testkube.io/v1
+kind: TestTrigger
+metadata:
+  name: git-trigger-pr-content-trigger
+spec:
+  resource: content
+  event: git-pull-request
+  contentSelector:
+    git:
+      uri: https://github.com/kubeshop/testkube
+      authType: github
+      paths:
+        - "src/**"
+      pullRequest:
+        types: ["opened", "synchronize", "reopened"]
+  action: run
+  execution: testworkflow
+  testSelector:
+    name: git-triggered-workflow-pr-content-trigger
+    namespace: testkube-agent
+---
+apiVersion: tests.testkube.io/v1
+kind: TestTrigger
+metadata:
+  name: trigger-small-suite-on-cloud-deployment
+spec:
+  selector:
+    matchLabels:
+      testkube.io/resource-kind: Deployment
+  event: deployment-image-update
+  action: run
+  execution: testworkflow
+  testSelector:
+    name: tw-suite-small-smoke
+    namespace: testkube-agent
+---
+apiVersion: executor.testkube.io/v1
+kind: Webhook
+metadata:
+  name: dev-e2e-heartbeat-webhook
+spec:
+  events:
+  - end-testworkflow-success
+  uri: 'https://example.com/hook'
+  selector: heartbeat-type=dev-e2e-webhook
+  headers:
+    Content-Type: application/json
+    X-Heartbeat-Token: '{{ config.key }}'
+  config:
+    key:
+      secret: {name: heartbeat, key: token}
+  payloadTemplate: |-
+    {"info": "workflow={{ workflowName }} status={{ type }}"}
+"#;
+
+    #[test]
+    fn real_documents_load_as_resources() {
+        let loaded = check("real.yaml", REAL);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.checked, 3);
+        assert!(loaded.documents.is_empty());
+        let kinds: Vec<ResourceKind> = loaded.resources.iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                ResourceKind::TestTrigger,
+                ResourceKind::TestTrigger,
+                ResourceKind::Webhook
+            ]
+        );
+        let crate::triggers::Resource::Webhook(w) = &loaded.resources[2].resource else {
+            panic!("a webhook");
+        };
+        assert_eq!(
+            w.spec.config["key"].secret.as_ref().unwrap().env_var(),
+            "HEARTBEAT_TOKEN"
+        );
+    }
+
+    #[test]
+    fn problems_are_located() {
+        let text = "apiVersion: executor.testkube.io/v1\nkind: Webhook\nmetadata:\n  name: w\nspec:\n  uri: http://x\n  events: [end-testworkflow-fail]\n  payloadTemplateReference: t\n  colour: red\n";
+        let loaded = check("w.yaml", text);
+        let shown: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert!(
+            shown
+                .iter()
+                .any(|d| d.starts_with("w.yaml:9:3: unknown field `colour`")),
+            "{shown:?}"
+        );
+        // The unknown field stops the typed model, so the semantic checks run on a fixed file.
+        let fixed = text.replace("  colour: red\n", "");
+        let shown: Vec<String> = check("w.yaml", &fixed)
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(
+            shown.iter().any(|d| d.starts_with(
+                "w.yaml:7:12: unknown webhook event `end-testworkflow-fail`\n  hint: did you mean `end-testworkflow-failed`?"
+            )),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|d| d.contains("`payloadTemplateReference` is not supported")),
+            "{shown:?}"
+        );
+        let wrong = "apiVersion: testworkflows.testkube.io/v1\nkind: TestTrigger\nmetadata: {name: t}\nspec: {event: created, action: run, execution: test}\n";
+        let shown: Vec<String> = check("t.yaml", wrong)
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(
+            shown
+                .iter()
+                .any(|d| d.contains("unsupported apiVersion") && d.contains("tests.testkube.io/v1")),
+            "{shown:?}"
+        );
+    }
+}
