@@ -14,6 +14,7 @@ pub mod merge;
 pub mod model;
 pub mod plan;
 pub mod resolve;
+pub mod schedule;
 pub mod status;
 pub mod strategy;
 pub mod suggest;

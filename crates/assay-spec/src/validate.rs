@@ -13,6 +13,7 @@
 //! - Config parameters: `default` of the declared type (unless it holds `{{`), consistent with
 //!   `enum` and `pattern` (which must be a valid regular expression).
 //! - `retry.count` is at least 1.
+//! - `events[].cronjob`: `cron` is a pattern and `timezone` an IANA name ([`crate::schedule`]).
 //!
 //! Template references are checked by the compiler ([`crate::compile`]), which needs the set of
 //! templates; `assay validate` runs it on every workflow that passes these checks.
@@ -32,9 +33,10 @@ use crate::duration::parse_duration;
 use crate::load::{self, Kind, Loaded, LoadedDocument};
 use crate::located::{join_index, join_key};
 use crate::model::{
-    Content, ParameterSchema, ParameterType, RetryPolicy, ServiceSpec, Step, StepParallel,
+    Content, Event, ParameterSchema, ParameterType, RetryPolicy, ServiceSpec, Step, StepParallel,
     WorkflowSpec,
 };
+use crate::schedule::Schedule;
 use crate::suggest;
 
 static STEP_ID: LazyLock<Regex> =
@@ -179,6 +181,7 @@ impl Validator<'_> {
         self.config(&join_key(path, "config"), &spec.config);
         self.content(&join_key(path, "content"), spec.content.as_ref());
         self.services(&join_key(path, "services"), &spec.services);
+        self.events(&join_key(path, "events"), &spec.events);
         let mut ids = Ids::new();
         for (field, steps) in [
             ("setup", &spec.setup),
@@ -324,6 +327,29 @@ impl Validator<'_> {
                 e,
                 Some("durations look like `30s`, `5m`, `1h30m` or `500ms`".to_string()),
             );
+        }
+    }
+
+    /// `events[].cronjob`: the pattern and the time zone must parse (the server's scheduler
+    /// would otherwise skip the schedule at run time).
+    fn events(&mut self, path: &str, events: &[Event]) {
+        for (i, event) in events.iter().enumerate() {
+            let Some(cron) = &event.cronjob else {
+                continue;
+            };
+            let at = join_key(&join_index(path, i), "cronjob");
+            if let Err(e) = Schedule::parse(&cron.cron, None) {
+                self.error(&join_key(&at, "cron"), e.to_string(), Some(e.hint().into()));
+            }
+            if let Some(zone) = &cron.timezone
+                && let Err(e) = Schedule::parse("* * * * *", Some(zone))
+            {
+                self.error(
+                    &join_key(&at, "timezone"),
+                    e.to_string(),
+                    Some(e.hint().into()),
+                );
+            }
         }
     }
 
@@ -713,6 +739,25 @@ mod tests {
                 "f.yaml:8:16: missing unit in duration \"10\"\n  hint: durations look like `30s`, `5m`, `1h30m` or `500ms`",
                 "f.yaml:10:12: unknown unit \"min\" in duration \"5min\" (use ns, us, ms, s, m or h)\n  hint: durations look like `30s`, `5m`, `1h30m` or `500ms`",
             ]
+        );
+    }
+
+    #[test]
+    fn schedules_are_checked() {
+        let text = format!(
+            "{HEAD}spec:\n  events:\n  - cronjob:\n      cron: '15 */2 * * *'\n      timezone: Europe/Warsaw\n  - cronjob:\n      cron: '61 * * * *'\n      timezone: Mars/Olympus\n  steps:\n  - shell: 'true'\n"
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(
+            p[0].starts_with("f.yaml:11:13: invalid cron pattern `61 * * * *`: "),
+            "{}",
+            p[0]
+        );
+        assert!(p[0].contains("hint: use 5 fields"), "{}", p[0]);
+        assert_eq!(
+            p[1],
+            "f.yaml:12:17: unknown time zone `Mars/Olympus`\n  hint: use an IANA time zone name such as `UTC`, `Europe/Warsaw` or `America/New_York`"
         );
     }
 
