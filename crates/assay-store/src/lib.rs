@@ -27,6 +27,7 @@ mod definitions;
 mod error;
 mod executions;
 mod files;
+mod hooks;
 pub mod lease;
 pub mod logs;
 mod model;
@@ -44,6 +45,9 @@ pub use config::{FILES_DIR, SQLITE_FILE, StoreConfig, mask_url};
 pub use error::{Result, StoreError};
 pub use executions::HeartbeatGuard;
 pub use files::ArtifactDownload;
+pub use hooks::{
+    Hook, HookDelivery, MAX_DELIVERIES, NewHook, StartedExecution, StoredResource, WebhookAttempt,
+};
 pub use lease::LeaseOwner;
 pub use schedules::{ClaimedTick, ScheduleTick};
 pub use logs::{LogLine, LogReader, LogWriter};

@@ -1,0 +1,179 @@
+//! Hooks, their delivery log, webhook attempts and stored Webhook/TestTrigger documents on both
+//! databases: secrets only through `hook_secret`, newest deliveries first, masked rows as given.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use assay_spec::load::ResourceKind;
+use assay_store::{ApplyOutcome, HookDelivery, NewHook, StartedExecution, WebhookAttempt};
+use common::Env;
+
+async fn hooks_round_trip(env: Env) {
+    let store = &env.store;
+    assert!(store.list_hooks().await.unwrap().is_empty());
+    let new = NewHook {
+        name: "github".into(),
+        secret: "s3cret-value".into(),
+        selector: "app=web".into(),
+        events: vec!["push".into()],
+        config: BTreeMap::from([("branch".into(), "{{ branch }}".into())]),
+    };
+    let (hook, created) = store.put_hook(&new).await.unwrap();
+    assert!(created);
+    assert_eq!(hook.selector, "app=web");
+    assert_eq!(hook.events, ["push"]);
+    // The secret is in no listing, only where a delivery is verified.
+    let listed = serde_json::to_string(&store.list_hooks().await.unwrap()).unwrap();
+    assert!(!listed.contains("s3cret-value"), "{listed}");
+    let (_, secret) = store.hook_secret("github").await.unwrap();
+    assert_eq!(secret, "s3cret-value");
+    let (_, created) = store
+        .put_hook(&NewHook {
+            secret: "rotated".into(),
+            ..new.clone()
+        })
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(
+        env.reopen().await.hook_secret("github").await.unwrap().1,
+        "rotated"
+    );
+    assert!(store.get_hook("nope").await.unwrap_err().is_not_found());
+    assert!(
+        store
+            .put_hook(&NewHook {
+                secret: String::new(),
+                ..new.clone()
+            })
+            .await
+            .is_err()
+    );
+
+    for (i, outcome) in ["rejected", "started"].into_iter().enumerate() {
+        store
+            .record_hook_delivery(&HookDelivery {
+                id: format!("d{i}"),
+                hook: "github".into(),
+                received_at: 1000 + i as i64,
+                event: "push".into(),
+                signature: if i == 0 { "invalid" } else { "valid" }.into(),
+                outcome: outcome.into(),
+                executions: if i == 0 {
+                    vec![]
+                } else {
+                    vec![StartedExecution {
+                        workflow: "web".into(),
+                        id: "e1".into(),
+                        name: "web-1".into(),
+                    }]
+                },
+                error: (i == 0).then(|| "bad signature".to_string()),
+            })
+            .await
+            .unwrap();
+    }
+    let deliveries = store.list_hook_deliveries("github", 10).await.unwrap();
+    let outcomes: Vec<_> = deliveries.iter().map(|d| d.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["started", "rejected"]);
+    assert_eq!(deliveries[0].executions[0].name, "web-1");
+    assert_eq!(deliveries[1].error.as_deref(), Some("bad signature"));
+    assert_eq!(
+        store.list_hook_deliveries("github", 1).await.unwrap().len(),
+        1
+    );
+    assert!(store.delete_hook("github").await.unwrap());
+    assert!(!store.delete_hook("github").await.unwrap());
+    // The log outlives the hook.
+    assert_eq!(
+        store
+            .list_hook_deliveries("github", 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    for attempt in 1..=3 {
+        store
+            .record_webhook_attempt(&WebhookAttempt {
+                id: format!("a{attempt}"),
+                webhook: "slack".into(),
+                event_id: "ev".into(),
+                event: "end-testworkflow-failed".into(),
+                execution_id: "e1".into(),
+                attempt,
+                at: 2000 + attempt,
+                url: "http://127.0.0.1/x".into(),
+                headers: BTreeMap::from([("X-Token".into(), "********".into())]),
+                payload: "{}".into(),
+                status_code: Some(if attempt < 3 { 500 } else { 200 }),
+                error: None,
+                delivered: attempt == 3,
+            })
+            .await
+            .unwrap();
+    }
+    let attempts = store.list_webhook_attempts("slack", 100).await.unwrap();
+    let seen: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.status_code, a.delivered))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (3, Some(200), true),
+            (2, Some(500), false),
+            (1, Some(500), false)
+        ]
+    );
+    assert_eq!(attempts[0].headers["X-Token"], "********");
+
+    let yaml = "apiVersion: executor.testkube.io/v1\nkind: Webhook\nmetadata: {name: slack}\n";
+    let labels = BTreeMap::from([("team".to_string(), "qa".to_string())]);
+    let apply = |y: &'static str| store.apply_resource(ResourceKind::Webhook, "slack", y, &labels);
+    assert_eq!(apply(yaml).await.unwrap(), ApplyOutcome::Created);
+    assert_eq!(apply(yaml).await.unwrap(), ApplyOutcome::Unchanged);
+    let changed =
+        "apiVersion: executor.testkube.io/v1\nkind: Webhook\nmetadata: {name: slack}\nspec: {}\n";
+    assert_eq!(apply(changed).await.unwrap(), ApplyOutcome::Updated);
+    let got = store
+        .get_resource(ResourceKind::Webhook, "slack")
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.yaml.as_str(), got.labels["team"].as_str()),
+        (changed, "qa")
+    );
+    // Kinds are separate name spaces.
+    assert!(
+        store
+            .get_resource(ResourceKind::TestTrigger, "slack")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(
+        store
+            .list_resources(ResourceKind::Webhook)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .delete_resource(ResourceKind::Webhook, "slack")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .list_resources(ResourceKind::Webhook)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+both!(hooks_round_trip);
