@@ -69,7 +69,9 @@ pub async fn authenticate(
         })
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(str::to_string);
+        .map(str::to_string)
+        // The dashboard's login cookie (SameSite=Strict), so that its live log stream works.
+        .or_else(|| cookie_token(request.headers()));
     let Some(token) = token else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -105,6 +107,21 @@ pub async fn authenticate(
         role: info.role,
     });
     next.run(request).await
+}
+
+/// The cookie the dashboard's login form sets: the token itself, HttpOnly and SameSite=Strict.
+pub const TOKEN_COOKIE: &str = "assay_token";
+
+/// The token in the `assay_token` cookie, if the request has one.
+pub fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == TOKEN_COOKIE && !value.is_empty())
+        .map(|(_, value)| value.to_string())
 }
 
 /// On the first start (no token at all), create an admin token and keep it in

@@ -85,7 +85,8 @@ pub async fn json_errors(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // HTML error pages are the dashboard's own.
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

@@ -7,6 +7,7 @@
 //! now); the server never starts test processes itself.
 
 pub mod auth;
+mod dashboard;
 mod definitions;
 pub mod error;
 mod executions;
@@ -243,7 +244,9 @@ fn app(state: AppState, mcp: Option<axum::Router>) -> axum::Router {
     ));
     // Swagger UI also serves the document at /v1/openapi.json, outside the token check: a
     // client needs the description to learn how to authenticate.
-    let mut app = axum::Router::new().merge(v1);
+    let mut app = axum::Router::new()
+        .merge(v1)
+        .merge(dashboard::router(state.clone()));
     if let Some(mcp) = mcp {
         app = app.route_service("/mcp", mcp);
     }

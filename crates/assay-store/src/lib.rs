@@ -22,6 +22,7 @@
 //! ```
 
 mod config;
+mod dashboard;
 mod db;
 mod definitions;
 mod error;
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 pub use assay_spec::status::{ExecutionStatus, StepStatus};
 pub use config::{FILES_DIR, SQLITE_FILE, StoreConfig, mask_url};
+pub use dashboard::RunPoint;
 pub use error::{Result, StoreError};
 pub use executions::HeartbeatGuard;
 pub use files::ArtifactDownload;
@@ -49,9 +51,9 @@ pub use hooks::{
     Hook, HookDelivery, MAX_DELIVERIES, NewHook, StartedExecution, StoredResource, WebhookAttempt,
 };
 pub use lease::LeaseOwner;
-pub use schedules::{ClaimedTick, ScheduleTick};
 pub use logs::{LogLine, LogReader, LogWriter};
 pub use model::*;
+pub use schedules::{ClaimedTick, ScheduleTick};
 pub use test_cases::{CaseSource, FlakyTest, StoredTestCase, TestRun};
 pub use tokens::{TokenInfo, TokenRole, hash_token};
 
