@@ -74,7 +74,7 @@ fn load_workflow(label: &str, yaml: &str) -> Option<TestWorkflow> {
         })
 }
 
-/// Check the run (it must compile with these values), record it `queued` and queue it.
+/// [`enqueue_as`] for a caller of the API (running context `api`, the token's name as actor).
 async fn enqueue(
     state: &AppState,
     workflow: TestWorkflow,
@@ -82,16 +82,30 @@ async fn enqueue(
     tags: std::collections::BTreeMap<String, String>,
     actor: String,
 ) -> ApiResult<Json<TestWorkflowExecution>> {
-    let templates = crate::queue::stored_templates(&state.store).await?;
-    let mut run = RunRequest::new(workflow, templates);
-    run.config = config;
-    run.tags = tags;
-    run.running_context = RunningContext {
+    let context = RunningContext {
         kind: ContextType::Api,
         actor: Some(actor),
         ci: None,
     };
-    let new = assay_runner::queued_execution(&run).map_err(|e| match e {
+    enqueue_as(state, workflow, config, tags, context, None).await
+}
+
+/// Check the run (it must compile with these values), record it `queued` with who started it
+/// (and when it was due, for a schedule's tick) and queue it.
+pub(crate) async fn enqueue_as(
+    state: &AppState,
+    workflow: TestWorkflow,
+    config: indexmap::IndexMap<String, serde_json::Value>,
+    tags: std::collections::BTreeMap<String, String>,
+    running_context: RunningContext,
+    scheduled_at: Option<assay_store::UnixMs>,
+) -> ApiResult<Json<TestWorkflowExecution>> {
+    let templates = crate::queue::stored_templates(&state.store).await?;
+    let mut run = RunRequest::new(workflow, templates);
+    run.config = config;
+    run.tags = tags;
+    run.running_context = running_context;
+    let mut new = assay_runner::queued_execution(&run).map_err(|e| match e {
         RunError::Invalid(errors) => ApiError {
             status: StatusCode::BAD_REQUEST,
             detail: format!(
@@ -111,6 +125,7 @@ async fn enqueue(
         },
         other => ApiError::internal(other),
     })?;
+    new.scheduled_at = scheduled_at;
     let summary = state.store.create_execution(new).await?;
     state.metrics.queued(&summary.workflow);
     state.queue.push(summary.id.clone());

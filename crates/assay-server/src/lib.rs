@@ -14,6 +14,7 @@ mod executions;
 pub mod metrics;
 pub mod notify;
 pub mod queue;
+pub mod schedule;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -122,13 +123,16 @@ impl Server {
             store.clone(),
             assay_mcp::ToolsConfig::default(),
         ));
+        let state = AppState {
+            store,
+            queue,
+            metrics,
+            auth: options.auth,
+        };
+        // Schedules fire until the queue stops (a stopping server takes no more work).
+        schedule::spawn(state.clone(), state.queue.stopped());
         Ok(Server {
-            state: AppState {
-                store,
-                queue,
-                metrics,
-                auth: options.auth,
-            },
+            state,
             mcp_tools,
             mcp_allowed_hosts: Vec::new(),
         })

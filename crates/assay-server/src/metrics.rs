@@ -73,6 +73,23 @@ impl Metrics {
         }
     }
 
+    /// A schedule of `workflow` reached a tick: `outcome` is `fired` (this server queued the
+    /// run), `claimed_elsewhere` (another server did) or `failed` (the run could not be queued).
+    pub fn schedule_tick(&self, workflow: &str, outcome: &'static str) {
+        self.recorder
+            .register_counter(
+                &Self::key(
+                    "assay_schedule_ticks_total",
+                    vec![
+                        Label::new("workflow", workflow.to_string()),
+                        Label::new("outcome", outcome),
+                    ],
+                ),
+                &META,
+            )
+            .increment(1);
+    }
+
     /// The text exposition, with the queue's gauges as they are now.
     pub fn render(&self, queue_depth: i64, running: i64) -> String {
         self.recorder

@@ -84,6 +84,8 @@ pub struct Queue {
     depth: Arc<AtomicI64>,
     running: Arc<AtomicI64>,
     stopping: Arc<AtomicBool>,
+    /// Cancelled by [`Queue::stop`]; the scheduler stops firing with it.
+    stopped: CancellationToken,
     dispatch: Arc<dyn Dispatch>,
 }
 
@@ -101,6 +103,7 @@ impl Queue {
             depth: Arc::new(AtomicI64::new(0)),
             running: Arc::new(AtomicI64::new(0)),
             stopping: Arc::new(AtomicBool::new(false)),
+            stopped: CancellationToken::new(),
             dispatch: dispatch.clone(),
         };
         tokio::spawn(dispatcher(
@@ -132,11 +135,17 @@ impl Queue {
         self.running.load(Ordering::SeqCst)
     }
 
+    /// Cancelled once [`Queue::stop`] is called.
+    pub fn stopped(&self) -> CancellationToken {
+        self.stopped.clone()
+    }
+
     /// Stop for a shutdown: start nothing more (queued executions stay queued for the next
     /// start), abort the runs in progress and wait up to `grace` for them to record their end.
     /// Returns how many were still running when the time was up.
     pub async fn stop(&self, grace: std::time::Duration) -> i64 {
         self.stopping.store(true, Ordering::SeqCst);
+        self.stopped.cancel();
         self.dispatch.stop_all();
         let deadline = tokio::time::Instant::now() + grace;
         while self.running() > 0 && tokio::time::Instant::now() < deadline {
