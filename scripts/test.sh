@@ -48,6 +48,36 @@ ensure_debian_tools() {
     fi
 }
 
+# --- a real browser for the dashboard tests (crates/assay-cli/tests/dashboard.rs) ---------
+# Debian's chromium, driven by playwright-core from npm (pinned in
+# crates/assay-server/tests/browser/package-lock.json; `npm ci` again when the lock changes).
+# ASSAY_TEST_SKIP_BROWSER=1 skips both, and the test.
+ensure_chromium() {
+    [[ "${ASSAY_TEST_SKIP_BROWSER:-}" == 1 ]] && return 0
+    local missing=()
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        if [[ $(id -u) -ne 0 ]]; then
+            echo "test.sh: missing ${missing[*]}; install them (needs root) or set ASSAY_TEST_SKIP_BROWSER=1" >&2
+            exit 1
+        fi
+        log "installing ${missing[*]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+}
+
+ensure_browser_node_modules() {
+    [[ "${ASSAY_TEST_SKIP_BROWSER:-}" == 1 ]] && return 0
+    local dir="$root/crates/assay-server/tests/browser"
+    if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.assay-installed-lock" 2>/dev/null; then
+        log "npm ci in ${dir#"$root"/}"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+        cp "$dir/package-lock.json" "$dir/node_modules/.assay-installed-lock"
+    fi
+}
+
 # --- Python venv for the MCP client tests (assay-mcp) -------------------------------------
 # The official MCP client SDK (PyPI `mcp`) in .test-out/venv, rebuilt when
 # crates/assay-mcp/tests/requirements.txt changes; crates/assay-cli/tests/mcp.rs uses the
@@ -155,6 +185,8 @@ ensure_nextest
 ensure_debian_tools
 check_corpus
 ensure_python_venv
+ensure_chromium
+ensure_browser_node_modules
 
 log "rustfmt"
 cargo fmt --all -- --check
