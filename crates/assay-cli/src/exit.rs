@@ -14,4 +14,8 @@ pub const HELP: &str = "Exit codes:
   0  passed / success
   1  the execution failed or was aborted
   2  invalid input or usage
-  3  could not reach the server, or an internal error";
+  3  could not reach the server, or an internal error
+
+With a context in use (`assay context use NAME`, or --context NAME / ASSAY_CONTEXT for one
+command), run, get, logs, artifacts, abort, rerun, apply and delete work through that server's
+API. validate, plan, prune, server, token and mcp always work on this machine.";

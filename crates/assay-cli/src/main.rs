@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod context;
 mod error;
 mod exit;
 mod files;
+mod remote;
 mod store_args;
 
 #[derive(Parser)]
@@ -49,6 +51,8 @@ enum Command {
     Token(cmd::token::Args),
     /// Serve MCP on stdio for AI agents: run, watch and debug workflows (logs go to stderr)
     Mcp(cmd::mcp::Args),
+    /// Work through a server: add, use, list and remove contexts (`use embedded`: this machine)
+    Context(cmd::context::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Server(args) => cmd::server::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Mcp(args) => cmd::mcp::run(args),
+        Command::Context(args) => cmd::context::run(args),
     };
     finish(result)
 }

@@ -9,7 +9,7 @@ use assay_store::{ApplyOutcome, DefinitionKind};
 
 use super::history::store_err;
 use crate::error::Reported;
-use crate::store_args::StoreArgs;
+use crate::remote::{ConnArgs, Remote, Source};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(short = 'f', long = "file", value_name = "PATH", required = true, num_args = 1..)]
     files: Vec<PathBuf>,
     #[command(flatten)]
-    store: StoreArgs,
+    conn: ConnArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -58,22 +58,63 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Err(Reported(crate::exit::INVALID).into());
     }
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let store = args.store.open().await?;
+        let source = args.conn.open().await?;
         for (kind, name, yaml, labels) in docs {
-            let (outcome, revision) = store
-                .apply(kind, &name, &yaml, &labels)
-                .await
-                .map_err(store_err)?;
+            let (outcome, revision) = match &source {
+                Source::Local(store) => {
+                    let (outcome, revision) = store
+                        .apply(kind, &name, &yaml, &labels)
+                        .await
+                        .map_err(store_err)?;
+                    (outcome, Some(revision))
+                }
+                Source::Remote(r) => (apply_remote(r, kind, &name, &yaml).await?, None),
+            };
             let what = match outcome {
                 ApplyOutcome::Created => "created",
                 ApplyOutcome::Updated => "updated",
                 ApplyOutcome::Unchanged => "unchanged",
             };
-            println!("{} {name} {what} (revision {revision})", kind.noun());
+            match revision {
+                Some(revision) => println!("{} {name} {what} (revision {revision})", kind.noun()),
+                None => println!("{} {name} {what}", kind.noun()),
+            }
         }
-        store.close().await;
+        source.close().await;
         Ok(crate::exit::SUCCESS)
     })
+}
+
+/// Store one document on the server: created when new, else replaced — unless the server's
+/// copy is the same document already (the API does not say revisions; the store keeps one
+/// per change either way).
+async fn apply_remote(
+    r: &Remote,
+    kind: DefinitionKind,
+    name: &str,
+    yaml: &str,
+) -> anyhow::Result<ApplyOutcome> {
+    match r.client.get_definition(kind, name).await {
+        Ok(current) => {
+            let new: serde_json::Value = serde_saphyr::from_str(yaml)?;
+            if new == current {
+                return Ok(ApplyOutcome::Unchanged);
+            }
+            r.client
+                .update_definition(kind, name, yaml)
+                .await
+                .map_err(|e| r.err(e))?;
+            Ok(ApplyOutcome::Updated)
+        }
+        Err(e) if e.status() == Some(404) => {
+            r.client
+                .create_definition(kind, yaml)
+                .await
+                .map_err(|e| r.err(e))?;
+            Ok(ApplyOutcome::Created)
+        }
+        Err(e) => Err(r.err(e)),
+    }
 }
 
 /// The text of the YAML document whose content starts at 1-based `line`: the comments just

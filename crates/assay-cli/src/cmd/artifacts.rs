@@ -1,13 +1,15 @@
 //! `assay artifacts ID [--download DIR]`: list an execution's artifacts, or download them with a
-//! progress bar on stderr.
+//! progress bar on stderr (from the store, or from the server with a context).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::path::PathBuf;
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 
 use super::history::{self, Format, store_err};
-use crate::store_args::StoreArgs;
+use crate::remote::{ConnArgs, Source};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,68 +22,118 @@ pub struct Args {
     #[arg(short, long, value_enum, default_value = "table")]
     output: Format,
     #[command(flatten)]
-    store: StoreArgs,
+    conn: ConnArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let store = args.store.open().await?;
-        let e = history::find(&store, &assay_store::ExecutionRef::parse(&args.reference)).await?;
-        let artifacts = store.list_artifacts(&e.id).await.map_err(store_err)?;
-        let Some(dir) = &args.download else {
-            match args.output {
-                Format::Table => {
-                    let mut t = history::table(&["PATH", "SIZE", "STEP"]);
-                    for a in &artifacts {
-                        t.add_row(vec![
-                            a.path.clone(),
-                            a.size.to_string(),
-                            a.step_ref.clone().unwrap_or_default(),
-                        ]);
-                    }
-                    history::print_table(&t);
-                    if artifacts.is_empty() {
-                        eprintln!("execution {} has no artifacts", e.name);
-                    }
-                }
-                format => history::print_doc(&artifacts, format)?,
-            }
-            store.close().await;
-            return Ok(crate::exit::SUCCESS);
-        };
-        let total: u64 = artifacts.iter().map(|a| a.size).sum();
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(total),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        for a in &artifacts {
-            bar.set_message(a.path.clone());
-            let target = dir.join(&a.path);
-            download(&store, &e.id, &a.path, &target, &bar).await?;
-            println!("{}", target.display());
-        }
-        bar.finish_and_clear();
-        eprintln!(
-            "downloaded {} artifact(s), {} bytes, into {}",
-            artifacts.len(),
-            total,
-            dir.display()
-        );
-        store.close().await;
-        Ok(crate::exit::SUCCESS)
+        let source = args.conn.open().await?;
+        let result = artifacts(&source, &args).await;
+        source.close().await;
+        result.map(|()| crate::exit::SUCCESS)
     })
 }
 
-async fn download(
-    store: &assay_store::Store,
-    id: &str,
-    path: &str,
+async fn artifacts(source: &Source, args: &Args) -> anyhow::Result<()> {
+    let (id, name, artifacts) = match source {
+        Source::Local(store) => {
+            let e =
+                history::find(store, &assay_store::ExecutionRef::parse(&args.reference)).await?;
+            let artifacts = store.list_artifacts(&e.id).await.map_err(store_err)?;
+            (e.id, e.name, artifacts)
+        }
+        Source::Remote(r) => {
+            let e = r
+                .client
+                .get_execution(&args.reference)
+                .await
+                .map_err(|e| r.err(e))?;
+            let artifacts = r.client.list_artifacts(&e.id).await.map_err(|e| r.err(e))?;
+            (e.id, e.name, artifacts)
+        }
+    };
+    let Some(dir) = &args.download else {
+        match args.output {
+            Format::Table => {
+                let mut t = history::table(&["PATH", "SIZE", "STEP"]);
+                for a in &artifacts {
+                    t.add_row(vec![
+                        a.path.clone(),
+                        a.size.to_string(),
+                        a.step_ref.clone().unwrap_or_default(),
+                    ]);
+                }
+                history::print_table(&t);
+                if artifacts.is_empty() {
+                    eprintln!("execution {name} has no artifacts");
+                }
+            }
+            format => history::print_doc(&artifacts, format)?,
+        }
+        return Ok(());
+    };
+    let total: u64 = artifacts.iter().map(|a| a.size).sum();
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    for a in &artifacts {
+        bar.set_message(a.path.clone());
+        // A path that leaves the folder (from a server one should not trust) is refused.
+        if Path::new(&a.path)
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(anyhow::anyhow!(
+                "failed to download `{}`: the path leaves {}",
+                a.path,
+                dir.display()
+            ));
+        }
+        let target = dir.join(&a.path);
+        let stream: BoxStream<'_, anyhow::Result<Vec<u8>>> = match source {
+            Source::Local(store) => store
+                .open_artifact(&id, &a.path)
+                .await
+                .map_err(store_err)?
+                .stream
+                .map(|c| c.map(|b| b.to_vec()).map_err(store_err))
+                .boxed(),
+            Source::Remote(r) => {
+                let download = r
+                    .client
+                    .download_artifact(&id, &a.path)
+                    .await
+                    .map_err(|e| r.err(e))?;
+                download
+                    .stream
+                    .map(|c| c.map(|b| b.to_vec()).map_err(|e| r.err(e)))
+                    .boxed()
+            }
+        };
+        write_download(stream, &target, &bar).await?;
+        println!("{}", target.display());
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "downloaded {} artifact(s), {} bytes, into {}",
+        artifacts.len(),
+        total,
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Write a download to `target`, through a temporary name: an interrupted download never
+/// looks complete.
+async fn write_download(
+    mut stream: BoxStream<'_, anyhow::Result<Vec<u8>>>,
     target: &Path,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<()> {
@@ -89,13 +141,18 @@ async fn download(
         std::fs::create_dir_all(parent)
             .map_err(|e| anyhow::anyhow!("failed to create {}: {e}", parent.display()))?;
     }
-    let mut download = store.open_artifact(id, path).await.map_err(store_err)?;
-    // Write to a temporary name first: an interrupted download never looks complete.
     let partial = target.with_extension("assay-partial");
     let mut file = std::fs::File::create(&partial)
         .map_err(|e| anyhow::anyhow!("failed to write {}: {e}", partial.display()))?;
-    while let Some(chunk) = download.stream.next().await {
-        let chunk = chunk.map_err(store_err)?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                drop(file);
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+        };
         file.write_all(&chunk)
             .map_err(|e| anyhow::anyhow!("failed to write {}: {e}", partial.display()))?;
         bar.inc(chunk.len() as u64);

@@ -4,7 +4,7 @@ use assay_store::{DefinitionKind, DeleteMode};
 
 use super::history::store_err;
 use crate::error::UserError;
-use crate::store_args::StoreArgs;
+use crate::remote::{ConnArgs, Source, local_only};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(long)]
     purge: bool,
     #[command(flatten)]
-    store: StoreArgs,
+    conn: ConnArgs,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -36,12 +36,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         DeleteMode::Soft
     };
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let store = args.store.open().await?;
-        let deleted = store
-            .delete_definition(kind, &args.name, mode)
-            .await
-            .map_err(store_err)?;
-        store.close().await;
+        let source = args.conn.open().await?;
+        let deleted = match &source {
+            Source::Local(store) => store
+                .delete_definition(kind, &args.name, mode)
+                .await
+                .map_err(store_err)?,
+            Source::Remote(r) if args.purge => return Err(local_only("`--purge`", r)),
+            Source::Remote(r) => match r.client.delete_definition(kind, &args.name).await {
+                Ok(()) => true,
+                Err(e) if e.status() == Some(404) => false,
+                Err(e) => return Err(r.err(e)),
+            },
+        };
+        source.close().await;
         if !deleted {
             return Err(
                 UserError::invalid(format!("{} `{}` not found", kind.noun(), args.name))

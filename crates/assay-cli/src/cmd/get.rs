@@ -1,18 +1,21 @@
 //! `assay get`: stored workflows and templates, executions.
 
+use std::collections::BTreeMap;
+
+use assay_api::client::ExecutionQuery;
 use assay_store::testkube::TestWorkflowExecution;
 use assay_store::{DefinitionKind, ExecutionFilter, ExecutionStatus, LabelSelector, now_ms};
 
 use super::history::{self, Format, store_err};
 use crate::error::UserError;
-use crate::store_args::StoreArgs;
+use crate::remote::{ConnArgs, Remote, Source, local_only};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     what: What,
     #[command(flatten)]
-    store: StoreArgs,
+    conn: ConnArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -98,62 +101,122 @@ fn parse_status(text: &str) -> Result<ExecutionStatus, String> {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let store = args.store.open().await?;
+        let source = args.conn.open().await?;
         let result = match args.what {
-            What::Workflows(l) => list_definitions(&store, DefinitionKind::Workflow, l).await,
-            What::Templates(l) => list_definitions(&store, DefinitionKind::Template, l).await,
-            What::Workflow(o) => one_definition(&store, DefinitionKind::Workflow, o).await,
-            What::Template(o) => one_definition(&store, DefinitionKind::Template, o).await,
-            What::Executions(l) => list_executions(&store, l).await,
-            What::Execution(o) => one_execution(&store, o).await,
-            What::Tests(a) => super::tests::tests(&store, a).await,
-            What::TestHistory(a) => super::tests::test_history(&store, a).await,
-            What::Flaky(a) => super::tests::flaky(&store, a).await,
+            What::Workflows(l) => list_definitions(&source, DefinitionKind::Workflow, l).await,
+            What::Templates(l) => list_definitions(&source, DefinitionKind::Template, l).await,
+            What::Workflow(o) => one_definition(&source, DefinitionKind::Workflow, o).await,
+            What::Template(o) => one_definition(&source, DefinitionKind::Template, o).await,
+            What::Executions(l) => list_executions(&source, l).await,
+            What::Execution(o) => one_execution(&source, o).await,
+            What::Tests(a) => match &source {
+                Source::Local(store) => super::tests::tests(store, a).await,
+                Source::Remote(r) => Err(local_only("`assay get tests`", r)),
+            },
+            What::TestHistory(a) => match &source {
+                Source::Local(store) => super::tests::test_history(store, a).await,
+                Source::Remote(r) => Err(local_only("`assay get test-history`", r)),
+            },
+            What::Flaky(a) => match &source {
+                Source::Local(store) => super::tests::flaky(store, a).await,
+                Source::Remote(r) => Err(local_only("`assay get flaky`", r)),
+            },
         };
-        store.close().await;
+        source.close().await;
         result.map(|()| crate::exit::SUCCESS)
     })
 }
 
+/// One row of a definitions table; revision and time are known for the embedded store only.
+struct DefinitionRow {
+    name: String,
+    revision: Option<i64>,
+    labels: BTreeMap<String, String>,
+    updated: Option<assay_store::UnixMs>,
+}
+
 async fn list_definitions(
-    store: &assay_store::Store,
+    source: &Source,
     kind: DefinitionKind,
     args: ListDefinitions,
 ) -> anyhow::Result<()> {
-    let selector = match &args.selector {
-        Some(s) => LabelSelector::parse(s).map_err(UserError::invalid)?,
-        None => LabelSelector::default(),
+    let (rows, docs): (Vec<DefinitionRow>, Vec<serde_json::Value>) = match source {
+        Source::Local(store) => {
+            let selector = match &args.selector {
+                Some(s) => LabelSelector::parse(s).map_err(UserError::invalid)?,
+                None => LabelSelector::default(),
+            };
+            let defs = store
+                .list_definitions(kind, &selector)
+                .await
+                .map_err(store_err)?;
+            let docs = defs
+                .iter()
+                .map(definition_json)
+                .collect::<anyhow::Result<_>>()?;
+            let rows = defs
+                .into_iter()
+                .map(|d| DefinitionRow {
+                    name: d.name,
+                    revision: Some(d.revision),
+                    labels: d.labels.into_iter().collect(),
+                    updated: Some(d.created_at),
+                })
+                .collect();
+            (rows, docs)
+        }
+        Source::Remote(r) => {
+            let docs = r
+                .client
+                .list_definitions(kind, args.selector.as_deref())
+                .await
+                .map_err(|e| r.err(e))?;
+            let rows = docs
+                .iter()
+                .map(|d| DefinitionRow {
+                    name: d["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    revision: None,
+                    labels: d["metadata"]["labels"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| {
+                                    (k.clone(), v.as_str().unwrap_or_default().to_string())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    updated: None,
+                })
+                .collect();
+            (rows, docs)
+        }
     };
-    let defs = store
-        .list_definitions(kind, &selector)
-        .await
-        .map_err(store_err)?;
     match args.output {
         Format::Table => {
             let mut t = history::table(&["NAME", "REVISION", "LABELS", "UPDATED"]);
-            for d in &defs {
+            for d in &rows {
                 let labels: Vec<String> =
                     d.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 t.add_row(vec![
                     d.name.clone(),
-                    d.revision.to_string(),
+                    d.revision
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     labels.join(","),
-                    history::ago(d.created_at),
+                    d.updated.map(history::ago).unwrap_or_else(|| "-".into()),
                 ]);
             }
             history::print_table(&t);
-            if defs.is_empty() {
+            if rows.is_empty() {
                 eprintln!("no {}s stored", kind.noun());
             }
             Ok(())
         }
-        format => {
-            let docs: Vec<serde_json::Value> = defs
-                .iter()
-                .map(definition_json)
-                .collect::<anyhow::Result<_>>()?;
-            history::print_doc(&docs, format)
-        }
+        format => history::print_doc(&docs, format),
     }
 }
 
@@ -163,10 +226,14 @@ fn definition_json(d: &assay_store::Definition) -> anyhow::Result<serde_json::Va
 }
 
 async fn one_definition(
-    store: &assay_store::Store,
+    source: &Source,
     kind: DefinitionKind,
     args: OneDefinition,
 ) -> anyhow::Result<()> {
+    let store = match source {
+        Source::Local(store) => store,
+        Source::Remote(r) => return one_remote_definition(r, kind, args).await,
+    };
     if args.output == Format::Table {
         let revisions = store
             .definition_revisions(kind, &args.name)
@@ -205,27 +272,58 @@ async fn one_definition(
     }
 }
 
-async fn list_executions(store: &assay_store::Store, args: ListExecutions) -> anyhow::Result<()> {
-    let filter = ExecutionFilter {
-        workflow: args.workflow,
-        statuses: args.status,
-        tags: args.tag,
-        since: args.since.map(|age| now_ms() - age),
-        limit: Some(args.limit),
-        before_id: None,
+/// A stored definition from the server: its JSON, as YAML by default (the server keeps the
+/// text, but its API answers JSON: comments are not shown). Revisions are not served.
+async fn one_remote_definition(
+    r: &Remote,
+    kind: DefinitionKind,
+    args: OneDefinition,
+) -> anyhow::Result<()> {
+    if args.output == Format::Table || args.revision.is_some() {
+        return Err(local_only(
+            "the revisions of a definition (`-o table`, `--revision`)",
+            r,
+        ));
+    }
+    let doc = r
+        .client
+        .get_definition(kind, &args.name)
+        .await
+        .map_err(|e| r.err(e))?;
+    history::print_doc(&doc, args.output)
+}
+
+async fn list_executions(source: &Source, args: ListExecutions) -> anyhow::Result<()> {
+    let since = args.since.map(|age| now_ms() - age);
+    let output = args.output;
+    let executions: Vec<TestWorkflowExecution> = match source {
+        Source::Local(store) => {
+            let filter = ExecutionFilter {
+                workflow: args.workflow,
+                statuses: args.status,
+                tags: args.tag,
+                since,
+                limit: Some(args.limit),
+                before_id: None,
+            };
+            let rows = store.list_executions(&filter).await.map_err(store_err)?;
+            rows.iter().map(TestWorkflowExecution::from).collect()
+        }
+        Source::Remote(r) => remote_executions(r, args, since).await?,
     };
-    let executions = store.list_executions(&filter).await.map_err(store_err)?;
-    match args.output {
+    match output {
         Format::Table => {
             let mut t = history::table(&["NAME", "STATUS", "STARTED", "DURATION", "TAGS", "ID"]);
             for e in &executions {
-                let end = e.finished_at.unwrap_or_else(now_ms);
+                let end = history::ms(e.result.finished_at.as_deref()).unwrap_or_else(now_ms);
                 let tags: Vec<String> = e.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 t.add_row(vec![
                     e.name.clone(),
-                    e.status.to_string(),
-                    history::ago(e.scheduled_at),
-                    e.started_at
+                    e.result.status.to_string(),
+                    history::ms(Some(&e.scheduled_at))
+                        .map(history::ago)
+                        .unwrap_or_default(),
+                    history::ms(e.started_at.as_deref())
                         .map(|s| history::duration(end - s))
                         .unwrap_or_default(),
                     tags.join(","),
@@ -238,55 +336,115 @@ async fn list_executions(store: &assay_store::Store, args: ListExecutions) -> an
             }
             Ok(())
         }
-        format => {
-            let docs: Vec<TestWorkflowExecution> =
-                executions.iter().map(TestWorkflowExecution::from).collect();
-            history::print_doc(&docs, format)
+        format => history::print_doc(&executions, format),
+    }
+}
+
+/// Executions from the server, page by page up to `--limit`; `--since` is applied here (the
+/// API has no such filter), stopping at the first older one since pages are newest first.
+async fn remote_executions(
+    r: &Remote,
+    args: ListExecutions,
+    since: Option<i64>,
+) -> anyhow::Result<Vec<TestWorkflowExecution>> {
+    let mut query = ExecutionQuery {
+        workflow: args.workflow,
+        statuses: args.status.iter().map(|s| s.to_string()).collect(),
+        tags: args.tag,
+        page_size: Some(args.limit.clamp(1, 1000)),
+        before: None,
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = r
+            .client
+            .list_executions(&query)
+            .await
+            .map_err(|e| r.err(e))?;
+        for e in page.results {
+            if let Some(since) = since
+                && history::ms(Some(&e.scheduled_at)).is_some_and(|at| at < since)
+            {
+                return Ok(out);
+            }
+            out.push(e);
+            if out.len() >= args.limit as usize {
+                return Ok(out);
+            }
+        }
+        match page.next {
+            Some(next) => query.before = Some(next),
+            None => return Ok(out),
         }
     }
 }
 
-async fn one_execution(store: &assay_store::Store, args: OneExecution) -> anyhow::Result<()> {
+async fn one_execution(source: &Source, args: OneExecution) -> anyhow::Result<()> {
     let reference = history::execution_ref(
         args.reference.as_deref(),
         args.workflow.as_deref(),
         args.number,
     )?;
-    let e = store.get_execution(&reference).await.map_err(store_err)?;
+    let e = match source {
+        Source::Local(store) => {
+            TestWorkflowExecution::from(&store.get_execution(&reference).await.map_err(store_err)?)
+        }
+        Source::Remote(r) => r
+            .client
+            .get_execution(&history::ref_text(&reference))
+            .await
+            .map_err(|e| r.err(e))?,
+    };
     if args.output != Format::Table {
-        return history::print_doc(&TestWorkflowExecution::from(&e), args.output);
+        return history::print_doc(&e, args.output);
     }
-    let end = e.finished_at.unwrap_or_else(now_ms);
+    print_execution(&e);
+    Ok(())
+}
+
+/// `assay get execution` as a table, from Testkube's shape (the same whatever the source).
+fn print_execution(e: &TestWorkflowExecution) {
+    let end = history::ms(e.result.finished_at.as_deref()).unwrap_or_else(now_ms);
     println!("Name:      {}", e.name);
     println!("Id:        {}", e.id);
-    println!("Workflow:  {}", e.workflow);
-    println!("Status:    {}", e.status);
+    println!("Workflow:  {}", e.workflow.name);
+    println!("Status:    {}", e.result.status);
+    let scheduled = history::ms(Some(&e.scheduled_at)).unwrap_or_default();
     println!(
         "Scheduled: {} ({})",
-        assay_store::testkube::rfc3339(e.scheduled_at),
-        history::ago(e.scheduled_at)
+        assay_store::testkube::rfc3339(scheduled),
+        history::ago(scheduled)
     );
-    if let Some(s) = e.started_at {
+    if let Some(s) = history::ms(e.started_at.as_deref()) {
         println!("Duration:  {}", history::duration(end - s));
     }
     if !e.tags.is_empty() {
         let tags: Vec<String> = e.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("Tags:      {}", tags.join(","));
     }
-    if let Some(err) = &e.error_message {
+    if let Some(err) = e
+        .result
+        .initialization
+        .as_ref()
+        .and_then(|i| i.error_message.as_ref())
+    {
         println!("Error:     {err}");
     }
-    if !e.steps.is_empty() {
+    let steps = history::steps_in_order(e);
+    if !steps.is_empty() {
         println!();
         let mut t = history::table(&["STEP", "REF", "STATUS", "EXIT", "DURATION", "ERROR"]);
-        for s in &e.steps {
-            let dur = match (s.started_at, s.finished_at) {
+        for (reference, name, s) in steps {
+            let dur = match (
+                history::ms(s.started_at.as_deref()),
+                history::ms(s.finished_at.as_deref()),
+            ) {
                 (Some(a), Some(b)) => history::duration(b - a),
                 _ => String::new(),
             };
             t.add_row(vec![
-                s.name.clone().unwrap_or_default(),
-                s.step_ref.clone(),
+                name.unwrap_or_default(),
+                reference,
                 s.status.to_string(),
                 s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                 dur,
@@ -302,5 +460,4 @@ async fn one_execution(store: &assay_store::Store, args: OneExecution) -> anyhow
             e.name
         );
     }
-    Ok(())
 }

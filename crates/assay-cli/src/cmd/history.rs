@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use assay_store::testkube::{TestWorkflowExecution, TestWorkflowStepResult};
 use assay_store::{ExecutionRef, Store, StoreError, UnixMs, now_ms};
 use serde::Serialize;
 
@@ -130,6 +131,53 @@ pub fn execution_ref(
         .with_hint("`assay get executions` lists them")
         .into()),
     }
+}
+
+/// An execution reference as the API takes it in a path (an id or `workflow-number`).
+pub fn ref_text(reference: &ExecutionRef) -> String {
+    match reference {
+        ExecutionRef::Id(id) => id.clone(),
+        ExecutionRef::Name(name) => name.clone(),
+        ExecutionRef::Number { workflow, number } => format!("{workflow}-{number}"),
+    }
+}
+
+/// Unix milliseconds of an RFC 3339 time of Testkube's shape.
+pub fn ms(text: Option<&str>) -> Option<UnixMs> {
+    chrono::DateTime::parse_from_rfc3339(text?)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// An execution's steps in plan order (its `signature`), with their names and results.
+pub fn steps_in_order(
+    e: &TestWorkflowExecution,
+) -> Vec<(String, Option<String>, &TestWorkflowStepResult)> {
+    if e.signature.is_empty() {
+        return e
+            .result
+            .steps
+            .iter()
+            .map(|(r, s)| (r.clone(), None, s))
+            .collect();
+    }
+    e.signature
+        .iter()
+        .filter_map(|sig| {
+            e.result
+                .steps
+                .get(&sig.step_ref)
+                .map(|s| (sig.step_ref.clone(), sig.name.clone(), s))
+        })
+        .collect()
+}
+
+/// Step names by ref (steps without a name are absent).
+pub fn step_names(e: &TestWorkflowExecution) -> std::collections::HashMap<String, String> {
+    e.signature
+        .iter()
+        .filter_map(|s| s.name.clone().map(|n| (s.step_ref.clone(), n)))
+        .collect()
 }
 
 /// Resolve an execution reference to its summary.

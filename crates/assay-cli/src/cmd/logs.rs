@@ -1,15 +1,18 @@
 //! `assay logs ID [--step REF_OR_NAME] [--follow]`: the stored log lines on stdout; with
-//! `--follow`, new lines until the execution ends (works across processes).
+//! `--follow`, new lines until the execution ends (works across processes, and through a
+//! server's notification stream with a context).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use assay_store::{LogLine, Store};
+use assay_api::client::Followed;
+use assay_store::Store;
 use futures::StreamExt;
 
 use super::history::{self, store_err};
 use crate::error::UserError;
-use crate::store_args::StoreArgs;
+use crate::remote::{ConnArgs, Remote, Source};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,72 +28,117 @@ pub struct Args {
     #[arg(long)]
     timestamps: bool,
     #[command(flatten)]
-    store: StoreArgs,
+    conn: ConnArgs,
+}
+
+/// One log line, whatever its source.
+struct Line {
+    /// RFC 3339.
+    ts: String,
+    step: String,
+    text: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let store = args.store.open().await?;
-        let result = print(&store, &args).await;
-        store.close().await;
+        let source = args.conn.open().await?;
+        let result = match &source {
+            Source::Local(store) => local(store, &args).await,
+            Source::Remote(r) => remote(r, &args).await,
+        };
+        source.close().await;
         result.map(|()| crate::exit::SUCCESS)
     })
 }
 
-async fn print(store: &Store, args: &Args) -> anyhow::Result<()> {
-    let e = history::find(store, &assay_store::ExecutionRef::parse(&args.reference)).await?;
-    let steps = store.steps(&e.id).await.map_err(store_err)?;
-    let name_of = |r: &str| {
-        steps
-            .iter()
-            .find(|s| s.step_ref == r)
-            .and_then(|s| s.name.clone())
-            .unwrap_or_else(|| r.to_string())
-    };
-    let only = match &args.step {
-        None => None,
-        Some(wanted) => Some(
-            steps
-                .iter()
-                .find(|s| &s.step_ref == wanted)
-                .or_else(|| {
-                    steps
-                        .iter()
-                        .find(|s| s.name.as_deref() == Some(wanted.as_str()))
-                })
-                .map(|s| s.step_ref.clone())
-                .ok_or_else(|| {
-                    let known: Vec<String> = steps
-                        .iter()
-                        .map(|s| match &s.name {
-                            Some(n) => format!("{} ({n})", s.step_ref),
-                            None => s.step_ref.clone(),
-                        })
-                        .collect();
-                    UserError::invalid(format!("execution `{}` has no step `{wanted}`", e.name))
-                        .with_hint(format!("its steps: {}", known.join(", ")))
-                })?,
-        ),
-    };
-    let prefix = only.is_none();
-    let mut out = std::io::stdout().lock();
-    let mut write = |lines: &[LogLine]| -> std::io::Result<()> {
+/// Prints lines the same way for both sources: `[step name] text`, or the bare text with
+/// `--step`; `--timestamps` puts the time first. Fails only when stdout is closed.
+struct Printer {
+    names: HashMap<String, String>,
+    prefix: bool,
+    timestamps: bool,
+}
+
+impl Printer {
+    fn write(&self, lines: &[Line]) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
         for l in lines {
-            if args.timestamps {
-                write!(out, "{} ", assay_store::testkube::rfc3339(l.ts))?;
+            if self.timestamps {
+                write!(out, "{} ", l.ts)?;
             }
-            if prefix {
-                write!(out, "[{}] ", name_of(&l.step))?;
+            if self.prefix {
+                let name = self.names.get(&l.step).unwrap_or(&l.step);
+                write!(out, "[{name}] ")?;
             }
             writeln!(out, "{}", l.text)?;
         }
         out.flush()
+    }
+}
+
+/// The step `--step` names (a ref or a name), among `(ref, name)` pairs.
+fn pick_step(
+    execution: &str,
+    steps: &[(String, Option<String>)],
+    wanted: &str,
+) -> anyhow::Result<String> {
+    steps
+        .iter()
+        .find(|(r, _)| r == wanted)
+        .or_else(|| steps.iter().find(|(_, n)| n.as_deref() == Some(wanted)))
+        .map(|(r, _)| r.clone())
+        .ok_or_else(|| {
+            let known: Vec<String> = steps
+                .iter()
+                .map(|(r, n)| match n {
+                    Some(n) => format!("{r} ({n})"),
+                    None => r.clone(),
+                })
+                .collect();
+            UserError::invalid(format!("execution `{execution}` has no step `{wanted}`"))
+                .with_hint(format!("its steps: {}", known.join(", ")))
+                .into()
+        })
+}
+
+fn from_store(lines: Vec<assay_store::LogLine>) -> Vec<Line> {
+    lines
+        .into_iter()
+        .map(|l| Line {
+            ts: assay_store::testkube::rfc3339(l.ts),
+            step: l.step,
+            text: l.text,
+        })
+        .collect()
+}
+
+async fn local(store: &Store, args: &Args) -> anyhow::Result<()> {
+    let e = history::find(store, &assay_store::ExecutionRef::parse(&args.reference)).await?;
+    let steps = store.steps(&e.id).await.map_err(store_err)?;
+    let pairs: Vec<(String, Option<String>)> = steps
+        .iter()
+        .map(|s| (s.step_ref.clone(), s.name.clone()))
+        .collect();
+    let only = match &args.step {
+        None => None,
+        Some(wanted) => Some(pick_step(&e.name, &pairs, wanted)?),
+    };
+    let printer = Printer {
+        names: pairs
+            .iter()
+            .filter_map(|(r, n)| n.clone().map(|n| (r.clone(), n)))
+            .collect(),
+        prefix: only.is_none(),
+        timestamps: args.timestamps,
     };
     if args.follow {
         let mut stream =
             Box::pin(store.follow_logs(&e.id, only.as_deref(), Duration::from_millis(250)));
         while let Some(batch) = stream.next().await {
-            if write(&batch.map_err(store_err)?).is_err() {
+            if printer
+                .write(&from_store(batch.map_err(store_err)?))
+                .is_err()
+            {
                 break; // stdout closed (e.g. piped into head)
             }
         }
@@ -107,14 +155,80 @@ async fn print(store: &Store, args: &Args) -> anyhow::Result<()> {
             if batch.is_empty() {
                 break;
             }
-            if write(&batch).is_err() {
+            if printer.write(&from_store(batch)).is_err() {
                 return Ok(());
             }
         }
         let rest = reader.read_to_end().await.map_err(store_err)?;
-        if write(&rest).is_err() {
+        if printer.write(&from_store(rest)).is_err() {
             return Ok(());
         }
+    }
+    Ok(())
+}
+
+/// Through the server's notification stream: it replays what is stored, then sends the
+/// current result, then follows live. Without `--follow` the replay is what is printed (step
+/// by step in plan order, as from the store); with it every line is printed as it comes.
+async fn remote(r: &Remote, args: &Args) -> anyhow::Result<()> {
+    let e = r
+        .client
+        .get_execution(&args.reference)
+        .await
+        .map_err(|err| r.err(err))?;
+    let steps = history::steps_in_order(&e);
+    let pairs: Vec<(String, Option<String>)> = steps
+        .iter()
+        .map(|(r, n, _)| (r.clone(), n.clone()))
+        .collect();
+    let only = match &args.step {
+        None => None,
+        Some(wanted) => Some(pick_step(&e.name, &pairs, wanted)?),
+    };
+    let printer = Printer {
+        names: history::step_names(&e),
+        prefix: only.is_none(),
+        timestamps: args.timestamps,
+    };
+    let mut stream = Box::pin(r.client.follow(&e.id, 10));
+    let mut replay: Vec<Line> = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item.map_err(|err| r.err(err))? {
+            Followed::Log(n) => {
+                let step = n.step_ref.unwrap_or_default();
+                if only.as_ref().is_some_and(|o| *o != step) {
+                    continue;
+                }
+                let mut text = n.log.unwrap_or_default();
+                if text.ends_with('\n') {
+                    text.pop();
+                }
+                let line = Line {
+                    ts: n.ts,
+                    step,
+                    text,
+                };
+                if args.follow {
+                    if printer.write(&[line]).is_err() {
+                        return Ok(());
+                    }
+                } else {
+                    replay.push(line);
+                }
+            }
+            Followed::Result(_) if !args.follow => break,
+            Followed::Result(_) => {}
+        }
+    }
+    if !args.follow {
+        let position: HashMap<&str, usize> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, (r, _))| (r.as_str(), i))
+            .collect();
+        // Stable: lines of one step keep their order.
+        replay.sort_by_key(|l| position.get(l.step.as_str()).copied().unwrap_or(usize::MAX));
+        let _ = printer.write(&replay);
     }
     Ok(())
 }

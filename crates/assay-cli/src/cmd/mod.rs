@@ -4,6 +4,7 @@
 pub mod abort;
 pub mod apply;
 pub mod artifacts;
+pub mod context;
 pub mod delete;
 pub mod get;
 pub mod history;
@@ -13,6 +14,7 @@ pub mod plan;
 pub mod prune;
 pub mod rerun;
 pub mod run;
+pub mod run_remote;
 pub mod server;
 pub mod tests;
 pub mod token;

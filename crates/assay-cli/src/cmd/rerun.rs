@@ -9,7 +9,7 @@ use super::run::{RunFormat, RunInputs, Target, execute, stored_templates};
 use crate::cmd::plan::{parse_key_value, pick_workflow};
 use crate::error::UserError;
 use crate::files::LoadedFile;
-use crate::store_args::StoreArgs;
+use crate::remote::{ConnArgs, local_only};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,8 +32,13 @@ pub struct Args {
     #[arg(long, short = 'q')]
     quiet: bool,
 
+    /// With a context: stream the step changes and log lines as the server runs them (without
+    /// it, wait for the verdict and show the summary). A rerun on this machine always streams
+    #[arg(long, short = 'f')]
+    follow: bool,
+
     #[command(flatten)]
-    store: StoreArgs,
+    conn: ConnArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -45,7 +50,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 async fn rerun(args: Args) -> anyhow::Result<u8> {
-    let store = args.store.open().await?;
+    if let Some(remote) = args.conn.remote()? {
+        // The server reruns with the workflow as stored now (or the recorded definition when
+        // it was deleted); sensitive values cannot be sent again through the API yet.
+        if args.original {
+            return Err(local_only("`--original`", &remote));
+        }
+        if !args.secrets.is_empty() {
+            return Err(local_only("`--secret`", &remote));
+        }
+        return super::run_remote::rerun(
+            &remote,
+            &args.reference,
+            args.follow,
+            args.quiet,
+            args.output,
+        )
+        .await;
+    }
+    let store = args.conn.store.open().await?;
     let found = history::find(&store, &ExecutionRef::parse(&args.reference)).await?;
     let exec = store
         .get_execution(&ExecutionRef::Id(found.id.clone()))

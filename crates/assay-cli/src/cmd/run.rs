@@ -26,7 +26,7 @@ use crate::cmd::plan::{parse_key_value, pick_workflow, report, template_set};
 use crate::error::{Reported, UserError};
 use crate::exit;
 use crate::files::{self, LoadedFile};
-use crate::store_args::StoreArgs;
+use crate::remote::ConnArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RunFormat {
@@ -78,8 +78,13 @@ pub struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "all")]
     pub junit: Option<PathBuf>,
 
+    /// With a context: stream the step changes and log lines as the server runs them (without
+    /// it, wait for the verdict and show the summary). A run on this machine always streams
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub conn: ConnArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -118,7 +123,10 @@ pub async fn stored_templates(store: &Store) -> anyhow::Result<TemplateSet> {
 }
 
 async fn run_async(args: Args) -> anyhow::Result<u8> {
-    let store = args.store.open().await?;
+    if let Some(remote) = args.conn.remote()? {
+        return super::run_remote::run(&args, &remote).await;
+    }
+    let store = args.conn.store.open().await?;
     let mut templates = stored_templates(&store).await?;
     let targets = targets(&args, &store, &mut templates).await?;
     let mut worst = exit::SUCCESS;
@@ -439,7 +447,7 @@ fn display_name(names: &HashMap<String, String>, reference: &str, fallback: &str
 
 /// Terminal output for people, on stderr: colour only on a terminal without `NO_COLOR`; a
 /// progress bar per parallel step on a terminal (indicatif draws nothing elsewhere).
-struct Ui {
+pub(crate) struct Ui {
     quiet: bool,
     color: bool,
     bars: MultiProgress,
@@ -447,7 +455,7 @@ struct Ui {
 }
 
 impl Ui {
-    fn new(quiet: bool) -> Self {
+    pub(crate) fn new(quiet: bool) -> Self {
         let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         let bars = if quiet {
             MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
@@ -479,20 +487,33 @@ impl Ui {
     }
 
     fn header(&self, exec: &str, workflow: &str, plan: &Plan) {
+        self.header_notes(exec, workflow, &plan.notes);
+    }
+
+    /// `running NAME (WORKFLOW) on PLACE`, for a run on a server.
+    pub(crate) fn header_at(&self, exec: &str, workflow: &str, place: &str) {
+        self.lines(&format!(
+            "{} {exec} ({workflow}) on {place}\n",
+            self.paint("1", "running")
+        ));
+    }
+
+    /// `running NAME (WORKFLOW)`, then the plan's notes.
+    pub(crate) fn header_notes(&self, exec: &str, workflow: &str, notes: &[String]) {
         let mut out = format!("{} {exec} ({workflow})\n", self.paint("1", "running"));
-        for note in &plan.notes {
+        for note in notes {
             out.push_str(&format!("{}: {note}\n", self.paint("2", "note")));
         }
         self.lines(&out);
     }
 
-    fn step_started(&self, name: &str) {
+    pub(crate) fn step_started(&self, name: &str) {
         if !self.quiet {
             self.lines(&format!("{} {name}\n", self.paint("36", "▶")));
         }
     }
 
-    fn log(&self, name: &str, text: &str) {
+    pub(crate) fn log(&self, name: &str, text: &str) {
         if self.quiet {
             return;
         }
@@ -505,18 +526,30 @@ impl Ui {
     }
 
     fn step_finished(&self, name: &str, r: &assay_engine::StepResult) {
+        let secs = r
+            .started_at
+            .and_then(|a| r.finished_at.duration_since(a).ok())
+            .map(|d| d.as_secs_f64());
+        self.step_ended(name, r.status, secs, r.exit_code.map(i64::from));
+    }
+
+    /// A step's end: its status, how long it ran and its exit code when it failed.
+    pub(crate) fn step_ended(
+        &self,
+        name: &str,
+        status: StepStatus,
+        secs: Option<f64>,
+        exit_code: Option<i64>,
+    ) {
         if self.quiet {
             return;
         }
-        let secs = match r
-            .started_at
-            .and_then(|a| r.finished_at.duration_since(a).ok())
-        {
-            Some(d) => format!(" {:.2}s", d.as_secs_f64()),
+        let secs = match secs {
+            Some(d) => format!(" {d:.2}s"),
             None => String::new(),
         };
-        let (symbol, code) = status_symbol(r.status);
-        let detail = match (r.status, r.exit_code) {
+        let (symbol, code) = status_symbol(status);
+        let detail = match (status, exit_code) {
             (StepStatus::Passed | StepStatus::Skipped, _) => String::new(),
             (_, Some(c)) => format!(" (exit code {c})"),
             _ => String::new(),
@@ -524,7 +557,7 @@ impl Ui {
         self.lines(&format!(
             "{} {name} {}{secs}{detail}\n",
             self.paint(code, symbol),
-            r.status
+            status
         ));
     }
 
@@ -577,54 +610,100 @@ impl Ui {
         store: &Store,
     ) {
         let s = &e.summary;
-        let duration = match (s.started_at, s.finished_at) {
-            (Some(a), Some(b)) => format!(" in {:.2}s", (b - a).max(0) as f64 / 1000.0),
-            _ => String::new(),
+        let failed = failed.first().map(|(reference, r)| FailedStep {
+            name: display_name(names, reference, ""),
+            reference: reference.clone(),
+            status: r.status,
+            exit_code: r.exit_code.map(i64::from),
+            error: r.error.clone(),
+        });
+        self.verdict(&Verdict {
+            name: &s.name,
+            status: s.status,
+            duration_ms: match (s.started_at, s.finished_at) {
+                (Some(a), Some(b)) => Some(b - a),
+                _ => None,
+            },
+            error: s.error_message.as_deref(),
+            failed,
+            tails,
+            artifacts: e.artifacts.len(),
+            artifacts_location: store.files_location(),
+        });
+    }
+
+    /// The summary after a run, the same for a run here and on a server.
+    pub(crate) fn verdict(&self, v: &Verdict<'_>) {
+        let duration = match v.duration_ms {
+            Some(ms) => format!(" in {:.2}s", ms.max(0) as f64 / 1000.0),
+            None => String::new(),
         };
-        let (_, code) = match s.status {
-            ExecutionStatus::Passed => ("", "32"),
-            _ => ("", "31"),
+        let code = match v.status {
+            ExecutionStatus::Passed => "32",
+            _ => "31",
         };
         eprintln!();
         eprintln!(
             "{} {}{duration}",
-            s.name,
-            self.paint(&format!("1;{code}"), s.status.as_str())
+            v.name,
+            self.paint(&format!("1;{code}"), v.status.as_str())
         );
-        if let Some(err) = &s.error_message {
+        if let Some(err) = v.error {
             eprintln!("  reason: {err}");
         }
         // The innermost failing step says most; its parents fail because of it. An optional
         // step that failed in a passing execution is not the story.
-        if s.status != ExecutionStatus::Passed
-            && let Some((reference, r)) = failed.first()
+        if v.status != ExecutionStatus::Passed
+            && let Some(f) = &v.failed
         {
-            let name = display_name(names, reference, "");
-            let code = r
+            let code = f
                 .exit_code
                 .map(|c| format!(", exit code {c}"))
                 .unwrap_or_default();
-            eprintln!("  failed step: {name} [{reference}] {}{code}", r.status);
-            if let Some(msg) = &r.error {
+            eprintln!(
+                "  failed step: {} [{}] {}{code}",
+                f.name, f.reference, f.status
+            );
+            if let Some(msg) = &f.error {
                 eprintln!("  {msg}");
             }
-            if let Some(lines) = tails.get(reference) {
+            if let Some(lines) = v.tails.get(&f.reference) {
                 let start = lines.len().saturating_sub(10);
                 for l in &lines[start..] {
                     eprintln!("    {l}");
                 }
             }
         }
-        if !e.artifacts.is_empty() {
+        if v.artifacts > 0 {
             eprintln!(
                 "  artifacts: {} file(s) in {} — `assay artifacts {}`",
-                e.artifacts.len(),
-                store.files_location(),
-                s.name
+                v.artifacts, v.artifacts_location, v.name
             );
         }
-        eprintln!("  logs: `assay logs {}`", s.name);
+        eprintln!("  logs: `assay logs {}`", v.name);
     }
+}
+
+/// The step a failed run is explained by.
+pub(crate) struct FailedStep {
+    pub name: String,
+    pub reference: String,
+    pub status: StepStatus,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// What the summary of a run shows.
+pub(crate) struct Verdict<'a> {
+    pub name: &'a str,
+    pub status: ExecutionStatus,
+    pub duration_ms: Option<i64>,
+    pub error: Option<&'a str>,
+    pub failed: Option<FailedStep>,
+    /// The last lines of each step.
+    pub tails: &'a HashMap<String, Vec<String>>,
+    pub artifacts: usize,
+    pub artifacts_location: String,
 }
 
 fn status_symbol(s: StepStatus) -> (&'static str, &'static str) {
