@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
+use croner::errors::CronError;
 use croner::parser::{CronParser, Seconds, Year};
 
 /// A parsed `events[].cronjob` schedule.
@@ -53,6 +54,22 @@ impl ScheduleError {
     }
 }
 
+/// croner's message without its prefixes, as a lowercase fragment.
+fn reason(e: &CronError) -> String {
+    let text = match e {
+        CronError::InvalidPattern(m) | CronError::ComponentError(m) => m.clone(),
+        CronError::IllegalCharacters(m) => m.replace("CronPattern contains", "it contains"),
+        CronError::EmptyPattern => "it is empty".into(),
+        other => other.to_string(),
+    };
+    let text = text.trim().trim_end_matches('.');
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 fn parser() -> CronParser {
     CronParser::builder()
         .seconds(Seconds::Optional)
@@ -63,10 +80,27 @@ fn parser() -> CronParser {
 impl Schedule {
     /// Parse `pattern` in `timezone` (an IANA name; `None` or empty is UTC).
     pub fn parse(pattern: &str, timezone: Option<&str>) -> Result<Schedule, ScheduleError> {
-        let cron = parser().parse(pattern).map_err(|e| ScheduleError::Cron {
+        let invalid = |reason: String| ScheduleError::Cron {
             pattern: pattern.to_string(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let fields = pattern.split_whitespace().count();
+        if pattern.trim_start().starts_with("@every") {
+            return Err(invalid(
+                "`@every` is not supported; write the interval as a pattern (`*/5 * * * *` is every 5 minutes)".into(),
+            ));
+        }
+        if !pattern.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(invalid(format!(
+                "it has {fields} field(s); a pattern has 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
+            )));
+        }
+        let cron = parser().parse(pattern).map_err(|e| invalid(reason(&e)))?;
+        // A pattern that never matches (`0 0 30 2 *`) would silently never run.
+        let reference = DateTime::<Utc>::from_timestamp(946_684_800, 0).expect("valid time");
+        if cron.find_next_occurrence(&reference, false).is_err() {
+            return Err(invalid("it never matches a date".into()));
+        }
         let timezone = timezone.map(str::trim).filter(|t| !t.is_empty());
         let zone = match timezone {
             None => Tz::UTC,
@@ -172,11 +206,40 @@ mod tests {
 
     #[test]
     fn bad_patterns_and_zones_are_named() {
-        for bad in ["", "* * *", "61 * * * *", "* * * * * * * *", "every day"] {
+        for bad in [
+            "",
+            "* * *",
+            "61 * * * *",
+            "* * * * * * * *",
+            "every day",
+            "0 0 30 2 *",
+            "@every 5m",
+            "*/0 * * * *",
+        ] {
             let e = Schedule::parse(bad, None).unwrap_err();
             assert!(matches!(e, ScheduleError::Cron { .. }), "{bad}: {e}");
             assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
         }
+        let messages: Vec<String> = [
+            "* * *",
+            "0 0 30 2 *",
+            "@every 5m",
+            "61 * * * *",
+            "* * * * FOO",
+        ]
+        .iter()
+        .map(|p| Schedule::parse(p, None).unwrap_err().to_string())
+        .collect();
+        assert_eq!(
+            messages,
+            [
+                "invalid cron pattern `* * *`: it has 3 field(s); a pattern has 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)",
+                "invalid cron pattern `0 0 30 2 *`: it never matches a date",
+                "invalid cron pattern `@every 5m`: `@every` is not supported; write the interval as a pattern (`*/5 * * * *` is every 5 minutes)",
+                "invalid cron pattern `61 * * * *`: number out of bounds",
+                "invalid cron pattern `* * * * FOO`: it contains illegal character 'F' in part 'FOO'",
+            ]
+        );
         let e = Schedule::parse("* * * * *", Some("Mars/Olympus")).unwrap_err();
         assert_eq!(e, ScheduleError::TimeZone("Mars/Olympus".into()));
         assert_eq!(e.to_string(), "unknown time zone `Mars/Olympus`");
