@@ -82,17 +82,22 @@ ensure_browser_node_modules() {
 # The official MCP client SDK (PyPI `mcp`) in .test-out/venv, rebuilt when
 # crates/assay-mcp/tests/requirements.txt changes; crates/assay-cli/tests/mcp.rs uses the
 # interpreter named by ASSAY_TEST_PYTHON. The same venv holds moto's S3 server for the store's
-# S3 tests (crates/assay-store/tests/requirements.txt, see start_s3).
+# S3 tests (crates/assay-store/tests/requirements.txt, see start_s3), pytest for the JUnit tests
+# and schemathesis for the server's OpenAPI test (crates/assay-server/tests/requirements.txt).
 ensure_python_venv() {
     local venv="$out/venv" req="$root/crates/assay-mcp/tests/requirements.txt"
     local s3_req="$root/crates/assay-store/tests/requirements.txt"
     local junit_req="$root/crates/assay-reports/tests/requirements.txt"
-    if ! cat "$req" "$s3_req" "$junit_req" | cmp -s - "$venv/.requirements" 2>/dev/null; then
-        log "creating $venv (pip install -r ${req#"$root"/} -r ${s3_req#"$root"/} -r ${junit_req#"$root"/})"
+    local api_req="$root/crates/assay-server/tests/requirements.txt"
+    local all=("$req" "$s3_req" "$junit_req" "$api_req")
+    if ! cat "${all[@]}" | cmp -s - "$venv/.requirements" 2>/dev/null; then
+        log "creating $venv (pip install -r ${all[*]#"$root"/})"
         rm -rf "$venv"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req" -r "$s3_req" -r "$junit_req"
-        cat "$req" "$s3_req" "$junit_req" >"$venv/.requirements"
+        local f args=()
+        for f in "${all[@]}"; do args+=(-r "$f"); done
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "${args[@]}"
+        cat "${all[@]}" >"$venv/.requirements"
     fi
     export ASSAY_TEST_PYTHON="$venv/bin/python"
 }

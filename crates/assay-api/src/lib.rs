@@ -62,6 +62,7 @@ pub struct ExecutionRequest {
     pub config: BTreeMap<String, serde_json::Value>,
     /// Tags recorded with the execution.
     #[serde(default)]
+    #[schema(schema_with = <TagMap as utoipa::PartialSchema>::schema)]
     pub tags: BTreeMap<String, String>,
 }
 
@@ -107,6 +108,41 @@ pub struct Notification {
     #[schema(value_type = Option<Object>)]
     pub result: Option<TestWorkflowResult>,
 }
+
+/// One event of the `text/event-stream` of notifications, as it travels: `event` is `log` or
+/// `result`, `id` the sequence number to resume from (`Last-Event-ID`), and `data` the JSON of
+/// a [`Notification`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NotificationEvent {
+    /// `log` or `result`.
+    pub event: String,
+    /// Sequence number, increasing; send it back as `Last-Event-ID` to resume after it.
+    pub id: String,
+    /// A `Notification` as JSON text.
+    pub data: String,
+}
+
+/// Tags as a JSON object of strings; keys are not empty and have no `,` or `=` (tag filters
+/// are written `key=value,…`). The OpenAPI schema of tag maps.
+pub struct TagMap;
+
+impl utoipa::PartialSchema for TagMap {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[^,=]+$")),
+            ))
+            .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some("tags: keys without `,` or `=`, string values"))
+            .into()
+    }
+}
+
+impl ToSchema for TagMap {}
 
 /// `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

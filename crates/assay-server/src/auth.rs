@@ -23,7 +23,8 @@ pub struct Caller {
 /// The file in the data dir where the first admin token is kept for the local CLI.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
-/// The role a request needs: reads are for viewers, running, rerunning and aborting for runners,
+/// The role a request needs: reads (and validating a document) are for viewers; running,
+/// rerunning, aborting and retagging executions for runners;
 /// everything else (workflows, templates, tokens) for admins.
 ///
 /// MCP (`/mcp`) only needs a viewer here: each tool call is checked by the MCP layer against
@@ -34,6 +35,18 @@ pub fn required_role(method: &Method, path: &str) -> TokenRole {
     }
     if method == Method::GET || method == Method::HEAD {
         return TokenRole::Viewer;
+    }
+    // Checking a document stores nothing (Testkube validates with PUT on the collection).
+    if method == Method::PUT
+        && (path == "/v1/test-workflows" || path == "/v1/test-workflow-templates")
+    {
+        return TokenRole::Viewer;
+    }
+    let tags = method == Method::PATCH
+        && path.starts_with("/v1/test-workflow-executions/")
+        && path.ends_with("/tags");
+    if tags {
+        return TokenRole::Runner;
     }
     let run = path.starts_with("/v1/test-workflows/") && path.ends_with("/executions");
     let abort = path.starts_with("/v1/test-workflow-executions/")

@@ -229,8 +229,8 @@ const TPL: DefinitionKind = DefinitionKind::Template;
 
 /// List workflows, optionally by label selector (`selector=team=qa,tier!=slow`) and name text.
 #[utoipa::path(get, path = "/v1/test-workflows", tag = "workflows",
-    params(("selector" = Option<String>, Query, description = "label selector"),
-           ("textSearch" = Option<String>, Query, description = "part of the name")),
+    params(("selector" = Option<String>, Query, nullable = false, pattern = r"^ *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?(, *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?)*$", description = "label selector: `key=value`, `key!=value`, `key`, `!key`, comma-separated"),
+           ("textSearch" = Option<String>, Query, nullable = false, description = "part of the name")),
     responses((status = 200, description = "TestWorkflow documents", body = Vec<Object>),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_workflows(
@@ -293,7 +293,7 @@ pub async fn delete_workflow(
 
 /// List templates, optionally by label selector and name text.
 #[utoipa::path(get, path = "/v1/test-workflow-templates", tag = "templates",
-    params(("selector" = Option<String>, Query), ("textSearch" = Option<String>, Query)),
+    params(("selector" = Option<String>, Query, nullable = false, pattern = r"^ *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?(, *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?)*$", description = "label selector: `key=value`, `key!=value`, `key`, `!key`, comma-separated"), ("textSearch" = Option<String>, Query, nullable = false)),
     responses((status = 200, body = Vec<Object>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_templates(
     State(s): State<AppState>,
@@ -350,4 +350,44 @@ pub async fn delete_template(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     delete(&s, TPL, &name).await
+}
+
+/// Check a workflow without storing it (Testkube's `PUT /v1/test-workflows`): 204 when it is
+/// valid, 400 with each problem and its line:col when not.
+#[utoipa::path(put, path = "/v1/test-workflows", tag = "workflows",
+    request_body(content = Object, content_type = "application/json", description = "a TestWorkflow (YAML with text/yaml)"),
+    responses((status = 204, description = "valid"),
+              (status = 400, description = "invalid, with problems and line:col", body = ErrorBody),
+              (status = 401, body = ErrorBody)))]
+pub async fn validate_workflow(headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+    check(WF, &headers, &body).map(|_| StatusCode::NO_CONTENT)
+}
+
+/// Check a template without storing it (Testkube's `PUT /v1/test-workflow-templates`).
+#[utoipa::path(put, path = "/v1/test-workflow-templates", tag = "templates",
+    request_body(content = Object, content_type = "application/json", description = "a TestWorkflowTemplate (YAML with text/yaml)"),
+    responses((status = 204, description = "valid"),
+              (status = 400, description = "invalid, with problems and line:col", body = ErrorBody),
+              (status = 401, body = ErrorBody)))]
+pub async fn validate_template(headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+    check(TPL, &headers, &body).map(|_| StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The selector pattern in the API description is the store's grammar (the attribute needs
+    /// a literal, so it is written twice and compared here).
+    #[test]
+    fn selector_pattern_is_the_stores() {
+        let doc = serde_json::to_value(crate::openapi()).unwrap();
+        for path in ["/v1/test-workflows", "/v1/test-workflow-templates"] {
+            let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+            let selector = params.iter().find(|p| p["name"] == "selector").unwrap();
+            assert_eq!(
+                selector["schema"]["pattern"],
+                assay_store::LABEL_SELECTOR_PATTERN,
+                "{path}"
+            );
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Executions: run a stored workflow (queued, then dispatched), list, get, abort, logs as text,
 //! artifacts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use assay_api::{
     AbortResponse, ErrorBody, ExecutionRequest, ExecutionsPage, Problem, TestWorkflowExecution,
@@ -43,6 +43,7 @@ pub async fn run_workflow(
             ApiError::bad_request(format!("the body is not an execution request: {e}"))
         })?
     };
+    check_tags(&request.tags)?;
     let workflow = stored_workflow(&state, &name).await?;
     enqueue(
         &state,
@@ -171,9 +172,9 @@ pub async fn rerun_execution(
 /// The executions of one workflow (Testkube's path; same filters and paging as
 /// `/v1/test-workflow-executions`).
 #[utoipa::path(get, path = "/v1/test-workflows/{name}/executions", tag = "executions",
-    params(("name" = String, Path), ("status" = Option<String>, Query),
-           ("tag" = Option<String>, Query), ("pageSize" = Option<u32>, Query),
-           ("before" = Option<String>, Query)),
+    params(("name" = String, Path), ("status" = Option<String>, Query, nullable = false, pattern = r"^(queued|running|paused|passed|failed|aborted|canceled)?(,(queued|running|paused|passed|failed|aborted|canceled)?)*$", description = "statuses, comma-separated; any may match"),
+           ("tag" = Option<String>, Query, nullable = false, pattern = r"^([^,]*=[^,]*)?(,([^,]*=[^,]*)?)*$", description = "`key=value`, comma-separated; all must match"), ("pageSize" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 1000),
+           ("before" = Option<String>, Query, nullable = false)),
     responses((status = 200, body = ExecutionsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_workflow_executions(
     State(state): State<AppState>,
@@ -192,9 +193,9 @@ fn parse_status(text: &str) -> ApiResult<ExecutionStatus> {
 /// List executions, newest first: filters `workflow`, `status` (comma-separated), `tag`
 /// (`k=v`, comma-separated); paging with `pageSize` (default 100, at most 1000) and `before`.
 #[utoipa::path(get, path = "/v1/test-workflow-executions", tag = "executions",
-    params(("workflow" = Option<String>, Query), ("status" = Option<String>, Query),
-           ("tag" = Option<String>, Query), ("pageSize" = Option<u32>, Query),
-           ("before" = Option<String>, Query, description = "`next` of the previous page")),
+    params(("workflow" = Option<String>, Query, nullable = false), ("status" = Option<String>, Query, nullable = false, pattern = r"^(queued|running|paused|passed|failed|aborted|canceled)?(,(queued|running|paused|passed|failed|aborted|canceled)?)*$", description = "statuses, comma-separated; any may match"),
+           ("tag" = Option<String>, Query, nullable = false, pattern = r"^([^,]*=[^,]*)?(,([^,]*=[^,]*)?)*$", description = "`key=value`, comma-separated; all must match"), ("pageSize" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 1000),
+           ("before" = Option<String>, Query, nullable = false, description = "`next` of the previous page")),
     responses((status = 200, body = ExecutionsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_executions(
     State(state): State<AppState>,
@@ -403,7 +404,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 /// Pass rate and duration percentiles over the newest ended executions (`limit`, default 100,
 /// at most 1000).
 #[utoipa::path(get, path = "/v1/test-workflows/{name}/metrics", tag = "workflows",
-    params(("name" = String, Path), ("limit" = Option<u32>, Query)),
+    params(("name" = String, Path), ("limit" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 1000)),
     responses((status = 200, body = assay_api::WorkflowMetrics), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn workflow_metrics(
@@ -481,6 +482,56 @@ pub async fn workflow_metrics(
         failed_executions: total - passed,
         executions,
     }))
+}
+
+/// Tag keys must be usable in a tag filter (`key=value,…`).
+fn check_tags(tags: &BTreeMap<String, String>) -> ApiResult<()> {
+    match tags.keys().find(|k| k.is_empty() || k.contains([',', '='])) {
+        Some(bad) => Err(ApiError::bad_request(format!(
+            "tag key `{bad}` is empty or has `,` or `=` (tag filters are `key=value,…`)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Replace the tags of an execution (Testkube's `PATCH …/tags`; an empty body clears them).
+#[utoipa::path(patch, path = "/v1/test-workflow-executions/{id}/tags", tag = "executions",
+    params(("id" = String, Path, description = "execution id or name")),
+    request_body(content = assay_api::TagMap, description = "the new tags"),
+    responses((status = 204, description = "tags replaced"), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn update_tags(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let tags: BTreeMap<String, String> = if body.iter().all(u8::is_ascii_whitespace) {
+        BTreeMap::new()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body must be a JSON object of string tags: {e}"
+            ))
+        })?
+    };
+    check_tags(&tags)?;
+    let summary = state
+        .store
+        .find_execution(&ExecutionRef::parse(&id))
+        .await?;
+    state.store.set_tags(&summary.id, &tags).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every tag key used by a workflow's executions, with its values (Testkube's shape).
+#[utoipa::path(get, path = "/v1/test-workflows/{name}/tags", tag = "workflows",
+    params(("name" = String, Path)),
+    responses((status = 200, body = BTreeMap<String, Vec<String>>), (status = 401, body = ErrorBody)))]
+pub async fn workflow_tags(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<BTreeMap<String, Vec<String>>>> {
+    Ok(Json(state.store.tag_values(Some(&name)).await?))
 }
 
 #[cfg(test)]

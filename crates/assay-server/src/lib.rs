@@ -170,7 +170,7 @@ impl Server {
 #[openapi(
     info(title = "Assay API", description = "Testkube-compatible continuous-testing API. Every /v1 request needs `Authorization: Bearer TOKEN`."),
     paths(executions::download_artifact),
-    components(schemas(assay_api::ErrorBody, assay_api::Problem, assay_api::Notification)),
+    components(schemas(assay_api::ErrorBody, assay_api::Problem, assay_api::Notification, assay_api::NotificationEvent)),
     modifiers(&Security),
     security(("bearer" = []))
 )]
@@ -198,7 +198,8 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(
             definitions::list_workflows,
-            definitions::create_workflow
+            definitions::create_workflow,
+            definitions::validate_workflow
         ))
         .routes(routes!(
             definitions::get_workflow,
@@ -207,7 +208,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(
             definitions::list_templates,
-            definitions::create_template
+            definitions::create_template,
+            definitions::validate_template
         ))
         .routes(routes!(
             definitions::get_template,
@@ -220,6 +222,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(executions::rerun_execution))
         .routes(routes!(executions::workflow_metrics))
+        .routes(routes!(executions::workflow_tags))
+        .routes(routes!(executions::update_tags))
         .routes(routes!(executions::list_executions))
         .routes(routes!(executions::get_execution))
         .routes(routes!(executions::abort_execution))

@@ -76,8 +76,8 @@ impl Cursor {
 /// Live log lines and results of an execution; replays first, ends when the execution ends.
 #[utoipa::path(get, path = "/v1/test-workflow-executions/{id}/notifications", tag = "executions",
     params(("id" = String, Path),
-           ("Last-Event-ID" = Option<String>, Header, description = "resume after this event")),
-    responses((status = 200, content_type = "text/event-stream", description = "events `log` and `result`, data is a Notification", body = Notification),
+           ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^[0-9]{1,18}(;[^;]*=[0-9]{1,18})*$", description = "resume after this event (the `id` of the last event received)")),
+    responses((status = 200, content_type = "text/event-stream", description = "events `log` and `result`; each event's data is a Notification as JSON", body = assay_api::NotificationEvent),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn notifications(
     State(state): State<AppState>,

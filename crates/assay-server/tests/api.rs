@@ -812,3 +812,214 @@ async fn concurrency_groups_wait_or_cancel_in_progress() {
         .unwrap();
     s.wait_status(new, &["aborted"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn validate_without_storing_and_update_tags() {
+    let s = start(2).await;
+    let viewer = s.token(TokenRole::Viewer).await;
+    let runner = s.token(TokenRole::Runner).await;
+
+    // Validate: a viewer may check a document; nothing is stored either way.
+    let check = |body: String, token: String| {
+        let req = s
+            .http
+            .put(s.url("/v1/test-workflows"))
+            .bearer_auth(token)
+            .header("content-type", "text/yaml")
+            .body(body);
+        async move { req.send().await.unwrap() }
+    };
+    let r = check(workflow("checked", "echo ok"), viewer.clone()).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let broken = workflow("checked", "echo ok").replace("  steps:", "  stepz:");
+    let r = check(broken, viewer.clone()).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    let problem = &body["problems"][0];
+    assert_eq!(problem["line"], 12, "{body}");
+    assert!(
+        problem["message"].as_str().unwrap().contains("stepz"),
+        "{body}"
+    );
+    let listed = s.get("/v1/test-workflows").await;
+    assert_eq!(listed, json!([]), "validation stored nothing");
+    let template = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflowTemplate\nmetadata:\n  name: t\nspec:\n  steps:\n  - shell: echo t\n";
+    let r = s
+        .http
+        .put(s.url("/v1/test-workflow-templates"))
+        .bearer_auth(&viewer)
+        .header("content-type", "text/yaml")
+        .body(template)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // A workflow is not a template.
+    let r = s
+        .http
+        .put(s.url("/v1/test-workflow-templates"))
+        .bearer_auth(&viewer)
+        .header("content-type", "text/yaml")
+        .body(workflow("checked", "echo ok"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Tags: replaced by a runner, refused to a viewer, filterable afterwards.
+    assert_eq!(
+        s.put_yaml(&workflow("tagged", "echo ok")).await.status(),
+        StatusCode::CREATED
+    );
+    let e = s.run("tagged", json!({"tags": {"old": "1"}})).await;
+    let id = e["id"].as_str().unwrap().to_string();
+    s.wait_status(&id, &["passed"]).await;
+    let patch = |body: &'static str, token: String| {
+        let req = s
+            .http
+            .patch(s.url(&format!("/v1/test-workflow-executions/{id}/tags")))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body);
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(
+        patch(r#"{"env":"prod"}"#, viewer.clone()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        patch(r#"{"env":"prod","team":"qa"}"#, runner.clone())
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let got = s.get(&format!("/v1/test-workflow-executions/{id}")).await;
+    assert_eq!(got["tags"], json!({"env": "prod", "team": "qa"}));
+    let by_new = s.get("/v1/test-workflow-executions?tag=env=prod").await;
+    assert_eq!(by_new["results"].as_array().unwrap().len(), 1);
+    let by_old = s.get("/v1/test-workflow-executions?tag=old=1").await;
+    assert_eq!(by_old["results"], json!([]), "the old tag left the index");
+    assert_eq!(
+        s.get("/v1/test-workflows/tagged/tags").await,
+        json!({"env": ["prod"], "team": ["qa"]})
+    );
+    for bad in [r#"["a"]"#, r#"{"a":1}"#, r#"{"a=b":"c"}"#] {
+        let r = patch(bad, runner.clone()).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], 400);
+    }
+    let r = s
+        .http
+        .patch(s.url("/v1/test-workflow-executions/no-such/tags"))
+        .bearer_auth(&runner)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// The venv's Python (made by `scripts/test.sh` with schemathesis from
+/// `tests/requirements.txt`); `None` only when the run asked to skip Python tests.
+fn test_python() -> Option<std::path::PathBuf> {
+    match std::env::var("ASSAY_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p.into()),
+        _ if std::env::var("ASSAY_TEST_SKIP_PYTHON").as_deref() == Ok("1") => None,
+        _ => panic!(
+            "ASSAY_TEST_PYTHON is not set: run scripts/test.sh (it makes the venv with schemathesis), or set ASSAY_TEST_SKIP_PYTHON=1"
+        ),
+    }
+}
+
+/// schemathesis (PyPI) against `/v1/openapi.json` of a real server with an admin token and real
+/// data: every check it has (no 5xx, status codes and bodies as documented, content types,
+/// auth enforced, …) over generated requests, half of the names and ids drawn from what is
+/// stored so that requests get past 404. The seed is fixed so a failure reproduces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_holds_under_schemathesis() {
+    let Some(python) = test_python() else { return };
+    let schemathesis = python.with_file_name("schemathesis");
+    assert!(
+        schemathesis.exists(),
+        "{} is missing: the venv lacks crates/assay-server/tests/requirements.txt",
+        schemathesis.display()
+    );
+    let s = start(4).await;
+    let yaml = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: st-flow\n  labels:\n    team: qa\nspec:\n  config:\n    who:\n      type: string\n      default: world\n  steps:\n  - shell: mkdir -p /data/out && echo hello {{config.who}} > /data/out/r.txt\n    artifacts:\n      workingDir: /data/out\n      paths:\n      - '*'\n";
+    assert_eq!(s.put_yaml(yaml).await.status(), StatusCode::CREATED);
+    let template = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflowTemplate\nmetadata:\n  name: st-template\nspec:\n  steps:\n  - shell: echo t\n";
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflow-templates"))
+        .bearer_auth(&s.admin)
+        .header("content-type", "text/yaml")
+        .body(template)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let e = s.run("st-flow", json!({"tags": {"k": "v"}})).await;
+    let id = e["id"].as_str().unwrap().to_string();
+    let name = e["name"].as_str().unwrap().to_string();
+    s.wait_status(&id, &["passed"]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+headers = {{ Authorization = "Bearer {admin}" }}
+seed = 20261123
+request-timeout = 30.0
+
+[generation]
+max-examples = 40
+
+[dictionaries.names]
+values = ["st-flow", "st-template"]
+[dictionaries.executions]
+values = ["{id}", "{name}"]
+[dictionaries.artifacts]
+values = ["r.txt"]
+
+[parameters]
+"path.name" = {{ dictionary = "names", probability = 0.5 }}
+"path.id" = {{ dictionary = "executions", probability = 0.5 }}
+"path.path" = {{ dictionary = "artifacts", probability = 0.5 }}
+
+# A document that fits the JSON shape can still be an invalid workflow (unknown fields, bad
+# expressions, a name that differs from the path): Assay's validator answers 400 with the
+# problems, which the document describes.
+[[operations]]
+include-name = ["POST /v1/test-workflows", "PUT /v1/test-workflows", "PUT /v1/test-workflows/{{name}}",
+  "POST /v1/test-workflow-templates", "PUT /v1/test-workflow-templates", "PUT /v1/test-workflow-templates/{{name}}"]
+checks.positive_data_acceptance.expected-statuses = [200, 201, 204, 400, 404, 409]
+
+# Generated config values may not fit the workflow's parameters: a 400 names them.
+[[operations]]
+include-name = "POST /v1/test-workflows/{{name}}/executions"
+checks.positive_data_acceptance.expected-statuses = [200, 400, 404]
+"#,
+        admin = s.admin
+    );
+    let config_path = dir.path().join("schemathesis.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let out = tokio::process::Command::new(&schemathesis)
+        .arg("--config-file")
+        .arg(&config_path)
+        .args(["run", "--checks", "all", "--no-color"])
+        .arg(s.url("/v1/openapi.json"))
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    assert!(
+        text.contains("Tested:"),
+        "schemathesis did not test:\n{text}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Executions: create with an atomically allocated number, record progress, finish, abort,
 //! find and list, and recover executions whose process died.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
@@ -191,6 +192,71 @@ impl Store {
             |q| q.bind(plan_json.to_string()),
         )
         .await
+    }
+
+    /// Replace the tags of an execution (Testkube's `PATCH …/tags`): the stored map and the
+    /// index the tag filter reads change together, in one transaction.
+    pub async fn set_tags(&self, id: &str, tags: &Tags) -> Result<()> {
+        let json = to_json(tags)?;
+        let db = self.db();
+        let updated = retry_busy(|| async {
+            let mut tx = db.begin_write().await?;
+            let updated = sqlx::query("UPDATE executions SET tags = $2 WHERE id = $1")
+                .bind(id)
+                .bind(&json)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("DELETE FROM execution_tags WHERE execution_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if updated == 1 {
+                for (key, value) in tags {
+                    sqlx::query(
+                        "INSERT INTO execution_tags (execution_id, key, value) VALUES ($1, $2, $3)",
+                    )
+                    .bind(id)
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(updated)
+        })
+        .await
+        .map_err(|e| db.err("update the tags", e))?;
+        if updated == 0 {
+            return Err(StoreError::not_found(format!("execution {id}")));
+        }
+        Ok(())
+    }
+
+    /// Every tag key used by the executions of `workflow` (of all workflows when `None`) with
+    /// its distinct values, sorted (Testkube's `GET …/tags`).
+    pub async fn tag_values(
+        &self,
+        workflow: Option<&str>,
+    ) -> Result<BTreeMap<String, Vec<String>>> {
+        let db = self.db();
+        let rows = sqlx::query(
+            "SELECT DISTINCT t.key, t.value FROM execution_tags t \
+             JOIN executions e ON e.id = t.execution_id \
+             WHERE $1 IS NULL OR e.workflow = $1 ORDER BY t.key, t.value",
+        )
+        .bind(workflow.map(str::to_string))
+        .fetch_all(&db.pool)
+        .await
+        .map_err(|e| db.err("list tags", e))?;
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in rows {
+            out.entry(row.text("key")?)
+                .or_default()
+                .push(row.text("value")?);
+        }
+        Ok(out)
     }
 
     /// Mark the execution running (it keeps its first `startedAt` if it had one).

@@ -357,28 +357,59 @@ pub enum LabelRequirement {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LabelSelector(pub Vec<LabelRequirement>);
 
+/// The label selectors [`LabelSelector::parse`] accepts, as a regular expression (for API
+/// descriptions): comma-separated clauses, spaces around the parts allowed.
+pub const LABEL_SELECTOR_PATTERN: &str = r"^ *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?(, *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?)*$";
+
+/// A label key as Kubernetes writes them (`app`, `example.com/tier`): starts with a letter or
+/// digit, then letters, digits, `-_./`.
+fn is_label_key(k: &str) -> bool {
+    let mut chars = k.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+}
+
+/// A label value: letters, digits, `-_.`, possibly empty.
+fn is_label_value(v: &str) -> bool {
+    v.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 impl LabelSelector {
-    /// Parse `key=value`, `key==value`, `key!=value`, `key`, `!key`, comma-separated.
+    /// Parse `key=value`, `key==value`, `key!=value`, `key`, `!key`, comma-separated (the
+    /// grammar of [`LABEL_SELECTOR_PATTERN`]).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut out = Vec::new();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in text
+            .split(',')
+            .map(|p| p.trim_matches(' '))
+            .filter(|p| !p.is_empty())
+        {
             let req = if let Some((k, v)) = part.split_once("!=") {
-                LabelRequirement::NotEquals(k.trim().into(), v.trim().into())
+                LabelRequirement::NotEquals(k.trim_matches(' ').into(), v.trim_matches(' ').into())
             } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-                LabelRequirement::Equals(k.trim().into(), v.trim().into())
+                LabelRequirement::Equals(k.trim_matches(' ').into(), v.trim_matches(' ').into())
             } else if let Some(k) = part.strip_prefix('!') {
-                LabelRequirement::NotExists(k.trim().into())
+                LabelRequirement::NotExists(k.trim_matches(' ').into())
             } else {
                 LabelRequirement::Exists(part.into())
             };
-            let key = match &req {
-                LabelRequirement::Equals(k, _)
-                | LabelRequirement::NotEquals(k, _)
-                | LabelRequirement::Exists(k)
-                | LabelRequirement::NotExists(k) => k,
+            let (key, value) = match &req {
+                LabelRequirement::Equals(k, v) | LabelRequirement::NotEquals(k, v) => (k, Some(v)),
+                LabelRequirement::Exists(k) | LabelRequirement::NotExists(k) => (k, None),
             };
             if key.is_empty() {
                 return Err(format!("label selector `{part}` has no key"));
+            }
+            if !is_label_key(key) {
+                return Err(format!(
+                    "label selector `{part}`: `{key}` is not a label key (letters, digits, `-_./`)"
+                ));
+            }
+            if let Some(v) = value.filter(|v| !is_label_value(v)) {
+                return Err(format!(
+                    "label selector `{part}`: `{v}` is not a label value (letters, digits, `-_.`)"
+                ));
             }
             out.push(req);
         }
