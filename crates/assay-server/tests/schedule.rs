@@ -286,7 +286,7 @@ async fn two_servers_on_one_postgres_fire_each_tick_once() {
     a.stop().await;
     b.stop().await;
     // A fire that was under way when the schedulers stopped finishes its write.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     let list = executions(&store_a, "shared").await;
     let mut per_tick: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
@@ -326,7 +326,7 @@ async fn a_restart_after_a_gap_does_not_replay_the_missed_ticks() {
     );
     wait_for_executions(&store, "gap", 2).await;
     first.stop().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let before = executions(&store, "gap").await;
     let last_tick = before.last().unwrap().scheduled_at;
 
@@ -416,7 +416,7 @@ async fn bad_schedules_are_rejected_on_apply_and_skipped_when_stored_anyway() {
         .unwrap();
     wait_for_executions(&store, "mixed", 2).await;
     server.stop().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let claims = store.list_schedule_ticks("mixed").await.unwrap();
     assert!(!claims.is_empty());
     assert!(claims.iter().all(|c| c.tick.event_index == 1), "{claims:?}");
