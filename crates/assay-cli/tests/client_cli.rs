@@ -515,3 +515,65 @@ fn an_unreachable_server_exits_3_naming_it() {
     assert_eq!(code, 2);
     assert!(err.contains("contexts.yaml"), "{err}");
 }
+
+#[test]
+fn following_resumes_after_the_server_restarts() {
+    let data = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("contexts.yaml");
+    let port = free_port();
+    let mut server = serve(data.path(), port);
+    let url = format!("http://127.0.0.1:{port}");
+    let cli = || assay(&config, data.path());
+    let files = home.path().join("flows.yaml");
+    std::fs::write(&files, WORKFLOWS).unwrap();
+    let (code, _, err) = run(cli().args(["context", "add", "local", "--server", &url, "--use"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(cli().args(["apply", "-f"]).arg(&files));
+    assert_eq!(code, 0, "{err}");
+
+    // `run --follow` and `logs --follow` watch a step that waits for a file.
+    let gate = home.path().join("gate");
+    let spawn = |args: &[&str]| {
+        StdCommand::new(assert_cmd::cargo::cargo_bin("assay"))
+            .args(args)
+            .env("ASSAY_CONFIG", &config)
+            .env("NO_COLOR", "1")
+            .env_remove("ASSAY_CONTEXT")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let gate_arg = format!("gate={}", gate.display());
+    let mut runner = spawn(&["run", "gate", "--follow", "--config", &gate_arg]);
+    let mut run_err = BufReader::new(runner.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("before-gate") {
+        assert!(run_err.read_line(&mut seen).unwrap() > 0, "{seen}");
+    }
+    let mut follower = spawn(&["logs", "gate-1", "--follow"]);
+    let mut logs_out = BufReader::new(follower.stdout.take().unwrap());
+    let mut printed = String::new();
+    assert!(logs_out.read_line(&mut printed).unwrap() > 0);
+    assert_eq!(printed, "[wait] before-gate\n");
+
+    // The server dies with the step running and comes back on the same port: the new one
+    // finds the execution abandoned and ends it. Both followers reconnect with Last-Event-ID
+    // and see the end, without the lines they had again.
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    server = serve(data.path(), port);
+    let mut rest = String::new();
+    logs_out.read_to_string(&mut rest).unwrap();
+    assert_eq!(follower.wait().unwrap().code(), Some(0));
+    assert!(!rest.contains("before-gate"), "{rest}");
+    run_err.read_to_string(&mut seen).unwrap();
+    let code = runner.wait().unwrap().code();
+    assert_eq!(seen.matches("wait | before-gate").count(), 1, "{seen}");
+    assert!(seen.contains("gate-1 aborted"), "{seen}");
+    assert_eq!(code, Some(1), "{seen}");
+    // The orphaned step of the killed server ends too.
+    std::fs::write(&gate, "").unwrap();
+    drop(server);
+}
