@@ -56,7 +56,6 @@
       }
       var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
       pre.appendChild(line);
-      pre.appendChild(document.createTextNode("\n"));
       if (atEnd) pre.scrollTop = pre.scrollHeight;
     });
     source.addEventListener("result", function (event) {
