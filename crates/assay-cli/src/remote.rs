@@ -80,9 +80,10 @@ impl Remote {
                 message: format!(
                     "failed to reach the server of context `{name}` at {url}: {reason}"
                 ),
-                hint: Some(format!(
+                hint: Some(
                     "is `assay server` running there? `assay context list` shows the contexts; `--context embedded` works on this machine"
-                )),
+                        .to_string(),
+                ),
             },
             ClientError::Api { body } => match body.status {
                 401 => UserError {

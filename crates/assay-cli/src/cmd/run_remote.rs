@@ -240,7 +240,7 @@ impl Live {
                 changes.push((at, 0, -position, reference.clone(), Some(step)));
             }
         }
-        changes.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        changes.sort_by_key(|c| (c.0, c.1, c.2));
         for (_, _, _, reference, ended) in changes {
             match ended {
                 None => {
