@@ -130,6 +130,7 @@ pub(crate) async fn enqueue_as(
     let summary = state.store.create_execution(new).await?;
     state.metrics.queued(&summary.workflow);
     state.queue.push(summary.id.clone());
+    state.webhooks.queued(&summary.id);
     Ok(Json(TestWorkflowExecution::from(&summary)))
 }
 

@@ -11,9 +11,11 @@ mod dashboard;
 mod definitions;
 pub mod error;
 mod executions;
+mod hooks;
 pub mod metrics;
 pub mod notify;
 pub mod queue;
+pub mod webhooks;
 pub mod schedule;
 
 use std::net::SocketAddr;
@@ -87,6 +89,8 @@ pub struct AppState {
     pub queue: Queue,
     pub metrics: metrics::Metrics,
     pub auth: bool,
+    /// Outbound webhooks: told when executions are queued (runs report through the dispatch).
+    pub webhooks: webhooks::Webhooks,
 }
 
 /// A started server: its routes and the queue behind them.
@@ -110,6 +114,8 @@ impl Server {
             tracing::info!(execution = %r.name, reason = %r.reason, "recovered an abandoned execution");
         }
         let metrics = metrics::Metrics::new();
+        let webhooks = webhooks::Webhooks::start(store.clone(), metrics.clone(), None);
+        let dispatch = webhooks.wrap(dispatch);
         let queue = Queue::start(
             store.clone(),
             dispatch,
@@ -128,6 +134,7 @@ impl Server {
             queue,
             metrics,
             auth: options.auth,
+            webhooks,
         };
         // Schedules fire until the queue stops (a stopping server takes no more work).
         schedule::spawn(state.clone(), state.queue.stopped());
@@ -230,6 +237,27 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::execution_logs))
         .routes(routes!(executions::list_artifacts))
         .routes(routes!(notify::notifications))
+        .routes(routes!(hooks::list_hooks))
+        .routes(routes!(
+            hooks::get_hook,
+            hooks::put_hook,
+            hooks::delete_hook,
+            hooks::receive
+        ))
+        .routes(routes!(hooks::hook_deliveries))
+        .routes(routes!(hooks::list_triggers, hooks::create_trigger))
+        .routes(routes!(
+            hooks::get_trigger,
+            hooks::update_trigger,
+            hooks::delete_trigger
+        ))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::webhook_deliveries))
         // Artifact paths have slashes: a catch-all segment (documented through ApiDoc).
         .route(
             "/v1/test-workflow-executions/{id}/artifacts/{*path}",

@@ -90,6 +90,20 @@ impl Metrics {
             .increment(1);
     }
 
+    /// An outbound webhook delivery ended: `delivered`, `failed` (every attempt failed, or the
+    /// receiver refused it) or `error` (its templates or secrets could not be resolved).
+    pub fn webhook_delivery(&self, result: &'static str) {
+        self.recorder
+            .register_counter(
+                &Self::key(
+                    "assay_webhook_deliveries_total",
+                    vec![Label::new("result", result)],
+                ),
+                &META,
+            )
+            .increment(1);
+    }
+
     /// The text exposition, with the queue's gauges as they are now.
     pub fn render(&self, queue_depth: i64, running: i64) -> String {
         self.recorder

@@ -595,11 +595,10 @@ fn load_resource(doc: RawDoc<'_>, kind: ResourceKind, loaded: &mut Loaded) {
     let resource = match kind {
         ResourceKind::TestTrigger => {
             deserialize_all::<TestTrigger>(&ctx, work, &mut loaded.diagnostics)
-                .map(Resource::TestTrigger)
+                .map(|t| Resource::TestTrigger(Box::new(t)))
         }
-        ResourceKind::Webhook => {
-            deserialize_all::<Webhook>(&ctx, work, &mut loaded.diagnostics).map(Resource::Webhook)
-        }
+        ResourceKind::Webhook => deserialize_all::<Webhook>(&ctx, work, &mut loaded.diagnostics)
+            .map(|w| Resource::Webhook(Box::new(w))),
     };
     if let (Some(resource), true) = (resource, ok) {
         let name = value

@@ -301,8 +301,8 @@ pub const TEST_TRIGGER_RESOURCES: &[&str] = &[
 /// A `TestTrigger` or a `Webhook`: documents that are stored, not compiled.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resource {
-    TestTrigger(TestTrigger),
-    Webhook(Webhook),
+    TestTrigger(Box<TestTrigger>),
+    Webhook(Box<Webhook>),
 }
 
 impl Resource {

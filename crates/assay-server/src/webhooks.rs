@@ -1,0 +1,951 @@
+//! Outbound webhooks: Testkube's `Webhook` documents (`executor.testkube.io/v1`), stored through
+//! `/v1/webhooks` or `assay apply`, and POSTed to when an execution of a workflow matching their
+//! `selector` is queued, starts or ends.
+//!
+//! How it runs: the queue's [`Dispatch`] is wrapped ([`Webhooks::wrap`]) so that a run's start
+//! and end are reported, and the API reports `queued`. Reports go through a bounded channel to
+//! one observer task, which works out the event types (`end-testworkflow-failed`,
+//! `become-testworkflow-down` against the workflow's previous execution, ...) and spawns one
+//! delivery per matching webhook: a run never waits for a receiver. A delivery renders the
+//! `uri`, `headers` and `payloadTemplate` with minijinja and tries up to [`ATTEMPTS`] times with
+//! exponential backoff; every attempt is recorded in the store with header values and secret
+//! config values masked. Deliveries still retrying when the server stops are lost.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use assay_api::{ErrorBody, Problem};
+use assay_runner::{RunError, RunRequest};
+use assay_spec::load::ResourceKind;
+use assay_spec::model::{Document, Resource, Webhook};
+use assay_store::{
+    ApplyOutcome, Execution, ExecutionFilter, ExecutionRef, ExecutionStatus, LabelSelector, Store,
+    StoredResource, WebhookAttempt,
+};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+use crate::queue::Dispatch;
+
+/// Most attempts per delivery.
+pub const ATTEMPTS: u32 = 5;
+/// Wait before the second attempt; it doubles for each next one (1s, 2s, 4s, 8s).
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// How long one attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reports waiting for the observer; more are dropped (and logged) rather than slow a run.
+const CHANNEL: usize = 1024;
+/// Deliveries in flight at once.
+const IN_FLIGHT: usize = 32;
+/// What a secret or a header value is replaced with in the delivery log.
+pub const MASK: &str = "********";
+
+/// When in an execution's life a report is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moment {
+    Queued,
+    Started,
+    Ended,
+}
+
+/// Handle to the webhook observer. Cheap to clone.
+#[derive(Clone)]
+pub struct Webhooks {
+    tx: mpsc::Sender<(String, Moment)>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Store,
+    metrics: Metrics,
+    http: reqwest::Client,
+    settings: RwLock<Settings>,
+    in_flight: Arc<Semaphore>,
+}
+
+#[derive(Default)]
+struct Settings {
+    public_url: Option<String>,
+    /// Secret values by environment variable name, looked up before the environment.
+    secrets: BTreeMap<String, String>,
+}
+
+impl Webhooks {
+    /// Start the observer task. `public_url` (the server as its users reach it) makes
+    /// `executionUrl` in templates; `ASSAY_PUBLIC_URL` is read when it is `None`.
+    pub fn start(store: Store, metrics: Metrics, public_url: Option<String>) -> Webhooks {
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let public_url = public_url
+            .or_else(|| std::env::var("ASSAY_PUBLIC_URL").ok())
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| u.trim_end_matches('/').to_string());
+        let shared = Arc::new(Shared {
+            store,
+            metrics,
+            http: reqwest::Client::builder()
+                .timeout(ATTEMPT_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
+            settings: RwLock::new(Settings {
+                public_url,
+                secrets: BTreeMap::new(),
+            }),
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+        });
+        tokio::spawn(observe(shared.clone(), rx));
+        Webhooks { tx, shared }
+    }
+
+    /// The server's address as its users reach it (`https://assay.example.com`), for
+    /// `executionUrl` and `apiUrl` in templates.
+    pub fn set_public_url(&self, url: Option<String>) {
+        if let Ok(mut s) = self.shared.settings.write() {
+            s.public_url = url.map(|u| u.trim_end_matches('/').to_string());
+        }
+    }
+
+    /// Give a webhook secret as if the environment variable `var` held `value` (for servers
+    /// embedded in another program, and tests: the process environment cannot be changed
+    /// safely once threads run).
+    pub fn set_secret(&self, var: &str, value: &str) {
+        if let Ok(mut s) = self.shared.settings.write() {
+            s.secrets.insert(var.to_string(), value.to_string());
+        }
+    }
+
+    fn report(&self, id: &str, moment: Moment) {
+        if let Err(e) = self.tx.try_send((id.to_string(), moment)) {
+            tracing::warn!(execution = %id, error = %e, "webhook events dropped: the observer is behind");
+        }
+    }
+
+    /// The execution `id` was recorded `queued`.
+    pub fn queued(&self, id: &str) {
+        self.report(id, Moment::Queued);
+    }
+
+    /// `inner`, reporting when each run starts and ends.
+    pub fn wrap(&self, inner: Arc<dyn Dispatch>) -> Arc<dyn Dispatch> {
+        Arc::new(Observed {
+            inner,
+            webhooks: self.clone(),
+        })
+    }
+}
+
+/// A [`Dispatch`] that reports its runs to the webhooks.
+struct Observed {
+    inner: Arc<dyn Dispatch>,
+    webhooks: Webhooks,
+}
+
+impl Dispatch for Observed {
+    fn run(
+        &self,
+        store: Store,
+        id: String,
+        request: RunRequest,
+    ) -> BoxFuture<'static, Result<Option<ExecutionStatus>, RunError>> {
+        let run = self.inner.run(store, id.clone(), request);
+        let webhooks = self.webhooks.clone();
+        Box::pin(async move {
+            webhooks.report(&id, Moment::Started);
+            let result = run.await;
+            if let Ok(Some(_)) = &result {
+                webhooks.report(&id, Moment::Ended);
+            }
+            result
+        })
+    }
+
+    fn stop_all(&self) {
+        self.inner.stop_all();
+    }
+}
+
+async fn observe(shared: Arc<Shared>, mut rx: mpsc::Receiver<(String, Moment)>) {
+    while let Some((id, moment)) = rx.recv().await {
+        if let Err(e) = handle(&shared, &id, moment).await {
+            tracing::warn!(execution = %id, error = %e, "webhooks not sent");
+        }
+    }
+}
+
+/// Every stored webhook that loads, by name.
+async fn stored_webhooks(store: &Store) -> Result<Vec<(String, Webhook)>, assay_store::StoreError> {
+    let mut out = Vec::new();
+    for r in store.list_resources(ResourceKind::Webhook).await? {
+        let loaded = assay_spec::load::load(&format!("stored webhook {}", r.name), &r.yaml);
+        match loaded.resources.into_iter().next().map(|d| d.resource) {
+            Some(Resource::Webhook(w)) => out.push((r.name, *w)),
+            _ => tracing::warn!(webhook = %r.name, "stored webhook does not load; skipped"),
+        }
+    }
+    Ok(out)
+}
+
+async fn handle(
+    shared: &Arc<Shared>,
+    id: &str,
+    moment: Moment,
+) -> Result<(), assay_store::StoreError> {
+    let webhooks: Vec<(String, Webhook)> = stored_webhooks(&shared.store)
+        .await?
+        .into_iter()
+        .filter(|(_, w)| !w.spec.disabled)
+        .collect();
+    if webhooks.is_empty() {
+        return Ok(());
+    }
+    let reference = ExecutionRef::Id(id.to_string());
+    let mut execution = shared.store.get_execution(&reference).await?;
+    if moment == Moment::Started {
+        // The dispatcher reports before the runner has recorded the start; give it a moment,
+        // and send nothing for a run that never started (aborted while it waited).
+        for _ in 0..40 {
+            if execution.started_at.is_some() || execution.status.is_terminal() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            execution = shared.store.get_execution(&reference).await?;
+        }
+        if execution.started_at.is_none() {
+            return Ok(());
+        }
+    }
+    let types = event_types(&shared.store, moment, &execution).await?;
+    let labels = workflow_labels(&execution);
+    let view = serde_json::to_value(assay_api::TestWorkflowExecution::from(&execution))
+        .unwrap_or(Value::Null);
+    for event in types {
+        for (name, webhook) in &webhooks {
+            if !webhook.spec.events.iter().any(|e| e == event) {
+                continue;
+            }
+            let Ok(selector) = LabelSelector::parse(&webhook.spec.selector) else {
+                continue;
+            };
+            if !selector.matches(&labels) {
+                continue;
+            }
+            let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            let job = Delivery {
+                webhook: name.clone(),
+                spec: webhook.clone(),
+                event,
+                execution: execution.clone(),
+                view: view.clone(),
+                labels: labels.clone(),
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                deliver(&shared, job).await;
+                drop(permit);
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The labels of the workflow an execution ran (from the definition it ran).
+fn workflow_labels(execution: &Execution) -> BTreeMap<String, String> {
+    assay_spec::load::load("execution definition", &execution.definition)
+        .documents
+        .into_iter()
+        .find_map(|d| match d.document {
+            Document::TestWorkflow(w) => Some(
+                w.metadata
+                    .labels
+                    .into_iter()
+                    .collect::<BTreeMap<String, String>>(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Testkube's event types for this moment; `become-*` compare with the workflow's previous
+/// finished execution (none before: no `become-*`).
+async fn event_types(
+    store: &Store,
+    moment: Moment,
+    execution: &Execution,
+) -> Result<Vec<&'static str>, assay_store::StoreError> {
+    use ExecutionStatus::*;
+    let status = execution.status;
+    let mut out = match moment {
+        Moment::Queued => return Ok(vec!["queue-testworkflow"]),
+        Moment::Started => return Ok(vec!["start-testworkflow"]),
+        Moment::Ended => match status {
+            Passed => vec!["end-testworkflow-success"],
+            Failed => vec!["end-testworkflow-failed", "end-testworkflow-not-passed"],
+            Aborted => vec!["end-testworkflow-aborted", "end-testworkflow-not-passed"],
+            Canceled => vec!["end-testworkflow-canceled", "end-testworkflow-not-passed"],
+            Queued | Running | Paused => return Ok(Vec::new()),
+        },
+    };
+    let previous = store
+        .list_executions(&ExecutionFilter {
+            workflow: Some(execution.workflow.clone()),
+            statuses: vec![Passed, Failed, Aborted, Canceled],
+            limit: Some(1),
+            before_id: Some(execution.id.clone()),
+            ..ExecutionFilter::default()
+        })
+        .await?
+        .into_iter()
+        .next()
+        .map(|e| e.status);
+    if let Some(prev) = previous {
+        if prev != Passed && status == Passed {
+            out.push("become-testworkflow-up");
+        }
+        if prev == Passed && status != Passed {
+            out.push("become-testworkflow-down");
+            out.push("become-testworkflow-not-passed");
+        }
+        for (s, name) in [
+            (Failed, "become-testworkflow-failed"),
+            (Aborted, "become-testworkflow-aborted"),
+            (Canceled, "become-testworkflow-canceled"),
+        ] {
+            if status == s && prev != s {
+                out.push(name);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One event for one webhook.
+struct Delivery {
+    webhook: String,
+    spec: Webhook,
+    event: &'static str,
+    execution: Execution,
+    view: Value,
+    labels: BTreeMap<String, String>,
+}
+
+/// What a delivery sends, and the secrets to mask in what is recorded.
+struct Rendered {
+    url: String,
+    headers: Vec<(String, String)>,
+    payload: String,
+    secrets: Vec<String>,
+}
+
+impl Rendered {
+    fn mask(&self, text: &str) -> String {
+        mask_secrets(text, &self.secrets)
+    }
+}
+
+fn mask_secrets(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s.as_str(), MASK);
+    }
+    out
+}
+
+/// The values of a webhook's `config`: `value`s as written, `secret`s from the server's
+/// environment ([`assay_spec::triggers::SecretRef::env_var`]). Returns the values and the
+/// secret ones (to mask).
+fn config_values(
+    shared: &Shared,
+    spec: &Webhook,
+) -> Result<(BTreeMap<String, String>, Vec<String>), String> {
+    let mut values = BTreeMap::new();
+    let mut secrets = Vec::new();
+    for (key, v) in &spec.spec.config {
+        if let Some(value) = &v.value {
+            values.insert(key.clone(), value.clone());
+        } else if let Some(secret) = &v.secret {
+            let var = secret.env_var();
+            let given = shared
+                .settings
+                .read()
+                .ok()
+                .and_then(|s| s.secrets.get(&var).cloned());
+            let value = given.or_else(|| std::env::var(&var).ok()).ok_or_else(|| {
+                format!(
+                    "config `{key}` is the secret `{}/{}`, read from the server's environment \
+                     variable `{var}`, which is not set",
+                    secret.name, secret.key
+                )
+            })?;
+            secrets.push(value.clone());
+            values.insert(key.clone(), value);
+        }
+    }
+    Ok((values, secrets))
+}
+
+/// The template variables (documented in the README's "Triggers and webhooks").
+fn context(
+    shared: &Shared,
+    job: &Delivery,
+    event_id: &str,
+    config: &BTreeMap<String, String>,
+) -> Value {
+    let e = &job.execution;
+    let duration_ms = match (e.started_at, e.finished_at) {
+        (Some(s), Some(f)) => Some(f - s),
+        _ => None,
+    };
+    let execution_config: BTreeMap<&String, &String> = e
+        .config
+        .iter()
+        .filter_map(|(k, v)| v.value.as_ref().map(|v| (k, v)))
+        .collect();
+    let public_url = shared
+        .settings
+        .read()
+        .ok()
+        .and_then(|s| s.public_url.clone());
+    let url = public_url
+        .as_ref()
+        .map(|base| format!("{base}/v1/test-workflow-executions/{}", e.id));
+    json!({
+        "type": job.event,
+        "id": event_id,
+        "webhook": job.webhook,
+        "execution": job.view,
+        "executionId": e.id,
+        "executionName": e.name,
+        "executionNumber": e.number,
+        "workflowName": e.workflow,
+        "labels": job.labels,
+        "status": e.status.as_str(),
+        "durationMs": duration_ms,
+        "errorMessage": e.error_message,
+        "tags": e.tags,
+        "executionConfig": execution_config,
+        "config": config,
+        "executionUrl": url,
+        "apiUrl": public_url,
+    })
+}
+
+fn render(
+    env: &minijinja::Environment<'_>,
+    what: &str,
+    text: &str,
+    ctx: &Value,
+) -> Result<String, String> {
+    env.render_str(text, minijinja::Value::from_serialize(ctx))
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+/// Testkube's event JSON (`{id, type, resource, resourceId, testWorkflowExecution}`).
+fn event_json(job: &Delivery, event_id: &str) -> Value {
+    json!({
+        "id": event_id,
+        "type": job.event,
+        "resource": "testworkflowexecution",
+        "resourceId": job.execution.id,
+        "testWorkflowExecution": job.view,
+    })
+}
+
+fn prepare(
+    shared: &Shared,
+    job: &Delivery,
+    event_id: &str,
+) -> Result<Rendered, (String, Vec<String>)> {
+    let (config, secrets) = config_values(shared, &job.spec).map_err(|e| (e, Vec::new()))?;
+    let fail = |e: String| (e, secrets.clone());
+    let ctx = context(shared, job, event_id, &config);
+    let env = minijinja::Environment::new();
+    let spec = &job.spec.spec;
+    let url = render(&env, "uri", &spec.uri, &ctx).map_err(fail)?;
+    let mut headers = Vec::new();
+    for (name, value) in &spec.headers {
+        headers.push((
+            name.clone(),
+            render(&env, &format!("header {name}"), value, &ctx).map_err(fail)?,
+        ));
+    }
+    let payload = if !spec.payload_template.is_empty() {
+        render(&env, "payloadTemplate", &spec.payload_template, &ctx).map_err(fail)?
+    } else {
+        let event = event_json(job, event_id).to_string();
+        if spec.payload_object_field.is_empty() {
+            event
+        } else {
+            json!({ spec.payload_object_field.clone(): event }).to_string()
+        }
+    };
+    Ok(Rendered {
+        url,
+        headers,
+        payload,
+        secrets,
+    })
+}
+
+/// Whether a failed attempt is worth repeating: no answer, 5xx, 408 and 429.
+fn retryable(status: Option<u16>) -> bool {
+    match status {
+        None => true,
+        Some(s) => s >= 500 || s == 408 || s == 429,
+    }
+}
+
+async fn deliver(shared: &Shared, job: Delivery) {
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let mut attempt = WebhookAttempt {
+        id: String::new(),
+        webhook: job.webhook.clone(),
+        event_id: event_id.clone(),
+        event: job.event.to_string(),
+        execution_id: job.execution.id.clone(),
+        attempt: 0,
+        at: 0,
+        url: String::new(),
+        headers: BTreeMap::new(),
+        payload: String::new(),
+        status_code: None,
+        error: None,
+        delivered: false,
+    };
+    let rendered = match prepare(shared, &job, &event_id) {
+        Ok(r) => r,
+        Err((error, secrets)) => {
+            attempt.id = uuid::Uuid::now_v7().to_string();
+            attempt.attempt = 1;
+            attempt.at = assay_store::now_ms();
+            attempt.url = mask_secrets(&job.spec.spec.uri, &secrets);
+            attempt.error = Some(mask_secrets(&error, &secrets));
+            record(shared, &attempt).await;
+            shared.metrics.webhook_delivery("error");
+            return;
+        }
+    };
+    attempt.url = rendered.mask(&rendered.url);
+    attempt.headers = rendered
+        .headers
+        .iter()
+        .map(|(k, _)| (k.clone(), MASK.to_string()))
+        .collect();
+    attempt.payload = rendered.mask(&rendered.payload);
+    let has_content_type = rendered
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    let mut wait = FIRST_BACKOFF;
+    for n in 1..=ATTEMPTS {
+        let mut request = shared
+            .http
+            .post(&rendered.url)
+            .body(rendered.payload.clone());
+        if !has_content_type {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in &rendered.headers {
+            request = request.header(k.as_str(), v.as_str());
+        }
+        let (status, error) = match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                let error =
+                    (!status.is_success()).then(|| format!("the receiver answered {status}"));
+                (Some(status.as_u16()), error)
+            }
+            // reqwest's message may hold the URL, secrets and all.
+            Err(e) => (None, Some(rendered.mask(&error_chain(&e)))),
+        };
+        attempt.id = uuid::Uuid::now_v7().to_string();
+        attempt.attempt = i64::from(n);
+        attempt.at = assay_store::now_ms();
+        attempt.status_code = status.map(i64::from);
+        attempt.delivered = error.is_none();
+        attempt.error = error;
+        record(shared, &attempt).await;
+        if attempt.delivered {
+            shared.metrics.webhook_delivery("delivered");
+            return;
+        }
+        if n == ATTEMPTS || !retryable(status) {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+    tracing::warn!(webhook = %job.webhook, event = job.event, execution = %job.execution.id, "webhook delivery failed");
+    shared.metrics.webhook_delivery("failed");
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+async fn record(shared: &Shared, attempt: &WebhookAttempt) {
+    if let Err(e) = shared.store.record_webhook_attempt(attempt).await {
+        tracing::warn!(webhook = %attempt.webhook, error = %e, "webhook attempt not recorded");
+    }
+}
+
+// ---- Stored documents: /v1/webhooks and /v1/triggers share these. ----
+
+/// A checked `Webhook` or `TestTrigger` from a request body.
+pub(crate) struct Checked {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub yaml: String,
+    pub raw: Value,
+}
+
+fn is_yaml(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|v| v.ends_with("yaml") || v == "text/plain")
+}
+
+fn invalid(kind: ResourceKind, problems: Vec<Problem>) -> ApiError {
+    let first = problems
+        .first()
+        .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
+        .unwrap_or_default();
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        detail: format!(
+            "the {} is not valid ({} problem(s)); first: {first}",
+            kind.as_str(),
+            problems.len()
+        ),
+        problems,
+    }
+}
+
+/// Check a body as `assay validate` does; webhooks' templates must also parse.
+pub(crate) fn check_resource(
+    kind: ResourceKind,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Checked> {
+    let yaml_body = is_yaml(headers);
+    if !yaml_body && serde_json::from_slice::<Value>(body).is_err() {
+        return Err(ApiError::bad_request(
+            "the body is not JSON; send YAML with `Content-Type: text/yaml`",
+        ));
+    }
+    let loaded = assay_spec::validate::check_bytes("request body", body);
+    if loaded.has_errors() {
+        let problems = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| Problem {
+                line: d.line,
+                column: d.column,
+                message: d.message.clone(),
+                hint: d.hint.clone(),
+                path: d.path.clone(),
+            })
+            .collect();
+        return Err(invalid(kind, problems));
+    }
+    if !loaded.documents.is_empty() || loaded.resources.len() != 1 {
+        return Err(ApiError::bad_request(format!(
+            "send exactly one {} document",
+            kind.as_str()
+        )));
+    }
+    let doc = &loaded.resources[0];
+    if doc.kind != kind {
+        return Err(ApiError::bad_request(format!(
+            "this endpoint takes a {}, not a {}",
+            kind.as_str(),
+            doc.kind.as_str()
+        )));
+    }
+    if let Resource::Webhook(w) = &doc.resource {
+        let env = minijinja::Environment::new();
+        let mut templates = vec![("spec.uri".to_string(), w.spec.uri.as_str())];
+        templates.extend(
+            w.spec
+                .headers
+                .iter()
+                .map(|(k, v)| (format!("spec.headers.{k}"), v.as_str())),
+        );
+        templates.push((
+            "spec.payloadTemplate".to_string(),
+            w.spec.payload_template.as_str(),
+        ));
+        let mut problems = Vec::new();
+        for (path, text) in templates {
+            if let Err(e) = env.template_from_str(text) {
+                let (line, column) = doc.locations.locate(&path).unwrap_or((doc.line, 1));
+                problems.push(Problem {
+                    line,
+                    column,
+                    message: format!("the template does not parse: {e}"),
+                    hint: Some(
+                        "templates are Jinja-like (minijinja), not Go templates: `{{ executionName }}`, not `{{ .TestWorkflowExecution.Name }}`"
+                            .to_string(),
+                    ),
+                    path: Some(path),
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(invalid(kind, problems));
+        }
+        if LabelSelector::parse(&w.spec.selector).is_err() {
+            return Err(ApiError::bad_request(format!(
+                "`spec.selector` `{}` is not a label selector",
+                w.spec.selector
+            )));
+        }
+    }
+    let yaml = if yaml_body {
+        String::from_utf8_lossy(body).into_owned()
+    } else {
+        serde_saphyr::to_string(&doc.raw).map_err(ApiError::internal)?
+    };
+    Ok(Checked {
+        name: doc.name.clone(),
+        labels: doc
+            .resource
+            .labels()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        yaml,
+        raw: doc.raw.clone(),
+    })
+}
+
+fn to_json(r: &StoredResource) -> ApiResult<Value> {
+    assay_spec::load::load(&r.name, &r.yaml)
+        .resources
+        .into_iter()
+        .next()
+        .map(|d| d.raw)
+        .ok_or_else(|| ApiError::internal(format!("stored {} `{}` does not load", r.kind, r.name)))
+}
+
+pub(crate) async fn list_resources(
+    state: &AppState,
+    kind: ResourceKind,
+    query: &std::collections::HashMap<String, String>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let selector = LabelSelector::parse(query.get("selector").map(String::as_str).unwrap_or(""))
+        .map_err(ApiError::bad_request)?;
+    let mut out = Vec::new();
+    for r in state.store.list_resources(kind).await? {
+        if selector.matches(&r.labels) {
+            out.push(to_json(&r)?);
+        }
+    }
+    Ok(Json(out))
+}
+
+pub(crate) async fn get_resource(
+    state: &AppState,
+    kind: ResourceKind,
+    name: &str,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(to_json(&state.store.get_resource(kind, name).await?)?))
+}
+
+/// What a stored `TestTrigger` does in Assay today, as an HTTP `Warning` (how Kubernetes' API
+/// tells kubectl) and in `assay apply`'s output.
+pub const TRIGGER_NOTE: &str = "TestTrigger stored; its Kubernetes events act once a Kubernetes runtime exists (use POST /v1/hooks/NAME for git pushes)";
+
+fn with_note(kind: ResourceKind, mut response: Response) -> Response {
+    if kind == ResourceKind::TestTrigger
+        && let Ok(v) = HeaderValue::from_str(&format!("299 - \"{TRIGGER_NOTE}\""))
+    {
+        response.headers_mut().insert(header::WARNING, v);
+    }
+    response
+}
+
+pub(crate) async fn create_resource(
+    state: &AppState,
+    kind: ResourceKind,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let doc = check_resource(kind, headers, body)?;
+    match state.store.get_resource(kind, &doc.name).await {
+        Ok(_) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{} `{}` exists already; update it with PUT",
+                    kind.as_str(),
+                    doc.name
+                ),
+            ));
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .store
+        .apply_resource(kind, &doc.name, &doc.yaml, &doc.labels)
+        .await?;
+    Ok(with_note(
+        kind,
+        (StatusCode::CREATED, Json(doc.raw)).into_response(),
+    ))
+}
+
+pub(crate) async fn update_resource(
+    state: &AppState,
+    kind: ResourceKind,
+    name: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let doc = check_resource(kind, headers, body)?;
+    if doc.name != name {
+        return Err(ApiError::bad_request(format!(
+            "the document is named `{}`, the path `{name}`",
+            doc.name
+        )));
+    }
+    state.store.get_resource(kind, name).await?;
+    let outcome = state
+        .store
+        .apply_resource(kind, name, &doc.yaml, &doc.labels)
+        .await?;
+    debug_assert!(outcome != ApplyOutcome::Created);
+    Ok(with_note(kind, Json(doc.raw).into_response()))
+}
+
+pub(crate) async fn delete_resource(
+    state: &AppState,
+    kind: ResourceKind,
+    name: &str,
+) -> ApiResult<StatusCode> {
+    if state.store.delete_resource(kind, name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "{} `{name}` not found",
+            kind.as_str()
+        )))
+    }
+}
+
+const WH: ResourceKind = ResourceKind::Webhook;
+
+/// List webhooks, optionally by label selector.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+    params(("selector" = Option<String>, Query, description = "label selector")),
+    responses((status = 200, description = "Webhook documents", body = Vec<Object>),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_webhooks(
+    State(s): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Json<Vec<Value>>> {
+    list_resources(&s, WH, &q).await
+}
+
+/// Create a webhook from YAML (`Content-Type: text/yaml`) or JSON.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json", description = "a Webhook (YAML with text/yaml)"),
+    responses((status = 201, description = "the stored Webhook", body = Object),
+              (status = 400, description = "invalid, with problems and line:col", body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_webhook(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    create_resource(&s, WH, &headers, &body).await
+}
+
+/// One webhook, as applied.
+#[utoipa::path(get, path = "/v1/webhooks/{name}", tag = "webhooks",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn get_webhook(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    get_resource(&s, WH, &name).await
+}
+
+/// Replace a webhook.
+#[utoipa::path(put, path = "/v1/webhooks/{name}", tag = "webhooks",
+    params(("name" = String, Path)),
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn update_webhook(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    update_resource(&s, WH, &name, &headers, &body).await
+}
+
+/// Delete a webhook (its delivery log stays).
+#[utoipa::path(delete, path = "/v1/webhooks/{name}", tag = "webhooks",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn delete_webhook(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    delete_resource(&s, WH, &name).await
+}
+
+/// The webhook's delivery log, newest attempt first: event, attempt number, status code, error,
+/// time, URL and payload with secrets masked, header values masked.
+#[utoipa::path(get, path = "/v1/webhooks/{name}/deliveries", tag = "webhooks",
+    params(("name" = String, Path), ("limit" = Option<i64>, Query, description = "at most this many (default 100)")),
+    responses((status = 200, description = "attempts, newest first", body = Vec<Object>),
+              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn webhook_deliveries(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Json<Vec<WebhookAttempt>>> {
+    let limit = match q.get("limit") {
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("limit `{l}` is not a number")))?,
+        None => 100,
+    };
+    let attempts = s.store.list_webhook_attempts(&name, limit).await?;
+    if attempts.is_empty() {
+        // An unknown webhook is a 404; a known one without deliveries an empty list.
+        s.store.get_resource(WH, &name).await?;
+    }
+    Ok(Json(attempts))
+}

@@ -1,0 +1,115 @@
+//! A real server on 127.0.0.1 for the hook and webhook tests, with an admin token.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use assay_server::{LocalDispatch, Options, Server};
+use assay_store::{Store, StoreConfig, TokenRole};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub struct TestServer {
+    pub base: String,
+    pub admin: String,
+    pub store: Store,
+    pub http: reqwest::Client,
+    pub webhooks: assay_server::webhooks::Webhooks,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
+    let (admin, _) = assay_server::bootstrap_admin(&store, dir.path())
+        .await
+        .unwrap()
+        .unwrap();
+    let server = Server::start(
+        store.clone(),
+        Options {
+            max_concurrent: 2,
+            auth: true,
+        },
+        Arc::new(LocalDispatch::default()),
+    )
+    .await
+    .unwrap();
+    let webhooks = server.state.webhooks.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    TestServer {
+        base,
+        admin,
+        store,
+        http: reqwest::Client::new(),
+        webhooks,
+        _dir: dir,
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn token(&self, role: TokenRole) -> String {
+        self.store
+            .create_token(&format!("{}-test", role.as_str()), role)
+            .await
+            .unwrap()
+            .1
+    }
+
+    /// POST a YAML document to `path` as admin.
+    pub async fn post_yaml(&self, path: &str, yaml: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.admin)
+            .header("content-type", "text/yaml")
+            .body(yaml.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    pub async fn wait_status(&self, id: &str, wanted: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let e = self
+                .get(&format!("/v1/test-workflow-executions/{id}"))
+                .await;
+            let status = e["result"]["status"].as_str().unwrap().to_string();
+            if wanted.contains(&status.as_str()) {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still {status}, waiting for {wanted:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A workflow labelled `labels` (YAML flow mapping) declaring `branch`, `commit`, `pr` and
+/// `code` config parameters; it exits with `code`.
+pub fn workflow(name: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: {name}\n  labels: {labels}\nspec:\n  config:\n    branch: {{type: string, default: none}}\n    commit: {{type: string, default: none}}\n    pr: {{type: string, default: none}}\n    code: {{type: string, default: '0'}}\n  steps:\n  - name: build\n    shell: echo \"branch={{{{ config.branch }}}} commit={{{{ config.commit }}}}\"; exit {{{{ config.code }}}}\n"
+    )
+}

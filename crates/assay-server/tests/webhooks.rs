@@ -1,0 +1,291 @@
+//! Outbound webhooks over real HTTP on 127.0.0.1: a receiver in the test refuses the first two
+//! attempts with 500 and accepts the third; the delivery log shows three attempts, the last
+//! payload is the rendered template, and the secret header value appears nowhere in the log.
+//! Also Testkube's event JSON without a template, and `become-testworkflow-down`.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use support::{TestServer, start, workflow};
+
+/// What the receiver saw: path, headers and body of every request.
+#[derive(Default)]
+struct Seen {
+    requests: Vec<(String, HeaderMap, String)>,
+    refused: usize,
+}
+
+/// A receiver: `/flaky` answers 500 twice, then 200; every other path 200.
+async fn receiver() -> (String, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = axum::Router::new()
+        .route(
+            "/{path}",
+            axum::routing::post(
+                |State(seen): State<Arc<Mutex<Seen>>>,
+                 Path(path): Path<String>,
+                 headers: HeaderMap,
+                 body: String| async move {
+                    let mut seen = seen.lock().unwrap();
+                    seen.requests.push((path.clone(), headers, body));
+                    if path == "flaky" && seen.refused < 2 {
+                        seen.refused += 1;
+                        AxumStatus::INTERNAL_SERVER_ERROR
+                    } else {
+                        AxumStatus::OK
+                    }
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
+const TOKEN: &str = "tok-3f9a1c-very-secret";
+
+async fn wait_for<F: Fn(&Value) -> bool>(s: &TestServer, path: &str, done: F) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let v = s.get(path).await;
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{path}: {v:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deliveries_retry_render_and_mask() {
+    let (receiver, seen) = receiver().await;
+    let s = start().await;
+    // The secret as the server's environment would give it (`{name, key}` → NAME_KEY).
+    s.webhooks.set_secret("ASSAY_TEST_WEBHOOK_TOKEN", TOKEN);
+    s.webhooks
+        .set_public_url(Some("https://assay.example.com/".into()));
+    let notify = format!(
+        r#"apiVersion: executor.testkube.io/v1
+kind: Webhook
+metadata:
+  name: notify
+spec:
+  uri: {receiver}/flaky
+  events: [end-testworkflow-success]
+  selector: team=qa
+  headers:
+    X-Token: '{{{{ config.token }}}}'
+  config:
+    token:
+      secret: {{name: assay-test-webhook, key: token}}
+    channel:
+      value: '#qa'
+  payloadTemplate: |
+    {{"text": "{{{{ workflowName }}}} {{{{ executionName }}}} {{{{ status }}}} in {{{{ config.channel }}}}", "url": "{{{{ executionUrl }}}}", "auth": "{{{{ config.token }}}}", "branch": {{{{ executionConfig.branch | tojson }}}}}}
+"#
+    );
+    let r = s.post_yaml("/v1/webhooks", &notify).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    // Without a template: Testkube's event JSON.
+    let events = format!(
+        "apiVersion: executor.testkube.io/v1\nkind: Webhook\nmetadata: {{name: events}}\nspec:\n  uri: {receiver}/events\n  events: [start-testworkflow, queue-testworkflow]\n  selector: team=qa\n"
+    );
+    assert_eq!(
+        s.post_yaml("/v1/webhooks", &events).await.status(),
+        StatusCode::CREATED
+    );
+    let down = format!(
+        "apiVersion: executor.testkube.io/v1\nkind: Webhook\nmetadata: {{name: down}}\nspec:\n  uri: {receiver}/down\n  events: [become-testworkflow-down]\n  selector: team=qa\n  payloadObjectField: event\n"
+    );
+    assert_eq!(
+        s.post_yaml("/v1/webhooks", &down).await.status(),
+        StatusCode::CREATED
+    );
+    // Not selected: another team's webhook.
+    let other = format!(
+        "apiVersion: executor.testkube.io/v1\nkind: Webhook\nmetadata: {{name: other}}\nspec:\n  uri: {receiver}/other\n  events: [end-testworkflow-success]\n  selector: team=ops\n"
+    );
+    assert_eq!(
+        s.post_yaml("/v1/webhooks", &other).await.status(),
+        StatusCode::CREATED
+    );
+    // A template that does not parse is refused with its location.
+    let broken = notify
+        .replace("name: notify", "name: broken")
+        .replace("{{ workflowName }}", "{{ workflowName");
+    let r = s.post_yaml("/v1/webhooks", &broken).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["problems"][0]["path"], "spec.payloadTemplate",
+        "{body}"
+    );
+
+    let r = s
+        .post_yaml("/v1/test-workflows", &workflow("checkout", "{team: qa}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows/checkout/executions"))
+        .bearer_auth(&s.admin)
+        .json(&json!({"config": {"branch": "main"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let execution: Value = r.json().await.unwrap();
+    let id = execution["id"].as_str().unwrap().to_string();
+    let name = execution["name"].as_str().unwrap().to_string();
+    s.wait_status(&id, &["passed"]).await;
+
+    // Three attempts: 500, 500, 200, newest first, one event.
+    let log = wait_for(&s, "/v1/webhooks/notify/deliveries", |v| {
+        v[0]["delivered"] == true
+    })
+    .await;
+    let attempts = log.as_array().unwrap();
+    let seen_attempts: Vec<(i64, i64, bool)> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_i64().unwrap(),
+                a["statusCode"].as_i64().unwrap(),
+                a["delivered"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen_attempts,
+        [(3, 200, true), (2, 500, false), (1, 500, false)],
+        "{log:#}"
+    );
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["eventId"] == attempts[0]["eventId"]
+                && a["event"] == "end-testworkflow-success"
+                && a["executionId"] == id.as_str())
+    );
+    assert!(
+        attempts[2]["error"].as_str().unwrap().contains("500"),
+        "{log:#}"
+    );
+    // The secret is nowhere in the log; the header value is masked, the payload's copy too.
+    let text = log.to_string();
+    assert!(!text.contains(TOKEN), "{text}");
+    assert_eq!(attempts[0]["headers"]["X-Token"], "********");
+    assert!(
+        attempts[0]["payload"]
+            .as_str()
+            .unwrap()
+            .contains("\"auth\": \"********\"")
+    );
+
+    // What the receiver got: the real secret in the header, the rendered template.
+    let requests: Vec<(String, HeaderMap, String)> = seen.lock().unwrap().requests.clone();
+    let flaky: Vec<&(String, HeaderMap, String)> =
+        requests.iter().filter(|(p, _, _)| p == "flaky").collect();
+    assert_eq!(flaky.len(), 3);
+    let (_, headers, body) = flaky[2];
+    assert_eq!(headers["x-token"], TOKEN);
+    assert_eq!(headers["content-type"], "application/json");
+    let payload: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        payload,
+        json!({
+            "text": format!("checkout {name} passed in #qa"),
+            "url": format!("https://assay.example.com/v1/test-workflow-executions/{id}"),
+            "auth": TOKEN,
+            "branch": "main",
+        })
+    );
+    assert!(!requests.iter().any(|(p, _, _)| p == "other"));
+
+    // Testkube's event JSON, for the queue and the start.
+    let log = wait_for(&s, "/v1/webhooks/events/deliveries", |v| {
+        v.as_array().unwrap().len() == 2
+    })
+    .await;
+    let mut kinds: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["event"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["queue-testworkflow", "start-testworkflow"]);
+    let start_body = requests
+        .iter()
+        .filter(|(p, _, _)| p == "events")
+        .map(|(_, _, b)| serde_json::from_str::<Value>(b).unwrap())
+        .find(|v| v["type"] == "start-testworkflow")
+        .expect("the start event was received");
+    assert_eq!(start_body["resource"], "testworkflowexecution");
+    assert_eq!(start_body["resourceId"], id.as_str());
+    assert_eq!(start_body["testWorkflowExecution"]["id"], id.as_str());
+    assert_eq!(
+        start_body["testWorkflowExecution"]["workflow"]["name"],
+        "checkout"
+    );
+
+    // Passed, then failed: become-testworkflow-down, once, wrapped in `event`.
+    assert!(!requests.iter().any(|(p, _, _)| p == "down"));
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows/checkout/executions"))
+        .bearer_auth(&s.admin)
+        .json(&json!({"config": {"code": "3"}}))
+        .send()
+        .await
+        .unwrap();
+    let failing: Value = r.json().await.unwrap();
+    s.wait_status(failing["id"].as_str().unwrap(), &["failed"])
+        .await;
+    let log = wait_for(&s, "/v1/webhooks/down/deliveries", |v| {
+        v.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(log[0]["event"], "become-testworkflow-down");
+    assert_eq!(log[0]["executionId"], failing["id"]);
+    let wrapped: Value = serde_json::from_str(log[0]["payload"].as_str().unwrap()).unwrap();
+    let inner: Value = serde_json::from_str(wrapped["event"].as_str().unwrap()).unwrap();
+    assert_eq!(inner["type"], "become-testworkflow-down");
+
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("assay_webhook_deliveries_total{result=\"delivered\"}"),
+        "{metrics}"
+    );
+    // Unknown webhooks have no log; viewers may read one.
+    let r = s
+        .http
+        .get(s.url("/v1/webhooks/nope/deliveries"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
