@@ -27,7 +27,7 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Print the compiled plan of a workflow (templates applied, config checked, strategies expanded)
     Plan(cmd::plan::Args),
-    /// Run a workflow on this machine, record it, and exit with its verdict
+    /// Run a workflow (on this machine, or on the server of the context in use), record it, and exit with its verdict
     Run(cmd::run::Args),
     /// Store workflows and templates (a new revision when the content changed)
     Apply(cmd::apply::Args),
@@ -43,13 +43,13 @@ enum Command {
     Abort(cmd::abort::Args),
     /// Run an execution's workflow again with the same config values and tags
     Rerun(cmd::rerun::Args),
-    /// Delete old executions with their logs and artifacts (never running ones)
+    /// Delete old executions with their logs and artifacts (never running ones) [local: this machine's store]
     Prune(cmd::prune::Args),
     /// Serve the REST API (Testkube's /v1), live notifications and the run queue [default port: 8088]
     Server(cmd::server::Args),
-    /// Create, list and revoke the server's API tokens
+    /// Create, list and revoke the server's API tokens [local: the server's store on this machine]
     Token(cmd::token::Args),
-    /// Serve MCP on stdio for AI agents: run, watch and debug workflows (logs go to stderr)
+    /// Serve MCP on stdio for AI agents: run, watch and debug workflows (logs go to stderr) [local]
     Mcp(cmd::mcp::Args),
     /// Work through a server: add, use, list and remove contexts (`use embedded`: this machine)
     Context(cmd::context::Args),
