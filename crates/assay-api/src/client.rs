@@ -282,6 +282,41 @@ impl Client {
         self.json(self.request(Method::GET, url)).await
     }
 
+    /// One stored `Webhook` or `TestTrigger` as JSON; `collection` is `webhooks` or `triggers`.
+    pub async fn get_resource(&self, collection: &str, name: &str) -> Result<Value, ClientError> {
+        let url = self.url(&["v1", collection, name]);
+        self.json(self.request(Method::GET, url)).await
+    }
+
+    /// Store a new `Webhook` or `TestTrigger` from its YAML text (409 when it exists).
+    pub async fn create_resource(
+        &self,
+        collection: &str,
+        yaml: &str,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&["v1", collection]);
+        let req = self
+            .request(Method::POST, url)
+            .header(CONTENT_TYPE, "text/yaml")
+            .body(yaml.to_string());
+        self.json(req).await
+    }
+
+    /// Replace a stored `Webhook` or `TestTrigger` with this YAML text.
+    pub async fn update_resource(
+        &self,
+        collection: &str,
+        name: &str,
+        yaml: &str,
+    ) -> Result<Value, ClientError> {
+        let url = self.url(&["v1", collection, name]);
+        let req = self
+            .request(Method::PUT, url)
+            .header(CONTENT_TYPE, "text/yaml")
+            .body(yaml.to_string());
+        self.json(req).await
+    }
+
     /// Store a new workflow or template from its YAML text (409 when it exists).
     pub async fn create_definition(
         &self,

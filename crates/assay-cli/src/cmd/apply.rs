@@ -1,10 +1,11 @@
-//! `assay apply -f PATH...`: store workflows and templates. Every file is checked first; nothing
+//! `assay apply -f PATH...`: store workflows and templates, and Testkube `Webhook` and
+//! `TestTrigger` documents (which `assay server` acts on). Every file is checked first; nothing
 //! is stored when any document has an error.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use assay_spec::load::Kind;
+use assay_spec::load::{Kind, ResourceKind};
 use assay_store::{ApplyOutcome, DefinitionKind};
 
 use super::history::store_err;
@@ -22,6 +23,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut docs = Vec::new();
+    let mut resources = Vec::new();
     let mut errors = 0;
     for path in crate::files::expand(&args.files)? {
         let file = crate::files::load_file(&path)?;
@@ -47,6 +49,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .collect();
             docs.push((
                 kind,
+                doc.name.clone(),
+                document_text(&text, doc.line),
+                labels,
+            ));
+        }
+        for doc in &file.loaded.resources {
+            let labels: BTreeMap<String, String> = doc
+                .resource
+                .labels()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            resources.push((
+                doc.kind,
                 doc.name.clone(),
                 document_text(&text, doc.line),
                 labels,
@@ -80,9 +96,75 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 None => println!("{} {name} {what}", kind.noun()),
             }
         }
+        for (kind, name, yaml, labels) in resources {
+            let outcome = match &source {
+                Source::Local(store) => store
+                    .apply_resource(kind, &name, &yaml, &labels)
+                    .await
+                    .map_err(store_err)?,
+                Source::Remote(r) => apply_remote_resource(r, kind, &name, &yaml).await?,
+            };
+            let (noun, what) = (resource_noun(kind), outcome_word(outcome));
+            println!("{noun} {name} {what}");
+            if kind == ResourceKind::TestTrigger {
+                eprintln!(
+                    "note: {noun} {name} is stored; its Kubernetes events act once a Kubernetes \
+                     runtime exists (for git pushes, see `POST /v1/hooks/NAME` in the README)"
+                );
+            }
+        }
         source.close().await;
         Ok(crate::exit::SUCCESS)
     })
+}
+
+fn resource_noun(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Webhook => "webhook",
+        ResourceKind::TestTrigger => "test trigger",
+    }
+}
+
+fn outcome_word(outcome: ApplyOutcome) -> &'static str {
+    match outcome {
+        ApplyOutcome::Created => "created",
+        ApplyOutcome::Updated => "updated",
+        ApplyOutcome::Unchanged => "unchanged",
+    }
+}
+
+/// Store one `Webhook` or `TestTrigger` on the server (`/v1/webhooks`, `/v1/triggers`).
+async fn apply_remote_resource(
+    r: &Remote,
+    kind: ResourceKind,
+    name: &str,
+    yaml: &str,
+) -> anyhow::Result<ApplyOutcome> {
+    let collection = match kind {
+        ResourceKind::Webhook => "webhooks",
+        ResourceKind::TestTrigger => "triggers",
+    };
+    match r.client.get_resource(collection, name).await {
+        Ok(current) => {
+            let new: serde_json::Value = serde_saphyr::from_str(yaml)?;
+            if new == current {
+                return Ok(ApplyOutcome::Unchanged);
+            }
+            r.client
+                .update_resource(collection, name, yaml)
+                .await
+                .map_err(|e| r.err(e))?;
+            Ok(ApplyOutcome::Updated)
+        }
+        Err(e) if e.status() == Some(404) => {
+            r.client
+                .create_resource(collection, yaml)
+                .await
+                .map_err(|e| r.err(e))?;
+            Ok(ApplyOutcome::Created)
+        }
+        Err(e) => Err(r.err(e)),
+    }
 }
 
 /// Store one document on the server: created when new, else replaced — unless the server's
