@@ -15,12 +15,13 @@ mod hooks;
 pub mod metrics;
 pub mod notify;
 pub mod queue;
-pub mod webhooks;
 pub mod schedule;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use assay_api::{Health, TestWorkflowExecution};
 use assay_store::Store;
@@ -42,6 +43,11 @@ pub const DEFAULT_PORT: u16 = 8088;
 
 /// Requests bodies above this size are refused with 413 (workflows are a few KiB).
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// A `/v1` request that has not produced its response head in this time is answered 408 (a
+/// client that stalls mid-upload, a stuck database). Streams are not cut: notifications and
+/// artifact downloads send their head at once, and the limit ends there.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -100,6 +106,8 @@ pub struct Server {
     pub mcp_tools: Arc<assay_mcp::Tools>,
     /// Host names `/mcp` accepts besides loopback ones ([`Server::with_mcp_allowed_hosts`]).
     mcp_allowed_hosts: Vec<String>,
+    /// [`REQUEST_TIMEOUT`] unless changed with [`Server::with_request_timeout`].
+    request_timeout: Duration,
 }
 
 impl Server {
@@ -142,6 +150,7 @@ impl Server {
             state,
             mcp_tools,
             mcp_allowed_hosts: Vec::new(),
+            request_timeout: REQUEST_TIMEOUT,
         })
     }
 
@@ -152,13 +161,19 @@ impl Server {
         self
     }
 
+    /// Answer `/v1` requests that take longer than `timeout` with 408 ([`REQUEST_TIMEOUT`]).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// The axum app: [`router`] plus MCP over streamable HTTP at `/mcp`, behind the same
     /// token check (each tool call then checks the caller's role).
     pub fn router(&self) -> axum::Router {
         let mcp = assay_mcp::http_router(self.mcp_tools.clone(), &self.mcp_allowed_hosts).layer(
             axum::middleware::from_fn_with_state(self.state.clone(), auth::authenticate),
         );
-        app(self.state.clone(), Some(mcp))
+        app(self.state.clone(), Some(mcp), self.request_timeout)
     }
 
     /// Serve on `listener` until `shutdown` resolves.
@@ -267,17 +282,22 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The axum app over `state` (without `/mcp`: that needs the tools of a [`Server`]).
 pub fn router(state: AppState) -> axum::Router {
-    app(state, None)
+    app(state, None, REQUEST_TIMEOUT)
 }
 
 /// The app, with `mcp` (already behind the auth middleware) served at `/mcp`; the error and
 /// body-limit layers cover it too.
-fn app(state: AppState, mcp: Option<axum::Router>) -> axum::Router {
+fn app(state: AppState, mcp: Option<axum::Router>, timeout: Duration) -> axum::Router {
     let (v1, doc) = api_router().split_for_parts();
-    let v1 = v1.layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::authenticate,
-    ));
+    let v1 = v1
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ));
     // Swagger UI also serves the document at /v1/openapi.json, outside the token check: a
     // client needs the description to learn how to authenticate.
     let mut app = axum::Router::new()

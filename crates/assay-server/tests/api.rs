@@ -19,6 +19,10 @@ struct TestServer {
 }
 
 async fn start(max_concurrent: usize) -> TestServer {
+    start_with(max_concurrent, assay_server::REQUEST_TIMEOUT).await
+}
+
+async fn start_with(max_concurrent: usize, timeout: Duration) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
     let (admin, path) = assay_server::bootstrap_admin(&store, dir.path())
@@ -46,7 +50,8 @@ async fn start(max_concurrent: usize) -> TestServer {
         Arc::new(LocalDispatch::default()),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .with_request_timeout(timeout);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(server.serve(listener, std::future::pending()));
@@ -1022,4 +1027,58 @@ checks.positive_data_acceptance.expected-statuses = [200, 400, 404]
         text.contains("Tested:"),
         "schemathesis did not test:\n{text}"
     );
+}
+
+/// A request that stalls mid-upload gets 408 with a JSON body once the timeout passes; a live
+/// notification stream that outlasts the timeout is not cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_timeout_cuts_stalled_requests_not_streams() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start_with(2, Duration::from_secs(1)).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/test-workflows HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: text/yaml\r\nContent-Length: 500\r\n\r\napiVersion: test",
+        s.admin
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server answers a stalled upload")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"status\":408"), "{answer}");
+    assert_eq!(
+        s.get("/v1/test-workflows").await,
+        json!([]),
+        "nothing stored"
+    );
+
+    assert_eq!(
+        s.put_yaml(&workflow(
+            "slow",
+            "for i in 1 2 3; do echo line $i; sleep 1; done"
+        ))
+        .await
+        .status(),
+        StatusCode::CREATED
+    );
+    let e = s.run("slow", json!({})).await;
+    let id = e["id"].as_str().unwrap();
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{id}/notifications")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (logs, _, results) = collect_sse(r).await;
+    let text = logs.join("\n");
+    for i in 1..=3 {
+        assert!(text.contains(&format!("line {i}")), "{text}");
+    }
+    assert_eq!(results.last().unwrap()["status"], "passed");
 }
