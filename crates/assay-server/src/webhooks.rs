@@ -436,6 +436,7 @@ fn context(
         "executionConfig": execution_config,
         "config": config,
         "executionUrl": url,
+        "dashboardUrl": public_url.as_ref().map(|base| format!("{base}/executions/{}", e.id)),
         "apiUrl": public_url,
     })
 }

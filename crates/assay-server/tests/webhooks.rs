@@ -90,7 +90,7 @@ spec:
     channel:
       value: '#qa'
   payloadTemplate: |
-    {{"text": "{{{{ workflowName }}}} {{{{ executionName }}}} {{{{ status }}}} in {{{{ config.channel }}}}", "url": "{{{{ executionUrl }}}}", "auth": "{{{{ config.token }}}}", "branch": {{{{ executionConfig.branch | tojson }}}}}}
+    {{"text": "{{{{ workflowName }}}} {{{{ executionName }}}} {{{{ status }}}} in {{{{ config.channel }}}}", "url": "{{{{ executionUrl }}}}", "dash": "{{{{ dashboardUrl }}}}", "auth": "{{{{ config.token }}}}", "branch": {{{{ executionConfig.branch | tojson }}}}}}
 "#
     );
     let r = s.post_yaml("/v1/webhooks", &notify).await;
@@ -210,6 +210,7 @@ spec:
         json!({
             "text": format!("checkout {name} passed in #qa"),
             "url": format!("https://assay.example.com/v1/test-workflow-executions/{id}"),
+            "dash": format!("https://assay.example.com/executions/{id}"),
             "auth": TOKEN,
             "branch": "main",
         })
