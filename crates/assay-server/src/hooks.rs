@@ -315,8 +315,8 @@ pub async fn delete_hook(
 /// The hook's deliveries, newest first: time, event, signature, outcome, the executions
 /// started and the error.
 #[utoipa::path(get, path = "/v1/hooks/{name}/deliveries", tag = "hooks",
-    params(("name" = String, Path), ("limit" = Option<i64>, Query, description = "at most this many (default 100)")),
-    responses((status = 200, body = Vec<Object>), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    params(("name" = String, Path), ("limit" = Option<i64>, Query, nullable = false, description = "at most this many (default 100, at most 1000)")),
+    responses((status = 200, body = Vec<Object>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn hook_deliveries(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -508,7 +508,7 @@ const TT: ResourceKind = ResourceKind::TestTrigger;
 
 /// List Testkube TestTriggers (stored; they act once a Kubernetes runtime exists).
 #[utoipa::path(get, path = "/v1/triggers", tag = "triggers",
-    params(("selector" = Option<String>, Query, description = "label selector")),
+    params(("selector" = Option<String>, Query, nullable = false, pattern = r"^ *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?(, *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?)*$", description = "label selector (the store's grammar, as for workflows)")),
     responses((status = 200, body = Vec<Object>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_triggers(
     State(s): State<AppState>,

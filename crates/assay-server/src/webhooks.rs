@@ -865,7 +865,7 @@ const WH: ResourceKind = ResourceKind::Webhook;
 
 /// List webhooks, optionally by label selector.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
-    params(("selector" = Option<String>, Query, description = "label selector")),
+    params(("selector" = Option<String>, Query, nullable = false, pattern = r"^ *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?(, *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?)*$", description = "label selector (the store's grammar, as for workflows)")),
     responses((status = 200, description = "Webhook documents", body = Vec<Object>),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_webhooks(
@@ -929,9 +929,9 @@ pub async fn delete_webhook(
 /// The webhook's delivery log, newest attempt first: event, attempt number, status code, error,
 /// time, URL and payload with secrets masked, header values masked.
 #[utoipa::path(get, path = "/v1/webhooks/{name}/deliveries", tag = "webhooks",
-    params(("name" = String, Path), ("limit" = Option<i64>, Query, description = "at most this many (default 100)")),
+    params(("name" = String, Path), ("limit" = Option<i64>, Query, nullable = false, description = "at most this many (default 100, at most 1000)")),
     responses((status = 200, description = "attempts, newest first", body = Vec<Object>),
-              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn webhook_deliveries(
     State(s): State<AppState>,
     Path(name): Path<String>,

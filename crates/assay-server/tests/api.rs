@@ -999,6 +999,13 @@ include-name = ["POST /v1/test-workflows", "PUT /v1/test-workflows", "PUT /v1/te
   "POST /v1/test-workflow-templates", "PUT /v1/test-workflow-templates", "PUT /v1/test-workflow-templates/{{name}}"]
 checks.positive_data_acceptance.expected-statuses = [200, 201, 204, 400, 404, 409]
 
+# Webhook and TestTrigger documents and hooks that fit the loose JSON shape are still checked
+# (kind, apiVersion, event names, secret length, selector): a 400 names the problem.
+[[operations]]
+include-name = ["POST /v1/webhooks", "PUT /v1/webhooks/{{name}}", "POST /v1/triggers",
+  "PUT /v1/triggers/{{name}}", "PUT /v1/hooks/{{name}}"]
+checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 404, 409]
+
 # Generated config values may not fit the workflow's parameters: a 400 names them.
 [[operations]]
 include-name = "POST /v1/test-workflows/{{name}}/executions"
