@@ -60,5 +60,14 @@ async fn recent_runs_newest_first(env: Env) {
     assert_eq!(runs[2].duration_ms(), 3000);
     assert_eq!(store.recent_runs("charted", 100).await.unwrap().len(), 5);
     assert!(store.recent_runs("nothing", 10).await.unwrap().is_empty());
+
+    let many = store
+        .recent_runs_of(&["charted".into(), "other".into(), "nothing".into()], 2)
+        .await
+        .unwrap();
+    let names = |w: &str| -> Vec<String> { many[w].iter().map(|r| r.name.clone()).collect() };
+    assert_eq!(names("charted"), ["charted-5", "charted-4"]);
+    assert_eq!(names("other"), ["other-1"]);
+    assert!(!many.contains_key("nothing"));
 }
 both!(recent_runs_newest_first);

@@ -1,7 +1,9 @@
 //! `/` (every workflow with its latest status, pass rate and trend) and `/workflows/{name}`
 //! (definition, history, schedule, flaky tests), and the Run form behind both.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use askama::Template;
 use assay_reports::flaky::FlakyPolicy;
@@ -93,6 +95,28 @@ pub(crate) fn load(yaml: &str, name: &str) -> Option<TestWorkflow> {
         })
 }
 
+/// Stored workflows parsed once per text: the list page would otherwise parse every workflow
+/// on every visit. Keyed by name and a hash of the text, so a new revision parses anew;
+/// bounded by clearing.
+fn load_cached(yaml: &str, name: &str) -> Option<Arc<TestWorkflow>> {
+    type Cache = Mutex<HashMap<(String, u64, usize), Option<Arc<TestWorkflow>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    yaml.hash(&mut hasher);
+    let key = (name.to_string(), hasher.finish(), yaml.len());
+    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return hit.clone();
+    }
+    let parsed = load(yaml, name).map(Arc::new);
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= 1024 {
+        map.clear();
+    }
+    map.insert(key, parsed.clone());
+    parsed
+}
+
 pub(crate) struct Row {
     pub name: String,
     pub description: String,
@@ -146,10 +170,9 @@ pub async fn index(
     let total = definitions.len();
     let needle = query.q.trim().to_lowercase();
     let now = now_ms();
-    let mut rows = Vec::new();
     let mut pending = Vec::new();
     for def in definitions {
-        let workflow = load(&def.yaml, &def.name);
+        let workflow = load_cached(&def.yaml, &def.name);
         let description = workflow
             .as_ref()
             .map(|w| w.description.clone())
@@ -162,17 +185,14 @@ pub async fn index(
         }
         pending.push((def, workflow, description));
     }
-    let recent = futures::future::join_all(
-        pending
-            .iter()
-            .map(|(def, _, _)| state.store.recent_runs(&def.name, TREND_RUNS)),
-    )
-    .await;
-    for ((def, workflow, description), runs) in pending.into_iter().zip(recent) {
-        let runs = match runs {
-            Ok(r) => r,
-            Err(e) => return store_error(nav, e),
-        };
+    let names: Vec<String> = pending.iter().map(|(d, _, _)| d.name.clone()).collect();
+    let mut recent = match state.store.recent_runs_of(&names, TREND_RUNS).await {
+        Ok(r) => r,
+        Err(e) => return store_error(nav, e),
+    };
+    let mut rows = Vec::with_capacity(pending.len());
+    for (def, workflow, description) in pending {
+        let runs = recent.remove(&def.name).unwrap_or_default();
         let latest = runs.first();
         rows.push(Row {
             name: def.name.clone(),
@@ -192,7 +212,7 @@ pub async fn index(
                 .map(|p| format!("{p}%"))
                 .unwrap_or_else(|| "–".into()),
             sparkline: charts::sparkline(&runs),
-            fields: workflow.as_ref().map(fields).unwrap_or_default(),
+            fields: workflow.as_deref().map(fields).unwrap_or_default(),
         });
     }
     page_response(

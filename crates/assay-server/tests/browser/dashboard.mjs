@@ -307,6 +307,17 @@ try {
     await phone.close();
   });
 
+  await scenario("dark colour scheme", async () => {
+    const dark = await browser.newContext({ viewport: LAPTOP, colorScheme: "dark" });
+    const p = await login(dark, adminToken);
+    const background = await p.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.notEqual(background, "rgb(251, 251, 252)", "the dark palette applies");
+    await shot(p, "dark-workflows");
+    await p.goto(`${base}/executions/${greetId}`);
+    await shot(p, "dark-execution");
+    await dark.close();
+  });
+
   await scenario("logout clears the cookie", async () => {
     await page.goto(base + "/");
     await Promise.all([page.waitForURL(/\/login/), page.click(".who button")]);
