@@ -31,4 +31,4 @@ mod tools;
 
 pub use error::{ToolError, ToolResult};
 pub use mcp::{AssayMcp, ServeError, http_router, serve_stdio};
-pub use tools::{Tools, ToolsConfig};
+pub use tools::{RunQueue, Tools, ToolsConfig};

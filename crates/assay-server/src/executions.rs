@@ -106,32 +106,60 @@ pub(crate) async fn enqueue_as(
     run.config = config;
     run.tags = tags;
     run.running_context = running_context;
-    let mut new = assay_runner::queued_execution(&run).map_err(|e| match e {
-        RunError::Invalid(errors) => ApiError {
-            status: StatusCode::BAD_REQUEST,
-            detail: format!(
-                "the workflow does not compile with this request ({} problem(s))",
-                errors.len()
-            ),
-            problems: errors
-                .iter()
-                .map(|e| Problem {
-                    line: 0,
-                    column: 0,
-                    message: e.message.clone(),
-                    hint: e.hint.clone(),
-                    path: Some(e.path.clone()),
-                })
-                .collect(),
-        },
-        other => ApiError::internal(other),
-    })?;
+    let summary = submit(state, &run, scheduled_at)
+        .await
+        .map_err(|e| match e {
+            RunError::Invalid(errors) => ApiError {
+                status: StatusCode::BAD_REQUEST,
+                detail: format!(
+                    "the workflow does not compile with this request ({} problem(s))",
+                    errors.len()
+                ),
+                problems: errors
+                    .iter()
+                    .map(|e| Problem {
+                        line: 0,
+                        column: 0,
+                        message: e.message.clone(),
+                        hint: e.hint.clone(),
+                        path: Some(e.path.clone()),
+                    })
+                    .collect(),
+            },
+            RunError::Store(e) => e.into(),
+            other => ApiError::internal(other),
+        })?;
+    Ok(Json(TestWorkflowExecution::from(&summary)))
+}
+
+/// Record `run` as a queued execution and hand it to the queue (and to outbound webhooks):
+/// the one way into the queue for the API, schedules, hooks and MCP.
+pub(crate) async fn submit(
+    state: &AppState,
+    run: &RunRequest,
+    scheduled_at: Option<assay_store::UnixMs>,
+) -> Result<assay_store::ExecutionSummary, RunError> {
+    let mut new = assay_runner::queued_execution(run)?;
     new.scheduled_at = scheduled_at;
     let summary = state.store.create_execution(new).await?;
     state.metrics.queued(&summary.workflow);
     state.queue.push(summary.id.clone());
     state.webhooks.queued(&summary.id);
-    Ok(Json(TestWorkflowExecution::from(&summary)))
+    Ok(summary)
+}
+
+/// MCP's `run_workflow` inside the server goes through [`submit`], so agents' runs wait their
+/// turn in the queue like everyone's.
+pub(crate) struct McpQueue(pub AppState);
+
+impl assay_mcp::RunQueue for McpQueue {
+    fn submit(
+        &self,
+        request: RunRequest,
+    ) -> futures::future::BoxFuture<'static, Result<assay_store::ExecutionSummary, RunError>> {
+        let state = self.0.clone();
+        Box::pin(async move { submit(&state, &request, None).await })
+    }
 }
 
 /// Run an execution again with the same config values and tags: the workflow as stored now,
@@ -280,34 +308,15 @@ pub async fn abort_execution(
         .await?;
     let id = summary.id.clone();
     let reason = format!("aborted through the API by `{}`", caller.name);
-    // Taking the lease of a queued execution keeps the dispatcher from starting it; whoever
-    // holds the lease otherwise is running it and sees the request.
-    let owner = assay_store::LeaseOwner::current();
-    if summary.status == ExecutionStatus::Queued && state.store.claim_execution(&id, &owner).await?
-    {
-        state
-            .store
-            .finish_execution(
-                &id,
-                assay_store::Finish {
-                    status: ExecutionStatus::Aborted,
-                    error_message: Some(reason),
-                    at: assay_store::now_ms(),
-                },
-            )
-            .await?;
-        state
-            .metrics
-            .finished(&summary.workflow, ExecutionStatus::Aborted, None);
-        return Ok(Json(AbortResponse {
-            id,
-            outcome: "aborted".into(),
-        }));
-    }
-    let outcome = if state.store.request_abort(&id, Some(&reason)).await? {
-        "requested"
-    } else {
-        "finished"
+    let outcome = match assay_runner::abort(&state.store, &id, &reason).await? {
+        assay_runner::AbortOutcome::Aborted => {
+            state
+                .metrics
+                .finished(&summary.workflow, ExecutionStatus::Aborted, None);
+            "aborted"
+        }
+        assay_runner::AbortOutcome::Requested => "requested",
+        assay_runner::AbortOutcome::Finished => "finished",
     };
     Ok(Json(AbortResponse {
         id,

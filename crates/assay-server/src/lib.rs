@@ -133,10 +133,6 @@ impl Server {
         for id in queue::queued_in_store(&store).await? {
             queue.push(id);
         }
-        let mcp_tools = Arc::new(assay_mcp::Tools::new(
-            store.clone(),
-            assay_mcp::ToolsConfig::default(),
-        ));
         let state = AppState {
             store,
             queue,
@@ -144,6 +140,11 @@ impl Server {
             auth: options.auth,
             webhooks,
         };
+        // Runs started by agents over /mcp go through the queue too.
+        let mcp_tools = Arc::new(
+            assay_mcp::Tools::new(state.store.clone(), assay_mcp::ToolsConfig::default())
+                .with_queue(Arc::new(executions::McpQueue(state.clone()))),
+        );
         // Schedules fire until the queue stops (a stopping server takes no more work).
         schedule::spawn(state.clone(), state.queue.stopped());
         Ok(Server {

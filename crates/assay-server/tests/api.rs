@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 
 struct TestServer {
     base: String,
+    /// The tools behind `/mcp`, called directly (the transport is tested in assay-cli).
+    mcp: Arc<assay_mcp::Tools>,
     admin: String,
     store: Store,
     http: reqwest::Client,
@@ -52,11 +54,13 @@ async fn start_with(max_concurrent: usize, timeout: Duration) -> TestServer {
     .await
     .unwrap()
     .with_request_timeout(timeout);
+    let mcp = server.mcp_tools.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(server.serve(listener, std::future::pending()));
     TestServer {
         base,
+        mcp,
         admin,
         store,
         http: reqwest::Client::new(),
@@ -138,7 +142,8 @@ fn workflow(name: &str, shell: &str) -> String {
     )
 }
 
-/// Every `log` line of a notification stream, until it ends.
+/// Every `log` line of a notification stream (with its event id), and every result, until it
+/// ends.
 async fn collect_sse(resp: reqwest::Response) -> (Vec<String>, Vec<String>, Vec<Value>) {
     let mut lines = Vec::new();
     let mut ids = Vec::new();
@@ -150,6 +155,7 @@ async fn collect_sse(resp: reqwest::Response) -> (Vec<String>, Vec<String>, Vec<
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
             let mut event = "";
+            let mut id = None;
             let mut data = String::new();
             for l in block.lines() {
                 if let Some(e) = l.strip_prefix("event: ") {
@@ -163,7 +169,7 @@ async fn collect_sse(resp: reqwest::Response) -> (Vec<String>, Vec<String>, Vec<
                 } else if let Some(d) = l.strip_prefix("data: ") {
                     data.push_str(d);
                 } else if let Some(i) = l.strip_prefix("id: ") {
-                    ids.push(i.to_string());
+                    id = Some(i.to_string());
                 }
             }
             let v: Value = match serde_json::from_str(&data) {
@@ -171,7 +177,10 @@ async fn collect_sse(resp: reqwest::Response) -> (Vec<String>, Vec<String>, Vec<
                 Err(_) => continue,
             };
             match event {
-                "log" => lines.push(v["log"].as_str().unwrap().trim_end().to_string()),
+                "log" => {
+                    lines.push(v["log"].as_str().unwrap().trim_end().to_string());
+                    ids.push(id.expect("every log event has an id"));
+                }
                 "result" => results.push(v["result"].clone()),
                 _ => {}
             }
@@ -478,11 +487,21 @@ async fn run_through_the_api_and_follow_live() {
     let (lines, ids, results) = early.await.unwrap();
     assert_eq!(lines, expected);
     assert_eq!(results.last().unwrap()["status"], "passed");
+    // Ids are `SEQ;STEP=OFFSET…` with SEQ the sum of the offsets: it grows with every line.
     let seqs: Vec<u64> = ids
         .iter()
-        .map(|i| i.split(';').next().unwrap().parse().unwrap())
+        .map(|i| {
+            let mut parts = i.split(';');
+            let seq: u64 = parts.next().unwrap().parse().unwrap();
+            let sum: u64 = parts
+                .map(|p| p.rsplit_once('=').unwrap().1.parse::<u64>().unwrap())
+                .sum();
+            assert_eq!(seq, sum, "{i}");
+            seq
+        })
         .collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    assert_eq!(seqs.len(), 20);
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
 
     // A late follower replays every line, then the stream ends.
     let late = s
@@ -1088,4 +1107,54 @@ async fn request_timeout_cuts_stalled_requests_not_streams() {
         assert!(text.contains(&format!("line {i}")), "{text}");
     }
     assert_eq!(results.last().unwrap()["status"], "passed");
+}
+
+/// Runs started by agents through `/mcp` wait in the server's queue like every other run: with
+/// one slot taken, an MCP run stays `queued`, and aborting it through MCP ends it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mcp_runs_go_through_the_queue() {
+    let s = start(1).await;
+    assert_eq!(
+        s.put_yaml(&workflow("hold", "sleep 30")).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.put_yaml(&workflow("quick", "echo quick")).await.status(),
+        StatusCode::CREATED
+    );
+    let holder = s.run("hold", json!({})).await;
+    let holder = holder["id"].as_str().unwrap().to_string();
+    s.wait_status(&holder, &["running"]).await;
+
+    let args: assay_mcp::args::RunWorkflowArgs =
+        serde_json::from_value(json!({"name": "quick", "wait": false})).unwrap();
+    let answer = s.mcp.run_workflow(args).await.unwrap();
+    assert!(answer.contains("started quick-1"), "{answer}");
+    // The slot is taken: it waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let queued = s.get("/v1/test-workflow-executions/quick-1").await;
+    assert_eq!(queued["result"]["status"], "queued", "{queued}");
+    let args: assay_mcp::args::AbortExecutionArgs =
+        serde_json::from_value(json!({"execution": "quick-1"})).unwrap();
+    let answer = s.mcp.abort_execution(args).await.unwrap();
+    assert!(answer.contains("aborted"), "{answer}");
+    let e = s.get("/v1/test-workflow-executions/quick-1").await;
+    assert_eq!(e["result"]["status"], "aborted", "{e}");
+
+    // A second MCP run goes once the slot frees up, and passes.
+    let args: assay_mcp::args::RunWorkflowArgs =
+        serde_json::from_value(json!({"name": "quick", "wait": false})).unwrap();
+    s.mcp.run_workflow(args).await.unwrap();
+    let r = s
+        .http
+        .post(s.url(&format!("/v1/test-workflow-executions/{holder}/abort")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let done = s
+        .wait_status("quick-2", &["passed", "failed", "aborted"])
+        .await;
+    assert_eq!(done["result"]["status"], "passed", "{done}");
 }

@@ -29,14 +29,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Source::Local(store) => {
                 let e = history::find(store, &assay_store::ExecutionRef::parse(&args.reference))
                     .await?;
-                let requested = store
-                    .request_abort(&e.id, Some("aborted with `assay abort`"))
+                // A queued execution (a server's, sharing this data dir) is aborted at once.
+                let outcome = match assay_runner::abort(store, &e.id, "aborted with `assay abort`")
                     .await
-                    .map_err(store_err)?;
-                let outcome = if requested {
-                    Outcome::Requested
-                } else {
-                    Outcome::Ended(e.status.to_string())
+                    .map_err(store_err)?
+                {
+                    assay_runner::AbortOutcome::Aborted => Outcome::Aborted,
+                    assay_runner::AbortOutcome::Requested => Outcome::Requested,
+                    assay_runner::AbortOutcome::Finished => Outcome::Ended(e.status.to_string()),
                 };
                 (e.name, outcome)
             }

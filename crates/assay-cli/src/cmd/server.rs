@@ -25,6 +25,11 @@ pub struct Args {
     /// local server against DNS rebinding; add the name clients use to reach this server
     #[arg(long = "mcp-allowed-host", value_name = "NAME")]
     mcp_allowed_hosts: Vec<String>,
+    /// How log lines (schedules, hooks, webhooks, recovered executions) are written on stderr:
+    /// `text` for people, `json` (one object per line) for log collectors. `RUST_LOG` filters
+    /// them (default `info`)
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -45,7 +50,25 @@ async fn shutdown_signal() {
     }
 }
 
+/// Log lines on stderr, filtered by `RUST_LOG` (default `info`); colours only on a terminal
+/// and without `NO_COLOR`.
+fn init_logging(format: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    init_logging(&args.log_format);
     if args.no_auth {
         assay_server::check_no_auth(&args.listen).map_err(|e| {
             UserError::invalid(e.to_string()).with_hint("drop --no-auth, or listen on 127.0.0.1")

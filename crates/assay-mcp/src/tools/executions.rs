@@ -48,14 +48,23 @@ impl Tools {
         req.config = args.config.clone().into_iter().collect();
         req.tags = args.tags.clone();
         req.running_context = self.config.running_context.clone();
-        let prepared = match assay_runner::prepare(&self.store, req).await {
-            Ok(p) => p,
+        let started = match &self.queue {
+            // In a server: queued like every other run; the wait below reads the store.
+            Some(queue) => queue.submit(req).await,
+            None => assay_runner::prepare(&self.store, req)
+                .await
+                .map(|prepared| {
+                    let exec = prepared.execution().clone();
+                    self.runs.start(prepared);
+                    exec
+                }),
+        };
+        let exec = match started {
+            Ok(exec) => exec,
             Err(RunError::Invalid(errors)) => return Err(compile_error(&doc, &errors)),
             Err(RunError::Store(e)) => return Err(e.into()),
             Err(RunError::Internal(e)) => return Err(ToolError::Internal(e)),
         };
-        let exec = prepared.execution().clone();
-        self.runs.start(prepared);
         if args.wait == Some(false) {
             return Ok(format!(
                 "started {} (workflow {}, id {})\nnext: {}",
@@ -152,8 +161,9 @@ impl Tools {
             .reason
             .clone()
             .unwrap_or_else(|| "aborted through MCP".to_string());
-        self.store.request_abort(&exec.id, Some(&reason)).await?;
-        // A run of this process stops at once; another process sees the request in its poll.
+        // A queued run never starts; a run of this process stops at once; another process
+        // sees the request in its poll.
+        assay_runner::abort(&self.store, &exec.id, &reason).await?;
         self.runs.cancel(&exec.id);
         let answer = self.wait_and_answer(&exec.id, ABORT_WAIT).await?;
         Ok(format!("abort requested for {}\n{answer}", exec.name))

@@ -23,6 +23,21 @@ use crate::error::{ToolError, ToolResult};
 use crate::runs::Runs;
 use crate::summary::call;
 
+/// Where `run_workflow` sends a run when the tools live in a server: the server's queue, so
+/// that runs started by agents wait for `--max-concurrent` slots and concurrency groups like
+/// every other run. Without one (`assay mcp` on stdio) runs start at once in this process.
+pub trait RunQueue: Send + Sync + 'static {
+    /// Record `request` as a queued execution and hand it to the queue; the execution as
+    /// recorded.
+    fn submit(
+        &self,
+        request: assay_runner::RunRequest,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<assay_store::ExecutionSummary, assay_runner::RunError>,
+    >;
+}
+
 /// Settings of the tool layer.
 #[derive(Debug, Clone)]
 pub struct ToolsConfig {
@@ -54,6 +69,7 @@ pub struct Tools {
     store: Store,
     runs: Runs,
     config: ToolsConfig,
+    queue: Option<std::sync::Arc<dyn RunQueue>>,
 }
 
 impl Tools {
@@ -63,7 +79,14 @@ impl Tools {
             store,
             runs: Runs::default(),
             config,
+            queue: None,
         }
+    }
+
+    /// Send runs to `queue` instead of starting them in this process ([`RunQueue`]).
+    pub fn with_queue(mut self, queue: std::sync::Arc<dyn RunQueue>) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     /// The store the tools read and write.
