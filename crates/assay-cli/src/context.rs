@@ -28,12 +28,22 @@ pub struct Contexts {
 }
 
 /// One server and the token to use with it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Context {
     pub server: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_struct("Context")
+            .field("server", &self.server)
+            .field("token", &self.token.as_deref().map(fingerprint))
+            .finish()
+    }
 }
 
 /// Where the contexts file is: `ASSAY_CONFIG`, else `<config dir>/contexts.yaml`.
