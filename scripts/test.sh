@@ -204,6 +204,9 @@ start_s3
 
 # New insta snapshots fail instead of being written: they must be reviewed and committed.
 export INSTA_UPDATE=no CI=true
+# The tests run the CLI on its embedded store: never through a context of the person running them.
+export ASSAY_CONFIG="$out/contexts.yaml"
+unset ASSAY_CONTEXT
 
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
