@@ -73,6 +73,31 @@ impl Metrics {
         }
     }
 
+    /// The steps of an ended execution: how long each ran, by workflow, step and status
+    /// (`assay_step_duration_seconds`). Steps are named by their name, else their ref; steps
+    /// that never ran (skipped before starting) are not counted.
+    pub fn steps_finished(&self, workflow: &str, steps: &[assay_store::StepResult]) {
+        for step in steps {
+            let (Some(start), Some(end)) = (step.started_at, step.finished_at) else {
+                continue;
+            };
+            let name = step.name.clone().unwrap_or_else(|| step.step_ref.clone());
+            self.recorder
+                .register_histogram(
+                    &Self::key(
+                        "assay_step_duration_seconds",
+                        vec![
+                            Label::new("workflow", workflow.to_string()),
+                            Label::new("step", name),
+                            Label::new("status", step.status.as_str()),
+                        ],
+                    ),
+                    &META,
+                )
+                .record((end - start).max(0) as f64 / 1000.0);
+        }
+    }
+
     /// A schedule of `workflow` reached a tick: `outcome` is `fired` (this server queued the
     /// run), `claimed_elsewhere` (another server did) or `failed` (the run could not be queued).
     pub fn schedule_tick(&self, workflow: &str, outcome: &'static str) {

@@ -329,7 +329,15 @@ async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, id: 
     };
     let started = std::time::Instant::now();
     match dispatch.run(store.clone(), id.to_string(), request).await {
-        Ok(Some(status)) => metrics.finished(&summary.workflow, status, Some(started.elapsed())),
+        Ok(Some(status)) => {
+            metrics.finished(&summary.workflow, status, Some(started.elapsed()));
+            match store.steps(id).await {
+                Ok(steps) => metrics.steps_finished(&summary.workflow, &steps),
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "could not read step results for metrics")
+                }
+            }
+        }
         Ok(None) => {}
         Err(e) => {
             tracing::warn!(%id, error = %e, "execution failed to run");

@@ -629,6 +629,13 @@ async fn run_through_the_api_and_follow_live() {
         "{metrics}"
     );
     assert!(metrics.contains("assay_queue_depth 0"), "{metrics}");
+    // Each step's duration, by workflow, step name and status.
+    assert!(
+        metrics.contains(
+            "assay_step_duration_seconds_count{workflow=\"live\",step=\"greet\",status=\"passed\"} 3"
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
