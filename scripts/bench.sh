@@ -3,7 +3,7 @@
 # the same run (no timed assertions anywhere). Release builds; run on a quiet machine.
 #
 #   scripts/bench.sh            # all of them
-#   scripts/bench.sh cli        # one group: spec | engine | store | cli
+#   scripts/bench.sh cli        # one group: spec | engine | store | cli | server | dashboard
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -50,4 +50,19 @@ PY
     base=$(best "$work/steps.sh")
     ours=$(best "$assay" run "$work/steps.yaml" --data-dir "$work/data" -q)
     python3 -c "b,o=$base,$ours; print(f'bash script: {b} ms; assay run: {o} ms; overhead per step: {(o-b)/200:.2f} ms (goal < 2 ms); ratio {o/max(b,1):.2f}x')"
+fi
+if run_group server; then
+    echo "== server: SSE fan-out (200 followers, 10k lines/s), executions list under wrk (100k stored), queue throughput (--max-concurrent 16)"
+    if ! command -v wrk >/dev/null; then
+        if [[ $(id -u) -eq 0 ]]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+        else
+            echo "bench.sh: wrk is missing (apt-get install wrk); the list benchmark will be skipped" >&2
+        fi
+    fi
+    cargo bench -p assay-server --bench api
+fi
+if run_group dashboard; then
+    echo "== dashboard: server time of each page with 100k executions stored (goal p95 < 50 ms)"
+    cargo bench -p assay-server --bench dashboard
 fi
