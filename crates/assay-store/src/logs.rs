@@ -266,8 +266,33 @@ impl LogReader {
     /// Complete lines stored after the current offset, up to about a megabyte; empty when
     /// nothing new is stored yet.
     pub async fn read_available(&mut self) -> Result<Vec<LogLine>> {
-        let bytes = self.read_bytes().await?;
+        let bytes = self.read_bytes(READ_BATCH).await?;
         Ok(self.split_lines(bytes))
+    }
+
+    /// Lines from the current offset up to `end`, up to about a megabyte per call; empty once
+    /// `end` is reached (or when less is stored). `end` must be an offset a reader returned: the
+    /// line that ends there is returned even when it has no newline (the last line of an ended
+    /// execution, as [`LogReader::read_to_end`] returns it). Nothing past `end` is read.
+    pub async fn read_until(&mut self, end: u64) -> Result<Vec<LogLine>> {
+        loop {
+            let cap = end.saturating_sub(self.pos).min(READ_BATCH as u64) as usize;
+            let bytes = if cap == 0 {
+                Vec::new()
+            } else {
+                self.read_bytes(cap).await?
+            };
+            let got = !bytes.is_empty();
+            let mut lines = self.split_lines(bytes);
+            if self.pos == end && !self.pending.is_empty() {
+                let rest = std::mem::take(&mut self.pending);
+                lines.push(parse_line(&self.step, &rest, self.pos));
+            }
+            // A line longer than one read: read on until it is complete.
+            if !lines.is_empty() || !got || self.pos >= end {
+                return Ok(lines);
+            }
+        }
     }
 
     /// Everything stored after the current offset, including an unterminated last line. Use
@@ -309,7 +334,8 @@ impl LogReader {
         lines
     }
 
-    async fn read_bytes(&mut self) -> Result<Vec<u8>> {
+    /// At most `cap` more bytes of the stream (fewer when less is stored).
+    async fn read_bytes(&mut self, cap: usize) -> Result<Vec<u8>> {
         loop {
             match &mut self.source {
                 Source::None => {
@@ -320,7 +346,7 @@ impl LogReader {
                 Source::Raw(file) => {
                     let mut buf = Vec::new();
                     let path = local_logs_dir(&self.files, &self.id).unwrap_or_default();
-                    file.take(READ_BATCH as u64)
+                    file.take(cap as u64)
                         .read_to_end(&mut buf)
                         .map_err(|e| StoreError::io("read the log file in", path, e))?;
                     self.pos += buf.len() as u64;
@@ -328,20 +354,17 @@ impl LogReader {
                 }
                 Source::Compressed(reader) => {
                     let mut buf = Vec::new();
-                    reader
-                        .take(READ_BATCH as u64)
-                        .read_to_end(&mut buf)
-                        .map_err(|e| {
-                            StoreError::io(
-                                "decompress the log of",
-                                PathBuf::from(format!("execution {} step {}", self.id, self.step)),
-                                e,
-                            )
-                        })?;
+                    reader.take(cap as u64).read_to_end(&mut buf).map_err(|e| {
+                        StoreError::io(
+                            "decompress the log of",
+                            PathBuf::from(format!("execution {} step {}", self.id, self.step)),
+                            e,
+                        )
+                    })?;
                     self.pos += buf.len() as u64;
                     return Ok(buf);
                 }
-                Source::Chunks => match self.read_chunks().await? {
+                Source::Chunks => match self.read_chunks(cap).await? {
                     Some(buf) => {
                         self.pos += buf.len() as u64;
                         return Ok(buf);
@@ -423,8 +446,9 @@ impl LogReader {
         Ok(())
     }
 
-    /// Next bytes from chunk objects; `None` when the chunk that holds `pos` is gone.
-    async fn read_chunks(&mut self) -> Result<Option<Vec<u8>>> {
+    /// Next bytes (at most `cap`) from chunk objects; `None` when the chunk that holds `pos` is
+    /// gone.
+    async fn read_chunks(&mut self, cap: usize) -> Result<Option<Vec<u8>>> {
         let dir = logs_prefix(&self.files, &self.id).join(encode_step(&self.step).as_str());
         let listed = list_chunks(&self.files, &dir).await?;
         let mut out = Vec::new();
@@ -433,14 +457,15 @@ impl LogReader {
             if start + size <= pos {
                 continue;
             }
-            if start > pos || out.len() >= READ_BATCH {
+            if start > pos || out.len() >= cap {
                 break;
             }
             let location = dir.clone().join(format!("{start:016}.chunk"));
+            let until = size.min(pos - start + (cap - out.len()) as u64);
             match self
                 .files
                 .objects()
-                .get_range(&location, (pos - start)..size)
+                .get_range(&location, (pos - start)..until)
                 .await
             {
                 Ok(data) => {

@@ -228,6 +228,18 @@ async fn logs_are_chunked_followed_and_packed() {
     assert_eq!(replayed.len(), 1000);
     assert_eq!(replayed[999].text, "first 999");
     let resume_at = replayed[499].offset;
+    // Bounded: up to a line end inside a chunk object, and not one byte further.
+    let mut bounded = reader_store.log_reader(&e.id, "b", resume_at);
+    let upto = bounded.read_until(replayed[899].offset).await.unwrap();
+    assert_eq!(upto, replayed[500..900]);
+    assert_eq!(bounded.offset(), replayed[899].offset);
+    assert!(
+        bounded
+            .read_until(replayed[899].offset)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Follow from the other handle while the writer goes on in several chunks.
     let follower = tokio::spawn({
@@ -336,6 +348,17 @@ async fn logs_are_chunked_followed_and_packed() {
         .unwrap();
     assert_eq!(resumed[0].text, "first 500");
     assert_eq!(resumed.len(), 6002);
+    // Bounded, across the packed object, a megabyte at a time.
+    let mut bounded = third.log_reader(&e.id, "b", resume_at);
+    let mut upto = Vec::new();
+    loop {
+        let batch = bounded.read_until(all[6000].offset).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        upto.extend(batch);
+    }
+    assert_eq!(upto, all[500..6001]);
     assert_eq!(third.log_steps(&e.id).await.unwrap(), ["a x", "b"]);
 }
 

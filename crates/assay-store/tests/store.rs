@@ -652,6 +652,71 @@ async fn logs_append_replay_follow(env: Env) {
 }
 both!(logs_append_replay_follow);
 
+/// `read_until`: lines up to an offset and not one byte further, from any line start, while
+/// the log is raw and after it is compressed, the last unterminated line included.
+async fn logs_read_until_an_offset(env: Env) {
+    use std::io::Write;
+    let s = &env.store;
+    let e = s.create_execution(new_exec("until")).await.unwrap();
+    s.start_execution(&e.id, now_ms()).await.unwrap();
+    let mut w = s.log_writer(&e.id, "b").await.unwrap();
+    for i in 0..300 {
+        w.append(1_000 + i, &format!("line {i}")).await.unwrap();
+    }
+    w.finish().await.unwrap();
+    // A crash mid-line leaves an unterminated last line.
+    let raw = env
+        .config
+        .data_dir
+        .join("files/executions")
+        .join(&e.id)
+        .join("logs/b.log");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&raw)
+        .unwrap()
+        .write_all(b"2000 cut")
+        .unwrap();
+    let all = s.log_reader(&e.id, "b", 0).read_available().await.unwrap();
+    assert_eq!(all.len(), 300, "the cut line waits while running");
+
+    async fn until(store: &Store, id: &str, from: u64, end: u64) -> Vec<LogLine> {
+        let mut reader = store.log_reader(id, "b", from);
+        let mut lines = Vec::new();
+        loop {
+            let batch = reader.read_until(end).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            lines.extend(batch);
+        }
+        assert_eq!(reader.offset(), lines.last().map_or(from, |l| l.offset));
+        assert!(reader.read_until(end).await.unwrap().is_empty());
+        lines
+    }
+    let got = until(s, &e.id, 0, all[9].offset).await;
+    assert_eq!(got, all[..10]);
+    let got = until(s, &e.id, all[9].offset, all[199].offset).await;
+    assert_eq!(got, all[10..200]);
+    assert!(
+        until(s, &e.id, all[99].offset, all[99].offset)
+            .await
+            .is_empty()
+    );
+
+    finish(s, &e.id, ExecutionStatus::Passed).await;
+    let packed = raw.with_file_name("b.log.zst");
+    assert!(packed.exists() && !raw.exists(), "compressed");
+    let every = s.log_reader(&e.id, "b", 0).read_to_end().await.unwrap();
+    assert_eq!(every.len(), 301);
+    assert_eq!(every[300].text, "cut");
+    let got = until(s, &e.id, all[199].offset, every[300].offset).await;
+    assert_eq!(got, every[200..]);
+    let got = until(s, &e.id, 0, all[0].offset).await;
+    assert_eq!(got, every[..1]);
+}
+both!(logs_read_until_an_offset);
+
 // ---------------------------------------------------------------------------------------------
 // Crash recovery
 
