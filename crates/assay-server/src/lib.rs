@@ -97,6 +97,8 @@ pub struct AppState {
     pub auth: bool,
     /// Outbound webhooks: told when executions are queued (runs report through the dispatch).
     pub webhooks: webhooks::Webhooks,
+    /// One shared poller per execution followed over notifications.
+    pub hubs: notify::Hubs,
 }
 
 /// A started server: its routes and the queue behind them.
@@ -139,6 +141,7 @@ impl Server {
             metrics,
             auth: options.auth,
             webhooks,
+            hubs: notify::Hubs::default(),
         };
         // Runs started by agents over /mcp go through the queue too.
         let mcp_tools = Arc::new(
