@@ -163,7 +163,8 @@ try {
     await Promise.all([page.waitForURL(/\/executions\/[0-9a-f-]{36}$/), form.locator("button[type=submit]").click()]);
     greetId = page.url().split("/").pop();
     await waitFor("greet to pass", async () => (await api(`/v1/test-workflow-executions/${greetId}`)).result.status === "passed");
-    await page.reload();
+    // The live page reloads itself when the execution ends; wait for the ended page.
+    await page.waitForSelector("#execution:not([data-live]) #exec-status.s-passed", { timeout: 30000 });
     assert.equal(await page.textContent("#exec-status"), "passed");
     assert.equal(await page.textContent('td[data-config="who"]'), "Ada Lovelace");
     assert.equal(await page.textContent('td[data-config="times"]'), "3");
@@ -237,7 +238,7 @@ try {
   await scenario("abort a long execution from its page", async () => {
     await Promise.all([page.waitForURL(`${base}/executions/${slowId}`), page.click("button.danger")]);
     await waitFor("slow to be aborted", async () => (await api(`/v1/test-workflow-executions/${slowId}`)).result.status === "aborted");
-    await page.goto(`${base}/executions/${slowId}`);
+    await page.waitForSelector("#execution:not([data-live]) #exec-status.s-aborted", { timeout: 30000 });
     assert.equal(await page.textContent("#exec-status"), "aborted");
     assert.equal(await page.locator("button.danger").count(), 0, "an ended execution has no Abort button");
     await shot(page, "execution-aborted");
@@ -267,6 +268,7 @@ try {
       const e = await api(`/v1/test-workflow-executions/${rerunId}`);
       return e.result.status === "passed" ? e : null;
     });
+    await page.waitForSelector("#execution:not([data-live]) #exec-status.s-passed", { timeout: 30000 });
     assert.equal(rerun.configParams.who.value, "Ada Lovelace", "a rerun keeps the config");
   });
 
