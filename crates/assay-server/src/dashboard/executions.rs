@@ -63,9 +63,15 @@ impl ListRow {
     }
 }
 
+/// Start to finish; so far, for one that runs.
 fn duration(e: &ExecutionSummary) -> String {
+    let end = match e.finished_at {
+        Some(end) => end,
+        None if !e.status.is_terminal() => now_ms(),
+        None => e.status_at,
+    };
     match e.started_at {
-        Some(start) => format::duration(e.finished_at.unwrap_or(e.status_at) - start),
+        Some(start) => format::duration(end - start),
         None => String::new(),
     }
 }
