@@ -614,17 +614,21 @@ where
     struct Parser<S> {
         bytes: S,
         buffer: Vec<u8>,
+        /// Blocks before this index are parsed already (a chunk holds many events: dropping
+        /// them one by one from the front would copy the rest each time).
+        start: usize,
         finished: bool,
     }
     futures::stream::unfold(
         Parser {
             bytes,
             buffer: Vec::new(),
+            start: 0,
             finished: false,
         },
         |mut p| async move {
             loop {
-                if let Some(block) = take_block(&mut p.buffer) {
+                if let Some(block) = next_block(&p.buffer, &mut p.start) {
                     if let Some(event) = parse_block(&block) {
                         return Some((Ok(event), p));
                     }
@@ -633,6 +637,8 @@ where
                 if p.finished {
                     return None;
                 }
+                p.buffer.drain(..p.start);
+                p.start = 0;
                 match p.bytes.next().await {
                     Some(Ok(chunk)) => p.buffer.extend_from_slice(&chunk),
                     Some(Err(e)) => {
@@ -652,8 +658,18 @@ where
 }
 
 /// Take one complete block (up to a blank line) off the front of `buffer`.
+#[cfg(test)]
 fn take_block(buffer: &mut Vec<u8>) -> Option<String> {
-    let text = buffer.as_slice();
+    let mut start = 0;
+    let block = next_block(buffer, &mut start)?;
+    buffer.drain(..start);
+    Some(block)
+}
+
+/// The complete block (up to a blank line) at `buffer[*start..]`, if there is one; `start`
+/// moves past it.
+fn next_block(buffer: &[u8], start: &mut usize) -> Option<String> {
+    let text = &buffer[*start..];
     let mut i = 0;
     while i < text.len() {
         if text[i] == b'\n' {
@@ -667,7 +683,7 @@ fn take_block(buffer: &mut Vec<u8>) -> Option<String> {
             };
             if let Some(end) = blank {
                 let block = String::from_utf8_lossy(&text[..i]).into_owned();
-                buffer.drain(..end);
+                *start += end;
                 return Some(block);
             }
         }
