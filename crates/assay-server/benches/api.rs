@@ -123,11 +123,19 @@ async fn fan_out(bench: &Bench, followers: usize) -> (Vec<Seen>, Duration) {
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(followers);
     for _ in 0..followers {
         // One client per follower: one connection each, as separate browsers or CLIs have.
-        let client = Client::new(&bench.base, Some(bench.token.clone())).unwrap();
-        let id = exec.id.clone();
+        // The stream is read raw and only the `log` text of `log` events is looked at: 200
+        // followers in this process parsing every event fully would measure the client more
+        // than the server.
+        let http = reqwest::Client::new();
+        let url = format!(
+            "{}/v1/test-workflow-executions/{}/notifications",
+            bench.base, exec.id
+        );
+        let token = bench.token.clone();
         let ready = ready_tx.clone();
         tasks.push(tokio::spawn(async move {
-            let mut events = client.notifications(&id, None).await.unwrap();
+            let response = http.get(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::OK);
             ready.send(()).await.unwrap();
             let mut seen = Seen {
                 lines: 0,
@@ -135,25 +143,40 @@ async fn fan_out(bench: &Bench, followers: usize) -> (Vec<Seen>, Duration) {
                 delays_us: Vec::with_capacity(total),
             };
             let mut next = 0usize;
-            while let Some(event) = events.next().await {
-                let event = event.unwrap();
-                if event.event != "log" {
-                    continue;
-                }
+            let mut body = response.bytes_stream();
+            let mut buf: Vec<u8> = Vec::new();
+            let mut in_log = false;
+            while let Some(chunk) = body.next().await {
                 let arrived = now_ns();
-                // The `log` text of the Notification, without a full JSON parse (200 followers
-                // in this process would otherwise measure serde_json more than the server).
-                let Some((seq, ts)) = log_text(&event.data).and_then(|l| l.trim().split_once(' '))
-                else {
-                    continue;
-                };
-                let (Ok(seq), Ok(ts)) = (seq.parse::<usize>(), ts.parse::<u64>()) else {
-                    continue;
-                };
-                seen.in_order &= seq == next;
-                next = seq + 1;
-                seen.lines += 1;
-                seen.delays_us.push(arrived.saturating_sub(ts) / 1000);
+                buf.extend_from_slice(&chunk.unwrap());
+                let mut start = 0;
+                while let Some(len) = buf[start..].iter().position(|b| *b == b'\n') {
+                    let line = &buf[start..start + len];
+                    start += len + 1;
+                    if let Some(kind) = line.strip_prefix(b"event: ") {
+                        in_log = kind == b"log";
+                    } else if line.is_empty() {
+                        in_log = false;
+                    } else if let Some(data) = line.strip_prefix(b"data: ")
+                        && in_log
+                    {
+                        let Some((seq, ts)) = std::str::from_utf8(data)
+                            .ok()
+                            .and_then(log_text)
+                            .and_then(|l| l.trim().split_once(' '))
+                        else {
+                            continue;
+                        };
+                        let (Ok(seq), Ok(ts)) = (seq.parse::<usize>(), ts.parse::<u64>()) else {
+                            continue;
+                        };
+                        seen.in_order &= seq == next;
+                        next = seq + 1;
+                        seen.lines += 1;
+                        seen.delays_us.push(arrived.saturating_sub(ts) / 1000);
+                    }
+                }
+                buf.drain(..start);
             }
             seen
         }));
