@@ -320,7 +320,10 @@ impl Hub {
         let mut state = lock(&self.state);
         state.at = batch.after.clone();
         if let Some(result) = &batch.result {
-            state.result = Some(batch.bytes.slice(result.data..result.end));
+            // A copy: a slice would keep the whole batch in memory.
+            state.result = Some(Bytes::copy_from_slice(
+                &batch.bytes[result.data..result.end],
+            ));
         }
         if batch.end.is_some() {
             state.end = batch.end.clone();
