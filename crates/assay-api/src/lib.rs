@@ -116,7 +116,8 @@ pub struct Notification {
 pub struct NotificationEvent {
     /// `log` or `result`.
     pub event: String,
-    /// Sequence number, increasing; send it back as `Last-Event-ID` to resume after it.
+    /// Where the stream stands: `SEQ;step=offset;…` (SEQ, the sum of the offsets, never goes
+    /// down); send it back as `Last-Event-ID` to resume exactly after this event.
     pub id: String,
     /// A `Notification` as JSON text.
     pub data: String,
