@@ -135,6 +135,8 @@ impl Server {
         for id in queue::queued_in_store(&store).await? {
             queue.push(id);
         }
+        // Executions queued later by other servers on the same database are picked up too.
+        queue::spawn_adopter(store.clone(), queue.clone());
         let state = AppState {
             store,
             queue,

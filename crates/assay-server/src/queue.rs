@@ -155,6 +155,29 @@ impl Queue {
     }
 }
 
+/// How often a server looks for queued executions it was not handed (queued by another
+/// server on the same database, or left by one that stopped).
+pub const ADOPT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Until the queue stops, push every `queued` execution of the store every [`ADOPT_EVERY`]:
+/// servers sharing a database share the queue this way. The dispatcher takes an id once, and
+/// the claim (a compare-and-set lease) lets only one server run it.
+pub fn spawn_adopter(store: Store, queue: Queue) {
+    tokio::spawn(async move {
+        let stopped = queue.stopped();
+        loop {
+            tokio::select! {
+                _ = stopped.cancelled() => return,
+                _ = tokio::time::sleep(ADOPT_EVERY) => {}
+            }
+            match queued_in_store(&store).await {
+                Ok(ids) => ids.into_iter().for_each(|id| queue.push(id)),
+                Err(e) => tracing::warn!(error = %e, "could not look for queued executions"),
+            }
+        }
+    });
+}
+
 /// Every `queued` execution in the store, oldest first.
 pub async fn queued_in_store(store: &Store) -> Result<Vec<String>, StoreError> {
     let mut ids = Vec::new();
@@ -233,6 +256,8 @@ async fn dispatcher(
 ) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    // Ids in `waiting`: an id pushed twice (adopted while already here) is taken once.
+    let mut waiting_ids: HashSet<String> = HashSet::new();
     // Running here: id -> concurrency group key.
     let mut running: HashMap<String, Option<String>> = HashMap::new();
     // Running ids already asked to abort by cancelInProgress.
@@ -241,8 +266,12 @@ async fn dispatcher(
         tokio::select! {
             received = rx.recv() => match received {
                 Some(id) => {
-                    let group = group_of(&store, &id).await;
-                    waiting.push_back(Waiting { id, group });
+                    if running.contains_key(&id) || !waiting_ids.insert(id.clone()) {
+                        queue.depth.fetch_sub(1, Ordering::SeqCst);
+                    } else {
+                        let group = group_of(&store, &id).await;
+                        waiting.push_back(Waiting { id, group });
+                    }
                 }
                 None => return,
             },
@@ -278,6 +307,7 @@ async fn dispatcher(
             let Some(next) = waiting.remove(i) else {
                 break;
             };
+            waiting_ids.remove(&next.id);
             queue.depth.fetch_sub(1, Ordering::SeqCst);
             running.insert(next.id.clone(), next.group.map(|g| g.key));
             let store = store.clone();

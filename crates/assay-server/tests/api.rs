@@ -1165,3 +1165,43 @@ async fn mcp_runs_go_through_the_queue() {
         .await;
     assert_eq!(done["result"]["status"], "passed", "{done}");
 }
+
+/// An execution queued in the store by someone else (another server on the same database, or
+/// one that stopped) is picked up by this server's queue without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn executions_queued_elsewhere_are_adopted() {
+    let s = start(2).await;
+    let yaml = workflow("adopted", "echo adopted");
+    assert_eq!(s.put_yaml(&yaml).await.status(), StatusCode::CREATED);
+    let loaded = assay_spec::load::load("adopted.yaml", &yaml);
+    let wf = loaded
+        .documents
+        .into_iter()
+        .find_map(|d| match d.document {
+            assay_spec::model::Document::TestWorkflow(w) => Some(w),
+            _ => None,
+        })
+        .unwrap();
+    let run = assay_runner::RunRequest::new(wf, assay_spec::TemplateSet::default());
+    // Recorded straight in the store: this server's queue was never told.
+    let queued = s
+        .store
+        .create_execution(assay_runner::queued_execution(&run).unwrap())
+        .await
+        .unwrap();
+    let done = s
+        .wait_status(&queued.id, &["passed", "failed", "aborted"])
+        .await;
+    assert_eq!(done["result"]["status"], "passed", "{done}");
+    let logs = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{}/logs", queued.id)))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(logs.contains("adopted"), "{logs}");
+}
