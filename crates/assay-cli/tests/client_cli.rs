@@ -6,11 +6,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::process::{Command as StdCommand, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use serde_json::Value;
+
+mod run_support;
+use run_support::{free_port, serve};
 
 /// `assay` with contexts in `config`; `data` is where embedded mode (and `context add`
 /// without a token) looks.
@@ -34,14 +37,6 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.1 GET with `Connection: close`; returns status and body.
 fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -60,52 +55,6 @@ fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start `assay server` on `port` and wait until it listens.
-fn serve(data: &Path, port: u16) -> Running {
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("assay"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-        .env("ASSAY_DATA_DIR", data)
-        .env("NO_COLOR", "1")
-        .env_remove("ASSAY_DATABASE")
-        .env_remove("ASSAY_ARTIFACTS")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut printed = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited: {printed}"
-        );
-        printed.push_str(&line);
-        if line.contains("listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = stderr.read_to_string(&mut sink);
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Running(child)
 }
 
 const WORKFLOWS: &str = r#"apiVersion: testworkflows.testkube.io/v1

@@ -6,13 +6,13 @@
 //! Needs `/usr/bin/chromium` (or `ASSAY_TEST_CHROMIUM`) and `npm ci` in the browser folder —
 //! `scripts/test.sh` installs both. Set `ASSAY_TEST_SKIP_BROWSER=1` to skip.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command as StdCommand;
 
 use assert_cmd::Command;
+
+mod run_support;
+use run_support::{free_port, serve};
 
 fn assay(data: &Path) -> Command {
     let mut cmd = Command::cargo_bin("assay").unwrap();
@@ -21,59 +21,6 @@ fn assay(data: &Path) -> Command {
         .env_remove("ASSAY_DATABASE")
         .env_remove("ASSAY_ARTIFACTS");
     cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data: &Path, port: u16) -> Running {
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("assay"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-        .env("ASSAY_DATA_DIR", data)
-        .env("NO_COLOR", "1")
-        .env_remove("ASSAY_DATABASE")
-        .env_remove("ASSAY_ARTIFACTS")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut printed = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited: {printed}"
-        );
-        printed.push_str(&line);
-        if line.contains("listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = stderr.read_to_string(&mut sink);
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Running(child)
 }
 
 /// `greet` takes typed config and leaves artifacts (text and an HTML report that tries to

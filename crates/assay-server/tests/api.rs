@@ -1,139 +1,19 @@
-//! The server over real HTTP on 127.0.0.1: auth per role, workflows, runs through the queue,
-//! live notifications (replay, follow, resume), abort, errors, OpenAPI and metrics.
+//! The server over real HTTP on 127.0.0.1 (started by `support`): auth per role, workflows,
+//! runs through the queue, live notifications (replay, follow, resume), abort, errors, OpenAPI
+//! and metrics.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use assay_server::{LocalDispatch, Options, Server};
-use assay_store::{Store, StoreConfig, TokenRole};
+use assay_store::TokenRole;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-struct TestServer {
-    base: String,
-    /// The tools behind `/mcp`, called directly (the transport is tested in assay-cli).
-    mcp: Arc<assay_mcp::Tools>,
-    admin: String,
-    store: Store,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
+mod support;
+use support::{TestServer, start_with};
 
 async fn start(max_concurrent: usize) -> TestServer {
     start_with(max_concurrent, assay_server::REQUEST_TIMEOUT).await
-}
-
-async fn start_with(max_concurrent: usize, timeout: Duration) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
-    let (admin, path) = assay_server::bootstrap_admin(&store, dir.path())
-        .await
-        .unwrap()
-        .expect("first start creates an admin token");
-    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), admin);
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    assert!(
-        assay_server::bootstrap_admin(&store, dir.path())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let server = Server::start(
-        store.clone(),
-        Options {
-            max_concurrent,
-            auth: true,
-        },
-        Arc::new(LocalDispatch::default()),
-    )
-    .await
-    .unwrap()
-    .with_request_timeout(timeout);
-    let mcp = server.mcp_tools.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    TestServer {
-        base,
-        mcp,
-        admin,
-        store,
-        http: reqwest::Client::new(),
-        _dir: dir,
-    }
-}
-
-impl TestServer {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn token(&self, role: TokenRole) -> String {
-        self.store
-            .create_token(&format!("{}-test", role.as_str()), role)
-            .await
-            .unwrap()
-            .1
-    }
-
-    async fn put_yaml(&self, yaml: &str) -> reqwest::Response {
-        self.http
-            .post(self.url("/v1/test-workflows"))
-            .bearer_auth(&self.admin)
-            .header("content-type", "text/yaml")
-            .body(yaml.to_string())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn run(&self, workflow: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(self.url(&format!("/v1/test-workflows/{workflow}/executions")))
-            .bearer_auth(&self.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.unwrap()
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&self.admin)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
-        r.json().await.unwrap()
-    }
-
-    async fn wait_status(&self, id: &str, wanted: &[&str]) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let e = self
-                .get(&format!("/v1/test-workflow-executions/{id}"))
-                .await;
-            let status = e["result"]["status"].as_str().unwrap().to_string();
-            if wanted.contains(&status.as_str()) {
-                return e;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still {status}, waiting for {wanted:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }
 
 fn workflow(name: &str, shell: &str) -> String {

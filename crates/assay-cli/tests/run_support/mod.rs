@@ -352,3 +352,53 @@ impl GitRepo {
         format!("file://{}", self.dir.path().join("repo.git").display())
     }
 }
+
+/// A process killed and reaped when dropped.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `assay server` on `port` and wait until it listens.
+pub fn serve(data: &Path, port: u16) -> Running {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("assay"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .env("ASSAY_DATA_DIR", data)
+        .env("NO_COLOR", "1")
+        .env_remove("ASSAY_DATABASE")
+        .env_remove("ASSAY_ARTIFACTS")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut printed = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "server exited: {printed}"
+        );
+        printed.push_str(&line);
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut sink);
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Running(child)
+}

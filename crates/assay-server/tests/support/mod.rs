@@ -1,4 +1,4 @@
-//! A real server on 127.0.0.1 for the hook and webhook tests, with an admin token.
+//! A real server on 127.0.0.1 for the server's integration tests, with an admin token.
 
 #![allow(dead_code)]
 
@@ -16,27 +16,49 @@ pub struct TestServer {
     pub store: Store,
     pub http: reqwest::Client,
     pub webhooks: assay_server::webhooks::Webhooks,
+    /// The tools behind `/mcp`, called directly (the transport is tested in assay-cli).
+    pub mcp: Arc<assay_mcp::Tools>,
     _dir: tempfile::TempDir,
 }
 
 pub async fn start() -> TestServer {
+    start_with(2, assay_server::REQUEST_TIMEOUT).await
+}
+
+/// A server with `max_concurrent` slots and a request timeout; the first admin token is
+/// checked to be saved (mode 0600) and created only once.
+pub async fn start_with(max_concurrent: usize, timeout: Duration) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
-    let (admin, _) = assay_server::bootstrap_admin(&store, dir.path())
+    let (admin, path) = assay_server::bootstrap_admin(&store, dir.path())
         .await
         .unwrap()
-        .unwrap();
+        .expect("first start creates an admin token");
+    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), admin);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        assay_server::bootstrap_admin(&store, dir.path())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let server = Server::start(
         store.clone(),
         Options {
-            max_concurrent: 2,
+            max_concurrent,
             auth: true,
         },
         Arc::new(LocalDispatch::default()),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .with_request_timeout(timeout);
     let webhooks = server.state.webhooks.clone();
+    let mcp = server.mcp_tools.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(server.serve(listener, std::future::pending()));
@@ -46,6 +68,7 @@ pub async fn start() -> TestServer {
         store,
         http: reqwest::Client::new(),
         webhooks,
+        mcp,
         _dir: dir,
     }
 }
@@ -73,6 +96,32 @@ impl TestServer {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Create a workflow from YAML as admin.
+    pub async fn put_yaml(&self, yaml: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/test-workflows"))
+            .bearer_auth(&self.admin)
+            .header("content-type", "text/yaml")
+            .body(yaml.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Queue a run of a stored workflow as admin; asserts 200.
+    pub async fn run(&self, workflow: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(self.url(&format!("/v1/test-workflows/{workflow}/executions")))
+            .bearer_auth(&self.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> Value {
