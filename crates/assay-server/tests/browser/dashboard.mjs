@@ -55,7 +55,9 @@ async function login(context, token) {
   const page = await context.newPage();
   await page.goto(base + "/");
   assert.match(new URL(page.url()).pathname, /^\/login$/, "an anonymous visit goes to /login");
-  // Keyboard only: the token field has focus; Enter submits.
+  // Keyboard only: the token field has focus (autofocus; wait for it, so keystrokes typed
+  // before the page settles are not lost); Enter submits.
+  await page.waitForFunction(() => document.activeElement?.id === "token", null, { timeout: 10000 });
   await page.keyboard.type(token);
   await page.keyboard.press("Enter");
   await page.waitForURL(base + "/");
