@@ -211,6 +211,11 @@ unset ASSAY_CONTEXT
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 
+# The README's Security section promises one test per attack: say how many there are.
+security=$(cargo nextest list --workspace --locked -E 'test(/(^|::)security_/)' \
+    --message-format oneline 2>/dev/null | grep -c . || true)
+log "security group: $security tests (named security_*; see README ## Security)"
+
 log "doc tests"
 cargo test --doc --workspace --locked
 
