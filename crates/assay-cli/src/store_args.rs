@@ -38,9 +38,15 @@ impl StoreArgs {
 
     /// Open the store; an unreachable or corrupt store is an error naming it (exit 3).
     pub async fn open(&self) -> anyhow::Result<Store> {
-        let store = Store::open(self.config()?).await?;
+        let store = self.open_unrecovered().await?;
         // Executions whose process died are shown as aborted before anyone reads them.
         store.recover_abandoned().await?;
         Ok(store)
+    }
+
+    /// Open the store without recovering abandoned executions: for `assay server`, whose
+    /// start recovers them itself and logs each one.
+    pub async fn open_unrecovered(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(self.config()?).await?)
     }
 }

@@ -364,3 +364,51 @@ fn sigterm_aborts_running_executions_and_keeps_queued_ones() {
     );
     wait_for(port, &admin, &queued, "aborted");
 }
+
+/// Issue 14 #16: the README promises a server log line for each execution it finds abandoned
+/// (its server killed while it ran); the CLI used to recover them silently before the server
+/// could log them.
+#[test]
+fn security_server_logs_each_recovered_abandoned_execution() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (server, _) = serve(data.path(), port);
+    let admin = std::fs::read_to_string(data.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (code, body) = http(
+        port,
+        "POST",
+        "/v1/test-workflows",
+        Some(&admin),
+        Some(("text/yaml", SLOW)),
+    );
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = http(
+        port,
+        "POST",
+        "/v1/test-workflows/slow/executions",
+        Some(&admin),
+        Some(("application/json", "{}")),
+    );
+    assert_eq!(code, 200, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for(port, &admin, &id, "running");
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+
+    let port = free_port();
+    let (_server, printed) = serve(data.path(), port);
+    let line = printed
+        .lines()
+        .find(|l| l.contains("recovered an abandoned execution"))
+        .unwrap_or_else(|| panic!("no recovery line in: {printed}"));
+    assert!(line.contains("slow-1"), "{line}");
+    assert_eq!(status(port, &admin, &id), "aborted");
+}

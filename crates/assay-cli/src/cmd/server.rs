@@ -75,7 +75,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         })?;
     }
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let store = args.store.open().await?;
+        // `Server::start` recovers abandoned executions and logs each one.
+        let store = args.store.open_unrecovered().await?;
         if !args.no_auth
             && let Some((token, path)) =
                 assay_server::bootstrap_admin(&store, &store.config().data_dir).await?
