@@ -125,26 +125,19 @@ fn create_token(data: &Path, role: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-#[test]
-fn mcp_http_with_the_official_python_sdk() {
+/// `assay server` on a free loopback port over `data`, with `extra` flags: the process (killed
+/// when dropped) and its base URL, once it listens.
+fn start_server(data: &Path, extra: &[&str]) -> (Killed, String) {
     use std::io::{BufRead, BufReader, Read};
-    if std::env::var("ASSAY_TEST_SKIP_PYTHON").as_deref() == Ok("1") {
-        eprintln!("skipped: ASSAY_TEST_SKIP_PYTHON=1");
-        return;
-    }
-    let tests = workspace_root().join("crates/assay-mcp/tests");
-    let python = python_with_sdk(&tests.join("requirements.txt"));
-    let data = tempfile::tempdir().expect("temp dir");
-    let viewer = create_token(data.path(), "viewer");
-    let runner = create_token(data.path(), "runner");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_assay"))
         .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--mcp-allowed-host", "assay.internal", "--data-dir"])
-        .arg(data.path())
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data)
         .env_remove("ASSAY_DATABASE")
         .env_remove("ASSAY_ARTIFACTS")
         .stdout(std::process::Stdio::null())
@@ -166,19 +159,68 @@ fn mcp_http_with_the_official_python_sdk() {
     std::thread::spawn(move || {
         let _ = stderr.read_to_string(&mut String::new());
     });
-    let out = Command::new(&python)
-        .arg(tests.join("mcp_http.py"))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .args([&viewer, &runner])
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// Run the Python client script `script` (in crates/assay-mcp/tests) with `args`; it must
+/// print "all checks passed".
+fn run_script(python: &Path, script: &Path, args: &[&str]) {
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("failed to start {}: {e}", python.display()));
-    drop(server);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "the MCP HTTP client script failed ({}):\n{stdout}\n{stderr}",
+        "the MCP client script {} failed ({}):\n{stdout}\n{stderr}",
+        script.display(),
         out.status
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+#[test]
+fn mcp_http_with_the_official_python_sdk() {
+    if std::env::var("ASSAY_TEST_SKIP_PYTHON").as_deref() == Ok("1") {
+        eprintln!("skipped: ASSAY_TEST_SKIP_PYTHON=1");
+        return;
+    }
+    let tests = workspace_root().join("crates/assay-mcp/tests");
+    let python = python_with_sdk(&tests.join("requirements.txt"));
+    let data = tempfile::tempdir().expect("temp dir");
+    let viewer = create_token(data.path(), "viewer");
+    let runner = create_token(data.path(), "runner");
+    let admin = create_token(data.path(), "admin");
+    let (server, base) = start_server(data.path(), &["--mcp-allowed-host", "assay.internal"]);
+    run_script(
+        &python,
+        &tests.join("mcp_http.py"),
+        &[&base, &viewer, &runner, &admin],
+    );
+    drop(server);
+}
+
+/// Issue 14 #1: a runner token ran inline YAML through `/mcp` `run_workflow`, whose step read
+/// the server's admin token. Running a text of one's own is authoring: admins only, over MCP
+/// and REST; a runner runs stored workflows with config values.
+#[test]
+fn security_runner_cannot_run_inline_yaml() {
+    if std::env::var("ASSAY_TEST_SKIP_PYTHON").as_deref() == Ok("1") {
+        eprintln!("skipped: ASSAY_TEST_SKIP_PYTHON=1");
+        return;
+    }
+    let tests = workspace_root().join("crates/assay-mcp/tests");
+    let python = python_with_sdk(&tests.join("requirements.txt"));
+    let data = tempfile::tempdir().expect("temp dir");
+    let runner = create_token(data.path(), "runner");
+    let admin = create_token(data.path(), "admin");
+    let (server, base) = start_server(data.path(), &[]);
+    run_script(
+        &python,
+        &tests.join("mcp_inline_yaml.py"),
+        &[&base, &runner, &admin],
+    );
+    drop(server);
 }

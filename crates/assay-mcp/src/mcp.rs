@@ -6,8 +6,8 @@
 //! The HTTP transport ([`http_router`], mounted by `assay server` at `/mcp`) wraps the same
 //! [`AssayMcp`] in rmcp's streamable HTTP service. There the caller's token role (a
 //! [`TokenRole`] the server's auth middleware puts in the HTTP request's extensions) is checked
-//! per tool call: reads for viewers, running, waiting and aborting for runners, storing
-//! workflows for admins.
+//! per tool call: reads for viewers, running stored workflows, waiting and aborting for runners, storing
+//! workflows and running inline YAML (authoring: its steps are arbitrary code) for admins.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,11 +77,22 @@ impl AssayMcp {
             return None;
         }
         let has = role.map_or("none", TokenRole::as_str);
-        Some(CallToolResult::error(vec![ContentBlock::text(format!(
-            "permission denied: {tool} needs a token with role `{needed}`; this token has role `{has}`.\n\
-             next: connect with a {needed} token (an admin creates one with `assay token create --role {needed}`).",
+        let mut text = format!(
+            "permission denied: {tool} needs a token with role `{needed}`; this token has role `{has}`.\n",
             needed = needed.as_str()
-        ))]))
+        );
+        if role == Some(TokenRole::Runner) && needed == TokenRole::Admin && tool.contains("yaml") {
+            text.push_str(
+                "next: run a stored workflow by `name` (an admin stores it with create_or_update_workflow), \
+                 passing values in `config`.",
+            );
+        } else {
+            text.push_str(&format!(
+                "next: connect with a {needed} token (an admin creates one with `assay token create --role {needed}`).",
+                needed = needed.as_str()
+            ));
+        }
+        Some(CallToolResult::error(vec![ContentBlock::text(text)]))
     }
 
     /// The tool layer behind this server.
@@ -138,7 +149,7 @@ impl AssayMcp {
     }
 
     #[tool(
-        description = "Run a stored workflow (`name`) or inline YAML (`yaml`) on this machine, with config values and tags. Waits for the verdict by default (up to timeout_seconds, default 300): a failure names the failing step, its exit code and its error lines. wait=false answers at once.",
+        description = "Run a stored workflow (`name`) or inline YAML (`yaml`; over HTTP an admin token is needed for it) on this machine, with config values and tags. Waits for the verdict by default (up to timeout_seconds, default 300): a failure names the failing step, its exit code and its error lines. wait=false answers at once.",
         annotations(destructive_hint = false, open_world_hint = true)
     )]
     async fn run_workflow(
@@ -146,7 +157,14 @@ impl AssayMcp {
         Parameters(args): Parameters<RunWorkflowArgs>,
         ext: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
-        if let Some(refused) = self.refuse(&ext, "run_workflow", TokenRole::Runner) {
+        // Running inline YAML is authoring (its steps are arbitrary code): admins only. A
+        // runner runs what an admin stored, with config values.
+        let (tool, needed) = if args.yaml.is_some() {
+            ("run_workflow with inline `yaml`", TokenRole::Admin)
+        } else {
+            ("run_workflow", TokenRole::Runner)
+        };
+        if let Some(refused) = self.refuse(&ext, tool, needed) {
             return Ok(refused);
         }
         answer(self.tools.run_workflow(args).await)

@@ -1,11 +1,12 @@
 """Drive `assay server`'s MCP endpoint (`/mcp`, streamable HTTP) with the official MCP client
 SDK (PyPI package `mcp`).
 
-    python mcp_http.py BASE_URL VIEWER_TOKEN RUNNER_TOKEN
+    python mcp_http.py BASE_URL VIEWER_TOKEN RUNNER_TOKEN ADMIN_TOKEN
 
 The server is started by the Rust test (crates/assay-cli/tests/mcp.rs) with a temp data dir
-and the two tokens. Checks: a viewer lists the tools and reads; a viewer's run_workflow is
-refused with a clear message; a runner runs a failing workflow and reads its failure; no token
+and the three tokens. Checks: a viewer lists the tools and reads; a viewer's run_workflow is
+refused with a clear message; an admin stores a failing workflow, a runner runs it and reads its
+failure (inline YAML is an admin's: mcp_inline_yaml.py); no token
 is 401; a host name that is not allowed is refused. Exits non-zero on the first failed check.
 """
 
@@ -16,7 +17,7 @@ import httpx2
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-BASE, VIEWER, RUNNER = sys.argv[1], sys.argv[2], sys.argv[3]
+BASE, VIEWER, RUNNER, ADMIN = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 URL = f"{BASE}/mcp"
 
 FAILING = """apiVersion: testworkflows.testkube.io/v1
@@ -72,10 +73,14 @@ async def as_viewer(session):
     result = await session.call_tool("validate_workflow", {"yaml": FAILING})
     check(not is_error(result) and text_of(result).startswith("valid"),
           "viewer: validate_workflow answers", text_of(result))
-    result = await session.call_tool("run_workflow", {"yaml": FAILING})
+    result = await session.call_tool("run_workflow", {"name": "unit"})
     text = text_of(result)
     check(is_error(result) and "permission denied" in text and "runner" in text
           and "viewer" in text, "viewer: run_workflow is refused, naming both roles", text)
+    result = await session.call_tool("run_workflow", {"yaml": FAILING})
+    text = text_of(result)
+    check(is_error(result) and "permission denied" in text and "`admin`" in text
+          and "viewer" in text, "viewer: run_workflow with inline yaml is refused", text)
     result = await session.call_tool("create_or_update_workflow", {"yaml": FAILING})
     text = text_of(result)
     check(is_error(result) and "admin" in text,
@@ -89,7 +94,7 @@ async def as_runner(session):
     result = await session.call_tool("create_or_update_workflow", {"yaml": FAILING})
     check(is_error(result) and "`admin`" in text_of(result) and "`runner`" in text_of(result),
           "runner: create_or_update_workflow is refused (needs admin)", text_of(result))
-    result = await session.call_tool("run_workflow", {"yaml": FAILING, "wait": True})
+    result = await session.call_tool("run_workflow", {"name": "unit", "wait": True})
     text = text_of(result)
     check(not is_error(result) and "failed" in text, "runner: the failing run fails", text)
     check("failed step: run unit tests" in text and "exit code 1" in text
@@ -102,6 +107,11 @@ async def as_runner(session):
                                      {"execution": execution, "grep": "AssertionError"})
     check(not is_error(result) and ASSERTION in text_of(result),
           "runner: get_execution_logs greps the assertion", text_of(result))
+
+
+async def as_admin(session):
+    result = await session.call_tool("create_or_update_workflow", {"yaml": FAILING})
+    check(not is_error(result), "admin: stores the workflow", text_of(result))
 
 
 async def raw_checks():
@@ -129,6 +139,7 @@ async def raw_checks():
 async def main():
     await raw_checks()
     await session_as(VIEWER, as_viewer)
+    await session_as(ADMIN, as_admin)
     await session_as(RUNNER, as_runner)
     print("all checks passed")
 
