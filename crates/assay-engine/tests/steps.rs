@@ -314,6 +314,23 @@ async fn secrets_are_masked_across_chunks_and_in_errors() {
     assert_eq!(status(&out, "leaky"), StepStatus::Passed);
 }
 
+/// Issue 14 #7: a secret is masked in the encodings Assay's own functions produce from it
+/// (`shellquote`, `tojson`) and in base64 of the whole value, not only as written.
+#[tokio::test]
+async fn security_step_log_masks_secret_encodings() {
+    let (mut opts, _dir) = options();
+    opts.secrets
+        .insert("password".into(), "pa$$ \"wd".into());
+    let s = shell(
+        "encoded",
+        "cat <<'EOF'\nq={{ shellquote(config.password) }}\nj={{ tojson(config.password) }}\nEOF\nprintf '%s' {{ shellquote(config.password) }} | base64",
+    );
+    let (out, events) = run(plan(vec![s]), opts).await;
+    assert_eq!(status(&out, "encoded"), StepStatus::Passed);
+    let text = logs(&events, "encoded");
+    assert_eq!(text, "q=*****\nj=\"*****\"\n*****\n");
+}
+
 #[tokio::test]
 async fn a_missing_program_fails_the_step_clearly() {
     let (opts, _dir) = options();

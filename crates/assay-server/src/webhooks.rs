@@ -353,12 +353,13 @@ impl Rendered {
     }
 }
 
+/// `text` with every secret masked as written and in every encoding Assay produces (a URL's
+/// percent-encoding in reqwest's errors, `tojson`'s escapes in payloads, ...): the engine's
+/// masker, so a delivery log hides what a step's log hides.
 fn mask_secrets(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s.as_str(), MASK);
-    }
-    out
+    assay_engine::Masker::new(secrets.iter().map(String::as_str))
+        .mask_with(text, MASK)
+        .into_owned()
 }
 
 /// The values of a webhook's `config`: `value`s as written, `secret`s from the server's

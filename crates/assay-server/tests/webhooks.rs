@@ -290,3 +290,75 @@ spec:
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// Every string a delivery log row holds (url, headers, payload, error).
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// Issue 14 #7: a viewer reads the delivery log. The secret went there URL-encoded (reqwest's
+/// error names the URL, whose query the URL parser percent-encodes) and JSON-escaped (the
+/// payload's `tojson`); only the value as written was masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn security_webhook_secret_masked_in_every_encoding() {
+    const SECRET: &str = "tok \"3f9a<1> x";
+    let s = start().await;
+    s.webhooks.set_secret("ASSAY_TEST_WEBHOOK_TOKEN", SECRET);
+    // A port nobody listens on: the attempt fails with reqwest's error, URL included.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = format!(
+        r#"apiVersion: executor.testkube.io/v1
+kind: Webhook
+metadata:
+  name: leaky
+spec:
+  uri: 'http://127.0.0.1:{closed}/hook?t={{{{ config.token }}}}'
+  events: [end-testworkflow-success]
+  selector: team=qa
+  config:
+    token:
+      secret: {{name: assay-test-webhook, key: token}}
+  payloadTemplate: '{{"auth": {{{{ config.token | tojson }}}}}}'
+"#
+    );
+    let r = s.post_yaml("/v1/webhooks", &hook).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let r = s
+        .post_yaml("/v1/test-workflows", &workflow("leaky", "{team: qa}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let run = s.run("leaky", json!({})).await;
+    s.wait_status(run["id"].as_str().unwrap(), &["passed"]).await;
+    // The first attempt is enough: every attempt records the same URL, payload and error.
+    let log = wait_for(&s, "/v1/webhooks/leaky/deliveries", |v| {
+        v.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let attempt = &log.as_array().unwrap().last().unwrap();
+    let error = attempt["error"].as_str().unwrap_or_default();
+    assert!(error.contains("127.0.0.1") && error.contains("********"), "{attempt:#}");
+    assert_eq!(attempt["payload"], "{\"auth\": \"********\"}", "{attempt:#}");
+    let mut texts = Vec::new();
+    strings(&log, &mut texts);
+    for form in [
+        SECRET,
+        "tok%20%223f9a%3C1%3E%20x",    // the URL parser's query encoding
+        "tok \\\"3f9a\\u003c1\\u003e x", // minijinja's `tojson`
+        "tok \\\"3f9a<1> x",            // JSON-escaped
+        "3f9a",
+    ] {
+        assert!(
+            !texts.iter().any(|t| t.contains(form)),
+            "`{form}` leaked: {log:#}"
+        );
+    }
+}
