@@ -37,12 +37,7 @@ pub fn encodings(secret: &str) -> Vec<String> {
 
     // The url crate's encode sets (WHATWG URL): what reqwest's errors and `Url` print.
     const FRAGMENT: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`');
-    const QUERY: &AsciiSet = &CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'#')
-        .add(b'<')
-        .add(b'>');
+    const QUERY: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'<').add(b'>');
     const SPECIAL_QUERY: &AsciiSet = &QUERY.add(b'\'');
     const PATH: &AsciiSet = &QUERY.add(b'?').add(b'^').add(b'`').add(b'{').add(b'}');
     const USERINFO: &AsciiSet = &PATH
@@ -55,12 +50,7 @@ pub fn encodings(secret: &str) -> Vec<String> {
         .add(b'\\')
         .add(b']')
         .add(b'|');
-    const COMPONENT: &AsciiSet = &USERINFO
-        .add(b'$')
-        .add(b'%')
-        .add(b'&')
-        .add(b'+')
-        .add(b',');
+    const COMPONENT: &AsciiSet = &USERINFO.add(b'$').add(b'%').add(b'&').add(b'+').add(b',');
     // Everything but RFC 3986's unreserved characters (minijinja's `urlencode`, most clients).
     const STRICT: &AsciiSet = &NON_ALPHANUMERIC
         .remove(b'-')
@@ -69,7 +59,15 @@ pub fn encodings(secret: &str) -> Vec<String> {
         .remove(b'~');
 
     let mut out: Vec<String> = Vec::new();
-    for set in [FRAGMENT, QUERY, SPECIAL_QUERY, PATH, USERINFO, COMPONENT, STRICT] {
+    for set in [
+        FRAGMENT,
+        QUERY,
+        SPECIAL_QUERY,
+        PATH,
+        USERINFO,
+        COMPONENT,
+        STRICT,
+    ] {
         out.push(utf8_percent_encode(secret, set).to_string());
     }
     // application/x-www-form-urlencoded: spaces as `+`.

@@ -319,8 +319,7 @@ async fn secrets_are_masked_across_chunks_and_in_errors() {
 #[tokio::test]
 async fn security_step_log_masks_secret_encodings() {
     let (mut opts, _dir) = options();
-    opts.secrets
-        .insert("password".into(), "pa$$ \"wd".into());
+    opts.secrets.insert("password".into(), "pa$$ \"wd".into());
     let s = shell(
         "encoded",
         "cat <<'EOF'\nq={{ shellquote(config.password) }}\nj={{ tojson(config.password) }}\nEOF\nprintf '%s' {{ shellquote(config.password) }} | base64",

@@ -331,13 +331,19 @@ spec:
 "#
     );
     let r = s.post_yaml("/v1/webhooks", &hook).await;
-    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
     let r = s
         .post_yaml("/v1/test-workflows", &workflow("leaky", "{team: qa}"))
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let run = s.run("leaky", json!({})).await;
-    s.wait_status(run["id"].as_str().unwrap(), &["passed"]).await;
+    s.wait_status(run["id"].as_str().unwrap(), &["passed"])
+        .await;
     // The first attempt is enough: every attempt records the same URL, payload and error.
     let log = wait_for(&s, "/v1/webhooks/leaky/deliveries", |v| {
         v.as_array().is_some_and(|a| !a.is_empty())
@@ -345,15 +351,21 @@ spec:
     .await;
     let attempt = &log.as_array().unwrap().last().unwrap();
     let error = attempt["error"].as_str().unwrap_or_default();
-    assert!(error.contains("127.0.0.1") && error.contains("********"), "{attempt:#}");
-    assert_eq!(attempt["payload"], "{\"auth\": \"********\"}", "{attempt:#}");
+    assert!(
+        error.contains("127.0.0.1") && error.contains("********"),
+        "{attempt:#}"
+    );
+    assert_eq!(
+        attempt["payload"], "{\"auth\": \"********\"}",
+        "{attempt:#}"
+    );
     let mut texts = Vec::new();
     strings(&log, &mut texts);
     for form in [
         SECRET,
-        "tok%20%223f9a%3C1%3E%20x",    // the URL parser's query encoding
+        "tok%20%223f9a%3C1%3E%20x",      // the URL parser's query encoding
         "tok \\\"3f9a\\u003c1\\u003e x", // minijinja's `tojson`
-        "tok \\\"3f9a<1> x",            // JSON-escaped
+        "tok \\\"3f9a<1> x",             // JSON-escaped
         "3f9a",
     ] {
         assert!(
