@@ -46,7 +46,10 @@ use tokio::sync::mpsc;
 pub use event::{Event, ExecutionOutcome, LogChunk, ServiceState, StepResult, WorkerState};
 pub use logs::MAX_LINE;
 pub use mask::{MASK, Masker};
-pub use options::{DEFAULT_SHELL, Isolation, LaunchRequest, RunOptions, WorkflowLauncher};
+pub use options::{
+    DEFAULT_SHELL, INHERITED_ENV, Isolation, LaunchRequest, RunOptions, TERMINAL_ENV,
+    WorkflowLauncher, inherited_env,
+};
 pub use services::SERVICE_IP;
 
 use crate::layout::Layout;

@@ -29,8 +29,7 @@ pub struct RunOptions {
     /// (`{name, ...}`), `organization`, ... as objects or values.
     pub context: Map<String, Value>,
     /// The environment every process starts from (the plan's env is applied on top). When
-    /// empty, the engine uses `PATH`, `HOME`, `USER`, `LANG`, `TERM` and `TZ` of its own
-    /// process.
+    /// empty, the engine uses [`inherited_env`] of its own process.
     pub base_env: BTreeMap<String, String>,
     /// Whether steps get a private `/data` and `/testkube/outputs` (a mount namespace).
     pub isolation: Isolation,
@@ -41,6 +40,32 @@ pub struct RunOptions {
     pub kill_grace: Duration,
     /// Runs `execute` steps (other workflows); without it such steps fail with a clear error.
     pub launcher: Option<Arc<dyn WorkflowLauncher>>,
+}
+
+/// Variables of the caller's own environment that steps start with (see [`inherited_env`]).
+pub const INHERITED_ENV: [&str; 6] = ["PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR"];
+
+/// The user's terminal settings: passed to steps exactly as the user has them, and never
+/// invented. Test tools decide on colour from these (and from whether their output is a
+/// terminal, which it never is here), so a run with `NO_COLOR` or in a pipe gets plain output,
+/// and one with `FORCE_COLOR` gets colour. Logs are stored as the step wrote them.
+pub const TERMINAL_ENV: [&str; 6] = [
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "CLICOLOR",
+    "CLICOLOR_FORCE",
+    "TERM",
+    "COLUMNS",
+];
+
+/// The variables of [`INHERITED_ENV`] and [`TERMINAL_ENV`] that this process has: the
+/// environment steps start from when the caller gives none.
+pub fn inherited_env() -> BTreeMap<String, String> {
+    INHERITED_ENV
+        .iter()
+        .chain(TERMINAL_ENV.iter())
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect()
 }
 
 /// Testkube runs shell steps with busybox `sh -c "set -e; ..."`; real workflows rely on ash

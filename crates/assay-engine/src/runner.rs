@@ -238,18 +238,13 @@ impl Runner {
     pub(crate) fn base_env(&self) -> BTreeMap<String, String> {
         let mut env = self.shared.opts.base_env.clone();
         if env.is_empty() {
-            for key in ["PATH", "HOME", "USER", "LANG", "TERM", "TZ"] {
-                if let Ok(v) = std::env::var(key) {
-                    env.insert(key.to_string(), v);
-                }
-            }
+            env = crate::options::inherited_env();
         }
         env.entry("PATH".into()).or_insert_with(|| {
             "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into()
         });
         env.entry("CI".into()).or_insert_with(|| "1".into());
-        env.entry("FORCE_COLOR".into())
-            .or_insert_with(|| "1".into());
+        // No colour settings of our own: the user's pass through (`TERMINAL_ENV`), or none.
         // The host path works inside the namespace too (every host folder is mounted there).
         env.insert("TMPDIR".into(), self.layout.tmp.display().to_string());
         env

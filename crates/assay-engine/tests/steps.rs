@@ -360,3 +360,42 @@ async fn long_lines_are_bounded() {
     assert_eq!(text.matches('x').count(), 200000);
     assert!(text.ends_with("tail\n"));
 }
+
+#[tokio::test]
+async fn colour_settings_are_the_users_and_never_forced() {
+    // `printenv`, not `$TERM`: bash itself sets TERM=dumb for its own use when it is unset.
+    let script = "for v in FORCE_COLOR NO_COLOR TERM COLUMNS; do printf '%s=%s ' $v \"$(printenv $v || echo unset)\"; done; echo";
+    // A user with NO_COLOR and no terminal: steps get NO_COLOR and nothing that asks for colour.
+    let (mut opts, _dir) = options();
+    opts.base_env = [("PATH", "/usr/bin:/bin"), ("NO_COLOR", "1")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (out, events) = run(plan(vec![shell("env", script)]), opts).await;
+    assert_eq!(out.status, ExecutionStatus::Passed, "{events:#?}");
+    assert_eq!(
+        logs(&events, "env"),
+        "FORCE_COLOR=unset NO_COLOR=1 TERM=unset COLUMNS=unset \n"
+    );
+    // A user who asks for colour gets it, with their terminal's type and width.
+    let (mut opts, _dir) = options();
+    opts.base_env = [
+        ("PATH", "/usr/bin:/bin"),
+        ("FORCE_COLOR", "3"),
+        ("TERM", "xterm-256color"),
+        ("COLUMNS", "132"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (out, events) = run(plan(vec![shell("env", script)]), opts).await;
+    assert_eq!(out.status, ExecutionStatus::Passed, "{events:#?}");
+    assert_eq!(
+        logs(&events, "env"),
+        "FORCE_COLOR=3 NO_COLOR=unset TERM=xterm-256color COLUMNS=132 \n"
+    );
+    // Every terminal setting is in the one list callers and allowlists share.
+    for k in ["NO_COLOR", "FORCE_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "TERM", "COLUMNS"] {
+        assert!(assay_engine::TERMINAL_ENV.contains(&k), "{k}");
+    }
+}

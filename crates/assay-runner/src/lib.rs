@@ -45,7 +45,7 @@ pub struct RunRequest {
     pub secrets: BTreeMap<String, String>,
     pub running_context: RunningContext,
     /// The environment processes start from; empty means a few variables of this process
-    /// (`PATH`, `HOME`, `USER`, `LANG`, `TERM`, `TZ`, `TMPDIR`).
+    /// ([`assay_engine::inherited_env`]: `PATH`, `HOME`, ... and the user's terminal settings).
     pub base_env: BTreeMap<String, String>,
     /// Names of the workflows whose `execute` steps started this run, outermost first (empty
     /// for a run started by a person, a server or an agent). `execute` nests at most
@@ -315,14 +315,7 @@ async fn prepare_created(
     );
     opts.context = ctx;
     let mut base_env = if req.base_env.is_empty() {
-        std::env::vars()
-            .filter(|(k, _)| {
-                matches!(
-                    k.as_str(),
-                    "PATH" | "HOME" | "USER" | "LANG" | "TERM" | "TZ" | "TMPDIR"
-                )
-            })
-            .collect()
+        assay_engine::inherited_env()
     } else {
         req.base_env.clone()
     };
