@@ -395,7 +395,14 @@ async fn colour_settings_are_the_users_and_never_forced() {
         "FORCE_COLOR=3 NO_COLOR=unset TERM=xterm-256color COLUMNS=132 \n"
     );
     // Every terminal setting is in the one list callers and allowlists share.
-    for k in ["NO_COLOR", "FORCE_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "TERM", "COLUMNS"] {
+    for k in [
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "CLICOLOR",
+        "CLICOLOR_FORCE",
+        "TERM",
+        "COLUMNS",
+    ] {
         assert!(assay_engine::TERMINAL_ENV.contains(&k), "{k}");
     }
 }
