@@ -412,3 +412,96 @@ fn security_server_logs_each_recovered_abandoned_execution() {
     assert!(line.contains("slow-1"), "{line}");
     assert_eq!(status(port, &admin, &id), "aborted");
 }
+
+/// Sensitive config values of a queued run live only in the memory of the server that queued
+/// it: when that server stops before the run starts, the next one ends the run `failed` and
+/// says why, and the value is in no file.
+#[test]
+fn a_queued_run_whose_sensitive_values_were_lost_in_a_restart_fails_with_the_reason() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    const SECRET: &str = "s3cr3t-LOST-51aa";
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut server, _) = serve(data.path(), port);
+    let admin = std::fs::read_to_string(data.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let long = SLOW.replace("slow", "long").replace("sleep 2", "sleep 60");
+    let secret = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: secret\nspec:\n  config:\n    token: {type: string, sensitive: true}\n  steps:\n  - shell: echo {{ config.token }}\n";
+    for yaml in [long.as_str(), secret] {
+        let (code, body) = http(
+            port,
+            "POST",
+            "/v1/test-workflows",
+            Some(&admin),
+            Some(("text/yaml", yaml)),
+        );
+        assert_eq!(code, 201, "{body}");
+    }
+    let run = |name: &str, body: &str| {
+        let (code, body) = http(
+            port,
+            "POST",
+            &format!("/v1/test-workflows/{name}/executions"),
+            Some(&admin),
+            Some(("application/json", body)),
+        );
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let running = run("long", "{}");
+    wait_for(port, &admin, &running, "running");
+    // One slot, taken: this one waits with its value in the server's memory.
+    let queued = run(
+        "secret",
+        &format!(r#"{{"config": {{"token": "{SECRET}"}}}}"#),
+    );
+    assert_eq!(status(port, &admin, &queued), "queued");
+
+    kill(Pid::from_raw(server.child.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(server.child.wait().unwrap().success());
+    drop(server);
+
+    let port = free_port();
+    let (_server, _) = serve(data.path(), port);
+    let (_, body) = http(
+        port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{queued}"),
+        Some(&admin),
+        None,
+    );
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["result"]["status"], "failed", "{view}");
+    let reason = view["result"]["initialization"]["errorMessage"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("held in memory only") && reason.contains("give them again"),
+        "{view}"
+    );
+    let mut todo = vec![data.path().to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+                continue;
+            }
+            let mut bytes = std::fs::read(&path).unwrap();
+            if path.extension().is_some_and(|e| e == "zst") {
+                bytes = zstd::decode_all(&bytes[..]).unwrap();
+            }
+            assert!(
+                !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+                "the value is stored in {}",
+                path.display()
+            );
+        }
+    }
+}

@@ -51,6 +51,11 @@ pub struct RunRequest {
     /// for a run started by a person, a server or an agent). `execute` nests at most
     /// [`MAX_EXECUTE_DEPTH`] levels, so a workflow that executes itself ends with an error.
     pub parents: Vec<String>,
+    /// This process holds the request's sensitive config values in memory for a queued run:
+    /// [`queued_execution`] records the execution leased to this process (so no other process
+    /// takes it without the values, and readers see when this process is gone) and
+    /// [`prepare_queued`] takes it with [`Store::claim_held_execution`].
+    pub held: bool,
 }
 
 impl RunRequest {
@@ -64,6 +69,7 @@ impl RunRequest {
             running_context: RunningContext::default(),
             base_env: BTreeMap::new(),
             parents: Vec::new(),
+            held: false,
         }
     }
 }
@@ -115,7 +121,27 @@ pub async fn prepare(store: &Store, req: RunRequest) -> Result<Prepared, RunErro
 /// (`queued`, no owner). The caller stores it with [`Store::create_execution`] and later runs
 /// it with [`prepare_queued`].
 pub fn queued_execution(req: &RunRequest) -> Result<NewExecution, RunError> {
-    Ok(record_for(req, ExecutionStatus::Queued)?.0)
+    let mut new = record_for(req, ExecutionStatus::Queued)?.0;
+    if req.held {
+        new.owner = Some(LeaseOwner::current());
+    }
+    Ok(new)
+}
+
+/// The config values of `req` that are `sensitive` parameters of its workflow: the values
+/// that are never stored, so a queued run must keep them in memory until it starts.
+pub fn sensitive_config(req: &RunRequest) -> IndexMap<String, Value> {
+    req.config
+        .iter()
+        .filter(|(k, _)| {
+            req.workflow
+                .spec
+                .config
+                .get(k.as_str())
+                .is_some_and(|p| p.sensitive)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Take a queued execution (see [`queued_execution`]): claim it for this process, mark it
@@ -127,7 +153,27 @@ pub async fn prepare_queued(
     id: &str,
     req: RunRequest,
 ) -> Result<Option<Prepared>, RunError> {
-    if !store.claim_execution(id, &LeaseOwner::current()).await? {
+    let me = LeaseOwner::current();
+    let claimed = if req.held {
+        store.claim_held_execution(id, &me).await?
+    } else {
+        store.claim_execution(id, &me).await?
+    };
+    if !claimed {
+        return Ok(None);
+    }
+    if let Some(reason) = store.abort_requested(id).await? {
+        // Asked to abort by a process that could not take it (it was held here).
+        store
+            .finish_execution(
+                id,
+                Finish {
+                    status: ExecutionStatus::Aborted,
+                    error_message: Some(reason),
+                    at: ms(SystemTime::now()),
+                },
+            )
+            .await?;
         return Ok(None);
     }
     store.start_execution(id, ms(SystemTime::now())).await?;
@@ -178,8 +224,9 @@ pub async fn abort(store: &Store, id: &str, reason: &str) -> Result<AbortOutcome
     let summary = store
         .find_execution(&ExecutionRef::Id(id.to_string()))
         .await?;
+    let me = LeaseOwner::current();
     if summary.status == ExecutionStatus::Queued
-        && store.claim_execution(id, &LeaseOwner::current()).await?
+        && (store.claim_execution(id, &me).await? || store.claim_held_execution(id, &me).await?)
     {
         store
             .finish_execution(

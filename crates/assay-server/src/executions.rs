@@ -133,15 +133,27 @@ pub(crate) async fn enqueue_as(
 }
 
 /// Record `run` as a queued execution and hand it to the queue (and to outbound webhooks):
-/// the one way into the queue for the API, schedules, hooks and MCP.
+/// the one way into the queue for the API, schedules, hooks and MCP. Its sensitive config
+/// values are held in this process's memory until it starts (see [`crate::held`]).
 pub(crate) async fn submit(
     state: &AppState,
     run: &RunRequest,
     scheduled_at: Option<assay_store::UnixMs>,
 ) -> Result<assay_store::ExecutionSummary, RunError> {
-    let mut new = assay_runner::queued_execution(run)?;
+    let sensitive = assay_runner::sensitive_config(run);
+    let mut new = if sensitive.is_empty() {
+        assay_runner::queued_execution(run)?
+    } else {
+        let mut held = run.clone();
+        held.held = true;
+        assay_runner::queued_execution(&held)?
+    };
     new.scheduled_at = scheduled_at;
     let summary = state.store.create_execution(new).await?;
+    if !sensitive.is_empty() {
+        let heartbeat = state.store.spawn_heartbeat(&summary.id);
+        crate::held::hold(&summary.id, sensitive, heartbeat);
+    }
     state.metrics.queued(&summary.workflow);
     state.queue.push(summary.id.clone());
     state.webhooks.queued(&summary.id);

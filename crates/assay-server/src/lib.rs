@@ -11,6 +11,7 @@ mod dashboard;
 mod definitions;
 pub mod error;
 mod executions;
+mod held;
 mod hooks;
 pub mod metrics;
 pub mod notify;

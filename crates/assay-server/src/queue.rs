@@ -326,6 +326,8 @@ async fn dispatcher(
 }
 
 async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, id: &str) {
+    // Taken first, so they leave memory whatever happens next.
+    let held = crate::held::take(id);
     let summary = match store
         .find_execution(&ExecutionRef::Id(id.to_string()))
         .await
@@ -341,7 +343,13 @@ async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, id: 
         return;
     }
     let request = match request_for(store, id).await {
-        Ok(r) => r,
+        Ok(mut r) => {
+            if let Some(values) = held {
+                r.config.extend(values);
+                r.held = true;
+            }
+            r
+        }
         Err(message) => {
             let _ = store
                 .finish_execution(

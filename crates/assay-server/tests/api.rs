@@ -1085,3 +1085,151 @@ async fn executions_queued_elsewhere_are_adopted() {
         .unwrap();
     assert!(logs.contains("adopted"), "{logs}");
 }
+
+/// A sensitive value: the workflows below check it reversed, so their text never holds it.
+const SECRET: &str = "s3cr3t-HELD-7c1e";
+
+/// A workflow whose sensitive `token` parameter has no default; it prints the token (masked in
+/// the log) and checks that the run got the right value.
+fn sensitive_workflow(name: &str, events: &str) -> String {
+    format!(
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: {name}\nspec:\n  config:\n    token: {{type: string, sensitive: true}}\n{events}  steps:\n  - name: use\n    shell: |\n      echo \"token is {{{{ config.token }}}}\"\n      test \"$(printf %s '{{{{ config.token }}}}' | rev)\" = e1c7-DLEH-t3rc3s\n      echo token matches\n"
+    )
+}
+
+/// The run passed with the value it was given, which shows masked in its log.
+async fn assert_ran_with_the_secret(s: &TestServer, id: &str) {
+    let done = s.wait_status(id, &["passed", "failed", "aborted"]).await;
+    assert_eq!(done["result"]["status"], "passed", "{done}");
+    assert!(!done.to_string().contains(SECRET), "{done}");
+    let logs = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{id}/logs")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(logs.contains("token is *****"), "{logs}");
+    assert!(logs.contains("token matches"), "{logs}");
+    assert!(!logs.contains(SECRET), "{logs}");
+}
+
+/// Sensitive config values given to `POST …/executions` reach the queued run (held in memory
+/// until it starts, even while it waits for a slot) and are stored nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sensitive_config_from_the_api_reaches_the_run_and_is_never_stored() {
+    let s = start(1).await;
+    assert_eq!(
+        s.put_yaml(&workflow("hold", "sleep 30")).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.put_yaml(&sensitive_workflow("secret-api", ""))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let holder = s.run("hold", json!({})).await;
+    let holder = holder["id"].as_str().unwrap().to_string();
+    s.wait_status(&holder, &["running"]).await;
+    let queued = s
+        .run("secret-api", json!({"config": {"token": SECRET}}))
+        .await;
+    assert!(!queued.to_string().contains(SECRET), "{queued}");
+    let id = queued["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.get(&format!("/v1/test-workflow-executions/{id}")).await["result"]["status"],
+        "queued"
+    );
+    s.http
+        .post(s.url(&format!("/v1/test-workflow-executions/{holder}/abort")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_ran_with_the_secret(&s, &id).await;
+    s.assert_never_stored(SECRET);
+}
+
+/// The dashboard's Run form hands sensitive values to the run the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sensitive_config_from_the_dashboard_run_form_reaches_the_run() {
+    let s = start(2).await;
+    assert_eq!(
+        s.put_yaml(&sensitive_workflow("secret-form", ""))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .post(s.url("/workflows/secret-form/run"))
+        .bearer_auth(&s.admin)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("config.token={SECRET}&tags="))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let id = location.strip_prefix("/executions/").unwrap().to_string();
+    assert_ran_with_the_secret(&s, &id).await;
+    s.assert_never_stored(SECRET);
+}
+
+/// `run_workflow` over `/mcp` (through the server's queue) hands sensitive values to the run;
+/// the agent's answer does not repeat them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sensitive_config_from_mcp_reaches_the_run() {
+    let s = start(2).await;
+    assert_eq!(
+        s.put_yaml(&sensitive_workflow("secret-mcp", ""))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let args: assay_mcp::args::RunWorkflowArgs = serde_json::from_value(
+        json!({"name": "secret-mcp", "config": {"token": SECRET}, "wait": true}),
+    )
+    .unwrap();
+    let answer = s.mcp.run_workflow(args).await.unwrap();
+    assert!(!answer.contains(SECRET), "{answer}");
+    assert!(answer.contains("passed"), "{answer}");
+    assert_ran_with_the_secret(&s, "secret-mcp-1").await;
+    s.assert_never_stored(SECRET);
+}
+
+/// A schedule's sensitive config values (from the stored workflow's event) reach its runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sensitive_config_from_a_schedule_reaches_the_run() {
+    let s = start(2).await;
+    let events = format!(
+        "  events:\n  - cronjob:\n      cron: '* * * * * *'\n      config:\n        token: {SECRET}\n"
+    );
+    assert_eq!(
+        s.put_yaml(&sensitive_workflow("secret-cron", &events))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let page = s.get("/v1/test-workflows/secret-cron/executions").await;
+        if let Some(id) = page["results"]
+            .as_array()
+            .and_then(|r| r.last())
+            .and_then(|e| e["id"].as_str())
+        {
+            break id.to_string();
+        }
+        assert!(Instant::now() < deadline, "the schedule never fired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_ran_with_the_secret(&s, &id).await;
+}

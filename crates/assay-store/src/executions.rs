@@ -495,13 +495,40 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Take a queued execution that `owner` holds (it was created `queued` with `owner` as its
+    /// lease because that process keeps its sensitive config values in memory). Returns `false`
+    /// when it is not queued any more or someone else holds it. The caller makes sure it calls
+    /// this once per execution (whoever took the values from memory).
+    pub async fn claim_held_execution(&self, id: &str, owner: &LeaseOwner) -> Result<bool> {
+        let db = self.db();
+        let done = retry_busy(|| async {
+            sqlx::query(
+                "UPDATE executions SET heartbeat_at = $5 WHERE id = $1 AND status = 'queued' \
+                 AND lease_host = $2 AND lease_pid = $3 AND COALESCE(lease_token, '') = $4",
+            )
+            .bind(id)
+            .bind(&owner.host)
+            .bind(owner.pid as i64)
+            .bind(&owner.token)
+            .bind(now_ms())
+            .execute(&db.pool)
+            .await
+        })
+        .await
+        .map_err(|e| db.err("claim the execution", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Mark as `aborted` every unfinished execution whose owner is gone (see [`crate::lease`]).
     /// Readers call this before they show executions; it costs one indexed query when nothing
-    /// is abandoned. Executions without an owner (queued on a server) are left alone.
+    /// is abandoned. Executions without an owner (queued on a server) are left alone. A queued
+    /// execution with an owner is one whose sensitive config values that process held in
+    /// memory (they are never stored): when the process is gone it is marked `failed`, saying
+    /// the values were lost.
     pub async fn recover_abandoned(&self) -> Result<Vec<Recovered>> {
         let db = self.db();
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, name, lease_host, lease_pid, lease_token, heartbeat_at FROM executions \
+            "SELECT id, name, status, lease_host, lease_pid, lease_token, heartbeat_at FROM executions \
              WHERE status IN {ACTIVE_STATUSES} AND lease_host IS NOT NULL"
         )))
         .fetch_all(&db.pool)
@@ -522,13 +549,26 @@ impl Store {
                 continue;
             };
             let id = row.text("id")?;
-            let reason = format!("aborted: {reason}");
+            let held = row.text("status")? == "queued";
+            let (status, reason) = if held {
+                (
+                    "failed",
+                    format!(
+                        "the sensitive config values given for this run were held in memory only \
+                         (they are never stored) by the server process {} on {}, which stopped \
+                         before the run started: run it again and give them again",
+                        owner.pid, owner.host
+                    ),
+                )
+            } else {
+                ("aborted", format!("aborted: {reason}"))
+            };
             let aborted = retry_busy(|| async {
                 let mut tx = db.begin_write().await?;
                 // Compare-and-set on the lease we judged: a heartbeat or a finish that happened
                 // meanwhile wins.
                 let done = sqlx::query(AssertSqlSafe(format!(
-                    "UPDATE executions SET status = 'aborted', finished_at = $2, status_at = $2, \
+                    "UPDATE executions SET status = $8, finished_at = $2, status_at = $2, \
                      error_message = $3, lease_host = NULL, lease_pid = NULL, lease_token = NULL, \
                      heartbeat_at = NULL \
                      WHERE id = $1 AND status IN {ACTIVE_STATUSES} AND lease_host = $4 \
@@ -542,6 +582,7 @@ impl Store {
                 .bind(owner.pid as i64)
                 .bind(&owner.token)
                 .bind(heartbeat.unwrap_or(-1))
+                .bind(status)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {

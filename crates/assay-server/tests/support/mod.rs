@@ -74,6 +74,37 @@ pub async fn start_with(max_concurrent: usize, timeout: Duration) -> TestServer 
 }
 
 impl TestServer {
+    /// The server's data dir (database, logs, artifacts).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// `needle` is in no file under the data dir (compressed logs decompressed).
+    pub fn assert_never_stored(&self, needle: &str) {
+        let mut todo = vec![self.data_dir().to_path_buf()];
+        let mut files = 0;
+        while let Some(dir) = todo.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                    continue;
+                }
+                files += 1;
+                let mut bytes = std::fs::read(&path).unwrap();
+                if path.extension().is_some_and(|e| e == "zst") {
+                    bytes = zstd::decode_all(&bytes[..]).unwrap();
+                }
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "`{needle}` is stored in {}",
+                    path.display()
+                );
+            }
+        }
+        assert!(files > 0);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
