@@ -447,6 +447,29 @@ workflow!(parallel_transfer_and_fetch, "parallel.yaml", "parallel-files"; |run| 
     assert_eq!(run.log("collect"), "result of 0\nresult of 1\n", "{run}");
 });
 
+workflow!(parallel_shards_from_glob, "parallel.yaml", "parallel-glob"; |run| {
+    assert_eq!(run.code, PASSED, "{run}");
+    for step in ["glob/0/_1", "glob/1/_1", "inline", "nothing/0/_1", "nothing/1/_1"] {
+        assert_eq!(run.step(step), "passed", "{step}\n{run}");
+    }
+    // Relative to the working directory /data/repo, absolute out, split like Testkube.
+    assert_eq!(
+        run.log("glob/0/_1"),
+        "/data/repo/tests/sub/test_c.py=c\n/data/repo/tests/test_a.py=a\n",
+        "{run}"
+    );
+    assert_eq!(run.log("glob/1/_1"), "/data/repo/tests/test_b.py=b\n", "{run}");
+    assert_eq!(
+        run.log("inline"),
+        "/data/repo/tests/test_a.py,/data/repo/tests/test_b.py\n"
+    );
+    // No match: a warning the CLI prints and the store keeps with the step.
+    let warning = "shards.files: `glob(\"spec/*.py\")` gave no items (relative to /data/repo)";
+    assert!(run.stderr.contains(warning), "{run}");
+    assert!(run.log("nothing").contains(&format!("warning: {warning}")), "{run}");
+    assert_eq!(run.log("nothing/0/_1"), "worker 0 got 0 files\n", "{run}");
+});
+
 workflow!(parallel_fail_fast, "parallel.yaml", "parallel-fail-fast"; |run| {
     run.expect(FAILED, &[
         ("root", "failed"),

@@ -44,7 +44,7 @@ pub(crate) fn walk(base: &Path, f: &mut dyn FnMut(&str, &Path)) {
 }
 
 /// Splits an absolute or relative pattern into a literal base folder and the glob below it.
-fn split_pattern(pattern: &str) -> (String, String) {
+pub(crate) fn split_pattern(pattern: &str) -> (String, String) {
     let mut base = Vec::new();
     let mut parts = pattern.split('/').peekable();
     while let Some(p) = parts.peek() {

@@ -58,6 +58,13 @@ pub enum Event {
         count: u64,
         state: WorkerState,
     },
+    /// Something the user should know that does not fail the step (e.g. `shards` from a
+    /// `glob()` that matched nothing). Masked.
+    Warning {
+        /// Ref of the step it is about.
+        reference: String,
+        message: String,
+    },
     /// The execution ended. Always the last event.
     ExecutionFinished {
         status: ExecutionStatus,

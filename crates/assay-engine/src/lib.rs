@@ -164,26 +164,36 @@ fn private_path_error(why: &str) -> String {
 }
 
 /// Whether any process of the plan (steps, services, workers) refers to `/data` or
-/// `/testkube`, which only a private mount namespace can provide to a process.
+/// `/testkube`, which only a private mount namespace can provide to a process. `glob()`
+/// counts: it gives absolute paths as steps see them (`/data/repo/...`).
 fn plan_mentions_private_paths(step: &PlanStep) -> bool {
+    let globs = |s: &str| s.contains("glob(");
     let process = |p: &PlanProcess| {
         p.command
             .iter()
             .chain(&p.args)
             .chain(&p.shell)
             .chain(p.env.iter().filter_map(|e| e.value.as_ref()))
-            .any(|s| layout::mentions_private_paths(s))
+            .any(|s| layout::mentions_private_paths(s) || globs(s))
+    };
+    let strategy = |s: &assay_spec::plan::PlanStrategy| {
+        s.shards
+            .values()
+            .chain(s.matrix.values())
+            .any(|v| v.as_str().is_some_and(globs))
     };
     step.commands.iter().any(process)
         || step.services.iter().any(|s| {
-            s.instances.iter().flatten().any(|i| process(&i.process))
+            strategy(&s.strategy)
+                || s.instances.iter().flatten().any(|i| process(&i.process))
                 || s.template.iter().any(|t| process(&t.process))
         })
         || step.parallel.as_ref().is_some_and(|p| {
-            p.workers
-                .iter()
-                .flatten()
-                .any(|w| plan_mentions_private_paths(&w.root))
+            strategy(&p.strategy)
+                || p.workers
+                    .iter()
+                    .flatten()
+                    .any(|w| plan_mentions_private_paths(&w.root))
                 || p.worker
                     .iter()
                     .any(|w| plan_mentions_private_paths(&w.root))

@@ -9,6 +9,8 @@ use assay_spec::status::StepStatus;
 use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
 
+use crate::layout::Layout;
+
 /// What an expression sees of the steps that ran before, by step id.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StepFacts {
@@ -31,8 +33,9 @@ pub(crate) struct RunMachine<'a> {
     pub services: &'a IndexMap<String, Vec<String>>,
     pub secrets: &'a BTreeMap<String, String>,
     pub context: &'a Map<String, Value>,
-    /// Working directory on the host, for `glob()`.
-    pub glob_base: Option<&'a std::path::Path>,
+    /// What `glob()` sees: the working directory as steps see it, and the execution's
+    /// folders. `None` where Testkube has no file system machine.
+    pub files: Option<(&'a str, &'a Layout)>,
 }
 
 fn val(v: impl Into<Value>) -> Lookup {
@@ -133,8 +136,8 @@ impl Machine for RunMachine<'_> {
         if name != "glob" {
             return None;
         }
-        let base = self.glob_base?;
-        Some(glob(base, args))
+        let (cwd, layout) = self.files?;
+        Some(glob(cwd, &|p| layout.to_host(p), args))
     }
 }
 
@@ -167,33 +170,160 @@ impl RunMachine<'_> {
     }
 }
 
-/// `glob(pattern, ...)`: files under the working directory matching any pattern, as paths
-/// relative to it (patterns starting with `!` exclude).
-fn glob(base: &std::path::Path, args: &[Value]) -> Result<Value, String> {
+/// `glob(pattern, ...)`, as Testkube's file system machine has it: the files matching any
+/// pattern, as absolute paths as steps see them (`/data/repo/tests/test_a.py`). Relative
+/// patterns are relative to the working directory `cwd`; `*` stays within one folder, `**`
+/// crosses folders; patterns starting with `!` exclude. Sorted, each file once.
+pub(crate) fn glob(
+    cwd: &str,
+    to_host: &dyn Fn(&str) -> std::path::PathBuf,
+    args: &[Value],
+) -> Result<Value, String> {
     let mut include = globset::GlobSetBuilder::new();
     let mut exclude = globset::GlobSetBuilder::new();
+    let mut roots: Vec<String> = Vec::new();
     for a in args {
         let items: Vec<String> = match a {
             Value::Array(items) => items.iter().map(assay_expr::stringify).collect(),
             v => vec![assay_expr::stringify(v)],
         };
         for p in items {
-            let (set, p) = match p.strip_prefix('!') {
-                Some(p) => (&mut exclude, p.to_string()),
-                None => (&mut include, p),
+            let (negative, p) = match p.strip_prefix('!') {
+                Some(p) => (true, p.to_string()),
+                None => (false, p),
             };
-            let p = p.trim_start_matches("./").to_string();
-            set.add(globset::Glob::new(&p).map_err(|e| e.to_string())?);
+            let abs = clean(&crate::layout::join(cwd, &p));
+            let glob = globset::GlobBuilder::new(&abs)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!("`{p}` is not a valid pattern: {e}"))?;
+            if negative {
+                exclude.add(glob);
+            } else {
+                include.add(glob);
+                roots.push(crate::artifacts::split_pattern(&abs).0);
+            }
         }
+    }
+    if roots.is_empty() {
+        return Err("glob() needs at least one pattern that does not start with `!`".into());
     }
     let include = include.build().map_err(|e| e.to_string())?;
     let exclude = exclude.build().map_err(|e| e.to_string())?;
-    let mut files = Vec::new();
-    crate::artifacts::walk(base, &mut |rel, _| {
-        if include.is_match(rel) && !exclude.is_match(rel) {
-            files.push(Value::String(rel.to_string()));
+    // Walk each literal base folder once; one inside another is walked with it.
+    roots.sort();
+    roots.dedup();
+    let outer: Vec<String> = roots
+        .iter()
+        .filter(|r| {
+            !roots
+                .iter()
+                .any(|o| o != *r && (o == "/" || r.starts_with(&format!("{o}/"))))
+        })
+        .cloned()
+        .collect();
+    let mut files = std::collections::BTreeSet::new();
+    let mut consider = |path: String| {
+        if include.is_match(&path) && !exclude.is_match(&path) {
+            files.insert(path);
         }
-    });
-    files.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-    Ok(Value::Array(files))
+    };
+    for root in outer {
+        let root = if root.is_empty() {
+            "/".to_string()
+        } else {
+            root
+        };
+        let host = to_host(&root);
+        if host.is_file() {
+            consider(root);
+            continue;
+        }
+        crate::artifacts::walk(&host, &mut |rel, _| {
+            consider(format!("{}/{rel}", root.trim_end_matches('/')));
+        });
+    }
+    Ok(Value::Array(files.into_iter().map(Value::String).collect()))
+}
+
+/// An absolute `/`-separated path without `.`, `..` or repeated separators.
+fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &std::path::Path, names: &[&str]) {
+        for n in names {
+            let p = dir.join(n);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, n).unwrap();
+        }
+    }
+
+    fn run(dir: &std::path::Path, cwd: &str, args: Value) -> Value {
+        let map = |p: &str| match p.strip_prefix("/data") {
+            Some(rest) => dir.join(rest.trim_start_matches('/')),
+            None => std::path::PathBuf::from(p),
+        };
+        let args = match args {
+            Value::Array(a) => a,
+            v => vec![v],
+        };
+        glob(cwd, &map, &args).unwrap()
+    }
+
+    #[test]
+    fn glob_is_relative_to_the_working_directory_and_absolute_out() {
+        let dir = tempfile::tempdir().unwrap();
+        files(
+            dir.path(),
+            &[
+                "repo/tests/test_a.py",
+                "repo/tests/sub/test_b.py",
+                "repo/tests/helper.py",
+                "tests/test_elsewhere.py",
+            ],
+        );
+        assert_eq!(
+            run(dir.path(), "/data/repo", json!("tests/test_*.py")),
+            json!(["/data/repo/tests/test_a.py"])
+        );
+        assert_eq!(
+            run(dir.path(), "/data/repo", json!("tests/**/test_*.py")),
+            json!([
+                "/data/repo/tests/sub/test_b.py",
+                "/data/repo/tests/test_a.py"
+            ])
+        );
+        assert_eq!(
+            run(
+                dir.path(),
+                "/data/repo/tests",
+                json!(["./**/*.py", "!**/helper.py", "../../tests/*.py"])
+            ),
+            json!([
+                "/data/repo/tests/sub/test_b.py",
+                "/data/repo/tests/test_a.py",
+                "/data/tests/test_elsewhere.py"
+            ])
+        );
+        assert_eq!(
+            run(dir.path(), "/", json!("/data/repo/tests/test_a.py")),
+            json!(["/data/repo/tests/test_a.py"])
+        );
+        assert_eq!(run(dir.path(), "/data", json!("nothing/*.py")), json!([]));
+    }
 }

@@ -44,36 +44,63 @@ pub(crate) fn execution_status(root: StepStatus, interrupt: Option<&Interrupt>) 
 
 impl Runner {
     /// Concrete copies of a strategy whose values are known now.
-    pub(crate) fn strategy_instances(
+    pub(crate) async fn strategy_instances(
         &self,
         strategy: &PlanStrategy,
+        full: &str,
+        cwd: &str,
     ) -> Result<Vec<StrategyInstance>, String> {
-        Ok(self.strategy_params(strategy)?.instances())
+        Ok(self.strategy_params(strategy, full, cwd).await?.instances())
     }
 
-    /// A strategy evaluated now (shards balanced by durations when it asks for it).
-    fn strategy_params(
+    /// A strategy evaluated now (shards balanced by durations when it asks for it). Lists
+    /// from `glob()` are read where Testkube reads them: this execution's files (after
+    /// `content`), relative to the step's working directory `cwd`. A run-time list that comes
+    /// out empty is reported as a warning of step `full`.
+    async fn strategy_params(
         &self,
         strategy: &PlanStrategy,
+        full: &str,
+        cwd: &str,
     ) -> Result<assay_spec::strategy::StrategyParams, String> {
         let env = self.base_env();
-        let base = self.layout.data.clone();
-        let params = self.with_machine(true, None, &env, Some(&base), |m| {
+        let params = self.with_machine(true, None, &env, Some(cwd), |m| {
             assay_spec::strategy::params(strategy, &[m])
         })?;
-        params.ok_or_else(|| "the strategy depends on values that are unknown at run time".into())
+        let params = params.ok_or_else(|| {
+            "the strategy depends on values that are unknown at run time".to_string()
+        })?;
+        for key in &params.empty_shards {
+            let Some(Value::String(expr)) = strategy.shards.get(key) else {
+                continue;
+            };
+            let message = format!(
+                "shards.{key}: `{expr}` gave no items (relative to {cwd}), so every copy gets an empty `shard.{key}`"
+            );
+            self.emit(Event::Warning {
+                reference: full.to_string(),
+                message: self.mask(&message),
+            })
+            .await;
+        }
+        Ok(params)
     }
 
     /// The workers of a parallel step: from the plan, or expanded now (see
     /// [`assay_spec::strategy::expand_worker`]).
-    fn workers(&self, par: &PlanParallel) -> Result<Vec<PlanWorker>, String> {
+    async fn workers(
+        &self,
+        par: &PlanParallel,
+        full: &str,
+        cwd: &str,
+    ) -> Result<Vec<PlanWorker>, String> {
         if let Some(w) = &par.workers {
             return Ok(w.clone());
         }
         let Some(template) = &par.worker else {
             return Err("parallel has neither workers nor a worker template".into());
         };
-        let params = self.strategy_params(&par.strategy)?;
+        let params = self.strategy_params(&par.strategy, full, cwd).await?;
         params
             .instances()
             .into_iter()
@@ -93,7 +120,7 @@ impl Runner {
         frame: &Frame,
         a: &mut Attempt,
     ) {
-        let workers = match self.workers(par) {
+        let workers = match self.workers(par, full, &frame.cwd).await {
             Ok(w) => w,
             Err(e) => return a.fail(format!("parallel: {e}")),
         };
@@ -284,7 +311,7 @@ impl Runner {
         };
         let mut requests = Vec::new();
         for w in &execute.workflows {
-            let instances = match self.strategy_instances(&w.strategy) {
+            let instances = match self.strategy_instances(&w.strategy, full, &frame.cwd).await {
                 Ok(i) => i,
                 Err(e) => return a.fail(format!("execute {}: {e}", w.name)),
             };

@@ -177,7 +177,7 @@ impl Runner {
         passed: bool,
         own: Option<(&str, StepStatus)>,
         env: &BTreeMap<String, String>,
-        glob_base: Option<&std::path::Path>,
+        cwd: Option<&str>,
         f: impl FnOnce(&dyn Machine) -> T,
     ) -> T {
         let m = RunMachine {
@@ -189,7 +189,7 @@ impl Runner {
             services: &self.services,
             secrets: &self.shared.opts.secrets,
             context: &self.shared.opts.context,
-            glob_base,
+            files: cwd.map(|c| (c, &self.layout)),
         };
         f(&m)
     }
@@ -289,7 +289,9 @@ impl Runner {
             None => cwd.to_string(),
         };
         let mut argv = Vec::new();
-        self.with_machine(passed, None, &env, None, |m| -> Result<(), String> {
+        // `glob()` in a command sees the step's own working directory (Testkube resolves it
+        // in the step's container).
+        self.with_machine(passed, None, &env, Some(&cwd), |m| -> Result<(), String> {
             if let Some(script) = &process.shell {
                 argv.extend(self.shared.opts.shell.iter().cloned());
                 argv.push(self.render(script, m)?);
@@ -427,7 +429,7 @@ impl Runner {
             } else {
                 step.condition.as_str()
             };
-            let runs = self.with_machine(frame.passed, None, &env, None, |m| {
+            let runs = self.with_machine(frame.passed, None, &env, Some(&frame.cwd), |m| {
                 self.eval_bool(condition, m)
             });
             match runs {

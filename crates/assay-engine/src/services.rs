@@ -43,7 +43,7 @@ impl Runner {
         let full = self.full_ref(&step.reference);
         let mut started: Vec<Started> = Vec::new();
         for service in &step.services {
-            let instances = match self.service_instances(service) {
+            let instances = match self.service_instances(service, &full, &frame.cwd).await {
                 Ok(i) => i,
                 Err(e) => {
                     a.fail(format!("service {}: {e}", service.name));
@@ -137,9 +137,11 @@ impl Runner {
     }
 
     /// Concrete instances of a service (expanding a run-time strategy when needed).
-    fn service_instances(
+    async fn service_instances(
         &self,
         service: &assay_spec::plan::PlanService,
+        full: &str,
+        cwd: &str,
     ) -> Result<Vec<PlanServiceInstance>, String> {
         if let Some(i) = &service.instances {
             return Ok(i.clone());
@@ -147,7 +149,9 @@ impl Runner {
         let Some(template) = &service.template else {
             return Err("has neither instances nor a template".into());
         };
-        let instances = self.strategy_instances(&service.strategy)?;
+        let instances = self
+            .strategy_instances(&service.strategy, full, cwd)
+            .await?;
         instances
             .into_iter()
             .map(|instance| {

@@ -633,6 +633,16 @@ impl Recorder<'_> {
                 };
                 junit::ingest(self.store, self.id, self.workflow, cases, source).await?;
             }
+            Event::Warning { reference, message } => {
+                // Kept in the step's log, where every view of the execution shows it.
+                if !self.writers.contains_key(reference) {
+                    let w = self.store.log_writer(self.id, reference).await?;
+                    self.writers.insert(reference.clone(), w);
+                }
+                let w = self.writers.get_mut(reference).expect("inserted above");
+                w.append(ms(SystemTime::now()), &format!("warning: {message}\n"))
+                    .await?;
+            }
             Event::Service { .. } | Event::Worker { .. } | Event::ExecutionFinished { .. } => {}
         }
         Ok(())

@@ -832,6 +832,15 @@ impl<'a> Lower<'a> {
 
     fn parallel(&mut self, p: &StepParallel, path: &str, inherited: &Inherited) -> PlanParallel {
         let mut strategy = plan_strategy(&p.matrix, &p.shards, &p.count, &p.max_count);
+        for (key, list) in &p.shards {
+            if let DynamicList::Expression(e) = list
+                && e.contains("glob(")
+            {
+                self.notes.insert(format!(
+                    "{path}.shards.{key}: `{e}` is read when the step runs, from the execution's files relative to the step's working directory; if it gives no items the run says so with a warning"
+                ));
+            }
+        }
         if p.balance == Some(Balance::Durations) {
             strategy.balance = true;
             strategy.durations = shard_durations(&p.shards, self.durations);

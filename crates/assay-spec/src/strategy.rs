@@ -30,6 +30,9 @@ pub struct StrategyParams {
     pub balanced: Option<Vec<Vec<usize>>>,
     /// The predicted load (ms) of each shard index, when some durations are known.
     pub predicted_ms: Vec<u64>,
+    /// Shard keys whose list came out empty (e.g. a `glob()` that matched nothing). As in
+    /// Testkube they do not limit the count; every copy sees them as an empty list.
+    pub empty_shards: Vec<String>,
 }
 
 /// Upper bound on copies of one strategy, so a typo (`count: 1e9`) is an error, not a hang.
@@ -41,12 +44,13 @@ pub fn params(
     machines: &[&dyn Machine],
 ) -> Result<Option<StrategyParams>, String> {
     let resolver = Resolver::new(machines.to_vec(), None);
-    let Some(shards) = lists(&s.shards, &resolver).map_err(|e| format!("shards: {e}"))? else {
+    let Some(mut shards) = lists(&s.shards, &resolver).map_err(|e| format!("shards: {e}"))? else {
         return Ok(None);
     };
-    let Some(matrix) = lists(&s.matrix, &resolver).map_err(|e| format!("matrix: {e}"))? else {
+    let Some(mut matrix) = lists(&s.matrix, &resolver).map_err(|e| format!("matrix: {e}"))? else {
         return Ok(None);
     };
+    matrix.retain(|_, l| !l.is_empty());
     let count = match &s.count {
         None => None,
         Some(v) => match read_count(v, &resolver).map_err(|e| format!("count: {e}"))? {
@@ -61,6 +65,13 @@ pub fn params(
             None => return Ok(None),
         },
     };
+    // Testkube drops empty lists before counting (`readParams`).
+    let empty_shards: Vec<String> = shards
+        .iter()
+        .filter(|(_, l)| l.is_empty())
+        .map(|(k, _)| k.clone())
+        .collect();
+    shards.retain(|_, l| !l.is_empty());
     let min_shards = shards
         .values()
         .map(|l| l.len() as u64)
@@ -89,6 +100,10 @@ pub fn params(
         Some(items) if s.balance => balance(items, &s.durations, shard_count),
         _ => (None, Vec::new()),
     };
+    // Copies still see `shard.<key>`, as an empty list.
+    for key in &empty_shards {
+        shards.insert(key.clone(), Vec::new());
+    }
     Ok(Some(StrategyParams {
         matrix,
         shards,
@@ -97,6 +112,7 @@ pub fn params(
         count: total,
         balanced,
         predicted_ms,
+        empty_shards,
     }))
 }
 
@@ -194,9 +210,7 @@ fn lists(
                 ));
             }
         };
-        if !list.is_empty() {
-            out.insert(key.clone(), list);
-        }
+        out.insert(key.clone(), list);
     }
     Ok(Some(out))
 }

@@ -326,6 +326,9 @@ pub async fn execute(
                     failed_steps.push((reference.clone(), result.clone()));
                 }
             }
+            Event::Warning { reference, message } => {
+                ui.warning(&display_name(&names, reference, ""), message);
+            }
             Event::Service {
                 name, index, state, ..
             } => ui.service(name, *index, state),
@@ -558,6 +561,14 @@ impl Ui {
             "{} {name} {}{secs}{detail}\n",
             self.paint(code, symbol),
             status
+        ));
+    }
+
+    /// A warning about a step, shown even with `--quiet` (the store keeps it in the step's log).
+    pub(crate) fn warning(&self, name: &str, message: &str) {
+        self.lines(&format!(
+            "{}: {name}: {message}\n",
+            self.paint("33", "warning")
         ));
     }
 
