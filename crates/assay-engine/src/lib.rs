@@ -62,10 +62,7 @@ use crate::sink::EventSink;
 pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> ExecutionOutcome {
     let started_at = SystemTime::now();
     let start = Instant::now();
-    let mut secrets: Vec<String> = opts.secrets.values().cloned().collect();
-    secrets.extend(opts.masked.iter().cloned());
-    collect_git_tokens(&plan.root, &mut secrets);
-    let masker = Masker::new(secrets.iter().map(String::as_str));
+    let masker = masker(&plan, &opts);
     let sink = EventSink::new(events);
     let shared = Arc::new(Shared { opts, masker, sink });
 
@@ -202,6 +199,16 @@ fn plan_mentions_private_paths(step: &PlanStep) -> bool {
 }
 
 /// Literal git tokens in the plan are secrets too.
+/// The masker [`run`] masks this plan's events with: sensitive config values, the values in
+/// `opts.masked` and git tokens. The caller masks what it derives from the run's files (JUnit
+/// reports) with the same one.
+pub fn masker(plan: &Plan, opts: &RunOptions) -> Masker {
+    let mut secrets: Vec<String> = opts.secrets.values().cloned().collect();
+    secrets.extend(opts.masked.iter().cloned());
+    collect_git_tokens(&plan.root, &mut secrets);
+    Masker::new(secrets.iter().map(String::as_str))
+}
+
 fn collect_git_tokens(step: &PlanStep, out: &mut Vec<String>) {
     if let Some(git) = step.content.as_ref().and_then(|c| c.git.as_ref())
         && !git.token.is_empty()

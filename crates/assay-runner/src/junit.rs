@@ -2,11 +2,13 @@
 //! stream on a blocking thread and its cases recorded in batches, so a 200 MB report costs
 //! bounded memory; its summary becomes one of the execution's reports. A report that does not
 //! parse to its end keeps the cases read before the error, and the error is recorded on the
-//! report: it never fails or loses the execution.
+//! report: it never fails or loses the execution. Every text of a case is masked with the
+//! execution's masker before it is recorded: a test's output may print a secret.
 
 use std::io::Read;
 use std::path::Path;
 
+use assay_engine::Masker;
 use assay_reports::{JunitReader, Summary, TestCase, is_junit};
 use assay_store::{CaseSource, Report, Store, StoreError};
 use serde_json::json;
@@ -36,6 +38,27 @@ enum Message {
     End(Option<String>),
 }
 
+/// Every text field of `case` with the secrets masked.
+fn mask_case(masker: &Masker, case: &mut TestCase) {
+    let mask = |text: &mut String| {
+        if let std::borrow::Cow::Owned(masked) = masker.mask(text) {
+            *text = masked;
+        }
+    };
+    mask(&mut case.suite);
+    mask(&mut case.name);
+    for field in [
+        &mut case.class,
+        &mut case.file,
+        &mut case.message,
+        &mut case.output,
+    ] {
+        if let Some(text) = field {
+            mask(text);
+        }
+    }
+}
+
 /// Parse and record the artifact at `source` when it is JUnit; `Ok(None)` when it is not.
 /// Only a failure to record is an error.
 pub(crate) async fn ingest(
@@ -44,6 +67,7 @@ pub(crate) async fn ingest(
     workflow: &str,
     source: CaseSource,
     file: &Path,
+    masker: &Masker,
 ) -> Result<Option<Report>, StoreError> {
     let path = file.to_path_buf();
     let is_report = tokio::task::spawn_blocking({
@@ -91,7 +115,10 @@ pub(crate) async fn ingest(
     let mut error = Some("the report parser stopped unexpectedly".to_string());
     while let Some(message) = rx.recv().await {
         match message {
-            Message::Cases(cases) => {
+            Message::Cases(mut cases) => {
+                if !masker.is_empty() {
+                    cases.iter_mut().for_each(|c| mask_case(masker, c));
+                }
                 cases.iter().for_each(|c| summary.add(c));
                 store.add_test_cases(id, workflow, &source, &cases).await?;
             }
@@ -101,7 +128,7 @@ pub(crate) async fn ingest(
     let _ = parser.await;
     let mut data = json!({ "summary": summary });
     if let Some(e) = error {
-        data["error"] = json!(e);
+        data["error"] = json!(masker.mask(&e));
     }
     let report = Report {
         step_ref: source.step_ref.clone(),

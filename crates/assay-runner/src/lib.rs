@@ -422,6 +422,7 @@ impl Prepared {
         let cancel = opts.cancel.clone();
         let work_dir = opts.work_dir.clone();
         let heartbeat = store.spawn_heartbeat(&exec.id);
+        let masker = assay_engine::masker(&plan, &opts);
         let (tx, mut rx) = mpsc::channel::<Event>(1024);
         let engine = tokio::spawn(assay_engine::run(plan, opts, tx));
 
@@ -446,6 +447,7 @@ impl Prepared {
             started: HashMap::new(),
             position: 0,
             workflow: &exec.workflow,
+            masker: &masker,
             commit: exec.tags.get("commit").cloned().or_else(|| {
                 exec.running_context
                     .ci
@@ -536,6 +538,8 @@ struct Recorder<'a> {
     started: HashMap<String, i64>,
     position: i64,
     workflow: &'a str,
+    /// The engine's masker: JUnit cases come from files the steps wrote.
+    masker: &'a assay_engine::Masker,
     /// The commit flaky detection groups by: the `commit` tag, else the CI commit.
     commit: Option<String>,
 }
@@ -631,7 +635,15 @@ impl Recorder<'_> {
                     report_file: Some(path.clone()),
                     commit: self.commit.clone(),
                 };
-                junit::ingest(self.store, self.id, self.workflow, cases, source).await?;
+                junit::ingest(
+                    self.store,
+                    self.id,
+                    self.workflow,
+                    cases,
+                    source,
+                    self.masker,
+                )
+                .await?;
             }
             Event::Warning { reference, message } => {
                 // Kept in the step's log, where every view of the execution shows it.

@@ -84,3 +84,63 @@ async fn junit_artifacts_become_test_cases_and_reports() {
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].commit.as_deref(), Some("abc123"));
 }
+
+const LEAKY: &str = r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata:
+  name: junit-secret
+spec:
+  config:
+    token: {type: string, sensitive: true}
+  container:
+    workingDir: /data
+  steps:
+    - name: Tests
+      shell: |
+        mkdir -p out
+        cat > out/junit.xml <<XML
+        <?xml version="1.0" encoding="UTF-8"?>
+        <testsuites><testsuite name="api {{ config.token }}">
+          <testcase classname="auth" name="login with {{ config.token }}" file="t/{{ config.token }}.py">
+            <failure message="401 for token {{ config.token }}">Authorization: Bearer {{ config.token }}</failure>
+            <system-out>token={{ config.token }}</system-out>
+          </testcase>
+        </testsuite></testsuites>
+        XML
+      artifacts:
+        paths: ["out/*"]
+"#;
+
+/// Issue 14 #12: a test's report prints a secret (a failing assertion shows the header it
+/// sent); the parsed test results held it in clear text, for any viewer to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_secrets_in_junit_reports_are_masked_in_test_results() {
+    const SECRET: &str = "sk-live-9f8e7d6c5b4a";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path().join("data")))
+        .await
+        .unwrap();
+    let loaded = assay_spec::load::load("wf.yaml", LEAKY);
+    let Document::TestWorkflow(workflow) = loaded.documents[0].document.clone() else {
+        panic!("a workflow: {:?}", loaded.diagnostics);
+    };
+    let mut req = RunRequest::new(workflow, TemplateSet::new());
+    req.secrets.insert("token".into(), SECRET.into());
+    let prepared = prepare(&store, req).await.unwrap();
+    let finished = prepared.run(|_| {}).await.unwrap();
+    let exec = finished.execution;
+    assert_eq!(exec.status, ExecutionStatus::Passed, "{exec:#?}");
+    let cases = store
+        .test_cases(&ExecutionRef::Id(exec.id.clone()), &[])
+        .await
+        .unwrap();
+    assert_eq!(cases.len(), 1, "{cases:#?}");
+    let case = &cases[0].case;
+    assert_eq!(case.status, CaseStatus::Failed);
+    assert_eq!(case.name, "login with *****");
+    assert_eq!(case.message.as_deref(), Some("401 for token *****"));
+    let recorded = format!("{cases:?} {:?}", exec.reports);
+    assert!(!recorded.contains(SECRET), "{recorded}");
+    assert!(recorded.contains("Bearer *****"), "{recorded}");
+}
