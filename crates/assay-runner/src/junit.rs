@@ -47,15 +47,16 @@ fn mask_case(masker: &Masker, case: &mut TestCase) {
     };
     mask(&mut case.suite);
     mask(&mut case.name);
-    for field in [
+    for text in [
         &mut case.class,
         &mut case.file,
         &mut case.message,
         &mut case.output,
-    ] {
-        if let Some(text) = field {
-            mask(text);
-        }
+    ]
+    .into_iter()
+    .flatten()
+    {
+        mask(text);
     }
 }
 
