@@ -797,3 +797,32 @@ fn execute_fails_the_step_for_a_failing_or_unknown_workflow() {
     assert_eq!(children[0]["result"]["status"], "failed");
     assert_eq!(children[0]["configParams"]["code"]["value"], "5");
 }
+
+workflow!(recording_problems_keep_the_verdict_and_what_was_recorded, "recording.yaml", "recording"; |run| {
+    // The step's own failure is the verdict (exit 1), not an aborted run (exit 3).
+    run.expect(FAILED, &[("root", "failed"), ("tests", "failed")]);
+    assert_eq!(run.error(), "", "{run}");
+    assert_eq!(run.artifact_paths(), ["junit.xml"], "{run}");
+    assert!(run.artifact("junit.xml").contains("<testsuite"), "{run}");
+    assert_eq!(run.log("tests"), "ran the tests\n");
+    let problems = run.json["recordErrors"].as_array().unwrap_or_else(|| panic!("{run}"));
+    assert_eq!(problems.len(), 1, "{run}");
+    let problem = problems[0].as_str().unwrap();
+    assert!(problem.contains("artifact `we\\ird.txt` of step `tests`"), "{problem}");
+    assert!(run.stderr.contains("warning: failed to record artifact `we\\ird.txt`"), "{run}");
+    // The test results of the single-file report are there, and `get` lists the problem.
+    let tests = assay()
+        .args(["get", "tests", run.id(), "-o", "json", "--data-dir"])
+        .arg(run.data.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&tests.stdout);
+    assert!(text.contains("\"bad\""), "{text}");
+    let get = assay()
+        .args(["get", "execution", run.id(), "--data-dir"])
+        .arg(run.data.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&get.stdout);
+    assert!(text.contains("Not recorded: failed to record artifact `we\\ird.txt`"), "{text}");
+});

@@ -62,6 +62,26 @@ pub(crate) fn split_pattern(pattern: &str) -> (String, String) {
     (base.join("/"), rest.join("/"))
 }
 
+/// The name an artifact is stored under: relative to the working directory when inside it,
+/// else to the pattern's base folder; a pattern naming one file outside the working directory
+/// gives that file's name (never an empty path).
+fn relative_name(abs: &Path, work_dir: &Path, base: &Path) -> String {
+    let rel = if abs.starts_with(work_dir) && abs != work_dir {
+        abs.strip_prefix(work_dir).ok()
+    } else if abs.starts_with(base) && abs != base {
+        abs.strip_prefix(base).ok()
+    } else {
+        None
+    };
+    match rel {
+        Some(rel) => rel.to_string_lossy().into_owned(),
+        None => abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| abs.to_string_lossy().into_owned()),
+    }
+}
+
 /// The files matching `patterns`. `to_host` maps a path as steps see it to the host;
 /// `work_dir` is the artifacts' working directory (host path).
 pub(crate) fn collect(
@@ -97,16 +117,7 @@ pub(crate) fn collect(
             let Ok(meta) = std::fs::metadata(abs) else {
                 return;
             };
-            let rel_root = if abs.starts_with(work_dir) {
-                work_dir
-            } else {
-                &base_host
-            };
-            let path = abs
-                .strip_prefix(rel_root)
-                .unwrap_or(abs)
-                .to_string_lossy()
-                .into_owned();
+            let path = relative_name(abs, work_dir, &base_host);
             found.push(Found {
                 path,
                 size: meta.len(),
@@ -142,5 +153,25 @@ mod tests {
             ("report.txt".into(), String::new())
         );
         assert_eq!(split_pattern("**/*"), (String::new(), "**/*".into()));
+    }
+
+    #[test]
+    fn a_single_file_is_named_after_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("data/repo");
+        let out = dir.path().join("data/out");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("junit.xml"), "<testsuites/>").unwrap();
+        std::fs::write(work.join("inside.txt"), "x").unwrap();
+        let to_host = |p: &str| dir.path().join(p.trim_start_matches('/'));
+        let found = collect(
+            &["/data/out/junit.xml".into(), "inside.txt".into()],
+            &work,
+            &to_host,
+        )
+        .unwrap();
+        let names: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(names, ["inside.txt", "junit.xml"]);
     }
 }

@@ -99,9 +99,41 @@ pub struct Prepared {
 pub struct Finished {
     /// The execution as the store holds it now.
     pub execution: Execution,
-    /// Set when the history could not keep up (disk full, database gone); the run was stopped
-    /// and recorded `aborted` as far as the store allowed.
-    pub record_error: Option<String>,
+    /// Problems met while recording (an artifact that could not be stored, a report that could
+    /// not be read, ...), also kept with the execution. The run went on: its status is its own
+    /// verdict, and everything that could be stored was.
+    pub record_errors: Vec<String>,
+}
+
+/// At most this many recording problems are kept per execution; later ones are counted.
+const MAX_RECORD_ERRORS: usize = 20;
+
+/// The recording problems of one run, without repeats.
+#[derive(Default)]
+struct RecordErrors {
+    list: Vec<String>,
+    more: usize,
+}
+
+impl RecordErrors {
+    fn note(&mut self, error: String) {
+        if self.list.contains(&error) {
+            return;
+        }
+        if self.list.len() < MAX_RECORD_ERRORS {
+            self.list.push(error);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn into_vec(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.list
+                .push(format!("… and {} more recording problem(s)", self.more));
+        }
+        self.list
+    }
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -456,7 +488,9 @@ impl Prepared {
             }),
         };
         let mut finished: Option<(ExecutionStatus, Option<String>, SystemTime)> = None;
-        let mut record_error: Option<String> = None;
+        // A failure to record one event (an artifact the store refuses, a report that cannot
+        // be read) must not discard what the run did: it is listed, and the run goes on.
+        let mut record_errors = RecordErrors::default();
         // Log writers batch their writes; a step that goes quiet must not keep its last lines
         // from followers, so pending lines are written out at least this often.
         let mut flush = tokio::time::interval(LOG_FLUSH_INTERVAL);
@@ -468,11 +502,8 @@ impl Prepared {
                     None => break,
                 },
                 _ = flush.tick() => {
-                    if let Err(e) = recorder.flush().await
-                        && record_error.is_none()
-                    {
-                        record_error = Some(format!("failed to record the execution: {e}"));
-                        cancel.cancel();
+                    if let Err(e) = recorder.flush().await {
+                        record_errors.note(format!("failed to write logs: {e}"));
                     }
                     continue;
                 }
@@ -480,30 +511,28 @@ impl Prepared {
             if let Event::ExecutionFinished { status, error, at } = &event {
                 finished = Some((*status, error.clone(), *at));
             }
-            match recorder.record(&event).await {
-                Ok(()) => observe(&event),
-                Err(e) => {
-                    // Stop rather than run on without a record.
-                    if record_error.is_none() {
-                        record_error = Some(format!("failed to record the execution: {e}"));
-                        cancel.cancel();
-                    }
-                }
+            if let Err(e) = recorder.record(&event).await {
+                record_errors.note(e);
             }
+            observe(&event);
         }
         let outcome = engine
             .await
             .map_err(|e| RunError::Internal(format!("the engine task failed: {e}")))?;
         abort_poll.abort();
-        for (_, w) in recorder.writers.drain() {
-            let _ = w.finish().await;
+        for (reference, w) in recorder.writers.drain() {
+            if let Err(e) = w.finish().await {
+                record_errors.note(format!(
+                    "failed to write the logs of step `{reference}`: {e}"
+                ));
+            }
         }
         let (status, error, at) =
             finished.unwrap_or((outcome.status, outcome.error.clone(), outcome.finished_at));
-        let (status, error) = match &record_error {
-            Some(e) => (ExecutionStatus::Aborted, Some(e.clone())),
-            None => (status, error),
-        };
+        let record_errors = record_errors.into_vec();
+        if !record_errors.is_empty() {
+            store.set_record_errors(&exec.id, &record_errors).await?;
+        }
         store
             .finish_execution(
                 &exec.id,
@@ -521,7 +550,7 @@ impl Prepared {
             .await?;
         Ok(Finished {
             execution,
-            record_error,
+            record_errors,
         })
     }
 }
@@ -553,7 +582,27 @@ impl Recorder<'_> {
         Ok(())
     }
 
-    async fn record(&mut self, event: &Event) -> Result<(), StoreError> {
+    /// Persist one event. The error says what could not be recorded.
+    async fn record(&mut self, event: &Event) -> Result<(), String> {
+        let what = match event {
+            Event::StepStarted { reference, .. } | Event::StepFinished { reference, .. } => {
+                format!("the result of step `{reference}`")
+            }
+            Event::Log(chunk) => format!("the logs of step `{}`", chunk.reference),
+            Event::Output { reference, key, .. } => {
+                format!("output `{key}` of step `{reference}`")
+            }
+            Event::Artifact {
+                reference, path, ..
+            } => format!("artifact `{path}` of step `{reference}`"),
+            _ => "an event".to_string(),
+        };
+        self.persist(event)
+            .await
+            .map_err(|e| format!("failed to record {what}: {e}"))
+    }
+
+    async fn persist(&mut self, event: &Event) -> Result<(), StoreError> {
         match event {
             Event::StepStarted { reference, at, .. } => {
                 // Recorded as running at once, so readers see the step and a run that dies now

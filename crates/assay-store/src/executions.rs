@@ -14,7 +14,8 @@ use crate::model::*;
 use crate::{ExecutionStatus, StepStatus, Store};
 
 const SUMMARY_COLUMNS: &str = "id, name, workflow, number, status, scheduled_at, started_at, \
-     finished_at, status_at, tags, config, running_context, error_message, abort_requested_at";
+     finished_at, status_at, tags, config, running_context, error_message, abort_requested_at, \
+     record_errors";
 
 /// Statuses of executions that have not ended, as SQL literals.
 const ACTIVE_STATUSES: &str = "('queued', 'running', 'paused')";
@@ -162,6 +163,7 @@ impl Store {
                         running_context: new.running_context,
                         error_message: None,
                         abort_requested: false,
+                        record_errors: Vec::new(),
                     });
                 }
                 Err(e) if attempt < WRITE_ATTEMPTS && is_unique_violation(&e) => {
@@ -298,6 +300,20 @@ impl Store {
                     .bind(finish.at)
                     .bind(finish.error_message.clone())
             },
+        )
+        .await
+    }
+
+    /// Keep the problems met while recording an execution (see
+    /// [`ExecutionSummary::record_errors`]); they replace the ones stored before.
+    pub async fn set_record_errors(&self, id: &str, errors: &[String]) -> Result<()> {
+        let text =
+            serde_json::to_string(errors).map_err(|e| StoreError::decode("record errors", e))?;
+        self.update_one(
+            "record the problems met while recording",
+            id,
+            "UPDATE executions SET record_errors = $2 WHERE id = $1",
+            |q| q.bind(text.clone()),
         )
         .await
     }
@@ -904,6 +920,10 @@ fn summary_from_row(row: &AnyRow) -> Result<ExecutionSummary> {
         running_context: from_json("running context", &row.text("running_context")?)?,
         error_message: row.opt_text("error_message")?,
         abort_requested: row.opt_int("abort_requested_at")?.is_some(),
+        record_errors: match row.opt_text("record_errors")? {
+            Some(text) => from_json("record errors", &text)?,
+            None => Vec::new(),
+        },
     })
 }
 

@@ -204,6 +204,11 @@ pub struct ExecutionSummary {
     pub running_context: RunningContext,
     pub error_message: Option<String>,
     pub abort_requested: bool,
+    /// Problems met while recording the execution (an artifact or report that could not be
+    /// stored). They never change its status: the run keeps its verdict, its logs and every
+    /// artifact that could be stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_errors: Vec<String>,
 }
 
 /// Everything recorded about one execution.

@@ -37,6 +37,10 @@ pub struct TestWorkflowExecution {
     pub output: Vec<Output>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    /// Assay's: problems met while recording the execution (an artifact that could not be
+    /// stored, ...). The status is the run's own verdict whatever is listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_errors: Vec<String>,
 }
 
 /// `workflow: {name}`.
@@ -204,6 +208,7 @@ impl From<&ExecutionSummary> for TestWorkflowExecution {
             reports: Vec::new(),
             output: Vec::new(),
             artifacts: Vec::new(),
+            record_errors: s.record_errors.clone(),
         }
     }
 }

@@ -430,6 +430,9 @@ fn print_execution(e: &TestWorkflowExecution) {
     {
         println!("Error:     {err}");
     }
+    for problem in &e.record_errors {
+        println!("Not recorded: {problem}");
+    }
     let steps = history::steps_in_order(e);
     if !steps.is_empty() {
         println!();
