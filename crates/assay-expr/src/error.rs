@@ -17,6 +17,8 @@ pub enum ErrorKind {
     UnknownFunction(String),
     /// An operator or function failed on the values it was given.
     Eval,
+    /// Evaluation went over its [`crate::Limits`] (steps or bytes of values).
+    Budget,
 }
 
 /// An error from parsing or evaluating an expression.
@@ -64,6 +66,30 @@ impl ExprError {
         }
     }
 
+    pub(crate) fn budget(message: impl Into<String>) -> Self {
+        ExprError {
+            kind: ErrorKind::Budget,
+            message: message.into(),
+            span: None,
+        }
+    }
+
+    /// Names the expression whose evaluation went over its budget, once, at
+    /// the top: `expression `len(…)` takes more than 1000000 evaluation steps`.
+    pub(crate) fn naming(mut self, expr: &crate::Expr) -> Self {
+        const SHOWN: usize = 120;
+        let text = expr.to_string();
+        let shown = match text.char_indices().nth(SHOWN) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        };
+        self.message = format!(
+            "expression `{shown}` {} (the evaluation budget); simplify it, or use smaller lists",
+            self.message
+        );
+        self
+    }
+
     pub(crate) fn unknown_variable(name: &str) -> Self {
         ExprError {
             kind: ErrorKind::UnknownVariable(name.to_string()),
@@ -87,7 +113,7 @@ impl ExprError {
     /// Prefixes the message with context, keeping kind and span.
     /// Nesting errors stay short: their context would repeat once per level.
     pub(crate) fn context(mut self, what: impl std::fmt::Display) -> Self {
-        if self.kind == ErrorKind::TooDeep {
+        if matches!(self.kind, ErrorKind::TooDeep | ErrorKind::Budget) {
             return self;
         }
         self.message = format!("{what}: {}", self.message);

@@ -17,6 +17,7 @@
 use serde_json::{Map, Value};
 
 use crate::ast::{Arg, BinOp, Expr};
+use crate::budget::Budget;
 use crate::error::{ErrorKind, ExprError};
 use crate::machine::{Lookup, Machine};
 use crate::{ops, stdlib, value};
@@ -32,6 +33,8 @@ pub(crate) struct Resolver<'a> {
     pub machines: &'a [&'a dyn Machine],
     /// Final mode: everything must resolve.
     pub finalize: bool,
+    /// Shared by every resolver of one evaluation (nested `map`s too).
+    pub budget: &'a Budget,
 }
 
 #[derive(Clone, Copy)]
@@ -94,7 +97,12 @@ impl<'a> Resolver<'a> {
         fallback: impl FnOnce() -> Expr,
     ) -> Result<Expr, ExprError> {
         match result {
-            Err(e) if self.keeps_errors(ctx) && e.kind != ErrorKind::TooDeep => Ok(fallback()),
+            Err(e)
+                if self.keeps_errors(ctx)
+                    && !matches!(e.kind, ErrorKind::TooDeep | ErrorKind::Budget) =>
+            {
+                Ok(fallback())
+            }
             other => other,
         }
     }
@@ -103,8 +111,12 @@ impl<'a> Resolver<'a> {
     /// recursive dispatcher keeps a small stack frame (deep trees recurse here).
     pub fn resolve(&self, e: &Expr, ctx: Ctx) -> Result<Expr, ExprError> {
         let ctx = ctx.enter()?;
+        self.budget.steps(1)?;
         match e {
-            Expr::Lit(_) => Ok(e.clone()),
+            Expr::Lit(v) => {
+                self.budget.value(v)?;
+                Ok(e.clone())
+            }
             Expr::Var(name) => self.var(name, ctx),
             Expr::Prop(base, path) => self.prop(base, path, ctx),
             Expr::List(items) => self.list(items, ctx),
@@ -230,7 +242,10 @@ impl<'a> Resolver<'a> {
             let prefix = segments[..n].join(".");
             let base = match self.lookup(&prefix) {
                 Lookup::Unknown => continue,
-                Lookup::Value(v) => Expr::Lit(v),
+                Lookup::Value(v) => {
+                    self.budget.value(&v)?;
+                    Expr::Lit(v)
+                }
                 Lookup::Expr(e) => self
                     .resolve(&e, ctx)
                     .map_err(|e| e.context(format_args!("resolving `{prefix}`")))?,
@@ -256,6 +271,7 @@ impl<'a> Resolver<'a> {
                 .iter()
                 .fold(base, |e, seg| Expr::prop(e, seg.to_string())));
         };
+        self.budget.value(v)?;
         let mut current = v.clone();
         for (i, seg) in path.iter().enumerate() {
             match stdlib::at(&current, &Value::String(seg.to_string())) {
@@ -291,7 +307,7 @@ impl<'a> Resolver<'a> {
         if !items.iter().all(|a| a.expr.is_static()) {
             return Ok(Expr::List(items));
         }
-        let result = expand(&items).map(|v| Expr::Lit(Value::Array(v)));
+        let result = expand(&items, self.budget).map(|v| Expr::Lit(Value::Array(v)));
         self.or_keep(ctx, result, || Expr::List(items.clone()))
     }
 
@@ -327,7 +343,7 @@ impl<'a> Resolver<'a> {
             }
             return Ok(keep());
         }
-        let values = match expand(&args) {
+        let values = match expand(&args, self.budget) {
             Ok(v) => v,
             Err(e) => {
                 return self.or_keep(ctx, Err(e.context(format_args!("calling `{name}`"))), keep);
@@ -339,7 +355,10 @@ impl<'a> Resolver<'a> {
         let result = match stdlib::call(self, name, &values, ctx) {
             Some(r) => r,
             None => match self.machines.iter().find_map(|m| m.call(name, &values)) {
-                Some(Ok(v)) => Ok(Expr::Lit(value::normalize(v))),
+                Some(Ok(v)) => {
+                    self.budget.value(&v)?;
+                    Ok(Expr::Lit(value::normalize(v)))
+                }
                 Some(Err(m)) => Err(ExprError::eval(m)),
                 None if self.finalize => {
                     return Err(ExprError::unknown_function(name, stdlib::suggest(name)));
@@ -347,6 +366,9 @@ impl<'a> Resolver<'a> {
                 None => return Ok(keep()),
             },
         };
+        if let Ok(Expr::Lit(v)) = &result {
+            self.budget.value(v)?;
+        }
         let result = result.map_err(|e| {
             if matches!(e.kind, ErrorKind::Eval) {
                 e.context(format_args!("calling `{}`", keep()))
@@ -376,6 +398,7 @@ impl<'a> Resolver<'a> {
             let inner = Resolver {
                 machines: &machines,
                 finalize: false,
+                budget: self.budget,
             };
             if let Ok(resolved) = ctx
                 .enter_nested()
@@ -397,6 +420,7 @@ impl<'a> Resolver<'a> {
         key: Value,
         ctx: Ctx,
     ) -> Result<Expr, ExprError> {
+        self.budget.value(item)?;
         let vars = crate::Vars::new()
             .with("_.value", item.clone())
             .with("_.index", index)
@@ -407,6 +431,7 @@ impl<'a> Resolver<'a> {
         let inner = Resolver {
             machines: &machines,
             finalize: self.finalize,
+            budget: self.budget,
         };
         inner.resolve(expr, ctx.enter_nested()?)
     }
@@ -434,9 +459,12 @@ impl Machine for Shadow<'_> {
 
 /// Expands spread arguments of constant arguments: `null` spreads to nothing,
 /// a list to its items, anything else is an error.
-fn expand(args: &[Arg]) -> Result<Vec<Value>, ExprError> {
+fn expand(args: &[Arg], budget: &Budget) -> Result<Vec<Value>, ExprError> {
     let mut out = Vec::with_capacity(args.len());
     for a in args {
+        if let Some(v) = a.expr.as_static() {
+            budget.value(v)?;
+        }
         let v = a.expr.as_static().cloned().unwrap_or(Value::Null);
         if !a.spread {
             out.push(v);

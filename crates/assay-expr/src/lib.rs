@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod ast;
+mod budget;
 mod date;
 mod error;
 mod eval;
@@ -45,6 +46,7 @@ mod yaml;
 use serde_json::Value;
 
 pub use ast::{Arg, BinOp, Expr};
+pub use budget::Limits;
 pub use error::{ErrorKind, ExprError};
 pub use eval::MAX_EVAL_DEPTH;
 pub use machine::{Chain, FnMachine, Lookup, Machine, Vars};
@@ -71,28 +73,68 @@ impl Expr {
     ///
     /// Resolving with some machines and then evaluating with the others gives
     /// the same value as evaluating with all of them.
+    ///
+    /// The work is bounded by [`Limits::DEFAULT`]; see [`Expr::resolve_within`].
     pub fn resolve(&self, machines: &[&dyn Machine]) -> Result<Expr, ExprError> {
+        self.resolve_within(machines, Limits::DEFAULT)
+    }
+
+    /// [`Expr::resolve`] with a budget: going over `limits` is an error of
+    /// kind [`ErrorKind::Budget`] whose message names this expression.
+    pub fn resolve_within(
+        &self,
+        machines: &[&dyn Machine],
+        limits: Limits,
+    ) -> Result<Expr, ExprError> {
+        let budget = budget::Budget::new(limits);
         eval::Resolver {
             machines,
             finalize: false,
+            budget: &budget,
         }
         .resolve(self, eval::Ctx::root())
+        .map_err(|e| self.name_in(e))
     }
 
     /// Fully evaluates. A variable or function no machine knows is an error
     /// that names it.
+    ///
+    /// The work is bounded by [`Limits::DEFAULT`]; see [`Expr::evaluate_within`].
     pub fn evaluate(&self, machines: &[&dyn Machine]) -> Result<Value, ExprError> {
+        self.evaluate_within(machines, Limits::DEFAULT)
+    }
+
+    /// [`Expr::evaluate`] with a budget: going over `limits` is an error of
+    /// kind [`ErrorKind::Budget`] whose message names this expression.
+    pub fn evaluate_within(
+        &self,
+        machines: &[&dyn Machine],
+        limits: Limits,
+    ) -> Result<Value, ExprError> {
+        let budget = budget::Budget::new(limits);
         let resolved = eval::Resolver {
             machines,
             finalize: true,
+            budget: &budget,
         }
-        .resolve(self, eval::Ctx::root())?;
+        .resolve(self, eval::Ctx::root())
+        .map_err(|e| self.name_in(e))?;
         match resolved {
             Expr::Lit(v) => Ok(v),
             // Unreachable in practice: final mode fails on anything unknown.
             other => Err(ExprError::eval(format!(
                 "expression did not resolve to a value: `{other}`"
             ))),
+        }
+    }
+}
+
+impl Expr {
+    fn name_in(&self, e: ExprError) -> ExprError {
+        if e.kind == ErrorKind::Budget {
+            e.naming(self)
+        } else {
+            e
         }
     }
 }

@@ -136,7 +136,7 @@ pub fn call(
         "string" => lit(Value::String(a.iter().map(to_string).collect())),
         "list" => lit(Value::Array(a.to_vec())),
         "join" => join(a),
-        "split" => split(a),
+        "split" => split(r, a),
         "int" => arity(name, a, 1, 1)
             .and_then(|_| to_int(&a[0]).map(Value::from).map(Expr::Lit).map_err(err)),
         "float" => arity(name, a, 1, 1)
@@ -165,7 +165,7 @@ pub fn call(
         "map" | "_wc" => map(r, name, a, ctx),
         "filter" => filter(r, a, ctx),
         "entries" => arity(name, a, 1, 1).and_then(|_| entries(&a[0])),
-        "range" => range(a),
+        "range" => range(r, a),
         "date" => date(a),
         "eval" => arity(name, a, 1, 1).and_then(|_| {
             let src = to_string(&a[0]);
@@ -206,10 +206,17 @@ fn join(a: &[Value]) -> Result<Expr, ExprError> {
     }
 }
 
-fn split(a: &[Value]) -> Result<Expr, ExprError> {
+fn split(r: &Resolver<'_>, a: &[Value]) -> Result<Expr, ExprError> {
     arity("split", a, 1, 2)?;
     let s = to_string(&a[0]);
     let sep = a.get(1).map_or_else(|| ",".to_string(), to_string);
+    // Each part is a value of its own: count them before making them.
+    let parts = if sep.is_empty() {
+        s.chars().count()
+    } else {
+        s.matches(sep.as_str()).count() + 1
+    };
+    r.budget.items(parts as u64, 0)?;
     // Go splits around an empty separator into single characters.
     let parts: Vec<Value> = if sep.is_empty() {
         s.chars().map(|c| Value::String(c.to_string())).collect()
@@ -391,7 +398,7 @@ fn entries(v: &Value) -> Result<Expr, ExprError> {
     lit(Value::Array(list))
 }
 
-fn range(a: &[Value]) -> Result<Expr, ExprError> {
+fn range(r: &Resolver<'_>, a: &[Value]) -> Result<Expr, ExprError> {
     arity("range", a, 1, 2)?;
     let int = |v: &Value| to_int(v).map_err(|m| err(format!("`range` expects integers: {m}")));
     let (start, end) = if a.len() == 1 {
@@ -405,6 +412,7 @@ fn range(a: &[Value]) -> Result<Expr, ExprError> {
             "`range` would produce {count} items, more than the limit of {MAX_RANGE}"
         )));
     }
+    r.budget.items(count as u64, 0)?;
     lit(Value::Array(
         (0..count).map(|i| Value::from(start + i)).collect(),
     ))

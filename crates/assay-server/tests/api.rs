@@ -1233,3 +1233,149 @@ async fn sensitive_config_from_a_schedule_reaches_the_run() {
     };
     assert_ran_with_the_secret(&s, &id).await;
 }
+
+/// Issue 14, attack 3: 40 bytes that would build a hundred million values (several GB).
+const BOMB: &str = r#"{{ len(map(range(10000), "range(10000)")) }}"#;
+
+/// One `tools/call` over `/mcp`'s streamable HTTP transport, as an MCP client sends it:
+/// initialize, the initialized notification, then the call; the answer is an SSE `data:` line.
+async fn mcp_call(s: &TestServer, token: &str, tool: &str, arguments: Value) -> Value {
+    let post = |body: Value, session: Option<String>| {
+        let mut r = s
+            .http
+            .post(s.url("/mcp"))
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(id) = session {
+            r = r.header("mcp-session-id", id);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {},
+        "clientInfo": {"name": "budget-test", "version": "0"}}});
+    let r = post(init, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let session = r
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let _ = r.text().await.unwrap();
+    let r = post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        session.clone(),
+    )
+    .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments}});
+    let r = post(call, session).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v["id"] == 2)
+        .unwrap_or_else(|| panic!("no answer to the call in {text}"))
+}
+
+async fn health_is_ok(s: &TestServer) {
+    let r = s.http.get(s.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the server must still answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn security_expression_budget_validate_by_a_viewer_answers_and_the_server_stays_up() {
+    let s = start(2).await;
+    let viewer = s.token(TokenRole::Viewer).await;
+    let yaml = workflow("bomb", &format!("echo '{BOMB}'"));
+
+    // REST: the validate route (PUT without storing) answers.
+    let r = s
+        .http
+        .put(s.url("/v1/test-workflows"))
+        .bearer_auth(&viewer)
+        .header("content-type", "text/yaml")
+        .body(yaml.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success() || r.status() == StatusCode::BAD_REQUEST,
+        "{}",
+        r.status()
+    );
+    health_is_ok(&s).await;
+
+    // MCP: `validate_workflow` is a viewer's tool; it reports the problem with its line.
+    let answer = mcp_call(&s, &viewer, "validate_workflow", json!({"yaml": yaml})).await;
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.starts_with("invalid: 1 problem"), "{answer}");
+    assert!(text.contains("evaluation budget"), "{answer}");
+    health_is_ok(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn security_expression_budget_config_values_of_a_run_are_data() {
+    let s = start(2).await;
+    let runner = s.token(TokenRole::Runner).await;
+    let r = s
+        .put_yaml(&workflow("greeter", "echo 'said: {{ config.greeting }}'"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // A runner gives the expression as a config value: it is text, as in Testkube.
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows/greeter/executions"))
+        .bearer_auth(&runner)
+        .json(&json!({"config": {"greeting": BOMB}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let e: Value = r.json().await.unwrap();
+    let id = e["id"].as_str().unwrap().to_string();
+    let done = s.wait_status(&id, &["passed", "failed", "aborted"]).await;
+    assert_eq!(done["result"]["status"], "passed", "{done}");
+    let logs = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{id}/logs")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(logs.contains(&format!("said: {BOMB}")), "{logs}");
+    health_is_ok(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn security_expression_budget_running_a_stored_bomb_is_a_clear_error() {
+    let s = start(2).await;
+    let runner = s.token(TokenRole::Runner).await;
+    let r = s
+        .put_yaml(&workflow("bomb", &format!("echo '{BOMB}'")))
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    // The server compiles the workflow to queue it: the budget ends that with a 4xx that names
+    // the expression, instead of the server being killed.
+    let r = s
+        .http
+        .post(s.url("/v1/test-workflows/bomb/executions"))
+        .bearer_auth(&runner)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert!(status.is_client_error(), "{status}: {body}");
+    assert!(body.contains("evaluation budget"), "{body}");
+    assert!(body.contains("len(map(range(10000)"), "{body}");
+    health_is_ok(&s).await;
+}

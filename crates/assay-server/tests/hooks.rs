@@ -381,3 +381,51 @@ async fn test_triggers_are_stored_with_a_warning() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
+
+/// Issue 14, attack 3: a branch name is whatever the pusher chose, so it may be an expression
+/// that would build a hundred million values. Payload fields are data: the run gets the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn security_expression_budget_a_hook_branch_name_is_data() {
+    const BOMB: &str = r#"{{ len(map(range(10000), "range(10000)")) }}"#;
+    let s = start().await;
+    // Quoted for the shell too: the text reaches `echo` as it is.
+    let yaml = workflow("web-smoke", "{app: web}").replace(
+        r#"echo "branch={{ config.branch }} commit={{ config.commit }}""#,
+        "echo 'branch={{ config.branch }}'",
+    );
+    assert!(yaml.contains("echo 'branch="), "{yaml}");
+    let r = s.post_yaml("/v1/test-workflows", &yaml).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let spec = json!({"secret": SECRET, "selector": "app=web", "events": ["push"]});
+    assert_eq!(
+        put_hook(&s, "github", spec).await.status(),
+        StatusCode::CREATED
+    );
+    let push = json!({
+        "ref": format!("refs/heads/{BOMB}"),
+        "after": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        "repository": {"id": 1, "name": "web", "full_name": "acme/web"},
+        "head_commit": {"id": "6113728f27ae82c7b1a177c8d03f9e96e0adf246", "message": "x"}
+    });
+    let body = serde_json::to_vec(&push).unwrap();
+    let signature = github_signature(SECRET, &body);
+    let r = deliver(
+        &s,
+        "github",
+        &[
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", &signature),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let delivery: Value = r.json().await.unwrap();
+    assert_eq!(delivery["outcome"], "started", "{delivery}");
+    let id = delivery["executions"][0]["id"].as_str().unwrap();
+    let done = s.wait_status(id, &["passed", "failed", "aborted"]).await;
+    assert_eq!(done["result"]["status"], "passed", "{done}");
+    assert_eq!(done["configParams"]["branch"]["value"], BOMB, "{done}");
+    let r = s.http.get(s.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the server must still answer");
+}

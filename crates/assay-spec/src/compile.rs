@@ -94,6 +94,7 @@ pub fn compile(req: &CompileRequest) -> Result<Compiled, Vec<PathError>> {
     let (wf_config, secrets) = config_machine(
         "workflow",
         true,
+        true,
         &wf.spec.config,
         &req.config,
         req.strictness,

@@ -25,10 +25,16 @@ pub enum Strictness {
 /// substituted: they stay `config.NAME` for the runtime and are returned in `secrets`. A
 /// template's sensitive parameters are substituted: their value is whatever the workflow passed,
 /// usually itself a reference to a secret.
+///
+/// Defaults are templates (`default: "{{ workflow.name }}-x"`). With `given_is_data` (values
+/// from a run request: the CLI, the API, MCP, a schedule, a hook's payload) the given values are
+/// data, never evaluated, as Testkube's `ApplyConfig` escapes them; without it (a template
+/// reference's `config`, written in the workflow) they are templates like the rest of the YAML.
 #[allow(clippy::too_many_arguments)]
 pub fn config_machine(
     owner: &str,
     withhold_sensitive: bool,
+    given_is_data: bool,
     schema: &IndexMap<String, ParameterSchema>,
     given: &IndexMap<String, Value>,
     strictness: Strictness,
@@ -72,9 +78,9 @@ pub fn config_machine(
             machine.values.insert(key.clone(), entry);
             continue;
         };
-        // A default (or a value) may itself be a template over other known values.
+        // A default (or a value written in the YAML) may be a template over other known values.
         let text = scalar_text(&raw);
-        let entry = if text.contains("{{") {
+        let entry = if text.contains("{{") && (defaulted || !given_is_data) {
             match assay_expr::parse_template(&text)
                 .map_err(|e| e.to_string())
                 .and_then(|e| e.resolve(&resolver.machines).map_err(|e| e.to_string()))
@@ -106,7 +112,6 @@ pub fn config_machine(
             machine.values.insert(key.clone(), ConfigEntry::Later);
             continue;
         }
-        let _ = defaulted;
         machine.values.insert(key.clone(), entry);
     }
     (machine, secrets)

@@ -172,7 +172,17 @@ impl<'a> Resolver<'a> {
         let expr = assay_expr::parse_template(s).map_err(|e| e.to_string())?;
         let resolved = expr.resolve(&self.all()).map_err(|e| e.to_string())?;
         Ok(Some(match resolved.as_static() {
-            Some(v) => assay_expr::stringify(v),
+            // The plan holds templates (the runtime renders them again), so a value that
+            // contains `{{` — from data, or an escaped `{{"{{"}}` — is written escaped, as
+            // Testkube's `Template()` does; otherwise it would be evaluated a second time.
+            Some(v) => {
+                let text = assay_expr::stringify(v);
+                if text.contains("{{") {
+                    Expr::Lit(Value::String(text)).to_template_string()
+                } else {
+                    text
+                }
+            }
             None => resolved.to_template_string(),
         }))
     }

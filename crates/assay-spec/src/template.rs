@@ -140,6 +140,7 @@ impl<'a> Applier<'a> {
         let (mut machine, _secrets) = config_machine(
             &owner,
             false,
+            false,
             &tpl.spec.config,
             &given,
             // What a template needs is given by the workflow's YAML, never at run time: a

@@ -496,3 +496,67 @@ fn balanced_shards_carry_their_predicted_load() {
     let par = dynamic.root.steps[0].parallel.as_ref().unwrap();
     assert_eq!(par.strategy.durations.len(), 5);
 }
+
+/// Issue 14, attack 3: 40 bytes that would build a hundred million values.
+const BOMB: &str = r#"{{ len(map(range(10000), "range(10000)")) }}"#;
+
+#[test]
+fn security_expression_budget_config_values_given_with_a_run_are_data() {
+    // As Testkube's `ApplyConfig` does, a value given with a run is escaped, not evaluated: it
+    // reaches the step as the text it is, and the plan holds it escaped so that the runtime,
+    // which renders the plan's templates, does not evaluate it either.
+    let wf = format!(
+        "{HEAD}spec:\n  config:\n    branch: {{type: string}}\n  steps:\n  - shell: echo {{{{ config.branch }}}}\n"
+    );
+    let p = plan(&wf, &[("branch", BOMB)]);
+    let shell = &shells(&p.root)[0];
+    assert_eq!(
+        assay_expr::render_template(shell, &[]).unwrap(),
+        format!("echo {BOMB}")
+    );
+    assert_eq!(p.config["branch"].value, Some(json!(BOMB)));
+}
+
+#[test]
+fn defaults_and_template_parameters_are_still_templates() {
+    // Written in the YAML by its author, so evaluated, as in Testkube.
+    let wf = format!(
+        "{HEAD}spec:\n  config:\n    a: {{type: string, default: '{{{{ workflow.name }}}}-x'}}\n  steps:\n  - shell: echo {{{{ config.a }}}}\n"
+    );
+    assert_eq!(shells(&plan(&wf, &[]).root), vec!["echo wf-x"]);
+    let wf = format!(
+        "{HEAD}spec:\n  steps:\n  - name: Suite\n    template:\n      name: tools/greet/v1\n      config:\n        who: '{{{{ 1 + 1 }}}}'\n{TEMPLATE}"
+    );
+    assert!(
+        shells(&plan(&wf, &[]).root)
+            .iter()
+            .any(|s| s.contains("hello 2")),
+        "{:?}",
+        shells(&plan(&wf, &[]).root)
+    );
+}
+
+#[test]
+fn escaped_braces_are_evaluated_once() {
+    // `{{"{{"}}` writes a literal `{{`: the plan keeps it escaped for the runtime's rendering.
+    let p = plan(
+        &format!("{HEAD}spec:\n  steps:\n  - shell: echo '{{{{\"{{{{\"}}}} 1 + 1 }}}}'\n"),
+        &[],
+    );
+    let shell = &shells(&p.root)[0];
+    assert_eq!(
+        assay_expr::render_template(shell, &[]).unwrap(),
+        "echo '{{ 1 + 1 }}'"
+    );
+}
+
+#[test]
+fn security_expression_budget_in_a_workflow_is_an_error_at_its_field() {
+    let e = errors(
+        &format!("{HEAD}spec:\n  steps:\n  - shell: echo {BOMB}\n"),
+        &[],
+    );
+    assert_eq!(e[0].path, "spec.steps[0].shell");
+    assert!(e[0].message.contains("evaluation budget"), "{e:?}");
+    assert!(e[0].message.contains("len(map(range(10000)"), "{e:?}");
+}
