@@ -193,7 +193,7 @@ fn mcp_http_with_the_official_python_sdk() {
     let viewer = create_token(data.path(), "viewer");
     let runner = create_token(data.path(), "runner");
     let admin = create_token(data.path(), "admin");
-    let (server, base) = start_server(data.path(), &["--mcp-allowed-host", "assay.internal"]);
+    let (server, base) = start_server(data.path(), &["--allowed-host", "assay.internal"]);
     run_script(
         &python,
         &tests.join("mcp_http.py"),
@@ -216,7 +216,7 @@ fn security_runner_cannot_run_inline_yaml() {
     let data = tempfile::tempdir().expect("temp dir");
     let runner = create_token(data.path(), "runner");
     let admin = create_token(data.path(), "admin");
-    let (server, base) = start_server(data.path(), &[]);
+    let (server, base) = start_server(data.path(), &["--mcp-allowed-host", "assay.internal"]);
     run_script(
         &python,
         &tests.join("mcp_inline_yaml.py"),

@@ -132,7 +132,7 @@ async def raw_checks():
               f"{r.status_code} {r.text}")
         r = await http.post(URL, json=init, headers={
             **headers, "Authorization": f"Bearer {VIEWER}", "Host": "assay.internal"})
-        check(r.status_code == 200, "a host given with --mcp-allowed-host is accepted",
+        check(r.status_code == 200, "a host given with --allowed-host is accepted",
               f"{r.status_code} {r.text}")
 
 

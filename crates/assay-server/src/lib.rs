@@ -11,12 +11,14 @@ mod dashboard;
 mod definitions;
 pub mod error;
 mod executions;
+pub mod guard;
 mod held;
 mod hooks;
 pub mod metrics;
 pub mod notify;
 pub mod queue;
 pub mod schedule;
+pub mod serve;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -37,6 +39,7 @@ use utoipa_axum::routes;
 
 pub use auth::{ADMIN_TOKEN_FILE, bootstrap_admin};
 pub use queue::{Dispatch, LocalDispatch, Queue};
+pub use serve::HttpLimits;
 
 /// The port `assay server` listens on unless told otherwise (8088: free in Testkube's and
 /// Kubernetes' usual ranges, easy to remember next to 8080).
@@ -107,8 +110,10 @@ pub struct Server {
     pub state: AppState,
     /// The MCP tools behind `/mcp` (their runs are this process's: stop them on shutdown).
     pub mcp_tools: Arc<assay_mcp::Tools>,
-    /// Host names `/mcp` accepts besides loopback ones ([`Server::with_mcp_allowed_hosts`]).
-    mcp_allowed_hosts: Vec<String>,
+    /// Host names the server answers besides loopback ones ([`Server::with_allowed_hosts`]).
+    allowed_hosts: Vec<String>,
+    /// Timeouts and the connection limit ([`Server::with_http_limits`]).
+    limits: HttpLimits,
     /// [`REQUEST_TIMEOUT`] unless changed with [`Server::with_request_timeout`].
     request_timeout: Duration,
 }
@@ -156,15 +161,24 @@ impl Server {
         Ok(Server {
             state,
             mcp_tools,
-            mcp_allowed_hosts: Vec::new(),
+            allowed_hosts: Vec::new(),
+            limits: HttpLimits::default(),
             request_timeout: REQUEST_TIMEOUT,
         })
     }
 
-    /// Let `/mcp` answer requests for these host names (or `host:port`) too; loopback names
-    /// are always accepted (the check guards local servers against DNS rebinding).
-    pub fn with_mcp_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
-        self.mcp_allowed_hosts = hosts;
+    /// Answer requests for these host names (or `host:port`) too (`--allowed-host`); loopback
+    /// names are always accepted. On a loopback listener every other name is refused with 421
+    /// (against DNS rebinding); on another listener, once names are given, only those are
+    /// answered. `/mcp` checks the same list.
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = hosts;
+        self
+    }
+
+    /// Timeouts and the connection limit of [`Server::serve`] ([`HttpLimits`]).
+    pub fn with_http_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -175,23 +189,32 @@ impl Server {
     }
 
     /// The axum app: [`router`] plus MCP over streamable HTTP at `/mcp`, behind the same
-    /// token check (each tool call then checks the caller's role).
+    /// token check (each tool call then checks the caller's role), all behind the
+    /// [`guard`] (Host, Origin, content type). Without a listen address the Host check holds
+    /// only the names given with [`Server::with_allowed_hosts`]; [`Server::serve`] knows it.
     pub fn router(&self) -> axum::Router {
-        let mcp = assay_mcp::http_router(self.mcp_tools.clone(), &self.mcp_allowed_hosts).layer(
-            axum::middleware::from_fn_with_state(self.state.clone(), auth::authenticate),
-        );
-        app(self.state.clone(), Some(mcp), self.request_timeout)
+        self.router_for(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 
-    /// Serve on `listener` until `shutdown` resolves.
+    /// [`Server::router`] for a server listening on `listen`.
+    fn router_for(&self, listen: std::net::IpAddr) -> axum::Router {
+        let mcp = assay_mcp::http_router(self.mcp_tools.clone(), &self.allowed_hosts).layer(
+            axum::middleware::from_fn_with_state(self.state.clone(), auth::authenticate),
+        );
+        let policy = Arc::new(guard::HostPolicy::new(listen, &self.allowed_hosts));
+        app(self.state.clone(), Some(mcp), self.request_timeout)
+            .layer(axum::middleware::from_fn_with_state(policy, guard::check))
+    }
+
+    /// Serve on `listener` until `shutdown` resolves, with the [`HttpLimits`].
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let listen = listener.local_addr()?.ip();
+        let app = self.router_for(listen);
+        serve::serve(listener, app, self.limits.clone(), shutdown).await
     }
 }
 

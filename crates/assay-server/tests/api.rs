@@ -637,6 +637,7 @@ async fn queue_bounds_running_and_abort_works_queued_and_running() {
         .http
         .post(s.url("/v1/test-workflows/slow/executions"))
         .bearer_auth(&s.admin)
+        .header("content-type", "application/json")
         .body("[")
         .send()
         .await
@@ -824,6 +825,7 @@ async fn validate_without_storing_and_update_tags() {
         .http
         .patch(s.url("/v1/test-workflow-executions/no-such/tags"))
         .bearer_auth(&runner)
+        .header("content-type", "application/json")
         .body("{}")
         .send()
         .await

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use assay_server::{DEFAULT_PORT, LocalDispatch, Options, Server};
+use assay_server::{DEFAULT_PORT, HttpLimits, LocalDispatch, Options, Server};
 
 use crate::error::UserError;
 use crate::store_args::StoreArgs;
@@ -20,11 +20,26 @@ pub struct Args {
     /// Serve /v1 without tokens (refused unless --listen is a loopback address)
     #[arg(long)]
     no_auth: bool,
-    /// Also accept MCP requests (/mcp) addressed to this host name or HOST:PORT (repeatable).
-    /// Only loopback names (localhost, 127.0.0.1, ::1) are accepted by default, which guards a
-    /// local server against DNS rebinding; add the name clients use to reach this server
-    #[arg(long = "mcp-allowed-host", value_name = "NAME")]
-    mcp_allowed_hosts: Vec<String>,
+    /// Also answer requests addressed to this host name or HOST:PORT (repeatable; the old name
+    /// --mcp-allowed-host still works). A loopback listener answers only loopback names
+    /// (localhost, 127.0.0.1, ::1) by default and refuses others with 421, against DNS
+    /// rebinding; any listener given names answers only those and loopback ones
+    #[arg(
+        long = "allowed-host",
+        visible_alias = "mcp-allowed-host",
+        value_name = "NAME"
+    )]
+    allowed_hosts: Vec<String>,
+    /// A request's head (request line and headers) must arrive within this time; it also closes
+    /// keep-alive connections left unused that long
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// Close a connection on which nothing moved either way for this long
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Serve at most this many connections at once; more wait until one closes
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// How log lines (schedules, hooks, webhooks, recovered executions) are written on stderr:
     /// `text` for people, `json` (one object per line) for log collectors. `RUST_LOG` filters
     /// them (default `info`)
@@ -32,6 +47,33 @@ pub struct Args {
     log_format: String,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+/// `10s`, `2m`, `500ms`, `1h`: a positive duration.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 10s, 2m, 500ms)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    if d.is_zero() {
+        return Err("the duration must be above 0".into());
+    }
+    Ok(d)
 }
 
 /// How long running executions get to stop and record their end on shutdown.
@@ -93,7 +135,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Arc::new(LocalDispatch::default()),
         )
         .await?
-        .with_mcp_allowed_hosts(args.mcp_allowed_hosts);
+        .with_allowed_hosts(args.allowed_hosts)
+        .with_http_limits(HttpLimits {
+            header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
+            max_connections: args.max_connections as usize,
+        });
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
             UserError::invalid(format!("failed to listen on {}: {e}", args.listen))
                 .with_hint("pick another port with --listen 127.0.0.1:PORT")
