@@ -241,6 +241,55 @@ fn plan_balances_shards_by_the_last_run() {
     assert_eq!(workers[1]["predictedMs"], 500, "{workers}");
 }
 
+/// `balance: durations` with pytest's default report (xunit2: no `file`, a dotted `classname`):
+/// the shard items are file paths, matched through the module path.
+#[test]
+fn plan_balances_files_by_pytest_classnames() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = dir.path().join("wf.yaml");
+    let cases: String = ["a", "b", "c", "d"]
+        .iter()
+        .flat_map(|f| {
+            let time = if *f == "a" { "3" } else { "0.5" };
+            (0..2).map(move |n| {
+                format!("          <testcase classname=\"tests.test_{f}.TestThing\" name=\"test_{n}\" time=\"{time}\"/>\n")
+            })
+        })
+        .collect();
+    std::fs::write(
+        &wf,
+        format!(
+            "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: balanced-pytest\nspec:\n  steps:\n  - name: report\n    shell: |\n      mkdir -p reports\n      cat > reports/junit.xml <<'XML'\n      <testsuites name=\"pytest tests\">\n        <testsuite name=\"pytest\">\n{cases}        </testsuite>\n      </testsuites>\n      XML\n    artifacts:\n      paths: [\"reports/*.xml\"]\n  - parallel:\n      count: 2\n      balance: durations\n      shards:\n        files: [tests/test_a.py, tests/test_b.py, tests/test_c.py, tests/test_d.py]\n      shell: echo {{{{ join(shard.files, \" \") }}}}\n"
+        ),
+    )
+    .unwrap();
+    let out = assay(&data).arg("run").arg(&wf).arg("-q").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = assay(&data)
+        .arg("plan")
+        .arg(&wf)
+        .args(["-o", "json", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let workers = json(&out)["root"]["steps"][1]["parallel"]["workers"].clone();
+    // Testkube's even split would be [a, b] (7 s) and [c, d] (2 s).
+    assert_eq!(
+        workers[0]["shard"]["files"],
+        serde_json::json!(["tests/test_a.py"]),
+        "{workers}"
+    );
+    assert_eq!(workers[0]["predictedMs"], 6000, "{workers}");
+    assert_eq!(workers[1]["predictedMs"], 3000, "{workers}");
+}
+
 /// The Python of the test venv (`scripts/test.sh` makes it, with pytest from PyPI).
 fn test_python() -> Option<String> {
     match std::env::var("ASSAY_TEST_PYTHON") {

@@ -6,7 +6,7 @@
 //! Testkube's even split (contiguous chunks), so a workflow's shards look as they always did.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +135,198 @@ pub fn even_split(len: usize, shards: usize, duration: impl Fn(usize) -> f64) ->
     }
 }
 
+/// What earlier runs say about how long shard items take: the input of
+/// `balance: durations`, matched to the items of a shard list by [`Durations::for_items`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durations {
+    /// Each test's latest duration (ms) by key (`class::name`) and by bare name: for shard
+    /// lists of tests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tests: BTreeMap<String, u64>,
+    /// Durations (ms) summed by where the tests live as their report says it (see
+    /// [`source_of`]): a file, a dotted module or class, a package, a suite.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, u64>,
+}
+
+/// Where a test lives as its report says it, for matching shard items (files, folders,
+/// packages) against reports that name no file:
+///
+/// - the `file` attribute when there is one (pytest's xunit1, jest-junit with
+///   `addFileAttribute`);
+/// - else `classname`: pytest's xunit2 dotted module path (`tests.test_api.TestX`), Surefire's
+///   class (`com.example.CalculatorTest`), go-junit-report's package
+///   (`example.com/shop/cart`), Playwright's file (`login.spec.ts`); for nextest the binary id
+///   followed by the test's module path (`shop::cart::tests`);
+/// - else, when `classname` only repeats the name (jest-junit's default), the outermost suite:
+///   jest-junit names it after the file's top `describe`, which conventionally names the file.
+pub fn source_of(
+    file: Option<&str>,
+    class: Option<&str>,
+    name: &str,
+    suite: &str,
+) -> Option<String> {
+    if let Some(f) = file.map(str::trim).filter(|f| !f.is_empty()) {
+        return Some(f.to_string());
+    }
+    if let Some(c) = class
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && *c != name.trim())
+    {
+        return Some(match name.rsplit_once("::") {
+            Some((module, _)) => format!("{c}::{module}"),
+            None => c.to_string(),
+        });
+    }
+    let outer = suite.split(" › ").next().unwrap_or("").trim();
+    (!outer.is_empty()).then(|| outer.to_string())
+}
+
+/// File extensions dropped before matching (`login.spec.ts` and `login.spec` are one place).
+const SOURCE_EXTENSIONS: &[&str] = &[
+    "py", "pyw", "js", "jsx", "mjs", "cjs", "ts", "tsx", "mts", "cts", "go", "rs", "java", "kt",
+    "kts", "scala", "groovy", "rb", "cs", "php", "swift", "c", "cc", "cpp", "feature", "robot",
+];
+
+/// A place as comparable words: paths, dotted modules, `::` paths and package paths all split
+/// into segments; extensions and a trailing `.test`/`.spec` dropped; lowercase letters and
+/// digits only (`shopping-cart.test.ts` and a `describe("Shopping cart")` meet as
+/// `shoppingcart`).
+fn segments(text: &str) -> Vec<String> {
+    let text = text.replace("::", "/").replace('\\', "/");
+    let parts: Vec<&str> = text.split('/').filter(|p| !p.is_empty()).collect();
+    let mut out = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let mut dotted: Vec<&str> = part.split('.').collect();
+        if i + 1 == parts.len() {
+            if dotted.len() > 1
+                && SOURCE_EXTENSIONS
+                    .contains(&dotted[dotted.len() - 1].to_ascii_lowercase().as_str())
+            {
+                dotted.pop();
+            }
+            if dotted.len() > 1 && matches!(dotted[dotted.len() - 1], "test" | "spec") {
+                dotted.pop();
+            }
+        }
+        for d in dotted {
+            let word: String = d
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect();
+            if !word.is_empty() {
+                out.push(word);
+            }
+        }
+    }
+    out
+}
+
+/// How well an item names a source: the length of the longest tail of the item's segments that
+/// appears, in order, somewhere in the source's (`tests/test_api.py` in
+/// `tests.test_api.TestX` scores 2; `./cart` in `example.com/shop/cart` scores 1).
+fn score(item: &[String], source: &[String]) -> usize {
+    (1..=item.len())
+        .rev()
+        .find(|&n| {
+            let tail = &item[item.len() - n..];
+            source.windows(n).any(|w| w == tail)
+        })
+        .unwrap_or(0)
+}
+
+impl Durations {
+    pub fn is_empty(&self) -> bool {
+        self.tests.is_empty() && self.sources.is_empty()
+    }
+
+    /// Durations from one execution's cases: each test by key and bare name, each source
+    /// ([`source_of`]) as the sum of its cases.
+    pub fn from_cases<'a>(cases: impl IntoIterator<Item = &'a crate::TestCase>) -> Self {
+        let mut d = Durations::default();
+        for c in cases {
+            let Some(ms) = c.duration_ms else { continue };
+            d.tests.insert(c.name.clone(), ms);
+            if let Some(class) = &c.class {
+                d.tests.insert(format!("{class}::{}", c.name), ms);
+            }
+            if let Some(source) =
+                source_of(c.file.as_deref(), c.class.as_deref(), &c.name, &c.suite)
+            {
+                *d.sources.entry(source).or_default() += ms;
+            }
+        }
+        d
+    }
+
+    /// The expected duration (ms) of each item: a test's own when the item is a test key or
+    /// name, else the sum of the sources that match this item better than any other (see
+    /// [`source_of`]); `None` when nothing matches. A source that two items match equally
+    /// well counts for neither.
+    pub fn for_items(&self, items: &[String]) -> Vec<Option<f64>> {
+        let mut out: Vec<Option<f64>> = items
+            .iter()
+            .map(|i| self.tests.get(i).map(|d| *d as f64))
+            .collect();
+        let item_segments: Vec<Vec<String>> = items.iter().map(|i| segments(i)).collect();
+        // Candidates by last segment: a source can only match items whose last word it has.
+        let mut by_last: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, segs) in item_segments.iter().enumerate() {
+            if out[i].is_none()
+                && let Some(last) = segs.last()
+            {
+                by_last.entry(last.as_str()).or_default().push(i);
+            }
+        }
+        for (source, ms) in &self.sources {
+            let segs = segments(source);
+            let mut best = (0usize, Vec::new());
+            let mut seen = HashSet::new();
+            for word in &segs {
+                for &i in by_last.get(word.as_str()).into_iter().flatten() {
+                    if !seen.insert(i) {
+                        continue;
+                    }
+                    let s = score(&item_segments[i], &segs);
+                    if s > best.0 {
+                        best = (s, vec![i]);
+                    } else if s == best.0 && s > 0 {
+                        best.1.push(i);
+                    }
+                }
+            }
+            if let [i] = best.1[..] {
+                *out[i].get_or_insert(0.0) += *ms as f64;
+            }
+        }
+        out
+    }
+
+    /// Only what matters for `items` (a plan carries these for a static shard list).
+    pub fn for_list(&self, items: &[String]) -> Durations {
+        let wanted: HashSet<&String> = items.iter().collect();
+        let item_segments: Vec<Vec<String>> = items.iter().map(|i| segments(i)).collect();
+        Durations {
+            tests: self
+                .tests
+                .iter()
+                .filter(|(k, _)| wanted.contains(k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            sources: self
+                .sources
+                .iter()
+                .filter(|(k, _)| {
+                    let segs = segments(k);
+                    item_segments.iter().any(|i| score(i, &segs) > 0)
+                })
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +341,41 @@ mod tests {
                 duration_ms: *d,
             })
             .collect()
+    }
+
+    #[test]
+    fn places_match_across_spellings() {
+        assert_eq!(
+            segments("/data/repo/tests/test_api.py"),
+            ["data", "repo", "tests", "testapi"]
+        );
+        assert_eq!(
+            segments("src/shopping-cart.test.ts"),
+            ["src", "shoppingcart"]
+        );
+        assert_eq!(
+            segments("example.com/shop/cart"),
+            ["example", "com", "shop", "cart"]
+        );
+        assert_eq!(segments("./cart/..."), ["cart"]);
+        let s = |i: &str, src: &str| score(&segments(i), &segments(src));
+        assert_eq!(s("/data/repo/tests/test_api.py", "tests.test_api.TestX"), 2);
+        assert_eq!(s("tests/test_api.py", "tests.test_apis.TestX"), 0);
+        assert_eq!(s("src/app.py", "tests.test_app"), 0);
+    }
+
+    #[test]
+    fn a_source_two_items_match_equally_counts_for_neither() {
+        let d = Durations {
+            sources: [
+                ("util.TestX".to_string(), 10),
+                ("a.util.TestY".to_string(), 5),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let items = ["x/a/util.py".to_string(), "y/b/util.py".to_string()];
+        assert_eq!(d.for_items(&items), vec![Some(5.0), None]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use assay_reports::shard::Durations;
 use assay_reports::{CaseStatus, ParseError, ParseOptions, Summary, TestCase, is_junit, parse_all};
 
 fn read(name: &str) -> Vec<TestCase> {
@@ -313,4 +314,90 @@ fn real_nextest_report() {
     );
     assert_eq!(find(&cases, "passes").status, CaseStatus::Passed);
     assert_eq!(fails.suite, "tiny");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `balance: durations` with each tool's default report: shard items are files or packages, which
+// most default reports never name; each case is placed by what its report does say.
+
+fn placed(report: &str, items: &[&str]) -> Vec<Option<f64>> {
+    let durations = Durations::from_cases(&read(report));
+    let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+    durations.for_items(&items)
+}
+
+#[test]
+fn durations_place_pytest_xunit2_cases_by_dotted_module() {
+    // pytest's default (xunit2) has no `file`: `classname="tests.test_math"`; glob() items are
+    // absolute paths.
+    assert_eq!(
+        placed(
+            "pytest.xml",
+            &[
+                "/data/repo/tests/test_math.py",
+                "/data/repo/tests/test_db.py"
+            ]
+        ),
+        [Some(5.0), Some(400.0)]
+    );
+}
+
+#[test]
+fn durations_place_jest_junit_default_cases_by_top_describe() {
+    // jest-junit's default names no file and repeats the name as classname: the suite is the
+    // file's top `describe`.
+    assert_eq!(
+        placed(
+            "jest-default.xml",
+            &[
+                "src/shopping-cart.test.ts",
+                "src/sum.test.js",
+                "src/other.test.ts"
+            ]
+        ),
+        [Some(1415.0), Some(2.0), None]
+    );
+    // With `addFileAttribute` (or a file on the suite) the file itself decides.
+    assert_eq!(placed("jest.xml", &["src/cart.test.ts"]), [Some(36.0)]);
+}
+
+#[test]
+fn durations_place_go_cases_by_package() {
+    assert_eq!(
+        placed("go.xml", &["./cart", "api/...", "./web"]),
+        [Some(10.0), Some(2.0), None]
+    );
+}
+
+#[test]
+fn durations_place_nextest_cases_by_module_path() {
+    assert_eq!(
+        placed("nextest.xml", &["src/cart.rs", "src/lib.rs"]),
+        [Some(57.0), None]
+    );
+}
+
+#[test]
+fn durations_place_playwright_cases_by_spec_file() {
+    assert_eq!(
+        placed(
+            "playwright.xml",
+            &["tests/login.spec.ts", "tests/home.spec.ts"]
+        ),
+        [Some(3900.0), None]
+    );
+}
+
+#[test]
+fn durations_place_surefire_cases_by_class() {
+    assert_eq!(
+        placed(
+            "surefire.xml",
+            &[
+                "src/test/java/com/example/CalculatorTest.java",
+                "src/test/java/com/example/ParserTest.java"
+            ]
+        ),
+        [Some(316.0), None]
+    );
 }

@@ -6,9 +6,10 @@
 //! derived and checked, and the spec is lowered into plan steps. Strategies known now are
 //! expanded into concrete workers and service instances; the rest is left for the runtime.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use assay_expr::Machine;
+use assay_reports::shard::Durations;
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 
@@ -36,9 +37,9 @@ pub struct CompileRequest<'a> {
     /// plan is made for a real run; `None` leaves `execution.*` for the runtime.
     pub execution: Option<Value>,
     pub strictness: Strictness,
-    /// Durations (ms) of earlier runs by test key, name or file, for parallels with
+    /// Durations (ms) of earlier runs (tests, and where they live), for parallels with
     /// `balance: durations`. The compiler stays pure: callers read them from their history.
-    pub durations: BTreeMap<String, u64>,
+    pub durations: Durations,
 }
 
 impl<'a> CompileRequest<'a> {
@@ -49,7 +50,7 @@ impl<'a> CompileRequest<'a> {
             config: IndexMap::new(),
             execution: None,
             strictness: Strictness::Require,
-            durations: BTreeMap::new(),
+            durations: Durations::default(),
         }
     }
 }
@@ -396,7 +397,7 @@ struct Lower<'a> {
     errors: Vec<PathError>,
     helpers: Vec<&'a dyn Machine>,
     notes: BTreeSet<String>,
-    durations: &'a BTreeMap<String, u64>,
+    durations: &'a Durations,
 }
 
 impl<'a> Lower<'a> {
@@ -1021,26 +1022,17 @@ fn dynamic_list(d: &DynamicList) -> Value {
 
 /// The durations a balanced parallel needs: those of its static shard items, or all of them
 /// when a shard list is only known at run time.
-fn shard_durations(
-    shards: &IndexMap<String, DynamicList>,
-    durations: &BTreeMap<String, u64>,
-) -> IndexMap<String, u64> {
-    let mut wanted = HashSet::new();
+fn shard_durations(shards: &IndexMap<String, DynamicList>, durations: &Durations) -> Durations {
+    let mut wanted = Vec::new();
     for list in shards.values() {
         match list {
             DynamicList::Static(items) => {
                 wanted.extend(items.iter().map(strategy::item_name));
             }
-            DynamicList::Expression(_) => {
-                return durations.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            }
+            DynamicList::Expression(_) => return durations.clone(),
         }
     }
-    durations
-        .iter()
-        .filter(|(k, _)| wanted.contains(*k))
-        .map(|(k, v)| (k.clone(), *v))
-        .collect()
+    durations.for_list(&wanted)
 }
 
 fn plan_strategy(
@@ -1061,7 +1053,7 @@ fn plan_strategy(
         count: count.clone(),
         max_count: max_count.clone(),
         balance: false,
-        durations: IndexMap::new(),
+        durations: Durations::default(),
     }
 }
 

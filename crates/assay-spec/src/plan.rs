@@ -15,6 +15,7 @@
 //! `condition`, `until` and `logs` hold bare expressions; `count`/`maxCount` of a strategy hold
 //! JSON values or bare expressions; every other string is a template.
 
+use assay_reports::shard::Durations;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -342,8 +343,8 @@ pub struct PlanStrategy {
     pub balance: bool,
     /// Known durations (ms) of shard items, so a runtime can balance lists it only learns at
     /// run time (e.g. `glob()`).
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub durations: IndexMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Durations::is_empty")]
+    pub durations: Durations,
 }
 
 /// The values one copy of a strategy sees: `index`, `count`, `matrix.*`, `shard.*`.

@@ -8,7 +8,7 @@
 //! (for instance `shards: {files: 'glob(...)'}`) once their values exist.
 
 use assay_expr::Machine;
-use assay_reports::shard::{self, Item, Method};
+use assay_reports::shard::{self, Durations, Item, Method};
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -129,18 +129,15 @@ pub fn item_name(v: &Value) -> String {
 /// shard). Without any known duration this is Testkube's split and no load is predicted.
 fn balance(
     items: &[Value],
-    durations: &IndexMap<String, u64>,
+    durations: &Durations,
     shards: u64,
 ) -> (Option<Vec<Vec<usize>>>, Vec<u64>) {
-    let items: Vec<Item> = items
-        .iter()
-        .map(|v| {
-            let name = item_name(v);
-            Item {
-                duration_ms: durations.get(&name).map(|d| *d as f64),
-                name,
-            }
-        })
+    let names: Vec<String> = items.iter().map(item_name).collect();
+    let known = durations.for_items(&names);
+    let items: Vec<Item> = names
+        .into_iter()
+        .zip(known)
+        .map(|(name, duration_ms)| Item { name, duration_ms })
         .collect();
     let plan = shard::plan(&items, shards.max(1) as usize);
     let predicted = match plan.method {
@@ -392,7 +389,7 @@ mod tests {
                 "shards": {"f": list, "g": [1, 2, 3, 4]},
                 "count": 2,
                 "balance": true,
-                "durations": {"a.py": 9000, "b.py": 100, "c.py": 100, "d.py": 100, "e.py": 100, "f.py": 100}
+                "durations": {"sources": {"a.py": 9000, "b.py": 100, "c.py": 100, "d.py": 100, "e.py": 100, "f.py": 100}}
             })),
             &[],
         )

@@ -451,7 +451,7 @@ fn plan_with_durations(yaml: &str, durations: &[(&str, u64)]) -> Plan {
     };
     let templates = TemplateSet::new();
     let mut req = CompileRequest::new(workflow, &templates);
-    req.durations = durations.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    req.durations.sources = durations.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     compile(&req).expect("compiles").plan
 }
 
@@ -471,7 +471,7 @@ fn balanced_shards_carry_their_predicted_load() {
     let par = p.root.steps[0].parallel.as_ref().unwrap();
     assert!(par.strategy.balance);
     // Only the durations of the static items travel with the plan.
-    assert_eq!(par.strategy.durations.len(), 4);
+    assert_eq!(par.strategy.durations.sources.len(), 4);
     let workers = par.workers.as_ref().unwrap();
     assert_eq!(workers[0].predicted_ms, Some(5000));
     assert_eq!(workers[1].predicted_ms, Some(60));
@@ -494,7 +494,7 @@ fn balanced_shards_carry_their_predicted_load() {
         &durations,
     );
     let par = dynamic.root.steps[0].parallel.as_ref().unwrap();
-    assert_eq!(par.strategy.durations.len(), 5);
+    assert_eq!(par.strategy.durations.sources.len(), 5);
 }
 
 /// Issue 14, attack 3: 40 bytes that would build a hundred million values.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use assay_reports::flaky::{self, FlakyPolicy, Outcome, Run, Verdict};
+use assay_reports::shard::{Durations, source_of};
 use assay_reports::{CaseStatus, TestCase};
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
@@ -246,14 +247,16 @@ impl Store {
     }
 
     /// Durations (ms) of `workflow`'s shard items from its most recent runs: each test by key
-    /// and by bare name (its latest duration), and each test file as the sum of its cases'
-    /// durations in the latest execution that ran it (step retries not counted twice). Keys win
-    /// over names, names over files. The input of `balance: durations`.
-    pub async fn shard_durations(&self, workflow: &str) -> Result<BTreeMap<String, u64>> {
+    /// and by bare name (its latest duration), and each place tests live
+    /// ([`assay_reports::shard::source_of`]: a file, a dotted module or class, a package) as
+    /// the sum of its cases' durations in the latest execution that ran it (step retries not
+    /// counted twice). The input of `balance: durations`.
+    pub async fn shard_durations(&self, workflow: &str) -> Result<Durations> {
         let db = self.db();
         let rows = sqlx::query(
-            "SELECT execution_id, test_key, name, file, retry, duration_ms FROM test_cases \
-             WHERE workflow = $1 AND duration_ms IS NOT NULL ORDER BY recorded_at, seq",
+            "SELECT execution_id, test_key, suite, class, name, file, retry, duration_ms \
+             FROM test_cases WHERE workflow = $1 AND duration_ms IS NOT NULL \
+             ORDER BY recorded_at, seq",
         )
         .bind(workflow)
         .fetch_all(&db.pool)
@@ -261,14 +264,19 @@ impl Store {
         .map_err(|e| db.err("read shard durations", e))?;
         let mut keys = BTreeMap::new();
         let mut names = BTreeMap::new();
-        let mut files: BTreeMap<String, (String, u64)> = BTreeMap::new();
+        let mut sources: BTreeMap<String, (String, u64)> = BTreeMap::new();
         for row in rows {
             let d = row.int("duration_ms")?.max(0) as u64;
             keys.insert(row.text("test_key")?, d);
-            names.insert(row.text("name")?, d);
-            if let Some(file) = row.opt_text("file")?.filter(|f| !f.is_empty()) {
+            let name = row.text("name")?;
+            let file = row.opt_text("file")?;
+            let class = row.opt_text("class")?;
+            let suite = row.text("suite")?;
+            if let Some(source) = source_of(file.as_deref(), class.as_deref(), &name, &suite) {
                 let execution = row.text("execution_id")?;
-                let entry = files.entry(file).or_insert_with(|| (execution.clone(), 0));
+                let entry = sources
+                    .entry(source)
+                    .or_insert_with(|| (execution.clone(), 0));
                 if entry.0 != execution {
                     *entry = (execution, 0);
                 }
@@ -276,11 +284,14 @@ impl Store {
                     entry.1 += d;
                 }
             }
+            names.insert(name, d);
         }
-        let mut out: BTreeMap<String, u64> = files.into_iter().map(|(f, (_, d))| (f, d)).collect();
-        out.extend(names);
-        out.extend(keys);
-        Ok(out)
+        let mut tests = names;
+        tests.extend(keys);
+        Ok(Durations {
+            tests,
+            sources: sources.into_iter().map(|(s, (_, d))| (s, d)).collect(),
+        })
     }
 
     /// Judge every test that failed or was rerun within the policy's window (optionally of one

@@ -159,8 +159,14 @@ async fn history_and_flakiness(env: Env) {
     };
     execution(store, "d", &[in_file("one"), in_file("two")]).await;
     let shard = store.shard_durations("unit").await.unwrap();
-    assert_eq!(shard.get("a.py"), Some(&24));
-    assert_eq!(shard.get("m::flaky"), Some(&12));
-    assert_eq!(shard.get("flaky"), Some(&12));
+    assert_eq!(shard.sources.get("a.py"), Some(&24));
+    assert_eq!(shard.tests.get("m::flaky"), Some(&12));
+    assert_eq!(shard.tests.get("flaky"), Some(&12));
+    // A report without `file` (pytest's default xunit2) is placed by its classname.
+    assert_eq!(shard.sources.get("m"), Some(&12));
+    assert_eq!(
+        shard.for_items(&["/data/repo/a.py".into(), "tests/m.py".into()]),
+        vec![Some(24.0), Some(12.0)]
+    );
 }
 both!(history_and_flakiness);
