@@ -207,6 +207,10 @@ export INSTA_UPDATE=no CI=true
 # The tests run the CLI on its embedded store: never through a context of the person running them.
 export ASSAY_CONFIG="$out/contexts.yaml"
 unset ASSAY_CONTEXT
+# As root, steps drop to `nobody` by default; the tests' workflows read fixtures from the
+# tests' own 0700 temporary folders, so they keep root (the drop itself is tested with the
+# variable unset: crates/assay-cli/tests/isolation.rs).
+export ASSAY_STEP_USER=current
 
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast "$@"

@@ -107,6 +107,7 @@ impl Runner {
             Err(e) => Err(e),
         };
         let _ = std::fs::remove_file(&file);
+        let unpacked = unpacked.and_then(|()| self.give_to_steps(&dest));
         if let Err(e) = unpacked {
             a.fail(self.mask(&format!("content.tarball {shown}: {e}")));
         }
@@ -136,6 +137,29 @@ impl Runner {
                 std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
                     .map_err(|e| format!("failed to set the mode of {path}: {e}"))?;
             }
+            self.give_to_steps(&host)?;
+        }
+        Ok(())
+    }
+
+    /// Hands what the engine wrote under the execution's folders to the step user (when steps
+    /// run as one), with the folders it created on the way; host paths elsewhere stay as they
+    /// are.
+    pub(crate) fn give_to_steps(&self, host: &std::path::Path) -> Result<(), String> {
+        let Some(user) = crate::step_user() else {
+            return Ok(());
+        };
+        let Some(base) = [&self.layout.data, &self.layout.outputs, &self.layout.tmp]
+            .into_iter()
+            .find(|b| host.starts_with(b))
+        else {
+            return Ok(());
+        };
+        layout::give_tree(host, Some(user))?;
+        let mut up = host.parent();
+        while let Some(p) = up.filter(|p| p.starts_with(base) && *p != base.as_path()) {
+            layout::give(p, Some(user))?;
+            up = p.parent();
         }
         Ok(())
     }
@@ -225,6 +249,9 @@ impl Runner {
                 argv,
                 env: genv.clone().into_iter().collect(),
                 cwd: Some(self.layout.data.clone()),
+                pid_ns: None,
+                run_as: None,
+                program: None,
             };
             self.run_process(&spec, full, frame, a).await;
             if !a.ok {
@@ -235,6 +262,9 @@ impl Runner {
             }
         }
         a.exit_code = None;
+        if let Err(e) = self.give_to_steps(&dest) {
+            a.fail(e);
+        }
     }
 }
 

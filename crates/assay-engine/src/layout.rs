@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Confinement, Sandbox, StepUser};
 
 /// The folders of one execution (the main one or a parallel worker).
 #[derive(Debug)]
@@ -20,19 +20,24 @@ pub(crate) const DATA: &str = "/data";
 pub(crate) const OUTPUTS: &str = "/testkube/outputs";
 
 impl Layout {
-    /// Creates `data/`, `outputs/` and `tmp/` under `root`, and a namespace when asked.
-    pub(crate) async fn create(root: &Path, namespace: bool) -> Result<Layout, String> {
+    /// Creates `data/`, `outputs/` and `tmp/` under `root` (owned by the step user when there
+    /// is one), and a namespace when asked.
+    pub(crate) async fn create(
+        root: &Path,
+        namespace: Option<&Confinement>,
+        user: Option<&StepUser>,
+    ) -> Result<Layout, String> {
         let data = root.join("data");
         let outputs = root.join("outputs");
         let tmp = root.join("tmp");
         for d in [&data, &outputs, &tmp] {
             std::fs::create_dir_all(d)
                 .map_err(|e| format!("failed to create {}: {e}", d.display()))?;
+            give(d, user)?;
         }
-        let sandbox = if namespace {
-            Some(Sandbox::start(&root.join(".root"), &data, &outputs).await?)
-        } else {
-            None
+        let sandbox = match namespace {
+            Some(c) => Some(Sandbox::start(&root.join(".root"), &data, &outputs, c).await?),
+            None => None,
         };
         Ok(Layout {
             data,
@@ -60,6 +65,33 @@ impl Layout {
             s.stop().await;
         }
     }
+}
+
+/// Hands a folder the engine made to the step user, so steps can write in it.
+pub(crate) fn give(path: &Path, user: Option<&StepUser>) -> Result<(), String> {
+    if let Some(u) = user {
+        std::os::unix::fs::chown(path, Some(u.uid), Some(u.gid))
+            .map_err(|e| format!("failed to hand {} to user {}: {e}", path.display(), u.name))?;
+    }
+    Ok(())
+}
+
+/// [`give`] for a whole tree (what the engine wrote or cloned for steps); links themselves.
+pub(crate) fn give_tree(path: &Path, user: Option<&StepUser>) -> Result<(), String> {
+    let Some(u) = user else { return Ok(()) };
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, Some(u.uid), Some(u.gid))
+            .map_err(|e| format!("failed to hand {} to user {}: {e}", p.display(), u.name))?;
+        if p.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            for entry in
+                std::fs::read_dir(&p).map_err(|e| format!("failed to read {}: {e}", p.display()))?
+            {
+                stack.push(entry.map_err(|e| e.to_string())?.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `path` below `dir` (`""` for `dir` itself), if it is.

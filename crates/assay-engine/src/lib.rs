@@ -136,8 +136,9 @@ pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> E
     outcome
 }
 
-/// Creates the execution's folders and, when needed, its private mount namespace.
+/// Creates the execution's folders and, when possible, its private namespaces.
 async fn prepare(plan: &Plan, shared: &Shared) -> Result<Layout, String> {
+    sandbox::step_user().as_ref().map_err(Clone::clone)?;
     let needs = plan_mentions_private_paths(&plan.root);
     let namespace = match shared.opts.isolation {
         Isolation::None if needs => {
@@ -145,13 +146,25 @@ async fn prepare(plan: &Plan, shared: &Shared) -> Result<Layout, String> {
         }
         Isolation::None => false,
         Isolation::Namespace => true,
-        Isolation::Auto if !needs => false,
         Isolation::Auto => match sandbox::support() {
-            sandbox::Support::Unavailable(why) => return Err(private_path_error(why)),
+            sandbox::Support::Unavailable(why) if needs => return Err(private_path_error(why)),
+            sandbox::Support::Unavailable(_) => false,
             _ => true,
         },
     };
-    Layout::create(&shared.opts.work_dir, namespace).await
+    let work_dir = &shared.opts.work_dir;
+    std::fs::create_dir_all(work_dir)
+        .map_err(|e| format!("failed to create {}: {e}", work_dir.display()))?;
+    let confinement = namespace.then(|| sandbox::Confinement {
+        hidden: shared.opts.hidden.clone(),
+        work_dir: work_dir.canonicalize().unwrap_or_else(|_| work_dir.clone()),
+    });
+    Layout::create(work_dir, confinement.as_ref(), step_user()).await
+}
+
+/// The account steps run as (see [`sandbox::step_user`]).
+pub(crate) fn step_user() -> Option<&'static sandbox::StepUser> {
+    sandbox::step_user().as_ref().ok().and_then(Option::as_ref)
 }
 
 fn private_path_error(why: &str) -> String {

@@ -31,8 +31,13 @@ pub struct RunOptions {
     /// The environment every process starts from (the plan's env is applied on top). When
     /// empty, the engine uses [`inherited_env`] of its own process.
     pub base_env: BTreeMap<String, String>,
-    /// Whether steps get a private `/data` and `/testkube/outputs` (a mount namespace).
+    /// Whether steps get private namespaces: their own `/data`, `/testkube/outputs` and
+    /// `/proc`, and the [`hidden`](Self::hidden) paths out of sight.
     pub isolation: Isolation,
+    /// Paths steps must not see (the caller's data directory: tokens, database, other
+    /// executions' folders); the execution's own `work_dir` stays visible inside them.
+    /// Hidden only inside a namespace.
+    pub hidden: Vec<PathBuf>,
     /// Shell for `shell` steps; the script is appended as the last argument.
     /// Default: `bash -e -c` (see [`DEFAULT_SHELL`]).
     pub shell: Vec<String>,
@@ -43,7 +48,10 @@ pub struct RunOptions {
 }
 
 /// Variables of the caller's own environment that steps start with (see [`inherited_env`]).
-pub const INHERITED_ENV: [&str; 6] = ["PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR"];
+/// Nothing else of the caller's environment reaches a step: it may hold the server's secrets.
+pub const INHERITED_ENV: [&str; 8] = [
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
 
 /// The user's terminal settings: passed to steps exactly as the user has them, and never
 /// invented. Test tools decide on colour from these (and from whether their output is a
@@ -58,14 +66,16 @@ pub const TERMINAL_ENV: [&str; 6] = [
     "COLUMNS",
 ];
 
-/// The variables of [`INHERITED_ENV`] and [`TERMINAL_ENV`] that this process has: the
-/// environment steps start from when the caller gives none.
+/// The variables of [`INHERITED_ENV`] and [`TERMINAL_ENV`] that this process has, and its
+/// locale categories (`LC_*`): the environment steps start from when the caller gives none.
 pub fn inherited_env() -> BTreeMap<String, String> {
-    INHERITED_ENV
+    let mut env: BTreeMap<String, String> = INHERITED_ENV
         .iter()
         .chain(TERMINAL_ENV.iter())
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect()
+        .collect();
+    env.extend(std::env::vars().filter(|(k, _)| k.starts_with("LC_")));
+    env
 }
 
 /// Testkube runs shell steps with busybox `sh -c "set -e; ..."`; real workflows rely on ash
@@ -83,6 +93,7 @@ impl RunOptions {
             context: Map::new(),
             base_env: BTreeMap::new(),
             isolation: Isolation::Auto,
+            hidden: Vec::new(),
             shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
             kill_grace: Duration::from_secs(5),
             launcher: None,
@@ -97,6 +108,7 @@ impl std::fmt::Debug for RunOptions {
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("masked", &self.masked.len())
             .field("isolation", &self.isolation)
+            .field("hidden", &self.hidden)
             .field("shell", &self.shell)
             .field("kill_grace", &self.kill_grace)
             .field("launcher", &self.launcher.is_some())
@@ -104,13 +116,14 @@ impl std::fmt::Debug for RunOptions {
     }
 }
 
-/// How steps see `/data` and `/testkube/outputs`.
+/// Whether steps run in private namespaces (see [`crate::sandbox`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
-    /// A private mount namespace when the plan mentions `/data` or `/testkube` (and the OS
-    /// allows it); otherwise processes run directly, a little faster.
+    /// Private namespaces whenever the OS allows them; without them, plans that mention
+    /// `/data` or `/testkube` fail with a hint and others run directly on the host (see
+    /// [`crate::sandbox::isolation_warning`]).
     Auto,
-    /// Always a private mount namespace; an error when the OS does not allow it.
+    /// Always private namespaces; an error when the OS does not allow them.
     Namespace,
     /// Never: plans that mention `/data` or `/testkube` fail with a hint.
     None,

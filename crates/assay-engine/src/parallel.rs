@@ -140,7 +140,11 @@ impl Runner {
             .work_dir
             .join("workers")
             .join(sanitize(full));
-        let namespace = self.layout.sandbox.is_some();
+        let confinement = self
+            .layout
+            .sandbox
+            .as_ref()
+            .map(|s| s.confinement().clone());
         let main_data = self.layout.data.clone();
         let main_outputs = self.layout.outputs.clone();
         let deadline = frame.deadline.as_ref().map(|d| d.0);
@@ -164,6 +168,7 @@ impl Runner {
             let (main_data, main_outputs) = (main_data.clone(), main_outputs.clone());
             let paused = par.paused && (position as u64) < limit;
             let fail_fast = par.fail_fast;
+            let confinement = confinement.clone();
             tasks.spawn(async move {
                 let index = worker.instance.index;
                 let Ok(_permit) = semaphore.acquire_owned().await else {
@@ -176,19 +181,20 @@ impl Runner {
                         },
                     );
                 };
-                let layout = match Layout::create(&dir, namespace).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        return (
-                            index,
-                            WorkerDone {
-                                status: ExecutionStatus::Failed,
-                                results: Default::default(),
-                                error: Some(e),
-                            },
-                        );
-                    }
-                };
+                let layout =
+                    match Layout::create(&dir, confinement.as_ref(), crate::step_user()).await {
+                        Ok(l) => l,
+                        Err(e) => {
+                            return (
+                                index,
+                                WorkerDone {
+                                    status: ExecutionStatus::Failed,
+                                    results: Default::default(),
+                                    error: Some(e),
+                                },
+                            );
+                        }
+                    };
                 let mut error = None;
                 for t in &worker.transfer {
                     if let Err(e) =

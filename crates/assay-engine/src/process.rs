@@ -13,9 +13,11 @@
 //! `/proc/<pid>/task/<pid>/children`) 5 ms after the start and then every 50 ms, and at least
 //! the main process's own high-water mark (`VmHWM`). A step shorter than 5 ms reports none.
 
+use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -37,6 +39,13 @@ pub(crate) struct ProcessSpec {
     pub env: Vec<(String, String)>,
     /// Working directory on the host (`None` when the sandbox wrapper sets it).
     pub cwd: Option<PathBuf>,
+    /// The PID namespace to fork the process into (the sandbox's), if any.
+    pub pid_ns: Option<Arc<File>>,
+    /// User and group to run as when no sandbox wrapper drops privileges.
+    pub run_as: Option<(u32, u32)>,
+    /// The step's own program when `argv` wraps it (looked up first, so that a missing one
+    /// is the same clear error with or without the wrapper).
+    pub program: Option<String>,
 }
 
 /// Why a process was stopped by the engine.
@@ -83,6 +92,21 @@ pub(crate) fn spawn(
     let Some((program, args)) = spec.argv.split_first() else {
         return Err("the command is empty".into());
     };
+    if let Some(p) = &spec.program
+        && !p.contains('/')
+        && !on_path(
+            p,
+            spec.env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_str()),
+        )
+    {
+        return Err(format!(
+            "failed to start `{p}`: {}",
+            std::io::Error::from(nix::errno::Errno::ENOENT)
+        ));
+    }
     let (read, write) = nix::unistd::pipe().map_err(|e| format!("failed to create a pipe: {e}"))?;
     let write2: OwnedFd = write
         .try_clone()
@@ -98,7 +122,16 @@ pub(crate) fn spawn(
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    let child = cmd.spawn().map_err(|e| match &spec.cwd {
+    if let Some((uid, gid)) = spec.run_as {
+        // std drops the supplementary groups too when it changes the uid as root.
+        std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+    }
+    let spawned = match &spec.pid_ns {
+        None => cmd.spawn(),
+        Some(ns) => spawn_in(ns, &mut cmd),
+    };
+    let child = spawned.map_err(|e| match &spec.cwd {
         Some(cwd) if !cwd.is_dir() => {
             format!("working directory {} does not exist", cwd.display())
         }
@@ -129,6 +162,34 @@ pub(crate) fn spawn(
         finished: None,
         pump,
         started,
+    })
+}
+
+/// Whether `program` is an executable file in one of `path`'s folders.
+fn on_path(program: &str, path: Option<&str>) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.unwrap_or("/usr/local/bin:/usr/bin:/bin")
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .any(|d| {
+            std::fs::metadata(std::path::Path::new(d).join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Forks `cmd` into the PID namespace `ns` and returns it as our own child. `setns` of a PID
+/// namespace changes only where the calling thread's future children go, so a fresh thread
+/// does it and ends with the spawn; no other thread of ours is affected.
+fn spawn_in(ns: &File, cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWPID)
+                    .map_err(std::io::Error::from)?;
+                cmd.spawn()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
     })
 }
 

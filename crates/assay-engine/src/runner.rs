@@ -245,8 +245,14 @@ impl Runner {
         });
         env.entry("CI".into()).or_insert_with(|| "1".into());
         // No colour settings of our own: the user's pass through (`TERMINAL_ENV`), or none.
-        // The host path works inside the namespace too (every host folder is mounted there).
+        // The host path works inside the namespace too (the execution's work folder is mounted
+        // there at its host path).
         env.insert("TMPDIR".into(), self.layout.tmp.display().to_string());
+        if let Some(u) = crate::step_user() {
+            env.insert("USER".into(), u.name.clone());
+            env.insert("LOGNAME".into(), u.name.clone());
+            env.insert("HOME".into(), self.layout.tmp.display().to_string());
+        }
         env
     }
 
@@ -313,18 +319,26 @@ impl Runner {
         if cwd.starts_with(layout::DATA) {
             // Content and working folders under /data may not exist yet.
             let _ = std::fs::create_dir_all(&host_cwd);
+            self.give_to_steps(&host_cwd)?;
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
+        let user = crate::step_user();
         Ok(match &self.layout.sandbox {
             Some(sb) => ProcessSpec {
-                argv: sb.wrap(&argv, &cwd),
+                argv: sb.wrap(&argv, &cwd, user),
                 env,
                 cwd: None,
+                pid_ns: sb.pid_namespace(),
+                run_as: None,
+                program: argv.first().cloned(),
             },
             None => ProcessSpec {
                 argv,
                 env,
                 cwd: Some(host_cwd),
+                pid_ns: None,
+                run_as: user.map(|u| (u.uid, u.gid)),
+                program: None,
             },
         })
     }

@@ -1,28 +1,45 @@
-//! A private `/data` and `/testkube/outputs` per execution, without touching the host's.
+//! What a step's code can reach: a private `/data`, `/testkube/outputs` and `/proc` per
+//! execution, the server's data directory hidden, and (as root) an unprivileged user.
 //!
 //! Decided after measuring on the project's machine (2 cores, shared): starting each step
 //! through `bwrap` with a rebuilt root cost about 8 ms over `bash -c true`; `unshare -m` per
 //! step about 2.5 ms but cannot add `/data` without creating it on the host. So each
-//! execution starts one *holder* process with `unshare -m --propagation private` (plus `-U -r`
-//! when not root): it mounts a tmpfs as a new root, bind-mounts every top-level entry of the
-//! host's `/` into it (recursively), adds `/data` and `/testkube/outputs` as bind mounts of the
-//! execution's own folders, and then waits inside a `chroot` to it. Steps join it with
-//! `nsenter -t <holder> -m -r -- env -C <dir> --` (two extra execs, ~2 ms). Nothing is created on
-//! the host's `/`, and the mounts vanish with the namespace when the holder and its steps end.
+//! execution starts one *holder* with `unshare -m -p -f --propagation private` (as root; `-U -r`
+//! and no PID namespace when not root): it mounts a tmpfs as a new root, bind-mounts every
+//! top-level entry of the host's `/` into it (recursively), mounts a fresh `/proc` of its own
+//! PID namespace, covers each hidden path (the data directory: tokens, database, other
+//! executions' folders) with an empty tmpfs, binds this execution's own work folder back at
+//! its host path, adds `/data` and `/testkube/outputs` as bind mounts of the execution's own
+//! folders, and then waits inside a `chroot` to it as the PID namespace's init.
+//!
+//! Steps join it without an extra process in between: a short-lived thread of ours enters the
+//! holder's PID namespace (`setns`, which moves only the children it forks), forks the step,
+//! and the step execs `nsenter -t <holder> -m -r [-S uid -G gid] -- env -C <dir> --` (two extra
+//! execs, ~2 ms). So every step is still our direct child: exit codes, signals, process groups,
+//! timeouts and CPU/memory figures are exactly those of a step without a namespace; only the
+//! pids a step sees (`$$`, `$!`) are the namespace's.
+//!
+//! Nothing outlives the owner: the holder reads its stdin, a pipe only we hold, so when we end
+//! — `kill -9` included — the holder reads end-of-file and exits, and the kernel kills every
+//! process of a PID namespace whose init has ended. `unshare --kill-child` ends the holder too
+//! if its `unshare` parent is killed. Nothing is created on the host's `/`, and the mounts
+//! vanish with the namespace.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Whether this machine lets us make private mount namespaces.
+/// Whether this machine lets us make private namespaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Support {
-    /// As root: a mount namespace.
+    /// As root: a mount namespace and a PID namespace.
     Root,
-    /// Unprivileged: a user namespace mapping us to root, and a mount namespace in it.
+    /// Unprivileged: a user namespace mapping us to root, and a mount namespace in it (no PID
+    /// namespace: joining one needs privileges in the namespace's owner).
     User,
     /// Not possible; the reason.
     Unavailable(String),
@@ -37,7 +54,9 @@ pub fn support() -> &'static Support {
 fn detect() -> Support {
     let root = nix::unistd::geteuid().is_root();
     let mut args = vec!["-m", "--propagation", "private"];
-    if !root {
+    if root {
+        args.extend(["-p", "-f"]);
+    } else {
         args.splice(0..0, ["-U", "-r"]);
     }
     args.push("true");
@@ -72,10 +91,92 @@ fn detect() -> Support {
     }
 }
 
-/// The script the holder runs inside its new mount namespace. `$1` is the new root (an empty
-/// folder), `$2` the execution's data folder, `$3` its outputs folder.
+/// The account steps run as when the engine runs as root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The environment variable that chooses the account steps run as when Assay runs as root:
+/// unset means `nobody`, `current` keeps root, anything else is a user name or a uid.
+pub const STEP_USER_VAR: &str = "ASSAY_STEP_USER";
+
+/// The account steps run as: `None` when Assay is not root (steps already run unprivileged)
+/// or `ASSAY_STEP_USER=current`; an error when the variable names no user of this machine.
+pub fn step_user() -> &'static Result<Option<StepUser>, String> {
+    static USER: OnceLock<Result<Option<StepUser>, String>> = OnceLock::new();
+    USER.get_or_init(|| {
+        resolve_step_user(
+            nix::unistd::geteuid().is_root(),
+            std::env::var(STEP_USER_VAR).ok().as_deref(),
+        )
+    })
+}
+
+fn resolve_step_user(root: bool, var: Option<&str>) -> Result<Option<StepUser>, String> {
+    let wanted = var.map(str::trim).filter(|v| !v.is_empty());
+    if !root || wanted == Some("current") {
+        return Ok(None);
+    }
+    let wanted = wanted.unwrap_or("nobody");
+    let found = match wanted.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+        Err(_) => nix::unistd::User::from_name(wanted),
+    };
+    match found {
+        Ok(Some(u)) if u.uid.is_root() => Ok(None),
+        Ok(Some(u)) => Ok(Some(StepUser {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        })),
+        _ => Err(format!(
+            "{STEP_USER_VAR}={wanted} names no user of this machine, so steps cannot be dropped to it\n\nhint: set {STEP_USER_VAR} to an existing unprivileged user (the default is `nobody`), or to `current` to run steps as root"
+        )),
+    }
+}
+
+/// What to say once at start when steps cannot be confined: `None` when they can.
+pub fn isolation_warning() -> Option<String> {
+    let user = matches!(step_user(), Ok(Some(_)));
+    let why = match support() {
+        Support::Unavailable(why) => why,
+        _ => return None,
+    };
+    let root = nix::unistd::geteuid().is_root();
+    Some(if user {
+        format!(
+            "steps run without private namespaces ({why}): they run as an unprivileged user but share this machine's /proc and file system, so they can see other processes' command lines and read whatever that user can read"
+        )
+    } else if root {
+        format!(
+            "steps run without private namespaces ({why}) and as root: a step can read the data directory (tokens, database), this process's environment and other executions' files\n\nhint: install util-linux's unshare and nsenter, or set {STEP_USER_VAR} to an unprivileged user"
+        )
+    } else {
+        format!(
+            "steps run without private namespaces ({why}) as this user: a step can read the data directory (tokens, database), this process's environment and other executions' files\n\nhint: allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces), or run Assay as root"
+        )
+    })
+}
+
+/// What one holder hides and exposes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Confinement {
+    /// Paths steps must not see (covered by an empty tmpfs, or `/dev/null` for a file).
+    pub hidden: Vec<PathBuf>,
+    /// The execution's own work folder, bound back at its host path over the hidden ones.
+    pub work_dir: PathBuf,
+}
+
+/// The script the holder runs inside its new namespaces. `$1` is the new root (an empty
+/// folder), `$2` the execution's data folder, `$3` its outputs folder, `$4` its work folder,
+/// `$5` `own` for a fresh `/proc` of the PID namespace (or `host`), then the hidden paths.
 const HOLDER_SCRIPT: &str = r#"set -e
-R="$1"
+umask 022
+R="$1"; D="$2"; O="$3"; W="$4"; P="$5"
+shift 5
 mount -t tmpfs -o mode=755 assay-root "$R"
 # An rbind of a host folder that contains $R must not copy $R into itself.
 mount --make-unbindable "$R"
@@ -83,6 +184,7 @@ for e in /* /.[!.]*; do
   [ -e "$e" ] || [ -L "$e" ] || continue
   n="${e#/}"
   case "$n" in data|testkube) continue ;; esac
+  if [ "$n" = proc ] && [ "$P" = own ]; then mkdir "$R/proc"; continue; fi
   if [ -L "$e" ]; then
     ln -s "$(readlink "$e")" "$R/$n"
   elif [ -d "$e" ]; then
@@ -91,24 +193,45 @@ for e in /* /.[!.]*; do
     : > "$R/$n" && mount --bind "$e" "$R/$n"
   fi
 done
+# Our own PID namespace's processes only: no other process's environ or cmdline.
+if [ "$P" = own ]; then mount -t proc -o nosuid,nodev,noexec assay-proc "$R/proc"; fi
+for h in "$@"; do
+  if [ -d "$R$h" ] && ! [ -L "$R$h" ]; then
+    mount -t tmpfs -o mode=755,size=64k assay-hidden "$R$h"
+  elif [ -f "$R$h" ]; then
+    mount --bind /dev/null "$R$h"
+  fi
+done
+mkdir -p "$R$W" && mount --bind "$W" "$R$W"
 mkdir -p "$R/data" "$R/testkube/outputs"
-mount --bind "$2" "$R/data"
-mount --bind "$3" "$R/testkube/outputs"
-# Say "ready" only once inside the new root: steps join the holder's root (nsenter -r).
+mount --bind "$D" "$R/data"
+mount --bind "$O" "$R/testkube/outputs"
+# Say "ready" only once inside the new root: steps join the holder's root (nsenter -r). The
+# holder ends when its stdin closes (our end of the pipe: when we end, kill -9 included).
 exec chroot "$R" /bin/sh -c 'echo ready; read _ || true'
 "#;
 
-/// A running holder; steps enter its namespace through [`Sandbox::wrap`].
+/// A running holder; steps enter its namespaces through [`Sandbox::wrap`] and
+/// [`Sandbox::pid_namespace`].
 #[derive(Debug)]
 pub(crate) struct Sandbox {
     holder: Child,
-    pid: u32,
+    /// The host pid of the process whose mount namespace and root steps join.
+    target: u32,
+    /// The holder's PID namespace, which steps are forked into (root only).
+    pid_ns: Option<Arc<File>>,
     user_ns: bool,
+    confinement: Confinement,
 }
 
 impl Sandbox {
     /// Starts a holder for one execution.
-    pub(crate) async fn start(root: &Path, data: &Path, outputs: &Path) -> Result<Self, String> {
+    pub(crate) async fn start(
+        root: &Path,
+        data: &Path,
+        outputs: &Path,
+        confinement: &Confinement,
+    ) -> Result<Self, String> {
         let user_ns = match support() {
             Support::Root => false,
             Support::User => true,
@@ -119,6 +242,8 @@ impl Sandbox {
         let mut cmd = Command::new("unshare");
         if user_ns {
             cmd.args(["-U", "-r"]);
+        } else {
+            cmd.args(["-p", "-f", "--kill-child"]);
         }
         cmd.args([
             "-m",
@@ -132,6 +257,16 @@ impl Sandbox {
         .arg(root)
         .arg(data)
         .arg(outputs)
+        .arg(&confinement.work_dir)
+        .arg(if user_ns { "host" } else { "own" })
+        .args(&confinement.hidden)
+        // The holder is the namespace's PID 1, whose environ every step can read: none of
+        // ours (it may hold the server's secrets).
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -158,24 +293,61 @@ impl Sandbox {
                     .unwrap_or("the holder ended early")
             ));
         }
+        let (target, pid_ns) = if user_ns {
+            (pid, None)
+        } else {
+            // `unshare -f` forked the namespace's init, which said "ready": its only child.
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .map_err(|e| format!("failed to find the namespace holder's init: {e}"))?;
+            let init: u32 = children
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .ok_or("failed to find the namespace holder's init")?;
+            let ns = File::open(format!("/proc/{init}/ns/pid"))
+                .map_err(|e| format!("failed to open the holder's PID namespace: {e}"))?;
+            (init, Some(Arc::new(ns)))
+        };
         Ok(Sandbox {
             holder,
-            pid,
+            target,
+            pid_ns,
             user_ns,
+            confinement: confinement.clone(),
         })
     }
 
-    /// The argv that runs `argv` inside the namespace, in `cwd` (a path as steps see it).
-    pub(crate) fn wrap(&self, argv: &[String], cwd: &str) -> Vec<String> {
-        let mut out = vec!["nsenter".to_string(), "-t".into(), self.pid.to_string()];
+    /// What this holder hides and exposes (parallel workers' holders do the same).
+    pub(crate) fn confinement(&self) -> &Confinement {
+        &self.confinement
+    }
+
+    /// The PID namespace steps must be forked into, when there is one.
+    pub(crate) fn pid_namespace(&self) -> Option<Arc<File>> {
+        self.pid_ns.clone()
+    }
+
+    /// The argv that runs `argv` inside the namespace, in `cwd` (a path as steps see it), as
+    /// `user` when given.
+    pub(crate) fn wrap(&self, argv: &[String], cwd: &str, user: Option<&StepUser>) -> Vec<String> {
+        let mut out = vec!["nsenter".to_string(), "-t".into(), self.target.to_string()];
         if self.user_ns {
             out.push("-U".into());
+        }
+        out.extend(["-m".into(), "-r".into()]);
+        if let Some(u) = user.filter(|_| !self.user_ns) {
+            // nsenter drops the supplementary groups with -G, then sets the gid and the uid,
+            // after it has entered the namespace (which needs root).
+            out.extend([
+                "-S".into(),
+                u.uid.to_string(),
+                "-G".into(),
+                u.gid.to_string(),
+            ]);
         }
         // nsenter opens a `--wd` folder before it enters the namespace, where /data does not
         // exist: change directory inside instead.
         out.extend([
-            "-m".into(),
-            "-r".into(),
             "--".into(),
             "env".into(),
             "-C".into(),
@@ -186,9 +358,31 @@ impl Sandbox {
         out
     }
 
-    /// Ends the holder (steps still inside keep the namespace alive until they end).
+    /// Ends the holder; the kernel then ends every process left in its PID namespace.
     pub(crate) async fn stop(mut self) {
         drop(self.holder.stdin.take());
         let _ = self.holder.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_user_defaults_to_nobody_as_root_only() {
+        assert_eq!(resolve_step_user(false, None), Ok(None));
+        assert_eq!(resolve_step_user(false, Some("nobody")), Ok(None));
+        assert_eq!(resolve_step_user(true, Some("current")), Ok(None));
+        let nobody = resolve_step_user(true, None).unwrap().unwrap();
+        assert_eq!(nobody.name, "nobody");
+        assert_ne!(nobody.uid, 0);
+        assert_eq!(
+            resolve_step_user(true, Some("65534")).unwrap().unwrap().uid,
+            65534
+        );
+        let err = resolve_step_user(true, Some("no-such-user-here")).unwrap_err();
+        assert!(err.contains("ASSAY_STEP_USER=no-such-user-here"), "{err}");
+        assert!(err.contains("hint:"), "{err}");
     }
 }

@@ -84,9 +84,17 @@ async fn parallel_respects_parallelism() {
 
 #[tokio::test]
 async fn parallel_fail_fast_aborts_the_others() {
-    let (opts, _dir) = options();
-    let mut workers = vec![worker(0, 4, "exit 1")];
-    workers.extend((1..4).map(|i| worker(i, 4, "sleep 30")));
+    let (opts, dir) = options();
+    // Worker 0 fails once the others run (each worker starts its own namespace first).
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let m = marks.display();
+    let mut workers = vec![worker(
+        0,
+        4,
+        &format!("while [ $(ls {m} | wc -l) -lt 3 ]; do sleep 0.02; done; exit 1"),
+    )];
+    workers.extend((1..4).map(|i| worker(i, 4, &format!("touch {m}/{i}; sleep 30"))));
     let started = std::time::Instant::now();
     let (out, _) = run(plan(vec![parallel_step("par", workers, 4, true)]), opts).await;
     assert!(

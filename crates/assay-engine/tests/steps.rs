@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use assay_engine::Event;
 use assay_spec::plan::{PlanArtifacts, PlanRetry};
 use assay_spec::status::{ExecutionStatus, StepStatus};
@@ -127,9 +125,14 @@ async fn retry_until_passed() {
 async fn timeout_kills_the_whole_process_group() {
     let (opts, dir) = options();
     let pidfile = dir.path().join("grandchild.pid");
+    let marker = unique_marker(&dir);
+    let seen = tokio::spawn(wait_for_marker(pidfile.clone(), marker.clone()));
     let mut slow = shell(
         "slow",
-        &format!("sleep 300 & echo $! > {}; sleep 300", pidfile.display()),
+        &format!(
+            "bash -c 'sleep 300; : {marker}' & echo $! > {}; sleep 300",
+            pidfile.display()
+        ),
     );
     slow.timeout_ms = Some(700);
     let mut cleanup = shell("cleanup", "echo cleanup");
@@ -139,12 +142,14 @@ async fn timeout_kills_the_whole_process_group() {
     assert_eq!(status(&out, "next"), StepStatus::Skipped);
     assert_eq!(status(&out, "cleanup"), StepStatus::Passed);
     assert_eq!(out.status, ExecutionStatus::Failed);
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(is_gone(pid), "grandchild {pid} survived the timeout");
+    // `$!` is a pid of the step's own PID namespace: the grandchild is found by its marker.
+    assert!(pidfile.exists(), "the grandchild was never started");
+    assert!(seen.await.unwrap(), "the grandchild was never seen running");
+    let left = with_marker(&marker);
+    assert!(
+        left.is_empty(),
+        "the grandchild survived the timeout: {left:?}"
+    );
 }
 
 #[tokio::test]
@@ -166,10 +171,11 @@ async fn abort_stops_everything_without_orphans() {
     let (opts, dir) = options();
     let cancel = opts.cancel.clone();
     let pidfile = dir.path().join("pid");
+    let marker = unique_marker(&dir);
     let slow = shell(
         "slow",
         &format!(
-            "(sleep 300; echo never) & echo $! > {}; echo started; sleep 300",
+            "(bash -c 'sleep 300; : {marker}'; echo never) & echo $! > {}; echo started; sleep 300",
             pidfile.display()
         ),
     );
@@ -177,24 +183,26 @@ async fn abort_stops_everything_without_orphans() {
     after.condition = "always".into();
     let p = plan(vec![slow, after]);
     let pf = pidfile.clone();
-    tokio::spawn(async move {
-        while !pf.exists() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let m = marker.clone();
+    let seen = tokio::spawn(async move {
+        let seen = wait_for_marker(pf, m).await;
         cancel.cancel();
+        seen
     });
     let (out, events) = run(p, opts).await;
     assert_eq!(out.status, ExecutionStatus::Aborted);
     assert_eq!(status(&out, "slow"), StepStatus::Aborted);
     assert_eq!(status(&out, "after"), StepStatus::Skipped);
     assert!(logs(&events, "slow").contains("started"));
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(is_gone(pid), "background process {pid} survived the abort");
+    assert!(
+        seen.await.unwrap(),
+        "the background process was never seen running"
+    );
+    let left = with_marker(&marker);
+    assert!(
+        left.is_empty(),
+        "the background process survived the abort: {left:?}"
+    );
 }
 
 #[tokio::test]

@@ -393,6 +393,9 @@ async fn prepare_created(
         json!({"name": wf.metadata.name, "labels": wf.metadata.labels}),
     );
     opts.context = ctx;
+    // Steps must not reach the server's secrets: its data folder (tokens, the SQLite file,
+    // other executions' folders) is hidden from them, their own work folder excepted.
+    opts.hidden = hidden_paths(store.config());
     let mut base_env = if req.base_env.is_empty() {
         assay_engine::inherited_env()
     } else {
@@ -628,6 +631,9 @@ impl Recorder<'_> {
                 for line in chunk.text.split_inclusive('\n') {
                     w.append(at, line).await?;
                 }
+                // The observer may show these lines at once (`assay run` prints them): they
+                // must be in the store first, or a `kill -9` right after loses what was shown.
+                w.flush().await?;
             }
             Event::StepFinished { reference, result } => {
                 if let Some(w) = self.writers.remove(reference) {
@@ -856,4 +862,30 @@ pub fn definition_yaml(wf: &TestWorkflow) -> Result<String, RunError> {
         }
     }
     serde_saphyr::to_string(&Value::Object(doc)).map_err(|e| RunError::Internal(e.to_string()))
+}
+
+/// What steps must not see: the data folder, and a SQLite file or artifact folder kept
+/// elsewhere.
+fn hidden_paths(config: &assay_store::StoreConfig) -> Vec<PathBuf> {
+    let mut paths = vec![config.data_dir.clone()];
+    if let Some(db) = &config.database_url
+        && let Some(rest) = db.strip_prefix("sqlite:")
+    {
+        let file = rest.trim_start_matches("//");
+        let file = file.split('?').next().unwrap_or(file);
+        if !file.is_empty() && !file.starts_with(':') {
+            paths.push(PathBuf::from(file));
+        }
+    }
+    if let Some(rest) = config
+        .artifacts_url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("file://"))
+    {
+        paths.push(PathBuf::from(rest));
+    }
+    paths
+        .into_iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .collect()
 }

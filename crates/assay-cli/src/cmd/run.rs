@@ -261,6 +261,9 @@ pub async fn execute(
     req.tags = args.tags.iter().cloned().collect();
     req.secrets = args.secrets.iter().cloned().collect();
     req.running_context = running_context_from_env(ContextType::Cli);
+    if let Some(w) = assay_engine::sandbox::isolation_warning() {
+        eprintln!("warning: {w}");
+    }
     let prepared = match assay_runner::prepare(store, req).await {
         Ok(p) => p,
         Err(RunError::Invalid(errors)) => {

@@ -116,6 +116,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             UserError::invalid(e.to_string()).with_hint("drop --no-auth, or listen on 127.0.0.1")
         })?;
     }
+    if let Some(w) = assay_engine::sandbox::isolation_warning() {
+        eprintln!("warning: {w}");
+    }
     tokio::runtime::Runtime::new()?.block_on(async move {
         // `Server::start` recovers abandoned executions and logs each one.
         let store = args.store.open_unrecovered().await?;

@@ -41,6 +41,11 @@ pub fn assay() -> Command {
             cmd.env_remove(&key);
         }
     }
+    // Except the step user: the tests' fixtures are in root's 0700 temporary folders, so
+    // scripts/test.sh keeps steps as root (isolation.rs tests the drop).
+    if let Some(user) = std::env::var_os("ASSAY_STEP_USER") {
+        cmd.env("ASSAY_STEP_USER", user);
+    }
     cmd.env("NO_COLOR", "1");
     cmd
 }
@@ -301,6 +306,29 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Running processes (zombies left out) whose command line contains `marker`, as
+/// `(pid, command line)`.
+pub fn with_marker(marker: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(marker) && alive(pid) {
+            found.push((pid, cmd));
+        }
+    }
+    found
 }
 
 /// Whether a process runs (a zombie does not).

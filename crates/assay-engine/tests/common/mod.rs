@@ -114,3 +114,45 @@ pub fn is_gone(pid: i32) -> bool {
             .unwrap_or(true),
     }
 }
+
+/// A marker unique to one test, to find its processes in `/proc` (steps run in their own PID
+/// namespace, so the pids they print are not ours).
+pub fn unique_marker(dir: &tempfile::TempDir) -> String {
+    format!(
+        "marker-{}",
+        dir.path().file_name().unwrap().to_string_lossy()
+    )
+}
+
+/// Running processes whose command line contains `marker`, as `(pid, command line)`.
+pub fn with_marker(marker: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(marker) && !is_gone(pid) {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+/// Waits until `file` exists, then whether a process with `marker` runs (for 5 s at most).
+pub async fn wait_for_marker(file: std::path::PathBuf, marker: String) -> bool {
+    for _ in 0..250 {
+        if file.exists() && !with_marker(&marker).is_empty() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}

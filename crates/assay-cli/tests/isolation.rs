@@ -1,0 +1,520 @@
+//! What a step's code can reach (issue 14 #1, #8): a step started by `assay server` must not
+//! read the server's data folder (admin token, database, other executions' folders), its
+//! environment or its `/proc`; as root it runs as an unprivileged user; and after `kill -9`
+//! of `assay run` or `assay server` nothing of the run keeps running.
+
+mod run_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use run_support::{free_port, with_marker};
+use serde_json::Value;
+
+/// The server's secret in its own environment: a step must never see it.
+const SERVER_SECRET: &str = "server-env-secret-5d1c07";
+
+struct Server {
+    child: Child,
+    port: u16,
+    admin: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `assay server` on a free port with `SERVER_SECRET` in its environment; `step_user` is its
+/// `ASSAY_STEP_USER` (`None`: unset, the default).
+fn server(data: &Path, step_user: Option<&str>) -> Server {
+    let port = free_port();
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("assay"));
+    cmd.args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .env("ASSAY_DATA_DIR", data)
+        .env("NO_COLOR", "1")
+        .env("ASSAY_SERVER_SECRET", SERVER_SECRET)
+        .env_remove("ASSAY_DATABASE")
+        .env_remove("ASSAY_ARTIFACTS")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    match step_user {
+        Some(u) => cmd.env("ASSAY_STEP_USER", u),
+        None => cmd.env_remove("ASSAY_STEP_USER"),
+    };
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut printed = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited: {printed}"
+        );
+        printed.push_str(&line);
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = stderr.read_to_string(&mut sink);
+    });
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Server { child, port, admin }
+}
+
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<(&str, &str)>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (ctype, text) = body.unwrap_or(("application/json", ""));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+impl Server {
+    /// Stores a one-step workflow with `script`, runs it and returns (execution id).
+    fn start(&self, name: &str, script: &str) -> String {
+        let indented: String = script.lines().map(|l| format!("      {l}\n")).collect();
+        let yaml = format!(
+            "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: {name}\nspec:\n  steps:\n  - name: probe\n    shell: |\n{indented}"
+        );
+        let (code, body) = http(
+            self.port,
+            "POST",
+            "/v1/test-workflows",
+            &self.admin,
+            Some(("text/yaml", &yaml)),
+        );
+        assert_eq!(code, 201, "{body}");
+        let (code, body) = http(
+            self.port,
+            "POST",
+            &format!("/v1/test-workflows/{name}/executions"),
+            &self.admin,
+            Some(("application/json", "{}")),
+        );
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn status(&self, id: &str) -> String {
+        let (code, body) = http(
+            self.port,
+            "GET",
+            &format!("/v1/test-workflow-executions/{id}"),
+            &self.admin,
+            None,
+        );
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["result"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Runs `script` as a stored workflow to its end; returns its status and its log.
+    fn run(&self, name: &str, script: &str) -> (String, String) {
+        let id = self.start(name, script);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            let s = self.status(&id);
+            if !matches!(s.as_str(), "queued" | "running" | "") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "{id} is still {s}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let (code, log) = http(
+            self.port,
+            "GET",
+            &format!("/v1/test-workflow-executions/{id}/logs"),
+            &self.admin,
+            None,
+        );
+        assert_eq!(code, 200, "{log}");
+        (status, log)
+    }
+}
+
+/// The data folder as the server sees it (the path a step would try).
+fn data_dir(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    data.canonicalize().unwrap()
+}
+
+#[test]
+fn security_step_cannot_read_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(&dir);
+    let server = server(&data, Some("current"));
+    let token = data.join("admin.token");
+    let db = data.join("assay.db");
+    let (status, log) = server.run(
+        "steal-token",
+        &format!(
+            "cat {t} || echo no-token\nhead -c 16 {db} || echo no-database\nls -a {d} | sed 's/^/entry: /'\necho probe-done",
+            t = token.display(),
+            db = db.display(),
+            d = data.display()
+        ),
+    );
+    assert_eq!(status, "passed", "{log}");
+    assert!(log.contains("probe-done"), "{log}");
+    assert!(
+        !log.contains(&server.admin),
+        "the step read the admin token: {log}"
+    );
+    assert!(
+        log.contains("no-token") && log.contains("no-database"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("SQLite format"),
+        "the step read the database: {log}"
+    );
+    // The data folder shows only this execution's own work folder.
+    let entries: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("entry: ").map(|(_, e)| e))
+        .collect();
+    assert!(entries.contains(&"work"), "{log}");
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e.starts_with("admin.token") || e.starts_with("assay.db")),
+        "{log}"
+    );
+}
+
+#[test]
+fn security_step_cannot_read_other_executions_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(&dir);
+    let server = server(&data, Some("current"));
+    // A first execution leaves a secret in its work folder and waits.
+    let first = server.start(
+        "holds-secret",
+        "echo other-execution-secret > $TMPDIR/secret\necho ready\nsleep 30",
+    );
+    let work = data.join("work").join(&first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !work.join("tmp/secret").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first execution never wrote its secret"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, log) = server.run(
+        "snoops",
+        &format!(
+            "cat {w}/tmp/secret || echo not-visible\nls {d}/work | sed 's/^/entry: /'\necho probe-done",
+            w = work.display(),
+            d = data.display()
+        ),
+    );
+    assert_eq!(status, "passed", "{log}");
+    assert!(log.contains("not-visible"), "{log}");
+    assert!(!log.contains("other-execution-secret"), "{log}");
+    let entries: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("entry: ").map(|(_, e)| e))
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the step's own execution folder: {log}"
+    );
+    assert!(
+        !entries.contains(&first.as_str()),
+        "the other execution's folder is listed: {log}"
+    );
+}
+
+#[test]
+fn security_step_cannot_read_server_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(&dir);
+    let server = server(&data, Some("current"));
+    let pid = server.child.id();
+    let (status, log) = server.run(
+        "read-env",
+        &format!(
+            "env\ncat /proc/{pid}/environ || echo no-server-proc\nfor p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null; tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done\necho probe-done"
+        ),
+    );
+    assert_eq!(status, "passed", "{log}");
+    assert!(log.contains("probe-done"), "{log}");
+    assert!(
+        !log.contains(SERVER_SECRET),
+        "a step read the server's environment: {log}"
+    );
+    assert!(!log.contains("ASSAY_SERVER_SECRET"), "{log}");
+    // Not even the server's command line: its /proc is not the step's.
+    assert!(
+        !log.contains("--listen"),
+        "a step saw the server's process: {log}"
+    );
+}
+
+#[test]
+fn security_step_cannot_see_the_servers_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(&dir);
+    let server = server(&data, Some("current"));
+    let (status, log) = server.run(
+        "list-processes",
+        "for p in /proc/[0-9]*; do echo \"pid ${p#/proc/} $(tr '\\0' ' ' < $p/cmdline)\"; done\necho probe-done",
+    );
+    assert_eq!(status, "passed", "{log}");
+    assert!(
+        !log.contains("assay"),
+        "a step saw assay's processes: {log}"
+    );
+    let pids = log.lines().filter(|l| l.contains("pid ")).count();
+    assert!(pids < 10, "a step sees more than its own processes: {log}");
+}
+
+#[test]
+fn security_steps_of_a_root_server_run_as_nobody() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: not root, so there is no user to drop from");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(&dir);
+    let server = server(&data, None);
+    let (status, log) = server.run(
+        "whoami",
+        "id -u\nid -G\necho $USER\ntouch /data/mine && echo wrote-data\ntouch $TMPDIR/mine && echo wrote-tmp\ncat /etc/shadow > /dev/null 2>&1 || echo no-shadow",
+    );
+    assert_eq!(status, "passed", "{log}");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.split_once(' ').map_or(l, |(_, t)| t))
+        .collect();
+    assert!(lines.contains(&nobody.uid.to_string().as_str()), "{log}");
+    assert!(!lines.contains(&"0"), "a step ran as root: {log}");
+    assert!(
+        log.contains("wrote-data") && log.contains("wrote-tmp"),
+        "{log}"
+    );
+    assert!(log.contains("no-shadow"), "{log}");
+}
+
+#[test]
+fn an_unknown_step_user_is_a_clear_error() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(&wf, "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: u\nspec:\n  steps:\n  - shell: echo hi\n").unwrap();
+    let out = Command::new(assert_cmd::cargo::cargo_bin("assay"))
+        .arg("run")
+        .arg(&wf)
+        .env("ASSAY_DATA_DIR", dir.path().join("data"))
+        .env("ASSAY_STEP_USER", "no-such-user-xyz")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ASSAY_STEP_USER=no-such-user-xyz names no user"),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// kill -9 of the owner (issue 14 #8): nothing of the run survives it.
+
+const LONG: &str = "bash -c 'sleep 300; : MARKER' &\nsetsid bash -c 'sleep 300; : MARKER' &\necho started\nsleep 300";
+
+/// Waits until the marker's background processes run.
+fn wait_for_marker(marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while with_marker(&format!("sleep 300; : {marker}")).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the step's processes never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether every process with `marker` has ended (the kernel takes a moment to kill a PID
+/// namespace's processes after its init ends).
+fn all_gone(marker: &str) -> Vec<(i32, String)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = with_marker(marker);
+        if left.is_empty() || Instant::now() > deadline {
+            for (pid, _) in &left {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn security_kill_9_of_assay_run_leaves_no_process() {
+    let trials = 3;
+    for trial in 0..trials {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = format!(
+            "kill9-run-{trial}-{}",
+            dir.path().file_name().unwrap().to_string_lossy()
+        );
+        let wf = dir.path().join("wf.yaml");
+        let script: String = LONG
+            .replace("MARKER", &marker)
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect();
+        std::fs::write(&wf, format!("apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: long\nspec:\n  steps:\n  - shell: |\n{script}")).unwrap();
+        let mut run = Command::new(assert_cmd::cargo::cargo_bin("assay"))
+            .arg("run")
+            .arg(&wf)
+            .env("ASSAY_DATA_DIR", dir.path().join("data"))
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_marker(&marker);
+        run.kill().unwrap();
+        run.wait().unwrap();
+        let left = all_gone(&marker);
+        assert!(
+            left.is_empty(),
+            "trial {trial}: after kill -9 of assay run these survived: {left:?}"
+        );
+    }
+}
+
+#[test]
+fn security_kill_9_of_assay_server_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(&dir);
+    let mut server = server(&data, Some("current"));
+    let marker = format!(
+        "kill9-server-{}",
+        dir.path().file_name().unwrap().to_string_lossy()
+    );
+    server.start("long", &LONG.replace("MARKER", &marker));
+    wait_for_marker(&marker);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let left = all_gone(&marker);
+    assert!(
+        left.is_empty(),
+        "after kill -9 of assay server these survived: {left:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// kill -9 of `assay run` (issue 14 #9): what was shown was stored first.
+
+#[test]
+fn security_kill_9_of_assay_run_loses_no_shown_log_line() {
+    let trials = 12;
+    let mut lost = Vec::new();
+    for trial in 0..trials {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let wf = dir.path().join("wf.yaml");
+        std::fs::write(&wf, "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: chatty\nspec:\n  steps:\n  - name: count\n    shell: for i in $(seq 1 100000); do echo line-$i; sleep 0.002; done\n").unwrap();
+        let mut run = Command::new(assert_cmd::cargo::cargo_bin("assay"))
+            .arg("run")
+            .arg(&wf)
+            .env("ASSAY_DATA_DIR", &data)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read the terminal output until some lines were shown (a different number each
+        // trial), kill -9 at once, then take whatever else it printed before it died.
+        let mut stderr = BufReader::new(run.stderr.take().unwrap());
+        let stdout = run.stdout.take().unwrap();
+        let want = 20 + trial * 7;
+        let mut shown = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "assay run ended: {shown}"
+            );
+            shown.push_str(&line);
+            if line.contains(&format!("line-{want}")) {
+                break;
+            }
+        }
+        run.kill().unwrap();
+        stderr.read_to_string(&mut shown).unwrap();
+        drop(stdout);
+        run.wait().unwrap();
+        let last = shown
+            .lines()
+            .filter_map(|l| l.split_once("| line-").map(|(_, n)| n.trim().to_string()))
+            .next_back()
+            .unwrap();
+        let stored = Command::new(assert_cmd::cargo::cargo_bin("assay"))
+            .args(["logs", "chatty-1"])
+            .env("ASSAY_DATA_DIR", &data)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stored = String::from_utf8_lossy(&stored.stdout);
+        if !stored
+            .lines()
+            .any(|l| l.trim_end().ends_with(&format!("line-{last}")))
+        {
+            lost.push((trial, last));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "shown but not stored, in {} of {trials} trials (trial, last line): {lost:?}",
+        lost.len()
+    );
+}
