@@ -827,3 +827,19 @@ workflow!(recording_problems_keep_the_verdict_and_what_was_recorded, "recording.
     let text = String::from_utf8_lossy(&get.stdout);
     assert!(text.contains("Not recorded: failed to record artifact `we\\ird.txt`"), "{text}");
 });
+
+#[test]
+fn the_summary_blames_the_step_that_failed_the_run_not_an_optional_one() {
+    let run = Run::with_flags("optional_negative.yaml", "blame", &[], &[]);
+    assert_eq!(run.code, FAILED, "{run}");
+    assert!(
+        run.stderr
+            .contains("failed step: Unit tests [unit_tests] failed, exit code 1"),
+        "{run}"
+    );
+    assert!(!run.stderr.contains("failed step: Lint"), "{run}");
+    assert!(!run.stderr.contains("failed step: Flaky probe"), "{run}");
+    // The JSON names the same step (remote runs print it), by the one shared rule.
+    let run = Run::new("optional_negative.yaml", "blame", &[]);
+    assert_eq!(run.json["failedStep"], "unit_tests", "{run}");
+}

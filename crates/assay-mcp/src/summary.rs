@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use assay_spec::plan::{Plan, PlanStep};
 use assay_store::{Execution, ExecutionStatus, StepResult, StepStatus, now_ms};
 use serde_json::json;
 
@@ -55,84 +54,10 @@ pub fn ago(at: i64) -> String {
     }
 }
 
-fn failing(status: StepStatus) -> bool {
-    matches!(
-        status,
-        StepStatus::Failed | StepStatus::Timeout | StepStatus::Aborted
-    )
-}
-
-/// Step refs in plan order with their depth, and the innermost failing steps.
-struct Tree {
-    order: Vec<(String, usize)>,
-    innermost_failing: Vec<String>,
-}
-
-fn walk_plan(plan: &Plan, results: &HashMap<&str, &StepResult>) -> Tree {
-    fn walk(
-        step: &PlanStep,
-        prefix: &str,
-        depth: usize,
-        results: &HashMap<&str, &StepResult>,
-        tree: &mut Tree,
-    ) -> bool {
-        let me = format!("{prefix}{}", step.reference);
-        tree.order.push((me.clone(), depth));
-        let mut below = false;
-        for child in &step.steps {
-            below |= walk(child, prefix, depth + 1, results, tree);
-        }
-        if let Some(p) = &step.parallel
-            && let Some(workers) = &p.workers
-        {
-            for w in workers {
-                let pre = format!("{prefix}{}/{}/", step.reference, w.instance.index);
-                below |= walk(&w.root, &pre, depth + 1, results, tree);
-            }
-        }
-        let own = !step.optional && results.get(me.as_str()).is_some_and(|r| failing(r.status));
-        if own && !below {
-            tree.innermost_failing.push(me);
-        }
-        own || below
-    }
-    let mut tree = Tree {
-        order: Vec::new(),
-        innermost_failing: Vec::new(),
-    };
-    walk(&plan.root, "", 0, results, &mut tree);
-    tree
-}
-
-/// The step to blame for a failed execution: the first innermost failing step in plan order
-/// (without a plan: the first failing step with an exit code, else the last failing one).
+/// The step to blame for a failed execution: the one rule shared with the CLI and the server
+/// ([`assay_store::blame::failed_step`]).
 pub fn failed_step(exec: &Execution) -> Option<&StepResult> {
-    let results: HashMap<&str, &StepResult> = exec
-        .steps
-        .iter()
-        .map(|s| (s.step_ref.as_str(), s))
-        .collect();
-    if let Some(plan) = plan_of(exec) {
-        let tree = walk_plan(&plan, &results);
-        if let Some(r) = tree.innermost_failing.first() {
-            return results.get(r.as_str()).copied();
-        }
-    }
-    let mut candidates: Vec<&StepResult> = exec
-        .steps
-        .iter()
-        .filter(|s| failing(s.status) && s.step_ref != "root")
-        .collect();
-    candidates.sort_by_key(|s| s.position);
-    candidates
-        .iter()
-        .find(|s| s.exit_code.is_some_and(|c| c != 0))
-        .or(candidates.last())
-        .copied()
-}
-
-fn plan_of(exec: &Execution) -> Option<Plan> {
-    serde_json::from_str(exec.resolved.as_deref()?).ok()
+    assay_store::blame::failed_step(exec)
 }
 
 /// A step as `name (ref r)`, or just `r` when its name is its ref.
@@ -272,8 +197,8 @@ fn render_full(out: &mut String, exec: &Execution) {
         .iter()
         .map(|s| (s.step_ref.as_str(), s))
         .collect();
-    let order: Vec<(String, usize)> = match plan_of(exec) {
-        Some(plan) => walk_plan(&plan, &results).order,
+    let order: Vec<(String, usize)> = match assay_store::blame::plan_of(exec) {
+        Some(plan) => assay_store::blame::plan_order(&plan),
         None => {
             let mut steps: Vec<&StepResult> = exec.steps.iter().collect();
             steps.sort_by_key(|s| s.position);

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod blame;
 mod config;
 mod dashboard;
 mod db;

@@ -41,6 +41,10 @@ pub struct TestWorkflowExecution {
     /// stored, ...). The status is the run's own verdict whatever is listed here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub record_errors: Vec<String>,
+    /// Assay's: the ref of the step that failed the run ([`crate::blame::failed_step`]), so a
+    /// remote client names the same step as the server's own views.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
 }
 
 /// `workflow: {name}`.
@@ -209,6 +213,7 @@ impl From<&ExecutionSummary> for TestWorkflowExecution {
             output: Vec::new(),
             artifacts: Vec::new(),
             record_errors: s.record_errors.clone(),
+            failed_step: None,
         }
     }
 }
@@ -229,6 +234,9 @@ impl From<&Execution> for TestWorkflowExecution {
         view.reports = e.reports.clone();
         view.output = e.outputs.clone();
         view.artifacts = e.artifacts.clone();
+        if !matches!(e.summary.status, ExecutionStatus::Passed) {
+            view.failed_step = crate::blame::failed_step(e).map(|s| s.step_ref.clone());
+        }
         view
     }
 }

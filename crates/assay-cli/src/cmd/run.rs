@@ -301,7 +301,6 @@ pub async fn execute(
     });
 
     let mut tails: HashMap<String, Vec<String>> = HashMap::new();
-    let mut failed_steps: Vec<(String, assay_engine::StepResult)> = Vec::new();
     let finished = prepared
         .run(|event| match event {
             Event::StepStarted {
@@ -321,12 +320,6 @@ pub async fn execute(
             Event::StepFinished { reference, result } => {
                 if reference != "root" {
                     ui.step_finished(&display_name(&names, reference, ""), result);
-                }
-                if matches!(
-                    result.status,
-                    StepStatus::Failed | StepStatus::Timeout | StepStatus::Aborted
-                ) {
-                    failed_steps.push((reference.clone(), result.clone()));
                 }
             }
             Event::Warning { reference, message } => {
@@ -355,7 +348,7 @@ pub async fn execute(
     if let Some(path) = &args.junit {
         write_junit_file(path, store, full, &names).await?;
     }
-    ui.summary(full, &names, &failed_steps, &tails, store);
+    ui.summary(full, &names, &tails, store);
     // What could not be recorded is said, but the verdict is the run's own.
     for e in &finished.record_errors {
         eprintln!("warning: {e}");
@@ -620,17 +613,18 @@ impl Ui {
         &self,
         e: &assay_store::Execution,
         names: &HashMap<String, String>,
-        failed: &[(String, assay_engine::StepResult)],
         tails: &HashMap<String, Vec<String>>,
         store: &Store,
     ) {
         let s = &e.summary;
-        let failed = failed.first().map(|(reference, r)| FailedStep {
-            name: display_name(names, reference, ""),
-            reference: reference.clone(),
+        // The same rule as MCP and the server: not simply the first step that failed (an
+        // optional one may have failed first without failing the run).
+        let failed = assay_store::blame::failed_step(e).map(|r| FailedStep {
+            name: display_name(names, &r.step_ref, ""),
+            reference: r.step_ref.clone(),
             status: r.status,
-            exit_code: r.exit_code.map(i64::from),
-            error: r.error.clone(),
+            exit_code: r.exit_code,
+            error: r.error_message.clone(),
         });
         self.verdict(&Verdict {
             name: &s.name,

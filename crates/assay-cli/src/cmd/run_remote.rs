@@ -294,25 +294,12 @@ fn note_order(e: &TestWorkflowExecution, order: &mut HashMap<String, usize>) {
 fn ui_summary(e: &TestWorkflowExecution, tails: &HashMap<String, Vec<String>>, r: &Remote) {
     let names = history::step_names(e);
     let steps = history::steps_in_order(e);
-    // The innermost failing step: the first to end, and of those ending together the last in
-    // plan order (children come after their group).
+    // The server names the step that failed the run (`failedStep`, the rule MCP and a local
+    // run use too).
     let failed = steps
         .iter()
-        .enumerate()
-        .filter(|(_, (reference, _, s))| {
-            reference != "root"
-                && matches!(
-                    s.status,
-                    StepStatus::Failed | StepStatus::Timeout | StepStatus::Aborted
-                )
-        })
-        .min_by_key(|(i, (_, _, s))| {
-            (
-                history::ms(s.finished_at.as_deref()).unwrap_or(i64::MAX),
-                std::cmp::Reverse(*i),
-            )
-        })
-        .map(|(_, (reference, _, s))| FailedStep {
+        .find(|(reference, _, _)| e.failed_step.as_deref() == Some(reference.as_str()))
+        .map(|(reference, _, s)| FailedStep {
             name: names
                 .get(reference)
                 .cloned()
