@@ -85,10 +85,10 @@ pub fn failed_step(exec: &Execution) -> Option<&StepResult> {
         .iter()
         .map(|s| (s.step_ref.as_str(), s))
         .collect();
-    if let Some(plan) = plan_of(exec) {
-        if let Some(r) = innermost_failing(&plan, &results).first() {
-            return results.get(r.as_str()).copied();
-        }
+    if let Some(plan) = plan_of(exec)
+        && let Some(r) = innermost_failing(&plan, &results).first()
+    {
+        return results.get(r.as_str()).copied();
     }
     let mut candidates: Vec<&StepResult> = exec
         .steps
