@@ -317,10 +317,8 @@ pub async fn execute(
                 }
                 ui.log(&display_name(&names, &chunk.reference, ""), &chunk.text);
             }
-            Event::StepFinished { reference, result } => {
-                if reference != "root" {
-                    ui.step_finished(&display_name(&names, reference, ""), result);
-                }
+            Event::StepFinished { reference, result } if reference != "root" => {
+                ui.step_finished(&display_name(&names, reference, ""), result);
             }
             Event::Warning { reference, message } => {
                 ui.warning(&display_name(&names, reference, ""), message);
