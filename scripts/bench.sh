@@ -3,7 +3,7 @@
 # the same run (no timed assertions anywhere). Release builds; run on a quiet machine.
 #
 #   scripts/bench.sh            # all of them
-#   scripts/bench.sh cli        # one group: spec | engine | store | cli | server | dashboard
+#   scripts/bench.sh cli        # one group: spec | engine | store | cli | server | dashboard | shards
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -65,4 +65,24 @@ fi
 if run_group dashboard; then
     echo "== dashboard: server time of each page with 100k executions stored (goal p95 < 50 ms)"
     cargo bench -p assay-server --bench dashboard
+fi
+if run_group shards; then
+    echo "== shards: Markdown 3.7's pytest suite (1,081 tests) over 4 workers with glob() shards and balance: durations;"
+    echo "   total, lower bound max(longest file, total/4), balanced makespan and ratio, even-split makespan (recorded test durations)"
+    out=.test-out
+    mkdir -p "$out"
+    if [[ ! -x "$out/venv/bin/python" ]]; then
+        python3 -m venv "$out/venv"
+        "$out/venv/bin/pip" install --quiet --disable-pip-version-check -r crates/assay-reports/tests/requirements.txt
+    fi
+    req=crates/assay-cli/tests/real_suite_requirements.txt
+    if ! cmp -s "$req" "$out/sdist/.requirements" 2>/dev/null; then
+        rm -rf "$out/sdist"
+        "$out/venv/bin/pip" download --quiet --disable-pip-version-check --no-binary :all: \
+            --no-deps --require-hashes -r "$req" -d "$out/sdist"
+        cp "$req" "$out/sdist/.requirements"
+    fi
+    ASSAY_TEST_SDIST=$(find "$out/sdist" -maxdepth 1 -name '*.tar.gz' | head -n 1) \
+        ASSAY_TEST_PYTHON="$PWD/$out/venv/bin/python" \
+        cargo nextest run -p assay-cli --locked -E 'binary(real_suite)' --no-capture 2>&1 | grep '^shards:'
 fi

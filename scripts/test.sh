@@ -102,6 +102,23 @@ ensure_python_venv() {
     export ASSAY_TEST_PYTHON="$venv/bin/python"
 }
 
+# --- a real third-party suite (crates/assay-cli/tests/real_suite.rs) -----------------------
+# Markdown 3.7's sdist (its pytest suite, 1,081 tests), pinned by sha256, downloaded once with
+# the venv's pip into .test-out/sdist; ASSAY_TEST_SDIST names it (the test says loudly that it
+# skipped when it is unset).
+ensure_real_suite() {
+    local req="$root/crates/assay-cli/tests/real_suite_requirements.txt" dir="$out/sdist"
+    if ! cmp -s "$req" "$dir/.requirements" 2>/dev/null; then
+        log "downloading the real suite's sdist (pip download -r ${req#"$root"/})"
+        rm -rf "$dir"
+        "$out/venv/bin/pip" download --quiet --disable-pip-version-check --no-binary :all: \
+            --no-deps --require-hashes -r "$req" -d "$dir"
+        cp "$req" "$dir/.requirements"
+    fi
+    ASSAY_TEST_SDIST=$(find "$dir" -maxdepth 1 -name '*.tar.gz' | head -n 1)
+    export ASSAY_TEST_SDIST
+}
+
 # --- PostgreSQL (store tests run against SQLite and a real PostgreSQL) --------------------
 pg_dir=""
 start_postgres() {
@@ -190,6 +207,7 @@ ensure_nextest
 ensure_debian_tools
 check_corpus
 ensure_python_venv
+ensure_real_suite
 ensure_chromium
 ensure_browser_node_modules
 
