@@ -175,13 +175,15 @@ impl Client {
 
     /// `base` + the segments, each percent-encoded as one path segment.
     fn url(&self, segments: &[&str]) -> Url {
+        // Each segment percent-encoded here: the URL parser drops tabs and newlines (as
+        // browsers do), so `a\nb.txt` pushed as a segment would name `ab.txt`.
         let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty();
-            for s in segments {
-                path.push(s);
-            }
+        let mut path = url.path().trim_end_matches('/').to_string();
+        for s in segments {
+            path.push('/');
+            path.push_str(&escape_segment(s));
         }
+        url.set_path(&path);
         url
     }
 
@@ -655,6 +657,19 @@ where
             }
         },
     )
+}
+
+/// A path segment percent-encoded: everything but unreserved characters (RFC 3986).
+fn escape_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Take one complete block (up to a blank line) off the front of `buffer`.

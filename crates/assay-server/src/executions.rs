@@ -393,25 +393,57 @@ pub async fn download_artifact(
         .find_execution(&ExecutionRef::parse(&id))
         .await?;
     let download = state.store.open_artifact(&summary.id, &path).await?;
-    let file_name = path
-        .rsplit('/')
-        .next()
-        .unwrap_or("artifact")
-        .replace('"', "");
     let stream = download.stream.map(|r| r.map_err(std::io::Error::other));
     Ok((
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, download.size.to_string()),
+            (
+                header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_LENGTH, download.size.into()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{file_name}\""),
+                content_disposition("attachment", &path),
             ),
         ],
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// `attachment` (or `inline`) with the last segment of `path` as the file name, valid whatever
+/// the name holds (RFC 6266): `filename` is an ASCII stand-in (anything but printable ASCII,
+/// `"` and `\\` become `_`), `filename*` the exact name in UTF-8, percent-encoded (RFC 8187).
+/// An artifact named with a newline made the header invalid: a 500 for every download of it.
+pub(crate) fn content_disposition(kind: &str, path: &str) -> axum::http::HeaderValue {
+    let name = path
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("artifact");
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    axum::http::HeaderValue::from_str(&format!(
+        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or_else(|_| axum::http::HeaderValue::from_static("attachment"))
 }
 
 /// The nearest-rank percentile of sorted values (0 when empty).

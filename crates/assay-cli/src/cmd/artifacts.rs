@@ -83,51 +83,77 @@ async fn artifacts(source: &Source, args: &Args) -> anyhow::Result<()> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    // One artifact that cannot be had (a path that leaves the folder, a server error) is a
+    // warning: the others are still downloaded, and the exit code says something was missed.
+    let mut failed = 0usize;
     for a in &artifacts {
         bar.set_message(a.path.clone());
-        // A path that leaves the folder (from a server one should not trust) is refused.
-        if Path::new(&a.path)
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(anyhow::anyhow!(
-                "failed to download `{}`: the path leaves {}",
-                a.path,
-                dir.display()
-            ));
-        }
-        let target = dir.join(&a.path);
-        let stream: BoxStream<'_, anyhow::Result<Vec<u8>>> = match source {
-            Source::Local(store) => store
-                .open_artifact(&id, &a.path)
-                .await
-                .map_err(store_err)?
-                .stream
-                .map(|c| c.map(|b| b.to_vec()).map_err(store_err))
-                .boxed(),
-            Source::Remote(r) => {
-                let download = r
-                    .client
-                    .download_artifact(&id, &a.path)
-                    .await
-                    .map_err(|e| r.err(e))?;
-                download
-                    .stream
-                    .map(|c| c.map(|b| b.to_vec()).map_err(|e| r.err(e)))
-                    .boxed()
+        match download_one(source, &id, &a.path, dir, &bar).await {
+            Ok(target) => {
+                bar.suspend(|| println!("{}", target.display()));
             }
-        };
-        write_download(stream, &target, &bar).await?;
-        println!("{}", target.display());
+            Err(e) => {
+                failed += 1;
+                bar.suspend(|| eprintln!("warning: skipped {:?}: {e:#}", a.path));
+            }
+        }
     }
     bar.finish_and_clear();
     eprintln!(
-        "downloaded {} artifact(s), {} bytes, into {}",
+        "downloaded {} of {} artifact(s), {} bytes, into {}",
+        artifacts.len() - failed,
         artifacts.len(),
         total,
         dir.display()
     );
+    if failed > 0 {
+        return Err(crate::error::UserError::invalid(format!(
+            "failed to download {failed} of {} artifact(s) of {name} (each one is named above)",
+            artifacts.len()
+        ))
+        .into());
+    }
     Ok(())
+}
+
+/// Download the artifact `path` of execution `id` into `dir`; the file written.
+async fn download_one(
+    source: &Source,
+    id: &str,
+    path: &str,
+    dir: &Path,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<PathBuf> {
+    // A path that leaves the folder (from a server one should not trust) is refused.
+    if Path::new(path)
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        anyhow::bail!("the path leaves {}", dir.display());
+    }
+    let target = dir.join(path);
+    let stream: BoxStream<'_, anyhow::Result<Vec<u8>>> = match source {
+        Source::Local(store) => store
+            .open_artifact(id, path)
+            .await
+            .map_err(store_err)?
+            .stream
+            .map(|c| c.map(|b| b.to_vec()).map_err(store_err))
+            .boxed(),
+        Source::Remote(r) => {
+            let download = r
+                .client
+                .download_artifact(id, path)
+                .await
+                .map_err(|e| r.err(e))?;
+            download
+                .stream
+                .map(|c| c.map(|b| b.to_vec()).map_err(|e| r.err(e)))
+                .boxed()
+        }
+    };
+    write_download(stream, &target, bar).await?;
+    Ok(target)
 }
 
 /// Write a download to `target`, through a temporary name: an interrupted download never

@@ -613,11 +613,6 @@ pub async fn artifact(
             return error_page(Some(nav), StatusCode::BAD_REQUEST, format!("failed to {e}"));
         }
     };
-    let file_name = path
-        .rsplit('/')
-        .next()
-        .unwrap_or("artifact")
-        .replace(['"', '\\', '\r', '\n'], "_");
     let inline = q.download.is_none() && viewable(&path);
     let mime = mime_guess::from_path(&path).first_or_octet_stream();
     let essence = mime.essence_str();
@@ -632,11 +627,8 @@ pub async fn artifact(
     } else {
         "text/plain; charset=utf-8".to_string()
     };
-    let disposition = if inline {
-        format!("inline; filename=\"{file_name}\"")
-    } else {
-        format!("attachment; filename=\"{file_name}\"")
-    };
+    let disposition =
+        crate::executions::content_disposition(if inline { "inline" } else { "attachment" }, &path);
     let stream = download.stream.map(|r| r.map_err(std::io::Error::other));
     let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
     let headers = response.headers_mut();
@@ -647,9 +639,9 @@ pub async fn artifact(
     };
     set(header::CONTENT_TYPE, &content_type);
     set(header::CONTENT_LENGTH, &download.size.to_string());
-    set(header::CONTENT_DISPOSITION, &disposition);
     set(header::CONTENT_SECURITY_POLICY, "sandbox");
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    headers.insert(header::CONTENT_DISPOSITION, disposition);
     response
 }
 

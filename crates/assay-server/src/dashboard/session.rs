@@ -116,10 +116,21 @@ fn is_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-/// Where to go after logging in: a path on this server only (no `//host`, no scheme).
+/// Where to go after logging in: a path on this server only (no `//host`, no scheme). Browsers
+/// drop tabs and newlines from a URL and read `\\` as `/`, so `/\t/evil.example/` (from
+/// `next=/%09/evil.example/`) would become `//evil.example/`: any control character, space or
+/// backslash sends the user to `/` instead.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == '\\') =>
+        {
+            n.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -209,6 +220,21 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn security_login_next_with_a_tab_or_newline_stays_on_this_server() {
+        // `next=/%09/evil.example/` decodes to this; a browser drops the tab: `//evil.example/`.
+        for evil in [
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "/\r\n/evil.example",
+            "/ /evil.example",
+            "/\u{0}/evil.example",
+            "/\t\\evil.example",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/", "{evil:?}");
+        }
     }
 
     #[test]
