@@ -229,3 +229,56 @@ fn the_shipped_examples_are_valid() {
     );
     assert_eq!(code, 0, "{stdout}");
 }
+
+/// Issue 13 #11: problems of every phase — the YAML's shape, the checks of its values, the
+/// compiler (templates), and names the expressions use — come in one pass, each at its line.
+#[test]
+fn every_phase_reports_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "multi.yaml",
+        &format!(
+            "{HEAD}spec:\n  container:\n    imagee: python:3\n  steps:\n  - name: Build\n    shell: echo {{{{ lenn(config.x) }}}}\n    timeout: 5 minutes\n  - name: Test\n    shell: echo {{{{ step.biuld.outputs.x }}}}\n    use:\n    - name: missing/template\n  - id: Bad-Id\n    shell: 'true'\n"
+        ),
+    );
+    let (code, stdout, _) = validate(dir.path(), &["multi.yaml"]);
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.starts_with("  hint"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            "multi.yaml:7:5: unknown field `imagee`",
+            "multi.yaml:10:12: unknown function `lenn`",
+            "multi.yaml:11:14: unknown unit \" minutes\" in duration \"5 minutes\" (use ns, us, ms, s, m or h)",
+            "multi.yaml:13:12: `step.biuld.outputs.x` refers to step id `biuld`, which no step has",
+            "multi.yaml:15:13: template `missing/template` not found",
+            "multi.yaml:16:9: step id `Bad-Id` must start with a lowercase letter or digit and hold only lowercase letters, digits and `_`",
+            "1 documents, 0 valid, 1 invalid",
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.contains("hint: did you mean `len`?"), "{stdout}");
+    assert!(
+        stdout.contains("hint: did you mean `step.build`?"),
+        "{stdout}"
+    );
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn known_step_ids_and_runtime_functions_are_not_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "ok.yaml",
+        &format!(
+            "{HEAD}spec:\n  steps:\n  - name: Build\n    shell: echo {{{{ step.results }}}}\n  - shell: echo {{{{ step.build.outputs.x }}}} {{{{ join(glob('*.py'), ' ') }}}} {{{{ len(map(list(1), 'string(_.value)')) }}}}\n    condition: step.build.passed\n"
+        ),
+    );
+    let (code, stdout, _) = validate(dir.path(), &["ok.yaml"]);
+    assert_eq!(stdout, "1 documents, 1 valid, 0 invalid\n");
+    assert_eq!(code, 0);
+}

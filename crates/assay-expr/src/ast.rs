@@ -212,6 +212,39 @@ impl Expr {
         }
     }
 
+    /// Calls `f` on this node and every node below it, depth first, and on
+    /// the expressions of `map`/`filter` strings (`map(x, "f(_.value)")`),
+    /// which are parsed for the purpose. For checks such as unknown names.
+    pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
+        // Bounded: parsing limits depth, and nested strings are parsed once each.
+        f(self);
+        match self {
+            Expr::Lit(_) | Expr::Var(_) => {}
+            Expr::Prop(base, _) => base.visit(f),
+            Expr::List(items) => items.iter().for_each(|a| a.expr.visit(f)),
+            Expr::Object(entries) => entries.iter().for_each(|(_, e)| e.visit(f)),
+            Expr::Not(e) | Expr::Neg(e) => e.visit(f),
+            Expr::Binary(_, l, r) => {
+                l.visit(f);
+                r.visit(f);
+            }
+            Expr::Cond(c, t, e) => {
+                c.visit(f);
+                t.visit(f);
+                e.visit(f);
+            }
+            Expr::Call(name, args) => {
+                args.iter().for_each(|a| a.expr.visit(f));
+                if matches!(name.as_str(), "map" | "filter")
+                    && let Some(Expr::Lit(Value::String(src))) = args.get(1).map(|a| &a.expr)
+                    && let Ok(inner) = crate::parse(src)
+                {
+                    inner.visit(f);
+                }
+            }
+        }
+    }
+
     /// Whether the expression is a constant.
     pub fn is_static(&self) -> bool {
         matches!(self, Expr::Lit(_))

@@ -116,7 +116,14 @@ pub fn compile(req: &CompileRequest) -> Result<Compiled, Vec<PathError>> {
     let mut applier = Applier::new(req.templates, &outer, passthrough, helpers.clone());
     applier.spec(&mut spec, "spec");
     if !applier.errors.is_empty() {
-        // Lowering a workflow whose templates failed would only add follow-on errors.
+        // Lowering a workflow whose templates failed would only add follow-on errors; the
+        // names its expressions use can still be checked (ids as far as they are known).
+        let mut ids_spec = spec.clone();
+        let (mut seen, mut ignored) = (HashSet::new(), Vec::new());
+        assign_ids(&mut ids_spec.setup, "spec.setup", &mut seen, &mut ignored);
+        assign_ids(&mut ids_spec.steps, "spec.steps", &mut seen, &mut ignored);
+        assign_ids(&mut ids_spec.after, "spec.after", &mut seen, &mut ignored);
+        crate::references::check(&ids_spec, &mut errors);
         errors.append(&mut applier.errors);
         dedupe(&mut errors);
         return Err(errors);
@@ -141,6 +148,7 @@ pub fn compile(req: &CompileRequest) -> Result<Compiled, Vec<PathError>> {
     assign_ids(&mut spec.setup, "spec.setup", &mut seen, &mut errors);
     assign_ids(&mut spec.steps, "spec.steps", &mut seen, &mut errors);
     assign_ids(&mut spec.after, "spec.after", &mut seen, &mut errors);
+    crate::references::check(&spec, &mut errors);
 
     // 4. lowering
     let mut lower = Lower {

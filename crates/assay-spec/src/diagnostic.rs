@@ -110,6 +110,27 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Whether `d`, found by a later phase, adds nothing to the `earlier` problems: the same message
+/// on the same line, another problem of a field already reported, or a problem of a node that
+/// holds a field reported before (the node was checked with that field left out, so "the step
+/// does nothing" after an unknown `shel` is a consequence, not news).
+pub fn is_follow_on(earlier: &[Diagnostic], d: &Diagnostic) -> bool {
+    earlier.iter().any(|e| {
+        if e.line == d.line && e.message == d.message {
+            return true;
+        }
+        let (Some(ep), Some(dp)) = (&e.path, &d.path) else {
+            return false;
+        };
+        e.is_error()
+            && e.document == d.document
+            && (ep == dp
+                || ep.len() > dp.len()
+                    && ep.starts_with(dp.as_str())
+                    && matches!(ep.as_bytes()[dp.len()], b'.' | b'['))
+    })
+}
+
 /// Sort diagnostics into file order (line, then column), keeping the order of equal positions.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by_key(|d| (d.line, d.column));

@@ -13,6 +13,7 @@ pub mod located;
 pub mod merge;
 pub mod model;
 pub mod plan;
+pub mod references;
 pub mod resolve;
 pub mod schedule;
 pub mod status;

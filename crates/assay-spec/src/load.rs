@@ -159,6 +159,9 @@ pub struct LoadedDocument {
 pub struct Loaded {
     /// The checked documents that loaded into the typed model, in file order.
     pub documents: Vec<LoadedDocument>,
+    /// Documents with errors that loaded once their bad parts were left out: checked further
+    /// (semantics, the compiler) so that one pass reports every problem, never stored or run.
+    pub repaired: Vec<LoadedDocument>,
     /// The checked `TestTrigger` and `Webhook` documents that loaded, in file order.
     pub resources: Vec<LoadedResource>,
     /// How many documents were checked: TestWorkflow / TestWorkflowTemplate / TestTrigger /
@@ -278,10 +281,9 @@ fn file_error(
     hint: Option<String>,
 ) -> Loaded {
     Loaded {
-        documents: Vec::new(),
-        resources: Vec::new(),
         checked: 1,
         diagnostics: vec![Diagnostic::error(file, line, column, message).with_hint_opt(hint)],
+        ..Loaded::default()
     }
 }
 
@@ -493,20 +495,22 @@ fn load_document(file: &str, text: &str, index: usize, root: &Spanned<Node>, loa
         locations: &locations,
     };
     let document = match kind {
-        Kind::TestWorkflow => deserialize_all::<TestWorkflow>(&ctx, work, &mut loaded.diagnostics)
-            .map(Document::TestWorkflow),
+        Kind::TestWorkflow => {
+            deserialize_repaired::<TestWorkflow>(&ctx, work, &mut loaded.diagnostics)
+                .map(|(d, clean)| (Document::TestWorkflow(d), clean))
+        }
         Kind::TestWorkflowTemplate => {
-            deserialize_all::<TestWorkflowTemplate>(&ctx, work, &mut loaded.diagnostics)
-                .map(Document::TestWorkflowTemplate)
+            deserialize_repaired::<TestWorkflowTemplate>(&ctx, work, &mut loaded.diagnostics)
+                .map(|(d, clean)| (Document::TestWorkflowTemplate(d), clean))
         }
     };
-    if let (Some(document), true) = (document, ok) {
+    if let Some((document, clean)) = document {
         let name = value
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        loaded.documents.push(LoadedDocument {
+        let doc = LoadedDocument {
             index,
             kind,
             name,
@@ -514,7 +518,12 @@ fn load_document(file: &str, text: &str, index: usize, root: &Spanned<Node>, loa
             raw: value,
             locations,
             line,
-        });
+        };
+        if clean && ok {
+            loaded.documents.push(doc);
+        } else {
+            loaded.repaired.push(doc);
+        }
     }
 }
 
@@ -692,15 +701,28 @@ fn node_at<'v>(value: &'v mut Value, segs: &[Seg]) -> Option<&'v mut Value> {
 /// offending node is removed or replaced with a neutral value and deserialization runs again.
 fn deserialize_all<T: DeserializeOwned>(
     ctx: &Ctx<'_>,
-    mut work: Value,
+    work: Value,
     out: &mut Vec<Diagnostic>,
 ) -> Option<T> {
+    match deserialize_repaired(ctx, work, out)? {
+        (doc, true) => Some(doc),
+        (_, false) => None,
+    }
+}
+
+/// [`deserialize_all`], also giving the repaired value when there were errors (`false`: it is
+/// the document without its bad parts).
+fn deserialize_repaired<T: DeserializeOwned>(
+    ctx: &Ctx<'_>,
+    mut work: Value,
+    out: &mut Vec<Diagnostic>,
+) -> Option<(T, bool)> {
     let mut reported = 0usize;
     // Nodes we invented to get past a missing field: errors there are ours, not the user's.
     let mut invented: Vec<(Vec<Seg>, usize)> = Vec::new();
     for _ in 0..MAX_ERRORS_PER_DOCUMENT * 2 {
         let err = match serde_path_to_error::deserialize::<_, T>(&work) {
-            Ok(doc) => return (reported == 0).then_some(doc),
+            Ok(doc) => return Some((doc, reported == 0)),
             Err(err) => err,
         };
         let segs: Vec<Seg> = err

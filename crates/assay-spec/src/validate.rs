@@ -58,12 +58,18 @@ pub fn check_bytes(file: &str, bytes: &[u8]) -> Loaded {
 }
 
 fn finish(file: &str, mut loaded: Loaded) -> Loaded {
+    // Repaired documents too: their semantic problems come in the same pass as the others.
     let extra: Vec<Diagnostic> = loaded
         .documents
         .iter()
+        .chain(&loaded.repaired)
         .flat_map(|doc| validate_document(file, doc))
         .collect();
-    loaded.diagnostics.extend(extra);
+    for d in extra {
+        if !diagnostic::is_follow_on(&loaded.diagnostics, &d) {
+            loaded.diagnostics.push(d);
+        }
+    }
     let extra: Vec<Diagnostic> = loaded
         .resources
         .iter()

@@ -58,8 +58,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .loaded
             .documents
             .iter()
-            .filter(|d| d.kind == Kind::TestWorkflow && file.loaded.is_valid(d.index))
+            // Repaired ones too (loaded with their bad parts left out): one pass reports the
+            // problems of every phase.
+            .chain(&file.loaded.repaired)
+            .filter(|d| d.kind == Kind::TestWorkflow)
             .flat_map(|d| compile_problems(&file.display, d, &templates))
+            .filter(|d| !diagnostic::is_follow_on(&file.loaded.diagnostics, d))
             .collect();
         file.loaded.diagnostics.extend(compile_errors);
         diagnostic::sort(&mut file.loaded.diagnostics);
@@ -83,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     })
 }
 
-/// What the compiler finds in a structurally valid workflow: missing templates, template config
+/// What the compiler finds in a loaded workflow: missing templates, template config
 /// errors, bad expressions in context. Config values are not given, so missing ones are fine.
 fn compile_problems(file: &str, doc: &LoadedDocument, templates: &TemplateSet) -> Vec<Diagnostic> {
     let Document::TestWorkflow(workflow) = &doc.document else {

@@ -50,13 +50,11 @@ impl Tools {
             }
         }
         let mut extra: Vec<Diagnostic> = Vec::new();
-        for doc in &loaded.documents {
+        // Every workflow, repaired ones too: one answer lists the problems of every phase.
+        for doc in loaded.documents.iter().chain(&loaded.repaired) {
             let Document::TestWorkflow(wf) = &doc.document else {
                 continue;
             };
-            if !loaded.is_valid(doc.index) {
-                continue;
-            }
             let mut req = CompileRequest::new(wf, &templates);
             req.strictness = Strictness::Lenient;
             if let Err(errors) = assay_spec::compile(&req) {
@@ -71,7 +69,11 @@ impl Tools {
                 }
             }
         }
-        loaded.diagnostics.extend(extra);
+        for d in extra {
+            if !diagnostic::is_follow_on(&loaded.diagnostics, &d) {
+                loaded.diagnostics.push(d);
+            }
+        }
         diagnostic::sort(&mut loaded.diagnostics);
         Ok(Checked { loaded, templates })
     }
