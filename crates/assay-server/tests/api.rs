@@ -1381,3 +1381,22 @@ async fn security_expression_budget_running_a_stored_bomb_is_a_clear_error() {
     assert!(body.contains("len(map(range(10000)"), "{body}");
     health_is_ok(&s).await;
 }
+
+/// Issue 13 #11 through MCP: `validate_workflow` lists the problems of every phase at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mcp_validate_reports_every_phase_at_once() {
+    let s = start(2).await;
+    let yaml = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: w\nspec:\n  container:\n    imagee: python:3\n  steps:\n  - name: Build\n    shell: echo {{ lenn(1) }}\n    timeout: 5 minutes\n  - shell: echo {{ step.biuld.outputs.x }}\n";
+    let args: assay_mcp::args::ValidateWorkflowArgs =
+        serde_json::from_value(json!({ "yaml": yaml })).unwrap();
+    let out = s.mcp.validate_workflow(args).await.unwrap();
+    assert!(out.starts_with("invalid: 4 problems"), "{out}");
+    for wanted in [
+        "unknown field `imagee`",
+        "unknown function `lenn`",
+        "duration \"5 minutes\"",
+        "step id `biuld`",
+    ] {
+        assert!(out.contains(wanted), "{wanted}: {out}");
+    }
+}
