@@ -12,6 +12,8 @@
 //! config values masked. Deliveries still retrying when the server stops are lost.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -69,6 +71,8 @@ struct Shared {
     store: Store,
     metrics: Metrics,
     http: reqwest::Client,
+    /// `--allow-private-webhooks`: loopback and private receivers are allowed.
+    allow_private: Arc<AtomicBool>,
     settings: RwLock<Settings>,
     in_flight: Arc<Semaphore>,
 }
@@ -89,13 +93,22 @@ impl Webhooks {
             .or_else(|| std::env::var("ASSAY_PUBLIC_URL").ok())
             .filter(|u| !u.trim().is_empty())
             .map(|u| u.trim_end_matches('/').to_string());
+        let allow_private = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             store,
             metrics,
+            // Redirects are never followed (a public receiver could point at a private one),
+            // and every name is checked as it is resolved for a connection, so a name that
+            // resolves differently at send time cannot reach a private address either.
             http: reqwest::Client::builder()
                 .timeout(ATTEMPT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .dns_resolver(PublicOnly {
+                    allow_private: allow_private.clone(),
+                })
                 .build()
                 .unwrap_or_default(),
+            allow_private,
             settings: RwLock::new(Settings {
                 public_url,
                 secrets: BTreeMap::new(),
@@ -121,6 +134,12 @@ impl Webhooks {
         if let Ok(mut s) = self.shared.settings.write() {
             s.secrets.insert(var.to_string(), value.to_string());
         }
+    }
+
+    /// Allow receivers on loopback, private, link-local and other non-public addresses
+    /// (`assay server --allow-private-webhooks`); refused by default.
+    pub fn set_allow_private(&self, allow: bool) {
+        self.shared.allow_private.store(allow, Ordering::Relaxed);
     }
 
     fn report(&self, id: &str, moment: Moment) {
@@ -499,6 +518,101 @@ fn prepare(
     })
 }
 
+/// Whether `ip` is an address a webhook may not reach by default: loopback, private,
+/// link-local, shared (CGNAT), unspecified, broadcast, multicast, documentation, IPv6 unique
+/// local, and IPv4 addresses written as IPv6.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (first == 0x0064 && v6.segments()[1] == 0xff9b)
+        }
+    }
+}
+
+/// The message for a refused receiver.
+fn refused(host: &str, ip: IpAddr) -> String {
+    format!(
+        "refused: `{host}` is {ip}, a loopback or private address; webhooks reach public \
+         addresses only unless the server runs with --allow-private-webhooks"
+    )
+}
+
+/// reqwest's resolver for webhooks: the system's, with non-public addresses refused.
+struct PublicOnly {
+    allow_private: Arc<AtomicBool>,
+}
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_private.load(Ordering::Relaxed);
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if !allow && let Some(bad) = addrs.iter().find(|a| is_private(a.ip())) {
+                return Err(refused(&host, bad.ip()).into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Check the receiver's address before sending: an IP literal as written (reqwest does not
+/// resolve those), a name as it resolves now. `Err` is the message to record.
+async fn check_receiver(url: &str, allow_private: bool) -> Result<(), String> {
+    if allow_private {
+        return Ok(());
+    }
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("the uri `{url}` is not a URL: {e}"))?;
+    let port = parsed.port_or_known_default().unwrap_or(0);
+    match parsed.host() {
+        Some(url::Host::Ipv4(ip)) if is_private(IpAddr::V4(ip)) => {
+            Err(refused(&ip.to_string(), IpAddr::V4(ip)))
+        }
+        Some(url::Host::Ipv6(ip)) if is_private(IpAddr::V6(ip)) => {
+            Err(refused(&ip.to_string(), IpAddr::V6(ip)))
+        }
+        Some(url::Host::Domain(name)) => {
+            let addrs = tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|e| format!("`{name}` does not resolve: {e}"))?;
+            for a in addrs {
+                if is_private(a.ip()) {
+                    return Err(refused(name, a.ip()));
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether a failed attempt is worth repeating: no answer, 5xx, 408 and 429.
 fn retryable(status: Option<u16>) -> bool {
     match status {
@@ -548,6 +662,18 @@ async fn deliver(shared: &Shared, job: Delivery) {
         .headers
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    if let Err(e) =
+        check_receiver(&rendered.url, shared.allow_private.load(Ordering::Relaxed)).await
+    {
+        attempt.id = uuid::Uuid::now_v7().to_string();
+        attempt.attempt = 1;
+        attempt.at = assay_store::now_ms();
+        attempt.error = Some(rendered.mask(&e));
+        record(shared, &attempt).await;
+        tracing::warn!(webhook = %job.webhook, error = %rendered.mask(&e), "webhook receiver refused");
+        shared.metrics.webhook_delivery("refused");
+        return;
+    }
     let mut wait = FIRST_BACKOFF;
     for n in 1..=ATTEMPTS {
         let mut request = shared
@@ -563,8 +689,13 @@ async fn deliver(shared: &Shared, job: Delivery) {
         let (status, error) = match request.send().await {
             Ok(response) => {
                 let status = response.status();
-                let error =
-                    (!status.is_success()).then(|| format!("the receiver answered {status}"));
+                let error = (!status.is_success()).then(|| {
+                    if status.is_redirection() {
+                        format!("the receiver answered {status}; redirects are not followed")
+                    } else {
+                        format!("the receiver answered {status}")
+                    }
+                });
                 (Some(status.as_u16()), error)
             }
             // reqwest's message may hold the URL, secrets and all.

@@ -69,6 +69,8 @@ async fn wait_for<F: Fn(&Value) -> bool>(s: &TestServer, path: &str, done: F) ->
 async fn deliveries_retry_render_and_mask() {
     let (receiver, seen) = receiver().await;
     let s = start().await;
+    // The receiver is on 127.0.0.1 (`--allow-private-webhooks`).
+    s.webhooks.set_allow_private(true);
     // The secret as the server's environment would give it (`{name, key}` → NAME_KEY).
     s.webhooks.set_secret("ASSAY_TEST_WEBHOOK_TOKEN", TOKEN);
     s.webhooks
@@ -308,6 +310,7 @@ fn strings(v: &Value, out: &mut Vec<String>) {
 async fn security_webhook_secret_masked_in_every_encoding() {
     const SECRET: &str = "tok \"3f9a<1> x";
     let s = start().await;
+    s.webhooks.set_allow_private(true);
     s.webhooks.set_secret("ASSAY_TEST_WEBHOOK_TOKEN", SECRET);
     // A port nobody listens on: the attempt fails with reqwest's error, URL included.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -373,4 +376,107 @@ spec:
             "`{form}` leaked: {log:#}"
         );
     }
+}
+
+/// Issue 14 #14: webhooks reached loopback and private addresses (the server's own network)
+/// and followed redirects. By default a receiver on 127.0.0.1, or a name resolving to it, is
+/// refused without a request; with `--allow-private-webhooks` it is reached, but a redirect is
+/// still not followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn security_webhooks_refuse_private_addresses_and_redirects() {
+    let (receiver, seen) = receiver().await;
+    let redirector = axum::Router::new().route(
+        "/{path}",
+        axum::routing::post({
+            let receiver = receiver.clone();
+            move || {
+                let to = format!("{receiver}/followed");
+                async move { (AxumStatus::FOUND, [(axum::http::header::LOCATION, to)]) }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirect_base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, redirector).await.unwrap() });
+    let port = receiver.rsplit(':').next().unwrap().to_string();
+
+    let s = start().await;
+    let hook = |name: &str, uri: &str| {
+        format!(
+            "apiVersion: executor.testkube.io/v1\nkind: Webhook\nmetadata: {{name: {name}}}\nspec:\n  uri: '{uri}'\n  events: [end-testworkflow-success]\n  selector: team=qa\n"
+        )
+    };
+    for (name, uri) in [
+        ("literal", format!("{receiver}/literal")),
+        ("by-name", format!("http://localhost:{port}/by-name")),
+        ("mapped", format!("http://[::ffff:127.0.0.1]:{port}/mapped")),
+    ] {
+        let r = s.post_yaml("/v1/webhooks", &hook(name, &uri)).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+    }
+    let r = s
+        .post_yaml("/v1/test-workflows", &workflow("private", "{team: qa}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let run = s.run("private", json!({})).await;
+    s.wait_status(run["id"].as_str().unwrap(), &["passed"])
+        .await;
+    for name in ["literal", "by-name", "mapped"] {
+        let log = wait_for(&s, &format!("/v1/webhooks/{name}/deliveries"), |v| {
+            v.as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+        let attempts = log.as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "refused once, not retried: {log:#}");
+        let error = attempts[0]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("refused") && error.contains("--allow-private-webhooks"),
+            "{log:#}"
+        );
+        assert_eq!(attempts[0]["delivered"], false);
+    }
+    assert!(
+        seen.lock().unwrap().requests.is_empty(),
+        "a private receiver was reached"
+    );
+
+    // Opted in: the receiver is reached; a redirect is answered but not followed.
+    s.webhooks.set_allow_private(true);
+    let r = s
+        .post_yaml(
+            "/v1/webhooks",
+            &hook("redirect", &format!("{redirect_base}/go")),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let run = s.run("private", json!({})).await;
+    s.wait_status(run["id"].as_str().unwrap(), &["passed"])
+        .await;
+    let log = wait_for(&s, "/v1/webhooks/redirect/deliveries", |v| {
+        v.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(log[0]["statusCode"], 302, "{log:#}");
+    assert!(
+        log[0]["error"].as_str().unwrap().contains("not followed"),
+        "{log:#}"
+    );
+    wait_for(&s, "/v1/webhooks/literal/deliveries", |v| {
+        v[0]["delivered"] == true
+    })
+    .await;
+    let paths: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .map(|(p, _, _)| p.clone())
+        .collect();
+    assert!(!paths.contains(&"followed".to_string()), "{paths:?}");
+    assert!(paths.contains(&"literal".to_string()), "{paths:?}");
 }

@@ -40,6 +40,10 @@ pub struct Args {
     /// Serve at most this many connections at once; more wait until one closes
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Let outbound webhooks reach loopback, private and link-local addresses (refused by
+    /// default: a webhook author could otherwise reach services inside this network)
+    #[arg(long)]
+    allow_private_webhooks: bool,
     /// How log lines (schedules, hooks, webhooks, recovered executions) are written on stderr:
     /// `text` for people, `json` (one object per line) for log collectors. `RUST_LOG` filters
     /// them (default `info`)
@@ -144,6 +148,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             idle_timeout: args.idle_timeout,
             max_connections: args.max_connections as usize,
         });
+        server
+            .state
+            .webhooks
+            .set_allow_private(args.allow_private_webhooks);
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
             UserError::invalid(format!("failed to listen on {}: {e}", args.listen))
                 .with_hint("pick another port with --listen 127.0.0.1:PORT")
