@@ -39,8 +39,13 @@ impl StoreArgs {
     /// Open the store; an unreachable or corrupt store is an error naming it (exit 3).
     pub async fn open(&self) -> anyhow::Result<Store> {
         let store = self.open_unrecovered().await?;
-        // Executions whose process died are shown as aborted before anyone reads them.
-        store.recover_abandoned().await?;
+        // Executions whose process died are shown as aborted before anyone reads them. That is
+        // a write: when it fails (a full disk), reading still works, with a warning.
+        if let Err(e) = store.recover_abandoned().await {
+            eprintln!(
+                "warning: failed to mark abandoned executions aborted ({e}); they show as running until this succeeds"
+            );
+        }
         Ok(store)
     }
 

@@ -518,3 +518,96 @@ fn security_kill_9_of_assay_run_loses_no_shown_log_line() {
         lost.len()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A full disk (issue 14 #15): no work folder is left behind, and reading still works.
+
+/// A 4 MiB tmpfs, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "assay-small-disk"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn security_a_full_disk_leaves_no_work_folder_and_get_still_works() {
+    let Some(disk) = SmallDisk::mount() else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let data = disk.dir.path().join("data");
+    let wf = tempfile::tempdir().unwrap();
+    let file = wf.path().join("fill.yaml");
+    std::fs::write(&file, "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: fill\nspec:\n  steps:\n  - name: fill\n    shell: |\n      head -c 10M /dev/zero > /data/big || true\n      for i in $(seq 1 200); do echo \"line $i after the disk is full\"; done\n").unwrap();
+    let assay = |args: &[&str]| {
+        Command::new(assert_cmd::cargo::cargo_bin("assay"))
+            .args(args)
+            .env("ASSAY_DATA_DIR", &data)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let run = assay(&["run", file.to_str().unwrap()]);
+    let run_err = String::from_utf8_lossy(&run.stderr);
+    assert_ne!(
+        run.status.code(),
+        Some(0),
+        "the run cannot pass on a full disk: {run_err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(data.join("work"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "work folders left behind: {left:?}\n{run_err}"
+    );
+    // Removing the work folder gave its space back: fill the disk again, all but 40 KiB
+    // (room for SQLite's shared-memory file, not for a write), as it was when the run died.
+    let filler = disk.dir.path().join("filler");
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c 10M /dev/zero > {} 2>/dev/null",
+            filler.display()
+        ))
+        .status();
+    let full = std::fs::metadata(&filler).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&filler)
+        .unwrap()
+        .set_len(full - 40 * 1024)
+        .unwrap();
+    // The run's execution was left running (its last writes failed): marking it aborted is a
+    // write that fails now, which must not stop the read.
+    let get = assay(&["get", "executions"]);
+    let get_err = String::from_utf8_lossy(&get.stderr);
+    assert_eq!(get.status.code(), Some(0), "{get_err}");
+    assert!(
+        String::from_utf8_lossy(&get.stdout).contains("fill-1"),
+        "{get_err}"
+    );
+    assert!(
+        get_err.contains("warning: failed to mark abandoned executions aborted"),
+        "{get_err}"
+    );
+}

@@ -455,7 +455,9 @@ impl Prepared {
             names,
         } = self;
         let cancel = opts.cancel.clone();
-        let work_dir = opts.work_dir.clone();
+        // Removed however the run ends, an error included (a full disk failed the last writes
+        // and left the folder, with whatever filled the disk, behind).
+        let work_dir = WorkDir(opts.work_dir.clone());
         let heartbeat = store.spawn_heartbeat(&exec.id);
         let masker = assay_engine::masker(&plan, &opts);
         let (tx, mut rx) = mpsc::channel::<Event>(1024);
@@ -547,7 +549,7 @@ impl Prepared {
             )
             .await?;
         drop(heartbeat);
-        let _ = std::fs::remove_dir_all(&work_dir);
+        drop(work_dir);
         let execution = store
             .get_execution(&ExecutionRef::Id(exec.id.clone()))
             .await?;
@@ -555,6 +557,15 @@ impl Prepared {
             execution,
             record_errors,
         })
+    }
+}
+
+/// An execution's work folder, removed when dropped.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
