@@ -37,11 +37,14 @@ workflow!(after_runs_when_a_step_failed, "steps.yaml", "after-runs-on-failure"; 
         ("breaks", "failed"),
         ("never_reached", "skipped"),
         ("cleanup", "passed"),
+        ("report", "skipped"),
     ]);
     assert_eq!(run.exit_code("breaks"), Some(7), "{run}");
     assert_eq!(run.log("breaks"), "breaking\n");
     assert_eq!(run.log("never_reached"), "");
     assert_eq!(run.log("cleanup"), "cleanup ran\n");
+    // Testkube's `after` has no implicit condition: without `always` it follows `passed`.
+    assert_eq!(run.log("report"), "");
 });
 
 // The private /data must be in place for the very first process of an execution, every time.

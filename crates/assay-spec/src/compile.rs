@@ -73,9 +73,6 @@ const PAUSED_NOTE: &str =
 const LOGS_NOTE: &str =
     "worker and service logs are always kept: `logs` conditions are recorded, not applied";
 
-/// The default condition of `after` steps: they run whatever happened before them.
-const AFTER_CONDITION: &str = "always";
-
 /// Compile one workflow. Every problem found is returned, each with the JSON path of the field
 /// it concerns (`spec.steps[1].use[0].name`), so callers can point at a line and column.
 pub fn compile(req: &CompileRequest) -> Result<Compiled, Vec<PathError>> {
@@ -462,15 +459,15 @@ impl<'a> Lower<'a> {
         ] {
             for (i, step) in list.iter().enumerate() {
                 index += 1;
-                let mut child = self.step(
+                // `after` steps are plain steps appended to `steps`, as Testkube's processor
+                // does (`append(setup, append(steps, after...)...)`): no implicit condition, so
+                // a cleanup that must run after a failure says `condition: always`.
+                let child = self.step(
                     step,
                     &format!("{path}.{name}[{i}]"),
                     &format!("_{index}"),
                     &inner,
                 );
-                if name == "after" && step.condition.is_empty() {
-                    child.condition = AFTER_CONDITION.into();
-                }
                 root.steps.push(child);
             }
         }

@@ -158,9 +158,9 @@ fn use_on_the_workflow_wraps_its_steps() {
             "echo cleanup"
         ]
     );
-    // after-steps run whatever happened
-    assert_eq!(p.root.steps[3].condition, "always");
-    assert_eq!(p.root.steps[4].condition, "always");
+    // after-steps are plain steps at the end, as in Testkube: no implicit `always`
+    assert_eq!(p.root.steps[3].condition, "passed");
+    assert_eq!(p.root.steps[4].condition, "passed");
     let env = &p.root.steps[2].commands[0].env;
     assert!(env.iter().any(|e| e.name == "FROM_TEMPLATE"), "{env:?}");
 }
