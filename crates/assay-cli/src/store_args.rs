@@ -52,6 +52,10 @@ impl StoreArgs {
     /// Open the store without recovering abandoned executions: for `assay server`, whose
     /// start recovers them itself and logs each one.
     pub async fn open_unrecovered(&self) -> anyhow::Result<Store> {
-        Ok(Store::open(self.config()?).await?)
+        let store = Store::open(self.config()?).await?;
+        for w in store.warnings() {
+            eprintln!("warning: {w}");
+        }
+        Ok(store)
     }
 }

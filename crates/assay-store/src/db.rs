@@ -84,7 +84,8 @@ impl Db {
                     conn.execute(sqlx::AssertSqlSafe(format!(
                         "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; \
                          PRAGMA foreign_keys = ON; \
-                         PRAGMA synchronous = NORMAL;"
+                         PRAGMA synchronous = NORMAL; \
+                         PRAGMA secure_delete = ON;"
                     )))
                     .await?;
                     Ok(())

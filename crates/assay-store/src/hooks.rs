@@ -2,8 +2,8 @@
 //!
 //! A hook is a named endpoint (`POST /v1/hooks/{name}` on the server) with a secret, a label
 //! selector of the workflows it runs, the event kinds it accepts and the config it passes. The
-//! secret is kept as written (HMAC verification needs the key itself) and is only handed out by
-//! [`Store::hook_secret`], never in a [`Hook`]. Every delivery, rejected ones included, is a
+//! secret is sealed with the data directory's key (HMAC verification needs the key itself, so
+//! it cannot be a hash) and is only handed out by [`Store::hook_secret`], never in a [`Hook`]. Every delivery, rejected ones included, is a
 //! [`HookDelivery`]; every outbound webhook attempt a [`WebhookAttempt`]. `Webhook` and
 //! `TestTrigger` documents are [`StoredResource`]s (the latest document, no revisions).
 
@@ -119,6 +119,7 @@ impl Store {
         }
         let events = to_json(&hook.events)?;
         let config = to_json(&hook.config)?;
+        let sealed = self.inner_secrets().seal(&hook.secret)?;
         let now = now_ms();
         let db = self.db();
         let created = retry_busy(|| async {
@@ -134,7 +135,7 @@ impl Store {
                      updated_at = $6 WHERE name = $1",
                 )
                 .bind(name)
-                .bind(&hook.secret)
+                .bind(&sealed)
                 .bind(&hook.selector)
                 .bind(&events)
                 .bind(&config)
@@ -147,7 +148,7 @@ impl Store {
                      VALUES ($1, $2, $3, $4, $5, $6, $6)",
                 )
                 .bind(name)
-                .bind(&hook.secret)
+                .bind(&sealed)
                 .bind(&hook.selector)
                 .bind(&events)
                 .bind(&config)
@@ -189,7 +190,38 @@ impl Store {
         .await
         .map_err(|e| db.err("read the hook", e))?
         .ok_or_else(|| StoreError::not_found(format!("hook `{name}`")))?;
-        Ok((hook_from_row(&row)?, row.text("secret")?))
+        let secret = self.inner_secrets().open_text(&row.text("secret")?)?;
+        Ok((hook_from_row(&row)?, secret))
+    }
+
+    /// Seal the hook secrets stored in clear text by an older Assay (on open).
+    pub(crate) async fn seal_clear_hook_secrets(&self) -> Result<()> {
+        let db = self.db();
+        let rows = sqlx::query("SELECT name, secret FROM hooks")
+            .fetch_all(&db.pool)
+            .await
+            .map_err(|e| db.err("read the hooks", e))?;
+        for row in rows {
+            let (name, secret) = (row.text("name")?, row.text("secret")?);
+            if crate::secrets::SecretBox::is_sealed(&secret) {
+                continue;
+            }
+            let sealed = self.inner_secrets().seal(&secret)?;
+            retry_busy(|| async {
+                let mut tx = db.begin_write().await?;
+                sqlx::query("UPDATE hooks SET secret = $2 WHERE name = $1 AND secret = $3")
+                    .bind(&name)
+                    .bind(&sealed)
+                    .bind(&secret)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| db.err("seal a hook secret", e))?;
+        }
+        Ok(())
     }
 
     /// Every hook, by name, without secrets.

@@ -35,6 +35,7 @@ pub mod logs;
 mod model;
 mod prune;
 mod schedules;
+mod secrets;
 mod test_cases;
 pub mod testkube;
 mod tokens;
@@ -55,6 +56,7 @@ pub use lease::LeaseOwner;
 pub use logs::{LogLine, LogReader, LogWriter};
 pub use model::*;
 pub use schedules::{ClaimedTick, ScheduleTick};
+pub use secrets::KEY_FILE;
 pub use test_cases::{CaseSource, FlakyTest, StoredTestCase, TestRun};
 pub use tokens::{TokenInfo, TokenRole, hash_token};
 
@@ -69,6 +71,9 @@ struct Inner {
     db: db::Db,
     files: files::Files,
     lease_timeout: Duration,
+    secrets: secrets::SecretBox,
+    /// Permissions narrowed on open, for the caller to show.
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -92,16 +97,34 @@ impl Store {
         lease_timeout: Duration,
     ) -> Result<Store> {
         let database = config.database()?;
+        // The data dir holds the key, the SQLite file and the files: this user's only.
+        let mut warnings = Vec::new();
+        secrets::private_dir(&config.data_dir, &mut warnings)?;
         let files = files::Files::open(&config)?;
         let db = db::Db::open(&database).await?;
-        Ok(Store {
+        if let config::Database::Sqlite(path) = &database {
+            for file in secrets::sqlite_files(path) {
+                secrets::narrow(&file, 0o600, &mut warnings)?;
+            }
+        }
+        let secrets = secrets::SecretBox::open(&config.data_dir, &mut warnings)?;
+        let store = Store {
             inner: Arc::new(Inner {
                 config,
                 db,
                 files,
                 lease_timeout,
+                secrets,
+                warnings,
             }),
-        })
+        };
+        store.seal_clear_hook_secrets().await?;
+        Ok(store)
+    }
+
+    /// What opening changed that the user should know (permissions narrowed).
+    pub fn warnings(&self) -> &[String] {
+        &self.inner.warnings
     }
 
     /// The configuration this store was opened with.
@@ -135,5 +158,9 @@ impl Store {
 
     fn files(&self) -> &files::Files {
         &self.inner.files
+    }
+
+    fn inner_secrets(&self) -> &secrets::SecretBox {
+        &self.inner.secrets
     }
 }
