@@ -846,3 +846,43 @@ fn the_summary_blames_the_step_that_failed_the_run_not_an_optional_one() {
     let run = Run::new("optional_negative.yaml", "blame", &[]);
     assert_eq!(run.json["failedStep"], "unit_tests", "{run}");
 }
+
+/// Logs are stored raw, colour codes included; `assay run`'s plain-text output (no terminal)
+/// and `assay logs` to a pipe print them without the codes.
+#[test]
+fn colour_codes_are_stored_raw_and_left_out_of_plain_text() {
+    let run = Run::with_flags("colour.yaml", "colour", &[], &[]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("red text and green"), "{run}");
+    assert!(!run.stderr.contains('\u{1b}'), "{run}");
+    let logs = assay()
+        .args(["logs", "colour-1", "--data-dir"])
+        .arg(run.data.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&logs.stdout);
+    assert!(stdout.contains("red text and green"), "{stdout}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+    let json = assay()
+        .args(["get", "execution", "colour-1", "-o", "json", "--data-dir"])
+        .arg(run.data.path())
+        .output()
+        .unwrap();
+    assert!(json.status.success());
+    let id = serde_json::from_slice::<serde_json::Value>(&json.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stored = std::fs::read_dir(
+        run.data
+            .path()
+            .join("files/executions")
+            .join(id)
+            .join("logs"),
+    )
+    .unwrap()
+    .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+    .map(|b| zstd::decode_all(&b[..]).unwrap_or(b))
+    .any(|b| b.windows(2).any(|w| w == b"\x1b["));
+    assert!(stored, "the stored log keeps the codes");
+}

@@ -393,6 +393,10 @@ impl<R: Read> JunitReader<R> {
             case.message = first_line(&pending, self.options.max_text_bytes);
         }
         case.output = state.output.finish();
+        // Tools that colour their output write the escape codes into the report too (pytest
+        // with FORCE_COLOR): messages are read as text everywhere, so they go.
+        case.message = case.message.map(|m| without_ansi(&m));
+        case.output = case.output.map(|o| without_ansi(&o));
         Some(case)
     }
 
@@ -549,4 +553,14 @@ mod tests {
         assert_eq!(seconds_to_ms("-1"), None);
         assert_eq!(seconds_to_ms("NaN"), None);
     }
+}
+
+/// `text` without ANSI escape sequences (colours, cursor moves). pytest writes ESC, which XML
+/// 1.0 cannot hold, as the text `#x1B`: that form goes too.
+fn without_ansi(text: &str) -> String {
+    if !text.contains('\u{1b}') && !text.contains("#x1B[") {
+        return text.to_string();
+    }
+    let text = text.replace("#x1B[", "\u{1b}[");
+    anstream::adapter::strip_str(&text).to_string()
 }

@@ -401,3 +401,25 @@ fn durations_place_surefire_cases_by_class() {
         [Some(316.0), None]
     );
 }
+
+/// pytest with colour on (`FORCE_COLOR=1 pytest --color=yes`, pytest 9) writes its escape codes
+/// into the report as the text `#x1B[31m`; messages and output are read without them.
+#[test]
+fn colour_codes_are_not_kept_in_messages() {
+    let cases = read("pytest-colour.xml");
+    let red = find(&cases, "test_red");
+    assert_eq!(red.status, CaseStatus::Failed);
+    assert_eq!(
+        red.message.as_deref(),
+        Some("AssertionError: red message\nassert False")
+    );
+    let output = red.output.as_deref().unwrap();
+    assert!(
+        output.contains("E       AssertionError: red message"),
+        "{output}"
+    );
+    assert!(
+        !output.contains("#x1B") && !output.contains('\u{1b}'),
+        "{output}"
+    );
+}

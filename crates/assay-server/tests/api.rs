@@ -1400,3 +1400,61 @@ async fn mcp_validate_reports_every_phase_at_once() {
         assert!(out.contains(wanted), "{wanted}: {out}");
     }
 }
+
+/// Stored logs keep a tool's colour codes; the dashboard shows them as colour (spans with
+/// classes from a fixed set), never as raw escapes, and text in the line stays escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dashboard_shows_log_colours_as_classes() {
+    let s = start(2).await;
+    let shell = r#"printf '\033[1;31mFAILED\033[0m <i>x</i> \033]0;title\007\033[32mok\033[0m\n'"#;
+    assert_eq!(
+        s.put_yaml(&workflow("colours", shell)).await.status(),
+        StatusCode::CREATED
+    );
+    let run = s.run("colours", json!({})).await;
+    let id = run["id"].as_str().unwrap().to_string();
+    let done = s.wait_status(&id, &["passed", "failed", "aborted"]).await;
+    assert_eq!(done["result"]["status"], "passed", "{done}");
+    let raw = s
+        .http
+        .get(s.url(&format!("/v1/test-workflow-executions/{id}/logs")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains("\u{1b}[1;31mFAILED"), "stored raw: {raw:?}");
+    let page = s
+        .http
+        .get(s.url(&format!("/executions/{id}")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(
+            r#"<span class="line"><span class="ansi-fg-1 ansi-bold">FAILED</span> &#60;i&#62;x&#60;/i&#62; <span class="ansi-fg-2">ok</span></span>"#
+        ) || page.contains(
+            r#"<span class="line"><span class="ansi-fg-1 ansi-bold">FAILED</span> &lt;i&gt;x&lt;/i&gt; <span class="ansi-fg-2">ok</span></span>"#
+        ),
+        "{page}"
+    );
+    assert!(!page.contains('\u{1b}'), "{page}");
+    // The filter matches the text, not the codes.
+    let filtered = s
+        .http
+        .get(s.url(&format!("/executions/{id}?q=FAILED%20%3Ci")))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(filtered.contains("ansi-fg-1"), "{filtered}");
+}

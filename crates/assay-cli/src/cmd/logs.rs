@@ -57,6 +57,15 @@ struct Printer {
     names: HashMap<String, String>,
     prefix: bool,
     timestamps: bool,
+    /// Keep the lines' ANSI colour codes: only on a terminal without `NO_COLOR` (stored logs
+    /// are raw; plain-text output is not).
+    color: bool,
+}
+
+/// Whether `assay logs` writes colour codes: stdout is a terminal and `NO_COLOR` is unset.
+fn stdout_color() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 impl Printer {
@@ -70,7 +79,11 @@ impl Printer {
                 let name = self.names.get(&l.step).unwrap_or(&l.step);
                 write!(out, "[{name}] ")?;
             }
-            writeln!(out, "{}", l.text)?;
+            if self.color {
+                writeln!(out, "{}", l.text)?;
+            } else {
+                writeln!(out, "{}", anstream::adapter::strip_str(&l.text))?;
+            }
         }
         out.flush()
     }
@@ -130,6 +143,7 @@ async fn local(store: &Store, args: &Args) -> anyhow::Result<()> {
             .collect(),
         prefix: only.is_none(),
         timestamps: args.timestamps,
+        color: stdout_color(),
     };
     if args.follow {
         let mut stream =
@@ -189,6 +203,7 @@ async fn remote(r: &Remote, args: &Args) -> anyhow::Result<()> {
         names: history::step_names(&e),
         prefix: only.is_none(),
         timestamps: args.timestamps,
+        color: stdout_color(),
     };
     let mut stream = Box::pin(r.client.follow(&e.id, 10));
     let mut replay: Vec<Line> = Vec::new();

@@ -518,7 +518,13 @@ impl Ui {
         let prefix = self.paint("2", &format!("{name} |"));
         let mut out = String::with_capacity(text.len() + 32);
         for line in text.lines() {
-            out.push_str(&format!("  {prefix} {line}\n"));
+            if self.color {
+                out.push_str(&format!("  {prefix} {line}\n"));
+            } else {
+                // Plain text: the step's own colour codes go too (the stored log keeps them).
+                let line = anstream::adapter::strip_str(line);
+                out.push_str(&format!("  {prefix} {line}\n"));
+            }
         }
         self.lines(&out);
     }
@@ -677,7 +683,11 @@ impl Ui {
             if let Some(lines) = v.tails.get(&f.reference) {
                 let start = lines.len().saturating_sub(10);
                 for l in &lines[start..] {
-                    eprintln!("    {l}");
+                    if self.color {
+                        eprintln!("    {l}");
+                    } else {
+                        eprintln!("    {}", anstream::adapter::strip_str(l));
+                    }
                 }
             }
         }

@@ -242,7 +242,8 @@ pub(crate) struct StepRow {
 pub(crate) struct LogSection {
     pub step_ref: String,
     pub title: String,
-    pub lines: Vec<String>,
+    /// Each line as styled segments (its ANSI colours as classes).
+    pub lines: Vec<Vec<super::ansi::Segment>>,
     pub hidden: usize,
 }
 
@@ -398,9 +399,9 @@ pub async fn show(
             });
             sections.len() - 1
         });
-        if needle.is_empty() || line.text.to_lowercase().contains(&needle) {
-            let text = line.text.trim_end_matches(['\n', '\r']).to_string();
-            sections[idx].lines.push(text);
+        let text = line.text.trim_end_matches(['\n', '\r']);
+        if needle.is_empty() || super::ansi::plain(text).to_lowercase().contains(&needle) {
+            sections[idx].lines.push(super::ansi::segments(text));
         }
     }
     for section in &mut sections {

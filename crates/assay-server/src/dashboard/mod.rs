@@ -10,6 +10,7 @@
 //! handlers that run, abort or rerun check for the runner role before calling the same code
 //! paths as the REST API (`crate::executions`).
 
+mod ansi;
 mod charts;
 mod executions;
 mod format;
