@@ -531,6 +531,16 @@ fn bounded(text: &str, limit: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// `text` without ANSI escape sequences (colours, cursor moves). pytest writes ESC, which XML
+/// 1.0 cannot hold, as the text `#x1B`: that form goes too.
+fn without_ansi(text: &str) -> String {
+    if !text.contains('\u{1b}') && !text.contains("#x1B[") {
+        return text.to_string();
+    }
+    let text = text.replace("#x1B[", "\u{1b}[");
+    anstream::adapter::strip_str(&text).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,14 +563,4 @@ mod tests {
         assert_eq!(seconds_to_ms("-1"), None);
         assert_eq!(seconds_to_ms("NaN"), None);
     }
-}
-
-/// `text` without ANSI escape sequences (colours, cursor moves). pytest writes ESC, which XML
-/// 1.0 cannot hold, as the text `#x1B`: that form goes too.
-fn without_ansi(text: &str) -> String {
-    if !text.contains('\u{1b}') && !text.contains("#x1B[") {
-        return text.to_string();
-    }
-    let text = text.replace("#x1B[", "\u{1b}[");
-    anstream::adapter::strip_str(&text).to_string()
 }
