@@ -4,6 +4,7 @@
 //! This crate is pure: no I/O beyond what the caller hands it, no async. That keeps it
 //! fuzzable and snapshot-testable in isolation.
 
+pub mod builtin;
 pub mod compile;
 pub mod config;
 pub mod diagnostic;

@@ -47,10 +47,12 @@ impl TemplateSet {
             .insert(internal_name(&template.metadata.name), template);
     }
 
+    /// The template `name`: one added to the set, else Assay's built-in of that name.
     pub fn get(&self, name: &str) -> Option<&TestWorkflowTemplate> {
         self.templates
             .get(&internal_name(name))
             .or_else(|| self.templates.get(&display_name(name)))
+            .or_else(|| crate::builtin::get(name))
     }
 
     pub fn len(&self) -> usize {
@@ -61,8 +63,20 @@ impl TemplateSet {
         self.templates.is_empty()
     }
 
+    /// Names of the templates added to the set (built-ins not included).
     pub fn names(&self) -> impl Iterator<Item = String> + '_ {
         self.templates.keys().map(|k| display_name(k))
+    }
+
+    /// Names of every template [`Self::get`] finds: the set's, then the built-ins not overridden.
+    pub fn names_with_builtins(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.names().collect();
+        for b in crate::builtin::names() {
+            if !names.contains(&b) {
+                names.push(b);
+            }
+        }
+        names
     }
 }
 
@@ -110,7 +124,7 @@ impl<'a> Applier<'a> {
     /// The template named by `r`, with its config applied.
     fn configured(&mut self, r: &TemplateRef, path: &str) -> Option<TestWorkflowTemplate> {
         let Some(tpl) = self.templates.get(&r.name) else {
-            let names: Vec<String> = self.templates.names().collect();
+            let names = self.templates.names_with_builtins();
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let hint = closest(&r.name, &refs)
                 .map(|s| format!("did you mean `{s}`?"))

@@ -22,8 +22,8 @@ pub struct Args {
 enum What {
     /// List stored workflows
     Workflows(ListDefinitions),
-    /// List stored templates
-    Templates(ListDefinitions),
+    /// List stored templates (`--builtin`: the templates that ship with Assay)
+    Templates(ListTemplates),
     /// Show one stored workflow (its YAML by default)
     Workflow(OneDefinition),
     /// Show one stored template (its YAML by default)
@@ -48,6 +48,16 @@ struct ListDefinitions {
     /// Output format
     #[arg(short, long, value_enum, default_value = "table")]
     output: Format,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListTemplates {
+    #[command(flatten)]
+    list: ListDefinitions,
+    /// The built-in templates (Testkube's `official/*` and `distribute/evenly`, written for
+    /// Assay), used when no stored or given template has the name
+    #[arg(long, conflicts_with = "selector")]
+    builtin: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,11 +110,19 @@ fn parse_status(text: &str) -> Result<ExecutionStatus, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    if let What::Templates(ListTemplates {
+        builtin: true,
+        list,
+    }) = &args.what
+    {
+        list_builtin_templates(list.output)?;
+        return Ok(crate::exit::SUCCESS);
+    }
     tokio::runtime::Runtime::new()?.block_on(async move {
         let source = args.conn.open().await?;
         let result = match args.what {
             What::Workflows(l) => list_definitions(&source, DefinitionKind::Workflow, l).await,
-            What::Templates(l) => list_definitions(&source, DefinitionKind::Template, l).await,
+            What::Templates(l) => list_definitions(&source, DefinitionKind::Template, l.list).await,
             What::Workflow(o) => one_definition(&source, DefinitionKind::Workflow, o).await,
             What::Template(o) => one_definition(&source, DefinitionKind::Template, o).await,
             What::Executions(l) => list_executions(&source, l).await,
@@ -125,6 +143,34 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         source.close().await;
         result.map(|()| crate::exit::SUCCESS)
     })
+}
+
+/// `assay get templates --builtin`: name and description of every template built into Assay;
+/// needs no store.
+fn list_builtin_templates(output: Format) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Row {
+        name: String,
+        description: String,
+    }
+    let rows: Vec<Row> = assay_spec::builtin::all()
+        .iter()
+        .map(|t| Row {
+            name: assay_spec::template::display_name(&t.metadata.name),
+            description: t.description.clone(),
+        })
+        .collect();
+    match output {
+        Format::Table => {
+            let mut t = history::table(&["NAME", "DESCRIPTION"]);
+            for r in &rows {
+                t.add_row(vec![r.name.clone(), r.description.clone()]);
+            }
+            history::print_table(&t);
+            Ok(())
+        }
+        format => history::print_doc(&rows, format),
+    }
 }
 
 /// One row of a definitions table; revision and time are known for the embedded store only.
