@@ -73,6 +73,32 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// An error answer to a request whose body was sent closes the connection (`Connection: close`).
+/// A request refused before its body is read (401, 403, 413, 415, …) leaves that body unread;
+/// hyper then closes the connection after answering, and a client that reuses it for its next
+/// request (keep-alive) finds it closed and gets no answer at all. Saying so in the answer makes
+/// every client open a new connection instead.
+pub async fn close_after_refused_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let sent_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() != "0")
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if sent_body && (status.is_client_error() || status.is_server_error()) {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 /// Turns every other error response (unknown route, wrong method, body too large, a rejected
 /// extractor) into the same JSON shape, keeping its status and text.
 pub async fn json_errors(

@@ -204,6 +204,7 @@ impl Server {
         let policy = Arc::new(guard::HostPolicy::new(listen, &self.allowed_hosts));
         app(self.state.clone(), Some(mcp), self.request_timeout)
             .layer(axum::middleware::from_fn_with_state(policy, guard::check))
+            .layer(axum::middleware::from_fn(error::close_after_refused_body))
     }
 
     /// Serve on `listener` until `shutdown` resolves, with the [`HttpLimits`].
@@ -341,6 +342,7 @@ fn app(state: AppState, mcp: Option<axum::Router>, timeout: Duration) -> axum::R
         .route("/metrics", get(render_metrics))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(error::close_after_refused_body))
         .with_state(state)
 }
 
