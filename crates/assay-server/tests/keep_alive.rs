@@ -53,7 +53,10 @@ async fn a_refused_request_with_a_body_closes_its_connection() {
     })
     .await
     .unwrap();
-    assert!(status.contains(" 403 "), "a runner may not store a workflow: {status}");
+    assert!(
+        status.contains(" 403 "),
+        "a runner may not store a workflow: {status}"
+    );
     assert!(
         headers.iter().any(|h| h == "connection: close"),
         "the refusal must close the connection, or a keep-alive client reuses a closed one: {headers:?}"
