@@ -554,6 +554,51 @@ fn a_service_that_never_gets_ready_fails_the_execution() {
     assert_eq!(run.log("needs_db/service/db/0"), "db pretending\n", "{run}");
 }
 
+#[test]
+fn a_service_without_probe_that_exits_non_zero_fails_its_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = format!("dir={}", dir.path().display());
+    let run = Run::new(
+        "services.yaml",
+        "service-exits-early",
+        &["--config", &dir_arg, "--config", "code=3"],
+    );
+    assert_eq!(run.code, FAILED, "{run}");
+    assert_eq!(run.status(), "failed", "{run}");
+    assert_eq!(run.step("wait_for_it"), "passed", "{run}");
+    assert_eq!(run.log("wait_for_it"), "service gone\n", "{run}");
+    assert_eq!(run.step("uses_crashing"), "failed", "{run}");
+    let reason = run.step_error("uses_crashing");
+    assert!(
+        reason.contains("service crashing (0) exited with code 3"),
+        "no clear reason: {reason:?}\n{run}"
+    );
+    assert_eq!(
+        run.log("uses_crashing/service/crashing/0"),
+        "crashing now\n"
+    );
+}
+
+#[test]
+fn a_service_without_probe_that_exits_zero_is_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = format!("dir={}", dir.path().display());
+    let run = Run::new(
+        "services.yaml",
+        "service-exits-early",
+        &["--config", &dir_arg, "--config", "code=0"],
+    );
+    run.expect(
+        PASSED,
+        &[
+            ("root", "passed"),
+            ("make_fifo", "passed"),
+            ("uses_crashing", "passed"),
+            ("wait_for_it", "passed"),
+        ],
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Config and secrets.
 

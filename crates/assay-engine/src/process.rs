@@ -70,6 +70,8 @@ pub(crate) struct ProcessOutcome {
 struct Exit {
     status: Option<ExitStatus>,
     cpu: Option<Duration>,
+    /// When the main process ended (before its group was killed and it was reaped).
+    at: Instant,
 }
 
 /// A started process: its group id, a waiter that reaps it and the log pump.
@@ -198,9 +200,11 @@ fn spawn_in(ns: &File, cmd: &mut Command) -> std::io::Result<std::process::Child
 fn reap(mut child: std::process::Child) -> Exit {
     let pid = Pid::from_raw(child.id() as i32);
     let mut cpu = None;
+    let mut at = Instant::now();
     loop {
         match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
             Ok(_) => {
+                at = Instant::now();
                 cpu = cpu_time(pid.as_raw());
                 break;
             }
@@ -212,6 +216,7 @@ fn reap(mut child: std::process::Child) -> Exit {
     Exit {
         status: child.wait().ok(),
         cpu,
+        at,
     }
 }
 
@@ -226,6 +231,33 @@ impl Running {
         self.finished
             .as_ref()
             .map(|e| e.status.map(exit_code).unwrap_or(-1))
+    }
+
+    /// If the process ended by itself (it is not running now), its exit code and how long
+    /// after its start it ended. Exact, not a guess by time: asks the kernel whether our child
+    /// has exited (without reaping it) and then takes the reaper's report.
+    pub(crate) async fn ended_by_itself(&mut self) -> Option<(i32, Duration)> {
+        if self.finished.is_none() {
+            let pid = Pid::from_raw(self.pid);
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            let alive = loop {
+                match waitid(Id::Pid(pid), flags) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) => break true,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    // Exited (or already reaped by the reaper thread).
+                    _ => break false,
+                }
+            };
+            if alive {
+                return None;
+            }
+            self.finished = (&mut self.exit).await.ok();
+        }
+        let e = self.finished.as_ref()?;
+        Some((
+            e.status.map(exit_code).unwrap_or(-1),
+            e.at.saturating_duration_since(self.started),
+        ))
     }
 
     /// Waits for the process, stopping it (SIGTERM, then SIGKILL after `grace`) when the

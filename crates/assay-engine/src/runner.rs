@@ -683,7 +683,9 @@ impl Runner {
                 a.ok = false;
             }
         }
-        self.stop_services(services).await;
+        if let Some(reason) = self.stop_services(services).await {
+            a.fail(reason);
+        }
         if let Some(artifacts) = &step.artifacts {
             self.artifacts(artifacts, &full, frame, &mut a).await;
         }

@@ -24,7 +24,14 @@ pub(crate) struct Started {
     index: u64,
     reference: String,
     running: Running,
+    /// Without a readiness probe the service counts as ready at once, and, as in Testkube, it
+    /// fails its step if it exits with a non-zero code within [`FAILURE_CHECK_WINDOW`].
+    watched: bool,
 }
+
+/// How long after its start a service without a readiness probe must not fail (Testkube's
+/// `serviceFailureCheckTimeout`). Testkube watches no service after that window.
+const FAILURE_CHECK_WINDOW: Duration = Duration::from_secs(15);
 
 enum Probed {
     Ready,
@@ -87,6 +94,7 @@ impl Runner {
                     index,
                     reference: full.clone(),
                     running,
+                    watched: inst.readiness_probe.is_none(),
                 };
                 match self.wait_ready(&mut s, inst, frame).await {
                     Probed::Ready => {
@@ -131,7 +139,8 @@ impl Runner {
             }
         }
         if !a.ok {
-            self.stop_services(std::mem::take(&mut started)).await;
+            // The step has failed already; that reason stands.
+            let _ = self.stop_services(std::mem::take(&mut started)).await;
         }
         started
     }
@@ -299,9 +308,34 @@ impl Runner {
         Err("the readiness probe has no exec, tcpSocket or httpGet".into())
     }
 
-    /// Stops services (SIGTERM, then SIGKILL after the grace period), newest first.
-    pub(crate) async fn stop_services(&mut self, started: Vec<Started>) {
-        for s in started.into_iter().rev() {
+    /// Stops services (SIGTERM, then SIGKILL after the grace period), newest first. Returns why
+    /// the step fails when a service without a readiness probe had ended by itself with a
+    /// non-zero code within [`FAILURE_CHECK_WINDOW`] of its start.
+    pub(crate) async fn stop_services(&mut self, started: Vec<Started>) -> Option<String> {
+        let mut failure = None;
+        for mut s in started.into_iter().rev() {
+            if s.watched
+                && let Some((code, after)) = s.running.ended_by_itself().await
+                && code != 0
+                && after <= FAILURE_CHECK_WINDOW
+            {
+                let reason = self.mask(&format!(
+                    "service {} ({}) exited with code {code} {:.1} s after it started",
+                    s.name,
+                    s.index,
+                    after.as_secs_f64()
+                ));
+                self.emit(Event::Service {
+                    reference: s.reference.clone(),
+                    name: s.name.clone(),
+                    index: s.index,
+                    state: ServiceState::Failed {
+                        reason: reason.clone(),
+                    },
+                })
+                .await;
+                failure = Some(reason);
+            }
             let grace = self.shared.opts.kill_grace;
             let never = tokio_util::sync::CancellationToken::new();
             never.cancel();
@@ -314,6 +348,7 @@ impl Runner {
             })
             .await;
         }
+        failure
     }
 }
 
