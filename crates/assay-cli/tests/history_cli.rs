@@ -280,6 +280,28 @@ fn executions_logs_artifacts_abort_prune() {
         .stderr(predicate::str::contains("already ended"));
 
     assay(&data).arg("prune").assert().code(2);
+    // The README's example, as written: nothing is that old or beyond 100.
+    assay(&data)
+        .args([
+            "prune",
+            "--keep-days",
+            "30",
+            "--keep-per-workflow",
+            "100",
+            "--dry-run",
+        ])
+        .assert()
+        .success()
+        .stdout("would prune 0 execution(s)\n");
+    assay(&data)
+        .args(["prune", "--keep-per-workflow", "1", "--dry-run"])
+        .assert()
+        .success()
+        .stdout("hello-1\nwould prune 1 execution(s)\n");
+    assay(&data)
+        .args(["get", "execution", "hello-1"])
+        .assert()
+        .success();
     assay(&data)
         .args(["prune", "--keep-per-workflow", "1"])
         .assert()

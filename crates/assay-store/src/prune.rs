@@ -24,36 +24,12 @@ impl Store {
         keep_per_workflow: Option<u32>,
     ) -> Result<PruneReport> {
         let db = self.db();
-        let mut ids: Vec<String> = Vec::new();
-        if let Some(days) = keep_days {
-            let cutoff = now_ms() - i64::from(days) * 86_400_000;
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT id FROM executions WHERE id < $1 AND status IN {TERMINAL_STATUSES}"
-            )))
-            .bind(since_id(cutoff))
-            .fetch_all(&db.pool)
-            .await
-            .map_err(|e| db.err("find executions to prune", e))?;
-            for row in rows {
-                ids.push(row.text("id")?);
-            }
-        }
-        if let Some(keep) = keep_per_workflow {
-            let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT id FROM (SELECT id, status, ROW_NUMBER() OVER \
-                 (PARTITION BY workflow ORDER BY id DESC) AS position FROM executions) ranked \
-                 WHERE position > $1 AND status IN {TERMINAL_STATUSES}"
-            )))
-            .bind(i64::from(keep))
-            .fetch_all(&db.pool)
-            .await
-            .map_err(|e| db.err("find executions to prune", e))?;
-            for row in rows {
-                ids.push(row.text("id")?);
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
+        let ids: Vec<String> = self
+            .prune_candidates(keep_days, keep_per_workflow)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         let mut report = PruneReport::default();
         for batch in ids.chunks(BATCH) {
             let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
@@ -80,5 +56,45 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// What [`Store::prune`] would delete now, as `(id, name)` pairs in id order: the dry run.
+    pub async fn prune_candidates(
+        &self,
+        keep_days: Option<u32>,
+        keep_per_workflow: Option<u32>,
+    ) -> Result<Vec<(String, String)>> {
+        let db = self.db();
+        let mut found: Vec<(String, String)> = Vec::new();
+        if let Some(days) = keep_days {
+            let cutoff = now_ms() - i64::from(days) * 86_400_000;
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT id, name FROM executions WHERE id < $1 AND status IN {TERMINAL_STATUSES}"
+            )))
+            .bind(since_id(cutoff))
+            .fetch_all(&db.pool)
+            .await
+            .map_err(|e| db.err("find executions to prune", e))?;
+            for row in rows {
+                found.push((row.text("id")?, row.text("name")?));
+            }
+        }
+        if let Some(keep) = keep_per_workflow {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT id, name FROM (SELECT id, name, status, ROW_NUMBER() OVER \
+                 (PARTITION BY workflow ORDER BY id DESC) AS position FROM executions) ranked \
+                 WHERE position > $1 AND status IN {TERMINAL_STATUSES}"
+            )))
+            .bind(i64::from(keep))
+            .fetch_all(&db.pool)
+            .await
+            .map_err(|e| db.err("find executions to prune", e))?;
+            for row in rows {
+                found.push((row.text("id")?, row.text("name")?));
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
     }
 }

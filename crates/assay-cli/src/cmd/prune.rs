@@ -12,6 +12,9 @@ pub struct Args {
     /// Keep only the newest N executions of each workflow
     #[arg(long, value_name = "N")]
     keep_per_workflow: Option<u32>,
+    /// List what would be deleted (one execution name a line) and delete nothing
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -24,6 +27,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     tokio::runtime::Runtime::new()?.block_on(async move {
         let store = args.store.open().await?;
+        if args.dry_run {
+            let found = store
+                .prune_candidates(args.keep_days, args.keep_per_workflow)
+                .await
+                .map_err(store_err);
+            store.close().await;
+            let found = found?;
+            for (_, name) in &found {
+                println!("{name}");
+            }
+            println!("would prune {} execution(s)", found.len());
+            return Ok(crate::exit::SUCCESS);
+        }
         let report = store
             .prune(args.keep_days, args.keep_per_workflow)
             .await
