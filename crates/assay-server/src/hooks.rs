@@ -6,12 +6,17 @@
 //! `X-Hub-Signature-256: sha256=HEX` (HMAC-SHA256 of the body) or GitLab's `X-Gitlab-Token`
 //! (the secret itself), both compared in constant time. Every delivery that names a known hook
 //! is recorded — rejected ones too — and listed at `GET /v1/hooks/{name}/deliveries`.
+//! Unverified deliveries are limited per hook ([`UnsignedLimiter`]): over the limit they are
+//! answered 429 and not recorded. The store cuts what is recorded and keeps the newest
+//! deliveries of each hook only.
 //!
 //! Hooks are made with `PUT /v1/hooks/{name}` (admin); their secret is write-only. Testkube's
 //! `TestTrigger` documents (`/v1/triggers`) are stored too, but their Kubernetes events act only
 //! once a Kubernetes runtime exists.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use assay_api::ErrorBody;
 use assay_runner::RunRequest;
@@ -36,6 +41,38 @@ use crate::error::{ApiError, ApiResult};
 use crate::webhooks;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// Unverified deliveries a hook takes in a burst before it answers 429.
+pub const UNSIGNED_BURST: f64 = 20.0;
+/// Unverified deliveries per second a hook takes after its burst.
+pub const UNSIGNED_PER_SECOND: f64 = 1.0;
+
+/// A token bucket per hook for deliveries that fail verification (in memory, per server):
+/// whoever does not know the secret cannot grow the delivery log faster than this.
+#[derive(Clone, Default)]
+pub struct UnsignedLimiter {
+    buckets: Arc<Mutex<HashMap<String, (f64, Instant)>>>,
+}
+
+impl UnsignedLimiter {
+    /// Take one token of hook `name`; `Err(seconds)` until the next one when none is left.
+    fn take(&self, name: &str) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = buckets
+            .entry(name.to_string())
+            .or_insert((UNSIGNED_BURST, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * UNSIGNED_PER_SECOND)
+            .min(UNSIGNED_BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / UNSIGNED_PER_SECOND).ceil().max(1.0) as u64)
+        }
+    }
+}
 
 /// The body of `PUT /v1/hooks/{name}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -349,7 +386,8 @@ pub async fn hook_deliveries(
               (status = 400, description = "not JSON", body = ErrorBody),
               (status = 401, description = "missing or wrong signature (recorded)", body = ErrorBody),
               (status = 404, description = "no such hook", body = ErrorBody),
-              (status = 413, body = ErrorBody)),
+              (status = 413, body = ErrorBody),
+              (status = 429, description = "too many unverified deliveries to this hook (not recorded; see Retry-After)", body = ErrorBody)),
     security(()))]
 pub async fn receive(
     State(state): State<AppState>,
@@ -372,6 +410,21 @@ pub async fn receive(
     let signature = verify(&secret, &headers, &body);
     delivery.signature = signature.as_str().into();
     if signature != Signature::Valid {
+        if let Err(wait) = state.unsigned_hooks.take(&name) {
+            state.metrics.hook_delivery_limited(&name);
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many unverified deliveries to hook `{name}`: this one was not recorded; \
+                     sign deliveries with the hook's secret (retry after {wait}s)"
+                ),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, wait.into());
+            return Ok(response);
+        }
         let detail = if signature == Signature::Missing {
             "the delivery is not signed: send `X-Hub-Signature-256: sha256=HMAC` (GitHub) or `X-Gitlab-Token` (GitLab)"
         } else {

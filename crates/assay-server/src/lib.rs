@@ -103,6 +103,8 @@ pub struct AppState {
     pub webhooks: webhooks::Webhooks,
     /// One shared poller per execution followed over notifications.
     pub hubs: notify::Hubs,
+    /// Per-hook limit of deliveries that fail verification.
+    pub unsigned_hooks: hooks::UnsignedLimiter,
 }
 
 /// A started server: its routes and the queue behind them.
@@ -150,6 +152,7 @@ impl Server {
             auth: options.auth,
             webhooks,
             hubs: notify::Hubs::default(),
+            unsigned_hooks: hooks::UnsignedLimiter::default(),
         };
         // Runs started by agents over /mcp go through the queue too.
         let mcp_tools = Arc::new(

@@ -129,6 +129,19 @@ impl Metrics {
             .increment(1);
     }
 
+    /// An unverified delivery to hook `hook` was refused (429) by the per-hook limit.
+    pub fn hook_delivery_limited(&self, hook: &str) {
+        self.recorder
+            .register_counter(
+                &Self::key(
+                    "assay_hook_deliveries_limited_total",
+                    vec![Label::new("hook", hook.to_string())],
+                ),
+                &META,
+            )
+            .increment(1);
+    }
+
     /// The text exposition, with the queue's gauges as they are now.
     pub fn render(&self, queue_depth: i64, running: i64) -> String {
         self.recorder

@@ -429,3 +429,121 @@ async fn security_expression_budget_a_hook_branch_name_is_data() {
     let r = s.http.get(s.url("/health")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "the server must still answer");
 }
+
+/// The SQLite database's bytes on disk (with its write-ahead log).
+fn database_bytes(s: &TestServer) -> u64 {
+    ["assay.db", "assay.db-wal", "assay.db-shm"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(s.data_dir().join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Issue 14: 3,000 badly signed deliveries with a huge `X-GitHub-Event` grew the database by
+/// 198 MB. Now unverified deliveries are rate-limited per hook (429, not recorded), what is
+/// recorded is cut, and a correctly signed delivery still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn security_unsigned_hook_flood_is_bounded() {
+    let s = start().await;
+    let r = s
+        .post_yaml("/v1/test-workflows", &workflow("web-smoke", "{app: web}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = put_hook(
+        &s,
+        "github",
+        json!({"secret": SECRET, "selector": "app=web"}),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let before = database_bytes(&s);
+
+    let huge_event = "e".repeat(64 * 1024);
+    let body = br#"{"ref": "refs/heads/main"}"#;
+    let wrong = github_signature("not-the-secret", body);
+    let (mut refused, mut limited) = (0, 0);
+    for _ in 0..300 {
+        let r = deliver(
+            &s,
+            "github",
+            &[
+                ("x-github-event", &huge_event),
+                ("x-hub-signature-256", &wrong),
+            ],
+            body,
+        )
+        .await;
+        match r.status() {
+            StatusCode::UNAUTHORIZED => refused += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let wait: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(wait >= 1);
+                let err: Value = r.json().await.unwrap();
+                assert_eq!(err["status"], 429, "{err}");
+                limited += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(limited > 0, "no 429 among 300 unverified deliveries");
+    assert!(refused >= 20, "the burst is answered 401: {refused}");
+
+    let deliveries = s.get("/v1/hooks/github/deliveries?limit=1000").await;
+    let deliveries = deliveries.as_array().unwrap();
+    // Only the deliveries let through are recorded.
+    assert_eq!(
+        deliveries.len(),
+        refused,
+        "limited deliveries are not stored"
+    );
+    assert!(deliveries.len() as i64 <= assay_store::MAX_DELIVERIES);
+    for d in deliveries {
+        let event = d["event"].as_str().unwrap();
+        assert!(event.chars().count() <= 100 + assay_store::CUT_MARKER.chars().count());
+        assert!(event.ends_with(assay_store::CUT_MARKER), "{event}");
+        assert!(d["error"].as_str().unwrap().len() <= 1024 + assay_store::CUT_MARKER.len());
+    }
+    let grown = database_bytes(&s).saturating_sub(before);
+    assert!(grown < 1024 * 1024, "the database grew by {grown} bytes");
+
+    // The metrics count what was refused.
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "assay_hook_deliveries_limited_total{{hook=\"github\"}} {limited}"
+        )),
+        "{metrics}"
+    );
+
+    // The owner of the secret is not limited by the flood.
+    let push = serde_json::to_vec(&json!({"ref": "refs/heads/main", "after": "abc"})).unwrap();
+    let r = deliver(
+        &s,
+        "github",
+        &[
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", &github_signature(SECRET, &push)),
+        ],
+        &push,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let delivery: Value = r.json().await.unwrap();
+    assert_eq!(delivery["outcome"], "started", "{delivery}");
+    let id = delivery["executions"][0]["id"].as_str().unwrap();
+    let done = s.wait_status(id, &["passed", "failed"]).await;
+    assert_eq!(done["result"]["status"], "passed", "{done}");
+}

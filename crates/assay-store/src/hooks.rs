@@ -93,8 +93,35 @@ pub struct WebhookAttempt {
     pub delivered: bool,
 }
 
-/// Most rows a delivery listing returns.
+/// Most rows a delivery listing returns, and most deliveries kept per hook.
 pub const MAX_DELIVERIES: i64 = 1000;
+
+/// A stored delivery's event kind is cut to this many characters.
+pub const MAX_EVENT_CHARS: usize = 100;
+
+/// A stored delivery's error is cut to this many bytes.
+pub const MAX_ERROR_BYTES: usize = 1024;
+
+/// Appended to a field that was cut before it was stored.
+pub const CUT_MARKER: &str = "…[cut]";
+
+fn cut_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}{CUT_MARKER}", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+fn cut_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut at = max;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    format!("{}{CUT_MARKER}", &text[..at])
+}
 
 fn hook_from_row(row: &sqlx::any::AnyRow) -> Result<Hook> {
     Ok(Hook {
@@ -252,11 +279,16 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Record one delivery to a hook.
+    /// Record one delivery to a hook. The request-controlled fields are cut to
+    /// [`MAX_EVENT_CHARS`] and [`MAX_ERROR_BYTES`], and only the newest [`MAX_DELIVERIES`] of
+    /// the hook are kept (older ones are dropped in the same transaction).
     pub async fn record_hook_delivery(&self, d: &HookDelivery) -> Result<()> {
         let executions = to_json(&d.executions)?;
+        let event = cut_chars(&d.event, MAX_EVENT_CHARS);
+        let error = d.error.as_deref().map(|e| cut_bytes(e, MAX_ERROR_BYTES));
         let db = self.db();
         retry_busy(|| async {
+            let mut tx = db.begin_write().await?;
             sqlx::query(
                 "INSERT INTO hook_deliveries \
                  (id, hook, received_at, event, signature, outcome, executions, error) \
@@ -265,13 +297,23 @@ impl Store {
             .bind(&d.id)
             .bind(&d.hook)
             .bind(d.received_at)
-            .bind(&d.event)
+            .bind(&event)
             .bind(&d.signature)
             .bind(&d.outcome)
             .bind(&executions)
-            .bind(d.error.as_deref())
-            .execute(&db.pool)
-            .await
+            .bind(error.as_deref())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM hook_deliveries WHERE hook = $1 AND id NOT IN \
+                 (SELECT id FROM hook_deliveries WHERE hook = $1 \
+                 ORDER BY received_at DESC, id DESC LIMIT $2)",
+            )
+            .bind(&d.hook)
+            .bind(MAX_DELIVERIES)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
         })
         .await
         .map_err(|e| db.err("record the hook delivery", e))?;

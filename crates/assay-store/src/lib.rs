@@ -50,7 +50,8 @@ pub use error::{Result, StoreError};
 pub use executions::HeartbeatGuard;
 pub use files::ArtifactDownload;
 pub use hooks::{
-    Hook, HookDelivery, MAX_DELIVERIES, NewHook, StartedExecution, StoredResource, WebhookAttempt,
+    CUT_MARKER, Hook, HookDelivery, MAX_DELIVERIES, MAX_ERROR_BYTES, MAX_EVENT_CHARS, NewHook,
+    StartedExecution, StoredResource, WebhookAttempt,
 };
 pub use lease::LeaseOwner;
 pub use logs::{LogLine, LogReader, LogWriter};

@@ -437,6 +437,8 @@ impl LabelSelector {
 #[serde(rename_all = "camelCase")]
 pub struct PruneReport {
     pub executions: u64,
+    /// Hook deliveries and outbound webhook attempts older than the age rule.
+    pub deliveries: u64,
 }
 
 /// What [`crate::Store::recover_abandoned`] did to one execution.

@@ -16,6 +16,8 @@ impl Store {
     /// beyond the newest `keep_per_workflow` of their workflow. Unfinished executions are never
     /// deleted (they still count towards `keep_per_workflow`).
     ///
+    /// `keep_days` also deletes hook deliveries and outbound webhook attempts older than that.
+    ///
     /// Rows go first, files after: a crash in between leaves unreachable files, never a record
     /// whose logs are missing.
     pub async fn prune(
@@ -31,6 +33,19 @@ impl Store {
             .map(|(id, _)| id)
             .collect();
         let mut report = PruneReport::default();
+        if let Some(days) = keep_days {
+            let cutoff = now_ms() - i64::from(days) * 86_400_000;
+            for sql in [
+                "DELETE FROM hook_deliveries WHERE received_at < $1",
+                "DELETE FROM webhook_deliveries WHERE at < $1",
+            ] {
+                let done =
+                    retry_busy(|| async { sqlx::query(sql).bind(cutoff).execute(&db.pool).await })
+                        .await
+                        .map_err(|e| db.err("delete old deliveries", e))?;
+                report.deliveries += done.rows_affected();
+            }
+        }
         for batch in ids.chunks(BATCH) {
             let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
             let sql = format!(

@@ -6,7 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use assay_spec::load::ResourceKind;
-use assay_store::{ApplyOutcome, HookDelivery, NewHook, StartedExecution, WebhookAttempt};
+use assay_store::{
+    ApplyOutcome, CUT_MARKER, HookDelivery, MAX_DELIVERIES, MAX_ERROR_BYTES, MAX_EVENT_CHARS,
+    NewHook, StartedExecution, WebhookAttempt,
+};
 use common::Env;
 
 async fn hooks_round_trip(env: Env) {
@@ -177,3 +180,120 @@ async fn hooks_round_trip(env: Env) {
     );
 }
 both!(hooks_round_trip);
+
+fn delivery(id: String, received_at: i64, event: String, error: Option<String>) -> HookDelivery {
+    HookDelivery {
+        id,
+        hook: "flooded".into(),
+        received_at,
+        event,
+        signature: "invalid".into(),
+        outcome: "rejected".into(),
+        executions: vec![],
+        error,
+    }
+}
+
+/// Issue 14: whoever can reach a hook chose the size of what was stored and how many rows.
+/// Each stored field is cut, and only the newest `MAX_DELIVERIES` of a hook are kept.
+async fn security_hook_deliveries_are_capped(env: Env) {
+    let store = &env.store;
+    let huge = "é".repeat(40_000);
+    let total = MAX_DELIVERIES + 5;
+    for i in 0..total {
+        store
+            .record_hook_delivery(&delivery(
+                format!("d{i:05}"),
+                1000 + i,
+                huge.clone(),
+                Some(huge.clone()),
+            ))
+            .await
+            .unwrap();
+    }
+    let kept = store
+        .list_hook_deliveries("flooded", MAX_DELIVERIES)
+        .await
+        .unwrap();
+    assert_eq!(kept.len() as i64, MAX_DELIVERIES);
+    // The oldest went first.
+    assert_eq!(kept.last().unwrap().id, "d00005");
+    assert_eq!(kept[0].id, format!("d{:05}", total - 1));
+    for d in &kept {
+        assert_eq!(
+            d.event.chars().count(),
+            MAX_EVENT_CHARS + CUT_MARKER.chars().count()
+        );
+        assert!(d.event.ends_with(CUT_MARKER), "{}", d.event);
+        let error = d.error.as_deref().unwrap();
+        assert!(
+            error.len() <= MAX_ERROR_BYTES + CUT_MARKER.len(),
+            "{}",
+            error.len()
+        );
+        assert!(error.ends_with(CUT_MARKER));
+    }
+    // Short fields are stored as given.
+    store
+        .record_hook_delivery(&delivery("short".into(), 9_999_999, "push".into(), None))
+        .await
+        .unwrap();
+    let newest = &store.list_hook_deliveries("flooded", 1).await.unwrap()[0];
+    assert_eq!(
+        (newest.event.as_str(), newest.error.as_deref()),
+        ("push", None)
+    );
+}
+both!(security_hook_deliveries_are_capped);
+
+/// `prune --keep-days` clears hook deliveries and webhook attempts by the same age rule.
+async fn prune_clears_old_deliveries(env: Env) {
+    let store = &env.store;
+    let day = 86_400_000;
+    let now = assay_store::now_ms();
+    for (id, at) in [("old", now - 10 * day), ("new", now - day)] {
+        store
+            .record_hook_delivery(&delivery(id.into(), at, "push".into(), None))
+            .await
+            .unwrap();
+        store
+            .record_webhook_attempt(&WebhookAttempt {
+                id: id.into(),
+                webhook: "slack".into(),
+                event_id: id.into(),
+                event: "end-testworkflow-failed".into(),
+                execution_id: "e1".into(),
+                attempt: 1,
+                at,
+                url: "http://127.0.0.1/x".into(),
+                headers: BTreeMap::new(),
+                payload: "{}".into(),
+                status_code: Some(200),
+                error: None,
+                delivered: true,
+            })
+            .await
+            .unwrap();
+    }
+    // Counting executions only keeps every delivery.
+    assert_eq!(store.prune(None, Some(1)).await.unwrap().deliveries, 0);
+    let report = store.prune(Some(7), None).await.unwrap();
+    assert_eq!(report.deliveries, 2);
+    let hooks: Vec<_> = store
+        .list_hook_deliveries("flooded", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(hooks, ["new"]);
+    let attempts: Vec<_> = store
+        .list_webhook_attempts("slack", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(attempts, ["new"]);
+}
+both!(prune_clears_old_deliveries);

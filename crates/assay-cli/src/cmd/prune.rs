@@ -6,7 +6,8 @@ use crate::store_args::StoreArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Delete executions that ended and were scheduled more than N days ago
+    /// Delete executions that ended and were scheduled more than N days ago, and hook and
+    /// webhook delivery records older than N days
     #[arg(long, value_name = "N")]
     keep_days: Option<u32>,
     /// Keep only the newest N executions of each workflow
@@ -46,6 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .map_err(store_err)?;
         store.close().await;
         println!("pruned {} execution(s)", report.executions);
+        if report.deliveries > 0 {
+            println!("pruned {} delivery record(s)", report.deliveries);
+        }
         Ok(crate::exit::SUCCESS)
     })
 }
