@@ -1,5 +1,9 @@
 //! Prometheus metrics, rendered on the server's own `GET /metrics`. The recorder belongs to the
 //! server (not installed globally), so several servers in one process keep separate figures.
+//!
+//! Durations are Prometheus histograms (cumulative buckets), not summaries: a summary's quantiles
+//! cover a sliding window and fell to 0 once a server had been idle for a minute, while buckets
+//! keep every observation, aggregate across servers and let PromQL pick the quantile and window.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +26,27 @@ impl Default for Metrics {
     }
 }
 
+/// Upper bounds (seconds) of the duration histograms' buckets: from a quick step to an hour-long run.
+const BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    3600.0,
+];
+
+/// The exporter's rolling window (it only matters to summaries, which we no longer render).
+const WINDOW: Duration = Duration::from_secs(60);
+
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_window(WINDOW)
+    }
+
+    fn with_window(window: Duration) -> Self {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .and_then(|b| b.set_bucket_duration(window))
+            .expect("the buckets are not empty and the window is not zero");
         Metrics {
-            recorder: Arc::new(PrometheusBuilder::new().build_recorder()),
+            recorder: Arc::new(builder.build_recorder()),
         }
     }
 
@@ -151,5 +172,45 @@ impl Metrics {
             .register_gauge(&Self::key("assay_executions_running", Vec::new()), &META)
             .set(running as f64);
         self.recorder.handle().render()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle server still reports what it observed: the window is made tiny here instead of
+    /// waiting a minute, and the durations must still be there after it has passed.
+    #[test]
+    fn durations_survive_an_idle_window() {
+        let metrics = Metrics::with_window(Duration::from_millis(1));
+        metrics.finished(
+            "w",
+            ExecutionStatus::Passed,
+            Some(Duration::from_millis(300)),
+        );
+        let first = metrics.render(0, 0);
+        // Well past the window; nothing below depends on how long this actually took.
+        std::thread::sleep(Duration::from_millis(20));
+        let idle = metrics.render(0, 0);
+        for text in [&first, &idle] {
+            assert!(
+                text.contains(
+                    "assay_execution_duration_seconds_bucket{workflow=\"w\",le=\"0.5\"} 1"
+                ),
+                "{text}"
+            );
+            assert!(
+                text.contains(
+                    "assay_execution_duration_seconds_bucket{workflow=\"w\",le=\"0.25\"} 0"
+                ),
+                "{text}"
+            );
+            assert!(
+                text.contains("assay_execution_duration_seconds_count{workflow=\"w\"} 1"),
+                "{text}"
+            );
+            assert!(!text.contains("quantile="), "{text}");
+        }
     }
 }
