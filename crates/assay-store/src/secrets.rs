@@ -96,20 +96,42 @@ impl SecretBox {
     }
 }
 
+/// Make the key file, or read the one another process made at the same moment (two `assay`
+/// commands opening a new data directory at once): the key is written whole to a file of this
+/// process's own and then linked to `secret.key`, which either wins or finds the other's key —
+/// never a half-written one.
 fn create_key(path: &Path) -> Result<Vec<u8>> {
     let mut key = vec![0u8; KEY_LEN];
     aws_lc_rs::rand::fill(&mut key)
         .map_err(|_| StoreError::Invalid("no randomness for the secret key".into()))?;
-    let mut file = std::fs::OpenOptions::new()
+    let mut tag = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut tag)
+        .map_err(|_| StoreError::Invalid("no randomness for the secret key".into()))?;
+    let name = format!(
+        ".{KEY_FILE}.{}.{}",
+        std::process::id(),
+        tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let own = path.with_file_name(name);
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .map_err(|e| StoreError::io("create the secret key", path, e))?;
-    file.write_all(&key)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| StoreError::io("write the secret key", path, e))?;
-    Ok(key)
+        .open(&own)
+        .and_then(|mut file| file.write_all(&key).and_then(|()| file.sync_all()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&own);
+        return Err(StoreError::io("write the secret key", &own, e));
+    }
+    let linked = std::fs::hard_link(&own, path);
+    let _ = std::fs::remove_file(&own);
+    match linked {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read(path).map_err(|e| StoreError::io("read the secret key", path, e))
+        }
+        Err(e) => Err(StoreError::io("create the secret key", path, e)),
+    }
 }
 
 /// Make `path` (when it exists) no wider than `mode`, with a warning when it was.
@@ -150,4 +172,37 @@ pub(crate) fn sqlite_files(db: &Path) -> [PathBuf; 3] {
         PathBuf::from(p)
     };
     [db.to_path_buf(), with("-wal"), with("-shm")]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several processes opening a new data directory at once all get the one key.
+    #[test]
+    fn stores_opening_a_new_data_dir_at_once_share_one_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let keys: Vec<Vec<u8>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        let path = dir.path().join(KEY_FILE);
+                        scope.spawn(move || match std::fs::read(&path) {
+                            Ok(bytes) => bytes,
+                            Err(_) => create_key(&path).unwrap(),
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let on_disk = std::fs::read(dir.path().join(KEY_FILE)).unwrap();
+            assert_eq!(on_disk.len(), KEY_LEN);
+            assert!(
+                keys.iter().all(|k| *k == on_disk),
+                "every opener uses the key on disk"
+            );
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(left.len(), 1, "no temporary key file is left behind");
+        }
+    }
 }
