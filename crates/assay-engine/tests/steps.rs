@@ -175,7 +175,7 @@ async fn abort_stops_everything_without_orphans() {
     let slow = shell(
         "slow",
         &format!(
-            "(bash -c 'sleep 300; : {marker}'; echo never) & echo $! > {}; echo started; sleep 300",
+            "echo started; (bash -c 'sleep 300; : {marker}'; echo never) & echo $! > {}; sleep 300",
             pidfile.display()
         ),
     );
