@@ -69,7 +69,7 @@ fi
 if run_group shards; then
     echo "== shards: Markdown 3.7's pytest suite (1,081 tests) over 4 workers with glob() shards and balance: durations;"
     echo "   total, lower bound max(longest file, total/4), balanced makespan and ratio, even-split makespan (recorded test durations)"
-    out=.test-out
+    out="$PWD/.test-out"
     mkdir -p "$out"
     if [[ ! -x "$out/venv/bin/python" ]]; then
         python3 -m venv "$out/venv"
@@ -83,6 +83,6 @@ if run_group shards; then
         cp "$req" "$out/sdist/.requirements"
     fi
     ASSAY_TEST_SDIST=$(find "$out/sdist" -maxdepth 1 -name '*.tar.gz' | head -n 1) \
-        ASSAY_TEST_PYTHON="$PWD/$out/venv/bin/python" \
+        ASSAY_TEST_PYTHON="$out/venv/bin/python" \
         cargo nextest run -p assay-cli --locked -E 'binary(real_suite)' --no-capture 2>&1 | grep '^shards:'
 fi
