@@ -102,6 +102,11 @@ impl Store {
         let mut warnings = Vec::new();
         secrets::private_dir(&config.data_dir, &mut warnings)?;
         let files = files::Files::open(&config)?;
+        if let config::Database::Sqlite(path) = &database {
+            // SQLite would make a new file (and its journals, which take the file's mode) with
+            // the umask's 0644: make it 0600 first, so a new data dir needs no narrowing.
+            secrets::create_private_file(path)?;
+        }
         let db = db::Db::open(&database).await?;
         if let config::Database::Sqlite(path) = &database {
             for file in secrets::sqlite_files(path) {

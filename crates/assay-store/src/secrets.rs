@@ -164,6 +164,26 @@ pub(crate) fn private_dir(dir: &Path, warnings: &mut Vec<String>) -> Result<()> 
     narrow(dir, 0o700, warnings)
 }
 
+/// Create `path` empty with mode 0600 when it does not exist (an existing one is left as is).
+pub(crate) fn create_private_file(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::io("create the database file", path, e)),
+    }
+}
+
 /// The SQLite file and its journal files.
 pub(crate) fn sqlite_files(db: &Path) -> [PathBuf; 3] {
     let with = |suffix: &str| {

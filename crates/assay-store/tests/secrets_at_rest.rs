@@ -98,3 +98,24 @@ async fn security_data_dir_private_and_hook_secrets_sealed() {
         "the migrated secret is in the database file"
     );
 }
+
+/// A new data directory is private from the start: nothing to narrow, so no warning on a first
+/// run (before, SQLite made `assay.db` and its journals 0644 and every first open warned).
+#[tokio::test]
+async fn a_new_data_dir_is_private_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = Store::open(StoreConfig::new(&data)).await.unwrap();
+    assert_eq!(store.warnings(), &[] as &[String]);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(SQLITE_FILE)), 0o600);
+    for suffix in ["-wal", "-shm"] {
+        let journal = data.join(format!("{SQLITE_FILE}{suffix}"));
+        if journal.exists() {
+            assert_eq!(mode(&journal), 0o600, "{}", journal.display());
+        }
+    }
+    drop(store);
+    let again = Store::open(StoreConfig::new(&data)).await.unwrap();
+    assert_eq!(again.warnings(), &[] as &[String]);
+}
