@@ -359,6 +359,16 @@ workflow!(outputs_become_step_values, "outputs.yaml", "outputs"; |run| {
     assert_eq!(run.log("condition_on_output"), "matched\n");
 });
 
+workflow!(a_steps_results_folder_is_shared_with_later_steps, "results.yaml", "results"; |run| {
+    run.expect(PASSED, &[
+        ("root", "passed"),
+        ("producer", "passed"),
+        ("consumer", "passed"),
+    ]);
+    assert_eq!(run.log("producer"), "folder=/data/.steps/producer\n", "{run}");
+    assert_eq!(run.log("consumer"), "report of the producer\n", "{run}");
+});
+
 workflow!(artifacts_by_glob_even_on_failure, "artifacts.yaml", "artifacts"; |run| {
     run.expect(PASSED, &[
         ("root", "passed"),

@@ -177,7 +177,9 @@ fn private_path_error(why: &str) -> String {
 /// `/testkube`, which only a private mount namespace can provide to a process. `glob()`
 /// counts: it gives absolute paths as steps see them (`/data/repo/...`).
 fn plan_mentions_private_paths(step: &PlanStep) -> bool {
-    let globs = |s: &str| s.contains("glob(");
+    // `glob()` and a step's results folder (`step.results`, `step.<id>.results`) are paths
+    // under `/data` too.
+    let globs = |s: &str| s.contains("glob(") || (s.contains("{{") && s.contains(".results"));
     let process = |p: &PlanProcess| {
         p.command
             .iter()

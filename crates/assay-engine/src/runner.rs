@@ -194,6 +194,30 @@ impl Runner {
         f(&m)
     }
 
+    /// [`Self::with_machine`] for the processes of the step `own_id`: `step.results` is that
+    /// step's results folder (Testkube's `/data/.steps/<id>`).
+    pub(crate) fn with_step_machine<T>(
+        &self,
+        passed: bool,
+        own_id: Option<&str>,
+        env: &BTreeMap<String, String>,
+        cwd: Option<&str>,
+        f: impl FnOnce(&dyn Machine) -> T,
+    ) -> T {
+        let m = RunMachine {
+            passed,
+            own_status: None,
+            own_id,
+            env,
+            steps: &self.facts,
+            services: &self.services,
+            secrets: &self.shared.opts.secrets,
+            context: &self.shared.opts.context,
+            files: cwd.map(|c| (c, &self.layout)),
+        };
+        f(&m)
+    }
+
     /// Evaluates a bare expression to a boolean.
     pub(crate) fn eval_bool(&self, expr: &str, machine: &dyn Machine) -> Result<bool, String> {
         let parsed = assay_expr::parse(expr).map_err(|e| format!("`{expr}`: {e}"))?;
@@ -261,6 +285,7 @@ impl Runner {
         &self,
         process: &PlanProcess,
         passed: bool,
+        own_id: Option<&str>,
     ) -> Result<BTreeMap<String, String>, String> {
         let mut env = self.base_env();
         for e in &process.env {
@@ -271,7 +296,9 @@ impl Runner {
                 ));
             }
             let value = match &e.value {
-                Some(v) => self.with_machine(passed, None, &env, None, |m| self.render(v, m))?,
+                Some(v) => {
+                    self.with_step_machine(passed, own_id, &env, None, |m| self.render(v, m))?
+                }
                 None => String::new(),
             };
             env.insert(e.name.clone(), value);
@@ -285,29 +312,36 @@ impl Runner {
         process: &PlanProcess,
         passed: bool,
         cwd: &str,
+        own_id: Option<&str>,
     ) -> Result<ProcessSpec, String> {
-        let env = self.resolve_env(process, passed)?;
+        let env = self.resolve_env(process, passed, own_id)?;
         let cwd = match &process.working_dir {
             Some(w) => layout::join(
                 cwd,
-                &self.with_machine(passed, None, &env, None, |m| self.render(w, m))?,
+                &self.with_step_machine(passed, own_id, &env, None, |m| self.render(w, m))?,
             ),
             None => cwd.to_string(),
         };
         let mut argv = Vec::new();
         // `glob()` in a command sees the step's own working directory (Testkube resolves it
         // in the step's container).
-        self.with_machine(passed, None, &env, Some(&cwd), |m| -> Result<(), String> {
-            if let Some(script) = &process.shell {
-                argv.extend(self.shared.opts.shell.iter().cloned());
-                argv.push(self.render(script, m)?);
-            } else {
-                for a in process.command.iter().chain(&process.args) {
-                    self.render_arg(a, m, &mut argv)?;
+        self.with_step_machine(
+            passed,
+            own_id,
+            &env,
+            Some(&cwd),
+            |m| -> Result<(), String> {
+                if let Some(script) = &process.shell {
+                    argv.extend(self.shared.opts.shell.iter().cloned());
+                    argv.push(self.render(script, m)?);
+                } else {
+                    for a in process.command.iter().chain(&process.args) {
+                        self.render_arg(a, m, &mut argv)?;
+                    }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         if argv.is_empty() {
             return Err(if process.args.is_empty() {
                 "the step has no command to run".to_string()
@@ -606,7 +640,7 @@ impl Runner {
     fn condition_env(&self, step: &PlanStep, passed: bool) -> BTreeMap<String, String> {
         match step.commands.first() {
             Some(p) => self
-                .resolve_env(p, passed)
+                .resolve_env(p, passed, step.id.as_deref())
                 .unwrap_or_else(|_| self.base_env()),
             None => self.base_env(),
         }
@@ -640,7 +674,7 @@ impl Runner {
         if a.ok && self.interrupt.is_none() {
             for process in &step.commands {
                 let passed = frame.passed && a.ok;
-                match self.prepare(process, passed, &frame.cwd) {
+                match self.prepare(process, passed, &frame.cwd, step.id.as_deref()) {
                     Ok(spec) => self.run_process(&spec, &full, frame, &mut a).await,
                     Err(e) => a.fail(e),
                 }

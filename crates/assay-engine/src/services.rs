@@ -74,7 +74,7 @@ impl Runner {
                         break;
                     }
                 }
-                let spec = match self.prepare(&inst.process, frame.passed, &frame.cwd) {
+                let spec = match self.prepare(&inst.process, frame.passed, &frame.cwd, None) {
                     Ok(s) => s,
                     Err(e) => {
                         a.fail(format!("service {}: {e}", service.name));
@@ -244,7 +244,7 @@ impl Runner {
                 command: cmd.clone(),
                 ..Default::default()
             };
-            let spec = self.prepare(&process, frame.passed, &frame.cwd)?;
+            let spec = self.prepare(&process, frame.passed, &frame.cwd, None)?;
             let out = tokio::process::Command::new(&spec.argv[0])
                 .args(&spec.argv[1..])
                 .env_clear()
