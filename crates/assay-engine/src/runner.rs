@@ -180,18 +180,7 @@ impl Runner {
         cwd: Option<&str>,
         f: impl FnOnce(&dyn Machine) -> T,
     ) -> T {
-        let m = RunMachine {
-            passed,
-            own_status: own.map(|o| o.1),
-            own_id: own.map(|o| o.0),
-            env,
-            steps: &self.facts,
-            services: &self.services,
-            secrets: &self.shared.opts.secrets,
-            context: &self.shared.opts.context,
-            files: cwd.map(|c| (c, &self.layout)),
-        };
-        f(&m)
+        self.machine(passed, own.map(|o| o.1), own.map(|o| o.0), env, cwd, f)
     }
 
     /// [`Self::with_machine`] for the processes of the step `own_id`: `step.results` is that
@@ -204,9 +193,21 @@ impl Runner {
         cwd: Option<&str>,
         f: impl FnOnce(&dyn Machine) -> T,
     ) -> T {
+        self.machine(passed, None, own_id, env, cwd, f)
+    }
+
+    fn machine<T>(
+        &self,
+        passed: bool,
+        own_status: Option<StepStatus>,
+        own_id: Option<&str>,
+        env: &BTreeMap<String, String>,
+        cwd: Option<&str>,
+        f: impl FnOnce(&dyn Machine) -> T,
+    ) -> T {
         let m = RunMachine {
             passed,
-            own_status: None,
+            own_status,
             own_id,
             env,
             steps: &self.facts,
