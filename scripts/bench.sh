@@ -84,5 +84,5 @@ if run_group shards; then
     fi
     ASSAY_TEST_SDIST=$(find "$out/sdist" -maxdepth 1 -name '*.tar.gz' | head -n 1) \
         ASSAY_TEST_PYTHON="$out/venv/bin/python" \
-        cargo nextest run -p assay-cli --locked -E 'binary(real_suite)' --no-capture 2>&1 | grep '^shards:'
+        cargo nextest run -p assay-cli --locked -E 'test(/^real_suite::/)' --no-capture 2>&1 | grep '^shards:'
 fi

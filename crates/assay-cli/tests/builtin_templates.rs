@@ -2,7 +2,7 @@
 //! without `--templates`, a given or stored template of the same name wins, and
 //! `assay get templates --builtin` lists them.
 
-mod run_support;
+use crate::run_support;
 
 use std::path::{Path, PathBuf};
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use serde_json::Value;
 
-mod run_support;
+use crate::run_support;
 use run_support::{free_port, serve};
 
 /// `assay` with contexts in `config`; `data` is where embedded mode (and `context add`

@@ -11,7 +11,7 @@ use std::process::Command as StdCommand;
 
 use assert_cmd::Command;
 
-mod run_support;
+use crate::run_support;
 use run_support::{free_port, serve};
 
 fn assay(data: &Path) -> Command {

@@ -3,7 +3,7 @@
 //! environment or its `/proc`; as root it runs as an unprivileged user; and after `kill -9`
 //! of `assay run` or `assay server` nothing of the run keeps running.
 
-mod run_support;
+use crate::run_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

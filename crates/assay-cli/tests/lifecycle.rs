@@ -2,7 +2,7 @@
 //! killed with SIGKILL (the next command shows the execution aborted with a reason), two runs at
 //! once on one data dir, and bad input (exit 2 with a location and a hint, nothing recorded).
 
-mod run_support;
+use crate::run_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 
-mod run_support;
+use crate::run_support;
 use run_support::{free_port, serve};
 
 const WORKFLOW: &str = r#"apiVersion: testworkflows.testkube.io/v1

@@ -5,7 +5,7 @@
 //!
 //! Each `workflow!` case is its own test, so nextest runs them in parallel.
 
-mod run_support;
+use crate::run_support;
 
 use run_support::*;
 

@@ -1,6 +1,6 @@
 //! Parallel workers, services and `/data` isolation, with real processes.
 
-mod common;
+use crate::common;
 
 use assay_engine::{Event, Isolation, ServiceState, WorkerState};
 use assay_spec::plan::{

@@ -1,7 +1,7 @@
 //! Step semantics with real processes: conditions, optional, negative, retry, timeout, abort,
 //! env, outputs, artifacts and masking.
 
-mod common;
+use crate::common;
 
 use assay_engine::Event;
 use assay_spec::plan::{PlanArtifacts, PlanRetry};

@@ -1,7 +1,7 @@
 //! `content.tarball`: archives made here, served over HTTP by a tiny server in the test,
 //! downloaded and unpacked where later steps read them; failed downloads and escaping entries.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-mod support;
+use crate::support;
 use support::{TestServer, start_with};
 
 async fn start(max_concurrent: usize) -> TestServer {

@@ -2,7 +2,7 @@
 //! with the branch and commit in its config; a badly signed one is refused (401), recorded and
 //! runs nothing; GitLab's token form; TestTrigger documents are stored with a warning.
 
-mod support;
+use crate::support;
 
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;

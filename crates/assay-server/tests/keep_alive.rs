@@ -3,7 +3,7 @@
 //! answered. Before, a client that reused the connection after a 403 got no answer at all
 //! ("server disconnected"), seen with the official MCP client's httpx under load.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -3,7 +3,7 @@
 //! every line exactly once and in order, whether it connects first, mid-run or after the end,
 //! and a follower that drops and resumes with `Last-Event-ID` gets exactly the rest.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

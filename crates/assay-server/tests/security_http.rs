@@ -2,8 +2,6 @@
 //! (slow-loris): what a web page in the user's browser, or a client that holds connections
 //! open, can do to a real server on 127.0.0.1.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Issue 14, "what held (keep it holding)": every `/v1` route against every kind of
 //! credential, artifact path traversal and oversize bodies, as regression tests.
 
-mod support;
+use crate::support;
 
 use assay_store::TokenRole;
 use reqwest::{Method, StatusCode};

@@ -3,7 +3,7 @@
 //! payload is the rendered template, and the secret header value appears nowhere in the log.
 //! Also Testkube's event JSON without a template, and `become-testworkflow-down`.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The dashboard's chart query on both databases: newest first, one workflow only, limited,
 //! durations from start (or schedule) to finish.
 
-mod common;
+use crate::common;
 
 use assay_store::{ExecutionStatus, Finish, NewExecution};
 use common::Env;

@@ -1,7 +1,7 @@
 //! Hooks, their delivery log, webhook attempts and stored Webhook/TestTrigger documents on both
 //! databases: secrets only through `hook_secret`, newest deliveries first, masked rows as given.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

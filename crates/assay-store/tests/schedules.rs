@@ -1,6 +1,6 @@
 //! Claims of schedule ticks: one claim per tick, however many handles race for it.
 
-mod common;
+use crate::common;
 
 use assay_store::ScheduleTick;
 use common::Env;

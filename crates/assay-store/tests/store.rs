@@ -1,6 +1,6 @@
 //! Store behaviour on SQLite and on a real PostgreSQL (see `common`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};

@@ -1,6 +1,6 @@
 //! Test cases, per-test history and flaky detection, on SQLite and PostgreSQL (see `common`).
 
-mod common;
+use crate::common;
 
 use assay_reports::flaky::FlakyPolicy;
 use assay_reports::{CaseStatus, TestCase};

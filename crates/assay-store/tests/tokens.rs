@@ -1,7 +1,7 @@
 //! API tokens on both databases: only hashes are stored, names are unique, revoked tokens stop
 //! authenticating.
 
-mod common;
+use crate::common;
 
 use assay_store::{TokenRole, hash_token};
 use common::Env;

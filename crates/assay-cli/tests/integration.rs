@@ -1,0 +1,20 @@
+//! The integration tests of this crate, in one binary (one link instead of one per file).
+//! Add a test file here as a module.
+
+#[allow(dead_code)]
+#[macro_use]
+mod run_support;
+mod builtin_templates;
+mod client_cli;
+mod dashboard;
+mod history_cli;
+mod isolation;
+mod junit_and_rerun;
+mod lifecycle;
+mod mcp;
+mod real_suite;
+mod security_artifacts;
+mod server_cli;
+mod triggers_cli;
+mod validate_cli;
+mod workflows;

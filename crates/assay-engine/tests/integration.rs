@@ -1,0 +1,9 @@
+//! The integration tests of this crate, in one binary (one link instead of one per file).
+//! Add a test file here as a module.
+
+#[allow(dead_code)]
+#[macro_use]
+mod common;
+mod groups;
+mod steps;
+mod tarball;

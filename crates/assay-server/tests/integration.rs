@@ -1,0 +1,14 @@
+//! The integration tests of this crate, in one binary (one link instead of one per file).
+//! Add a test file here as a module.
+
+#[allow(dead_code)]
+#[macro_use]
+mod support;
+mod api;
+mod hooks;
+mod keep_alive;
+mod notify;
+mod schedule;
+mod security_http;
+mod security_roles;
+mod webhooks;
