@@ -1,7 +1,6 @@
 //! The integration tests of this crate, in one binary (one link instead of one per file).
 //! Add a test file here as a module.
 
-#[allow(dead_code)]
 #[macro_use]
 mod support;
 mod api;
