@@ -47,8 +47,8 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reports waiting for the observer; more are dropped (and logged) rather than slow a run.
 const CHANNEL: usize = 1024;
-/// Deliveries in flight at once.
-const IN_FLIGHT: usize = 32;
+/// Deliveries in flight at once; the observer waits for a free one before it reads on.
+pub const IN_FLIGHT: usize = 32;
 /// What a secret or a header value is replaced with in the delivery log.
 pub const MASK: &str = "********";
 
@@ -242,6 +242,10 @@ async fn handle(
             return Ok(());
         }
     }
+    // The observer may read the execution after it moved on (a short run has often ended by
+    // then, and a busy observer reads it later still): an event says what was true when it
+    // happened, so the execution is shown as it was at that moment.
+    let execution = as_at(moment, execution);
     let types = event_types(&shared.store, moment, &execution).await?;
     let labels = workflow_labels(&execution);
     let view = serde_json::to_value(assay_api::TestWorkflowExecution::from(&execution))
@@ -276,6 +280,36 @@ async fn handle(
         }
     }
     Ok(())
+}
+
+/// `execution` as it was at `moment`: queued (not started), or just started (running, no
+/// step finished yet). An ended execution keeps what it is.
+fn as_at(moment: Moment, mut execution: Execution) -> Execution {
+    let status = match moment {
+        Moment::Queued => ExecutionStatus::Queued,
+        Moment::Started => ExecutionStatus::Running,
+        Moment::Ended => return execution,
+    };
+    if execution.summary.status == status {
+        return execution;
+    }
+    let s = &mut execution.summary;
+    s.status = status;
+    s.finished_at = None;
+    s.error_message = None;
+    s.record_errors.clear();
+    match moment {
+        Moment::Queued => {
+            s.started_at = None;
+            s.status_at = s.scheduled_at;
+        }
+        _ => s.status_at = s.started_at.unwrap_or(s.status_at),
+    }
+    execution.steps.clear();
+    execution.outputs.clear();
+    execution.reports.clear();
+    execution.artifacts.clear();
+    execution
 }
 
 /// The labels of the workflow an execution ran (from the definition it ran).

@@ -480,3 +480,107 @@ async fn security_webhooks_refuse_private_addresses_and_redirects() {
     assert!(!paths.contains(&"followed".to_string()), "{paths:?}");
     assert!(paths.contains(&"literal".to_string()), "{paths:?}");
 }
+
+/// Issue 13 #12: the start event of a short run carried the run's final state. The observer
+/// reads the execution when it gets to the report; here it is held for real until the run has
+/// ended — every delivery slot is taken by a receiver that does not answer yet, so the observer
+/// waits on the queue event's last delivery — and only then reads the start report. The start
+/// event must still say `running`, with no step finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_start_event_reports_running_even_when_read_after_the_end() {
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/hold",
+            axum::routing::post({
+                let (release, held) = (release.clone(), held.clone());
+                move || async move {
+                    held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = release.acquire().await.map(|p| p.forget());
+                    AxumStatus::OK
+                }
+            }),
+        )
+        .route(
+            "/events",
+            axum::routing::post({
+                let seen = seen.clone();
+                move |body: String| async move {
+                    seen.lock()
+                        .unwrap()
+                        .push(serde_json::from_str(&body).unwrap());
+                    AxumStatus::OK
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let s = start().await;
+    s.webhooks.set_allow_private(true);
+    let hook = |name: &str, path: &str, event: &str| {
+        format!(
+            "apiVersion: executor.testkube.io/v1\nkind: Webhook\nmetadata: {{name: {name}}}\nspec:\n  uri: '{receiver}/{path}'\n  events: [{event}]\n  selector: team=qa\n"
+        )
+    };
+    // One more held delivery than the observer may have in flight: the last one waits.
+    let slots = assay_server::webhooks::IN_FLIGHT;
+    for i in 0..=slots {
+        let r = s
+            .post_yaml(
+                "/v1/webhooks",
+                &hook(&format!("hold-{i}"), "hold", "queue-testworkflow"),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let r = s
+        .post_yaml(
+            "/v1/webhooks",
+            &hook("events", "events", "start-testworkflow"),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = s
+        .post_yaml("/v1/test-workflows", &workflow("short", "{team: qa}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let run = s.run("short", json!({})).await;
+    let id = run["id"].as_str().unwrap().to_string();
+    // The run ends while the observer is held.
+    s.wait_status(&id, &["passed"]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while held.load(std::sync::atomic::Ordering::SeqCst) < slots {
+        assert!(
+            Instant::now() < deadline,
+            "the held deliveries never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.lock().unwrap().is_empty(), "the observer was not held");
+    release.add_permits(10 * slots);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let start = loop {
+        if let Some(v) = seen.lock().unwrap().first().cloned() {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no start event");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(start["type"], "start-testworkflow", "{start:#}");
+    let execution = &start["testWorkflowExecution"];
+    assert_eq!(execution["id"], id.as_str());
+    assert_eq!(execution["result"]["status"], "running", "{start:#}");
+    assert!(execution["result"].get("finishedAt").is_none(), "{start:#}");
+    assert!(
+        execution["result"]["steps"]
+            .as_object()
+            .is_none_or(|steps| steps.values().all(|s| s["status"] != "passed")),
+        "{start:#}"
+    );
+}
