@@ -53,6 +53,8 @@ enum Command {
     Mcp(cmd::mcp::Args),
     /// Work through a server: add, use, list and remove contexts (`use embedded`: this machine)
     Context(cmd::context::Args),
+    /// Policy checks: run Kyverno test suites offline [local]
+    Policy(cmd::policy::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Token(args) => cmd::token::run(args),
         Command::Mcp(args) => cmd::mcp::run(args),
         Command::Context(args) => cmd::context::run(args),
+        Command::Policy(args) => cmd::policy::run(args),
     };
     finish(result)
 }

@@ -11,6 +11,7 @@ mod isolation;
 mod junit_and_rerun;
 mod lifecycle;
 mod mcp;
+mod policy_cli;
 mod real_suite;
 mod security_artifacts;
 mod server_cli;

@@ -11,6 +11,7 @@ pub mod history;
 pub mod logs;
 pub mod mcp;
 pub mod plan;
+pub mod policy;
 pub mod prune;
 pub mod rerun;
 pub mod run;

@@ -1,0 +1,2 @@
+mod kyverno_compat;
+mod suites;
