@@ -10,8 +10,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::event::{Event, LogChunk};
 use crate::layout;
-use crate::process::{ProcessSpec, StopReason};
 use crate::runner::{Attempt, Frame, Runner};
+use crate::runtime::{Launch, LaunchKind, StopReason};
 
 impl Runner {
     pub(crate) async fn content(
@@ -142,26 +142,9 @@ impl Runner {
         Ok(())
     }
 
-    /// Hands what the engine wrote under the execution's folders to the step user (when steps
-    /// run as one), with the folders it created on the way; host paths elsewhere stay as they
-    /// are.
+    /// Hands what the engine wrote under the execution's folders to the step user.
     pub(crate) fn give_to_steps(&self, host: &std::path::Path) -> Result<(), String> {
-        let Some(user) = crate::step_user() else {
-            return Ok(());
-        };
-        let Some(base) = [&self.layout.data, &self.layout.outputs, &self.layout.tmp]
-            .into_iter()
-            .find(|b| host.starts_with(b))
-        else {
-            return Ok(());
-        };
-        layout::give_tree(host, Some(user))?;
-        let mut up = host.parent();
-        while let Some(p) = up.filter(|p| p.starts_with(base) && *p != base.as_path()) {
-            layout::give(p, Some(user))?;
-            up = p.parent();
-        }
-        Ok(())
+        self.layout.give_to_steps(host)
     }
 
     /// Clones with the `git` command: revision, sparse `paths` (cone or not), token auth.
@@ -244,16 +227,19 @@ impl Runner {
         .await;
         let mut genv = env.clone();
         genv.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
-        for argv in commands {
-            let spec = ProcessSpec {
-                argv,
-                env: genv.clone().into_iter().collect(),
-                cwd: Some(self.layout.data.clone()),
-                pid_ns: None,
-                run_as: None,
-                program: None,
+        for command in commands {
+            let launch = Launch {
+                kind: LaunchKind::Tool,
+                command,
+                args: Vec::new(),
+                shell: None,
+                env: genv.clone(),
+                working_dir: layout::DATA.to_string(),
+                image: None,
+                resources: None,
+                security_context: None,
             };
-            self.run_process(&spec, full, frame, a).await;
+            self.run_launch(launch, full, frame, a).await;
             if !a.ok {
                 if a.error.is_none() {
                     a.error = Some(format!("failed to clone {}", self.mask(&uri)));

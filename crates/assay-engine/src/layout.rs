@@ -2,16 +2,19 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::{Confinement, Sandbox, StepUser};
+use crate::sandbox::StepUser;
 
-/// The folders of one execution (the main one or a parallel worker).
-#[derive(Debug)]
-pub(crate) struct Layout {
+/// The folders of one execution (the main one or a parallel worker) on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The folder that holds the others (the execution's, or the worker's, work folder).
+    pub root: PathBuf,
+    /// What steps see as `/data`.
     pub data: PathBuf,
+    /// What steps see as `/testkube/outputs`.
     pub outputs: PathBuf,
+    /// A temporary folder (`TMPDIR` of steps on the host).
     pub tmp: PathBuf,
-    /// The private mount namespace, when steps run in one.
-    pub sandbox: Option<Sandbox>,
 }
 
 /// The folder steps see as `/data`.
@@ -20,36 +23,31 @@ pub(crate) const DATA: &str = "/data";
 pub(crate) const OUTPUTS: &str = "/testkube/outputs";
 
 impl Layout {
+    /// The folders under `root`, without creating them.
+    pub(crate) fn under(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+            data: root.join("data"),
+            outputs: root.join("outputs"),
+            tmp: root.join("tmp"),
+        }
+    }
+
     /// Creates `data/`, `outputs/` and `tmp/` under `root` (owned by the step user when there
-    /// is one), and a namespace when asked.
-    pub(crate) async fn create(
-        root: &Path,
-        namespace: Option<&Confinement>,
-        user: Option<&StepUser>,
-    ) -> Result<Layout, String> {
-        let data = root.join("data");
-        let outputs = root.join("outputs");
-        let tmp = root.join("tmp");
-        for d in [&data, &outputs, &tmp] {
+    /// is one).
+    pub(crate) fn create(root: &Path, user: Option<&StepUser>) -> Result<Layout, String> {
+        let layout = Layout::under(root);
+        for d in [&layout.data, &layout.outputs, &layout.tmp] {
             std::fs::create_dir_all(d)
                 .map_err(|e| format!("failed to create {}: {e}", d.display()))?;
             give(d, user)?;
         }
-        let sandbox = match namespace {
-            Some(c) => Some(Sandbox::start(&root.join(".root"), &data, &outputs, c).await?),
-            None => None,
-        };
-        Ok(Layout {
-            data,
-            outputs,
-            tmp,
-            sandbox,
-        })
+        Ok(layout)
     }
 
     /// The host path of a path as steps see it: `/data/...` and `/testkube/outputs/...` are
     /// this execution's folders; other absolute paths are the host's.
-    pub(crate) fn to_host(&self, path: &str) -> PathBuf {
+    pub fn to_host(&self, path: &str) -> PathBuf {
         if let Some(rest) = strip_dir(path, DATA) {
             return self.data.join(rest);
         }
@@ -59,11 +57,25 @@ impl Layout {
         PathBuf::from(path)
     }
 
-    /// Stops the namespace holder.
-    pub(crate) async fn close(&mut self) {
-        if let Some(s) = self.sandbox.take() {
-            s.stop().await;
+    /// Hands what the engine wrote under these folders to the step user (when steps run as
+    /// one), with the folders it created on the way; host paths elsewhere stay as they are.
+    pub(crate) fn give_to_steps(&self, host: &Path) -> Result<(), String> {
+        let Some(user) = crate::step_user() else {
+            return Ok(());
+        };
+        let Some(base) = [&self.data, &self.outputs, &self.tmp]
+            .into_iter()
+            .find(|b| host.starts_with(b))
+        else {
+            return Ok(());
+        };
+        give_tree(host, Some(user))?;
+        let mut up = host.parent();
+        while let Some(p) = up.filter(|p| p.starts_with(base) && *p != base.as_path()) {
+            give(p, Some(user))?;
+            up = p.parent();
         }
+        Ok(())
     }
 }
 

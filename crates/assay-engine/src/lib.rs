@@ -1,4 +1,4 @@
-//! Runs a compiled [`Plan`] on this machine.
+//! Runs a compiled [`Plan`] through a [`Runtime`] (on this machine by default: [`HostRuntime`]).
 //!
 //! The engine walks the plan's step tree with Testkube's semantics (conditions, optional,
 //! negative, retry, timeout, services, parallel workers, outputs, artifacts; see
@@ -24,6 +24,7 @@
 mod artifacts;
 mod content;
 mod event;
+mod host;
 mod layout;
 mod logs;
 mod machine;
@@ -32,6 +33,7 @@ mod options;
 mod parallel;
 mod process;
 mod runner;
+pub mod runtime;
 pub mod sandbox;
 mod services;
 mod sink;
@@ -39,18 +41,19 @@ mod sink;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use assay_spec::plan::{Plan, PlanProcess, PlanStep};
+use assay_spec::plan::{Plan, PlanStep};
 use assay_spec::status::{ExecutionStatus, StepStatus};
 use tokio::sync::mpsc;
 
 pub use event::{Event, ExecutionOutcome, LogChunk, ServiceState, StepResult, WorkerState};
+pub use host::{HostRuntime, SERVICE_IP};
 pub use logs::MAX_LINE;
 pub use mask::{MASK, Masker};
 pub use options::{
     DEFAULT_SHELL, INHERITED_ENV, Isolation, LaunchRequest, RunOptions, TERMINAL_ENV,
     WorkflowLauncher, inherited_env,
 };
-pub use services::SERVICE_IP;
+pub use runtime::Runtime;
 
 use crate::layout::Layout;
 use crate::runner::{Runner, Shared};
@@ -67,16 +70,17 @@ pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> E
     let shared = Arc::new(Shared { opts, masker, sink });
 
     let outcome = match prepare(&plan, &shared).await {
-        Ok(layout) => {
+        Ok((layout, scope)) => {
             let mut runner = Runner::new(
                 shared.clone(),
                 layout,
+                scope,
                 String::new(),
                 shared.opts.cancel.clone(),
             );
             let deadline = plan.deadline_ms.map(|ms| start + Duration::from_millis(ms));
             let root = runner.run_root(&plan.root, deadline).await;
-            runner.layout.close().await;
+            runner.scope.close().await;
             let status = parallel::execution_status(root, runner.interrupt.as_ref());
             let error = match (&runner.interrupt, status) {
                 (Some(runner::Interrupt::Deadline), _) => Some(format!(
@@ -105,12 +109,8 @@ pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> E
             let e = shared.masker.mask(&e).into_owned();
             let mut runner = Runner::new(
                 shared.clone(),
-                Layout {
-                    data: shared.opts.work_dir.join("data"),
-                    outputs: shared.opts.work_dir.join("outputs"),
-                    tmp: shared.opts.work_dir.join("tmp"),
-                    sandbox: None,
-                },
+                Layout::under(&shared.opts.work_dir),
+                Arc::new(host::Unopened),
                 String::new(),
                 shared.opts.cancel.clone(),
             );
@@ -136,81 +136,28 @@ pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> E
     outcome
 }
 
-/// Creates the execution's folders and, when possible, its private namespaces.
-async fn prepare(plan: &Plan, shared: &Shared) -> Result<Layout, String> {
+/// Creates the execution's folders and opens the runtime on them.
+async fn prepare(
+    plan: &Plan,
+    shared: &Shared,
+) -> Result<(Layout, Arc<dyn runtime::Scope>), String> {
     sandbox::step_user().as_ref().map_err(Clone::clone)?;
-    let needs = plan_mentions_private_paths(&plan.root);
-    let namespace = match shared.opts.isolation {
-        Isolation::None if needs => {
-            return Err(private_path_error("isolation is turned off"));
-        }
-        Isolation::None => false,
-        Isolation::Namespace => true,
-        Isolation::Auto => match sandbox::support() {
-            sandbox::Support::Unavailable(why) if needs => return Err(private_path_error(why)),
-            sandbox::Support::Unavailable(_) => false,
-            _ => true,
-        },
-    };
     let work_dir = &shared.opts.work_dir;
     std::fs::create_dir_all(work_dir)
         .map_err(|e| format!("failed to create {}: {e}", work_dir.display()))?;
-    let confinement = namespace.then(|| sandbox::Confinement {
-        hidden: shared.opts.hidden.clone(),
-        work_dir: work_dir.canonicalize().unwrap_or_else(|_| work_dir.clone()),
-    });
-    Layout::create(work_dir, confinement.as_ref(), step_user()).await
+    let layout = Layout::create(work_dir, step_user())?;
+    let setup = runtime::Setup {
+        plan,
+        layout: &layout,
+        options: &shared.opts,
+    };
+    let scope = shared.opts.runtime.open(setup).await?;
+    Ok((layout, Arc::from(scope)))
 }
 
 /// The account steps run as (see [`sandbox::step_user`]).
 pub(crate) fn step_user() -> Option<&'static sandbox::StepUser> {
     sandbox::step_user().as_ref().ok().and_then(Option::as_ref)
-}
-
-fn private_path_error(why: &str) -> String {
-    format!(
-        "this workflow uses absolute paths under /data or /testkube, which need a private mount namespace on this machine, but {why}\n\nhint: run as root, or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces), or use paths relative to the working directory instead of /data"
-    )
-}
-
-/// Whether any process of the plan (steps, services, workers) refers to `/data` or
-/// `/testkube`, which only a private mount namespace can provide to a process. `glob()`
-/// counts: it gives absolute paths as steps see them (`/data/repo/...`).
-fn plan_mentions_private_paths(step: &PlanStep) -> bool {
-    // `glob()` and a step's results folder (`step.results`, `step.<id>.results`) are paths
-    // under `/data` too.
-    let globs = |s: &str| s.contains("glob(") || (s.contains("{{") && s.contains(".results"));
-    let process = |p: &PlanProcess| {
-        p.command
-            .iter()
-            .chain(&p.args)
-            .chain(&p.shell)
-            .chain(p.env.iter().filter_map(|e| e.value.as_ref()))
-            .any(|s| layout::mentions_private_paths(s) || globs(s))
-    };
-    let strategy = |s: &assay_spec::plan::PlanStrategy| {
-        s.shards
-            .values()
-            .chain(s.matrix.values())
-            .any(|v| v.as_str().is_some_and(globs))
-    };
-    step.commands.iter().any(process)
-        || step.services.iter().any(|s| {
-            strategy(&s.strategy)
-                || s.instances.iter().flatten().any(|i| process(&i.process))
-                || s.template.iter().any(|t| process(&t.process))
-        })
-        || step.parallel.as_ref().is_some_and(|p| {
-            strategy(&p.strategy)
-                || p.workers
-                    .iter()
-                    .flatten()
-                    .any(|w| plan_mentions_private_paths(&w.root))
-                || p.worker
-                    .iter()
-                    .any(|w| plan_mentions_private_paths(&w.root))
-        })
-        || step.steps.iter().any(plan_mentions_private_paths)
 }
 
 /// Literal git tokens in the plan are secrets too.

@@ -12,6 +12,8 @@ use assay_spec::status::ExecutionStatus;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::runtime::Runtime;
+
 /// Options of one run.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -45,6 +47,8 @@ pub struct RunOptions {
     pub kill_grace: Duration,
     /// Runs `execute` steps (other workflows); without it such steps fail with a clear error.
     pub launcher: Option<Arc<dyn WorkflowLauncher>>,
+    /// Where the plan's processes run: [`HostRuntime`](crate::HostRuntime) by default.
+    pub runtime: Arc<dyn Runtime>,
 }
 
 /// Variables of the caller's own environment that steps start with (see [`inherited_env`]).
@@ -97,6 +101,7 @@ impl RunOptions {
             shell: DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
             kill_grace: Duration::from_secs(5),
             launcher: None,
+            runtime: Arc::new(crate::HostRuntime),
         }
     }
 }
@@ -112,6 +117,7 @@ impl std::fmt::Debug for RunOptions {
             .field("shell", &self.shell)
             .field("kill_grace", &self.kill_grace)
             .field("launcher", &self.launcher.is_some())
+            .field("runtime", &self.runtime.name())
             .finish_non_exhaustive()
     }
 }

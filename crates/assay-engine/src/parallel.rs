@@ -140,11 +140,7 @@ impl Runner {
             .work_dir
             .join("workers")
             .join(sanitize(full));
-        let confinement = self
-            .layout
-            .sandbox
-            .as_ref()
-            .map(|s| s.confinement().clone());
+        let scope = self.scope.clone();
         let main_data = self.layout.data.clone();
         let main_outputs = self.layout.outputs.clone();
         let deadline = frame.deadline.as_ref().map(|d| d.0);
@@ -168,7 +164,7 @@ impl Runner {
             let (main_data, main_outputs) = (main_data.clone(), main_outputs.clone());
             let paused = par.paused && (position as u64) < limit;
             let fail_fast = par.fail_fast;
-            let confinement = confinement.clone();
+            let scope = scope.clone();
             tasks.spawn(async move {
                 let index = worker.instance.index;
                 let Ok(_permit) = semaphore.acquire_owned().await else {
@@ -181,20 +177,26 @@ impl Runner {
                         },
                     );
                 };
-                let layout =
-                    match Layout::create(&dir, confinement.as_ref(), crate::step_user()).await {
-                        Ok(l) => l,
-                        Err(e) => {
-                            return (
-                                index,
-                                WorkerDone {
-                                    status: ExecutionStatus::Failed,
-                                    results: Default::default(),
-                                    error: Some(e),
-                                },
-                            );
-                        }
-                    };
+                let opened = match Layout::create(&dir, crate::step_user()) {
+                    Ok(layout) => scope
+                        .worker(&layout, &full, index)
+                        .await
+                        .map(|worker| (layout, Arc::<dyn crate::runtime::Scope>::from(worker))),
+                    Err(e) => Err(e),
+                };
+                let (layout, scope) = match opened {
+                    Ok(l) => l,
+                    Err(e) => {
+                        return (
+                            index,
+                            WorkerDone {
+                                status: ExecutionStatus::Failed,
+                                results: Default::default(),
+                                error: Some(e),
+                            },
+                        );
+                    }
+                };
                 let mut error = None;
                 for t in &worker.transfer {
                     if let Err(e) =
@@ -220,6 +222,7 @@ impl Runner {
                 let mut runner = Runner::new(
                     shared.clone(),
                     layout,
+                    scope,
                     format!("{full}/{index}/"),
                     group.child_token(),
                 );
@@ -245,7 +248,7 @@ impl Runner {
                         error.get_or_insert(format!("fetch: {e}"));
                     }
                 }
-                runner.layout.close().await;
+                runner.scope.close().await;
                 if fail_fast && status != ExecutionStatus::Passed {
                     group.cancel();
                 }
@@ -288,9 +291,9 @@ impl Runner {
             }
         }
         if self.cancel.is_cancelled() {
-            self.interrupt_for(crate::process::StopReason::Abort, frame);
+            self.interrupt_for(crate::runtime::StopReason::Abort, frame);
         } else if deadline.is_some_and(|d| Instant::now() >= d) {
-            self.interrupt_for(crate::process::StopReason::Timeout, frame);
+            self.interrupt_for(crate::runtime::StopReason::Timeout, frame);
         }
         if !failed.is_empty() {
             a.fail(format!(

@@ -27,9 +27,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::logs;
-use crate::mask::Masker;
-use crate::sink::EventSink;
+use crate::runtime::{Output, ProcessOutcome, StopReason};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -46,25 +44,6 @@ pub(crate) struct ProcessSpec {
     /// The step's own program when `argv` wraps it (looked up first, so that a missing one
     /// is the same clear error with or without the wrapper).
     pub program: Option<String>,
-}
-
-/// Why a process was stopped by the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StopReason {
-    Timeout,
-    Abort,
-}
-
-/// How a process ended.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ProcessOutcome {
-    /// Exit code, or 128 + signal number.
-    pub exit_code: Option<i32>,
-    pub stopped: Option<StopReason>,
-    /// Set when the process could not be started.
-    pub spawn_error: Option<String>,
-    pub peak_rss_bytes: Option<u64>,
-    pub cpu_time: Option<Duration>,
 }
 
 struct Exit {
@@ -84,13 +63,8 @@ pub(crate) struct Running {
     started: Instant,
 }
 
-/// Starts a process whose stdout and stderr (one pipe, in order) go to the log as `reference`.
-pub(crate) fn spawn(
-    spec: &ProcessSpec,
-    reference: &str,
-    masker: &Masker,
-    sink: &EventSink,
-) -> Result<Running, String> {
+/// Starts a process whose stdout and stderr (one pipe, in order) go to `output`.
+pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, String> {
     let Some((program, args)) = spec.argv.split_first() else {
         return Err("the command is empty".into());
     };
@@ -147,12 +121,7 @@ pub(crate) fn spawn(
 
     let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
         .map_err(|e| format!("failed to read the output pipe: {e}"))?;
-    let pump = tokio::spawn(logs::pump(
-        receiver,
-        reference.to_string(),
-        masker.clone(),
-        sink.clone(),
-    ));
+    let pump = tokio::spawn(output.pump(receiver));
 
     let (tx, exit) = oneshot::channel();
     tokio::task::spawn_blocking(move || {
@@ -301,7 +270,6 @@ impl Running {
         ProcessOutcome {
             exit_code: status.map(exit_code),
             stopped,
-            spawn_error: None,
             peak_rss_bytes: (peak > 0).then_some(peak),
             cpu_time: cpu,
         }
@@ -329,26 +297,6 @@ impl Running {
         {
             self.pump.abort();
         }
-    }
-}
-
-/// Starts and waits for one process.
-pub(crate) async fn run(
-    spec: &ProcessSpec,
-    reference: &str,
-    masker: &Masker,
-    sink: &EventSink,
-    deadline: Option<Instant>,
-    cancel: &CancellationToken,
-    grace: Duration,
-) -> ProcessOutcome {
-    match spawn(spec, reference, masker, sink) {
-        Ok(running) => running.wait(deadline, cancel, grace).await,
-        Err(e) => ProcessOutcome {
-            exit_code: None,
-            spawn_error: Some(e),
-            ..ProcessOutcome::default()
-        },
     }
 }
 

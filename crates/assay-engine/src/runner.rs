@@ -36,7 +36,7 @@ use crate::layout::{self, Layout};
 use crate::machine::{RunMachine, StepFacts};
 use crate::mask::Masker;
 use crate::options::RunOptions;
-use crate::process::{self, ProcessSpec, StopReason};
+use crate::runtime::{Launch, LaunchKind, Output, Scope, StartError, Stop, StopReason};
 use crate::sink::EventSink;
 
 /// What every runner of one execution (main and workers) shares.
@@ -95,6 +95,8 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) struct Runner {
     pub shared: Arc<Shared>,
     pub layout: Layout,
+    /// Where this runner's processes run (the runtime's scope of the execution or worker).
+    pub scope: Arc<dyn Scope>,
     /// Prefix of every ref this runner reports (`""`, or `<parallel ref>/<index>/`).
     pub prefix: String,
     pub cancel: CancellationToken,
@@ -110,12 +112,14 @@ impl Runner {
     pub(crate) fn new(
         shared: Arc<Shared>,
         layout: Layout,
+        scope: Arc<dyn Scope>,
         prefix: String,
         cancel: CancellationToken,
     ) -> Self {
         Runner {
             shared,
             layout,
+            scope,
             prefix,
             cancel,
             results: IndexMap::new(),
@@ -259,26 +263,9 @@ impl Runner {
         Ok(())
     }
 
-    /// The environment processes start from.
+    /// The environment processes start from (the runtime's).
     pub(crate) fn base_env(&self) -> BTreeMap<String, String> {
-        let mut env = self.shared.opts.base_env.clone();
-        if env.is_empty() {
-            env = crate::options::inherited_env();
-        }
-        env.entry("PATH".into()).or_insert_with(|| {
-            "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into()
-        });
-        env.entry("CI".into()).or_insert_with(|| "1".into());
-        // No colour settings of our own: the user's pass through (`TERMINAL_ENV`), or none.
-        // The host path works inside the namespace too (the execution's work folder is mounted
-        // there at its host path).
-        env.insert("TMPDIR".into(), self.layout.tmp.display().to_string());
-        if let Some(u) = crate::step_user() {
-            env.insert("USER".into(), u.name.clone());
-            env.insert("LOGNAME".into(), u.name.clone());
-            env.insert("HOME".into(), self.layout.tmp.display().to_string());
-        }
-        env
+        self.scope.base_env()
     }
 
     /// Resolves a process's environment: each variable's template sees the ones before it.
@@ -307,14 +294,16 @@ impl Runner {
         Ok(env)
     }
 
-    /// Builds what to start for a process, or why it cannot start.
+    /// Renders what to start for a process (its templates, at this point of the run), or
+    /// why it cannot be rendered.
     pub(crate) fn prepare(
         &self,
+        kind: LaunchKind,
         process: &PlanProcess,
         passed: bool,
         cwd: &str,
         own_id: Option<&str>,
-    ) -> Result<ProcessSpec, String> {
+    ) -> Result<Launch, String> {
         let env = self.resolve_env(process, passed, own_id)?;
         let cwd = match &process.working_dir {
             Some(w) => layout::join(
@@ -323,59 +312,26 @@ impl Runner {
             ),
             None => cwd.to_string(),
         };
-        let mut argv = Vec::new();
         // `glob()` in a command sees the step's own working directory (Testkube resolves it
         // in the step's container).
-        self.with_step_machine(
-            passed,
-            own_id,
-            &env,
-            Some(&cwd),
-            |m| -> Result<(), String> {
+        let rendered =
+            self.with_step_machine(passed, own_id, &env, Some(&cwd), |m| -> Result<_, String> {
+                let mut command = Vec::new();
+                let mut args = Vec::new();
+                let mut shell = None;
                 if let Some(script) = &process.shell {
-                    argv.extend(self.shared.opts.shell.iter().cloned());
-                    argv.push(self.render(script, m)?);
+                    shell = Some(self.render(script, m)?);
                 } else {
-                    for a in process.command.iter().chain(&process.args) {
-                        self.render_arg(a, m, &mut argv)?;
+                    for a in &process.command {
+                        self.render_arg(a, m, &mut command)?;
+                    }
+                    for a in &process.args {
+                        self.render_arg(a, m, &mut args)?;
                     }
                 }
-                Ok(())
-            },
-        )?;
-        if argv.is_empty() {
-            return Err(if process.args.is_empty() {
-                "the step has no command to run".to_string()
-            } else {
-                "`run` gives only `args` and relies on the image's entrypoint, which the local runtime cannot know: add `command`".to_string()
-            });
-        }
-        let host_cwd = self.layout.to_host(&cwd);
-        if cwd.starts_with(layout::DATA) {
-            // Content and working folders under /data may not exist yet.
-            let _ = std::fs::create_dir_all(&host_cwd);
-            self.give_to_steps(&host_cwd)?;
-        }
-        let env: Vec<(String, String)> = env.into_iter().collect();
-        let user = crate::step_user();
-        Ok(match &self.layout.sandbox {
-            Some(sb) => ProcessSpec {
-                argv: sb.wrap(&argv, &cwd, user),
-                env,
-                cwd: None,
-                pid_ns: sb.pid_namespace(),
-                run_as: None,
-                program: argv.first().cloned(),
-            },
-            None => ProcessSpec {
-                argv,
-                env,
-                cwd: Some(host_cwd),
-                pid_ns: None,
-                run_as: user.map(|u| (u.uid, u.gid)),
-                program: None,
-            },
-        })
+                Ok((command, args, shell))
+            })?;
+        Ok(Launch::of(kind, process, rendered, env, cwd))
     }
 
     /// The nearest deadline of a frame as an instant.
@@ -420,28 +376,29 @@ impl Runner {
     }
 
     /// Runs one process as part of a step, logging to `log_ref`.
-    pub(crate) async fn run_process(
+    pub(crate) async fn run_launch(
         &mut self,
-        spec: &ProcessSpec,
+        launch: Launch,
         log_ref: &str,
         frame: &Frame,
         attempt: &mut Attempt,
     ) {
-        let outcome = process::run(
-            spec,
-            log_ref,
-            &self.shared.masker,
-            &self.shared.sink,
-            Self::deadline_of(frame),
-            &self.cancel,
-            self.shared.opts.kill_grace,
-        )
-        .await;
-        if let Some(e) = outcome.spawn_error {
-            attempt.exit_code = Some(127);
-            attempt.fail(e);
-            return;
-        }
+        let output = Output::new(log_ref, &self.shared.masker, &self.shared.sink);
+        let process = match self.scope.start(launch, output).await {
+            Ok(p) => p,
+            Err(StartError::Unsupported(e)) => return attempt.fail(e),
+            Err(StartError::Failed(e)) => {
+                attempt.exit_code = Some(127);
+                return attempt.fail(e);
+            }
+        };
+        let outcome = process
+            .wait(Stop {
+                deadline: Self::deadline_of(frame),
+                cancel: self.cancel.clone(),
+                grace: self.shared.opts.kill_grace,
+            })
+            .await;
         attempt.exit_code = outcome.exit_code;
         attempt.peak_rss_bytes = max_opt(attempt.peak_rss_bytes, outcome.peak_rss_bytes);
         attempt.cpu_time = match (attempt.cpu_time, outcome.cpu_time) {
@@ -675,8 +632,14 @@ impl Runner {
         if a.ok && self.interrupt.is_none() {
             for process in &step.commands {
                 let passed = frame.passed && a.ok;
-                match self.prepare(process, passed, &frame.cwd, step.id.as_deref()) {
-                    Ok(spec) => self.run_process(&spec, &full, frame, &mut a).await,
+                match self.prepare(
+                    LaunchKind::Step,
+                    process,
+                    passed,
+                    &frame.cwd,
+                    step.id.as_deref(),
+                ) {
+                    Ok(launch) => self.run_launch(launch, &full, frame, &mut a).await,
                     Err(e) => a.fail(e),
                 }
                 if !a.ok || self.interrupt.is_some() {

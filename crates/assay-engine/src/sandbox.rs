@@ -221,7 +221,6 @@ pub(crate) struct Sandbox {
     /// The holder's PID namespace, which steps are forked into (root only).
     pid_ns: Option<Arc<File>>,
     user_ns: bool,
-    confinement: Confinement,
 }
 
 impl Sandbox {
@@ -313,13 +312,7 @@ impl Sandbox {
             target,
             pid_ns,
             user_ns,
-            confinement: confinement.clone(),
         })
-    }
-
-    /// What this holder hides and exposes (parallel workers' holders do the same).
-    pub(crate) fn confinement(&self) -> &Confinement {
-        &self.confinement
     }
 
     /// The PID namespace steps must be forked into, when there is one.

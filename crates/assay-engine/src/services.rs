@@ -1,7 +1,8 @@
 //! `services`: long-running processes next to a group's steps, with readiness probes.
 //!
-//! On the host every service listens on this machine, so `services.<name>.<index>.ip` is
-//! `127.0.0.1`. Readiness follows Kubernetes: wait `initialDelaySeconds`, then probe every
+//! A service is a process the runtime starts ([`crate::runtime::LaunchKind::Service`]);
+//! `services.<name>.<index>.ip` is the address the runtime gives it (on the host, every
+//! service listens on this machine: `127.0.0.1`). Readiness follows Kubernetes: wait `initialDelaySeconds`, then probe every
 //! `periodSeconds` with `timeoutSeconds` per try; `failureThreshold` failures in a row, the
 //! service's own `timeout`, or the process ending first fail the service, and with it the step.
 
@@ -12,18 +13,15 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::event::{Event, ServiceState};
-use crate::process::{self, Running};
 use crate::runner::{Attempt, Frame, Runner};
-
-/// The address services are reached at on the host.
-pub const SERVICE_IP: &str = "127.0.0.1";
+use crate::runtime::{LaunchKind, Output, Process, Stop};
 
 /// A started service instance.
 pub(crate) struct Started {
     name: String,
     index: u64,
     reference: String,
-    running: Running,
+    running: Box<dyn Process>,
     /// Without a readiness probe the service counts as ready at once, and, as in Testkube, it
     /// fails its step if it exits with a non-zero code within [`FAILURE_CHECK_WINDOW`].
     watched: bool,
@@ -74,21 +72,26 @@ impl Runner {
                         break;
                     }
                 }
-                let spec = match self.prepare(&inst.process, frame.passed, &frame.cwd, None) {
-                    Ok(s) => s,
+                let kind = LaunchKind::Service {
+                    name: service.name.clone(),
+                    index,
+                };
+                let launch = match self.prepare(kind, &inst.process, frame.passed, &frame.cwd, None)
+                {
+                    Ok(l) => l,
                     Err(e) => {
                         a.fail(format!("service {}: {e}", service.name));
                         break;
                     }
                 };
-                let running =
-                    match process::spawn(&spec, &log_ref, &self.shared.masker, &self.shared.sink) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            a.fail(format!("service {}: {e}", service.name));
-                            break;
-                        }
-                    };
+                let output = Output::new(&log_ref, &self.shared.masker, &self.shared.sink);
+                let running = match self.scope.start(launch, output).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        a.fail(format!("service {}: {e}", service.name));
+                        break;
+                    }
+                };
                 let mut s = Started {
                     name: service.name.clone(),
                     index,
@@ -98,16 +101,15 @@ impl Runner {
                 };
                 match self.wait_ready(&mut s, inst, frame).await {
                     Probed::Ready => {
+                        let ip = s.running.address();
                         self.emit(Event::Service {
                             reference: full.clone(),
                             name: s.name.clone(),
                             index,
-                            state: ServiceState::Ready {
-                                ip: SERVICE_IP.into(),
-                            },
+                            state: ServiceState::Ready { ip: ip.clone() },
                         })
                         .await;
-                        ips.push(SERVICE_IP.to_string());
+                        ips.push(ip);
                         started.push(s);
                     }
                     Probed::Failed(reason) => {
@@ -209,7 +211,8 @@ impl Runner {
                 return Probed::Failed(format!("exited with code {code} before it was ready"));
             }
             let per_try = Duration::from_secs(probe.timeout_seconds.max(1).into());
-            let result = tokio::time::timeout(per_try, self.probe_once(probe, frame))
+            let address = s.running.address();
+            let result = tokio::time::timeout(per_try, self.probe_once(probe, frame, &address))
                 .await
                 .unwrap_or_else(|_| Err("timed out".into()));
             match result {
@@ -238,33 +241,19 @@ impl Runner {
         }
     }
 
-    async fn probe_once(&self, probe: &Probe, frame: &Frame) -> Result<(), String> {
+    /// One try of a readiness probe of the service reached at `address`.
+    async fn probe_once(&self, probe: &Probe, frame: &Frame, address: &str) -> Result<(), String> {
         if let Some(cmd) = &probe.exec {
             let process = assay_spec::plan::PlanProcess {
                 command: cmd.clone(),
                 ..Default::default()
             };
-            let spec = self.prepare(&process, frame.passed, &frame.cwd, None)?;
-            let out = tokio::process::Command::new(&spec.argv[0])
-                .args(&spec.argv[1..])
-                .env_clear()
-                .envs(spec.env.iter().map(|(k, v)| (k, v)))
-                .current_dir(spec.cwd.clone().unwrap_or_else(|| "/".into()))
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .status()
-                .await
-                .map_err(|e| e.to_string())?;
-            return if out.success() {
-                Ok(())
-            } else {
-                Err(format!("exec probe exited with {out}"))
-            };
+            let launch =
+                self.prepare(LaunchKind::Probe, &process, frame.passed, &frame.cwd, None)?;
+            return self.scope.probe(launch).await;
         }
         if let Some(tcp) = &probe.tcp_socket {
-            let addr = address(tcp.host.as_deref(), &tcp.port)?;
+            let addr = target(tcp.host.as_deref(), &tcp.port, address)?;
             tokio::net::TcpStream::connect(&addr)
                 .await
                 .map_err(|e| format!("tcp {addr}: {e}"))?;
@@ -276,7 +265,7 @@ impl Runner {
                     "httpGet with scheme HTTPS is not supported by the local runtime".into(),
                 );
             }
-            let addr = address(http.host.as_deref(), &http.port)?;
+            let addr = target(http.host.as_deref(), &http.port, address)?;
             let mut stream = tokio::net::TcpStream::connect(&addr)
                 .await
                 .map_err(|e| format!("http {addr}: {e}"))?;
@@ -339,7 +328,14 @@ impl Runner {
             let grace = self.shared.opts.kill_grace;
             let never = tokio_util::sync::CancellationToken::new();
             never.cancel();
-            let _ = s.running.wait(None, &never, grace).await;
+            let _ = s
+                .running
+                .wait(Stop {
+                    deadline: None,
+                    cancel: never,
+                    grace,
+                })
+                .await;
             self.emit(Event::Service {
                 reference: s.reference,
                 name: s.name,
@@ -352,7 +348,8 @@ impl Runner {
     }
 }
 
-fn address(host: Option<&str>, port: &Value) -> Result<String, String> {
+/// `host:port` of a probe; `service` (the service's address) when it names no host.
+fn target(host: Option<&str>, port: &Value, service: &str) -> Result<String, String> {
     let port = match port {
         Value::Number(n) => n.to_string(),
         Value::String(s) if s.parse::<u16>().is_ok() => s.clone(),
@@ -364,6 +361,6 @@ fn address(host: Option<&str>, port: &Value) -> Result<String, String> {
     };
     Ok(format!(
         "{}:{port}",
-        host.filter(|h| !h.is_empty()).unwrap_or(SERVICE_IP)
+        host.filter(|h| !h.is_empty()).unwrap_or(service)
     ))
 }

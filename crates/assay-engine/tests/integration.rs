@@ -4,5 +4,6 @@
 #[macro_use]
 mod common;
 mod groups;
+mod runtime;
 mod steps;
 mod tarball;

@@ -1,0 +1,241 @@
+//! The runtime seam: every process the engine starts — a step's command, a service, a readiness
+//! probe's `exec`, the `git` of `content` — and every parallel worker's environment goes
+//! through one [`Runtime`].
+//!
+//! The engine walks the plan (conditions, retries, timeouts, results, outputs, artifacts) and
+//! renders each process's templates; a runtime only starts what it is given. What it is given is
+//! the plan's own description of the process — command, arguments or shell script, the resolved
+//! environment, the working directory as steps see it, the image, resources and security
+//! context — and the execution's folders ([`Layout`]: what steps see as `/data`,
+//! `/testkube/outputs`, and a temporary folder). Nothing else: no store, no terminal, no
+//! caller's state. The [`HostRuntime`](crate::HostRuntime) runs processes on this machine,
+//! in the private namespaces of [`crate::sandbox`]; a container runtime maps the same calls to
+//! create/start/logs/wait/kill/remove of containers on a network per execution with the
+//! folders as volumes, and a Kubernetes runtime to pods.
+//!
+//! Lifecycle: [`Runtime::open`] once per execution gives a [`Scope`]; [`Scope::worker`] gives
+//! each parallel worker its own scope (its own folders); [`Scope::start`] starts a process and
+//! returns a [`Process`] handle that the engine waits for, stops (deadline, abort) or polls
+//! (services); [`Scope::close`] ends what the scope holds. A runtime reports output through the
+//! [`Output`] it is handed, which masks secrets and bounds lines, so a runtime never sees the
+//! event channel.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use assay_spec::plan::{Plan, PlanProcess};
+use serde_json::Value;
+use tokio::io::AsyncRead;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::layout::Layout;
+use crate::mask::Masker;
+use crate::options::RunOptions;
+use crate::sink::EventSink;
+
+/// A boxed future, as the runtime traits return them (the traits stay object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the processes of a plan run.
+pub trait Runtime: Send + Sync {
+    /// A short name for messages (`host`, `container`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Sets up one execution before its first step: `layout`'s folders exist already. An
+    /// error fails the execution with that message (every step skipped).
+    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, String>>;
+}
+
+/// What [`Runtime::open`] is handed.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    /// The whole plan (a runtime may check it once, e.g. for paths it cannot provide).
+    pub plan: &'a Plan,
+    /// The execution's folders on this machine.
+    pub layout: &'a Layout,
+    /// The run's options (isolation, hidden paths, shell, base environment, work folder).
+    pub options: &'a RunOptions,
+}
+
+/// One execution's (or one parallel worker's) place to run processes.
+pub trait Scope: Send + Sync {
+    /// A scope for one parallel worker of this execution, with its own folders (created
+    /// already). `reference` is the parallel step's ref and `index` the worker's.
+    fn worker<'a>(
+        &'a self,
+        layout: &'a Layout,
+        reference: &'a str,
+        index: u64,
+    ) -> BoxFuture<'a, Result<Box<dyn Scope>, String>>;
+
+    /// The environment every process of this scope starts from (the plan's env goes on top);
+    /// expressions see it as `env.*`.
+    fn base_env(&self) -> BTreeMap<String, String>;
+
+    /// Starts one process; its output goes to `output`.
+    fn start<'a>(
+        &'a self,
+        launch: Launch,
+        output: Output,
+    ) -> BoxFuture<'a, Result<Box<dyn Process>, StartError>>;
+
+    /// Runs a readiness probe's `exec` command to its end, output discarded: `Ok` when it
+    /// exits 0. The engine bounds it with the probe's timeout by dropping the future, which
+    /// must then stop the command.
+    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Ends everything the scope still holds (called once, after its last process).
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// A started process.
+pub trait Process: Send {
+    /// The address other processes reach this one at (a service's `services.NAME.N.ip`, and
+    /// where its `tcpSocket`/`httpGet` probes connect when they name no host).
+    fn address(&self) -> String;
+
+    /// The exit code if the process has ended, without waiting.
+    fn try_exit_code(&mut self) -> Option<i32>;
+
+    /// If the process ended by itself (it is not running now), its exit code and how long
+    /// after its start it ended.
+    fn ended_by_itself(&mut self) -> BoxFuture<'_, Option<(i32, Duration)>>;
+
+    /// Waits for the process to end, stopping it (gracefully, then by force after
+    /// `stop.grace`) when `stop.deadline` passes or `stop.cancel` is cancelled.
+    fn wait(self: Box<Self>, stop: Stop) -> BoxFuture<'static, ProcessOutcome>;
+}
+
+/// When to stop a process the engine waits for.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub deadline: Option<Instant>,
+    pub cancel: CancellationToken,
+    /// Time between the polite stop (SIGTERM) and the forced one (SIGKILL).
+    pub grace: Duration,
+}
+
+/// Why a process was stopped by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Timeout,
+    Abort,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessOutcome {
+    /// Exit code, or 128 + signal number.
+    pub exit_code: Option<i32>,
+    pub stopped: Option<StopReason>,
+    pub peak_rss_bytes: Option<u64>,
+    pub cpu_time: Option<Duration>,
+}
+
+/// Why a process was not started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// The runtime cannot run what the plan asks (no command for an image's entrypoint on the
+    /// host, ...): the step fails with this message and no exit code.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Starting failed (a missing program, a working directory that does not exist, ...):
+    /// the step fails with this message and exit code 127, as a shell would report it.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a process is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchKind {
+    /// A command of a step.
+    Step,
+    /// One instance of a step's service.
+    Service { name: String, index: u64 },
+    /// A readiness probe's `exec` command (see [`Scope::probe`]).
+    Probe,
+    /// A tool of the engine itself (the `git` of `content.git`): it runs with the engine's
+    /// rights on the execution's folders, and the paths in its command are this machine's
+    /// (under [`Layout::data`]), not as steps see them.
+    Tool,
+}
+
+/// One process to start: the plan's description of it with every template rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    pub kind: LaunchKind,
+    /// The plan's `command` (a pure `{{ list }}` argument expanded into several). Empty with
+    /// a `shell` script, and when the plan relies on an image's entrypoint.
+    pub command: Vec<String>,
+    /// The plan's `args`, rendered the same way.
+    pub args: Vec<String>,
+    /// A script for the runtime's shell, run with `set -e` semantics as Testkube does.
+    pub shell: Option<String>,
+    /// The whole environment: [`Scope::base_env`] with the plan's variables applied.
+    pub env: BTreeMap<String, String>,
+    /// The working directory as steps see it (`/data/...`).
+    pub working_dir: String,
+    /// The image the plan names (a host runtime records it and runs on this machine).
+    pub image: Option<String>,
+    /// Kubernetes `resources` and `securityContext`, verbatim from the plan.
+    pub resources: Option<Value>,
+    pub security_context: Option<Value>,
+}
+
+impl Launch {
+    /// A launch of `kind` for the plan's `process`, with its rendered parts.
+    pub(crate) fn of(
+        kind: LaunchKind,
+        process: &PlanProcess,
+        (command, args, shell): (Vec<String>, Vec<String>, Option<String>),
+        env: BTreeMap<String, String>,
+        working_dir: String,
+    ) -> Self {
+        Launch {
+            kind,
+            command,
+            args,
+            shell,
+            env,
+            working_dir,
+            image: process.image.clone(),
+            resources: process.resources.clone(),
+            security_context: process.security_context.clone(),
+        }
+    }
+
+    /// `command` then `args`: what a runtime without images runs.
+    pub fn argv(&self) -> Vec<String> {
+        self.command.iter().chain(&self.args).cloned().collect()
+    }
+}
+
+/// Where a process's output goes: one log (`reference`), masked and cut into bounded lines.
+#[derive(Debug, Clone)]
+pub struct Output {
+    reference: String,
+    masker: Masker,
+    sink: EventSink,
+}
+
+impl Output {
+    pub(crate) fn new(reference: &str, masker: &Masker, sink: &EventSink) -> Self {
+        Output {
+            reference: reference.to_string(),
+            masker: masker.clone(),
+            sink: sink.clone(),
+        }
+    }
+
+    /// The log the output goes to (a step's ref, or `<ref>/service/<name>/<index>`).
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// Reads `reader` to its end into the log (stdout and stderr, in the order written).
+    pub async fn pump(self, reader: impl AsyncRead + Unpin + Send) {
+        crate::logs::pump(reader, self.reference, self.masker, self.sink).await;
+    }
+}
