@@ -7,18 +7,25 @@
 //! core members), with the validation problems of a rejected document when there are some.
 //! Every field is camelCase. Only these types are serialized on the wire.
 //!
-//! [`client::Client`] is a typed client of the API over reqwest (the CLI uses it with a
-//! context, `assay context`).
+//! This crate depends on no other Assay crate: a client of the API (`assay-client`) or an
+//! agent links these types without the store, the engine or the compiler. The crates that
+//! produce the data (`assay-store` for executions, `assay-spec` for statuses) name the types
+//! defined here rather than keeping copies.
 
-pub mod client;
+pub mod execution;
+pub mod status;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use assay_store::testkube::{TestWorkflowExecution, TestWorkflowResult, TestWorkflowSignature};
-pub use assay_store::{Artifact, TokenRole};
+pub use execution::{
+    Artifact, CiContext, ConfigValue, ContextType, DefinitionKind, Output, Report, RunningContext,
+    TestWorkflowExecution, TestWorkflowResult, TestWorkflowSignature, TestWorkflowStepResult,
+    WorkflowRef,
+};
+pub use status::{ExecutionStatus, StepStatus};
 
 /// The body of every 4xx and 5xx response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -179,9 +186,40 @@ pub struct ExecutionMetric {
     pub execution_id: String,
     pub name: String,
     #[schema(value_type = String)]
-    pub status: assay_store::ExecutionStatus,
+    pub status: ExecutionStatus,
     pub duration: String,
     pub duration_ms: i64,
     /// RFC 3339.
     pub start_time: String,
+}
+
+/// What a token may do. Ordered: each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRole {
+    /// Read everything.
+    Viewer,
+    /// Read, run and abort.
+    Runner,
+    /// Everything, tokens included.
+    Admin,
+}
+
+impl TokenRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Viewer => "viewer",
+            TokenRole::Runner => "runner",
+            TokenRole::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TokenRole> {
+        match text {
+            "viewer" => Some(TokenRole::Viewer),
+            "runner" => Some(TokenRole::Runner),
+            "admin" => Some(TokenRole::Admin),
+            _ => None,
+        }
+    }
 }

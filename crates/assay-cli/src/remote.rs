@@ -3,7 +3,7 @@
 //! same way whichever it is; this module also turns the client's errors into messages that
 //! name the context, the URL and what to do (exit codes of design.md §5).
 
-use assay_api::client::{Client, ClientError};
+use assay_client::{Client, ClientError};
 use assay_store::Store;
 
 use crate::context;

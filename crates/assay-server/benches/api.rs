@@ -24,7 +24,7 @@ mod seed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use assay_api::client::Client;
+use assay_client::Client;
 use assay_server::{LocalDispatch, Options, Server};
 use assay_store::{DefinitionKind, SQLITE_FILE, Store, StoreConfig, TokenRole};
 use futures::StreamExt;

@@ -40,7 +40,7 @@ impl Store {
                  VALUES ($1, $2, 0, '{}', $3, $3) ON CONFLICT (kind, name) \
                  DO UPDATE SET updated_at = definitions.updated_at",
             )
-            .bind(kind.as_db())
+            .bind(kind.noun())
             .bind(name)
             .bind(now)
             .execute(&mut *tx)
@@ -51,7 +51,7 @@ impl Store {
                  ON r.kind = d.kind AND r.name = d.name AND r.revision = d.revision \
                  WHERE d.kind = $1 AND d.name = $2",
             )
-            .bind(kind.as_db())
+            .bind(kind.noun())
             .bind(name)
             .fetch_one(&mut *tx)
             .await?;
@@ -69,7 +69,7 @@ impl Store {
             let last: i64 = sqlx::query_scalar(
                 "SELECT COALESCE(MAX(revision), 0) FROM definition_revisions WHERE kind = $1 AND name = $2",
             )
-            .bind(kind.as_db())
+            .bind(kind.noun())
             .bind(name)
             .fetch_one(&mut *tx)
             .await?;
@@ -78,7 +78,7 @@ impl Store {
                 "INSERT INTO definition_revisions (kind, name, revision, yaml, labels, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(kind.as_db())
+            .bind(kind.noun())
             .bind(name)
             .bind(next)
             .bind(yaml)
@@ -91,7 +91,7 @@ impl Store {
                  deleted_at = NULL, created_at = CASE WHEN revision = 0 OR deleted_at IS NOT NULL \
                  THEN $5 ELSE created_at END WHERE kind = $1 AND name = $2",
             )
-            .bind(kind.as_db())
+            .bind(kind.noun())
             .bind(name)
             .bind(next)
             .bind(&labels_json)
@@ -126,7 +126,7 @@ impl Store {
              AND r.revision = COALESCE($3, d.revision) \
              WHERE d.kind = $1 AND d.name = $2 AND d.deleted_at IS NULL AND d.revision > 0",
         )
-        .bind(kind.as_db())
+        .bind(kind.noun())
         .bind(name)
         .bind(revision)
         .fetch_optional(&db.pool)
@@ -161,7 +161,7 @@ impl Store {
              AND r.revision = d.revision \
              WHERE d.kind = $1 AND d.deleted_at IS NULL ORDER BY d.name",
         )
-        .bind(kind.as_db())
+        .bind(kind.noun())
         .fetch_all(&db.pool)
         .await
         .map_err(|e| db.err("list definitions", e))?;
@@ -194,7 +194,7 @@ impl Store {
             "SELECT revision, yaml, labels, created_at FROM definition_revisions \
              WHERE kind = $1 AND name = $2 ORDER BY revision",
         )
-        .bind(kind.as_db())
+        .bind(kind.noun())
         .bind(name)
         .fetch_all(&db.pool)
         .await
@@ -229,7 +229,7 @@ impl Store {
                 "UPDATE definitions SET deleted_at = $3 \
                  WHERE kind = $1 AND name = $2 AND deleted_at IS NULL AND revision > 0",
             )
-            .bind(kind.as_db())
+            .bind(kind.noun())
             .bind(name)
             .bind(now)
             .execute(&mut *tx)
@@ -238,12 +238,12 @@ impl Store {
                 == 1;
             if mode == DeleteMode::Hard {
                 sqlx::query("DELETE FROM definition_revisions WHERE kind = $1 AND name = $2")
-                    .bind(kind.as_db())
+                    .bind(kind.noun())
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM definitions WHERE kind = $1 AND name = $2")
-                    .bind(kind.as_db())
+                    .bind(kind.noun())
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;

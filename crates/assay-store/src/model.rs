@@ -6,77 +6,18 @@ use std::collections::BTreeMap;
 use assay_spec::status::{ExecutionStatus, StepStatus};
 use serde::{Deserialize, Serialize};
 
+// Wire types that the store keeps as they are (defined in `assay-api`, which depends on no
+// Assay crate).
+pub use assay_api::execution::{
+    Artifact, CiContext, ConfigValue, ContextType, DefinitionKind, Output, Report, RunningContext,
+};
+
 /// Unix time in milliseconds: the store's one time representation.
 pub type UnixMs = i64;
 
 /// Current time in unix milliseconds.
 pub fn now_ms() -> UnixMs {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// Who or what started an execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ContextType {
-    /// `assay run` on a terminal.
-    #[default]
-    Cli,
-    /// The REST API or MCP.
-    Api,
-    /// A cron schedule.
-    Schedule,
-    /// A webhook or test trigger.
-    Trigger,
-    /// A CI pipeline (detected from the environment).
-    Ci,
-}
-
-/// CI details detected from the environment of the process that started the run.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CiContext {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub branch: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pull_request: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pipeline_url: Option<String>,
-}
-
-/// The running context of an execution.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunningContext {
-    #[serde(rename = "type")]
-    pub kind: ContextType,
-    /// User, token name, schedule or trigger name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ci: Option<CiContext>,
-}
-
-/// One config value as recorded (Testkube's `TestWorkflowExecutionConfigValue`). The caller masks
-/// sensitive values before they reach the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConfigValue {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub empty_value: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_value: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub empty_default_value: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub truncated: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sensitive: bool,
 }
 
 /// Tags: key/value pairs, queryable.
@@ -147,43 +88,6 @@ impl StepResult {
             cpu_time_ms: None,
         }
     }
-}
-
-/// A value a step produced (`/testkube/outputs/<key>`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Output {
-    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
-    pub step_ref: Option<String>,
-    pub name: String,
-    pub value: serde_json::Value,
-}
-
-/// A test report attached to an execution (JUnit and friends; its data is opaque JSON here).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Report {
-    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
-    pub step_ref: Option<String>,
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    #[serde(default)]
-    pub data: serde_json::Value,
-}
-
-/// A stored artifact file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Artifact {
-    /// Path relative to the execution's artifact root, `/`-separated.
-    pub path: String,
-    pub size: u64,
-    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
-    pub step_ref: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    pub created_at: UnixMs,
 }
 
 /// The list view of an execution: everything but definitions, steps, outputs and artifacts.
@@ -290,29 +194,6 @@ pub struct Finish {
     pub status: ExecutionStatus,
     pub error_message: Option<String>,
     pub at: UnixMs,
-}
-
-/// Kind of stored definition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum DefinitionKind {
-    #[serde(rename = "TestWorkflow")]
-    Workflow,
-    #[serde(rename = "TestWorkflowTemplate")]
-    Template,
-}
-
-impl DefinitionKind {
-    pub(crate) fn as_db(self) -> &'static str {
-        match self {
-            DefinitionKind::Workflow => "workflow",
-            DefinitionKind::Template => "template",
-        }
-    }
-
-    /// Lowercase noun for messages ("workflow", "template").
-    pub fn noun(self) -> &'static str {
-        self.as_db()
-    }
 }
 
 /// A stored definition at one revision.

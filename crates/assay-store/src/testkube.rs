@@ -2,107 +2,13 @@
 //! Field names follow Testkube's OpenAPI model; times are RFC 3339 in UTC with milliseconds,
 //! durations are Go duration strings plus `…Ms` integers, as Testkube sends them.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-
 use crate::model::*;
 use crate::{ExecutionStatus, StepStatus};
 
-/// `TestWorkflowExecution` (and, without steps/outputs, the list summary).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TestWorkflowExecution {
-    pub id: String,
-    pub name: String,
-    pub number: i64,
-    pub workflow: WorkflowRef,
-    pub scheduled_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    pub status_at: String,
-    pub result: TestWorkflowResult,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub config_params: BTreeMap<String, ConfigValue>,
-    pub running_context: RunningContext,
-    /// The steps in plan order with their names (Testkube's `signature`, flat: Assay's step
-    /// refs are unique in an execution). Absent from list summaries.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub signature: Vec<TestWorkflowSignature>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reports: Vec<Report>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub output: Vec<Output>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub artifacts: Vec<Artifact>,
-    /// Assay's: problems met while recording the execution (an artifact that could not be
-    /// stored, ...). The status is the run's own verdict whatever is listed here.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub record_errors: Vec<String>,
-    /// Assay's: the ref of the step that failed the run ([`crate::blame::failed_step`]), so a
-    /// remote client names the same step as the server's own views.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_step: Option<String>,
-}
-
-/// `workflow: {name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkflowRef {
-    pub name: String,
-}
-
-/// One entry of `signature`: a step's ref and its human name, when it has one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestWorkflowSignature {
-    #[serde(rename = "ref")]
-    pub step_ref: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-/// `TestWorkflowResult`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TestWorkflowResult {
-    pub status: ExecutionStatus,
-    pub queued_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total_duration: Option<String>,
-    pub duration_ms: i64,
-    pub total_duration_ms: i64,
-    /// Carries the execution-level error (e.g. why it was aborted), as Testkube does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub initialization: Option<TestWorkflowStepResult>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub steps: BTreeMap<String, TestWorkflowStepResult>,
-}
-
-/// `TestWorkflowStepResult`, plus the resource use Assay records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TestWorkflowStepResult {
-    pub status: StepStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peak_memory_bytes: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_time_ms: Option<i64>,
-}
+pub use assay_api::execution::{
+    TestWorkflowExecution, TestWorkflowResult, TestWorkflowSignature, TestWorkflowStepResult,
+    WorkflowRef,
+};
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T10:41:02.123Z`.
 pub fn rfc3339(ms: UnixMs) -> String {

@@ -10,36 +10,7 @@ use crate::error::{Result, StoreError};
 use crate::executions::retry_busy;
 use crate::model::{UnixMs, now_ms};
 
-/// What a token may do. Ordered: each role includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenRole {
-    /// Read everything.
-    Viewer,
-    /// Read, run and abort.
-    Runner,
-    /// Everything, tokens included.
-    Admin,
-}
-
-impl TokenRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenRole::Viewer => "viewer",
-            TokenRole::Runner => "runner",
-            TokenRole::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<TokenRole> {
-        match text {
-            "viewer" => Some(TokenRole::Viewer),
-            "runner" => Some(TokenRole::Runner),
-            "admin" => Some(TokenRole::Admin),
-            _ => None,
-        }
-    }
-}
+pub use assay_api::TokenRole;
 
 /// A stored token, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

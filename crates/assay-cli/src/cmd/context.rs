@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .into());
             }
             // Checked now, so that a typo is found here rather than by the next command.
-            assay_api::client::Client::new(&add.server, None).map_err(|e| {
+            assay_client::Client::new(&add.server, None).map_err(|e| {
                 UserError::invalid(format!("failed to {e}"))
                     .with_hint("for example --server http://127.0.0.1:8088")
             })?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use assay_api::client::ExecutionQuery;
+use assay_client::ExecutionQuery;
 use assay_store::testkube::TestWorkflowExecution;
 use assay_store::{DefinitionKind, ExecutionFilter, ExecutionStatus, LabelSelector, now_ms};
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use assay_api::client::Followed;
+use assay_client::Followed;
 use assay_store::Store;
 use futures::StreamExt;
 

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
-use assay_api::client::Followed;
 use assay_api::{ExecutionRequest, TestWorkflowExecution};
+use assay_client::Followed;
 use assay_spec::status::{ExecutionStatus, StepStatus};
 use assay_store::testkube::TestWorkflowStepResult;
 use futures::StreamExt;

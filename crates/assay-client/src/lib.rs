@@ -1,5 +1,5 @@
 //! A typed client of `assay server`'s REST API over reqwest: one method per endpoint the CLI
-//! uses, answers as the wire types of this crate, and every error response as the server's
+//! uses, answers as the wire types of `assay-api`, and every error response as the server's
 //! `{"title","detail","status"}` body ([`ClientError::Api`]).
 //!
 //! Live notifications ([`Client::follow`]) are Server-Sent Events read with a small parser;
@@ -15,11 +15,10 @@ use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{
-    AbortResponse, Artifact, ErrorBody, ExecutionRequest, ExecutionsPage, Health, Notification,
-    TestWorkflowExecution,
+use assay_api::{
+    AbortResponse, Artifact, DefinitionKind, ErrorBody, ExecutionRequest, ExecutionsPage, Health,
+    Notification, TestWorkflowExecution,
 };
-use assay_store::DefinitionKind;
 
 /// What can go wrong talking to a server. Messages are lowercase fragments that read after
 /// "failed to".
