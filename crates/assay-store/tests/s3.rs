@@ -406,7 +406,7 @@ fn credentials_from_the_environment() {
     }
     let Some(endpoint) = endpoint() else { return };
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "env_credentials_child", "--nocapture"])
+        .args(["--exact", "s3::env_credentials_child", "--nocapture"])
         .env("ASSAY_TEST_S3_CHILD", "1")
         .env("ASSAY_TEST_S3_ENDPOINT", &endpoint)
         .env("AWS_ACCESS_KEY_ID", "from-env")

@@ -72,13 +72,18 @@ both!(numbering_under_concurrent_tasks);
 /// Re-run this test binary as a child process in `mode` against the env's store.
 fn child(env: &Env, mode: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("ASSAY_STORE_CHILD", mode)
-        .env("ASSAY_STORE_CHILD_DATA_DIR", &env.config.data_dir)
-        .env(
-            "ASSAY_STORE_CHILD_DATABASE",
-            env.config.database_url.clone().unwrap_or_default(),
-        );
+    cmd.args([
+        "--exact",
+        "store::child_entry",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("ASSAY_STORE_CHILD", mode)
+    .env("ASSAY_STORE_CHILD_DATA_DIR", &env.config.data_dir)
+    .env(
+        "ASSAY_STORE_CHILD_DATABASE",
+        env.config.database_url.clone().unwrap_or_default(),
+    );
     cmd
 }
 
