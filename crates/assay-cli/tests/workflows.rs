@@ -941,3 +941,86 @@ fn colour_codes_are_stored_raw_and_left_out_of_plain_text() {
     .any(|b| b.windows(2).any(|w| w == b"\x1b["));
     assert!(stored, "the stored log keeps the codes");
 }
+
+/// Issue 13 #7: log prefixes were the whole first line of an unnamed step's command, or internal
+/// refs (`glob/0/_1`) for workers made at run time. Every prefix of the live output, and every
+/// stored step name (what the dashboard, MCP and `assay logs` show), is a readable label.
+#[test]
+fn log_labels_are_readable() {
+    let live = Run::with_flags("parallel.yaml", "parallel-glob", &[], &[]);
+    assert_eq!(live.code, PASSED, "{live}");
+    // Workers of a `glob()` shard list, known only at run time.
+    for line in [
+        "  Glob · worker 1/2 | /data/repo/tests/sub/test_c.py=c",
+        "  Glob · worker 2/2 | /data/repo/tests/test_b.py=b",
+        "  Nothing · worker 2/2 | worker 1 got 0 files",
+    ] {
+        assert!(live.stderr.lines().any(|l| l == line), "`{line}`\n{live}");
+    }
+    // A worker whose one step is the worker is shown once.
+    let started = live
+        .stderr
+        .lines()
+        .filter(|l| l.trim() == "▶ Glob · worker 1/2")
+        .count();
+    assert_eq!(started, 1, "{live}");
+    let prefixes: Vec<&str> = live
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.split_once(" | ").map(|(p, _)| p))
+        .collect();
+    assert!(!prefixes.is_empty(), "{live}");
+    for p in &prefixes {
+        assert!(
+            !p.contains("/_") && !p.contains("/root") && p.chars().count() <= 60,
+            "unreadable prefix `{p}`\n{live}"
+        );
+    }
+
+    let run = Run::new("parallel.yaml", "parallel", &[]);
+    assert_eq!(run.code, PASSED, "{run}");
+    let names: std::collections::HashMap<&str, &str> = run.json["signature"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no signature\n{run}"))
+        .iter()
+        .filter_map(|s| Some((s["ref"].as_str()?, s["name"].as_str()?)))
+        .collect();
+    assert_eq!(
+        names.get("count/1/root"),
+        Some(&"Count · worker 2/3"),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.get("count/1/_1"),
+        Some(&"Count · worker 2/3"),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.get("matrix/3/_1"),
+        Some(&"Matrix · worker 4/4"),
+        "{names:?}"
+    );
+    // Every step has a name, and none is a ref or a whole command.
+    assert_eq!(names.len(), run.steps().len(), "{names:?}\n{run}");
+    assert!(
+        names
+            .values()
+            .all(|n| !n.contains("/_") && !n.contains("{{")),
+        "{names:?}"
+    );
+
+    // An unnamed step: what it runs.
+    let unnamed = Run::new("steps.yaml", "step-order", &[]);
+    let signature = unnamed.json["signature"].as_array().unwrap();
+    let name = |r: &str| {
+        signature
+            .iter()
+            .find(|s| s["ref"] == r)
+            .and_then(|s| s["name"].as_str())
+            .unwrap_or_else(|| panic!("no name for {r}\n{unnamed}"))
+            .to_string()
+    };
+    assert_eq!(name("_3"), "shell: echo nested-1 >> /data/order");
+    assert_eq!(name("last"), "shell: echo last >> /data/order");
+    assert_eq!(name("root"), "root");
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use assay_engine::{Event, RunOptions};
 use assay_spec::model::TestWorkflow;
-use assay_spec::plan::{Plan, PlanStep};
+use assay_spec::plan::Plan;
 use assay_spec::resolve::PathError;
 use assay_spec::status::{ExecutionStatus, StepStatus};
 use assay_spec::{CompileRequest, Strictness, TemplateSet};
@@ -29,8 +29,10 @@ use tokio_util::sync::CancellationToken;
 
 mod junit;
 mod launcher;
+mod names;
 
 pub use launcher::MAX_EXECUTE_DEPTH;
+pub use names::{COMMAND_CHARS, StepNames};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -91,7 +93,7 @@ pub struct Prepared {
     execution: ExecutionSummary,
     plan: Plan,
     opts: RunOptions,
-    names: HashMap<String, String>,
+    names: StepNames,
 }
 
 /// The end of a run.
@@ -434,8 +436,9 @@ impl Prepared {
         &self.plan
     }
 
-    /// Display names of every step by ref (see [`step_names`]).
-    pub fn step_names(&self) -> &HashMap<String, String> {
+    /// The labels of every step by ref (see [`StepNames`]); a run's observer calls
+    /// [`StepNames::learn`] on its events to name workers made at run time.
+    pub fn step_names(&self) -> &StepNames {
         &self.names
     }
 
@@ -479,7 +482,7 @@ impl Prepared {
         let mut recorder = Recorder {
             store: &store,
             id: &exec.id,
-            names: &names,
+            names,
             writers: HashMap::new(),
             started: HashMap::new(),
             position: 0,
@@ -576,7 +579,7 @@ const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 struct Recorder<'a> {
     store: &'a Store,
     id: &'a str,
-    names: &'a HashMap<String, String>,
+    names: StepNames,
     writers: HashMap<String, LogWriter>,
     started: HashMap<String, i64>,
     position: i64,
@@ -598,6 +601,7 @@ impl Recorder<'_> {
 
     /// Persist one event. The error says what could not be recorded.
     async fn record(&mut self, event: &Event) -> Result<(), String> {
+        self.names.learn(event);
         let what = match event {
             Event::StepStarted { reference, .. } | Event::StepFinished { reference, .. } => {
                 format!("the result of step `{reference}`")
@@ -799,59 +803,9 @@ pub fn running_context_from_env(kind: ContextType) -> RunningContext {
     }
 }
 
-/// Display names of every step of a plan by ref; workers' steps under `<ref>/<index>/`, and
-/// each worker's root as `worker i/n: description`. Unnamed steps show their command.
-pub fn step_names(plan: &Plan) -> HashMap<String, String> {
-    fn walk(step: &PlanStep, prefix: &str, out: &mut HashMap<String, String>) {
-        let name = if step.name.is_empty() {
-            step.commands
-                .first()
-                .and_then(|c| {
-                    c.shell
-                        .as_deref()
-                        .map(|s| s.lines().next().unwrap_or("").to_string())
-                })
-                .or_else(|| {
-                    step.commands.first().map(|c| {
-                        c.command
-                            .iter()
-                            .chain(&c.args)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    })
-                })
-                .unwrap_or_else(|| step.reference.clone())
-        } else {
-            step.name.clone()
-        };
-        out.insert(format!("{prefix}{}", step.reference), name);
-        for child in &step.steps {
-            walk(child, prefix, out);
-        }
-        if let Some(p) = &step.parallel
-            && let Some(workers) = &p.workers
-        {
-            for w in workers {
-                let pre = format!("{prefix}{}/{}/", step.reference, w.instance.index);
-                walk(&w.root, &pre, out);
-                let label = if w.description.is_empty() {
-                    format!("worker {}/{}", w.instance.index + 1, w.instance.count)
-                } else {
-                    format!(
-                        "worker {}/{}: {}",
-                        w.instance.index + 1,
-                        w.instance.count,
-                        w.description
-                    )
-                };
-                out.insert(format!("{pre}root"), label);
-            }
-        }
-    }
-    let mut out = HashMap::new();
-    walk(&plan.root, "", &mut out);
-    out
+/// The labels of every step of a plan by ref (see [`StepNames`]).
+pub fn step_names(plan: &Plan) -> StepNames {
+    StepNames::new(plan)
 }
 
 /// The workflow as a complete YAML document (`apiVersion` and `kind` included), so that the

@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use assay_engine::{Event, ServiceState, WorkerState};
-use assay_runner::{RunError, RunRequest, running_context_from_env};
+use assay_runner::{RunError, RunRequest, StepNames, running_context_from_env};
 use assay_spec::TemplateSet;
 use assay_spec::load::LoadedDocument;
 use assay_spec::model::{Document, TestWorkflow};
@@ -283,7 +283,9 @@ pub async fn execute(
     let ui = Ui::new(args.quiet || args.output.is_some());
     let exec = prepared.execution().clone();
     ui.header(&exec.name, &target.workflow.metadata.name, prepared.plan());
-    let names = prepared.step_names().clone();
+    // Labels as people read them (`tests · worker 2/4`); workers made at run time are named as
+    // the engine reports them.
+    let mut names = prepared.step_names().clone();
 
     // Ctrl-C and SIGTERM abort the run: every process group stopped, recorded `aborted`.
     let cancel = prepared.cancel_token();
@@ -302,37 +304,42 @@ pub async fn execute(
 
     let mut tails: HashMap<String, Vec<String>> = HashMap::new();
     let finished = prepared
-        .run(|event| match event {
-            Event::StepStarted {
-                reference, name, ..
-            } if reference != "root" => {
-                ui.step_started(&display_name(&names, reference, name));
-            }
-            Event::Log(chunk) => {
-                let tail = tails.entry(chunk.reference.clone()).or_default();
-                tail.extend(chunk.text.lines().map(str::to_string));
-                if tail.len() > 20 {
-                    let cut = tail.len() - 20;
-                    tail.drain(..cut);
+        .run(|event| {
+            names.learn(event);
+            match event {
+                Event::StepStarted {
+                    reference, name, ..
+                } if reference != "root" && !names.repeats(reference) => {
+                    ui.step_started(&display_name(&names, reference, name));
                 }
-                ui.log(&display_name(&names, &chunk.reference, ""), &chunk.text);
+                Event::Log(chunk) => {
+                    let tail = tails.entry(chunk.reference.clone()).or_default();
+                    tail.extend(chunk.text.lines().map(str::to_string));
+                    if tail.len() > 20 {
+                        let cut = tail.len() - 20;
+                        tail.drain(..cut);
+                    }
+                    ui.log(&display_name(&names, &chunk.reference, ""), &chunk.text);
+                }
+                Event::StepFinished { reference, result }
+                    if reference != "root" && !names.repeats(reference) =>
+                {
+                    ui.step_finished(&display_name(&names, reference, ""), result);
+                }
+                Event::Warning { reference, message } => {
+                    ui.warning(&display_name(&names, reference, ""), message);
+                }
+                Event::Service {
+                    name, index, state, ..
+                } => ui.service(name, *index, state),
+                Event::Worker {
+                    reference,
+                    count,
+                    state,
+                    ..
+                } => ui.worker(&display_name(&names, reference, ""), *count, state),
+                _ => {}
             }
-            Event::StepFinished { reference, result } if reference != "root" => {
-                ui.step_finished(&display_name(&names, reference, ""), result);
-            }
-            Event::Warning { reference, message } => {
-                ui.warning(&display_name(&names, reference, ""), message);
-            }
-            Event::Service {
-                name, index, state, ..
-            } => ui.service(name, *index, state),
-            Event::Worker {
-                reference,
-                count,
-                state,
-                ..
-            } => ui.worker(&display_name(&names, reference, ""), *count, state),
-            _ => {}
         })
         .await?;
     signals.abort();
@@ -364,7 +371,7 @@ async fn write_junit_file(
     path: &std::path::Path,
     store: &Store,
     e: &assay_store::Execution,
-    names: &HashMap<String, String>,
+    names: &StepNames,
 ) -> anyhow::Result<()> {
     use assay_reports::{CaseStatus, TestCase};
     let stored = store
@@ -433,7 +440,7 @@ async fn write_junit_file(
     Ok(())
 }
 
-fn display_name(names: &HashMap<String, String>, reference: &str, fallback: &str) -> String {
+fn display_name(names: &StepNames, reference: &str, fallback: &str) -> String {
     names.get(reference).cloned().unwrap_or_else(|| {
         if fallback.is_empty() {
             reference.to_string()
@@ -616,7 +623,7 @@ impl Ui {
     fn summary(
         &self,
         e: &assay_store::Execution,
-        names: &HashMap<String, String>,
+        names: &StepNames,
         tails: &HashMap<String, Vec<String>>,
         store: &Store,
     ) {
