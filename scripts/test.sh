@@ -119,6 +119,58 @@ ensure_real_suite() {
     export ASSAY_TEST_SDIST
 }
 
+# --- a container engine for the container runtime's tests (crates/assay-container/tests) ---
+# Debian's podman with runc (this kernel kind is on cgroup v1, which crun refuses), a
+# containers.conf without default ulimits (the defaults are refused here), test images built from
+# Debian packages by scripts/container-images.sh (no registry needed; the debootstrap tarball is
+# cached in ~/.cache/assay-test), and `podman system service` serving the Docker Engine API on a
+# socket in .test-out, named by ASSAY_TEST_DOCKER_HOST; stopped on exit.
+# ASSAY_TEST_SKIP_CONTAINERS=1 skips all of it, and the tests say loudly that they skipped.
+podman_pid=""
+start_container_engine() {
+    [[ "${ASSAY_TEST_SKIP_CONTAINERS:-}" == 1 ]] && return 0
+    local missing=()
+    command -v podman >/dev/null || missing+=(podman)
+    command -v runc >/dev/null || missing+=(runc)
+    dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        if [[ $(id -u) -ne 0 ]]; then
+            echo "test.sh: missing ${missing[*]}; install them (needs root) or set ASSAY_TEST_SKIP_CONTAINERS=1" >&2
+            exit 1
+        fi
+        log "installing ${missing[*]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+    printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n' >"$out/containers.conf"
+    export CONTAINERS_CONF="$out/containers.conf"
+    log "container test images (scripts/container-images.sh)"
+    scripts/container-images.sh
+    local sock="$out/podman.sock" i
+    rm -f "$sock"
+    log "starting podman system service at $sock"
+    podman system service --time=0 "unix://$sock" >"$out/podman.log" 2>&1 &
+    podman_pid=$!
+    for ((i = 0; i < 100; i++)); do
+        if [[ -S $sock ]] && python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n"); sys.exit(0 if b"OK" in s.recv(4096) else 1)' "$sock" 2>/dev/null; then
+            export ASSAY_TEST_DOCKER_HOST="unix://$sock"
+            return
+        fi
+        kill -0 "$podman_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    echo "test.sh: podman system service did not start; its output ($out/podman.log):" >&2
+    cat "$out/podman.log" >&2
+    exit 1
+}
+stop_container_engine() {
+    if [[ -n "$podman_pid" ]]; then
+        kill "$podman_pid" 2>/dev/null || true
+        wait "$podman_pid" 2>/dev/null || true
+        podman_pid=""
+    fi
+}
+
 # --- PostgreSQL (store tests run against SQLite and a real PostgreSQL) --------------------
 pg_dir=""
 start_postgres() {
@@ -137,7 +189,7 @@ stop_postgres() {
         rm -rf "$pg_dir"
     fi
 }
-trap 'stop_postgres; stop_s3' EXIT
+trap 'stop_postgres; stop_s3; stop_container_engine' EXIT
 
 # --- S3-compatible object storage (assay-store's tests/s3.rs) -----------------------------
 # moto's S3 server (`moto_server` from the venv above) on a free loopback port, named by
@@ -219,6 +271,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 start_postgres
 start_s3
+start_container_engine
 
 # New insta snapshots fail instead of being written: they must be reviewed and committed.
 export INSTA_UPDATE=no CI=true
