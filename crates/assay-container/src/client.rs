@@ -268,7 +268,9 @@ impl Engine {
         if self.has_image(image).await? {
             Ok(())
         } else {
-            Err(failed("the engine reported no error but has no such image".into()))
+            Err(failed(
+                "the engine reported no error but has no such image".into(),
+            ))
         }
     }
 }

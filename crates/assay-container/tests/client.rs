@@ -11,10 +11,17 @@ fn no_progress() -> impl FnMut(String) + Send {
 #[tokio::test]
 async fn connects_and_finds_local_images() {
     let Some(host) = engine_host() else { return };
-    let engine = Engine::connect(Some(&host)).await.expect("the test engine answers");
+    let engine = Engine::connect(Some(&host))
+        .await
+        .expect("the test engine answers");
     assert_eq!(engine.endpoint(), host);
     assert!(engine.has_image(TINY).await.unwrap());
-    assert!(!engine.has_image("localhost/assay-no-such-image:1").await.unwrap());
+    assert!(
+        !engine
+            .has_image("localhost/assay-no-such-image:1")
+            .await
+            .unwrap()
+    );
     // Never and IfNotPresent use the local image without pulling.
     for policy in [PullPolicy::Never, PullPolicy::IfNotPresent] {
         let mut lines = Vec::new();
@@ -67,7 +74,10 @@ async fn never_refuses_an_image_that_is_not_here() {
         }
     );
     assert!(err.is_input_error());
-    assert!(err.to_string().contains("imagePullPolicy: IfNotPresent"), "{err}");
+    assert!(
+        err.to_string().contains("imagePullPolicy: IfNotPresent"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -81,7 +91,13 @@ async fn a_pull_that_cannot_succeed_says_why_and_reports_progress() {
         .ensure_image(image, PullPolicy::IfNotPresent, &mut |l| lines.push(l))
         .await
         .unwrap_err();
-    assert!(matches!(&err, EngineError::PullFailed { image: i, .. } if i == image), "{err:?}");
+    assert!(
+        matches!(&err, EngineError::PullFailed { image: i, .. } if i == image),
+        "{err:?}"
+    );
     assert!(err.is_input_error());
-    assert_eq!(lines.first().map(String::as_str), Some(&*format!("pulling image {image}")));
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some(&*format!("pulling image {image}"))
+    );
 }
