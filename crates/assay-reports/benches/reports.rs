@@ -11,8 +11,8 @@
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 
-use assay_reports::shard::{Item, even_split, lower_bound_ms, plan};
 use assay_reports::{JunitReader, Summary};
+use assay_shard::{Item, even_split, lower_bound_ms, plan};
 
 fn main() {
     junit_throughput();

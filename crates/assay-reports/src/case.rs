@@ -134,3 +134,17 @@ impl Summary {
         self.duration += other.duration;
     }
 }
+
+/// Durations from one execution's cases for the shard planner: each test by key and bare
+/// name, each source ([`assay_shard::source_of`]) as the sum of its cases.
+pub fn shard_durations<'a>(
+    cases: impl IntoIterator<Item = &'a TestCase>,
+) -> assay_shard::Durations {
+    let mut d = assay_shard::Durations::default();
+    for c in cases {
+        if let Some(ms) = c.duration_ms {
+            d.add_test(&c.name, c.class.as_deref(), c.file.as_deref(), &c.suite, ms);
+        }
+    }
+    d
+}

@@ -1,6 +1,6 @@
 //! Test results for Assay: JUnit XML in (a streaming parser with bounded memory) and out,
-//! Testkube's report summary, flaky-test detection over a test's history, and a
-//! duration-aware shard planner.
+//! Testkube's report summary, flaky-test detection over a test's history, and the durations
+//! of cases for the shard planner ([`shard_durations`], into [`assay_shard::Durations`]).
 //!
 //! Pure and synchronous: no I/O beyond reading the [`std::io::Read`] a caller hands in, no
 //! clock (callers pass "now"), no async. The store keeps the history; this crate judges it.
@@ -21,10 +21,9 @@ mod excerpt;
 pub mod flaky;
 mod junit;
 mod limit;
-pub mod shard;
 mod write;
 
-pub use case::{CaseStatus, Summary, TestCase};
+pub use case::{CaseStatus, Summary, TestCase, shard_durations};
 pub use excerpt::Excerpt;
 pub use junit::{JunitReader, ParseError, ParseOptions, is_junit, parse_all};
 pub use write::write_junit;

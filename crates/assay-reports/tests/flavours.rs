@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use assay_reports::shard::Durations;
 use assay_reports::{CaseStatus, ParseError, ParseOptions, Summary, TestCase, is_junit, parse_all};
 
 fn read(name: &str) -> Vec<TestCase> {
@@ -321,7 +320,7 @@ fn real_nextest_report() {
 // most default reports never name; each case is placed by what its report does say.
 
 fn placed(report: &str, items: &[&str]) -> Vec<Option<f64>> {
-    let durations = Durations::from_cases(&read(report));
+    let durations = assay_reports::shard_durations(&read(report));
     let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
     durations.for_items(&items)
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use assay_expr::Machine;
-use assay_reports::shard::Durations;
+use assay_shard::Durations;
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 

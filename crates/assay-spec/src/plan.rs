@@ -15,7 +15,7 @@
 //! `condition`, `until` and `logs` hold bare expressions; `count`/`maxCount` of a strategy hold
 //! JSON values or bare expressions; every other string is a template.
 
-use assay_reports::shard::Durations;
+use assay_shard::Durations;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -8,7 +8,7 @@
 //! (for instance `shards: {files: 'glob(...)'}`) once their values exist.
 
 use assay_expr::Machine;
-use assay_reports::shard::{self, Durations, Item, Method};
+use assay_shard::{self as shard, Durations, Item, Method};
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -26,7 +26,7 @@ pub struct StrategyParams {
     /// Total copies: `shard_count * matrix_count`.
     pub count: u64,
     /// With `balance: durations`: the indexes of the first shard list's items each shard
-    /// index gets (see [`assay_reports::shard::plan`]); `None` is Testkube's contiguous split.
+    /// index gets (see [`assay_shard::plan`]); `None` is Testkube's contiguous split.
     pub balanced: Option<Vec<Vec<usize>>>,
     /// The predicted load (ms) of each shard index, when some durations are known.
     pub predicted_ms: Vec<u64>,

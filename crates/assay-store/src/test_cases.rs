@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use assay_reports::flaky::{self, FlakyPolicy, Outcome, Run, Verdict};
-use assay_reports::shard::{Durations, source_of};
 use assay_reports::{CaseStatus, TestCase};
+use assay_shard::{Durations, source_of};
 use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
@@ -248,7 +248,7 @@ impl Store {
 
     /// Durations (ms) of `workflow`'s shard items from its most recent runs: each test by key
     /// and by bare name (its latest duration), and each place tests live
-    /// ([`assay_reports::shard::source_of`]: a file, a dotted module or class, a package) as
+    /// ([`assay_shard::source_of`]: a file, a dotted module or class, a package) as
     /// the sum of its cases' durations in the latest execution that ran it (step retries not
     /// counted twice). The input of `balance: durations`.
     pub async fn shard_durations(&self, workflow: &str) -> Result<Durations> {

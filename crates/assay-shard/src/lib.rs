@@ -1,5 +1,9 @@
 //! Duration-aware shard planning: longest processing time first onto the least-loaded shard.
 //!
+//! Its own crate so that the compiler (`assay-spec`, which plans shards known at compile time)
+//! and the reports (`assay-reports`, which gives durations from JUnit cases) share it without
+//! the compiler depending on XML. Pure: no I/O, no clock.
+//!
 //! LPT is Graham's rule: its makespan is at most `4/3 − 1/(3m)` times the optimum, and far
 //! better in practice on test suites (many short items, a few long ones). Items with no
 //! history get the mean of the known durations; with no history at all the plan falls back to
@@ -241,23 +245,23 @@ impl Durations {
         self.tests.is_empty() && self.sources.is_empty()
     }
 
-    /// Durations from one execution's cases: each test by key and bare name, each source
-    /// ([`source_of`]) as the sum of its cases.
-    pub fn from_cases<'a>(cases: impl IntoIterator<Item = &'a crate::TestCase>) -> Self {
-        let mut d = Durations::default();
-        for c in cases {
-            let Some(ms) = c.duration_ms else { continue };
-            d.tests.insert(c.name.clone(), ms);
-            if let Some(class) = &c.class {
-                d.tests.insert(format!("{class}::{}", c.name), ms);
-            }
-            if let Some(source) =
-                source_of(c.file.as_deref(), c.class.as_deref(), &c.name, &c.suite)
-            {
-                *d.sources.entry(source).or_default() += ms;
-            }
+    /// Adds one test's duration: by key (`class::name`) and bare name, and to its source
+    /// ([`source_of`]).
+    pub fn add_test(
+        &mut self,
+        name: &str,
+        class: Option<&str>,
+        file: Option<&str>,
+        suite: &str,
+        ms: u64,
+    ) {
+        self.tests.insert(name.to_string(), ms);
+        if let Some(class) = class {
+            self.tests.insert(format!("{class}::{name}"), ms);
         }
-        d
+        if let Some(source) = source_of(file, class, name, suite) {
+            *self.sources.entry(source).or_default() += ms;
+        }
     }
 
     /// The expected duration (ms) of each item: a test's own when the item is a test key or
