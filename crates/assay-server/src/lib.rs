@@ -179,6 +179,14 @@ impl Server {
         self
     }
 
+    /// How often a followed execution is looked at in the store without a change signal
+    /// (`None`: only on signals); by default [`notify::FALLBACK_SQLITE`] or
+    /// [`notify::FALLBACK_POSTGRES`].
+    pub fn with_follow_fallback(self, every: Option<Duration>) -> Self {
+        self.state.hubs.set_fallback(every);
+        self
+    }
+
     /// Timeouts and the connection limit of [`Server::serve`] ([`HttpLimits`]).
     pub fn with_http_limits(mut self, limits: HttpLimits) -> Self {
         self.limits = limits;

@@ -4,12 +4,17 @@
 //! late follower, a follower on another server and a resumed one all see the same lines: the
 //! stream replays what is stored, then follows new lines until the execution ends.
 //!
-//! # One poller per execution
-//! The followers of one execution on this server share a *hub*: one task that polls the store
-//! every [`POLL`] (status, new log lines of every step, the result) and turns each poll into one
-//! batch of ready-to-send SSE bytes, serialized once. Followers forward whole byte slices of
-//! batches, so 200 followers cost about what one does. The first follower starts the hub; it
-//! stops when the last one goes (see [`Hubs`]).
+//! # One reader per execution, woken by the writer
+//! The followers of one execution on this server share a *hub*: one task that reads the store
+//! when the store signals a change of the execution ([`Store::watch`]: a log writer wrote lines
+//! out, a step result or the status changed — in this process, or in another one on the same
+//! PostgreSQL through `LISTEN`/`NOTIFY`), and on its own every [`Hubs::set_fallback`] interval
+//! (writers in other processes on SQLite send no signal). Each look (new log lines of every
+//! step; on a state change also the status and the result) becomes one batch of ready-to-send
+//! SSE bytes, serialized once. Followers forward whole byte slices of batches, so 200 followers
+//! cost about what one does. The first follower starts the hub; it stops when the last one goes
+//! (see [`Hubs`]). The signal carries no data: what a follower gets was read from the store, so
+//! it was stored before anyone saw it.
 //!
 //! A follower joins at the hub's current position: it replays from its own position (the start,
 //! or its `Last-Event-ID`) up to exactly there from the store, then forwards batches, skipping
@@ -27,23 +32,30 @@
 //! it, or `0`): results are state, and the current one is sent again on resume.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use assay_api::{ErrorBody, Notification, TestWorkflowExecution};
 use assay_store::testkube::rfc3339;
-use assay_store::{Execution, ExecutionRef, LogLine, LogReader, Store, StoreError, now_ms};
+use assay_store::{
+    Changes, Execution, ExecutionRef, LogLine, LogReader, Store, StoreError, Watch, now_ms,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
-/// How often the store is polled while the execution runs.
-const POLL: Duration = Duration::from_millis(200);
+/// How often a hub looks at the store without a signal, by default: on SQLite another process
+/// (`assay run` on the same data dir) writes without signalling this one…
+pub const FALLBACK_SQLITE: Duration = Duration::from_millis(200);
+/// …while on PostgreSQL every writer signals, and looking is only a safety net (a run whose
+/// process died is judged from its lease).
+pub const FALLBACK_POSTGRES: Duration = Duration::from_secs(2);
 /// Comment lines that keep proxies from closing an idle stream.
 const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Batches a hub keeps for followers that are behind (about this many polls).
@@ -215,12 +227,19 @@ const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 /// The hubs of the executions followed on this server, by execution id. A hub lives as long as
 /// one of its followers holds it.
 #[derive(Clone, Default)]
-pub struct Hubs(Arc<Mutex<HashMap<String, Weak<Hub>>>>);
+pub struct Hubs(Arc<HubsInner>);
+
+#[derive(Default)]
+struct HubsInner {
+    map: Mutex<HashMap<String, Weak<Hub>>>,
+    /// Milliseconds between looks without a signal; 0: the store's default; `u64::MAX`: never.
+    fallback_ms: AtomicU64,
+}
 
 impl std::fmt::Debug for Hubs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hubs")
-            .field("followed", &lock(&self.0).len())
+            .field("followed", &lock(&self.0.map).len())
             .finish()
     }
 }
@@ -230,16 +249,37 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Hubs {
+    /// How often hubs started from now on look at the store without a signal: `None` never
+    /// (only signals wake them). Default: [`FALLBACK_SQLITE`] or [`FALLBACK_POSTGRES`].
+    pub fn set_fallback(&self, every: Option<Duration>) {
+        let ms = match every {
+            Some(d) => (d.as_millis() as u64).clamp(1, u64::MAX - 1),
+            None => u64::MAX,
+        };
+        self.0.fallback_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn fallback(&self, store: &Store) -> Option<Duration> {
+        match self.0.fallback_ms.load(Ordering::Relaxed) {
+            0 if store.is_postgres() => Some(FALLBACK_POSTGRES),
+            0 => Some(FALLBACK_SQLITE),
+            u64::MAX => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
     /// The hub of execution `id`, started now if nobody follows it yet.
     fn hub(&self, store: &Store, id: &str) -> Arc<Hub> {
-        let mut map = lock(&self.0);
+        let mut map = lock(&self.0.map);
         if let Some(hub) = map.get(id).and_then(Weak::upgrade) {
             return hub;
         }
         let (tx, _) = broadcast::channel(HUB_BUFFER);
+        let gone = Arc::new(Notify::new());
         let hub = Arc::new(Hub {
             id: id.to_string(),
             hubs: self.clone(),
+            gone: gone.clone(),
             state: Mutex::new(HubState {
                 tx: Some(tx),
                 at: Cursor::default(),
@@ -254,8 +294,12 @@ impl Hubs {
             readers: BTreeMap::new(),
             fingerprint: None,
             at: Cursor::default(),
+            more: false,
         };
-        tokio::spawn(poller.run(Arc::downgrade(&hub)));
+        // Watching before the first look: what is written during it wakes the next one.
+        let watch = store.watch(id);
+        let fallback = self.fallback(store);
+        tokio::spawn(poller.run(Arc::downgrade(&hub), watch, fallback, gone));
         hub
     }
 }
@@ -264,12 +308,15 @@ impl Hubs {
 struct Hub {
     id: String,
     hubs: Hubs,
+    /// Tells the poller that the last follower went.
+    gone: Arc<Notify>,
     state: Mutex<HubState>,
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        let mut map = lock(&self.hubs.0);
+        self.gone.notify_one();
+        let mut map = lock(&self.hubs.0.map);
         // A new hub may already be there for a new follower.
         if map.get(&self.id).is_some_and(|w| w.strong_count() == 0) {
             map.remove(&self.id);
@@ -368,12 +415,21 @@ struct Poller {
     /// Status and steps of the last result sent.
     fingerprint: Option<String>,
     at: Cursor,
+    /// A reader stopped at its size limit in the last look: look again at once.
+    more: bool,
 }
 
 impl Poller {
-    async fn run(mut self, hub: Weak<Hub>) {
+    async fn run(
+        mut self,
+        hub: Weak<Hub>,
+        mut watch: Watch,
+        fallback: Option<Duration>,
+        gone: Arc<Notify>,
+    ) {
+        let mut what = Changes::ALL;
         loop {
-            let polled = self.poll().await;
+            let polled = self.poll(what).await;
             let Some(strong) = hub.upgrade() else {
                 return; // every follower left
             };
@@ -404,18 +460,43 @@ impl Poller {
                 }
             }
             drop(strong);
-            tokio::time::sleep(POLL).await;
+            if self.more {
+                // The rest of a long log that is stored already: no signal will come for it.
+                tokio::task::yield_now().await;
+                what = Changes {
+                    logs: true,
+                    state: false,
+                };
+                continue;
+            }
+            let fallback = async {
+                match fallback {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            what = tokio::select! {
+                changes = watch.changed() => changes,
+                () = fallback => Changes::ALL,
+                () = gone.notified() => return,
+            };
         }
     }
 
-    /// One look at the store; `None` when nothing changed.
-    async fn poll(&mut self) -> Result<Option<Batch>, StoreError> {
+    /// One look at the store (the status and the result only when `what.state`); `None` when
+    /// nothing changed.
+    async fn poll(&mut self, what: Changes) -> Result<Option<Batch>, StoreError> {
         let (store, id) = (&self.store, self.id.as_str());
         // Status first: every line written before the end is then surely read below.
-        let summary = store
-            .find_execution(&ExecutionRef::Id(id.to_string()))
-            .await?;
-        let ended = summary.status.is_terminal();
+        let summary = match what.state {
+            true => Some(
+                store
+                    .find_execution(&ExecutionRef::Id(id.to_string()))
+                    .await?,
+            ),
+            false => None,
+        };
+        let ended = summary.as_ref().is_some_and(|s| s.status.is_terminal());
         for step in store.log_steps(id).await? {
             if let std::collections::btree_map::Entry::Vacant(slot) = self.readers.entry(step) {
                 let reader = store.log_reader(id, slot.key(), 0);
@@ -430,6 +511,7 @@ impl Poller {
                 lines.extend(reader.read_available().await?);
             }
         }
+        self.more = self.readers.values().any(LogReader::maybe_more);
         lines.sort_by_key(|l| l.ts);
 
         let start = self.at.clone();
@@ -457,39 +539,42 @@ impl Poller {
             });
         }
 
-        let steps_now = store.steps(id).await?;
-        let view = TestWorkflowExecution::from(&Execution {
-            summary,
-            definition: String::new(),
-            resolved: None,
-            steps: steps_now,
-            outputs: Vec::new(),
-            reports: Vec::new(),
-            artifacts: Vec::new(),
-        });
-        // Compare status and steps only: durations of a running execution change on every look.
-        let fingerprint =
-            serde_json::to_string(&(&view.result.status, &view.result.steps)).unwrap_or_default();
         let mut result = None;
-        if self.fingerprint.as_deref() != Some(&fingerprint) || ended {
-            self.fingerprint = Some(fingerprint);
-            push_head(&mut buf, "result", &self.at.render());
-            let data = buf.len();
-            push_data(
-                &mut buf,
-                &Notification {
-                    ts: rfc3339(now_ms()),
-                    step_ref: None,
-                    log: None,
-                    result: Some(view.result),
-                },
-            );
-            result = Some(Piece {
-                step: 0,
-                offset: 0,
-                data,
-                end: buf.len(),
+        if let Some(summary) = summary {
+            let steps_now = store.steps(id).await?;
+            let view = TestWorkflowExecution::from(&Execution {
+                summary,
+                definition: String::new(),
+                resolved: None,
+                steps: steps_now,
+                outputs: Vec::new(),
+                reports: Vec::new(),
+                artifacts: Vec::new(),
             });
+            // Compare status and steps only: durations of a running execution change on every
+            // look.
+            let fingerprint = serde_json::to_string(&(&view.result.status, &view.result.steps))
+                .unwrap_or_default();
+            if self.fingerprint.as_deref() != Some(&fingerprint) || ended {
+                self.fingerprint = Some(fingerprint);
+                push_head(&mut buf, "result", &self.at.render());
+                let data = buf.len();
+                push_data(
+                    &mut buf,
+                    &Notification {
+                        ts: rfc3339(now_ms()),
+                        step_ref: None,
+                        log: None,
+                        result: Some(view.result),
+                    },
+                );
+                result = Some(Piece {
+                    step: 0,
+                    offset: 0,
+                    data,
+                    end: buf.len(),
+                });
+            }
         }
         if pieces.is_empty() && result.is_none() {
             return Ok(None);

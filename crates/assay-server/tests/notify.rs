@@ -422,3 +422,147 @@ async fn resume_after_the_end() {
     assert!(none.lines.is_empty());
     assert_eq!(none.results.len(), 1, "the result again, as state");
 }
+
+/// Read until the stream ends, failing (not hanging) when it does not end: a server that
+/// only looks at the store when signalled ends a stream only if the writes woke it.
+async fn read_to_end(f: Follower, who: &str) -> Follower {
+    match tokio::time::timeout(std::time::Duration::from_secs(120), f.read_all()).await {
+        Ok(f) => f,
+        Err(_) => panic!("{who}: the stream did not end: the run's writes did not wake its hub"),
+    }
+}
+
+/// The runner's writes wake the followers' hub in the same process: with polling off, every
+/// follower still gets every line once, in order, the results and the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_are_woken_by_the_runs_writes() {
+    let s = support::start_signals_only().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (id, gate1, gate2) = run(&s, dir.path()).await;
+    let mut followers = Vec::new();
+    for _ in 0..5 {
+        followers.push(Follower::connect(&s, &id, None).await);
+    }
+    let tasks: Vec<_> = followers
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| tokio::spawn(async move { read_to_end(f, &format!("follower {i}")).await }))
+        .collect();
+    std::fs::write(&gate1, b"go").unwrap();
+    std::fs::write(&gate2, b"go").unwrap();
+    s.wait_status(&id, &["passed"]).await;
+    let expected = stored(&s, &id).await;
+    numbered(&expected, "first");
+    numbered(&expected, "second");
+    for (i, task) in tasks.into_iter().enumerate() {
+        let f = task.await.unwrap();
+        assert_complete(&format!("follower {i}"), &f.lines, &f.results, &expected);
+    }
+}
+
+/// Two servers on one PostgreSQL (and one data dir), neither polling: a run on server A wakes
+/// the followers on server B through LISTEN/NOTIFY. Each gets every line once and in order
+/// and the end; a follower that read half of the stream on A resumes on B with its
+/// `Last-Event-ID` and gets exactly the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_on_another_server_are_woken_through_postgres() {
+    let Some(url) = support::postgres_database("t_live").await else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut config = assay_store::StoreConfig::new(data.path());
+    config.database_url = Some(url);
+    // Two handles with their own pools, as two server processes would have.
+    let store_a = assay_store::Store::open(config.clone()).await.unwrap();
+    let store_b = assay_store::Store::open(config).await.unwrap();
+    let data = std::sync::Arc::new(data);
+    let a = support::serve_signals_only(store_a, "admin-a", data.clone()).await;
+    let b = support::serve_signals_only(store_b, "admin-b", data).await;
+
+    let gates = tempfile::tempdir().unwrap();
+    let (id, gate1, gate2) = run(&a, gates.path()).await;
+    let on_b: Vec<_> = futures::future::join_all((0..3).map(|_| Follower::connect(&b, &id, None)))
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            tokio::spawn(async move { read_to_end(f, &format!("follower {i} on B")).await })
+        })
+        .collect();
+    let mut mover = Follower::connect(&a, &id, None).await;
+    std::fs::write(&gate1, b"go").unwrap();
+    mover.until_lines(LINES / 2).await;
+    let mut moved = std::mem::take(&mut mover.lines);
+    drop(mover);
+    let resumed = Follower::connect(&b, &id, Some(&moved.last().unwrap().2)).await;
+    let resumed = tokio::spawn(read_to_end(resumed, "follower resumed on B"));
+    std::fs::write(&gate2, b"go").unwrap();
+
+    a.wait_status(&id, &["passed", "failed", "aborted"]).await;
+    let expected = stored(&a, &id).await;
+    numbered(&expected, "first");
+    numbered(&expected, "second");
+    for (i, task) in on_b.into_iter().enumerate() {
+        let f = task.await.unwrap();
+        assert_complete(
+            &format!("follower {i} on B"),
+            &f.lines,
+            &f.results,
+            &expected,
+        );
+    }
+    let resumed = resumed.await.unwrap();
+    moved.extend(resumed.lines.iter().cloned());
+    assert_complete(
+        "follower moved from A to B",
+        &moved,
+        &resumed.results,
+        &expected,
+    );
+}
+
+/// A follower that stops reading (a stalled client) does not hold the others back and loses
+/// nothing: while it reads nothing, another follower gets the whole run (tens of megabytes,
+/// far beyond every buffer between the hub and the stalled client) and its end; then the
+/// stalled one reads and gets every line once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_follower_neither_blocks_others_nor_loses_lines() {
+    const BIG: usize = 20_000;
+    let s = support::start_signals_only().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let yaml = format!(
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: big\nspec:\n  steps:\n  - name: wait\n    shell: 'while [ ! -e {g} ] && [ -d {d} ]; do sleep 0.02; done'\n  - name: big\n    shell: 'for i in $(seq 1 {BIG}); do printf \"%s %01000d\\n\" $i 0; done'\n",
+        g = gate.display(),
+        d = dir.path().display(),
+    );
+    assert_eq!(
+        s.post_yaml("/v1/test-workflows", &yaml).await.status(),
+        StatusCode::CREATED
+    );
+    let id = s.run("big", serde_json::json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stalled = Follower::connect(&s, &id, None).await;
+    let reader = Follower::connect(&s, &id, None).await;
+    std::fs::write(&gate, b"go").unwrap();
+    let reader = read_to_end(reader, "the reading follower").await;
+    s.wait_status(&id, &["passed"]).await;
+    let expected = stored(&s, &id).await;
+    let lines: usize = expected.values().map(Vec::len).sum();
+    assert_eq!(lines, BIG);
+    assert_complete(
+        "the reading follower",
+        &reader.lines,
+        &reader.results,
+        &expected,
+    );
+    let stalled = read_to_end(stalled, "the stalled follower").await;
+    assert_complete(
+        "the stalled follower",
+        &stalled.lines,
+        &stalled.results,
+        &expected,
+    );
+}

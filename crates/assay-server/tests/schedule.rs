@@ -14,7 +14,6 @@ use assay_store::{
 };
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::Connection;
 
 /// A started server: its address, a token, and what the test needs to stop it.
 struct Running {
@@ -139,38 +138,8 @@ async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
     Store::open(StoreConfig::new(dir.path())).await.unwrap()
 }
 
-/// A fresh database on the test PostgreSQL server (`ASSAY_TEST_POSTGRES_URL`); `None` only
-/// when `ASSAY_TEST_SKIP_POSTGRES=1` asks to skip on purpose.
 async fn postgres_database() -> Option<String> {
-    let admin = match std::env::var("ASSAY_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            if std::env::var("ASSAY_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
-                eprintln!("skipping: ASSAY_TEST_SKIP_POSTGRES=1");
-                return None;
-            }
-            panic!(
-                "ASSAY_TEST_POSTGRES_URL is not set: start a server with scripts/pg.sh (scripts/test.sh does) \
-                 or set ASSAY_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL tests on purpose"
-            );
-        }
-    };
-    sqlx::any::install_default_drivers();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("t_sched_{}_{nanos}", std::process::id());
-    let mut conn = sqlx::AnyConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("connect to the test PostgreSQL at {admin}: {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&name);
-    Some(url.to_string())
+    crate::support::postgres_database("t_sched").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use sqlx::any::AnyRow;
 use crate::db::{RowExt, is_busy, is_unique_violation};
 use crate::error::{Result, StoreError};
 use crate::lease::{self, LeaseOwner, Liveness};
+use crate::live::Kind;
 use crate::model::*;
 use crate::{ExecutionStatus, StepStatus, Store};
 
@@ -358,7 +359,9 @@ impl Store {
             tx.commit().await
         })
         .await
-        .map_err(|e| foreign_key_to_not_found(db.err("record step results", e), id))
+        .map_err(|e| foreign_key_to_not_found(db.err("record step results", e), id))?;
+        self.signal(id, Kind::State);
+        Ok(())
     }
 
     /// Append an output value.
@@ -622,6 +625,7 @@ impl Store {
             .await
             .map_err(|e| db.err("mark an abandoned execution aborted", e))?;
             if aborted {
+                self.signal(&id, Kind::State);
                 // Logs of a crashed run stay readable uncompressed if this fails.
                 let _ = self.files().compact_logs(&id).await;
                 recovered.push(Recovered {
@@ -848,6 +852,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::not_found(format!("execution `{id}`")));
         }
+        self.signal(id, Kind::State);
         Ok(())
     }
 

@@ -31,6 +31,7 @@ mod executions;
 mod files;
 mod hooks;
 pub mod lease;
+pub mod live;
 pub mod logs;
 mod model;
 mod prune;
@@ -54,6 +55,7 @@ pub use hooks::{
     StartedExecution, StoredResource, WebhookAttempt,
 };
 pub use lease::LeaseOwner;
+pub use live::{Changes, Watch};
 pub use logs::{LogLine, LogReader, LogWriter};
 pub use model::*;
 pub use schedules::{ClaimedTick, ScheduleTick};
@@ -71,6 +73,8 @@ struct Inner {
     config: StoreConfig,
     db: db::Db,
     files: files::Files,
+    /// Change signals for followers ([`Store::watch`]).
+    live: Arc<live::Live>,
     lease_timeout: Duration,
     secrets: secrets::SecretBox,
     /// Permissions narrowed on open, for the caller to show.
@@ -114,11 +118,18 @@ impl Store {
             }
         }
         let secrets = secrets::SecretBox::open(&config.data_dir, &mut warnings)?;
+        let live = Arc::new(match &database {
+            config::Database::Sqlite(_) => live::Live::local(),
+            config::Database::Postgres(_) => {
+                live::Live::postgres(db.pool.clone(), database.connect_url(), db.location.clone())
+            }
+        });
         let store = Store {
             inner: Arc::new(Inner {
                 config,
                 db,
                 files,
+                live,
                 lease_timeout,
                 secrets,
                 warnings,

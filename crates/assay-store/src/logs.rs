@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::files::Files;
+use crate::live::{Kind, Live};
 use crate::model::{UnixMs, now_ms};
 
 /// A local writer writes its buffer out when it holds this much…
@@ -122,6 +123,9 @@ pub struct LogWriter {
     /// Bytes written out so far (the offset of `buf[0]`).
     written: u64,
     last_flush: Instant,
+    /// Followers are told of each write-out (the execution's id).
+    live: Arc<Live>,
+    id: String,
 }
 
 enum Sink {
@@ -201,11 +205,13 @@ impl LogWriter {
                     .await
                     .map_err(|e| files.object_err("upload a log chunk", &location, e))?;
                 self.written += len as u64;
+                self.live.signal(&self.id, Kind::Logs);
                 return Ok(());
             }
         }
         self.written += self.buf.len() as u64;
         self.buf.clear();
+        self.live.signal(&self.id, Kind::Logs);
         Ok(())
     }
 
@@ -230,6 +236,8 @@ pub struct LogReader {
     /// Bytes of an incomplete last line (already counted in `pos`).
     pending: Vec<u8>,
     source: Source,
+    /// The last read stopped at its size limit: more may be stored already.
+    full: bool,
 }
 
 enum Source {
@@ -261,6 +269,12 @@ impl LogReader {
     /// Offset after the last complete line returned.
     pub fn offset(&self) -> u64 {
         self.pos - self.pending.len() as u64
+    }
+
+    /// Whether the last read stopped at its size limit, so that more may be stored already
+    /// (read again without waiting for a change).
+    pub fn maybe_more(&self) -> bool {
+        self.full
     }
 
     /// Complete lines stored after the current offset, up to about a megabyte; empty when
@@ -336,6 +350,12 @@ impl LogReader {
 
     /// At most `cap` more bytes of the stream (fewer when less is stored).
     async fn read_bytes(&mut self, cap: usize) -> Result<Vec<u8>> {
+        let bytes = self.read_some(cap).await?;
+        self.full = cap > 0 && bytes.len() >= cap;
+        Ok(bytes)
+    }
+
+    async fn read_some(&mut self, cap: usize) -> Result<Vec<u8>> {
         loop {
             match &mut self.source {
                 Source::None => {
@@ -667,6 +687,8 @@ impl Store {
                     buf: Vec::with_capacity(64 * 1024),
                     written,
                     last_flush: Instant::now(),
+                    live: self.live().clone(),
+                    id: id.to_string(),
                 };
                 return Ok(writer);
             }
@@ -683,6 +705,8 @@ impl Store {
             buf: Vec::with_capacity(LOCAL_BUFFER + 4096),
             written,
             last_flush: Instant::now(),
+            live: self.live().clone(),
+            id: id.to_string(),
         })
     }
 
@@ -695,6 +719,7 @@ impl Store {
             pos: offset,
             pending: Vec::new(),
             source: Source::None,
+            full: false,
         }
     }
 

@@ -18,7 +18,8 @@ pub struct TestServer {
     pub webhooks: assay_server::webhooks::Webhooks,
     /// The tools behind `/mcp`, called directly (the transport is tested in assay-cli).
     pub mcp: Arc<assay_mcp::Tools>,
-    _dir: tempfile::TempDir,
+    /// The data dir (shared by servers on one PostgreSQL, see [`serve`]).
+    dir: Arc<tempfile::TempDir>,
 }
 
 pub async fn start() -> TestServer {
@@ -57,6 +58,42 @@ pub async fn start_with(max_concurrent: usize, timeout: Duration) -> TestServer 
     .await
     .unwrap()
     .with_request_timeout(timeout);
+    listen(server, store, admin, Arc::new(dir)).await
+}
+
+/// A server over `store` (whose data dir is `dir`) that looks at a followed execution only
+/// when the store signals a change of it (no polling), with a new admin token named `admin`.
+/// Several of these on one PostgreSQL act as several server processes.
+pub async fn serve_signals_only(
+    store: Store,
+    admin: &str,
+    dir: Arc<tempfile::TempDir>,
+) -> TestServer {
+    let (_, token) = store.create_token(admin, TokenRole::Admin).await.unwrap();
+    let server = Server::start(
+        store.clone(),
+        Options::default(),
+        Arc::new(LocalDispatch::default()),
+    )
+    .await
+    .unwrap()
+    .with_follow_fallback(None);
+    listen(server, store, token, dir).await
+}
+
+/// [`start`], but followers are woken by the store's signals only (no polling).
+pub async fn start_signals_only() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
+    serve_signals_only(store, "admin", Arc::new(dir)).await
+}
+
+async fn listen(
+    server: Server,
+    store: Store,
+    admin: String,
+    dir: Arc<tempfile::TempDir>,
+) -> TestServer {
     let webhooks = server.state.webhooks.clone();
     let mcp = server.mcp_tools.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -69,14 +106,49 @@ pub async fn start_with(max_concurrent: usize, timeout: Duration) -> TestServer 
         http: reqwest::Client::new(),
         webhooks,
         mcp,
-        _dir: dir,
+        dir,
     }
+}
+
+/// A fresh database named `PREFIX_…` on the test PostgreSQL server (`ASSAY_TEST_POSTGRES_URL`);
+/// `None` only when `ASSAY_TEST_SKIP_POSTGRES=1` asks to skip on purpose.
+pub async fn postgres_database(prefix: &str) -> Option<String> {
+    use sqlx::Connection;
+    let admin = match std::env::var("ASSAY_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            if std::env::var("ASSAY_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
+                eprintln!("skipping: ASSAY_TEST_SKIP_POSTGRES=1");
+                return None;
+            }
+            panic!(
+                "ASSAY_TEST_POSTGRES_URL is not set: start a server with scripts/pg.sh (scripts/test.sh does) \
+                 or set ASSAY_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL tests on purpose"
+            );
+        }
+    };
+    sqlx::any::install_default_drivers();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("{prefix}_{}_{nanos}", std::process::id());
+    let mut conn = sqlx::AnyConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test PostgreSQL at {admin}: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    Some(url.to_string())
 }
 
 impl TestServer {
     /// The server's data dir (database, logs, artifacts).
     pub fn data_dir(&self) -> &std::path::Path {
-        self._dir.path()
+        self.dir.path()
     }
 
     /// `needle` is in no file under the data dir (compressed logs decompressed).
