@@ -9,6 +9,10 @@
 #   localhost/assay-web:1    the same, ENTRYPOINT busybox httpd on :8080 serving /www (a service
 #                            started by its image's entrypoint)
 #   localhost/assay-py:1     Debian bookworm minbase + python3 + curl (debootstrap, ~270 MB)
+#
+# The tiny image is also tagged as the busybox Assay's container runtime uses for processes
+# without an image (Testkube's default) and as the alpine tags of the Testkube workflows the
+# conformance test runs (they only need a POSIX shell).
 set -euo pipefail
 cache=${ASSAY_TEST_CACHE:-$HOME/.cache/assay-test}
 mkdir -p "$cache"
@@ -40,6 +44,11 @@ if ! have localhost/assay-tiny:$tag || ! have localhost/assay-web:$tag; then
         --change 'ENTRYPOINT ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]' \
         "$work/tiny.tar" localhost/assay-web:$tag >/dev/null
 fi
+
+for alias in docker.io/library/busybox:1.36.1-musl docker.io/library/alpine:3.23.2 \
+    docker.io/library/alpine:3.22.0; do
+    have "$alias" || podman tag localhost/assay-tiny:$tag "$alias"
+done
 
 if ! have localhost/assay-py:$tag; then
     tarball="$cache/bookworm-minbase-python3-curl.tar"

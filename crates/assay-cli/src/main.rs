@@ -12,6 +12,7 @@ mod error;
 mod exit;
 mod files;
 mod remote;
+mod runtime_args;
 mod store_args;
 
 #[derive(Parser)]

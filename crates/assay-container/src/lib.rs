@@ -2,3 +2,6 @@
 //! image through the Docker Engine API (Docker, or Podman's compatible socket).
 
 pub mod client;
+pub mod runtime;
+
+pub use runtime::{ContainerRuntime, DEFAULT_IMAGE, sweep};

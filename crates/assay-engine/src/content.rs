@@ -236,6 +236,7 @@ impl Runner {
                 env: genv.clone(),
                 working_dir: layout::DATA.to_string(),
                 image: None,
+                image_pull_policy: None,
                 resources: None,
                 security_context: None,
             };

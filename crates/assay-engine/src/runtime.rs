@@ -48,6 +48,12 @@ pub trait Runtime: Send + Sync {
     fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, String>>;
 }
 
+impl std::fmt::Debug for dyn Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Runtime({})", self.name())
+    }
+}
+
 /// What [`Runtime::open`] is handed.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup<'a> {
@@ -154,8 +160,9 @@ pub enum LaunchKind {
     Step,
     /// One instance of a step's service.
     Service { name: String, index: u64 },
-    /// A readiness probe's `exec` command (see [`Scope::probe`]).
-    Probe,
+    /// A readiness probe's `exec` command for one instance of a service (see
+    /// [`Scope::probe`]); a container runtime runs it inside that service's container.
+    Probe { service: String, index: u64 },
     /// A tool of the engine itself (the `git` of `content.git`): it runs with the engine's
     /// rights on the execution's folders, and the paths in its command are this machine's
     /// (under [`Layout::data`]), not as steps see them.
@@ -179,6 +186,8 @@ pub struct Launch {
     pub working_dir: String,
     /// The image the plan names (a host runtime records it and runs on this machine).
     pub image: Option<String>,
+    /// The plan's `imagePullPolicy` for that image.
+    pub image_pull_policy: Option<String>,
     /// Kubernetes `resources` and `securityContext`, verbatim from the plan.
     pub resources: Option<Value>,
     pub security_context: Option<Value>,
@@ -201,6 +210,7 @@ impl Launch {
             env,
             working_dir,
             image: process.image.clone(),
+            image_pull_policy: process.image_pull_policy.clone(),
             resources: process.resources.clone(),
             security_context: process.security_context.clone(),
         }

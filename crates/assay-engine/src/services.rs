@@ -212,7 +212,8 @@ impl Runner {
             }
             let per_try = Duration::from_secs(probe.timeout_seconds.max(1).into());
             let address = s.running.address();
-            let result = tokio::time::timeout(per_try, self.probe_once(probe, frame, &address))
+            let target = (s.name.as_str(), s.index, address.as_str());
+            let result = tokio::time::timeout(per_try, self.probe_once(probe, frame, target))
                 .await
                 .unwrap_or_else(|_| Err("timed out".into()));
             match result {
@@ -241,15 +242,24 @@ impl Runner {
         }
     }
 
-    /// One try of a readiness probe of the service reached at `address`.
-    async fn probe_once(&self, probe: &Probe, frame: &Frame, address: &str) -> Result<(), String> {
+    /// One try of a readiness probe of the service instance `(name, index)` reached at
+    /// `address`.
+    async fn probe_once(
+        &self,
+        probe: &Probe,
+        frame: &Frame,
+        (service, index, address): (&str, u64, &str),
+    ) -> Result<(), String> {
         if let Some(cmd) = &probe.exec {
             let process = assay_spec::plan::PlanProcess {
                 command: cmd.clone(),
                 ..Default::default()
             };
-            let launch =
-                self.prepare(LaunchKind::Probe, &process, frame.passed, &frame.cwd, None)?;
+            let kind = LaunchKind::Probe {
+                service: service.to_string(),
+                index,
+            };
+            let launch = self.prepare(kind, &process, frame.passed, &frame.cwd, None)?;
             return self.scope.probe(launch).await;
         }
         if let Some(tcp) = &probe.tcp_socket {

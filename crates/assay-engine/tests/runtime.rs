@@ -289,7 +289,13 @@ async fn the_engine_starts_every_process_through_its_runtime() {
         Some("yes")
     );
     assert_eq!(r.probes.len(), 1);
-    assert_eq!(r.probes[0].kind, LaunchKind::Probe);
+    assert_eq!(
+        r.probes[0].kind,
+        LaunchKind::Probe {
+            service: "db".into(),
+            index: 0
+        }
+    );
     // Each worker has its own scope and folders; every scope is closed.
     let mut workers: Vec<(String, u64)> = r.workers.iter().map(|w| (w.0.clone(), w.1)).collect();
     workers.sort();

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use assay_engine::{LaunchRequest, WorkflowLauncher};
 use assay_spec::TemplateSet;
@@ -29,6 +30,8 @@ pub(crate) struct StoreLauncher {
     pub base_env: BTreeMap<String, String>,
     /// The parent's token: aborting the parent aborts what it started.
     pub cancel: CancellationToken,
+    /// The parent's runtime: children run where their parent runs.
+    pub runtime: Arc<dyn assay_engine::Runtime>,
 }
 
 impl WorkflowLauncher for StoreLauncher {
@@ -90,6 +93,7 @@ impl StoreLauncher {
         };
         req.base_env = self.base_env.clone();
         req.parents = self.chain.clone();
+        req.runtime = Some(self.runtime.clone());
         let prepared = prepare(&self.store, req).await.map_err(|e| match e {
             RunError::Invalid(errors) => format!(
                 "the workflow `{name}` does not compile with this config: {}",

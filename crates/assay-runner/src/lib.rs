@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use assay_engine::{Event, RunOptions};
+use assay_engine::{Event, RunOptions, Runtime};
 use assay_spec::model::TestWorkflow;
 use assay_spec::plan::Plan;
 use assay_spec::resolve::PathError;
@@ -58,6 +58,22 @@ pub struct RunRequest {
     /// takes it without the values, and readers see when this process is gone) and
     /// [`prepare_queued`] takes it with [`Store::claim_held_execution`].
     pub held: bool,
+    /// Where the plan's processes run; `None`: this process's default ([`set_default_runtime`],
+    /// else the host runtime). `execute` children run on the same runtime.
+    pub runtime: Option<Arc<dyn Runtime>>,
+}
+
+static DEFAULT_RUNTIME: std::sync::OnceLock<Arc<dyn Runtime>> = std::sync::OnceLock::new();
+
+/// Sets the runtime of every run of this process that names none (`assay run --runtime`,
+/// `assay server --runtime`): set once, at start-up; later calls are ignored.
+pub fn set_default_runtime(runtime: Arc<dyn Runtime>) {
+    let _ = DEFAULT_RUNTIME.set(runtime);
+}
+
+/// The runtime of runs that name none.
+pub fn default_runtime() -> Option<Arc<dyn Runtime>> {
+    DEFAULT_RUNTIME.get().cloned()
 }
 
 impl RunRequest {
@@ -72,6 +88,7 @@ impl RunRequest {
             base_env: BTreeMap::new(),
             parents: Vec::new(),
             held: false,
+            runtime: None,
         }
     }
 }
@@ -407,6 +424,9 @@ async fn prepare_created(
         base_env.insert(k.clone(), v.clone());
     }
     opts.base_env = base_env;
+    if let Some(runtime) = req.runtime.clone().or_else(default_runtime) {
+        opts.runtime = runtime;
+    }
     let mut chain = req.parents.clone();
     chain.push(wf.metadata.name.clone());
     opts.launcher = Some(Arc::new(launcher::StoreLauncher {
@@ -416,6 +436,7 @@ async fn prepare_created(
         chain,
         base_env: req.base_env.clone(),
         cancel: opts.cancel.clone(),
+        runtime: opts.runtime.clone(),
     }));
     let names = step_names(&compiled.plan);
     Ok(Prepared {

@@ -667,6 +667,8 @@ impl<'a> Lower<'a> {
             env_from: c.env_from.clone(),
             working_dir: c.working_dir.clone(),
             image: (!c.image.is_empty()).then(|| c.image.clone()),
+            image_pull_policy: (!c.image_pull_policy.is_empty())
+                .then(|| c.image_pull_policy.clone()),
             resources: c.resources.clone(),
             security_context: c.security_context.clone(),
         }

@@ -196,6 +196,9 @@ pub struct PlanProcess {
     /// The image the step names; recorded, run on the host by the local runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// `imagePullPolicy` (`Always`, `IfNotPresent`, `Never`) for runtimes that pull images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
     /// Container resources and security context, kept for Kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Opaque>,

@@ -45,6 +45,9 @@ pub struct Args {
     #[arg(short = 'o', long = "output", value_enum, default_value = "yaml")]
     pub output: PlanFormat,
 
+    #[command(flatten)]
+    pub runtime: crate::runtime_args::RuntimeArgs,
+
     /// Where history lives: read only when a `parallel` has `balance: durations`
     #[command(flatten)]
     pub store: StoreArgs,
@@ -79,13 +82,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             anyhow::Ok(durations?)
         })?;
     }
-    let compiled = match assay_spec::compile(&req) {
+    let mut compiled = match assay_spec::compile(&req) {
         Ok(c) => c,
         Err(errors) => {
             report(&file.display, doc, &errors);
             return Err(Reported(exit::INVALID).into());
         }
     };
+    crate::runtime_args::describe(args.runtime.runtime, &mut compiled.plan);
     let text = match args.output {
         PlanFormat::Json => serde_json::to_string_pretty(&compiled.plan)? + "\n",
         PlanFormat::Yaml => serde_saphyr::to_string(&compiled.plan)?,

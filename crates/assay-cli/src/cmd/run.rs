@@ -84,6 +84,9 @@ pub struct Args {
     pub follow: bool,
 
     #[command(flatten)]
+    pub runtime: crate::runtime_args::RuntimeArgs,
+
+    #[command(flatten)]
     pub conn: ConnArgs,
 }
 
@@ -126,6 +129,8 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
     if let Some(remote) = args.conn.remote()? {
         return super::run_remote::run(&args, &remote).await;
     }
+    // No engine: one error (exit 3) before anything is recorded.
+    args.runtime.install().await?;
     let store = args.conn.store.open().await?;
     let mut templates = stored_templates(&store).await?;
     let targets = targets(&args, &store, &mut templates).await?;
@@ -264,6 +269,13 @@ pub async fn execute(
     if let Some(w) = assay_engine::sandbox::isolation_warning() {
         eprintln!("warning: {w}");
     }
+    // With the container runtime, the images are checked (and pulled) before anything is
+    // recorded; a plan that does not compile is reported by `prepare` below.
+    let mut creq = assay_spec::CompileRequest::new(&target.workflow, templates);
+    creq.config = req.config.clone();
+    if let Ok(compiled) = assay_spec::compile(&creq) {
+        crate::runtime_args::check_images(&compiled.plan).await?;
+    }
     let prepared = match assay_runner::prepare(store, req).await {
         Ok(p) => p,
         Err(RunError::Invalid(errors)) => {
@@ -282,7 +294,9 @@ pub async fn execute(
 
     let ui = Ui::new(args.quiet || args.output.is_some());
     let exec = prepared.execution().clone();
-    ui.header(&exec.name, &target.workflow.metadata.name, prepared.plan());
+    let mut shown = prepared.plan().clone();
+    crate::runtime_args::describe(crate::runtime_args::active(), &mut shown);
+    ui.header(&exec.name, &target.workflow.metadata.name, &shown);
     // Labels as people read them (`tests · worker 2/4`); workers made at run time are named as
     // the engine reports them.
     let mut names = prepared.step_names().clone();

@@ -51,6 +51,9 @@ pub struct Args {
     log_format: String,
     #[command(flatten)]
     store: StoreArgs,
+    /// Where the server's runs execute (`ASSAY_RUNTIME`)
+    #[command(flatten)]
+    runtime: crate::runtime_args::RuntimeArgs,
 }
 
 /// `10s`, `2m`, `500ms`, `1h`: a positive duration.
@@ -124,6 +127,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         eprintln!("warning: {w}");
     }
     tokio::runtime::Runtime::new()?.block_on(async move {
+        args.runtime.install().await?;
         // `Server::start` recovers abandoned executions and logs each one.
         let store = args.store.open_unrecovered().await?;
         if !args.no_auth

@@ -68,6 +68,17 @@ impl Run {
     }
 
     pub fn with_flags(file: &str, name: &str, args: &[&str], flags: &[&str]) -> Run {
+        Self::with_env(file, name, args, flags, &[])
+    }
+
+    /// [`Run::with_flags`] with these environment variables set for `assay`.
+    pub fn with_env(
+        file: &str,
+        name: &str,
+        args: &[&str],
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
         let data = tempfile::tempdir().expect("temp dir");
         let path = workflows_dir().join(file);
         let mut all: Vec<String> = vec![
@@ -80,7 +91,11 @@ impl Run {
         all.extend(flags.iter().map(|s| s.to_string()));
         all.push("--data-dir".into());
         all.push(data.path().display().to_string());
-        let out = assay().args(&all).output().expect("run assay");
+        let out = assay()
+            .args(&all)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run assay");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         Run {
             code: out.status.code().unwrap_or(-1),

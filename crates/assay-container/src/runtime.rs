@@ -1,0 +1,935 @@
+//! The container runtime: each process of a plan in its image, through the Docker Engine API.
+//!
+//! One execution is one network (`assay-<execution>`) and the containers of its steps, services
+//! and parallel workers on it. The execution's folders on this machine are bind-mounted where
+//! steps expect them (`/data`, `/testkube/outputs`), so `content`, `glob()`, outputs, artifacts,
+//! JUnit reports and worker `transfer`/`fetch` work exactly as on the host runtime, and every
+//! step of the execution sees the same `/data` (a parallel worker has its own). The engine's own
+//! tools (the `git` of `content.git`) run on this machine, on those folders.
+//!
+//! Everything the runtime creates carries [`LABEL_EXECUTION`] and [`LABEL_OWNER`] (this
+//! machine, the owning process's pid and start time). A container is removed when its process
+//! has been waited for, the rest when the execution closes; what a killed `assay` left behind
+//! is removed by the next run on this machine ([`sweep`]), which finds owners that are gone.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assay_engine::HostRuntime;
+use assay_engine::runtime::{
+    BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, Runtime, Scope, Setup,
+    StartError, Stop, StopReason,
+};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::client::{Engine, EngineError, PullPolicy, describe};
+
+/// Label on every container and network: the execution's id.
+pub const LABEL_EXECUTION: &str = "io.assay.execution";
+/// Label on every container and network: `HOST/PID/START` of the process that owns it.
+pub const LABEL_OWNER: &str = "io.assay.owner";
+/// The image of a step or service that names none, as in Testkube (its default image).
+pub const DEFAULT_IMAGE: &str = "busybox:1.36.1-musl";
+/// Where steps see the execution's data folder.
+const DATA: &str = "/data";
+const OUTPUTS: &str = "/testkube/outputs";
+
+/// Runs a plan's processes in containers (see the module documentation).
+pub struct ContainerRuntime {
+    endpoint: Option<String>,
+    default_image: String,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl std::fmt::Debug for ContainerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerRuntime")
+            .field("endpoint", &self.endpoint)
+            .field("default_image", &self.default_image)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContainerRuntime {
+    /// A runtime on the engine at `endpoint` (else [`crate::client::default_endpoint`]). Image
+    /// pulls report progress to `progress`, one line at a time.
+    pub fn new(
+        endpoint: Option<String>,
+        progress: impl Fn(String) + Send + Sync + 'static,
+    ) -> Self {
+        ContainerRuntime {
+            endpoint,
+            default_image: DEFAULT_IMAGE.to_string(),
+            progress: Arc::new(progress),
+        }
+    }
+
+    /// The image for processes that name none (default [`DEFAULT_IMAGE`]).
+    pub fn with_default_image(mut self, image: impl Into<String>) -> Self {
+        self.default_image = image.into();
+        self
+    }
+
+    /// The engine this runtime talks to, connected and answering.
+    pub async fn connect(&self) -> Result<Engine, EngineError> {
+        Engine::connect(self.endpoint.as_deref()).await
+    }
+}
+
+impl Runtime for ContainerRuntime {
+    fn name(&self) -> &'static str {
+        "container"
+    }
+
+    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+        Box::pin(async move {
+            let engine = self.connect().await.map_err(|e| e.to_string())?;
+            sweep(&engine).await;
+            let execution = setup
+                .options
+                .context
+                .get("execution")
+                .and_then(|e| e.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    setup
+                        .layout
+                        .root
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| format!("pid{}", std::process::id()))
+                });
+            let tag = sanitize(&execution);
+            let network = format!("assay-{tag}");
+            let owner = owner();
+            let labels = HashMap::from([
+                (LABEL_EXECUTION.to_string(), execution.clone()),
+                (LABEL_OWNER.to_string(), owner.clone()),
+            ]);
+            engine
+                .docker()
+                .create_network(NetworkCreateRequest {
+                    name: network.clone(),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| {
+                    EngineError::api(format!("create network {network}"), &e).to_string()
+                })?;
+            let shared = Arc::new(Shared {
+                engine,
+                network,
+                tag,
+                labels,
+                default_image: self.default_image.clone(),
+                progress: self.progress.clone(),
+                images: tokio::sync::Mutex::new(HashSet::new()),
+                counter: AtomicU64::new(0),
+                base: container_env(&setup.options.base_env),
+            });
+            // The engine's own tools (git) run on this machine, on the execution's folders.
+            let host = HostRuntime.open(setup).await.inspect_err(|_| {
+                // Nothing of ours may outlive a failed open.
+                let s = shared.clone();
+                tokio::spawn(async move { s.remove_network().await });
+            })?;
+            let scope = ContainerScope::new(shared, setup.layout.clone(), host, true)
+                .map_err(|e| e.to_string())?;
+            Ok(Box::new(scope) as Box<dyn Scope>)
+        })
+    }
+}
+
+/// What the scopes of one execution share.
+struct Shared {
+    engine: Engine,
+    network: String,
+    /// The execution id as it may appear in container names.
+    tag: String,
+    labels: HashMap<String, String>,
+    default_image: String,
+    progress: Arc<dyn Fn(String) + Send + Sync>,
+    /// Images already checked (and pulled) for this execution.
+    images: tokio::sync::Mutex<HashSet<String>>,
+    counter: AtomicU64,
+    base: BTreeMap<String, String>,
+}
+
+impl Shared {
+    async fn remove_network(&self) {
+        let _ = self.engine.docker().remove_network(&self.network).await;
+    }
+
+    /// Makes sure `image` is here, once per execution.
+    async fn ensure_image(&self, image: &str, policy: Option<&str>) -> Result<(), StartError> {
+        let mut done = self.images.lock().await;
+        if done.contains(image) {
+            return Ok(());
+        }
+        let policy = PullPolicy::for_image(policy, image).map_err(StartError::Unsupported)?;
+        let progress = self.progress.clone();
+        self.engine
+            .ensure_image(image, policy, &mut |line| progress(line))
+            .await
+            .map_err(|e| StartError::Unsupported(e.to_string()))?;
+        done.insert(image.to_string());
+        Ok(())
+    }
+}
+
+/// One execution's (or parallel worker's) containers.
+struct ContainerScope {
+    shared: Arc<Shared>,
+    layout: Layout,
+    host: Box<dyn Scope>,
+    /// The execution's scope (which owns the network), not a worker's.
+    root: bool,
+    /// Containers created and not yet removed.
+    containers: Arc<Mutex<Vec<String>>>,
+    /// Service instances' containers by name and index: where their `exec` probes run.
+    services: Mutex<HashMap<(String, u64), String>>,
+}
+
+impl ContainerScope {
+    fn new(
+        shared: Arc<Shared>,
+        layout: Layout,
+        host: Box<dyn Scope>,
+        root: bool,
+    ) -> std::io::Result<Self> {
+        // Like Kubernetes' emptyDir: any user a step runs as may write there.
+        for dir in [&layout.data, &layout.outputs] {
+            open_up(dir)?;
+        }
+        Ok(ContainerScope {
+            shared,
+            layout,
+            host,
+            root,
+            containers: Arc::new(Mutex::new(Vec::new())),
+            services: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The container for a launch.
+    async fn create(&self, launch: &Launch, output: &Output) -> Result<String, StartError> {
+        let s = &self.shared;
+        let image = launch
+            .image
+            .clone()
+            .filter(|i| !i.trim().is_empty())
+            .unwrap_or_else(|| s.default_image.clone());
+        s.ensure_image(&image, launch.image_pull_policy.as_deref())
+            .await?;
+        let (entrypoint, cmd) = match &launch.shell {
+            Some(script) => (
+                Some(vec!["/bin/sh".into(), "-e".into(), "-c".into()]),
+                Some(vec![script.clone()]),
+            ),
+            None if !launch.command.is_empty() => {
+                (Some(launch.command.clone()), Some(launch.args.clone()))
+            }
+            None if !launch.args.is_empty() => (None, Some(launch.args.clone())),
+            // The image's own entrypoint and command.
+            None => (None, None),
+        };
+        let working_dir = (!launch.working_dir.is_empty()).then(|| launch.working_dir.clone());
+        if let Some(dir) = &working_dir
+            && let Some(host) = self.host_path(dir)
+        {
+            std::fs::create_dir_all(&host)
+                .and_then(|_| open_up(&host))
+                .map_err(|e| StartError::Failed(format!("failed to create {dir}: {e}")))?;
+        }
+        let limits = launch
+            .resources
+            .as_ref()
+            .and_then(|r| r.get("limits"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let memory = match limits.get("memory") {
+            Some(q) => Some(parse_memory(q).ok_or_else(|| {
+                StartError::Unsupported(format!(
+                    "resources.limits.memory: `{}` is not a quantity (e.g. 64Mi, 1Gi)",
+                    plain(q)
+                ))
+            })?),
+            None => None,
+        };
+        let nano_cpus = match limits.get("cpu") {
+            Some(q) => Some(parse_cpu(q).ok_or_else(|| {
+                StartError::Unsupported(format!(
+                    "resources.limits.cpu: `{}` is not a quantity (e.g. 500m, 2)",
+                    plain(q)
+                ))
+            })?),
+            None => None,
+        };
+        let user = run_as(launch.security_context.as_ref()).map_err(StartError::Unsupported)?;
+        let n = s.counter.fetch_add(1, Ordering::Relaxed);
+        let name = format!("assay-{}-{n}", s.tag);
+        let mut labels = s.labels.clone();
+        labels.insert("io.assay.log".into(), output.reference().to_string());
+        let aliases = match &launch.kind {
+            LaunchKind::Service { name, .. } => Some(vec![name.clone()]),
+            _ => None,
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.clone()),
+            entrypoint,
+            cmd,
+            env: Some(launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            working_dir,
+            user,
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                binds: Some(vec![
+                    format!("{}:{DATA}", self.layout.data.display()),
+                    format!("{}:{OUTPUTS}", self.layout.outputs.display()),
+                ]),
+                network_mode: Some(s.network.clone()),
+                memory,
+                // No swap beyond the limit: a step over its memory limit is killed (137).
+                memory_swap: memory,
+                nano_cpus,
+                // A small init as PID 1 passes SIGTERM on: a server that ignores it as PID 1
+                // (most do) would otherwise hold every stop for the whole grace period.
+                init: Some(true),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    s.network.clone(),
+                    EndpointSettings {
+                        aliases,
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = s
+            .engine
+            .docker()
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| {
+                StartError::Failed(format!(
+                    "failed to create a container of {image}: {}",
+                    describe(&e)
+                ))
+            })?;
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(created.id.clone());
+        Ok(created.id)
+    }
+
+    /// The host path of a path as steps see it, when it is one of the execution's folders.
+    fn host_path(&self, path: &str) -> Option<std::path::PathBuf> {
+        let under = |dir: &str| {
+            path.strip_prefix(dir)
+                .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                .is_some()
+        };
+        (under(DATA) || under(OUTPUTS)).then(|| self.layout.to_host(path))
+    }
+
+    async fn start_process(
+        &self,
+        launch: Launch,
+        output: Output,
+    ) -> Result<Box<dyn Process>, StartError> {
+        let id = self.create(&launch, &output).await?;
+        let docker = self.shared.engine.docker().clone();
+        let remove = |id: String| {
+            let docker = docker.clone();
+            async move {
+                let _ = docker
+                    .remove_container(
+                        &id,
+                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                    )
+                    .await;
+            }
+        };
+        // Follow the exit before starting, so no exit is missed.
+        let (exit_tx, exit) = watch::channel(None);
+        let waiter = {
+            let docker = docker.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let options = WaitContainerOptionsBuilder::default()
+                    .condition("next-exit")
+                    .build();
+                let code = match docker.wait_container(&id, Some(options)).next().await {
+                    Some(Ok(r)) => r.status_code as i32,
+                    Some(Err(bollard::errors::Error::DockerContainerWaitError {
+                        code, ..
+                    })) => code as i32,
+                    _ => exit_code_of(&docker, &id).await.unwrap_or(-1),
+                };
+                let _ = exit_tx.send(Some((code, Instant::now())));
+            })
+        };
+        if let Err(e) = docker.start_container(&id, None).await {
+            waiter.abort();
+            remove(id.clone()).await;
+            self.forget(&id);
+            return Err(StartError::Failed(format!(
+                "failed to start the container: {}",
+                describe(&e)
+            )));
+        }
+        let started = Instant::now();
+        let address = match &launch.kind {
+            LaunchKind::Service { name, index } => {
+                self.services
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((name.clone(), *index), id.clone());
+                self.address_of(&id).await
+            }
+            _ => String::new(),
+        };
+        let pump = tokio::spawn(pump_logs(docker.clone(), id.clone(), output));
+        Ok(Box::new(ContainerProcess {
+            docker,
+            id,
+            address,
+            exit,
+            started,
+            pump,
+            containers: self.containers.clone(),
+        }))
+    }
+
+    async fn address_of(&self, id: &str) -> String {
+        let inspect = self
+            .shared
+            .engine
+            .docker()
+            .inspect_container(id, None)
+            .await;
+        inspect
+            .ok()
+            .and_then(|c| c.network_settings)
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(&self.shared.network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_default()
+    }
+
+    fn forget(&self, id: &str) {
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|c| c != id);
+    }
+}
+
+impl Scope for ContainerScope {
+    fn worker<'a>(
+        &'a self,
+        layout: &'a Layout,
+        reference: &'a str,
+        index: u64,
+    ) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+        Box::pin(async move {
+            let host = self.host.worker(layout, reference, index).await?;
+            let scope = ContainerScope::new(self.shared.clone(), layout.clone(), host, false)
+                .map_err(|e| format!("failed to prepare {}: {e}", layout.data.display()))?;
+            Ok(Box::new(scope) as Box<dyn Scope>)
+        })
+    }
+
+    fn base_env(&self) -> BTreeMap<String, String> {
+        self.shared.base.clone()
+    }
+
+    fn start<'a>(
+        &'a self,
+        launch: Launch,
+        output: Output,
+    ) -> BoxFuture<'a, Result<Box<dyn Process>, StartError>> {
+        Box::pin(async move {
+            if launch.kind == LaunchKind::Tool {
+                return self.host.start(launch, output).await;
+            }
+            self.start_process(launch, output).await
+        })
+    }
+
+    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let LaunchKind::Probe { service, index } = &launch.kind else {
+                return Err("only readiness probes run as probes".to_string());
+            };
+            let target = self
+                .services
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(service.clone(), *index))
+                .cloned()
+                .ok_or_else(|| format!("service {service} {index} has no container"))?;
+            exec_probe(&self.shared.engine, &target, &launch).await
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let left: Vec<String> =
+                std::mem::take(&mut *self.containers.lock().unwrap_or_else(|e| e.into_inner()));
+            let docker = self.shared.engine.docker();
+            for id in left {
+                let _ = docker
+                    .remove_container(
+                        &id,
+                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                    )
+                    .await;
+            }
+            self.host.close().await;
+            if self.root {
+                self.shared.remove_network().await;
+            }
+        })
+    }
+}
+
+/// A started container.
+struct ContainerProcess {
+    docker: bollard::Docker,
+    id: String,
+    address: String,
+    /// Exit code and when it was seen, once the container has stopped.
+    exit: watch::Receiver<Option<(i32, Instant)>>,
+    started: Instant,
+    pump: JoinHandle<()>,
+    containers: Arc<Mutex<Vec<String>>>,
+}
+
+impl ContainerProcess {
+    async fn exited(&mut self) -> (i32, Instant) {
+        loop {
+            if let Some(e) = *self.exit.borrow_and_update() {
+                return e;
+            }
+            if self.exit.changed().await.is_err() {
+                return (-1, Instant::now());
+            }
+        }
+    }
+}
+
+impl Process for ContainerProcess {
+    fn address(&self) -> String {
+        self.address.clone()
+    }
+
+    fn try_exit_code(&mut self) -> Option<i32> {
+        self.exit.borrow().map(|(code, _)| code)
+    }
+
+    fn ended_by_itself(&mut self) -> BoxFuture<'_, Option<(i32, Duration)>> {
+        Box::pin(async move {
+            if self.exit.borrow().is_none() {
+                // Exact rather than by time: ask the engine whether it still runs.
+                let running = self
+                    .docker
+                    .inspect_container(&self.id, None)
+                    .await
+                    .ok()
+                    .and_then(|c| c.state)
+                    .and_then(|s| s.running)
+                    .unwrap_or(false);
+                if running {
+                    return None;
+                }
+            }
+            let (code, at) = self.exited().await;
+            Some((code, at.saturating_duration_since(self.started)))
+        })
+    }
+
+    fn wait(mut self: Box<Self>, stop: Stop) -> BoxFuture<'static, ProcessOutcome> {
+        Box::pin(async move {
+            let far = Instant::now() + Duration::from_secs(86400 * 365);
+            let deadline = stop.deadline.unwrap_or(far);
+            let mut stopped = None;
+            let exit = tokio::select! {
+                e = self.exited() => Some(e),
+                _ = stop.cancel.cancelled() => { stopped = Some(StopReason::Abort); None }
+                _ = tokio::time::sleep_until(deadline.into()) => { stopped = Some(StopReason::Timeout); None }
+            };
+            let (code, _) = match exit {
+                Some(e) => e,
+                None => {
+                    // SIGTERM, then SIGKILL after the grace period (the engine does both).
+                    let grace = stop.grace.as_secs_f64().ceil() as i32;
+                    let options = StopContainerOptionsBuilder::default().t(grace).build();
+                    let _ = self.docker.stop_container(&self.id, Some(options)).await;
+                    match tokio::time::timeout(stop.grace + Duration::from_secs(10), self.exited())
+                        .await
+                    {
+                        Ok(e) => e,
+                        Err(_) => {
+                            let _ = self
+                                .docker
+                                .kill_container(
+                                    &self.id,
+                                    None::<bollard::query_parameters::KillContainerOptions>,
+                                )
+                                .await;
+                            self.exited().await
+                        }
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(2), &mut self.pump)
+                .await
+                .is_err()
+            {
+                self.pump.abort();
+            }
+            let _ = self
+                .docker
+                .remove_container(
+                    &self.id,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
+                .await;
+            self.containers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|c| c != &self.id);
+            ProcessOutcome {
+                exit_code: Some(code),
+                stopped,
+                peak_rss_bytes: None,
+                cpu_time: None,
+            }
+        })
+    }
+}
+
+/// Copies a container's output (stdout and stderr in the order written) into its log.
+async fn pump_logs(docker: bollard::Docker, id: String, output: Output) {
+    let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+    let options = LogsOptionsBuilder::default()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let feed = async move {
+        let mut stream = docker.logs(&id, Some(options));
+        while let Some(Ok(chunk)) = stream.next().await {
+            if writer.write_all(&chunk.into_bytes()).await.is_err() {
+                break;
+            }
+        }
+        drop(writer);
+    };
+    tokio::join!(feed, output.pump(reader));
+}
+
+/// The exit code the engine recorded for a container.
+async fn exit_code_of(docker: &bollard::Docker, id: &str) -> Option<i32> {
+    let state = docker.inspect_container(id, None).await.ok()?.state?;
+    state.exit_code.map(|c| c as i32)
+}
+
+/// Runs an `exec` readiness probe in a service's container: `Ok` when it exits 0.
+async fn exec_probe(engine: &Engine, container: &str, launch: &Launch) -> Result<(), String> {
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    let docker = engine.docker();
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(launch.argv()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("exec probe: {}", describe(&e)))?;
+    match docker
+        .start_exec(&exec.id, None)
+        .await
+        .map_err(|e| format!("exec probe: {}", describe(&e)))?
+    {
+        StartExecResults::Attached { mut output, .. } => while output.next().await.is_some() {},
+        StartExecResults::Detached => {}
+    }
+    let code = docker
+        .inspect_exec(&exec.id)
+        .await
+        .map_err(|e| format!("exec probe: {}", describe(&e)))?
+        .exit_code;
+    match code {
+        Some(0) => Ok(()),
+        Some(c) => Err(format!("exec probe exited with {c}")),
+        None => Err("exec probe did not finish".into()),
+    }
+}
+
+/// Removes the containers and networks of executions whose owner on this machine is gone
+/// (an `assay` killed with `kill -9`, a machine restarted). Returns what it removed.
+pub async fn sweep(engine: &Engine) -> Vec<String> {
+    let docker = engine.docker();
+    let host = hostname();
+    let dead = |labels: Option<&HashMap<String, String>>| {
+        labels
+            .and_then(|l| l.get(LABEL_OWNER))
+            .is_some_and(|o| owner_is_gone(o, &host))
+    };
+    let filters = HashMap::from([("label", vec![LABEL_OWNER])]);
+    let mut removed = Vec::new();
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    for c in docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        if let Some(id) = c.id.filter(|_| dead(c.labels.as_ref())) {
+            let options = RemoveContainerOptionsBuilder::default().force(true).build();
+            if docker.remove_container(&id, Some(options)).await.is_ok() {
+                removed.push(id);
+            }
+        }
+    }
+    let options = ListNetworksOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    for n in docker
+        .list_networks(Some(options))
+        .await
+        .unwrap_or_default()
+    {
+        if let Some(name) = n.name.filter(|_| dead(n.labels.as_ref()))
+            && docker.remove_network(&name).await.is_ok()
+        {
+            removed.push(name);
+        }
+    }
+    removed
+}
+
+/// `HOST/PID/START` of this process.
+fn owner() -> String {
+    let pid = std::process::id();
+    format!("{}/{pid}/{}", hostname(), start_time(pid).unwrap_or(0))
+}
+
+/// Whether the owner named by a label was a process on this machine that no longer runs.
+fn owner_is_gone(owner: &str, host: &str) -> bool {
+    let mut parts = owner.rsplitn(3, '/');
+    let (Some(start), Some(pid), Some(h)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if h != host {
+        return false;
+    }
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return false;
+    };
+    start_time(pid) != Some(start)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// A process's start time in clock ticks since boot (field 22 of `/proc/PID/stat`), which
+/// tells a live owner from a later process that got the same pid.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// The environment processes start from in a container: the caller's, without what describes
+/// this machine (`PATH`, `HOME`, the user, the temporary folder): those are the image's.
+fn container_env(base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = base
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "PATH" | "HOME" | "USER" | "LOGNAME" | "TMPDIR" | "SHELL" | "PWD"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.entry("CI".into()).or_insert_with(|| "1".into());
+    env
+}
+
+/// `runAsUser[:runAsGroup]` of a securityContext, for the container's `User`.
+fn run_as(security_context: Option<&Value>) -> Result<Option<String>, String> {
+    let Some(sc) = security_context else {
+        return Ok(None);
+    };
+    let id = |key: &str| -> Result<Option<u64>, String> {
+        match sc.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .map(Some)
+                .ok_or_else(|| {
+                    format!("securityContext.{key}: `{}` is not a numeric id", plain(v))
+                }),
+        }
+    };
+    Ok(match (id("runAsUser")?, id("runAsGroup")?) {
+        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
+        (Some(u), None) => Some(u.to_string()),
+        (None, Some(g)) => Some(format!("0:{g}")),
+        (None, None) => None,
+    })
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A Kubernetes memory quantity in bytes (`64Mi`, `1G`, `128974848`, `129e6`).
+pub fn parse_memory(q: &Value) -> Option<i64> {
+    let s = plain(q);
+    let s = s.trim();
+    let units: [(&str, f64); 12] = [
+        ("Ki", 1024f64),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("Ti", 1024f64.powi(4)),
+        ("Pi", 1024f64.powi(5)),
+        ("Ei", 1024f64.powi(6)),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+    ];
+    let (number, factor) = units
+        .iter()
+        .find_map(|(u, f)| s.strip_suffix(u).map(|n| (n, *f)))
+        .unwrap_or((s, 1.0));
+    let value: f64 = number.parse().ok()?;
+    let bytes = (value * factor).ceil();
+    (bytes.is_finite() && bytes > 0.0 && bytes < i64::MAX as f64).then_some(bytes as i64)
+}
+
+/// A Kubernetes CPU quantity in billionths of a CPU (`500m`, `1.5`, `2`).
+pub fn parse_cpu(q: &Value) -> Option<i64> {
+    let s = plain(q);
+    let s = s.trim();
+    let cpus: f64 = match s.strip_suffix('m') {
+        Some(m) => m.parse::<f64>().ok()? / 1000.0,
+        None => s.parse().ok()?,
+    };
+    let nano = (cpus * 1e9).round();
+    (nano.is_finite() && nano >= 1e6 && nano < i64::MAX as f64).then_some(nano as i64)
+}
+
+/// Lets any user write in a folder steps share (a step may run as any `runAsUser`).
+fn open_up(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+}
+
+/// An execution id as a container name part (`[a-zA-Z0-9_.-]`).
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_memory(&json!("64Mi")), Some(64 << 20));
+        assert_eq!(parse_memory(&json!("1G")), Some(1_000_000_000));
+        assert_eq!(parse_memory(&json!(1024)), Some(1024));
+        assert_eq!(parse_memory(&json!("129e6")), Some(129_000_000));
+        assert_eq!(parse_memory(&json!("lots")), None);
+        assert_eq!(parse_memory(&json!("-1Mi")), None);
+        assert_eq!(parse_cpu(&json!("500m")), Some(500_000_000));
+        assert_eq!(parse_cpu(&json!(2)), Some(2_000_000_000));
+        assert_eq!(parse_cpu(&json!("1.5")), Some(1_500_000_000));
+        assert_eq!(parse_cpu(&json!("fast")), None);
+    }
+
+    #[test]
+    fn run_as_users() {
+        assert_eq!(run_as(None).unwrap(), None);
+        assert_eq!(
+            run_as(Some(&json!({"runAsUser": 1000, "runAsGroup": 1000}))).unwrap(),
+            Some("1000:1000".into())
+        );
+        assert_eq!(
+            run_as(Some(&json!({"runAsUser": 7}))).unwrap(),
+            Some("7".into())
+        );
+        assert!(run_as(Some(&json!({"runAsUser": "root"}))).is_err());
+    }
+
+    #[test]
+    fn owners() {
+        let me = owner();
+        assert!(!owner_is_gone(&me, &hostname()));
+        // Same pid, another start time: a later process, so the owner is gone.
+        let pid = std::process::id();
+        assert!(owner_is_gone(
+            &format!("{}/{pid}/1", hostname()),
+            &hostname()
+        ));
+        // Another machine's owners are never judged here.
+        assert!(!owner_is_gone(&format!("elsewhere/{pid}/1"), &hostname()));
+    }
+}
