@@ -363,3 +363,40 @@ fn conformance_workflows_pass_in_containers() {
         );
     }
 }
+
+/// The README's worked example (`### Running steps in containers`), as written.
+#[test]
+fn readme_example_runs_as_written() {
+    let Some(host) = engine() else { return };
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let start = readme
+        .find("```yaml\napiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: api-in-containers\n")
+        .expect("the README has the container example");
+    let body = &readme[start + "```yaml\n".len()..];
+    let yaml = &body[..body.find("```").unwrap()];
+    let commands = &body[body.find("```sh\n").unwrap() + "```sh\n".len()..];
+    let commands = &commands[..commands.find("```").unwrap()];
+    let run_line = commands
+        .lines()
+        .find(|l| l.starts_with("assay run "))
+        .expect("the example runs assay");
+    assert_eq!(
+        run_line,
+        "assay run api-in-containers.yaml --runtime container"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("api-in-containers.yaml"), yaml).unwrap();
+    let out = assay()
+        .current_dir(dir.path())
+        .args(run_line.split_whitespace().skip(1))
+        .args(["--data-dir", "data"])
+        .env("DOCKER_HOST", &host)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(PASSED), "{stderr}");
+    assert!(stderr.contains("<h1>ok</h1>"), "{stderr}");
+}

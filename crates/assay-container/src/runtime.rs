@@ -301,8 +301,8 @@ impl ContainerScope {
             labels: Some(labels),
             host_config: Some(HostConfig {
                 binds: Some(vec![
-                    format!("{}:{DATA}", self.layout.data.display()),
-                    format!("{}:{OUTPUTS}", self.layout.outputs.display()),
+                    format!("{}:{DATA}", absolute(&self.layout.data).display()),
+                    format!("{}:{OUTPUTS}", absolute(&self.layout.outputs).display()),
                 ]),
                 network_mode: Some(s.network.clone()),
                 memory,
@@ -865,6 +865,14 @@ pub fn parse_cpu(q: &Value) -> Option<i64> {
     };
     let nano = (cpus * 1e9).round();
     (nano.is_finite() && nano >= 1e6 && nano < i64::MAX as f64).then_some(nano as i64)
+}
+
+/// A folder as the engine needs it for a bind mount: absolute (a relative `--data-dir` gives
+/// relative folders).
+fn absolute(dir: &Path) -> std::path::PathBuf {
+    dir.canonicalize()
+        .or_else(|_| std::path::absolute(dir))
+        .unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// Lets any user write in a folder steps share (a step may run as any `runAsUser`).
