@@ -3,7 +3,7 @@
 # the same run (no timed assertions anywhere). Release builds; run on a quiet machine.
 #
 #   scripts/bench.sh            # all of them
-#   scripts/bench.sh cli        # one group: spec | engine | store | cli | server | dashboard | shards
+#   scripts/bench.sh cli        # one group: spec | engine | store | cli | server | dashboard | shards | containers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -85,4 +85,52 @@ if run_group shards; then
     ASSAY_TEST_SDIST=$(find "$out/sdist" -maxdepth 1 -name '*.tar.gz' | head -n 1) \
         ASSAY_TEST_PYTHON="$out/venv/bin/python" \
         cargo nextest run -p assay-cli --locked -E 'test(/^real_suite::/)' --no-capture 2>&1 | grep '^shards:'
+fi
+if run_group containers; then
+    echo "== containers: step overhead of --runtime container vs bare \`podman run --rm IMAGE true\`, parallel makespan"
+    # Podman (runc, no default ulimits) and the test images, as scripts/test.sh sets them up;
+    # ASSAY_BENCH_DOCKER_HOST names a running engine instead. ASSAY_BIN: another assay binary.
+    work=$(mktemp -d)
+    podman_pid=""
+    trap '[[ -n $podman_pid ]] && kill $podman_pid 2>/dev/null; rm -rf "$work"' EXIT
+    export CONTAINERS_CONF=${CONTAINERS_CONF:-$work/containers.conf}
+    [[ -f $CONTAINERS_CONF ]] || printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n' >"$CONTAINERS_CONF"
+    scripts/container-images.sh
+    host=${ASSAY_BENCH_DOCKER_HOST:-}
+    if [[ -z $host ]]; then
+        podman system service --time=0 "unix://$work/podman.sock" >"$work/podman.log" 2>&1 &
+        podman_pid=$!
+        for _ in $(seq 100); do [[ -S $work/podman.sock ]] && break; sleep 0.1; done
+        host="unix://$work/podman.sock"
+    fi
+    assay=${ASSAY_BIN:-target/release/assay}
+    [[ -n ${ASSAY_BIN:-} ]] || cargo build --release -p assay-cli --locked
+    n=20 workers=4 image=localhost/assay-tiny:1
+    python3 - "$work" "$n" "$workers" "$image" <<'PY'
+import sys
+d, n, w, image = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+head = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: {}\nspec:\n"
+steps = "\n".join(f'  - run:\n      image: {image}\n      command: ["true"]' for _ in range(n))
+open(f"{d}/steps.yaml", "w").write(head.format("container-steps") + f"  steps:\n{steps}\n")
+open(f"{d}/one.yaml", "w").write(head.format("one-sleep") +
+    f"  steps:\n  - run:\n      image: {image}\n      command: [sleep, '2']\n")
+open(f"{d}/workers.yaml", "w").write(head.format("workers") +
+    f"  steps:\n  - parallel:\n      count: {w}\n      run:\n        image: {image}\n        command: [sleep, '2']\n")
+PY
+    now() { date +%s.%N; }
+    secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+    t0=$(now)
+    for _ in $(seq "$n"); do podman run --rm "$image" true; done
+    t1=$(now)
+    DOCKER_HOST=$host "$assay" run "$work/steps.yaml" --runtime container -q --data-dir "$work/data" >/dev/null
+    t2=$(now)
+    bare=$(secs "$t0" "$t1") ours=$(secs "$t1" "$t2")
+    python3 -c "b, o, n = $bare, $ours, $n; print(f'{n} steps: podman run --rm {b:.2f}s ({b/n*1000:.0f} ms/step), assay --runtime container {o:.2f}s ({o/n*1000:.0f} ms/step), ratio {o/b:.2f}')"
+    t0=$(now)
+    DOCKER_HOST=$host "$assay" run "$work/one.yaml" --runtime container -q --data-dir "$work/data" >/dev/null
+    t1=$(now)
+    DOCKER_HOST=$host "$assay" run "$work/workers.yaml" --runtime container -q --data-dir "$work/data" >/dev/null
+    t2=$(now)
+    one=$(secs "$t0" "$t1") par=$(secs "$t1" "$t2")
+    python3 -c "a, p, w = $one, $par, $workers; print(f'parallel makespan: one container sleeping 2s {a:.2f}s, {w} workers sleeping 2s each {p:.2f}s (ratio {p/a:.2f}; serial would be about {w*a:.2f}s)')"
 fi
