@@ -27,6 +27,11 @@ pub use execution::{
 };
 pub use status::{ExecutionStatus, StepStatus};
 
+/// What a secret is replaced with wherever Assay writes it down or shows it: step logs, API
+/// answers, webhook delivery logs, URLs in messages, MCP answers. One string, so a reader (or a
+/// scanner) knows it everywhere.
+pub const MASK: &str = "*****";
+
 /// The body of every 4xx and 5xx response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -345,7 +345,9 @@ fn an_unreachable_postgres_is_named_without_its_password() {
         ])
         .assert()
         .code(3)
-        .stderr(predicate::str::contains("postgres://me:***@127.0.0.1:1/db"))
+        .stderr(predicate::str::contains(
+            "postgres://me:*****@127.0.0.1:1/db",
+        ))
         .stderr(predicate::str::contains("hunter2").not());
 }
 

@@ -10,8 +10,8 @@ use std::borrow::Cow;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
-/// What a secret is replaced with.
-pub const MASK: &str = "*****";
+/// What a secret is replaced with (defined once, in `assay-api`).
+pub use assay_api::MASK;
 
 /// Replaces every occurrence of any secret value. Cheap to clone (shared automaton).
 #[derive(Clone, Default)]

@@ -31,27 +31,12 @@ pub fn call(tool: &str, args: serde_json::Value) -> String {
     format!("{tool} {args}")
 }
 
-/// Duration as `0.48s`, `12s`, `3m05s`.
-pub fn duration(ms: i64) -> String {
-    let ms = ms.max(0);
-    if ms < 10_000 {
-        format!("{:.2}s", ms as f64 / 1000.0)
-    } else if ms < 120_000 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
-    }
-}
+/// Duration as `480ms`, `12.3s`, `3m05s`: the formatter of the CLI and the dashboard.
+pub use assay_store::format::duration;
 
 /// How long ago `at` was, as `5s ago`, `3m ago`, `2h ago`, `4d ago`.
 pub fn ago(at: i64) -> String {
-    let s = ((now_ms() - at) / 1000).max(0);
-    match s {
-        0..=59 => format!("{s}s ago"),
-        60..=3599 => format!("{}m ago", s / 60),
-        3600..=86_399 => format!("{}h ago", s / 3600),
-        _ => format!("{}d ago", s / 86_400),
-    }
+    assay_store::format::ago(at, now_ms())
 }
 
 /// The step to blame for a failed execution: the one rule shared with the CLI and the server
@@ -184,7 +169,7 @@ fn render_full(out: &mut String, exec: &Execution) {
         .config
         .iter()
         .map(|(k, v)| match (&v.value, v.sensitive) {
-            (_, true) => format!("{k}=***"),
+            (_, true) => format!("{k}={}", assay_store::MASK),
             (Some(v), _) => format!("{k}={}", text::clip_line(v, 80)),
             (None, _) => format!("{k}=(default)"),
         })
@@ -264,5 +249,17 @@ fn render_next(out: &mut String, exec: &Execution, name: &str) {
     }
     if !next.is_empty() {
         let _ = writeln!(out, "next: {}", next.join("; "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_in_the_cli_and_the_dashboard() {
+        assert_eq!(duration(480), "480ms");
+        assert_eq!(duration(12_340), "12.3s");
+        assert_eq!(duration(185_000), "3m05s");
     }
 }

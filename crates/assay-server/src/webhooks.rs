@@ -49,8 +49,8 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const CHANNEL: usize = 1024;
 /// Deliveries in flight at once; the observer waits for a free one before it reads on.
 pub const IN_FLIGHT: usize = 32;
-/// What a secret or a header value is replaced with in the delivery log.
-pub const MASK: &str = "********";
+/// What a secret or a header value is replaced with in the delivery log: the one mask string.
+pub use assay_api::MASK;
 
 /// When in an execution's life a report is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -107,7 +107,7 @@ fn encode_path(path: &Path) -> String {
     out
 }
 
-/// Replace the password of a URL (and secret-looking query values) with `***`.
+/// Replace the password of a URL (and secret-looking query values) with [`assay_api::MASK`].
 pub fn mask_url(raw: &str) -> String {
     let Ok(mut url) = url::Url::parse(raw) else {
         // Not a URL we understand; still hide anything between `:` and `@` after the scheme.
@@ -115,9 +115,10 @@ pub fn mask_url(raw: &str) -> String {
             let creds = &raw[scheme_end + 3..at];
             if let Some(colon) = creds.find(':') {
                 return format!(
-                    "{}{}:***{}",
+                    "{}{}:{}{}",
                     &raw[..scheme_end + 3],
                     &creds[..colon],
+                    assay_api::MASK,
                     &raw[at..]
                 );
             }
@@ -125,7 +126,7 @@ pub fn mask_url(raw: &str) -> String {
         return raw.to_string();
     };
     if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
+        let _ = url.set_password(Some(assay_api::MASK));
     }
     let secret_keys = [
         "password",
@@ -143,7 +144,11 @@ pub fn mask_url(raw: &str) -> String {
                     .any(|s| k.to_ascii_lowercase().contains(s));
                 (
                     k.into_owned(),
-                    if hide { "***".into() } else { v.into_owned() },
+                    if hide {
+                        assay_api::MASK.into()
+                    } else {
+                        v.into_owned()
+                    },
                 )
             })
             .collect();
@@ -160,11 +165,11 @@ mod tests {
     fn masks_password_and_secret_query_values() {
         assert_eq!(
             mask_url("postgres://bob:hunter2@db.example:5432/assay"),
-            "postgres://bob:***@db.example:5432/assay"
+            "postgres://bob:*****@db.example:5432/assay"
         );
         assert_eq!(
             mask_url("s3://b/p?endpoint=http://x:9000&secret_access_key=abc"),
-            "s3://b/p?endpoint=http%3A%2F%2Fx%3A9000&secret_access_key=***"
+            "s3://b/p?endpoint=http%3A%2F%2Fx%3A9000&secret_access_key=*****"
         );
         assert_eq!(mask_url("postgres://bob@h/db"), "postgres://bob@h/db");
     }

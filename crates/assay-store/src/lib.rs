@@ -29,6 +29,7 @@ mod definitions;
 mod error;
 mod executions;
 mod files;
+pub mod format;
 mod hooks;
 pub mod lease;
 pub mod live;
@@ -44,6 +45,7 @@ mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use assay_api::MASK;
 pub use assay_spec::status::{ExecutionStatus, StepStatus};
 pub use config::{FILES_DIR, SQLITE_FILE, StoreConfig, mask_url};
 pub use dashboard::RunPoint;

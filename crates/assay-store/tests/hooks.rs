@@ -109,7 +109,7 @@ async fn hooks_round_trip(env: Env) {
                 attempt,
                 at: 2000 + attempt,
                 url: "http://127.0.0.1/x".into(),
-                headers: BTreeMap::from([("X-Token".into(), "********".into())]),
+                headers: BTreeMap::from([("X-Token".into(), "*****".into())]),
                 payload: "{}".into(),
                 status_code: Some(if attempt < 3 { 500 } else { 200 }),
                 error: None,
@@ -131,7 +131,7 @@ async fn hooks_round_trip(env: Env) {
             (1, Some(500), false)
         ]
     );
-    assert_eq!(attempts[0].headers["X-Token"], "********");
+    assert_eq!(attempts[0].headers["X-Token"], "*****");
 
     let yaml = "apiVersion: executor.testkube.io/v1\nkind: Webhook\nmetadata: {name: slack}\n";
     let labels = BTreeMap::from([("team".to_string(), "qa".to_string())]);

@@ -1043,7 +1043,7 @@ async fn an_unreachable_postgres_is_reported_without_its_password() {
     let err = Store::open(config).await.unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("postgres://assay:***@127.0.0.1:1/assay"),
+        msg.contains("postgres://assay:*****@127.0.0.1:1/assay"),
         "{msg}"
     );
     assert!(!msg.contains("s3cret"), "{msg}");

@@ -59,30 +59,12 @@ pub fn print_table(t: &comfy_table::Table) {
     }
 }
 
-/// `3m ago`, `2h ago`, `5d ago`.
+/// `3m ago`, `2h ago`, `5d ago` (the one formatter: `assay_store::format`).
 pub fn ago(ms: UnixMs) -> String {
-    let secs = ((now_ms() - ms) / 1000).max(0);
-    match secs {
-        0..=59 => format!("{secs}s ago"),
-        60..=3599 => format!("{}m ago", secs / 60),
-        3600..=86_399 => format!("{}h ago", secs / 3600),
-        _ => format!("{}d ago", secs / 86_400),
-    }
+    assay_store::format::ago(ms, now_ms())
 }
 
-/// `850ms`, `12.3s`, `4m05s`, `1h02m`.
-pub fn duration(ms: i64) -> String {
-    let ms = ms.max(0);
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else if ms < 3_600_000 {
-        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
-    } else {
-        format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
-    }
-}
+pub use assay_store::format::duration;
 
 /// `2h`, `30m`, `45s`, `7d` → milliseconds.
 pub fn parse_age(text: &str) -> Result<i64, String> {
@@ -198,12 +180,5 @@ mod tests {
         assert_eq!(parse_age("30m"), Ok(1_800_000));
         assert!(parse_age("2x").is_err());
         assert!(parse_age("h").is_err());
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(duration(850), "850ms");
-        assert_eq!(duration(12_340), "12.3s");
-        assert_eq!(duration(245_000), "4m05s");
     }
 }

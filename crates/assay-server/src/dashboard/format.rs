@@ -10,30 +10,9 @@ pub fn time(ms: UnixMs) -> String {
     format!("{trimmed} UTC")
 }
 
-/// `5m ago`, `3h ago`, `2d ago`.
-pub fn ago(ms: UnixMs, now: UnixMs) -> String {
-    let s = (now - ms).max(0) / 1000;
-    match s {
-        0..=59 => format!("{s}s ago"),
-        60..=3599 => format!("{}m ago", s / 60),
-        3600..=86_399 => format!("{}h ago", s / 3600),
-        _ => format!("{}d ago", s / 86_400),
-    }
-}
-
-/// `850ms`, `12.3s`, `4m 05s`, `1h 02m`.
-pub fn duration(ms: i64) -> String {
-    let ms = ms.max(0);
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else if ms < 3_600_000 {
-        format!("{}m {:02}s", ms / 60_000, (ms / 1000) % 60)
-    } else {
-        format!("{}h {:02}m", ms / 3_600_000, (ms / 60_000) % 60)
-    }
-}
+/// `5m ago`, `3h ago`, `2d ago`; `850ms`, `12.3s`, `4m05s`, `1h02m`: the formatter the CLI and
+/// MCP use too.
+pub use assay_store::format::{ago, duration};
 
 /// `512 B`, `3.4 KiB`, `12.0 MiB`.
 pub fn size(bytes: u64) -> String {
@@ -76,8 +55,8 @@ mod tests {
     fn formats() {
         assert_eq!(duration(850), "850ms");
         assert_eq!(duration(12_345), "12.3s");
-        assert_eq!(duration(245_000), "4m 05s");
-        assert_eq!(duration(3_720_000), "1h 02m");
+        assert_eq!(duration(245_000), "4m05s");
+        assert_eq!(duration(3_720_000), "1h02m");
         assert_eq!(size(512), "512 B");
         assert_eq!(size(3 * 1024 + 400), "3.4 KiB");
         assert_eq!(ago(0, 90_000), "1m ago");
