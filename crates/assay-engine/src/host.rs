@@ -160,16 +160,11 @@ impl HostScope {
         })
     }
 
-    /// The environment processes start from: the caller's (or [`crate::inherited_env`] of
-    /// this process), a default `PATH`, `CI=1`, and the execution's temporary folder.
+    /// The environment processes start from: [`crate::starting_env`], a default `PATH`, `CI=1`, and the execution's temporary folder.
     fn environment(&self) -> BTreeMap<String, String> {
-        let mut env = self.base.as_ref().clone();
-        if env.is_empty() {
-            env = crate::options::inherited_env();
-        }
-        env.entry("PATH".into()).or_insert_with(|| {
-            "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into()
-        });
+        let mut env = crate::env::starting_env(&self.base);
+        env.entry("PATH".into())
+            .or_insert_with(|| crate::env::DEFAULT_PATH.into());
         env.entry("CI".into()).or_insert_with(|| "1".into());
         // No colour settings of our own: the user's pass through (`TERMINAL_ENV`), or none.
         // The host path works inside the namespace too (the execution's work folder is mounted

@@ -23,6 +23,7 @@
 
 mod artifacts;
 mod content;
+mod env;
 mod event;
 mod host;
 mod layout;
@@ -45,14 +46,12 @@ use assay_spec::plan::{Plan, PlanStep};
 use assay_spec::status::{ExecutionStatus, StepStatus};
 use tokio::sync::mpsc;
 
+pub use env::{DEFAULT_PATH, INHERITED_ENV, TERMINAL_ENV, inherited_env, starting_env};
 pub use event::{Event, ExecutionOutcome, LogChunk, ServiceState, StepResult, WorkerState};
 pub use host::{HostRuntime, SERVICE_IP};
 pub use logs::MAX_LINE;
 pub use mask::{MASK, Masker};
-pub use options::{
-    DEFAULT_SHELL, INHERITED_ENV, Isolation, LaunchRequest, RunOptions, TERMINAL_ENV,
-    WorkflowLauncher, inherited_env,
-};
+pub use options::{DEFAULT_SHELL, Isolation, LaunchRequest, RunOptions, WorkflowLauncher};
 pub use runtime::Runtime;
 
 use crate::layout::Layout;

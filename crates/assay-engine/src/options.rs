@@ -31,7 +31,7 @@ pub struct RunOptions {
     /// (`{name, ...}`), `organization`, ... as objects or values.
     pub context: Map<String, Value>,
     /// The environment every process starts from (the plan's env is applied on top). When
-    /// empty, the engine uses [`inherited_env`] of its own process.
+    /// empty, the engine uses [`crate::inherited_env`] of its own process.
     pub base_env: BTreeMap<String, String>,
     /// Whether steps get private namespaces: their own `/data`, `/testkube/outputs` and
     /// `/proc`, and the [`hidden`](Self::hidden) paths out of sight.
@@ -49,37 +49,6 @@ pub struct RunOptions {
     pub launcher: Option<Arc<dyn WorkflowLauncher>>,
     /// Where the plan's processes run: [`HostRuntime`](crate::HostRuntime) by default.
     pub runtime: Arc<dyn Runtime>,
-}
-
-/// Variables of the caller's own environment that steps start with (see [`inherited_env`]).
-/// Nothing else of the caller's environment reaches a step: it may hold the server's secrets.
-pub const INHERITED_ENV: [&str; 8] = [
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
-];
-
-/// The user's terminal settings: passed to steps exactly as the user has them, and never
-/// invented. Test tools decide on colour from these (and from whether their output is a
-/// terminal, which it never is here), so a run with `NO_COLOR` or in a pipe gets plain output,
-/// and one with `FORCE_COLOR` gets colour. Logs are stored as the step wrote them.
-pub const TERMINAL_ENV: [&str; 6] = [
-    "NO_COLOR",
-    "FORCE_COLOR",
-    "CLICOLOR",
-    "CLICOLOR_FORCE",
-    "TERM",
-    "COLUMNS",
-];
-
-/// The variables of [`INHERITED_ENV`] and [`TERMINAL_ENV`] that this process has, and its
-/// locale categories (`LC_*`): the environment steps start from when the caller gives none.
-pub fn inherited_env() -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = INHERITED_ENV
-        .iter()
-        .chain(TERMINAL_ENV.iter())
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect();
-    env.extend(std::env::vars().filter(|(k, _)| k.starts_with("LC_")));
-    env
 }
 
 /// Testkube runs shell steps with busybox `sh -c "set -e; ..."`; real workflows rely on ash

@@ -139,7 +139,7 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Strin
 /// Whether `program` is an executable file in one of `path`'s folders.
 fn on_path(program: &str, path: Option<&str>) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.unwrap_or("/usr/local/bin:/usr/bin:/bin")
+    path.unwrap_or(crate::env::DEFAULT_PATH)
         .split(':')
         .filter(|d| !d.is_empty())
         .any(|d| {

@@ -262,10 +262,7 @@ impl Sandbox {
         // The holder is the namespace's PID 1, whose environ every step can read: none of
         // ours (it may hold the server's secrets).
         .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
+        .env("PATH", crate::env::DEFAULT_PATH)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

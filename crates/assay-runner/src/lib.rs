@@ -47,7 +47,7 @@ pub struct RunRequest {
     pub secrets: BTreeMap<String, String>,
     pub running_context: RunningContext,
     /// The environment processes start from; empty means a few variables of this process
-    /// ([`assay_engine::inherited_env`]: `PATH`, `HOME`, ... and the user's terminal settings).
+    /// ([`assay_engine::starting_env`]: `PATH`, `HOME`, ... and the user's terminal settings).
     pub base_env: BTreeMap<String, String>,
     /// Names of the workflows whose `execute` steps started this run, outermost first (empty
     /// for a run started by a person, a server or an agent). `execute` nests at most
@@ -415,11 +415,7 @@ async fn prepare_created(
     // Steps must not reach the server's secrets: its data folder (tokens, the SQLite file,
     // other executions' folders) is hidden from them, their own work folder excepted.
     opts.hidden = hidden_paths(store.config());
-    let mut base_env = if req.base_env.is_empty() {
-        assay_engine::inherited_env()
-    } else {
-        req.base_env.clone()
-    };
+    let mut base_env = assay_engine::starting_env(&req.base_env);
     for (k, v) in &req.secrets {
         base_env.insert(k.clone(), v.clone());
     }
