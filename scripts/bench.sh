@@ -122,14 +122,14 @@ PY
     t0=$(now)
     for _ in $(seq "$n"); do podman run --rm "$image" true; done
     t1=$(now)
-    DOCKER_HOST=$host "$assay" run "$work/steps.yaml" --runtime container -q --data-dir "$work/data" >/dev/null
+    DOCKER_HOST=$host "$assay" run "$work/steps.yaml" --runtime container -q --data-dir "$work/data" >/dev/null 2>&1
     t2=$(now)
     bare=$(secs "$t0" "$t1") ours=$(secs "$t1" "$t2")
     python3 -c "b, o, n = $bare, $ours, $n; print(f'{n} steps: podman run --rm {b:.2f}s ({b/n*1000:.0f} ms/step), assay --runtime container {o:.2f}s ({o/n*1000:.0f} ms/step), ratio {o/b:.2f}')"
     t0=$(now)
-    DOCKER_HOST=$host "$assay" run "$work/one.yaml" --runtime container -q --data-dir "$work/data" >/dev/null
+    DOCKER_HOST=$host "$assay" run "$work/one.yaml" --runtime container -q --data-dir "$work/data" >/dev/null 2>&1
     t1=$(now)
-    DOCKER_HOST=$host "$assay" run "$work/workers.yaml" --runtime container -q --data-dir "$work/data" >/dev/null
+    DOCKER_HOST=$host "$assay" run "$work/workers.yaml" --runtime container -q --data-dir "$work/data" >/dev/null 2>&1
     t2=$(now)
     one=$(secs "$t0" "$t1") par=$(secs "$t1" "$t2")
     python3 -c "a, p, w = $one, $par, $workers; print(f'parallel makespan: one container sleeping 2s {a:.2f}s, {w} workers sleeping 2s each {p:.2f}s (ratio {p/a:.2f}; serial would be about {w*a:.2f}s)')"
