@@ -400,3 +400,88 @@ fn readme_example_runs_as_written() {
     assert_eq!(out.status.code(), Some(PASSED), "{stderr}");
     assert!(stderr.contains("<h1>ok</h1>"), "{stderr}");
 }
+
+/// One HTTP/1.0 request to a server on 127.0.0.1: status and body.
+fn http(port: u16, method: &str, path: &str, body: Option<(&str, &str)>) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (ctype, text) = body.unwrap_or(("application/json", ""));
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (
+        status,
+        out.split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_string()),
+    )
+}
+
+/// `assay server --runtime container`: the server's runs execute in containers.
+#[test]
+fn a_server_with_the_container_runtime_runs_its_executions_in_images() {
+    let Some(host) = engine() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = assay()
+        .args(["server", "--no-auth", "--runtime", "container", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("ASSAY_DATA_DIR", data.path())
+        .env("DOCKER_HOST", &host)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(60) || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // /www/index.html exists in the test image only, not on this machine.
+    let yaml = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: in-image\nspec:\n  steps:\n  - name: look\n    shell: test -f /www/index.html\n    container:\n      image: localhost/assay-tiny:1\n";
+    let (code, body) = http(
+        port,
+        "POST",
+        "/v1/test-workflows",
+        Some(("text/yaml", yaml)),
+    );
+    assert!(code < 300, "{code} {body}");
+    let (code, body) = http(
+        port,
+        "POST",
+        "/v1/test-workflows/in-image/executions",
+        Some(("application/json", "{}")),
+    );
+    assert!(code < 300, "{code} {body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = loop {
+        let (_, body) = http(
+            port,
+            "GET",
+            &format!("/v1/test-workflow-executions/{id}"),
+            None,
+        );
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let s = v["result"]["status"].as_str().unwrap_or("").to_string();
+        if matches!(s.as_str(), "passed" | "failed" | "aborted")
+            || started.elapsed() > Duration::from_secs(120)
+        {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, "passed");
+}
