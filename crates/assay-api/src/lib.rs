@@ -45,6 +45,10 @@ pub struct ErrorBody {
     /// Each problem of a rejected workflow or template, with its place in the document.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// On a 403: the role the request needs (`viewer`, `runner` or `admin`), so a client can
+    /// say which token to make without reading `detail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_role: Option<String>,
 }
 
 /// One problem of a submitted document (see `assay validate`).

@@ -97,7 +97,7 @@ impl Remote {
                     )),
                 },
                 403 => {
-                    let role = needed_role(&body.detail).unwrap_or("a stronger role");
+                    let role = body.required_role.as_deref().unwrap_or("a stronger role");
                     UserError {
                         code: exit::INVALID,
                         message: format!(
@@ -151,12 +151,6 @@ fn problem_line(p: &assay_api::Problem) -> String {
     }
 }
 
-/// `runner` from "…; this request needs `runner`".
-fn needed_role(detail: &str) -> Option<&str> {
-    let rest = detail.split("needs `").nth(1)?;
-    rest.split('`').next()
-}
-
 /// A command or flag that has no API yet: refused with a hint, exit 2.
 pub fn local_only(what: &str, remote: &Remote) -> anyhow::Error {
     UserError::invalid(format!(
@@ -165,18 +159,4 @@ pub fn local_only(what: &str, remote: &Remote) -> anyhow::Error {
     ))
     .with_hint("add `--context embedded` to use the store on this machine")
     .into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::needed_role;
-
-    #[test]
-    fn roles_are_read_from_refusals() {
-        assert_eq!(
-            needed_role("token `v` has role `viewer`; this request needs `runner`"),
-            Some("runner")
-        );
-        assert_eq!(needed_role("nope"), None);
-    }
 }

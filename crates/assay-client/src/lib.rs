@@ -226,6 +226,7 @@ impl Client {
             },
             status: status.as_u16(),
             problems: Vec::new(),
+            required_role: None,
         });
         Err(ClientError::Api { body })
     }

@@ -7,10 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use assay_engine::{LaunchRequest, WorkflowLauncher};
-use assay_spec::TemplateSet;
-use assay_spec::model::Document;
 use assay_spec::status::ExecutionStatus;
-use assay_store::{ContextType, DefinitionKind, LabelSelector, RunningContext, Store, StoreError};
+use assay_store::{ContextType, RunningContext, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::{RunError, RunRequest, prepare};
@@ -56,29 +54,19 @@ impl StoreLauncher {
                 self.chain.join(" -> ")
             ));
         }
-        let definition = match self
-            .store
-            .get_definition(DefinitionKind::Workflow, name, None)
-            .await
-        {
-            Ok(d) => d,
-            Err(StoreError::NotFound { .. }) => {
+        let workflow = match crate::stored::workflow(&self.store, name).await {
+            Ok(w) => w,
+            Err(e) if e.is_not_found() => {
                 return Err(format!(
                     "there is no stored workflow named `{name}` (store it with `assay apply`)"
                 ));
             }
+            Err(crate::stored::StoredError::DoesNotLoad { .. }) => {
+                return Err(format!("the stored workflow `{name}` no longer loads"));
+            }
             Err(e) => return Err(format!("failed to load the workflow `{name}`: {e}")),
         };
-        let loaded = assay_spec::load::load(&format!("stored workflow {name}"), &definition.yaml);
-        let workflow = loaded
-            .documents
-            .into_iter()
-            .find_map(|d| match d.document {
-                Document::TestWorkflow(w) => Some(w),
-                _ => None,
-            })
-            .ok_or_else(|| format!("the stored workflow `{name}` no longer loads"))?;
-        let templates = stored_templates(&self.store)
+        let templates = crate::stored::templates(&self.store)
             .await
             .map_err(|e| format!("failed to load the stored templates: {e}"))?;
         let mut req = RunRequest::new(workflow, templates);
@@ -125,21 +113,4 @@ impl StoreLauncher {
             .map_err(|e| format!("the execution of `{name}` failed to run: {e}"))?;
         Ok(finished.execution.status)
     }
-}
-
-/// Every template stored with `assay apply`.
-async fn stored_templates(store: &Store) -> Result<TemplateSet, StoreError> {
-    let mut templates = TemplateSet::new();
-    for def in store
-        .list_definitions(DefinitionKind::Template, &LabelSelector::default())
-        .await?
-    {
-        let loaded = assay_spec::load::load(&format!("stored template {}", def.name), &def.yaml);
-        for d in loaded.documents {
-            if let Document::TestWorkflowTemplate(t) = d.document {
-                templates.insert(t);
-            }
-        }
-    }
-    Ok(templates)
 }

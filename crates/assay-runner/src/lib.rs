@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 mod junit;
 mod launcher;
 mod names;
+pub mod stored;
 
 pub use launcher::MAX_EXECUTE_DEPTH;
 pub use names::{COMMAND_CHARS, StepNames};

@@ -115,15 +115,18 @@ pub async fn authenticate(
     };
     let needed = required_role(request.method(), request.uri().path());
     if info.role < needed {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "token `{}` has role `{}`; this request needs `{}`",
-                info.name,
-                info.role.as_str(),
-                needed.as_str()
-            ),
-        )
+        return ApiError {
+            required_role: Some(needed.as_str()),
+            ..ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "token `{}` has role `{}`; this request needs `{}`",
+                    info.name,
+                    info.role.as_str(),
+                    needed.as_str()
+                ),
+            )
+        }
         .into_response();
     }
     // The bare role too, for the MCP layer (which knows no `Caller`).

@@ -2,11 +2,10 @@
 //! like `assay validate`, problems with line:col), get, list with a label selector, update,
 //! delete. Documents are stored as YAML text with revisions; responses are their JSON.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use assay_api::{ErrorBody, Problem};
-use assay_spec::load::Kind;
-use assay_store::{ApplyOutcome, Definition, DefinitionKind, DeleteMode, LabelSelector};
+use assay_api::ErrorBody;
+use assay_service::{Checked, DocumentKind};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -15,41 +14,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 
-/// The JSON of a stored definition.
-fn to_json(def: &Definition) -> ApiResult<Value> {
-    let loaded = assay_spec::load::load(&def.name, &def.yaml);
-    loaded
-        .documents
-        .into_iter()
-        .next()
-        .map(|d| d.raw)
-        .ok_or_else(|| {
-            ApiError::internal(format!(
-                "stored {} `{}` does not load",
-                def.kind.noun(),
-                def.name
-            ))
-        })
-}
-
-fn kind_of(kind: DefinitionKind) -> Kind {
-    match kind {
-        DefinitionKind::Workflow => Kind::TestWorkflow,
-        DefinitionKind::Template => Kind::TestWorkflowTemplate,
-    }
-}
-
-/// A checked document from a request body: its name, labels and the YAML text to store.
-struct Submitted {
-    name: String,
-    labels: BTreeMap<String, String>,
-    yaml: String,
-    raw: Value,
-}
-
-fn is_yaml(headers: &HeaderMap) -> bool {
+/// Whether the body says it is YAML (JSON otherwise).
+pub(crate) fn is_yaml(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -63,169 +31,77 @@ fn is_yaml(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.ends_with("yaml") || v == "text/plain")
 }
 
-/// Check a body as `assay validate` does. JSON is YAML too, so both go through the same
-/// loader and problems point into the text that was sent.
-fn check(kind: DefinitionKind, headers: &HeaderMap, body: &Bytes) -> ApiResult<Submitted> {
-    let yaml_body = is_yaml(headers);
-    if !yaml_body && serde_json::from_slice::<Value>(body).is_err() {
-        return Err(ApiError::bad_request(
-            "the body is not JSON; send YAML with `Content-Type: text/yaml`",
-        ));
-    }
-    let loaded = assay_spec::validate::check_bytes("request body", body);
-    if loaded.has_errors() {
-        let problems: Vec<Problem> = loaded
-            .diagnostics
-            .iter()
-            .filter(|d| d.severity == assay_spec::diagnostic::Severity::Error)
-            .map(|d| Problem {
-                line: d.line,
-                column: d.column,
-                message: d.message.clone(),
-                hint: d.hint.clone(),
-                path: d.path.clone(),
-            })
-            .collect();
-        let first = problems
-            .first()
-            .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
-            .unwrap_or_default();
-        return Err(ApiError {
-            status: StatusCode::BAD_REQUEST,
-            detail: format!(
-                "the {} is not valid ({} problem(s)); first: {first}",
-                kind.noun(),
-                problems.len()
-            ),
-            problems,
-        });
-    }
-    let [doc] = loaded.documents.as_slice() else {
-        return Err(ApiError::bad_request(format!(
-            "send exactly one document (found {})",
-            loaded.documents.len()
-        )));
-    };
-    if doc.kind != kind_of(kind) {
-        return Err(ApiError::bad_request(format!(
-            "this endpoint takes a {:?}, not a {:?}",
-            kind_of(kind),
-            doc.kind
-        )));
-    }
-    let labels = match &doc.document {
-        assay_spec::model::Document::TestWorkflow(w) => &w.metadata.labels,
-        assay_spec::model::Document::TestWorkflowTemplate(t) => &t.metadata.labels,
-    }
-    .iter()
-    .map(|(k, v)| (k.clone(), v.clone()))
-    .collect();
-    let yaml = if yaml_body {
-        String::from_utf8_lossy(body).into_owned()
-    } else {
-        serde_saphyr::to_string(&doc.raw).map_err(ApiError::internal)?
-    };
-    Ok(Submitted {
-        name: doc.name.clone(),
-        labels,
-        yaml,
-        raw: doc.raw.clone(),
-    })
+/// Check a body as `assay validate` does (see [`assay_service::definitions::check`]).
+pub(crate) fn check(kind: DocumentKind, headers: &HeaderMap, body: &Bytes) -> ApiResult<Checked> {
+    Ok(assay_service::definitions::check(
+        kind,
+        body,
+        is_yaml(headers),
+    )?)
 }
 
-async fn list(
+pub(crate) async fn list(
     state: &AppState,
-    kind: DefinitionKind,
+    kind: DocumentKind,
     query: &HashMap<String, String>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    let selector = LabelSelector::parse(query.get("selector").map(String::as_str).unwrap_or(""))
-        .map_err(ApiError::bad_request)?;
-    let text = query.get("textSearch").map(|t| t.to_lowercase());
-    let mut out = Vec::new();
-    for def in state.store.list_definitions(kind, &selector).await? {
-        if let Some(t) = &text
-            && !def.name.to_lowercase().contains(t)
-        {
-            continue;
-        }
-        out.push(to_json(&def)?);
-    }
-    Ok(Json(out))
+    let selector = query.get("selector").map(String::as_str).unwrap_or("");
+    // Only workflows and templates are searched by name (Testkube's `textSearch`).
+    let text = match kind {
+        DocumentKind::Workflow | DocumentKind::Template => query.get("textSearch"),
+        DocumentKind::Webhook | DocumentKind::TestTrigger => None,
+    };
+    Ok(Json(
+        state
+            .service
+            .definitions()
+            .list(kind, selector, text.map(String::as_str))
+            .await?,
+    ))
 }
 
-async fn get(state: &AppState, kind: DefinitionKind, name: &str) -> ApiResult<Json<Value>> {
-    let def = state.store.get_definition(kind, name, None).await?;
-    Ok(Json(to_json(&def)?))
-}
-
-async fn create(
+pub(crate) async fn get(
     state: &AppState,
-    kind: DefinitionKind,
+    kind: DocumentKind,
+    name: &str,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.service.definitions().get(kind, name).await?))
+}
+
+pub(crate) async fn create(
+    state: &AppState,
+    kind: DocumentKind,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> ApiResult<Response> {
     let doc = check(kind, headers, body)?;
-    match state.store.get_definition(kind, &doc.name, None).await {
-        Ok(_) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "{} `{}` exists already; update it with PUT",
-                    kind.noun(),
-                    doc.name
-                ),
-            ));
-        }
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e.into()),
-    }
-    state
-        .store
-        .apply(kind, &doc.name, &doc.yaml, &doc.labels)
-        .await?;
+    state.service.definitions().create(kind, &doc).await?;
     Ok((StatusCode::CREATED, Json(doc.raw)).into_response())
 }
 
-async fn update(
+pub(crate) async fn update(
     state: &AppState,
-    kind: DefinitionKind,
+    kind: DocumentKind,
     name: &str,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> ApiResult<Json<Value>> {
     let doc = check(kind, headers, body)?;
-    if doc.name != name {
-        return Err(ApiError::bad_request(format!(
-            "the document is named `{}`, the path `{name}`",
-            doc.name
-        )));
-    }
-    state.store.get_definition(kind, name, None).await?;
-    let (outcome, _) = state
-        .store
-        .apply(kind, name, &doc.yaml, &doc.labels)
-        .await?;
-    debug_assert!(outcome != ApplyOutcome::Created);
+    state.service.definitions().update(kind, name, &doc).await?;
     Ok(Json(doc.raw))
 }
 
-async fn delete(state: &AppState, kind: DefinitionKind, name: &str) -> ApiResult<StatusCode> {
-    if state
-        .store
-        .delete_definition(kind, name, DeleteMode::Soft)
-        .await?
-    {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!(
-            "{} `{name}` not found",
-            kind.noun()
-        )))
-    }
+pub(crate) async fn delete(
+    state: &AppState,
+    kind: DocumentKind,
+    name: &str,
+) -> ApiResult<StatusCode> {
+    state.service.definitions().delete(kind, name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-const WF: DefinitionKind = DefinitionKind::Workflow;
-const TPL: DefinitionKind = DefinitionKind::Template;
+const WF: DocumentKind = DocumentKind::Workflow;
+const TPL: DocumentKind = DocumentKind::Template;
 
 /// List workflows, optionally by label selector (`selector=team=qa,tier!=slow`) and name text.
 #[utoipa::path(get, path = "/v1/test-workflows", tag = "workflows",

@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
     pub problems: Vec<Problem>,
+    /// On a 403: the role the request needs (`requiredRole` in the body).
+    pub required_role: Option<&'static str>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -21,6 +23,7 @@ impl ApiError {
             status,
             detail: detail.into(),
             problems: Vec::new(),
+            required_role: None,
         }
     }
 
@@ -44,16 +47,15 @@ pub fn body(status: StatusCode, detail: String, problems: Vec<Problem>) -> Error
         detail,
         status: status.as_u16(),
         problems,
+        required_role: None,
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(body(self.status, self.detail, self.problems)),
-        )
-            .into_response();
+        let mut error = body(self.status, self.detail, self.problems);
+        error.required_role = self.required_role.map(str::to_string);
+        let mut response = (self.status, Json(error)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -70,6 +72,36 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(_) => ApiError::bad_request(e.to_string()),
             other => ApiError::internal(format!("failed to {other}")),
         }
+    }
+}
+
+impl From<assay_service::ServiceError> for ApiError {
+    fn from(e: assay_service::ServiceError) -> Self {
+        use assay_service::ServiceError as E;
+        match e {
+            E::Invalid { detail, problems } => ApiError {
+                problems: problems.into_iter().map(problem).collect(),
+                ..ApiError::bad_request(detail)
+            },
+            E::BadRequest(detail) => ApiError::bad_request(detail),
+            E::NotFound(detail) => ApiError::not_found(detail),
+            E::Conflict(detail) => ApiError::new(StatusCode::CONFLICT, detail),
+            e @ E::SensitiveNotRecorded { .. } => ApiError::bad_request(format!(
+                "{e}; they cannot be given again through the API (rerun it with `assay rerun --secret KEY=VALUE` against the store)"
+            )),
+            E::Store(e) => e.into(),
+            E::Internal(detail) => ApiError::internal(detail),
+        }
+    }
+}
+
+fn problem(p: assay_service::Problem) -> Problem {
+    Problem {
+        line: p.line,
+        column: p.column,
+        message: p.message,
+        hint: p.hint,
+        path: p.path,
     }
 }
 

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use assay_api::{
-    AbortResponse, ErrorBody, ExecutionRequest, ExecutionsPage, Problem, TestWorkflowExecution,
+    AbortResponse, ErrorBody, ExecutionRequest, ExecutionsPage, TestWorkflowExecution,
 };
 use assay_runner::{RunError, RunRequest};
-use assay_spec::model::{Document, TestWorkflow};
+use assay_service::{HistoryQuery, Start};
 use assay_store::{
     Artifact, ContextType, DefinitionKind, ExecutionFilter, ExecutionRef, ExecutionStatus,
     RunningContext,
@@ -43,140 +43,48 @@ pub async fn run_workflow(
             ApiError::bad_request(format!("the body is not an execution request: {e}"))
         })?
     };
-    check_tags(&request.tags)?;
-    let workflow = stored_workflow(&state, &name).await?;
-    enqueue(
-        &state,
-        workflow,
-        request.config.into_iter().collect(),
-        request.tags,
-        caller.name,
-    )
-    .await
-}
-
-/// The stored workflow `name`, loaded.
-async fn stored_workflow(state: &AppState, name: &str) -> ApiResult<TestWorkflow> {
-    let def = state
-        .store
-        .get_definition(DefinitionKind::Workflow, name, None)
-        .await?;
-    load_workflow(&format!("stored workflow {name}"), &def.yaml)
-        .ok_or_else(|| ApiError::internal(format!("stored workflow `{name}` does not load")))
-}
-
-fn load_workflow(label: &str, yaml: &str) -> Option<TestWorkflow> {
-    assay_spec::load::load(label, yaml)
-        .documents
-        .into_iter()
-        .find_map(|d| match d.document {
-            Document::TestWorkflow(w) => Some(w),
-            Document::TestWorkflowTemplate(_) => None,
-        })
-}
-
-/// [`enqueue_as`] for a caller of the API (running context `api`, the token's name as actor).
-async fn enqueue(
-    state: &AppState,
-    workflow: TestWorkflow,
-    config: indexmap::IndexMap<String, serde_json::Value>,
-    tags: std::collections::BTreeMap<String, String>,
-    actor: String,
-) -> ApiResult<Json<TestWorkflowExecution>> {
-    let context = RunningContext {
-        kind: ContextType::Api,
-        actor: Some(actor),
-        ci: None,
-    };
-    enqueue_as(state, workflow, config, tags, context, None).await
-}
-
-/// Check the run (it must compile with these values), record it `queued` with who started it
-/// (and when it was due, for a schedule's tick) and queue it.
-pub(crate) async fn enqueue_as(
-    state: &AppState,
-    workflow: TestWorkflow,
-    config: indexmap::IndexMap<String, serde_json::Value>,
-    tags: std::collections::BTreeMap<String, String>,
-    running_context: RunningContext,
-    scheduled_at: Option<assay_store::UnixMs>,
-) -> ApiResult<Json<TestWorkflowExecution>> {
-    let templates = crate::queue::stored_templates(&state.store).await?;
-    let mut run = RunRequest::new(workflow, templates);
-    run.config = config;
-    run.tags = tags;
-    run.running_context = running_context;
-    let summary = submit(state, &run, scheduled_at)
-        .await
-        .map_err(|e| match e {
-            RunError::Invalid(errors) => ApiError {
-                status: StatusCode::BAD_REQUEST,
-                detail: format!(
-                    "the workflow does not compile with this request ({} problem(s))",
-                    errors.len()
-                ),
-                problems: errors
-                    .iter()
-                    .map(|e| Problem {
-                        line: 0,
-                        column: 0,
-                        message: e.message.clone(),
-                        hint: e.hint.clone(),
-                        path: Some(e.path.clone()),
-                    })
-                    .collect(),
+    let summary = state
+        .service
+        .run_stored(
+            &name,
+            Start {
+                config: request.config.into_iter().collect(),
+                tags: request.tags,
+                running_context: api_context(caller.name),
+                scheduled_at: None,
             },
-            RunError::Store(e) => e.into(),
-            other => ApiError::internal(other),
-        })?;
+        )
+        .await?;
     Ok(Json(TestWorkflowExecution::from(&summary)))
 }
 
-/// Record `run` as a queued execution and hand it to the queue (and to outbound webhooks):
-/// the one way into the queue for the API, schedules, hooks and MCP. Its sensitive config
-/// values are held in this process's memory until it starts (see [`crate::held`]).
-pub(crate) async fn submit(
-    state: &AppState,
-    run: &RunRequest,
-    scheduled_at: Option<assay_store::UnixMs>,
-) -> Result<assay_store::ExecutionSummary, RunError> {
-    let sensitive = assay_runner::sensitive_config(run);
-    let mut new = if sensitive.is_empty() {
-        assay_runner::queued_execution(run)?
-    } else {
-        let mut held = run.clone();
-        held.held = true;
-        assay_runner::queued_execution(&held)?
-    };
-    new.scheduled_at = scheduled_at;
-    let summary = state.store.create_execution(new).await?;
-    if !sensitive.is_empty() {
-        let heartbeat = state.store.spawn_heartbeat(&summary.id);
-        crate::held::hold(&summary.id, sensitive, heartbeat);
+/// The running context of a caller of the API: `api`, the token's name as actor.
+fn api_context(actor: String) -> RunningContext {
+    RunningContext {
+        kind: ContextType::Api,
+        actor: Some(actor),
+        ci: None,
     }
-    state.metrics.queued(&summary.workflow);
-    state.queue.push(summary.id.clone());
-    state.webhooks.queued(&summary.id);
-    Ok(summary)
 }
 
-/// MCP's `run_workflow` inside the server goes through [`submit`], so agents' runs wait their
-/// turn in the queue like everyone's.
-pub(crate) struct McpQueue(pub AppState);
+/// MCP's `run_workflow` inside the server goes through [`assay_service::Service::submit`], so
+/// agents' runs wait their turn in the queue like everyone's.
+pub(crate) struct McpQueue(pub assay_service::Service);
 
 impl assay_mcp::RunQueue for McpQueue {
     fn submit(
         &self,
         request: RunRequest,
     ) -> futures::future::BoxFuture<'static, Result<assay_store::ExecutionSummary, RunError>> {
-        let state = self.0.clone();
-        Box::pin(async move { submit(&state, &request, None).await })
+        let service = self.0.clone();
+        Box::pin(async move { service.submit(request, None).await })
     }
 }
 
 /// Run an execution again with the same config values and tags: the workflow as stored now,
-/// or the definition the execution ran when the workflow was deleted since. Sensitive values
-/// were never stored, so they must have defaults.
+/// or the definition the execution ran when the workflow was deleted since. Config values of
+/// parameters the workflow no longer declares are dropped; sensitive values were never stored,
+/// so a sensitive parameter without a default refuses the rerun (the CLI's rules).
 #[utoipa::path(post, path = "/v1/test-workflow-executions/{id}/rerun", tag = "executions",
     params(("id" = String, Path)),
     responses((status = 200, description = "the new, queued execution", body = Object),
@@ -187,27 +95,11 @@ pub async fn rerun_execution(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TestWorkflowExecution>> {
-    let old = state.store.get_execution(&ExecutionRef::parse(&id)).await?;
-    let workflow = match stored_workflow(&state, &old.workflow).await {
-        Ok(w) => w,
-        Err(e) if e.status == StatusCode::NOT_FOUND => {
-            load_workflow(&format!("definition of {}", old.name), &old.definition).ok_or_else(
-                || ApiError::internal(format!("the definition of `{}` does not load", old.name)),
-            )?
-        }
-        Err(e) => return Err(e),
-    };
-    let config = old
-        .config
-        .iter()
-        .filter(|(_, v)| !v.sensitive)
-        .filter_map(|(k, v)| {
-            v.value
-                .clone()
-                .map(|v| (k.clone(), serde_json::Value::String(v)))
-        })
-        .collect();
-    enqueue(&state, workflow, config, old.tags.clone(), caller.name).await
+    let summary = state
+        .service
+        .rerun(&id, &[], api_context(caller.name))
+        .await?;
+    Ok(Json(TestWorkflowExecution::from(&summary)))
 }
 
 /// The executions of one workflow (Testkube's path; same filters and paging as
@@ -226,11 +118,6 @@ pub async fn list_workflow_executions(
     list_executions(State(state), Query(q)).await
 }
 
-fn parse_status(text: &str) -> ApiResult<ExecutionStatus> {
-    serde_json::from_value(serde_json::Value::String(text.to_string()))
-        .map_err(|_| ApiError::bad_request(format!("unknown status `{text}`")))
-}
-
 /// List executions, newest first: filters `workflow`, `status` (comma-separated), `tag`
 /// (`k=v`, comma-separated); paging with `pageSize` (default 100, at most 1000) and `before`.
 #[utoipa::path(get, path = "/v1/test-workflow-executions", tag = "executions",
@@ -242,52 +129,21 @@ pub async fn list_executions(
     State(state): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<ExecutionsPage>> {
-    let page_size: u32 = match q.get("pageSize") {
-        Some(v) => v
-            .parse()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::bad_request("pageSize must be a number from 1 to 1000"))?,
-        None => 100,
-    };
-    let statuses = match q.get("status") {
-        Some(s) => s
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(parse_status)
-            .collect::<ApiResult<Vec<_>>>()?,
-        None => Vec::new(),
-    };
-    let tags = match q.get("tag") {
-        Some(t) => t
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .ok_or_else(|| ApiError::bad_request(format!("tag `{kv}` is not key=value")))
-            })
-            .collect::<ApiResult<Vec<_>>>()?,
-        None => Vec::new(),
-    };
-    let filter = ExecutionFilter {
-        workflow: q.get("workflow").cloned(),
-        statuses,
-        tags,
-        since: None,
-        limit: Some(page_size + 1),
-        before_id: q.get("before").cloned(),
-    };
-    let mut rows = state.store.list_executions(&filter).await?;
-    let next = if rows.len() > page_size as usize {
-        rows.truncate(page_size as usize);
-        rows.last().map(|r| r.id.clone())
-    } else {
-        None
-    };
+    let query = HistoryQuery::parse(
+        q.get("workflow").cloned(),
+        q.get("status").map(String::as_str),
+        q.get("tag").map(String::as_str),
+        q.get("pageSize").map(String::as_str),
+        q.get("before").cloned(),
+    )?;
+    let page = state.service.list_executions(&query).await?;
     Ok(Json(ExecutionsPage {
-        results: rows.iter().map(TestWorkflowExecution::from).collect(),
-        next,
+        results: page
+            .results
+            .iter()
+            .map(TestWorkflowExecution::from)
+            .collect(),
+        next: page.next,
     }))
 }
 
@@ -314,13 +170,11 @@ pub async fn abort_execution(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<AbortResponse>> {
-    let summary = state
-        .store
-        .find_execution(&ExecutionRef::parse(&id))
-        .await?;
-    let id = summary.id.clone();
     let reason = format!("aborted through the API by `{}`", caller.name);
-    let outcome = match assay_runner::abort(&state.store, &id, &reason).await? {
+    let aborted = state.service.abort(&id, &reason).await?;
+    let summary = aborted.execution;
+    let id = summary.id.clone();
+    let outcome = match aborted.outcome {
         assay_runner::AbortOutcome::Aborted => {
             state
                 .metrics
@@ -538,16 +392,6 @@ pub async fn workflow_metrics(
     }))
 }
 
-/// Tag keys must be usable in a tag filter (`key=value,…`).
-fn check_tags(tags: &BTreeMap<String, String>) -> ApiResult<()> {
-    match tags.keys().find(|k| k.is_empty() || k.contains([',', '='])) {
-        Some(bad) => Err(ApiError::bad_request(format!(
-            "tag key `{bad}` is empty or has `,` or `=` (tag filters are `key=value,…`)"
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Replace the tags of an execution (Testkube's `PATCH …/tags`; an empty body clears them).
 #[utoipa::path(patch, path = "/v1/test-workflow-executions/{id}/tags", tag = "executions",
     params(("id" = String, Path, description = "execution id or name")),
@@ -568,7 +412,7 @@ pub async fn update_tags(
             ))
         })?
     };
-    check_tags(&tags)?;
+    assay_service::check_tags(&tags)?;
     let summary = state
         .store
         .find_execution(&ExecutionRef::parse(&id))

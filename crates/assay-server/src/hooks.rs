@@ -19,9 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use assay_api::ErrorBody;
-use assay_runner::RunRequest;
-use assay_spec::load::ResourceKind;
-use assay_spec::model::{Document, TestWorkflow};
+use assay_runner::{RunError, RunRequest};
 use assay_store::{
     ContextType, DefinitionKind, Hook, HookDelivery, LabelSelector, NewHook, RunningContext,
     StartedExecution,
@@ -496,19 +494,17 @@ async fn start(
             hook.selector
         ));
     }
-    let templates = crate::queue::stored_templates(&state.store).await?;
+    let templates = assay_service::definitions::templates(&state.store).await?;
     for def in definitions {
-        let workflow: Option<TestWorkflow> =
-            assay_spec::load::load(&format!("stored workflow {}", def.name), &def.yaml)
-                .documents
-                .into_iter()
-                .find_map(|d| match d.document {
-                    Document::TestWorkflow(w) => Some(w),
-                    _ => None,
-                });
-        let Some(workflow) = workflow else {
-            errors.push(format!("stored workflow `{}` does not load", def.name));
-            continue;
+        let workflow = match assay_service::definitions::workflow_from_yaml(
+            &format!("stored workflow {}", def.name),
+            &def.yaml,
+        ) {
+            Ok(w) => w,
+            Err(_) => {
+                errors.push(format!("stored workflow `{}` does not load", def.name));
+                continue;
+            }
         };
         // Only the parameters the workflow declares: others would be refused.
         let config = values
@@ -524,17 +520,14 @@ async fn start(
             actor: Some(format!("hook {}", hook.name)),
             ci: None,
         };
-        let new = match assay_runner::queued_execution(&run) {
-            Ok(new) => new,
+        let summary = match state.service.submit(run, None).await {
+            Ok(summary) => summary,
+            Err(RunError::Store(e)) => return Err(e.into()),
             Err(e) => {
                 errors.push(format!("workflow `{}`: {e}", def.name));
                 continue;
             }
         };
-        let summary = state.store.create_execution(new).await?;
-        state.metrics.queued(&summary.workflow);
-        state.queue.push(summary.id.clone());
-        state.webhooks.queued(&summary.id);
         delivery.executions.push(StartedExecution {
             workflow: summary.workflow,
             id: summary.id,
@@ -557,7 +550,7 @@ async fn start(
     Ok(())
 }
 
-const TT: ResourceKind = ResourceKind::TestTrigger;
+const TT: assay_service::DocumentKind = assay_service::DocumentKind::TestTrigger;
 
 /// List Testkube TestTriggers (stored; they act once a Kubernetes runtime exists).
 #[utoipa::path(get, path = "/v1/triggers", tag = "triggers",
@@ -567,7 +560,7 @@ pub async fn list_triggers(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    webhooks::list_resources(&s, TT, &q).await
+    crate::definitions::list(&s, TT, &q).await
 }
 
 /// Store a TestTrigger (YAML or JSON). Its Kubernetes events act once a Kubernetes runtime
@@ -592,7 +585,7 @@ pub async fn get_trigger(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    webhooks::get_resource(&s, TT, &name).await
+    crate::definitions::get(&s, TT, &name).await
 }
 
 /// Replace a TestTrigger.
@@ -618,7 +611,7 @@ pub async fn delete_trigger(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    webhooks::delete_resource(&s, TT, &name).await
+    crate::definitions::delete(&s, TT, &name).await
 }
 
 #[cfg(test)]

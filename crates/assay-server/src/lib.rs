@@ -12,7 +12,6 @@ mod definitions;
 pub mod error;
 mod executions;
 pub mod guard;
-mod held;
 mod hooks;
 pub mod metrics;
 pub mod notify;
@@ -96,6 +95,8 @@ pub fn check_no_auth(listen: &SocketAddr) -> Result<(), ServerError> {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The use cases (every run is submitted through it, into [`AppState::queue`]).
+    pub service: assay_service::Service,
     pub queue: Queue,
     pub metrics: metrics::Metrics,
     pub auth: bool,
@@ -105,6 +106,27 @@ pub struct AppState {
     pub hubs: notify::Hubs,
     /// Per-hook limit of deliveries that fail verification.
     pub unsigned_hooks: hooks::UnsignedLimiter,
+}
+
+/// Where the service's submitted runs go: counted, handed to the queue, and reported to
+/// outbound webhooks as `queued` (adopted ones were counted and reported when submitted).
+struct Submitted {
+    queue: Queue,
+    metrics: metrics::Metrics,
+    webhooks: webhooks::Webhooks,
+}
+
+impl assay_service::QueueSink for Submitted {
+    fn push(&self, ticket: assay_service::Queued) {
+        if ticket.is_new() {
+            let id = ticket.id().to_string();
+            self.metrics.queued(ticket.workflow());
+            self.queue.push(ticket);
+            self.webhooks.queued(&id);
+        } else {
+            self.queue.push(ticket);
+        }
+    }
 }
 
 /// A started server: its routes and the queue behind them.
@@ -140,13 +162,17 @@ impl Server {
             options.max_concurrent,
             metrics.clone(),
         );
-        for id in queue::queued_in_store(&store).await? {
-            queue.push(id);
-        }
+        let service = assay_service::Service::new(store.clone()).with_queue(Arc::new(Submitted {
+            queue: queue.clone(),
+            metrics: metrics.clone(),
+            webhooks: webhooks.clone(),
+        }));
+        service.adopt().await?;
         // Executions queued later by other servers on the same database are picked up too.
-        queue::spawn_adopter(store.clone(), queue.clone());
+        queue::spawn_adopter(service.clone(), queue.clone());
         let state = AppState {
             store,
+            service,
             queue,
             metrics,
             auth: options.auth,
@@ -157,7 +183,7 @@ impl Server {
         // Runs started by agents over /mcp go through the queue too.
         let mcp_tools = Arc::new(
             assay_mcp::Tools::new(state.store.clone(), assay_mcp::ToolsConfig::default())
-                .with_queue(Arc::new(executions::McpQueue(state.clone()))),
+                .with_queue(Arc::new(executions::McpQueue(state.service.clone()))),
         );
         // Schedules fire until the queue stops (a stopping server takes no more work).
         schedule::spawn(state.clone(), state.queue.stopped());

@@ -10,14 +10,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use assay_runner::{RunError, RunRequest};
-use assay_spec::TemplateSet;
-use assay_spec::model::{Document, TestWorkflow};
-use assay_store::{
-    DefinitionKind, ExecutionFilter, ExecutionRef, ExecutionStatus, LabelSelector, Store,
-    StoreError,
-};
+use assay_service::{Group, Queued, Service};
+use assay_store::{ExecutionRef, ExecutionStatus, Store};
 use futures::future::BoxFuture;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -77,10 +72,11 @@ impl Dispatch for LocalDispatch {
     }
 }
 
-/// Handle to the queue: push ids of executions recorded `queued`.
+/// Handle to the queue: push executions recorded `queued` (a [`Queued`] comes only from
+/// [`Service::submit`] and [`Service::adopt`]).
 #[derive(Clone)]
 pub struct Queue {
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::UnboundedSender<Queued>,
     depth: Arc<AtomicI64>,
     running: Arc<AtomicI64>,
     stopping: Arc<AtomicBool>,
@@ -117,10 +113,10 @@ impl Queue {
         queue
     }
 
-    /// Hand the queued execution `id` to the dispatcher.
-    pub fn push(&self, id: String) {
+    /// Hand the queued execution to the dispatcher.
+    pub fn push(&self, ticket: Queued) {
         self.depth.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send(id).is_err() {
+        if self.tx.send(ticket).is_err() {
             self.depth.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -159,10 +155,11 @@ impl Queue {
 /// server on the same database, or left by one that stopped).
 pub const ADOPT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Until the queue stops, push every `queued` execution of the store every [`ADOPT_EVERY`]:
-/// servers sharing a database share the queue this way. The dispatcher takes an id once, and
-/// the claim (a compare-and-set lease) lets only one server run it.
-pub fn spawn_adopter(store: Store, queue: Queue) {
+/// Until the queue stops, hand every `queued` execution of the store to the queue every
+/// [`ADOPT_EVERY`] ([`Service::adopt`]): servers sharing a database share the queue this way.
+/// The dispatcher takes an id once, and the claim (a compare-and-set lease) lets only one
+/// server run it.
+pub fn spawn_adopter(service: Service, queue: Queue) {
     tokio::spawn(async move {
         let stopped = queue.stopped();
         loop {
@@ -170,78 +167,17 @@ pub fn spawn_adopter(store: Store, queue: Queue) {
                 _ = stopped.cancelled() => return,
                 _ = tokio::time::sleep(ADOPT_EVERY) => {}
             }
-            match queued_in_store(&store).await {
-                Ok(ids) => ids.into_iter().for_each(|id| queue.push(id)),
-                Err(e) => tracing::warn!(error = %e, "could not look for queued executions"),
+            if let Err(e) = service.adopt().await {
+                tracing::warn!(error = %e, "could not look for queued executions");
             }
         }
     });
 }
 
-/// Every `queued` execution in the store, oldest first.
-pub async fn queued_in_store(store: &Store) -> Result<Vec<String>, StoreError> {
-    let mut ids = Vec::new();
-    let mut before = None;
-    loop {
-        let page = store
-            .list_executions(&ExecutionFilter {
-                statuses: vec![ExecutionStatus::Queued],
-                limit: Some(1000),
-                before_id: before.clone(),
-                ..ExecutionFilter::default()
-            })
-            .await?;
-        let done = page.len() < 1000;
-        before = page.last().map(|e| e.id.clone());
-        ids.extend(page.into_iter().map(|e| e.id));
-        if done {
-            break;
-        }
-    }
-    ids.reverse();
-    Ok(ids)
-}
-
 /// A queued execution waiting in the dispatcher, with its concurrency group if it has one.
 struct Waiting {
-    id: String,
+    ticket: Queued,
     group: Option<Group>,
-}
-
-/// Testkube's `spec.concurrency`: at most `max` executions of the group run at once; with
-/// `cancel_in_progress` a new one aborts those running instead of waiting for them.
-#[derive(Debug, Clone)]
-struct Group {
-    key: String,
-    max: usize,
-    cancel_in_progress: bool,
-}
-
-/// The concurrency group of a queued execution, from the definition it was queued with. An
-/// empty group is the workflow's own; `max` defaults to 1.
-async fn group_of(store: &Store, id: &str) -> Option<Group> {
-    let execution = store
-        .get_execution(&ExecutionRef::Id(id.to_string()))
-        .await
-        .ok()?;
-    let loaded = assay_spec::load::load("stored definition", &execution.definition);
-    let policy = loaded
-        .documents
-        .into_iter()
-        .find_map(|d| match d.document {
-            Document::TestWorkflow(w) => w.spec.concurrency,
-            Document::TestWorkflowTemplate(_) => None,
-        })?;
-    let key = if policy.group.is_empty() {
-        format!("workflow/{}", execution.workflow)
-    } else {
-        policy.group.clone()
-    };
-    Some(Group {
-        key,
-        max: policy.max.unwrap_or(1).max(1) as usize,
-        cancel_in_progress: policy.cancel_in_progress,
-    })
 }
 
 /// The dispatcher actor: takes queued ids in order and starts each when a global slot is free
@@ -251,7 +187,7 @@ async fn dispatcher(
     dispatch: Arc<dyn Dispatch>,
     slots: usize,
     metrics: Metrics,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     queue: Queue,
 ) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
@@ -265,12 +201,13 @@ async fn dispatcher(
     loop {
         tokio::select! {
             received = rx.recv() => match received {
-                Some(id) => {
-                    if running.contains_key(&id) || !waiting_ids.insert(id.clone()) {
+                Some(mut ticket) => {
+                    let id = ticket.id().to_string();
+                    if running.contains_key(&id) || !waiting_ids.insert(id) {
                         queue.depth.fetch_sub(1, Ordering::SeqCst);
                     } else {
-                        let group = group_of(&store, &id).await;
-                        waiting.push_back(Waiting { id, group });
+                        let group = ticket.group(&store).await;
+                        waiting.push_back(Waiting { ticket, group });
                     }
                 }
                 None => return,
@@ -307,9 +244,10 @@ async fn dispatcher(
             let Some(next) = waiting.remove(i) else {
                 break;
             };
-            waiting_ids.remove(&next.id);
+            let id = next.ticket.id().to_string();
+            waiting_ids.remove(&id);
             queue.depth.fetch_sub(1, Ordering::SeqCst);
-            running.insert(next.id.clone(), next.group.map(|g| g.key));
+            running.insert(id.clone(), next.group.map(|g| g.key));
             let store = store.clone();
             let dispatch = dispatch.clone();
             let metrics = metrics.clone();
@@ -317,17 +255,18 @@ async fn dispatcher(
             let done = done_tx.clone();
             counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                run_one(&store, dispatch.as_ref(), &metrics, &next.id).await;
+                run_one(&store, dispatch.as_ref(), &metrics, next.ticket).await;
                 counter.fetch_sub(1, Ordering::SeqCst);
-                let _ = done.send(next.id);
+                let _ = done.send(id);
             });
         }
     }
 }
 
-async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, id: &str) {
-    // Taken first, so they leave memory whatever happens next.
-    let held = crate::held::take(id);
+async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, ticket: Queued) {
+    let id = &ticket.id().to_string();
+    // Held sensitive values are taken first, so they leave memory whatever happens next.
+    let request = ticket.into_request(store).await;
     let summary = match store
         .find_execution(&ExecutionRef::Id(id.to_string()))
         .await
@@ -342,14 +281,8 @@ async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, id: 
         // Aborted while it waited.
         return;
     }
-    let request = match request_for(store, id).await {
-        Ok(mut r) => {
-            if let Some(values) = held {
-                r.config.extend(values);
-                r.held = true;
-            }
-            r
-        }
+    let request = match request {
+        Ok(r) => r,
         Err(message) => {
             let _ = store
                 .finish_execution(
@@ -399,58 +332,4 @@ async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, id: 
             }
         }
     }
-}
-
-/// The run request of a queued execution, rebuilt from what the store holds: its definition,
-/// config values and tags, and the stored templates as they are now.
-async fn request_for(store: &Store, id: &str) -> Result<RunRequest, String> {
-    let execution = store
-        .get_execution(&ExecutionRef::Id(id.to_string()))
-        .await
-        .map_err(|e| format!("failed to read the queued execution: {e}"))?;
-    // Through the loader, which knows `kind` and `apiVersion` whatever the serializer wrote.
-    let loaded = assay_spec::load::load("stored definition", &execution.definition);
-    let workflow: TestWorkflow = loaded
-        .documents
-        .into_iter()
-        .find_map(|d| match d.document {
-            Document::TestWorkflow(w) => Some(w),
-            Document::TestWorkflowTemplate(_) => None,
-        })
-        .ok_or_else(|| {
-            let problems: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
-            format!(
-                "the stored definition does not load: {}",
-                problems.join("; ")
-            )
-        })?;
-    let templates = stored_templates(store)
-        .await
-        .map_err(|e| format!("failed to read templates: {e}"))?;
-    let mut request = RunRequest::new(workflow, templates);
-    request.config = execution
-        .config
-        .iter()
-        .filter_map(|(k, v)| v.value.clone().map(|v| (k.clone(), Value::String(v))))
-        .collect();
-    request.tags = execution.tags.clone();
-    request.running_context = execution.running_context.clone();
-    Ok(request)
-}
-
-/// Every stored template.
-pub async fn stored_templates(store: &Store) -> Result<TemplateSet, StoreError> {
-    let mut templates = TemplateSet::new();
-    for def in store
-        .list_definitions(DefinitionKind::Template, &LabelSelector::default())
-        .await?
-    {
-        let loaded = assay_spec::load::load(&format!("stored template {}", def.name), &def.yaml);
-        for d in loaded.documents {
-            if let Document::TestWorkflowTemplate(t) = d.document {
-                templates.insert(t);
-            }
-        }
-    }
-    Ok(templates)
 }

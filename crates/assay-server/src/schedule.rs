@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use assay_spec::model::{Document, TestWorkflow};
+use assay_spec::model::TestWorkflow;
 use assay_spec::schedule::Schedule;
 use assay_store::{
     ContextType, DefinitionKind, LabelSelector, RunningContext, ScheduleTick, StoreError,
@@ -224,24 +224,28 @@ impl Scheduler {
             actor: Some(entry.label()),
             ci: None,
         };
-        crate::executions::enqueue_as(
-            &self.state,
-            workflow,
-            config,
-            Default::default(),
-            context,
-            Some(tick_at),
-        )
-        .await
-        .map(|json| json.0.id.clone())
-        .map_err(|e| {
-            let problems: Vec<String> = e.problems.iter().map(|p| p.message.clone()).collect();
-            if problems.is_empty() {
-                e.detail
-            } else {
-                format!("{}: {}", e.detail, problems.join("; "))
-            }
-        })
+        self.state
+            .service
+            .start(
+                workflow,
+                assay_service::Start {
+                    config,
+                    tags: Default::default(),
+                    running_context: context,
+                    scheduled_at: Some(tick_at),
+                },
+            )
+            .await
+            .map(|summary| summary.id)
+            .map_err(|e| match e {
+                assay_service::ServiceError::Invalid { detail, problems }
+                    if !problems.is_empty() =>
+                {
+                    let problems: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+                    format!("{detail}: {}", problems.join("; "))
+                }
+                e => e.to_string(),
+            })
     }
 
     /// Read the stored workflows again; rebuild the entries of those that changed.
@@ -342,11 +346,5 @@ impl Scheduler {
 }
 
 fn load_workflow(name: &str, yaml: &str) -> Option<TestWorkflow> {
-    assay_spec::load::load(&format!("stored workflow {name}"), yaml)
-        .documents
-        .into_iter()
-        .find_map(|d| match d.document {
-            Document::TestWorkflow(w) => Some(w),
-            Document::TestWorkflowTemplate(_) => None,
-        })
+    assay_service::definitions::workflow_from_yaml(&format!("stored workflow {name}"), yaml).ok()
 }

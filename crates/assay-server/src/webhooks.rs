@@ -17,13 +17,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use assay_api::{ErrorBody, Problem};
+use assay_api::ErrorBody;
 use assay_runner::{RunError, RunRequest};
+use assay_service::DocumentKind;
 use assay_spec::load::ResourceKind;
-use assay_spec::model::{Document, Resource, Webhook};
+use assay_spec::model::{Resource, Webhook};
 use assay_store::{
-    ApplyOutcome, Execution, ExecutionFilter, ExecutionRef, ExecutionStatus, LabelSelector, Store,
-    StoredResource, WebhookAttempt,
+    Execution, ExecutionFilter, ExecutionRef, ExecutionStatus, LabelSelector, Store, WebhookAttempt,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -314,18 +314,8 @@ fn as_at(moment: Moment, mut execution: Execution) -> Execution {
 
 /// The labels of the workflow an execution ran (from the definition it ran).
 fn workflow_labels(execution: &Execution) -> BTreeMap<String, String> {
-    assay_spec::load::load("execution definition", &execution.definition)
-        .documents
-        .into_iter()
-        .find_map(|d| match d.document {
-            Document::TestWorkflow(w) => Some(
-                w.metadata
-                    .labels
-                    .into_iter()
-                    .collect::<BTreeMap<String, String>>(),
-            ),
-            _ => None,
-        })
+    assay_service::definitions::workflow_from_yaml("execution definition", &execution.definition)
+        .map(|w| w.metadata.labels.into_iter().collect())
         .unwrap_or_default()
 }
 
@@ -773,184 +763,12 @@ async fn record(shared: &Shared, attempt: &WebhookAttempt) {
     }
 }
 
-// ---- Stored documents: /v1/webhooks and /v1/triggers share these. ----
-
-/// A checked `Webhook` or `TestTrigger` from a request body.
-pub(crate) struct Checked {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub yaml: String,
-    pub raw: Value,
-}
-
-fn is_yaml(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .is_some_and(|v| v.ends_with("yaml") || v == "text/plain")
-}
-
-fn invalid(kind: ResourceKind, problems: Vec<Problem>) -> ApiError {
-    let first = problems
-        .first()
-        .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
-        .unwrap_or_default();
-    ApiError {
-        status: StatusCode::BAD_REQUEST,
-        detail: format!(
-            "the {} is not valid ({} problem(s)); first: {first}",
-            kind.as_str(),
-            problems.len()
-        ),
-        problems,
-    }
-}
-
-/// Check a body as `assay validate` does; webhooks' templates must also parse.
-pub(crate) fn check_resource(
-    kind: ResourceKind,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> ApiResult<Checked> {
-    let yaml_body = is_yaml(headers);
-    if !yaml_body && serde_json::from_slice::<Value>(body).is_err() {
-        return Err(ApiError::bad_request(
-            "the body is not JSON; send YAML with `Content-Type: text/yaml`",
-        ));
-    }
-    let loaded = assay_spec::validate::check_bytes("request body", body);
-    if loaded.has_errors() {
-        let problems = loaded
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| Problem {
-                line: d.line,
-                column: d.column,
-                message: d.message.clone(),
-                hint: d.hint.clone(),
-                path: d.path.clone(),
-            })
-            .collect();
-        return Err(invalid(kind, problems));
-    }
-    if !loaded.documents.is_empty() || loaded.resources.len() != 1 {
-        return Err(ApiError::bad_request(format!(
-            "send exactly one {} document",
-            kind.as_str()
-        )));
-    }
-    let doc = &loaded.resources[0];
-    if doc.kind != kind {
-        return Err(ApiError::bad_request(format!(
-            "this endpoint takes a {}, not a {}",
-            kind.as_str(),
-            doc.kind.as_str()
-        )));
-    }
-    if let Resource::Webhook(w) = &doc.resource {
-        let env = minijinja::Environment::new();
-        let mut templates = vec![("spec.uri".to_string(), w.spec.uri.as_str())];
-        templates.extend(
-            w.spec
-                .headers
-                .iter()
-                .map(|(k, v)| (format!("spec.headers.{k}"), v.as_str())),
-        );
-        templates.push((
-            "spec.payloadTemplate".to_string(),
-            w.spec.payload_template.as_str(),
-        ));
-        let mut problems = Vec::new();
-        for (path, text) in templates {
-            if let Err(e) = env.template_from_str(text) {
-                let (line, column) = doc.locations.locate(&path).unwrap_or((doc.line, 1));
-                problems.push(Problem {
-                    line,
-                    column,
-                    message: format!("the template does not parse: {e}"),
-                    hint: Some(
-                        "templates are Jinja-like (minijinja), not Go templates: `{{ executionName }}`, not `{{ .TestWorkflowExecution.Name }}`"
-                            .to_string(),
-                    ),
-                    path: Some(path),
-                });
-            }
-        }
-        if !problems.is_empty() {
-            return Err(invalid(kind, problems));
-        }
-        if LabelSelector::parse(&w.spec.selector).is_err() {
-            return Err(ApiError::bad_request(format!(
-                "`spec.selector` `{}` is not a label selector",
-                w.spec.selector
-            )));
-        }
-    }
-    let yaml = if yaml_body {
-        String::from_utf8_lossy(body).into_owned()
-    } else {
-        serde_saphyr::to_string(&doc.raw).map_err(ApiError::internal)?
-    };
-    Ok(Checked {
-        name: doc.name.clone(),
-        labels: doc
-            .resource
-            .labels()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        yaml,
-        raw: doc.raw.clone(),
-    })
-}
-
-fn to_json(r: &StoredResource) -> ApiResult<Value> {
-    assay_spec::load::load(&r.name, &r.yaml)
-        .resources
-        .into_iter()
-        .next()
-        .map(|d| d.raw)
-        .ok_or_else(|| ApiError::internal(format!("stored {} `{}` does not load", r.kind, r.name)))
-}
-
-pub(crate) async fn list_resources(
-    state: &AppState,
-    kind: ResourceKind,
-    query: &std::collections::HashMap<String, String>,
-) -> ApiResult<Json<Vec<Value>>> {
-    let selector = LabelSelector::parse(query.get("selector").map(String::as_str).unwrap_or(""))
-        .map_err(ApiError::bad_request)?;
-    let mut out = Vec::new();
-    for r in state.store.list_resources(kind).await? {
-        if selector.matches(&r.labels) {
-            out.push(to_json(&r)?);
-        }
-    }
-    Ok(Json(out))
-}
-
-pub(crate) async fn get_resource(
-    state: &AppState,
-    kind: ResourceKind,
-    name: &str,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(to_json(&state.store.get_resource(kind, name).await?)?))
-}
-
 /// What a stored `TestTrigger` does in Assay today, as an HTTP `Warning` (how Kubernetes' API
 /// tells kubectl) and in `assay apply`'s output.
 pub const TRIGGER_NOTE: &str = "TestTrigger stored; its Kubernetes events act once a Kubernetes runtime exists (use POST /v1/hooks/NAME for git pushes)";
 
-fn with_note(kind: ResourceKind, mut response: Response) -> Response {
-    if kind == ResourceKind::TestTrigger
+fn with_note(kind: DocumentKind, mut response: Response) -> Response {
+    if kind == DocumentKind::TestTrigger
         && let Ok(v) = HeaderValue::from_str(&format!("299 - \"{TRIGGER_NOTE}\""))
     {
         response.headers_mut().insert(header::WARNING, v);
@@ -960,74 +778,26 @@ fn with_note(kind: ResourceKind, mut response: Response) -> Response {
 
 pub(crate) async fn create_resource(
     state: &AppState,
-    kind: ResourceKind,
+    kind: DocumentKind,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> ApiResult<Response> {
-    let doc = check_resource(kind, headers, body)?;
-    match state.store.get_resource(kind, &doc.name).await {
-        Ok(_) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "{} `{}` exists already; update it with PUT",
-                    kind.as_str(),
-                    doc.name
-                ),
-            ));
-        }
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e.into()),
-    }
-    state
-        .store
-        .apply_resource(kind, &doc.name, &doc.yaml, &doc.labels)
-        .await?;
-    Ok(with_note(
-        kind,
-        (StatusCode::CREATED, Json(doc.raw)).into_response(),
-    ))
+    let response = crate::definitions::create(state, kind, headers, body).await?;
+    Ok(with_note(kind, response))
 }
 
 pub(crate) async fn update_resource(
     state: &AppState,
-    kind: ResourceKind,
+    kind: DocumentKind,
     name: &str,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> ApiResult<Response> {
-    let doc = check_resource(kind, headers, body)?;
-    if doc.name != name {
-        return Err(ApiError::bad_request(format!(
-            "the document is named `{}`, the path `{name}`",
-            doc.name
-        )));
-    }
-    state.store.get_resource(kind, name).await?;
-    let outcome = state
-        .store
-        .apply_resource(kind, name, &doc.yaml, &doc.labels)
-        .await?;
-    debug_assert!(outcome != ApplyOutcome::Created);
-    Ok(with_note(kind, Json(doc.raw).into_response()))
+    let response = crate::definitions::update(state, kind, name, headers, body).await?;
+    Ok(with_note(kind, response.into_response()))
 }
 
-pub(crate) async fn delete_resource(
-    state: &AppState,
-    kind: ResourceKind,
-    name: &str,
-) -> ApiResult<StatusCode> {
-    if state.store.delete_resource(kind, name).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!(
-            "{} `{name}` not found",
-            kind.as_str()
-        )))
-    }
-}
-
-const WH: ResourceKind = ResourceKind::Webhook;
+const WH: DocumentKind = DocumentKind::Webhook;
 
 /// List webhooks, optionally by label selector.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
@@ -1038,7 +808,7 @@ pub async fn list_webhooks(
     State(s): State<AppState>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> ApiResult<Json<Vec<Value>>> {
-    list_resources(&s, WH, &q).await
+    crate::definitions::list(&s, WH, &q).await
 }
 
 /// Create a webhook from YAML (`Content-Type: text/yaml`) or JSON.
@@ -1063,7 +833,7 @@ pub async fn get_webhook(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    get_resource(&s, WH, &name).await
+    crate::definitions::get(&s, WH, &name).await
 }
 
 /// Replace a webhook.
@@ -1089,7 +859,7 @@ pub async fn delete_webhook(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    delete_resource(&s, WH, &name).await
+    crate::definitions::delete(&s, WH, &name).await
 }
 
 /// The webhook's delivery log, newest attempt first: event, attempt number, status code, error,
@@ -1112,7 +882,7 @@ pub async fn webhook_deliveries(
     let attempts = s.store.list_webhook_attempts(&name, limit).await?;
     if attempts.is_empty() {
         // An unknown webhook is a 404; a known one without deliveries an empty list.
-        s.store.get_resource(WH, &name).await?;
+        s.store.get_resource(ResourceKind::Webhook, &name).await?;
     }
     Ok(Json(attempts))
 }

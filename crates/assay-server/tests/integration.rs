@@ -10,4 +10,5 @@ mod notify;
 mod schedule;
 mod security_http;
 mod security_roles;
+mod service;
 mod webhooks;

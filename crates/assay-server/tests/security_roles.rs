@@ -239,3 +239,45 @@ async fn security_oversize_bodies_are_413() {
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "{method} {path}");
     }
 }
+
+/// A 403 says the role the request needs in `requiredRole`, so clients need not read `detail`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_the_required_role() {
+    let s = support::start().await;
+    assert_eq!(s.put_yaml(HELD).await.status(), StatusCode::CREATED);
+    let viewer = s.token(TokenRole::Viewer).await;
+    let runner = s.token(TokenRole::Runner).await;
+    for (token, method, path, needed) in [
+        (
+            &viewer,
+            Method::POST,
+            "/v1/test-workflows/held/executions",
+            "runner",
+        ),
+        (&runner, Method::PUT, "/v1/test-workflows/held", "admin"),
+    ] {
+        let r = s
+            .http
+            .request(method, s.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["requiredRole"], needed, "{body}");
+    }
+    // Other errors carry no role.
+    let body = s
+        .http
+        .get(s.url("/v1/test-workflows/nope"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = body.json().await.unwrap();
+    assert!(body.get("requiredRole").is_none(), "{body}");
+}

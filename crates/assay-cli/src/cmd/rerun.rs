@@ -98,43 +98,24 @@ async fn rerun(args: Args) -> anyhow::Result<u8> {
         loaded: assay_spec::validate::check_bytes(&display, yaml.as_bytes()),
     };
     let (workflow, doc) = pick_workflow(&file, None)?;
-    // Sensitive values were never recorded: they must be given again.
-    let missing: Vec<&str> = exec
-        .summary
-        .config
-        .iter()
-        .filter(|(k, v)| v.sensitive && !args.secrets.iter().any(|(s, _)| s == *k))
-        .map(|(k, _)| k.as_str())
-        .collect();
-    if !missing.is_empty()
-        && workflow
-            .spec
-            .config
-            .iter()
-            .any(|(k, p)| p.sensitive && p.default.is_none() && missing.contains(&k.as_str()))
-    {
-        return Err(UserError::invalid(format!(
-            "{} used sensitive values, which are not recorded: {}",
-            exec.summary.name,
-            missing.join(", ")
-        ))
-        .with_hint(format!(
-            "give them again: {}",
-            missing
-                .iter()
-                .map(|k| format!("--secret {k}=..."))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ))
-        .into());
-    }
-    let config = exec
-        .summary
-        .config
-        .iter()
-        .filter(|(k, v)| !v.sensitive && workflow.spec.config.contains_key(*k))
-        .filter_map(|(k, v)| v.value.clone().map(|value| (k.clone(), value)))
-        .collect();
+    // The service's rules: sensitive values were never recorded, so they must be given again;
+    // values of parameters the workflow no longer declares are dropped.
+    let config = match assay_service::rerun_config(&exec.summary, &workflow, &args.secrets) {
+        Ok(config) => config.into_iter().collect(),
+        Err(e) => {
+            if let assay_service::ServiceError::SensitiveNotRecorded { keys, .. } = &e {
+                let hint = format!(
+                    "give them again: {}",
+                    keys.iter()
+                        .map(|k| format!("--secret {k}=..."))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                return Err(UserError::invalid(e.to_string()).with_hint(hint).into());
+            }
+            return Err(anyhow::anyhow!(e));
+        }
+    };
     let tags = exec
         .summary
         .tags

@@ -107,22 +107,7 @@ pub struct Target {
 
 /// Every template stored with `assay apply`.
 pub async fn stored_templates(store: &Store) -> anyhow::Result<TemplateSet> {
-    let mut templates = TemplateSet::new();
-    for def in store
-        .list_definitions(
-            DefinitionKind::Template,
-            &assay_store::LabelSelector::default(),
-        )
-        .await?
-    {
-        let loaded = assay_spec::load::load(&format!("stored template {}", def.name), &def.yaml);
-        for d in loaded.documents {
-            if let Document::TestWorkflowTemplate(t) = d.document {
-                templates.insert(t);
-            }
-        }
-    }
-    Ok(templates)
+    Ok(assay_runner::stored::templates(store).await?)
 }
 
 async fn run_async(args: Args) -> anyhow::Result<u8> {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use assay_spec::TemplateSet;
 use assay_spec::diagnostic::Diagnostic;
-use assay_spec::model::Document;
 use assay_store::{
     ContextType, DefinitionKind, Execution, ExecutionFilter, ExecutionRef, LabelSelector,
     RunningContext, Store,
@@ -142,20 +141,7 @@ impl Tools {
 
     /// Every stored template, for compiling.
     async fn stored_templates(&self) -> ToolResult<TemplateSet> {
-        let mut set = TemplateSet::new();
-        for def in self
-            .store
-            .list_definitions(DefinitionKind::Template, &LabelSelector::default())
-            .await?
-        {
-            let loaded = assay_spec::load::load(&format!("template {}", def.name), &def.yaml);
-            for d in loaded.documents {
-                if let Document::TestWorkflowTemplate(t) = d.document {
-                    set.insert(t);
-                }
-            }
-        }
-        Ok(set)
+        Ok(assay_runner::stored::templates(&self.store).await?)
     }
 
     /// Names of stored workflows, with a did-you-mean for `wanted`, as a hint.

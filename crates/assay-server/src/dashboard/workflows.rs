@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use askama::Template;
 use assay_reports::flaky::FlakyPolicy;
-use assay_spec::model::{Document, ParameterType, TestWorkflow};
+use assay_spec::model::{ParameterType, TestWorkflow};
 use assay_store::{
     DefinitionKind, FlakyTest, LabelSelector, RunPoint, StoreError, TokenRole, now_ms,
 };
@@ -86,13 +86,7 @@ pub(crate) fn fields(workflow: &TestWorkflow) -> Vec<Field> {
 }
 
 pub(crate) fn load(yaml: &str, name: &str) -> Option<TestWorkflow> {
-    assay_spec::load::load(&format!("stored workflow {name}"), yaml)
-        .documents
-        .into_iter()
-        .find_map(|d| match d.document {
-            Document::TestWorkflow(w) => Some(w),
-            Document::TestWorkflowTemplate(_) => None,
-        })
+    assay_service::definitions::workflow_from_yaml(&format!("stored workflow {name}"), yaml).ok()
 }
 
 /// Stored workflows parsed once per text: the list page would otherwise parse every workflow

@@ -1,7 +1,7 @@
 //! Sensitive config values of queued runs, held in this process's memory until the run starts.
 //!
 //! A run's sensitive config values are never stored (not in the execution's record, its plan
-//! or its logs), yet a queued run starts later, maybe after other runs. So [`crate::executions::submit`]
+//! or its logs), yet a queued run starts later, maybe after other runs. So [`crate::Service::submit`]
 //! keeps them here, keyed by execution id, and records the execution leased to this process
 //! (with a heartbeat while it waits): no other server on the database takes it without its
 //! values, and when this process is gone before the run starts, readers mark it `failed`
@@ -36,7 +36,7 @@ pub(crate) fn hold(id: &str, values: IndexMap<String, Value>, heartbeat: Heartbe
 }
 
 /// The values held for `id`, removed from memory; `None` when this process holds none.
-pub(crate) fn take(id: &str) -> Option<IndexMap<String, Value>> {
+pub fn take(id: &str) -> Option<IndexMap<String, Value>> {
     HELD.lock()
         .expect("not poisoned")
         .remove(id)

@@ -1,0 +1,122 @@
+//! History queries: the executions list with its filters and paging, for every adapter.
+
+use assay_store::{ExecutionFilter, ExecutionStatus, ExecutionSummary};
+
+use crate::Service;
+use crate::error::{ServiceError, ServiceResult};
+
+/// The largest page.
+pub const MAX_PAGE: u32 = 1000;
+/// The page size when none is asked for.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// A list of executions, newest first: all filters must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub workflow: Option<String>,
+    /// Any may match; empty: any status.
+    pub statuses: Vec<ExecutionStatus>,
+    /// `key=value` pairs; all must match.
+    pub tags: Vec<(String, String)>,
+    pub page_size: u32,
+    /// `next` of the previous page.
+    pub before: Option<String>,
+}
+
+impl Default for HistoryQuery {
+    fn default() -> Self {
+        HistoryQuery {
+            workflow: None,
+            statuses: Vec::new(),
+            tags: Vec::new(),
+            page_size: DEFAULT_PAGE,
+            before: None,
+        }
+    }
+}
+
+impl HistoryQuery {
+    /// From the text forms (`status=passed,failed`, `tag=k=v,k2=v2`, `pageSize=50`).
+    pub fn parse(
+        workflow: Option<String>,
+        status: Option<&str>,
+        tag: Option<&str>,
+        page_size: Option<&str>,
+        before: Option<String>,
+    ) -> ServiceResult<HistoryQuery> {
+        let page_size = match page_size {
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ServiceError::BadRequest("pageSize must be a number from 1 to 1000".into())
+                })?,
+            None => DEFAULT_PAGE,
+        };
+        let statuses = match status {
+            Some(s) => s
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(parse_status)
+                .collect::<ServiceResult<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        let tags = match tag {
+            Some(t) => t
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| {
+                            ServiceError::BadRequest(format!("tag `{kv}` is not key=value"))
+                        })
+                })
+                .collect::<ServiceResult<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        Ok(HistoryQuery {
+            workflow,
+            statuses,
+            tags,
+            page_size,
+            before,
+        })
+    }
+}
+
+/// A status by its name (`passed`).
+pub fn parse_status(text: &str) -> ServiceResult<ExecutionStatus> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| ServiceError::BadRequest(format!("unknown status `{text}`")))
+}
+
+/// One page of executions and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub results: Vec<ExecutionSummary>,
+    pub next: Option<String>,
+}
+
+impl Service {
+    /// The executions `query` picks, newest first, one page.
+    pub async fn list_executions(&self, query: &HistoryQuery) -> ServiceResult<Page> {
+        let filter = ExecutionFilter {
+            workflow: query.workflow.clone(),
+            statuses: query.statuses.clone(),
+            tags: query.tags.clone(),
+            since: None,
+            limit: Some(query.page_size + 1),
+            before_id: query.before.clone(),
+        };
+        let mut results = self.store.list_executions(&filter).await?;
+        let next = if results.len() > query.page_size as usize {
+            results.truncate(query.page_size as usize);
+            results.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { results, next })
+    }
+}
