@@ -64,20 +64,25 @@ fn definitions_apply_get_delete() {
         .arg(&file)
         .assert()
         .success()
-        .stdout("workflow hello created (revision 1)\nworkflow other created (revision 1)\n");
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "workflow hello created (revision 1)\nworkflow other created (revision 1)\n",
+        ));
     assay(&data)
         .args(["apply", "-f"])
         .arg(&file)
         .assert()
         .success()
-        .stdout(predicate::str::contains("hello unchanged (revision 1)"));
+        .stdout("")
+        .stderr(predicate::str::contains("hello unchanged (revision 1)"));
     std::fs::write(&file, WORKFLOWS.replace("echo world", "echo there")).unwrap();
     assay(&data)
         .args(["apply", "-f"])
         .arg(&file)
         .assert()
         .success()
-        .stdout(predicate::str::contains("hello updated (revision 2)"));
+        .stdout("")
+        .stderr(predicate::str::contains("hello updated (revision 2)"));
 
     let out = assay(&data)
         .args(["get", "workflows", "-l", "team=qa", "-o", "json"])
@@ -292,12 +297,14 @@ fn executions_logs_artifacts_abort_prune() {
         ])
         .assert()
         .success()
-        .stdout("would prune 0 execution(s)\n");
+        .stdout("")
+        .stderr(predicate::str::contains("would prune 0 execution(s)\n"));
     assay(&data)
         .args(["prune", "--keep-per-workflow", "1", "--dry-run"])
         .assert()
         .success()
-        .stdout("hello-1\nwould prune 1 execution(s)\n");
+        .stdout("hello-1\n")
+        .stderr(predicate::str::contains("would prune 1 execution(s)\n"));
     assay(&data)
         .args(["get", "execution", "hello-1"])
         .assert()
@@ -306,7 +313,8 @@ fn executions_logs_artifacts_abort_prune() {
         .args(["prune", "--keep-per-workflow", "1"])
         .assert()
         .success()
-        .stdout("pruned 1 execution(s)\n");
+        .stdout("")
+        .stderr(predicate::str::contains("pruned 1 execution(s)\n"));
     assay(&data)
         .args(["get", "execution", "hello-1"])
         .assert()

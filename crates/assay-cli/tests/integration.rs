@@ -5,6 +5,7 @@
 mod run_support;
 mod builtin_templates;
 mod client_cli;
+mod confirmations;
 mod containers;
 mod dashboard;
 mod history_cli;

@@ -61,14 +61,18 @@ fn apply_and_validate_webhooks_and_triggers() {
         .arg(&file)
         .assert()
         .success()
-        .stdout("webhook slack-failures created\ntest trigger on-image-update created\n")
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "webhook slack-failures created\ntest trigger on-image-update created\n",
+        ))
         .stderr(predicate::str::contains("Kubernetes runtime"));
     assay(&data)
         .args(["apply", "-f"])
         .arg(&file)
         .assert()
         .success()
-        .stdout(predicate::str::contains("webhook slack-failures unchanged"));
+        .stdout("")
+        .stderr(predicate::str::contains("webhook slack-failures unchanged"));
 
     // A typo in an event: located, with a hint, nothing stored.
     let bad = dir.path().join("bad.yaml");

@@ -1,6 +1,7 @@
 //! `assay apply -f PATH...`: store workflows and templates, and Testkube `Webhook` and
 //! `TestTrigger` documents (which `assay server` acts on). Every file is checked first; nothing
-//! is stored when any document has an error.
+//! is stored when any document has an error. What was done is a confirmation, not data: it goes
+//! to stderr (README, "Output").
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -92,8 +93,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 ApplyOutcome::Unchanged => "unchanged",
             };
             match revision {
-                Some(revision) => println!("{} {name} {what} (revision {revision})", kind.noun()),
-                None => println!("{} {name} {what}", kind.noun()),
+                Some(revision) => eprintln!("{} {name} {what} (revision {revision})", kind.noun()),
+                None => eprintln!("{} {name} {what}", kind.noun()),
             }
         }
         for (kind, name, yaml, labels) in resources {
@@ -105,7 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 Source::Remote(r) => apply_remote_resource(r, kind, &name, &yaml).await?,
             };
             let (noun, what) = (resource_noun(kind), outcome_word(outcome));
-            println!("{noun} {name} {what}");
+            eprintln!("{noun} {name} {what}");
             if kind == ResourceKind::TestTrigger {
                 eprintln!(
                     "note: {noun} {name} is stored; its Kubernetes events act once a Kubernetes \

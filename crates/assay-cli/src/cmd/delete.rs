@@ -57,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     .into(),
             );
         }
-        println!("{} {} deleted", kind.noun(), args.name);
+        eprintln!("{} {} deleted", kind.noun(), args.name);
         Ok(crate::exit::SUCCESS)
     })
 }

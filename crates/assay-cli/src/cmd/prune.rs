@@ -35,10 +35,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .map_err(store_err);
             store.close().await;
             let found = found?;
+            // The names are data (stdout); the count is a confirmation (stderr).
             for (_, name) in &found {
                 println!("{name}");
             }
-            println!("would prune {} execution(s)", found.len());
+            eprintln!("would prune {} execution(s)", found.len());
             return Ok(crate::exit::SUCCESS);
         }
         let report = store
@@ -46,9 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .await
             .map_err(store_err)?;
         store.close().await;
-        println!("pruned {} execution(s)", report.executions);
+        eprintln!("pruned {} execution(s)", report.executions);
         if report.deliveries > 0 {
-            println!("pruned {} delivery record(s)", report.deliveries);
+            eprintln!("pruned {} delivery record(s)", report.deliveries);
         }
         Ok(crate::exit::SUCCESS)
     })
