@@ -244,12 +244,8 @@ fn what_a_killed_run_left_is_removed_by_the_next_run() {
     let (mut child, execution) = start_long_step(&host, data.path());
     child.kill().unwrap(); // SIGKILL: nothing of assay's cleanup runs
     child.wait().unwrap();
-    let (containers, _) = leftovers(&host, &execution);
-    assert_eq!(
-        containers.len(),
-        1,
-        "the killed run's container is still there"
-    );
+    // Its container is left running (no assert: another container test's run may already
+    // have swept it, which is the point).
     // Any next run on this machine sweeps what dead owners left.
     let next = run(&host, "default-image");
     assert_eq!(next.code, PASSED, "{next}");
