@@ -45,3 +45,43 @@ async fn tokens_round_trip(env: Env) {
     assert!(TokenRole::Viewer < TokenRole::Runner && TokenRole::Runner < TokenRole::Admin);
 }
 both!(tokens_round_trip);
+
+/// Tokens are kept in memory for a moment after a lookup (every request authenticates), but a
+/// revoked token is refused: at once through the handle that revoked it, and through another
+/// handle (another process: `assay token revoke` beside a server) once its memory expires.
+async fn security_a_revoked_token_is_refused_although_it_was_cached(env: Env) {
+    let store = &env.store;
+    let (_, kept) = store.create_token("kept", TokenRole::Runner).await.unwrap();
+    let (_, here) = store.create_token("here", TokenRole::Admin).await.unwrap();
+    let (_, there) = store.create_token("there", TokenRole::Admin).await.unwrap();
+    for secret in [&kept, &here, &there] {
+        assert!(store.authenticate(secret).await.unwrap().is_some());
+    }
+    let other = env.reopen().await;
+    assert!(other.revoke_token("there").await.unwrap());
+    let deadline = std::time::Instant::now() + assay_store::TOKEN_CACHE_TTL * 30;
+    while store.authenticate(&there).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a token revoked by another process is still accepted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(store.authenticate(&here).await.unwrap().is_some());
+    assert!(store.revoke_token("here").await.unwrap());
+    assert!(store.authenticate(&here).await.unwrap().is_none());
+    let found = store.authenticate(&kept).await.unwrap().unwrap();
+    assert_eq!(
+        (found.name.as_str(), found.role),
+        ("kept", TokenRole::Runner)
+    );
+}
+both!(security_a_revoked_token_is_refused_although_it_was_cached);
+
+#[test]
+fn token_hashes_are_hex_sha256() {
+    assert_eq!(
+        hash_token("abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
