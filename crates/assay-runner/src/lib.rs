@@ -16,24 +16,28 @@ use assay_engine::{Event, RunOptions, Runtime};
 use assay_spec::model::TestWorkflow;
 use assay_spec::plan::Plan;
 use assay_spec::resolve::PathError;
-use assay_spec::status::{ExecutionStatus, StepStatus};
+use assay_spec::status::ExecutionStatus;
 use assay_spec::{CompileRequest, Strictness, TemplateSet};
 use assay_store::{
-    CiContext, ConfigValue, ContextType, Execution, ExecutionRef, ExecutionSummary, Finish,
-    LeaseOwner, LogWriter, NewExecution, Output, RunningContext, StepResult, Store, StoreError,
+    ConfigValue, Execution, ExecutionRef, ExecutionSummary, Finish, LeaseOwner, NewExecution,
+    RunningContext, Store, StoreError,
 };
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod context;
 mod junit;
 mod launcher;
 mod names;
+mod recorder;
 pub mod stored;
 
+pub use context::running_context_from_env;
 pub use launcher::MAX_EXECUTE_DEPTH;
 pub use names::{COMMAND_CHARS, StepNames};
+use recorder::Recorder;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -592,234 +596,6 @@ impl Drop for WorkDir {
 
 /// How often pending log lines are written out for followers.
 const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Persists engine events into the store.
-struct Recorder<'a> {
-    store: &'a Store,
-    id: &'a str,
-    names: StepNames,
-    writers: HashMap<String, LogWriter>,
-    started: HashMap<String, i64>,
-    position: i64,
-    workflow: &'a str,
-    /// The engine's masker: JUnit cases come from files the steps wrote.
-    masker: &'a assay_engine::Masker,
-    /// The commit flaky detection groups by: the `commit` tag, else the CI commit.
-    commit: Option<String>,
-}
-
-impl Recorder<'_> {
-    /// Write out every step's pending log lines.
-    async fn flush(&mut self) -> Result<(), StoreError> {
-        for w in self.writers.values_mut() {
-            w.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Persist one event. The error says what could not be recorded.
-    async fn record(&mut self, event: &Event) -> Result<(), String> {
-        self.names.learn(event);
-        let what = match event {
-            Event::StepStarted { reference, .. } | Event::StepFinished { reference, .. } => {
-                format!("the result of step `{reference}`")
-            }
-            Event::Log(chunk) => format!("the logs of step `{}`", chunk.reference),
-            Event::Output { reference, key, .. } => {
-                format!("output `{key}` of step `{reference}`")
-            }
-            Event::Artifact {
-                reference, path, ..
-            } => format!("artifact `{path}` of step `{reference}`"),
-            _ => "an event".to_string(),
-        };
-        self.persist(event)
-            .await
-            .map_err(|e| format!("failed to record {what}: {e}"))
-    }
-
-    async fn persist(&mut self, event: &Event) -> Result<(), StoreError> {
-        match event {
-            Event::StepStarted { reference, at, .. } => {
-                // Recorded as running at once, so readers see the step and a run that dies now
-                // leaves it to be marked aborted.
-                self.position += 1;
-                self.started.insert(reference.clone(), self.position);
-                let mut record =
-                    StepResult::new(reference.clone(), self.position, StepStatus::Running);
-                record.name = self.names.get(reference).cloned();
-                record.started_at = Some(ms(*at));
-                self.store.record_step(self.id, &record).await?;
-            }
-            Event::Log(chunk) => {
-                if !self.writers.contains_key(&chunk.reference) {
-                    let w = self.store.log_writer(self.id, &chunk.reference).await?;
-                    self.writers.insert(chunk.reference.clone(), w);
-                }
-                let w = self
-                    .writers
-                    .get_mut(&chunk.reference)
-                    .expect("inserted above");
-                let at = ms(chunk.at);
-                for line in chunk.text.split_inclusive('\n') {
-                    w.append(at, line).await?;
-                }
-                // The observer may show these lines at once (`assay run` prints them): they
-                // must be in the store first, or a `kill -9` right after loses what was shown.
-                w.flush().await?;
-            }
-            Event::StepFinished { reference, result } => {
-                if let Some(w) = self.writers.remove(reference) {
-                    w.finish().await?;
-                }
-                let position = match self.started.get(reference) {
-                    Some(p) => *p,
-                    None => {
-                        self.position += 1;
-                        self.position
-                    }
-                };
-                let record = StepResult {
-                    step_ref: reference.clone(),
-                    name: self.names.get(reference).cloned(),
-                    position,
-                    status: result.status,
-                    exit_code: result.exit_code.map(i64::from),
-                    started_at: result.started_at.map(ms),
-                    finished_at: Some(ms(result.finished_at)),
-                    error_message: result.error.clone(),
-                    peak_memory_bytes: result.peak_rss_bytes.map(|b| b as i64),
-                    cpu_time_ms: result.cpu_time.map(|d| d.as_millis() as i64),
-                };
-                self.store.record_step(self.id, &record).await?;
-            }
-            Event::Output {
-                reference,
-                key,
-                value,
-            } => {
-                self.store
-                    .add_output(
-                        self.id,
-                        &Output {
-                            step_ref: Some(reference.clone()),
-                            name: key.clone(),
-                            value: Value::String(value.clone()),
-                        },
-                    )
-                    .await?;
-            }
-            Event::Artifact {
-                reference,
-                path,
-                source,
-                ..
-            } => {
-                self.store
-                    .put_artifact_file(self.id, Some(reference), path, None, source)
-                    .await?;
-                let cases = assay_store::CaseSource {
-                    step_ref: Some(reference.clone()),
-                    report_file: Some(path.clone()),
-                    commit: self.commit.clone(),
-                };
-                junit::ingest(
-                    self.store,
-                    self.id,
-                    self.workflow,
-                    cases,
-                    source,
-                    self.masker,
-                )
-                .await?;
-            }
-            Event::Warning { reference, message } => {
-                // Kept in the step's log, where every view of the execution shows it.
-                if !self.writers.contains_key(reference) {
-                    let w = self.store.log_writer(self.id, reference).await?;
-                    self.writers.insert(reference.clone(), w);
-                }
-                let w = self.writers.get_mut(reference).expect("inserted above");
-                w.append(ms(SystemTime::now()), &format!("warning: {message}\n"))
-                    .await?;
-            }
-            Event::Service { .. } | Event::Worker { .. } | Event::ExecutionFinished { .. } => {}
-        }
-        Ok(())
-    }
-}
-
-/// Who started an execution from this process: the CLI, or a CI system detected from the
-/// environment (GitHub Actions, GitLab CI, Buildkite, CircleCI, Jenkins) with its commit,
-/// branch, pull request and pipeline URL.
-pub fn running_context_from_env(kind: ContextType) -> RunningContext {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let ci = if env("GITHUB_ACTIONS").is_some() {
-        Some(CiContext {
-            provider: Some("github".into()),
-            commit: env("GITHUB_SHA"),
-            branch: env("GITHUB_HEAD_REF").or_else(|| env("GITHUB_REF_NAME")),
-            pull_request: env("GITHUB_REF")
-                .filter(|r| r.starts_with("refs/pull/"))
-                .and_then(|r| r.split('/').nth(2).map(str::to_string)),
-            pipeline_url: match (
-                env("GITHUB_SERVER_URL"),
-                env("GITHUB_REPOSITORY"),
-                env("GITHUB_RUN_ID"),
-            ) {
-                (Some(s), Some(r), Some(i)) => Some(format!("{s}/{r}/actions/runs/{i}")),
-                _ => None,
-            },
-        })
-    } else if env("GITLAB_CI").is_some() {
-        Some(CiContext {
-            provider: Some("gitlab".into()),
-            commit: env("CI_COMMIT_SHA"),
-            branch: env("CI_COMMIT_REF_NAME"),
-            pull_request: env("CI_MERGE_REQUEST_IID"),
-            pipeline_url: env("CI_PIPELINE_URL"),
-        })
-    } else if env("BUILDKITE").is_some() {
-        Some(CiContext {
-            provider: Some("buildkite".into()),
-            commit: env("BUILDKITE_COMMIT"),
-            branch: env("BUILDKITE_BRANCH"),
-            pull_request: env("BUILDKITE_PULL_REQUEST").filter(|p| p != "false"),
-            pipeline_url: env("BUILDKITE_BUILD_URL"),
-        })
-    } else if env("CIRCLECI").is_some() {
-        Some(CiContext {
-            provider: Some("circleci".into()),
-            commit: env("CIRCLE_SHA1"),
-            branch: env("CIRCLE_BRANCH"),
-            pull_request: env("CIRCLE_PULL_REQUEST"),
-            pipeline_url: env("CIRCLE_BUILD_URL"),
-        })
-    } else if env("JENKINS_URL").is_some() {
-        Some(CiContext {
-            provider: Some("jenkins".into()),
-            commit: env("GIT_COMMIT"),
-            branch: env("GIT_BRANCH"),
-            pull_request: env("CHANGE_ID"),
-            pipeline_url: env("BUILD_URL"),
-        })
-    } else {
-        None
-    };
-    let actor = env("GITHUB_ACTOR")
-        .or_else(|| env("GITLAB_USER_LOGIN"))
-        .or_else(|| env("BUILDKITE_BUILD_CREATOR"))
-        .or_else(|| env("CIRCLE_USERNAME"))
-        .or_else(|| env("USER"));
-    match ci {
-        Some(ci) if kind == ContextType::Cli => RunningContext {
-            kind: ContextType::Ci,
-            actor,
-            ci: Some(ci),
-        },
-        ci => RunningContext { kind, actor, ci },
-    }
-}
 
 /// The labels of every step of a plan by ref (see [`StepNames`]).
 pub fn step_names(plan: &Plan) -> StepNames {

@@ -7,6 +7,7 @@
 pub mod builtin;
 pub mod compile;
 pub mod config;
+mod deserialize;
 pub mod diagnostic;
 pub mod duration;
 pub mod load;
