@@ -17,20 +17,36 @@ const UNITS: &[(&str, u128)] = &[
     ("h", 3600 * 1_000_000_000),
 ];
 
-/// Parse a Go duration string. Errors are lowercase fragments (`missing unit in duration "10"`).
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
+/// Why a duration does not parse. Messages are lowercase fragments (`missing unit in duration
+/// "10"`); each holds the input as written, quoted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("negative duration {0}")]
+    Negative(String),
+    #[error("invalid duration {0}")]
+    Invalid(String),
+    #[error("missing unit in duration {0}")]
+    MissingUnit(String),
+    #[error("unknown unit {unit:?} in duration {input} (use ns, us, ms, s, m or h)")]
+    UnknownUnit { unit: String, input: String },
+    #[error("duration {0} is too long")]
+    TooLong(String),
+}
+
+/// Parse a Go duration string.
+pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let quoted = format!("{input:?}");
     let mut s = input;
     if let Some(rest) = s.strip_prefix('+') {
         s = rest;
     } else if s.starts_with('-') {
-        return Err(format!("negative duration {quoted}"));
+        return Err(DurationError::Negative(quoted));
     }
     if s == "0" {
         return Ok(Duration::ZERO);
     }
     if s.is_empty() {
-        return Err(format!("invalid duration {quoted}"));
+        return Err(DurationError::Invalid(quoted));
     }
     let mut total_ns: u128 = 0;
     while !s.is_empty() {
@@ -45,7 +61,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
             s = &rest[frac_len..];
         }
         if int_part.is_empty() && frac_part.is_empty() {
-            return Err(format!("invalid duration {quoted}"));
+            return Err(DurationError::Invalid(quoted));
         }
         // The unit: everything up to the next digit or dot.
         let unit_len = s
@@ -55,14 +71,15 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
         let unit = &s[..unit_len];
         s = &s[unit_len..];
         if unit.is_empty() {
-            return Err(format!("missing unit in duration {quoted}"));
+            return Err(DurationError::MissingUnit(quoted));
         }
         let Some(&(_, scale)) = UNITS.iter().find(|(name, _)| *name == unit) else {
-            return Err(format!(
-                "unknown unit {unit:?} in duration {quoted} (use ns, us, ms, s, m or h)"
-            ));
+            return Err(DurationError::UnknownUnit {
+                unit: unit.to_string(),
+                input: quoted,
+            });
         };
-        let overflow = || format!("duration {quoted} is too long");
+        let overflow = || DurationError::TooLong(quoted.clone());
         let int: u128 = if int_part.is_empty() {
             0
         } else {
@@ -132,13 +149,22 @@ mod tests {
             assert!(parse_duration(s).is_err(), "{s:?} should not parse");
         }
         assert_eq!(
-            parse_duration("10").unwrap_err(),
+            parse_duration("10").unwrap_err().to_string(),
             "missing unit in duration \"10\""
         );
-        assert!(
-            parse_duration("5min")
+        assert_eq!(
+            parse_duration("5min").unwrap_err().to_string(),
+            "unknown unit \"min\" in duration \"5min\" (use ns, us, ms, s, m or h)"
+        );
+        assert_eq!(
+            parse_duration("-1s").unwrap_err().to_string(),
+            "negative duration \"-1s\""
+        );
+        assert_eq!(
+            parse_duration("99999999999999999999h")
                 .unwrap_err()
-                .contains("unknown unit \"min\"")
+                .to_string(),
+            "duration \"99999999999999999999h\" is too long"
         );
     }
 }

@@ -330,7 +330,7 @@ impl Validator<'_> {
         if let Err(e) = parse_duration(value) {
             self.error(
                 path,
-                e,
+                e.to_string(),
                 Some("durations look like `30s`, `5m`, `1h30m` or `500ms`".to_string()),
             );
         }
