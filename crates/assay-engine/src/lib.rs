@@ -31,6 +31,7 @@ mod logs;
 mod machine;
 mod mask;
 mod options;
+mod outputs;
 mod parallel;
 mod process;
 mod runner;
