@@ -12,6 +12,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod load;
 pub mod located;
+mod lower;
 pub mod merge;
 pub mod model;
 pub mod plan;
