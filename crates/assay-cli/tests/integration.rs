@@ -13,6 +13,7 @@ mod isolation;
 mod junit_and_rerun;
 mod lifecycle;
 mod mcp;
+mod output_snapshots;
 mod policy_cli;
 mod real_suite;
 mod security_artifacts;
