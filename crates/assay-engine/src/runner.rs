@@ -46,6 +46,30 @@ pub(crate) struct Shared {
     pub sink: EventSink,
 }
 
+/// An expression of the plan that failed at run time: the text as written and why. Shown as
+/// `` `text`: reason `` inside the step's error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{text}`: {source}")]
+pub(crate) struct RenderError {
+    pub text: String,
+    pub source: assay_expr::ExprError,
+}
+
+impl RenderError {
+    fn new(text: &str, source: assay_expr::ExprError) -> Self {
+        RenderError {
+            text: text.to_string(),
+            source,
+        }
+    }
+}
+
+impl From<RenderError> for String {
+    fn from(e: RenderError) -> String {
+        e.to_string()
+    }
+}
+
 /// Why the walk stopped early.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Interrupt {
@@ -224,20 +248,23 @@ impl Runner {
     }
 
     /// Evaluates a bare expression to a boolean.
-    pub(crate) fn eval_bool(&self, expr: &str, machine: &dyn Machine) -> Result<bool, String> {
-        let parsed = assay_expr::parse(expr).map_err(|e| format!("`{expr}`: {e}"))?;
-        let value = parsed
-            .evaluate(&[machine])
-            .map_err(|e| format!("`{expr}`: {e}"))?;
+    pub(crate) fn eval_bool(&self, expr: &str, machine: &dyn Machine) -> Result<bool, RenderError> {
+        let value = assay_expr::parse(expr)
+            .and_then(|parsed| parsed.evaluate(&[machine]))
+            .map_err(|e| RenderError::new(expr, e))?;
         Ok(assay_expr::truthy(&value))
     }
 
     /// Renders a template string.
-    pub(crate) fn render(&self, template: &str, machine: &dyn Machine) -> Result<String, String> {
+    pub(crate) fn render(
+        &self,
+        template: &str,
+        machine: &dyn Machine,
+    ) -> Result<String, RenderError> {
         if !template.contains("{{") {
             return Ok(template.to_string());
         }
-        assay_expr::render_template(template, &[machine]).map_err(|e| format!("`{template}`: {e}"))
+        assay_expr::render_template(template, &[machine]).map_err(|e| RenderError::new(template, e))
     }
 
     /// Renders one argument; a pure `{{ list }}` expands into several (as Testkube does).
@@ -246,13 +273,13 @@ impl Runner {
         arg: &str,
         machine: &dyn Machine,
         out: &mut Vec<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RenderError> {
         let t = arg.trim();
         if t.starts_with("{{") && t.ends_with("}}") && t.matches("{{").count() == 1 {
             let inner = &t[2..t.len() - 2];
             let value = assay_expr::parse(inner)
                 .and_then(|e| e.evaluate(&[machine]))
-                .map_err(|e| format!("`{arg}`: {e}"))?;
+                .map_err(|e| RenderError::new(arg, e))?;
             match value {
                 Value::Array(items) => out.extend(items.iter().map(assay_expr::stringify)),
                 v => out.push(assay_expr::stringify(&v)),

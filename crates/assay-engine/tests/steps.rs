@@ -414,3 +414,24 @@ async fn colour_settings_are_the_users_and_never_forced() {
         assert!(assay_engine::TERMINAL_ENV.contains(&k), "{k}");
     }
 }
+
+/// A run-time expression that fails names the expression as written and why, in the step's
+/// error: the condition's, and a command's.
+#[tokio::test]
+async fn expression_errors_name_the_expression() {
+    let (opts, _dir) = options();
+    let mut bad_condition = shell("cond", "echo never");
+    bad_condition.condition = "nosuchfn(1)".into();
+    bad_condition.optional = true;
+    let mut bad_command = shell("cmd", "echo {{ nosuchfn(2) }}");
+    bad_command.optional = true;
+    let (out, _) = run(plan(vec![bad_condition, bad_command]), opts).await;
+    let cond = out.steps["cond"].error.clone().unwrap();
+    assert!(
+        cond.starts_with("failed to evaluate the condition: `nosuchfn(1)`: "),
+        "{cond}"
+    );
+    assert!(cond.contains("nosuchfn"), "{cond}");
+    let cmd = out.steps["cmd"].error.clone().unwrap();
+    assert!(cmd.starts_with("`echo {{ nosuchfn(2) }}`: "), "{cmd}");
+}
