@@ -160,3 +160,81 @@ fn unreadable_suites_are_usage_errors_with_the_file_named() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("missing.yaml"), "{stderr}");
 }
+
+#[test]
+fn readme_check_example_runs_as_written_and_fails_with_exit_1() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let cmd = "assay policy check --policy examples/policies/kyverno/require-pinned-images.yaml --policy examples/policies/rego examples/policies/inputs";
+    let example = readme
+        .split(&format!("\n$ {cmd}\n"))
+        .nth(1)
+        .expect("the README's example");
+    let shown: String = example
+        .lines()
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let args: Vec<&str> = cmd.split(' ').skip(1).collect();
+    let (code, stdout, stderr) = assay_in(&repo_root(), &args);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert_eq!(stdout, shown);
+}
+
+#[test]
+fn check_reads_stdin_writes_junit_and_refuses_bad_rego_with_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.rego"),
+        "package main\nimport rego.v1\ndeny contains msg if { input.kind == \"Pod\"; input.spec.hostNetwork; msg := \"no hostNetwork\" }\n",
+    )
+    .unwrap();
+    let junit = dir.path().join("out.xml");
+    let mut child = assay()
+        .current_dir(dir.path())
+        .args([
+            "policy",
+            "check",
+            "-p",
+            "p.rego",
+            "-",
+            "--junit",
+            junit.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), RESOURCES.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("PASS  main deny Pod/good\n"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  main deny Pod/bad: no hostNetwork\n"),
+        "{stdout}"
+    );
+    let (cases, err) = assay_reports::parse_all(
+        std::fs::File::open(&junit).unwrap(),
+        assay_reports::ParseOptions::default(),
+    );
+    assert!(err.is_none());
+    assert_eq!(cases.len(), 2);
+    assert!(cases.iter().any(|c| c.name == "deny Pod/bad"
+        && c.status == assay_reports::CaseStatus::Failed
+        && c.message.as_deref() == Some("no hostNetwork")));
+
+    std::fs::write(
+        dir.path().join("bad.rego"),
+        "package main\ndeny contains msg if {\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = assay_in(dir.path(), &["policy", "check", "-p", "bad.rego", "p.rego"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("bad.rego"), "{stderr}");
+    let (code, _, stderr) = assay_in(
+        dir.path(),
+        &["policy", "check", "-p", "p.rego", "missing.yaml"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("missing.yaml"), "{stderr}");
+}

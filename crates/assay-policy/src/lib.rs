@@ -2,8 +2,10 @@
 //! offline against resource documents. Evaluation is pure; `docs` and `kyverno::suite` read the
 //! files they are pointed at.
 
+pub mod check;
 pub mod docs;
 pub mod kyverno;
+pub mod rego;
 
 use std::path::PathBuf;
 
