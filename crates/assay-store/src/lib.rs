@@ -63,7 +63,7 @@ pub use model::*;
 pub use schedules::{ClaimedTick, ScheduleTick};
 pub use secrets::KEY_FILE;
 pub use test_cases::{CaseSource, FlakyTest, StoredTestCase, TestRun};
-pub use tokens::{TOKEN_CACHE_TTL, TokenInfo, TokenRole, hash_token};
+pub use tokens::{TokenInfo, TokenRole, hash_token};
 
 /// Handle to the history. Cheap to clone; all clones share one connection pool.
 #[derive(Clone)]
@@ -77,8 +77,6 @@ struct Inner {
     files: files::Files,
     /// Change signals for followers ([`Store::watch`]).
     live: Arc<live::Live>,
-    /// Tokens found lately ([`Store::authenticate`]).
-    tokens: tokens::TokenCache,
     lease_timeout: Duration,
     secrets: secrets::SecretBox,
     /// Permissions narrowed on open, for the caller to show.
@@ -134,7 +132,6 @@ impl Store {
                 db,
                 files,
                 live,
-                tokens: tokens::TokenCache::default(),
                 lease_timeout,
                 secrets,
                 warnings,

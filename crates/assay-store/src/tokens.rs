@@ -1,14 +1,9 @@
 //! API tokens of the server: a name, a role and the SHA-256 of the secret. The secret itself is
 //! shown once when it is created and never stored.
 //!
-//! Every request is authenticated, so a token found in the database is kept in memory (by its
-//! hash, never the secret) for [`TOKEN_CACHE_TTL`]: a revocation through this store handle
-//! takes effect at once, one through another process (`assay token revoke` on the same data
-//! dir or database) within that time.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! Every lookup reads the database (one indexed row): a token revoked by any process
+//! (`assay token revoke` beside a running server, another server on the same PostgreSQL) is
+//! refused on the very next request. No token is kept in memory between requests.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -29,40 +24,6 @@ pub struct TokenInfo {
     pub role: TokenRole,
     pub created_at: UnixMs,
     pub last_used_at: Option<UnixMs>,
-}
-
-/// How long a token found in the database is trusted without looking again.
-pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
-
-/// Tokens cached at most (unknown secrets are never cached, so guessing cannot fill it).
-const TOKEN_CACHE_MAX: usize = 1024;
-
-/// Tokens found lately, by hash, with when they were read.
-#[derive(Default)]
-pub(crate) struct TokenCache(Mutex<HashMap<String, (TokenInfo, Instant)>>);
-
-impl TokenCache {
-    fn get(&self, hash: &str) -> Option<TokenInfo> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(hash)
-            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
-            .map(|(info, _)| info.clone())
-    }
-
-    fn put(&self, hash: String, info: TokenInfo) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= TOKEN_CACHE_MAX {
-            map.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
-            if map.len() >= TOKEN_CACHE_MAX {
-                map.clear();
-            }
-        }
-        map.insert(hash, (info, Instant::now()));
-    }
-
-    fn clear(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
 }
 
 /// Hex SHA-256 of a token secret, as stored.
@@ -143,9 +104,6 @@ impl Store {
     /// about once a minute, so reads do not turn into writes).
     pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenInfo>> {
         let hash = hash_token(secret);
-        if let Some(info) = self.inner.tokens.get(&hash) {
-            return Ok(Some(info));
-        }
         let db = self.db();
         let row = sqlx::query(
             "SELECT name, role, created_at, last_used_at FROM api_tokens WHERE token_hash = $1",
@@ -165,7 +123,6 @@ impl Store {
                 .execute(&db.pool)
                 .await;
         }
-        self.inner.tokens.put(hash, info.clone());
         Ok(Some(info))
     }
 
@@ -192,7 +149,6 @@ impl Store {
         })
         .await
         .map_err(|e| db.err("revoke the token", e))?;
-        self.inner.tokens.clear();
         Ok(done.rows_affected() == 1)
     }
 }
