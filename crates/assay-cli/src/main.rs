@@ -50,6 +50,8 @@ enum Command {
     Server(cmd::server::Args),
     /// Create, list and revoke the server's API tokens [local: the server's store on this machine]
     Token(cmd::token::Args),
+    /// Set, list and delete named secrets that workflows read (`secretKeyRef`, `envFrom`) [local: this machine's store]
+    Secret(cmd::secret::Args),
     /// Serve MCP on stdio for AI agents: run, watch and debug workflows (logs go to stderr) [local]
     Mcp(cmd::mcp::Args),
     /// Work through a server: add, use, list and remove contexts (`use embedded`: this machine)
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => cmd::prune::run(args),
         Command::Server(args) => cmd::server::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::Secret(args) => cmd::secret::run(args),
         Command::Mcp(args) => cmd::mcp::run(args),
         Command::Context(args) => cmd::context::run(args),
         Command::Policy(args) => cmd::policy::run(args),

@@ -16,6 +16,7 @@ mod mcp;
 mod output_snapshots;
 mod policy_cli;
 mod real_suite;
+mod secrets_cli;
 mod security_artifacts;
 mod server_cli;
 mod triggers_cli;

@@ -117,15 +117,14 @@ impl Runner {
     fn files(&self, content: &PlanContent, frame: &Frame) -> Result<(), String> {
         let env = self.base_env();
         for f in &content.files {
-            if f.content_from.is_some() {
-                return Err(format!(
-                    "content.files `{}` uses contentFrom, which needs Kubernetes; put the content inline",
-                    f.path
-                ));
-            }
-            let (path, text) = self.with_machine(frame.passed, None, &env, None, |m| {
+            let (path, mut text) = self.with_machine(frame.passed, None, &env, None, |m| {
                 Ok::<_, String>((self.render(&f.path, m)?, self.render(&f.content, m)?))
             })?;
+            if let Some(source) = &f.content_from {
+                let what = format!("content.files `{path}` contentFrom");
+                text = crate::refs::source_value(&what, source, &self.shared.opts.named_secrets)?
+                    .unwrap_or_default();
+            }
             let host = self.layout.to_host(&layout::join(&frame.cwd, &path));
             if let Some(parent) = host.parent() {
                 std::fs::create_dir_all(parent)
@@ -163,12 +162,21 @@ impl Runner {
                     .collect::<Result<Vec<_>, _>>()?,
             ))
         });
-        let (uri, revision, username, token, mount, paths) = match rendered {
+        let (uri, revision, mut username, mut token, mount, paths) = match rendered {
             Ok(v) => v,
             Err(e) => return a.fail(format!("content.git: {e}")),
         };
-        if !git.ssh_key.is_empty() || !git.sources.is_empty() {
-            return a.fail("content.git with sshKey or *From secrets is not supported by the local runtime: use a token, or clone in a `shell` step");
+        if !git.ssh_key.is_empty() || git.sources.contains_key("sshKeyFrom") {
+            return a.fail("content.git with sshKey or sshKeyFrom is not supported outside Kubernetes: use a token (`token`, or `tokenFrom` with `assay secret`), or clone in a `shell` step");
+        }
+        for (field, out) in [("usernameFrom", &mut username), ("tokenFrom", &mut token)] {
+            if let Some(source) = git.sources.get(field) {
+                let what = format!("content.git {field}");
+                match crate::refs::source_value(&what, source, &self.shared.opts.named_secrets) {
+                    Ok(v) => *out = v.unwrap_or_default(),
+                    Err(e) => return a.fail(e),
+                }
+            }
         }
         let mount = if mount.is_empty() {
             "/data/repo".to_string()

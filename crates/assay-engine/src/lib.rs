@@ -34,6 +34,7 @@ mod options;
 mod outputs;
 mod parallel;
 mod process;
+pub mod refs;
 mod runner;
 pub mod runtime;
 pub mod sandbox;
@@ -167,6 +168,11 @@ pub(crate) fn step_user() -> Option<&'static sandbox::StepUser> {
 pub fn masker(plan: &Plan, opts: &RunOptions) -> Masker {
     let mut secrets: Vec<String> = opts.secrets.values().cloned().collect();
     secrets.extend(opts.masked.iter().cloned());
+    secrets.extend(
+        opts.named_secrets
+            .values()
+            .flat_map(|s| s.values().cloned()),
+    );
     collect_git_tokens(&plan.root, &mut secrets);
     Masker::new(secrets.iter().map(String::as_str))
 }

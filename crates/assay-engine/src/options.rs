@@ -25,6 +25,9 @@ pub struct RunOptions {
     pub secrets: BTreeMap<String, String>,
     /// Further values to mask (e.g. `--secret` values), not addressable in expressions.
     pub masked: Vec<String>,
+    /// Named secrets the plan refers to (`valueFrom.secretKeyRef`, `envFrom.secretRef`, ...;
+    /// see [`crate::refs`]), by name then key. Every value is masked.
+    pub named_secrets: crate::refs::NamedSecrets,
     /// Cancelled by the caller to abort the execution (Ctrl-C, `assay abort`).
     pub cancel: CancellationToken,
     /// Top-level expression variables: `execution` (`{id, name, number, ...}`), `workflow`
@@ -62,6 +65,7 @@ impl RunOptions {
             work_dir: work_dir.into(),
             secrets: BTreeMap::new(),
             masked: Vec::new(),
+            named_secrets: BTreeMap::new(),
             cancel: CancellationToken::new(),
             context: Map::new(),
             base_env: BTreeMap::new(),
@@ -81,6 +85,10 @@ impl std::fmt::Debug for RunOptions {
             .field("work_dir", &self.work_dir)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
             .field("masked", &self.masked.len())
+            .field(
+                "named_secrets",
+                &self.named_secrets.keys().collect::<Vec<_>>(),
+            )
             .field("isolation", &self.isolation)
             .field("hidden", &self.hidden)
             .field("shell", &self.shell)

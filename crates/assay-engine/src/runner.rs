@@ -303,12 +303,15 @@ impl Runner {
         own_id: Option<&str>,
     ) -> Result<BTreeMap<String, String>, String> {
         let mut env = self.base_env();
+        let secrets = &self.shared.opts.named_secrets;
+        env.extend(crate::refs::env_from(&process.env_from, secrets)?);
         for e in &process.env {
-            if e.value_from.is_some() {
-                return Err(format!(
-                    "env `{}` uses valueFrom, which needs Kubernetes; the local runtime cannot read it (set `value`, or pass the value as config)",
-                    e.name
-                ));
+            if let Some(source) = &e.value_from {
+                let what = format!("env `{}`", e.name);
+                if let Some(value) = crate::refs::source_value(&what, source, secrets)? {
+                    env.insert(e.name.clone(), value);
+                }
+                continue;
             }
             let value = match &e.value {
                 Some(v) => {

@@ -410,6 +410,14 @@ async fn prepare_created(
     let mut opts = RunOptions::new(&work_dir);
     opts.secrets = compiled.secrets.into_iter().collect();
     opts.masked = req.secrets.values().cloned().collect();
+    // Secrets and ConfigMaps the plan refers to (`valueFrom`, `envFrom`, ...): exactly those
+    // are opened, and every value is masked like the others.
+    let plan_value =
+        serde_json::to_value(&compiled.plan).map_err(|e| RunError::Internal(e.to_string()))?;
+    let names = assay_engine::refs::referenced_names(&plan_value);
+    if !names.is_empty() {
+        opts.named_secrets = store.named_secret_values(&names).await?;
+    }
     let mut ctx = serde_json::Map::new();
     ctx.insert("execution".into(), context);
     ctx.insert(

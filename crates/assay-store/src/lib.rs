@@ -35,6 +35,7 @@ pub mod lease;
 pub mod live;
 pub mod logs;
 mod model;
+mod named_secrets;
 mod prune;
 mod schedules;
 mod secrets;
@@ -60,6 +61,10 @@ pub use lease::LeaseOwner;
 pub use live::{Changes, Watch};
 pub use logs::{LogLine, LogReader, LogWriter};
 pub use model::*;
+pub use named_secrets::{
+    NAMED_SECRET_NAME_MAX, NAMED_SECRET_VALUE_MAX, NamedSecretInfo, NamedSecretValues,
+    check_secret_key, check_secret_name,
+};
 pub use schedules::{ClaimedTick, ScheduleTick};
 pub use secrets::KEY_FILE;
 pub use test_cases::{CaseSource, FlakyTest, StoredTestCase, TestRun};

@@ -6,6 +6,7 @@ mod common;
 mod dashboard;
 mod full_disk;
 mod hooks;
+mod named_secrets;
 mod s3;
 mod schedules;
 mod secrets_at_rest;

@@ -16,6 +16,7 @@ pub mod prune;
 pub mod rerun;
 pub mod run;
 pub mod run_remote;
+pub mod secret;
 pub mod server;
 pub mod tests;
 pub mod token;
