@@ -18,4 +18,4 @@ pub const HELP: &str = "Exit codes:
 
 With a context in use (`assay context use NAME`, or --context NAME / ASSAY_CONTEXT for one
 command), run, get, logs, artifacts, abort, rerun, apply and delete work through that server's
-API. validate, plan, prune, server, token and mcp always work on this machine.";
+API. validate, plan, init, prune, server, token and mcp always work on this machine.";

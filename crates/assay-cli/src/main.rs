@@ -58,6 +58,8 @@ enum Command {
     Context(cmd::context::Args),
     /// Policy checks: run Kyverno test suites offline [local]
     Policy(cmd::policy::Args),
+    /// Find the repository's test tools and write a TestWorkflow for each [local]
+    Init(cmd::init::Args),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::Mcp(args) => cmd::mcp::run(args),
         Command::Context(args) => cmd::context::run(args),
         Command::Policy(args) => cmd::policy::run(args),
+        Command::Init(args) => cmd::init::run(args),
     };
     finish(result)
 }

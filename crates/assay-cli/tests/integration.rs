@@ -9,6 +9,7 @@ mod confirmations;
 mod containers;
 mod dashboard;
 mod history_cli;
+mod init_cli;
 mod isolation;
 mod junit_and_rerun;
 mod lifecycle;

@@ -8,6 +8,7 @@ pub mod context;
 pub mod delete;
 pub mod get;
 pub mod history;
+pub mod init;
 pub mod logs;
 pub mod mcp;
 pub mod plan;
