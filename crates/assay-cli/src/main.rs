@@ -60,6 +60,8 @@ enum Command {
     Policy(cmd::policy::Args),
     /// Find the repository's test tools and write a TestWorkflow for each [local]
     Init(cmd::init::Args),
+    /// Scans: secrets in files, folders or git history (gitleaks-format rules) [local]
+    Scan(cmd::scan::Args),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         Command::Context(args) => cmd::context::run(args),
         Command::Policy(args) => cmd::policy::run(args),
         Command::Init(args) => cmd::init::run(args),
+        Command::Scan(args) => cmd::scan::run(args),
     };
     finish(result)
 }

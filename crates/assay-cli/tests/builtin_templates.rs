@@ -160,7 +160,7 @@ fn get_templates_builtin_lists_every_builtin_as_the_readme_shows() {
     let (code, stdout, _) = assay_in(dir.path(), &["get", "templates", "--builtin", "-o", "json"]);
     assert_eq!(code, 0);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(rows.len(), 18);
+    assert_eq!(rows.len(), 19);
     assert!(rows.iter().any(
         |r| r["name"] == "distribute/evenly" && !r["description"].as_str().unwrap().is_empty()
     ));

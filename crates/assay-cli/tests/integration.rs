@@ -17,6 +17,7 @@ mod mcp;
 mod output_snapshots;
 mod policy_cli;
 mod real_suite;
+mod scan_cli;
 mod secrets_cli;
 mod security_artifacts;
 mod server_cli;

@@ -27,6 +27,7 @@ macro_rules! builtin {
 
 /// Every built-in template, sorted by name.
 pub const SOURCES: &[BuiltinSource] = &[
+    builtin!("assay--scan-secrets--v1"),
     builtin!("distribute--evenly"),
     builtin!("official--artillery--beta"),
     builtin!("official--artillery--v1"),

@@ -17,6 +17,7 @@ pub mod prune;
 pub mod rerun;
 pub mod run;
 pub mod run_remote;
+pub mod scan;
 pub mod secret;
 pub mod server;
 pub mod tests;
