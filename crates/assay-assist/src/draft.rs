@@ -513,7 +513,11 @@ fn pytest_patterns(files: &[String]) -> Vec<String> {
 
 /// `glob("a", "b")` as an expression.
 fn glob_call(patterns: &[String]) -> String {
-    let args: Vec<String> = patterns.iter().map(|p| q(p)).collect();
+    // Double-quoted expression strings, so the YAML scalar around them can be single-quoted.
+    let args: Vec<String> = patterns
+        .iter()
+        .map(|p| serde_json::to_string(p).unwrap_or_default())
+        .collect();
     format!("glob({})", args.join(", "))
 }
 
