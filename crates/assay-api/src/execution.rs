@@ -47,6 +47,43 @@ pub struct TestWorkflowExecution {
     /// remote client names the same step as the server's own views.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<String>,
+    /// Testkube's: the name of the execution whose `execute` step started this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_workflow_execution_name: Option<String>,
+    /// Assay's: the execution and step that started this one (`execute`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentExecution>,
+    /// Assay's: the executions this one's `execute` steps started, oldest first. Absent from
+    /// list summaries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildExecution>,
+}
+
+/// The execution whose `execute` step started another one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentExecution {
+    pub id: String,
+    /// `<workflow>-<number>`.
+    pub name: String,
+    /// Ref of the `execute` step.
+    #[serde(rename = "ref")]
+    pub step_ref: String,
+}
+
+/// An execution started by an `execute` step of another one, as its parent lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildExecution {
+    pub id: String,
+    /// `<workflow>-<number>`: `assay get execution NAME` shows it.
+    pub name: String,
+    pub workflow: String,
+    pub number: i64,
+    pub status: ExecutionStatus,
+    /// Ref of the parent's `execute` step that started it.
+    #[serde(rename = "ref")]
+    pub step_ref: String,
 }
 
 /// `workflow: {name}`.
@@ -69,6 +106,10 @@ pub struct TestWorkflowSignature {
 #[serde(rename_all = "camelCase")]
 pub struct TestWorkflowResult {
     pub status: ExecutionStatus,
+    /// Testkube's: the status the execution is heading for (its status once ended; while it
+    /// runs, `failed` once a step failed it, else `passed`).
+    #[serde(default = "passed")]
+    pub predicted_status: ExecutionStatus,
     pub queued_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -79,12 +120,19 @@ pub struct TestWorkflowResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_duration: Option<String>,
     pub duration_ms: i64,
+    /// Testkube's: time spent paused. Assay does not pause executions: always 0.
+    #[serde(default)]
+    pub paused_ms: i64,
     pub total_duration_ms: i64,
     /// Carries the execution-level error (e.g. why it was aborted), as Testkube does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initialization: Option<TestWorkflowStepResult>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub steps: BTreeMap<String, TestWorkflowStepResult>,
+}
+
+fn passed() -> ExecutionStatus {
+    ExecutionStatus::Passed
 }
 
 /// `TestWorkflowStepResult`, plus the resource use Assay records.
@@ -139,17 +187,150 @@ pub struct CiContext {
     pub pipeline_url: Option<String>,
 }
 
-/// The running context of an execution.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The running context of an execution: who or what started it.
+///
+/// On the wire it has Testkube's shape (`TestWorkflowRunningContext`: `interface` and `actor`
+/// objects) plus Assay's `type` and `ci`; older records (`actor` as a string, no `interface`)
+/// read back the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunningContext {
-    #[serde(rename = "type")]
     pub kind: ContextType,
-    /// User, token name, schedule or trigger name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// User, token name, schedule or trigger name; for an execution started by another's
+    /// `execute` step, that execution's name.
     pub actor: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<CiContext>,
+    /// The id of the execution whose `execute` step started this one.
+    pub execution_id: Option<String>,
+}
+
+impl RunningContext {
+    /// Testkube's interface type: `cli`, `api`, `ci/cd` or `internal` (schedules, triggers and
+    /// `execute`).
+    pub fn interface_type(&self) -> &'static str {
+        if self.execution_id.is_some() {
+            return "internal";
+        }
+        match self.kind {
+            ContextType::Cli => "cli",
+            ContextType::Api => "api",
+            ContextType::Schedule | ContextType::Trigger => "internal",
+            ContextType::Ci => "ci/cd",
+        }
+    }
+
+    /// Testkube's actor type: `user`, `cron`, `testtrigger`, `program` (a CI pipeline) or
+    /// `testworkflowexecution` (another execution's `execute` step).
+    pub fn actor_type(&self) -> &'static str {
+        if self.execution_id.is_some() {
+            return "testworkflowexecution";
+        }
+        match self.kind {
+            ContextType::Cli | ContextType::Api => "user",
+            ContextType::Schedule => "cron",
+            ContextType::Trigger => "testtrigger",
+            ContextType::Ci => "program",
+        }
+    }
+}
+
+/// `TestWorkflowRunningContextInterface`.
+#[derive(Serialize, Deserialize, Default)]
+struct WireInterface {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+/// `TestWorkflowRunningContextActor`.
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct WireActor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    execution_id: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+/// An actor as written now (an object) or by older versions (a string).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyActor {
+    Name(String),
+    Actor(WireActor),
+}
+
+#[derive(Serialize)]
+struct WireOut<'a> {
+    interface: WireInterface,
+    actor: WireActor,
+    #[serde(rename = "type")]
+    kind: ContextType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ci: Option<&'a CiContext>,
+}
+
+#[derive(Deserialize)]
+struct WireIn {
+    #[serde(rename = "type", default)]
+    kind: Option<ContextType>,
+    #[serde(default)]
+    interface: Option<WireInterface>,
+    #[serde(default)]
+    actor: Option<AnyActor>,
+    #[serde(default)]
+    ci: Option<CiContext>,
+}
+
+impl Serialize for RunningContext {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireOut {
+            interface: WireInterface {
+                name: self.ci.as_ref().and_then(|c| c.provider.clone()),
+                kind: self.interface_type().to_string(),
+            },
+            actor: WireActor {
+                name: self.actor.clone(),
+                execution_id: self.execution_id.clone(),
+                kind: self.actor_type().to_string(),
+            },
+            kind: self.kind,
+            ci: self.ci.as_ref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RunningContext {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireIn::deserialize(deserializer)?;
+        let (actor, execution_id, actor_type) = match wire.actor {
+            None => (None, None, String::new()),
+            Some(AnyActor::Name(name)) => (Some(name), None, String::new()),
+            Some(AnyActor::Actor(a)) => (a.name, a.execution_id, a.kind),
+        };
+        // A context from Testkube (no Assay `type`): from its actor and interface.
+        let kind = wire.kind.unwrap_or_else(|| {
+            match (
+                actor_type.as_str(),
+                wire.interface.as_ref().map(|i| i.kind.as_str()),
+            ) {
+                ("cron", _) => ContextType::Schedule,
+                ("testtrigger", _) => ContextType::Trigger,
+                (_, Some("cli")) => ContextType::Cli,
+                (_, Some("ci/cd")) | ("program", _) => ContextType::Ci,
+                _ => ContextType::Api,
+            }
+        });
+        Ok(RunningContext {
+            kind,
+            actor,
+            ci: wire.ci,
+            execution_id,
+        })
+    }
 }
 
 /// One config value as recorded (Testkube's `TestWorkflowExecutionConfigValue`). The caller masks

@@ -82,17 +82,36 @@ pub struct ExecutionRequest {
     pub tags: BTreeMap<String, String>,
 }
 
-/// One page of `GET /v1/test-workflow-executions` (Testkube's `TestWorkflowExecutionsResult`
-/// has `results` too; paging here is by cursor).
+/// One page of `GET /v1/test-workflow-executions`: Testkube's `TestWorkflowExecutionsResult`
+/// (`totals`, `filtered`, `results`); paging here is by cursor (`next`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionsPage {
+    /// The executions of the listed workflow (all workflows when none is named), by status.
+    #[serde(default)]
+    pub totals: ExecutionsTotals,
+    /// The executions the filters match over all pages, by status.
+    #[serde(default)]
+    pub filtered: ExecutionsTotals,
     /// Newest first, without step results.
     #[schema(value_type = Vec<Object>)]
     pub results: Vec<TestWorkflowExecution>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+}
+
+/// Testkube's `ExecutionsTotals`: numbers of executions by status. As in Testkube, `failed`
+/// counts aborted and canceled executions too; `results` counts all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionsTotals {
+    pub results: i64,
+    pub passed: i64,
+    pub failed: i64,
+    pub queued: i64,
+    pub running: i64,
+    pub paused: i64,
 }
 
 /// Response of `POST /v1/test-workflow-executions/{id}/abort`.

@@ -826,8 +826,14 @@ fn execute_runs_stored_workflows_as_their_own_executions() {
     for c in &children {
         assert_eq!(c["result"]["status"], "passed", "{c:#}");
         assert_eq!(c["runningContext"]["type"], "api", "{c:#}");
-        let actor = c["runningContext"]["actor"].as_str().unwrap_or("");
-        assert!(actor.contains("execute-parent-1"), "{actor}");
+        assert_eq!(
+            c["runningContext"]["interface"]["type"], "internal",
+            "{c:#}"
+        );
+        let actor = &c["runningContext"]["actor"];
+        assert_eq!(actor["type"], "testworkflowexecution", "{c:#}");
+        assert_eq!(actor["name"], "execute-parent-1", "{c:#}");
+        assert_eq!(actor["executionId"], c["parent"]["id"], "{c:#}");
     }
 }
 
@@ -855,6 +861,39 @@ fn execute_fails_the_step_for_a_failing_or_unknown_workflow() {
     assert_eq!(children.len(), 1, "{run}");
     assert_eq!(children[0]["result"]["status"], "failed");
     assert_eq!(children[0]["configParams"]["code"]["value"], "5");
+    assert_eq!(
+        children[0]["testWorkflowExecutionName"],
+        "execute-failing-child-1"
+    );
+    // The error, the summary, `-o json` and `get execution` name the child execution and
+    // where to look.
+    assert!(
+        run.step_error("failing_child")
+            .contains("execute-child-1 failed (`assay get execution execute-child-1`)"),
+        "{run}"
+    );
+    assert!(
+        run.stderr.contains(
+            "  executed: execute-child-1 (execute-child) failed — `assay get execution execute-child-1`"
+        ),
+        "{run}"
+    );
+    let listed = run.json["children"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{run}"));
+    assert_eq!(listed.len(), 1, "{run}");
+    assert_eq!(listed[0]["name"], "execute-child-1");
+    assert_eq!(listed[0]["workflow"], "execute-child");
+    assert_eq!(listed[0]["status"], "failed");
+    assert_eq!(listed[0]["ref"], children[0]["parent"]["ref"]);
+    let get = assay()
+        .args(["get", "execution", "execute-failing-child-1", "--data-dir"])
+        .arg(run.data.path())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&get.stdout);
+    assert!(table.contains("EXECUTED"), "{table}");
+    assert!(table.contains("execute-child-1"), "{table}");
 }
 
 workflow!(recording_problems_keep_the_verdict_and_what_was_recorded, "recording.yaml", "recording"; |run| {

@@ -53,7 +53,9 @@ pub use event::{Event, ExecutionOutcome, LogChunk, ServiceState, StepResult, Wor
 pub use host::{HostRuntime, SERVICE_IP};
 pub use logs::MAX_LINE;
 pub use mask::{MASK, Masker};
-pub use options::{DEFAULT_SHELL, Isolation, LaunchRequest, RunOptions, WorkflowLauncher};
+pub use options::{
+    DEFAULT_SHELL, Isolation, LaunchError, LaunchRequest, Launched, RunOptions, WorkflowLauncher,
+};
 pub use runtime::Runtime;
 
 use crate::layout::Layout;

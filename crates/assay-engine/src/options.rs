@@ -114,11 +114,37 @@ pub enum Isolation {
 
 /// Starts other workflows for `execute` steps. The caller implements it over its store.
 pub trait WorkflowLauncher: Send + Sync {
-    /// Runs one copy of a workflow to its end and returns its final status.
+    /// Runs one copy of a workflow to its end and returns the execution it recorded. An error
+    /// says why no execution could be started (or, with its name, why it could not end).
     fn launch(
         &self,
         request: LaunchRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<ExecutionStatus, String>> + Send + '_>>;
+    ) -> Pin<Box<dyn Future<Output = Result<Launched, LaunchError>> + Send + '_>>;
+}
+
+/// An execution an `execute` step started, at its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    /// Its name (`<workflow>-<number>`), which users look it up by.
+    pub name: String,
+    pub status: ExecutionStatus,
+}
+
+/// Why a copy of an `execute` step did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchError {
+    /// The execution's name when one was recorded before the failure.
+    pub execution: Option<String>,
+    pub message: String,
+}
+
+impl From<String> for LaunchError {
+    fn from(message: String) -> Self {
+        LaunchError {
+            execution: None,
+            message,
+        }
+    }
 }
 
 /// One workflow copy an `execute` step asks for.

@@ -355,6 +355,7 @@ impl Runner {
             .parallelism
             .map_or(requests.len().max(1), |p| p.max(1) as usize);
         let semaphore = Arc::new(Semaphore::new(limit));
+        let copies = requests.len();
         let mut tasks = tokio::task::JoinSet::new();
         for r in requests {
             let launcher = launcher.clone();
@@ -366,7 +367,9 @@ impl Runner {
                 let index = r.index;
                 let result = tokio::select! {
                     r = launcher.launch(r) => r,
-                    _ = cancel.cancelled() => Ok(ExecutionStatus::Aborted),
+                    _ = cancel.cancelled() => Err(crate::LaunchError::from(
+                        "aborted with this execution".to_string(),
+                    )),
                 };
                 (name, index, result)
             });
@@ -378,10 +381,25 @@ impl Runner {
         }
         let mut failed = Vec::new();
         while let Some(joined) = tasks.join_next().await {
+            // Each failure names the execution to look at, or the workflow (and the copy of
+            // a matrix) when none could be recorded.
             match joined {
-                Ok((_, _, Ok(ExecutionStatus::Passed))) => {}
-                Ok((name, index, Ok(status))) => failed.push(format!("{name} #{index} {status}")),
-                Ok((name, index, Err(e))) => failed.push(format!("{name} #{index}: {e}")),
+                Ok((_, _, Ok(done))) if done.status == ExecutionStatus::Passed => {}
+                Ok((_, _, Ok(done))) => failed.push(format!(
+                    "{} {} (`assay get execution {}`)",
+                    done.name, done.status, done.name
+                )),
+                Ok((_, _, Err(e))) if e.execution.is_some() => {
+                    let name = e.execution.unwrap_or_default();
+                    failed.push(format!(
+                        "{name}: {} (`assay get execution {name}`)",
+                        e.message
+                    ))
+                }
+                Ok((name, index, Err(e))) if copies > 1 => {
+                    failed.push(format!("{name} (copy {}): {}", index + 1, e.message))
+                }
+                Ok((name, _, Err(e))) => failed.push(format!("{name}: {}", e.message)),
                 Err(e) => failed.push(format!("crashed: {e}")),
             }
         }

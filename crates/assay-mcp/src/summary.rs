@@ -103,6 +103,21 @@ pub fn render(exec: &Execution, detail: Detail, failed_lines: Option<&[String]>)
             }
         }
     }
+    // `execute` started these executions: each by name, with its status.
+    for c in exec.children.iter().take(MAX_STEPS) {
+        let _ = writeln!(
+            out,
+            "executed: {} (workflow {}, step {}) {}",
+            c.name, c.workflow, c.step_ref, c.status
+        );
+    }
+    if exec.children.len() > MAX_STEPS {
+        let _ = writeln!(
+            out,
+            "… and {} more executed",
+            exec.children.len() - MAX_STEPS
+        );
+    }
     if detail == Detail::Full {
         render_full(&mut out, exec);
     }
@@ -239,6 +254,15 @@ fn render_next(out: &mut String, exec: &Execution, name: &str) {
             }
         }
         ExecutionStatus::Passed => {}
+    }
+    // A child that did not pass is where its parent's failure is explained.
+    for c in exec
+        .children
+        .iter()
+        .filter(|c| c.status != ExecutionStatus::Passed && c.status.is_terminal())
+        .take(3)
+    {
+        next.push(call("get_execution", json!({"execution": c.name})));
     }
     if !exec.artifacts.is_empty() {
         next.push(format!(

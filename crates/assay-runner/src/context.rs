@@ -68,7 +68,13 @@ pub fn running_context_from_env(kind: ContextType) -> RunningContext {
             kind: ContextType::Ci,
             actor,
             ci: Some(ci),
+            execution_id: None,
         },
-        ci => RunningContext { kind, actor, ci },
+        ci => RunningContext {
+            kind,
+            actor,
+            ci,
+            execution_id: None,
+        },
     }
 }

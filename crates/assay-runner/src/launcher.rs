@@ -6,9 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use assay_engine::{LaunchRequest, WorkflowLauncher};
-use assay_spec::status::ExecutionStatus;
-use assay_store::{ContextType, RunningContext, Store};
+use assay_engine::{LaunchError, LaunchRequest, Launched, WorkflowLauncher};
+use assay_store::{ContextType, ParentExecution, RunningContext, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::{RunError, RunRequest, prepare};
@@ -36,63 +35,76 @@ impl WorkflowLauncher for StoreLauncher {
     fn launch(
         &self,
         request: LaunchRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<ExecutionStatus, String>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<Launched, LaunchError>> + Send + '_>> {
         Box::pin(self.launch_one(request))
     }
 }
 
 impl StoreLauncher {
-    async fn launch_one(&self, request: LaunchRequest) -> Result<ExecutionStatus, String> {
+    async fn launch_one(&self, request: LaunchRequest) -> Result<Launched, LaunchError> {
         let name = request.workflow.name.as_str();
         if name.is_empty() {
-            return Err("execute by label selector is not supported by the local runtime: name the workflow".into());
+            return Err(
+                "execute by label selector is not supported by the local runtime: name the workflow"
+                    .to_string()
+                    .into(),
+            );
         }
         if self.chain.len() >= MAX_EXECUTE_DEPTH {
             return Err(format!(
                 "`{name}` would be executed {} levels deep ({} -> {name}), more than the limit of {MAX_EXECUTE_DEPTH}: does a workflow execute itself without a condition that ends it?",
                 self.chain.len() + 1,
                 self.chain.join(" -> ")
-            ));
+            )
+            .into());
         }
         let workflow = match crate::stored::workflow(&self.store, name).await {
             Ok(w) => w,
             Err(e) if e.is_not_found() => {
                 return Err(format!(
                     "there is no stored workflow named `{name}` (store it with `assay apply`)"
-                ));
+                )
+                .into());
             }
             Err(crate::stored::StoredError::DoesNotLoad { .. }) => {
-                return Err(format!("the stored workflow `{name}` no longer loads"));
+                return Err(format!("the stored workflow `{name}` no longer loads").into());
             }
-            Err(e) => return Err(format!("failed to load the workflow `{name}`: {e}")),
+            Err(e) => return Err(format!("failed to load the workflow `{name}`: {e}").into()),
         };
         let templates = crate::stored::templates(&self.store)
             .await
-            .map_err(|e| format!("failed to load the stored templates: {e}"))?;
+            .map_err(|e| LaunchError::from(format!("failed to load the stored templates: {e}")))?;
         let mut req = RunRequest::new(workflow, templates);
         req.config = request.workflow.config.clone();
+        // Testkube's actor of an `execute` child: the parent execution.
         req.running_context = RunningContext {
             kind: ContextType::Api,
-            actor: Some(format!(
-                "execution {} ({}), step {}",
-                self.parent_name, self.parent_id, request.reference
-            )),
+            actor: Some(self.parent_name.clone()),
             ci: None,
+            execution_id: Some(self.parent_id.clone()),
         };
         req.base_env = self.base_env.clone();
         req.parents = self.chain.clone();
+        req.parent = Some(ParentExecution {
+            id: self.parent_id.clone(),
+            name: self.parent_name.clone(),
+            step_ref: request.reference.clone(),
+        });
         req.runtime = Some(self.runtime.clone());
-        let prepared = prepare(&self.store, req).await.map_err(|e| match e {
-            RunError::Invalid(errors) => format!(
-                "the workflow `{name}` does not compile with this config: {}",
-                errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.path, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            e => format!("failed to start `{name}`: {e}"),
+        let prepared = prepare(&self.store, req).await.map_err(|e| {
+            LaunchError::from(match e {
+                RunError::Invalid(errors) => format!(
+                    "the workflow `{name}` does not compile with this config: {}",
+                    errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.path, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                e => format!("failed to start `{name}`: {e}"),
+            })
         })?;
+        let execution = prepared.execution.name.clone();
         // Its own task: the child is recorded to its end even when the parent stops waiting.
         let child = prepared.cancel_token();
         let parent = self.cancel.clone();
@@ -107,10 +119,17 @@ impl StoreLauncher {
                 _ = forward => unreachable!("pending never ends"),
             }
         });
+        let fail = |message: String| LaunchError {
+            execution: Some(execution.clone()),
+            message,
+        };
         let finished = run
             .await
-            .map_err(|e| format!("the execution of `{name}` crashed: {e}"))?
-            .map_err(|e| format!("the execution of `{name}` failed to run: {e}"))?;
-        Ok(finished.execution.status)
+            .map_err(|e| fail(format!("crashed: {e}")))?
+            .map_err(|e| fail(format!("failed to run: {e}")))?;
+        Ok(Launched {
+            name: finished.execution.summary.name.clone(),
+            status: finished.execution.summary.status,
+        })
     }
 }

@@ -58,6 +58,9 @@ pub struct RunRequest {
     /// for a run started by a person, a server or an agent). `execute` nests at most
     /// [`MAX_EXECUTE_DEPTH`] levels, so a workflow that executes itself ends with an error.
     pub parents: Vec<String>,
+    /// The execution and step whose `execute` started this run (recorded with it, so the
+    /// parent's views list it).
+    pub parent: Option<assay_store::ParentExecution>,
     /// This process holds the request's sensitive config values in memory for a queued run:
     /// [`queued_execution`] records the execution leased to this process (so no other process
     /// takes it without the values, and readers see when this process is gone) and
@@ -92,6 +95,7 @@ impl RunRequest {
             running_context: RunningContext::default(),
             base_env: BTreeMap::new(),
             parents: Vec::new(),
+            parent: None,
             held: false,
             runtime: None,
         }
@@ -355,6 +359,7 @@ fn record_for(
             status: Some(status),
             owner: running.then(LeaseOwner::current),
             scheduled_at: None,
+            parent: req.parent.clone(),
         },
         config,
     ))

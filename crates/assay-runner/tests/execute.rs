@@ -136,11 +136,16 @@ async fn execute_runs_a_stored_workflow_as_its_own_execution() {
         Some("hello-from-parent")
     );
     assert_eq!(child.running_context.kind, ContextType::Api);
-    let actor = child.running_context.actor.clone().unwrap_or_default();
-    assert!(
-        actor.contains(&exec.summary.name) && actor.contains(&exec.summary.id),
-        "{actor}"
+    // Testkube's actor of an executed workflow: the parent execution, by name and id.
+    assert_eq!(
+        child.running_context.actor.as_deref(),
+        Some(exec.summary.name.as_str())
     );
+    assert_eq!(
+        child.running_context.execution_id.as_deref(),
+        Some(exec.summary.id.as_str())
+    );
+    assert_eq!(child.running_context.actor_type(), "testworkflowexecution");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,6 +173,92 @@ async fn a_failing_child_fails_the_step() {
         children[0].summary.config["code"].value.as_deref(),
         Some("3")
     );
+    // The error names the child execution and where to look, not a copy number.
+    let child = &children[0].summary;
+    assert!(
+        error.contains(&format!(
+            "{} failed (`assay get execution {}`)",
+            child.name, child.name
+        )),
+        "{error}"
+    );
+    assert!(!error.contains("#0"), "{error}");
+}
+
+/// The parent records which executions its `execute` steps started (a store link that a
+/// reopened store, a server or a remote client reads back), and each child names its parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parent_lists_its_children_and_each_child_its_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let exec = run(
+        &store,
+        &parent(
+            "          - name: child\n            matrix: {n: [\"0\", \"4\"]}\n            config: {greeting: hi, code: \"{{ matrix.n }}\"}",
+        ),
+    )
+    .await;
+    assert_eq!(exec.summary.status, ExecutionStatus::Failed);
+    let step_ref = step(&exec, "Run the child").step_ref.clone();
+    let error = step(&exec, "Run the child")
+        .error_message
+        .clone()
+        .unwrap_or_default();
+    drop(store);
+
+    // A store opened afresh (another process, a server) reads the link back.
+    let reopened = Store::open(StoreConfig::new(dir.path().join("data")))
+        .await
+        .unwrap();
+    let again = reopened
+        .get_execution(&assay_store::ExecutionRef::Name(exec.summary.name.clone()))
+        .await
+        .unwrap();
+    let mut children = again.children.clone();
+    children.sort_by_key(|c| c.number);
+    assert_eq!(children.len(), 2, "{again:#?}");
+    let names: Vec<&str> = children.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["child-1", "child-2"]);
+    for c in &children {
+        assert_eq!(c.workflow, "child");
+        assert_eq!(c.step_ref, step_ref);
+        let recorded = executions_of(&reopened, "child")
+            .await
+            .into_iter()
+            .find(|e| e.summary.id == c.id)
+            .expect("the child is recorded");
+        assert_eq!(recorded.summary.status, c.status);
+        assert_eq!(
+            recorded.summary.parent,
+            Some(assay_store::ParentExecution {
+                id: exec.summary.id.clone(),
+                name: exec.summary.name.clone(),
+                step_ref: step_ref.clone(),
+            })
+        );
+        let view = assay_store::testkube::TestWorkflowExecution::from(&recorded);
+        assert_eq!(
+            view.test_workflow_execution_name.as_deref(),
+            Some(exec.summary.name.as_str())
+        );
+    }
+    let failed = children
+        .iter()
+        .find(|c| c.status == ExecutionStatus::Failed)
+        .expect("the copy with code 4 failed");
+    assert!(
+        children.iter().any(|c| c.status == ExecutionStatus::Passed),
+        "{children:#?}"
+    );
+    // Only the failing copy is named in the error, by its execution.
+    assert!(
+        error.contains(&format!("{} failed", failed.name)),
+        "{error}"
+    );
+    assert_eq!(error.matches("assay get execution").count(), 1, "{error}");
+    // The parent's JSON (-o json, REST) carries them too.
+    let view = assay_store::testkube::TestWorkflowExecution::from(&again);
+    assert_eq!(view.children.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use assay_api::{
-    AbortResponse, ErrorBody, ExecutionRequest, ExecutionsPage, TestWorkflowExecution,
+    AbortResponse, ErrorBody, ExecutionRequest, ExecutionsPage, ExecutionsTotals,
+    TestWorkflowExecution,
 };
 use assay_runner::{RunError, RunRequest};
 use assay_service::{HistoryQuery, Start};
@@ -64,6 +65,7 @@ fn api_context(actor: String) -> RunningContext {
         kind: ContextType::Api,
         actor: Some(actor),
         ci: None,
+        execution_id: None,
     }
 }
 
@@ -137,7 +139,10 @@ pub async fn list_executions(
         q.get("before").cloned(),
     )?;
     let page = state.service.list_executions(&query).await?;
+    let (totals, filtered) = state.service.execution_totals(&query).await?;
     Ok(Json(ExecutionsPage {
+        totals: testkube_totals(&totals),
+        filtered: testkube_totals(&filtered),
         results: page
             .results
             .iter()
@@ -145,6 +150,20 @@ pub async fn list_executions(
             .collect(),
         next: page.next,
     }))
+}
+
+/// Counts by status in Testkube's buckets: aborted and canceled count as failed.
+fn testkube_totals(counts: &assay_store::StatusCounts) -> ExecutionsTotals {
+    ExecutionsTotals {
+        results: counts.total(),
+        passed: counts.get(ExecutionStatus::Passed),
+        failed: counts.get(ExecutionStatus::Failed)
+            + counts.get(ExecutionStatus::Aborted)
+            + counts.get(ExecutionStatus::Canceled),
+        queued: counts.get(ExecutionStatus::Queued),
+        running: counts.get(ExecutionStatus::Running),
+        paused: counts.get(ExecutionStatus::Paused),
+    }
 }
 
 /// One execution with its step results, outputs, reports and artifacts (by id or name).

@@ -519,6 +519,7 @@ async fn start(
             kind: ContextType::Trigger,
             actor: Some(format!("hook {}", hook.name)),
             ci: None,
+            execution_id: None,
         };
         let summary = match state.service.submit(run, None).await {
             Ok(summary) => summary,

@@ -550,6 +550,7 @@ impl Poller {
                 outputs: Vec::new(),
                 reports: Vec::new(),
                 artifacts: Vec::new(),
+                children: Vec::new(),
             });
             // Compare status and steps only: durations of a running execution change on every
             // look.

@@ -223,6 +223,7 @@ impl Scheduler {
             kind: ContextType::Schedule,
             actor: Some(entry.label()),
             ci: None,
+            execution_id: None,
         };
         self.state
             .service

@@ -141,7 +141,14 @@ async fn github_push_runs_the_labelled_workflow() {
         "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
     );
     assert_eq!(done["tags"]["hook"], "github");
-    assert_eq!(done["runningContext"]["actor"], "hook github", "{done}");
+    assert_eq!(
+        done["runningContext"]["actor"]["name"], "hook github",
+        "{done}"
+    );
+    assert_eq!(
+        done["runningContext"]["actor"]["type"], "testtrigger",
+        "{done}"
+    );
     assert_eq!(executions_of(&s, "api-smoke").await, 0);
 
     // The same body signed with another secret: 401 JSON, recorded, nothing runs.

@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 mod api;
+mod execute;
 mod hooks;
 mod keep_alive;
 mod notify;

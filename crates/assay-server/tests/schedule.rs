@@ -179,9 +179,10 @@ async fn a_per_second_schedule_fires_with_its_config_and_says_it_was_scheduled()
     assert_eq!(done["result"]["status"], "passed", "{done:#}");
     assert_eq!(done["runningContext"]["type"], "schedule", "{done:#}");
     assert_eq!(
-        done["runningContext"]["actor"], "* * * * * * (Europe/Warsaw)",
+        done["runningContext"]["actor"]["name"], "* * * * * * (Europe/Warsaw)",
         "{done:#}"
     );
+    assert_eq!(done["runningContext"]["actor"]["type"], "cron", "{done:#}");
     assert_eq!(
         done["configParams"]["greeting"]["value"], "from-cron",
         "{done:#}"

@@ -1,6 +1,6 @@
 //! History queries: the executions list with its filters and paging, for every adapter.
 
-use assay_store::{ExecutionFilter, ExecutionStatus, ExecutionSummary};
+use assay_store::{ExecutionFilter, ExecutionStatus, ExecutionSummary, StatusCounts};
 
 use crate::Service;
 use crate::error::{ServiceError, ServiceResult};
@@ -118,5 +118,26 @@ impl Service {
             None
         };
         Ok(Page { results, next })
+    }
+
+    /// Testkube's `totals` and `filtered` of a list: how many executions of the queried
+    /// workflow (all of them when none is named) and how many `query` matches over all its
+    /// pages, each by status. Counted in the database, no rows loaded.
+    pub async fn execution_totals(
+        &self,
+        query: &HistoryQuery,
+    ) -> ServiceResult<(StatusCounts, StatusCounts)> {
+        let all = ExecutionFilter {
+            workflow: query.workflow.clone(),
+            ..ExecutionFilter::default()
+        };
+        let filtered = ExecutionFilter {
+            statuses: query.statuses.clone(),
+            tags: query.tags.clone(),
+            ..all.clone()
+        };
+        let totals = self.store.count_executions(&all).await?;
+        let filtered = self.store.count_executions(&filtered).await?;
+        Ok((totals, filtered))
     }
 }

@@ -16,7 +16,7 @@ use crate::{ExecutionStatus, StepStatus, Store};
 
 const SUMMARY_COLUMNS: &str = "id, name, workflow, number, status, scheduled_at, started_at, \
      finished_at, status_at, tags, config, running_context, error_message, abort_requested_at, \
-     record_errors";
+     record_errors, parent_id, parent_name, parent_step";
 
 /// Statuses of executions that have not ended, as SQL literals.
 const ACTIVE_STATUSES: &str = "('queued', 'running', 'paused')";
@@ -111,8 +111,10 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO executions (id, name, workflow, number, status, scheduled_at, \
                      started_at, status_at, definition, resolved, config, tags, running_context, \
-                     lease_host, lease_pid, lease_token, heartbeat_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                     lease_host, lease_pid, lease_token, heartbeat_at, parent_id, parent_name, \
+                     parent_step) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                     $17, $18, $19, $20)",
                 )
                 .bind(&id)
                 .bind(&name)
@@ -131,6 +133,9 @@ impl Store {
                 .bind(owner.map(|o| o.pid as i64))
                 .bind(owner.map(|o| o.token.clone()))
                 .bind(owner.map(|_| scheduled_at))
+                .bind(new.parent.as_ref().map(|p| p.id.clone()))
+                .bind(new.parent.as_ref().map(|p| p.name.clone()))
+                .bind(new.parent.as_ref().map(|p| p.step_ref.clone()))
                 .execute(&mut *tx)
                 .await?;
                 for (key, value) in &new.tags {
@@ -165,6 +170,7 @@ impl Store {
                         error_message: None,
                         abort_requested: false,
                         record_errors: Vec::new(),
+                        parent: new.parent,
                     });
                 }
                 Err(e) if attempt < WRITE_ATTEMPTS && is_unique_violation(&e) => {
@@ -712,6 +718,7 @@ impl Store {
         })
         .collect::<Result<Vec<_>>>()?;
         let artifacts = self.list_artifacts(&id).await?;
+        let children = self.children(&id).await?;
         Ok(Execution {
             summary,
             definition,
@@ -720,7 +727,36 @@ impl Store {
             outputs,
             reports,
             artifacts,
+            children,
         })
+    }
+
+    /// The executions that `execute` steps of execution `id` started, oldest first.
+    pub async fn children(&self, id: &str) -> Result<Vec<ChildExecution>> {
+        let db = self.db();
+        sqlx::query(
+            "SELECT id, name, workflow, number, status, parent_step FROM executions \
+             WHERE parent_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(|e| db.err("read the executions it started", e))?
+        .iter()
+        .map(|r| {
+            Ok(ChildExecution {
+                id: r.text("id")?,
+                name: r.text("name")?,
+                workflow: r.text("workflow")?,
+                number: r.int("number")?,
+                status: r
+                    .text("status")?
+                    .parse()
+                    .map_err(|e| StoreError::decode("execution status", e))?,
+                step_ref: r.opt_text("parent_step")?.unwrap_or_default(),
+            })
+        })
+        .collect()
     }
 
     /// Step results of an execution in plan order.
@@ -755,77 +791,43 @@ impl Store {
 
     /// Executions matching `filter`, newest first.
     pub async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
-        let mut binds: Vec<Bind> = Vec::new();
-        let next = |binds: &mut Vec<Bind>, value: Bind| {
-            binds.push(value);
-            format!("${}", binds.len())
-        };
-        // With tags, the first tag's index drives the query in id order (a tag can match a large
-        // share of all executions; `id IN (subquery)` would collect all of them first).
-        let (mut sql, order) = match filter.tags.first() {
-            Some((key, value)) => {
-                let k = next(&mut binds, Bind::Text(key.clone()));
-                let v = next(&mut binds, Bind::Text(value.clone()));
-                (
-                    format!(
-                        "SELECT {SUMMARY_COLUMNS} FROM execution_tags t0 \
-                         JOIN executions ON executions.id = t0.execution_id \
-                         WHERE t0.key = {k} AND t0.value = {v}"
-                    ),
-                    "t0.execution_id",
-                )
-            }
-            None => (
-                format!("SELECT {SUMMARY_COLUMNS} FROM executions WHERE 1 = 1"),
-                "id",
-            ),
-        };
-        if let Some(workflow) = &filter.workflow {
-            let p = next(&mut binds, Bind::Text(workflow.clone()));
-            sql.push_str(&format!(" AND workflow = {p}"));
-        }
-        if !filter.statuses.is_empty() {
-            let ps: Vec<String> = filter
-                .statuses
-                .iter()
-                .map(|s| next(&mut binds, Bind::Text(s.as_str().into())))
-                .collect();
-            sql.push_str(&format!(" AND status IN ({})", ps.join(", ")));
-        }
-        if let Some(since) = filter.since {
-            let p = next(&mut binds, Bind::Text(since_id(since)));
-            sql.push_str(&format!(" AND {order} >= {p}"));
-        }
+        let (mut sql, mut binds, order) = filter_sql(filter, &format!("SELECT {SUMMARY_COLUMNS}"));
         if let Some(before) = &filter.before_id {
-            let p = next(&mut binds, Bind::Text(before.clone()));
-            sql.push_str(&format!(" AND {order} < {p}"));
-        }
-        for (key, value) in filter.tags.iter().skip(1) {
-            let k = next(&mut binds, Bind::Text(key.clone()));
-            let v = next(&mut binds, Bind::Text(value.clone()));
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM execution_tags t WHERE t.execution_id = executions.id \
-                 AND t.key = {k} AND t.value = {v})"
-            ));
+            binds.push(Bind::Text(before.clone()));
+            sql.push_str(&format!(" AND {order} < ${}", binds.len()));
         }
         let limit = filter.limit.unwrap_or(100).max(1) as i64;
-        let p = next(&mut binds, Bind::Int(limit));
-        sql.push_str(&format!(" ORDER BY {order} DESC LIMIT {p}"));
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for bind in binds {
-            query = match bind {
-                Bind::Text(t) => query.bind(t),
-                Bind::Int(i) => query.bind(i),
-            };
-        }
+        binds.push(Bind::Int(limit));
+        sql.push_str(&format!(" ORDER BY {order} DESC LIMIT ${}", binds.len()));
         let db = self.db();
-        query
+        bind_all(sqlx::query(AssertSqlSafe(sql)), binds)
             .fetch_all(&db.pool)
             .await
             .map_err(|e| db.err("list executions", e))?
             .iter()
             .map(summary_from_row)
             .collect()
+    }
+
+    /// How many executions match `filter` (its paging, `limit` and `before_id`, ignored), by
+    /// status: one grouped count in the database, no rows loaded.
+    pub async fn count_executions(&self, filter: &ExecutionFilter) -> Result<StatusCounts> {
+        let (mut sql, binds, _) = filter_sql(filter, "SELECT status, COUNT(*) AS n");
+        sql.push_str(" GROUP BY status");
+        let db = self.db();
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), binds)
+            .fetch_all(&db.pool)
+            .await
+            .map_err(|e| db.err("count executions", e))?;
+        let mut counts = StatusCounts::default();
+        for row in &rows {
+            let status: ExecutionStatus = row
+                .text("status")?
+                .parse()
+                .map_err(|e| StoreError::decode("execution status", e))?;
+            counts.0.insert(status, row.int("n")?);
+        }
+        Ok(counts)
     }
 
     /// Run a single-row update, mapping "no row" to [`StoreError::NotFound`].
@@ -871,6 +873,71 @@ impl Store {
 enum Bind {
     Text(String),
     Int(i64),
+}
+
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    binds: Vec<Bind>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(t) => query.bind(t),
+            Bind::Int(i) => query.bind(i),
+        };
+    }
+    query
+}
+
+/// `{select} FROM … WHERE …` for the conditions of `filter` but its paging, with its binds and
+/// the id column to order and page by.
+fn filter_sql(filter: &ExecutionFilter, select: &str) -> (String, Vec<Bind>, &'static str) {
+    let mut binds: Vec<Bind> = Vec::new();
+    let next = |binds: &mut Vec<Bind>, value: Bind| {
+        binds.push(value);
+        format!("${}", binds.len())
+    };
+    // With tags, the first tag's index drives the query in id order (a tag can match a large
+    // share of all executions; `id IN (subquery)` would collect all of them first).
+    let (mut sql, order) = match filter.tags.first() {
+        Some((key, value)) => {
+            let k = next(&mut binds, Bind::Text(key.clone()));
+            let v = next(&mut binds, Bind::Text(value.clone()));
+            (
+                format!(
+                    "{select} FROM execution_tags t0 \
+                     JOIN executions ON executions.id = t0.execution_id \
+                     WHERE t0.key = {k} AND t0.value = {v}"
+                ),
+                "t0.execution_id",
+            )
+        }
+        None => (format!("{select} FROM executions WHERE 1 = 1"), "id"),
+    };
+    if let Some(workflow) = &filter.workflow {
+        let p = next(&mut binds, Bind::Text(workflow.clone()));
+        sql.push_str(&format!(" AND workflow = {p}"));
+    }
+    if !filter.statuses.is_empty() {
+        let ps: Vec<String> = filter
+            .statuses
+            .iter()
+            .map(|s| next(&mut binds, Bind::Text(s.as_str().into())))
+            .collect();
+        sql.push_str(&format!(" AND status IN ({})", ps.join(", ")));
+    }
+    if let Some(since) = filter.since {
+        let p = next(&mut binds, Bind::Text(since_id(since)));
+        sql.push_str(&format!(" AND {order} >= {p}"));
+    }
+    for (key, value) in filter.tags.iter().skip(1) {
+        let k = next(&mut binds, Bind::Text(key.clone()));
+        let v = next(&mut binds, Bind::Text(value.clone()));
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM execution_tags t WHERE t.execution_id = executions.id \
+             AND t.key = {k} AND t.value = {v})"
+        ));
+    }
+    (sql, binds, order)
 }
 
 /// Retry a statement while another process holds the SQLite write lock past the busy timeout.
@@ -928,6 +995,14 @@ fn summary_from_row(row: &AnyRow) -> Result<ExecutionSummary> {
         record_errors: match row.opt_text("record_errors")? {
             Some(text) => from_json("record errors", &text)?,
             None => Vec::new(),
+        },
+        parent: match (row.opt_text("parent_id")?, row.opt_text("parent_name")?) {
+            (Some(id), Some(name)) => Some(ParentExecution {
+                id,
+                name,
+                step_ref: row.opt_text("parent_step")?.unwrap_or_default(),
+            }),
+            _ => None,
         },
     })
 }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 // Wire types that the store keeps as they are (defined in `assay-api`, which depends on no
 // Assay crate).
 pub use assay_api::execution::{
-    Artifact, CiContext, ConfigValue, ContextType, DefinitionKind, Output, Report, RunningContext,
+    Artifact, ChildExecution, CiContext, ConfigValue, ContextType, DefinitionKind, Output,
+    ParentExecution, Report, RunningContext,
 };
 
 /// Unix time in milliseconds: the store's one time representation.
@@ -43,6 +44,8 @@ pub struct NewExecution {
     pub owner: Option<crate::lease::LeaseOwner>,
     /// When it was scheduled; `None` = now. For imports of older history (and tests).
     pub scheduled_at: Option<UnixMs>,
+    /// The execution and step whose `execute` started this one.
+    pub parent: Option<ParentExecution>,
 }
 
 /// One step's result, keyed by its ref.
@@ -113,6 +116,9 @@ pub struct ExecutionSummary {
     /// artifact that could be stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub record_errors: Vec<String>,
+    /// The execution and step whose `execute` started this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentExecution>,
 }
 
 /// Everything recorded about one execution.
@@ -130,6 +136,9 @@ pub struct Execution {
     pub outputs: Vec<Output>,
     pub reports: Vec<Report>,
     pub artifacts: Vec<Artifact>,
+    /// The executions this one's `execute` steps started, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildExecution>,
 }
 
 impl std::ops::Deref for Execution {
@@ -186,6 +195,22 @@ pub struct ExecutionFilter {
     pub limit: Option<u32>,
     /// Only executions scheduled before this one (by id), for paging.
     pub before_id: Option<String>,
+}
+
+/// Numbers of executions by status ([`crate::Store::count_executions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts(pub std::collections::HashMap<ExecutionStatus, i64>);
+
+impl StatusCounts {
+    /// How many are in `status`.
+    pub fn get(&self, status: ExecutionStatus) -> i64 {
+        self.0.get(&status).copied().unwrap_or(0)
+    }
+
+    /// How many in all.
+    pub fn total(&self) -> i64 {
+        self.0.values().sum()
+    }
 }
 
 /// What the owner reports when an execution ends.

@@ -81,14 +81,26 @@ fn result_view(s: &ExecutionSummary, steps: &[StepResult]) -> TestWorkflowResult
         peak_memory_bytes: None,
         cpu_time_ms: None,
     });
+    let predicted_status = if s.status.is_terminal() {
+        s.status
+    } else if steps
+        .iter()
+        .any(|st| matches!(st.status, StepStatus::Failed | StepStatus::Timeout))
+    {
+        ExecutionStatus::Failed
+    } else {
+        ExecutionStatus::Passed
+    };
     TestWorkflowResult {
         status: s.status,
+        predicted_status,
         queued_at: rfc3339(s.scheduled_at),
         started_at: s.started_at.map(rfc3339),
         finished_at: s.finished_at.map(rfc3339),
         duration: s.started_at.map(|_| go_duration(duration_ms)),
         total_duration: Some(go_duration(total_ms)),
         duration_ms,
+        paused_ms: 0,
         total_duration_ms: total_ms,
         initialization,
         steps: steps
@@ -120,6 +132,9 @@ impl From<&ExecutionSummary> for TestWorkflowExecution {
             artifacts: Vec::new(),
             record_errors: s.record_errors.clone(),
             failed_step: None,
+            test_workflow_execution_name: s.parent.as_ref().map(|p| p.name.clone()),
+            parent: s.parent.clone(),
+            children: Vec::new(),
         }
     }
 }
@@ -140,6 +155,7 @@ impl From<&Execution> for TestWorkflowExecution {
         view.reports = e.reports.clone();
         view.output = e.outputs.clone();
         view.artifacts = e.artifacts.clone();
+        view.children = e.children.clone();
         if !matches!(e.summary.status, ExecutionStatus::Passed) {
             view.failed_step = crate::blame::failed_step(e).map(|s| s.step_ref.clone());
         }

@@ -445,6 +445,7 @@ async fn full_record_round_trip(env: Env) {
             commit: Some("abc".into()),
             ..Default::default()
         }),
+        execution_id: None,
     };
     let e = s.create_execution(new).await.unwrap();
     s.start_execution(&e.id, now_ms()).await.unwrap();

@@ -479,6 +479,9 @@ fn print_execution(e: &TestWorkflowExecution) {
     for problem in &e.record_errors {
         println!("Not recorded: {problem}");
     }
+    if let Some(p) = &e.parent {
+        println!("Started by: {} (step {})", p.name, p.step_ref);
+    }
     let steps = history::steps_in_order(e);
     if !steps.is_empty() {
         println!();
@@ -501,6 +504,20 @@ fn print_execution(e: &TestWorkflowExecution) {
             ]);
         }
         history::print_table(&t);
+    }
+    if !e.children.is_empty() {
+        println!();
+        let mut t = history::table(&["EXECUTED", "WORKFLOW", "STATUS", "STEP"]);
+        for c in &e.children {
+            t.add_row(vec![
+                c.name.clone(),
+                c.workflow.clone(),
+                c.status.to_string(),
+                c.step_ref.clone(),
+            ]);
+        }
+        history::print_table(&t);
+        println!("(`assay get execution NAME` shows one)");
     }
     if !e.artifacts.is_empty() {
         println!(

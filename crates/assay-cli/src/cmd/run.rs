@@ -648,6 +648,8 @@ impl Ui {
             tails,
             artifacts: e.artifacts.len(),
             artifacts_location: store.files_location(),
+            children: &e.children,
+            dashboard: None,
         });
     }
 
@@ -697,6 +699,27 @@ impl Ui {
                 }
             }
         }
+        // `execute` started these executions: each is named, with where to look.
+        for c in v.children {
+            let link = v
+                .dashboard
+                .map(|base| format!(", {base}/executions/{}", c.id))
+                .unwrap_or_default();
+            eprintln!(
+                "  executed: {} ({}) {} — `assay get execution {}`{link}",
+                c.name,
+                c.workflow,
+                self.paint(
+                    if c.status == ExecutionStatus::Passed {
+                        "32"
+                    } else {
+                        "31"
+                    },
+                    c.status.as_str()
+                ),
+                c.name
+            );
+        }
         if v.artifacts > 0 {
             eprintln!(
                 "  artifacts: {} file(s) in {} — `assay artifacts {}`",
@@ -727,6 +750,10 @@ pub(crate) struct Verdict<'a> {
     pub tails: &'a HashMap<String, Vec<String>>,
     pub artifacts: usize,
     pub artifacts_location: String,
+    /// The executions the run's `execute` steps started.
+    pub children: &'a [assay_store::ChildExecution],
+    /// The server's address, for dashboard links (a remote run).
+    pub dashboard: Option<&'a str>,
 }
 
 fn status_symbol(s: StepStatus) -> (&'static str, &'static str) {

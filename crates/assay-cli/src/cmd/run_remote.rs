@@ -329,5 +329,7 @@ fn ui_summary(e: &TestWorkflowExecution, tails: &HashMap<String, Vec<String>>, r
         tails,
         artifacts: e.artifacts.len(),
         artifacts_location: format!("context {} ({})", r.name, r.client.base_url()),
+        children: &e.children,
+        dashboard: Some(r.client.base_url()),
     });
 }

@@ -57,6 +57,7 @@ impl Default for ToolsConfig {
                 kind: ContextType::Api,
                 actor: Some("mcp".into()),
                 ci: None,
+                execution_id: None,
             },
         }
     }

@@ -285,6 +285,19 @@ struct ExecutionPage {
     cases: Vec<CaseRow>,
     cases_total: usize,
     cases_failed: usize,
+    /// The execution whose `execute` step started this one: (name, id).
+    parent: Option<(String, String)>,
+    /// The executions this one's `execute` steps started.
+    children: Vec<ChildRow>,
+}
+
+/// An execution an `execute` step started, as its parent's page lists it.
+struct ChildRow {
+    id: String,
+    name: String,
+    workflow: String,
+    status: String,
+    step: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -480,6 +493,24 @@ pub async fn show(
             cases,
             cases_total,
             cases_failed,
+            parent: execution
+                .parent
+                .as_ref()
+                .map(|p| (p.name.clone(), p.id.clone())),
+            children: execution
+                .children
+                .iter()
+                .map(|c| ChildRow {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    workflow: c.workflow.clone(),
+                    status: c.status.as_str().to_string(),
+                    step: names
+                        .get(c.step_ref.as_str())
+                        .cloned()
+                        .unwrap_or_else(|| c.step_ref.clone()),
+                })
+                .collect(),
             id,
         },
     )
