@@ -12,6 +12,7 @@
 //! produce the data (`assay-store` for executions, `assay-spec` for statuses) name the types
 //! defined here rather than keeping copies.
 
+pub mod analysis;
 pub mod execution;
 pub mod status;
 

@@ -42,6 +42,8 @@ enum Command {
     Artifacts(cmd::artifacts::Args),
     /// Ask the process running an execution to abort it
     Abort(cmd::abort::Args),
+    /// Why an execution failed: class (regression, flaky, broken, infrastructure, new test) with the rule that fired, evidence, what changed since the last pass
+    Explain(cmd::explain::Args),
     /// Run an execution's workflow again with the same config values and tags
     Rerun(cmd::rerun::Args),
     /// Delete old executions with their logs and artifacts (never running ones) [local: this machine's store]
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => cmd::logs::run(args),
         Command::Artifacts(args) => cmd::artifacts::run(args),
         Command::Abort(args) => cmd::abort::run(args),
+        Command::Explain(args) => cmd::explain::run(args),
         Command::Rerun(args) => cmd::rerun::run(args),
         Command::Prune(args) => cmd::prune::run(args),
         Command::Server(args) => cmd::server::run(args),

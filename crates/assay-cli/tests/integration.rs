@@ -8,6 +8,7 @@ mod client_cli;
 mod confirmations;
 mod containers;
 mod dashboard;
+mod explain;
 mod history_cli;
 mod init_cli;
 mod isolation;

@@ -411,6 +411,12 @@ impl Client {
         self.json(self.request(Method::GET, url)).await
     }
 
+    /// Why an execution failed (`GET /v1/test-workflow-executions/{id}/analysis`).
+    pub async fn analysis(&self, id: &str) -> Result<assay_api::analysis::Analysis, ClientError> {
+        let url = self.url(&["v1", "test-workflow-executions", id, "analysis"]);
+        self.json(self.request(Method::GET, url)).await
+    }
+
     /// `POST /v1/test-workflow-executions/{id}/abort`.
     pub async fn abort(&self, id: &str) -> Result<AbortResponse, ClientError> {
         let url = self.url(&["v1", "test-workflow-executions", id, "abort"]);

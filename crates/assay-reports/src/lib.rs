@@ -21,9 +21,11 @@ mod excerpt;
 pub mod flaky;
 mod junit;
 mod limit;
+mod signature;
 mod write;
 
 pub use case::{CaseStatus, Summary, TestCase, shard_durations};
 pub use excerpt::Excerpt;
 pub use junit::{JunitReader, ParseError, ParseOptions, is_junit, parse_all};
+pub use signature::{SIGNATURE_LIMIT, signature};
 pub use write::write_junit;

@@ -178,6 +178,21 @@ pub async fn get_execution(
     Ok(Json(TestWorkflowExecution::from(&execution)))
 }
 
+/// Why an execution failed: the class (`regression`, `flaky`, `broken`, `infrastructure`,
+/// `new-test`) with the rule that fired and its evidence, the failing step and the lines that
+/// matter, the diff against the last passing execution of the workflow, and each failing test's
+/// failure age, first bad commit and similar earlier failures. Deterministic and offline.
+#[utoipa::path(get, path = "/v1/test-workflow-executions/{id}/analysis", tag = "executions",
+    params(("id" = String, Path, description = "id or `workflow-number`")),
+    responses((status = 200, body = assay_api::analysis::Analysis), (status = 404, body = ErrorBody),
+              (status = 401, body = ErrorBody)))]
+pub async fn execution_analysis(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<assay_api::analysis::Analysis>> {
+    Ok(Json(state.service.analyze(&id).await?))
+}
+
 /// Abort: a queued execution is aborted at once and never runs; a running one is stopped by
 /// its runner within about a second.
 #[utoipa::path(post, path = "/v1/test-workflow-executions/{id}/abort", tag = "executions",

@@ -316,6 +316,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::update_tags))
         .routes(routes!(executions::list_executions))
         .routes(routes!(executions::get_execution))
+        .routes(routes!(executions::execution_analysis))
         .routes(routes!(executions::abort_execution))
         .routes(routes!(executions::execution_logs))
         .routes(routes!(executions::list_artifacts))

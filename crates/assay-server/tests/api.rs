@@ -173,6 +173,8 @@ async fn auth_per_role() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc["paths"]["/v1/test-workflow-executions/{id}/notifications"].is_object());
     assert!(doc["paths"]["/v1/test-workflow-executions/{id}/artifacts/{path}"].is_object());
+    assert!(doc["paths"]["/v1/test-workflow-executions/{id}/analysis"].is_object());
+    assert!(doc["components"]["schemas"]["Analysis"].is_object());
     let docs = s.http.get(s.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger"));

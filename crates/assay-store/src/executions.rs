@@ -14,7 +14,7 @@ use crate::live::Kind;
 use crate::model::*;
 use crate::{ExecutionStatus, StepStatus, Store};
 
-const SUMMARY_COLUMNS: &str = "id, name, workflow, number, status, scheduled_at, started_at, \
+pub(crate) const SUMMARY_COLUMNS: &str = "id, name, workflow, number, status, scheduled_at, started_at, \
      finished_at, status_at, tags, config, running_context, error_message, abort_requested_at, \
      record_errors, parent_id, parent_name, parent_step";
 
@@ -973,7 +973,7 @@ fn foreign_key_to_not_found(err: StoreError, id: &str) -> StoreError {
     err
 }
 
-fn summary_from_row(row: &AnyRow) -> Result<ExecutionSummary> {
+pub(crate) fn summary_from_row(row: &AnyRow) -> Result<ExecutionSummary> {
     let status_text = row.text("status")?;
     Ok(ExecutionSummary {
         id: row.text("id")?,

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod analysis;
 pub mod blame;
 mod config;
 mod dashboard;
@@ -46,6 +47,7 @@ mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use analysis::SIMILAR_COUNT_CAP;
 pub use assay_api::MASK;
 pub use assay_spec::status::{ExecutionStatus, StepStatus};
 pub use config::{FILES_DIR, SQLITE_FILE, StoreConfig, mask_url};

@@ -97,7 +97,7 @@ pub struct FlakyTest {
     pub verdict: Verdict,
 }
 
-const RUN_COLUMNS: &str = "t.execution_id, e.name AS execution_name, t.workflow, t.test_key, \
+pub(crate) const RUN_COLUMNS: &str = "t.execution_id, e.name AS execution_name, t.workflow, t.test_key, \
     t.name, t.status, t.duration_ms, t.commit_sha, t.message, t.failed_reruns, t.retry, \
     t.recorded_at";
 
@@ -136,8 +136,8 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO test_cases (execution_id, seq, workflow, step_ref, report_file, \
                      test_key, suite, class, name, file, status, duration_ms, message, output, \
-                     failed_reruns, retry, commit_sha, recorded_at) VALUES ($1, $2, $3, $4, $5, \
-                     $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                     failed_reruns, retry, commit_sha, recorded_at, signature) VALUES ($1, $2, \
+                     $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
                 )
                 .bind(id)
                 .bind(next + 1 + i as i64)
@@ -157,6 +157,7 @@ impl Store {
                 .bind(i64::from(seen.is_some()))
                 .bind(source.commit.clone())
                 .bind(at)
+                .bind(failure_signature(case))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -353,12 +354,26 @@ impl Store {
     }
 }
 
+/// The error signature a failed case is found by ([`Store::similar_failures`]); none for others.
+fn failure_signature(case: &TestCase) -> Option<String> {
+    matches!(case.status, CaseStatus::Failed | CaseStatus::Error)
+        .then(|| {
+            let text = case
+                .message
+                .as_deref()
+                .filter(|m| !m.trim().is_empty())
+                .or(case.output.as_deref())?;
+            assay_reports::signature(text)
+        })
+        .flatten()
+}
+
 fn status(row: &AnyRow) -> Result<CaseStatus> {
     let text = row.text("status")?;
     CaseStatus::parse(&text).ok_or_else(|| StoreError::decode("test case status", text))
 }
 
-fn run_from_row(row: &AnyRow) -> Result<TestRun> {
+pub(crate) fn run_from_row(row: &AnyRow) -> Result<TestRun> {
     Ok(TestRun {
         execution_id: row.text("execution_id")?,
         execution_name: row.text("execution_name")?,

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod artifacts;
 pub mod context;
 pub mod delete;
+pub mod explain;
 pub mod get;
 pub mod history;
 pub mod init;

@@ -1,0 +1,54 @@
+//! `assay explain EXECUTION`: why an execution failed — class and rule, evidence, the diff
+//! against the last pass, each failing test's history (through the server with a context).
+
+use super::history::{Format, print_doc};
+use crate::error::UserError;
+use crate::remote::{ConnArgs, Source};
+
+/// Upper bound of the text answer.
+const TEXT_LIMIT: usize = 8 * 1024;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Execution id or name (`workflow-N`)
+    reference: String,
+    /// Output format (`table`: the verdict as text)
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    tokio::runtime::Runtime::new()?.block_on(async move {
+        let source = args.conn.open().await?;
+        let analysis = match &source {
+            Source::Local(store) => assay_service::Service::new(store.clone())
+                .analyze(&args.reference)
+                .await
+                .map_err(service_err),
+            Source::Remote(r) => r
+                .client
+                .analysis(&args.reference)
+                .await
+                .map_err(|e| r.err(e)),
+        };
+        source.close().await;
+        let analysis = analysis?;
+        match args.output {
+            Format::Table => print!("{}", assay_analysis::render_text(&analysis, TEXT_LIMIT)),
+            format => print_doc(&analysis, format)?,
+        }
+        Ok(crate::exit::SUCCESS)
+    })
+}
+
+fn service_err(e: assay_service::ServiceError) -> anyhow::Error {
+    match e {
+        assay_service::ServiceError::NotFound(m) => UserError::invalid(m)
+            .with_hint("list executions with `assay get executions`")
+            .into(),
+        assay_service::ServiceError::Store(s) => super::history::store_err(s),
+        other => anyhow::anyhow!("failed to explain the execution: {other}"),
+    }
+}
