@@ -28,12 +28,12 @@ pub fn signature(message: &str) -> Option<String> {
     let mut i = 0;
     while i < chars.len() && out.len() < SIGNATURE_LIMIT {
         let c = chars[i];
-        if c == '\'' || c == '"' || c == '`' {
-            if let Some(end) = chars[i + 1..].iter().position(|&d| d == c) {
-                out.push_str("<s>");
-                i += end + 2;
-                continue;
-            }
+        if (c == '\'' || c == '"' || c == '`')
+            && let Some(end) = chars[i + 1..].iter().position(|&d| d == c)
+        {
+            out.push_str("<s>");
+            i += end + 2;
+            continue;
         }
         if c.is_ascii_alphanumeric() {
             let start = i;
