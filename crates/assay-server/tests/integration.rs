@@ -12,4 +12,5 @@ mod schedule;
 mod security_http;
 mod security_roles;
 mod service;
+mod testkube_schemas;
 mod webhooks;
