@@ -12,6 +12,7 @@
 //! produce the data (`assay-store` for executions, `assay-spec` for statuses) name the types
 //! defined here rather than keeping copies.
 
+pub mod agents;
 pub mod analysis;
 pub mod execution;
 pub mod status;
@@ -81,6 +82,10 @@ pub struct ExecutionRequest {
     #[serde(default)]
     #[schema(schema_with = <TagMap as utoipa::PartialSchema>::schema)]
     pub tags: BTreeMap<String, String>,
+    /// Testkube's execution target: which agents may run it (see [`agents::ExecutionTarget`]);
+    /// overrides the workflow's `spec.execution.target`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<agents::ExecutionTarget>,
 }
 
 /// One page of `GET /v1/test-workflow-executions`: Testkube's `TestWorkflowExecutionsResult`

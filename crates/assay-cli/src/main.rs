@@ -50,6 +50,8 @@ enum Command {
     Prune(cmd::prune::Args),
     /// Serve the REST API (Testkube's /v1), live notifications and the run queue [default port: 8088]
     Server(cmd::server::Args),
+    /// Run executions for a server: connect out, claim the runs that target this agent, send results back
+    Agent(cmd::agent::Args),
     /// Create, list and revoke the server's API tokens [local: the server's store on this machine]
     Token(cmd::token::Args),
     /// Set, list and delete named secrets that workflows read (`secretKeyRef`, `envFrom`) [local: this machine's store]
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Rerun(args) => cmd::rerun::run(args),
         Command::Prune(args) => cmd::prune::run(args),
         Command::Server(args) => cmd::server::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Secret(args) => cmd::secret::run(args),
         Command::Mcp(args) => cmd::mcp::run(args),

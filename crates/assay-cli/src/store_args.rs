@@ -52,7 +52,17 @@ impl StoreArgs {
     /// Open the store without recovering abandoned executions: for `assay server`, whose
     /// start recovers them itself and logs each one.
     pub async fn open_unrecovered(&self) -> anyhow::Result<Store> {
-        let store = Store::open(self.config()?).await?;
+        self.open_unrecovered_with(assay_store::lease::DEFAULT_LEASE_TIMEOUT)
+            .await
+    }
+
+    /// [`StoreArgs::open_unrecovered`] with another lease timeout (`assay server
+    /// --lease-timeout`: how long an agent or a process on another host may stay silent).
+    pub async fn open_unrecovered_with(
+        &self,
+        lease_timeout: std::time::Duration,
+    ) -> anyhow::Result<Store> {
+        let store = Store::open_with_lease_timeout(self.config()?, lease_timeout).await?;
         for w in store.warnings() {
             eprintln!("warning: {w}");
         }

@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod run_support;
+mod agents;
 mod builtin_templates;
 mod client_cli;
 mod confirmations;

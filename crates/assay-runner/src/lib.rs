@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use assay_api::agents::ExecutionTarget;
 use assay_engine::{Event, RunOptions, Runtime};
 use assay_spec::model::TestWorkflow;
 use assay_spec::plan::Plan;
@@ -32,6 +33,7 @@ mod junit;
 mod launcher;
 mod names;
 mod recorder;
+pub mod remote;
 pub mod stored;
 
 pub use context::running_context_from_env;
@@ -69,6 +71,9 @@ pub struct RunRequest {
     /// Where the plan's processes run; `None`: this process's default ([`set_default_runtime`],
     /// else the host runtime). `execute` children run on the same runtime.
     pub runtime: Option<Arc<dyn Runtime>>,
+    /// Testkube's execution target given with the run (it overrides the workflow's
+    /// `spec.execution.target`): the execution waits for a matching agent.
+    pub target: Option<ExecutionTarget>,
 }
 
 static DEFAULT_RUNTIME: std::sync::OnceLock<Arc<dyn Runtime>> = std::sync::OnceLock::new();
@@ -98,6 +103,7 @@ impl RunRequest {
             parent: None,
             held: false,
             runtime: None,
+            target: None,
         }
     }
 }
@@ -120,6 +126,9 @@ pub struct Prepared {
     plan: Plan,
     opts: RunOptions,
     names: StepNames,
+    /// `RunRequest::secrets`, given to steps as environment variables (an agent needs them
+    /// apart from this process's own environment).
+    secret_env: BTreeMap<String, String>,
 }
 
 /// The end of a run.
@@ -138,13 +147,13 @@ const MAX_RECORD_ERRORS: usize = 20;
 
 /// The recording problems of one run, without repeats.
 #[derive(Default)]
-struct RecordErrors {
+pub(crate) struct RecordErrors {
     list: Vec<String>,
     more: usize,
 }
 
 impl RecordErrors {
-    fn note(&mut self, error: String) {
+    pub(crate) fn note(&mut self, error: String) {
         if self.list.contains(&error) {
             return;
         }
@@ -155,7 +164,7 @@ impl RecordErrors {
         }
     }
 
-    fn into_vec(mut self) -> Vec<String> {
+    pub(crate) fn into_vec(mut self) -> Vec<String> {
         if self.more > 0 {
             self.list
                 .push(format!("… and {} more recording problem(s)", self.more));
@@ -222,6 +231,17 @@ pub async fn prepare_queued(
     if !claimed {
         return Ok(None);
     }
+    prepare_claimed(store, id, req).await
+}
+
+/// The rest of [`prepare_queued`] once the caller holds the lease of the queued execution `id`
+/// (for an agent, the server claimed it in the agent's name): honour an abort asked meanwhile,
+/// mark it running and compile with its identity.
+pub async fn prepare_claimed(
+    store: &Store,
+    id: &str,
+    req: RunRequest,
+) -> Result<Option<Prepared>, RunError> {
     if let Some(reason) = store.abort_requested(id).await? {
         // Asked to abort by a process that could not take it (it was held here).
         store
@@ -348,6 +368,9 @@ fn record_for(
         })
         .collect();
     let running = status == ExecutionStatus::Running;
+    let target = effective_target(req)?
+        .map(|t| serde_json::to_string(&t).map_err(|e| RunError::Internal(e.to_string())))
+        .transpose()?;
     Ok((
         NewExecution {
             workflow: wf.metadata.name.clone(),
@@ -360,9 +383,51 @@ fn record_for(
             owner: running.then(LeaseOwner::current),
             scheduled_at: None,
             parent: req.parent.clone(),
+            target,
         },
         config,
     ))
+}
+
+/// The target of a run: the request's, else the workflow's `spec.execution.target`; `None`
+/// when it asks nothing (any runner).
+pub fn effective_target(req: &RunRequest) -> Result<Option<ExecutionTarget>, RunError> {
+    let refuse_replicate = |t: &ExecutionTarget, path: &str| {
+        if t.replicate.is_empty() {
+            Ok(())
+        } else {
+            Err(RunError::Invalid(vec![PathError {
+                path: path.into(),
+                message: "`replicate` is not supported yet".into(),
+                hint: Some("run once per agent with `match: {name: [AGENT]}` instead".into()),
+            }]))
+        }
+    };
+    if let Some(t) = &req.target {
+        refuse_replicate(t, "target.replicate")?;
+        return Ok((!t.is_empty()).then(|| t.clone()));
+    }
+    let Some(value) = req
+        .workflow
+        .spec
+        .execution
+        .as_ref()
+        .and_then(|e| e.target.as_ref())
+    else {
+        return Ok(None);
+    };
+    let target: ExecutionTarget = serde_json::from_value(value.clone()).map_err(|e| {
+        RunError::Invalid(vec![PathError {
+            path: "spec.execution.target".into(),
+            message: format!("is not an execution target: {e}"),
+            hint: Some(
+                "write `target: {match: {LABEL: [VALUE, ...]}, not: {...}, replicate: [LABEL]}`"
+                    .into(),
+            ),
+        }])
+    })?;
+    refuse_replicate(&target, "spec.execution.target.replicate")?;
+    Ok((!target.is_empty()).then_some(target))
 }
 
 /// Compile again with the identity of the created execution and set up the run.
@@ -459,6 +524,7 @@ async fn prepare_created(
         plan: compiled.plan,
         opts,
         names,
+        secret_env: req.secrets.clone(),
     })
 }
 
@@ -491,6 +557,7 @@ impl Prepared {
             plan,
             opts,
             names,
+            secret_env: _,
         } = self;
         let cancel = opts.cancel.clone();
         // Removed however the run ends, an error included (a full disk failed the last writes
@@ -515,14 +582,14 @@ impl Prepared {
         });
 
         let mut recorder = Recorder {
-            store: &store,
-            id: &exec.id,
+            store: store.clone(),
+            id: exec.id.clone(),
             names,
             writers: HashMap::new(),
             started: HashMap::new(),
             position: 0,
-            workflow: &exec.workflow,
-            masker: &masker,
+            workflow: exec.workflow.clone(),
+            masker,
             commit: exec.tags.get("commit").cloned().or_else(|| {
                 exec.running_context
                     .ci

@@ -13,21 +13,21 @@ use serde_json::Value;
 use crate::{StepNames, junit, ms};
 
 /// Persists engine events into the store.
-pub(crate) struct Recorder<'a> {
-    pub(crate) store: &'a Store,
-    pub(crate) id: &'a str,
+pub(crate) struct Recorder {
+    pub(crate) store: Store,
+    pub(crate) id: String,
     pub(crate) names: StepNames,
     pub(crate) writers: HashMap<String, LogWriter>,
     pub(crate) started: HashMap<String, i64>,
     pub(crate) position: i64,
-    pub(crate) workflow: &'a str,
+    pub(crate) workflow: String,
     /// The engine's masker: JUnit cases come from files the steps wrote.
-    pub(crate) masker: &'a assay_engine::Masker,
+    pub(crate) masker: assay_engine::Masker,
     /// The commit flaky detection groups by: the `commit` tag, else the CI commit.
     pub(crate) commit: Option<String>,
 }
 
-impl Recorder<'_> {
+impl Recorder {
     /// Write out every step's pending log lines.
     pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
         for w in self.writers.values_mut() {
@@ -68,11 +68,11 @@ impl Recorder<'_> {
                     StepResult::new(reference.clone(), self.position, StepStatus::Running);
                 record.name = self.names.get(reference).cloned();
                 record.started_at = Some(ms(*at));
-                self.store.record_step(self.id, &record).await?;
+                self.store.record_step(&self.id, &record).await?;
             }
             Event::Log(chunk) => {
                 if !self.writers.contains_key(&chunk.reference) {
-                    let w = self.store.log_writer(self.id, &chunk.reference).await?;
+                    let w = self.store.log_writer(&self.id, &chunk.reference).await?;
                     self.writers.insert(chunk.reference.clone(), w);
                 }
                 let w = self
@@ -110,7 +110,7 @@ impl Recorder<'_> {
                     peak_memory_bytes: result.peak_rss_bytes.map(|b| b as i64),
                     cpu_time_ms: result.cpu_time.map(|d| d.as_millis() as i64),
                 };
-                self.store.record_step(self.id, &record).await?;
+                self.store.record_step(&self.id, &record).await?;
             }
             Event::Output {
                 reference,
@@ -119,7 +119,7 @@ impl Recorder<'_> {
             } => {
                 self.store
                     .add_output(
-                        self.id,
+                        &self.id,
                         &Output {
                             step_ref: Some(reference.clone()),
                             name: key.clone(),
@@ -135,7 +135,7 @@ impl Recorder<'_> {
                 ..
             } => {
                 self.store
-                    .put_artifact_file(self.id, Some(reference), path, None, source)
+                    .put_artifact_file(&self.id, Some(reference), path, None, source)
                     .await?;
                 let cases = assay_store::CaseSource {
                     step_ref: Some(reference.clone()),
@@ -143,19 +143,19 @@ impl Recorder<'_> {
                     commit: self.commit.clone(),
                 };
                 junit::ingest(
-                    self.store,
-                    self.id,
-                    self.workflow,
+                    &self.store,
+                    &self.id,
+                    &self.workflow,
                     cases,
                     source,
-                    self.masker,
+                    &self.masker,
                 )
                 .await?;
             }
             Event::Warning { reference, message } => {
                 // Kept in the step's log, where every view of the execution shows it.
                 if !self.writers.contains_key(reference) {
-                    let w = self.store.log_writer(self.id, reference).await?;
+                    let w = self.store.log_writer(&self.id, reference).await?;
                     self.writers.insert(reference.clone(), w);
                 }
                 let w = self.writers.get_mut(reference).expect("inserted above");

@@ -48,6 +48,10 @@ pub fn required_role(method: &Method, path: &str) -> TokenRole {
     if tags {
         return TokenRole::Runner;
     }
+    // Agents (`assay agent`) claim, heartbeat and send results with runner tokens.
+    if path.starts_with("/v1/agents/") && (method == Method::POST || method == Method::PUT) {
+        return TokenRole::Runner;
+    }
     let run = path.starts_with("/v1/test-workflows/") && path.ends_with("/executions");
     let abort = path.starts_with("/v1/test-workflow-executions/")
         && (path.ends_with("/abort") || path.ends_with("/rerun"));

@@ -53,6 +53,7 @@ pub async fn run_workflow(
                 tags: request.tags,
                 running_context: api_context(caller.name),
                 scheduled_at: None,
+                target: request.target,
             },
         )
         .await?;

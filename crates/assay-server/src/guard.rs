@@ -241,7 +241,14 @@ pub async fn check(
             }
         }
     }
-    if path.starts_with("/v1/") && !is_hook_delivery(&method, &path) {
+    // An agent's artifact upload is raw bytes. It cannot ride on the login cookie (a page
+    // could send such a body cross-site without a preflight): only a bearer token, which a page
+    // of another origin cannot add without one, or no credential at all (then 401).
+    // (Any method: the router answers 405 to all but PUT.)
+    let agent_upload = path.starts_with("/v1/agents/")
+        && path.ends_with("/artifacts")
+        && cookie_token(headers).is_none();
+    if path.starts_with("/v1/") && !is_hook_delivery(&method, &path) && !agent_upload {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap_or("?").to_string());

@@ -6,6 +6,7 @@
 //! what the runner persisted. Work goes to runners through [`queue::Dispatch`] (in-process for
 //! now); the server never starts test processes itself.
 
+pub mod agents;
 pub mod auth;
 mod dashboard;
 mod definitions;
@@ -69,6 +70,9 @@ pub struct Options {
     pub max_concurrent: usize,
     /// Whether `/v1` needs tokens. Turning it off is only allowed on loopback ([`check_no_auth`]).
     pub auth: bool,
+    /// Hand runs without an execution target to agents too, instead of running them in this
+    /// process (`--agents-only`). Runs with a target always wait for a matching agent.
+    pub agents_only: bool,
 }
 
 impl Default for Options {
@@ -76,6 +80,7 @@ impl Default for Options {
         Options {
             max_concurrent: 4,
             auth: true,
+            agents_only: false,
         }
     }
 }
@@ -106,6 +111,8 @@ pub struct AppState {
     pub hubs: notify::Hubs,
     /// Per-hook limit of deliveries that fail verification.
     pub unsigned_hooks: hooks::UnsignedLimiter,
+    /// Runs handed to agents, and the signal that wakes their claims.
+    pub agents: agents::Agents,
 }
 
 /// Where the service's submitted runs go: counted, handed to the queue, and reported to
@@ -114,10 +121,20 @@ struct Submitted {
     queue: Queue,
     metrics: metrics::Metrics,
     webhooks: webhooks::Webhooks,
+    agents: agents::Agents,
 }
 
 impl assay_service::QueueSink for Submitted {
     fn push(&self, ticket: assay_service::Queued) {
+        if self.agents.agents_only() || ticket.is_targeted() {
+            // It waits `queued` in the store for an agent's claim, not in this queue.
+            if ticket.is_new() {
+                self.metrics.queued(ticket.workflow());
+                self.webhooks.queued(ticket.id());
+            }
+            self.agents.work_queued();
+            return;
+        }
         if ticket.is_new() {
             let id = ticket.id().to_string();
             self.metrics.queued(ticket.workflow());
@@ -162,10 +179,12 @@ impl Server {
             options.max_concurrent,
             metrics.clone(),
         );
+        let agents = agents::Agents::new(options.agents_only);
         let service = assay_service::Service::new(store.clone()).with_queue(Arc::new(Submitted {
             queue: queue.clone(),
             metrics: metrics.clone(),
             webhooks: webhooks.clone(),
+            agents: agents.clone(),
         }));
         service.adopt().await?;
         // Executions queued later by other servers on the same database are picked up too.
@@ -179,7 +198,10 @@ impl Server {
             webhooks,
             hubs: notify::Hubs::default(),
             unsigned_hooks: hooks::UnsignedLimiter::default(),
+            agents,
         };
+        // Runs of agents that stopped heartbeating end `aborted` once their lease expires.
+        agents::spawn_sweeper(state.clone());
         // Runs started by agents over /mcp go through the queue too.
         let mcp_tools = Arc::new(
             assay_mcp::Tools::new(state.store.clone(), assay_mcp::ToolsConfig::default())
@@ -342,6 +364,11 @@ fn api_router() -> OpenApiRouter<AppState> {
             webhooks::delete_webhook
         ))
         .routes(routes!(webhooks::webhook_deliveries))
+        .routes(routes!(agents::list_agents))
+        .routes(routes!(agents::claim))
+        .routes(routes!(agents::heartbeat))
+        .routes(routes!(agents::events))
+        .routes(routes!(agents::artifact))
         // Artifact paths have slashes: a catch-all segment (documented through ApiDoc).
         .route(
             "/v1/test-workflow-executions/{id}/artifacts/{*path}",

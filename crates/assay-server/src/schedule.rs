@@ -234,6 +234,7 @@ impl Scheduler {
                     tags: Default::default(),
                     running_context: context,
                     scheduled_at: Some(tick_at),
+                    target: None,
                 },
             )
             .await

@@ -916,6 +916,13 @@ include-name = ["POST /v1/webhooks", "PUT /v1/webhooks/{{name}}", "POST /v1/trig
   "PUT /v1/triggers/{{name}}", "PUT /v1/hooks/{{name}}"]
 checks.positive_data_acceptance.expected-statuses = [200, 201, 400, 404, 409]
 
+# Agents: a claim may wait up to `waitMs` (20 s at most) for work, so few examples; 409 is a
+# name another agent session holds, or an execution this session does not hold.
+[[operations]]
+include-path-regex = "^/v1/agents/"
+generation.max-examples = 5
+checks.positive_data_acceptance.expected-statuses = [200, 204, 400, 409]
+
 # Generated config values may not fit the workflow's parameters: a 400 names them.
 [[operations]]
 include-name = "POST /v1/test-workflows/{{name}}/executions"

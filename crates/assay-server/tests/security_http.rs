@@ -27,6 +27,7 @@ async fn start(
         Options {
             max_concurrent: 2,
             auth,
+            agents_only: false,
         },
         Arc::new(LocalDispatch::default()),
     )

@@ -79,6 +79,19 @@ fn routes() -> Vec<(Method, &'static str, TokenRole)> {
         (Method::PUT, "/v1/webhooks/nope", Admin),
         (Method::DELETE, "/v1/webhooks/nope", Admin),
         (Method::GET, "/v1/webhooks/nope/deliveries", Viewer),
+        (Method::GET, "/v1/agents", Viewer),
+        (Method::POST, "/v1/agents/nope/claim", Runner),
+        (Method::POST, "/v1/agents/nope/heartbeat", Runner),
+        (
+            Method::POST,
+            "/v1/agents/nope/executions/nope/events",
+            Runner,
+        ),
+        (
+            Method::PUT,
+            "/v1/agents/nope/executions/nope/artifacts",
+            Runner,
+        ),
     ]
 }
 

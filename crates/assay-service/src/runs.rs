@@ -10,10 +10,7 @@ use std::collections::BTreeMap;
 
 use assay_runner::{AbortOutcome, RunError, RunRequest};
 use assay_spec::model::TestWorkflow;
-use assay_store::{
-    ExecutionFilter, ExecutionRef, ExecutionStatus, ExecutionSummary, RunningContext, Store,
-    StoreError, UnixMs,
-};
+use assay_store::{ExecutionRef, ExecutionSummary, RunningContext, Store, StoreError, UnixMs};
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -71,6 +68,14 @@ impl Queued {
     /// observers of new runs only).
     pub fn is_new(&self) -> bool {
         self.new
+    }
+
+    /// Whether it waits for an agent (it has an execution target): a server's own runner
+    /// leaves it alone. Adopted runs never are (adoption takes untargeted rows only).
+    pub fn is_targeted(&self) -> bool {
+        self.request
+            .as_ref()
+            .is_some_and(|r| assay_runner::effective_target(r).ok().flatten().is_some())
     }
 
     /// Its workflow's name (empty for an adopted run until [`Queued::group`] read it).
@@ -135,28 +140,10 @@ async fn stored_request(store: &Store, id: &str) -> Result<RunRequest, String> {
     Ok(request)
 }
 
-/// Every `queued` execution in the store, oldest first.
+/// Every `queued` execution in the store without an execution target (those wait for an
+/// agent), oldest first.
 pub async fn queued_in_store(store: &Store) -> Result<Vec<String>, StoreError> {
-    let mut ids = Vec::new();
-    let mut before = None;
-    loop {
-        let page = store
-            .list_executions(&ExecutionFilter {
-                statuses: vec![ExecutionStatus::Queued],
-                limit: Some(1000),
-                before_id: before.clone(),
-                ..ExecutionFilter::default()
-            })
-            .await?;
-        let done = page.len() < 1000;
-        before = page.last().map(|e| e.id.clone());
-        ids.extend(page.into_iter().map(|e| e.id));
-        if done {
-            break;
-        }
-    }
-    ids.reverse();
-    Ok(ids)
+    store.queued_untargeted().await
 }
 
 /// How a run starts, besides its workflow.
@@ -167,6 +154,8 @@ pub struct Start {
     pub running_context: RunningContext,
     /// When it was due (a schedule's tick); now when `None`.
     pub scheduled_at: Option<UnixMs>,
+    /// Testkube's execution target given with the run (overrides the workflow's).
+    pub target: Option<assay_api::agents::ExecutionTarget>,
 }
 
 /// What [`Service::abort`] did to which execution.
@@ -268,6 +257,7 @@ impl Service {
         run.config = start.config;
         run.tags = start.tags;
         run.running_context = start.running_context;
+        run.target = start.target;
         Ok(self.submit(run, start.scheduled_at).await?)
     }
 
@@ -331,6 +321,7 @@ impl Service {
                 tags: old.tags.clone(),
                 running_context,
                 scheduled_at: None,
+                target: None,
             },
         )
         .await
@@ -344,6 +335,20 @@ impl Service {
             .await?;
         let outcome = assay_runner::abort(&self.store, &execution.id, reason).await?;
         Ok(Aborted { execution, outcome })
+    }
+
+    /// The request to run the queued execution `id` with, for a runner outside the queue (an
+    /// agent the caller has just handed it to): rebuilt from the store, with the sensitive
+    /// values this process holds for it (taken out of memory here).
+    pub async fn queued_request(&self, id: &str) -> Result<RunRequest, String> {
+        Queued {
+            id: id.to_string(),
+            workflow: String::new(),
+            request: None,
+            new: false,
+        }
+        .into_request(&self.store)
+        .await
     }
 
     /// Hand every `queued` execution of the store to the queue (at start, and every few seconds:

@@ -112,9 +112,9 @@ impl Store {
                     "INSERT INTO executions (id, name, workflow, number, status, scheduled_at, \
                      started_at, status_at, definition, resolved, config, tags, running_context, \
                      lease_host, lease_pid, lease_token, heartbeat_at, parent_id, parent_name, \
-                     parent_step) \
+                     parent_step, target) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                     $17, $18, $19, $20)",
+                     $17, $18, $19, $20, $21)",
                 )
                 .bind(&id)
                 .bind(&name)
@@ -136,6 +136,7 @@ impl Store {
                 .bind(new.parent.as_ref().map(|p| p.id.clone()))
                 .bind(new.parent.as_ref().map(|p| p.name.clone()))
                 .bind(new.parent.as_ref().map(|p| p.step_ref.clone()))
+                .bind(new.target.clone())
                 .execute(&mut *tx)
                 .await?;
                 for (key, value) in &new.tags {

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod agents;
 mod analysis;
 pub mod blame;
 mod config;
@@ -47,6 +48,7 @@ mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use agents::{AGENT_HOST_PREFIX, AgentInfo, AgentRecord, Claimable, Registration, agent_owner};
 pub use analysis::SIMILAR_COUNT_CAP;
 pub use assay_api::MASK;
 pub use assay_spec::status::{ExecutionStatus, StepStatus};

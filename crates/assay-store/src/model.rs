@@ -46,6 +46,8 @@ pub struct NewExecution {
     pub scheduled_at: Option<UnixMs>,
     /// The execution and step whose `execute` started this one.
     pub parent: Option<ParentExecution>,
+    /// Testkube's execution target as JSON text (which agents may run it); `None`: any runner.
+    pub target: Option<String>,
 }
 
 /// One step's result, keyed by its ref.

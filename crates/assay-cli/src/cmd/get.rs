@@ -38,6 +38,15 @@ enum What {
     TestHistory(super::tests::HistoryArgs),
     /// List flaky tests: passed and failed on one commit, or passed only on a retry
     Flaky(super::tests::FlakyArgs),
+    /// List runner agents (`assay agent`): labels, last seen, running executions
+    Agents(ListAgents),
+}
+
+#[derive(Debug, clap::Args)]
+struct ListAgents {
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,10 +148,76 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 Source::Local(store) => super::tests::flaky(store, a).await,
                 Source::Remote(r) => Err(local_only("`assay get flaky`", r)),
             },
+            What::Agents(a) => list_agents(&source, a).await,
         };
         source.close().await;
         result.map(|()| crate::exit::SUCCESS)
     })
+}
+
+/// `assay get agents`: from the server, or from the store a server on this machine uses.
+async fn list_agents(source: &Source, args: ListAgents) -> anyhow::Result<()> {
+    let agents: Vec<assay_api::agents::Agent> = match source {
+        Source::Remote(r) => r.client.list_agents().await.map_err(|e| r.err(e))?,
+        Source::Local(store) => {
+            let now = now_ms();
+            let timeout = store.lease_timeout().as_millis() as i64;
+            store
+                .list_agents()
+                .await
+                .map_err(store_err)?
+                .into_iter()
+                .map(|a| assay_api::agents::Agent {
+                    connected: now - a.last_seen_at <= timeout,
+                    registered_at: assay_store::testkube::rfc3339(a.registered_at),
+                    last_seen_at: assay_store::testkube::rfc3339(a.last_seen_at),
+                    name: a.name,
+                    labels: a.labels,
+                    runtime: a.runtime,
+                    host: a.host,
+                    version: a.version,
+                    running: a.running,
+                })
+                .collect()
+        }
+    };
+    match args.output {
+        Format::Table => {
+            let mut t = history::table(&[
+                "NAME",
+                "LABELS",
+                "RUNTIME",
+                "HOST",
+                "RUNNING",
+                "LAST SEEN",
+                "STATE",
+            ]);
+            for a in &agents {
+                let labels: Vec<String> =
+                    a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let seen = chrono::DateTime::parse_from_rfc3339(&a.last_seen_at)
+                    .map(|t| history::ago(t.timestamp_millis()))
+                    .unwrap_or_else(|_| a.last_seen_at.clone());
+                t.add_row(vec![
+                    a.name.clone(),
+                    labels.join(","),
+                    a.runtime.clone(),
+                    a.host.clone(),
+                    a.running.to_string(),
+                    seen,
+                    if a.connected { "connected" } else { "gone" }.to_string(),
+                ]);
+            }
+            history::print_table(&t);
+            if agents.is_empty() {
+                eprintln!(
+                    "no agents yet: start one with `assay agent --server URL --token-file F --name N`"
+                );
+            }
+            Ok(())
+        }
+        format => history::print_doc(&agents, format),
+    }
 }
 
 /// `assay get templates --builtin`: name and description of every template built into Assay;

@@ -2,6 +2,7 @@
 //! returning the exit code.
 
 pub mod abort;
+pub mod agent;
 pub mod apply;
 pub mod artifacts;
 pub mod context;

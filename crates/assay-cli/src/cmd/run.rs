@@ -55,6 +55,15 @@ pub struct Args {
     #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub tags: Vec<(String, String)>,
 
+    /// Run on agents whose label KEY is one of the VALUEs (`name` is the agent's name;
+    /// repeatable, all must hold; through a server context only)
+    #[arg(long = "target", value_name = "KEY=VALUE[,VALUE]", value_parser = parse_key_value)]
+    pub target_match: Vec<(String, String)>,
+
+    /// Not on agents whose label KEY is one of the VALUEs (repeatable; server context only)
+    #[arg(long = "target-not", value_name = "KEY=VALUE[,VALUE]", value_parser = parse_key_value)]
+    pub target_not: Vec<(String, String)>,
+
     /// A secret, `KEY=VALUE` (repeatable): given to every step as the environment variable KEY
     /// (and as `config.KEY` when KEY is a sensitive parameter), masked in everything stored and
     /// printed
@@ -113,6 +122,13 @@ pub async fn stored_templates(store: &Store) -> anyhow::Result<TemplateSet> {
 async fn run_async(args: Args) -> anyhow::Result<u8> {
     if let Some(remote) = args.conn.remote()? {
         return super::run_remote::run(&args, &remote).await;
+    }
+    if !args.target_match.is_empty() || !args.target_not.is_empty() {
+        return Err(UserError::invalid(
+            "`--target` and `--target-not` choose agents of a server, and this run is embedded",
+        )
+        .with_hint("use a server context (`assay context use NAME` or `--context NAME`)")
+        .into());
     }
     // No engine: one error (exit 3) before anything is recorded.
     args.runtime.install().await?;

@@ -58,6 +58,7 @@ pub async fn run(args: &Args, r: &Remote) -> anyhow::Result<u8> {
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect(),
         tags: args.tags.iter().cloned().collect(),
+        target: target_of(args),
     };
     let queued = r
         .client
@@ -65,6 +66,28 @@ pub async fn run(args: &Args, r: &Remote) -> anyhow::Result<u8> {
         .await
         .map_err(|e| r.err(e))?;
     wait(r, queued, args.follow, args.quiet, args.output).await
+}
+
+/// `--target`/`--target-not` as Testkube's execution target (`KEY=V1,V2`: any of the values).
+fn target_of(args: &Args) -> Option<assay_api::agents::ExecutionTarget> {
+    let map = |pairs: &[(String, String)]| -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (k, v) in pairs {
+            out.entry(k.clone()).or_default().extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        out
+    };
+    let target = assay_api::agents::ExecutionTarget {
+        match_labels: map(&args.target_match),
+        not: map(&args.target_not),
+        ..Default::default()
+    };
+    (!target.is_empty()).then_some(target)
 }
 
 /// `assay rerun` with a context.

@@ -44,6 +44,15 @@ pub struct Args {
     /// default: a webhook author could otherwise reach services inside this network)
     #[arg(long)]
     allow_private_webhooks: bool,
+    /// Hand every run to agents (`assay agent`), also those without an execution target;
+    /// without it this server runs untargeted runs itself and only targeted ones wait for a
+    /// matching agent
+    #[arg(long)]
+    agents_only: bool,
+    /// How long an agent (or a process on another host) may send no heartbeat before its
+    /// running executions end `aborted`
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    lease_timeout: Duration,
     /// How log lines (schedules, hooks, webhooks, recovered executions) are written on stderr:
     /// `text` for people, `json` (one object per line) for log collectors. `RUST_LOG` filters
     /// them (default `info`)
@@ -86,7 +95,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// How long running executions get to stop and record their end on shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -101,7 +110,7 @@ async fn shutdown_signal() {
 
 /// Log lines on stderr, filtered by `RUST_LOG` (default `info`); colours only on a terminal
 /// and without `NO_COLOR`.
-fn init_logging(format: &str) {
+pub(crate) fn init_logging(format: &str) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -129,7 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     tokio::runtime::Runtime::new()?.block_on(async move {
         args.runtime.install().await?;
         // `Server::start` recovers abandoned executions and logs each one.
-        let store = args.store.open_unrecovered().await?;
+        let store = args.store.open_unrecovered_with(args.lease_timeout).await?;
         if !args.no_auth
             && let Some((token, path)) =
                 assay_server::bootstrap_admin(&store, &store.config().data_dir).await?
@@ -142,6 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Options {
                 max_concurrent: args.max_concurrent.into(),
                 auth: !args.no_auth,
+                agents_only: args.agents_only,
             },
             Arc::new(LocalDispatch::default()),
         )

@@ -52,6 +52,7 @@ pub async fn start_with(max_concurrent: usize, timeout: Duration) -> TestServer 
         Options {
             max_concurrent,
             auth: true,
+            agents_only: false,
         },
         Arc::new(LocalDispatch::default()),
     )

@@ -1,0 +1,603 @@
+//! Runner agents for real (issue 17): `assay server` and three `assay agent` processes on this
+//! machine over HTTP on 127.0.0.1. Targets choose the agent by label; an agent killed with
+//! SIGKILL mid-run leaves its execution `aborted` (with the reason) once its lease expires, and
+//! the execution queued behind it goes to another agent; nothing stays `running`. The README's
+//! "Agents" session runs as written (port and folder replaced), and the protocol refuses
+//! writes from anyone but the agent session that holds an execution.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::run_support::assay;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request; returns status and body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<(&str, &str)>,
+) -> (u16, String) {
+    http_with(port, method, path, token, "", body)
+}
+
+/// [`http`] with extra header lines (`Name: value\r\n` each).
+fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    headers: &str,
+    body: Option<(&str, &str)>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let (ctype, text) = body.unwrap_or(("application/json", ""));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n{headers}Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A child process killed when dropped, its stderr collected.
+struct Proc {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Proc { child, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Poll `check` every 100 ms until it gives a value; fails after `limit` (a generous bound
+/// against hangs, not a timing assertion).
+fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Server {
+    _proc: Proc,
+    port: u16,
+    admin: String,
+    data: PathBuf,
+}
+
+fn start_server(data: &Path, extra: &[&str]) -> Server {
+    let port = free_port();
+    let mut cmd = assay();
+    cmd.args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .env("ASSAY_DATA_DIR", data);
+    let proc = Proc::spawn(cmd);
+    wait_for("the server", Duration::from_secs(60), || {
+        proc.stderr().contains("listening on").then_some(())
+    });
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Server {
+        _proc: proc,
+        port,
+        admin,
+        data: data.to_path_buf(),
+    }
+}
+
+impl Server {
+    fn token(&self, name: &str, role: &str) -> String {
+        let out = assay()
+            .args(["token", "create", "--name", name, "--role", role])
+            .env("ASSAY_DATA_DIR", &self.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn apply(&self, yaml: &str) {
+        let (status, body) = http(
+            self.port,
+            "POST",
+            "/v1/test-workflows",
+            &self.admin,
+            Some(("application/yaml", yaml)),
+        );
+        assert!(status == 200 || status == 201, "{status} {body}");
+    }
+
+    fn run(&self, workflow: &str, request: Value) -> Value {
+        let (status, body) = http(
+            self.port,
+            "POST",
+            &format!("/v1/test-workflows/{workflow}/executions"),
+            &self.admin,
+            Some(("application/json", &request.to_string())),
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn execution(&self, id: &str) -> Value {
+        let (status, body) = http(
+            self.port,
+            "GET",
+            &format!("/v1/test-workflow-executions/{id}"),
+            &self.admin,
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn status(&self, id: &str) -> String {
+        self.execution(id)["result"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn wait_status(&self, id: &str, wanted: &str) -> Value {
+        wait_for(
+            &format!("{id} to be {wanted}"),
+            Duration::from_secs(120),
+            || {
+                let e = self.execution(id);
+                if e["result"]["status"] == "passed"
+                    || e["result"]["status"] == "failed"
+                    || e["result"]["status"] == "aborted"
+                {
+                    assert_eq!(e["result"]["status"], wanted, "{e}");
+                }
+                (e["result"]["status"] == wanted).then_some(e)
+            },
+        )
+    }
+
+    fn agents(&self) -> Vec<Value> {
+        let (status, body) = http(self.port, "GET", "/v1/agents", &self.admin, None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn agent(&self, token_file: &Path, name: &str, labels: &[&str]) -> Proc {
+        let mut cmd = assay();
+        cmd.args([
+            "agent",
+            "--server",
+            &format!("http://127.0.0.1:{}", self.port),
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--name",
+            name,
+        ]);
+        for l in labels {
+            cmd.args(["--label", l]);
+        }
+        Proc::spawn(cmd)
+    }
+}
+
+const HOLD: &str = r#"
+apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: hold
+spec:
+  config:
+    seconds: {type: string, default: "0"}
+  execution:
+    target:
+      match:
+        env: [staging]
+  steps:
+  - name: hold
+    shell: echo "holding {{ config.seconds }}s"; sleep {{ config.seconds }}; echo released
+"#;
+
+const REPORT: &str = r#"
+apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: report
+spec:
+  config:
+    token: {type: string, sensitive: true}
+  steps:
+  - name: report
+    shell: |
+      echo "token is {{ config.token }}"
+      mkdir -p /data/out
+      printf '<testsuite name="s" tests="2"><testcase classname="c" name="ok"/><testcase classname="c" name="bad"><failure message="boom"/></testcase></testsuite>\n' > /data/out/junit.xml
+    artifacts:
+      paths: ["/data/out/*"]
+"#;
+
+fn claimed_by(agents: &[(&str, &Proc)], execution: &str) -> Option<String> {
+    let needle = format!("claimed execution={execution}\n");
+    agents
+        .iter()
+        .find(|(_, p)| p.stderr().contains(&needle))
+        .map(|(name, _)| name.to_string())
+}
+
+#[test]
+fn three_agents_take_targeted_runs_and_a_killed_agent_aborts_after_its_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = start_server(&data, &["--lease-timeout", "3s"]);
+    let token_file = dir.path().join("runner.token");
+    std::fs::write(&token_file, server.token("agents", "runner")).unwrap();
+    server.apply(HOLD);
+    server.apply(REPORT);
+
+    let a1 = server.agent(&token_file, "a1", &["env=staging"]);
+    let a2 = server.agent(&token_file, "a2", &["env=staging"]);
+    let a3 = server.agent(&token_file, "a3", &["env=prod", "zone=b"]);
+    wait_for("three agents", Duration::from_secs(60), || {
+        let agents = server.agents();
+        (agents.len() == 3 && agents.iter().all(|a| a["connected"] == true)).then_some(())
+    });
+    let agents = server.agents();
+    assert_eq!(agents[2]["name"], "a3");
+    assert_eq!(agents[2]["labels"], json!({"env": "prod", "zone": "b"}));
+    assert_eq!(agents[2]["runtime"], "host");
+
+    // A run request's target: only a3 matches (a label and `not` of a name).
+    let report = server.run(
+        "report",
+        json!({"config": {"token": "s3cr3t-value"}, "target": {"match": {"zone": ["b"]}, "not": {"name": ["a1"]}}}),
+    );
+    let id = report["id"].as_str().unwrap();
+    // A failing test case is a result, not a failed step: the run passes, its report counts it.
+    let done = server.wait_status(id, "passed");
+    let all = [("a1", &a1), ("a2", &a2), ("a3", &a3)];
+    assert_eq!(claimed_by(&all, "report-1").as_deref(), Some("a3"));
+    // Logs, the artifact and the JUnit cases came back; the secret did not.
+    let (_, logs) = http(
+        server.port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{id}/logs"),
+        &server.admin,
+        None,
+    );
+    assert!(logs.contains("token is *****"), "{logs}");
+    assert!(!logs.contains("s3cr3t-value"), "{logs}");
+    let (_, artifacts) = http(
+        server.port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{id}/artifacts"),
+        &server.admin,
+        None,
+    );
+    assert!(artifacts.contains("out/junit.xml"), "{artifacts}");
+    let summary = done["reports"][0]["data"]["summary"].clone();
+    assert_eq!(summary["tests"], 2, "{done}");
+    assert_eq!(summary["failed"], 1, "{done}");
+
+    // Two long runs for env=staging take a1 and a2; a third waits queued.
+    let first = server.run("hold", json!({"config": {"seconds": "600"}}));
+    let second = server.run("hold", json!({"config": {"seconds": "600"}}));
+    let (first, second) = (
+        first["id"].as_str().unwrap().to_string(),
+        second["id"].as_str().unwrap().to_string(),
+    );
+    server.wait_status(&first, "running");
+    server.wait_status(&second, "running");
+    let third = server.run("hold", json!({"config": {"seconds": "0"}}));
+    let third = third["id"].as_str().unwrap().to_string();
+    let staging = [("a1", &a1), ("a2", &a2)];
+    let holder = wait_for("hold-1's agent", Duration::from_secs(30), || {
+        claimed_by(&staging, "hold-1")
+    });
+    let other = if holder == "a1" { "a2" } else { "a1" };
+    let holder = holder.as_str();
+    assert_eq!(claimed_by(&staging, "hold-2").as_deref(), Some(other));
+    assert_eq!(server.status(&third), "queued");
+    assert_eq!(claimed_by(&all, "hold-3"), None);
+    assert!(
+        server
+            .agents()
+            .iter()
+            .any(|a| a["name"] == holder && a["running"] == 1)
+    );
+
+    // SIGKILL the agent running hold-1: once its lease expires, hold-1 ends aborted, saying why.
+    let (mut killed, survivor) = if holder == "a1" { (a1, a2) } else { (a2, a1) };
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    let aborted = server.wait_status(&first, "aborted");
+    let reason = aborted["result"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let reason = if reason.is_empty() {
+        aborted.to_string()
+    } else {
+        reason
+    };
+    assert!(
+        reason.contains(&format!("agent/{holder}")) && reason.contains("no heartbeat"),
+        "{reason}"
+    );
+    assert_eq!(
+        server.status(&third),
+        "queued",
+        "nothing else matches while {other} is busy"
+    );
+    wait_for(
+        "the killed agent to show as gone",
+        Duration::from_secs(60),
+        || {
+            server
+                .agents()
+                .iter()
+                .any(|a| a["name"] == holder && a["connected"] == false && a["running"] == 0)
+                .then_some(())
+        },
+    );
+
+    // Abort hold-2 on the survivor: it stops it, and takes the queued hold-3.
+    let (status, body) = http(
+        server.port,
+        "POST",
+        &format!("/v1/test-workflow-executions/{second}/abort"),
+        &server.admin,
+        None,
+    );
+    assert!(status < 300, "{body}");
+    server.wait_status(&second, "aborted");
+    server.wait_status(&third, "passed");
+    let survivors = [(other, &survivor)];
+    assert_eq!(claimed_by(&survivors, "hold-3").as_deref(), Some(other));
+    // Nothing stays running.
+    let (_, list) = http(
+        server.port,
+        "GET",
+        "/v1/test-workflow-executions?status=running",
+        &server.admin,
+        None,
+    );
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["results"].as_array().map(Vec::len), Some(0), "{list}");
+    drop(a3);
+}
+
+#[test]
+fn security_agents_write_only_the_executions_their_session_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("server"), &[]);
+    let runner = server.token("agent", "runner");
+    let viewer = server.token("viewer", "viewer");
+    server.apply(HOLD);
+    let hello = |session: &str| {
+        json!({"session": session, "runtime": "host", "host": "h", "waitMs": 0}).to_string()
+    };
+    // A viewer cannot claim work.
+    let (status, _) = http(
+        server.port,
+        "POST",
+        "/v1/agents/x/claim",
+        &viewer,
+        Some(("application/json", &hello("s1"))),
+    );
+    assert_eq!(status, 403);
+    // The first session holds the name; a second live one is refused.
+    let (status, body) = http(
+        server.port,
+        "POST",
+        "/v1/agents/x/claim",
+        &runner,
+        Some(("application/json", &hello("s1"))),
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = http(
+        server.port,
+        "POST",
+        "/v1/agents/x/claim",
+        &runner,
+        Some(("application/json", &hello("s2"))),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("own --name"), "{body}");
+    // Session s1 claims a targeted run.
+    let queued = server.run("hold", json!({"target": {"match": {"name": ["x"]}}}));
+    let id = queued["id"].as_str().unwrap();
+    let (status, work) = http(
+        server.port,
+        "POST",
+        "/v1/agents/x/claim",
+        &runner,
+        Some(("application/json", &hello("s1"))),
+    );
+    assert_eq!(status, 200, "{work}");
+    let work: Value = serde_json::from_str(&work).unwrap();
+    assert_eq!(work["id"], id);
+    // Another agent, or another session under the same name, cannot write to it.
+    let finish = json!({"session": "s2", "events": [{"type": "executionFinished", "status": "passed", "at": 0}]});
+    for path in [
+        format!("/v1/agents/x/executions/{id}/events"),
+        format!("/v1/agents/y/executions/{id}/events"),
+    ] {
+        let (status, body) = http(
+            server.port,
+            "POST",
+            &path,
+            &runner,
+            Some(("application/json", &finish.to_string())),
+        );
+        assert_eq!(status, 409, "{body}");
+    }
+    let (status, _) = http_with(
+        server.port,
+        "PUT",
+        &format!("/v1/agents/y/executions/{id}/artifacts?step=x&path=a.txt"),
+        &runner,
+        "x-assay-agent-session: s2\r\n",
+        Some(("application/octet-stream", "data")),
+    );
+    assert_eq!(status, 409);
+    assert_eq!(server.status(id), "running");
+    // Its own session can.
+    let finish = json!({"session": "s1", "events": [{"type": "executionFinished", "status": "passed", "at": 0}]});
+    let (status, body) = http(
+        server.port,
+        "POST",
+        &format!("/v1/agents/x/executions/{id}/events"),
+        &runner,
+        Some(("application/json", &finish.to_string())),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.status(id), "passed");
+}
+
+/// The commands of README.md's "Agents" session, as written: `127.0.0.1:8088` becomes a free
+/// port; they run in a temporary folder (with `examples/` from the repository) under `sh`.
+#[test]
+fn readme_agents_session_runs_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split("<!-- agents-session -->\n```sh\n")
+        .nth(1)
+        .expect("README.md has the agents session")
+        .split("\n```")
+        .next()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root.join("examples"), dir.path().join("examples")).unwrap();
+    let port = free_port().to_string();
+    let bin = Path::new(env!("CARGO_BIN_EXE_assay"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let config = dir.path().join("contexts.yaml");
+    let sh = |line: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(line.replace("8088", &port))
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("ASSAY_CONFIG", &config)
+            .env("NO_COLOR", "1")
+            .env_remove("ASSAY_DATA_DIR")
+            .env_remove("ASSAY_DATABASE")
+            .env_remove("ASSAY_ARTIFACTS");
+        cmd
+    };
+    let mut background = Vec::new();
+    let mut outputs = Vec::new();
+    for line in block.lines() {
+        let Some(command) = line.strip_prefix("$ ") else {
+            continue;
+        };
+        let command = command.split("  #").next().unwrap().trim();
+        if command.starts_with("assay server") || command.starts_with("assay agent") {
+            let proc = Proc::spawn(sh(command));
+            if command.starts_with("assay server") {
+                wait_for("the server", Duration::from_secs(60), || {
+                    proc.stderr().contains("listening on").then_some(())
+                });
+            } else {
+                wait_for("the agent", Duration::from_secs(60), || {
+                    proc.stderr().contains("connecting to").then_some(())
+                });
+            }
+            background.push(proc);
+            continue;
+        }
+        let out = sh(command).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "`{command}` failed:\n{stdout}{stderr}"
+        );
+        outputs.push((command.to_string(), stdout, stderr));
+    }
+    let find = |prefix: &str| {
+        outputs
+            .iter()
+            .find(|(c, _, _)| c.starts_with(prefix))
+            .unwrap_or_else(|| panic!("the session runs `{prefix}`"))
+    };
+    assert!(find("assay run on-staging").2.contains("passed"));
+    let agents = &find("assay get agents").1;
+    assert!(
+        agents.contains("builder-1")
+            && agents.contains("env=staging")
+            && agents.contains("connected"),
+        "{agents}"
+    );
+    drop(background);
+}
