@@ -106,7 +106,16 @@ struct Seen {
 
 /// Run the emitting workflow with `followers` SSE followers connected before it writes.
 async fn fan_out(bench: &Bench, followers: usize) -> (Vec<Seen>, Duration) {
-    let gate = bench._dir.path().join(format!("go-{followers}"));
+    // The gate must be outside the data folder: steps run with the server's data folder
+    // hidden (an empty tmpfs over it), so a gate inside it never appears and the run waits
+    // forever. Its folder is readable by anyone: as root, steps run as an unprivileged user.
+    let gates = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        gates.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let gate = gates.path().join(format!("go-{followers}"));
     let total = LINES_PER_SECOND * SECONDS;
     // Ten lines per millisecond, paced on the clock, each "seq ns-timestamp".
     let yaml = format!(
