@@ -21,7 +21,7 @@ use assay_spec::status::ExecutionStatus;
 use assay_spec::{CompileRequest, Strictness, TemplateSet};
 use assay_store::{
     ConfigValue, Execution, ExecutionRef, ExecutionSummary, Finish, LeaseOwner, NewExecution,
-    RunningContext, Store, StoreError,
+    RunningContext, Store, StoreError, Taken,
 };
 use indexmap::IndexMap;
 use serde_json::{Value, json};
@@ -213,28 +213,47 @@ pub fn sensitive_config(req: &RunRequest) -> IndexMap<String, Value> {
         .collect()
 }
 
-/// Take a queued execution (see [`queued_execution`]): claim it for this process, mark it
-/// running and compile with its identity. `req` must be the request it was queued with (its
-/// workflow is the execution's definition). `None` when someone else holds it or it has ended
-/// (aborted while it waited).
+/// Take a queued execution (see [`queued_execution`]): claim it for this process and mark it
+/// running in one write ([`Store::take_queued`]), then compile it once, with its identity.
+/// `req` must be the request it was queued with (its workflow is the execution's definition;
+/// it was checked when it was queued, so it is not compiled a second time to check it). `None`
+/// when someone else holds it or it has ended (aborted while it waited).
 pub async fn prepare_queued(
     store: &Store,
     id: &str,
     req: RunRequest,
 ) -> Result<Option<Prepared>, RunError> {
     let me = LeaseOwner::current();
-    let claimed = if req.held {
-        store.claim_held_execution(id, &me).await?
-    } else {
-        store.claim_execution(id, &me).await?
+    let execution = match store
+        .take_queued(id, &me, req.held, ms(SystemTime::now()))
+        .await?
+    {
+        Taken::Started(execution) => *execution,
+        Taken::NotAvailable => return Ok(None),
+        Taken::AbortRequested(reason) => {
+            // Asked to abort by a process that could not take it (it was held here).
+            store
+                .finish_execution(
+                    id,
+                    Finish {
+                        status: ExecutionStatus::Aborted,
+                        error_message: Some(reason),
+                        at: ms(SystemTime::now()),
+                    },
+                )
+                .await?;
+            return Ok(None);
+        }
     };
-    if !claimed {
-        return Ok(None);
-    }
-    prepare_claimed(store, id, req).await
+    // A template that changed since it was queued (an adopted run is rebuilt with the stored
+    // templates) fails the compile below, which records the run failed and says why.
+    let config = compile_config(&req);
+    prepare_created(store, req, config, execution)
+        .await
+        .map(Some)
 }
 
-/// The rest of [`prepare_queued`] once the caller holds the lease of the queued execution `id`
+/// Like [`prepare_queued`], once the caller holds the lease of the queued execution `id`
 /// (for an agent, the server claimed it in the agent's name): honour an abort asked meanwhile,
 /// mark it running and compile with its identity.
 pub async fn prepare_claimed(
@@ -327,18 +346,25 @@ pub async fn abort(store: &Store, id: &str, reason: &str) -> Result<AbortOutcome
     })
 }
 
+/// The config values `req` compiles with: its own, and the secrets that give a sensitive
+/// parameter of the same name its value.
+fn compile_config(req: &RunRequest) -> IndexMap<String, Value> {
+    let mut config = req.config.clone();
+    for (k, v) in &req.secrets {
+        if req.workflow.spec.config.get(k).is_some_and(|p| p.sensitive) && !config.contains_key(k) {
+            config.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    config
+}
+
 /// The record of a new execution for `req` and the config values to compile with.
 fn record_for(
     req: &RunRequest,
     status: ExecutionStatus,
 ) -> Result<(NewExecution, IndexMap<String, Value>), RunError> {
     let wf = &req.workflow;
-    let mut config = req.config.clone();
-    for (k, v) in &req.secrets {
-        if wf.spec.config.get(k).is_some_and(|p| p.sensitive) && !config.contains_key(k) {
-            config.insert(k.clone(), Value::String(v.clone()));
-        }
-    }
+    let config = compile_config(req);
     let mut creq = CompileRequest::new(wf, &req.templates);
     creq.config = config.clone();
     creq.strictness = Strictness::Require;

@@ -266,44 +266,42 @@ async fn dispatcher(
 async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, ticket: Queued) {
     let id = &ticket.id().to_string();
     // Held sensitive values are taken first, so they leave memory whatever happens next.
-    let request = ticket.into_request(store).await;
-    let summary = match store
-        .find_execution(&ExecutionRef::Id(id.to_string()))
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(%id, error = %e, "queued execution vanished");
-            return;
-        }
-    };
-    if summary.status != ExecutionStatus::Queued {
-        // Aborted while it waited.
-        return;
-    }
-    let request = match request {
+    // Whether it is still waiting is the runner's to find out: it takes the run in one write
+    // (an execution aborted while it waited is not taken).
+    let request = match ticket.into_request(store).await {
         Ok(r) => r,
         Err(message) => {
-            let _ = store
-                .finish_execution(
-                    id,
-                    assay_store::Finish {
-                        status: ExecutionStatus::Failed,
-                        error_message: Some(message),
-                        at: assay_store::now_ms(),
-                    },
-                )
-                .await;
-            metrics.finished(&summary.workflow, ExecutionStatus::Failed, None);
+            match store
+                .find_execution(&ExecutionRef::Id(id.to_string()))
+                .await
+            {
+                // Aborted while it waited: it keeps its end.
+                Ok(s) if s.status != ExecutionStatus::Queued => {}
+                Ok(s) => {
+                    let _ = store
+                        .finish_execution(
+                            id,
+                            assay_store::Finish {
+                                status: ExecutionStatus::Failed,
+                                error_message: Some(message),
+                                at: assay_store::now_ms(),
+                            },
+                        )
+                        .await;
+                    metrics.finished(&s.workflow, ExecutionStatus::Failed, None);
+                }
+                Err(e) => tracing::warn!(%id, error = %e, "queued execution vanished"),
+            }
             return;
         }
     };
+    let workflow = request.workflow.metadata.name.clone();
     let started = std::time::Instant::now();
     match dispatch.run(store.clone(), id.to_string(), request).await {
         Ok(Some(status)) => {
-            metrics.finished(&summary.workflow, status, Some(started.elapsed()));
+            metrics.finished(&workflow, status, Some(started.elapsed()));
             match store.steps(id).await {
-                Ok(steps) => metrics.steps_finished(&summary.workflow, &steps),
+                Ok(steps) => metrics.steps_finished(&workflow, &steps),
                 Err(e) => {
                     tracing::warn!(%id, error = %e, "could not read step results for metrics")
                 }
@@ -328,7 +326,7 @@ async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, tick
                         )
                         .await;
                 }
-                metrics.finished(&summary.workflow, ExecutionStatus::Failed, None);
+                metrics.finished(&workflow, ExecutionStatus::Failed, None);
             }
         }
     }

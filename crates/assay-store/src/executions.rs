@@ -489,7 +489,11 @@ impl Store {
         let store = self.clone();
         let id = id.to_string();
         let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(lease::HEARTBEAT_INTERVAL);
+            // Not at once: every lease starts with a fresh heartbeat (create, claim, take).
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + lease::HEARTBEAT_INTERVAL,
+                lease::HEARTBEAT_INTERVAL,
+            );
             loop {
                 tick.tick().await;
                 // A failed heartbeat is retried on the next tick; readers allow for a few.
@@ -543,6 +547,61 @@ impl Store {
         .await
         .map_err(|e| db.err("claim the execution", e))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Take a queued execution for `owner` and mark it running, in one statement: the claim of
+    /// [`Store::claim_execution`] (or of [`Store::claim_held_execution`] with `held`: the run
+    /// whose sensitive values `owner` holds), the abort check and the start, which took four
+    /// round trips before. An execution asked to abort while it waited is taken but not
+    /// started ([`Taken::AbortRequested`]): the caller records its end.
+    pub async fn take_queued(
+        &self,
+        id: &str,
+        owner: &LeaseOwner,
+        held: bool,
+        at: UnixMs,
+    ) -> Result<Taken> {
+        let claim = if held {
+            "status = 'queued' AND lease_host = $2 AND lease_pid = $3 \
+             AND COALESCE(lease_token, '') = $4"
+                .to_string()
+        } else {
+            format!("lease_host IS NULL AND status IN {ACTIVE_STATUSES}")
+        };
+        let sql = format!(
+            "UPDATE executions SET lease_host = $2, lease_pid = $3, lease_token = $4, \
+             heartbeat_at = $5, \
+             status = CASE WHEN abort_requested_at IS NULL THEN 'running' ELSE status END, \
+             started_at = CASE WHEN abort_requested_at IS NULL \
+                 THEN COALESCE(started_at, $5) ELSE started_at END, \
+             status_at = CASE WHEN abort_requested_at IS NULL THEN $5 ELSE status_at END \
+             WHERE id = $1 AND {claim} RETURNING {SUMMARY_COLUMNS}, abort_reason"
+        );
+        let db = self.db();
+        let row = retry_busy(|| async {
+            sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(id)
+                .bind(&owner.host)
+                .bind(owner.pid as i64)
+                .bind(&owner.token)
+                .bind(at)
+                .fetch_optional(&db.pool)
+                .await
+        })
+        .await
+        .map_err(|e| db.err("take the queued execution", e))?;
+        let Some(row) = row else {
+            return Ok(Taken::NotAvailable);
+        };
+        let summary = summary_from_row(&row)?;
+        if summary.abort_requested {
+            return Ok(Taken::AbortRequested(
+                row.opt_text("abort_reason")?
+                    .unwrap_or_else(|| "abort requested".into()),
+            ));
+        }
+        self.signal(id, Kind::State);
+        Ok(Taken::Started(Box::new(summary)))
     }
 
     /// Mark as `aborted` every unfinished execution whose owner is gone (see [`crate::lease`]).

@@ -223,6 +223,17 @@ pub struct Finish {
     pub at: UnixMs,
 }
 
+/// What [`crate::Store::take_queued`] did.
+#[derive(Debug, Clone)]
+pub enum Taken {
+    /// Claimed and marked running: the execution as it is now.
+    Started(Box<ExecutionSummary>),
+    /// Claimed, but an abort was asked for while it waited (the reason): not started.
+    AbortRequested(String),
+    /// Someone else holds it, or it is not waiting any more (aborted, ended).
+    NotAvailable,
+}
+
 /// A stored definition at one revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

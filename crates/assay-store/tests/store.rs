@@ -547,6 +547,92 @@ async fn abort_requests(env: Env) {
 }
 both!(abort_requests);
 
+/// Taking a queued execution is one write that claims it, checks for an abort and starts it:
+/// it is taken once, a run asked to abort while it waited is taken but not started, a held run
+/// only by the process that holds it, and an ended one not at all.
+async fn take_queued_claims_checks_and_starts_at_once(env: Env) {
+    let s = &env.store;
+    let me = LeaseOwner::current();
+    let e = s.create_execution(new_exec("tq")).await.unwrap();
+    let Taken::Started(started) = s.take_queued(&e.id, &me, false, 1_234).await.unwrap() else {
+        panic!("a queued execution is taken and started");
+    };
+    assert_eq!(started.id, e.id);
+    assert_eq!(started.name, "tq-1");
+    assert_eq!(started.status, ExecutionStatus::Running);
+    assert_eq!(started.started_at, Some(1_234));
+    let stored = s
+        .find_execution(&ExecutionRef::Id(e.id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(stored.status, ExecutionStatus::Running);
+    assert_eq!(stored.started_at, Some(1_234));
+    assert!(matches!(
+        s.take_queued(&e.id, &me, false, 1_300).await.unwrap(),
+        Taken::NotAvailable
+    ));
+    // Another process cannot take it from its live owner either.
+    assert!(matches!(
+        env.reopen()
+            .await
+            .take_queued(&e.id, &me, false, 1_300)
+            .await
+            .unwrap(),
+        Taken::NotAvailable
+    ));
+
+    let asked = s.create_execution(new_exec("tq")).await.unwrap();
+    assert!(
+        s.request_abort(&asked.id, Some("changed my mind"))
+            .await
+            .unwrap()
+    );
+    match s.take_queued(&asked.id, &me, false, 1_400).await.unwrap() {
+        Taken::AbortRequested(reason) => assert_eq!(reason, "changed my mind"),
+        other => panic!("an abort asked for while it waited is reported: {other:?}"),
+    }
+    let stored = s
+        .find_execution(&ExecutionRef::Id(asked.id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(stored.status, ExecutionStatus::Queued, "not started");
+    assert_eq!(stored.started_at, None);
+
+    let mut held = new_exec("tq");
+    held.owner = Some(me.clone());
+    let held = s.create_execution(held).await.unwrap();
+    assert!(
+        matches!(
+            s.take_queued(&held.id, &me, false, 1_500).await.unwrap(),
+            Taken::NotAvailable
+        ),
+        "a held run is not taken as an unowned one"
+    );
+    let stranger = LeaseOwner {
+        host: "elsewhere".into(),
+        pid: 1,
+        token: String::new(),
+    };
+    assert!(matches!(
+        s.take_queued(&held.id, &stranger, true, 1_500)
+            .await
+            .unwrap(),
+        Taken::NotAvailable
+    ));
+    assert!(matches!(
+        s.take_queued(&held.id, &me, true, 1_500).await.unwrap(),
+        Taken::Started(_)
+    ));
+
+    let ended = s.create_execution(new_exec("tq")).await.unwrap();
+    finish(s, &ended.id, ExecutionStatus::Aborted).await;
+    assert!(matches!(
+        s.take_queued(&ended.id, &me, false, 1_600).await.unwrap(),
+        Taken::NotAvailable
+    ));
+}
+both!(take_queued_claims_checks_and_starts_at_once);
+
 // ---------------------------------------------------------------------------------------------
 // Logs
 
