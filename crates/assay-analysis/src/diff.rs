@@ -13,6 +13,18 @@ use crate::{Baseline, Facts, brief, commit_of, failing_cases};
 const MAX_LINES: usize = 12;
 
 pub(crate) fn diff(facts: &Facts<'_>, base: &Baseline<'_>) -> Diff {
+    let now = Baseline {
+        execution: facts.execution,
+        tests: facts.tests,
+        step_log: facts.step_log,
+    };
+    compare(base, &now)
+}
+
+/// What changed from `base` (an earlier execution) to `facts` (a later one): commit,
+/// definition, config, tags, durations that jumped, tests that newly fail, new log lines of
+/// the step the logs are of.
+pub fn compare(base: &Baseline<'_>, facts: &Baseline<'_>) -> Diff {
     let now = facts.execution;
     let then = base.execution;
     let (c0, c1) = (commit_of(then), commit_of(now));
@@ -124,7 +136,7 @@ fn jumped(before: u64, after: u64) -> bool {
     after >= before.saturating_mul(2) && after.saturating_sub(before) >= 1000
 }
 
-fn slower(facts: &Facts<'_>, base: &Baseline<'_>) -> Vec<Slower> {
+fn slower(facts: &Baseline<'_>, base: &Baseline<'_>) -> Vec<Slower> {
     let then: HashMap<&str, &StepResult> = base
         .execution
         .steps
@@ -191,7 +203,7 @@ fn new_lines(then: &[String], now: &[String]) -> Vec<String> {
 }
 
 /// The diff as evidence lines.
-pub(crate) fn describe(d: &Diff) -> Vec<String> {
+pub fn describe(d: &Diff) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(c) = &d.commit {
         out.push(format!(

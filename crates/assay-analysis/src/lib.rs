@@ -23,7 +23,7 @@
 //!
 //! Pure: no I/O, no clock. The same facts give the same analysis.
 
-mod diff;
+pub mod diff;
 mod infra;
 mod lines;
 mod render;
@@ -39,6 +39,7 @@ use assay_store::{
     Execution, ExecutionStatus, ExecutionSummary, StepResult, StoredTestCase, TestRun,
 };
 
+pub use diff::{compare, describe};
 pub use lines::{clean_line, looks_like_error, pick_lines};
 pub use render::render_text;
 

@@ -180,3 +180,42 @@ pub struct ListFlakyTestsArgs {
     #[serde(default)]
     pub workflow: Option<String>,
 }
+
+/// `why_failed`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhyFailedArgs {
+    /// Execution name (`unit-3`) or id.
+    pub execution: String,
+}
+
+/// `test_history`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestHistoryArgs {
+    /// The workflow the test runs in.
+    pub workflow: String,
+    /// The test: `class::name` as `get_test_results` and `why_failed` show it, or its bare name.
+    pub test: String,
+    /// Runs shown, newest first (default 20, at most 100).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// `compare_executions`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompareExecutionsArgs {
+    /// The earlier execution (name or id), e.g. the last one that passed.
+    pub before: String,
+    /// The later execution (name or id), e.g. the one that failed.
+    pub after: String,
+}
+
+/// `list_failures_since_last_pass`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListFailuresSinceLastPassArgs {
+    /// The workflow.
+    pub workflow: String,
+}

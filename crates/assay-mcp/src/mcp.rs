@@ -28,8 +28,9 @@ use crate::tools::Tools;
 
 /// What the server tells an agent when it connects.
 const INSTRUCTIONS: &str = "Assay runs Testkube-compatible TestWorkflows on this machine and keeps every execution's history. \
-Typical loop: list_workflows, then run_workflow {\"name\": …, \"wait\": true}; a failed run's answer names the failing step, its exit code and the error lines of its output. \
-For more: get_execution_logs with the step ref (tail or grep). Write workflows with validate_workflow, then create_or_update_workflow. \
+Typical loop: list_workflows, then run_workflow {\"name\": …, \"wait\": true}; a failed run's answer names the failing step, its exit code and the error lines of its output; why_failed gives the cause \
+(regression, flaky, broken, infrastructure, new-test) with its evidence and what changed since the last pass. \
+For more: test_history, compare_executions, list_failures_since_last_pass, get_execution_logs with the step ref (tail or grep). Write workflows with validate_workflow, then create_or_update_workflow. \
 Answers are plain text and bounded; every error says what to call next.";
 
 /// The MCP server over the tool layer.
@@ -249,6 +250,50 @@ impl AssayMcp {
         Parameters(args): Parameters<ListFlakyTestsArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         answer(self.tools.list_flaky_tests(args).await)
+    }
+
+    #[tool(
+        description = "Why an execution failed, in one answer under 4 KB: the class (regression, flaky, broken, infrastructure, new-test) with the rule that fired and its evidence, the failing step and the log lines that matter, each failing test's failure age, first bad commit and similar earlier failures, and what changed since the workflow last passed. Deterministic; no LLM.",
+        annotations(read_only_hint = true)
+    )]
+    async fn why_failed(
+        &self,
+        Parameters(args): Parameters<WhyFailedArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.why_failed(args).await)
+    }
+
+    #[tool(
+        description = "One test's latest runs in a workflow, newest first: status, commit, duration, failure message.",
+        annotations(read_only_hint = true)
+    )]
+    async fn test_history(
+        &self,
+        Parameters(args): Parameters<TestHistoryArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.test_history(args).await)
+    }
+
+    #[tool(
+        description = "What changed from one execution to another: commit, definition lines, config, tags, steps and tests that got twice as slow, tests that newly fail, new log lines.",
+        annotations(read_only_hint = true)
+    )]
+    async fn compare_executions(
+        &self,
+        Parameters(args): Parameters<CompareExecutionsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.compare_executions(args).await)
+    }
+
+    #[tool(
+        description = "The executions of a workflow since it last passed (newest first, with commits and errors), and the first failure to ask why_failed about.",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_failures_since_last_pass(
+        &self,
+        Parameters(args): Parameters<ListFailuresSinceLastPassArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.list_failures_since_last_pass(args).await)
     }
 
     #[tool(

@@ -243,6 +243,10 @@ fn render_next(out: &mut String, exec: &Execution, name: &str) {
             next.push(call("abort_execution", json!({"execution": name})));
         }
         ExecutionStatus::Failed | ExecutionStatus::Aborted | ExecutionStatus::Canceled => {
+            next.push(format!(
+                "{} for the cause (class and evidence)",
+                call("why_failed", json!({"execution": name}))
+            ));
             if let Some(step) = failed_step(exec) {
                 next.push(format!(
                     "{} for its whole output",

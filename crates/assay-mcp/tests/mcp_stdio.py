@@ -26,6 +26,7 @@ EXPECTED_TOOLS = {
     "run_workflow", "wait_for_execution", "list_executions", "get_execution",
     "get_execution_logs", "list_artifacts", "read_artifact", "abort_execution",
     "get_test_results", "list_flaky_tests",
+    "why_failed", "test_history", "compare_executions", "list_failures_since_last_pass",
 }
 
 # A test whose assertion fails with a clear message (no pytest needed).

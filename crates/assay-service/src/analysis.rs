@@ -119,3 +119,122 @@ impl Service {
         Ok(assay_analysis::analyze(&facts))
     }
 }
+
+/// An id at or after every UUID: "up to now" for [`Store::executions_between`].
+const LAST_ID: &str = "ffffffff-ffff-ffff-ffff-ffffffffffff";
+
+/// Two executions compared ([`Service::compare`]).
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub before: assay_store::ExecutionSummary,
+    pub after: assay_store::ExecutionSummary,
+    pub diff: assay_analysis::Diff,
+}
+
+/// A workflow's failures since it last passed ([`Service::failures_since_last_pass`]).
+#[derive(Debug, Clone)]
+pub struct FailuresSinceLastPass {
+    pub last_pass: Option<assay_store::ExecutionSummary>,
+    /// Executions after the last pass, newest first (every status).
+    pub since: Vec<assay_store::ExecutionSummary>,
+    /// More executions than `since` holds.
+    pub truncated: bool,
+}
+
+impl Service {
+    /// What changed from execution `before` to execution `after`: commit, definition, config,
+    /// tags, durations that jumped, tests that newly fail, new log lines of `after`'s failing
+    /// step.
+    pub async fn compare(&self, before: &str, after: &str) -> ServiceResult<Comparison> {
+        let store = &self.store;
+        let a = store.get_execution(&ExecutionRef::parse(before)).await?;
+        let b = store.get_execution(&ExecutionRef::parse(after)).await?;
+        let step = assay_store::blame::failed_step(&b).map(|s| s.step_ref.clone());
+        let (la, lb) = (
+            step_log(store, &a.id, step.as_deref()).await?,
+            step_log(store, &b.id, step.as_deref()).await?,
+        );
+        let ta = store
+            .test_cases(&ExecutionRef::Id(a.id.clone()), &[])
+            .await?;
+        let tb = store
+            .test_cases(&ExecutionRef::Id(b.id.clone()), &[])
+            .await?;
+        let diff = assay_analysis::compare(
+            &Baseline {
+                execution: &a,
+                tests: &ta,
+                step_log: &la,
+            },
+            &Baseline {
+                execution: &b,
+                tests: &tb,
+                step_log: &lb,
+            },
+        );
+        Ok(Comparison {
+            before: a.summary,
+            after: b.summary,
+            diff,
+        })
+    }
+
+    /// The executions of `workflow` since its last pass, newest first, at most `limit`.
+    pub async fn failures_since_last_pass(
+        &self,
+        workflow: &str,
+        limit: u32,
+    ) -> ServiceResult<FailuresSinceLastPass> {
+        let store = &self.store;
+        let last_pass = store
+            .list_executions(&ExecutionFilter {
+                workflow: Some(workflow.to_string()),
+                statuses: vec![ExecutionStatus::Passed],
+                limit: Some(1),
+                ..ExecutionFilter::default()
+            })
+            .await?
+            .into_iter()
+            .next();
+        let mut since = store
+            .executions_between(
+                workflow,
+                last_pass.as_ref().map(|p| p.id.as_str()),
+                LAST_ID,
+                limit + 1,
+            )
+            .await?;
+        let truncated = since.len() > limit as usize;
+        since.truncate(limit as usize);
+        if last_pass.is_none() && since.is_empty() {
+            return Err(crate::ServiceError::NotFound(format!(
+                "workflow `{workflow}` has no executions"
+            )));
+        }
+        Ok(FailuresSinceLastPass {
+            last_pass,
+            since,
+            truncated,
+        })
+    }
+
+    /// The latest runs of one test of `workflow` (by key `class::name`, else bare name), newest
+    /// first, at most `limit`.
+    pub async fn test_history(
+        &self,
+        workflow: &str,
+        test: &str,
+        limit: u32,
+    ) -> ServiceResult<Vec<assay_store::TestRun>> {
+        let mut runs = self
+            .store
+            .recent_test_runs(workflow, test, LAST_ID, limit)
+            .await?;
+        if runs.is_empty() {
+            runs = self.store.test_history(workflow, test).await?;
+            runs.reverse();
+            runs.truncate(limit as usize);
+        }
+        Ok(runs)
+    }
+}

@@ -5,6 +5,7 @@
 mod executions;
 mod files;
 mod results;
+mod verdicts;
 mod workflows;
 
 use std::fmt::Write;
