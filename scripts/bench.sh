@@ -3,7 +3,7 @@
 # the same run (no timed assertions anywhere). Release builds; run on a quiet machine.
 #
 #   scripts/bench.sh            # all of them
-#   scripts/bench.sh cli        # one group: spec | engine | store | cli | server | dashboard | shards | containers
+#   scripts/bench.sh cli        # one group: spec | engine | store | cli | server | dashboard | shards | containers | agents
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -133,4 +133,53 @@ PY
     t2=$(now)
     one=$(secs "$t0" "$t1") par=$(secs "$t1" "$t2")
     python3 -c "a, p, w = $one, $par, $workers; print(f'parallel makespan: one container sleeping 2s {a:.2f}s, {w} workers sleeping 2s each {p:.2f}s (ratio {p/a:.2f}; serial would be about {w*a:.2f}s)')"
+fi
+if run_group agents; then
+    echo "== agents: executions/s dispatched to 3 agents (--agents-only) vs the server's embedded runner (--max-concurrent 3)"
+    # ASSAY_BIN: a built binary to measure instead of a fresh release build.
+    assay=${ASSAY_BIN:-target/release/assay}
+    [[ -n "${ASSAY_BIN:-}" ]] || cargo build --release -p assay-cli --locked
+    n=${ASSAY_BENCH_RUNS:-60}
+    work=$(mktemp -d)
+    pids=()
+    cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+    trap cleanup EXIT
+    printf 'apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: quick\nspec:\n  steps:\n  - shell: echo hi\n' > "$work/quick.yaml"
+    free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+    # Runs $n executions of `quick` on a server started with "$@"; sets `took` to the seconds until
+    # all ended (no subshell: the EXIT trap must stay the script's).
+    measure() {
+        local data port token t0 t1 left
+        data=$(mktemp -d "$work/data.XXXX"); port=$(free_port)
+        "$assay" server --data-dir "$data" --listen "127.0.0.1:$port" --max-concurrent 3 "$@" 2>"$data/server.log" &
+        pids+=($!)
+        until [[ -s "$data/admin.token" ]] && curl -sf "http://127.0.0.1:$port/health" >/dev/null; do sleep 0.1; done
+        token=$(cat "$data/admin.token")
+        curl -sf -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/yaml' \
+            --data-binary @"$work/quick.yaml" "http://127.0.0.1:$port/v1/test-workflows" >/dev/null
+        if [[ " $* " == *" --agents-only "* ]]; then
+            "$assay" token create --data-dir "$data" --name agents --role runner > "$data/runner.token"
+            for i in 1 2 3; do
+                "$assay" agent --server "http://127.0.0.1:$port" --token-file "$data/runner.token" --name "a$i" 2>"$data/a$i.log" &
+                pids+=($!)
+            done
+            until [[ $(curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/agents" | { grep -o '"connected":true' || true; } | wc -l) -eq 3 ]]; do sleep 0.1; done
+        fi
+        t0=$(date +%s.%N)
+        for _ in $(seq "$n"); do
+            curl -sf -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{}' \
+                "http://127.0.0.1:$port/v1/test-workflows/quick/executions" >/dev/null
+        done
+        while :; do
+            left=$(curl -sf -H "Authorization: Bearer $token" \
+                "http://127.0.0.1:$port/v1/test-workflow-executions?status=queued,running&pageSize=1000" | { grep -o '"id"' || true; } | wc -l)
+            [[ "$left" -eq 0 ]] && break
+            sleep 0.05
+        done
+        t1=$(date +%s.%N)
+        took=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
+    }
+    measure; embedded=$took
+    measure --agents-only; agents=$took
+    python3 -c "n, e, a = $n, $embedded, $agents; print(f'{n} executions: embedded runner {n/e:.1f}/s ({e:.2f}s), 3 agents {n/a:.1f}/s ({a:.2f}s), ratio agents/embedded {(n/a)/(n/e):.2f}')"
 fi
