@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Folders never looked into: dependencies, build output, caches, version control.
 const SKIPPED_DIRS: &[&str] = &[
@@ -44,7 +44,7 @@ const MAX_FILES: usize = 50_000;
 const MAX_SCRIPT_BYTES: u64 = 256 * 1024;
 
 /// A test tool Assay can write a workflow for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tool {
     Pytest,

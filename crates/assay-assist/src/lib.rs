@@ -2,6 +2,7 @@
 //! each that passes `assay validate` ([`draft`]). Deterministic and offline: the same folder
 //! gives the same YAML.
 
+pub mod ask;
 pub mod detect;
 pub mod draft;
 

@@ -64,6 +64,8 @@ enum Command {
     Policy(cmd::policy::Args),
     /// Find the repository's test tools and write a TestWorkflow for each [local]
     Init(cmd::init::Args),
+    /// Ask the history a question in plain words ("failed pytest tests this week") [local]
+    Ask(cmd::ask::Args),
     /// Scans: secrets in files, folders or git history (gitleaks-format rules) [local]
     Scan(cmd::scan::Args),
 }
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         Command::Context(args) => cmd::context::run(args),
         Command::Policy(args) => cmd::policy::run(args),
         Command::Init(args) => cmd::init::run(args),
+        Command::Ask(args) => cmd::ask::run(args),
         Command::Scan(args) => cmd::scan::run(args),
     };
     finish(result)

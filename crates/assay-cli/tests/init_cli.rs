@@ -398,3 +398,107 @@ fn readme_init_example_runs_as_written() {
     let data = dir.path().join("data");
     assert_eq!(cases(&data, "myshop-pytest-1").len(), 4);
 }
+
+/// `assay ask` over real runs: a drafted pytest workflow with a failing test, asked about in
+/// the README's words (each line of its example, as written).
+#[test]
+fn ask_answers_in_plain_words_from_real_runs() {
+    let Some(python) = test_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("shop");
+    write(&repo, PYTEST_PROJECT);
+    write(
+        &repo,
+        &[(
+            "tests/test_bad.py",
+            "def test_refund():\n    assert 1 == 2, 'refund rounding'\n",
+        )],
+    );
+    let data = dir.path().join("data");
+    let (code, _, stderr) = out(assay().arg("init").arg(&repo).args(["--shards", "1"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = out(assay()
+        .env("ASSAY_DATA_DIR", &data)
+        .arg("run")
+        .arg(repo.join("testworkflows.yaml"))
+        .args(["--config", &format!("python={python}"), "-q"]));
+    assert_eq!(code, 1, "{stderr}");
+
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme
+        .find("```sh\nassay ask ")
+        .expect("the README's assay ask example");
+    let body = &readme[start + "```sh\n".len()..];
+    let lines: Vec<&str> = body[..body.find("```").unwrap()]
+        .lines()
+        .map(|l| l.split("  #").next().unwrap().trim_end())
+        .collect();
+    let ask = |line: &str| {
+        let words = shlex_split(line);
+        assert_eq!(words[..2], ["assay", "ask"], "{line}");
+        out(assay().env("ASSAY_DATA_DIR", &data).args(&words[1..]))
+    };
+    // 1: the failing test, found by status, tool and time.
+    let (code, stdout, stderr) = ask(lines[0]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("query: tests · status failed · tool pytest · today"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("tests.test_bad::test_refund") && stdout.contains("refund rounding"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("test_add"), "{stdout}");
+    // 2: JSON, the run by its status and time range.
+    let (code, stdout, stderr) = ask(lines[1]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["total"], 1, "{stdout}");
+    assert_eq!(v["executions"][0]["workflow"], "shop-pytest", "{stdout}");
+    assert_eq!(v["query"]["statuses"][0], "failed");
+    // 3: a label the workflow does not have: nothing.
+    let (code, stdout, stderr) = ask(lines[2]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.is_empty() && stderr.contains("nothing matches"),
+        "{stdout}{stderr}"
+    );
+    assert!(stderr.contains("label team=payments"), "{stderr}");
+    // 4: an unknown word is reported, never ignored.
+    let (code, stdout, stderr) = ask(lines[3]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.contains("error: unknown word in the question: `bananas`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the words assay ask knows"),
+        "{stderr}"
+    );
+}
+
+fn shlex_split(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, ' ') => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            (_, c) => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}

@@ -5,6 +5,7 @@
 //! [`ServiceError`]) into their output. No HTTP, no terminal here.
 
 pub mod analysis;
+pub mod ask;
 pub mod definitions;
 pub mod error;
 mod held;

@@ -5,6 +5,7 @@ pub mod abort;
 pub mod agent;
 pub mod apply;
 pub mod artifacts;
+pub mod ask;
 pub mod context;
 pub mod delete;
 pub mod explain;
