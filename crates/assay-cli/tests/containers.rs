@@ -120,6 +120,38 @@ fn run_as_user_and_group_apply_and_data_is_shared_between_steps() {
 }
 
 #[test]
+fn pvcs_and_empty_dirs_are_volumes_of_the_execution() {
+    let Some(host) = engine() else { return };
+    let run = run(&host, "volumes");
+    run.expect(
+        FAILED,
+        &[
+            ("root", "failed"),
+            ("write", "passed"),
+            ("read", "passed"),
+            ("read_only", "passed"),
+            ("unknown", "failed"),
+        ],
+    );
+    assert!(
+        run.step_error("unknown")
+            .contains("no such volume named `nope`"),
+        "{run}"
+    );
+    // Removed with the execution.
+    let filter = percent_encode(&format!(
+        r#"{{"label":["io.assay.execution={}"]}}"#,
+        run.id()
+    ));
+    let volumes = engine_get(&host, &format!("/volumes?filters={filter}"));
+    assert_eq!(
+        volumes["Volumes"].as_array().map_or(0, Vec::len),
+        0,
+        "{volumes}"
+    );
+}
+
+#[test]
 fn parallel_workers_run_as_containers_with_their_own_data() {
     let Some(host) = engine() else { return };
     let run = run(&host, "workers");
@@ -480,4 +512,72 @@ fn a_server_with_the_container_runtime_runs_its_executions_in_images() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(status, "passed");
+}
+
+/// `valueFrom`, `envFrom` and `contentFrom` read named secrets in containers as on the host.
+#[test]
+fn named_secrets_reach_containers_masked() {
+    let Some(host) = engine() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let set = assay()
+        .args([
+            "secret",
+            "set",
+            "db",
+            "user=app-user-7",
+            "--from-stdin",
+            "password",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdin(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"hunter2-VALUE-q9")?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(set.success());
+    let path = workflows_dir().join("named-secrets.yaml");
+    let args: Vec<String> = [
+        "run",
+        &path.display().to_string(),
+        "--name",
+        "named-secrets",
+        "--runtime",
+        "container",
+        "-q",
+        "-o",
+        "json",
+        "--data-dir",
+        &data.path().display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = assay()
+        .args(&args)
+        .env("DOCKER_HOST", &host)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        data,
+        args,
+    };
+    run.expect(
+        PASSED,
+        &[
+            ("root", "passed"),
+            ("value_from", "passed"),
+            ("env_from", "passed"),
+            ("content_from", "passed"),
+        ],
+    );
+    assert_eq!(run.log("value_from"), "password is *****\n");
+    run.assert_never_stored("hunter2-VALUE-q9");
 }

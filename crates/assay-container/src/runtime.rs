@@ -25,11 +25,12 @@ use assay_engine::runtime::{
 };
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -133,9 +134,39 @@ impl Runtime for ContainerRuntime {
                 .map_err(|e| {
                     EngineError::api(format!("create network {network}"), &e).to_string()
                 })?;
+            let wanted = volumes_of(setup.plan);
+            let mut volumes: HashMap<String, String> = HashMap::new();
+            for (name, tmpfs) in wanted {
+                let volume = format!("assay-{tag}-{}", sanitize(&name));
+                let created = engine
+                    .docker()
+                    .create_volume(VolumeCreateRequest {
+                        name: Some(volume.clone()),
+                        labels: Some(labels.clone()),
+                        driver_opts: tmpfs.then(|| {
+                            HashMap::from([
+                                ("type".to_string(), "tmpfs".to_string()),
+                                ("device".to_string(), "tmpfs".to_string()),
+                            ])
+                        }),
+                        ..Default::default()
+                    })
+                    .await;
+                if let Err(e) = created {
+                    let docker = engine.docker();
+                    for made in volumes.values() {
+                        let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+                        let _ = docker.remove_volume(made, Some(options)).await;
+                    }
+                    let _ = docker.remove_network(&network).await;
+                    return Err(EngineError::api(format!("create volume {volume}"), &e).to_string());
+                }
+                volumes.insert(name, volume);
+            }
             let shared = Arc::new(Shared {
                 engine,
                 network,
+                volumes,
                 tag,
                 labels,
                 default_image: self.default_image.clone(),
@@ -161,6 +192,9 @@ impl Runtime for ContainerRuntime {
 struct Shared {
     engine: Engine,
     network: String,
+    /// The execution's volumes (its `pvcs` and `pod.volumes` `emptyDir`s) by the name
+    /// `volumeMounts` give, to the engine's volume name.
+    volumes: HashMap<String, String>,
     /// The execution id as it may appear in container names.
     tag: String,
     labels: HashMap<String, String>,
@@ -175,6 +209,45 @@ struct Shared {
 impl Shared {
     async fn remove_network(&self) {
         let _ = self.engine.docker().remove_network(&self.network).await;
+    }
+
+    /// Removes the execution's volumes (after its containers).
+    async fn remove_volumes(&self) {
+        let docker = self.engine.docker();
+        for volume in self.volumes.values() {
+            let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+            let _ = docker.remove_volume(volume, Some(options)).await;
+        }
+    }
+
+    /// `volumeMounts` as engine binds (`VOLUME:PATH[:ro]`).
+    fn binds_of(&self, mounts: &[Value]) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for m in mounts {
+            let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
+            let path = m
+                .get("mountPath")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if name.is_empty() || !path.starts_with('/') {
+                return Err(format!(
+                    "volumeMounts: each mount needs a `name` and an absolute `mountPath` (got {m})"
+                ));
+            }
+            if m.get("subPath").is_some() || m.get("subPathExpr").is_some() {
+                return Err(format!(
+                    "volumeMounts `{name}`: subPath is not supported by the container runtime; mount the volume and use the folder"
+                ));
+            }
+            let Some(volume) = self.volumes.get(name) else {
+                return Err(format!(
+                    "volumeMounts `{name}`: the container runtime mounts the workflow's `pvcs` and `pod.volumes` with `emptyDir` only, and the workflow has no such volume named `{name}`"
+                ));
+            };
+            let ro = m.get("readOnly").and_then(Value::as_bool).unwrap_or(false);
+            out.push(format!("{volume}:{path}{}", if ro { ":ro" } else { "" }));
+        }
+        Ok(out)
     }
 
     /// Makes sure `image` is here, once per execution.
@@ -283,6 +356,14 @@ impl ContainerScope {
             None => None,
         };
         let user = run_as(launch.security_context.as_ref()).map_err(StartError::Unsupported)?;
+        let mut binds = vec![
+            format!("{}:{DATA}", absolute(&self.layout.data).display()),
+            format!("{}:{OUTPUTS}", absolute(&self.layout.outputs).display()),
+        ];
+        binds.extend(
+            s.binds_of(&launch.volume_mounts)
+                .map_err(StartError::Unsupported)?,
+        );
         let n = s.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!("assay-{}-{n}", s.tag);
         let mut labels = s.labels.clone();
@@ -300,10 +381,7 @@ impl ContainerScope {
             user,
             labels: Some(labels),
             host_config: Some(HostConfig {
-                binds: Some(vec![
-                    format!("{}:{DATA}", absolute(&self.layout.data).display()),
-                    format!("{}:{OUTPUTS}", absolute(&self.layout.outputs).display()),
-                ]),
+                binds: Some(binds),
                 network_mode: Some(s.network.clone()),
                 memory,
                 // No swap beyond the limit: a step over its memory limit is killed (137).
@@ -512,6 +590,7 @@ impl Scope for ContainerScope {
             self.host.close().await;
             if self.root {
                 self.shared.remove_network().await;
+                self.shared.remove_volumes().await;
             }
         })
     }
@@ -737,7 +816,43 @@ pub async fn sweep(engine: &Engine) -> Vec<String> {
             removed.push(name);
         }
     }
+    let options = ListVolumesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let volumes = docker.list_volumes(Some(options)).await.ok();
+    for v in volumes.and_then(|l| l.volumes).unwrap_or_default() {
+        if dead(Some(&v.labels)) {
+            let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+            if docker.remove_volume(&v.name, Some(options)).await.is_ok() {
+                removed.push(v.name);
+            }
+        }
+    }
     removed
+}
+
+/// The volumes an execution's containers may mount: each of the plan's `pvcs` (a volume of the
+/// execution, as Testkube makes a claim per execution), and each `pod.volumes` entry with
+/// `emptyDir` (`medium: Memory`: tmpfs). Name → whether it is tmpfs.
+fn volumes_of(plan: &assay_spec::plan::Plan) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let Some(k) = &plan.kubernetes else {
+        return out;
+    };
+    out.extend(k.pvcs.keys().map(|name| (name.clone(), false)));
+    let pod_volumes = k
+        .pod
+        .as_ref()
+        .and_then(|p| p.get("volumes"))
+        .and_then(Value::as_array);
+    for v in pod_volumes.into_iter().flatten() {
+        if let (Some(name), Some(dir)) = (v.get("name").and_then(Value::as_str), v.get("emptyDir"))
+        {
+            let memory = dir.get("medium").and_then(Value::as_str) == Some("Memory");
+            out.push((name.to_string(), memory));
+        }
+    }
+    out
 }
 
 /// `HOST/PID/START` of this process.

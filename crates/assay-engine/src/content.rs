@@ -247,6 +247,7 @@ impl Runner {
                 image_pull_policy: None,
                 resources: None,
                 security_context: None,
+                volume_mounts: Vec::new(),
             };
             self.run_launch(launch, full, frame, a).await;
             if !a.ok {

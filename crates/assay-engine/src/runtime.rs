@@ -191,6 +191,8 @@ pub struct Launch {
     /// Kubernetes `resources` and `securityContext`, verbatim from the plan.
     pub resources: Option<Value>,
     pub security_context: Option<Value>,
+    /// The plan's `volumeMounts`, verbatim.
+    pub volume_mounts: Vec<Value>,
 }
 
 impl Launch {
@@ -213,6 +215,7 @@ impl Launch {
             image_pull_policy: process.image_pull_policy.clone(),
             resources: process.resources.clone(),
             security_context: process.security_context.clone(),
+            volume_mounts: process.volume_mounts.clone(),
         }
     }
 

@@ -307,6 +307,7 @@ impl<'a> Lower<'a> {
                 .then(|| c.image_pull_policy.clone()),
             resources: c.resources.clone(),
             security_context: c.security_context.clone(),
+            volume_mounts: c.volume_mounts.clone(),
         }
     }
 

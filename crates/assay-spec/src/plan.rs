@@ -204,6 +204,10 @@ pub struct PlanProcess {
     pub resources: Option<Opaque>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<Opaque>,
+    /// `volumeMounts` (`name`, `mountPath`, `readOnly`), verbatim: the container runtime mounts
+    /// the workflow's `pvcs` and `pod.volumes` `emptyDir`s by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<Opaque>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
