@@ -76,10 +76,14 @@ pub fn pick_lines(log: &[String], errors: usize, tail: usize, budget: usize) -> 
         if tail_taken >= tail || used + line.len() > budget {
             break;
         }
-        if !picked.contains(&i) && !line.trim().is_empty() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        // The tail is the log's last lines, whether or not an error line took one already.
+        tail_taken += 1;
+        if !picked.contains(&i) {
             used += line.len();
             picked.push(i);
-            tail_taken += 1;
         }
     }
     picked.sort_unstable();
