@@ -177,7 +177,9 @@ try {
     assert.equal(execution.configParams.who.value, "Ada Lovelace");
     assert.equal(execution.configParams.times.value, "3");
     assert.equal(execution.tags.origin, "browser");
-    assert.match(execution.runningContext.actor, /admin/);
+    assert.match(execution.runningContext.actor.name, /admin/);
+    assert.equal(execution.runningContext.actor.type, "user");
+    assert.equal(execution.runningContext.interface.type, "api");
     await shot(page, "execution-passed");
   });
 
