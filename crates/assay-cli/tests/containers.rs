@@ -581,3 +581,49 @@ fn named_secrets_reach_containers_masked() {
     assert_eq!(run.log("value_from"), "password is *****\n");
     run.assert_never_stored("hunter2-VALUE-q9");
 }
+
+#[test]
+fn execute_children_run_in_their_images_and_leave_nothing() {
+    let Some(host) = engine() else { return };
+    let run = Run::stored(
+        "containers-execute.yaml",
+        "container-parent",
+        &["--runtime", "container"],
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    run.expect(
+        PASSED,
+        &[
+            ("root", "passed"),
+            ("children", "passed"),
+            ("after", "passed"),
+        ],
+    );
+    let children = run.executions_of("container-child");
+    assert_eq!(children.len(), 2, "one execution per matrix copy\n{run}");
+    let mut logs = Vec::new();
+    for child in &children {
+        assert_eq!(child["result"]["status"], "passed", "{child:#}");
+        let id = child["id"].as_str().unwrap();
+        let out = assay()
+            .args(["logs", id, "--data-dir"])
+            .arg(run.data.path())
+            .output()
+            .unwrap();
+        logs.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        let (containers, networks) = leftovers(&host, id);
+        assert!(
+            containers.is_empty() && networks.is_empty(),
+            "{containers:?} {networks:?}"
+        );
+    }
+    logs.sort();
+    assert_eq!(
+        logs,
+        [
+            "[in the image] child a in the image",
+            "[in the image] child b in the image"
+        ],
+        "{run}"
+    );
+}

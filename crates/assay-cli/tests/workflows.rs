@@ -735,74 +735,9 @@ workflow!(records_tags_exit_codes_and_resource_use, "records.yaml", "records", "
 // ---------------------------------------------------------------------------------------------
 // execute of stored workflows.
 
-/// `assay run FILE --name NAME -q -o json` after `assay apply -f FILE` into the same data dir.
-fn run_stored(file: &str, name: &str) -> Run {
-    let data = tempfile::tempdir().unwrap();
-    let path = workflows_dir().join(file);
-    let applied = assay()
-        .args(["apply", "-f"])
-        .arg(&path)
-        .arg("--data-dir")
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(applied.status.success(), "{applied:?}");
-    let all: Vec<String> = [
-        "run",
-        &path.display().to_string(),
-        "--name",
-        name,
-        "-q",
-        "-o",
-        "json",
-        "--data-dir",
-        &data.path().display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let out = assay().args(&all).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        data,
-        args: all,
-    }
-}
-
-/// The recorded executions of `workflow` (Testkube's shape), oldest first.
-fn executions_of(run: &Run, workflow: &str) -> Vec<serde_json::Value> {
-    let out = assay()
-        .args(["get", "executions", "-o", "json", "--data-dir"])
-        .arg(run.data.path())
-        .output()
-        .unwrap();
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut found: Vec<serde_json::Value> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["workflow"]["name"] == workflow)
-        .map(|e| {
-            let one = assay()
-                .args(["get", "execution", e["id"].as_str().unwrap(), "-o", "json"])
-                .arg("--data-dir")
-                .arg(run.data.path())
-                .output()
-                .unwrap();
-            serde_json::from_slice(&one.stdout).unwrap()
-        })
-        .collect();
-    found.sort_by_key(|e| e["number"].as_i64());
-    found
-}
-
 #[test]
 fn execute_runs_stored_workflows_as_their_own_executions() {
-    let run = run_stored("execute.yaml", "execute-parent");
+    let run = Run::stored("execute.yaml", "execute-parent", &[], &[]);
     run.expect(
         PASSED,
         &[
@@ -811,7 +746,7 @@ fn execute_runs_stored_workflows_as_their_own_executions() {
             ("after", "passed"),
         ],
     );
-    let children = executions_of(&run, "execute-child");
+    let children = run.executions_of("execute-child");
     assert_eq!(children.len(), 2, "one execution per matrix copy\n{run}");
     let mut greetings: Vec<&str> = children
         .iter()
@@ -839,7 +774,7 @@ fn execute_runs_stored_workflows_as_their_own_executions() {
 
 #[test]
 fn execute_fails_the_step_for_a_failing_or_unknown_workflow() {
-    let run = run_stored("execute.yaml", "execute-failing-child");
+    let run = Run::stored("execute.yaml", "execute-failing-child", &[], &[]);
     run.expect(
         FAILED,
         &[
@@ -857,7 +792,7 @@ fn execute_fails_the_step_for_a_failing_or_unknown_workflow() {
             .contains("`execute-nobody`"),
         "{run}"
     );
-    let children = executions_of(&run, "execute-child");
+    let children = run.executions_of("execute-child");
     assert_eq!(children.len(), 1, "{run}");
     assert_eq!(children[0]["result"]["status"], "failed");
     assert_eq!(children[0]["configParams"]["code"]["value"], "5");

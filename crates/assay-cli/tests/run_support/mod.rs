@@ -79,7 +79,39 @@ impl Run {
         flags: &[&str],
         env: &[(&str, &str)],
     ) -> Run {
+        Self::in_data_dir(
+            tempfile::tempdir().expect("temp dir"),
+            file,
+            name,
+            args,
+            flags,
+            env,
+        )
+    }
+
+    /// [`Run::with_env`] after `assay apply -f FILE` into the same data dir, so the file's
+    /// workflows are stored (what `execute` steps run).
+    pub fn stored(file: &str, name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
         let data = tempfile::tempdir().expect("temp dir");
+        let applied = assay()
+            .args(["apply", "-f"])
+            .arg(workflows_dir().join(file))
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .expect("run assay apply");
+        assert!(applied.status.success(), "{applied:?}");
+        Self::in_data_dir(data, file, name, args, &["-q", "-o", "json"], env)
+    }
+
+    fn in_data_dir(
+        data: TempDir,
+        file: &str,
+        name: &str,
+        args: &[&str],
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
         let path = workflows_dir().join(file);
         let mut all: Vec<String> = vec![
             "run".into(),
@@ -105,6 +137,33 @@ impl Run {
             data,
             args: all,
         }
+    }
+
+    /// The recorded executions of `workflow` (Testkube's shape), oldest first.
+    pub fn executions_of(&self, workflow: &str) -> Vec<Value> {
+        let out = assay()
+            .args(["get", "executions", "-o", "json", "--data-dir"])
+            .arg(self.data.path())
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut found: Vec<Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["workflow"]["name"] == workflow)
+            .map(|e| {
+                let one = assay()
+                    .args(["get", "execution", e["id"].as_str().unwrap(), "-o", "json"])
+                    .arg("--data-dir")
+                    .arg(self.data.path())
+                    .output()
+                    .unwrap();
+                serde_json::from_slice(&one.stdout).unwrap()
+            })
+            .collect();
+        found.sort_by_key(|e| e["number"].as_i64());
+        found
     }
 
     pub fn id(&self) -> &str {
