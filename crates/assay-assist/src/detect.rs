@@ -187,7 +187,68 @@ pub fn detect(root: &Path) -> Result<Project, DetectError> {
             .as_deref()
             .unwrap_or("project"),
     );
-    let read = |rel: &str| std::fs::read_to_string(root.join(rel)).unwrap_or_default();
+    let on_disk = root.clone();
+    let read = move |rel: &str| {
+        let path = on_disk.join(rel);
+        if std::fs::metadata(&path).map_or(true, |m| m.len() > MAX_SCRIPT_BYTES) {
+            return None;
+        }
+        std::fs::read_to_string(path).ok()
+    };
+    let exists = |rel: &str| root.join(rel).exists();
+    Ok(detect_in(root.clone(), name, files, &read, &exists))
+}
+
+/// The largest listing [`detect_listing`] looks at, in files.
+pub const MAX_LISTED_FILES: usize = MAX_FILES;
+
+/// The tools of a repository described by its file listing instead of a folder (what an
+/// agent sends to MCP `draft_workflow`): nothing on this machine's disk is read. `contents`
+/// holds the text of the files detection reads (`package.json`, `pyproject.toml`, k6
+/// scripts…) that the caller chose to send; a listed file without content counts by its name
+/// only. `root` is where the repository will be when the workflow runs. Listings longer than
+/// [`MAX_LISTED_FILES`] are cut, as a walk of a folder is.
+pub fn detect_listing<I>(
+    root: &str,
+    name: &str,
+    files: I,
+    contents: &BTreeMap<String, String>,
+) -> Project
+where
+    I: IntoIterator<Item = String>,
+{
+    let files: BTreeSet<String> = files
+        .into_iter()
+        .map(|f| f.trim_start_matches("./").to_string())
+        .filter(|f| !f.is_empty() && !f.ends_with('/'))
+        .take(MAX_LISTED_FILES)
+        .collect();
+    let read = |rel: &str| {
+        contents
+            .get(rel)
+            .filter(|t| t.len() as u64 <= MAX_SCRIPT_BYTES)
+            .cloned()
+    };
+    let exists = |rel: &str| files.contains(rel);
+    detect_in(
+        PathBuf::from(root),
+        sanitize_name(name),
+        files.clone(),
+        &read,
+        &exists,
+    )
+}
+
+/// Detection over a listing: `read` answers a file's text (None when absent or too big),
+/// `exists` whether a path (listed or not, like `.venv/bin/python`) is there.
+fn detect_in(
+    root: PathBuf,
+    name: String,
+    files: BTreeSet<String>,
+    read_file: &dyn Fn(&str) -> Option<String>,
+    exists: &dyn Fn(&str) -> bool,
+) -> Project {
+    let read = |rel: &str| read_file(rel).unwrap_or_default();
     let has = |rel: &str| files.contains(rel);
 
     let mut found: BTreeMap<Tool, Detected> = BTreeMap::new();
@@ -243,7 +304,7 @@ pub fn detect(root: &Path) -> Result<Project, DetectError> {
     }
     let python = [".venv/bin/python", "venv/bin/python"]
         .into_iter()
-        .find(|p| root.join(p).exists())
+        .find(|p| exists(p))
         .map(str::to_string);
 
     // Node: package.json's dependencies and scripts.
@@ -365,7 +426,7 @@ pub fn detect(root: &Path) -> Result<Project, DetectError> {
     }
     let k6_scripts: Vec<String> = files
         .iter()
-        .filter(|f| is_k6_script(&root, f))
+        .filter(|f| is_k6_script(f, read_file))
         .cloned()
         .collect();
     for s in &k6_scripts {
@@ -387,14 +448,14 @@ pub fn detect(root: &Path) -> Result<Project, DetectError> {
     // Newman named in package.json without a collection has nothing to run.
     found.retain(|_, d| d.tool != Tool::Postman || !d.files.is_empty());
     // Node's own runner when `npm test` runs it; Python only with test files or pytest's config.
-    Ok(Project {
+    Project {
         root,
         name,
         node_install,
         node_deps,
         python,
         tools: found.into_values().collect(),
-    })
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -423,7 +484,7 @@ fn is_node_test_file(rel: &str) -> bool {
 }
 
 /// A k6 script: named `*.k6.js`/`*.k6.ts`, or a small script that imports a `k6` module.
-fn is_k6_script(root: &Path, rel: &str) -> bool {
+fn is_k6_script(rel: &str, read: &dyn Fn(&str) -> Option<String>) -> bool {
     let n = file_name(rel);
     if n.ends_with(".k6.js") || n.ends_with(".k6.ts") {
         return true;
@@ -431,11 +492,7 @@ fn is_k6_script(root: &Path, rel: &str) -> bool {
     if !(n.ends_with(".js") || n.ends_with(".ts")) || is_node_test_file(rel) {
         return false;
     }
-    let path = root.join(rel);
-    if std::fs::metadata(&path).map_or(true, |m| m.len() > MAX_SCRIPT_BYTES) {
-        return false;
-    }
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = read(rel).unwrap_or_default();
     ["from 'k6", "from \"k6", "require('k6", "require(\"k6"]
         .iter()
         .any(|m| text.contains(m))
@@ -561,6 +618,55 @@ mod tests {
         assert_eq!(p.get(Tool::Go).unwrap().files, ["./api", "./cart"]);
         assert_eq!(p.get(Tool::K6).unwrap().files, ["load/smoke.js"]);
         assert_eq!(p.node_install.as_deref(), Some("npm ci"));
+    }
+
+    #[test]
+    fn a_listing_finds_what_the_folder_does_without_reading_the_disk() {
+        let files = [
+            ("pyproject.toml", "[tool.pytest.ini_options]\n"),
+            ("tests/test_api.py", ""),
+            ("package.json", r#"{"devDependencies": {"jest": "29"}}"#),
+            ("yarn.lock", ""),
+            ("load/smoke.js", "import http from 'k6/http';\n"),
+            ("load/other.js", "console.log(1)\n"),
+            ("go.mod", "module x\n"),
+            ("cart/cart_test.go", ""),
+        ];
+        let (_d, on_disk) = project(&files);
+        let contents: BTreeMap<String, String> = files
+            .iter()
+            .map(|(p, t)| (p.to_string(), t.to_string()))
+            .collect();
+        let listed = detect_listing(
+            "/srv/checkout",
+            "Shop API",
+            files.iter().map(|(p, _)| format!("./{p}")),
+            &contents,
+        );
+        assert_eq!(listed.tools, on_disk.tools);
+        assert_eq!(listed.node_install, on_disk.node_install);
+        assert_eq!(listed.name, "shop-api");
+        assert_eq!(listed.root, PathBuf::from("/srv/checkout"));
+        // Without contents, files count by their names only: no k6 import, no pytest config.
+        let names_only = detect_listing(
+            ".",
+            "x",
+            files.iter().map(|(p, _)| p.to_string()),
+            &BTreeMap::new(),
+        );
+        assert!(names_only.get(Tool::K6).is_none());
+        assert_eq!(
+            names_only.get(Tool::Pytest).unwrap().evidence,
+            ["1 test file"]
+        );
+        // A listed path that escapes is just a name: nothing is read for it.
+        let escaping = detect_listing(
+            ".",
+            "x",
+            ["../../etc/passwd".to_string(), "/etc/hostname".to_string()],
+            &BTreeMap::new(),
+        );
+        assert!(escaping.tools.is_empty());
     }
 
     #[test]

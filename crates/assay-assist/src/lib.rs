@@ -6,5 +6,14 @@ pub mod ask;
 pub mod detect;
 pub mod draft;
 
-pub use detect::{Detected, Project, Tool, detect};
+pub use detect::{Detected, Project, Tool, detect, detect_listing};
 pub use draft::{Draft, DraftOptions, check, draft, render};
+
+/// What to say when a repository shows no test tool: what detection looks at.
+pub fn nothing_found_hint() -> String {
+    let names: Vec<&str> = Tool::ALL.iter().map(|t| t.as_str()).collect();
+    format!(
+        "Assay knows {} by their configuration files, package.json and test file names",
+        names.join(", ")
+    )
+}

@@ -184,7 +184,7 @@ fn init_in_a_folder_without_tests_says_what_it_looks_for() {
     assert!(stdout.is_empty());
     assert!(stderr.contains("error: found no test tool in"), "{stderr}");
     assert!(
-        stderr.contains("hint: assay init knows pytest, node-test, jest"),
+        stderr.contains("hint: Assay knows pytest, node-test, jest"),
         "{stderr}"
     );
     assert!(!dir.path().join("testworkflows.yaml").exists());

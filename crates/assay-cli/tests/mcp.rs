@@ -87,7 +87,7 @@ fn mcp_stdio_with_the_official_python_sdk() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The figures of the agent scenario, for whoever reads the test output.
-    for line in stdout.lines().filter(|l| l.starts_with("AGENT SCENARIO")) {
+    for line in stdout.lines().filter(|l| l.contains(" SCENARIO: ")) {
         eprintln!("{line}");
     }
     assert!(

@@ -219,3 +219,37 @@ pub struct ListFailuresSinceLastPassArgs {
     /// The workflow.
     pub workflow: String,
 }
+
+/// `ask`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AskArgs {
+    /// The question in plain words, e.g. "failed tests this week in api".
+    pub question: String,
+}
+
+/// `draft_workflow`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DraftWorkflowArgs {
+    /// The repository's files, relative to its root (`tests/test_api.py`, `package.json`),
+    /// without dependencies and build output (node_modules, target, .venv…). At most 50,000.
+    pub files: Vec<String>,
+    /// The text of the files detection reads, by path: package.json, pyproject.toml,
+    /// pytest.ini, setup.cfg, tox.ini, requirements*.txt, k6 scripts. At most 1 MB in all.
+    #[serde(default)]
+    pub contents: Option<std::collections::BTreeMap<String, String>>,
+    /// Where the repository is when the workflow runs (the `repo` config default; "." when
+    /// not given).
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// A name for the workflows (made a DNS label; "project" when not given).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Only these tools (`pytest`, `jest`, `go`…); every tool found when not given.
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    /// Parallel workers for tools that can split their tests (1–64, default 4).
+    #[serde(default)]
+    pub shards: Option<u32>,
+}

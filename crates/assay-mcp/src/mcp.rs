@@ -297,6 +297,28 @@ impl AssayMcp {
     }
 
     #[tool(
+        description = "A question about the history in plain words (\"failed playwright tests this week for team payments\", \"flaky tests in api\", \"executions of unit since 2026-01-01\"): the structured query understood, then the matching executions, test results or flaky tests. Offline grammar, no LLM; unknown words are named in the error.",
+        annotations(read_only_hint = true)
+    )]
+    async fn ask(
+        &self,
+        Parameters(args): Parameters<AskArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.ask(args).await)
+    }
+
+    #[tool(
+        description = "Draft TestWorkflows for a repository from its file listing (paths relative to its root) and the text of its config files (package.json, pyproject.toml, pytest.ini, k6 scripts…): the test tools found (pytest, Jest, Vitest, node --test, Go, cargo nextest, Playwright, Cypress, k6, Postman/Newman, JMeter) and one valid workflow each, with JUnit reports and shards where the tool can split. Reads nothing from the server's disk.",
+        annotations(read_only_hint = true)
+    )]
+    async fn draft_workflow(
+        &self,
+        Parameters(args): Parameters<DraftWorkflowArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.draft_workflow(args).await)
+    }
+
+    #[tool(
         description = "A page of a text artifact (default 16 KB from `offset`); binary files are refused.",
         annotations(read_only_hint = true)
     )]

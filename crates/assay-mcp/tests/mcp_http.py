@@ -73,6 +73,12 @@ async def as_viewer(session):
     result = await session.call_tool("validate_workflow", {"yaml": FAILING})
     check(not is_error(result) and text_of(result).startswith("valid"),
           "viewer: validate_workflow answers", text_of(result))
+    result = await session.call_tool("draft_workflow", {
+        "files": ["go.mod", "cart/cart_test.go", "../../etc/passwd"],
+        "contents": {"go.mod": "module shop\n"}})
+    check(not is_error(result) and "found go: go.mod" in text_of(result)
+          and "root:" not in text_of(result),
+          "viewer: draft_workflow answers from the listing alone", text_of(result))
     result = await session.call_tool("run_workflow", {"name": "unit"})
     text = text_of(result)
     check(is_error(result) and "permission denied" in text and "runner" in text

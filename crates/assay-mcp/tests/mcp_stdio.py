@@ -27,6 +27,7 @@ EXPECTED_TOOLS = {
     "get_execution_logs", "list_artifacts", "read_artifact", "abort_execution",
     "get_test_results", "list_flaky_tests",
     "why_failed", "test_history", "compare_executions", "list_failures_since_last_pass",
+    "ask", "draft_workflow",
 }
 
 # A test whose assertion fails with a clear message (no pytest needed).
@@ -163,7 +164,7 @@ async def main():
             # -- tools and their schemas
             tools = (await session.list_tools()).tools
             names = {t.name for t in tools}
-            check(names == EXPECTED_TOOLS, "the fourteen tools are listed", sorted(names))
+            check(names == EXPECTED_TOOLS, "the expected tools are listed", sorted(names))
             for t in tools:
                 schema = getattr(t, "input_schema", None) or getattr(t, "inputSchema", None)
                 check(schema.get("type") == "object" and t.description,
@@ -278,6 +279,36 @@ async def main():
             text, err = await agent.call("abort_execution", {"execution": "slow-1"})
             check(not err and "already ended" in text, "aborting twice is harmless", text)
 
+            # -- questions in plain words
+            text, err = await agent.call("ask", {"question": "failed executions of unit"})
+            check(not err and text.startswith("query: ") and "unit-1" in text
+                  and "smoke-1" not in text, "ask answers with the query it understood", text)
+            text, err = await agent.call("ask", {"question": "failed bananas of unit"})
+            check(err and "bananas" in text, "ask names the words it does not know", text)
+
+            # -- drafting workflows from a listing the agent sends (nothing read on the server)
+            listing = {
+                "files": ["pyproject.toml", "tests/test_api.py", "tests/test_cart.py",
+                          "package.json", "package-lock.json", "src/app.js"],
+                "contents": {"pyproject.toml": "[tool.pytest.ini_options]\n",
+                             "package.json": '{"devDependencies": {"jest": "29"}}'},
+                "name": "Shop", "repo": "/srv/shop",
+            }
+            text, err = await agent.call("draft_workflow", listing)
+            check(not err and "found pytest: pyproject.toml" in text and "found jest:" in text,
+                  "draft_workflow names the tools and why", text)
+            drafted = text.split("\n---\n", 1)[1] if "\n---\n" in text else ""
+            check("name: shop-pytest" in drafted and "/srv/shop" in drafted,
+                  "the drafts are named after the project and run in its folder", text)
+            text, err = await agent.call("validate_workflow", {"yaml": drafted})
+            check(not err and "valid" in text and "line " not in text,
+                  "the drafted workflows validate", text)
+            text, err = await agent.call("draft_workflow", {"files": ["README.md"]})
+            check(err and "no test tool found" in text and "pytest" in text,
+                  "a listing without tests says what is looked for", text)
+            text, err = await agent.call("draft_workflow", {"files": ["a.py"], "shards": 0})
+            check(err and "between 1 and 64" in text, "bad shards are a tool error", text)
+
             # -- the scripted agent scenario: "run the tests" -> the failing assertion
             scenario = Agent(session)
             text, _ = await scenario.call("list_workflows")
@@ -293,6 +324,21 @@ async def main():
             print(f"AGENT SCENARIO: {scenario.calls} calls, {scenario.bytes} bytes "
                   f"from 'run the tests' to '{ASSERTION}' (goal: 2 calls, under 4096 bytes)")
             check(found, "scenario: the failing assertion's message is found", text)
+
+            # -- the verdict scenario: "run the tests" -> the cause (class and evidence)
+            verdict = Agent(session)
+            text, _ = await verdict.call("run_workflow", {"name": "unit", "wait": True})
+            check("why_failed" in text, "a failed run's answer points at why_failed", text)
+            execution = text.split(" failed")[0].split()[-1]
+            text, _ = await verdict.call("why_failed", {"execution": execution})
+            cls = text.split("class: ")[1].split()[0] if "class: " in text else None
+            print(f"VERDICT SCENARIO: {verdict.calls} calls, {verdict.bytes} bytes "
+                  f"from 'run the tests' to the class ({cls}) and evidence "
+                  f"(goal: 2 calls, under 4096 bytes)")
+            check(cls is not None and ASSERTION in text,
+                  "verdict scenario: the class and the failing assertion as evidence", text)
+            check(verdict.calls == 2 and verdict.bytes < 4096,
+                  "verdict scenario: two calls under 4 KB", f"{verdict.calls} {verdict.bytes}")
             print(f"all checks passed ({agent.calls} tool calls in the functional part)")
 
 

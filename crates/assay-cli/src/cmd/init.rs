@@ -61,22 +61,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let drafts = assay_assist::draft(&project, &options);
     if drafts.is_empty() {
-        let names: Vec<&str> = Tool::ALL.iter().map(|t| t.as_str()).collect();
         let what = if args.tools.is_empty() {
             "no test tool".to_string()
         } else {
             let asked: Vec<&str> = args.tools.iter().map(|t| t.as_str()).collect();
             format!("none of {}", asked.join(", "))
         };
-        return Err(UserError::invalid(format!(
-            "found {what} in {}",
-            project.root.display()
-        ))
-        .with_hint(format!(
-            "assay init knows {} by their configuration files, package.json and test file names",
-            names.join(", ")
-        ))
-        .into());
+        return Err(
+            UserError::invalid(format!("found {what} in {}", project.root.display()))
+                .with_hint(assay_assist::nothing_found_hint())
+                .into(),
+        );
     }
     let yaml = assay_assist::render(&drafts);
     // A draft that does not validate is our bug, never the user's file.

@@ -2,6 +2,7 @@
 //! agent. Nothing here knows about MCP or a transport: the stdio transport (`crate::mcp`) and
 //! a later HTTP transport call the same methods.
 
+mod assist;
 mod executions;
 mod files;
 mod results;

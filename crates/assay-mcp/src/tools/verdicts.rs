@@ -20,7 +20,7 @@ const MAX_ANSWER: usize = 3800;
 /// Executions listed by `list_failures_since_last_pass`.
 const MAX_SINCE: u32 = 20;
 
-fn service_err(e: ServiceError) -> ToolError {
+pub(super) fn service_err(e: ServiceError) -> ToolError {
     match e {
         ServiceError::Store(s) => s.into(),
         ServiceError::NotFound(m) => ToolError::not_found(m),
@@ -30,7 +30,7 @@ fn service_err(e: ServiceError) -> ToolError {
 }
 
 impl Tools {
-    fn service(&self) -> Service {
+    pub(super) fn service(&self) -> Service {
         Service::new(self.store.clone())
     }
 
