@@ -355,6 +355,7 @@ async fn execute(
     // Steps must not see other executions' folders.
     opts.hidden = vec![config.work_dir.clone()];
     opts.runtime = config.runtime.clone();
+    opts.quarantined = work.quarantined.iter().cloned().collect();
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let engine = tokio::spawn(assay_engine::run(plan, opts, tx));
     let mut pending: Vec<AgentEvent> = Vec::new();
@@ -432,6 +433,7 @@ fn to_wire(event: &Event) -> Option<AgentEvent> {
             peak_rss_bytes: result.peak_rss_bytes,
             cpu_time_ms: result.cpu_time.map(|d| d.as_millis() as u64),
             attempts: result.attempts,
+            quarantined_failures: result.quarantined_failures.clone(),
         },
         Event::Log(chunk) => AgentEvent::Log {
             reference: chunk.reference.clone(),

@@ -131,6 +131,10 @@ pub struct AgentWork {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub context: serde_json::Map<String, serde_json::Value>,
+    /// Tests in quarantine for this run (keys or bare names): a step failing only through
+    /// them in its JUnit reports passes.
+    #[serde(default)]
+    pub quarantined: Vec<String>,
 }
 
 /// The heartbeat of an agent: the executions it runs.
@@ -200,6 +204,9 @@ pub enum AgentEvent {
         cpu_time_ms: Option<u64>,
         #[serde(default)]
         attempts: u32,
+        /// The quarantined failures the step passed in spite of.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        quarantined_failures: Vec<String>,
     },
     #[serde(rename_all = "camelCase")]
     Log {

@@ -129,6 +129,10 @@ pub struct TestWorkflowResult {
     pub initialization: Option<TestWorkflowStepResult>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub steps: BTreeMap<String, TestWorkflowStepResult>,
+    /// Assay's: failed tests that did not fail the execution because they are quarantined
+    /// (every step's `quarantinedFailures`, in step order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined_failures: Vec<String>,
 }
 
 fn passed() -> ExecutionStatus {
@@ -152,6 +156,9 @@ pub struct TestWorkflowStepResult {
     pub peak_memory_bytes: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_time_ms: Option<i64>,
+    /// Assay's: the step failed only through these quarantined tests (keys), so it passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined_failures: Vec<String>,
 }
 
 /// Who or what started an execution.

@@ -54,6 +54,8 @@ enum Command {
     Agent(cmd::agent::Args),
     /// Create, list and revoke the server's API tokens [local: the server's store on this machine]
     Token(cmd::token::Args),
+    /// Quarantine tests: they still run and report, but their failures no longer fail a run
+    Quarantine(cmd::quarantine::Args),
     /// Set, list and delete named secrets that workflows read (`secretKeyRef`, `envFrom`) [local: this machine's store]
     Secret(cmd::secret::Args),
     /// Serve MCP on stdio for AI agents: run, watch and debug workflows (logs go to stderr) [local]
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Server(args) => cmd::server::run(args),
         Command::Agent(args) => cmd::agent::run(args),
         Command::Token(args) => cmd::token::run(args),
+        Command::Quarantine(args) => cmd::quarantine::run(args),
         Command::Secret(args) => cmd::secret::run(args),
         Command::Mcp(args) => cmd::mcp::run(args),
         Command::Context(args) => cmd::context::run(args),

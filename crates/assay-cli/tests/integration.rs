@@ -18,6 +18,7 @@ mod lifecycle;
 mod mcp;
 mod output_snapshots;
 mod policy_cli;
+mod quarantine_cli;
 mod real_suite;
 mod scan_cli;
 mod secrets_cli;

@@ -103,6 +103,9 @@ pub struct StepResult {
     pub cpu_time: Option<Duration>,
     /// Attempts made (1 without retries).
     pub attempts: u32,
+    /// The failed tests (keys) of the step's JUnit reports that were quarantined, when they
+    /// were its only failures: the step then passed in spite of them.
+    pub quarantined_failures: Vec<String>,
 }
 
 impl StepResult {
@@ -116,6 +119,7 @@ impl StepResult {
             peak_rss_bytes: None,
             cpu_time: None,
             attempts: 0,
+            quarantined_failures: Vec::new(),
         }
     }
 }

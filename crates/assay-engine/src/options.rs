@@ -52,6 +52,10 @@ pub struct RunOptions {
     pub launcher: Option<Arc<dyn WorkflowLauncher>>,
     /// Where the plan's processes run: [`HostRuntime`](crate::HostRuntime) by default.
     pub runtime: Arc<dyn Runtime>,
+    /// Tests in quarantine for this run (keys or bare names): a step that fails only through
+    /// them in the JUnit reports it collected passes, naming them
+    /// ([`StepResult::quarantined_failures`](crate::StepResult)).
+    pub quarantined: assay_reports::quarantine::QuarantinedTests,
 }
 
 /// Testkube runs shell steps with busybox `sh -c "set -e; ..."`; real workflows rely on ash
@@ -75,6 +79,7 @@ impl RunOptions {
             kill_grace: Duration::from_secs(5),
             launcher: None,
             runtime: Arc::new(crate::HostRuntime),
+            quarantined: Default::default(),
         }
     }
 }
@@ -95,6 +100,7 @@ impl std::fmt::Debug for RunOptions {
             .field("kill_grace", &self.kill_grace)
             .field("launcher", &self.launcher.is_some())
             .field("runtime", &self.runtime.name())
+            .field("quarantined", &self.quarantined.len())
             .finish_non_exhaustive()
     }
 }

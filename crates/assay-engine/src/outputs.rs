@@ -110,6 +110,7 @@ impl Runner {
                     .await;
                 }
                 for f in files {
+                    a.collected.push(f.source.clone());
                     self.emit(Event::Artifact {
                         reference: full.to_string(),
                         path: f.path,

@@ -21,6 +21,7 @@ mod excerpt;
 pub mod flaky;
 mod junit;
 mod limit;
+pub mod quarantine;
 mod signature;
 mod write;
 

@@ -21,7 +21,7 @@ use assay_spec::status::ExecutionStatus;
 use assay_spec::{CompileRequest, Strictness, TemplateSet};
 use assay_store::{
     ConfigValue, Execution, ExecutionRef, ExecutionSummary, Finish, LeaseOwner, NewExecution,
-    RunningContext, Store, StoreError, Taken,
+    Quarantine, RunningContext, Store, StoreError, Taken,
 };
 use indexmap::IndexMap;
 use serde_json::{Value, json};
@@ -129,6 +129,8 @@ pub struct Prepared {
     /// `RunRequest::secrets`, given to steps as environment variables (an agent needs them
     /// apart from this process's own environment).
     secret_env: BTreeMap<String, String>,
+    /// The quarantines in force for the workflow when the run was prepared.
+    quarantines: Vec<Quarantine>,
 }
 
 /// The end of a run.
@@ -543,6 +545,9 @@ async fn prepare_created(
         cancel: opts.cancel.clone(),
         runtime: opts.runtime.clone(),
     }));
+    // Quarantined tests still run and report; a step failing only through them passes.
+    let quarantines = store.active_quarantines(Some(&wf.metadata.name)).await?;
+    opts.quarantined = quarantines.iter().map(|q| q.test.clone()).collect();
     let names = step_names(&compiled.plan);
     Ok(Prepared {
         store: store.clone(),
@@ -551,6 +556,7 @@ async fn prepare_created(
         opts,
         names,
         secret_env: req.secrets.clone(),
+        quarantines,
     })
 }
 
@@ -584,6 +590,7 @@ impl Prepared {
             opts,
             names,
             secret_env: _,
+            quarantines,
         } = self;
         let cancel = opts.cancel.clone();
         // Removed however the run ends, an error included (a full disk failed the last writes
@@ -616,6 +623,7 @@ impl Prepared {
             position: 0,
             workflow: exec.workflow.clone(),
             masker,
+            quarantines,
             commit: exec.tags.get("commit").cloned().or_else(|| {
                 exec.running_context
                     .ci

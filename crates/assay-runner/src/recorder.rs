@@ -25,6 +25,8 @@ pub(crate) struct Recorder {
     pub(crate) masker: assay_engine::Masker,
     /// The commit flaky detection groups by: the `commit` tag, else the CI commit.
     pub(crate) commit: Option<String>,
+    /// The quarantines in force for the run: failed cases they cover are recorded so.
+    pub(crate) quarantines: Vec<assay_store::Quarantine>,
 }
 
 impl Recorder {
@@ -109,6 +111,7 @@ impl Recorder {
                     error_message: result.error.clone(),
                     peak_memory_bytes: result.peak_rss_bytes.map(|b| b as i64),
                     cpu_time_ms: result.cpu_time.map(|d| d.as_millis() as i64),
+                    quarantined_failures: result.quarantined_failures.clone(),
                 };
                 self.store.record_step(&self.id, &record).await?;
             }
@@ -141,6 +144,7 @@ impl Recorder {
                     step_ref: Some(reference.clone()),
                     report_file: Some(path.clone()),
                     commit: self.commit.clone(),
+                    quarantines: self.quarantines.clone(),
                 };
                 junit::ingest(
                     &self.store,

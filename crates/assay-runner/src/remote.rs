@@ -39,6 +39,7 @@ impl Prepared {
             opts,
             names,
             secret_env,
+            quarantines,
         } = self;
         let masker = assay_engine::masker(&plan, &opts);
         let work = AgentWork {
@@ -51,6 +52,7 @@ impl Prepared {
             masked: opts.masked.clone(),
             env: secret_env,
             context: opts.context.clone(),
+            quarantined: opts.quarantined.iter().cloned().collect(),
         };
         let recorder = Recorder {
             store: store.clone(),
@@ -61,6 +63,7 @@ impl Prepared {
             position: 0,
             workflow: execution.workflow.clone(),
             masker,
+            quarantines,
             commit: execution.tags.get("commit").cloned().or_else(|| {
                 execution
                     .running_context
@@ -203,6 +206,7 @@ fn from_wire(event: AgentEvent) -> Event {
             peak_rss_bytes,
             cpu_time_ms,
             attempts,
+            quarantined_failures,
         } => Event::StepFinished {
             reference,
             result: StepResult {
@@ -214,6 +218,7 @@ fn from_wire(event: AgentEvent) -> Event {
                 peak_rss_bytes,
                 cpu_time: cpu_time_ms.map(Duration::from_millis),
                 attempts,
+                quarantined_failures,
             },
         },
         AgentEvent::Log {

@@ -16,6 +16,7 @@ pub mod guard;
 mod hooks;
 pub mod metrics;
 pub mod notify;
+mod quarantines;
 pub mod queue;
 pub mod schedule;
 pub mod serve;
@@ -364,6 +365,11 @@ fn api_router() -> OpenApiRouter<AppState> {
             webhooks::delete_webhook
         ))
         .routes(routes!(webhooks::webhook_deliveries))
+        .routes(routes!(
+            quarantines::list_quarantines,
+            quarantines::add_quarantine
+        ))
+        .routes(routes!(quarantines::remove_quarantine))
         .routes(routes!(agents::list_agents))
         .routes(routes!(agents::claim))
         .routes(routes!(agents::heartbeat))

@@ -10,6 +10,7 @@ pub mod definitions;
 pub mod error;
 mod held;
 pub mod history;
+pub mod quarantine;
 pub mod runs;
 
 use std::sync::Arc;

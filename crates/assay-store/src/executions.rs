@@ -340,14 +340,16 @@ impl Store {
             for step in steps {
                 sqlx::query(
                     "INSERT INTO step_results (execution_id, ref, position, name, status, exit_code, \
-                     started_at, finished_at, error_message, peak_memory_bytes, cpu_time_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     started_at, finished_at, error_message, peak_memory_bytes, cpu_time_ms, \
+                     quarantined_failures) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                      ON CONFLICT (execution_id, ref) DO UPDATE SET position = excluded.position, \
                      name = excluded.name, status = excluded.status, exit_code = excluded.exit_code, \
                      started_at = excluded.started_at, finished_at = excluded.finished_at, \
                      error_message = excluded.error_message, \
                      peak_memory_bytes = excluded.peak_memory_bytes, \
-                     cpu_time_ms = excluded.cpu_time_ms",
+                     cpu_time_ms = excluded.cpu_time_ms, \
+                     quarantined_failures = excluded.quarantined_failures",
                 )
                 .bind(id)
                 .bind(&step.step_ref)
@@ -360,6 +362,9 @@ impl Store {
                 .bind(step.error_message.clone())
                 .bind(step.peak_memory_bytes)
                 .bind(step.cpu_time_ms)
+                .bind((!step.quarantined_failures.is_empty()).then(|| {
+                    serde_json::Value::from(step.quarantined_failures.clone()).to_string()
+                }))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -824,7 +829,8 @@ impl Store {
         let db = self.db();
         sqlx::query(
             "SELECT ref, position, name, status, exit_code, started_at, finished_at, \
-             error_message, peak_memory_bytes, cpu_time_ms FROM step_results \
+             error_message, peak_memory_bytes, cpu_time_ms, quarantined_failures \
+             FROM step_results \
              WHERE execution_id = $1 ORDER BY position, ref",
         )
         .bind(id)
@@ -844,6 +850,11 @@ impl Store {
                 error_message: r.opt_text("error_message")?,
                 peak_memory_bytes: r.opt_int("peak_memory_bytes")?,
                 cpu_time_ms: r.opt_int("cpu_time_ms")?,
+                quarantined_failures: match r.opt_text("quarantined_failures")? {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|e| StoreError::decode("quarantined failures", e))?,
+                    None => Vec::new(),
+                },
             })
         })
         .collect()

@@ -39,6 +39,7 @@ pub mod logs;
 mod model;
 mod named_secrets;
 mod prune;
+mod quarantines;
 mod schedules;
 mod secrets;
 mod test_cases;
@@ -68,6 +69,9 @@ pub use model::*;
 pub use named_secrets::{
     NAMED_SECRET_NAME_MAX, NAMED_SECRET_VALUE_MAX, NamedSecretInfo, NamedSecretValues,
     check_secret_key, check_secret_name,
+};
+pub use quarantines::{
+    NewQuarantine, QUARANTINE_REASON_MAX, QUARANTINE_TEST_MAX, Quarantine, covering, parse_until,
 };
 pub use schedules::{ClaimedTick, ScheduleTick};
 pub use secrets::KEY_FILE;

@@ -75,6 +75,10 @@ pub struct StepResult {
     pub peak_memory_bytes: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_time_ms: Option<i64>,
+    /// The failed tests (keys) of the step's reports that were quarantined: the step failed
+    /// only through them, so it passed (see [`crate::covering`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quarantined_failures: Vec<String>,
 }
 
 impl StepResult {
@@ -91,6 +95,7 @@ impl StepResult {
             error_message: None,
             peak_memory_bytes: None,
             cpu_time_ms: None,
+            quarantined_failures: Vec::new(),
         }
     }
 }

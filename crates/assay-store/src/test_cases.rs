@@ -15,6 +15,7 @@ use crate::db::RowExt;
 use crate::error::{Result, StoreError};
 use crate::executions::retry_busy;
 use crate::model::{ExecutionRef, UnixMs, now_ms};
+use crate::quarantines::{Quarantine, covering};
 
 /// Where a batch of cases came from.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +26,9 @@ pub struct CaseSource {
     pub report_file: Option<String>,
     /// The commit the execution ran on (`commit` tag, else the CI commit).
     pub commit: Option<String>,
+    /// The quarantines in force for the run: a failed case one of them covers is recorded
+    /// `quarantined` (it keeps its status, so history and flaky detection stay true).
+    pub quarantines: Vec<Quarantine>,
 }
 
 /// A test case as stored with its execution.
@@ -40,6 +44,9 @@ pub struct StoredTestCase {
     pub report_file: Option<String>,
     /// The same test already ran earlier in this execution (its step was retried).
     pub retry: bool,
+    /// It failed while an active quarantine covered it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
 }
 
 /// One execution's result for one test.
@@ -61,6 +68,9 @@ pub struct TestRun {
     pub failed_reruns: u32,
     pub retry: bool,
     pub recorded_at: UnixMs,
+    /// It failed while an active quarantine covered it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
 }
 
 impl TestRun {
@@ -99,7 +109,7 @@ pub struct FlakyTest {
 
 pub(crate) const RUN_COLUMNS: &str = "t.execution_id, e.name AS execution_name, t.workflow, t.test_key, \
     t.name, t.status, t.duration_ms, t.commit_sha, t.message, t.failed_reruns, t.retry, \
-    t.recorded_at";
+    t.recorded_at, t.quarantined";
 
 impl Store {
     /// Record a batch of test cases of execution `id` in one transaction. Call it as often as
@@ -136,8 +146,9 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO test_cases (execution_id, seq, workflow, step_ref, report_file, \
                      test_key, suite, class, name, file, status, duration_ms, message, output, \
-                     failed_reruns, retry, commit_sha, recorded_at, signature) VALUES ($1, $2, \
-                     $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+                     failed_reruns, retry, commit_sha, recorded_at, signature, quarantined) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                     $16, $17, $18, $19, $20)",
                 )
                 .bind(id)
                 .bind(next + 1 + i as i64)
@@ -158,6 +169,10 @@ impl Store {
                 .bind(source.commit.clone())
                 .bind(at)
                 .bind(failure_signature(case))
+                .bind(i64::from(
+                    matches!(case.status, CaseStatus::Failed | CaseStatus::Error)
+                        && covering(&source.quarantines, workflow, &key, &case.name, at).is_some(),
+                ))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -177,7 +192,7 @@ impl Store {
         let db = self.db();
         let rows = sqlx::query(
             "SELECT step_ref, report_file, test_key, suite, class, name, file, status, \
-             duration_ms, message, output, failed_reruns, retry FROM test_cases \
+             duration_ms, message, output, failed_reruns, retry, quarantined FROM test_cases \
              WHERE execution_id = $1 ORDER BY seq",
         )
         .bind(&exec.id)
@@ -204,6 +219,7 @@ impl Store {
                     step_ref: row.opt_text("step_ref")?,
                     report_file: row.opt_text("report_file")?,
                     retry: row.int("retry")? != 0,
+                    quarantined: row.int("quarantined")? != 0,
                 });
             }
         }
@@ -387,5 +403,6 @@ pub(crate) fn run_from_row(row: &AnyRow) -> Result<TestRun> {
         failed_reruns: row.int("failed_reruns")?.clamp(0, u32::MAX.into()) as u32,
         retry: row.int("retry")? != 0,
         recorded_at: row.int("recorded_at")?,
+        quarantined: row.int("quarantined")? != 0,
     })
 }

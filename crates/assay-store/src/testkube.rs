@@ -55,6 +55,7 @@ fn step_view(step: &StepResult) -> TestWorkflowStepResult {
         error_message: step.error_message.clone(),
         peak_memory_bytes: step.peak_memory_bytes,
         cpu_time_ms: step.cpu_time_ms,
+        quarantined_failures: step.quarantined_failures.clone(),
     }
 }
 
@@ -80,6 +81,7 @@ fn result_view(s: &ExecutionSummary, steps: &[StepResult]) -> TestWorkflowResult
         error_message: Some(msg.clone()),
         peak_memory_bytes: None,
         cpu_time_ms: None,
+        quarantined_failures: Vec::new(),
     });
     let predicted_status = if s.status.is_terminal() {
         s.status
@@ -106,6 +108,10 @@ fn result_view(s: &ExecutionSummary, steps: &[StepResult]) -> TestWorkflowResult
         steps: steps
             .iter()
             .map(|st| (st.step_ref.clone(), step_view(st)))
+            .collect(),
+        quarantined_failures: steps
+            .iter()
+            .flat_map(|st| st.quarantined_failures.iter().cloned())
             .collect(),
     }
 }

@@ -7,6 +7,7 @@ mod dashboard;
 mod full_disk;
 mod hooks;
 mod named_secrets;
+mod quarantines;
 mod s3;
 mod schedules;
 mod secrets_at_rest;

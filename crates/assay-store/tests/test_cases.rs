@@ -34,6 +34,7 @@ async fn execution(store: &Store, commit: &str, cases: &[TestCase]) -> String {
         step_ref: Some("r1".into()),
         report_file: Some("junit.xml".into()),
         commit: Some(commit.into()),
+        ..Default::default()
     };
     store
         .add_test_cases(&exec.id, "unit", &source, cases)

@@ -17,6 +17,7 @@ pub mod mcp;
 pub mod plan;
 pub mod policy;
 pub mod prune;
+pub mod quarantine;
 pub mod rerun;
 pub mod run;
 pub mod run_remote;

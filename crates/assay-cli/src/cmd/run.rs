@@ -666,6 +666,11 @@ impl Ui {
             artifacts_location: store.files_location(),
             children: &e.children,
             dashboard: None,
+            quarantined: &e
+                .steps
+                .iter()
+                .flat_map(|st| st.quarantined_failures.iter().cloned())
+                .collect::<Vec<_>>(),
         });
     }
 
@@ -687,6 +692,12 @@ impl Ui {
         );
         if let Some(err) = v.error {
             eprintln!("  reason: {err}");
+        }
+        if !v.quarantined.is_empty() {
+            eprintln!(
+                "  quarantined failures (they did not fail the run): {} — `assay quarantine list`",
+                v.quarantined.join(", ")
+            );
         }
         // The innermost failing step says most; its parents fail because of it. An optional
         // step that failed in a passing execution is not the story.
@@ -770,6 +781,8 @@ pub(crate) struct Verdict<'a> {
     pub children: &'a [assay_store::ChildExecution],
     /// The server's address, for dashboard links (a remote run).
     pub dashboard: Option<&'a str>,
+    /// Failed tests that did not fail the run: they are quarantined.
+    pub quarantined: &'a [String],
 }
 
 fn status_symbol(s: StepStatus) -> (&'static str, &'static str) {

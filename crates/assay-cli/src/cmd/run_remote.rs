@@ -354,5 +354,6 @@ fn ui_summary(e: &TestWorkflowExecution, tails: &HashMap<String, Vec<String>>, r
         artifacts_location: format!("context {} ({})", r.name, r.client.base_url()),
         children: &e.children,
         dashboard: Some(r.client.base_url()),
+        quarantined: &e.result.quarantined_failures,
     });
 }

@@ -74,12 +74,12 @@ pub async fn tests(store: &Store, args: TestsArgs) -> anyhow::Result<()> {
             for c in &cases {
                 let message = c.case.message.as_deref().unwrap_or("");
                 let message: String = message.chars().take(100).collect();
-                t.add_row(vec![
-                    c.case.status.to_string(),
-                    c.key.clone(),
-                    ms(c.case.duration_ms),
-                    message,
-                ]);
+                let status = if c.quarantined {
+                    format!("{} (quarantined)", c.case.status)
+                } else {
+                    c.case.status.to_string()
+                };
+                t.add_row(vec![status, c.key.clone(), ms(c.case.duration_ms), message]);
             }
             history::print_table(&t);
             if cases.is_empty() {
@@ -102,11 +102,14 @@ pub async fn test_history(store: &Store, args: HistoryArgs) -> anyhow::Result<()
         Format::Table => {
             let mut t = history::table(&["EXECUTION", "STATUS", "DURATION", "COMMIT", "WHEN"]);
             for r in &runs {
-                let status = if r.retry || r.failed_reruns > 0 {
+                let mut status = if r.retry || r.failed_reruns > 0 {
                     format!("{} (retried)", r.status)
                 } else {
                     r.status.to_string()
                 };
+                if r.quarantined {
+                    status.push_str(" (quarantined)");
+                }
                 t.add_row(vec![
                     r.execution_name.clone(),
                     status,

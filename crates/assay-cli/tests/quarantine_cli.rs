@@ -1,0 +1,291 @@
+//! Quarantine through the real binary: a pytest workflow whose one failing test fails the run;
+//! quarantined, the next run passes and says so (step, execution, summary, test cases); a
+//! second, non-quarantined failure still fails it; an expired quarantine no longer applies; a
+//! step that fails without a report still fails; bad input exits 2 with a hint.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn python() -> Option<String> {
+    match std::env::var("ASSAY_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var_os("ASSAY_TEST_SKIP_PYTHON").is_some() => None,
+        _ => panic!(
+            "ASSAY_TEST_PYTHON is not set: run scripts/test.sh (it makes the venv with pytest), or set ASSAY_TEST_SKIP_PYTHON=1"
+        ),
+    }
+}
+
+pub(crate) fn assay(data: &Path, config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_assay"));
+    c.env("ASSAY_DATA_DIR", data)
+        .env("ASSAY_CONFIG", config)
+        .env("NO_COLOR", "1")
+        .env_remove("ASSAY_CONTEXT")
+        .env_remove("ASSAY_DATABASE")
+        .env_remove("ASSAY_ARTIFACTS");
+    c
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A pytest project: `test_ok` passes, `test_wobbly` fails, `test_other` fails when
+/// `OTHER=1`.
+pub(crate) fn project(dir: &Path) -> PathBuf {
+    let tests = dir.join("project");
+    std::fs::create_dir_all(&tests).unwrap();
+    std::fs::write(
+        tests.join("test_shop.py"),
+        "import os\n\ndef test_ok():\n    assert 1 + 1 == 2\n\n\
+         def test_wobbly():\n    assert os.environ.get('FIXED') == '1', 'the clock drifted'\n\n\
+         def test_other():\n    assert os.environ.get('OTHER') != '1', 'a real regression'\n",
+    )
+    .unwrap();
+    tests
+}
+
+/// The workflow running pytest on the project with JUnit out, `OTHER` from config.
+pub(crate) fn workflow(dir: &Path, project: &Path, python: &str) -> PathBuf {
+    let wf = dir.join("shop.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            r#"apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: shop
+spec:
+  config:
+    other: {{type: string, default: "0"}}
+  steps:
+  - name: pytest
+    container:
+      env:
+      - name: OTHER
+        value: "{{{{ config.other }}}}"
+    shell: |
+      mkdir -p reports && out=$PWD/reports
+      cd {project} && {python} -m pytest -q -p no:cacheprovider --junitxml=$out/junit.xml .
+    artifacts:
+      paths: ["reports/*.xml"]
+"#,
+            project = project.display()
+        ),
+    )
+    .unwrap();
+    wf
+}
+
+fn run(data: &Path, config: &Path, wf: &Path, extra: &[&str]) -> (Output, Value) {
+    let out = assay(data, config)
+        .arg("run")
+        .arg(wf)
+        .args(["-q", "-o", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out)));
+    (out, json)
+}
+
+#[test]
+fn quarantined_failures_do_not_fail_the_run_and_say_so() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("contexts.yaml");
+    let project = project(dir.path());
+    let wf = workflow(dir.path(), &project, &python);
+    let q = |args: &[&str]| {
+        assay(&data, &config)
+            .arg("quarantine")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    // 1. One failing test fails the run.
+    let (out, first) = run(&data, &config, &wf, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(first["result"]["status"], "failed");
+
+    // Bad input: clear errors, exit 2, nothing stored.
+    let bad = q(&["add", "test_shop::test_wobbly", "--reason", " "]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--reason is empty"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    let bad = q(&[
+        "add",
+        "test_shop::test_wobbly",
+        "--reason",
+        "r",
+        "--until",
+        "next friday",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("`next friday` is not a date"), "{err}");
+    assert!(err.contains("YYYY-MM-DD"), "{err}");
+    let bad = q(&[
+        "add",
+        "test_shop::test_wobbly",
+        "--reason",
+        "r",
+        "--until",
+        "2001-01-01",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("already past"));
+    let listed = q(&["list", "--all", "-o", "json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&listed.stdout).unwrap(),
+        serde_json::json!([])
+    );
+
+    // 2. Quarantined: the run passes, and every view says why.
+    let added = q(&[
+        "add",
+        "test_shop::test_wobbly",
+        "--workflow",
+        "shop",
+        "--reason",
+        "JIRA-7: the clock drifts on shared runners",
+    ]);
+    assert_eq!(added.status.code(), Some(0), "{}", text(&added));
+    let (out, second) = run(&data, &config, &wf, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(second["result"]["status"], "passed");
+    assert_eq!(
+        second["result"]["quarantinedFailures"],
+        serde_json::json!(["test_shop::test_wobbly"])
+    );
+    let steps = second["result"]["steps"].as_object().unwrap();
+    let step = steps
+        .values()
+        .find(|s| s.get("quarantinedFailures").is_some())
+        .unwrap_or_else(|| panic!("no step says so: {second:#}"));
+    assert_eq!(step["status"], "passed");
+    assert_eq!(step["exitCode"], 1, "pytest's own exit code is kept");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("quarantined failures (they did not fail the run): test_shop::test_wobbly"),
+        "{err}"
+    );
+    let name = second["name"].as_str().unwrap();
+    let logs = assay(&data, &config).args(["logs", name]).output().unwrap();
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("note: the step failed only through quarantined tests, so it passes: test_shop::test_wobbly"),
+        "{logs}"
+    );
+    // The case keeps its status and carries the quarantine.
+    let cases = assay(&data, &config)
+        .args(["get", "tests", name, "-o", "json"])
+        .output()
+        .unwrap();
+    let cases: Value = serde_json::from_slice(&cases.stdout).unwrap();
+    let wobbly = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "test_shop::test_wobbly")
+        .unwrap();
+    assert_eq!(wobbly["status"], "failed");
+    assert_eq!(wobbly["quarantined"], true);
+    let ok = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "test_shop::test_ok")
+        .unwrap();
+    assert!(ok.get("quarantined").is_none(), "{ok}");
+
+    // 3. A second failure that is not quarantined fails the run.
+    let (out, third) = run(&data, &config, &wf, &["--config", "other=1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(third["result"]["status"], "failed");
+    assert!(third["result"].get("quarantinedFailures").is_none());
+    let logs = assay(&data, &config)
+        .args(["logs", third["name"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        logs.contains("but so did tests not in quarantine (test_shop::test_other): the step fails"),
+        "{logs}"
+    );
+
+    // 4. A step that fails without a report still fails.
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(
+        &plain,
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: shop\nspec:\n  steps:\n  - shell: echo no report; exit 1\n",
+    )
+    .unwrap();
+    let (out, _) = run(&data, &config, &plain, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // Listing.
+    let listed = q(&["list", "-o", "json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["test"], "test_shop::test_wobbly");
+    assert_eq!(listed[0]["workflow"], "shop");
+    assert_eq!(listed[0]["active"], true);
+    assert_eq!(
+        listed[0]["reason"],
+        "JIRA-7: the clock drifts on shared runners"
+    );
+    let table = q(&["list"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("TEST") && table.contains("test_shop::test_wobbly"),
+        "{table}"
+    );
+
+    // 5. Expiry: replaced by an entry that ends in two seconds; after it, the run fails again.
+    let until = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let until = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let added = q(&[
+        "add",
+        "test_shop::test_wobbly",
+        "--workflow",
+        "shop",
+        "--reason",
+        "JIRA-7",
+        "--until",
+        &until,
+    ]);
+    assert_eq!(added.status.code(), Some(0), "{}", text(&added));
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    let (out, fourth) = run(&data, &config, &wf, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(fourth["result"]["status"], "failed");
+    let active = q(&["list", "-o", "json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&active.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let all = q(&["list", "--all", "-o", "json"]);
+    let all: Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(all[0]["active"], false);
+
+    // 6. Removal; removing again names what is missing.
+    let removed = q(&["remove", "test_shop::test_wobbly", "--workflow", "shop"]);
+    assert_eq!(removed.status.code(), Some(0), "{}", text(&removed));
+    let again = q(&["remove", "test_shop::test_wobbly", "--workflow", "shop"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not quarantined for workflow `shop`")
+    );
+}
