@@ -5,8 +5,7 @@
 //! "Agents" session runs as written (port and folder replaced), and the protocol refuses
 //! writes from anyone but the agent session that holds an execution.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::run_support::assay;
+use crate::run_support::{assay, http, http_with};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -22,46 +21,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// One HTTP/1.1 request; returns status and body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<(&str, &str)>,
-) -> (u16, String) {
-    http_with(port, method, path, token, "", body)
-}
-
-/// [`http`] with extra header lines (`Name: value\r\n` each).
-fn http_with(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: &str,
-    headers: &str,
-    body: Option<(&str, &str)>,
-) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let (ctype, text) = body.unwrap_or(("application/json", ""));
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n{headers}Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    );
-    stream.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// A child process killed when dropped, its stderr collected.

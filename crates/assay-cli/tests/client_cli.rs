@@ -3,8 +3,7 @@
 //! against the server's own answers and against the same command in embedded mode on the
 //! server's data dir (same tables, same JSON).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 use crate::run_support;
-use run_support::{free_port, serve};
+use run_support::{free_port, http, serve};
 
 /// `assay` with contexts in `config`; `data` is where embedded mode (and `context add`
 /// without a token) looks.
@@ -35,26 +34,6 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// One HTTP/1.1 GET with `Connection: close`; returns status and body.
-fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
-    );
-    stream.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 const WORKFLOWS: &str = r#"apiVersion: testworkflows.testkube.io/v1
@@ -191,7 +170,7 @@ fn commands_work_through_the_server_like_in_embedded_mode() {
     assert_eq!(code, 0, "{err}");
     assert!(out.is_empty(), "{out}");
     assert!(err.contains("workflow pass created"), "{err}");
-    let (status, body) = http_get(port, "/v1/test-workflows/gate", &admin);
+    let (status, body) = http(port, "GET", "/v1/test-workflows/gate", &admin, None);
     assert_eq!(status, 200, "{body}");
     let (_, out, err) = run(cli().args(["apply", "-f"]).arg(&files));
     assert!(out.is_empty(), "{out}");
@@ -259,7 +238,7 @@ fn commands_work_through_the_server_like_in_embedded_mode() {
     assert_eq!(without_ages(&remote_table), without_ages(&local_table));
     let (_, remote_json, _) = run(cli().args(["get", "executions", "-o", "json"]));
     let remote: Value = serde_json::from_str(&remote_json).unwrap();
-    let (_, page) = http_get(port, "/v1/test-workflow-executions", &admin);
+    let (_, page) = http(port, "GET", "/v1/test-workflow-executions", &admin, None);
     let page: Value = serde_json::from_str(&page).unwrap();
     assert_eq!(remote, page["results"]);
     let names: Vec<&str> = remote
@@ -382,7 +361,10 @@ fn commands_work_through_the_server_like_in_embedded_mode() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "");
     assert!(err.contains("workflow gate deleted\n"), "{err}");
-    assert_eq!(http_get(port, "/v1/test-workflows/gate", &admin).0, 404);
+    assert_eq!(
+        http(port, "GET", "/v1/test-workflows/gate", &admin, None).0,
+        404
+    );
     let (code, _, err) = run(cli().args(["delete", "workflow", "gate"]));
     assert_eq!(code, 2);
     assert!(err.contains("not found"), "{err}");

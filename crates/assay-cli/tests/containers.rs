@@ -429,26 +429,6 @@ fn readme_example_runs_as_written() {
     assert!(stderr.contains("<h1>ok</h1>"), "{stderr}");
 }
 
-/// One HTTP/1.0 request to a server on 127.0.0.1: status and body.
-fn http(port: u16, method: &str, path: &str, body: Option<(&str, &str)>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let (ctype, text) = body.unwrap_or(("application/json", ""));
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (
-        status,
-        out.split_once("\r\n\r\n")
-            .map_or(String::new(), |(_, b)| b.to_string()),
-    )
-}
-
 /// `assay server --runtime container`: the server's runs execute in containers.
 #[test]
 fn a_server_with_the_container_runtime_runs_its_executions_in_images() {
@@ -479,6 +459,7 @@ fn a_server_with_the_container_runtime_runs_its_executions_in_images() {
         port,
         "POST",
         "/v1/test-workflows",
+        "",
         Some(("text/yaml", yaml)),
     );
     assert!(code < 300, "{code} {body}");
@@ -486,6 +467,7 @@ fn a_server_with_the_container_runtime_runs_its_executions_in_images() {
         port,
         "POST",
         "/v1/test-workflows/in-image/executions",
+        "",
         Some(("application/json", "{}")),
     );
     assert!(code < 300, "{code} {body}");
@@ -498,6 +480,7 @@ fn a_server_with_the_container_runtime_runs_its_executions_in_images() {
             port,
             "GET",
             &format!("/v1/test-workflow-executions/{id}"),
+            "",
             None,
         );
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);

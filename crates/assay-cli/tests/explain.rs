@@ -1,14 +1,14 @@
 //! `assay explain`: the labelled corpus of failures made by real tools (pytest under Assay: an
 //! assertion that regressed, a flaky test, a broken test, a new test, a timeout, an allocation
 //! over a memory limit, a refused connection), each with the class it must get; the same
-//! analysis through a server context and its REST endpoint.
+//! analysis through a server context, its REST endpoint and the dashboard's execution page.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::run_support::{free_port, serve};
+use crate::run_support::{free_port, http, serve};
 
 fn python() -> Option<String> {
     match std::env::var("ASSAY_TEST_PYTHON") {
@@ -299,4 +299,35 @@ fn corpus_of_real_failures_gets_the_expected_classes() {
     let local = corpus.explain(&regressed, &["--context", "embedded"]);
     assert_eq!(remote, local);
     assert_eq!(remote["verdict"]["class"], "regression");
+
+    // The dashboard's page of a failed execution says why; a passing one has no such panel.
+    let admin = std::fs::read_to_string(corpus.data().join("admin.token")).unwrap();
+    let (code, page) = http(
+        port,
+        "GET",
+        &format!("/executions/{regressed}"),
+        admin.trim(),
+        None,
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains(r#"id="h-why">Why it failed"#), "{page}");
+    assert!(page.contains(r#"data-class="regression""#), "{page}");
+    assert!(page.contains("test_calc::test_adds"), "{page}");
+    assert!(
+        page.contains("commit a1 -&gt; c3") || page.contains("commit a1 -&#62; c3"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(">{pass}</a>")),
+        "the last pass is linked: {page}"
+    );
+    let (code, page) = http(
+        port,
+        "GET",
+        &format!("/executions/{pass}"),
+        admin.trim(),
+        None,
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(!page.contains("Why it failed"), "{page}");
 }

@@ -5,13 +5,12 @@
 
 use crate::run_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use run_support::{free_port, with_marker};
+use run_support::{free_port, http, with_marker};
 use serde_json::Value;
 
 /// The server's secret in its own environment: a step must never see it.
@@ -70,33 +69,6 @@ fn server(data: &Path, step_user: Option<&str>) -> Server {
         .trim()
         .to_string();
     Server { child, port, admin }
-}
-
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<(&str, &str)>,
-) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let (ctype, text) = body.unwrap_or(("application/json", ""));
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    );
-    stream.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 impl Server {

@@ -2,7 +2,7 @@
 //! admin token, token commands, and a restart of the server (killed with SIGKILL) with one
 //! execution running and one queued.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command as StdCommand, Stdio};
@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use serde_json::Value;
+
+use crate::run_support::http;
 
 fn assay(data: &Path) -> Command {
     let mut cmd = Command::cargo_bin("assay").unwrap();
@@ -26,38 +28,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// One HTTP/1.1 request with `Connection: close`; returns status and body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<(&str, &str)>,
-) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    let (ctype, text) = body.unwrap_or(("application/json", ""));
-    req.push_str(&format!(
-        "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    ));
-    stream.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 struct Running {
@@ -113,7 +83,7 @@ fn serve(data: &Path, port: u16) -> (Running, String) {
         assert!(Instant::now() < deadline, "server did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(http(port, "GET", "/health", None, None).0, 200);
+    assert_eq!(http(port, "GET", "/health", "", None).0, 200);
     (Running { child }, printed)
 }
 
@@ -122,7 +92,7 @@ fn status(port: u16, token: &str, id: &str) -> String {
         port,
         "GET",
         &format!("/v1/test-workflow-executions/{id}"),
-        Some(token),
+        token,
         None,
     );
     assert_eq!(code, 200, "{body}");
@@ -190,7 +160,7 @@ fn tokens_and_restart_with_running_and_queued_executions() {
     );
     assert!(!list.contains(&viewer));
     assert_eq!(
-        http(port, "GET", "/v1/test-workflows", Some(&viewer), None).0,
+        http(port, "GET", "/v1/test-workflows", &viewer, None).0,
         200
     );
     assert_eq!(
@@ -198,7 +168,7 @@ fn tokens_and_restart_with_running_and_queued_executions() {
             port,
             "POST",
             "/v1/test-workflows",
-            Some(&viewer),
+            &viewer,
             Some(("text/yaml", SLOW))
         )
         .0,
@@ -213,7 +183,7 @@ fn tokens_and_restart_with_running_and_queued_executions() {
             .success()
     );
     assert_eq!(
-        http(port, "GET", "/v1/test-workflows", Some(&viewer), None).0,
+        http(port, "GET", "/v1/test-workflows", &viewer, None).0,
         401
     );
     assert_eq!(
@@ -232,7 +202,7 @@ fn tokens_and_restart_with_running_and_queued_executions() {
             port,
             "POST",
             "/v1/test-workflows",
-            Some(&admin),
+            &admin,
             Some(("text/yaml", SLOW))
         )
         .0,
@@ -243,7 +213,7 @@ fn tokens_and_restart_with_running_and_queued_executions() {
             port,
             "POST",
             "/v1/test-workflows/slow/executions",
-            Some(&admin),
+            &admin,
             Some(("application/json", "{}")),
         );
         assert_eq!(code, 200, "{body}");
@@ -272,7 +242,7 @@ fn tokens_and_restart_with_running_and_queued_executions() {
         port,
         "GET",
         &format!("/v1/test-workflow-executions/{first}"),
-        Some(&admin),
+        &admin,
         None,
     );
     let first_view: Value = serde_json::from_str(&body).unwrap();
@@ -286,7 +256,7 @@ fn tokens_and_restart_with_running_and_queued_executions() {
         port,
         "GET",
         &format!("/v1/test-workflow-executions/{second}/logs"),
-        Some(&admin),
+        &admin,
         None,
     );
     assert!(logs.contains("started") && logs.contains("done"), "{logs}");
@@ -309,7 +279,7 @@ fn sigterm_aborts_running_executions_and_keeps_queued_ones() {
             port,
             "POST",
             "/v1/test-workflows",
-            Some(&admin),
+            &admin,
             Some(("text/yaml", &long))
         )
         .0,
@@ -320,7 +290,7 @@ fn sigterm_aborts_running_executions_and_keeps_queued_ones() {
             port,
             "POST",
             "/v1/test-workflows/long/executions",
-            Some(&admin),
+            &admin,
             Some(("application/json", "{}")),
         );
         assert_eq!(code, 200, "{body}");
@@ -347,7 +317,7 @@ fn sigterm_aborts_running_executions_and_keeps_queued_ones() {
         port,
         "GET",
         &format!("/v1/test-workflow-executions/{running}"),
-        Some(&admin),
+        &admin,
         None,
     );
     let view: Value = serde_json::from_str(&body).unwrap();
@@ -359,7 +329,7 @@ fn sigterm_aborts_running_executions_and_keeps_queued_ones() {
         port,
         "POST",
         &format!("/v1/test-workflow-executions/{queued}/abort"),
-        Some(&admin),
+        &admin,
         None,
     );
     wait_for(port, &admin, &queued, "aborted");
@@ -381,7 +351,7 @@ fn security_server_logs_each_recovered_abandoned_execution() {
         port,
         "POST",
         "/v1/test-workflows",
-        Some(&admin),
+        &admin,
         Some(("text/yaml", SLOW)),
     );
     assert_eq!(code, 201, "{body}");
@@ -389,7 +359,7 @@ fn security_server_logs_each_recovered_abandoned_execution() {
         port,
         "POST",
         "/v1/test-workflows/slow/executions",
-        Some(&admin),
+        &admin,
         Some(("application/json", "{}")),
     );
     assert_eq!(code, 200, "{body}");
@@ -435,7 +405,7 @@ fn a_queued_run_whose_sensitive_values_were_lost_in_a_restart_fails_with_the_rea
             port,
             "POST",
             "/v1/test-workflows",
-            Some(&admin),
+            &admin,
             Some(("text/yaml", yaml)),
         );
         assert_eq!(code, 201, "{body}");
@@ -445,7 +415,7 @@ fn a_queued_run_whose_sensitive_values_were_lost_in_a_restart_fails_with_the_rea
             port,
             "POST",
             &format!("/v1/test-workflows/{name}/executions"),
-            Some(&admin),
+            &admin,
             Some(("application/json", body)),
         );
         assert_eq!(code, 200, "{body}");
@@ -473,7 +443,7 @@ fn a_queued_run_whose_sensitive_values_were_lost_in_a_restart_fails_with_the_rea
         port,
         "GET",
         &format!("/v1/test-workflow-executions/{queued}"),
-        Some(&admin),
+        &admin,
         None,
     );
     let view: Value = serde_json::from_str(&body).unwrap();

@@ -382,6 +382,54 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// One HTTP/1.1 request to 127.0.0.1:`port` with `Connection: close`, as `Bearer token`
+/// (no `Authorization` header when `token` is empty); returns status and body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<(&str, &str)>,
+) -> (u16, String) {
+    http_with(port, method, path, token, "", body)
+}
+
+/// [`http`] with extra header lines (`Name: value\r\n` each).
+pub fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    headers: &str,
+    body: Option<(&str, &str)>,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let auth = if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    };
+    let (ctype, text) = body.unwrap_or(("application/json", ""));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{auth}{headers}Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out);
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// Running processes (zombies left out) whose command line contains `marker`, as
 /// `(pid, command line)`.
 pub fn with_marker(marker: &str) -> Vec<(i32, String)> {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use askama::Template;
+use assay_analysis::Analysis;
 use assay_reports::CaseStatus;
 use assay_store::{
     ContextType, DefinitionKind, ExecutionFilter, ExecutionRef, ExecutionStatus, ExecutionSummary,
@@ -289,6 +290,79 @@ struct ExecutionPage {
     parent: Option<(String, String)>,
     /// The executions this one's `execute` steps started.
     children: Vec<ChildRow>,
+    /// Why it failed (`assay explain`), for an execution that ended failed.
+    analysis: Option<AnalysisPanel>,
+}
+
+/// The "Why it failed" panel: the analysis of `GET …/analysis`, as the page shows it.
+struct AnalysisPanel {
+    class: String,
+    rule: String,
+    summary: String,
+    evidence: Vec<String>,
+    /// The failing step's ref, title, and the log lines that matter.
+    step: Option<(String, String)>,
+    lines: Vec<String>,
+    tests: Vec<FailingTestRow>,
+    more_tests: u32,
+    /// The last passing execution: (name, id), and what changed since.
+    last_pass: Option<(String, String)>,
+    changes: Vec<String>,
+    failures_since_last_pass: u32,
+}
+
+struct FailingTestRow {
+    key: String,
+    class: String,
+    age: u32,
+    first_bad: String,
+    similar: u32,
+    message: String,
+}
+
+impl AnalysisPanel {
+    fn new(a: Analysis) -> Option<Self> {
+        let v = a.verdict?;
+        Some(AnalysisPanel {
+            class: v.class.as_str().to_string(),
+            rule: v.rule,
+            summary: v.summary,
+            evidence: v.evidence,
+            step: a.failing_step.as_ref().map(|s| {
+                let title = s.name.clone().unwrap_or_else(|| s.step_ref.clone());
+                (s.step_ref.clone(), title)
+            }),
+            lines: a.failing_step.map(|s| s.lines).unwrap_or_default(),
+            tests: a
+                .failing_tests
+                .into_iter()
+                .map(|t| FailingTestRow {
+                    first_bad: match (t.first_bad_execution, t.first_bad_commit) {
+                        (Some(e), Some(c)) => format!("{e} (commit {c})"),
+                        (Some(e), None) => e,
+                        (None, Some(c)) => format!("commit {c}"),
+                        (None, None) => String::new(),
+                    },
+                    key: t.key,
+                    class: t.class.as_str().to_string(),
+                    age: t.failure_age,
+                    similar: t.similar_count,
+                    message: t.message.unwrap_or_default(),
+                })
+                .collect(),
+            more_tests: a.more_failing_tests,
+            last_pass: a
+                .since_last_pass
+                .as_ref()
+                .map(|d| (d.last_pass.name.clone(), d.last_pass.id.clone())),
+            changes: a
+                .since_last_pass
+                .as_ref()
+                .map(assay_analysis::describe)
+                .unwrap_or_default(),
+            failures_since_last_pass: a.failures_since_last_pass,
+        })
+    }
 }
 
 /// An execution an `execute` step started, as its parent's page lists it.
@@ -424,6 +498,20 @@ pub async fn show(
         }
     }
 
+    // Why it failed: the same analysis as `GET …/analysis` and `assay explain`. A page that
+    // cannot make it still shows everything else.
+    let analysis = if execution.status.is_terminal() && assay_analysis::failed(execution.status) {
+        match state.service.analyze(&id).await {
+            Ok(a) => AnalysisPanel::new(a),
+            Err(e) => {
+                tracing::warn!(execution = %id, "dashboard: no analysis: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     let artifacts = execution
         .artifacts
         .iter()
@@ -511,6 +599,7 @@ pub async fn show(
                         .unwrap_or_else(|| c.step_ref.clone()),
                 })
                 .collect(),
+            analysis,
             id,
         },
     )
