@@ -202,6 +202,42 @@ pub struct TestHistoryArgs {
     pub limit: Option<u32>,
 }
 
+/// `list_quarantined_tests`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuarantinedTestsArgs {
+    /// Expired entries too (default false).
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+/// `quarantine_test`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineTestArgs {
+    /// The test: `class::name` as `get_test_results` shows it, or its bare name.
+    pub test: String,
+    /// Only in this workflow (default: every workflow).
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// Why (required, not empty): a ticket, a cause.
+    pub reason: String,
+    /// When the quarantine ends: RFC 3339 or YYYY-MM-DD (00:00 UTC); default: never.
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// `unquarantine_test`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnquarantineTestArgs {
+    /// The test, as it was quarantined.
+    pub test: String,
+    /// The workflow the entry was made for (default: the entry for every workflow).
+    #[serde(default)]
+    pub workflow: Option<String>,
+}
+
 /// `compare_executions`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

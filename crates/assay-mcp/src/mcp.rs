@@ -330,6 +330,47 @@ impl AssayMcp {
     }
 
     #[tool(
+        description = "Quarantined tests: each still runs and reports, but a step failing only through quarantined tests passes (its quarantinedFailures name them). Test, workflow, reason, expiry, and the flaky rule of automatic entries. all=true: expired ones too.",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_quarantined_tests(
+        &self,
+        Parameters(args): Parameters<ListQuarantinedTestsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.list_quarantined_tests(args).await)
+    }
+
+    #[tool(
+        description = "Quarantine a test (by `class::name` or bare name) in one workflow or all, with a required reason and an optional expiry (RFC 3339 or YYYY-MM-DD): it still runs and reports, but its failure no longer fails a run. Over HTTP an admin token is needed.",
+        annotations(destructive_hint = false, idempotent_hint = true)
+    )]
+    async fn quarantine_test(
+        &self,
+        Parameters(args): Parameters<QuarantineTestArgs>,
+        ext: Extensions,
+    ) -> Result<CallToolResult, ErrorData> {
+        if let Some(refused) = self.refuse(&ext, "quarantine_test", TokenRole::Admin) {
+            return Ok(refused);
+        }
+        answer(self.tools.quarantine_test(args).await)
+    }
+
+    #[tool(
+        description = "Lift a test's quarantine (for the workflow it was made for; none: the entry for every workflow): its failures fail runs again. Over HTTP an admin token is needed.",
+        annotations(destructive_hint = true, idempotent_hint = false)
+    )]
+    async fn unquarantine_test(
+        &self,
+        Parameters(args): Parameters<UnquarantineTestArgs>,
+        ext: Extensions,
+    ) -> Result<CallToolResult, ErrorData> {
+        if let Some(refused) = self.refuse(&ext, "unquarantine_test", TokenRole::Admin) {
+            return Ok(refused);
+        }
+        answer(self.tools.unquarantine_test(args).await)
+    }
+
+    #[tool(
         description = "Abort a running execution: its processes are stopped and it is recorded as aborted.",
         annotations(destructive_hint = true, idempotent_hint = true)
     )]

@@ -82,6 +82,18 @@ pub fn render(exec: &Execution, detail: Detail, failed_lines: Option<&[String]>)
     match exec.status {
         ExecutionStatus::Passed => {
             let _ = writeln!(out, "steps: {counts}");
+            let quarantined: Vec<&str> = exec
+                .steps
+                .iter()
+                .flat_map(|s| s.quarantined_failures.iter().map(String::as_str))
+                .collect();
+            if !quarantined.is_empty() {
+                let line = format!(
+                    "quarantined failures (they did not fail the run): {}",
+                    quarantined.join(", ")
+                );
+                let _ = writeln!(out, "{}", text::clip_line(&line, 600));
+            }
         }
         ExecutionStatus::Queued | ExecutionStatus::Running | ExecutionStatus::Paused => {
             if let Some(now) = exec

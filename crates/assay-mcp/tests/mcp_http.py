@@ -94,6 +94,15 @@ async def as_viewer(session):
     result = await session.call_tool("list_executions", {})
     check(not is_error(result) and "unit-" not in text_of(result),
           "viewer: nothing was run by the refused call", text_of(result))
+    result = await session.call_tool("list_quarantined_tests", {})
+    check(not is_error(result) and "unit::flaky" in text_of(result),
+          "viewer: list_quarantined_tests reads", text_of(result))
+    for tool, args in (("quarantine_test", {"test": "t", "reason": "r"}),
+                       ("unquarantine_test", {"test": "unit::flaky"})):
+        result = await session.call_tool(tool, args)
+        text = text_of(result)
+        check(is_error(result) and "permission denied" in text and "`admin`" in text,
+              f"viewer: {tool} is refused (needs admin)", text)
 
 
 async def as_runner(session):
@@ -118,6 +127,15 @@ async def as_runner(session):
 async def as_admin(session):
     result = await session.call_tool("create_or_update_workflow", {"yaml": FAILING})
     check(not is_error(result), "admin: stores the workflow", text_of(result))
+    result = await session.call_tool("quarantine_test",
+                                     {"test": "unit::flaky", "reason": "JIRA-3"})
+    check(not is_error(result), "admin: quarantine_test", text_of(result))
+
+
+async def as_runner_quarantine(session):
+    result = await session.call_tool("quarantine_test", {"test": "t", "reason": "r"})
+    check(is_error(result) and "`admin`" in text_of(result) and "`runner`" in text_of(result),
+          "runner: quarantine_test is refused (needs admin)", text_of(result))
 
 
 async def raw_checks():
@@ -144,9 +162,10 @@ async def raw_checks():
 
 async def main():
     await raw_checks()
-    await session_as(VIEWER, as_viewer)
     await session_as(ADMIN, as_admin)
+    await session_as(VIEWER, as_viewer)
     await session_as(RUNNER, as_runner)
+    await session_as(RUNNER, as_runner_quarantine)
     print("all checks passed")
 
 

@@ -28,7 +28,27 @@ EXPECTED_TOOLS = {
     "get_test_results", "list_flaky_tests",
     "why_failed", "test_history", "compare_executions", "list_failures_since_last_pass",
     "ask", "draft_workflow",
+    "list_quarantined_tests", "quarantine_test", "unquarantine_test",
 }
+
+# A step whose JUnit report (written by the shell) has one failing test, `drift`.
+QUARANTINE = """apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: clock
+spec:
+  steps:
+    - name: tests
+      shell: |
+        mkdir -p reports
+        printf '%s\\n' '<testsuites><testsuite name="clock" tests="2" failures="1">' \\
+          '<testcase classname="clock" name="ticks"/>' \\
+          '<testcase classname="clock" name="drift"><failure message="drifted 3s">x</failure></testcase>' \\
+          '</testsuite></testsuites>' > reports/junit.xml
+        exit 1
+      artifacts:
+        paths: ["reports/*.xml"]
+"""
 
 # A test whose assertion fails with a clear message (no pytest needed).
 FAILING = """apiVersion: testworkflows.testkube.io/v1
@@ -308,6 +328,39 @@ async def main():
                   "a listing without tests says what is looked for", text)
             text, err = await agent.call("draft_workflow", {"files": ["a.py"], "shards": 0})
             check(err and "between 1 and 64" in text, "bad shards are a tool error", text)
+
+            # -- quarantine: a quarantined failure does not fail the run, and the answer says so
+            text, err = await agent.call("create_or_update_workflow", {"yaml": QUARANTINE})
+            check(not err, "the quarantine workflow is stored", text)
+            text, err = await agent.call("run_workflow", {"name": "clock", "wait": True})
+            check(not err and "failed" in text.split("\n")[0], "clock fails before quarantine", text)
+            text, err = await agent.call("quarantine_test",
+                                         {"test": "clock::drift", "workflow": "clock", "reason": " "})
+            check(err and "reason" in text, "quarantine_test refuses an empty reason", text)
+            text, err = await agent.call("quarantine_test",
+                                         {"test": "clock::drift", "workflow": "clock",
+                                          "reason": "r", "until": "soon"})
+            check(err and "is not a date" in text, "quarantine_test refuses a bad date", text)
+            text, err = await agent.call("quarantine_test",
+                                         {"test": "clock::drift", "workflow": "clock",
+                                          "reason": "JIRA-9: NTP on the runners",
+                                          "until": "2999-01-01"})
+            check(not err and "quarantined `clock::drift`" in text, "quarantine_test answers", text)
+            text, err = await agent.call("list_quarantined_tests")
+            check(not err and "clock::drift (clock) until 2999-01-01" in text
+                  and "JIRA-9" in text, "list_quarantined_tests lists it", text)
+            text, err = await agent.call("run_workflow", {"name": "clock", "wait": True})
+            check(not err and "passed" in text.split("\n")[0]
+                  and "quarantined failures (they did not fail the run): clock::drift" in text,
+                  "a quarantined failure passes the run and the answer says so", text)
+            text, err = await agent.call("unquarantine_test",
+                                         {"test": "clock::drift", "workflow": "clock"})
+            check(not err and "lifted" in text, "unquarantine_test answers", text)
+            text, err = await agent.call("unquarantine_test",
+                                         {"test": "clock::drift", "workflow": "clock"})
+            check(err and "not quarantined" in text, "lifting twice names what is missing", text)
+            text, err = await agent.call("run_workflow", {"name": "clock", "wait": True})
+            check(not err and "failed" in text.split("\n")[0], "lifted: clock fails again", text)
 
             # -- the scripted agent scenario: "run the tests" -> the failing assertion
             scenario = Agent(session)
