@@ -15,6 +15,7 @@
 pub mod agents;
 pub mod analysis;
 pub mod execution;
+pub mod gate;
 pub mod quarantine;
 pub mod status;
 

@@ -44,6 +44,8 @@ enum Command {
     Abort(cmd::abort::Args),
     /// Why an execution failed: class (regression, flaky, broken, infrastructure, new test) with the rule that fired, evidence, what changed since the last pass
     Explain(cmd::explain::Args),
+    /// Quality gate: judge an execution or a commit's executions by rules (failing tests, policy violations, new flaky tests, secrets, pass rate, required workflows); exit 1 when a rule fails
+    Gate(cmd::gate::Args),
     /// Run an execution's workflow again with the same config values and tags
     Rerun(cmd::rerun::Args),
     /// Delete old executions with their logs and artifacts (never running ones) [local: this machine's store]
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Artifacts(args) => cmd::artifacts::run(args),
         Command::Abort(args) => cmd::abort::run(args),
         Command::Explain(args) => cmd::explain::run(args),
+        Command::Gate(args) => cmd::gate::run(args),
         Command::Rerun(args) => cmd::rerun::run(args),
         Command::Prune(args) => cmd::prune::run(args),
         Command::Server(args) => cmd::server::run(args),

@@ -10,6 +10,7 @@ mod confirmations;
 mod containers;
 mod dashboard;
 mod explain;
+mod gate_cli;
 mod history_cli;
 mod init_cli;
 mod isolation;

@@ -552,6 +552,16 @@ impl Client {
         self.json(self.request(Method::GET, url)).await
     }
 
+    /// Judge an execution or a commit by a gate's rules (`POST /v1/gates/evaluate`).
+    pub async fn evaluate_gate(
+        &self,
+        request: &assay_api::gate::GateRequest,
+    ) -> Result<assay_api::gate::GateVerdict, ClientError> {
+        let url = self.url(&["v1", "gates", "evaluate"]);
+        self.json(self.request(Method::POST, url).json(request))
+            .await
+    }
+
     /// `POST /v1/test-workflow-executions/{id}/abort`.
     pub async fn abort(&self, id: &str) -> Result<AbortResponse, ClientError> {
         let url = self.url(&["v1", "test-workflow-executions", id, "abort"]);

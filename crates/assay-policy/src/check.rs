@@ -166,6 +166,8 @@ pub fn check(set: &mut PolicySet, inputs: &[Document]) -> Result<Vec<Finding>, E
 
 /// Each finding as a test case (suite `policy check`, class the policy, name `rule resource`);
 /// a warning passes with its message kept, a skip is skipped.
+/// A failed or erring finding's message starts with its policy's severity in brackets
+/// (`[high] validation error: …`) when the policy has one (`policies.kyverno.io/severity`).
 pub fn test_cases(findings: &[Finding]) -> Vec<assay_reports::TestCase> {
     use assay_reports::{CaseStatus, TestCase};
     findings
@@ -182,9 +184,47 @@ pub fn test_cases(findings: &[Finding]) -> Vec<assay_reports::TestCase> {
                 Status::Skip => CaseStatus::Skipped,
             },
             duration_ms: None,
-            message: (!f.message.is_empty() && f.status != Status::Pass).then(|| f.message.clone()),
+            message: (!f.message.is_empty() && f.status != Status::Pass).then(|| {
+                // A violation starts with its policy's severity (`[high] …`): quality gates
+                // (`assay gate`, noPolicyViolations) read it back from the stored case.
+                match (&f.severity, f.status) {
+                    (Some(sev), Status::Fail | Status::Error) => {
+                        format!("[{}] {}", sev.trim().to_ascii_lowercase(), f.message)
+                    }
+                    _ => f.message.clone(),
+                }
+            }),
             output: None,
             failed_reruns: 0,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(status: Status, severity: Option<&str>) -> Finding {
+        Finding {
+            engine: "kyverno",
+            policy: "p".into(),
+            rule: "r".into(),
+            resource: "Pod/x".into(),
+            status,
+            message: "validation error".into(),
+            severity: severity.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_violation_names_its_severity_first_and_nothing_else_does() {
+        let cases = test_cases(&[
+            finding(Status::Fail, Some("High")),
+            finding(Status::Fail, None),
+            finding(Status::Warn, Some("low")),
+        ]);
+        assert_eq!(cases[0].message.as_deref(), Some("[high] validation error"));
+        assert_eq!(cases[1].message.as_deref(), Some("validation error"));
+        assert_eq!(cases[2].message.as_deref(), Some("validation error"));
+    }
 }

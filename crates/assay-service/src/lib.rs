@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod ask;
 pub mod definitions;
 pub mod error;
+pub mod gate;
 mod held;
 pub mod history;
 pub mod quarantine;

@@ -76,7 +76,7 @@ pub struct TestRun {
 impl TestRun {
     /// The runs flaky detection sees: a pass after failed reruns is a failure then a pass on a
     /// retry.
-    fn observations(&self) -> Vec<Run> {
+    pub fn observations(&self) -> Vec<Run> {
         let outcome = match self.status {
             CaseStatus::Passed => Outcome::Passed,
             CaseStatus::Failed | CaseStatus::Error => Outcome::Failed,

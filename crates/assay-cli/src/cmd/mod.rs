@@ -9,6 +9,7 @@ pub mod ask;
 pub mod context;
 pub mod delete;
 pub mod explain;
+pub mod gate;
 pub mod get;
 pub mod history;
 pub mod init;

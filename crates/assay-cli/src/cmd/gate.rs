@@ -1,0 +1,155 @@
+//! `assay gate EXECUTION | --commit SHA --rules gate.yaml`: a quality gate's verdict over one
+//! execution or every execution of a commit (glue over `assay_service::gate`; through the
+//! server of the context in use, `POST /v1/gates/evaluate`). Each rule's verdict with its
+//! evidence on stdout (`-o json` for the structured verdict); exit 0 when the gate passes, 1
+//! when a rule fails, 2 on a bad gate file or an unknown execution or commit.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use assay_api::gate::{GateRequest, GateVerdict};
+use assay_service::ServiceError;
+use assay_service::gate::{Gate, Target};
+
+use super::history::{Format, print_doc};
+use crate::error::UserError;
+use crate::exit;
+use crate::remote::{ConnArgs, Source};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Execution id or name (`workflow-N`) to judge
+    #[arg(
+        value_name = "EXECUTION",
+        required_unless_present = "commit",
+        conflicts_with = "commit"
+    )]
+    execution: Option<String>,
+    /// Judge every execution tagged `commit=SHA` (the latest of each workflow)
+    #[arg(long, value_name = "SHA")]
+    commit: Option<String>,
+    /// The gate file (YAML): which rules to apply
+    #[arg(long, value_name = "FILE")]
+    rules: PathBuf,
+    /// Output format (`table`: each rule's verdict with its evidence)
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: Format,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let file = args.rules.display().to_string();
+    let text = std::fs::read_to_string(&args.rules).map_err(|e| {
+        UserError::invalid(format!("failed to read the gate file {file}: {e}"))
+            .with_hint("--rules names a YAML file such as `rules: {noFailingTests: true}`")
+    })?;
+    // Checked here for both modes, so a bad file is reported with its own path and place.
+    let gate = Gate::parse(&text).map_err(|e| service_err(e, &file))?;
+    let target = Target::from_request(args.execution.as_deref(), args.commit.as_deref())
+        .map_err(|e| service_err(e, &file))?;
+    tokio::runtime::Runtime::new()?.block_on(async move {
+        let source = args.conn.open().await?;
+        let verdict = match &source {
+            Source::Local(store) => assay_service::Service::new(store.clone())
+                .evaluate_gate(&gate, &target, chrono::Utc::now().timestamp_millis())
+                .await
+                .map_err(|e| service_err(e, &file)),
+            Source::Remote(r) => r
+                .client
+                .evaluate_gate(&GateRequest {
+                    rules: serde_json::Value::String(text),
+                    execution: args.execution.clone(),
+                    commit: args.commit.clone(),
+                })
+                .await
+                .map_err(|e| r.err(e)),
+        };
+        source.close().await;
+        let verdict = verdict?;
+        match args.output {
+            Format::Table => print_verdict(&verdict)?,
+            format => print_doc(&verdict, format)?,
+        }
+        Ok(if verdict.passed {
+            exit::SUCCESS
+        } else {
+            exit::FAILED
+        })
+    })
+}
+
+/// The verdict as text: a line per rule (`PASS`/`FAIL`, the rule, what it found), its evidence
+/// indented below, the notes, and the gate's verdict last.
+fn print_verdict(v: &GateVerdict) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let executions: Vec<String> = v
+        .executions
+        .iter()
+        .map(|e| format!("{} {}", e.name, e.status))
+        .collect();
+    writeln!(
+        out,
+        "gate {}on {}: {}",
+        v.gate
+            .as_deref()
+            .map(|g| format!("{g} "))
+            .unwrap_or_default(),
+        v.target,
+        executions.join(", ")
+    )?;
+    for r in &v.rules {
+        let mark = if r.passed { "PASS" } else { "FAIL" };
+        writeln!(out, "{mark}  {}: {}", r.rule, r.summary)?;
+        for e in &r.evidence {
+            let mut line = format!("        {}", e.item);
+            if let Some(x) = &e.execution {
+                line.push_str(&format!(" ({x})"));
+            }
+            if let Some(d) = &e.detail {
+                line.push_str(&format!(": {d}"));
+            }
+            writeln!(out, "{line}")?;
+        }
+    }
+    for n in &v.notes {
+        writeln!(out, "note: {n}")?;
+    }
+    let failed = v.rules.iter().filter(|r| !r.passed).count();
+    if failed == 0 {
+        writeln!(out, "gate passed: {} rules passed", v.rules.len())?;
+    } else {
+        writeln!(
+            out,
+            "gate failed: {failed} of {} rules failed",
+            v.rules.len()
+        )?;
+    }
+    Ok(())
+}
+
+fn service_err(e: ServiceError, file: &str) -> anyhow::Error {
+    match e {
+        ServiceError::Invalid { detail, problems } => {
+            let Some(p) = problems.into_iter().next() else {
+                return UserError::invalid(detail).into();
+            };
+            let place = if p.line > 0 {
+                format!("{file}:{}:{}", p.line, p.column)
+            } else {
+                file.to_string()
+            };
+            let err = UserError::invalid(format!("{place}: {}", p.message));
+            match p.hint {
+                Some(h) => err.with_hint(h).into(),
+                None => err.into(),
+            }
+        }
+        ServiceError::BadRequest(m) => UserError::invalid(m).into(),
+        ServiceError::NotFound(m) => UserError::invalid(m)
+            .with_hint("tag runs with `assay run FILE --tag commit=SHA`; list them with `assay get executions --tag commit=SHA`")
+            .into(),
+        ServiceError::Store(s) => super::history::store_err(s),
+        other => anyhow::anyhow!("failed to evaluate the gate: {other}"),
+    }
+}
