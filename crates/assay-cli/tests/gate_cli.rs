@@ -282,6 +282,36 @@ fn a_failing_gate_names_its_evidence_and_exits_1() {
         "github-token config/ci.env:2"
     );
 
+    // Quarantined afterwards, the failing test no longer fails the gate; the notes say so.
+    let (code, out, err) = assay_in(
+        d,
+        &data,
+        &[
+            "quarantine",
+            "add",
+            "tests.test_cart::test_total",
+            "--workflow",
+            "shop",
+            "--reason",
+            "flaky on CI, #12",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, stdout, stderr) = assay_in(d, &data, &["gate", "shop-1", "--rules", "gate.yaml"]);
+    assert_eq!(code, 1, "the secret still fails it: {stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "PASS  noFailingTests: 3 tests ran, none failing (1 quarantined failure not counted)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "note: quarantined, not counted: tests.test_cart::test_total (shop-1): flaky on CI, #12"
+        ),
+        "{stdout}"
+    );
+
     // A gate that asks only for what passed passes on the same execution.
     std::fs::write(d.join("lenient.yaml"), "rules:\n  minPassRate: 60\n").unwrap();
     let (code, stdout, stderr) = assay_in(d, &data, &["gate", "shop-1", "--rules", "lenient.yaml"]);

@@ -15,7 +15,8 @@ use assay_api::gate::{Evidence, GateExecution, GateVerdict, MAX_EVIDENCE, RuleVe
 use assay_reports::CaseStatus;
 use assay_reports::flaky::{self, FlakyPolicy, Verdict};
 use assay_store::{
-    ExecutionFilter, ExecutionRef, ExecutionStatus, ExecutionSummary, StoredTestCase, UnixMs,
+    ExecutionFilter, ExecutionRef, ExecutionStatus, ExecutionSummary, Quarantine, StoredTestCase,
+    UnixMs, covering,
 };
 use serde::Deserialize;
 
@@ -256,9 +257,11 @@ pub struct Facts {
     pub executions: Vec<JudgedExecution>,
     /// Tests whose flakiness was judged with and without these executions.
     pub flaky: Vec<FlakyFact>,
-    /// Test keys under quarantine (their failures do not fail `noFailingTests`), or `None`
-    /// when quarantine is not known to the store.
-    pub quarantined: Option<HashSet<String>>,
+    /// The quarantines in force (a failure they cover, or that was recorded as quarantined,
+    /// does not fail `noFailingTests`).
+    pub quarantines: Vec<Quarantine>,
+    /// When the gate is judged (unix ms): which quarantines are in force.
+    pub now: UnixMs,
     pub notes: Vec<String>,
 }
 
@@ -416,12 +419,23 @@ fn no_failing_tests(facts: &Facts, notes: &mut Vec<String>) -> RuleVerdict {
             if !failing(c) {
                 continue;
             }
-            if facts
-                .quarantined
-                .as_ref()
-                .is_some_and(|q| q.contains(&c.key))
-            {
+            let quarantine = covering(
+                &facts.quarantines,
+                &e.summary.workflow,
+                &c.key,
+                &c.case.name,
+                facts.now,
+            );
+            if c.quarantined || quarantine.is_some() {
                 ignored += 1;
+                notes.push(format!(
+                    "quarantined, not counted: {} ({}){}",
+                    c.key,
+                    e.summary.name,
+                    quarantine
+                        .map(|q| format!(": {}", q.reason))
+                        .unwrap_or_default()
+                ));
                 continue;
             }
             count += 1;
@@ -442,9 +456,6 @@ fn no_failing_tests(facts: &Facts, notes: &mut Vec<String>) -> RuleVerdict {
             " ({} not counted)",
             plural(ignored, "quarantined failure", "quarantined failures")
         ));
-    }
-    if facts.quarantined.is_none() {
-        notes.push("quarantine not considered: this store keeps no quarantined tests".into());
     }
     verdict("noFailingTests", count == 0, summary, ev)
 }
@@ -743,7 +754,8 @@ impl Service {
             target: label,
             executions: judged,
             flaky: flaky_facts,
-            quarantined: None,
+            quarantines: store.active_quarantines(None).await?,
+            now,
             notes,
         };
         Ok(evaluate(gate, &facts))

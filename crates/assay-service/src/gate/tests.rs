@@ -28,6 +28,7 @@ fn case(
         step_ref: None,
         report_file: None,
         retry: false,
+        quarantined: false,
     }
 }
 
@@ -61,7 +62,6 @@ fn facts(executions: Vec<JudgedExecution>) -> Facts {
     Facts {
         target: "commit abc".into(),
         executions,
-        quarantined: Some(HashSet::new()),
         ..Facts::default()
     }
 }
@@ -147,29 +147,52 @@ fn no_failing_tests_ignores_policy_and_secret_results_and_takes_a_retried_tests_
 #[test]
 fn quarantined_failures_do_not_count_and_are_said() {
     let g = gate("rules: {noFailingTests: true}");
-    let mut f = facts(vec![exec(
-        "t-1",
-        "t",
-        ExecutionStatus::Failed,
-        vec![test("b", CaseStatus::Failed)],
-    )]);
-    f.quarantined = Some(HashSet::from(["tests.test_app::b".to_string()]));
+    let failing = || {
+        vec![exec(
+            "t-1",
+            "t",
+            ExecutionStatus::Failed,
+            vec![test("b", CaseStatus::Failed), test("c", CaseStatus::Passed)],
+        )]
+    };
+    let mut f = facts(failing());
+    f.now = 1_000;
+    let quarantine = |until| Quarantine {
+        test: "tests.test_app::b".into(),
+        workflow: Some("t".into()),
+        reason: "flaky on CI, #12".into(),
+        until,
+        created_at: 0,
+        created_by: None,
+        rule: None,
+    };
+    // In force now: not counted, and named in the notes with its reason.
+    f.quarantines = vec![quarantine(None)];
     let v = evaluate(&g, &f);
-    assert!(v.passed);
+    assert!(v.passed, "{v:#?}");
     assert_eq!(
         only(&v).summary,
-        "1 test ran, none failing (1 quarantined failure not counted)"
+        "2 tests ran, none failing (1 quarantined failure not counted)"
     );
-
-    f.quarantined = None;
-    let v = evaluate(&g, &f);
-    assert!(!v.passed);
     assert!(
-        v.notes
-            .iter()
-            .any(|n| n.starts_with("quarantine not considered")),
+        v.notes.contains(
+            &"quarantined, not counted: tests.test_app::b (t-1): flaky on CI, #12".to_string()
+        ),
         "{v:#?}"
     );
+
+    // Expired, or for another workflow: counted.
+    f.quarantines = vec![quarantine(Some(500))];
+    assert!(!evaluate(&g, &f).passed);
+    let mut other = quarantine(None);
+    other.workflow = Some("other".into());
+    f.quarantines = vec![other];
+    assert!(!evaluate(&g, &f).passed);
+
+    // Recorded as quarantined when it ran: not counted either.
+    let mut f = facts(failing());
+    f.executions[0].cases[0].quarantined = true;
+    assert!(evaluate(&g, &f).passed);
 }
 
 #[test]
