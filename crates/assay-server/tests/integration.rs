@@ -8,6 +8,7 @@ mod execute;
 mod hooks;
 mod keep_alive;
 mod notify;
+mod quarantines;
 mod schedule;
 mod security_http;
 mod security_roles;
