@@ -498,6 +498,12 @@ fn is_k6_script(rel: &str, read: &dyn Fn(&str) -> Option<String>) -> bool {
         .any(|m| text.contains(m))
 }
 
+/// The files detection looks at under `root`: relative paths (with `/`), sorted, without
+/// dependencies, virtual environments and build output; bounded in depth and count.
+pub fn list_files(root: &Path) -> BTreeSet<String> {
+    walk(root)
+}
+
 /// Relative paths (with `/`) of the files under `root`, sorted; symbolic links not followed.
 fn walk(root: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();

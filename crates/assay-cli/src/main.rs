@@ -11,6 +11,7 @@ mod context;
 mod error;
 mod exit;
 mod files;
+mod llm;
 mod remote;
 mod runtime_args;
 mod store_args;

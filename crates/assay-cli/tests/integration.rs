@@ -16,6 +16,7 @@ mod init_cli;
 mod isolation;
 mod junit_and_rerun;
 mod lifecycle;
+mod llm;
 mod mcp;
 mod output_snapshots;
 mod policy_cli;

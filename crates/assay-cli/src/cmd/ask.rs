@@ -37,9 +37,35 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .await
                 .map_err(|e| anyhow::anyhow!("failed to {e}"))?,
         };
-        let query = ask::parse(&question, chrono::Utc::now(), &vocab)
-            .map_err(|e| UserError::invalid(e.to_string()).with_hint(AskError::hint()))?;
-        eprintln!("query: {query}");
+        let now = chrono::Utc::now();
+        let query = match ask::parse(&question, now, &vocab) {
+            Ok(query) => {
+                eprintln!("query: {query}");
+                query
+            }
+            // Words the grammar does not know: the LLM, when one is configured, may turn the
+            // question into the same structured query (checked like input, and shown).
+            Err(e) => {
+                let refused = UserError::invalid(e.to_string()).with_hint(AskError::hint());
+                let Some(llm) = crate::llm::configured() else {
+                    return Err(refused.into());
+                };
+                match llm.query(&question, &vocab, now.timestamp_millis()).await {
+                    Ok(query) => {
+                        eprintln!("query (by the LLM, {}): {query}", llm.describe());
+                        query
+                    }
+                    Err(llm_err) => {
+                        return Err(UserError::invalid(e.to_string())
+                            .with_hint(format!(
+                                "{}; the LLM could not read it either: {llm_err}",
+                                AskError::hint()
+                            ))
+                            .into());
+                    }
+                }
+            }
+        };
         let answer = service
             .answer(&query)
             .await

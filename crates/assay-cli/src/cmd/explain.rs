@@ -35,9 +35,38 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         };
         source.close().await;
         let analysis = analysis?;
+        let text = assay_analysis::render_text(&analysis, TEXT_LIMIT);
+        // With an LLM configured, a narrative of the facts above (and only them); without
+        // one, or when it fails, the deterministic answer alone.
+        let mut narrative = None;
+        if analysis.verdict.is_some()
+            && let Some(llm) = crate::llm::configured()
+        {
+            match llm.narrate(&text).await {
+                Ok(n) => narrative = Some((llm.describe(), n)),
+                Err(e) => eprintln!("warning: no narrative: {e}"),
+            }
+        }
         match args.output {
-            Format::Table => print!("{}", assay_analysis::render_text(&analysis, TEXT_LIMIT)),
-            format => print_doc(&analysis, format)?,
+            Format::Table => {
+                print!("{text}");
+                if let Some((by, n)) = &narrative {
+                    println!("narrative (by the LLM, {by}):");
+                    for line in n.lines() {
+                        println!("  {line}");
+                    }
+                }
+            }
+            format => {
+                let mut doc = serde_json::to_value(&analysis)?;
+                if let (Some((by, n)), Some(obj)) = (&narrative, doc.as_object_mut()) {
+                    obj.insert(
+                        "narrative".into(),
+                        serde_json::json!({"model": by, "text": n}),
+                    );
+                }
+                print_doc(&doc, format)?
+            }
         }
         Ok(crate::exit::SUCCESS)
     })

@@ -60,40 +60,97 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         tools: args.tools.clone(),
     };
     let drafts = assay_assist::draft(&project, &options);
-    if drafts.is_empty() {
+    let mut err = std::io::stderr().lock();
+    let (yaml, names) = if drafts.is_empty() {
         let what = if args.tools.is_empty() {
             "no test tool".to_string()
         } else {
             let asked: Vec<&str> = args.tools.iter().map(|t| t.as_str()).collect();
             format!("none of {}", asked.join(", "))
         };
-        return Err(
+        let nothing = || {
             UserError::invalid(format!("found {what} in {}", project.root.display()))
                 .with_hint(assay_assist::nothing_found_hint())
-                .into(),
-        );
-    }
-    let yaml = assay_assist::render(&drafts);
-    // A draft that does not validate is our bug, never the user's file.
-    let errors = assay_assist::check(&yaml);
-    if !errors.is_empty() {
-        let lines: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
-        anyhow::bail!(
-            "the drafted workflows do not validate:\n{}",
-            lines.join("\n")
-        );
-    }
-    let mut err = std::io::stderr().lock();
-    for d in &drafts {
-        let found = project
-            .get(d.tool)
-            .map(|f| f.evidence.join(", "))
-            .unwrap_or_default();
-        let _ = writeln!(err, "found {}: {found}", d.tool);
-        for note in &d.notes {
-            let _ = writeln!(err, "  note: {note}");
+        };
+        // With an LLM configured, a repository of unknown tools gets a draft from it, checked
+        // by `assay validate`'s rules and sent back to be fixed (--tool asked for known ones).
+        let llm = match crate::llm::configured() {
+            Some(llm) if args.tools.is_empty() => llm,
+            _ => return Err(nothing().into()),
+        };
+        let files: Vec<String> = assay_assist::detect::list_files(&project.root)
+            .into_iter()
+            .collect();
+        // Valid, and at least one TestWorkflow (other kinds are not checked by `validate`).
+        let check = |yaml: &str| -> Vec<String> {
+            let mut errors: Vec<String> = assay_assist::check(yaml)
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            let workflows = assay_spec::load::load("draft.yaml", yaml)
+                .documents
+                .iter()
+                .filter(|d| d.kind == assay_spec::load::Kind::TestWorkflow)
+                .count();
+            if errors.is_empty() && workflows == 0 {
+                errors.push("no TestWorkflow document (kind: TestWorkflow) in the answer".into());
+            }
+            errors
+        };
+        let drafted = tokio::runtime::Runtime::new()?.block_on(llm.draft(
+            &format!("{}-tests", project.name),
+            &files,
+            &check,
+        ));
+        match drafted {
+            Ok((yaml, tries)) => {
+                let _ = writeln!(
+                    err,
+                    "found {what}; drafted by the LLM ({}) in {tries} tr{}: review it before trusting it",
+                    llm.describe(),
+                    if tries == 1 { "y" } else { "ies" }
+                );
+                let names = assay_spec::load::load("draft.yaml", &yaml)
+                    .documents
+                    .into_iter()
+                    .filter(|d| d.kind == assay_spec::load::Kind::TestWorkflow)
+                    .map(|d| d.name)
+                    .collect();
+                (yaml, names)
+            }
+            Err(e) => {
+                return Err(nothing()
+                    .with_hint(format!(
+                        "{}; the LLM could not draft one: {e}",
+                        assay_assist::nothing_found_hint()
+                    ))
+                    .into());
+            }
         }
-    }
+    } else {
+        let yaml = assay_assist::render(&drafts);
+        // A draft that does not validate is our bug, never the user's file.
+        let errors = assay_assist::check(&yaml);
+        if !errors.is_empty() {
+            let lines: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
+            anyhow::bail!(
+                "the drafted workflows do not validate:\n{}",
+                lines.join("\n")
+            );
+        }
+        for d in &drafts {
+            let found = project
+                .get(d.tool)
+                .map(|f| f.evidence.join(", "))
+                .unwrap_or_default();
+            let _ = writeln!(err, "found {}: {found}", d.tool);
+            for note in &d.notes {
+                let _ = writeln!(err, "  note: {note}");
+            }
+        }
+        let names: Vec<String> = drafts.iter().map(|d| d.name.clone()).collect();
+        (yaml, names)
+    };
     if args.stdout {
         std::io::stdout().lock().write_all(yaml.as_bytes())?;
         return Ok(exit::SUCCESS);
@@ -111,16 +168,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     std::fs::write(&path, &yaml)
         .map_err(|e| UserError::invalid(format!("failed to write {}: {e}", path.display())))?;
-    let names: Vec<&str> = drafts.iter().map(|d| d.name.as_str()).collect();
     let _ = writeln!(
         err,
         "wrote {} ({} workflow{}: {})",
         path.display(),
-        drafts.len(),
-        if drafts.len() == 1 { "" } else { "s" },
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
         names.join(", ")
     );
-    let run = if drafts.len() == 1 {
+    let run = if names.len() == 1 {
         format!("assay run {}", path.display())
     } else {
         format!("assay run {} --all", path.display())
