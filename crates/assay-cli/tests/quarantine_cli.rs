@@ -289,3 +289,103 @@ fn quarantined_failures_do_not_fail_the_run_and_say_so() {
         String::from_utf8_lossy(&again.stderr).contains("is not quarantined for workflow `shop`")
     );
 }
+
+/// A workflow labelled `assay.io/auto-quarantine: "true"` whose test fails on odd runs and
+/// passes on even ones (a state file counts them).
+fn flip_workflow(dir: &Path, python: &str) -> PathBuf {
+    let project = dir.join("flip");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("test_flip.py"),
+        "import os\n\ndef test_wobbly():\n    path = os.environ['STATE']\n    \
+         n = int(open(path).read()) if os.path.exists(path) else 0\n    \
+         open(path, 'w').write(str(n + 1))\n    assert n % 2 == 1, f'run {n}'\n",
+    )
+    .unwrap();
+    let wf = dir.join("flip.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            r#"apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: flip
+  labels:
+    assay.io/auto-quarantine: "true"
+spec:
+  steps:
+  - name: pytest
+    container:
+      env:
+      - name: STATE
+        value: {state}
+    shell: |
+      mkdir -p reports && out=$PWD/reports
+      cd {project} && {python} -m pytest -q -p no:cacheprovider --junitxml=$out/junit.xml .
+    artifacts:
+      paths: ["reports/*.xml"]
+"#,
+            state = dir.join("flip-state").display(),
+            project = project.display()
+        ),
+    )
+    .unwrap();
+    wf
+}
+
+#[test]
+fn auto_quarantine_by_the_flaky_rule_with_the_rule_recorded() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("contexts.yaml");
+    let wf = flip_workflow(dir.path(), &python);
+    let list = || {
+        let out = assay(&data, &config)
+            .args(["quarantine", "list", "-o", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let commit = ["--tag", "commit=c1"];
+
+    // Failed once: broken so far, not flaky; nothing is quarantined.
+    let (out, _) = run(&data, &config, &wf, &commit);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(list(), serde_json::json!([]));
+
+    // Passed on the same commit: flaky; quarantined from the next run on, with the rule.
+    let (out, _) = run(&data, &config, &wf, &commit);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("auto-quarantined: test_flip::test_wobbly until"),
+        "{err}"
+    );
+    let entries = list();
+    assert_eq!(entries.as_array().unwrap().len(), 1, "{entries:#}");
+    let entry = &entries[0];
+    assert_eq!(entry["test"], "test_flip::test_wobbly");
+    assert_eq!(entry["workflow"], "flip");
+    assert_eq!(entry["createdBy"], "assay auto-quarantine");
+    let rule = entry["rule"].as_str().unwrap();
+    assert!(
+        rule.starts_with(
+            "flaky: passed and failed on the same commit c1 (1 failure(s) in 2 run(s)"
+        ),
+        "{rule}"
+    );
+    let until = chrono::DateTime::parse_from_rfc3339(entry["until"].as_str().unwrap()).unwrap();
+    let days = (until.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours();
+    assert!((13 * 24..=14 * 24).contains(&days), "{days}h");
+
+    // The next failure is quarantined: the run passes and says so; no second entry is made.
+    let (out, json) = run(&data, &config, &wf, &commit);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        json["result"]["quarantinedFailures"],
+        serde_json::json!(["test_flip::test_wobbly"])
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("auto-quarantined:"));
+    assert_eq!(list().as_array().unwrap().len(), 1);
+}

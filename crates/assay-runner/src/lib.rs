@@ -131,6 +131,8 @@ pub struct Prepared {
     secret_env: BTreeMap<String, String>,
     /// The quarantines in force for the workflow when the run was prepared.
     quarantines: Vec<Quarantine>,
+    /// The workflow's label asks for automatic quarantine.
+    auto_quarantine: bool,
 }
 
 /// The end of a run.
@@ -142,6 +144,9 @@ pub struct Finished {
     /// not be read, ...), also kept with the execution. The run went on: its status is its own
     /// verdict, and everything that could be stored was.
     pub record_errors: Vec<String>,
+    /// Tests quarantined at the end of the run because the flaky rule marked them (the
+    /// workflow's `assay.io/auto-quarantine: "true"` label); they apply from the next run.
+    pub auto_quarantined: Vec<Quarantine>,
 }
 
 /// At most this many recording problems are kept per execution; later ones are counted.
@@ -557,6 +562,11 @@ async fn prepare_created(
         names,
         secret_env: req.secrets.clone(),
         quarantines,
+        auto_quarantine: wf
+            .metadata
+            .labels
+            .get(assay_store::AUTO_QUARANTINE_LABEL)
+            .is_some_and(|v| v == "true"),
     })
 }
 
@@ -591,6 +601,7 @@ impl Prepared {
             names,
             secret_env: _,
             quarantines,
+            auto_quarantine,
         } = self;
         let cancel = opts.cancel.clone();
         // Removed however the run ends, an error included (a full disk failed the last writes
@@ -624,6 +635,7 @@ impl Prepared {
             workflow: exec.workflow.clone(),
             masker,
             quarantines,
+            auto_quarantine,
             commit: exec.tags.get("commit").cloned().or_else(|| {
                 exec.running_context
                     .ci
@@ -673,6 +685,7 @@ impl Prepared {
         }
         let (status, error, at) =
             finished.unwrap_or((outcome.status, outcome.error.clone(), outcome.finished_at));
+        let auto_quarantined = recorder.auto_quarantine(&mut record_errors).await;
         let record_errors = record_errors.into_vec();
         if !record_errors.is_empty() {
             store.set_record_errors(&exec.id, &record_errors).await?;
@@ -695,6 +708,7 @@ impl Prepared {
         Ok(Finished {
             execution,
             record_errors,
+            auto_quarantined,
         })
     }
 }

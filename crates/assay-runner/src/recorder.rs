@@ -27,9 +27,29 @@ pub(crate) struct Recorder {
     pub(crate) commit: Option<String>,
     /// The quarantines in force for the run: failed cases they cover are recorded so.
     pub(crate) quarantines: Vec<assay_store::Quarantine>,
+    /// The workflow asks for automatic quarantine ([`assay_store::AUTO_QUARANTINE_LABEL`]).
+    pub(crate) auto_quarantine: bool,
 }
 
 impl Recorder {
+    /// At the end of a run of a workflow that asks for it: quarantine the tests the flaky rule
+    /// marks now. A failure is a recording problem, never the run's.
+    pub(crate) async fn auto_quarantine(
+        &self,
+        errors: &mut crate::RecordErrors,
+    ) -> Vec<assay_store::Quarantine> {
+        if !self.auto_quarantine {
+            return Vec::new();
+        }
+        match self.store.auto_quarantine(&self.workflow).await {
+            Ok(added) => added,
+            Err(e) => {
+                errors.note(format!("failed to quarantine flaky tests: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
     /// Write out every step's pending log lines.
     pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
         for w in self.writers.values_mut() {

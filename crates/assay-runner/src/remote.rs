@@ -40,6 +40,7 @@ impl Prepared {
             names,
             secret_env,
             quarantines,
+            auto_quarantine,
         } = self;
         let masker = assay_engine::masker(&plan, &opts);
         let work = AgentWork {
@@ -64,6 +65,7 @@ impl Prepared {
             workflow: execution.workflow.clone(),
             masker,
             quarantines,
+            auto_quarantine,
             commit: execution.tags.get("commit").cloned().or_else(|| {
                 execution
                     .running_context
@@ -165,7 +167,9 @@ impl RemoteRun {
                 ));
             }
         }
-        let errors = std::mem::take(&mut self.record_errors).into_vec();
+        let mut errors = std::mem::take(&mut self.record_errors);
+        self.recorder.auto_quarantine(&mut errors).await;
+        let errors = errors.into_vec();
         let store: &Store = &self.recorder.store;
         if !errors.is_empty() {
             store.set_record_errors(&self.execution.id, &errors).await?;

@@ -71,7 +71,8 @@ pub use named_secrets::{
     check_secret_key, check_secret_name,
 };
 pub use quarantines::{
-    NewQuarantine, QUARANTINE_REASON_MAX, QUARANTINE_TEST_MAX, Quarantine, covering, parse_until,
+    AUTO_QUARANTINE_DAYS, AUTO_QUARANTINE_LABEL, NewQuarantine, QUARANTINE_REASON_MAX,
+    QUARANTINE_TEST_MAX, Quarantine, covering, flaky_rule, parse_until,
 };
 pub use schedules::{ClaimedTick, ScheduleTick};
 pub use secrets::KEY_FILE;

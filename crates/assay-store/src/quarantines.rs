@@ -4,6 +4,7 @@
 //! `class::name`, or its bare name), for one workflow or for every workflow, with a required
 //! reason, an optional expiry and, for automatic entries, the flaky rule that made it.
 
+use assay_reports::flaky::{FlakyPolicy, FlakyReason, Verdict};
 use serde::{Deserialize, Serialize};
 
 use crate::Store;
@@ -11,6 +12,12 @@ use crate::db::RowExt;
 use crate::error::{Result, StoreError};
 use crate::executions::retry_busy;
 use crate::model::{UnixMs, now_ms};
+
+/// The workflow label that turns automatic quarantine on (`"true"`): after each run, tests the
+/// flaky rule marks are quarantined for [`AUTO_QUARANTINE_DAYS`] ([`Store::auto_quarantine`]).
+pub const AUTO_QUARANTINE_LABEL: &str = "assay.io/auto-quarantine";
+/// How long an automatic quarantine lasts.
+pub const AUTO_QUARANTINE_DAYS: i64 = 14;
 
 /// Longest test name or workflow name accepted.
 pub const QUARANTINE_TEST_MAX: usize = 1024;
@@ -166,7 +173,59 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Quarantine> {
     })
 }
 
+/// The rule an automatic quarantine records: which flaky rule fired, with its evidence.
+pub fn flaky_rule(verdict: &Verdict) -> String {
+    let why = match &verdict.reason {
+        Some(FlakyReason::SameCommit { commit }) => {
+            format!("passed and failed on the same commit {commit}")
+        }
+        Some(FlakyReason::PassedOnRetry) => "failed, then passed on a retry".to_string(),
+        None => "flaky".to_string(),
+    };
+    let at = verdict
+        .last_flake_at
+        .map(|t| format!(", last at {}", crate::testkube::rfc3339(t)))
+        .unwrap_or_default();
+    format!(
+        "flaky: {why} ({} failure(s) in {} run(s) in 14 days{at})",
+        verdict.failures, verdict.runs
+    )
+}
+
 impl Store {
+    /// Quarantines the tests of `workflow` that the flaky rule marks now (passed and failed on
+    /// one commit, or passed on a retry, within the default window) and no active entry covers
+    /// yet, for [`AUTO_QUARANTINE_DAYS`], each with the rule and its evidence; the new entries.
+    pub async fn auto_quarantine(&self, workflow: &str) -> Result<Vec<Quarantine>> {
+        let now = now_ms();
+        let existing = self.active_quarantines(Some(workflow)).await?;
+        let mut added = Vec::new();
+        for test in self
+            .flaky_tests(Some(workflow), &FlakyPolicy::default(), now)
+            .await?
+        {
+            if !test.verdict.flaky
+                || covering(&existing, workflow, &test.key, &test.name, now).is_some()
+            {
+                continue;
+            }
+            added.push(
+                self.add_quarantine(&NewQuarantine {
+                    test: test.key.clone(),
+                    workflow: Some(workflow.to_string()),
+                    reason: format!(
+                        "automatic: the flaky rule marked it (workflow label {AUTO_QUARANTINE_LABEL}); lifted after {AUTO_QUARANTINE_DAYS} days"
+                    ),
+                    until: Some(now + AUTO_QUARANTINE_DAYS * 24 * 3600 * 1000),
+                    created_by: Some("assay auto-quarantine".into()),
+                    rule: Some(flaky_rule(&test.verdict)),
+                })
+                .await?,
+            );
+        }
+        Ok(added)
+    }
+
     /// Quarantines a test (replacing the entry for the same test and workflow, if any) and
     /// returns the stored entry. Bad input (empty test or reason, past expiry) changes nothing.
     pub async fn add_quarantine(&self, new: &NewQuarantine) -> Result<Quarantine> {

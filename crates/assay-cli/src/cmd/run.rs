@@ -369,6 +369,16 @@ pub async fn execute(
         write_junit_file(path, store, full, &names).await?;
     }
     ui.summary(full, &names, &tails, store);
+    for q in &finished.auto_quarantined {
+        eprintln!(
+            "  auto-quarantined: {} until {} ({}) — from the next run on; `assay quarantine list`",
+            q.test,
+            q.until
+                .map(assay_store::testkube::rfc3339)
+                .unwrap_or_default(),
+            q.rule.as_deref().unwrap_or("flaky")
+        );
+    }
     // What could not be recorded is said, but the verdict is the run's own.
     for e in &finished.record_errors {
         eprintln!("warning: {e}");
