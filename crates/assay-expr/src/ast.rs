@@ -335,6 +335,7 @@ impl Expr {
                     | "relpath"
                     | "abspath"
                     | "makepath"
+                    | "testSelector"
             ),
             _ => false,
         }

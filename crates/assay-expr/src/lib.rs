@@ -38,6 +38,7 @@ mod ops;
 mod parser;
 mod paths;
 mod print;
+mod selector;
 mod stdlib;
 mod template;
 mod value;
@@ -51,6 +52,7 @@ pub use error::{ErrorKind, ExprError};
 pub use eval::MAX_EVAL_DEPTH;
 pub use machine::{Chain, FnMachine, Lookup, Machine, Vars};
 pub use parser::MAX_DEPTH;
+pub use selector::TOOLS as SELECTOR_TOOLS;
 pub use stdlib::FUNCTIONS;
 pub use template::parse_template;
 

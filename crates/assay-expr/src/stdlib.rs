@@ -43,6 +43,7 @@ pub const FUNCTIONS: &[&str] = &[
     "abspath",
     "makepath",
     "jq",
+    "testSelector",
     "_wc",
 ];
 
@@ -186,6 +187,11 @@ pub fn call(
             ))
         }),
         "jq" => Err(err("function `jq` is not supported")),
+        "testSelector" => arity(name, a, 2, 2).and_then(|_| {
+            crate::selector::render(&to_string(&a[0]), &a[1])
+                .map(|s| Expr::Lit(Value::String(s)))
+                .map_err(err)
+        }),
         _ => return None,
     };
     Some(result)
