@@ -22,6 +22,7 @@ mod output_snapshots;
 mod policy_cli;
 mod quarantine_cli;
 mod real_suite;
+mod rerun_failed;
 mod scan_cli;
 mod secrets_cli;
 mod security_artifacts;

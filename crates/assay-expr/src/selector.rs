@@ -297,8 +297,14 @@ mod tests {
 
     #[test]
     fn nextest_filters_and_refuses_what_is_not_a_test_path() {
-        let out = sel("nextest", json!([{"name": "store::tests::open"}, {"name": "a_b"}]));
-        assert_eq!(words(&out), ["-E", "test(=store::tests::open) | test(=a_b)"]);
+        let out = sel(
+            "nextest",
+            json!([{"name": "store::tests::open"}, {"name": "a_b"}]),
+        );
+        assert_eq!(
+            words(&out),
+            ["-E", "test(=store::tests::open) | test(=a_b)"]
+        );
         let e = render("nextest", &json!([{"name": "x) | all()"}])).unwrap_err();
         assert!(e.contains("not a Rust test path"), "{e}");
     }
@@ -333,7 +339,10 @@ mod tests {
             let w = words(&sel("jest", t.clone()));
             assert_eq!(w.len(), 2, "{w:?}");
             assert_eq!(w[1], format!("^(?:{})$", regex_escape(name)));
-            assert!(!w[1].contains("(?:.*)"), "a wildcard name stays literal: {w:?}");
+            assert!(
+                !w[1].contains("(?:.*)"),
+                "a wildcard name stays literal: {w:?}"
+            );
         }
         // A module named like an option cannot become one.
         let out = sel("pytest", json!([{"class": "-p.evil", "name": "t"}]));

@@ -74,6 +74,11 @@ pub struct RunRequest {
     /// Testkube's execution target given with the run (it overrides the workflow's
     /// `spec.execution.target`): the execution waits for a matching agent.
     pub target: Option<ExecutionTarget>,
+    /// The tests this run is asked to run (`execution.selectedTests`, an input of
+    /// `testSelector`): the failed tests of an earlier execution for `assay rerun --failed`, the
+    /// new tests of a `--repeat-new` repetition; empty on a normal run. Each is an object with
+    /// `name` and, where the report gave them, `class`, `suite` and `file`.
+    pub selected_tests: Vec<Value>,
 }
 
 static DEFAULT_RUNTIME: std::sync::OnceLock<Arc<dyn Runtime>> = std::sync::OnceLock::new();
@@ -104,6 +109,7 @@ impl RunRequest {
             held: false,
             runtime: None,
             target: None,
+            selected_tests: Vec::new(),
         }
     }
 }
@@ -482,6 +488,7 @@ async fn prepare_created(
         "number": execution.number,
         "scheduledAt": assay_store::testkube::rfc3339(execution.scheduled_at),
         "tags": tags,
+        "selectedTests": req.selected_tests,
     });
     creq.execution = Some(context.clone());
     if wf.balances_durations() {

@@ -13,6 +13,7 @@ mod held;
 pub mod history;
 pub mod quarantine;
 pub mod runs;
+pub mod selection;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Test cases parsed from an execution's JUnit reports: per-execution lists, per-test history
 //! and flaky detection over that history.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use assay_reports::flaky::{self, FlakyPolicy, Outcome, Run, Verdict};
 use assay_reports::{CaseStatus, TestCase};
@@ -309,6 +309,46 @@ impl Store {
             tests,
             sources: sources.into_iter().map(|(s, (_, d))| (s, d)).collect(),
         })
+    }
+
+    /// The keys of the tests of `id`'s workflow that other executions recorded before `id`'s
+    /// first case, leaving out executions on `id`'s commit (the same commit run again still has
+    /// the same new tests); `None` when there is no such history (the workflow's first commit:
+    /// nothing can be called new). What `--repeat-new` compares an execution with.
+    pub async fn known_test_keys(&self, id: &str) -> Result<Option<BTreeSet<String>>> {
+        let db = self.db();
+        let own = sqlx::query(
+            "SELECT workflow, commit_sha, recorded_at FROM test_cases WHERE execution_id = $1 \
+             ORDER BY seq LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(|e| db.err("read an execution's test cases", e))?;
+        let Some(own) = own else {
+            return Ok(None);
+        };
+        let workflow = own.text("workflow")?;
+        let commit = own.opt_text("commit_sha")?;
+        let first_at = own.int("recorded_at")?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT test_key, commit_sha FROM test_cases WHERE workflow = $1 \
+             AND execution_id <> $2 AND recorded_at <= $3",
+        )
+        .bind(&workflow)
+        .bind(id)
+        .bind(first_at)
+        .fetch_all(&db.pool)
+        .await
+        .map_err(|e| db.err("read the tests known before an execution", e))?;
+        let mut keys = BTreeSet::new();
+        for row in rows {
+            let other = row.opt_text("commit_sha")?;
+            if commit.is_none() || other != commit {
+                keys.insert(row.text("test_key")?);
+            }
+        }
+        Ok((!keys.is_empty()).then_some(keys))
     }
 
     /// Judge every test that failed or was rerun within the policy's window (optionally of one

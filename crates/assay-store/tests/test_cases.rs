@@ -171,3 +171,42 @@ async fn history_and_flakiness(env: Env) {
     );
 }
 both!(history_and_flakiness);
+
+/// `--repeat-new`: a test is new when no execution on another commit recorded it before.
+async fn tests_known_before_an_execution(env: Env) {
+    use CaseStatus::*;
+    let store = &env.store;
+    let first = execution(store, "a", &[case("m", "old", Passed)]).await;
+    // The first commit has no history to compare with: nothing is new.
+    assert_eq!(store.known_test_keys(&first).await.unwrap(), None);
+    let again = execution(
+        store,
+        "a",
+        &[case("m", "old", Passed), case("m", "fresh", Passed)],
+    )
+    .await;
+    assert_eq!(store.known_test_keys(&again).await.unwrap(), None);
+    let next = execution(
+        store,
+        "b",
+        &[
+            case("m", "old", Passed),
+            case("m", "fresh", Failed),
+            case("m", "newer", Passed),
+        ],
+    )
+    .await;
+    let known = store.known_test_keys(&next).await.unwrap().unwrap();
+    // `fresh` is known from commit a; a later run on b (a repetition) does not count.
+    assert_eq!(
+        known.into_iter().collect::<Vec<_>>(),
+        vec!["m::fresh".to_string(), "m::old".to_string()]
+    );
+    execution(store, "b", &[case("m", "newer", Failed)]).await;
+    let known = store.known_test_keys(&next).await.unwrap().unwrap();
+    assert!(!known.contains("m::newer"));
+    // An execution without cases has nothing to compare.
+    let empty = execution(store, "c", &[]).await;
+    assert_eq!(store.known_test_keys(&empty).await.unwrap(), None);
+}
+both!(tests_known_before_an_execution);

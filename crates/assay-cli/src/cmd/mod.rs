@@ -19,6 +19,7 @@ pub mod plan;
 pub mod policy;
 pub mod prune;
 pub mod quarantine;
+pub mod repeat_new;
 pub mod rerun;
 pub mod run;
 pub mod run_remote;

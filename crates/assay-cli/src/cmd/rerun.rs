@@ -1,6 +1,8 @@
-//! `assay rerun ID|NAME [--original]`: run an execution's workflow again with the same config
-//! values and tags — with the workflow's current stored definition when there is one, or the
-//! definition recorded with the execution (`--original`, and for workflows run from a file).
+//! `assay rerun ID|NAME [--original] [--failed]`: run an execution's workflow again with the
+//! same config values and tags — with the workflow's current stored definition when there is
+//! one, or the definition recorded with the execution (`--original`, and for workflows run from
+//! a file). `--failed` hands the execution's failed tests to the workflow as
+//! `execution.selectedTests`, and refuses a workflow that does not use them.
 
 use assay_store::{DefinitionKind, ExecutionRef};
 
@@ -19,6 +21,12 @@ pub struct Args {
     /// Use the definition recorded with the execution even when the workflow is stored
     #[arg(long)]
     original: bool,
+
+    /// Run only the tests that failed: they reach the workflow as `execution.selectedTests`,
+    /// which a step turns into the tool's selector with `testSelector(TOOL,
+    /// execution.selectedTests)`; a workflow that does not use them is refused
+    #[arg(long)]
+    failed: bool,
 
     /// Values of sensitive parameters, which are never recorded, `KEY=VALUE` (repeatable)
     #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -58,6 +66,9 @@ async fn rerun(args: Args) -> anyhow::Result<u8> {
         }
         if !args.secrets.is_empty() {
             return Err(local_only("`--secret`", &remote));
+        }
+        if args.failed {
+            return Err(local_only("`--failed`", &remote));
         }
         return super::run_remote::rerun(
             &remote,
@@ -100,28 +111,40 @@ async fn rerun(args: Args) -> anyhow::Result<u8> {
     let (workflow, doc) = pick_workflow(&file, None)?;
     // The service's rules: sensitive values were never recorded, so they must be given again;
     // values of parameters the workflow no longer declares are dropped.
-    let config = match assay_service::rerun_config(&exec.summary, &workflow, &args.secrets) {
-        Ok(config) => config.into_iter().collect(),
-        Err(e) => {
-            if let assay_service::ServiceError::SensitiveNotRecorded { keys, .. } = &e {
-                let hint = format!(
-                    "give them again: {}",
-                    keys.iter()
-                        .map(|k| format!("--secret {k}=..."))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
-                return Err(UserError::invalid(e.to_string()).with_hint(hint).into());
+    let config: Vec<(String, String)> =
+        match assay_service::rerun_config(&exec.summary, &workflow, &args.secrets) {
+            Ok(config) => config.into_iter().collect(),
+            Err(e) => {
+                if let assay_service::ServiceError::SensitiveNotRecorded { keys, .. } = &e {
+                    let hint = format!(
+                        "give them again: {}",
+                        keys.iter()
+                            .map(|k| format!("--secret {k}=..."))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                    return Err(UserError::invalid(e.to_string()).with_hint(hint).into());
+                }
+                return Err(anyhow::anyhow!(e));
             }
-            return Err(anyhow::anyhow!(e));
-        }
-    };
+        };
     let tags = exec
         .summary
         .tags
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let templates = stored_templates(&store).await?;
+    let target = Target {
+        workflow,
+        display,
+        doc: Some(doc.clone()),
+    };
+    let selected_tests = if args.failed {
+        failed_tests(&store, &exec.summary, &target, &templates, &config).await?
+    } else {
+        Vec::new()
+    };
     let inputs = RunInputs {
         config,
         tags,
@@ -129,20 +152,59 @@ async fn rerun(args: Args) -> anyhow::Result<u8> {
         output: args.output,
         quiet: args.quiet,
         junit: None,
+        selected_tests,
     };
-    let templates = stored_templates(&store).await?;
-    let doc = doc.clone();
-    let code = execute(
-        &inputs,
-        &store,
-        &templates,
-        Target {
-            workflow,
-            display,
-            doc: Some(doc),
-        },
-    )
-    .await?;
+    let done = execute(&inputs, &store, &templates, target).await?;
     store.close().await;
-    Ok(code)
+    Ok(done.code)
+}
+
+/// `--failed`: the execution's failed tests as `execution.selectedTests`. Refused (exit 2)
+/// when there is nothing to select, or when the workflow would not use the selection and so
+/// would run every test again.
+async fn failed_tests(
+    store: &assay_store::Store,
+    exec: &assay_store::ExecutionSummary,
+    target: &Target,
+    templates: &assay_spec::TemplateSet,
+    config: &[(String, String)],
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let cases = store
+        .test_cases(&ExecutionRef::Id(exec.id.clone()), &[])
+        .await
+        .map_err(store_err)?;
+    let failed = assay_service::selection::failed_cases(&cases);
+    if failed.is_empty() {
+        let (why, hint) = if cases.is_empty() {
+            (
+                "recorded no test cases (no step wrote a JUnit report), so which tests failed is not known",
+                "rerun it all without `--failed`, and have the step write JUnit (e.g. `pytest --junitxml=/data/artifacts/junit.xml` with an `artifacts` entry)",
+            )
+        } else {
+            (
+                "has no failed test case",
+                "there is nothing to rerun; without `--failed` every test runs again",
+            )
+        };
+        return Err(UserError::invalid(format!("execution {} {why}", exec.name))
+            .with_hint(hint)
+            .into());
+    }
+    let tests: Vec<serde_json::Value> = failed
+        .iter()
+        .map(assay_service::selection::selected)
+        .collect();
+    super::repeat_new::require_selection(target, templates, config, &tests, "--failed")?;
+    eprintln!(
+        "rerunning the {} failed test{} of {}: {}",
+        failed.len(),
+        if failed.len() == 1 { "" } else { "s" },
+        exec.name,
+        failed
+            .iter()
+            .map(|c| c.key.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(tests)
 }

@@ -92,6 +92,13 @@ pub struct Args {
     #[arg(long, short = 'f')]
     pub follow: bool,
 
+    /// Run the tests that are new on this commit N more times after the run, through
+    /// `testSelector(TOOL, execution.selectedTests)` in the workflow; a new test that fails in
+    /// any run but not in all is reported flaky (exit 1)
+    #[arg(long, value_name = "N", conflicts_with_all = ["all", "output"],
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat_new: Option<u32>,
+
     #[command(flatten)]
     pub runtime: crate::runtime_args::RuntimeArgs,
 
@@ -231,6 +238,15 @@ pub struct RunInputs {
     pub output: Option<RunFormat>,
     pub quiet: bool,
     pub junit: Option<PathBuf>,
+    /// `execution.selectedTests` (see [`assay_runner::RunRequest::selected_tests`]).
+    pub selected_tests: Vec<Value>,
+}
+
+/// A finished run: its verdict's exit code and the execution it recorded.
+pub struct Executed {
+    pub code: u8,
+    pub id: String,
+    pub name: String,
 }
 
 async fn run_one(
@@ -246,8 +262,12 @@ async fn run_one(
         output: args.output,
         quiet: args.quiet,
         junit: args.junit.clone(),
+        selected_tests: Vec::new(),
     };
-    execute(&inputs, store, templates, target).await
+    let Some(times) = args.repeat_new else {
+        return Ok(execute(&inputs, store, templates, target).await?.code);
+    };
+    super::repeat_new::run(inputs, store, templates, target, times).await
 }
 
 /// Run one workflow with its inputs, draw progress, print the summary (and `-o json`), and
@@ -257,8 +277,9 @@ pub async fn execute(
     store: &Store,
     templates: &TemplateSet,
     target: Target,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Executed> {
     let mut req = RunRequest::new(target.workflow.clone(), templates.clone());
+    req.selected_tests = args.selected_tests.clone();
     req.config = args
         .config
         .iter()
@@ -383,10 +404,14 @@ pub async fn execute(
     for e in &finished.record_errors {
         eprintln!("warning: {e}");
     }
-    Ok(if full.summary.status == ExecutionStatus::Passed {
-        exit::SUCCESS
-    } else {
-        exit::FAILED
+    Ok(Executed {
+        code: if full.summary.status == ExecutionStatus::Passed {
+            exit::SUCCESS
+        } else {
+            exit::FAILED
+        },
+        id: full.summary.id.clone(),
+        name: full.summary.name.clone(),
     })
 }
 

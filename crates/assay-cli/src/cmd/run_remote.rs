@@ -46,6 +46,7 @@ pub async fn run(args: &Args, r: &Remote) -> anyhow::Result<u8> {
         (!args.templates.is_empty(), "`--templates`"),
         (!args.secrets.is_empty(), "`--secret`"),
         (args.junit.is_some(), "`--junit`"),
+        (args.repeat_new.is_some(), "`--repeat-new`"),
     ] {
         if given {
             return Err(local_only(flag, r));
