@@ -389,3 +389,77 @@ fn auto_quarantine_by_the_flaky_rule_with_the_rule_recorded() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("auto-quarantined:"));
     assert_eq!(list().as_array().unwrap().len(), 1);
 }
+
+/// The README's worked example, as written: its workflow file and its shell lines, run by bash
+/// with `assay` on the PATH and a fresh data dir; each line's exit code and what its comment
+/// promises.
+#[test]
+fn readme_quarantine_example_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme
+        .find("```yaml\napiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: clock\n")
+        .expect("the README has the quarantine example");
+    let body = &readme[start + "```yaml\n".len()..];
+    let yaml = &body[..body.find("```").unwrap()];
+    let script = &body[body.find("```sh\n").unwrap() + "```sh\n".len()..];
+    let script = &script[..script.find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("clock.yaml"), yaml).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_assay"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let lines: Vec<&str> = script.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 5, "{script}");
+    let mut outs = Vec::new();
+    for line in &lines {
+        let out = Command::new("bash")
+            .args(["-c", line])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("ASSAY_DATA_DIR", dir.path().join("data"))
+            .env("ASSAY_CONFIG", dir.path().join("contexts.yaml"))
+            .env("NO_COLOR", "1")
+            .env_remove("ASSAY_CONTEXT")
+            .env_remove("ASSAY_DATABASE")
+            .env_remove("ASSAY_ARTIFACTS")
+            .output()
+            .unwrap();
+        outs.push(out);
+    }
+    let err = |i: usize| String::from_utf8_lossy(&outs[i].stderr).into_owned();
+    let out = |i: usize| String::from_utf8_lossy(&outs[i].stdout).into_owned();
+    assert_eq!(outs[0].status.code(), Some(1), "{}", text(&outs[0]));
+    assert!(err(0).contains("clock-1 failed"), "{}", err(0));
+    for (i, o) in outs.iter().enumerate().skip(1) {
+        assert_eq!(o.status.code(), Some(0), "{}: {}", lines[i], text(o));
+    }
+    assert!(err(2).contains("clock-2 passed"), "{}", err(2));
+    assert!(
+        err(2).contains("quarantined failures (they did not fail the run): clock::drift"),
+        "{}",
+        err(2)
+    );
+    let listed = out(3);
+    assert!(listed.starts_with("TEST"), "{listed}");
+    for column in ["WORKFLOW", "UNTIL", "REASON", "BY"] {
+        assert!(listed.lines().next().unwrap().contains(column), "{listed}");
+    }
+    assert!(
+        listed.contains("clock::drift")
+            && listed.contains("2099-12-31")
+            && listed.contains("JIRA-12"),
+        "{listed}"
+    );
+    let after = assay(&dir.path().join("data"), &dir.path().join("contexts.yaml"))
+        .args(["quarantine", "list", "--all", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&after.stdout).unwrap(),
+        serde_json::json!([])
+    );
+}

@@ -140,6 +140,27 @@ async fn quarantines_over_rest_with_roles_and_a_queued_run() {
         .unwrap_or_else(|| panic!("no step says so: {second:#}"));
     assert_eq!(step["status"], "passed");
     assert_eq!(step["exitCode"], 1);
+    // The dashboard's execution page says so too, and marks the case.
+    let page = s
+        .http
+        .get(s.url(&format!("/executions/{}", second["id"].as_str().unwrap())))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(
+            "<dt>Quarantined failures</dt><dd id=\"quarantined\"><code>clock::drift</code>"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("<span class=\"label\">quarantined</span>"),
+        "{page}"
+    );
 
     // The list, for a viewer; a test name with a slash is lifted through its encoded path.
     let r = post(

@@ -261,6 +261,8 @@ pub(crate) struct CaseRow {
     pub status: String,
     pub duration: String,
     pub message: String,
+    /// It failed while quarantined.
+    pub quarantined: bool,
 }
 
 #[derive(Template)]
@@ -276,6 +278,8 @@ struct ExecutionPage {
     duration: String,
     context: String,
     error: String,
+    /// Failed tests that did not fail the execution: they are quarantined.
+    quarantined: Vec<String>,
     abort_requested: bool,
     tags: Vec<(String, String)>,
     config: Vec<(String, String)>,
@@ -539,6 +543,7 @@ pub async fn show(
                 .map(|d| format::duration(d as i64))
                 .unwrap_or_default(),
             message: c.case.message.clone().unwrap_or_default(),
+            quarantined: c.quarantined,
         })
         .collect();
     page_response(
@@ -553,6 +558,11 @@ pub async fn show(
             duration: duration(&execution),
             context: context(&execution),
             error: execution.error_message.clone().unwrap_or_default(),
+            quarantined: execution
+                .steps
+                .iter()
+                .flat_map(|s| s.quarantined_failures.iter().cloned())
+                .collect(),
             abort_requested: execution.abort_requested,
             tags: execution
                 .tags
