@@ -3,4 +3,5 @@
 
 mod budget;
 mod props;
+mod selector;
 mod testkube;

@@ -1,0 +1,121 @@
+//! `testSelector`'s patterns checked by a real JavaScript regex engine (Node.js, as Jest,
+//! Vitest and Playwright use it): each selects exactly the chosen names, hostile ones included,
+//! and none of their neighbours. Go's RE2 reads these escapes the same way (`regexp.QuoteMeta`
+//! escapes the same characters); Go itself is not installed on the test machines.
+
+use assay_expr::{Vars, parse};
+use serde_json::{Value, json};
+
+/// The words a shell would pass to the tool for `testSelector(tool, tests)`.
+fn selector(tool: &str, tests: &Value) -> Vec<String> {
+    let vars = Vars::new().with("tests", tests.clone());
+    let out = parse(&format!("testSelector({tool:?}, tests)"))
+        .unwrap()
+        .evaluate(&[&vars])
+        .unwrap();
+    shlex::split(out.as_str().unwrap()).unwrap()
+}
+
+/// For each subject, whether `new RegExp(pattern)` matches it in Node.js; `None` without node.
+fn node_matches(pattern: &str, subjects: &[String]) -> Option<Vec<bool>> {
+    let script = "const [p, s] = JSON.parse(require('fs').readFileSync(0, 'utf8'));\
+                  const re = new RegExp(p);\
+                  console.log(JSON.stringify(s.map(x => re.test(x))));";
+    let mut child = match std::process::Command::new("node")
+        .args(["-e", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("node is not installed: the JavaScript regex check is skipped");
+            return None;
+        }
+        Err(e) => panic!("node: {e}"),
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json!([pattern, subjects]).to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "node failed on {pattern:?}");
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+const HOSTILE: &[&str] = &[
+    "$(touch pwned)",
+    "it's (1+1)",
+    "a.*",
+    "[x] | y",
+    "back\\slash ^$",
+    "{3} ?",
+];
+
+#[test]
+fn jest_pattern_selects_exactly_the_chosen_full_names() {
+    let chosen: Vec<String> = HOSTILE.iter().map(|h| format!("suite {h}")).collect();
+    let mut others: Vec<String> = vec![
+        "suite a.b".into(),
+        "suite axx".into(),
+        "suite it's (11)".into(),
+        "suite x".into(),
+        "prefix suite $(touch pwned)".into(),
+        "suite $(touch pwned) suffix".into(),
+    ];
+    let tests: Vec<Value> = chosen.iter().map(|n| json!({"name": n})).collect();
+    let words = selector("jest", &json!(tests));
+    assert_eq!(words[0], "-t");
+    let mut subjects = chosen.clone();
+    subjects.append(&mut others);
+    let Some(matched) = node_matches(&words[1], &subjects) else {
+        return;
+    };
+    let expected: Vec<bool> = subjects.iter().map(|s| chosen.contains(s)).collect();
+    assert_eq!(matched, expected, "{subjects:?} against {}", words[1]);
+}
+
+#[test]
+fn playwright_pattern_matches_the_end_of_the_title_path() {
+    // Playwright's JUnit names join describe blocks by ` › `; `--grep` sees the project, the
+    // file and the titles joined by spaces.
+    let tests = json!([{"name": "cart › adds (1+1) items"}, {"name": "it's"}]);
+    let words = selector("playwright", &tests);
+    assert_eq!(words[0], "--grep");
+    let subjects: Vec<String> = [
+        "chromium cart.spec.ts cart adds (1+1) items",
+        "cart.spec.ts it's",
+        "chromium cart.spec.ts cart adds 11 items",
+        "chromium cart.spec.ts cart adds (1+1) items later",
+        "chromium cart.spec.ts its",
+        "chromium cart.spec.ts quit's",
+    ]
+    .map(String::from)
+    .to_vec();
+    let Some(matched) = node_matches(&words[1], &subjects) else {
+        return;
+    };
+    assert_eq!(
+        matched,
+        [true, true, false, false, false, false],
+        "{}",
+        words[1]
+    );
+}
+
+#[test]
+fn go_pattern_selects_the_top_level_tests_only() {
+    let tests = json!([{"name": "TestParse/empty"}, {"name": "TestA"}]);
+    let words = selector("go", &tests);
+    assert_eq!(words[0], "-run");
+    let subjects: Vec<String> = ["TestParse", "TestA", "TestAB", "XTestA", "TestParser"]
+        .map(String::from)
+        .to_vec();
+    let Some(matched) = node_matches(&words[1], &subjects) else {
+        return;
+    };
+    assert_eq!(matched, [true, true, false, false, false], "{}", words[1]);
+}
