@@ -1,7 +1,8 @@
 //! `testSelector`'s patterns checked by a real JavaScript regex engine (Node.js, as Jest,
 //! Vitest and Playwright use it): each selects exactly the chosen names, hostile ones included,
 //! and none of their neighbours. Go's RE2 reads these escapes the same way (`regexp.QuoteMeta`
-//! escapes the same characters); Go itself is not installed on the test machines.
+//! escapes the same characters); Go itself is not installed on the test machines. The nextest
+//! filter is given to a real `cargo nextest list`.
 
 use assay_expr::{Vars, parse};
 use serde_json::{Value, json};
@@ -118,4 +119,55 @@ fn go_pattern_selects_the_top_level_tests_only() {
         return;
     };
     assert_eq!(matched, [true, true, false, false, false], "{}", words[1]);
+}
+
+/// The nextest filter, given to a real `cargo nextest list` on a small crate: exactly the chosen
+/// tests, not one whose name starts the same.
+#[test]
+fn nextest_filter_lists_exactly_the_chosen_tests() {
+    let nextest = std::process::Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output();
+    if !nextest.is_ok_and(|o| o.status.success()) {
+        eprintln!("cargo-nextest is not installed: the nextest filter check is skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let krate = dir.path().join("picked");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        "[package]\nname = \"picked\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        krate.join("src/lib.rs"),
+        "#[cfg(test)]\nmod tests {\n    #[test]\n    fn open() {}\n    #[test]\n    fn open_all() {}\n    #[test]\n    fn close() {}\n}\n",
+    )
+    .unwrap();
+    let words = selector(
+        "nextest",
+        &json!([{"name": "tests::open"}, {"name": "tests::close"}]),
+    );
+    assert_eq!(words[0], "-E");
+    let out = std::process::Command::new("cargo")
+        .args(["nextest", "list", "--offline"])
+        .args(&words)
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", dir.path().join("target"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let mut tests: Vec<&str> = listed.lines().map(str::trim).collect();
+    tests.sort();
+    assert_eq!(
+        tests,
+        ["picked tests::close", "picked tests::open"],
+        "{listed}"
+    );
 }
