@@ -25,6 +25,8 @@ fn assay(data: &Path, config: &Path) -> Command {
     c.env("ASSAY_DATA_DIR", data)
         .env("ASSAY_CONFIG", config)
         .env("NO_COLOR", "1")
+        // Runs inside this repository would all get its commit (the analysis compares commits).
+        .env("ASSAY_PROVENANCE", "off")
         .env_remove("ASSAY_CONTEXT")
         .env_remove("ASSAY_DATABASE")
         .env_remove("ASSAY_ARTIFACTS");

@@ -32,6 +32,7 @@ mod context;
 mod junit;
 mod launcher;
 mod names;
+pub mod provenance;
 mod recorder;
 pub mod remote;
 pub mod stored;
@@ -49,6 +50,9 @@ pub struct RunRequest {
     /// Config values (`--config k=v` as strings, or JSON values).
     pub config: IndexMap<String, Value>,
     pub tags: BTreeMap<String, String>,
+    /// Tags learnt rather than given (the run's [`provenance`]): recorded only where neither
+    /// `tags` nor the workflow's `spec.execution.tags` set the key.
+    pub inferred_tags: BTreeMap<String, String>,
     /// Secret values: given to every step as environment variables, used as the value of a
     /// sensitive config parameter of the same name, and masked everywhere.
     pub secrets: BTreeMap<String, String>,
@@ -101,6 +105,7 @@ impl RunRequest {
             templates,
             config: IndexMap::new(),
             tags: BTreeMap::new(),
+            inferred_tags: BTreeMap::new(),
             secrets: BTreeMap::new(),
             running_context: RunningContext::default(),
             base_env: BTreeMap::new(),
@@ -389,6 +394,9 @@ fn record_for(
         if !v.contains("{{") {
             tags.entry(k.clone()).or_insert_with(|| v.clone());
         }
+    }
+    for (k, v) in &req.inferred_tags {
+        tags.entry(k.clone()).or_insert_with(|| v.clone());
     }
     let config_record: BTreeMap<String, ConfigValue> = first
         .plan

@@ -103,6 +103,8 @@ pub async fn run(
         let repeat = RunInputs {
             config: inputs.config.clone(),
             tags,
+            // The same change: the same provenance.
+            inferred: inputs.inferred.clone(),
             secrets: inputs.secrets.clone(),
             output: None,
             quiet: inputs.quiet,

@@ -148,6 +148,8 @@ async fn rerun(args: Args) -> anyhow::Result<u8> {
     let inputs = RunInputs {
         config,
         tags,
+        // A rerun keeps the original's tags, provenance included: it tests the same change.
+        inferred: Default::default(),
         secrets: args.secrets.clone(),
         output: args.output,
         quiet: args.quiet,

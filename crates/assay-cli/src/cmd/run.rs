@@ -126,6 +126,31 @@ pub async fn stored_templates(store: &Store) -> anyhow::Result<TemplateSet> {
     Ok(assay_runner::stored::templates(store).await?)
 }
 
+/// The tags the run learns from the git repository it starts in (`assay_runner::provenance`),
+/// read once per command; `ai.source` is `tag` when `--tag ai.tool=…` names the tool. A
+/// repository that cannot be read is said once on stderr and the run goes on without them.
+pub fn provenance_tags(
+    explicit: &[(String, String)],
+) -> std::collections::BTreeMap<String, String> {
+    use assay_runner::provenance;
+    let mut tags = std::collections::BTreeMap::new();
+    if provenance::enabled_by_env() {
+        let ci = running_context_from_env(ContextType::Cli).ci;
+        match std::env::current_dir()
+            .map_err(|e| e.to_string())
+            .and_then(|dir| provenance::detect(&dir, ci.as_ref()).map_err(|e| e.to_string()))
+        {
+            Ok(Some(p)) => tags = provenance::tags(&p),
+            Ok(None) => {}
+            Err(e) => eprintln!("warning: provenance not recorded: failed to {e}"),
+        }
+    }
+    if explicit.iter().any(|(k, _)| k == provenance::TAG_AI_TOOL) {
+        tags.insert(provenance::TAG_AI_SOURCE.into(), "tag".into());
+    }
+    tags
+}
+
 async fn run_async(args: Args) -> anyhow::Result<u8> {
     if let Some(remote) = args.conn.remote()? {
         return super::run_remote::run(&args, &remote).await;
@@ -142,9 +167,10 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
     let store = args.conn.store.open().await?;
     let mut templates = stored_templates(&store).await?;
     let targets = targets(&args, &store, &mut templates).await?;
+    let inferred = provenance_tags(&args.tags);
     let mut worst = exit::SUCCESS;
     for target in targets {
-        let code = run_one(&args, &store, &templates, target).await?;
+        let code = run_one(&args, &store, &templates, target, &inferred).await?;
         worst = worst.max(code);
     }
     store.close().await;
@@ -234,6 +260,8 @@ fn all_workflows(file: &LoadedFile) -> anyhow::Result<Vec<Target>> {
 pub struct RunInputs {
     pub config: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
+    /// Tags learnt from the repository (provenance): recorded where nothing else set the key.
+    pub inferred: std::collections::BTreeMap<String, String>,
     pub secrets: Vec<(String, String)>,
     pub output: Option<RunFormat>,
     pub quiet: bool,
@@ -254,10 +282,12 @@ async fn run_one(
     store: &Store,
     templates: &TemplateSet,
     target: Target,
+    inferred: &std::collections::BTreeMap<String, String>,
 ) -> anyhow::Result<u8> {
     let inputs = RunInputs {
         config: args.config.clone(),
         tags: args.tags.clone(),
+        inferred: inferred.clone(),
         secrets: args.secrets.clone(),
         output: args.output,
         quiet: args.quiet,
@@ -286,6 +316,7 @@ pub async fn execute(
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect::<IndexMap<_, _>>();
     req.tags = args.tags.iter().cloned().collect();
+    req.inferred_tags = args.inferred.clone();
     req.secrets = args.secrets.iter().cloned().collect();
     req.running_context = running_context_from_env(ContextType::Cli);
     if let Some(w) = assay_engine::sandbox::isolation_warning() {

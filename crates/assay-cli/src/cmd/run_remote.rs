@@ -58,7 +58,12 @@ pub async fn run(args: &Args, r: &Remote) -> anyhow::Result<u8> {
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect(),
-        tags: args.tags.iter().cloned().collect(),
+        tags: {
+            // Given tags win over learnt ones (the server cannot tell them apart).
+            let mut tags = super::run::provenance_tags(&args.tags);
+            tags.extend(args.tags.iter().cloned());
+            tags
+        },
         target: target_of(args),
     };
     let queued = r

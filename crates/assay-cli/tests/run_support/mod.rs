@@ -47,6 +47,9 @@ pub fn assay() -> Command {
         cmd.env("ASSAY_STEP_USER", user);
     }
     cmd.env("NO_COLOR", "1");
+    // The tests run inside this repository: its commit and branch would become tags of every
+    // run (insights.rs turns it on in repositories it makes).
+    cmd.env("ASSAY_PROVENANCE", "off");
     cmd
 }
 
