@@ -16,6 +16,7 @@ pub mod agents;
 pub mod analysis;
 pub mod execution;
 pub mod gate;
+pub mod insights;
 pub mod quarantine;
 pub mod status;
 

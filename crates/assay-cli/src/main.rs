@@ -71,6 +71,8 @@ enum Command {
     Init(cmd::init::Args),
     /// Ask the history a question in plain words ("failed pytest tests this week") [local]
     Ask(cmd::ask::Args),
+    /// First-try pass rate, runs until green and rework per AI tool, team or workflow
+    Insights(cmd::insights::Args),
     /// Scans: secrets in files, folders or git history (gitleaks-format rules) [local]
     Scan(cmd::scan::Args),
 }
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => cmd::policy::run(args),
         Command::Init(args) => cmd::init::run(args),
         Command::Ask(args) => cmd::ask::run(args),
+        Command::Insights(args) => cmd::insights::run(args),
         Command::Scan(args) => cmd::scan::run(args),
     };
     finish(result)

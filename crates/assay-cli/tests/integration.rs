@@ -13,6 +13,7 @@ mod explain;
 mod gate_cli;
 mod history_cli;
 mod init_cli;
+mod insights;
 mod isolation;
 mod junit_and_rerun;
 mod lifecycle;

@@ -33,7 +33,7 @@ fn run(cmd: &mut Command, what: &str) {
 }
 
 /// The Python of a venv holding the SDK: the given one, or a cached one built here.
-fn python_with_sdk(requirements: &Path) -> PathBuf {
+pub(crate) fn python_with_sdk(requirements: &Path) -> PathBuf {
     if let Some(p) = std::env::var_os("ASSAY_TEST_PYTHON").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }

@@ -562,6 +562,19 @@ impl Client {
             .await
     }
 
+    /// How changes fare by AI tool, team or workflow (`GET /v1/insights?since=…&by=…`).
+    pub async fn insights(
+        &self,
+        since: &str,
+        by: &str,
+    ) -> Result<assay_api::insights::Insights, ClientError> {
+        let mut url = self.url(&["v1", "insights"]);
+        url.query_pairs_mut()
+            .append_pair("since", since)
+            .append_pair("by", by);
+        self.json(self.request(Method::GET, url)).await
+    }
+
     /// `POST /v1/test-workflow-executions/{id}/abort`.
     pub async fn abort(&self, id: &str) -> Result<AbortResponse, ClientError> {
         let url = self.url(&["v1", "test-workflow-executions", id, "abort"]);

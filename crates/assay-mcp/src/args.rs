@@ -189,6 +189,18 @@ pub struct WhyFailedArgs {
     pub execution: String,
 }
 
+/// `insights`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InsightsArgs {
+    /// The window: `30d` (default), `12h`, `2w`, or a date `YYYY-MM-DD`.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Group by `tool` (default: the AI tool that made the change), `team` or `workflow`.
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
 /// `test_history`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -31,6 +31,7 @@ const INSTRUCTIONS: &str = "Assay runs Testkube-compatible TestWorkflows on this
 Typical loop: list_workflows, then run_workflow {\"name\": …, \"wait\": true}; a failed run's answer names the failing step, its exit code and the error lines of its output; why_failed gives the cause \
 (regression, flaky, broken, infrastructure, new-test) with its evidence and what changed since the last pass. \
 For more: test_history, compare_executions, list_failures_since_last_pass, get_execution_logs with the step ref (tail or grep). Write workflows with validate_workflow, then create_or_update_workflow. \
+insights: first-try pass rate, runs until green and rework per AI tool, team or workflow. \
 Answers are plain text and bounded; every error says what to call next.";
 
 /// The MCP server over the tool layer.
@@ -261,6 +262,17 @@ impl AssayMcp {
         Parameters(args): Parameters<WhyFailedArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         answer(self.tools.why_failed(args).await)
+    }
+
+    #[tool(
+        description = "How changes fare per AI tool (default), team or workflow over a window (default 30d): first-try pass rate, runs until green, rework rate and failure classes, and which teams ran no system-level workflow (label level=system) on AI-made commits. A change is one workflow on one commit.",
+        annotations(read_only_hint = true)
+    )]
+    async fn insights(
+        &self,
+        Parameters(args): Parameters<InsightsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.insights(args).await)
     }
 
     #[tool(

@@ -29,6 +29,7 @@ EXPECTED_TOOLS = {
     "why_failed", "test_history", "compare_executions", "list_failures_since_last_pass",
     "ask", "draft_workflow",
     "list_quarantined_tests", "quarantine_test", "unquarantine_test",
+    "insights",
 }
 
 # A step whose JUnit report (written by the shell) has one failing test, `drift`.

@@ -14,6 +14,7 @@ pub mod error;
 mod executions;
 pub mod guard;
 mod hooks;
+mod insights;
 pub mod metrics;
 pub mod notify;
 mod quarantines;
@@ -340,6 +341,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::list_executions))
         .routes(routes!(executions::get_execution))
         .routes(routes!(executions::execution_analysis))
+        .routes(routes!(insights::insights))
         .routes(routes!(executions::abort_execution))
         .routes(routes!(executions::execution_logs))
         .routes(routes!(executions::list_artifacts))

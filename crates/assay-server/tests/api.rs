@@ -175,6 +175,8 @@ async fn auth_per_role() {
     assert!(doc["paths"]["/v1/test-workflow-executions/{id}/artifacts/{path}"].is_object());
     assert!(doc["paths"]["/v1/test-workflow-executions/{id}/analysis"].is_object());
     assert!(doc["components"]["schemas"]["Analysis"].is_object());
+    assert!(doc["paths"]["/v1/insights"]["get"].is_object());
+    assert!(doc["components"]["schemas"]["Insights"].is_object());
     let docs = s.http.get(s.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger"));

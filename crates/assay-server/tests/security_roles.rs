@@ -82,6 +82,7 @@ fn routes() -> Vec<(Method, &'static str, TokenRole)> {
         (Method::GET, "/v1/quarantines", Viewer),
         (Method::POST, "/v1/quarantines", Admin),
         (Method::DELETE, "/v1/quarantines/nope", Admin),
+        (Method::GET, "/v1/insights", Viewer),
         (Method::GET, "/v1/agents", Viewer),
         (Method::POST, "/v1/agents/nope/claim", Runner),
         (Method::POST, "/v1/agents/nope/heartbeat", Runner),

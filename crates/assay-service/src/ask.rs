@@ -86,8 +86,8 @@ pub struct Answer {
 
 /// What a workflow is, for tool and label filters.
 #[derive(Debug, Clone, Default)]
-struct Profile {
-    labels: BTreeMap<String, String>,
+pub(crate) struct Profile {
+    pub(crate) labels: BTreeMap<String, String>,
     /// The definition's text, lowercased (which tools its steps run).
     text: String,
 }
@@ -344,7 +344,11 @@ impl Service {
     }
 
     /// A workflow's labels and text: its stored definition, else what `execution` ran.
-    async fn profile(&self, workflow: &str, execution: Option<&str>) -> ServiceResult<Profile> {
+    pub(crate) async fn profile(
+        &self,
+        workflow: &str,
+        execution: Option<&str>,
+    ) -> ServiceResult<Profile> {
         if let Ok(d) = self
             .store
             .get_definition(DefinitionKind::Workflow, workflow, None)

@@ -11,6 +11,7 @@ pub mod error;
 pub mod gate;
 mod held;
 pub mod history;
+pub mod insights;
 pub mod quarantine;
 pub mod runs;
 pub mod selection;

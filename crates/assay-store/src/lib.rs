@@ -33,6 +33,7 @@ mod executions;
 mod files;
 pub mod format;
 mod hooks;
+mod insights;
 pub mod lease;
 pub mod live;
 pub mod logs;
@@ -62,6 +63,7 @@ pub use hooks::{
     CUT_MARKER, Hook, HookDelivery, MAX_DELIVERIES, MAX_ERROR_BYTES, MAX_EVENT_CHARS, NewHook,
     StartedExecution, StoredResource, WebhookAttempt,
 };
+pub use insights::InsightRow;
 pub use lease::LeaseOwner;
 pub use live::{Changes, Watch};
 pub use logs::{LogLine, LogReader, LogWriter};

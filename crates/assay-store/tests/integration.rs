@@ -6,6 +6,7 @@ mod common;
 mod dashboard;
 mod full_disk;
 mod hooks;
+mod insights;
 mod named_secrets;
 mod quarantines;
 mod s3;

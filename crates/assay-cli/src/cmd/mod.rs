@@ -13,6 +13,7 @@ pub mod gate;
 pub mod get;
 pub mod history;
 pub mod init;
+pub mod insights;
 pub mod logs;
 pub mod mcp;
 pub mod plan;

@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::Tools;
 use crate::args::{
-    CompareExecutionsArgs, ListFailuresSinceLastPassArgs, TestHistoryArgs, WhyFailedArgs,
+    CompareExecutionsArgs, InsightsArgs, ListFailuresSinceLastPassArgs, TestHistoryArgs,
+    WhyFailedArgs,
 };
 use crate::error::{ToolError, ToolResult};
 use crate::summary::{ago, call, duration};
@@ -65,6 +66,38 @@ impl Tools {
             let _ = writeln!(out, "next: {}", next.join("; "));
         }
         Ok(out)
+    }
+
+    /// `insights`: how changes fare per AI tool, team or workflow, as text.
+    pub async fn insights(&self, args: InsightsArgs) -> ToolResult {
+        use assay_service::insights::{self, By, DEFAULT_DAYS, InsightsQuery};
+        let now = assay_store::now_ms();
+        let since = match args.since.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => insights::parse_since(s, now).map_err(service_err)?,
+            None => now - DEFAULT_DAYS * 86_400_000,
+        };
+        let by = match args.by.as_deref().filter(|s| !s.is_empty()) {
+            Some(b) => By::parse(b).map_err(service_err)?,
+            None => By::Tool,
+        };
+        let answer = self
+            .service()
+            .insights(&InsightsQuery { since, by })
+            .await
+            .map_err(service_err)?;
+        // Agent-sized: the groups with most changes, then fewer until it fits.
+        let mut groups = 15;
+        loop {
+            let out = insights::render_text(&answer, groups);
+            if out.len() <= MAX_ANSWER || groups <= 1 {
+                return Ok(clip_text(
+                    &out,
+                    MAX_ANSWER,
+                    "ask with `by` or a shorter `since`",
+                ));
+            }
+            groups /= 2;
+        }
     }
 
     /// `test_history`: one test's latest runs, newest first.

@@ -209,6 +209,105 @@ pub fn pass_rate(runs: &[RunPoint]) -> Option<u32> {
     (passed * 100).checked_div(ended).map(|p| p as u32)
 }
 
+/// Series colours of the insights charts (`g0` … `g5` in the CSS); groups past six share `g5`.
+pub const SERIES: usize = 6;
+
+/// One horizontal bar per group: its first-try pass rate (0–100%), with the number of changes
+/// in the label.
+pub fn rate_bars(rows: &[(String, Option<f64>, u32)]) -> String {
+    const W: f64 = 420.0;
+    const LABEL: f64 = 130.0;
+    const ROW: f64 = 22.0;
+    if rows.is_empty() {
+        return String::new();
+    }
+    let h = rows.len() as f64 * ROW + 4.0;
+    let mut svg = format!(
+        "<svg class=\"rates\" viewBox=\"0 0 {W} {h}\" width=\"{W}\" height=\"{h}\" role=\"img\" \
+         aria-label=\"first-try pass rate per group\">"
+    );
+    for (i, (key, rate, changes)) in rows.iter().enumerate() {
+        let y = 2.0 + i as f64 * ROW;
+        let r = rate.unwrap_or(0.0).clamp(0.0, 1.0);
+        let width = (W - LABEL - 50.0) * r;
+        let text = rate.map_or("–".to_string(), |r| format!("{:.0}%", r * 100.0));
+        let _ = write!(
+            svg,
+            "<text x=\"0\" y=\"{:.1}\">{}</text><rect class=\"g{}\" x=\"{LABEL}\" y=\"{y:.1}\" \
+             width=\"{width:.1}\" height=\"{:.1}\"><title>{}: {} first try of {} changes</title></rect>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{text}</text>",
+            y + 15.0,
+            esc(&clip(key, 18)),
+            i.min(SERIES - 1),
+            ROW - 6.0,
+            esc(key),
+            esc(&text),
+            changes,
+            LABEL + width + 4.0,
+            y + 15.0,
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// One bar of a week: the series (group index), its first-try pass rate, its changes.
+pub type WeekBar = (usize, f64, u32);
+
+/// First-try pass rate per week (oldest on the left), one bar per group in each week,
+/// coloured as in [`rate_bars`] (`keys` gives the order).
+pub fn weekly_bars(weeks: &[(String, Vec<WeekBar>)], keys: &[String]) -> String {
+    const H: f64 = 120.0;
+    const BAR: f64 = 8.0;
+    const GAP: f64 = 14.0;
+    if weeks.is_empty() {
+        return String::new();
+    }
+    let per_week = keys.len().clamp(1, SERIES) as f64 * BAR + GAP;
+    let width = weeks.len() as f64 * per_week;
+    let mut svg = format!(
+        "<svg class=\"bars weekly\" viewBox=\"0 0 {width} {}\" preserveAspectRatio=\"none\" role=\"img\" \
+         aria-label=\"first-try pass rate per week and group\">",
+        H + 14.0
+    );
+    for (w, (week, bars)) in weeks.iter().enumerate() {
+        let x0 = w as f64 * per_week;
+        for (series, rate, changes) in bars {
+            let s = (*series).min(SERIES - 1);
+            let h = (rate.clamp(0.0, 1.0) * (H - 2.0)).max(2.0);
+            let key = keys.get(*series).map(String::as_str).unwrap_or("");
+            let _ = write!(
+                svg,
+                "<rect class=\"g{s}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{BAR}\" height=\"{h:.1}\">\
+                 <title>week of {}: {} {:.0}% first try of {} changes</title></rect>",
+                x0 + s as f64 * BAR,
+                H - h,
+                esc(week),
+                esc(key),
+                rate * 100.0,
+                changes
+            );
+        }
+        let _ = write!(
+            svg,
+            "<text class=\"axis\" x=\"{x0:.1}\" y=\"{:.1}\">{}</text>",
+            H + 12.0,
+            esc(week.get(5..).unwrap_or(week))
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(max - 1).collect();
+    s.push('…');
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

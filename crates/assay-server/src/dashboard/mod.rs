@@ -15,6 +15,7 @@ mod charts;
 mod executions;
 mod format;
 mod highlight;
+mod insights;
 mod session;
 mod workflows;
 
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/workflows/{name}", get(workflows::show))
         .route("/workflows/{name}/run", post(workflows::run))
         .route("/executions", get(executions::list))
+        .route("/insights", get(insights::show))
         .route("/executions/{id}", get(executions::show))
         .route("/executions/{id}/abort", post(executions::abort))
         .route("/executions/{id}/rerun", post(executions::rerun))
@@ -87,7 +89,7 @@ pub(crate) struct Nav {
     pub can_run: bool,
     /// Whether logging out makes sense (auth is on).
     pub auth: bool,
-    /// Which top-level page is current (`workflows`, `executions`).
+    /// Which top-level page is current (`workflows`, `executions`, `insights`).
     pub active: &'static str,
 }
 
