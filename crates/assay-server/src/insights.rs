@@ -15,8 +15,10 @@ use assay_api::ErrorBody;
 /// whose AI-made commits ran no workflow labelled `level: system`. A change is one workflow on
 /// one commit (`commit` tag or CI commit).
 #[utoipa::path(get, path = "/v1/insights", tag = "insights",
-    params(("since" = Option<String>, Query, nullable = false, description = "`30d` (default), `12h`, `2w` or `YYYY-MM-DD`"),
-           ("by" = Option<String>, Query, nullable = false, description = "`tool` (default), `team` or `workflow`")),
+    params(("since" = Option<String>, Query, nullable = false, description = "`30d` (default), `12h`, `2w` or `YYYY-MM-DD`",
+            pattern = r"^([0-9]{1,5}[hdw]|(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]))$"),
+           ("by" = Option<String>, Query, nullable = false, description = "`tool` (default), `team` or `workflow`",
+            pattern = "^(tool|team|workflow)$")),
     responses((status = 200, body = assay_api::insights::Insights), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody)))]
 pub async fn insights(
@@ -37,11 +39,11 @@ pub(crate) async fn read(
         )));
     }
     let now = assay_store::now_ms();
-    let since = match q.get("since").filter(|s| !s.is_empty()) {
+    let since = match q.get("since") {
         Some(s) => parse_since(s, now)?,
         None => now - DEFAULT_DAYS * 86_400_000,
     };
-    let by = match q.get("by").filter(|s| !s.is_empty()) {
+    let by = match q.get("by") {
         Some(b) => By::parse(b)?,
         None => By::Tool,
     };

@@ -44,8 +44,10 @@ fn percent(r: Option<f64>) -> String {
 pub async fn show(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(mut q): Query<HashMap<String, String>>,
 ) -> Response {
+    // A cleared field of the form means its default.
+    q.retain(|_, v| !v.trim().is_empty());
     let nav = Nav::new(&caller, state.auth, "insights");
     let since = q.get("since").cloned().unwrap_or_else(|| "30d".into());
     let by = q.get("by").cloned().unwrap_or_else(|| "tool".into());
