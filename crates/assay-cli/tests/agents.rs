@@ -3,7 +3,8 @@
 //! SIGKILL mid-run leaves its execution `aborted` (with the reason) once its lease expires, and
 //! the execution queued behind it goes to another agent; nothing stays `running`. The README's
 //! "Agents" session runs as written (port and folder replaced), and the protocol refuses
-//! writes from anyone but the agent session that holds an execution.
+//! writes from anyone but the agent session that holds an execution. Quarantines set through a
+//! server context hold for runs an agent takes.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -559,4 +560,171 @@ fn readme_agents_session_runs_as_written() {
         "{agents}"
     );
     drop(background);
+}
+
+/// A targeted workflow whose step writes a JUnit report with one failing test (`c::bad`).
+const QCLOCK: &str = r#"
+apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: qclock
+spec:
+  execution:
+    target:
+      match:
+        env: [staging]
+  steps:
+  - name: tests
+    shell: |
+      mkdir -p reports
+      printf '<testsuite name="s" tests="2"><testcase classname="c" name="ok"/><testcase classname="c" name="bad"><failure message="boom"/></testcase></testsuite>\n' > reports/junit.xml
+      exit 1
+    artifacts:
+      paths: ["reports/*.xml"]
+"#;
+
+/// Quarantine through a server context from the CLI (admin adds, viewer refused), and a run an
+/// agent takes: the agent's engine gets the quarantined tests with its work, so the step passes
+/// there and says so; the server records the case as quarantined.
+#[test]
+fn quarantine_through_a_context_holds_for_runs_an_agent_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = start_server(&data, &[]);
+    let token_file = dir.path().join("runner.token");
+    std::fs::write(&token_file, server.token("agents", "runner")).unwrap();
+    let viewer = server.token("looker", "viewer");
+    let _agent = server.agent(&token_file, "builder-1", &["env=staging"]);
+    server.apply(QCLOCK);
+    let config = dir.path().join("contexts.yaml");
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let cli = |args: &[&str]| {
+        let out = assay()
+            .args(args)
+            .env("ASSAY_CONFIG", &config)
+            .env("ASSAY_DATA_DIR", dir.path().join("embedded"))
+            .env("NO_COLOR", "1")
+            .env_remove("ASSAY_CONTEXT")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = cli(&[
+        "context",
+        "add",
+        "srv",
+        "--server",
+        &url,
+        "--token",
+        &server.admin,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = cli(&[
+        "context", "add", "look", "--server", &url, "--token", &viewer,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let first = server.run("qclock", json!({}));
+    server.wait_status(first["id"].as_str().unwrap(), "failed");
+
+    // A viewer's context may list but not add: the server's 403, exit 2.
+    let (code, _, err) = cli(&[
+        "quarantine",
+        "add",
+        "c::bad",
+        "--workflow",
+        "qclock",
+        "--reason",
+        "r",
+        "--context",
+        "look",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("needs `admin`"), "{err}");
+    let (code, _, err) = cli(&[
+        "quarantine",
+        "add",
+        "c::bad",
+        "--workflow",
+        "qclock",
+        "--reason",
+        "JIRA-5",
+        "--context",
+        "srv",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cli(&["quarantine", "list", "-o", "json", "--context", "look"]);
+    assert_eq!(code, Some(0), "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["test"], "c::bad");
+    assert_eq!(listed[0]["createdBy"], "admin");
+    // Nothing went to the embedded store.
+    let (_, out, _) = cli(&["quarantine", "list", "-o", "json", "--context", "embedded"]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!([]));
+
+    let second = server.run("qclock", json!({}));
+    let id = second["id"].as_str().unwrap();
+    let done = server.wait_status(id, "passed");
+    assert_eq!(done["result"]["quarantinedFailures"], json!(["c::bad"]));
+    let agent_err = _agent.stderr();
+    assert!(
+        agent_err.contains(&format!(
+            "claimed execution={}",
+            second["name"].as_str().unwrap()
+        )),
+        "{agent_err}"
+    );
+    let (status, body) = http(
+        server.port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{id}/logs"),
+        &server.admin,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("the step failed only through quarantined tests"),
+        "{body}"
+    );
+    let cases = assay()
+        .args(["get", "tests", id, "-o", "json"])
+        .env("ASSAY_DATA_DIR", &data)
+        .env("ASSAY_CONFIG", &config)
+        .env_remove("ASSAY_CONTEXT")
+        .output()
+        .unwrap();
+    let cases: Value = serde_json::from_slice(&cases.stdout).unwrap();
+    let bad = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "c::bad")
+        .unwrap();
+    assert_eq!(bad["quarantined"], true);
+
+    let (code, _, err) = cli(&[
+        "quarantine",
+        "remove",
+        "c::bad",
+        "--workflow",
+        "qclock",
+        "--context",
+        "srv",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = cli(&[
+        "quarantine",
+        "remove",
+        "c::bad",
+        "--workflow",
+        "qclock",
+        "--context",
+        "srv",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not quarantined"), "{err}");
 }
