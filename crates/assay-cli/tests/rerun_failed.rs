@@ -473,3 +473,35 @@ fn rerun_failed_refuses_what_would_rerun_everything() {
         text(&out)
     );
 }
+
+/// A failed case `testSelector` cannot select exactly (pytest without a module) refuses the
+/// rerun with exit 2 before anything runs, rather than running more tests.
+#[test]
+fn rerun_failed_refuses_a_test_the_selector_cannot_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(
+        &wf,
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: nameless\nspec:\n  steps:\n  - shell: |\n      echo {{ testSelector(\"pytest\", execution.selectedTests) }}\n      mkdir -p r\n      printf '%s' '<testsuite name=\"pytest\"><testcase name=\"test_x\"><failure message=\"no\"/></testcase></testsuite>' > r/junit.xml\n      exit 1\n    artifacts:\n      paths: [\"r/*.xml\"]\n",
+    )
+    .unwrap();
+    let out = assay(&data).arg("run").arg(&wf).arg("-q").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = assay(&data)
+        .args(["rerun", "nameless-1", "--failed"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("workflow `nameless` does not compile with the selected tests")
+            && err.contains("neither a file nor a module"),
+        "{err}"
+    );
+    let list = assay(&data)
+        .args(["get", "executions", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("nameless-2"));
+}

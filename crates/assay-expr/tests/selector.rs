@@ -171,3 +171,26 @@ fn nextest_filter_lists_exactly_the_chosen_tests() {
         "{listed}"
     );
 }
+
+/// A workflow with two tools gives each only its own tests, filtered by the report's suite
+/// (the README's example).
+#[test]
+fn selected_tests_filter_by_suite_per_tool() {
+    let tests = json!([
+        {"name": "test_a", "class": "tests.test_a", "suite": "pytest"},
+        {"name": "cart adds", "suite": "cart"},
+    ]);
+    let vars = Vars::new().with("execution", json!({"selectedTests": tests}));
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    let example =
+        "testSelector(\"pytest\", filter(execution.selectedTests, \"_.value.suite == 'pytest'\"))";
+    assert!(
+        readme.contains(&format!("{{{{ {example} }}}}")),
+        "the README shows it"
+    );
+    let out = parse(example).unwrap().evaluate(&[&vars]).unwrap();
+    assert_eq!(out, json!("tests/test_a.py::test_a"));
+}

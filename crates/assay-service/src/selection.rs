@@ -52,16 +52,28 @@ pub fn failed_cases(cases: &[StoredTestCase]) -> Vec<StoredTestCase> {
     out
 }
 
+/// How a workflow takes a selection of tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Its plan changes with `execution.selectedTests`.
+    Used,
+    /// Its plan is the same with and without them: it would run every test again, so
+    /// `--failed` and `--repeat-new` refuse it rather than do that.
+    Unused,
+    /// Its plan does not compile with these tests (a name `testSelector` cannot select exactly,
+    /// an unknown tool): the errors, `path: message`.
+    Fails(Vec<String>),
+}
+
 /// Whether the workflow's plan depends on `execution.selectedTests`: the plan compiled with
-/// `tests` differs from the plan compiled with none. A workflow that does not use them would
-/// run every test again, so `--failed` and `--repeat-new` refuse it rather than do that. A plan
-/// that does not compile counts as using them (the run then reports the error itself).
+/// `tests` differs from the plan compiled with none. A plan that does not compile without them
+/// either counts as using them (the run then reports its own errors).
 pub fn uses_selected_tests(
     workflow: &TestWorkflow,
     templates: &TemplateSet,
     config: &IndexMap<String, Value>,
     tests: &[Value],
-) -> bool {
+) -> Selection {
     let plan = |tests: &[Value]| {
         let mut req = assay_spec::CompileRequest::new(workflow, templates);
         req.config = config.clone();
@@ -74,12 +86,18 @@ pub fn uses_selected_tests(
             "selectedTests": tests,
         }));
         assay_spec::compile(&req)
-            .ok()
-            .and_then(|c| serde_json::to_value(&c.plan).ok())
+            .map(|c| serde_json::to_value(&c.plan).unwrap_or_default())
+            .map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect::<Vec<_>>()
+            })
     };
     match (plan(tests), plan(&[])) {
-        (Some(with), Some(without)) => with != without,
-        _ => true,
+        (Ok(with), Ok(without)) if with == without => Selection::Unused,
+        (Err(errors), Ok(_)) => Selection::Fails(errors),
+        _ => Selection::Used,
     }
 }
 
@@ -168,7 +186,23 @@ mod tests {
              spec:\n  steps:\n  - shell: pytest {{ execution.name }}\n",
         );
         let config = IndexMap::new();
-        assert!(uses_selected_tests(&uses, &templates, &config, &tests));
-        assert!(!uses_selected_tests(&ignores, &templates, &config, &tests));
+        assert_eq!(
+            uses_selected_tests(&uses, &templates, &config, &tests),
+            Selection::Used
+        );
+        assert_eq!(
+            uses_selected_tests(&ignores, &templates, &config, &tests),
+            Selection::Unused
+        );
+        // A case pytest cannot be given exactly: the plan fails, it does not select more.
+        match uses_selected_tests(&uses, &templates, &config, &[json!({"name": "test_x"})]) {
+            Selection::Fails(errors) => {
+                assert!(
+                    errors[0].contains("neither a file nor a module"),
+                    "{errors:?}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

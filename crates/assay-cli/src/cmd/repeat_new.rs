@@ -28,8 +28,21 @@ pub fn require_selection(
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    if selection::uses_selected_tests(&target.workflow, templates, &config, tests) {
-        return Ok(());
+    match selection::uses_selected_tests(&target.workflow, templates, &config, tests) {
+        selection::Selection::Used => return Ok(()),
+        selection::Selection::Fails(errors) => {
+            return Err(UserError::invalid(format!(
+                "workflow `{}` does not compile with the selected tests: {}",
+                target.workflow.metadata.name,
+                errors.join("; ")
+            ))
+            .with_hint(
+                "`testSelector` refuses a test it cannot select exactly rather than run more; \
+                 see the README's \"Rerun only what failed\" for what each tool needs",
+            )
+            .into());
+        }
+        selection::Selection::Unused => {}
     }
     Err(UserError::invalid(format!(
         "workflow `{}` does not use `execution.selectedTests`, so `{flag}` would run every test \
