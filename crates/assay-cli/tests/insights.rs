@@ -329,6 +329,16 @@ fn readme_insights_session_records_provenance_and_counts_exactly() {
     assert_eq!(status, 400);
     assert!(page.contains("`since` is a duration"), "{page}");
 
+    // Through a server context (a viewer's token): the server's answer, printed the same.
+    let url = format!("http://127.0.0.1:{port}");
+    let (code, _, err) = output(sh(
+        d,
+        &format!("assay context add srv --server {url} --token {viewer}"),
+    ));
+    assert_eq!(code, 0, "{err}");
+    let (code, text, err) = output(sh(d, "assay insights --by team --context srv"));
+    assert_eq!((code, text.as_str()), (0, by_team_text.as_str()), "{err}");
+
     // The MCP tool through the official client: the same text as the CLI.
     if std::env::var("ASSAY_TEST_SKIP_PYTHON").as_deref() == Ok("1") {
         eprintln!("MCP half skipped: ASSAY_TEST_SKIP_PYTHON=1");
@@ -350,6 +360,26 @@ fn readme_insights_session_records_provenance_and_counts_exactly() {
         );
         assert_eq!(text, by_team_text);
     }
+
+    // A run through a server context carries the provenance of the repository it starts in.
+    let admin = std::fs::read_to_string(d.join("data/admin.token")).unwrap();
+    let (code, _, err) = output(sh(
+        d,
+        &format!(
+            "assay context add adm --server {url} --token {} && \
+             assay apply -f examples/insights/checks.yaml --context adm",
+            admin.trim()
+        ),
+    ));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = output(sh(d, "cd shop && assay run e2e --context adm -o json"));
+    assert_eq!(code, 0, "{out}{err}");
+    let remote_run: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        remote_run["tags"],
+        serde_json::json!({"commit": main_head, "branch": "main", "team": "payments"}),
+        "{remote_run:#}"
+    );
 
     // A repository git cannot read: said once, the run goes on and passes.
     let broken = d.join("broken");
