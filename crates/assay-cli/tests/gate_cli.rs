@@ -2,17 +2,16 @@
 //! the README's example as written (tests, a policy check and a secret scan in one workflow,
 //! then the gate of the commit; the execution's dashboard page shows the three kinds of
 //! result), a failing gate with its evidence (the README's second example), a test that became
-//! flaky on a commit, and bad input (a bad gate file, an unknown commit) as usage errors.
+//! flaky on a commit, bad input (a bad gate file, an unknown commit) as usage errors, and the
+//! server: `POST /v1/gates/evaluate` for viewers (4xx on bad rules), `assay gate` through a
+//! context, and the badge of a gate saved with `--gate NAME=FILE`.
 
 use crate::run_support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use run_support::{assay, free_port, serve};
+use run_support::{assay, free_port, http, serve, serve_with};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,26 +69,6 @@ fn fake_github_token() -> String {
         i = (i * 7 + 5) % 101;
     }
     s
-}
-
-/// One HTTP/1.1 GET with `Connection: close`: status and body.
-fn http_get(port: u16, path: &str, token: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
-    );
-    stream.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[test]
@@ -161,7 +140,13 @@ fn readme_example_runs_as_written_and_its_execution_page_shows_tests_policies_an
     let port = free_port();
     let _server = serve(data.path(), port);
     let admin = std::fs::read_to_string(data.path().join("admin.token")).unwrap();
-    let (status, page) = http_get(port, &format!("/executions/{id}"), admin.trim());
+    let (status, page) = http(
+        port,
+        "GET",
+        &format!("/executions/{id}"),
+        admin.trim(),
+        None,
+    );
     assert_eq!(status, 200, "{page}");
     for shown in [
         "tests.test_calc::test_add",
@@ -483,4 +468,208 @@ fn bad_gate_files_and_unknown_targets_are_usage_errors() {
 
     let (code, _, stderr) = assay_in(d, &data, &["gate", "--rules", "gate.yaml"]);
     assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn security_gates_are_judged_for_viewers_and_badges_name_saved_gates_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    let (code, out, err) = shop_run(d, &data, "c0ffee1");
+    assert_eq!(code, 1, "{out}{err}");
+    std::fs::write(
+        d.join("tests.yaml"),
+        "name: tests\nrules: {noFailingTests: true}\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("lenient.yaml"), "rules: {minPassRate: 60}\n").unwrap();
+    let token = |role: &str| {
+        let (code, out, err) = assay_in(
+            d,
+            &data,
+            &["token", "create", "--role", role, "--name", "ci"],
+        );
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let viewer = token("viewer");
+    // A bad saved gate stops the server from starting, with the file's place.
+    std::fs::write(d.join("bad.yaml"), "rules:\n  noFlakes: true\n").unwrap();
+    let (code, _, err) = assay_in(d, &data, &["server", "--gate", "bad=bad.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.yaml:2:3: unknown field `noFlakes`"),
+        "{err}"
+    );
+
+    let port = free_port();
+    let tests_gate = d.join("tests.yaml");
+    let lenient_gate = d.join("lenient.yaml");
+    let _server = serve_with(
+        &data,
+        port,
+        &[
+            "--gate",
+            &format!("tests={}", tests_gate.display()),
+            "--gate",
+            &format!("lenient={}", lenient_gate.display()),
+        ],
+    );
+    let post = |token: &str, body: &str| {
+        http(
+            port,
+            "POST",
+            "/v1/gates/evaluate",
+            token,
+            Some(("application/json", body)),
+        )
+    };
+
+    // A viewer may judge (it only reads): the verdict, 200 even when the gate fails.
+    let (status, body) = post(
+        &viewer,
+        r#"{"rules": "rules: {noFailingTests: true}", "execution": "shop-1"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["passed"], false);
+    assert_eq!(
+        v["rules"][0]["evidence"][0]["item"],
+        "tests.test_cart::test_total"
+    );
+    // Rules as a JSON object, by commit.
+    let (status, body) = post(
+        &viewer,
+        r#"{"rules": {"rules": {"minPassRate": 60}}, "commit": "c0ffee1"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""passed":true"#), "{body}");
+    assert!(!body.contains(&fake_github_token()), "the secret leaked");
+
+    // Bad rules: 400 with the problem's place; bad targets: 400 and 404; no token: 401.
+    let (status, body) = post(
+        &viewer,
+        r#"{"rules": "rules:\n  noFlakes: true\n", "commit": "c0ffee1"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["problems"][0]["line"], 2, "{body}");
+    assert_eq!(e["problems"][0]["column"], 3, "{body}");
+    assert!(
+        e["problems"][0]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("noNewFlakyTests"),
+        "{body}"
+    );
+    let (status, body) = post(
+        &viewer,
+        r#"{"rules": "rules: {noSecrets: true}", "commit": "c0ffee1", "execution": "shop-1"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post(&viewer, r#"{"rules": "rules: {noSecrets: true}"}"#);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post(&viewer, r#"{"rules": 7, "commit": "c0ffee1"}"#);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post(
+        &viewer,
+        r#"{"rules": "rules: {noSecrets: true}", "commit": "nope"}"#,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("no execution is tagged commit=nope"),
+        "{body}"
+    );
+    let (status, _) = post(
+        "",
+        r#"{"rules": "rules: {noSecrets: true}", "commit": "c0ffee1"}"#,
+    );
+    assert_eq!(status, 401);
+
+    // `assay gate` through a context: the same verdict and exit code.
+    let config = d.join("contexts.yaml");
+    let ctx = |args: &[&str]| {
+        assay()
+            .current_dir(d)
+            .env("ASSAY_CONFIG", &config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let token_file = d.join("viewer.token");
+    std::fs::write(&token_file, &viewer).unwrap();
+    let out = ctx(&[
+        "context",
+        "add",
+        "ci",
+        "--server",
+        &url,
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ctx(&["gate", "shop-1", "--rules", "tests.yaml", "--context", "ci"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("gate tests on execution shop-1: shop-1 failed\nFAIL  noFailingTests"),
+        "{stdout}"
+    );
+
+    // The badge of a saved gate, named by name only: a file path is not a gate.
+    let (status, svg) = http(
+        port,
+        "GET",
+        "/badges/gate.svg?gate=tests&commit=c0ffee1",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 200, "{svg}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("gate tests: failed"),
+        "{svg}"
+    );
+    let (status, svg) = http(
+        port,
+        "GET",
+        "/badges/gate.svg?gate=lenient&commit=c0ffee1",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 200, "{svg}");
+    assert!(svg.contains("gate lenient: passed"), "{svg}");
+    let (status, svg) = http(
+        port,
+        "GET",
+        "/badges/gate.svg?gate=lenient&commit=nothing-here",
+        &viewer,
+        None,
+    );
+    assert_eq!(status, 200, "{svg}");
+    assert!(svg.contains("gate lenient: no runs"), "{svg}");
+    let path = format!(
+        "/badges/gate.svg?gate={}&commit=c0ffee1",
+        lenient_gate.display()
+    );
+    let (status, body) = http(port, "GET", &path, &viewer, None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("saved gates: lenient, tests"), "{body}");
+    let (status, _) = http(
+        port,
+        "GET",
+        "/badges/gate.svg?gate=tests&commit=c0ffee1",
+        "",
+        None,
+    );
+    assert_ne!(status, 200, "the badge needs a login");
 }

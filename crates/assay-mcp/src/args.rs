@@ -301,3 +301,18 @@ pub struct DraftWorkflowArgs {
     #[serde(default)]
     pub shards: Option<u32>,
 }
+
+/// `evaluate_gate`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateGateArgs {
+    /// The gate as YAML text, e.g. "rules: {noFailingTests: true, noPolicyViolations: {severity:
+    /// high}, noNewFlakyTests: true, noSecrets: true, minPassRate: 95, requiredWorkflows: [api]}".
+    pub rules: String,
+    /// Judge this execution (name like `unit-3`, or id) ...
+    #[serde(default)]
+    pub execution: Option<String>,
+    /// ... or every execution tagged `commit=SHA` (the latest of each workflow).
+    #[serde(default)]
+    pub commit: Option<String>,
+}

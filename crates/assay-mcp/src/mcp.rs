@@ -276,6 +276,17 @@ impl AssayMcp {
     }
 
     #[tool(
+        description = "A quality gate's verdict over one execution or every execution of a commit (tagged commit=SHA): rules noFailingTests, noPolicyViolations {severity}, noNewFlakyTests, noSecrets, minPassRate, requiredWorkflows; each rule PASS/FAIL with its evidence (tests, policy results, secret findings masked, workflows).",
+        annotations(read_only_hint = true)
+    )]
+    async fn evaluate_gate(
+        &self,
+        Parameters(args): Parameters<EvaluateGateArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.evaluate_gate(args).await)
+    }
+
+    #[tool(
         description = "One test's latest runs in a workflow, newest first: status, commit, duration, failure message.",
         annotations(read_only_hint = true)
     )]

@@ -30,6 +30,7 @@ EXPECTED_TOOLS = {
     "ask", "draft_workflow",
     "list_quarantined_tests", "quarantine_test", "unquarantine_test",
     "insights",
+    "evaluate_gate",
 }
 
 # A step whose JUnit report (written by the shell) has one failing test, `drift`.
@@ -362,6 +363,29 @@ async def main():
             check(err and "not quarantined" in text, "lifting twice names what is missing", text)
             text, err = await agent.call("run_workflow", {"name": "clock", "wait": True})
             check(not err and "failed" in text.split("\n")[0], "lifted: clock fails again", text)
+
+            # -- quality gates: the failing run fails the gate with its evidence, the
+            # quarantined run passes it, bad rules are a tool error with their place
+            text, err = await agent.call("evaluate_gate",
+                                         {"rules": "rules: {noFailingTests: true}",
+                                          "execution": "clock-3"})
+            check(not err and "FAIL  noFailingTests: 1 test of 2 failing" in text
+                  and "clock::drift (clock-3): drifted 3s" in text
+                  and 'why_failed {"execution":"clock-3"}' in text,
+                  "evaluate_gate fails on a failing test and names it", text)
+            text, err = await agent.call("evaluate_gate",
+                                         {"rules": "rules: {noFailingTests: true}",
+                                          "execution": "clock-2"})
+            check(not err and "gate passed" in text and "quarantined, not counted: clock::drift" in text,
+                  "evaluate_gate leaves out the quarantined failure and says so", text)
+            text, err = await agent.call("evaluate_gate",
+                                         {"rules": "rules:\n  noFlakes: true\n", "execution": "clock-3"})
+            check(err and "noFlakes" in text and "line 2, column 3" in text and "noNewFlakyTests" in text,
+                  "evaluate_gate: an unknown rule is an error with its place and the rules", text)
+            text, err = await agent.call("evaluate_gate",
+                                         {"rules": "rules: {noSecrets: true}", "commit": "nope"})
+            check(err and "no execution is tagged commit=nope" in text,
+                  "evaluate_gate: an unknown commit is named", text)
 
             # -- the scripted agent scenario: "run the tests" -> the failing assertion
             scenario = Agent(session)

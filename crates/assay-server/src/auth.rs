@@ -42,6 +42,10 @@ pub fn required_role(method: &Method, path: &str) -> TokenRole {
     {
         return TokenRole::Viewer;
     }
+    // Judging a gate reads executions and stores nothing.
+    if method == Method::POST && path == "/v1/gates/evaluate" {
+        return TokenRole::Viewer;
+    }
     let tags = method == Method::PATCH
         && path.starts_with("/v1/test-workflow-executions/")
         && path.ends_with("/tags");

@@ -12,6 +12,7 @@ mod dashboard;
 mod definitions;
 pub mod error;
 mod executions;
+pub mod gates;
 pub mod guard;
 mod hooks;
 mod insights;
@@ -115,6 +116,8 @@ pub struct AppState {
     pub unsigned_hooks: hooks::UnsignedLimiter,
     /// Runs handed to agents, and the signal that wakes their claims.
     pub agents: agents::Agents,
+    /// Gates saved by name for badges ([`Server::with_gates`]).
+    pub gates: gates::SavedGates,
 }
 
 /// Where the service's submitted runs go: counted, handed to the queue, and reported to
@@ -201,6 +204,7 @@ impl Server {
             hubs: notify::Hubs::default(),
             unsigned_hooks: hooks::UnsignedLimiter::default(),
             agents,
+            gates: gates::SavedGates::default(),
         };
         // Runs of agents that stopped heartbeating end `aborted` once their lease expires.
         agents::spawn_sweeper(state.clone());
@@ -240,6 +244,16 @@ impl Server {
     /// Timeouts and the connection limit of [`Server::serve`] ([`HttpLimits`]).
     pub fn with_http_limits(mut self, limits: HttpLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Gates saved by name (`--gate NAME=FILE`): the badge `/badges/gate.svg?gate=NAME&…`
+    /// judges by them. Only these, looked up by name; a request never names a file.
+    pub fn with_gates(
+        self,
+        gates: std::collections::BTreeMap<String, assay_service::gate::Gate>,
+    ) -> Self {
+        self.state.gates.set(gates);
         self
     }
 
@@ -343,6 +357,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(executions::execution_analysis))
         .routes(routes!(insights::insights))
         .routes(routes!(executions::abort_execution))
+        .routes(routes!(gates::evaluate))
         .routes(routes!(executions::execution_logs))
         .routes(routes!(executions::list_artifacts))
         .routes(routes!(notify::notifications))

@@ -925,6 +925,12 @@ include-path-regex = "^/v1/agents/"
 generation.max-examples = 5
 checks.positive_data_acceptance.expected-statuses = [200, 204, 400, 409]
 
+# A gate document that fits the JSON shape can still be no gate (unknown rules, none on, both or
+# neither of execution and commit): a 400 names the problem.
+[[operations]]
+include-name = "POST /v1/gates/evaluate"
+checks.positive_data_acceptance.expected-statuses = [200, 400, 404]
+
 # Generated config values may not fit the workflow's parameters: a 400 names them.
 [[operations]]
 include-name = "POST /v1/test-workflows/{{name}}/executions"

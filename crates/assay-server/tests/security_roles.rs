@@ -84,6 +84,8 @@ fn routes() -> Vec<(Method, &'static str, TokenRole)> {
         (Method::DELETE, "/v1/quarantines/nope", Admin),
         (Method::GET, "/v1/insights", Viewer),
         (Method::GET, "/v1/agents", Viewer),
+        // Judging a gate only reads.
+        (Method::POST, "/v1/gates/evaluate", Viewer),
         (Method::POST, "/v1/agents/nope/claim", Runner),
         (Method::POST, "/v1/agents/nope/heartbeat", Runner),
         (

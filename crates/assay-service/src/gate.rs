@@ -652,6 +652,57 @@ fn required_workflows(names: &[String], facts: &Facts) -> RuleVerdict {
     verdict("requiredWorkflows", ev.is_empty(), summary, ev)
 }
 
+/// The verdict as text (`assay gate`, MCP `evaluate_gate`): what was judged, a line per rule
+/// (`PASS`/`FAIL`, the rule, what it found) with its evidence indented below, the notes, and the
+/// gate's verdict last.
+pub fn render_text(v: &GateVerdict) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let executions: Vec<String> = v
+        .executions
+        .iter()
+        .map(|e| format!("{} {}", e.name, e.status))
+        .collect();
+    let _ = writeln!(
+        out,
+        "gate {}on {}: {}",
+        v.gate
+            .as_deref()
+            .map(|g| format!("{g} "))
+            .unwrap_or_default(),
+        v.target,
+        executions.join(", ")
+    );
+    for r in &v.rules {
+        let mark = if r.passed { "PASS" } else { "FAIL" };
+        let _ = writeln!(out, "{mark}  {}: {}", r.rule, r.summary);
+        for e in &r.evidence {
+            let _ = write!(out, "        {}", e.item);
+            if let Some(x) = &e.execution {
+                let _ = write!(out, " ({x})");
+            }
+            if let Some(d) = &e.detail {
+                let _ = write!(out, ": {d}");
+            }
+            out.push('\n');
+        }
+    }
+    for n in &v.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    let failed = v.rules.iter().filter(|r| !r.passed).count();
+    if failed == 0 {
+        let _ = writeln!(out, "gate passed: {} rules passed", v.rules.len());
+    } else {
+        let _ = writeln!(
+            out,
+            "gate failed: {failed} of {} rules failed",
+            v.rules.len()
+        );
+    }
+    out
+}
+
 /// What a gate judges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {

@@ -4,10 +4,9 @@
 //! evidence on stdout (`-o json` for the structured verdict); exit 0 when the gate passes, 1
 //! when a rule fails, 2 on a bad gate file or an unknown execution or commit.
 
-use std::io::Write;
 use std::path::PathBuf;
 
-use assay_api::gate::{GateRequest, GateVerdict};
+use assay_api::gate::GateRequest;
 use assay_service::ServiceError;
 use assay_service::gate::{Gate, Target};
 
@@ -38,14 +37,25 @@ pub struct Args {
     conn: ConnArgs,
 }
 
+/// Read and check a gate file; errors name the file, line and column.
+pub fn load(path: &std::path::Path) -> anyhow::Result<Gate> {
+    Ok(read(path)?.1)
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<(String, Gate)> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UserError::invalid(format!("failed to read the gate file {file}: {e}"))
+            .with_hint("a gate file is YAML such as `rules: {noFailingTests: true}`")
+    })?;
+    let gate = Gate::parse(&text).map_err(|e| service_err(e, &file))?;
+    Ok((text, gate))
+}
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let file = args.rules.display().to_string();
-    let text = std::fs::read_to_string(&args.rules).map_err(|e| {
-        UserError::invalid(format!("failed to read the gate file {file}: {e}"))
-            .with_hint("--rules names a YAML file such as `rules: {noFailingTests: true}`")
-    })?;
     // Checked here for both modes, so a bad file is reported with its own path and place.
-    let gate = Gate::parse(&text).map_err(|e| service_err(e, &file))?;
+    let (text, gate) = read(&args.rules)?;
     let target = Target::from_request(args.execution.as_deref(), args.commit.as_deref())
         .map_err(|e| service_err(e, &file))?;
     tokio::runtime::Runtime::new()?.block_on(async move {
@@ -68,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         source.close().await;
         let verdict = verdict?;
         match args.output {
-            Format::Table => print_verdict(&verdict)?,
+            Format::Table => print!("{}", assay_service::gate::render_text(&verdict)),
             format => print_doc(&verdict, format)?,
         }
         Ok(if verdict.passed {
@@ -77,55 +87,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             exit::FAILED
         })
     })
-}
-
-/// The verdict as text: a line per rule (`PASS`/`FAIL`, the rule, what it found), its evidence
-/// indented below, the notes, and the gate's verdict last.
-fn print_verdict(v: &GateVerdict) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    let executions: Vec<String> = v
-        .executions
-        .iter()
-        .map(|e| format!("{} {}", e.name, e.status))
-        .collect();
-    writeln!(
-        out,
-        "gate {}on {}: {}",
-        v.gate
-            .as_deref()
-            .map(|g| format!("{g} "))
-            .unwrap_or_default(),
-        v.target,
-        executions.join(", ")
-    )?;
-    for r in &v.rules {
-        let mark = if r.passed { "PASS" } else { "FAIL" };
-        writeln!(out, "{mark}  {}: {}", r.rule, r.summary)?;
-        for e in &r.evidence {
-            let mut line = format!("        {}", e.item);
-            if let Some(x) = &e.execution {
-                line.push_str(&format!(" ({x})"));
-            }
-            if let Some(d) = &e.detail {
-                line.push_str(&format!(": {d}"));
-            }
-            writeln!(out, "{line}")?;
-        }
-    }
-    for n in &v.notes {
-        writeln!(out, "note: {n}")?;
-    }
-    let failed = v.rules.iter().filter(|r| !r.passed).count();
-    if failed == 0 {
-        writeln!(out, "gate passed: {} rules passed", v.rules.len())?;
-    } else {
-        writeln!(
-            out,
-            "gate failed: {failed} of {} rules failed",
-            v.rules.len()
-        )?;
-    }
-    Ok(())
 }
 
 fn service_err(e: ServiceError, file: &str) -> anyhow::Error {

@@ -58,6 +58,10 @@ pub struct Args {
     /// them (default `info`)
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Save a quality gate under NAME for the dashboard's badge
+    /// (`/badges/gate.svg?gate=NAME&commit=SHA`); read once at start (repeatable)
+    #[arg(long = "gate", value_name = "NAME=FILE")]
+    gates: Vec<String>,
     #[command(flatten)]
     store: StoreArgs,
     /// Where the server's runs execute (`ASSAY_RUNTIME`)
@@ -135,6 +139,23 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if let Some(w) = assay_engine::sandbox::isolation_warning() {
         eprintln!("warning: {w}");
     }
+    let mut gates = std::collections::BTreeMap::new();
+    for g in &args.gates {
+        let Some((name, file)) = g
+            .split_once('=')
+            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+        else {
+            return Err(
+                UserError::invalid(format!("--gate {g}: expected NAME=FILE"))
+                    .with_hint("e.g. --gate release=gate.yaml")
+                    .into(),
+            );
+        };
+        gates.insert(
+            name.to_string(),
+            super::gate::load(std::path::Path::new(file))?,
+        );
+    }
     tokio::runtime::Runtime::new()?.block_on(async move {
         args.runtime.install().await?;
         // `Server::start` recovers abandoned executions and logs each one.
@@ -161,7 +182,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             header_read_timeout: args.header_read_timeout,
             idle_timeout: args.idle_timeout,
             max_connections: args.max_connections as usize,
-        });
+        })
+        .with_gates(gates);
         server
             .state
             .webhooks

@@ -518,8 +518,14 @@ impl Drop for Running {
 
 /// Start `assay server` on `port` and wait until it listens.
 pub fn serve(data: &Path, port: u16) -> Running {
+    serve_with(data, port, &[])
+}
+
+/// [`serve`] with more arguments for `assay server`.
+pub fn serve_with(data: &Path, port: u16, extra: &[&str]) -> Running {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("assay"))
         .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .env("ASSAY_DATA_DIR", data)
         .env("NO_COLOR", "1")
         .env_remove("ASSAY_DATABASE")

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::Tools;
 use crate::args::{
-    CompareExecutionsArgs, InsightsArgs, ListFailuresSinceLastPassArgs, TestHistoryArgs,
-    WhyFailedArgs,
+    CompareExecutionsArgs, EvaluateGateArgs, InsightsArgs, ListFailuresSinceLastPassArgs,
+    TestHistoryArgs, WhyFailedArgs,
 };
 use crate::error::{ToolError, ToolResult};
 use crate::summary::{ago, call, duration};
@@ -31,6 +31,50 @@ pub(super) fn service_err(e: ServiceError) -> ToolError {
 }
 
 impl Tools {
+    /// `evaluate_gate`: a quality gate's verdict over an execution or a commit, as text.
+    pub async fn evaluate_gate(&self, args: EvaluateGateArgs) -> ToolResult {
+        use assay_service::gate::{Gate, Target, render_text};
+        let gate = Gate::parse(&args.rules).map_err(|e| match e {
+            ServiceError::Invalid { detail, problems } => {
+                let place = problems
+                    .first()
+                    .filter(|p| p.line > 0)
+                    .map(|p| format!(" (line {}, column {})", p.line, p.column))
+                    .unwrap_or_default();
+                ToolError::Invalid {
+                    message: format!("{detail}{place}"),
+                    hint: problems.into_iter().find_map(|p| p.hint),
+                }
+            }
+            other => service_err(other),
+        })?;
+        let target = Target::from_request(args.execution.as_deref(), args.commit.as_deref())
+            .map_err(service_err)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let v = self
+            .service()
+            .evaluate_gate(&gate, &target, now)
+            .await
+            .map_err(service_err)?;
+        let mut out = clip_text(
+            &render_text(&v),
+            MAX_ANSWER - 300,
+            "ask for fewer rules at a time",
+        );
+        if let Some(e) = v
+            .rules
+            .iter()
+            .filter(|r| !r.passed)
+            .flat_map(|r| r.evidence.iter())
+            .find_map(|e| e.execution.as_ref())
+        {
+            let _ = write!(out, "next: {}", call("why_failed", json!({"execution": e})));
+        }
+        Ok(out)
+    }
+
     pub(super) fn service(&self) -> Service {
         Service::new(self.store.clone())
     }

@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/executions/{id}/artifacts/{*path}",
             get(executions::artifact),
         )
+        .route("/badges/gate.svg", get(crate::gates::badge))
         .route("/logout", post(session::logout))
         .route_layer(from_fn_with_state(state, session::require_login));
     Router::new()
