@@ -63,8 +63,13 @@ fn now_ms() -> i64 {
               (status = 415, body = ErrorBody)))]
 pub async fn evaluate(
     State(state): State<AppState>,
-    Json(request): Json<GateRequest>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<GateVerdict>> {
+    let request: GateRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body is not a gate request ({{\"rules\": …, \"execution\" or \"commit\": …}}): {e}"
+        ))
+    })?;
     let gate = Gate::from_value(&request.rules)?;
     let target = Target::from_request(request.execution.as_deref(), request.commit.as_deref())?;
     Ok(Json(
