@@ -3,7 +3,7 @@
 # the same run (no timed assertions anywhere). Release builds; run on a quiet machine.
 #
 #   scripts/bench.sh            # all of them
-#   scripts/bench.sh cli        # one group: spec | engine | store | cli | server | dashboard | shards | containers | agents
+#   scripts/bench.sh cli        # one group: spec | engine | store | cli | server | dashboard | shards | containers | agents | analysis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -182,4 +182,11 @@ if run_group agents; then
     measure; embedded=$took
     measure --agents-only; agents=$took
     python3 -c "n, e, a = $n, $embedded, $agents; print(f'{n} executions: embedded runner {n/e:.1f}/s ({e:.2f}s), 3 agents {n/a:.1f}/s ({a:.2f}s), ratio agents/embedded {(n/a)/(n/e):.2f}')"
+fi
+if run_group analysis; then
+    echo "== analysis: the classifier on the labelled corpus of real failures (goal 100%), and assay explain's analysis on 1M executions vs reading the execution"
+    ASSAY_TEST_PYTHON=${ASSAY_TEST_PYTHON:-$PWD/.test-out/venv/bin/python} \
+        cargo nextest run -p assay-cli --locked -E 'test(/corpus_of_real_failures/)' --no-capture 2>&1 |
+        grep -E '^corpus'
+    cargo bench -p assay-service --bench analysis
 fi

@@ -267,6 +267,18 @@ fn three_agents_take_targeted_runs_and_a_killed_agent_aborts_after_its_lease() {
     assert_eq!(agents[2]["name"], "a3");
     assert_eq!(agents[2]["labels"], json!({"env": "prod", "zone": "b"}));
     assert_eq!(agents[2]["runtime"], "host");
+    // The dashboard lists them; a viewer may look.
+    let viewer = server.token("watcher", "viewer");
+    let (status, page) = http(server.port, "GET", "/agents", &viewer, None);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("3 of 3 connected"), "{page}");
+    for name in ["a1", "a2", "a3"] {
+        assert!(page.contains(&format!(r#"data-agent="{name}""#)), "{page}");
+    }
+    assert!(
+        page.contains(r#"<span class="label">zone=b</span>"#),
+        "{page}"
+    );
 
     // A run request's target: only a3 matches (a label and `not` of a name).
     let report = server.run(
@@ -360,6 +372,13 @@ fn three_agents_take_targeted_runs_and_a_killed_agent_aborts_after_its_lease() {
                 .any(|a| a["name"] == holder && a["connected"] == false && a["running"] == 0)
                 .then_some(())
         },
+    );
+    let (_, page) = http(server.port, "GET", "/agents", &viewer, None);
+    assert!(page.contains("2 of 3 connected"), "{page}");
+    let row = &page[page.find(&format!(r#"data-agent="{holder}""#)).unwrap()..];
+    assert!(
+        row[..row.find("</tr>").unwrap()].contains(">gone</span>"),
+        "{page}"
     );
 
     // Abort hold-2 on the survivor: it stops it, and takes the queued hold-3.

@@ -136,9 +136,14 @@ fn conflict(detail: impl Into<String>) -> ApiError {
     responses((status = 200, body = Vec<Agent>),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_agents(State(state): State<AppState>) -> ApiResult<Json<Vec<Agent>>> {
+    Ok(Json(agents(&state).await?))
+}
+
+/// The agents as `/v1/agents` and the dashboard's agents page show them.
+pub(crate) async fn agents(state: &AppState) -> Result<Vec<Agent>, assay_store::StoreError> {
     let now = assay_store::now_ms();
     let timeout = state.store.lease_timeout().as_millis() as i64;
-    let agents = state
+    Ok(state
         .store
         .list_agents()
         .await?
@@ -154,8 +159,7 @@ pub async fn list_agents(State(state): State<AppState>) -> ApiResult<Json<Vec<Ag
             version: a.version,
             running: a.running,
         })
-        .collect();
-    Ok(Json(agents))
+        .collect())
 }
 
 /// Register (or refresh) the agent and wait for an execution it may run: 200 with the work,

@@ -10,6 +10,7 @@
 //! handlers that run, abort or rerun check for the runner role before calling the same code
 //! paths as the REST API (`crate::executions`).
 
+mod agents;
 mod ansi;
 mod charts;
 mod executions;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/workflows/{name}/run", post(workflows::run))
         .route("/executions", get(executions::list))
         .route("/insights", get(insights::show))
+        .route("/agents", get(agents::list))
         .route("/executions/{id}", get(executions::show))
         .route("/executions/{id}/abort", post(executions::abort))
         .route("/executions/{id}/rerun", post(executions::rerun))

@@ -2,7 +2,8 @@
 //! spread over `workflows` workflows, with step results and 2 tags each, loaded with multi-row
 //! INSERTs (not the store API: a million executions load in about a minute).
 //!
-//! Shared by `history.rs` here and `crates/assay-server/benches/dashboard.rs` (`#[path]`).
+//! Shared by `history.rs` here, `crates/assay-server/benches/{api,dashboard}.rs` and
+//! `crates/assay-service/benches/analysis.rs` (`#[path]`).
 
 #![allow(dead_code)]
 
@@ -19,6 +20,8 @@ pub const PARAMS_PER_STATEMENT: usize = 300;
 pub enum V {
     T(String),
     I(i64),
+    /// NULL
+    N,
 }
 
 /// Multi-row INSERTs of `rows` into `table (cols)`, a few hundred parameters per statement.
@@ -56,6 +59,7 @@ pub async fn insert_rows(
                 q = match v {
                     V::T(t) => q.bind(t),
                     V::I(i) => q.bind(i),
+                    V::N => q.bind(None::<String>),
                 };
             }
         }
