@@ -5,6 +5,7 @@
 mod support;
 mod api;
 mod execute;
+mod gates;
 mod hooks;
 mod keep_alive;
 mod notify;
