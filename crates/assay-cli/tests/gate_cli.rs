@@ -114,6 +114,26 @@ fn readme_example_runs_as_written_and_its_execution_page_shows_tests_policies_an
         assert!(!project.join(dir).exists(), "{dir} was left behind");
     }
 
+    // The README's gate format block is a gate file: every rule on, and api and e2e never ran.
+    let opening = "```yaml\nname: release                 # optional: named in the verdict\n";
+    let format = readme_block(opening);
+    let file = data.path().join("format.yaml");
+    std::fs::write(&file, format!("name: release\n{format}")).unwrap();
+    let (code, out, err) = assay_in(
+        &repo_root(),
+        data.path(),
+        &[
+            "gate",
+            "--commit",
+            "4f2a9c1",
+            "--rules",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(out.matches("PASS  ").count(), 5, "{out}");
+    assert!(out.contains("FAIL  requiredWorkflows: 2 of 2 did not pass\n        api: not run for commit 4f2a9c1\n"), "{out}");
+
     // -o json: the same verdict, structured.
     let (code, json, stderr) = assay_in(
         &repo_root(),
