@@ -32,11 +32,14 @@ pub struct QuarantineEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QuarantineRequest {
+    /// The test: `class::name` as `assay get tests` shows it, or its bare name.
+    #[schema(min_length = 1)]
     pub test: String,
     /// Absent: every workflow.
     #[serde(default)]
     pub workflow: Option<String>,
     /// Required, not empty: why the test is quarantined.
+    #[schema(min_length = 1)]
     pub reason: String,
     /// RFC 3339 or `YYYY-MM-DD` (00:00 UTC that day); absent: no expiry.
     #[serde(default)]

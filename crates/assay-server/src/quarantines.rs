@@ -31,7 +31,7 @@ pub struct RemoveQuery {
 
 /// The quarantined tests (in force; `all=true`: expired ones too).
 #[utoipa::path(get, path = "/v1/quarantines", tag = "quarantines", params(ListQuery),
-    responses((status = 200, body = Vec<QuarantineEntry>),
+    responses((status = 200, body = Vec<QuarantineEntry>), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_quarantines(
     State(state): State<AppState>,

@@ -931,6 +931,12 @@ checks.positive_data_acceptance.expected-statuses = [200, 204, 400, 409]
 include-name = "POST /v1/gates/evaluate"
 checks.positive_data_acceptance.expected-statuses = [200, 400, 404]
 
+# A quarantine request that fits the JSON shape can still name no test or workflow (blank
+# text), or an expiry that is no date or already past: a 400 names the problem.
+[[operations]]
+include-name = "POST /v1/quarantines"
+checks.positive_data_acceptance.expected-statuses = [201, 400]
+
 # Generated config values may not fit the workflow's parameters: a 400 names them.
 [[operations]]
 include-name = "POST /v1/test-workflows/{{name}}/executions"
