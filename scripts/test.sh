@@ -38,6 +38,8 @@ ensure_debian_tools() {
     command -v git >/dev/null || missing+=(git)
     command -v bash >/dev/null || missing+=(bash)
     command -v python3 >/dev/null || missing+=(python3)
+    # kubectl kustomize renders deploy/kubernetes (crates/assay-cli/tests/deploy.rs)
+    command -v kubectl >/dev/null || missing+=(kubernetes-client)
     if [[ ${#missing[@]} -gt 0 ]]; then
         if [[ $(id -u) -ne 0 ]]; then
             echo "test.sh: missing ${missing[*]}; install them (needs root)" >&2

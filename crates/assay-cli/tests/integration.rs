@@ -9,6 +9,7 @@ mod client_cli;
 mod confirmations;
 mod containers;
 mod dashboard;
+mod deploy;
 mod explain;
 mod gate_cli;
 mod history_cli;

@@ -1,0 +1,321 @@
+//! deploy/kubernetes (issue 17, "Deploying"). No Kubernetes API server can be had on these
+//! machines, so nothing here runs against a real cluster. What is checked, with the real
+//! `kubectl` (Debian's kubernetes-client) and the real `assay` binary:
+//!
+//! - `kubectl kustomize deploy/kubernetes` renders, and every rendered document is valid
+//!   against Kubernetes' published OpenAPI schemas for [`K8S_VERSION`] (`kubernetes-validate`,
+//!   strict); the CRDs' schemas are structural; all 239 TestWorkflow/TestWorkflowTemplate
+//!   documents of the Testkube conformance corpus pass the CRDs' schemas and bad documents do
+//!   not; every flag the Deployments pass exists in `assay server|agent --help`
+//!   (tests/deploy_check.py does these checks);
+//! - the README's "Deploying on Kubernetes" commands, as written, against a **fake** `kubectl`
+//!   (a shell script on PATH, named as a fake) that runs what needs no API server: `kustomize`
+//!   and `apply -k` render with the real kubectl, `exec deployment/X -- assay …` runs the real
+//!   `assay` on a local data dir, `create secret` is the real kubectl with `--dry-run=client`;
+//!   the test then checks that the names the commands use are the manifests' names.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The Kubernetes version whose published OpenAPI schemas the manifests are checked against
+/// (the schemas `kubernetes-validate` carries; rendering works with Debian's kubectl 1.20 and
+/// with kubectl 1.32 alike).
+const K8S_VERSION: &str = "1.32.0";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn kubectl() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("kubectl"))
+            .find(|p| p.is_file())
+    });
+    found.expect(
+        "kubectl is not installed: scripts/test.sh installs Debian's kubernetes-client \
+         (or: apt-get install kubernetes-client)",
+    )
+}
+
+fn python() -> String {
+    match std::env::var("ASSAY_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => panic!(
+            "ASSAY_TEST_PYTHON is not set: run scripts/test.sh (its venv has kubernetes-validate and jsonschema)"
+        ),
+    }
+}
+
+fn render(dir: &Path) -> String {
+    let out = Command::new(kubectl())
+        .args(["kustomize", "deploy/kubernetes"])
+        .current_dir(repo_root())
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize deploy/kubernetes failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8(out.stdout).expect("utf-8 manifests");
+    std::fs::write(dir.join("rendered.yaml"), &rendered).unwrap();
+    rendered
+}
+
+/// The rendered documents as JSON values.
+fn documents(rendered: &str) -> Vec<Value> {
+    serde_saphyr::from_multiple::<Value>(rendered).expect("rendered manifests parse")
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+#[test]
+fn manifests_are_valid_for_kubernetes_and_the_crds_take_testkubes_workflows() {
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = render(dir.path());
+    let docs = documents(&rendered);
+    let kinds: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "Namespace/assay",
+        "CustomResourceDefinition/testworkflows.testworkflows.testkube.io",
+        "CustomResourceDefinition/testworkflowtemplates.testworkflows.testkube.io",
+        "CustomResourceDefinition/testtriggers.tests.testkube.io",
+        "ServiceAccount/assay-server",
+        "ServiceAccount/assay-agent",
+        "PersistentVolumeClaim/assay-data",
+        "Service/assay",
+        "Deployment/assay",
+        "Deployment/assay-agent",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == want),
+            "{want} not rendered: {kinds:?}"
+        );
+    }
+    // Least privilege: neither Assay's server nor its agent needs the Kubernetes API today.
+    for k in &kinds {
+        assert!(
+            !k.starts_with("Role/") && !k.starts_with("ClusterRole") && !k.contains("Binding/"),
+            "{k}: no Kubernetes API permission is needed yet"
+        );
+    }
+    for d in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["automountServiceAccountToken"], false,
+            "{}",
+            d["metadata"]["name"]
+        );
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        for c in pod["containers"].as_array().unwrap() {
+            assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+            assert!(c["resources"]["requests"].is_object(), "{c}");
+        }
+    }
+    let server = find(&docs, "Deployment", "assay").unwrap();
+    let c = &server["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+
+    let out = Command::new(python())
+        .arg(repo_root().join("crates/assay-cli/tests/deploy_check.py"))
+        .arg(dir.path().join("rendered.yaml"))
+        .arg(repo_root().join("../shared/conformance/testkube"))
+        .arg(env!("CARGO_BIN_EXE_assay"))
+        .arg(K8S_VERSION)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "10 rendered documents valid against Kubernetes {K8S_VERSION} (strict)"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("239 Testkube documents (216 TestWorkflow, 23 TestWorkflowTemplate) valid against the CRDs"),
+        "{stdout}"
+    );
+}
+
+/// A fake `kubectl`: no API server exists here. It runs, for real, what needs none.
+const FAKE_KUBECTL: &str = r#"#!/bin/bash
+# FAKE kubectl (crates/assay-cli/tests/deploy.rs): no Kubernetes API server exists here.
+set -euo pipefail
+echo "$*" >>"$FAKE_DIR/calls"
+ns=""
+if [[ "${1:-}" == -n ]]; then ns=$2; shift 2; fi
+case "$1" in
+  kustomize) exec "$REAL_KUBECTL" "$@" ;;
+  apply)
+    [[ "$2" == -k ]] || { echo "fake kubectl: only apply -k" >&2; exit 2; }
+    "$REAL_KUBECTL" kustomize "$3" >"$FAKE_DIR/applied.yaml"
+    echo "fake kubectl: rendered $3 (not applied: no cluster)" >&2 ;;
+  rollout) echo "$3" >>"$FAKE_DIR/targets" ;;
+  exec)
+    echo "$2" >>"$FAKE_DIR/targets"
+    shift 2
+    [[ "$1" == -- ]] && shift
+    ASSAY_DATA_DIR="$FAKE_DIR/pod-data" exec "$@" ;;
+  create) exec "$REAL_KUBECTL" ${ns:+-n "$ns"} "$@" --dry-run=client -o json >"$FAKE_DIR/secret.json" ;;
+  *) echo "fake kubectl: $1 is not faked" >&2; exit 2 ;;
+esac
+"#;
+
+#[test]
+fn readme_commands_run_as_written_against_a_fake_kubectl() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let block: Vec<String> = readme
+        .split("<!-- deploy-kubernetes -->\n```sh\n")
+        .nth(1)
+        .expect("the README's Deploying on Kubernetes block")
+        .lines()
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| l.strip_prefix("$ ").expect("a command line").to_string())
+        .collect();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let fake_dir = tmp.path().join("fake");
+    let bin = tmp.path().join("bin");
+    let work = tmp.path().join("work");
+    for d in [&fake_dir, &bin, &work] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(bin.join("kubectl"), FAKE_KUBECTL).unwrap();
+    let mut perms = std::fs::metadata(bin.join("kubectl"))
+        .unwrap()
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(bin.join("kubectl"), perms).unwrap();
+    // `deploy/kubernetes` as the README's reader has it: a checkout's root.
+    std::os::unix::fs::symlink(repo_root().join("deploy"), work.join("deploy")).unwrap();
+    let assay_dir = Path::new(env!("CARGO_BIN_EXE_assay")).parent().unwrap();
+    let path = std::env::join_paths(
+        [bin.clone(), assay_dir.to_path_buf()]
+            .into_iter()
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+
+    let script = format!("set -euo pipefail\n{}\n", block.join("\n"));
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(&work)
+        .env("PATH", path)
+        .env("FAKE_DIR", &fake_dir)
+        .env("REAL_KUBECTL", kubectl())
+        .env_remove("ASSAY_DATA_DIR")
+        .env_remove("ASSAY_DATABASE")
+        .env_remove("ASSAY_ARTIFACTS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{block:?}\n{stderr}");
+
+    let rendered = render(tmp.path());
+    // `kubectl apply -k deploy/kubernetes` applies what the schema test checked.
+    assert_eq!(
+        std::fs::read_to_string(fake_dir.join("applied.yaml")).unwrap(),
+        rendered
+    );
+    let docs = documents(&rendered);
+    for target in std::fs::read_to_string(fake_dir.join("targets"))
+        .unwrap()
+        .lines()
+    {
+        let name = target
+            .strip_prefix("deployment/")
+            .unwrap_or_else(|| panic!("{target}: the README names deployments"));
+        assert!(
+            find(&docs, "Deployment", name).is_some(),
+            "{target} is not rendered"
+        );
+    }
+
+    // The Secret the README creates is the one the agent mounts, with the key its
+    // --token-file reads, holding the runner token `assay token create` printed.
+    let secret: Value =
+        serde_json::from_str(&std::fs::read_to_string(fake_dir.join("secret.json")).unwrap())
+            .unwrap();
+    assert_eq!(secret["metadata"]["namespace"], "assay");
+    let agent = &find(&docs, "Deployment", "assay-agent").unwrap()["spec"]["template"]["spec"];
+    let volume = agent["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"].is_object())
+        .expect("the agent mounts a Secret");
+    assert_eq!(volume["secret"]["secretName"], secret["metadata"]["name"]);
+    let container = &agent["containers"][0];
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .unwrap();
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let token_file = args[args.iter().position(|a| *a == "--token-file").unwrap() + 1];
+    let key = token_file
+        .strip_prefix(&format!("{}/", mount["mountPath"].as_str().unwrap()))
+        .expect("--token-file is in the Secret's mount");
+    let data = secret["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no key {key}: {secret}"));
+    let token = String::from_utf8(
+        Command::new("base64")
+            .args(["-d"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(data.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(token.trim().len() >= 32, "{token:?}");
+    // It is a runner token of the server's store (the pod's data dir).
+    let list = Command::new(env!("CARGO_BIN_EXE_assay"))
+        .args(["token", "list", "--data-dir"])
+        .arg(fake_dir.join("pod-data"))
+        .env_remove("ASSAY_DATABASE")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains("runner"),
+        "{listed}{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    // The README removes the token file it made.
+    assert!(!work.join("agent.token").exists());
+}
