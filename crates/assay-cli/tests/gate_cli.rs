@@ -21,11 +21,18 @@ fn repo_root() -> PathBuf {
 }
 
 /// `PATH` with the `assay` under test first (workflow steps call it).
+/// `PATH` with this build's `assay` first, then the Python that has pytest (the test venv's,
+/// named by ASSAY_TEST_PYTHON): the machine the README's example assumes.
 fn path_with_assay() -> String {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_assay")).parent().unwrap();
+    let python = std::env::var("ASSAY_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("ASSAY_TEST_PYTHON is not set: run scripts/test.sh (it makes the venv with pytest)")
+    });
+    let venv_bin = Path::new(&python).parent().unwrap();
     format!(
-        "{}:{}",
+        "{}:{}:{}",
         bin_dir.display(),
+        venv_bin.display(),
         std::env::var("PATH").unwrap_or_default()
     )
 }
@@ -115,10 +122,10 @@ fn readme_example_runs_as_written_and_its_execution_page_shows_tests_policies_an
     }
 
     // The README's gate format block is a gate file: every rule on, and api and e2e never ran.
-    let opening = "```yaml\nname: release                 # optional: named in the verdict\n";
+    let opening = "```yaml\nkind: QualityGate             # optional: tells a gate file from a workflow (assay validate skips it)\n";
     let format = readme_block(opening);
     let file = data.path().join("format.yaml");
-    std::fs::write(&file, format!("name: release\n{format}")).unwrap();
+    std::fs::write(&file, format!("kind: QualityGate\n{format}")).unwrap();
     let (code, out, err) = assay_in(
         &repo_root(),
         data.path(),

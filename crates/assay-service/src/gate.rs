@@ -72,11 +72,18 @@ impl Severity {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Gate {
+    /// `QualityGate` when given: lets `assay validate` and other tools that read a folder of
+    /// YAML tell a gate file from a workflow missing its `kind`.
+    #[serde(default)]
+    pub kind: Option<String>,
     /// A name for the verdict (and the badge).
     #[serde(default)]
     pub name: Option<String>,
     pub rules: Rules,
 }
+
+/// The `kind` a gate file may declare.
+pub const GATE_KIND: &str = "QualityGate";
 
 /// The rules; each is off unless given. Judged in this order.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -170,6 +177,16 @@ impl Gate {
                 Some(hint_for(&e.to_string())),
             )
         })?;
+        if let Some(kind) = gate.kind.as_deref()
+            && kind != GATE_KIND
+        {
+            return Err(invalid(
+                1,
+                1,
+                format!("`kind: {kind}` is not a gate"),
+                Some(format!("a gate file says `kind: {GATE_KIND}`, or no kind at all").as_str()),
+            ));
+        }
         let r = &gate.rules;
         if !r.no_failing_tests
             && r.no_policy_violations.is_none()

@@ -510,3 +510,15 @@ fn severities_read_from_a_violations_message() {
     assert_eq!(severity_of(Some("plain")), None);
     assert_eq!(severity_of(None), None);
 }
+
+#[test]
+fn a_gate_may_say_its_kind_and_no_other() {
+    let g = gate("kind: QualityGate\nrules:\n  noSecrets: true\n");
+    assert_eq!(g.kind.as_deref(), Some("QualityGate"));
+    let e = Gate::parse("kind: TestWorkflow\nrules:\n  noSecrets: true\n").unwrap_err();
+    let text = format!("{e:?}");
+    assert!(
+        text.contains("`kind: TestWorkflow` is not a gate"),
+        "{text}"
+    );
+}
