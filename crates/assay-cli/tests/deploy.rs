@@ -8,6 +8,8 @@
 //!   documents of the Testkube conformance corpus pass the CRDs' schemas and bad documents do
 //!   not; every flag the Deployments pass exists in `assay server|agent --help`
 //!   (tests/deploy_check.py does these checks);
+//! - the two Deployments' commands (args, ASSAY_* env) as real processes here, the pod's
+//!   mounts as temporary folders: the server gets ready, the agent connects and runs a workflow;
 //! - the README's "Deploying on Kubernetes" commands, as written, against a **fake** `kubectl`
 //!   (a shell script on PATH, named as a fake) that runs what needs no API server: `kustomize`
 //!   and `apply -k` render with the real kubectl, `exec deployment/X -- assay …` runs the real
@@ -318,4 +320,192 @@ fn readme_commands_run_as_written_against_a_fake_kubectl() {
     );
     // The README removes the token file it made.
     assert!(!work.join("agent.token").exists());
+}
+
+/// A container's `args` from the rendered manifests, with the pod's paths and the server's
+/// address replaced by this machine's (`swap`: from → to, whole arguments or prefixes).
+fn container_args(doc: &Value, swap: &[(&str, String)]) -> Vec<String> {
+    doc["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_str().unwrap();
+            swap.iter()
+                .find_map(|(from, to)| a.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+                .unwrap_or_else(|| a.to_string())
+        })
+        .collect()
+}
+
+/// The server and agent Deployments' commands (args and ASSAY_* env), run for real as
+/// processes on this machine, with the pod's mounts as temporary folders and the Service's
+/// address as 127.0.0.1: the server answers its probes' path, keeps `admin.token` where the
+/// README says, and the agent (with a runner token made as the README makes it) connects and
+/// runs a workflow the `--agents-only` server hands it.
+#[test]
+fn the_deployments_commands_run_a_server_and_an_agent_here() {
+    use crate::run_support::{Running, free_port, http};
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = documents(&render(tmp.path()));
+    let server = find(&docs, "Deployment", "assay").unwrap();
+    let agent = find(&docs, "Deployment", "assay-agent").unwrap();
+    let port = free_port();
+
+    let data = tmp.path().join("var-lib-assay");
+    std::fs::create_dir_all(&data).unwrap();
+    let sc = &server["spec"]["template"]["spec"]["containers"][0];
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_assay"));
+    cmd.args(container_args(
+        server,
+        &[("0.0.0.0:8088", format!("0.0.0.0:{port}"))],
+    ))
+    .env_remove("ASSAY_DATABASE")
+    .env_remove("ASSAY_ARTIFACTS")
+    .env("NO_COLOR", "1")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(tmp.path().join("server.log")).unwrap());
+    for e in sc["env"].as_array().unwrap() {
+        assert_eq!(e["value"], "/var/lib/assay", "{e}: map it to a folder here");
+        cmd.env(e["name"].as_str().unwrap(), &data);
+    }
+    let _server = Running(cmd.spawn().unwrap());
+    let probe = sc["readinessProbe"]["httpGet"]["path"].as_str().unwrap();
+    let log = || std::fs::read_to_string(tmp.path().join("server.log")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        || http(port, "GET", probe, "", None).0 != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never got ready: {}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .expect("admin.token in the data dir, as the README says")
+        .trim()
+        .to_string();
+    // A non-loopback listener asks for tokens.
+    assert_eq!(http(port, "GET", "/v1/agents", "", None).0, 401);
+
+    // The agent's token, made as `kubectl exec deployment/assay -- assay token create …` does.
+    let secret = tmp.path().join("var-run-assay");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_assay"))
+        .args([
+            "token",
+            "create",
+            "--name",
+            "kubernetes-agent-1",
+            "--role",
+            "runner",
+        ])
+        .env("ASSAY_DATA_DIR", &data)
+        .env_remove("ASSAY_DATABASE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(secret.join("token"), &out.stdout).unwrap();
+
+    let args = container_args(
+        agent,
+        &[
+            ("http://assay:8088", format!("http://127.0.0.1:{port}")),
+            ("/var/run/assay", secret.display().to_string()),
+            ("/work", work.display().to_string()),
+        ],
+    );
+    let name = args[args.iter().position(|a| a == "--name").unwrap() + 1].clone();
+    let _agent = Running(
+        Command::new(env!("CARGO_BIN_EXE_assay"))
+            .args(&args)
+            .env_remove("ASSAY_DATA_DIR")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(tmp.path().join("agent.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let agent_log = || std::fs::read_to_string(tmp.path().join("agent.log")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, body) = http(port, "GET", "/v1/agents", &admin, None);
+        assert_eq!(status, 200, "{body}");
+        let agents: Vec<Value> = serde_json::from_str(&body).unwrap();
+        if agents
+            .iter()
+            .any(|a| a["name"] == name.as_str() && a["connected"] == true)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never connected: {}",
+            agent_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let yaml = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: in-the-pod\nspec:\n  steps:\n  - name: hello\n    shell: echo hello from the agent\n";
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/test-workflows",
+        &admin,
+        Some(("application/yaml", yaml)),
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/test-workflows/in-the-pod/executions",
+        &admin,
+        Some(("application/json", "{}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (_, body) = http(
+            port,
+            "GET",
+            &format!("/v1/test-workflow-executions/{id}"),
+            &admin,
+            None,
+        );
+        let e: Value = serde_json::from_str(&body).unwrap();
+        let s = e["result"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if s == "passed" {
+            break;
+        }
+        assert!(
+            !matches!(s.as_str(), "failed" | "aborted"),
+            "{e}\n{}",
+            agent_log()
+        );
+        assert!(std::time::Instant::now() < deadline, "{e}\n{}", agent_log());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (_, logs) = http(
+        port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{id}/logs"),
+        &admin,
+        None,
+    );
+    assert!(logs.contains("hello from the agent"), "{logs}");
 }
