@@ -316,3 +316,40 @@ pub struct EvaluateGateArgs {
     #[serde(default)]
     pub commit: Option<String>,
 }
+
+/// `get_workflow_metrics`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowMetricsArgs {
+    /// The workflow's name.
+    pub workflow: String,
+    /// How many of its latest executions (default 50, at most 500).
+    #[serde(default)]
+    pub last: Option<u32>,
+}
+
+/// `wait_for_executions`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitForExecutionsArgs {
+    /// Execution names (`unit-3`) or ids, 1 to 20.
+    pub executions: Vec<String>,
+    /// How long to wait for all of them, in seconds (default 300, at most 3600).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// `build_dashboard_url`: one of `execution`, `workflow` or `page`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildDashboardUrlArgs {
+    /// Execution name (`unit-3`) or id: its page.
+    #[serde(default)]
+    pub execution: Option<String>,
+    /// Workflow name: its page (definition, history, flaky tests).
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// A list page: `workflows`, `executions`, `agents` or `insights`.
+    #[serde(default)]
+    pub page: Option<String>,
+}

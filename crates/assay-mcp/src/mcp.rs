@@ -43,6 +43,22 @@ pub struct AssayMcp {
     tool_router: ToolRouter<AssayMcp>,
 }
 
+/// The server an HTTP session reached, as `http(s)://HOST`, from the request's `Host` (the
+/// server only accepts allowed hosts) and `X-Forwarded-Proto`; `None` on stdio.
+fn dashboard_base(ext: &Extensions) -> Option<String> {
+    let parts = ext.get::<http::request::Parts>()?;
+    let host = parts.headers.get(http::header::HOST)?.to_str().ok()?;
+    if host.is_empty() || host.contains(['/', '@', ' ']) {
+        return None;
+    }
+    let https = parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    Some(format!("{}://{host}", if https { "https" } else { "http" }))
+}
+
 /// Turn a tool layer answer into an MCP tool result.
 fn answer(result: ToolResult) -> Result<CallToolResult, ErrorData> {
     match result {
@@ -339,6 +355,52 @@ impl AssayMcp {
         Parameters(args): Parameters<DraftWorkflowArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         answer(self.tools.draft_workflow(args).await)
+    }
+
+    #[tool(
+        description = "A workflow's recent health: pass rate, p50/p95/max duration and statuses of its last executions (default 50), newest first as a strip (P passed, F failed, A aborted).",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_workflow_metrics(
+        &self,
+        Parameters(args): Parameters<WorkflowMetricsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.get_workflow_metrics(args).await)
+    }
+
+    #[tool(
+        description = "Wait for several executions (names or ids, up to 20) to end, up to timeout_seconds (default 300): one line each with its status, and why_failed to call for a failure.",
+        annotations(read_only_hint = true)
+    )]
+    async fn wait_for_executions(
+        &self,
+        Parameters(args): Parameters<WaitForExecutionsArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.wait_for_executions(args).await)
+    }
+
+    #[tool(
+        description = "The labels of the stored workflows, each key with its values: what list_workflows' selector can filter by.",
+        annotations(read_only_hint = true)
+    )]
+    async fn list_labels(&self) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.list_labels().await)
+    }
+
+    #[tool(
+        description = "The dashboard URL of an execution, a workflow, or a list page (workflows, executions, agents, insights), to give a person. Over HTTP it is on the server this session reached; on stdio it is the path.",
+        annotations(read_only_hint = true)
+    )]
+    async fn build_dashboard_url(
+        &self,
+        Parameters(args): Parameters<BuildDashboardUrlArgs>,
+        ext: Extensions,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(
+            self.tools
+                .build_dashboard_url(args, dashboard_base(&ext))
+                .await,
+        )
     }
 
     #[tool(

@@ -79,6 +79,9 @@ async def as_viewer(session):
     check(not is_error(result) and "found go: go.mod" in text_of(result)
           and "root:" not in text_of(result),
           "viewer: draft_workflow answers from the listing alone", text_of(result))
+    result = await session.call_tool("build_dashboard_url", {"page": "executions"})
+    check(not is_error(result) and text_of(result).strip() == BASE.rstrip("/") + "/executions",
+          "viewer: build_dashboard_url is on the server this session reached", text_of(result))
     result = await session.call_tool("run_workflow", {"name": "unit"})
     text = text_of(result)
     check(is_error(result) and "permission denied" in text and "runner" in text

@@ -31,6 +31,7 @@ EXPECTED_TOOLS = {
     "list_quarantined_tests", "quarantine_test", "unquarantine_test",
     "insights",
     "evaluate_gate",
+    "get_workflow_metrics", "wait_for_executions", "list_labels", "build_dashboard_url",
 }
 
 # A step whose JUnit report (written by the shell) has one failing test, `drift`.
@@ -300,6 +301,28 @@ async def main():
             check(time.monotonic() - started < 60, "the abort did not wait for the sleep")
             text, err = await agent.call("abort_execution", {"execution": "slow-1"})
             check(not err and "already ended" in text, "aborting twice is harmless", text)
+
+            # -- the overview tools: metrics, waiting for several, labels, dashboard URLs
+            text, err = await agent.call("get_workflow_metrics", {"workflow": "unit"})
+            check(not err and "pass rate: 0% (0 of 1 ended)" in text
+                  and "newest first: F" in text and "why_failed" in text,
+                  "get_workflow_metrics answers the pass rate and the strip", text)
+            text, err = await agent.call("get_workflow_metrics", {"workflow": "nobody"})
+            check(err and "no execution of `nobody`" in text, "metrics of nothing", text)
+            text, err = await agent.call("wait_for_executions",
+                                         {"executions": ["unit-1", "smoke-1", "slow-1"]})
+            check(not err and "all 3 ended" in text and "unit-1 (unit) failed" in text
+                  and "smoke-1 (smoke) passed" in text and "slow-1 (slow) aborted" in text,
+                  "wait_for_executions answers one line each", text)
+            text, err = await agent.call("wait_for_executions", {"executions": []})
+            check(err and "1 to 20" in text, "waiting for nothing is a tool error", text)
+            text, err = await agent.call("list_labels")
+            check(not err and "team: core" in text, "list_labels answers keys and values", text)
+            text, err = await agent.call("build_dashboard_url", {"execution": "unit-1"})
+            check(not err and text.startswith("/executions/") and "stdio" in text,
+                  "on stdio the dashboard URL is a path", text)
+            text, err = await agent.call("build_dashboard_url", {"page": "nope"})
+            check(err and "unknown page" in text, "an unknown page is a tool error", text)
 
             # -- questions in plain words
             text, err = await agent.call("ask", {"question": "failed executions of unit"})

@@ -22,7 +22,7 @@ use crate::summary::{self, Detail, ago, call, duration};
 use crate::text::{self, PAGE_LIMIT};
 
 /// How often a wait looks at the store for executions run by another process.
-const POLL: Duration = Duration::from_millis(250);
+pub(super) const POLL: Duration = Duration::from_millis(250);
 /// How long an abort waits for the run to be recorded as ended.
 const ABORT_WAIT: Duration = Duration::from_secs(15);
 

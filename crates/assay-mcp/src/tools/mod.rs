@@ -5,6 +5,7 @@
 mod assist;
 mod executions;
 mod files;
+mod overview;
 mod quarantine;
 mod results;
 mod verdicts;
