@@ -353,3 +353,15 @@ pub struct BuildDashboardUrlArgs {
     #[serde(default)]
     pub page: Option<String>,
 }
+
+/// `get_workflow_schema`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSchemaArgs {
+    /// `TestWorkflow` (default), `TestWorkflowTemplate` or `TestTrigger`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// A part to zoom into, dotted (`spec.steps`, `spec.container`); the whole when not given.
+    #[serde(default)]
+    pub path: Option<String>,
+}

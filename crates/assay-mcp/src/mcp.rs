@@ -404,6 +404,17 @@ impl AssayMcp {
     }
 
     #[tool(
+        description = "The fields of a TestWorkflow (or TestWorkflowTemplate, TestTrigger), one line each with its type and meaning, from the CRD schema Assay ships; `path` zooms in (spec.steps, spec.container). For writing workflows before validate_workflow.",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_workflow_schema(
+        &self,
+        Parameters(args): Parameters<WorkflowSchemaArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        answer(self.tools.get_workflow_schema(args).await)
+    }
+
+    #[tool(
         description = "A page of a text artifact (default 16 KB from `offset`); binary files are refused.",
         annotations(read_only_hint = true)
     )]

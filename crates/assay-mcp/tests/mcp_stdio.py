@@ -32,6 +32,7 @@ EXPECTED_TOOLS = {
     "insights",
     "evaluate_gate",
     "get_workflow_metrics", "wait_for_executions", "list_labels", "build_dashboard_url",
+    "get_workflow_schema",
 }
 
 # A step whose JUnit report (written by the shell) has one failing test, `drift`.
@@ -323,6 +324,19 @@ async def main():
                   "on stdio the dashboard URL is a path", text)
             text, err = await agent.call("build_dashboard_url", {"page": "nope"})
             check(err and "unknown page" in text, "an unknown page is a tool error", text)
+
+            # -- the schema of what to write
+            text, err = await agent.call("get_workflow_schema", {})
+            check(not err and text.startswith("TestWorkflow (apiVersion testworkflows.testkube.io/v1)")
+                  and "spec.steps: object[]" in text and len(text.encode()) < 6200,
+                  "get_workflow_schema answers the fields, bounded", text)
+            text, err = await agent.call("get_workflow_schema", {"path": "spec.steps"})
+            check(not err and "spec.steps.shell: string" in text, "a path zooms in", text)
+            text, err = await agent.call("get_workflow_schema", {"path": "spec.stepz"})
+            check(err and "no field `stepz`" in text and "steps" in text,
+                  "an unknown path names the fields there", text)
+            text, err = await agent.call("get_workflow_schema", {"kind": "TestTrigger"})
+            check(not err and "tests.testkube.io/v1" in text, "the trigger's schema", text)
 
             # -- questions in plain words
             text, err = await agent.call("ask", {"question": "failed executions of unit"})

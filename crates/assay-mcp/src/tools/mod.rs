@@ -8,6 +8,7 @@ mod files;
 mod overview;
 mod quarantine;
 mod results;
+mod schema;
 mod verdicts;
 mod workflows;
 
