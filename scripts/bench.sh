@@ -98,7 +98,7 @@ if run_group containers; then
     scripts/container-images.sh
     host=${ASSAY_BENCH_DOCKER_HOST:-}
     if [[ -z $host ]]; then
-        podman system service --time=0 "unix://$work/podman.sock" >"$work/podman.log" 2>&1 &
+        (cd "$work" && exec podman system service --time=0 "unix://$work/podman.sock") >"$work/podman.log" 2>&1 &
         podman_pid=$!
         for _ in $(seq 100); do [[ -S $work/podman.sock ]] && break; sleep 0.1; done
         host="unix://$work/podman.sock"

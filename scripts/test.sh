@@ -151,7 +151,9 @@ start_container_engine() {
     local sock="$out/podman.sock" i
     rm -f "$sock"
     log "starting podman system service at $sock"
-    podman system service --time=0 "unix://$sock" >"$out/podman.log" 2>&1 &
+    # In .test-out: conmon writes an `oom` file into the service's working directory when a
+    # container is killed for memory (the memory-limit test does that), not into the checkout.
+    (cd "$out" && exec podman system service --time=0 "unix://$sock") >"$out/podman.log" 2>&1 &
     podman_pid=$!
     for ((i = 0; i < 100; i++)); do
         if [[ -S $sock ]] && python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n"); sys.exit(0 if b"OK" in s.recv(4096) else 1)' "$sock" 2>/dev/null; then
