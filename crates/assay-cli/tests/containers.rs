@@ -455,26 +455,7 @@ fn a_server_with_the_container_runtime_runs_its_executions_in_images() {
     }
     // /www/index.html exists in the test image only, not on this machine.
     let yaml = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: in-image\nspec:\n  steps:\n  - name: look\n    shell: test -f /www/index.html\n    container:\n      image: localhost/assay-tiny:1\n";
-    let (code, body) = http(
-        port,
-        "POST",
-        "/v1/test-workflows",
-        "",
-        Some(("text/yaml", yaml)),
-    );
-    assert!(code < 300, "{code} {body}");
-    let (code, body) = http(
-        port,
-        "POST",
-        "/v1/test-workflows/in-image/executions",
-        "",
-        Some(("application/json", "{}")),
-    );
-    assert!(code < 300, "{code} {body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = store_and_run(port, "", "in-image", yaml);
     let status = loop {
         let (_, body) = http(
             port,

@@ -345,7 +345,7 @@ fn container_args(doc: &Value, swap: &[(&str, String)]) -> Vec<String> {
 /// runs a workflow the `--agents-only` server hands it.
 #[test]
 fn the_deployments_commands_run_a_server_and_an_agent_here() {
-    use crate::run_support::{Running, free_port, http};
+    use crate::run_support::{Running, free_port, http, store_and_run};
     let tmp = tempfile::tempdir().unwrap();
     let docs = documents(&render(tmp.path()));
     let server = find(&docs, "Deployment", "assay").unwrap();
@@ -455,26 +455,7 @@ fn the_deployments_commands_run_a_server_and_an_agent_here() {
     }
 
     let yaml = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: in-the-pod\nspec:\n  steps:\n  - name: hello\n    shell: echo hello from the agent\n";
-    let (status, body) = http(
-        port,
-        "POST",
-        "/v1/test-workflows",
-        &admin,
-        Some(("application/yaml", yaml)),
-    );
-    assert!(status == 200 || status == 201, "{status} {body}");
-    let (status, body) = http(
-        port,
-        "POST",
-        "/v1/test-workflows/in-the-pod/executions",
-        &admin,
-        Some(("application/json", "{}")),
-    );
-    assert_eq!(status, 200, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = store_and_run(port, &admin, "in-the-pod", yaml);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let (_, body) = http(

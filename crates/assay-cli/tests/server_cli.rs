@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use serde_json::Value;
 
-use crate::run_support::http;
+use crate::run_support::{self, http};
 
 fn assay(data: &Path) -> Command {
     let mut cmd = Command::cargo_bin("assay").unwrap();
@@ -347,26 +347,7 @@ fn security_server_logs_each_recovered_abandoned_execution() {
         .unwrap()
         .trim()
         .to_string();
-    let (code, body) = http(
-        port,
-        "POST",
-        "/v1/test-workflows",
-        &admin,
-        Some(("text/yaml", SLOW)),
-    );
-    assert_eq!(code, 201, "{body}");
-    let (code, body) = http(
-        port,
-        "POST",
-        "/v1/test-workflows/slow/executions",
-        &admin,
-        Some(("application/json", "{}")),
-    );
-    assert_eq!(code, 200, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = run_support::store_and_run(port, &admin, "slow", SLOW);
     wait_for(port, &admin, &id, "running");
     let mut server = server;
     server.child.kill().unwrap();

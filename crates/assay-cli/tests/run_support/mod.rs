@@ -433,6 +433,31 @@ pub fn http_with(
     (status, body)
 }
 
+/// Stores `yaml` (a workflow named `name`) on the server at `port` and queues a run of it, as
+/// `token` (`""`: none); the execution's id. Fails the test unless the server answers 201 and 200.
+pub fn store_and_run(port: u16, token: &str, name: &str, yaml: &str) -> String {
+    let (status, body) = http(
+        port,
+        "POST",
+        "/v1/test-workflows",
+        token,
+        Some(("text/yaml", yaml)),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = http(
+        port,
+        "POST",
+        &format!("/v1/test-workflows/{name}/executions"),
+        token,
+        Some(("application/json", "{}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no execution id: {body}"))
+        .to_string()
+}
+
 /// Running processes (zombies left out) whose command line contains `marker`, as
 /// `(pid, command line)`.
 pub fn with_marker(marker: &str) -> Vec<(i32, String)> {
