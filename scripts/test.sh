@@ -85,13 +85,15 @@ ensure_browser_node_modules() {
 # crates/assay-mcp/tests/requirements.txt changes; crates/assay-cli/tests/mcp.rs uses the
 # interpreter named by ASSAY_TEST_PYTHON. The same venv holds moto's S3 server for the store's
 # S3 tests (crates/assay-store/tests/requirements.txt, see start_s3), pytest for the JUnit tests
-# and schemathesis for the server's OpenAPI test (crates/assay-server/tests/requirements.txt).
+# and schemathesis for the server's OpenAPI test (crates/assay-server/tests/requirements.txt),
+# kmock for the fake Kubernetes API server of assay-kube's tests (crates/assay-kube/tests/requirements.txt).
 ensure_python_venv() {
     local venv="$out/venv" req="$root/crates/assay-mcp/tests/requirements.txt"
     local s3_req="$root/crates/assay-store/tests/requirements.txt"
     local junit_req="$root/crates/assay-reports/tests/requirements.txt"
     local api_req="$root/crates/assay-server/tests/requirements.txt"
-    local all=("$req" "$s3_req" "$junit_req" "$api_req")
+    local kube_req="$root/crates/assay-kube/tests/requirements.txt"
+    local all=("$req" "$s3_req" "$junit_req" "$api_req" "$kube_req")
     if ! cat "${all[@]}" | cmp -s - "$venv/.requirements" 2>/dev/null; then
         log "creating $venv (pip install -r ${all[*]#"$root"/})"
         rm -rf "$venv"
