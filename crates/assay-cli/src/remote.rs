@@ -1,10 +1,11 @@
 //! Where a command's data comes from: the embedded store on this machine, or a server's API
-//! (a context, `assay context`). Commands take [`ConnArgs`], open a [`Source`] and print the
+//! (a context, `assay context`). Commands take [`ConnArgs`], open a [`Backend`] and print the
 //! same way whichever it is; this module also turns the client's errors into messages that
 //! name the context, the URL and what to do (exit codes of design.md §5).
 
 use assay_client::{Client, ClientError};
-use assay_store::Store;
+
+use crate::backend::{Backend, Embedded, Server};
 
 use crate::context;
 use crate::error::UserError;
@@ -30,12 +31,6 @@ pub struct Remote {
     pub name: String,
 }
 
-/// The source of a command's data.
-pub enum Source {
-    Local(Store),
-    Remote(Remote),
-}
-
 impl ConnArgs {
     /// The selected context's server, or `None` for the embedded store.
     pub fn remote(&self) -> anyhow::Result<Option<Remote>> {
@@ -50,21 +45,14 @@ impl ConnArgs {
         Ok(Some(Remote { client, name }))
     }
 
-    /// Open the store, or the selected context's client.
-    pub async fn open(&self) -> anyhow::Result<Source> {
-        match self.remote()? {
-            Some(r) => Ok(Source::Remote(r)),
-            None => Ok(Source::Local(self.store.open().await?)),
-        }
-    }
-}
-
-impl Source {
-    /// Close the store (nothing to do for a server).
-    pub async fn close(self) {
-        if let Source::Local(store) = self {
-            store.close().await;
-        }
+    /// The selected context's server, or the embedded store when none is selected.
+    pub async fn backend(&self) -> anyhow::Result<Box<dyn Backend>> {
+        Ok(match self.remote()? {
+            Some(remote) => Box::new(Server { remote }),
+            None => Box::new(Embedded {
+                store: self.store.open().await?,
+            }),
+        })
     }
 }
 

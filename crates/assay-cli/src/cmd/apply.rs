@@ -9,9 +9,8 @@ use std::path::PathBuf;
 use assay_spec::load::{Kind, ResourceKind};
 use assay_store::{ApplyOutcome, DefinitionKind};
 
-use super::history::store_err;
 use crate::error::Reported;
-use crate::remote::{ConnArgs, Remote, Source};
+use crate::remote::ConnArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -75,18 +74,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Err(Reported(crate::exit::INVALID).into());
     }
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let source = args.conn.open().await?;
+        let backend = args.conn.backend().await?;
         for (kind, name, yaml, labels) in docs {
-            let (outcome, revision) = match &source {
-                Source::Local(store) => {
-                    let (outcome, revision) = store
-                        .apply(kind, &name, &yaml, &labels)
-                        .await
-                        .map_err(store_err)?;
-                    (outcome, Some(revision))
-                }
-                Source::Remote(r) => (apply_remote(r, kind, &name, &yaml).await?, None),
-            };
+            let (outcome, revision) = backend.apply(kind, &name, &yaml, &labels).await?;
             let what = match outcome {
                 ApplyOutcome::Created => "created",
                 ApplyOutcome::Updated => "updated",
@@ -98,13 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         }
         for (kind, name, yaml, labels) in resources {
-            let outcome = match &source {
-                Source::Local(store) => store
-                    .apply_resource(kind, &name, &yaml, &labels)
-                    .await
-                    .map_err(store_err)?,
-                Source::Remote(r) => apply_remote_resource(r, kind, &name, &yaml).await?,
-            };
+            let outcome = backend.apply_resource(kind, &name, &yaml, &labels).await?;
             let (noun, what) = (resource_noun(kind), outcome_word(outcome));
             eprintln!("{noun} {name} {what}");
             if kind == ResourceKind::TestTrigger {
@@ -114,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 );
             }
         }
-        source.close().await;
+        backend.close().await;
         Ok(crate::exit::SUCCESS)
     })
 }
@@ -131,72 +115,6 @@ fn outcome_word(outcome: ApplyOutcome) -> &'static str {
         ApplyOutcome::Created => "created",
         ApplyOutcome::Updated => "updated",
         ApplyOutcome::Unchanged => "unchanged",
-    }
-}
-
-/// Store one `Webhook` or `TestTrigger` on the server (`/v1/webhooks`, `/v1/triggers`).
-async fn apply_remote_resource(
-    r: &Remote,
-    kind: ResourceKind,
-    name: &str,
-    yaml: &str,
-) -> anyhow::Result<ApplyOutcome> {
-    let collection = match kind {
-        ResourceKind::Webhook => "webhooks",
-        ResourceKind::TestTrigger => "triggers",
-    };
-    match r.client.get_resource(collection, name).await {
-        Ok(current) => {
-            let new: serde_json::Value = serde_saphyr::from_str(yaml)?;
-            if new == current {
-                return Ok(ApplyOutcome::Unchanged);
-            }
-            r.client
-                .update_resource(collection, name, yaml)
-                .await
-                .map_err(|e| r.err(e))?;
-            Ok(ApplyOutcome::Updated)
-        }
-        Err(e) if e.status() == Some(404) => {
-            r.client
-                .create_resource(collection, yaml)
-                .await
-                .map_err(|e| r.err(e))?;
-            Ok(ApplyOutcome::Created)
-        }
-        Err(e) => Err(r.err(e)),
-    }
-}
-
-/// Store one document on the server: created when new, else replaced — unless the server's
-/// copy is the same document already (the API does not say revisions; the store keeps one
-/// per change either way).
-async fn apply_remote(
-    r: &Remote,
-    kind: DefinitionKind,
-    name: &str,
-    yaml: &str,
-) -> anyhow::Result<ApplyOutcome> {
-    match r.client.get_definition(kind, name).await {
-        Ok(current) => {
-            let new: serde_json::Value = serde_saphyr::from_str(yaml)?;
-            if new == current {
-                return Ok(ApplyOutcome::Unchanged);
-            }
-            r.client
-                .update_definition(kind, name, yaml)
-                .await
-                .map_err(|e| r.err(e))?;
-            Ok(ApplyOutcome::Updated)
-        }
-        Err(e) if e.status() == Some(404) => {
-            r.client
-                .create_definition(kind, yaml)
-                .await
-                .map_err(|e| r.err(e))?;
-            Ok(ApplyOutcome::Created)
-        }
-        Err(e) => Err(r.err(e)),
     }
 }
 

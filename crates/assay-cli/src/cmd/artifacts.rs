@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use super::history::{self, Format, store_err};
-use crate::remote::{ConnArgs, Source};
+use super::history::{self, Format};
+use crate::backend::{Artifacts, Backend};
+use crate::remote::ConnArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,31 +28,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let source = args.conn.open().await?;
-        let result = artifacts(&source, &args).await;
-        source.close().await;
+        let backend = args.conn.backend().await?;
+        let result = artifacts(backend.as_ref(), &args).await;
+        backend.close().await;
         result.map(|()| crate::exit::SUCCESS)
     })
 }
 
-async fn artifacts(source: &Source, args: &Args) -> anyhow::Result<()> {
-    let (id, name, artifacts) = match source {
-        Source::Local(store) => {
-            let e =
-                history::find(store, &assay_store::ExecutionRef::parse(&args.reference)).await?;
-            let artifacts = store.list_artifacts(&e.id).await.map_err(store_err)?;
-            (e.id, e.name, artifacts)
-        }
-        Source::Remote(r) => {
-            let e = r
-                .client
-                .get_execution(&args.reference)
-                .await
-                .map_err(|e| r.err(e))?;
-            let artifacts = r.client.list_artifacts(&e.id).await.map_err(|e| r.err(e))?;
-            (e.id, e.name, artifacts)
-        }
-    };
+async fn artifacts(backend: &dyn Backend, args: &Args) -> anyhow::Result<()> {
+    let Artifacts {
+        id,
+        name,
+        list: artifacts,
+    } = backend.artifacts(&args.reference).await?;
     let Some(dir) = &args.download else {
         match args.output {
             Format::Table => {
@@ -88,7 +77,7 @@ async fn artifacts(source: &Source, args: &Args) -> anyhow::Result<()> {
     let mut failed = 0usize;
     for a in &artifacts {
         bar.set_message(a.path.clone());
-        match download_one(source, &id, &a.path, dir, &bar).await {
+        match download_one(backend, &id, &a.path, dir, &bar).await {
             Ok(target) => {
                 bar.suspend(|| println!("{}", target.display()));
             }
@@ -118,7 +107,7 @@ async fn artifacts(source: &Source, args: &Args) -> anyhow::Result<()> {
 
 /// Download the artifact `path` of execution `id` into `dir`; the file written.
 async fn download_one(
-    source: &Source,
+    backend: &dyn Backend,
     id: &str,
     path: &str,
     dir: &Path,
@@ -132,26 +121,7 @@ async fn download_one(
         anyhow::bail!("the path leaves {}", dir.display());
     }
     let target = dir.join(path);
-    let stream: BoxStream<'_, anyhow::Result<Vec<u8>>> = match source {
-        Source::Local(store) => store
-            .open_artifact(id, path)
-            .await
-            .map_err(store_err)?
-            .stream
-            .map(|c| c.map(|b| b.to_vec()).map_err(store_err))
-            .boxed(),
-        Source::Remote(r) => {
-            let download = r
-                .client
-                .download_artifact(id, path)
-                .await
-                .map_err(|e| r.err(e))?;
-            download
-                .stream
-                .map(|c| c.map(|b| b.to_vec()).map_err(|e| r.err(e)))
-                .boxed()
-        }
-    };
+    let stream = backend.download(id, path).await?;
     write_download(stream, &target, bar).await?;
     Ok(target)
 }

@@ -1,10 +1,9 @@
 //! `assay delete workflow|template NAME`: executions keep their own copy of the definition.
 
-use assay_store::{DefinitionKind, DeleteMode};
+use assay_store::DefinitionKind;
 
-use super::history::store_err;
 use crate::error::UserError;
-use crate::remote::{ConnArgs, Source, local_only};
+use crate::remote::ConnArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,26 +29,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         KindArg::Workflow => DefinitionKind::Workflow,
         KindArg::Template => DefinitionKind::Template,
     };
-    let mode = if args.purge {
-        DeleteMode::Hard
-    } else {
-        DeleteMode::Soft
-    };
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let source = args.conn.open().await?;
-        let deleted = match &source {
-            Source::Local(store) => store
-                .delete_definition(kind, &args.name, mode)
-                .await
-                .map_err(store_err)?,
-            Source::Remote(r) if args.purge => return Err(local_only("`--purge`", r)),
-            Source::Remote(r) => match r.client.delete_definition(kind, &args.name).await {
-                Ok(()) => true,
-                Err(e) if e.status() == Some(404) => false,
-                Err(e) => return Err(r.err(e)),
-            },
-        };
-        source.close().await;
+        let backend = args.conn.backend().await?;
+        let deleted = backend
+            .delete_definition(kind, &args.name, args.purge)
+            .await;
+        backend.close().await;
+        let deleted = deleted?;
         if !deleted {
             return Err(
                 UserError::invalid(format!("{} `{}` not found", kind.noun(), args.name))

@@ -3,7 +3,7 @@
 
 use super::history::{Format, print_doc};
 use crate::error::UserError;
-use crate::remote::{ConnArgs, Source};
+use crate::remote::ConnArgs;
 
 /// Upper bound of the text answer.
 const TEXT_LIMIT: usize = 8 * 1024;
@@ -21,19 +21,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let source = args.conn.open().await?;
-        let analysis = match &source {
-            Source::Local(store) => assay_service::Service::new(store.clone())
-                .analyze(&args.reference)
-                .await
-                .map_err(service_err),
-            Source::Remote(r) => r
-                .client
-                .analysis(&args.reference)
-                .await
-                .map_err(|e| r.err(e)),
-        };
-        source.close().await;
+        let backend = args.conn.backend().await?;
+        let analysis = backend
+            .analysis(&args.reference)
+            .await
+            .map_err(|e| e.worded(service_err));
+        backend.close().await;
         let analysis = analysis?;
         let text = assay_analysis::render_text(&analysis, TEXT_LIMIT);
         // With an LLM configured, a narrative of the facts above (and only them); without

@@ -6,14 +6,14 @@
 
 use std::path::PathBuf;
 
-use assay_api::gate::GateRequest;
 use assay_service::ServiceError;
 use assay_service::gate::{Gate, Target};
 
 use super::history::{Format, print_doc};
+use crate::backend::GateCall;
 use crate::error::UserError;
 use crate::exit;
-use crate::remote::{ConnArgs, Source};
+use crate::remote::ConnArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -59,23 +59,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let target = Target::from_request(args.execution.as_deref(), args.commit.as_deref())
         .map_err(|e| service_err(e, &file))?;
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let source = args.conn.open().await?;
-        let verdict = match &source {
-            Source::Local(store) => assay_service::Service::new(store.clone())
-                .evaluate_gate(&gate, &target, chrono::Utc::now().timestamp_millis())
-                .await
-                .map_err(|e| service_err(e, &file)),
-            Source::Remote(r) => r
-                .client
-                .evaluate_gate(&GateRequest {
-                    rules: serde_json::Value::String(text),
-                    execution: args.execution.clone(),
-                    commit: args.commit.clone(),
-                })
-                .await
-                .map_err(|e| r.err(e)),
-        };
-        source.close().await;
+        let backend = args.conn.backend().await?;
+        let verdict = backend
+            .evaluate_gate(GateCall {
+                text: &text,
+                gate: &gate,
+                target: &target,
+                execution: args.execution.as_deref(),
+                commit: args.commit.as_deref(),
+            })
+            .await
+            .map_err(|e| e.worded(|e| service_err(e, &file)));
+        backend.close().await;
         let verdict = verdict?;
         match args.output {
             Format::Table => print!("{}", assay_service::gate::render_text(&verdict)),

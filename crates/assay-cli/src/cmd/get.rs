@@ -1,14 +1,12 @@
 //! `assay get`: stored workflows and templates, executions.
 
-use std::collections::BTreeMap;
-
-use assay_client::ExecutionQuery;
 use assay_store::testkube::TestWorkflowExecution;
-use assay_store::{DefinitionKind, ExecutionFilter, ExecutionStatus, LabelSelector, now_ms};
+use assay_store::{DefinitionKind, ExecutionStatus, now_ms};
 
-use super::history::{self, Format, store_err};
+use super::history::{self, Format};
+use crate::backend::{Backend, ExecutionsWanted};
 use crate::error::UserError;
-use crate::remote::{ConnArgs, Remote, Source, local_only};
+use crate::remote::ConnArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -128,59 +126,37 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Ok(crate::exit::SUCCESS);
     }
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let source = args.conn.open().await?;
+        let backend = args.conn.backend().await?;
+        let b = backend.as_ref();
         let result = match args.what {
-            What::Workflows(l) => list_definitions(&source, DefinitionKind::Workflow, l).await,
-            What::Templates(l) => list_definitions(&source, DefinitionKind::Template, l.list).await,
-            What::Workflow(o) => one_definition(&source, DefinitionKind::Workflow, o).await,
-            What::Template(o) => one_definition(&source, DefinitionKind::Template, o).await,
-            What::Executions(l) => list_executions(&source, l).await,
-            What::Execution(o) => one_execution(&source, o).await,
-            What::Tests(a) => match &source {
-                Source::Local(store) => super::tests::tests(store, a).await,
-                Source::Remote(r) => Err(local_only("`assay get tests`", r)),
+            What::Workflows(l) => list_definitions(b, DefinitionKind::Workflow, l).await,
+            What::Templates(l) => list_definitions(b, DefinitionKind::Template, l.list).await,
+            What::Workflow(o) => one_definition(b, DefinitionKind::Workflow, o).await,
+            What::Template(o) => one_definition(b, DefinitionKind::Template, o).await,
+            What::Executions(l) => list_executions(b, l).await,
+            What::Execution(o) => one_execution(b, o).await,
+            What::Tests(a) => match b.store("`assay get tests`") {
+                Ok(store) => super::tests::tests(store, a).await,
+                Err(e) => Err(e),
             },
-            What::TestHistory(a) => match &source {
-                Source::Local(store) => super::tests::test_history(store, a).await,
-                Source::Remote(r) => Err(local_only("`assay get test-history`", r)),
+            What::TestHistory(a) => match b.store("`assay get test-history`") {
+                Ok(store) => super::tests::test_history(store, a).await,
+                Err(e) => Err(e),
             },
-            What::Flaky(a) => match &source {
-                Source::Local(store) => super::tests::flaky(store, a).await,
-                Source::Remote(r) => Err(local_only("`assay get flaky`", r)),
+            What::Flaky(a) => match b.store("`assay get flaky`") {
+                Ok(store) => super::tests::flaky(store, a).await,
+                Err(e) => Err(e),
             },
-            What::Agents(a) => list_agents(&source, a).await,
+            What::Agents(a) => list_agents(b, a).await,
         };
-        source.close().await;
+        backend.close().await;
         result.map(|()| crate::exit::SUCCESS)
     })
 }
 
 /// `assay get agents`: from the server, or from the store a server on this machine uses.
-async fn list_agents(source: &Source, args: ListAgents) -> anyhow::Result<()> {
-    let agents: Vec<assay_api::agents::Agent> = match source {
-        Source::Remote(r) => r.client.list_agents().await.map_err(|e| r.err(e))?,
-        Source::Local(store) => {
-            let now = now_ms();
-            let timeout = store.lease_timeout().as_millis() as i64;
-            store
-                .list_agents()
-                .await
-                .map_err(store_err)?
-                .into_iter()
-                .map(|a| assay_api::agents::Agent {
-                    connected: now - a.last_seen_at <= timeout,
-                    registered_at: assay_store::testkube::rfc3339(a.registered_at),
-                    last_seen_at: assay_store::testkube::rfc3339(a.last_seen_at),
-                    name: a.name,
-                    labels: a.labels,
-                    runtime: a.runtime,
-                    host: a.host,
-                    version: a.version,
-                    running: a.running,
-                })
-                .collect()
-        }
-    };
+async fn list_agents(backend: &dyn Backend, args: ListAgents) -> anyhow::Result<()> {
+    let agents = backend.list_agents().await?;
     match args.output {
         Format::Table => {
             let mut t = history::table(&[
@@ -248,74 +224,14 @@ fn list_builtin_templates(output: Format) -> anyhow::Result<()> {
     }
 }
 
-/// One row of a definitions table; revision and time are known for the embedded store only.
-struct DefinitionRow {
-    name: String,
-    revision: Option<i64>,
-    labels: BTreeMap<String, String>,
-    updated: Option<assay_store::UnixMs>,
-}
-
 async fn list_definitions(
-    source: &Source,
+    backend: &dyn Backend,
     kind: DefinitionKind,
     args: ListDefinitions,
 ) -> anyhow::Result<()> {
-    let (rows, docs): (Vec<DefinitionRow>, Vec<serde_json::Value>) = match source {
-        Source::Local(store) => {
-            let selector = match &args.selector {
-                Some(s) => LabelSelector::parse(s).map_err(UserError::invalid)?,
-                None => LabelSelector::default(),
-            };
-            let defs = store
-                .list_definitions(kind, &selector)
-                .await
-                .map_err(store_err)?;
-            let docs = defs
-                .iter()
-                .map(definition_json)
-                .collect::<anyhow::Result<_>>()?;
-            let rows = defs
-                .into_iter()
-                .map(|d| DefinitionRow {
-                    name: d.name,
-                    revision: Some(d.revision),
-                    labels: d.labels.into_iter().collect(),
-                    updated: Some(d.created_at),
-                })
-                .collect();
-            (rows, docs)
-        }
-        Source::Remote(r) => {
-            let docs = r
-                .client
-                .list_definitions(kind, args.selector.as_deref())
-                .await
-                .map_err(|e| r.err(e))?;
-            let rows = docs
-                .iter()
-                .map(|d| DefinitionRow {
-                    name: d["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    revision: None,
-                    labels: d["metadata"]["labels"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| {
-                                    (k.clone(), v.as_str().unwrap_or_default().to_string())
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    updated: None,
-                })
-                .collect();
-            (rows, docs)
-        }
-    };
+    let rows = backend
+        .list_definitions(kind, args.selector.as_deref())
+        .await?;
     match args.output {
         Format::Table => {
             let mut t = history::table(&["NAME", "REVISION", "LABELS", "UPDATED"]);
@@ -337,29 +253,20 @@ async fn list_definitions(
             }
             Ok(())
         }
-        format => history::print_doc(&docs, format),
+        format => {
+            let docs: Vec<&serde_json::Value> = rows.iter().map(|d| &d.doc).collect();
+            history::print_doc(&docs, format)
+        }
     }
 }
 
-/// The stored YAML as a JSON document.
-fn definition_json(d: &assay_store::Definition) -> anyhow::Result<serde_json::Value> {
-    Ok(serde_saphyr::from_str::<serde_json::Value>(&d.yaml)?)
-}
-
 async fn one_definition(
-    source: &Source,
+    backend: &dyn Backend,
     kind: DefinitionKind,
     args: OneDefinition,
 ) -> anyhow::Result<()> {
-    let store = match source {
-        Source::Local(store) => store,
-        Source::Remote(r) => return one_remote_definition(r, kind, args).await,
-    };
     if args.output == Format::Table {
-        let revisions = store
-            .definition_revisions(kind, &args.name)
-            .await
-            .map_err(store_err)?;
+        let revisions = backend.revisions(kind, &args.name).await?;
         if revisions.is_empty() {
             return Err(
                 UserError::invalid(format!("{} `{}` not found", kind.noun(), args.name)).into(),
@@ -370,68 +277,38 @@ async fn one_definition(
             let labels: Vec<String> = d.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             t.add_row(vec![
                 d.revision.to_string(),
-                history::ago(d.created_at),
+                history::ago(d.stored),
                 labels.join(","),
             ]);
         }
         history::print_table(&t);
         return Ok(());
     }
-    let def = store
-        .get_definition(kind, &args.name, args.revision)
-        .await
-        .map_err(store_err)?;
-    match args.output {
-        Format::Yaml => {
-            print!("{}", def.yaml);
-            if !def.yaml.ends_with('\n') {
+    let def = backend.definition(kind, &args.name, args.revision).await?;
+    match (args.output, def.yaml) {
+        (Format::Yaml, Some(yaml)) => {
+            print!("{yaml}");
+            if !yaml.ends_with('\n') {
                 println!();
             }
             Ok(())
         }
-        format => history::print_doc(&definition_json(&def)?, format),
+        // A server's API answers JSON: shown as YAML without the text's comments.
+        (format, _) => history::print_doc(&def.doc, format),
     }
 }
 
-/// A stored definition from the server: its JSON, as YAML by default (the server keeps the
-/// text, but its API answers JSON: comments are not shown). Revisions are not served.
-async fn one_remote_definition(
-    r: &Remote,
-    kind: DefinitionKind,
-    args: OneDefinition,
-) -> anyhow::Result<()> {
-    if args.output == Format::Table || args.revision.is_some() {
-        return Err(local_only(
-            "the revisions of a definition (`-o table`, `--revision`)",
-            r,
-        ));
-    }
-    let doc = r
-        .client
-        .get_definition(kind, &args.name)
-        .await
-        .map_err(|e| r.err(e))?;
-    history::print_doc(&doc, args.output)
-}
-
-async fn list_executions(source: &Source, args: ListExecutions) -> anyhow::Result<()> {
-    let since = args.since.map(|age| now_ms() - age);
+async fn list_executions(backend: &dyn Backend, args: ListExecutions) -> anyhow::Result<()> {
     let output = args.output;
-    let executions: Vec<TestWorkflowExecution> = match source {
-        Source::Local(store) => {
-            let filter = ExecutionFilter {
-                workflow: args.workflow,
-                statuses: args.status,
-                tags: args.tag,
-                since,
-                limit: Some(args.limit),
-                before_id: None,
-            };
-            let rows = store.list_executions(&filter).await.map_err(store_err)?;
-            rows.iter().map(TestWorkflowExecution::from).collect()
-        }
-        Source::Remote(r) => remote_executions(r, args, since).await?,
-    };
+    let executions = backend
+        .list_executions(ExecutionsWanted {
+            since: args.since.map(|age| now_ms() - age),
+            workflow: args.workflow,
+            statuses: args.status,
+            tags: args.tag,
+            limit: args.limit,
+        })
+        .await?;
     match output {
         Format::Table => {
             let mut t = history::table(&["NAME", "STATUS", "STARTED", "DURATION", "TAGS", "ID"]);
@@ -461,61 +338,13 @@ async fn list_executions(source: &Source, args: ListExecutions) -> anyhow::Resul
     }
 }
 
-/// Executions from the server, page by page up to `--limit`; `--since` is applied here (the
-/// API has no such filter), stopping at the first older one since pages are newest first.
-async fn remote_executions(
-    r: &Remote,
-    args: ListExecutions,
-    since: Option<i64>,
-) -> anyhow::Result<Vec<TestWorkflowExecution>> {
-    let mut query = ExecutionQuery {
-        workflow: args.workflow,
-        statuses: args.status.iter().map(|s| s.to_string()).collect(),
-        tags: args.tag,
-        page_size: Some(args.limit.clamp(1, 1000)),
-        before: None,
-    };
-    let mut out = Vec::new();
-    loop {
-        let page = r
-            .client
-            .list_executions(&query)
-            .await
-            .map_err(|e| r.err(e))?;
-        for e in page.results {
-            if let Some(since) = since
-                && history::ms(Some(&e.scheduled_at)).is_some_and(|at| at < since)
-            {
-                return Ok(out);
-            }
-            out.push(e);
-            if out.len() >= args.limit as usize {
-                return Ok(out);
-            }
-        }
-        match page.next {
-            Some(next) => query.before = Some(next),
-            None => return Ok(out),
-        }
-    }
-}
-
-async fn one_execution(source: &Source, args: OneExecution) -> anyhow::Result<()> {
+async fn one_execution(backend: &dyn Backend, args: OneExecution) -> anyhow::Result<()> {
     let reference = history::execution_ref(
         args.reference.as_deref(),
         args.workflow.as_deref(),
         args.number,
     )?;
-    let e = match source {
-        Source::Local(store) => {
-            TestWorkflowExecution::from(&store.get_execution(&reference).await.map_err(store_err)?)
-        }
-        Source::Remote(r) => r
-            .client
-            .get_execution(&history::ref_text(&reference))
-            .await
-            .map_err(|e| r.err(e))?,
-    };
+    let e = backend.execution(&reference).await?;
     if args.output != Format::Table {
         return history::print_doc(&e, args.output);
     }

@@ -2,11 +2,11 @@
 //! or workflow (first-try pass rate, runs until green, rework rate, failure classes) and which
 //! teams ran no system-level workflow on AI-made changes; through the server with a context.
 
-use assay_service::insights::{self, By, InsightsQuery};
+use assay_service::insights::{self, By};
 
 use super::history::{Format, print_doc};
 use crate::error::UserError;
-use crate::remote::{ConnArgs, Source};
+use crate::remote::ConnArgs;
 
 /// Groups shown in the text output (the JSON has all).
 const TEXT_GROUPS: usize = 50;
@@ -49,22 +49,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         UserError::invalid(format!("--since: {e}")).with_hint("for example `--since 30d`")
     })?;
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let source = args.conn.open().await?;
-        let answer = match &source {
-            Source::Local(store) => assay_service::Service::new(store.clone())
-                .insights(&InsightsQuery { since, by })
-                .await
-                .map_err(|e| match e {
-                    assay_service::ServiceError::Store(s) => super::history::store_err(s),
-                    other => anyhow::anyhow!("failed to read insights: {other}"),
-                }),
-            Source::Remote(r) => r
-                .client
-                .insights(&args.since, by.as_str())
-                .await
-                .map_err(|e| r.err(e)),
-        };
-        source.close().await;
+        let backend = args.conn.backend().await?;
+        let answer = backend.insights(&args.since, since, by).await.map_err(|e| {
+            e.worded(|e| match e {
+                assay_service::ServiceError::Store(s) => super::history::store_err(s),
+                other => anyhow::anyhow!("failed to read insights: {other}"),
+            })
+        });
+        backend.close().await;
         let answer = answer?;
         match args.output {
             Format::Table => print!("{}", insights::render_text(&answer, TEXT_GROUPS)),

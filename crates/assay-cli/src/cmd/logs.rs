@@ -4,15 +4,12 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::time::Duration;
 
-use assay_client::Followed;
-use assay_store::Store;
 use futures::StreamExt;
 
-use super::history::{self, store_err};
+use crate::backend::{Backend, LogLine};
 use crate::error::UserError;
-use crate::remote::{ConnArgs, Remote, Source};
+use crate::remote::ConnArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,22 +28,11 @@ pub struct Args {
     conn: ConnArgs,
 }
 
-/// One log line, whatever its source.
-struct Line {
-    /// RFC 3339.
-    ts: String,
-    step: String,
-    text: String,
-}
-
 pub fn run(args: Args) -> anyhow::Result<u8> {
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let source = args.conn.open().await?;
-        let result = match &source {
-            Source::Local(store) => local(store, &args).await,
-            Source::Remote(r) => remote(r, &args).await,
-        };
-        source.close().await;
+        let backend = args.conn.backend().await?;
+        let result = logs(backend.as_ref(), &args).await;
+        backend.close().await;
         result.map(|()| crate::exit::SUCCESS)
     })
 }
@@ -69,7 +55,7 @@ fn stdout_color() -> bool {
 }
 
 impl Printer {
-    fn write(&self, lines: &[Line]) -> std::io::Result<()> {
+    fn write(&self, lines: &[LogLine]) -> std::io::Result<()> {
         let mut out = std::io::stdout().lock();
         for l in lines {
             if self.timestamps {
@@ -114,30 +100,17 @@ fn pick_step(
         })
 }
 
-fn from_store(lines: Vec<assay_store::LogLine>) -> Vec<Line> {
-    lines
-        .into_iter()
-        .map(|l| Line {
-            ts: assay_store::testkube::rfc3339(l.ts),
-            step: l.step,
-            text: l.text,
-        })
-        .collect()
-}
-
-async fn local(store: &Store, args: &Args) -> anyhow::Result<()> {
-    let e = history::find(store, &assay_store::ExecutionRef::parse(&args.reference)).await?;
-    let steps = store.steps(&e.id).await.map_err(store_err)?;
-    let pairs: Vec<(String, Option<String>)> = steps
-        .iter()
-        .map(|s| (s.step_ref.clone(), s.name.clone()))
-        .collect();
+/// Prints the execution's lines: stored ones step by step in plan order, or (`--follow`)
+/// every line as it comes until the execution ends.
+async fn logs(backend: &dyn Backend, args: &Args) -> anyhow::Result<()> {
+    let steps = backend.log_steps(&args.reference).await?;
     let only = match &args.step {
         None => None,
-        Some(wanted) => Some(pick_step(&e.name, &pairs, wanted)?),
+        Some(wanted) => Some(pick_step(&steps.name, &steps.steps, wanted)?),
     };
     let printer = Printer {
-        names: pairs
+        names: steps
+            .steps
             .iter()
             .filter_map(|(r, n)| n.clone().map(|n| (r.clone(), n)))
             .collect(),
@@ -145,105 +118,11 @@ async fn local(store: &Store, args: &Args) -> anyhow::Result<()> {
         timestamps: args.timestamps,
         color: stdout_color(),
     };
-    if args.follow {
-        let mut stream =
-            Box::pin(store.follow_logs(&e.id, only.as_deref(), Duration::from_millis(250)));
-        while let Some(batch) = stream.next().await {
-            if printer
-                .write(&from_store(batch.map_err(store_err)?))
-                .is_err()
-            {
-                break; // stdout closed (e.g. piped into head)
-            }
+    let mut lines = backend.log_lines(&steps, only.as_deref(), args.follow);
+    while let Some(batch) = lines.next().await {
+        if printer.write(&batch?).is_err() {
+            break; // stdout closed (e.g. piped into head)
         }
-        return Ok(());
-    }
-    let refs = match only {
-        Some(r) => vec![r],
-        None => store.log_steps_in_order(&e.id).await.map_err(store_err)?,
-    };
-    for r in refs {
-        let mut reader = store.log_reader(&e.id, &r, 0);
-        loop {
-            let batch = reader.read_available().await.map_err(store_err)?;
-            if batch.is_empty() {
-                break;
-            }
-            if printer.write(&from_store(batch)).is_err() {
-                return Ok(());
-            }
-        }
-        let rest = reader.read_to_end().await.map_err(store_err)?;
-        if printer.write(&from_store(rest)).is_err() {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-/// Through the server's notification stream: it replays what is stored, then sends the
-/// current result, then follows live. Without `--follow` the replay is what is printed (step
-/// by step in plan order, as from the store); with it every line is printed as it comes.
-async fn remote(r: &Remote, args: &Args) -> anyhow::Result<()> {
-    let e = r
-        .client
-        .get_execution(&args.reference)
-        .await
-        .map_err(|err| r.err(err))?;
-    let steps = history::steps_in_order(&e);
-    let pairs: Vec<(String, Option<String>)> = steps
-        .iter()
-        .map(|(r, n, _)| (r.clone(), n.clone()))
-        .collect();
-    let only = match &args.step {
-        None => None,
-        Some(wanted) => Some(pick_step(&e.name, &pairs, wanted)?),
-    };
-    let printer = Printer {
-        names: history::step_names(&e),
-        prefix: only.is_none(),
-        timestamps: args.timestamps,
-        color: stdout_color(),
-    };
-    let mut stream = Box::pin(r.client.follow(&e.id, 10));
-    let mut replay: Vec<Line> = Vec::new();
-    while let Some(item) = stream.next().await {
-        match item.map_err(|err| r.err(err))? {
-            Followed::Log(n) => {
-                let step = n.step_ref.unwrap_or_default();
-                if only.as_ref().is_some_and(|o| *o != step) {
-                    continue;
-                }
-                let mut text = n.log.unwrap_or_default();
-                if text.ends_with('\n') {
-                    text.pop();
-                }
-                let line = Line {
-                    ts: n.ts,
-                    step,
-                    text,
-                };
-                if args.follow {
-                    if printer.write(&[line]).is_err() {
-                        return Ok(());
-                    }
-                } else {
-                    replay.push(line);
-                }
-            }
-            Followed::Result(_) if !args.follow => break,
-            Followed::Result(_) => {}
-        }
-    }
-    if !args.follow {
-        let position: HashMap<&str, usize> = pairs
-            .iter()
-            .enumerate()
-            .map(|(i, (r, _))| (r.as_str(), i))
-            .collect();
-        // Stable: lines of one step keep their order.
-        replay.sort_by_key(|l| position.get(l.step.as_str()).copied().unwrap_or(usize::MAX));
-        let _ = printer.write(&replay);
     }
     Ok(())
 }

@@ -3,11 +3,12 @@
 //! through the server of a context (adding and removing need an admin token there).
 
 use assay_api::quarantine::{QuarantineEntry, QuarantineRequest};
-use assay_service::{Service, ServiceError};
+use assay_service::ServiceError;
 
 use super::history::{Format, print_doc, print_table, table};
+use crate::backend::Backend;
 use crate::error::UserError;
-use crate::remote::{ConnArgs, Source};
+use crate::remote::ConnArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -71,14 +72,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
     tokio::runtime::Runtime::new()?.block_on(async move {
-        let source = args.conn.open().await?;
-        let result = execute(&source, args.command).await;
-        source.close().await;
+        let backend = args.conn.backend().await?;
+        let result = execute(backend.as_ref(), args.command).await;
+        backend.close().await;
         result
     })
 }
 
-async fn execute(source: &Source, command: Command) -> anyhow::Result<u8> {
+async fn execute(backend: &dyn Backend, command: Command) -> anyhow::Result<u8> {
     match command {
         Command::Add {
             test,
@@ -92,20 +93,11 @@ async fn execute(source: &Source, command: Command) -> anyhow::Result<u8> {
                 reason,
                 until,
             };
-            let entry = match source {
-                Source::Local(store) => {
-                    let who = std::env::var("USER").ok().filter(|u| !u.is_empty());
-                    Service::new(store.clone())
-                        .quarantine(&request, Some(who.as_deref().unwrap_or("cli")))
-                        .await
-                        .map_err(service_err)?
-                }
-                Source::Remote(r) => r
-                    .client
-                    .add_quarantine(&request)
-                    .await
-                    .map_err(|e| r.err(e))?,
-            };
+            let who = std::env::var("USER").ok().filter(|u| !u.is_empty());
+            let entry = backend
+                .quarantine(&request, who.as_deref().unwrap_or("cli"))
+                .await
+                .map_err(|e| e.worded(service_err))?;
             eprintln!(
                 "quarantined `{}` in {}{}: its failures no longer fail a run",
                 entry.test,
@@ -118,13 +110,10 @@ async fn execute(source: &Source, command: Command) -> anyhow::Result<u8> {
             );
         }
         Command::List { all, output } => {
-            let entries = match source {
-                Source::Local(store) => Service::new(store.clone())
-                    .quarantines(all)
-                    .await
-                    .map_err(service_err)?,
-                Source::Remote(r) => r.client.list_quarantines(all).await.map_err(|e| r.err(e))?,
-            };
+            let entries = backend
+                .quarantines(all)
+                .await
+                .map_err(|e| e.worded(service_err))?;
             match output {
                 Format::Table => {
                     let mut t = table(&["TEST", "WORKFLOW", "UNTIL", "REASON", "BY"]);
@@ -156,17 +145,10 @@ async fn execute(source: &Source, command: Command) -> anyhow::Result<u8> {
             }
         }
         Command::Remove { test, workflow } => {
-            match source {
-                Source::Local(store) => Service::new(store.clone())
-                    .unquarantine(&test, workflow.as_deref())
-                    .await
-                    .map_err(service_err)?,
-                Source::Remote(r) => r
-                    .client
-                    .remove_quarantine(&test, workflow.as_deref())
-                    .await
-                    .map_err(|e| r.err(e))?,
-            }
+            backend
+                .unquarantine(&test, workflow.as_deref())
+                .await
+                .map_err(|e| e.worded(service_err))?;
             let entry = QuarantineEntry {
                 test: test.clone(),
                 workflow,
