@@ -421,6 +421,96 @@ async fn list_filters(env: Env) {
 }
 both!(list_filters);
 
+/// The counts by workflow and status (kept by the database's triggers, migration 0017) are
+/// those of the rows after every kind of write: create, start, finish, abort of a queued run,
+/// prune; written through two handles (two processes).
+async fn counts_follow_every_write(env: Env) {
+    let s = &env.store;
+    let other = env.reopen().await;
+    let day = 86_400_000;
+    let mut old = new_exec("c");
+    old.scheduled_at = Some(now_ms() - 10 * day);
+    let old = s.create_execution(old).await.unwrap();
+    finish(s, &old.id, ExecutionStatus::Passed).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let store = if i % 2 == 0 { s } else { &other };
+        let mut new = new_exec(if i < 4 { "c" } else { "d" });
+        new.tags = tags(&[("i", &i.to_string())]);
+        ids.push(store.create_execution(new).await.unwrap().id);
+    }
+    s.start_execution(&ids[0], now_ms()).await.unwrap();
+    finish(s, &ids[0], ExecutionStatus::Failed).await;
+    other.start_execution(&ids[1], now_ms()).await.unwrap();
+    finish(&other, &ids[2], ExecutionStatus::Passed).await;
+    assert_eq!(abort_queued(s, &ids[3]).await, ExecutionStatus::Aborted);
+    s.prune(Some(7), None).await.unwrap();
+
+    let filters = [
+        ExecutionFilter::default(),
+        ExecutionFilter {
+            workflow: Some("c".into()),
+            ..Default::default()
+        },
+        ExecutionFilter {
+            workflow: Some("d".into()),
+            statuses: vec![ExecutionStatus::Queued, ExecutionStatus::Passed],
+            ..Default::default()
+        },
+        ExecutionFilter {
+            statuses: vec![ExecutionStatus::Running, ExecutionStatus::Failed],
+            ..Default::default()
+        },
+        ExecutionFilter {
+            workflow: Some("none".into()),
+            ..Default::default()
+        },
+        // Tags count the rows themselves.
+        ExecutionFilter {
+            tags: vec![("i".into(), "0".into())],
+            ..Default::default()
+        },
+    ];
+    for filter in filters {
+        let rows = s
+            .list_executions(&ExecutionFilter {
+                limit: Some(1000),
+                ..filter.clone()
+            })
+            .await
+            .unwrap();
+        let mut expected = StatusCounts::default();
+        for e in &rows {
+            *expected.0.entry(e.status).or_default() += 1;
+        }
+        for store in [s, &other] {
+            assert_eq!(
+                store.count_executions(&filter).await.unwrap(),
+                expected,
+                "{filter:?} on {}",
+                env.backend
+            );
+        }
+    }
+    let all = s
+        .count_executions(&ExecutionFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.total(), 6);
+    assert_eq!(all.get(ExecutionStatus::Queued), 2);
+}
+both!(counts_follow_every_write);
+
+/// Abort a queued execution as `assay_runner::abort` does: claim it, then end it.
+async fn abort_queued(s: &Store, id: &str) -> ExecutionStatus {
+    assert!(s.claim_execution(id, &LeaseOwner::current()).await.unwrap());
+    finish(s, id, ExecutionStatus::Aborted).await;
+    s.find_execution(&ExecutionRef::Id(id.into()))
+        .await
+        .unwrap()
+        .status
+}
+
 // ---------------------------------------------------------------------------------------------
 // A full record and its Testkube shape
 
