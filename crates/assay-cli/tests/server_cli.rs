@@ -182,6 +182,9 @@ fn tokens_and_restart_with_running_and_queued_executions() {
             .status
             .success()
     );
+    // Revoked by another process: the server trusts what it looked up for at most
+    // TOKEN_CACHE_TTL (README, Security).
+    std::thread::sleep(assay_store::TOKEN_CACHE_TTL + std::time::Duration::from_millis(50));
     assert_eq!(
         http(port, "GET", "/v1/test-workflows", &viewer, None).0,
         401

@@ -79,7 +79,7 @@ pub use quarantines::{
 pub use schedules::{ClaimedTick, ScheduleTick};
 pub use secrets::KEY_FILE;
 pub use test_cases::{CaseSource, FlakyTest, StoredTestCase, TestRun};
-pub use tokens::{TokenInfo, TokenRole, hash_token};
+pub use tokens::{TOKEN_CACHE_TTL, TokenInfo, TokenRole, hash_token};
 
 /// Handle to the history. Cheap to clone; all clones share one connection pool.
 #[derive(Clone)]
@@ -97,6 +97,8 @@ struct Inner {
     secrets: secrets::SecretBox,
     /// Permissions narrowed on open, for the caller to show.
     warnings: Vec<String>,
+    /// API tokens looked up recently ([`Store::authenticate`]).
+    tokens: tokens::TokenCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -151,6 +153,7 @@ impl Store {
                 lease_timeout,
                 secrets,
                 warnings,
+                tokens: tokens::TokenCache::default(),
             }),
         };
         store.seal_clear_hook_secrets().await?;
@@ -193,6 +196,10 @@ impl Store {
 
     fn files(&self) -> &files::Files {
         &self.inner.files
+    }
+
+    fn token_cache(&self) -> &tokens::TokenCache {
+        &self.inner.tokens
     }
 
     fn inner_secrets(&self) -> &secrets::SecretBox {

@@ -1,9 +1,16 @@
 //! API tokens of the server: a name, a role and the SHA-256 of the secret. The secret itself is
 //! shown once when it is created and never stored.
 //!
-//! Every lookup reads the database (one indexed row): a token revoked by any process
-//! (`assay token revoke` beside a running server, another server on the same PostgreSQL) is
-//! refused on the very next request. No token is kept in memory between requests.
+//! A token found in the database is trusted for [`TOKEN_CACHE_TTL`] without reading its row
+//! again (kept in memory by its hash, never by its secret; unknown tokens are not kept, so a
+//! new token works at once and guessing fills no memory). Revoking through a [`Store`] forgets
+//! its tokens at once in that handle; a token revoked by another process (`assay token revoke`
+//! beside a running server, another server on the same PostgreSQL) is refused at most
+//! [`TOKEN_CACHE_TTL`] later.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -24,6 +31,59 @@ pub struct TokenInfo {
     pub role: TokenRole,
     pub created_at: UnixMs,
     pub last_used_at: Option<UnixMs>,
+}
+
+/// How long a token found in the database is trusted without reading its row again: the
+/// longest a token revoked by another process is still accepted here.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// A generation, bumped by every revocation, and the tokens found by hash, with when.
+type Entries = (u64, HashMap<String, (TokenInfo, Instant)>);
+
+/// Tokens looked up recently, by hash (see the module's documentation).
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    entries: Mutex<Entries>,
+}
+
+impl TokenCache {
+    /// Entries kept before expired ones are dropped (at most one per stored token is live).
+    const PRUNE_ABOVE: usize = 1024;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry of `hash` if it is fresh, and the generation to [`TokenCache::put`] with.
+    fn get(&self, hash: &str) -> (Option<TokenInfo>, u64) {
+        let guard = self.lock();
+        let info = guard
+            .1
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
+            .map(|(info, _)| info.clone());
+        (info, guard.0)
+    }
+
+    /// Keep what a lookup found, unless a revocation happened since it began (`generation`):
+    /// the row it read may be gone.
+    fn put(&self, hash: String, info: TokenInfo, generation: u64) {
+        let mut guard = self.lock();
+        if guard.0 != generation {
+            return;
+        }
+        if guard.1.len() >= Self::PRUNE_ABOVE {
+            guard.1.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+        }
+        guard.1.insert(hash, (info, Instant::now()));
+    }
+
+    /// Forget every token, and every lookup still under way.
+    fn revoked(&self) {
+        let mut guard = self.lock();
+        guard.0 += 1;
+        guard.1.clear();
+    }
 }
 
 /// Hex SHA-256 of a token secret, as stored.
@@ -101,9 +161,14 @@ impl Store {
     }
 
     /// The token whose secret is `secret`, if any; records when it was last used (at most
-    /// about once a minute, so reads do not turn into writes).
+    /// about once a minute, so reads do not turn into writes). A token found less than
+    /// [`TOKEN_CACHE_TTL`] ago is answered from memory.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenInfo>> {
         let hash = hash_token(secret);
+        let (cached, generation) = self.token_cache().get(&hash);
+        if let Some(info) = cached {
+            return Ok(Some(info));
+        }
         let db = self.db();
         let row = sqlx::query(
             "SELECT name, role, created_at, last_used_at FROM api_tokens WHERE token_hash = $1",
@@ -123,6 +188,7 @@ impl Store {
                 .execute(&db.pool)
                 .await;
         }
+        self.token_cache().put(hash, info.clone(), generation);
         Ok(Some(info))
     }
 
@@ -138,7 +204,8 @@ impl Store {
             .collect()
     }
 
-    /// Delete a token; `false` when there was none of that name.
+    /// Delete a token; `false` when there was none of that name. This handle refuses it from
+    /// now on; other processes within [`TOKEN_CACHE_TTL`].
     pub async fn revoke_token(&self, name: &str) -> Result<bool> {
         let db = self.db();
         let done = retry_busy(|| async {
@@ -149,6 +216,8 @@ impl Store {
         })
         .await
         .map_err(|e| db.err("revoke the token", e))?;
+        // After the delete: a lookup that read the row before it does not keep it either.
+        self.token_cache().revoked();
         Ok(done.rows_affected() == 1)
     }
 }
