@@ -14,10 +14,11 @@
 //!
 //! Steps join it without an extra process in between: a short-lived thread of ours enters the
 //! holder's PID namespace (`setns`, which moves only the children it forks), forks the step,
-//! and the step execs `nsenter -t <holder> -m -r [-S uid -G gid] -- env -C <dir> --` (two extra
-//! execs, ~2 ms). So every step is still our direct child: exit codes, signals, process groups,
-//! timeouts and CPU/memory figures are exactly those of a step without a namespace; only the
-//! pids a step sees (`$$`, `$!`) are the namespace's.
+//! and the step execs `nsenter -t <holder> -m -r [-S uid -G gid] --wdns=<dir> --` (one extra
+//! exec, ~1 ms; `-- env -C <dir> --`, two, where nsenter is older than util-linux 2.38). So
+//! every step is still our direct child: exit codes, signals, process groups, timeouts and
+//! CPU/memory figures are exactly those of a step without a namespace; only the pids a step
+//! sees (`$$`, `$!`) are the namespace's.
 //!
 //! Nothing outlives the owner: the holder reads its stdin, a pipe only we hold, so when we end
 //! — `kill -9` included — the holder reads end-of-file and exits, and the kernel kills every
@@ -26,6 +27,7 @@
 //! vanish with the namespace.
 
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
@@ -89,6 +91,19 @@ fn detect() -> Support {
         )),
         Err(e) => Support::Unavailable(format!("`unshare` could not be started: {e}")),
     }
+}
+
+/// Whether this machine's `nsenter` changes directory inside the namespace (`--wdns`,
+/// util-linux 2.38 and later); asked once per process.
+fn nsenter_has_wdns() -> bool {
+    static WDNS: OnceLock<bool> = OnceLock::new();
+    *WDNS.get_or_init(|| {
+        std::process::Command::new("nsenter")
+            .arg("--help")
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--wdns"))
+    })
 }
 
 /// The account steps run as when the engine runs as root.
@@ -171,45 +186,136 @@ pub(crate) struct Confinement {
 }
 
 /// The script the holder runs inside its new namespaces. `$1` is the new root (an empty
-/// folder), `$2` the execution's data folder, `$3` its outputs folder, `$4` its work folder,
-/// `$5` `own` for a fresh `/proc` of the PID namespace (or `host`), then the hidden paths.
+/// folder), `$2` the table of mounts to make in it ([`mount_table`]), `$3` how many of the
+/// arguments after it are the host's top-level files (mount points to create); the arguments
+/// after those are the host's top-level symbolic links (copied as they are).
+///
+/// Every mount is made by one `mount -a` (a table instead of a `mount` and a `mkdir` process
+/// per entry: measured on the 2-core machine, setting up a holder went from about 75 ms of CPU
+/// to about 11 ms, most of a trivial execution's cost).
 const HOLDER_SCRIPT: &str = r#"set -e
 umask 022
-R="$1"; D="$2"; O="$3"; W="$4"; P="$5"
-shift 5
-mount -t tmpfs -o mode=755 assay-root "$R"
-# An rbind of a host folder that contains $R must not copy $R into itself.
-mount --make-unbindable "$R"
-for e in /* /.[!.]*; do
-  [ -e "$e" ] || [ -L "$e" ] || continue
-  n="${e#/}"
-  case "$n" in data|testkube) continue ;; esac
-  if [ "$n" = proc ] && [ "$P" = own ]; then mkdir "$R/proc"; continue; fi
-  if [ -L "$e" ]; then
-    ln -s "$(readlink "$e")" "$R/$n"
-  elif [ -d "$e" ]; then
-    mkdir "$R/$n" && mount --rbind "$e" "$R/$n"
-  else
-    : > "$R/$n" && mount --bind "$e" "$R/$n"
-  fi
-done
-# Our own PID namespace's processes only: no other process's environ or cmdline.
-if [ "$P" = own ]; then mount -t proc -o nosuid,nodev,noexec assay-proc "$R/proc"; fi
-for h in "$@"; do
-  if [ -d "$R$h" ] && ! [ -L "$R$h" ]; then
-    mount -t tmpfs -o mode=755,size=64k assay-hidden "$R$h"
-  elif [ -f "$R$h" ]; then
-    mount --bind /dev/null "$R$h"
-  fi
-done
-mkdir -p "$R$W" && mount --bind "$W" "$R$W"
-mkdir -p "$R/data" "$R/testkube/outputs"
-mount --bind "$D" "$R/data"
-mount --bind "$O" "$R/testkube/outputs"
+R="$1"; F="$2"; N="$3"
+shift 3
+# Unbindable: an rbind of a host folder that contains $R must not copy $R into itself.
+mount -t tmpfs -o mode=755,unbindable assay-root "$R"
+while [ "$N" -gt 0 ]; do : > "$R$1"; shift; N=$((N - 1)); done
+if [ $# -gt 0 ]; then cp -d "$@" "$R/"; fi
+mount -a -T "$F"
 # Say "ready" only once inside the new root: steps join the holder's root (nsenter -r). The
 # holder ends when its stdin closes (our end of the pipe: when we end, kill -9 included).
 exec chroot "$R" /bin/sh -c 'echo ready; read _ || true'
 "#;
+
+/// What the holder makes of the host's `/` and of an execution's folders.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Holder {
+    /// The fstab-format table `mount -a` reads: every top-level folder of the host bound
+    /// (recursively) into the new root but `/data`, `/testkube` and (with a PID namespace of
+    /// its own) `/proc`, which gets a fresh `proc`; each hidden path covered (an empty tmpfs
+    /// for a folder, `/dev/null` for a file); the work folder bound back at its host path;
+    /// `/data` and `/testkube/outputs` bound to the execution's folders.
+    table: Vec<u8>,
+    /// The host's top-level files (mount points to create in the new root).
+    files: Vec<PathBuf>,
+    /// The host's top-level symbolic links (copied into the new root).
+    links: Vec<PathBuf>,
+}
+
+/// An fstab field: octal escapes for what would end it (as `getmntent` reads them); the path's
+/// bytes as they are otherwise.
+fn fstab_field(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for &b in path {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => out.extend(format!("\\{b:03o}").bytes()),
+            b => out.push(b),
+        }
+    }
+    out
+}
+
+/// The holder's mounts for the host's `/` as it is now (see [`Holder`]).
+pub(crate) fn mount_table(
+    root: &Path,
+    data: &Path,
+    outputs: &Path,
+    confinement: &Confinement,
+    own_proc: bool,
+) -> Result<Holder, String> {
+    let slash = Path::new("/");
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(slash)
+        .map_err(|e| format!("failed to read /: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    names.sort();
+    let skipped = |name: &std::ffi::OsStr| {
+        name == "data" || name == "testkube" || (own_proc && name == "proc")
+    };
+    let mut holder = Holder::default();
+    let r = fstab_field(root.as_os_str().as_bytes());
+    let mut line = |source: &[u8], target: &Path, fs: &str, options: &str| {
+        let table = &mut holder.table;
+        table.extend_from_slice(source);
+        table.push(b' ');
+        table.extend_from_slice(&r);
+        table.extend(fstab_field(target.as_os_str().as_bytes()));
+        table.extend(format!(" {fs} {options} 0 0\n").bytes());
+    };
+    let field = |p: &Path| fstab_field(p.as_os_str().as_bytes());
+    for name in &names {
+        if skipped(name) {
+            continue;
+        }
+        let host = slash.join(name);
+        let Ok(meta) = std::fs::symlink_metadata(&host) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            holder.links.push(host);
+        } else if meta.is_dir() {
+            line(&field(&host), &host, "none", "rbind,X-mount.mkdir");
+        } else {
+            line(&field(&host), &host, "none", "bind");
+            holder.files.push(host);
+        }
+    }
+    if own_proc {
+        // Our own PID namespace's processes only: no other process's environ or cmdline.
+        line(
+            b"assay-proc",
+            Path::new("/proc"),
+            "proc",
+            "nosuid,nodev,noexec,X-mount.mkdir",
+        );
+    }
+    for hidden in &confinement.hidden {
+        let top = hidden.components().nth(1).map(|c| c.as_os_str());
+        if !hidden.is_absolute() || top.is_none_or(skipped) {
+            continue;
+        }
+        match std::fs::symlink_metadata(hidden) {
+            Ok(m) if m.is_dir() => line(b"assay-hidden", hidden, "tmpfs", "mode=755,size=64k"),
+            Ok(m) if m.is_file() => line(b"/dev/null", hidden, "none", "bind"),
+            _ => {}
+        }
+    }
+    let work = &confinement.work_dir;
+    line(&field(work), work, "none", "bind,X-mount.mkdir");
+    line(
+        &field(data),
+        Path::new("/data"),
+        "none",
+        "bind,X-mount.mkdir",
+    );
+    line(
+        &field(outputs),
+        Path::new("/testkube/outputs"),
+        "none",
+        "bind,X-mount.mkdir",
+    );
+    Ok(holder)
+}
 
 /// A running holder; steps enter its namespaces through [`Sandbox::wrap`] and
 /// [`Sandbox::pid_namespace`].
@@ -238,6 +344,11 @@ impl Sandbox {
         };
         std::fs::create_dir_all(root)
             .map_err(|e| format!("failed to create {}: {e}", root.display()))?;
+        let holder = mount_table(root, data, outputs, confinement, !user_ns)?;
+        // Beside the new root, not in it: the tmpfs mounted over the root would hide it.
+        let table = root.with_extension("fstab");
+        std::fs::write(&table, &holder.table)
+            .map_err(|e| format!("failed to write {}: {e}", table.display()))?;
         let mut cmd = Command::new("unshare");
         if user_ns {
             cmd.args(["-U", "-r"]);
@@ -254,11 +365,10 @@ impl Sandbox {
             "sh",
         ])
         .arg(root)
-        .arg(data)
-        .arg(outputs)
-        .arg(&confinement.work_dir)
-        .arg(if user_ns { "host" } else { "own" })
-        .args(&confinement.hidden)
+        .arg(&table)
+        .arg(holder.files.len().to_string())
+        .args(&holder.files)
+        .args(&holder.links)
         // The holder is the namespace's PID 1, whose environ every step can read: none of
         // ours (it may hold the server's secrets).
         .env_clear()
@@ -274,6 +384,8 @@ impl Sandbox {
         let stdout = holder.stdout.take().ok_or("no holder stdout")?;
         let mut line = String::new();
         let read = BufReader::new(stdout).read_line(&mut line).await;
+        // Read by `mount -a` before it said ready (or failed).
+        let _ = std::fs::remove_file(&table);
         if read.is_err() || line.trim() != "ready" {
             let mut err = String::new();
             if let Some(mut stderr) = holder.stderr.take() {
@@ -336,14 +448,19 @@ impl Sandbox {
             ]);
         }
         // nsenter opens a `--wd` folder before it enters the namespace, where /data does not
-        // exist: change directory inside instead.
-        out.extend([
-            "--".into(),
-            "env".into(),
-            "-C".into(),
-            cwd.to_string(),
-            "--".into(),
-        ]);
+        // exist: change directory inside instead, with `--wdns` where nsenter has it (one
+        // process less per step), else through `env -C`.
+        if nsenter_has_wdns() {
+            out.extend([format!("--wdns={cwd}"), "--".into()]);
+        } else {
+            out.extend([
+                "--".into(),
+                "env".into(),
+                "-C".into(),
+                cwd.to_string(),
+                "--".into(),
+            ]);
+        }
         out.extend(argv.iter().cloned());
         out
     }
@@ -358,6 +475,67 @@ impl Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mount_table_escapes_paths_and_covers_the_hidden_ones() {
+        assert_eq!(fstab_field(b"/a b\\c\td\ne"), b"/a\\040b\\134c\\011d\\012e");
+        let dir = tempfile::tempdir().unwrap();
+        let hidden = dir.path().join("data dir");
+        std::fs::create_dir_all(hidden.join("work/x")).unwrap();
+        std::fs::write(dir.path().join("db.sqlite"), b"").unwrap();
+        let confinement = Confinement {
+            hidden: vec![hidden.clone(), dir.path().join("db.sqlite")],
+            work_dir: hidden.join("work/x"),
+        };
+        let root = hidden.join("work/x/.root");
+        let holder =
+            mount_table(&root, Path::new("/d"), Path::new("/o"), &confinement, true).unwrap();
+        let table = String::from_utf8(holder.table).unwrap();
+        let r = root.display().to_string().replace(' ', "\\040");
+        let h = hidden.display().to_string().replace(' ', "\\040");
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines.contains(&format!("/usr {r}/usr none rbind,X-mount.mkdir 0 0").as_str()),
+            "{table}"
+        );
+        assert!(
+            lines.contains(
+                &format!("assay-proc {r}/proc proc nosuid,nodev,noexec,X-mount.mkdir 0 0").as_str()
+            ),
+            "{table}"
+        );
+        assert!(!table.contains(" /proc none rbind"), "{table}");
+        assert!(
+            lines.contains(&format!("assay-hidden {r}{h} tmpfs mode=755,size=64k 0 0").as_str()),
+            "{table}"
+        );
+        let db = dir.path().join("db.sqlite").display().to_string();
+        assert!(
+            lines.contains(&format!("/dev/null {r}{db} none bind 0 0").as_str()),
+            "{table}"
+        );
+        // The work folder comes back after its data dir is covered; /data and the outputs last.
+        let n = lines.len();
+        assert_eq!(
+            lines[n - 3],
+            format!("{h}/work/x {r}{h}/work/x none bind,X-mount.mkdir 0 0")
+        );
+        assert_eq!(
+            lines[n - 2],
+            format!("/d {r}/data none bind,X-mount.mkdir 0 0")
+        );
+        assert_eq!(
+            lines[n - 1],
+            format!("/o {r}/testkube/outputs none bind,X-mount.mkdir 0 0")
+        );
+        assert!(
+            holder
+                .files
+                .iter()
+                .chain(&holder.links)
+                .all(|p| p.parent() == Some(Path::new("/")))
+        );
+    }
 
     #[test]
     fn step_user_defaults_to_nobody_as_root_only() {
