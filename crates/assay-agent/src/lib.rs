@@ -14,9 +14,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use assay_api::agents::{AgentEvent, AgentEvents, AgentHeartbeat, AgentHello, AgentWork};
+use assay_api::agents::{
+    AgentEvent, AgentEvents, AgentExecute, AgentHeartbeat, AgentHello, AgentWork,
+};
 use assay_client::{Client, ClientError};
-use assay_engine::{Event, RunOptions, Runtime, WorkerState};
+use assay_engine::{
+    Event, LaunchError, LaunchRequest, Launched, RunOptions, Runtime, WorkerState, WorkflowLauncher,
+};
 use assay_spec::plan::Plan;
 use assay_spec::status::ExecutionStatus;
 use tokio::sync::{Notify, mpsc};
@@ -67,7 +71,60 @@ pub enum AgentError {
     },
 }
 
+/// The longest wait between two claims while the server cannot be reached: how long a restarted
+/// server can wait for an agent that retried while it was down. One heartbeat interval (2 s):
+/// a try costs the server one refused connection, and with 5 s a restart left agents away for
+/// up to 5 s after the server was back (`scripts/bench.sh agents` measures it).
+const CLAIM_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
 type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
+
+/// Executions that wait on the children their `execute` steps queued, with how many copies
+/// each waits on: they give their slot back meanwhile, so a child that needs this agent (it
+/// inherits its parent's target) can run here instead of waiting for a slot its parent holds.
+#[derive(Clone, Default)]
+struct Waiting {
+    by_execution: Arc<Mutex<HashMap<String, usize>>>,
+    slot_free: Arc<Notify>,
+}
+
+impl Waiting {
+    fn count(&self) -> usize {
+        self.by_execution.lock().expect("not poisoned").len()
+    }
+
+    /// `id` waits on one more child until the guard is dropped.
+    fn enter(&self, id: &str) -> WaitGuard {
+        *self
+            .by_execution
+            .lock()
+            .expect("not poisoned")
+            .entry(id.to_string())
+            .or_default() += 1;
+        self.slot_free.notify_one();
+        WaitGuard {
+            waiting: self.clone(),
+            id: id.to_string(),
+        }
+    }
+}
+
+struct WaitGuard {
+    waiting: Waiting,
+    id: String,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        let mut map = self.waiting.by_execution.lock().expect("not poisoned");
+        if let Some(n) = map.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.id);
+            }
+        }
+    }
+}
 
 /// Run the agent until `shutdown` is cancelled; then abort what runs (each run still sends its
 /// end) and return.
@@ -82,7 +139,8 @@ pub async fn run(
     })?;
     let session = uuid::Uuid::new_v4().simple().to_string();
     let running: Running = Arc::default();
-    let slot_free = Arc::new(Notify::new());
+    let waiting = Waiting::default();
+    let slot_free = waiting.slot_free.clone();
     let heartbeat = tokio::spawn(heartbeats(
         client.clone(),
         config.clone(),
@@ -96,7 +154,12 @@ pub async fn run(
         if shutdown.is_cancelled() {
             break Ok(());
         }
-        if running.lock().expect("not poisoned").len() >= config.max_concurrent.max(1) {
+        let busy = running
+            .lock()
+            .expect("not poisoned")
+            .len()
+            .saturating_sub(waiting.count());
+        if busy >= config.max_concurrent.max(1) {
             tokio::select! {
                 _ = slot_free.notified() => continue,
                 _ = shutdown.cancelled() => break Ok(()),
@@ -130,9 +193,10 @@ pub async fn run(
                 let session = session.clone();
                 let running = running.clone();
                 let slot_free = slot_free.clone();
+                let waiting = waiting.clone();
                 tasks.spawn(async move {
                     let id = work.id.clone();
-                    execute(&client, &config, &session, work, cancel).await;
+                    execute(&client, &config, &session, work, cancel, waiting).await;
                     running.lock().expect("not poisoned").remove(&id);
                     slot_free.notify_one();
                 });
@@ -147,7 +211,7 @@ pub async fn run(
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.cancelled() => break Ok(()),
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(CLAIM_BACKOFF_MAX);
             }
         }
     };
@@ -318,6 +382,7 @@ async fn execute(
     session: &str,
     work: AgentWork,
     cancel: CancellationToken,
+    waiting: Waiting,
 ) {
     let mut sender = Sender {
         client,
@@ -356,6 +421,14 @@ async fn execute(
     opts.hidden = vec![config.work_dir.clone()];
     opts.runtime = config.runtime.clone();
     opts.quarantined = work.quarantined.iter().cloned().collect();
+    // `execute` steps: the server queues the children (they run where it sends them).
+    opts.launcher = Some(Arc::new(AgentLauncher {
+        client: client.clone(),
+        agent: config.name.clone(),
+        session: session.to_string(),
+        parent: work.id.clone(),
+        waiting,
+    }));
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let engine = tokio::spawn(assay_engine::run(plan, opts, tx));
     let mut pending: Vec<AgentEvent> = Vec::new();
@@ -409,6 +482,90 @@ async fn execute(
     }
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
     tracing::info!(execution = %work.name, "done");
+}
+
+/// Starts the children of a run's `execute` steps through the server
+/// (`…/executions/{id}/execute`): the server queues each copy once, where the parent's target
+/// (or the child workflow's own) sends it, and this waits for its end with long polls.
+struct AgentLauncher {
+    client: Client,
+    agent: String,
+    session: String,
+    parent: String,
+    waiting: Waiting,
+}
+
+impl WorkflowLauncher for AgentLauncher {
+    fn launch(
+        &self,
+        request: LaunchRequest,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Launched, LaunchError>> + Send + '_>,
+    > {
+        Box::pin(self.launch_one(request))
+    }
+}
+
+impl AgentLauncher {
+    async fn launch_one(&self, request: LaunchRequest) -> Result<Launched, LaunchError> {
+        let name = request.workflow.name.clone();
+        if name.is_empty() {
+            return Err(
+                "execute by label selector is not supported on an agent: name the workflow"
+                    .to_string()
+                    .into(),
+            );
+        }
+        let _waiting = self.waiting.enter(&self.parent);
+        let body = AgentExecute {
+            session: self.session.clone(),
+            step: request.reference.clone(),
+            workflow: name.clone(),
+            index: request.index,
+            config: request.workflow.config.clone().into_iter().collect(),
+            wait_ms: Some(20_000),
+        };
+        let mut execution: Option<String> = None;
+        let started = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self
+                .client
+                .agent_execute(&self.agent, &self.parent, &body)
+                .await
+            {
+                Ok(child) => {
+                    execution = Some(child.name.clone());
+                    backoff = Duration::from_millis(200);
+                    if child.status.is_terminal() {
+                        return Ok(Launched {
+                            name: child.name,
+                            status: child.status,
+                        });
+                    }
+                }
+                Err(ClientError::Api { body }) if body.status < 500 => {
+                    return Err(LaunchError {
+                        execution,
+                        message: body.detail,
+                    });
+                }
+                Err(e) if started.elapsed() < SEND_RETRY_FOR || execution.is_some() => {
+                    // A child once queued is waited for as long as the parent runs (the
+                    // server's restart ends the parent anyway).
+                    tracing::warn!(parent = %self.parent, workflow = %name, error = %e, "cannot reach the server for a child; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    return Err(LaunchError {
+                        execution,
+                        message: format!("failed to ask the server to start `{name}`: {e}"),
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// An engine event for the wire (`None`: nothing the server records; artifacts are uploaded).

@@ -61,6 +61,52 @@ impl ExecutionTarget {
         });
         wanted && !refused
     }
+
+    /// Testkube's `replicate`: one concrete target per distinct combination of values of the
+    /// `replicate` keys among the `agents` (name, labels) this target matches, in order of
+    /// the values; each is this target with `match` narrowed to its values (`name`: the
+    /// agent itself) and no `replicate`, with the values it was made for. Agents without one of
+    /// the keys give no copy. Empty when no agent fits (or nothing is to be replicated).
+    pub fn replicas<'a>(
+        &self,
+        agents: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, String>)>,
+    ) -> Vec<(ExecutionTarget, BTreeMap<String, String>)> {
+        if self.replicate.is_empty() {
+            return Vec::new();
+        }
+        let mut combinations = std::collections::BTreeSet::new();
+        for (name, labels) in agents {
+            if !self.matches(name, labels) {
+                continue;
+            }
+            let values: Option<BTreeMap<String, String>> = self
+                .replicate
+                .iter()
+                .map(|key| {
+                    let value = if key == "name" {
+                        Some(name.to_string())
+                    } else {
+                        labels.get(key).cloned()
+                    };
+                    value.map(|v| (key.clone(), v))
+                })
+                .collect();
+            if let Some(values) = values {
+                combinations.insert(values);
+            }
+        }
+        combinations
+            .into_iter()
+            .map(|values| {
+                let mut target = self.clone();
+                target.replicate.clear();
+                for (key, value) in &values {
+                    target.match_labels.insert(key.clone(), vec![value.clone()]);
+                }
+                (target, values)
+            })
+            .collect()
+    }
 }
 
 /// A connected (or once connected) agent, as `GET /v1/agents` lists it.
@@ -241,6 +287,46 @@ pub enum AgentEvent {
     },
 }
 
+/// An agent asks the server to queue one copy of an `execute` step of a run it holds
+/// (`POST /v1/agents/{name}/executions/{id}/execute`), or asks again how it is doing: the same
+/// `step`, `workflow` and `index` name the same child, so a retried request queues nothing new.
+/// The server queues only workflows the run's own plan names in an `execute` step, with config
+/// keys that step gives (and its literal values as written).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentExecute {
+    pub session: String,
+    /// The ref of the `execute` step.
+    pub step: String,
+    /// The stored workflow to run.
+    pub workflow: String,
+    /// Which copy of the workflow's strategy.
+    #[serde(default)]
+    pub index: u64,
+    /// Its config values, rendered by the agent.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// How long the server may wait for the child to end before answering, in milliseconds
+    /// (20 s at most; absent: answer at once).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// A child execution queued for an `execute` step, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentChild {
+    pub id: String,
+    /// `<workflow>-<number>`.
+    pub name: String,
+    /// `queued`, `running`, … `passed`, `failed`, `aborted`.
+    #[schema(value_type = String)]
+    pub status: ExecutionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// The answer to `POST …/events` and `PUT …/artifacts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -275,5 +361,44 @@ mod tests {
         assert!(!t.matches("a", &labels(&[])));
         assert!(!t.matches("b", &labels(&[("env", "prod")])));
         assert!(ExecutionTarget::default().matches("x", &labels(&[])));
+    }
+
+    #[test]
+    fn replicate_gives_one_target_per_distinct_value_among_matching_agents() {
+        let t: ExecutionTarget = serde_json::from_value(serde_json::json!({
+            "match": {"tier": ["x"]},
+            "replicate": ["env"]
+        }))
+        .unwrap();
+        let agents = [
+            ("a1", labels(&[("env", "a"), ("tier", "x")])),
+            ("a2", labels(&[("env", "a"), ("tier", "x")])),
+            ("a3", labels(&[("env", "b"), ("tier", "x")])),
+            // Does not match; has no env: neither gives a copy.
+            ("a4", labels(&[("env", "c"), ("tier", "y")])),
+            ("a5", labels(&[("tier", "x")])),
+        ];
+        let copies = t.replicas(agents.iter().map(|(n, l)| (*n, l)));
+        let values: Vec<_> = copies.iter().map(|(_, v)| v["env"].as_str()).collect();
+        assert_eq!(values, ["a", "b"]);
+        let (first, _) = &copies[0];
+        assert!(first.replicate.is_empty());
+        assert_eq!(first.match_labels["env"], ["a"]);
+        assert_eq!(first.match_labels["tier"], ["x"]);
+        assert!(first.matches("a2", &agents[1].1) && !first.matches("a3", &agents[2].1));
+        // `name`: one copy per matching agent.
+        let by_name = ExecutionTarget {
+            replicate: vec!["name".into()],
+            ..ExecutionTarget::default()
+        };
+        assert_eq!(
+            by_name.replicas(agents.iter().map(|(n, l)| (*n, l))).len(),
+            5
+        );
+        // None match: no copy.
+        assert!(
+            t.replicas(agents[3..4].iter().map(|(n, l)| (*n, l)))
+                .is_empty()
+        );
     }
 }

@@ -571,6 +571,11 @@ fn readme_agents_session_runs_as_written() {
             .unwrap_or_else(|| panic!("the session runs `{prefix}`"))
     };
     assert!(find("assay run on-staging").2.contains("passed"));
+    let replicated = &find("assay run on-staging --target env=staging --replicate name").2;
+    assert!(
+        replicated.contains("1 execution, one per name") && replicated.contains("passed"),
+        "{replicated}"
+    );
     let agents = &find("assay get agents").1;
     assert!(
         agents.contains("builder-1")
@@ -746,4 +751,292 @@ fn quarantine_through_a_context_holds_for_runs_an_agent_takes() {
     ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("not quarantined"), "{err}");
+}
+
+/// The executions tagged with one `replicate-group`, oldest first.
+fn replicate_group(server: &Server, group: &str) -> Vec<Value> {
+    let (status, body) = http(
+        server.port,
+        "GET",
+        &format!("/v1/test-workflow-executions?tag=replicate-group={group}"),
+        &server.admin,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    let mut copies = page["results"].as_array().unwrap().clone();
+    copies.sort_by_key(|e| e["number"].as_i64());
+    copies
+}
+
+const FANOUT: &str = r#"
+apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: fanout
+spec:
+  execution:
+    target:
+      replicate: [env]
+  steps:
+  - name: hello
+    shell: echo "hello from a replica"
+"#;
+
+/// Testkube's `replicate`: agents labelled env=a, a, b and `replicate: [env]` make two
+/// executions, one on an env=a agent and one on the env=b agent, tagged as one group; through
+/// the CLI `--replicate name` makes one per agent and waits for all; with no matching agent one
+/// copy waits queued.
+#[test]
+fn replicate_runs_once_per_label_value_among_matching_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("server"), &[]);
+    let token_file = dir.path().join("runner.token");
+    std::fs::write(&token_file, server.token("agents", "runner")).unwrap();
+    server.apply(FANOUT);
+    let a1 = server.agent(&token_file, "a1", &["env=a"]);
+    let a2 = server.agent(&token_file, "a2", &["env=a"]);
+    let a3 = server.agent(&token_file, "a3", &["env=b"]);
+    wait_for("three agents", Duration::from_secs(60), || {
+        let agents = server.agents();
+        (agents.len() == 3 && agents.iter().all(|a| a["connected"] == true)).then_some(())
+    });
+    let all = [("a1", &a1), ("a2", &a2), ("a3", &a3)];
+
+    // The workflow's own target replicates by env.
+    let first = server.run("fanout", json!({}));
+    let group = first["tags"]["replicate-group"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    let copies = replicate_group(&server, &group);
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert_eq!(copies[0]["id"], first["id"]);
+    for copy in &copies {
+        let done = server.wait_status(copy["id"].as_str().unwrap(), "passed");
+        let name = done["name"].as_str().unwrap();
+        let agent = claimed_by(&all, name).unwrap();
+        match done["tags"]["replica"].as_str().unwrap() {
+            "env:a" => assert!(agent == "a1" || agent == "a2", "{name} ran on {agent}"),
+            "env:b" => assert_eq!(agent, "a3", "{name}"),
+            other => panic!("unexpected replica {other}"),
+        }
+    }
+
+    // `assay run --replicate name` through a context: one per agent, all waited for.
+    let config = dir.path().join("contexts.yaml");
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let cli = |args: &[&str]| {
+        let out = assay()
+            .args(args)
+            .env("ASSAY_CONFIG", &config)
+            .env("NO_COLOR", "1")
+            .env_remove("ASSAY_CONTEXT")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = cli(&[
+        "context",
+        "add",
+        "srv",
+        "--server",
+        &url,
+        "--token",
+        &server.admin,
+        "--use",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = cli(&["run", "fanout", "--replicate", "name"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("3 executions, one per name"), "{err}");
+    for name in ["fanout-3", "fanout-4", "fanout-5"] {
+        assert!(err.contains(name), "{err}");
+    }
+    let mut ran_on: Vec<String> = ["fanout-3", "fanout-4", "fanout-5"]
+        .iter()
+        .map(|n| claimed_by(&all, n).unwrap())
+        .collect();
+    ran_on.sort();
+    assert_eq!(ran_on, ["a1", "a2", "a3"]);
+
+    // No connected agent has env=c: one copy, without replicate, waits for one.
+    let waiting = server.run(
+        "fanout",
+        json!({"target": {"match": {"env": ["c"]}, "replicate": ["env"]}}),
+    );
+    assert!(
+        waiting["tags"].get("replicate-group").is_none(),
+        "{waiting}"
+    );
+    let id = waiting["id"].as_str().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(server.status(id), "queued");
+    let a4 = server.agent(&token_file, "a4", &["env=c"]);
+    server.wait_status(id, "passed");
+    assert_eq!(
+        claimed_by(&[("a4", &a4)], waiting["name"].as_str().unwrap()).as_deref(),
+        Some("a4")
+    );
+}
+
+const CHILD: &str = r#"
+apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: child
+spec:
+  config:
+    word: {type: string, default: "nothing"}
+  steps:
+  - name: say
+    shell: echo "child says {{ config.word }}"
+"#;
+
+const ELSEWHERE: &str = r#"
+apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: elsewhere
+spec:
+  execution:
+    target:
+      match:
+        env: [a]
+  steps:
+  - name: say
+    shell: echo "elsewhere"
+"#;
+
+const PARENT: &str = r#"
+apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: parent
+spec:
+  execution:
+    target:
+      match:
+        env: [b]
+  steps:
+  - name: children
+    execute:
+      workflows:
+      - name: child
+        config:
+          word: hi
+      - name: elsewhere
+"#;
+
+/// `execute` on an agent: the server queues the children; `child` inherits the parent's target
+/// (the one env=b agent, which lends the parent's slot while it waits) and `elsewhere` goes
+/// where its own target says; the parent waits for both and passes.
+#[test]
+fn execute_steps_on_an_agent_queue_children_where_they_belong() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("server"), &[]);
+    let token_file = dir.path().join("runner.token");
+    std::fs::write(&token_file, server.token("agents", "runner")).unwrap();
+    for yaml in [CHILD, ELSEWHERE, PARENT] {
+        server.apply(yaml);
+    }
+    let a1 = server.agent(&token_file, "a1", &["env=a"]);
+    let b1 = server.agent(&token_file, "b1", &["env=b"]);
+    let parent = server.run("parent", json!({}));
+    let done = server.wait_status(parent["id"].as_str().unwrap(), "passed");
+    let children = done["children"].as_array().cloned().unwrap_or_default();
+    assert_eq!(children.len(), 2, "{done}");
+    let both = [("a1", &a1), ("b1", &b1)];
+    assert_eq!(claimed_by(&both, "parent-1").as_deref(), Some("b1"));
+    assert_eq!(claimed_by(&both, "child-1").as_deref(), Some("b1"));
+    assert_eq!(claimed_by(&both, "elsewhere-1").as_deref(), Some("a1"));
+    let child = server.execution("child-1");
+    assert_eq!(child["result"]["status"], "passed", "{child}");
+    let (_, logs) = http(
+        server.port,
+        "GET",
+        "/v1/test-workflow-executions/child-1/logs",
+        &server.admin,
+        None,
+    );
+    assert!(logs.contains("child says hi"), "{logs}");
+}
+
+/// A runner token holding a run may queue only what that run's `execute` steps name, with the
+/// config they give; a retried request queues nothing new; aborting the parent aborts the child.
+#[test]
+fn security_an_agent_queues_only_the_children_its_run_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(&dir.path().join("server"), &[]);
+    let runner = server.token("agent", "runner");
+    for yaml in [CHILD, ELSEWHERE, PARENT, HOLD] {
+        server.apply(yaml);
+    }
+    let hello = json!({"session": "s1", "runtime": "host", "host": "h", "waitMs": 0}).to_string();
+    let post = |path: &str, body: &Value| {
+        http(
+            server.port,
+            "POST",
+            path,
+            &runner,
+            Some(("application/json", &body.to_string())),
+        )
+    };
+    let (status, body) = http(
+        server.port,
+        "POST",
+        "/v1/agents/x/claim",
+        &runner,
+        Some(("application/json", &hello)),
+    );
+    assert_eq!(status, 204, "{body}");
+    let queued = server.run("parent", json!({"target": {"match": {"name": ["x"]}}}));
+    let id = queued["id"].as_str().unwrap();
+    let (status, work) = http(
+        server.port,
+        "POST",
+        "/v1/agents/x/claim",
+        &runner,
+        Some(("application/json", &hello)),
+    );
+    assert_eq!(status, 200, "{work}");
+    let path = format!("/v1/agents/x/executions/{id}/execute");
+    let ask = |session: &str, workflow: &str, config: Value| json!({"session": session, "step": "rs1", "workflow": workflow, "index": 0, "config": config});
+    // A workflow the plan does not execute; a config value other than the one written.
+    for body in [
+        ask("s1", "hold", json!({})),
+        ask("s1", "child", json!({"word": "evil"})),
+        ask("s1", "elsewhere", json!({"extra": "x"})),
+    ] {
+        let (status, detail) = post(&path, &body);
+        assert_eq!(status, 403, "{body}: {detail}");
+        assert!(detail.contains("no `execute` step"), "{detail}");
+    }
+    // Another session, or another agent's name.
+    let (status, _) = post(&path, &ask("s2", "child", json!({"word": "hi"})));
+    assert_eq!(status, 409);
+    let (status, _) = post(
+        &format!("/v1/agents/y/executions/{id}/execute"),
+        &ask("s1", "child", json!({"word": "hi"})),
+    );
+    assert_eq!(status, 409);
+    // What the plan names is queued once, however often it is asked.
+    let (status, first) = post(&path, &ask("s1", "child", json!({"word": "hi"})));
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = post(&path, &ask("s1", "child", json!({"word": "hi"})));
+    assert_eq!(status, 200, "{again}");
+    let first: Value = serde_json::from_str(&first).unwrap();
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(first["status"], "queued");
+    let child = server.execution(first["id"].as_str().unwrap());
+    assert_eq!(child["parent"]["id"], id.to_string(), "{child}");
+    // The parent ends aborted: the child it queued is aborted too.
+    let finish = json!({"session": "s1", "events": [{"type": "executionFinished", "status": "aborted", "error": "stop", "at": 0}]});
+    let (status, body) = post(&format!("/v1/agents/x/executions/{id}/events"), &finish);
+    assert_eq!(status, 200, "{body}");
+    server.wait_status(first["id"].as_str().unwrap(), "aborted");
 }

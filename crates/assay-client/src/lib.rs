@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use assay_api::agents::{
-    Agent, AgentAck, AgentEvents, AgentHeartbeat, AgentHeartbeatReply, AgentHello, AgentWork,
+    Agent, AgentAck, AgentChild, AgentEvents, AgentExecute, AgentHeartbeat, AgentHeartbeatReply,
+    AgentHello, AgentWork,
 };
 use assay_api::{
     AbortResponse, Artifact, DefinitionKind, ErrorBody, ExecutionRequest, ExecutionsPage, Health,
@@ -460,6 +461,23 @@ impl Client {
             self.request(Method::POST, url)
                 .json(beat)
                 .timeout(Duration::from_secs(30)),
+        )
+        .await
+    }
+
+    /// `POST /v1/agents/{name}/executions/{id}/execute`: queue (once) a child of an `execute`
+    /// step of the run `id` and say how it is doing, waiting up to `request.wait_ms` for its end.
+    pub async fn agent_execute(
+        &self,
+        name: &str,
+        id: &str,
+        request: &AgentExecute,
+    ) -> Result<AgentChild, ClientError> {
+        let url = self.url(&["v1", "agents", name, "executions", id, "execute"]);
+        self.json(
+            self.request(Method::POST, url)
+                .json(request)
+                .timeout(Duration::from_secs(60)),
         )
         .await
     }

@@ -439,19 +439,20 @@ fn record_for(
 /// The target of a run: the request's, else the workflow's `spec.execution.target`; `None`
 /// when it asks nothing (any runner).
 pub fn effective_target(req: &RunRequest) -> Result<Option<ExecutionTarget>, RunError> {
-    let refuse_replicate = |t: &ExecutionTarget, path: &str| {
-        if t.replicate.is_empty() {
+    // `replicate` keys are label keys: an empty one could never be a label.
+    let check_replicate = |t: &ExecutionTarget, path: &str| {
+        if t.replicate.iter().all(|k| !k.trim().is_empty()) {
             Ok(())
         } else {
             Err(RunError::Invalid(vec![PathError {
                 path: path.into(),
-                message: "`replicate` is not supported yet".into(),
-                hint: Some("run once per agent with `match: {name: [AGENT]}` instead".into()),
+                message: "has an empty label key".into(),
+                hint: Some("write `replicate: [LABEL, ...]`, e.g. `replicate: [name]`".into()),
             }]))
         }
     };
     if let Some(t) = &req.target {
-        refuse_replicate(t, "target.replicate")?;
+        check_replicate(t, "target.replicate")?;
         return Ok((!t.is_empty()).then(|| t.clone()));
     }
     let Some(value) = req
@@ -473,7 +474,7 @@ pub fn effective_target(req: &RunRequest) -> Result<Option<ExecutionTarget>, Run
             ),
         }])
     })?;
-    refuse_replicate(&target, "spec.execution.target.replicate")?;
+    check_replicate(&target, "spec.execution.target.replicate")?;
     Ok((!target.is_empty()).then_some(target))
 }
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use assay_api::ErrorBody;
 use assay_api::agents::{
-    Agent, AgentAbort, AgentAck, AgentEvents, AgentHeartbeat, AgentHeartbeatReply, AgentHello,
-    AgentWork, ExecutionTarget,
+    Agent, AgentAbort, AgentAck, AgentChild, AgentEvents, AgentExecute, AgentHeartbeat,
+    AgentHeartbeatReply, AgentHello, AgentWork, ExecutionTarget,
 };
 use assay_runner::remote::RemoteRun;
 use assay_store::{AgentInfo, LeaseOwner, Registration, agent_owner};
@@ -52,9 +52,26 @@ pub const SESSION_HEADER: &str = "x-assay-agent-session";
 #[derive(Clone, Default)]
 pub struct Agents {
     runs: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<RemoteRun>>>>>,
+    /// What the `execute` steps of each handed-out run may start, and what they started.
+    parents: Arc<Mutex<HashMap<String, Parent>>>,
     work: Arc<Notify>,
     agents_only: bool,
 }
+
+/// A run handed to an agent, as the parent of the executions its `execute` steps start.
+struct Parent {
+    /// Its execution target (children inherit it unless their workflow has its own).
+    target: Option<ExecutionTarget>,
+    /// Its plan's `execute` steps: the only workflows (and config) it may start.
+    allowed: Vec<assay_spec::plan::PlanExecuteWorkflow>,
+    /// How deep it is itself (1: started by a person, a schedule, a hook).
+    depth: usize,
+    /// The children queued so far, by (step, workflow, copy).
+    children: HashMap<(String, String, u64), String>,
+}
+
+/// The most children one execution's `execute` steps may queue through an agent.
+pub const MAX_CHILDREN: usize = 1000;
 
 impl Agents {
     pub fn new(agents_only: bool) -> Self {
@@ -78,8 +95,15 @@ impl Agents {
         self.runs.lock().expect("not poisoned").get(id).cloned()
     }
 
-    fn forget(&self, id: &str) {
+    /// Drop the recording of a run; the ids of the children it started.
+    fn forget(&self, id: &str) -> Vec<String> {
         self.runs.lock().expect("not poisoned").remove(id);
+        self.parents
+            .lock()
+            .expect("not poisoned")
+            .remove(id)
+            .map(|p| p.children.into_values().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -97,7 +121,8 @@ pub fn spawn_sweeper(state: AppState) {
                 Ok(recovered) => {
                     for r in recovered {
                         tracing::warn!(execution = %r.name, reason = %r.reason, "recovered an abandoned execution");
-                        state.agents.forget(&r.id);
+                        let children = state.agents.forget(&r.id);
+                        abort_children(&state, &r.id, children).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not look for abandoned executions"),
@@ -260,6 +285,18 @@ async fn try_claim(state: &AppState, name: &str, info: &AgentInfo) -> ApiResult<
         };
         match assay_runner::prepare_claimed(&state.store, &id, request).await {
             Ok(Some(prepared)) => {
+                let mut allowed = Vec::new();
+                executes(&prepared.plan().root, &mut allowed);
+                let depth = depth_of(state, prepared.execution()).await;
+                state.agents.parents.lock().expect("not poisoned").insert(
+                    id.clone(),
+                    Parent {
+                        target: target.clone(),
+                        allowed,
+                        depth,
+                        children: HashMap::new(),
+                    },
+                );
                 let (work, run) = prepared.into_remote().map_err(ApiError::internal)?;
                 state
                     .agents
@@ -374,9 +411,18 @@ pub async fn events(
     let run = owned_run(&state, &name, &id, &batch.session).await?;
     let mut run = run.lock().await;
     let recorded = batch.events.len() as u64;
+    let aborted = batch.events.iter().any(|e| {
+        matches!(e, assay_api::agents::AgentEvent::ExecutionFinished { status, .. } if !matches!(status, assay_store::ExecutionStatus::Passed | assay_store::ExecutionStatus::Failed))
+    });
     let problems = run.record(batch.events).await.map_err(ApiError::internal)?;
     if run.is_finished() {
-        state.agents.forget(&id);
+        drop(run);
+        let children = state.agents.forget(&id);
+        // An aborted run aborts what its `execute` steps started (as a run of the server's own
+        // does); `async` children of a run that ended otherwise go on.
+        if aborted {
+            abort_children(&state, &id, children).await;
+        }
     }
     Ok(Json(AgentAck { recorded, problems }))
 }
@@ -455,4 +501,255 @@ pub async fn artifact(
         recorded: 1,
         problems,
     }))
+}
+
+/// Every workflow an `execute` step of `step` (and below, parallel workers included) names.
+fn executes(
+    step: &assay_spec::plan::PlanStep,
+    out: &mut Vec<assay_spec::plan::PlanExecuteWorkflow>,
+) {
+    if let Some(execute) = &step.execute {
+        out.extend(execute.workflows.iter().cloned());
+    }
+    if let Some(parallel) = &step.parallel {
+        for worker in parallel.workers.iter().flatten() {
+            executes(&worker.root, out);
+        }
+        if let Some(worker) = &parallel.worker {
+            executes(&worker.root, out);
+        }
+    }
+    for child in &step.steps {
+        executes(child, out);
+    }
+}
+
+/// How deep `execution` is in a chain of `execute` steps (1: nobody's child).
+async fn depth_of(state: &AppState, execution: &assay_store::ExecutionSummary) -> usize {
+    let mut depth = 1;
+    let mut parent = execution.parent.clone();
+    while let Some(p) = parent {
+        depth += 1;
+        if depth > assay_runner::MAX_EXECUTE_DEPTH {
+            break;
+        }
+        parent = state
+            .store
+            .find_execution(&assay_store::ExecutionRef::Id(p.id))
+            .await
+            .ok()
+            .and_then(|e| e.parent);
+    }
+    depth
+}
+
+/// Abort the children of `parent` that have not ended.
+async fn abort_children(state: &AppState, parent: &str, children: Vec<String>) {
+    for child in children {
+        let reason = format!("its parent execution `{parent}` ended");
+        if let Err(e) = assay_runner::abort(&state.store, &child, &reason).await {
+            tracing::warn!(%child, error = %e, "could not abort a child of an ended run");
+        }
+    }
+}
+
+/// Whether `request` is one of the `allowed` copies: a workflow an `execute` step names, with
+/// config keys that step gives and, where the step wrote a literal value, that value.
+fn permitted(allowed: &[assay_spec::plan::PlanExecuteWorkflow], request: &AgentExecute) -> bool {
+    allowed.iter().any(|w| {
+        w.name == request.workflow
+            && request
+                .config
+                .iter()
+                .all(|(key, value)| match w.config.get(key) {
+                    None => false,
+                    Some(serde_json::Value::String(text)) if text.contains("{{") => true,
+                    Some(written) => written == value,
+                })
+    })
+}
+
+/// Queue (once) the child an `execute` step of the agent's run asks for, and say how it is
+/// doing; with `waitMs`, wait up to that long for it to end first.
+#[utoipa::path(post, path = "/v1/agents/{name}/executions/{id}/execute", tag = "agents",
+    params(("name" = String, Path), ("id" = String, Path)),
+    request_body = AgentExecute,
+    responses((status = 200, body = AgentChild), (status = 400, body = ErrorBody),
+              (status = 403, description = "the run's plan does not execute this workflow with this config", body = ErrorBody),
+              (status = 409, description = "the execution is not this session's", body = ErrorBody),
+              (status = 401, body = ErrorBody)))]
+pub async fn execute(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<AgentChild>> {
+    let request: AgentExecute = parse(&body, "an execute request")?;
+    owned_run(&state, &name, &id, &request.session).await?;
+    let key = (
+        request.step.clone(),
+        request.workflow.clone(),
+        request.index,
+    );
+    let known = {
+        let parents = state.agents.parents.lock().expect("not poisoned");
+        let parent = parents.get(&id).ok_or_else(|| {
+            conflict(format!(
+                "this server keeps no record of execution `{id}` (it restarted since the run was handed out)"
+            ))
+        })?;
+        match parent.children.get(&key) {
+            Some(child) => Ok(child.clone()),
+            None => Err((
+                parent.target.clone(),
+                permitted(&parent.allowed, &request),
+                parent.depth,
+                parent.children.len(),
+            )),
+        }
+    };
+    let child = match known {
+        Ok(child) => child,
+        Err((target, allowed, depth, count)) => {
+            if !allowed {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "execution `{id}` has no `execute` step that runs workflow `{}` with these config values: an agent may start only what its run's plan names",
+                        request.workflow
+                    ),
+                ));
+            }
+            if depth >= assay_runner::MAX_EXECUTE_DEPTH {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "`{}` would be executed {} levels deep, more than the limit of {}: does a workflow execute itself without a condition that ends it?",
+                        request.workflow,
+                        depth + 1,
+                        assay_runner::MAX_EXECUTE_DEPTH
+                    ),
+                ));
+            }
+            if count >= MAX_CHILDREN {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "execution `{id}` has started {MAX_CHILDREN} executions, the most one run may start"
+                    ),
+                ));
+            }
+            queue_child(&state, &id, &request, target).await?
+        }
+    };
+    let wait = Duration::from_millis(request.wait_ms.unwrap_or(0)).min(MAX_CLAIM_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let summary = state
+            .store
+            .find_execution(&assay_store::ExecutionRef::Id(child.clone()))
+            .await?;
+        if summary.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(AgentChild {
+                id: summary.id,
+                name: summary.name,
+                status: summary.status,
+                error: summary.error_message,
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Queue the child `request` names, as the parent's `execute` step would on the server.
+async fn queue_child(
+    state: &AppState,
+    parent_id: &str,
+    request: &AgentExecute,
+    parent_target: Option<ExecutionTarget>,
+) -> ApiResult<String> {
+    let name = request.workflow.as_str();
+    let parent = state
+        .store
+        .find_execution(&assay_store::ExecutionRef::Id(parent_id.to_string()))
+        .await?;
+    let workflow = assay_runner::stored::workflow(&state.store, name)
+        .await
+        .map_err(|e| {
+            if e.is_not_found() {
+                ApiError::bad_request(format!(
+                    "there is no stored workflow named `{name}` (store it with `assay apply`)"
+                ))
+            } else {
+                ApiError::internal(format!("failed to load the workflow `{name}`: {e}"))
+            }
+        })?;
+    let templates = assay_runner::stored::templates(&state.store)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut run = assay_runner::RunRequest::new(workflow, templates);
+    run.config = request
+        .config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    run.running_context = assay_store::RunningContext {
+        kind: assay_store::ContextType::Api,
+        actor: Some(parent.name.clone()),
+        ci: None,
+        execution_id: Some(parent.id.clone()),
+    };
+    run.parent = Some(assay_store::ParentExecution {
+        id: parent.id.clone(),
+        name: parent.name.clone(),
+        step_ref: request.step.clone(),
+    });
+    // Where the parent runs, unless the child's workflow says where it runs; a child runs once
+    // (`replicate` applies to runs people and schedules ask for).
+    let own =
+        assay_runner::effective_target(&run).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    run.target = match own {
+        Some(mut t) => {
+            t.replicate.clear();
+            Some(t)
+        }
+        None => parent_target.map(|mut t| {
+            t.replicate.clear();
+            t
+        }),
+    };
+    let summary = state.service.submit(run, None).await.map_err(|e| match e {
+        assay_runner::RunError::Invalid(errors) => ApiError::bad_request(format!(
+            "the workflow `{name}` does not compile with this config: {}",
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        e => ApiError::internal(e),
+    })?;
+    let key = (
+        request.step.clone(),
+        request.workflow.clone(),
+        request.index,
+    );
+    let kept = match state
+        .agents
+        .parents
+        .lock()
+        .expect("not poisoned")
+        .get_mut(parent_id)
+    {
+        Some(p) => {
+            p.children.insert(key, summary.id.clone());
+            true
+        }
+        None => false,
+    };
+    if !kept {
+        // The parent ended meanwhile: its child must not outlive it.
+        abort_children(state, parent_id, vec![summary.id.clone()]).await;
+    }
+    tracing::info!(execution = %summary.name, parent = %parent.name, "queued for an agent's execute step");
+    Ok(summary.id)
 }

@@ -392,6 +392,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::heartbeat))
         .routes(routes!(agents::events))
         .routes(routes!(agents::artifact))
+        .routes(routes!(agents::execute))
         // Artifact paths have slashes: a catch-all segment (documented through ApiDoc).
         .route(
             "/v1/test-workflow-executions/{id}/artifacts/{*path}",

@@ -98,6 +98,11 @@ fn routes() -> Vec<(Method, &'static str, TokenRole)> {
             "/v1/agents/nope/executions/nope/artifacts",
             Runner,
         ),
+        (
+            Method::POST,
+            "/v1/agents/nope/executions/nope/execute",
+            Runner,
+        ),
     ]
 }
 

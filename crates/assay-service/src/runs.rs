@@ -158,6 +158,14 @@ pub struct Start {
     pub target: Option<assay_api::agents::ExecutionTarget>,
 }
 
+/// The tag shared by the executions one run request made through `replicate` (a random id):
+/// `assay get executions --tag replicate-group=ID` lists them together.
+pub const REPLICATE_GROUP_TAG: &str = "replicate-group";
+
+/// The tag naming the label values a replicated execution was made for (`KEY:VALUE`, `;` between
+/// keys).
+pub const REPLICA_TAG: &str = "replica";
+
 /// What [`Service::abort`] did to which execution.
 #[derive(Debug, Clone)]
 pub struct Aborted {
@@ -214,7 +222,74 @@ impl Service {
     /// Check `run` (it must compile with its values), record it `queued` and hand it to the
     /// queue: the one way into the queue. Its sensitive config values are held in this process's
     /// memory until it starts (see [`crate::held`]).
+    ///
+    /// A target with `replicate` (Testkube's) is queued once per distinct value of its label
+    /// keys among the connected agents it matches, each copy
+    /// targeted at its value and tagged with [`REPLICATE_GROUP_TAG`]; the first is returned.
     pub async fn submit(
+        &self,
+        run: RunRequest,
+        scheduled_at: Option<UnixMs>,
+    ) -> Result<ExecutionSummary, RunError> {
+        let mut copies = self.replicas(run).await?.into_iter();
+        let first = copies
+            .next()
+            .ok_or_else(|| RunError::Internal("nothing to queue".into()))?;
+        let summary = self.submit_one(first, scheduled_at).await?;
+        for copy in copies {
+            self.submit_one(copy, scheduled_at).await?;
+        }
+        Ok(summary)
+    }
+
+    /// The requests `run` is queued as: itself, or with `replicate` one per distinct value
+    /// combination of the replicate keys among the connected agents the target matches. When
+    /// no connected agent matches, one copy without `replicate` waits for a matching agent.
+    async fn replicas(&self, mut run: RunRequest) -> Result<Vec<RunRequest>, RunError> {
+        let Some(target) = assay_runner::effective_target(&run)? else {
+            return Ok(vec![run]);
+        };
+        if target.replicate.is_empty() {
+            return Ok(vec![run]);
+        }
+        let now = assay_store::now_ms();
+        let timeout = self.store.lease_timeout().as_millis() as i64;
+        let agents: Vec<_> = self
+            .store
+            .list_agents()
+            .await?
+            .into_iter()
+            .filter(|a| now - a.last_seen_at <= timeout)
+            .collect();
+        let replicas = target.replicas(agents.iter().map(|a| (a.name.as_str(), &a.labels)));
+        if replicas.is_empty() {
+            let mut waiting = target;
+            waiting.replicate.clear();
+            run.target = Some(waiting);
+            return Ok(vec![run]);
+        }
+        let group = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        Ok(replicas
+            .into_iter()
+            .map(|(target, values)| {
+                let mut copy = run.clone();
+                copy.target = Some(target);
+                copy.tags
+                    .insert(REPLICATE_GROUP_TAG.to_string(), group.clone());
+                copy.tags.insert(
+                    REPLICA_TAG.to_string(),
+                    values
+                        .iter()
+                        .map(|(k, v)| format!("{k}:{v}"))
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                );
+                copy
+            })
+            .collect())
+    }
+
+    async fn submit_one(
         &self,
         run: RunRequest,
         scheduled_at: Option<UnixMs>,

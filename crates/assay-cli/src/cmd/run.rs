@@ -64,6 +64,11 @@ pub struct Args {
     #[arg(long = "target-not", value_name = "KEY=VALUE[,VALUE]", value_parser = parse_key_value)]
     pub target_not: Vec<(String, String)>,
 
+    /// Run once per distinct value of label KEY among the connected agents the target matches
+    /// (`name`: once per agent; repeatable or comma-separated; server context only)
+    #[arg(long = "replicate", value_name = "KEY[,KEY]", value_delimiter = ',')]
+    pub replicate: Vec<String>,
+
     /// A secret, `KEY=VALUE` (repeatable): given to every step as the environment variable KEY
     /// (and as `config.KEY` when KEY is a sensitive parameter), masked in everything stored and
     /// printed
@@ -155,9 +160,9 @@ async fn run_async(args: Args) -> anyhow::Result<u8> {
     if let Some(remote) = args.conn.remote()? {
         return super::run_remote::run(&args, &remote).await;
     }
-    if !args.target_match.is_empty() || !args.target_not.is_empty() {
+    if !args.target_match.is_empty() || !args.target_not.is_empty() || !args.replicate.is_empty() {
         return Err(UserError::invalid(
-            "`--target` and `--target-not` choose agents of a server, and this run is embedded",
+            "`--target`, `--target-not` and `--replicate` choose agents of a server, and this run is embedded",
         )
         .with_hint("use a server context (`assay context use NAME` or `--context NAME`)")
         .into());

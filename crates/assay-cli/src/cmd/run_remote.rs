@@ -71,7 +71,53 @@ pub async fn run(args: &Args, r: &Remote) -> anyhow::Result<u8> {
         .run_workflow(target, &request)
         .await
         .map_err(|e| r.err(e))?;
-    wait(r, queued, args.follow, args.quiet, args.output).await
+    let Some(group) = queued
+        .tags
+        .get(assay_service::runs::REPLICATE_GROUP_TAG)
+        .cloned()
+    else {
+        return wait(r, queued, args.follow, args.quiet, args.output).await;
+    };
+    // `replicate` queued one execution per label value: the server answers with the first;
+    // the others carry the same group tag. Each is waited for in turn (a finished one replays).
+    let query = assay_client::ExecutionQuery {
+        tags: vec![(
+            assay_service::runs::REPLICATE_GROUP_TAG.to_string(),
+            group.clone(),
+        )],
+        page_size: Some(1000),
+        ..Default::default()
+    };
+    let mut copies = r
+        .client
+        .list_executions(&query)
+        .await
+        .map_err(|e| r.err(e))?
+        .results;
+    copies.sort_by_key(|e| e.number);
+    eprintln!(
+        "{} execution{}, one per {} ({}): {}",
+        copies.len(),
+        if copies.len() == 1 { "" } else { "s" },
+        request
+            .target
+            .as_ref()
+            .map(|t| t.replicate.join(", "))
+            .unwrap_or_default(),
+        format_args!("tag {}={group}", assay_service::runs::REPLICATE_GROUP_TAG),
+        copies
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut code = exit::SUCCESS;
+    for copy in copies {
+        let id = copy.id.clone();
+        let queued = r.client.get_execution(&id).await.map_err(|e| r.err(e))?;
+        code = code.max(wait(r, queued, args.follow, args.quiet, args.output).await?);
+    }
+    Ok(code)
 }
 
 /// `--target`/`--target-not` as Testkube's execution target (`KEY=V1,V2`: any of the values).
@@ -91,6 +137,12 @@ fn target_of(args: &Args) -> Option<assay_api::agents::ExecutionTarget> {
     let target = assay_api::agents::ExecutionTarget {
         match_labels: map(&args.target_match),
         not: map(&args.target_not),
+        replicate: args
+            .replicate
+            .iter()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect(),
         ..Default::default()
     };
     (!target.is_empty()).then_some(target)
