@@ -182,6 +182,94 @@ if run_group agents; then
     measure; embedded=$took
     measure --agents-only; agents=$took
     python3 -c "n, e, a = $n, $embedded, $agents; print(f'{n} executions: embedded runner {n/e:.1f}/s ({e:.2f}s), 3 agents {n/a:.1f}/s ({a:.2f}s), ratio agents/embedded {(n/a)/(n/e):.2f}')"
+
+    echo "== agents: reconnect after a server restart (SIGKILL, same SQLite data dir) vs fresh agents joining a fresh server"
+    # Both measured from the moment the server answers /health: until the 3 agents have claimed
+    # from it (lastSeenAt after that moment), and until an execution queued at that moment passed.
+    python3 - "$assay" "$work" "${ASSAY_BENCH_ROUNDS:-3}" <<'PY'
+import json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+from datetime import datetime
+assay, work, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+quick = open(f"{work}/quick.yaml").read()
+procs = []
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
+
+def api(port, token, method, path, body=None, ctype="application/json"):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=body.encode() if body is not None else None,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": ctype})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        text = r.read().decode()
+        return json.loads(text) if text else None
+
+def server(data, port, *extra):
+    log = open(f"{data}/server.log", "a")
+    p = subprocess.Popen([assay, "server", "--data-dir", data, "--listen", f"127.0.0.1:{port}", *extra],
+                         stdout=subprocess.DEVNULL, stderr=log)
+    procs.append(p)
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
+            return p, time.time()
+        except OSError:
+            time.sleep(0.02)
+
+def agent(data, port, i):
+    log = open(f"{data}/a{i}.log", "a")
+    p = subprocess.Popen([assay, "agent", "--server", f"http://127.0.0.1:{port}", "--token-file",
+                          f"{data}/runner.token", "--name", f"a{i}"], stdout=subprocess.DEVNULL, stderr=log)
+    procs.append(p)
+
+def wait(port, token, since):
+    """Seconds from `since` until the 3 agents claimed from this server, and until a run queued now passed."""
+    run = api(port, token, "POST", "/v1/test-workflows/quick/executions", "{}")
+    connected = done = None
+    while connected is None or done is None:
+        now = time.time()
+        if connected is None:
+            seen = [datetime.fromisoformat(a["lastSeenAt"].replace("Z", "+00:00")).timestamp()
+                    for a in api(port, token, "GET", "/v1/agents")]
+            if sum(1 for t in seen if t >= since) == 3:
+                connected = now - since
+        if done is None and api(port, token, "GET", f"/v1/test-workflow-executions/{run['id']}")["result"]["status"] == "passed":
+            done = now - since
+        time.sleep(0.02)
+    return connected, done
+
+fresh, again = [], []
+try:
+    for _ in range(rounds):
+        data = tempfile.mkdtemp(dir=work); port = free_port()
+        tokens = {}
+        for name, role in (("admin", "admin"), ("agents", "runner")):
+            tokens[role] = subprocess.run([assay, "token", "create", "--data-dir", data, "--name", name, "--role", role],
+                                          capture_output=True, text=True, check=True).stdout.strip()
+        open(f"{data}/runner.token", "w").write(tokens["runner"] + "\n")
+        token = tokens["admin"]
+        # The server's first start; --agents-only: the run must go to an agent, not its own runner.
+        p, ready = server(data, port, "--agents-only")
+        api(port, token, "POST", "/v1/test-workflows", quick, "application/yaml")
+        for i in (1, 2, 3):
+            agent(data, port, i)
+        fresh.append(wait(port, token, ready))
+        time.sleep(1)  # the agents settle into their long polls
+        p.send_signal(signal.SIGKILL); p.wait()
+        p, ready = server(data, port, "--agents-only")
+        again.append(wait(port, token, ready))
+        p.send_signal(signal.SIGKILL); p.wait()
+        for q in procs:
+            q.kill()
+        procs.clear()
+finally:
+    for q in procs:
+        q.kill()
+med = lambda xs, i: statistics.median(x[i] for x in xs)
+fc, fd, ac, ad = med(fresh, 0), med(fresh, 1), med(again, 0), med(again, 1)
+print(f"3 agents connected: fresh {fc:.2f}s, after a restart {ac:.2f}s (ratio {ac/fc:.2f}); "
+      f"a queued run passed: fresh {fd:.2f}s, after a restart {ad:.2f}s (ratio {ad/fd:.2f}); median of {rounds}")
+PY
 fi
 if run_group analysis; then
     echo "== analysis: the classifier on the labelled corpus of real failures (goal 100%), and assay explain's analysis on 1M executions vs reading the execution"
