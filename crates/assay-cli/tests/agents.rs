@@ -769,6 +769,14 @@ fn replicate_group(server: &Server, group: &str) -> Vec<Value> {
     copies
 }
 
+/// A server in `dir` and a runner token for agents in a file.
+fn server_with_runner_token(dir: &Path) -> (Server, PathBuf) {
+    let server = start_server(&dir.join("server"), &[]);
+    let token_file = dir.join("runner.token");
+    std::fs::write(&token_file, server.token("agents", "runner")).unwrap();
+    (server, token_file)
+}
+
 const FANOUT: &str = r#"
 apiVersion: testworkflows.testkube.io/v1
 kind: TestWorkflow
@@ -790,9 +798,7 @@ spec:
 #[test]
 fn replicate_runs_once_per_label_value_among_matching_agents() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(&dir.path().join("server"), &[]);
-    let token_file = dir.path().join("runner.token");
-    std::fs::write(&token_file, server.token("agents", "runner")).unwrap();
+    let (server, token_file) = server_with_runner_token(dir.path());
     server.apply(FANOUT);
     let a1 = server.agent(&token_file, "a1", &["env=a"]);
     let a2 = server.agent(&token_file, "a2", &["env=a"]);
@@ -937,9 +943,7 @@ spec:
 #[test]
 fn execute_steps_on_an_agent_queue_children_where_they_belong() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(&dir.path().join("server"), &[]);
-    let token_file = dir.path().join("runner.token");
-    std::fs::write(&token_file, server.token("agents", "runner")).unwrap();
+    let (server, token_file) = server_with_runner_token(dir.path());
     for yaml in [CHILD, ELSEWHERE, PARENT] {
         server.apply(yaml);
     }

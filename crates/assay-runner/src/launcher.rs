@@ -31,6 +31,18 @@ pub(crate) struct StoreLauncher {
     pub runtime: Arc<dyn assay_engine::Runtime>,
 }
 
+/// Why the workflow `name` an `execute` step asks for cannot start with the config it gives.
+pub fn does_not_compile(name: &str, errors: &[assay_spec::resolve::PathError]) -> String {
+    format!(
+        "the workflow `{name}` does not compile with this config: {}",
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+}
+
 impl WorkflowLauncher for StoreLauncher {
     fn launch(
         &self,
@@ -93,14 +105,7 @@ impl StoreLauncher {
         req.runtime = Some(self.runtime.clone());
         let prepared = prepare(&self.store, req).await.map_err(|e| {
             LaunchError::from(match e {
-                RunError::Invalid(errors) => format!(
-                    "the workflow `{name}` does not compile with this config: {}",
-                    errors
-                        .iter()
-                        .map(|e| format!("{}: {}", e.path, e.message))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
+                RunError::Invalid(errors) => does_not_compile(name, &errors),
                 e => format!("failed to start `{name}`: {e}"),
             })
         })?;

@@ -38,7 +38,7 @@ pub mod remote;
 pub mod stored;
 
 pub use context::running_context_from_env;
-pub use launcher::MAX_EXECUTE_DEPTH;
+pub use launcher::{MAX_EXECUTE_DEPTH, does_not_compile};
 pub use names::{COMMAND_CHARS, StepNames};
 use recorder::Recorder;
 

@@ -718,14 +718,9 @@ async fn queue_child(
         }),
     };
     let summary = state.service.submit(run, None).await.map_err(|e| match e {
-        assay_runner::RunError::Invalid(errors) => ApiError::bad_request(format!(
-            "the workflow `{name}` does not compile with this config: {}",
-            errors
-                .iter()
-                .map(|e| format!("{}: {}", e.path, e.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )),
+        assay_runner::RunError::Invalid(errors) => {
+            ApiError::bad_request(assay_runner::does_not_compile(name, &errors))
+        }
         e => ApiError::internal(e),
     })?;
     let key = (
