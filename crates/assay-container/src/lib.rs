@@ -2,6 +2,9 @@
 //! image through the Docker Engine API (Docker, or Podman's compatible socket).
 
 pub mod client;
+mod config;
+mod ownership;
 pub mod runtime;
 
-pub use runtime::{ContainerRuntime, DEFAULT_IMAGE, sweep};
+pub use ownership::sweep;
+pub use runtime::{ContainerRuntime, DEFAULT_IMAGE};

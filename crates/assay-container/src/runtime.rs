@@ -28,8 +28,7 @@ use bollard::models::{
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
@@ -39,6 +38,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::client::{Engine, EngineError, PullPolicy, describe};
+use crate::config::{container_env, parse_cpu, parse_memory, plain, run_as};
+use crate::ownership::{owner, sweep};
 
 /// Label on every container and network: the execution's id.
 pub const LABEL_EXECUTION: &str = "io.assay.execution";
@@ -774,63 +775,6 @@ async fn exec_probe(engine: &Engine, container: &str, launch: &Launch) -> Result
     }
 }
 
-/// Removes the containers and networks of executions whose owner on this machine is gone
-/// (an `assay` killed with `kill -9`, a machine restarted). Returns what it removed.
-pub async fn sweep(engine: &Engine) -> Vec<String> {
-    let docker = engine.docker();
-    let host = hostname();
-    let dead = |labels: Option<&HashMap<String, String>>| {
-        labels
-            .and_then(|l| l.get(LABEL_OWNER))
-            .is_some_and(|o| owner_is_gone(o, &host))
-    };
-    let filters = HashMap::from([("label", vec![LABEL_OWNER])]);
-    let mut removed = Vec::new();
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    for c in docker
-        .list_containers(Some(options))
-        .await
-        .unwrap_or_default()
-    {
-        if let Some(id) = c.id.filter(|_| dead(c.labels.as_ref())) {
-            let options = RemoveContainerOptionsBuilder::default().force(true).build();
-            if docker.remove_container(&id, Some(options)).await.is_ok() {
-                removed.push(id);
-            }
-        }
-    }
-    let options = ListNetworksOptionsBuilder::default()
-        .filters(&filters)
-        .build();
-    for n in docker
-        .list_networks(Some(options))
-        .await
-        .unwrap_or_default()
-    {
-        if let Some(name) = n.name.filter(|_| dead(n.labels.as_ref()))
-            && docker.remove_network(&name).await.is_ok()
-        {
-            removed.push(name);
-        }
-    }
-    let options = ListVolumesOptionsBuilder::default()
-        .filters(&filters)
-        .build();
-    let volumes = docker.list_volumes(Some(options)).await.ok();
-    for v in volumes.and_then(|l| l.volumes).unwrap_or_default() {
-        if dead(Some(&v.labels)) {
-            let options = RemoveVolumeOptionsBuilder::default().force(true).build();
-            if docker.remove_volume(&v.name, Some(options)).await.is_ok() {
-                removed.push(v.name);
-            }
-        }
-    }
-    removed
-}
-
 /// The volumes an execution's containers may mount: each of the plan's `pvcs` (a volume of the
 /// execution, as Testkube makes a claim per execution), and each `pod.volumes` entry with
 /// `emptyDir` (`medium: Memory`: tmpfs). Name → whether it is tmpfs.
@@ -853,133 +797,6 @@ fn volumes_of(plan: &assay_spec::plan::Plan) -> Vec<(String, bool)> {
         }
     }
     out
-}
-
-/// `HOST/PID/START` of this process.
-fn owner() -> String {
-    let pid = std::process::id();
-    format!("{}/{pid}/{}", hostname(), start_time(pid).unwrap_or(0))
-}
-
-/// Whether the owner named by a label was a process on this machine that no longer runs.
-fn owner_is_gone(owner: &str, host: &str) -> bool {
-    let mut parts = owner.rsplitn(3, '/');
-    let (Some(start), Some(pid), Some(h)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    if h != host {
-        return false;
-    }
-    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
-        return false;
-    };
-    start_time(pid) != Some(start)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-/// A process's start time in clock ticks since boot (field 22 of `/proc/PID/stat`), which
-/// tells a live owner from a later process that got the same pid.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
-}
-
-/// The environment processes start from in a container: the caller's, without what describes
-/// this machine (`PATH`, `HOME`, the user, the temporary folder): those are the image's.
-fn container_env(base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = base
-        .iter()
-        .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "PATH" | "HOME" | "USER" | "LOGNAME" | "TMPDIR" | "SHELL" | "PWD"
-            )
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    env.entry("CI".into()).or_insert_with(|| "1".into());
-    env
-}
-
-/// `runAsUser[:runAsGroup]` of a securityContext, for the container's `User`.
-fn run_as(security_context: Option<&Value>) -> Result<Option<String>, String> {
-    let Some(sc) = security_context else {
-        return Ok(None);
-    };
-    let id = |key: &str| -> Result<Option<u64>, String> {
-        match sc.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                .map(Some)
-                .ok_or_else(|| {
-                    format!("securityContext.{key}: `{}` is not a numeric id", plain(v))
-                }),
-        }
-    };
-    Ok(match (id("runAsUser")?, id("runAsGroup")?) {
-        (Some(u), Some(g)) => Some(format!("{u}:{g}")),
-        (Some(u), None) => Some(u.to_string()),
-        (None, Some(g)) => Some(format!("0:{g}")),
-        (None, None) => None,
-    })
-}
-
-fn plain(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// A Kubernetes memory quantity in bytes (`64Mi`, `1G`, `128974848`, `129e6`).
-pub fn parse_memory(q: &Value) -> Option<i64> {
-    let s = plain(q);
-    let s = s.trim();
-    let units: [(&str, f64); 12] = [
-        ("Ki", 1024f64),
-        ("Mi", 1024f64.powi(2)),
-        ("Gi", 1024f64.powi(3)),
-        ("Ti", 1024f64.powi(4)),
-        ("Pi", 1024f64.powi(5)),
-        ("Ei", 1024f64.powi(6)),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    let (number, factor) = units
-        .iter()
-        .find_map(|(u, f)| s.strip_suffix(u).map(|n| (n, *f)))
-        .unwrap_or((s, 1.0));
-    let value: f64 = number.parse().ok()?;
-    let bytes = (value * factor).ceil();
-    (bytes.is_finite() && bytes > 0.0 && bytes < i64::MAX as f64).then_some(bytes as i64)
-}
-
-/// A Kubernetes CPU quantity in billionths of a CPU (`500m`, `1.5`, `2`).
-pub fn parse_cpu(q: &Value) -> Option<i64> {
-    let s = plain(q);
-    let s = s.trim();
-    let cpus: f64 = match s.strip_suffix('m') {
-        Some(m) => m.parse::<f64>().ok()? / 1000.0,
-        None => s.parse().ok()?,
-    };
-    let nano = (cpus * 1e9).round();
-    (nano.is_finite() && nano >= 1e6 && nano < i64::MAX as f64).then_some(nano as i64)
 }
 
 /// A folder as the engine needs it for a bind mount: absolute (a relative `--data-dir` gives
@@ -1007,52 +824,4 @@ fn sanitize(id: &str) -> String {
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_memory(&json!("64Mi")), Some(64 << 20));
-        assert_eq!(parse_memory(&json!("1G")), Some(1_000_000_000));
-        assert_eq!(parse_memory(&json!(1024)), Some(1024));
-        assert_eq!(parse_memory(&json!("129e6")), Some(129_000_000));
-        assert_eq!(parse_memory(&json!("lots")), None);
-        assert_eq!(parse_memory(&json!("-1Mi")), None);
-        assert_eq!(parse_cpu(&json!("500m")), Some(500_000_000));
-        assert_eq!(parse_cpu(&json!(2)), Some(2_000_000_000));
-        assert_eq!(parse_cpu(&json!("1.5")), Some(1_500_000_000));
-        assert_eq!(parse_cpu(&json!("fast")), None);
-    }
-
-    #[test]
-    fn run_as_users() {
-        assert_eq!(run_as(None).unwrap(), None);
-        assert_eq!(
-            run_as(Some(&json!({"runAsUser": 1000, "runAsGroup": 1000}))).unwrap(),
-            Some("1000:1000".into())
-        );
-        assert_eq!(
-            run_as(Some(&json!({"runAsUser": 7}))).unwrap(),
-            Some("7".into())
-        );
-        assert!(run_as(Some(&json!({"runAsUser": "root"}))).is_err());
-    }
-
-    #[test]
-    fn owners() {
-        let me = owner();
-        assert!(!owner_is_gone(&me, &hostname()));
-        // Same pid, another start time: a later process, so the owner is gone.
-        let pid = std::process::id();
-        assert!(owner_is_gone(
-            &format!("{}/{pid}/1", hostname()),
-            &hostname()
-        ));
-        // Another machine's owners are never judged here.
-        assert!(!owner_is_gone(&format!("elsewhere/{pid}/1"), &hostname()));
-    }
 }
