@@ -463,7 +463,8 @@ async fn followers_are_woken_by_the_runs_writes() {
 /// Two servers on one PostgreSQL (and one data dir), neither polling: a run on server A wakes
 /// the followers on server B through LISTEN/NOTIFY. Each gets every line once and in order
 /// and the end; a follower that read half of the stream on A resumes on B with its
-/// `Last-Event-ID` and gets exactly the rest.
+/// `Last-Event-ID` and gets exactly the rest; a follower on B gets the lines of the first step
+/// while the run still waits at its second gate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn followers_on_another_server_are_woken_through_postgres() {
     let Some(url) = support::postgres_database("t_live").await else {
@@ -489,6 +490,7 @@ async fn followers_on_another_server_are_woken_through_postgres() {
             tokio::spawn(async move { read_to_end(f, &format!("follower {i} on B")).await })
         })
         .collect();
+    let mut early = Follower::connect(&b, &id, None).await;
     let mut mover = Follower::connect(&a, &id, None).await;
     std::fs::write(&gate1, b"go").unwrap();
     mover.until_lines(LINES / 2).await;
@@ -496,6 +498,11 @@ async fn followers_on_another_server_are_woken_through_postgres() {
     drop(mover);
     let resumed = Follower::connect(&b, &id, Some(&moved.last().unwrap().2)).await;
     let resumed = tokio::spawn(read_to_end(resumed, "follower resumed on B"));
+    // Promptly, not only at the end: the whole first step reaches a follower on B that
+    // connected before it began, while the run still waits at its second gate.
+    // (In signals-only mode nothing else would bring them: this fails after a minute.)
+    early.until_lines(LINES).await;
+    let early = tokio::spawn(read_to_end(early, "early follower on B"));
     std::fs::write(&gate2, b"go").unwrap();
 
     a.wait_status(&id, &["passed", "failed", "aborted"]).await;
@@ -511,6 +518,13 @@ async fn followers_on_another_server_are_woken_through_postgres() {
             &expected,
         );
     }
+    let early = early.await.unwrap();
+    assert_complete(
+        "early follower on B",
+        &early.lines,
+        &early.results,
+        &expected,
+    );
     let resumed = resumed.await.unwrap();
     moved.extend(resumed.lines.iter().cloned());
     assert_complete(
