@@ -109,18 +109,57 @@ fn manifests_are_valid_for_kubernetes_and_the_crds_take_testkubes_workflows() {
             "{want} not rendered: {kinds:?}"
         );
     }
-    // Least privilege: neither Assay's server nor its agent needs the Kubernetes API today.
+    // Least privilege: no cluster-wide permission; the server's Role reads (get, list, watch)
+    // what CRD mode and TestTriggers watch in its namespace, nothing else; only the server's
+    // pod mounts an API token.
     for k in &kinds {
         assert!(
-            !k.starts_with("Role/") && !k.starts_with("ClusterRole") && !k.contains("Binding/"),
-            "{k}: no Kubernetes API permission is needed yet"
+            !k.starts_with("ClusterRole"),
+            "{k}: nothing needs cluster-wide permissions"
         );
     }
+    let role = find(&docs, "Role", "assay-server").expect("the server's Role");
+    let mut granted = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        let verbs: Vec<&str> = rule["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(verbs, ["get", "list", "watch"], "read-only: {rule}");
+        for g in rule["apiGroups"].as_array().unwrap() {
+            for r in rule["resources"].as_array().unwrap() {
+                granted.push(format!("{}/{}", g.as_str().unwrap(), r.as_str().unwrap()));
+            }
+        }
+    }
+    granted.sort();
+    assert_eq!(
+        granted,
+        [
+            "/configmaps",
+            "/events",
+            "/pods",
+            "/services",
+            "apps/daemonsets",
+            "apps/deployments",
+            "apps/statefulsets",
+            "networking.k8s.io/ingresses",
+            "tests.testkube.io/testtriggers",
+            "testworkflows.testkube.io/testworkflows",
+            "testworkflows.testkube.io/testworkflowtemplates",
+        ]
+    );
+    let binding = find(&docs, "RoleBinding", "assay-server").expect("the server's RoleBinding");
+    assert_eq!(binding["roleRef"]["name"], "assay-server");
+    assert_eq!(binding["subjects"][0]["name"], "assay-server");
     for d in docs.iter().filter(|d| d["kind"] == "Deployment") {
         let pod = &d["spec"]["template"]["spec"];
+        let is_server = d["metadata"]["name"] == "assay";
         assert_eq!(
-            pod["automountServiceAccountToken"], false,
-            "{}",
+            pod["automountServiceAccountToken"], is_server,
+            "{}: only the server reads the API",
             d["metadata"]["name"]
         );
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -151,7 +190,7 @@ fn manifests_are_valid_for_kubernetes_and_the_crds_take_testkubes_workflows() {
     );
     assert!(
         stdout.contains(&format!(
-            "10 rendered documents valid against Kubernetes {K8S_VERSION} (strict)"
+            "12 rendered documents valid against Kubernetes {K8S_VERSION} (strict)"
         )),
         "{stdout}"
     );
@@ -345,8 +384,11 @@ fn container_args(doc: &Value, swap: &[(&str, String)]) -> Vec<String> {
 /// runs a workflow the `--agents-only` server hands it.
 #[test]
 fn the_deployments_commands_run_a_server_and_an_agent_here() {
-    use crate::run_support::{Running, free_port, http, store_and_run};
+    use crate::run_support::{Running, fake_api, free_port, http, store_and_run};
     let tmp = tempfile::tempdir().unwrap();
+    // `--kubernetes` reads the API with the pod's service account; here a FAKE API server's
+    // kubeconfig stands in for it.
+    let api = fake_api(tmp.path());
     let docs = documents(&render(tmp.path()));
     let server = find(&docs, "Deployment", "assay").unwrap();
     let agent = find(&docs, "Deployment", "assay-agent").unwrap();
@@ -363,6 +405,7 @@ fn the_deployments_commands_run_a_server_and_an_agent_here() {
     .env_remove("ASSAY_DATABASE")
     .env_remove("ASSAY_ARTIFACTS")
     .env("NO_COLOR", "1")
+    .env("KUBECONFIG", &api.kubeconfig)
     .stdout(std::process::Stdio::null())
     .stderr(std::fs::File::create(tmp.path().join("server.log")).unwrap());
     for e in sc["env"].as_array().unwrap() {

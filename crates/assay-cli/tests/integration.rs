@@ -8,6 +8,7 @@ mod builtin_templates;
 mod client_cli;
 mod confirmations;
 mod containers;
+mod crd_mode;
 mod dashboard;
 mod deploy;
 mod explain;

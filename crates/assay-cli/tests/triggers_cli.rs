@@ -65,7 +65,7 @@ fn apply_and_validate_webhooks_and_triggers() {
         .stderr(predicate::str::contains(
             "webhook slack-failures created\ntest trigger on-image-update created\n",
         ))
-        .stderr(predicate::str::contains("Kubernetes runtime"));
+        .stderr(predicate::str::contains("assay server --kubernetes"));
     assay(&data)
         .args(["apply", "-f"])
         .arg(&file)

@@ -1,10 +1,16 @@
 //! Assay's Kubernetes side, over the `kube` client: how a process reaches the API server
-//! ([`connect`]), and the labels Assay puts on everything it creates there ([`labels`]).
+//! ([`connect`]), the labels Assay puts on everything it creates there ([`labels`]), CRD mode
+//! ([`crd`]: the TestWorkflow, TestWorkflowTemplate and TestTrigger objects of a namespace,
+//! watched) and the TestTrigger watcher ([`triggers`]: Testkube's events on the resources
+//! triggers name).
 //!
 //! No Kubernetes API server can be had on the machines Assay is built on: what is here is
 //! tested against a fake API server (named as such in the tests), never a real cluster.
 
 use std::path::Path;
+
+pub mod crd;
+pub mod triggers;
 
 /// A client for one API server, and the namespace to work in.
 #[derive(Clone)]

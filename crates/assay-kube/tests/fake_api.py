@@ -25,7 +25,9 @@ the objects live here, in `Store`, with those semantics:
   and strategic merge patch (APPROXIMATED: lists of objects with a `name` merge by name, in
   `$setElementOrder` order; other `$` directives are dropped), DELETE removes at once
   (finalizers are not honoured);
-* creating a CustomResourceDefinition serves its resource (like `kubectl apply -f crds/`).
+* creating a CustomResourceDefinition serves its resource (like `kubectl apply -f crds/`);
+* JSON bodies only: `kubectl create deployment ...` sends protobuf, which kmock cannot read
+  (use `kubectl apply -f`); no OpenAPI schemas, so kubectl needs `--validate=false`.
 
 Usage (the tests start it as a process):
 

@@ -11,8 +11,8 @@
 //! deliveries of each hook only.
 //!
 //! Hooks are made with `PUT /v1/hooks/{name}` (admin); their secret is write-only. Testkube's
-//! `TestTrigger` documents (`/v1/triggers`) are stored too, but their Kubernetes events act only
-//! once a Kubernetes runtime exists.
+//! `TestTrigger` documents (`/v1/triggers`) are stored too; they act on Kubernetes events when
+//! the server runs with `--kubernetes` (see `kubernetes.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -553,7 +553,7 @@ async fn start(
 
 const TT: assay_service::DocumentKind = assay_service::DocumentKind::TestTrigger;
 
-/// List Testkube TestTriggers (stored; they act once a Kubernetes runtime exists).
+/// List Testkube TestTriggers (they act when the server runs with `--kubernetes`).
 #[utoipa::path(get, path = "/v1/triggers", tag = "triggers",
     params(("selector" = Option<String>, Query, nullable = false, pattern = r"^ *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?(, *((![ ]*[A-Za-z0-9][-A-Za-z0-9_./]*|[A-Za-z0-9][-A-Za-z0-9_./]*( *(==?|!=) *[-A-Za-z0-9_.]*)?) *)?)*$", description = "label selector (the store's grammar, as for workflows)")),
     responses((status = 200, body = Vec<Object>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -564,8 +564,8 @@ pub async fn list_triggers(
     crate::definitions::list(&s, TT, &q).await
 }
 
-/// Store a TestTrigger (YAML or JSON). Its Kubernetes events act once a Kubernetes runtime
-/// exists; the response says so in a `Warning` header.
+/// Store a TestTrigger (YAML or JSON). It acts on Kubernetes events when the server runs with
+/// `--kubernetes`; the response says so in a `Warning` header.
 #[utoipa::path(post, path = "/v1/triggers", tag = "triggers",
     request_body(content = Object, content_type = "application/json", description = "a TestTrigger (YAML with text/yaml)"),
     responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),

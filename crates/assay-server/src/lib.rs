@@ -16,6 +16,7 @@ pub mod gates;
 pub mod guard;
 mod hooks;
 mod insights;
+pub mod kubernetes;
 pub mod metrics;
 pub mod notify;
 mod quarantines;

@@ -763,9 +763,9 @@ async fn record(shared: &Shared, attempt: &WebhookAttempt) {
     }
 }
 
-/// What a stored `TestTrigger` does in Assay today, as an HTTP `Warning` (how Kubernetes' API
-/// tells kubectl) and in `assay apply`'s output.
-pub const TRIGGER_NOTE: &str = "TestTrigger stored; its Kubernetes events act once a Kubernetes runtime exists (use POST /v1/hooks/NAME for git pushes)";
+/// When a stored `TestTrigger` acts, as an HTTP `Warning` (how Kubernetes' API tells kubectl)
+/// and in `assay apply`'s output.
+pub const TRIGGER_NOTE: &str = "TestTrigger stored; it acts on Kubernetes events where `assay server --kubernetes` watches its namespace (use POST /v1/hooks/NAME for git pushes)";
 
 fn with_note(kind: DocumentKind, mut response: Response) -> Response {
     if kind == DocumentKind::TestTrigger

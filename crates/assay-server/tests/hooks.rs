@@ -350,7 +350,7 @@ async fn test_triggers_are_stored_with_a_warning() {
     let r = s.post_yaml("/v1/triggers", trigger).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let warning = r.headers()["warning"].to_str().unwrap().to_string();
-    assert!(warning.contains("Kubernetes runtime"), "{warning}");
+    assert!(warning.contains("assay server --kubernetes"), "{warning}");
     let listed = s.get("/v1/triggers?selector=team%3Dqa").await;
     assert_eq!(listed[0]["spec"]["event"], "deployment-image-update");
     assert_eq!(

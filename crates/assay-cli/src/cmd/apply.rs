@@ -93,8 +93,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             eprintln!("{noun} {name} {what}");
             if kind == ResourceKind::TestTrigger {
                 eprintln!(
-                    "note: {noun} {name} is stored; its Kubernetes events act once a Kubernetes \
-                     runtime exists (for git pushes, see `POST /v1/hooks/NAME` in the README)"
+                    "note: {noun} {name} is stored; it acts on Kubernetes events where `assay server \
+                     --kubernetes` watches its namespace (for git pushes, see `POST /v1/hooks/NAME` \
+                     in the README)"
                 );
             }
         }

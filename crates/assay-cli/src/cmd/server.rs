@@ -62,6 +62,21 @@ pub struct Args {
     /// (`/badges/gate.svg?gate=NAME&commit=SHA`); read once at start (repeatable)
     #[arg(long = "gate", value_name = "NAME=FILE")]
     gates: Vec<String>,
+    /// CRD mode: keep the store in step with the TestWorkflow, TestWorkflowTemplate and
+    /// TestTrigger objects of a Kubernetes namespace, and run the TestTriggers on the events of
+    /// the resources they name (needs get/list/watch on those: see deploy/kubernetes)
+    #[arg(long)]
+    kubernetes: bool,
+    /// With --kubernetes: the kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the
+    /// pod's own service account in a cluster)
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// With --kubernetes: the kubeconfig context (default: its current one)
+    #[arg(long, value_name = "NAME", requires = "kubernetes")]
+    kube_context: Option<String>,
+    /// With --kubernetes: the namespace to watch (default: the context's, or the pod's own)
+    #[arg(long, value_name = "NAMESPACE", requires = "kubernetes")]
+    namespace: Option<String>,
     #[command(flatten)]
     store: StoreArgs,
     /// Where the server's runs execute (`ASSAY_RUNTIME`)
@@ -188,6 +203,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .state
             .webhooks
             .set_allow_private(args.allow_private_webhooks);
+        if args.kubernetes {
+            let conn = assay_kube::connect(
+                args.kubeconfig.as_deref(),
+                args.kube_context.as_deref(),
+                args.namespace.as_deref(),
+            )
+            .await
+            .map_err(|e| UserError::invalid(e.to_string()))?;
+            eprintln!(
+                "CRD mode: syncing TestWorkflows, TestWorkflowTemplates and TestTriggers of namespace {}",
+                conn.namespace
+            );
+            assay_server::kubernetes::spawn(server.state.clone(), conn);
+        }
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
             UserError::invalid(format!("failed to listen on {}: {e}", args.listen))
                 .with_hint("pick another port with --listen 127.0.0.1:PORT")

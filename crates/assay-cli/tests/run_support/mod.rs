@@ -586,3 +586,97 @@ pub fn serve_with(data: &Path, port: u16, extra: &[&str]) -> Running {
     }
     Running(child)
 }
+
+// --- a FAKE Kubernetes API server (crates/assay-kube/tests/fake_api.py, on kmock) -------------
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn test_python() -> String {
+    match std::env::var("ASSAY_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => panic!(
+            "ASSAY_TEST_PYTHON is not set: run scripts/test.sh (its venv has kmock, for the fake Kubernetes API server)"
+        ),
+    }
+}
+
+/// The fake API server, killed when dropped; its kubeconfig is `dir/kubeconfig`.
+pub struct FakeApi {
+    child: std::process::Child,
+    pub kubeconfig: PathBuf,
+    pub url: String,
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn fake_api(dir: &Path) -> FakeApi {
+    let kubeconfig = dir.join("kubeconfig");
+    let crds = repo().join("deploy/kubernetes/crds");
+    let mut cmd = std::process::Command::new(test_python());
+    cmd.arg(repo().join("crates/assay-kube/tests/fake_api.py"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--namespace", "assay"]);
+    for crd in ["testworkflows", "testworkflowtemplates", "testtriggers"] {
+        cmd.arg("--crd").arg(crds.join(format!("{crd}.yaml")));
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start the fake API server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .strip_prefix("FAKE_KUBE_API ")
+        .unwrap_or_else(|| panic!("the fake API server printed {line:?}"))
+        .trim()
+        .to_string();
+    FakeApi {
+        child,
+        kubeconfig,
+        url,
+    }
+}
+
+/// `kubectl` against the fake; `stdin` is piped in for `-f -`.
+pub fn kubectl(api: &FakeApi, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&api.kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl (Debian's kubernetes-client) is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn apply(api: &FakeApi, yaml: &str) {
+    kubectl(api, &["apply", "--validate=false", "-f", "-"], Some(yaml));
+}

@@ -1,0 +1,400 @@
+//! `assay server --kubernetes` (CRD mode and the TestTrigger watcher), the real binary against
+//! a FAKE Kubernetes API server (`crates/assay-kube/tests/fake_api.py`, on kmock: no real API
+//! server can be had here), driven with Debian's `kubectl` (`--validate=false`: the fake
+//! serves no OpenAPI schemas).
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::run_support::{FakeApi, Running, apply, fake_api, free_port, http, kubectl, repo};
+use serde_json::Value;
+
+/// `assay server --kubernetes` on the fake, its stderr kept for assertions.
+struct Server {
+    _running: Running,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+fn server(data: &Path, api: &FakeApi) -> Server {
+    let port = free_port();
+    let mut child = crate::run_support::assay()
+        .args([
+            "server",
+            "--no-auth",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--kubernetes")
+        .arg("--kubeconfig")
+        .arg(&api.kubeconfig)
+        .env("ASSAY_DATA_DIR", data)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let running = Running(child);
+    let s = Server {
+        _running: running,
+        port,
+        log,
+    };
+    wait_for(&s, "the server listening", || {
+        s.log.lock().unwrap().contains("listening on").then_some(())
+    });
+    s
+}
+
+/// Poll `check` until it gives a value; fail with the server's log after a minute.
+fn wait_for<T>(s: &Server, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited a minute for {what}; server log:\n{}",
+            s.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn get(s: &Server, path: &str) -> (u16, Value) {
+    let (status, body) = http(s.port, "GET", path, "", None);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn workflow_yaml(name: &str, label: &str) -> String {
+    format!(
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: {name}\n  labels: {{stage: {label}}}\nspec:\n  steps:\n    - name: say\n      shell: echo {name}\n"
+    )
+}
+
+#[test]
+fn crd_mode_keeps_the_store_in_step_with_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = fake_api(dir.path());
+    let data = dir.path().join("data");
+    // Exists before the server starts: listed at its start.
+    apply(&api, &workflow_yaml("early", "one"));
+    let hello = std::fs::read_to_string(repo().join("examples/hello.yaml")).unwrap();
+    let s = server(&data, &api);
+    wait_for(&s, "`early` synced", || {
+        (get(&s, "/v1/test-workflows/early").0 == 200).then_some(())
+    });
+
+    // kubectl apply of an example: stored, marked as the cluster's, and it runs.
+    apply(&api, &hello);
+    let stored = wait_for(&s, "`hello` synced", || {
+        let (status, body) = get(&s, "/v1/test-workflows/hello");
+        (status == 200).then_some(body)
+    });
+    assert_eq!(
+        stored["metadata"]["annotations"]["assay.io/synced-from-kubernetes"], "assay",
+        "{stored}"
+    );
+    assert!(
+        stored["metadata"].get("resourceVersion").is_none()
+            && stored["metadata"].get("uid").is_none(),
+        "cluster bookkeeping is not stored: {stored}"
+    );
+    let (status, body) = http(
+        s.port,
+        "POST",
+        "/v1/test-workflows/hello/executions",
+        "",
+        Some(("application/json", "{}")),
+    );
+    assert_eq!(status, 200, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = wait_for(&s, "the run of `hello` to end", || {
+        let (_, e) = get(&s, &format!("/v1/test-workflow-executions/{id}"));
+        let status = e["result"]["status"].as_str().unwrap_or("").to_string();
+        ["passed", "failed", "aborted"]
+            .contains(&status.as_str())
+            .then_some(e)
+    });
+    assert_eq!(done["result"]["status"], "passed", "{done}");
+
+    // Changed in the cluster: updated here.
+    apply(&api, &hello.replace("team: platform", "team: qa"));
+    wait_for(&s, "`hello` updated", || {
+        let (_, body) = get(&s, "/v1/test-workflows/hello");
+        (body["metadata"]["labels"]["team"] == "qa").then_some(())
+    });
+
+    // Invalid: not stored, and the log names the object and the problem.
+    apply(
+        &api,
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: broken\nspec:\n  steps:\n    - name: x\n      shel: echo typo\n",
+    );
+    wait_for(&s, "a warning about `broken`", || {
+        let log = s.log.lock().unwrap();
+        log.lines()
+            .any(|l| l.contains("name=broken") && l.contains("not valid") && l.contains("shel"))
+            .then_some(())
+    });
+    assert_eq!(get(&s, "/v1/test-workflows/broken").0, 404);
+
+    // Hostile: deeper than `assay apply` accepts (the loader's nesting limit): refused the same.
+    let mut deep = String::from("x");
+    for _ in 0..60 {
+        deep = format!("{{\"a\": {deep}}}");
+    }
+    let deep = deep.replace("x", "\"leaf\"");
+    apply(
+        &api,
+        &format!(
+            "{{\"apiVersion\": \"testworkflows.testkube.io/v1\", \"kind\": \"TestWorkflow\", \"metadata\": {{\"name\": \"deep\"}}, \"spec\": {{\"config\": {{\"x\": {{\"type\": \"string\", \"default\": \"d\"}}}}, \"steps\": [{{\"name\": \"s\", \"shell\": \"true\"}}], \"events\": {deep}}}}}"
+        ),
+    );
+    wait_for(&s, "a warning about `deep`", || {
+        let log = s.log.lock().unwrap();
+        log.lines()
+            .any(|l| l.contains("name=deep") && l.contains("not valid"))
+            .then_some(())
+    });
+    assert_eq!(get(&s, "/v1/test-workflows/deep").0, 404);
+
+    // A definition made through the API is the API's: a relist leaves it alone.
+    let (status, body) = http(
+        s.port,
+        "POST",
+        "/v1/test-workflows",
+        "",
+        Some(("text/yaml", &workflow_yaml("api-made", "one"))),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // Deleted in the cluster: gone here.
+    kubectl(&api, &["delete", "testworkflow", "hello"], None);
+    wait_for(&s, "`hello` deleted", || {
+        (get(&s, "/v1/test-workflows/hello").0 == 404).then_some(())
+    });
+
+    // Deleted while the server is down: gone after its start (the list at start), and the
+    // API's own definition stays.
+    drop(s);
+    kubectl(&api, &["delete", "testworkflow", "early"], None);
+    apply(&api, &workflow_yaml("late", "two"));
+    let s = server(&data, &api);
+    wait_for(&s, "`late` synced", || {
+        (get(&s, "/v1/test-workflows/late").0 == 200).then_some(())
+    });
+    wait_for(&s, "`early` deleted by the resync", || {
+        (get(&s, "/v1/test-workflows/early").0 == 404).then_some(())
+    });
+    assert_eq!(get(&s, "/v1/test-workflows/api-made").0, 200);
+}
+
+fn deployment(name: &str, app: &str, image: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels: {{app: {app}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    spec:\n      containers:\n        - {{name: main, image: \"{image}\"}}\n"
+    )
+}
+
+fn trigger(name: &str, event: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata:\n  name: {name}\nspec:\n  resource: deployment\n  resourceSelector:\n    labelSelector: {{matchLabels: {{app: web}}}}\n  event: {event}\n  action: run\n  execution: testworkflow\n  testSelector: {{name: smoke}}\n{extra}"
+    )
+}
+
+/// The executions of `smoke` a trigger queued.
+fn runs_of(s: &Server, trigger: &str) -> Vec<Value> {
+    let (_, page) = get(
+        s,
+        &format!("/v1/test-workflow-executions?workflow=smoke&tag=testtrigger={trigger}"),
+    );
+    page["results"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn test_triggers_run_workflows_on_deployment_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = fake_api(dir.path());
+    let data = dir.path().join("data");
+    apply(&api, &workflow_yaml("smoke", "one"));
+    apply(&api, &trigger("on-create", "created", ""));
+    apply(
+        &api,
+        &trigger(
+            "on-image",
+            "deployment-image-update",
+            "  actionParameters: {tags: {source: cluster}}\n",
+        ),
+    );
+    // Exists before the server starts: no `created` for it.
+    apply(&api, &deployment("old", "web", "nginx:1", 1));
+    let s = server(&data, &api);
+    wait_for(&s, "the deployment watcher", || {
+        let log = s.log.lock().unwrap();
+        log.lines()
+            .any(|l| l.contains("TestTrigger watcher listed") && l.contains("deployment"))
+            .then_some(())
+    });
+    wait_for(&s, "`smoke` synced", || {
+        (get(&s, "/v1/test-workflows/smoke").0 == 200).then_some(())
+    });
+
+    // A scale of the pre-existing one: no image update, nothing runs.
+    kubectl(
+        &api,
+        &[
+            "patch",
+            "deployment",
+            "old",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ],
+        None,
+    );
+    // Another app's deployment, created and its image changed: the label does not match.
+    apply(&api, &deployment("api", "api", "api:1", 1));
+    apply(&api, &deployment("api", "api", "api:2", 1));
+    // The matching one: created (on-create), then its image changed (on-image).
+    apply(&api, &deployment("web", "web", "nginx:1", 1));
+    wait_for(&s, "on-create's run", || {
+        (runs_of(&s, "on-create").len() == 1).then_some(())
+    });
+    kubectl(
+        &api,
+        &["set", "image", "deployment/web", "main=nginx:2"],
+        None,
+    );
+    wait_for(&s, "on-image's run", || {
+        (runs_of(&s, "on-image").len() == 1).then_some(())
+    });
+    // And the pre-existing one's image: on-image again (it matches by label).
+    kubectl(
+        &api,
+        &["set", "image", "deployment/old", "main=nginx:3"],
+        None,
+    );
+    wait_for(&s, "on-image's second run", || {
+        (runs_of(&s, "on-image").len() == 2).then_some(())
+    });
+
+    // Exactly those three: the watch events are handled in order, so the ones that should not
+    // have fired were handled before the last expected run was queued.
+    let (_, all) = get(&s, "/v1/test-workflows/smoke/executions");
+    let all = all["results"].as_array().cloned().unwrap_or_default();
+    assert_eq!(all.len(), 3, "{all:#?}\n{}", s.log.lock().unwrap());
+    assert_eq!(runs_of(&s, "on-create").len(), 1);
+    let id = runs_of(&s, "on-image")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, e) = get(&s, &format!("/v1/test-workflow-executions/{id}"));
+    assert_eq!(
+        e["runningContext"]["actor"]["name"], "testtrigger on-image",
+        "{e}"
+    );
+    assert_eq!(e["runningContext"]["actor"]["type"], "testtrigger", "{e}");
+    assert_eq!(e["tags"]["testtrigger"], "on-image", "{e}");
+    assert_eq!(e["tags"]["source"], "cluster", "{e}");
+}
+
+/// The README's "CRD mode and TestTriggers" commands, as written, against the fake (through a
+/// `kubectl` on PATH that is the real one plus the fake's kubeconfig and `--validate=false`).
+#[test]
+fn the_readmes_crd_mode_example_runs() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let block: Vec<String> = readme
+        .split("<!-- crd-mode -->\n```sh\n")
+        .nth(1)
+        .expect("the README's CRD mode block")
+        .lines()
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| l.strip_prefix("$ ").expect("a command line").to_string())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let api = fake_api(dir.path());
+    let s = server(&dir.path().join("data"), &api);
+    wait_for(&s, "the CRD watchers", || {
+        s.log.lock().unwrap().contains("CRD mode").then_some(())
+    });
+
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v kubectl"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::write(
+        bin.join("kubectl"),
+        format!(
+            "#!/bin/sh\n# kubectl against the FAKE API server (it serves no OpenAPI schemas)\nfor a in \"$@\"; do case \"$a\" in apply|create) exec {} --kubeconfig {} \"$@\" --validate=false;; esac; done\nexec {0} --kubeconfig {1} \"$@\"\n",
+            real.trim(),
+            api.kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(bin.join("kubectl"))
+        .unwrap()
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(bin.join("kubectl"), perms).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.clone())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+
+    for (i, line) in block.iter().enumerate() {
+        // The trigger must be stored and watching before the Deployment is made.
+        if i == 1 {
+            wait_for(&s, "the trigger's watcher", || {
+                let log = s.log.lock().unwrap();
+                log.lines()
+                    .any(|l| l.contains("TestTrigger watcher listed") && l.contains("deployment"))
+                    .then_some(())
+            });
+        }
+        let out = std::process::Command::new("bash")
+            .args(["-c", line])
+            .current_dir(repo())
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(get(&s, "/v1/test-workflows/web-smoke").0, 200);
+    let runs = wait_for(&s, "the trigger's run", || {
+        let (_, page) = get(
+            &s,
+            "/v1/test-workflow-executions?workflow=web-smoke&tag=testtrigger=web-image-update",
+        );
+        let runs = page["results"].as_array().cloned().unwrap_or_default();
+        (!runs.is_empty()).then_some(runs)
+    });
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let (_, all) = get(&s, "/v1/test-workflows/web-smoke/executions");
+    assert_eq!(all["results"].as_array().map_or(0, Vec::len), 1, "{all}");
+}

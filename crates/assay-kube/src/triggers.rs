@@ -1,0 +1,813 @@
+//! The TestTrigger watcher: for the stored `TestTrigger`s, watch the Kubernetes resources they
+//! name, detect Testkube's events on them and report each trigger that fires as a [`Fired`],
+//! after its `delay` and once its `conditionSpec` holds. What to run (and `concurrencyPolicy`)
+//! is the receiver's business: this module knows nothing of workflows or the store.
+//!
+//! Testkube's semantics (read from kubeshop/testkube `pkg/triggers`, not copied):
+//!
+//! - `created` fires only for objects created after the watcher started (their
+//!   `creationTimestamp` is not before the start), so a (re)start does not fire for what exists;
+//! - `modified` fires when what the kind's "spec" is changed (`spec` for workloads, services and
+//!   ingresses; `data`/`binaryData` for config maps): status-only updates do not fire. Pods and
+//!   events have no `modified`;
+//! - a deployment's `modified` carries causes, each of which a trigger can name as its event:
+//!   `deployment-scale-update` (replicas), `deployment-image-update` (a container's image),
+//!   `deployment-env-update` (a container's env), `deployment-containers-modified` (any
+//!   container or init container), `deployment-generation-modified`,
+//!   `deployment-resource-modified` (a new resourceVersion);
+//! - `deleted` fires for every deletion seen;
+//! - matching: `resource` (the kind), `resourceSelector` (`name`, `namespace`, `nameRegex`,
+//!   `namespaceRegex`, `labelSelector`; without name and namespace, the trigger's namespace)
+//!   and the older `selector`, a label selector over the object's labels plus Testkube's
+//!   `testkube.io/resource-{kind,name,namespace}` event labels.
+//!
+//! The watchers watch the connection's namespace only (what the server's Role allows).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use assay_spec::triggers::TestTrigger;
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::Connection;
+
+/// The resources a trigger can watch here: `(resource, group, version, kind, plural)`.
+/// Testkube's `content` (git) has no Kubernetes object: Assay's `/v1/hooks` covers pushes.
+pub const WATCHABLE: &[(&str, &str, &str, &str, &str)] = &[
+    ("pod", "", "v1", "Pod", "pods"),
+    ("deployment", "apps", "v1", "Deployment", "deployments"),
+    ("statefulset", "apps", "v1", "StatefulSet", "statefulsets"),
+    ("daemonset", "apps", "v1", "DaemonSet", "daemonsets"),
+    ("service", "", "v1", "Service", "services"),
+    ("ingress", "networking.k8s.io", "v1", "Ingress", "ingresses"),
+    ("event", "", "v1", "Event", "events"),
+    ("configmap", "", "v1", "ConfigMap", "configmaps"),
+];
+
+/// The Kubernetes kind of a trigger's `resource` (`deployment` → `Deployment`).
+pub fn kind_of(resource: &str) -> Option<&'static str> {
+    WATCHABLE
+        .iter()
+        .find(|w| w.0.eq_ignore_ascii_case(resource))
+        .map(|w| w.3)
+}
+
+fn api_resource(resource: &str) -> Option<ApiResource> {
+    let (_, group, version, kind, plural) = *WATCHABLE
+        .iter()
+        .find(|w| w.0.eq_ignore_ascii_case(resource))?;
+    Some(ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: if group.is_empty() {
+            version.into()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.into(),
+        plural: plural.into(),
+    })
+}
+
+/// One change of a watched object, with Testkube's event type and causes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectEvent {
+    /// The trigger resource (`deployment`).
+    pub resource: &'static str,
+    /// The object's kind (`Deployment`).
+    pub kind: &'static str,
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    /// `created`, `modified` or `deleted`.
+    pub event: &'static str,
+    /// For deployments: `deployment-image-update`, ...
+    pub causes: Vec<&'static str>,
+}
+
+/// A trigger that fired: its delay has passed and its conditions hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    pub trigger: TestTrigger,
+    pub event: ObjectEvent,
+}
+
+/// What changed between two versions of an object of `resource`: `None` when nothing that
+/// Testkube looks at did (no `modified`), else the causes.
+pub fn diff(resource: &str, old: &Value, new: &Value) -> Option<Vec<&'static str>> {
+    match resource {
+        "pod" | "event" => None,
+        "configmap" => (old.get("data") != new.get("data")
+            || old.get("binaryData") != new.get("binaryData"))
+        .then(Vec::new),
+        "deployment" => {
+            if old.get("spec") == new.get("spec") {
+                return None;
+            }
+            Some(deployment_causes(old, new))
+        }
+        _ => (old.get("spec") != new.get("spec")).then(Vec::new),
+    }
+}
+
+fn deployment_causes(old: &Value, new: &Value) -> Vec<&'static str> {
+    let mut causes = Vec::new();
+    let replicas = |v: &Value| v.pointer("/spec/replicas").cloned();
+    if replicas(old) != replicas(new) {
+        causes.push("deployment-scale-update");
+    }
+    let containers = |v: &Value| -> BTreeMap<String, Value> {
+        ["initContainers", "containers"]
+            .iter()
+            .flat_map(|key| {
+                v.pointer(&format!("/spec/template/spec/{key}"))
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|c| {
+                let name = c
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                (name, c)
+            })
+            .collect()
+    };
+    let (before, after) = (containers(old), containers(new));
+    if before != after {
+        causes.push("deployment-containers-modified");
+    }
+    let mut image = false;
+    let mut env = false;
+    for (name, c) in &after {
+        if let Some(o) = before.get(name) {
+            image |= o.get("image") != c.get("image");
+            env |= o.get("env") != c.get("env");
+        }
+    }
+    if image {
+        causes.push("deployment-image-update");
+    }
+    if env {
+        causes.push("deployment-env-update");
+    }
+    let at = |v: &Value, p: &str| v.pointer(p).cloned();
+    if at(old, "/metadata/generation") != at(new, "/metadata/generation") {
+        causes.push("deployment-generation-modified");
+    }
+    if at(old, "/metadata/resourceVersion") != at(new, "/metadata/resourceVersion") {
+        causes.push("deployment-resource-modified");
+    }
+    causes
+}
+
+/// Whether a Kubernetes `LabelSelector` (`matchLabels`, `matchExpressions`) picks `labels`.
+/// An unreadable selector picks nothing.
+pub fn label_selector_matches(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
+    if let Some(m) = selector.get("matchLabels") {
+        let Some(m) = m.as_object() else {
+            return false;
+        };
+        for (k, v) in m {
+            if labels.get(k).map(String::as_str) != v.as_str() {
+                return false;
+            }
+        }
+    }
+    if let Some(exprs) = selector.get("matchExpressions") {
+        let Some(exprs) = exprs.as_array() else {
+            return false;
+        };
+        for e in exprs {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+            let values: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let value = labels.get(key).map(String::as_str);
+            let ok = match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                "In" => value.is_some_and(|v| values.contains(&v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(&v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            };
+            if !ok {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn is_empty_selector(selector: &Option<Value>) -> bool {
+    match selector {
+        None | Some(Value::Null) => true,
+        Some(s) => {
+            let empty = |k: &str| {
+                s.get(k).is_none_or(|v| {
+                    v.as_object().is_some_and(|o| o.is_empty())
+                        || v.as_array().is_some_and(|a| a.is_empty())
+                        || v.is_null()
+                })
+            };
+            empty("matchLabels") && empty("matchExpressions")
+        }
+    }
+}
+
+fn regex_matches(pattern: &str, text: &str) -> bool {
+    regex::Regex::new(pattern).is_ok_and(|re| re.is_match(text))
+}
+
+/// The namespace a trigger lives in (its own, else the server's).
+fn trigger_namespace<'a>(t: &'a TestTrigger, default: &'a str) -> &'a str {
+    t.metadata
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(default)
+}
+
+/// Whether trigger `t` fires on `e` (Testkube's v1 matching; `namespace`: the server's).
+pub fn matches(t: &TestTrigger, e: &ObjectEvent, namespace: &str) -> bool {
+    let s = &t.spec;
+    if s.disabled || s.execution != "testworkflow" || s.action != "run" {
+        return false;
+    }
+    if s.event != e.event && !e.causes.iter().any(|c| *c == s.event) {
+        return false;
+    }
+    let sel = s.resource_selector.clone().unwrap_or_default();
+    let has_selector = !sel.name_regex.is_empty()
+        || !sel.namespace_regex.is_empty()
+        || !is_empty_selector(&sel.label_selector);
+    let has_criteria = has_selector || !sel.name.is_empty() || !sel.namespace.is_empty();
+    let own_ns = trigger_namespace(t, namespace);
+    let criteria = || {
+        if !sel.name.is_empty() && sel.name != e.name {
+            return false;
+        }
+        if !sel.namespace.is_empty() && sel.namespace != e.namespace {
+            return false;
+        }
+        if sel.name.is_empty() && sel.namespace.is_empty() && own_ns != e.namespace && !has_selector
+        {
+            return false;
+        }
+        if !has_selector {
+            return true;
+        }
+        if let Some(ls) = sel
+            .label_selector
+            .as_ref()
+            .filter(|_| !is_empty_selector(&sel.label_selector))
+        {
+            if !label_selector_matches(ls, &e.labels) {
+                return false;
+            }
+            if sel.name_regex.is_empty() && sel.namespace_regex.is_empty() {
+                return true;
+            }
+        }
+        let name_ok = sel.name_regex.is_empty() || regex_matches(&sel.name_regex, &e.name);
+        let ns_ok = if sel.namespace_regex.is_empty() {
+            own_ns == e.namespace
+        } else {
+            regex_matches(&sel.namespace_regex, &e.namespace)
+        };
+        name_ok && ns_ok
+    };
+    if !is_empty_selector(&s.selector) {
+        let mut merged = e.labels.clone();
+        merged.insert("testkube.io/resource-kind".into(), e.kind.into());
+        merged.insert("testkube.io/resource-name".into(), e.name.clone());
+        merged.insert("testkube.io/resource-namespace".into(), e.namespace.clone());
+        let picked = s
+            .selector
+            .as_ref()
+            .is_some_and(|sel| label_selector_matches(sel, &merged));
+        return picked && (!has_criteria || criteria());
+    }
+    if !s.resource.eq_ignore_ascii_case(e.resource) {
+        return false;
+    }
+    criteria()
+}
+
+fn labels_of(o: &Value) -> BTreeMap<String, String> {
+    o.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn event_of(
+    resource: &'static str,
+    o: &Value,
+    event: &'static str,
+    causes: Vec<&'static str>,
+) -> ObjectEvent {
+    let text = |p: &str| {
+        o.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    ObjectEvent {
+        resource,
+        kind: kind_of(resource).unwrap_or(""),
+        name: text("/metadata/name"),
+        namespace: text("/metadata/namespace"),
+        labels: labels_of(o),
+        event,
+        causes,
+    }
+}
+
+/// The events of one watch event, given the objects seen so far (kept up to date). `start`:
+/// when watching began; objects created before it are not `created`.
+pub fn track(
+    resource: &'static str,
+    seen: &mut HashMap<String, Value>,
+    start: Timestamp,
+    change: WatchChange,
+) -> Vec<ObjectEvent> {
+    let created_after_start = |o: &Value| {
+        o.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .is_some_and(|t| t >= start)
+    };
+    let name_of = |o: &Value| {
+        o.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    match change {
+        WatchChange::Apply(o) => {
+            let name = name_of(&o);
+            let out = match seen.get(&name) {
+                None if created_after_start(&o) => vec![event_of(resource, &o, "created", vec![])],
+                None => vec![],
+                Some(old) => match diff(resource, old, &o) {
+                    Some(causes) => vec![event_of(resource, &o, "modified", causes)],
+                    None => vec![],
+                },
+            };
+            seen.insert(name, o);
+            out
+        }
+        WatchChange::Delete(o) => {
+            seen.remove(&name_of(&o));
+            vec![event_of(resource, &o, "deleted", vec![])]
+        }
+        WatchChange::Relisted(objects) => {
+            // What changed while nobody watched (a reconnection): compare with what was seen.
+            let now: HashMap<String, Value> =
+                objects.into_iter().map(|o| (name_of(&o), o)).collect();
+            let mut out = Vec::new();
+            for (name, old) in seen.iter() {
+                if !now.contains_key(name) {
+                    out.push(event_of(resource, old, "deleted", vec![]));
+                }
+            }
+            for (name, o) in &now {
+                match seen.get(name) {
+                    None if created_after_start(o) => {
+                        out.push(event_of(resource, o, "created", vec![]))
+                    }
+                    None => {}
+                    Some(old) => {
+                        if let Some(causes) = diff(resource, old, o) {
+                            out.push(event_of(resource, o, "modified", causes));
+                        }
+                    }
+                }
+            }
+            *seen = now;
+            out
+        }
+    }
+}
+
+/// One change as [`track`] takes it.
+#[derive(Debug, Clone)]
+pub enum WatchChange {
+    Apply(Value),
+    Delete(Value),
+    /// A complete (re)list.
+    Relisted(Vec<Value>),
+}
+
+/// Watch what the triggers in `triggers` name and send each trigger that fires. Watchers
+/// start and stop as the set of watched resources changes.
+pub fn spawn_watcher(
+    conn: &Connection,
+    mut triggers: watch::Receiver<Vec<TestTrigger>>,
+) -> mpsc::Receiver<Fired> {
+    let (tx, rx) = mpsc::channel(256);
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        let mut running: BTreeMap<&'static str, JoinHandle<()>> = BTreeMap::new();
+        let mut warned: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let current = triggers.borrow_and_update().clone();
+            let wanted: BTreeSet<&'static str> = current
+                .iter()
+                .filter(|t| !t.spec.disabled)
+                .filter_map(|t| {
+                    let found = WATCHABLE
+                        .iter()
+                        .find(|w| w.0.eq_ignore_ascii_case(&t.spec.resource))
+                        .map(|w| w.0);
+                    if found.is_none()
+                        && is_empty_selector(&t.spec.selector)
+                        && warned.insert(t.metadata.name.clone())
+                    {
+                        tracing::warn!(trigger = %t.metadata.name, resource = %t.spec.resource,
+                            "this TestTrigger's resource cannot be watched here (git `content` triggers: use /v1/hooks)");
+                    }
+                    found
+                })
+                .chain(
+                    // The older `selector` alone can pick any kind: watch the kinds it names.
+                    current
+                        .iter()
+                        .filter(|t| !t.spec.disabled && !is_empty_selector(&t.spec.selector))
+                        .flat_map(|t| {
+                            let kind = t
+                                .spec
+                                .selector
+                                .as_ref()
+                                .and_then(|s| s.pointer("/matchLabels/testkube.io~1resource-kind"))
+                                .and_then(Value::as_str)
+                                .map(str::to_string);
+                            WATCHABLE
+                                .iter()
+                                .filter(move |w| {
+                                    kind.as_deref().is_none_or(|k| k.eq_ignore_ascii_case(w.3))
+                                })
+                                .map(|w| w.0)
+                                .collect::<Vec<_>>()
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .collect();
+            running.retain(|resource, task| {
+                let keep = wanted.contains(resource);
+                if !keep {
+                    task.abort();
+                }
+                keep
+            });
+            for resource in wanted {
+                if !running.contains_key(resource) {
+                    let task = tokio::spawn(watch_resource(
+                        conn.clone(),
+                        resource,
+                        triggers.clone(),
+                        tx.clone(),
+                    ));
+                    running.insert(resource, task);
+                }
+            }
+            if triggers.changed().await.is_err() || tx.is_closed() {
+                for task in running.values() {
+                    task.abort();
+                }
+                return;
+            }
+        }
+    });
+    rx
+}
+
+async fn watch_resource(
+    conn: Connection,
+    resource: &'static str,
+    triggers: watch::Receiver<Vec<TestTrigger>>,
+    tx: mpsc::Sender<Fired>,
+) {
+    let Some(ar) = api_resource(resource) else {
+        return;
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(conn.client.clone(), &conn.namespace, &ar);
+    // To the second, as creationTimestamps are: an object created in the second the watcher
+    // started (and not in its first list) is new.
+    let start =
+        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
+    let mut seen: HashMap<String, Value> = HashMap::new();
+    let mut listed_once = false;
+    let mut listing: Option<Vec<Value>> = None;
+    let mut stream = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    tracing::info!(resource, namespace = %conn.namespace, "watching for TestTriggers");
+    // (then "TestTrigger watcher listed" once the first list is in: events count from there)
+    while let Some(event) = stream.next().await {
+        let json = |o: DynamicObject| serde_json::to_value(o).unwrap_or(Value::Null);
+        let change = match event {
+            Ok(watcher::Event::Init) => {
+                listing = Some(Vec::new());
+                continue;
+            }
+            Ok(watcher::Event::InitApply(o)) => {
+                listing.get_or_insert_with(Vec::new).push(json(o));
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                let objects = listing.take().unwrap_or_default();
+                tracing::info!(
+                    resource,
+                    objects = objects.len(),
+                    "TestTrigger watcher listed"
+                );
+                if !listed_once {
+                    // What the first list holds existed before: never `created`.
+                    listed_once = true;
+                    seen = objects
+                        .into_iter()
+                        .map(|o| {
+                            (
+                                o.pointer("/metadata/name")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("")
+                                    .to_string(),
+                                o,
+                            )
+                        })
+                        .collect();
+                    continue;
+                }
+                WatchChange::Relisted(objects)
+            }
+            Ok(watcher::Event::Apply(o)) => WatchChange::Apply(json(o)),
+            Ok(watcher::Event::Delete(o)) => WatchChange::Delete(json(o)),
+            Err(e) => {
+                tracing::warn!(resource, error = %e, "watching for TestTriggers failed; retrying with backoff");
+                continue;
+            }
+        };
+        for event in track(resource, &mut seen, start, change) {
+            let firing: Vec<TestTrigger> = triggers
+                .borrow()
+                .iter()
+                .filter(|t| matches(t, &event, &conn.namespace))
+                .cloned()
+                .collect();
+            for trigger in firing {
+                tracing::info!(trigger = %trigger.metadata.name, event = event.event,
+                    causes = ?event.causes, resource, object = %event.name, "TestTrigger matched");
+                tokio::spawn(fire(api.clone(), trigger, event.clone(), tx.clone()));
+            }
+        }
+    }
+}
+
+/// Wait out the trigger's `delay` and its `conditionSpec`, then send it.
+async fn fire(
+    api: Api<DynamicObject>,
+    trigger: TestTrigger,
+    event: ObjectEvent,
+    tx: mpsc::Sender<Fired>,
+) {
+    if let Some(delay) = trigger
+        .spec
+        .delay
+        .as_deref()
+        .and_then(|d| assay_spec::duration::parse_duration(d).ok())
+    {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(spec) = trigger.spec.condition_spec.as_ref()
+        && spec
+            .get("conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|c| !c.is_empty())
+        && !conditions_hold(&api, &event.name, spec).await
+    {
+        tracing::warn!(trigger = %trigger.metadata.name, object = %event.name,
+            "the TestTrigger's conditions did not hold before its timeout; not running");
+        return;
+    }
+    let _ = tx.send(Fired { trigger, event }).await;
+}
+
+/// Poll the object's `status.conditions` every `delay` seconds (default 1) until every
+/// condition of `spec` holds, for at most `timeout` seconds (default 60), as Testkube does.
+async fn conditions_hold(api: &Api<DynamicObject>, name: &str, spec: &Value) -> bool {
+    let secs = |k: &str, default: u64| {
+        spec.get(k)
+            .and_then(Value::as_u64)
+            .filter(|n| *n > 0)
+            .unwrap_or(default)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs("timeout", 60));
+    let every = Duration::from_secs(secs("delay", 1));
+    let wanted = spec
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    loop {
+        if let Ok(o) = api.get(name).await
+            && conditions_match(
+                &wanted,
+                &serde_json::to_value(o).unwrap_or(Value::Null),
+                Timestamp::now(),
+            )
+        {
+            return true;
+        }
+        if tokio::time::Instant::now() + every > deadline {
+            return false;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Whether the object's `status.conditions` satisfy every wanted condition (`type`, `status`,
+/// `reason`, `ttl`: at most that many seconds since its last transition).
+pub fn conditions_match(wanted: &[Value], object: &Value, now: Timestamp) -> bool {
+    let have: HashMap<&str, &Value> = object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| Some((c.get("type")?.as_str()?, c)))
+                .collect()
+        })
+        .unwrap_or_default();
+    wanted.iter().all(|w| {
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let Some(c) = text(w, "type").and_then(|t| have.get(t.as_str()).copied()) else {
+            return false;
+        };
+        let (Some(want), Some(is)) = (text(w, "status"), text(c, "status")) else {
+            return false;
+        };
+        if want != is {
+            return false;
+        }
+        if let Some(reason) = text(w, "reason").filter(|r| !r.is_empty())
+            && text(c, "reason").as_deref() != Some(reason.as_str())
+        {
+            return false;
+        }
+        if let Some(ttl) = w.get("ttl").and_then(Value::as_i64).filter(|t| *t != 0) {
+            let age = text(c, "lastTransitionTime")
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(|t| now.as_second() - t.as_second())
+                .unwrap_or(i64::MAX);
+            if ttl < age {
+                return false;
+            }
+        }
+        true
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(image: &str, replicas: u32, rv: &str) -> Value {
+        json!({"metadata": {"name": "web", "namespace": "ns", "resourceVersion": rv, "generation": 1,
+                "labels": {"app": "web"}, "creationTimestamp": "2030-01-01T00:00:00Z"},
+               "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+                   {"name": "app", "image": image}]}}}})
+    }
+
+    fn trigger(yaml: &str) -> TestTrigger {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn deployment_causes_follow_testkube() {
+        let old = deployment("a:1", 1, "1");
+        assert_eq!(
+            diff("deployment", &old, &deployment("a:2", 1, "2")),
+            Some(vec![
+                "deployment-containers-modified",
+                "deployment-image-update",
+                "deployment-resource-modified"
+            ])
+        );
+        assert_eq!(
+            diff("deployment", &old, &deployment("a:1", 3, "2")),
+            Some(vec![
+                "deployment-scale-update",
+                "deployment-resource-modified"
+            ])
+        );
+        let mut status_only = old.clone();
+        status_only["status"] = json!({"ready": 1});
+        status_only["metadata"]["resourceVersion"] = json!("9");
+        assert_eq!(diff("deployment", &old, &status_only), None);
+    }
+
+    #[test]
+    fn created_only_after_the_start_and_relists_catch_up() {
+        let start: Timestamp = "2029-01-01T00:00:00Z".parse().unwrap();
+        let mut seen = HashMap::new();
+        let mut old = deployment("a:1", 1, "1");
+        old["metadata"]["creationTimestamp"] = json!("2028-01-01T00:00:00Z");
+        assert!(
+            track(
+                "deployment",
+                &mut seen,
+                start,
+                WatchChange::Relisted(vec![old.clone()])
+            )
+            .is_empty()
+        );
+        let fresh = json!({"metadata": {"name": "new", "namespace": "ns", "creationTimestamp": "2030-01-01T00:00:00Z"}, "spec": {}});
+        let events = track(
+            "deployment",
+            &mut seen,
+            start,
+            WatchChange::Relisted(vec![fresh]),
+        );
+        let kinds: Vec<_> = events.iter().map(|e| (e.event, e.name.as_str())).collect();
+        assert!(
+            kinds.contains(&("deleted", "web")) && kinds.contains(&("created", "new")),
+            "{kinds:?}"
+        );
+    }
+
+    #[test]
+    fn matching_follows_testkube() {
+        let t = trigger(
+            "apiVersion: tests.testkube.io/v1\nmetadata: {name: t}\nspec:\n  resource: deployment\n  resourceSelector: {labelSelector: {matchLabels: {app: web}}}\n  event: deployment-image-update\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n",
+        );
+        let mut e = event_of(
+            "deployment",
+            &deployment("a:2", 1, "2"),
+            "modified",
+            vec!["deployment-image-update"],
+        );
+        assert!(matches(&t, &e, "ns"));
+        e.labels.insert("app".into(), "other".into());
+        assert!(!matches(&t, &e, "ns"));
+        let by_name = trigger(
+            "apiVersion: tests.testkube.io/v1\nmetadata: {name: t}\nspec:\n  resource: deployment\n  resourceSelector: {name: web}\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n",
+        );
+        let created = event_of("deployment", &deployment("a:1", 1, "1"), "created", vec![]);
+        assert!(matches(&by_name, &created, "ns"));
+        let mut other = created.clone();
+        other.name = "api".into();
+        assert!(!matches(&by_name, &other, "ns"));
+        let legacy = trigger(
+            "apiVersion: tests.testkube.io/v1\nmetadata: {name: t}\nspec:\n  selector: {matchLabels: {testkube.io/resource-kind: Deployment}}\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n",
+        );
+        assert!(matches(&legacy, &created, "ns"));
+    }
+
+    #[test]
+    fn conditions() {
+        let now: Timestamp = "2030-01-01T00:01:00Z".parse().unwrap();
+        let o = json!({"status": {"conditions": [{"type": "Available", "status": "True", "reason": "Ok",
+            "lastTransitionTime": "2030-01-01T00:00:00Z"}]}});
+        assert!(conditions_match(
+            &[json!({"type": "Available", "status": "True"})],
+            &o,
+            now
+        ));
+        assert!(!conditions_match(
+            &[json!({"type": "Available", "status": "False"})],
+            &o,
+            now
+        ));
+        assert!(!conditions_match(
+            &[json!({"type": "Available", "status": "True", "ttl": 30})],
+            &o,
+            now
+        ));
+        assert!(conditions_match(
+            &[json!({"type": "Available", "status": "True", "ttl": 90, "reason": "Ok"})],
+            &o,
+            now
+        ));
+        assert!(!conditions_match(
+            &[json!({"type": "Progressing", "status": "True"})],
+            &o,
+            now
+        ));
+    }
+}
