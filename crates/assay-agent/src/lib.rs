@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub struct AgentConfig {
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    /// `host` or `container`: what the agent reports.
+    /// `host`, `container` or `kubernetes`: what the agent reports.
     pub runtime_name: String,
     pub runtime: Arc<dyn Runtime>,
     /// Where executions get their folders (one per execution, removed when it ends).
@@ -41,6 +41,35 @@ pub struct AgentConfig {
     pub heartbeat_every: Duration,
     /// How long one claim waits on the server for work.
     pub claim_wait: Duration,
+    /// Runs each execution somewhere else than in this process (the Kubernetes runtime);
+    /// `None`: the engine here, with [`runtime`](Self::runtime).
+    pub executor: Option<Arc<dyn Executor>>,
+}
+
+/// What an [`Executor`] hands back for the server, in order.
+#[derive(Debug)]
+pub enum Delivery {
+    Events(Vec<AgentEvent>),
+    /// An artifact file, uploaded before the events after it; the agent deletes it once
+    /// uploaded (the executor keeps it in the execution's folder under the agent's work dir,
+    /// which the agent removes when the execution ends).
+    Artifact {
+        step: String,
+        path: String,
+        source: PathBuf,
+    },
+}
+
+/// Runs a handed-out execution outside this process and reports what happens, in order, on
+/// `deliveries` (ending with `ExecutionFinished`; the agent adds a failed end when it does
+/// not). Cancelling `cancel` aborts the execution (the executor still reports its end).
+pub trait Executor: Send + Sync {
+    fn execute(
+        &self,
+        work: AgentWork,
+        cancel: CancellationToken,
+        deliveries: mpsc::Sender<Delivery>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
 }
 
 impl AgentConfig {
@@ -54,6 +83,7 @@ impl AgentConfig {
             max_concurrent: 1,
             heartbeat_every: Duration::from_secs(2),
             claim_wait: Duration::from_secs(20),
+            executor: None,
         }
     }
 }
@@ -282,7 +312,8 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-fn ms(t: SystemTime) -> i64 {
+/// Unix milliseconds of `t` (0 before the epoch), as the wire carries times.
+pub fn ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
@@ -384,14 +415,55 @@ async fn execute(
     cancel: CancellationToken,
     waiting: Waiting,
 ) {
+    let id = work.id.clone();
     let mut sender = Sender {
         client,
         config,
         session,
-        id: &work.id,
+        id: &id,
         cancel: &cancel,
         lost: false,
     };
+    if let Some(executor) = config.executor.clone() {
+        let (tx, mut rx) = mpsc::channel::<Delivery>(64);
+        let name = work.name.clone();
+        let run = tokio::spawn(executor.execute(work, cancel.clone(), tx));
+        let mut finished = false;
+        while let Some(delivery) = rx.recv().await {
+            match delivery {
+                Delivery::Events(events) => {
+                    finished |= events
+                        .iter()
+                        .any(|e| matches!(e, AgentEvent::ExecutionFinished { .. }));
+                    sender.events(events).await;
+                }
+                Delivery::Artifact { step, path, source } => {
+                    sender.artifact(&step, &path, &source).await;
+                    let _ = tokio::fs::remove_file(&source).await;
+                }
+            }
+        }
+        let outcome = run.await;
+        if !finished {
+            let error = match outcome {
+                Ok(()) => format!(
+                    "the {} runtime ended without a verdict",
+                    config.runtime_name
+                ),
+                Err(e) => format!("the {} runtime failed: {e}", config.runtime_name),
+            };
+            sender
+                .events(vec![AgentEvent::ExecutionFinished {
+                    status: ExecutionStatus::Failed,
+                    error: Some(error),
+                    at: ms(SystemTime::now()),
+                }])
+                .await;
+        }
+        let _ = tokio::fs::remove_dir_all(config.work_dir.join(&id)).await;
+        tracing::info!(execution = %name, "done");
+        return;
+    }
     let plan: Plan = match serde_json::from_value(work.plan.clone()) {
         Ok(p) => p,
         Err(e) => {
@@ -409,18 +481,11 @@ async fn execute(
         }
     };
     let work_dir = config.work_dir.join(&work.id);
-    let mut opts = RunOptions::new(&work_dir);
-    opts.secrets = work.secrets.clone();
-    opts.masked = work.masked.clone();
-    opts.context = work.context.clone();
+    let mut opts = run_options(&work, &work_dir);
     opts.cancel = cancel.clone();
-    let mut env = assay_engine::starting_env(&BTreeMap::new());
-    env.extend(work.env.clone());
-    opts.base_env = env;
     // Steps must not see other executions' folders.
     opts.hidden = vec![config.work_dir.clone()];
     opts.runtime = config.runtime.clone();
-    opts.quarantined = work.quarantined.iter().cloned().collect();
     // `execute` steps: the server queues the children (they run where it sends them).
     opts.launcher = Some(Arc::new(AgentLauncher {
         client: client.clone(),
@@ -568,8 +633,23 @@ impl AgentLauncher {
     }
 }
 
+/// The engine's options for a handed-out execution run in `work_dir`: its secrets, masked
+/// values, context, environment and quarantined tests (the caller adds the runtime, the
+/// cancellation and what to hide).
+pub fn run_options(work: &AgentWork, work_dir: &std::path::Path) -> RunOptions {
+    let mut opts = RunOptions::new(work_dir);
+    opts.secrets = work.secrets.clone();
+    opts.masked = work.masked.clone();
+    opts.context = work.context.clone();
+    let mut env = assay_engine::starting_env(&BTreeMap::new());
+    env.extend(work.env.clone());
+    opts.base_env = env;
+    opts.quarantined = work.quarantined.iter().cloned().collect();
+    opts
+}
+
 /// An engine event for the wire (`None`: nothing the server records; artifacts are uploaded).
-fn to_wire(event: &Event) -> Option<AgentEvent> {
+pub fn to_wire(event: &Event) -> Option<AgentEvent> {
     Some(match event {
         Event::StepStarted {
             reference,

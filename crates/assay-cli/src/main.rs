@@ -76,6 +76,9 @@ enum Command {
     Insights(cmd::insights::Args),
     /// Scans: secrets in files, folders or git history (gitleaks-format rules) [local]
     Scan(cmd::scan::Args),
+    /// The pod side of the Kubernetes runtime (the agent's Job runs it)
+    #[command(hide = true)]
+    Pod(cmd::pod::Args),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         Command::Ask(args) => cmd::ask::run(args),
         Command::Insights(args) => cmd::insights::run(args),
         Command::Scan(args) => cmd::scan::run(args),
+        Command::Pod(args) => cmd::pod::run(args),
     };
     finish(result)
 }

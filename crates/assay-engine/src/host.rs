@@ -37,7 +37,7 @@ impl Runtime for HostRuntime {
                 Isolation::None if needs => {
                     return Err(private_path_error("isolation is turned off"));
                 }
-                Isolation::None => false,
+                Isolation::None | Isolation::Pod => false,
                 Isolation::Namespace => true,
                 Isolation::Auto => match sandbox::support() {
                     sandbox::Support::Unavailable(why) if needs => {

@@ -33,10 +33,27 @@ impl Layout {
         }
     }
 
+    /// [`Layout::under`] `root`, with the `data` and `outputs` folders given instead when
+    /// there are (a pod's own `/data`, see [`crate::RunOptions::data_dir`]).
+    pub(crate) fn with(root: &Path, data: Option<&Path>, outputs: Option<&Path>) -> Layout {
+        let mut layout = Layout::under(root);
+        if let Some(d) = data {
+            layout.data = d.to_path_buf();
+        }
+        if let Some(o) = outputs {
+            layout.outputs = o.to_path_buf();
+        }
+        layout
+    }
+
     /// Creates `data/`, `outputs/` and `tmp/` under `root` (owned by the step user when there
     /// is one).
     pub(crate) fn create(root: &Path, user: Option<&StepUser>) -> Result<Layout, String> {
-        let layout = Layout::under(root);
+        Layout::create_in(Layout::under(root), user)
+    }
+
+    /// Creates the folders of `layout` (owned by the step user when there is one).
+    pub(crate) fn create_in(layout: Layout, user: Option<&StepUser>) -> Result<Layout, String> {
         for d in [&layout.data, &layout.outputs, &layout.tmp] {
             std::fs::create_dir_all(d)
                 .map_err(|e| format!("failed to create {}: {e}", d.display()))?;

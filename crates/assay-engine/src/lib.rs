@@ -112,7 +112,11 @@ pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> E
             let e = shared.masker.mask(&e).into_owned();
             let mut runner = Runner::new(
                 shared.clone(),
-                Layout::under(&shared.opts.work_dir),
+                Layout::with(
+                    &shared.opts.work_dir,
+                    shared.opts.data_dir.as_deref(),
+                    shared.opts.outputs_dir.as_deref(),
+                ),
                 Arc::new(host::Unopened),
                 String::new(),
                 shared.opts.cancel.clone(),
@@ -148,7 +152,14 @@ async fn prepare(
     let work_dir = &shared.opts.work_dir;
     std::fs::create_dir_all(work_dir)
         .map_err(|e| format!("failed to create {}: {e}", work_dir.display()))?;
-    let layout = Layout::create(work_dir, step_user())?;
+    let layout = Layout::create_in(
+        Layout::with(
+            work_dir,
+            shared.opts.data_dir.as_deref(),
+            shared.opts.outputs_dir.as_deref(),
+        ),
+        step_user(),
+    )?;
     let setup = runtime::Setup {
         plan,
         layout: &layout,

@@ -56,6 +56,11 @@ pub struct RunOptions {
     /// them in the JUnit reports it collected passes, naming them
     /// ([`StepResult::quarantined_failures`](crate::StepResult)).
     pub quarantined: assay_reports::quarantine::QuarantinedTests,
+    /// The folder steps see as `/data` when it is not `work_dir/data`: with
+    /// [`Isolation::Pod`], the pod's own `/data` volume.
+    pub data_dir: Option<PathBuf>,
+    /// The folder steps see as `/testkube/outputs` when it is not `work_dir/outputs`.
+    pub outputs_dir: Option<PathBuf>,
 }
 
 /// Testkube runs shell steps with busybox `sh -c "set -e; ..."`; real workflows rely on ash
@@ -80,6 +85,8 @@ impl RunOptions {
             launcher: None,
             runtime: Arc::new(crate::HostRuntime),
             quarantined: Default::default(),
+            data_dir: None,
+            outputs_dir: None,
         }
     }
 }
@@ -116,6 +123,11 @@ pub enum Isolation {
     Namespace,
     /// Never: plans that mention `/data` or `/testkube` fail with a hint.
     None,
+    /// Never, because the process already has a file system of its own where `/data` and
+    /// `/testkube/outputs` are the execution's folders (a Kubernetes pod, whose volumes
+    /// [`RunOptions::data_dir`] and [`RunOptions::outputs_dir`] name): plans that mention
+    /// them run as written.
+    Pod,
 }
 
 /// Starts other workflows for `execute` steps. The caller implements it over its store.

@@ -3,6 +3,9 @@
 //! ([`crd`]: the TestWorkflow, TestWorkflowTemplate and TestTrigger objects of a namespace,
 //! watched) and the TestTrigger watcher ([`triggers`]: Testkube's events on the resources
 //! triggers name).
+//! The Job runtime of agents: [`job`] (an execution's Job and Secret, pure), [`podlog`] (the
+//! line protocol of `assay pod run`'s stdout) and [`runtime`] (the agent side: create, follow
+//! the pod's log, report, delete).
 //!
 //! No Kubernetes API server can be had on the machines Assay is built on: what is here is
 //! tested against a fake API server (named as such in the tests), never a real cluster.
@@ -10,6 +13,9 @@
 use std::path::Path;
 
 pub mod crd;
+pub mod job;
+pub mod podlog;
+pub mod runtime;
 pub mod triggers;
 
 /// A client for one API server, and the namespace to work in.

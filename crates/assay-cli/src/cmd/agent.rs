@@ -32,9 +32,36 @@ pub struct Args {
     /// system's temporary directory)
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
-    /// Where this agent's runs execute (`ASSAY_RUNTIME`)
-    #[command(flatten)]
-    runtime: crate::runtime_args::RuntimeArgs,
+    /// Where this agent's runs execute: `host` (this machine), `container` (each step in its
+    /// image, through Docker or Podman) or `kubernetes` (each execution as a Job)
+    #[arg(long, value_enum, env = "ASSAY_RUNTIME", default_value = "host")]
+    runtime: AgentRuntime,
+    /// With `--runtime kubernetes`: the kubeconfig file (default: KUBECONFIG, ~/.kube/config,
+    /// or the pod's own service account in a cluster)
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// With `--runtime kubernetes`: the kubeconfig context (default: its current one)
+    #[arg(long, value_name = "NAME")]
+    kube_context: Option<String>,
+    /// With `--runtime kubernetes`: the namespace of the Jobs (default: the context's, or the
+    /// agent pod's own)
+    #[arg(long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// With `--runtime kubernetes`: the image holding the `assay` binary (copied into each
+    /// execution's pod; runs the executions whose workflow names no image)
+    #[arg(long, value_name = "IMAGE", default_value = "assay:latest")]
+    image: String,
+    /// With `--runtime kubernetes`: how long an execution's pod may stay stuck (image pull
+    /// errors, unschedulable) before the execution fails with the reason
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pod_start_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AgentRuntime {
+    Host,
+    Container,
+    Kubernetes,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -64,18 +91,26 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         return Err(UserError::invalid("the agent needs a --name").into());
     }
     tokio::runtime::Runtime::new()?.block_on(async move {
-        args.runtime.install().await?;
+        let kind = match args.runtime {
+            AgentRuntime::Container => RuntimeKind::Container,
+            AgentRuntime::Host | AgentRuntime::Kubernetes => RuntimeKind::Host,
+        };
+        crate::runtime_args::RuntimeArgs { runtime: kind }.install().await?;
         let runtime: Arc<dyn assay_engine::Runtime> =
             assay_runner::default_runtime().unwrap_or_else(|| Arc::new(assay_engine::HostRuntime));
-        let runtime_name = match crate::runtime_args::active() {
-            RuntimeKind::Host => "host",
-            RuntimeKind::Container => "container",
+        let runtime_name = match (args.runtime, crate::runtime_args::active()) {
+            (AgentRuntime::Kubernetes, _) => "kubernetes",
+            (_, RuntimeKind::Host) => "host",
+            (_, RuntimeKind::Container) => "container",
         };
         let mut config = assay_agent::AgentConfig::new(&args.name, runtime, runtime_name);
-        config.labels = args.labels.into_iter().collect::<BTreeMap<_, _>>();
+        config.labels = args.labels.iter().cloned().collect::<BTreeMap<_, _>>();
         config.max_concurrent = args.max_concurrent.into();
-        if let Some(dir) = args.work_dir {
+        if let Some(dir) = args.work_dir.clone() {
             config.work_dir = dir;
+        }
+        if args.runtime == AgentRuntime::Kubernetes {
+            config.executor = Some(kubernetes(&args, &config).await?);
         }
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -99,4 +134,56 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Err(e) => Err(anyhow::anyhow!("failed to {e}")),
         }
     })
+}
+
+/// Connects to the API server, sweeps what an earlier process of this agent left, and makes
+/// the executor that runs each execution as a Job.
+async fn kubernetes(
+    args: &Args,
+    config: &assay_agent::AgentConfig,
+) -> anyhow::Result<Arc<dyn assay_agent::Executor>> {
+    let connection = assay_kube::connect(
+        args.kubeconfig.as_deref(),
+        args.kube_context.as_deref(),
+        args.namespace.as_deref(),
+    )
+    .await
+    .map_err(|e| {
+        let text = e.to_string();
+        let (message, hint) = match text.split_once(" (hint: ") {
+            Some((m, h)) => (m.to_string(), h.trim_end_matches(')').to_string()),
+            None => (
+                text,
+                "give --kubeconfig FILE, or run the agent in a cluster".into(),
+            ),
+        };
+        UserError::invalid(format!("failed to {message}")).with_hint(hint)
+    })?;
+    let jobs = assay_kube::runtime::sweep(&connection, &args.name)
+        .await
+        .map_err(|e| {
+            UserError::invalid(format!(
+                "failed to list this agent's Jobs in namespace {}: {e}",
+                connection.namespace
+            ))
+            .with_hint("the agent's ServiceAccount needs the Role of deploy/kubernetes/agent.yaml")
+        })?;
+    if jobs > 0 {
+        eprintln!(
+            "swept {jobs} Job(s) (with their pods and Secrets) an earlier process of agent `{}` left",
+            args.name
+        );
+    }
+    eprintln!(
+        "executions run as Jobs in namespace {} (image {})",
+        connection.namespace, args.image
+    );
+    let mut executor = assay_kube::runtime::KubeExecutor::new(
+        connection,
+        &args.name,
+        &args.image,
+        config.work_dir.clone(),
+    );
+    executor.pending_limit = std::time::Duration::from_secs(args.pod_start_timeout);
+    Ok(Arc::new(executor))
 }

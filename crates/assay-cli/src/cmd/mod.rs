@@ -17,6 +17,7 @@ pub mod insights;
 pub mod logs;
 pub mod mcp;
 pub mod plan;
+pub mod pod;
 pub mod policy;
 pub mod prune;
 pub mod quarantine;

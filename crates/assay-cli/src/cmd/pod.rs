@@ -1,0 +1,291 @@
+//! `assay pod` (hidden): the pod side of the Kubernetes runtime. The init container runs
+//! `assay pod install` to copy this (static) binary into the pod's shared volume; the main
+//! container, in the plan's image, runs `assay pod run`, which runs the execution with the
+//! engine and writes its events to stdout in `assay_kube::podlog`'s line protocol, for the
+//! agent that follows the pod's log.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use assay_api::agents::{AgentEvent, AgentWork};
+use assay_engine::Event;
+use assay_kube::podlog;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::UserError;
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: PodCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum PodCommand {
+    /// Copy this binary to DEST (the init container of an execution's pod)
+    Install {
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+    },
+    /// Run an execution handed over in a work file; its events go to stdout, one line each
+    Run {
+        /// The execution (the agent's AgentWork as JSON)
+        #[arg(long, value_name = "FILE")]
+        work: PathBuf,
+        /// The folder steps see as /data
+        #[arg(long, value_name = "DIR", default_value = "/data")]
+        data: PathBuf,
+        /// The folder steps see as /testkube/outputs
+        #[arg(long, value_name = "DIR", default_value = "/testkube/outputs")]
+        outputs: PathBuf,
+        /// Where the engine keeps its own files (default: a folder in the temporary directory)
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+    },
+    /// Print the Job and the Secret an agent would create for a work file, as a JSON `List`
+    /// (the Secret holds the work file, sensitive values included)
+    Manifests {
+        #[arg(long, value_name = "FILE")]
+        work: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        agent: String,
+        #[arg(long, value_name = "NAMESPACE", default_value = "default")]
+        namespace: String,
+        #[arg(long, value_name = "IMAGE", default_value = "assay:latest")]
+        image: String,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    match args.command {
+        PodCommand::Install { dest } => install(&dest),
+        PodCommand::Manifests {
+            work,
+            agent,
+            namespace,
+            image,
+        } => manifests(&read_work(&work)?, agent, namespace, image),
+        PodCommand::Run {
+            work,
+            data,
+            outputs,
+            state,
+        } => {
+            // stderr only: stdout is the event stream.
+            super::server::init_logging("text");
+            let work = read_work(&work)?;
+            let state = state.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("assay-pod-{}", safe_name(&work.id)))
+            });
+            tokio::runtime::Runtime::new()?.block_on(run_pod(work, data, outputs, state))
+        }
+    }
+}
+
+fn install(dest: &Path) -> anyhow::Result<u8> {
+    let me =
+        std::env::current_exe().map_err(|e| anyhow::anyhow!("failed to find this binary: {e}"))?;
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("failed to create {}: {e}", dir.display()))?;
+    }
+    std::fs::copy(&me, dest).map_err(|e| {
+        anyhow::anyhow!("failed to copy {} to {}: {e}", me.display(), dest.display())
+    })?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| anyhow::anyhow!("failed to make {} executable: {e}", dest.display()))?;
+    eprintln!("installed {}", dest.display());
+    Ok(exit::SUCCESS)
+}
+
+fn manifests(
+    work: &AgentWork,
+    agent: String,
+    namespace: String,
+    image: String,
+) -> anyhow::Result<u8> {
+    let settings = assay_kube::job::JobSettings {
+        namespace,
+        agent,
+        image,
+        ttl_seconds: 3600,
+    };
+    let refused = |e: assay_kube::job::JobError| -> anyhow::Error {
+        let text = e.to_string();
+        match text.split_once("\n\nhint: ") {
+            Some((m, h)) => UserError::invalid(m.to_string()).with_hint(h.to_string()),
+            None => UserError::invalid(text),
+        }
+        .into()
+    };
+    let job = assay_kube::job::job(work, &settings).map_err(refused)?;
+    // The real uid comes from the API server when the Job is created.
+    let secret = assay_kube::job::secret(work, &settings, "00000000-0000-0000-0000-000000000000")
+        .map_err(refused)?;
+    let list = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [job, secret],
+    });
+    println!("{}", serde_json::to_string_pretty(&list)?);
+    Ok(exit::SUCCESS)
+}
+
+fn read_work(path: &Path) -> anyhow::Result<AgentWork> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UserError::invalid(format!("failed to read {}: {e}", path.display()))
+            .with_hint("the agent mounts the execution's Secret at /.assay/work")
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        UserError::invalid(format!("failed to read {}: {e}", path.display()))
+            .with_hint("this file is the agent's AgentWork as JSON: are the agent and the image the same version?")
+            .into()
+    })
+}
+
+/// An execution id as a file name (ids are UUIDs; anything else is reduced to be safe).
+fn safe_name(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
+/// Writes protocol lines to stdout, flushing each batch; counts the artifact budget.
+struct Out {
+    stdout: std::io::BufWriter<std::io::Stdout>,
+    artifact_bytes: u64,
+}
+
+impl Out {
+    fn line(&mut self, line: &str) {
+        // A closed stdout (the pod is going away) leaves nothing to tell.
+        let _ = writeln!(self.stdout, "{line}");
+    }
+
+    fn event(&mut self, event: &AgentEvent) {
+        self.line(&podlog::encode_event(event));
+    }
+
+    fn flush(&mut self) {
+        let _ = self.stdout.flush();
+    }
+
+    /// Sends a file as chunks, or a warning when it would pass the budget or cannot be read.
+    fn artifact(&mut self, step: &str, path: &str, source: &Path) {
+        let warn = |out: &mut Out, message: String| {
+            out.event(&AgentEvent::Warning {
+                reference: step.to_string(),
+                message,
+            })
+        };
+        let bytes = match std::fs::read(source) {
+            Ok(b) => b,
+            Err(e) => return warn(self, format!("artifact {path} not sent: {e}")),
+        };
+        let size = bytes.len() as u64;
+        if self.artifact_bytes + size > podlog::ARTIFACT_BUDGET {
+            return warn(
+                self,
+                format!(
+                    "artifact {path} ({size} bytes) not sent: the pod log carries at most {} MiB of artifacts per execution",
+                    podlog::ARTIFACT_BUDGET / (1024 * 1024)
+                ),
+            );
+        }
+        self.artifact_bytes += size;
+        let mut chunks = bytes.chunks(podlog::CHUNK_BYTES).peekable();
+        if chunks.peek().is_none() {
+            self.line(&podlog::encode_chunk(&podlog::ArtifactChunk::new(
+                step, path, 0, b"", true,
+            )));
+        }
+        let mut offset = 0u64;
+        while let Some(chunk) = chunks.next() {
+            let last = chunks.peek().is_none();
+            self.line(&podlog::encode_chunk(&podlog::ArtifactChunk::new(
+                step, path, offset, chunk, last,
+            )));
+            offset += chunk.len() as u64;
+        }
+    }
+}
+
+async fn run_pod(
+    work: AgentWork,
+    data: PathBuf,
+    outputs: PathBuf,
+    state: PathBuf,
+) -> anyhow::Result<u8> {
+    let mut out = Out {
+        stdout: std::io::BufWriter::new(std::io::stdout()),
+        artifact_bytes: 0,
+    };
+    let plan: assay_spec::plan::Plan = match serde_json::from_value(work.plan.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            out.event(&AgentEvent::ExecutionFinished {
+                status: assay_spec::status::ExecutionStatus::Failed,
+                error: Some(format!(
+                    "the pod cannot read the plan (is its image's assay older than the agent?): {e}"
+                )),
+                at: assay_agent::ms(std::time::SystemTime::now()),
+            });
+            out.flush();
+            return Ok(exit::FAILED);
+        }
+    };
+    let cancel = CancellationToken::new();
+    let mut opts = assay_agent::run_options(&work, &state);
+    opts.isolation = assay_engine::Isolation::Pod;
+    opts.data_dir = Some(data);
+    opts.outputs_dir = Some(outputs);
+    opts.cancel = cancel.clone();
+    // Deleting the Job sends SIGTERM to the pod: abort, and still report the end.
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        super::server::shutdown_signal().await;
+        eprintln!("stopping: aborting the execution");
+        stop.cancel();
+    });
+    let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    let engine = tokio::spawn(assay_engine::run(plan, opts, tx));
+    while let Some(event) = rx.recv().await {
+        match event {
+            Event::Artifact {
+                reference,
+                path,
+                source,
+                ..
+            } => out.artifact(&reference, &path, &source),
+            other => {
+                if let Some(wire) = assay_agent::to_wire(&other) {
+                    out.event(&wire);
+                }
+            }
+        }
+        if rx.is_empty() {
+            out.flush();
+        }
+    }
+    out.flush();
+    let code = match engine.await {
+        Ok(o) if o.status == assay_spec::status::ExecutionStatus::Passed => exit::SUCCESS,
+        Ok(_) => exit::FAILED,
+        Err(e) => {
+            eprintln!("error: the engine task failed: {e}");
+            exit::INTERNAL
+        }
+    };
+    let _ = std::fs::remove_dir_all(&state);
+    Ok(code)
+}

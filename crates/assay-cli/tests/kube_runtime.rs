@@ -1,0 +1,468 @@
+//! The Kubernetes runtime of agents end to end, against a FAKE Kubernetes API server with a
+//! FAKE kubelet (`crates/assay-kube/tests/fake_kubelet.py` over `fake_api.py`; no cluster can
+//! be had here): a real `assay server`, a real `assay agent --runtime kubernetes --kubeconfig
+//! <the fake's>`, and the fake kubelet running each Job's containers as processes on this
+//! machine (the init container's `assay pod install`, then `assay pod run` with the Secret's
+//! work file and a temporary `/data`), serving their output as the pod log.
+//!
+//! Checked: a run's logs, JUnit results and artifacts reach the server through the pod log;
+//! an abort deletes the Job (and with it the pod, the Secret and the process); the start-up
+//! sweep deletes what an earlier process of the same agent left, and nothing of another
+//! agent's; an image the fake cannot pull fails the execution with the reason; a workflow
+//! naming several images is refused with the hint.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::run_support::{assay, free_port, http, serve_with, store_and_run};
+
+fn python() -> String {
+    match std::env::var("ASSAY_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => panic!("ASSAY_TEST_PYTHON is not set: run scripts/test.sh (its venv has kmock)"),
+    }
+}
+
+/// A child killed (and reaped) when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The FAKE API server with its FAKE kubelet: its URL and the process.
+fn start_fake(dir: &Path) -> (String, PathBuf, Killed) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assay-kube/tests/fake_kubelet.py");
+    let kubeconfig = dir.join("kubeconfig");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "--namespace",
+            "tests",
+            "--assay-bin",
+            env!("CARGO_BIN_EXE_assay"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("FAKE_KUBE_API ")
+        .unwrap_or_else(|| panic!("the fake API server did not start: {line}"))
+        .to_string();
+    (url, kubeconfig, Killed(child))
+}
+
+/// A request to the fake's control channel or API (`path` from the root).
+fn fake(url: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let text = body.map(|b| b.to_string());
+    let (status, body) = http(
+        port,
+        method,
+        path,
+        "",
+        text.as_deref().map(|t| ("application/json", t)),
+    );
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Every object of `kind` the fake holds.
+fn objects(url: &str, kind: &str) -> Vec<Value> {
+    let (_, all) = fake(url, "GET", "/fake/objects", None);
+    all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    // A generous bound against hangs, not a timing assertion.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Server {
+    port: u16,
+    admin: String,
+    _proc: crate::run_support::Running,
+}
+
+impl Server {
+    fn get(&self, path: &str) -> (u16, String) {
+        http(self.port, "GET", path, &self.admin, None)
+    }
+
+    fn execution(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/test-workflow-executions/{id}"));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn wait_end(&self, id: &str) -> Value {
+        wait_for(&format!("{id} to end"), || {
+            let e = self.execution(id);
+            let s = e["result"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            matches!(s.as_str(), "passed" | "failed" | "aborted").then_some(e)
+        })
+    }
+}
+
+fn workflow(name: &str, spec: &str) -> String {
+    format!(
+        "kind: TestWorkflow\napiVersion: testworkflows.testkube.io/v1\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    )
+}
+
+/// A Job and its Secret as an earlier agent process would have left them (on the fake).
+fn leave(url: &str, name: &str, agent: &str) {
+    let labels = json!({
+        "app.kubernetes.io/managed-by": "assay",
+        "assay.io/agent": agent,
+        "assay.io/execution": name,
+    });
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": "tests", "labels": labels},
+        "spec": {"template": {"metadata": {"labels": labels}, "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "run", "image": "leftover/pull-error:1"}]}}}});
+    let (status, body) = fake(url, "POST", "/fake/apply", Some(&job));
+    assert_eq!(status, 200, "{body}");
+    let uid = body["items"][0]["metadata"]["uid"].clone();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": "tests", "labels": labels,
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}]},
+        "data": {"work.json": "e30="}});
+    let (status, body) = fake(url, "POST", "/fake/apply", Some(&secret));
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
+    let dir = TempDir::new().unwrap();
+    let (url, kubeconfig, _fake) = start_fake(dir.path());
+
+    // What an earlier process of agent k1 left, and what agent k2 has.
+    leave(&url, "assay-exec-left1", "k1");
+    leave(&url, "assay-exec-other", "k2");
+
+    let data = dir.path().join("server");
+    std::fs::create_dir_all(&data).unwrap();
+    let port = free_port();
+    let proc = serve_with(&data, port, &["--agents-only"]);
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let server = Server {
+        port,
+        admin,
+        _proc: proc,
+    };
+    let out = assay()
+        .args(["token", "create", "--name", "k1", "--role", "runner"])
+        .env("ASSAY_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token_file = dir.path().join("runner.token");
+    std::fs::write(&token_file, &out.stdout).unwrap();
+    let agent_log = dir.path().join("agent.log");
+    let _agent = Killed(
+        assay()
+            .args(["agent", "--server", &format!("http://127.0.0.1:{port}")])
+            .arg("--token-file")
+            .arg(&token_file)
+            .args(["--name", "k1", "--runtime", "kubernetes", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(["--pod-start-timeout", "3", "--work-dir"])
+            .arg(dir.path().join("agent-work"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&agent_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    // The sweep: k1's leftovers go (the Secret with its Job), k2's stay.
+    wait_for("the sweep", || {
+        let gone = |kind: &str| {
+            !objects(&url, kind)
+                .iter()
+                .any(|o| o["metadata"]["name"] == "assay-exec-left1")
+        };
+        (gone("Job") && gone("Secret")).then_some(())
+    });
+    let secrets = objects(&url, "Secret");
+    assert!(
+        objects(&url, "Job")
+            .iter()
+            .any(|j| j["metadata"]["name"] == "assay-exec-other")
+    );
+    assert!(
+        secrets
+            .iter()
+            .any(|s| s["metadata"]["name"] == "assay-exec-other")
+    );
+
+    // A run: logs, JUnit results and artifacts come back through the pod log.
+    let id = store_and_run(
+        port,
+        &server.admin,
+        "pod-report",
+        &workflow(
+            "pod-report",
+            r#"  config:
+    token: {type: string, sensitive: true, default: s3cr3t-value}
+  steps:
+    - name: Tests
+      shell: |
+        echo "hello from the pod, token is {{ config.token }}"
+        mkdir -p out
+        cat > out/junit.xml <<'XML'
+        <testsuites><testsuite name="s" tests="2" failures="1">
+        <testcase classname="s" name="ok"/>
+        <testcase classname="s" name="bad"><failure message="no">no</failure></testcase>
+        </testsuite></testsuites>
+        XML
+      artifacts:
+        paths: ["out/junit.xml"]
+"#,
+        ),
+    );
+    let done = server.wait_end(&id);
+    let agent_says = || std::fs::read_to_string(&agent_log).unwrap_or_default();
+    assert_eq!(
+        done["result"]["status"],
+        "passed",
+        "{done}\n{}",
+        agent_says()
+    );
+    let (_, logs) = server.get(&format!("/v1/test-workflow-executions/{id}/logs"));
+    assert!(logs.contains("hello from the pod"), "{logs}");
+    assert!(!logs.contains("s3cr3t-value"), "{logs}");
+    let (_, artifact) = server.get(&format!(
+        "/v1/test-workflow-executions/{id}/artifacts/out/junit.xml"
+    ));
+    assert!(
+        artifact.contains("<testcase classname=\"s\" name=\"bad\">"),
+        "{artifact}"
+    );
+    let summary = &done["reports"][0]["data"]["summary"];
+    assert_eq!(summary["tests"], 2, "{done}");
+    assert_eq!(summary["failed"], 1, "{done}");
+    // The Job had the execution's labels; its Secret was owned by it.
+    let job = objects(&url, "Job")
+        .into_iter()
+        .find(|j| j["metadata"]["labels"]["assay.io/execution"] == id.as_str())
+        .expect("the execution's Job is kept until its time to live");
+    assert_eq!(job["metadata"]["labels"]["assay.io/agent"], "k1");
+
+    // An abort deletes the Job; the pod, the Secret and the process go with it.
+    let id = store_and_run(
+        port,
+        &server.admin,
+        "pod-long",
+        &workflow(
+            "pod-long",
+            "  steps:\n    - name: Long\n      shell: echo started; sleep 600\n",
+        ),
+    );
+    wait_for("the long step to start", || {
+        let (_, logs) = server.get(&format!("/v1/test-workflow-executions/{id}/logs"));
+        logs.contains("started").then_some(())
+    });
+    let job_name = objects(&url, "Job")
+        .into_iter()
+        .find(|j| j["metadata"]["labels"]["assay.io/execution"] == id.as_str())
+        .expect("the execution's Job")["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!crate::run_support::with_marker(&job_name).is_empty());
+    let (status, body) = http(
+        port,
+        "POST",
+        &format!("/v1/test-workflow-executions/{id}/abort"),
+        &server.admin,
+        Some(("application/json", "{}")),
+    );
+    assert!(status < 300, "{status} {body}");
+    let aborted = server.wait_end(&id);
+    assert_eq!(aborted["result"]["status"], "aborted", "{aborted}");
+    wait_for("the Job, its pod and its Secret to go", || {
+        let of_run = |kind: &str| {
+            objects(&url, kind)
+                .iter()
+                .any(|o| o["metadata"]["labels"]["assay.io/execution"] == id.as_str())
+        };
+        (!of_run("Job") && !of_run("Pod") && !of_run("Secret")).then_some(())
+    });
+    wait_for("the pod's process to end", || {
+        crate::run_support::with_marker(&job_name)
+            .is_empty()
+            .then_some(())
+    });
+
+    // An image that cannot be pulled fails the execution with the reason.
+    let id = store_and_run(
+        port,
+        &server.admin,
+        "pod-pull",
+        &workflow(
+            "pod-pull",
+            "  container:\n    image: registry.example/pull-error:1\n  steps:\n    - shell: echo never\n",
+        ),
+    );
+    let failed = server.wait_end(&id);
+    assert_eq!(failed["result"]["status"], "failed", "{failed}");
+    // The reason is the execution's error (Testkube's `initialization.errorMessage`).
+    let error = failed["result"]["initialization"]["errorMessage"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("ImagePullBackOff"), "{failed}");
+    assert!(error.contains("did not start within 3s"), "{failed}");
+
+    // Several images: refused before anything is created.
+    let jobs_before = objects(&url, "Job").len();
+    let id = store_and_run(
+        port,
+        &server.admin,
+        "pod-images",
+        &workflow(
+            "pod-images",
+            "  steps:\n    - container: {image: golang:1.23}\n      shell: go version\n    - container: {image: node:22}\n      shell: node -v\n",
+        ),
+    );
+    let refused = server.wait_end(&id);
+    assert_eq!(refused["result"]["status"], "failed", "{refused}");
+    assert!(
+        refused["result"]["initialization"]["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("several images (golang:1.23, node:22)"),
+        "{refused}"
+    );
+    assert_eq!(objects(&url, "Job").len(), jobs_before);
+
+    // The agent said what it swept.
+    assert!(agent_says().contains("swept 1 Job(s)"), "{}", agent_says());
+}
+
+/// README.md's "Kubernetes runtime" session as written (`127.0.0.1:8088` becomes a free port),
+/// in a temporary folder whose `./kubeconfig` is the FAKE API server's, under `sh`.
+#[test]
+fn readme_kubernetes_runtime_session_runs_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split("<!-- kube-agent-session -->\n```sh\n")
+        .nth(1)
+        .expect("README.md has the Kubernetes runtime session")
+        .split("\n```")
+        .next()
+        .unwrap()
+        .to_string();
+    let dir = TempDir::new().unwrap();
+    let (url, _kubeconfig, _fake) = start_fake(dir.path());
+    std::os::unix::fs::symlink(root.join("examples"), dir.path().join("examples")).unwrap();
+    let port = free_port().to_string();
+    let bin = Path::new(env!("CARGO_BIN_EXE_assay"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let config = dir.path().join("contexts.yaml");
+    let sh = |line: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(line.replace("8088", &port))
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("ASSAY_CONFIG", &config)
+            .env("NO_COLOR", "1")
+            .env_remove("ASSAY_DATA_DIR")
+            .env_remove("ASSAY_DATABASE")
+            .env_remove("ASSAY_ARTIFACTS");
+        cmd
+    };
+    let mut background = Vec::new();
+    let mut ran = Vec::new();
+    for line in block.lines() {
+        let Some(command) = line.strip_prefix("$ ") else {
+            continue;
+        };
+        if command.starts_with("assay server") || command.starts_with("assay agent") {
+            let log = dir.path().join(format!("{}.log", background.len()));
+            let child = sh(command)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let wanted = if command.starts_with("assay server") {
+                "listening on"
+            } else {
+                "connecting to"
+            };
+            wait_for(wanted, || {
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains(wanted)
+                    .then_some(())
+            });
+            background.push(Killed(child));
+            continue;
+        }
+        let out = sh(command).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "`{command}` failed:\n{stdout}{stderr}"
+        );
+        ran.push((command.to_string(), stdout, stderr));
+    }
+    let (_, out, err) = ran
+        .iter()
+        .find(|(c, _, _)| c.starts_with("assay run in-a-pod"))
+        .expect("the session runs the workflow");
+    assert!(format!("{out}{err}").contains("passed"), "{out}{err}");
+    // It ran as a Job of the FAKE cluster, with the workflow's pod labels.
+    let job = objects(&url, "Job")
+        .into_iter()
+        .next()
+        .expect("the run made a Job");
+    assert_eq!(job["metadata"]["labels"]["assay.io/agent"], "cluster-1");
+    assert_eq!(job["spec"]["template"]["metadata"]["labels"]["team"], "qa");
+    drop(background);
+}

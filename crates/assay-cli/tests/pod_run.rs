@@ -1,0 +1,398 @@
+//! `assay pod run` (the pod side of the Kubernetes runtime) for real on this machine: a work
+//! file as the agent's Secret would hold it, a temporary folder as the pod's `/data`, and the
+//! event stream on stdout decoded with `assay_kube::podlog`, checked for the host runtime's
+//! semantics (conditions after a failure, retries, the working folder, artifacts with a JUnit
+//! report, secrets masked, timeouts, abort on SIGTERM).
+//!
+//! Nothing is at `/data` on this machine (in a pod, the Job's volume is): the workflows here
+//! use paths relative to the working folder, which is `/data`, mapped to the temporary one.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use assay_api::agents::AgentEvent;
+use assay_kube::podlog::{self, PodLine};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::run_support::assay;
+
+/// The compiled plan of a workflow (`assay plan -o json`).
+fn plan_of(dir: &Path, yaml: &str, secrets: &[(&str, &str)]) -> Value {
+    let file = dir.join("wf.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut cmd = assay();
+    cmd.args(["plan", file.to_str().unwrap(), "-o", "json"]);
+    // Sensitive values are given to compile, and left out of the plan (the work file carries
+    // them apart, as the server hands them to agents).
+    for (k, v) in secrets {
+        cmd.args(["--config", &format!("{k}={v}")]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A work file as the agent's Secret holds it.
+fn write_work(dir: &Path, yaml: &str, secrets: &[(&str, &str)]) -> std::path::PathBuf {
+    let plan = plan_of(dir, yaml, secrets);
+    assert!(secrets.iter().all(|(_, v)| !plan.to_string().contains(v)));
+    let work = json!({
+        "id": "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        "name": "wf-1",
+        "workflow": "wf",
+        "number": 1,
+        "plan": plan,
+        "secrets": secrets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        "env": {"FROM_AGENT": "yes"},
+    });
+    let path = dir.join("work.json");
+    std::fs::write(&path, serde_json::to_vec(&work).unwrap()).unwrap();
+    path
+}
+
+fn pod_run_cmd(dir: &Path, work: &Path) -> Command {
+    let mut cmd = assay();
+    cmd.args(["pod", "run", "--work"])
+        .arg(work)
+        .arg("--data")
+        .arg(dir.join("data"))
+        .arg("--outputs")
+        .arg(dir.join("outputs"))
+        .arg("--state")
+        .arg(dir.join("state"));
+    cmd
+}
+
+struct PodRun {
+    code: i32,
+    lines: Vec<PodLine>,
+    dir: TempDir,
+}
+
+impl PodRun {
+    fn new(yaml: &str, secrets: &[(&str, &str)]) -> PodRun {
+        let dir = TempDir::new().unwrap();
+        let work = write_work(dir.path(), yaml, secrets);
+        let out = pod_run_cmd(dir.path(), &work).output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let lines = stdout
+            .lines()
+            .map(|l| {
+                podlog::decode(l).unwrap().unwrap_or_else(|| {
+                    panic!("stdout holds a line that is not the protocol's: {l}")
+                })
+            })
+            .collect();
+        PodRun {
+            code: out.status.code().unwrap_or(-1),
+            lines,
+            dir,
+        }
+    }
+
+    fn events(&self) -> Vec<&AgentEvent> {
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                PodLine::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Status and attempts of each finished step, by reference (skipped steps never start).
+    fn steps(&self) -> BTreeMap<String, (String, u32)> {
+        let mut out = BTreeMap::new();
+        for e in self.events() {
+            if let AgentEvent::StepFinished {
+                reference,
+                status,
+                attempts,
+                ..
+            } = e
+            {
+                let status = serde_json::to_value(status).unwrap();
+                out.insert(
+                    reference.clone(),
+                    (status.as_str().unwrap().to_string(), *attempts),
+                );
+            }
+        }
+        out
+    }
+
+    fn log(&self) -> String {
+        self.events()
+            .iter()
+            .filter_map(|e| match e {
+                AgentEvent::Log { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn verdict(&self) -> (String, Option<String>) {
+        match self.events().last() {
+            Some(AgentEvent::ExecutionFinished { status, error, .. }) => (
+                serde_json::to_value(status)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                error.clone(),
+            ),
+            other => panic!("the stream does not end with ExecutionFinished: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn pod_run_keeps_conditions_and_retries_and_works_in_the_data_folder() {
+    let run = PodRun::new(
+        r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata: {name: wf}
+spec:
+  steps:
+    - name: Flaky
+      retry: {count: 4}
+      shell: |
+        n=$(cat flaky 2>/dev/null || echo 0); n=$((n+1)); echo $n > flaky
+        echo "attempt $n agent=$FROM_AGENT"
+        [[ $n -ge 3 ]]
+    - name: Breaks
+      shell: exit 3
+    - name: Skipped after failure
+      shell: echo never
+    - name: Always
+      condition: always
+      shell: echo "cleanup in $(pwd)"
+"#,
+        &[],
+    );
+    assert_eq!(run.code, 1, "a failed execution exits 1");
+    let steps = run.steps();
+    assert_eq!(steps["flaky"], ("passed".into(), 3));
+    assert_eq!(steps["breaks"].0, "failed");
+    assert_eq!(steps["skipped_after_failure"].0, "skipped");
+    assert_eq!(steps["always"].0, "passed");
+    let log = run.log();
+    assert!(log.contains("attempt 3 agent=yes"), "{log}");
+    assert!(!log.contains("never"));
+    // The working folder is /data, which is the folder given.
+    let data = run.dir.path().join("data");
+    assert!(
+        log.contains(&format!("cleanup in {}", data.display())),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("flaky")).unwrap().trim(),
+        "3"
+    );
+    assert_eq!(run.verdict().0, "failed");
+}
+
+#[test]
+fn pod_run_sends_artifacts_as_chunks_that_rebuild_the_files() {
+    let run = PodRun::new(
+        r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata: {name: wf}
+spec:
+  steps:
+    - name: Unit tests
+      shell: |
+        mkdir -p reports
+        cat > reports/results.xml <<'XML'
+        <?xml version="1.0" encoding="UTF-8"?>
+        <testsuites><testsuite name="calc" tests="1" failures="0">
+        <testcase classname="calc" name="adds" time="0.1"/></testsuite></testsuites>
+        XML
+        head -c 200000 /dev/urandom > reports/big.bin
+        : > reports/empty.txt
+      artifacts:
+        paths: ["reports/*"]
+"#,
+        &[],
+    );
+    assert_eq!(run.code, 0);
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut ended = Vec::new();
+    for line in &run.lines {
+        if let PodLine::Chunk(c) = line {
+            let file = files.entry(c.path.clone()).or_default();
+            assert_eq!(c.offset, file.len() as u64, "chunks arrive in order");
+            file.extend(c.bytes().unwrap());
+            if c.last {
+                ended.push(c.path.clone());
+            }
+        }
+    }
+    ended.sort();
+    assert_eq!(
+        ended,
+        [
+            "reports/big.bin",
+            "reports/empty.txt",
+            "reports/results.xml"
+        ]
+    );
+    let data = run.dir.path().join("data/reports");
+    for name in ["big.bin", "empty.txt", "results.xml"] {
+        assert_eq!(
+            files[&format!("reports/{name}")],
+            std::fs::read(data.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    // The big file took several lines, each of bounded length.
+    let chunks = run
+        .lines
+        .iter()
+        .filter(|l| matches!(l, PodLine::Chunk(c) if c.path == "reports/big.bin"))
+        .count();
+    assert!(chunks >= 4, "{chunks}");
+    // Every chunk comes before the execution's end.
+    assert!(matches!(
+        run.lines.last(),
+        Some(PodLine::Event(AgentEvent::ExecutionFinished { .. }))
+    ));
+}
+
+#[test]
+fn pod_run_masks_secrets_and_times_steps_out() {
+    let run = PodRun::new(
+        r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata: {name: wf}
+spec:
+  config:
+    token: {type: string, sensitive: true}
+  steps:
+    - name: Sensitive
+      shell: |
+        echo "token is {{ config.token }}"
+        echo "env has $TOKEN"
+      container:
+        env:
+          - name: TOKEN
+            value: "{{ config.token }}"
+    - name: Slow
+      timeout: 1s
+      shell: sleep 60
+"#,
+        &[("token", "s3cr3t-value-42")],
+    );
+    let log = run.log();
+    assert!(log.contains("token is"), "{log}");
+    assert!(!log.contains("s3cr3t-value-42"), "{log}");
+    let steps = run.steps();
+    assert_eq!(steps["sensitive"].0, "passed");
+    assert_eq!(steps["slow"].0, "timeout");
+    assert_eq!(run.code, 1);
+    // Nothing the stream carries holds the secret (errors, warnings, outputs either).
+    for line in &run.lines {
+        assert!(!format!("{line:?}").contains("s3cr3t-value-42"));
+    }
+}
+
+#[test]
+fn pod_run_aborts_on_sigterm_and_still_reports_the_end() {
+    let dir = TempDir::new().unwrap();
+    let work = write_work(
+        dir.path(),
+        r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata: {name: wf}
+spec:
+  steps:
+    - name: Long
+      shell: echo started; sleep 120
+"#,
+        &[],
+    );
+    let mut child = pod_run_cmd(dir.path(), &work)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the step's first line, then stop the pod as the kubelet would.
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    all.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    let _ = tx.send(all.clone());
+                }
+            }
+        }
+    });
+    let mut seen = String::new();
+    while !seen.contains("started") {
+        seen = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the step starts");
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    while let Ok(more) = rx.recv_timeout(Duration::from_secs(5)) {
+        seen = more;
+    }
+    let last = seen.lines().last().unwrap();
+    match podlog::decode(last).unwrap() {
+        Some(PodLine::Event(AgentEvent::ExecutionFinished { status, .. })) => {
+            assert_eq!(serde_json::to_value(status).unwrap(), "aborted")
+        }
+        other => panic!("last line: {other:?}"),
+    }
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn pod_run_refuses_a_bad_work_file_with_a_hint() {
+    let dir = TempDir::new().unwrap();
+    let work = dir.path().join("work.json");
+    std::fs::write(&work, "{not json").unwrap();
+    let out = pod_run_cmd(dir.path(), &work).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("work.json"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(out.stdout.is_empty(), "stdout is the event stream only");
+}
+
+#[test]
+fn pod_install_copies_the_binary() {
+    let dir = TempDir::new().unwrap();
+    let dest = dir.path().join("bin/assay");
+    let out = assay()
+        .args(["pod", "install"])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let copied = Command::new(&dest).arg("--version").output().unwrap();
+    assert!(copied.status.success());
+    assert!(String::from_utf8_lossy(&copied.stdout).starts_with("assay"));
+}

@@ -1,0 +1,703 @@
+//! The Kubernetes runtime of an agent (`assay agent --runtime kubernetes`): each handed-out
+//! execution becomes a Job and its Secret ([`crate::job`]); the agent waits for the Job's pod,
+//! follows the main container's log, decodes the line protocol of `assay pod run`
+//! ([`crate::podlog`]) and hands events and artifacts to the agent, which sends them to the
+//! server as for any agent run.
+//!
+//! What can go wrong on the way: a pod stuck `Pending` (image pull errors, unschedulable, a
+//! bad container config) for longer than [`KubeExecutor::pending_limit`] fails the execution
+//! with the reason; a pod that fails or is evicted before the execution's end fails it with
+//! the reason; an abort (asked by the server, or the agent stopping) deletes the Job (and with
+//! it the pod and the Secret) and reports the execution aborted. At start, [`sweep`] deletes
+//! what an earlier process of the same agent left.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use assay_agent::{Delivery, Executor};
+use assay_api::agents::{AgentEvent, AgentWork};
+use assay_spec::status::ExecutionStatus;
+use futures::{AsyncBufRead, AsyncBufReadExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Connection;
+use crate::job::{self, JobSettings};
+use crate::podlog::{self, PodLine};
+
+/// Waiting reasons of a container that mean the pod will not start by itself soon.
+const STUCK_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+/// A line of the pod log longer than this is not the protocol's (cut, and skipped).
+const MAX_LINE: usize = 1024 * 1024;
+/// Lines of the pod log that are not the protocol's, kept for a failure's message.
+const KEPT_LINES: usize = 20;
+
+/// Runs executions as Jobs in one namespace.
+#[derive(Clone)]
+pub struct KubeExecutor {
+    pub connection: Connection,
+    pub settings: JobSettings,
+    /// How long a pod may stay stuck (image pull errors, unschedulable, …) before the
+    /// execution fails with the reason.
+    pub pending_limit: Duration,
+    /// How often the pod's state is read while waiting for it.
+    pub poll_every: Duration,
+    /// Where artifacts are put together from their chunks (the agent's work dir: one folder
+    /// per execution, named by its id, which the agent removes).
+    pub work_dir: PathBuf,
+}
+
+impl KubeExecutor {
+    pub fn new(connection: Connection, agent: &str, image: &str, work_dir: PathBuf) -> Self {
+        KubeExecutor {
+            settings: JobSettings {
+                namespace: connection.namespace.clone(),
+                agent: agent.to_string(),
+                image: image.to_string(),
+                ttl_seconds: 3600,
+            },
+            connection,
+            pending_limit: Duration::from_secs(120),
+            poll_every: Duration::from_secs(1),
+            work_dir,
+        }
+    }
+}
+
+impl Executor for KubeExecutor {
+    fn execute(
+        &self,
+        work: AgentWork,
+        cancel: CancellationToken,
+        deliveries: mpsc::Sender<Delivery>,
+    ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let this = self.clone();
+        Box::pin(async move {
+            // The agent's folder for this execution (it removes it when the execution ends).
+            let folder = this.work_dir.join(&work.id);
+            let run = Run {
+                exec: &this,
+                work: &work,
+                deliveries: &deliveries,
+                folder,
+            };
+            let end = run.go(&cancel).await;
+            if let Some((status, error)) = end {
+                let _ = deliveries
+                    .send(Delivery::Events(vec![AgentEvent::ExecutionFinished {
+                        status,
+                        error,
+                        at: assay_agent::ms(SystemTime::now()),
+                    }]))
+                    .await;
+            }
+        })
+    }
+}
+
+/// One execution on its way through the cluster.
+struct Run<'a> {
+    exec: &'a KubeExecutor,
+    work: &'a AgentWork,
+    deliveries: &'a mpsc::Sender<Delivery>,
+    folder: PathBuf,
+}
+
+/// How the pod stands.
+enum PodState {
+    /// No pod yet, or waiting without a problem.
+    Waiting,
+    /// Stuck for this reason (it may still resolve).
+    Stuck(String),
+    /// The main container started (or ended): its log can be read.
+    Started(String),
+    /// It ended without running the main container.
+    Failed(String),
+}
+
+impl Run<'_> {
+    /// Runs the execution; `Some` is the end to report when the pod did not report one.
+    async fn go(&self, cancel: &CancellationToken) -> Option<(ExecutionStatus, Option<String>)> {
+        let failed = |e: String| Some((ExecutionStatus::Failed, Some(e)));
+        let job = match job::job(self.work, &self.exec.settings) {
+            Ok(j) => j,
+            Err(e) => return failed(e.to_string()),
+        };
+        let client = self.exec.connection.client.clone();
+        let ns = &self.exec.settings.namespace;
+        let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+        let pods: Api<Pod> = Api::namespaced(client, ns);
+        let name = job::object_name(&self.work.id);
+        let created = match jobs.create(&PostParams::default(), &job).await {
+            Ok(j) => j,
+            Err(e) => {
+                return failed(format!(
+                    "create the Job {name} in namespace {ns}: {e} (hint: the agent's ServiceAccount needs the Role of deploy/kubernetes)"
+                ));
+            }
+        };
+        let uid = created.metadata.uid.unwrap_or_default();
+        let secret = match job::secret(self.work, &self.exec.settings, &uid) {
+            Ok(s) => s,
+            Err(e) => {
+                self.delete_job(&jobs, &name).await;
+                return failed(e.to_string());
+            }
+        };
+        if let Err(e) = secrets.create(&PostParams::default(), &secret).await {
+            self.delete_job(&jobs, &name).await;
+            return failed(format!("create the Secret {name} in namespace {ns}: {e}"));
+        }
+        tracing::info!(job = %name, namespace = %ns, "created the execution's Job");
+
+        // Wait for the main container to start.
+        let selector = format!(
+            "{}={}",
+            crate::labels::EXECUTION,
+            job::label_value(&self.work.id)
+        );
+        let mut stuck_since: Option<(tokio::time::Instant, String)> = None;
+        let pod_name = loop {
+            let state = tokio::select! {
+                s = self.pod_state(&pods, &selector) => s,
+                _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
+            };
+            match state {
+                PodState::Started(pod) => break pod,
+                PodState::Failed(why) => {
+                    return failed(format!("the pod of Job {name} failed: {why}"));
+                }
+                PodState::Stuck(why) => {
+                    let since = match &stuck_since {
+                        Some((at, _)) => *at,
+                        None => tokio::time::Instant::now(),
+                    };
+                    stuck_since = Some((since, why.clone()));
+                    if since.elapsed() >= self.exec.pending_limit {
+                        self.delete_job(&jobs, &name).await;
+                        return failed(format!(
+                            "the pod of Job {name} did not start within {}s: {why}",
+                            self.exec.pending_limit.as_secs()
+                        ));
+                    }
+                }
+                PodState::Waiting => stuck_since = None,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.exec.poll_every) => {}
+                _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
+            }
+        };
+
+        // Follow its log.
+        let params = LogParams {
+            container: Some(job::CONTAINER.to_string()),
+            follow: true,
+            ..Default::default()
+        };
+        let stream = tokio::select! {
+            s = pods.log_stream(&pod_name, &params) => s,
+            _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
+        };
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                self.delete_job(&jobs, &name).await;
+                return failed(format!("read the log of pod {pod_name}: {e}"));
+            }
+        };
+        let mut kept = VecDeque::new();
+        let finished = tokio::select! {
+            f = self.follow(stream, &mut kept) => f,
+            _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
+        };
+        if finished {
+            return None;
+        }
+        // The log ended without the execution's end: why?
+        let why = match pods.get(&pod_name).await {
+            Ok(pod) => pod_failure(&pod).unwrap_or_else(|| "its log ended early".to_string()),
+            Err(e) => format!("it is gone ({e})"),
+        };
+        self.delete_job(&jobs, &name).await;
+        let tail: Vec<String> = kept.into_iter().collect();
+        failed(format!(
+            "the pod {pod_name} stopped before the execution ended: {why}{}",
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!("; its last lines: {}", tail.join(" | "))
+            }
+        ))
+    }
+
+    /// Deletes the Job (Background propagation: the pod and the Secret go with it) and says
+    /// the execution was aborted.
+    async fn abort(
+        &self,
+        jobs: &Api<Job>,
+        name: &str,
+    ) -> Option<(ExecutionStatus, Option<String>)> {
+        self.delete_job(jobs, name).await;
+        Some((
+            ExecutionStatus::Aborted,
+            Some(format!(
+                "the execution was aborted; its Job {name} was deleted"
+            )),
+        ))
+    }
+
+    async fn delete_job(&self, jobs: &Api<Job>, name: &str) {
+        if let Err(e) = jobs.delete(name, &DeleteParams::background()).await {
+            tracing::warn!(job = %name, error = %e, "failed to delete the Job");
+        }
+    }
+
+    async fn pod_state(&self, pods: &Api<Pod>, selector: &str) -> PodState {
+        let list = match pods.list(&ListParams::default().labels(selector)).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "failed to list the execution's pod");
+                return PodState::Waiting;
+            }
+        };
+        let Some(pod) = list
+            .items
+            .into_iter()
+            .find(|p| has_labels(&p.metadata, selector))
+        else {
+            return PodState::Waiting;
+        };
+        classify(&pod)
+    }
+
+    /// Reads the log to its end; whether the execution's end came.
+    async fn follow(&self, stream: impl AsyncBufRead + Unpin, kept: &mut VecDeque<String>) -> bool {
+        let mut reader = BoundedLines::new(stream);
+        let mut assembling: Option<(podlog::ArtifactChunk, tokio::fs::File, PathBuf)> = None;
+        let mut pending: Vec<AgentEvent> = Vec::new();
+        let mut finished = false;
+        let mut files = 0u64;
+        while let Some(line) = reader.next_line().await {
+            let decoded = match line {
+                Ok(l) => podlog::decode(&l).map(|d| (d, l)),
+                Err(too_long) => Err(podlog::LineError::from(too_long)),
+            };
+            match decoded {
+                Ok((Some(PodLine::Event(e)), _)) => {
+                    finished |= matches!(e, AgentEvent::ExecutionFinished { .. });
+                    pending.push(e);
+                    if pending.len() >= 200 || reader.is_idle() {
+                        self.send(Delivery::Events(std::mem::take(&mut pending)))
+                            .await;
+                    }
+                }
+                Ok((Some(PodLine::Chunk(c)), _)) => {
+                    // Events before an artifact go first.
+                    if !pending.is_empty() {
+                        self.send(Delivery::Events(std::mem::take(&mut pending)))
+                            .await;
+                    }
+                    match self.chunk(&mut assembling, c, &mut files).await {
+                        Ok(Some(done)) => self.send(done).await,
+                        Ok(None) => {}
+                        Err(e) => pending.push(AgentEvent::Warning {
+                            reference: String::new(),
+                            message: e,
+                        }),
+                    }
+                }
+                Ok((None, text)) => {
+                    tracing::debug!(line = %text, "pod log");
+                    if kept.len() == KEPT_LINES {
+                        kept.pop_front();
+                    }
+                    kept.push_back(text.chars().take(500).collect());
+                }
+                Err(e) => pending.push(AgentEvent::Warning {
+                    reference: String::new(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        if !pending.is_empty() {
+            self.send(Delivery::Events(pending)).await;
+        }
+        finished
+    }
+
+    /// Adds a chunk to the artifact being put together; the finished file's delivery.
+    async fn chunk(
+        &self,
+        assembling: &mut Option<(podlog::ArtifactChunk, tokio::fs::File, PathBuf)>,
+        chunk: podlog::ArtifactChunk,
+        files: &mut u64,
+    ) -> Result<Option<Delivery>, String> {
+        use tokio::io::AsyncWriteExt;
+        let bytes = chunk.bytes().map_err(|e| e.to_string())?;
+        let same = assembling
+            .as_ref()
+            .is_some_and(|(first, _, _)| first.step == chunk.step && first.path == chunk.path);
+        if !same {
+            if chunk.offset != 0 {
+                *assembling = None;
+                return Err(format!(
+                    "artifact {} arrived without its beginning: not recorded",
+                    chunk.path
+                ));
+            }
+            tokio::fs::create_dir_all(&self.folder)
+                .await
+                .map_err(|e| format!("artifact {}: {e}", chunk.path))?;
+            *files += 1;
+            let file = self.folder.join(format!("artifact-{files}"));
+            let handle = tokio::fs::File::create(&file)
+                .await
+                .map_err(|e| format!("artifact {}: {e}", chunk.path))?;
+            *assembling = Some((chunk.clone(), handle, file));
+        }
+        let Some((first, handle, file)) = assembling.as_mut() else {
+            return Ok(None);
+        };
+        let written = handle
+            .metadata()
+            .await
+            .map(|m| m.len())
+            .map_err(|e| e.to_string())?;
+        if written != chunk.offset {
+            *assembling = None;
+            return Err(format!(
+                "artifact {} has a gap at byte {written}: not recorded",
+                chunk.path
+            ));
+        }
+        handle
+            .write_all(&bytes)
+            .await
+            .map_err(|e| format!("artifact {}: {e}", chunk.path))?;
+        if !chunk.last {
+            return Ok(None);
+        }
+        handle.flush().await.map_err(|e| e.to_string())?;
+        let delivery = Delivery::Artifact {
+            step: first.step.clone(),
+            path: first.path.clone(),
+            source: file.clone(),
+        };
+        *assembling = None;
+        Ok(Some(delivery))
+    }
+
+    async fn send(&self, delivery: Delivery) {
+        // The agent gone: nothing to tell anyone.
+        let _ = self.deliveries.send(delivery).await;
+    }
+}
+
+/// How a pod stands, from its status.
+fn classify(pod: &Pod) -> PodState {
+    let Some(status) = &pod.status else {
+        return PodState::Waiting;
+    };
+    let phase = status.phase.as_deref().unwrap_or("Pending");
+    let main = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == job::CONTAINER);
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    if main
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+    {
+        return PodState::Started(name);
+    }
+    if phase == "Failed" {
+        return PodState::Failed(pod_failure(pod).unwrap_or_else(|| "phase Failed".into()));
+    }
+    if phase == "Succeeded" || phase == "Running" {
+        return PodState::Started(name);
+    }
+    // Pending: stuck on an image, a config, or scheduling?
+    for c in status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+    {
+        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            let reason = w.reason.as_deref().unwrap_or_default();
+            if STUCK_REASONS.contains(&reason) {
+                return PodState::Stuck(format!(
+                    "container {}: {reason}{}",
+                    c.name,
+                    w.message
+                        .as_deref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref())
+            && t.exit_code != 0
+        {
+            return PodState::Failed(format!(
+                "init container {} exited with {}{}",
+                c.name,
+                t.exit_code,
+                t.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    for cond in status.conditions.iter().flatten() {
+        if cond.type_ == "PodScheduled"
+            && cond.status == "False"
+            && cond.reason.as_deref() == Some("Unschedulable")
+        {
+            return PodState::Stuck(format!(
+                "Unschedulable{}",
+                cond.message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    PodState::Waiting
+}
+
+/// Why a pod failed, when it did (evicted, killed, a container's exit).
+fn pod_failure(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let terminated = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == job::CONTAINER)
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.terminated.as_ref());
+    let phase = status.phase.as_deref().unwrap_or_default();
+    if phase != "Failed" && terminated.is_none() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if let Some(r) = &status.reason {
+        parts.push(r.clone());
+    }
+    if let Some(m) = &status.message {
+        parts.push(m.clone());
+    }
+    if let Some(t) = terminated {
+        parts.push(format!(
+            "container {} exited with {}{}",
+            job::CONTAINER,
+            t.exit_code,
+            t.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ));
+    }
+    Some(if parts.is_empty() {
+        format!("phase {phase}")
+    } else {
+        parts.join(": ")
+    })
+}
+
+/// Lines of a stream, each at most [`MAX_LINE`] bytes (a longer one is an error, skipped).
+struct BoundedLines<R> {
+    inner: R,
+    idle: bool,
+}
+
+/// A line too long to be the protocol's.
+#[derive(Debug)]
+struct TooLong(usize);
+
+impl From<TooLong> for podlog::LineError {
+    fn from(t: TooLong) -> Self {
+        podlog::LineError::too_long(t.0, MAX_LINE)
+    }
+}
+
+impl<R: AsyncBufRead + Unpin> BoundedLines<R> {
+    fn new(inner: R) -> Self {
+        BoundedLines { inner, idle: true }
+    }
+
+    /// Whether nothing more was buffered after the last line (a good time to send a batch).
+    fn is_idle(&self) -> bool {
+        self.idle
+    }
+
+    async fn next_line(&mut self) -> Option<Result<String, TooLong>> {
+        let mut line: Vec<u8> = Vec::new();
+        let mut dropped = 0usize;
+        loop {
+            let buf = match self.inner.fill_buf().await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the pod log broke off");
+                    return None;
+                }
+            };
+            if buf.is_empty() {
+                return if line.is_empty() && dropped == 0 {
+                    None
+                } else {
+                    Some(finish(line, dropped))
+                };
+            }
+            let (take, end) = match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            let room = MAX_LINE.saturating_sub(line.len());
+            let piece = &buf[..take];
+            if piece.len() <= room {
+                line.extend_from_slice(piece);
+            } else {
+                line.extend_from_slice(&piece[..room]);
+                dropped += piece.len() - room;
+            }
+            let rest = buf.len() - take;
+            self.inner.consume_unpin(take);
+            if end {
+                self.idle = rest == 0;
+                return Some(finish(line, dropped));
+            }
+        }
+    }
+}
+
+fn finish(mut line: Vec<u8>, dropped: usize) -> Result<String, TooLong> {
+    if dropped > 0 {
+        return Err(TooLong(line.len() + dropped));
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
+}
+
+/// Whether an object has every `key=value` of an equality selector.
+fn has_labels(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    selector: &str,
+) -> bool {
+    selector.split(',').all(|pair| {
+        let Some((k, v)) = pair.split_once('=') else {
+            return false;
+        };
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .is_some_and(|have| have == v)
+    })
+}
+
+/// Deletes the Jobs labelled with `agent`'s name that an earlier process of the agent left
+/// (it runs nothing yet, so none of them is in use), with background propagation: their pods,
+/// and their Secrets, which they own, go with them. Secrets are not listed: that permission
+/// would let the agent read every Secret of the namespace. How many Jobs.
+pub async fn sweep(connection: &Connection, agent: &str) -> Result<usize, kube::Error> {
+    let selector = job::agent_selector(agent);
+    let params = ListParams::default().labels(&selector);
+    let jobs: Api<Job> = Api::namespaced(connection.client.clone(), &connection.namespace);
+    let mut count = 0;
+    // The selector is checked here too: deleting another agent's Job on the word of an API
+    // server that ignored the selector would be worse than listing twice.
+    for j in jobs.list(&params).await?.items {
+        if !has_labels(&j.metadata, &selector) {
+            continue;
+        }
+        if let Some(name) = j.metadata.name {
+            match jobs.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => count += 1,
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bounded_lines_cut_long_lines_and_keep_the_rest() {
+        let long = "x".repeat(MAX_LINE + 10);
+        let text = format!("a\n{long}\nb\nlast-without-newline");
+        let mut lines = BoundedLines::new(futures::io::Cursor::new(text.into_bytes()));
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), "a");
+        assert!(lines.next_line().await.unwrap().is_err());
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), "b");
+        assert_eq!(
+            lines.next_line().await.unwrap().unwrap(),
+            "last-without-newline"
+        );
+        assert!(lines.next_line().await.is_none());
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pod_states_from_their_status() {
+        let pull = pod(serde_json::json!({
+            "phase": "Pending",
+            "containerStatuses": [{"name": "run", "image": "x", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
+                "message": "Back-off pulling image \"nope:1\""}}}],
+        }));
+        assert!(
+            matches!(classify(&pull), PodState::Stuck(w) if w.contains("ImagePullBackOff") && w.contains("nope:1"))
+        );
+        let unschedulable = pod(serde_json::json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/3 nodes are available"}],
+        }));
+        assert!(matches!(classify(&unschedulable), PodState::Stuck(w) if w.contains("0/3 nodes")));
+        let running = pod(serde_json::json!({
+            "phase": "Running",
+            "containerStatuses": [{"name": "run", "image": "x", "imageID": "", "ready": true,
+                "restartCount": 0, "state": {"running": {}}}],
+        }));
+        assert!(matches!(classify(&running), PodState::Started(n) if n == "p"));
+        let evicted = pod(serde_json::json!({
+            "phase": "Failed", "reason": "Evicted", "message": "low on memory",
+        }));
+        assert!(
+            matches!(classify(&evicted), PodState::Failed(w) if w.contains("Evicted") && w.contains("low on memory"))
+        );
+        assert!(matches!(
+            classify(&pod(serde_json::json!({"phase": "Pending"}))),
+            PodState::Waiting
+        ));
+    }
+}
