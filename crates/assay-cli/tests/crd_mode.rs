@@ -317,15 +317,7 @@ fn test_triggers_run_workflows_on_deployment_events() {
 /// `kubectl` on PATH that is the real one plus the fake's kubeconfig and `--validate=false`).
 #[test]
 fn the_readmes_crd_mode_example_runs() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let block: Vec<String> = readme
-        .split("<!-- crd-mode -->\n```sh\n")
-        .nth(1)
-        .expect("the README's CRD mode block")
-        .lines()
-        .take_while(|l| !l.starts_with("```"))
-        .map(|l| l.strip_prefix("$ ").expect("a command line").to_string())
-        .collect();
+    let block = crate::run_support::readme_block("crd-mode");
     let dir = tempfile::tempdir().unwrap();
     let api = fake_api(dir.path());
     let s = server(&dir.path().join("data"), &api);

@@ -226,15 +226,7 @@ esac
 
 #[test]
 fn readme_commands_run_as_written_against_a_fake_kubectl() {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let block: Vec<String> = readme
-        .split("<!-- deploy-kubernetes -->\n```sh\n")
-        .nth(1)
-        .expect("the README's Deploying on Kubernetes block")
-        .lines()
-        .take_while(|l| !l.starts_with("```"))
-        .map(|l| l.strip_prefix("$ ").expect("a command line").to_string())
-        .collect();
+    let block = crate::run_support::readme_block("deploy-kubernetes");
 
     let tmp = tempfile::tempdir().unwrap();
     let fake_dir = tmp.path().join("fake");

@@ -680,3 +680,16 @@ pub fn kubectl(api: &FakeApi, args: &[&str], stdin: Option<&str>) -> String {
 pub fn apply(api: &FakeApi, yaml: &str) {
     kubectl(api, &["apply", "--validate=false", "-f", "-"], Some(yaml));
 }
+
+/// The `$ ` command lines of the README's ```sh block after `<!-- MARKER -->`, without the `$ `.
+pub fn readme_block(marker: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    readme
+        .split(&format!("<!-- {marker} -->\n```sh\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("the README's `{marker}` block"))
+        .lines()
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| l.strip_prefix("$ ").expect("a command line").to_string())
+        .collect()
+}
