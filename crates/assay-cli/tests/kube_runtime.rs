@@ -380,15 +380,7 @@ fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
 #[test]
 fn readme_kubernetes_runtime_session_runs_as_written() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let block = readme
-        .split("<!-- kube-agent-session -->\n```sh\n")
-        .nth(1)
-        .expect("README.md has the Kubernetes runtime session")
-        .split("\n```")
-        .next()
-        .unwrap()
-        .to_string();
+    let block = crate::run_support::readme_block("kube-agent-session");
     let dir = TempDir::new().unwrap();
     let (url, _kubeconfig, _fake) = start_fake(dir.path());
     std::os::unix::fs::symlink(root.join("examples"), dir.path().join("examples")).unwrap();
@@ -418,10 +410,8 @@ fn readme_kubernetes_runtime_session_runs_as_written() {
     };
     let mut background = Vec::new();
     let mut ran = Vec::new();
-    for line in block.lines() {
-        let Some(command) = line.strip_prefix("$ ") else {
-            continue;
-        };
+    for command in &block {
+        let command = command.as_str();
         if command.starts_with("assay server") || command.starts_with("assay agent") {
             let log = dir.path().join(format!("{}.log", background.len()));
             let child = sh(command)
