@@ -17,32 +17,9 @@ use crate::run_support::assay;
 /// The version deploy.rs validates the shipped manifests against too.
 const K8S_VERSION: &str = "1.32.0";
 
-fn work_file(dir: &Path, yaml: &str) -> PathBuf {
-    let file = dir.join("wf.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = assay()
-        .args(["plan", file.to_str().unwrap(), "-o", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let work = json!({
-        "id": "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
-        "name": "wf-7", "workflow": "wf", "number": 7,
-        "plan": plan,
-        "secrets": {"token": "s3cr3t"},
-    });
-    let path = dir.join("work.json");
-    std::fs::write(&path, serde_json::to_vec(&work).unwrap()).unwrap();
-    path
-}
-
-fn manifests(dir: &Path, yaml: &str) -> std::process::Output {
-    let work = work_file(dir, yaml);
+/// `assay pod manifests` for the work file of `yaml` with these sensitive values.
+fn manifests(dir: &Path, yaml: &str, secrets: &[(&str, &str)]) -> std::process::Output {
+    let work = crate::pod_run::write_work(dir, yaml, secrets);
     assay()
         .args([
             "pod",
@@ -59,7 +36,7 @@ fn manifests(dir: &Path, yaml: &str) -> std::process::Output {
 }
 
 fn list(dir: &Path, yaml: &str, name: &str) -> (Value, PathBuf) {
-    let out = manifests(dir, yaml);
+    let out = manifests(dir, yaml, &[("token", "s3cr3t")]);
     assert!(
         out.status.success(),
         "{}",
@@ -75,6 +52,8 @@ kind: TestWorkflow
 apiVersion: testworkflows.testkube.io/v1
 metadata: {name: wf}
 spec:
+  config:
+    token: {type: string, sensitive: true}
   steps:
     - name: Hello
       shell: echo hello
@@ -85,6 +64,8 @@ kind: TestWorkflow
 apiVersion: testworkflows.testkube.io/v1
 metadata: {name: wf}
 spec:
+  config:
+    token: {type: string, sensitive: true}
   container:
     image: python:3.12-slim
     imagePullPolicy: IfNotPresent
@@ -271,7 +252,7 @@ fn the_job_of_an_execution_has_testkubes_shape_and_validates() {
 /// A refusal: exit 2, the message and a hint on stderr, nothing on stdout.
 fn refused(yaml: &str, message: &str) {
     let dir = TempDir::new().unwrap();
-    let out = manifests(dir.path(), yaml);
+    let out = manifests(dir.path(), yaml, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(message), "{stderr}");

@@ -40,8 +40,8 @@ fn plan_of(dir: &Path, yaml: &str, secrets: &[(&str, &str)]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A work file as the agent's Secret holds it.
-fn write_work(dir: &Path, yaml: &str, secrets: &[(&str, &str)]) -> std::path::PathBuf {
+/// A work file as the agent's Secret holds it (pod_manifests.rs makes its Jobs from it too).
+pub(crate) fn write_work(dir: &Path, yaml: &str, secrets: &[(&str, &str)]) -> std::path::PathBuf {
     let plan = plan_of(dir, yaml, secrets);
     assert!(secrets.iter().all(|(_, v)| !plan.to_string().contains(v)));
     let work = json!({
