@@ -52,14 +52,20 @@ fn python() -> String {
 }
 
 fn render(dir: &Path) -> String {
+    render_kustomization("deploy/kubernetes", dir)
+}
+
+/// `kubectl kustomize KUSTOMIZATION` (relative to the repository's root), also written to
+/// `dir/rendered.yaml`.
+fn render_kustomization(kustomization: &str, dir: &Path) -> String {
     let out = Command::new(kubectl())
-        .args(["kustomize", "deploy/kubernetes"])
+        .args(["kustomize", kustomization])
         .current_dir(repo_root())
         .output()
         .expect("run kubectl");
     assert!(
         out.status.success(),
-        "kubectl kustomize deploy/kubernetes failed: {}",
+        "kubectl kustomize {kustomization} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let rendered = String::from_utf8(out.stdout).expect("utf-8 manifests");
@@ -75,6 +81,26 @@ fn documents(rendered: &str) -> Vec<Value> {
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
     docs.iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+/// tests/deploy_check.py on `dir/rendered.yaml`: schemas (strict), CRDs, the Deployments'
+/// flags against `assay … --help`; its stdout, once it passed.
+fn deploy_check(dir: &Path) -> String {
+    let out = Command::new(python())
+        .arg(repo_root().join("crates/assay-cli/tests/deploy_check.py"))
+        .arg(dir.join("rendered.yaml"))
+        .arg(repo_root().join("../shared/conformance/testkube"))
+        .arg(env!("CARGO_BIN_EXE_assay"))
+        .arg(K8S_VERSION)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 #[test]
@@ -174,20 +200,7 @@ fn manifests_are_valid_for_kubernetes_and_the_crds_take_testkubes_workflows() {
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
 
-    let out = Command::new(python())
-        .arg(repo_root().join("crates/assay-cli/tests/deploy_check.py"))
-        .arg(dir.path().join("rendered.yaml"))
-        .arg(repo_root().join("../shared/conformance/testkube"))
-        .arg(env!("CARGO_BIN_EXE_assay"))
-        .arg(K8S_VERSION)
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = deploy_check(dir.path());
     assert!(
         stdout.contains(&format!(
             "12 rendered documents valid against Kubernetes {K8S_VERSION} (strict)"
@@ -224,9 +237,10 @@ case "$1" in
 esac
 "#;
 
-#[test]
-fn readme_commands_run_as_written_against_a_fake_kubectl() {
-    let block = crate::run_support::readme_block("deploy-kubernetes");
+/// Runs the README's command block `marker`, as written, in a checkout-like folder with the
+/// FAKE `kubectl` first on PATH; the temporary folder, the fake's folder and the work folder.
+fn run_readme_block_with_fake_kubectl(marker: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let block = crate::run_support::readme_block(marker);
 
     let tmp = tempfile::tempdir().unwrap();
     let fake_dir = tmp.path().join("fake");
@@ -266,6 +280,12 @@ fn readme_commands_run_as_written_against_a_fake_kubectl() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{block:?}\n{stderr}");
 
+    (tmp, fake_dir, work)
+}
+
+#[test]
+fn readme_commands_run_as_written_against_a_fake_kubectl() {
+    let (tmp, fake_dir, work) = run_readme_block_with_fake_kubectl("deploy-kubernetes");
     let rendered = render(tmp.path());
     // `kubectl apply -k deploy/kubernetes` applies what the schema test checked.
     assert_eq!(
@@ -524,4 +544,139 @@ fn the_deployments_commands_run_a_server_and_an_agent_here() {
         None,
     );
     assert!(logs.contains("hello from the agent"), "{logs}");
+}
+
+/// The rules of a Role as sorted `group/resource verb` lines.
+fn grants(role: &Value) -> Vec<String> {
+    let mut granted = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for g in rule["apiGroups"].as_array().unwrap() {
+            for r in rule["resources"].as_array().unwrap() {
+                for v in rule["verbs"].as_array().unwrap() {
+                    granted.push(format!(
+                        "{}/{} {}",
+                        g.as_str().unwrap(),
+                        r.as_str().unwrap(),
+                        v.as_str().unwrap()
+                    ));
+                }
+            }
+        }
+    }
+    granted.sort();
+    granted
+}
+
+/// deploy/kubernetes-runtime: the agent on `--runtime kubernetes` with exactly the permissions
+/// the runtime calls (crates/assay-kube/src/runtime.rs), in the namespace of the Jobs only.
+#[test]
+fn the_kubernetes_runtime_overlay_grants_the_agent_only_the_runtimes_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = render_kustomization("deploy/kubernetes-runtime", dir.path());
+    let docs = documents(&rendered);
+    let base_dir = tempfile::tempdir().unwrap();
+    let base = documents(&render(base_dir.path()));
+    // Every object of the base is there, in its namespace; the agent alone changed.
+    for b in &base {
+        let name = b["metadata"]["name"].as_str().unwrap();
+        let kind = b["kind"].as_str().unwrap();
+        let o = find(&docs, kind, name).unwrap_or_else(|| panic!("{kind}/{name} not rendered"));
+        if !(kind == "Deployment" && name == "assay-agent") {
+            assert_eq!(o, b, "{kind}/{name} differs from deploy/kubernetes");
+        }
+    }
+    for k in docs.iter().map(|d| d["kind"].as_str().unwrap()) {
+        assert!(!k.starts_with("ClusterRole"), "{k}: nothing cluster-wide");
+    }
+
+    let runs = find(&docs, "Namespace", "assay-runs").expect("the Jobs' namespace");
+    assert_eq!(
+        runs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "baseline"
+    );
+    let role = find(&docs, "Role", "assay-agent").expect("the agent's Role");
+    assert_eq!(role["metadata"]["namespace"], "assay-runs");
+    // Exactly the calls of the runtime: adding a verb must fail here (and be argued for).
+    assert_eq!(
+        grants(role),
+        [
+            "/pods get",
+            "/pods list",
+            "/pods/log get",
+            "/secrets create",
+            "batch/jobs create",
+            "batch/jobs delete",
+            "batch/jobs list",
+        ]
+    );
+    let roles: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Role").collect();
+    assert_eq!(roles.len(), 2, "the server's and the agent's Roles only");
+    let binding = find(&docs, "RoleBinding", "assay-agent").expect("the agent's RoleBinding");
+    assert_eq!(binding["metadata"]["namespace"], "assay-runs");
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], "assay-agent");
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "assay-agent", "namespace": "assay"}])
+    );
+    let bindings = docs.iter().filter(|d| d["kind"] == "RoleBinding").count();
+    assert_eq!(bindings, 2);
+
+    // Only the server's and the agent's pods mount an API token; the executions' pods run as
+    // `assay-runs`'s default ServiceAccount, which mounts none.
+    for d in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        assert_eq!(
+            d["spec"]["template"]["spec"]["automountServiceAccountToken"],
+            true
+        );
+    }
+    let default = find(&docs, "ServiceAccount", "default").expect("assay-runs' default");
+    assert_eq!(default["metadata"]["namespace"], "assay-runs");
+    assert_eq!(default["automountServiceAccountToken"], false);
+
+    let agent = find(&docs, "Deployment", "assay-agent").unwrap();
+    let args = container_args(agent, &[]);
+    let runtime = args
+        .iter()
+        .position(|a| a == "--runtime")
+        .expect("--runtime");
+    assert_eq!(args[runtime + 1], "kubernetes");
+    let ns = args
+        .iter()
+        .position(|a| a == "--namespace")
+        .expect("--namespace");
+    assert_eq!(args[ns + 1], "assay-runs");
+    // The rest of the agent's pod is the base's.
+    let base_agent = find(&base, "Deployment", "assay-agent").unwrap();
+    let strip = |d: &Value| {
+        let mut d = d.clone();
+        let pod = &mut d["spec"]["template"]["spec"];
+        pod["automountServiceAccountToken"] = Value::Null;
+        pod["containers"][0]["args"] = Value::Null;
+        d
+    };
+    assert_eq!(strip(agent), strip(base_agent));
+
+    // Kubernetes' schemas (strict) and the agent's flags in `assay agent --help`.
+    let stdout = deploy_check(dir.path());
+    assert!(
+        stdout.contains(&format!(
+            "{} rendered documents valid against Kubernetes {K8S_VERSION} (strict)",
+            docs.len()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(docs.len(), 16);
+}
+
+/// The README's commands for the overlay, as written, against the FAKE `kubectl`: what
+/// `kubectl apply -k` gets is what the test above checked.
+#[test]
+fn readme_overlay_commands_run_as_written_against_a_fake_kubectl() {
+    let (tmp, fake_dir, _work) = run_readme_block_with_fake_kubectl("deploy-kubernetes-runtime");
+    let rendered = render_kustomization("deploy/kubernetes-runtime", tmp.path());
+    assert_eq!(
+        std::fs::read_to_string(fake_dir.join("applied.yaml")).unwrap(),
+        rendered
+    );
 }

@@ -145,7 +145,7 @@ impl Run<'_> {
             Ok(j) => j,
             Err(e) => {
                 return failed(format!(
-                    "create the Job {name} in namespace {ns}: {e} (hint: the agent's ServiceAccount needs the Role of deploy/kubernetes)"
+                    "create the Job {name} in namespace {ns}: {e} (hint: the agent's ServiceAccount needs the Role of deploy/kubernetes-runtime)"
                 ));
             }
         };

@@ -166,7 +166,7 @@ async fn kubernetes(
                 "failed to list this agent's Jobs in namespace {}: {e}",
                 connection.namespace
             ))
-            .with_hint("the agent's ServiceAccount needs the Role of deploy/kubernetes/agent.yaml")
+            .with_hint("the agent's ServiceAccount needs the Role of deploy/kubernetes-runtime")
         })?;
     if jobs > 0 {
         eprintln!(
