@@ -15,6 +15,10 @@
 //!   and `apply -k` render with the real kubectl, `exec deployment/X -- assay …` runs the real
 //!   `assay` on a local data dir, `create secret` is the real kubectl with `--dry-run=client`;
 //!   the test then checks that the names the commands use are the manifests' names.
+//! - `deploy/kubernetes-runtime` (the agent on `--runtime kubernetes`): it renders, validates
+//!   (strict), leaves the base's other objects as they are, its agent's flags exist, and its
+//!   Role in `assay-runs` grants exactly the runtime's calls (the exact rule set, so a new verb
+//!   fails the test); its README commands run against the same fake `kubectl`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
