@@ -382,6 +382,50 @@ fn pod_run_refuses_a_bad_work_file_with_a_hint() {
     assert!(out.stdout.is_empty(), "stdout is the event stream only");
 }
 
+/// An image without bash (busybox, alpine): `shell` steps run with `/bin/sh`, as in Testkube.
+/// Seen with the static binary in the busybox image: every shell step failed to start `bash`.
+#[test]
+fn pod_run_without_bash_on_the_path_runs_shell_steps_with_sh() {
+    let dir = TempDir::new().unwrap();
+    let work = write_work(
+        dir.path(),
+        r#"apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata: {name: wf}
+spec:
+  steps:
+  - name: write
+    shell: echo from-sh > out.txt && cat out.txt
+"#,
+        &[],
+    );
+    // A PATH like busybox's: a shell and the usual tools, no bash.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["cat", "echo"] {
+        let real = ["/bin", "/usr/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap();
+        std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+    }
+    let out = pod_run_cmd(dir.path(), &work)
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let text: String = stdout
+        .lines()
+        .filter_map(|l| match podlog::decode(l).unwrap() {
+            Some(PodLine::Event(AgentEvent::Log { text, .. })) => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert!(text.contains("from-sh"), "{text}");
+}
+
 #[test]
 fn pod_install_copies_the_binary() {
     let dir = TempDir::new().unwrap();

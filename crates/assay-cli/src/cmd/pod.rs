@@ -247,6 +247,12 @@ async fn run_pod(
     let cancel = CancellationToken::new();
     let mut opts = assay_agent::run_options(&work, &state);
     opts.isolation = assay_engine::Isolation::Pod;
+    if !on_path("bash") {
+        // Testkube runs `shell` with the image's `/bin/sh`; bash where the image has it (it
+        // has the ash extensions real workflows use, as on the host), else `/bin/sh`: images
+        // such as busybox and alpine have no bash.
+        opts.shell = POD_SHELL.iter().map(|s| s.to_string()).collect();
+    }
     opts.data_dir = Some(data);
     opts.outputs_dir = Some(outputs);
     opts.cancel = cancel.clone();
@@ -288,4 +294,19 @@ async fn run_pod(
     };
     let _ = std::fs::remove_dir_all(&state);
     Ok(code)
+}
+
+/// The shell of `shell` steps in a pod whose image has no bash (busybox, alpine), as the
+/// container runtime runs them.
+const POD_SHELL: [&str; 3] = ["/bin/sh", "-e", "-c"];
+
+/// Whether `program` is an executable file in a folder of this process's `PATH`.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
