@@ -26,7 +26,7 @@ use assay_spec::load::ResourceKind;
 use assay_store::testkube::TestWorkflowExecution;
 use assay_store::{
     ApplyOutcome, DefinitionKind, DeleteMode, ExecutionFilter, ExecutionRef, ExecutionStatus,
-    LabelSelector, Store, UnixMs, now_ms,
+    LabelSelector, Store, UnixMs,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -285,26 +285,10 @@ fn service(store: &Store) -> assay_service::Service {
 impl Backend for Embedded {
     fn list_agents(&self) -> BoxFuture<'_, anyhow::Result<Vec<Agent>>> {
         Box::pin(async move {
-            let now = now_ms();
-            let timeout = self.store.lease_timeout().as_millis() as i64;
-            Ok(self
-                .store
-                .list_agents()
-                .await
-                .map_err(store_err)?
-                .into_iter()
-                .map(|a| Agent {
-                    connected: now - a.last_seen_at <= timeout,
-                    registered_at: assay_store::testkube::rfc3339(a.registered_at),
-                    last_seen_at: assay_store::testkube::rfc3339(a.last_seen_at),
-                    name: a.name,
-                    labels: a.labels,
-                    runtime: a.runtime,
-                    host: a.host,
-                    version: a.version,
-                    running: a.running,
-                })
-                .collect())
+            service(&self.store).agents().await.map_err(|e| match e {
+                ServiceError::Store(s) => store_err(s),
+                other => anyhow::anyhow!("failed to list the agents: {other}"),
+            })
         })
     }
 

@@ -22,6 +22,7 @@ use assay_api::agents::{
     AgentHeartbeatReply, AgentHello, AgentWork, ExecutionTarget,
 };
 use assay_runner::remote::RemoteRun;
+use assay_service::ServiceError;
 use assay_store::{AgentInfo, LeaseOwner, Registration, agent_owner};
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -165,26 +166,10 @@ pub async fn list_agents(State(state): State<AppState>) -> ApiResult<Json<Vec<Ag
 }
 
 /// The agents as `/v1/agents` and the dashboard's agents page show them.
-pub(crate) async fn agents(state: &AppState) -> Result<Vec<Agent>, assay_store::StoreError> {
-    let now = assay_store::now_ms();
-    let timeout = state.store.lease_timeout().as_millis() as i64;
-    Ok(state
-        .store
-        .list_agents()
-        .await?
-        .into_iter()
-        .map(|a| Agent {
-            connected: now - a.last_seen_at <= timeout,
-            registered_at: assay_store::testkube::rfc3339(a.registered_at),
-            last_seen_at: assay_store::testkube::rfc3339(a.last_seen_at),
-            name: a.name,
-            labels: a.labels,
-            runtime: a.runtime,
-            host: a.host,
-            version: a.version,
-            running: a.running,
-        })
-        .collect())
+pub(crate) async fn agents(state: &AppState) -> Result<Vec<Agent>, ServiceError> {
+    assay_service::Service::new(state.store.clone())
+        .agents()
+        .await
 }
 
 /// Register (or refresh) the agent and wait for an execution it may run: 200 with the work,

@@ -4,6 +4,7 @@
 //! CLI are adapters over it: they turn their input into these calls and the answers (or a
 //! [`ServiceError`]) into their output. No HTTP, no terminal here.
 
+pub mod agents;
 pub mod analysis;
 pub mod ask;
 pub mod definitions;

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::workflows::store_error;
-use super::{Nav, page_response};
+use super::{Nav, error_page, page_response};
 use crate::AppState;
 use crate::auth::Caller;
 
@@ -37,6 +37,11 @@ pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Ca
                 },
             )
         }
-        Err(e) => store_error(nav, e),
+        Err(assay_service::ServiceError::Store(e)) => store_error(nav, e),
+        Err(e) => error_page(
+            Some(nav),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to list the agents: {e}"),
+        ),
     }
 }
