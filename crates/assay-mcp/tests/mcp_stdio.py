@@ -392,6 +392,10 @@ async def main():
             check(not err and "passed" in text.split("\n")[0]
                   and "quarantined failures (they did not fail the run): clock::drift" in text,
                   "a quarantined failure passes the run and the answer says so", text)
+            text, err = await agent.call("get_test_results", {"execution": "clock-2"})
+            check(not err and "failed clock::drift" in text and "(quarantined)" in text
+                  and "quarantined failures (they did not fail the run): 1" in text,
+                  "get_test_results marks the quarantined failure", text)
             text, err = await agent.call("unquarantine_test",
                                          {"test": "clock::drift", "workflow": "clock"})
             check(not err and "lifted" in text, "unquarantine_test answers", text)

@@ -43,6 +43,13 @@ impl Tools {
             count(CaseStatus::Skipped)
         );
         cases.retain(|c| matches!(c.case.status, CaseStatus::Failed | CaseStatus::Error));
+        let quarantined = cases.iter().filter(|c| c.quarantined).count();
+        if quarantined > 0 {
+            let _ = writeln!(
+                out,
+                "quarantined failures (they did not fail the run): {quarantined}"
+            );
+        }
         for c in cases.iter().take(MAX_FAILURES) {
             let where_ = c
                 .case
@@ -50,7 +57,8 @@ impl Tools {
                 .as_deref()
                 .map(|f| format!(" ({f})"))
                 .unwrap_or_default();
-            let _ = writeln!(out, "{} {}{where_}", c.case.status, c.key);
+            let mark = if c.quarantined { " (quarantined)" } else { "" };
+            let _ = writeln!(out, "{} {}{where_}{mark}", c.case.status, c.key);
             if let Some(m) = &c.case.message {
                 let _ = writeln!(out, "  {}", m.lines().next().unwrap_or(""));
             }
