@@ -500,47 +500,16 @@ fn security_agents_write_only_the_executions_their_session_holds() {
 #[test]
 fn readme_agents_session_runs_as_written() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let block = readme
-        .split("<!-- agents-session -->\n```sh\n")
-        .nth(1)
-        .expect("README.md has the agents session")
-        .split("\n```")
-        .next()
-        .unwrap();
+    let block = crate::run_support::readme_block("agents-session");
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(root.join("examples"), dir.path().join("examples")).unwrap();
     let port = free_port().to_string();
-    let bin = Path::new(env!("CARGO_BIN_EXE_assay"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let config = dir.path().join("contexts.yaml");
-    let sh = |line: &str| {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(line.replace("8088", &port))
-            .current_dir(dir.path())
-            .env("PATH", &path)
-            .env("ASSAY_CONFIG", &config)
-            .env("NO_COLOR", "1")
-            .env_remove("ASSAY_DATA_DIR")
-            .env_remove("ASSAY_DATABASE")
-            .env_remove("ASSAY_ARTIFACTS");
-        cmd
-    };
+    let sh = crate::run_support::readme_sh(dir.path(), &port, &config);
     let mut background = Vec::new();
     let mut outputs = Vec::new();
-    for line in block.lines() {
-        let Some(command) = line.strip_prefix("$ ") else {
-            continue;
-        };
-        let command = command.split("  #").next().unwrap().trim();
+    for line in &block {
+        let command = line.split("  #").next().unwrap().trim();
         if command.starts_with("assay server") || command.starts_with("assay agent") {
             let proc = Proc::spawn(sh(command));
             if command.starts_with("assay server") {

@@ -385,29 +385,8 @@ fn readme_kubernetes_runtime_session_runs_as_written() {
     let (url, _kubeconfig, _fake) = start_fake(dir.path());
     std::os::unix::fs::symlink(root.join("examples"), dir.path().join("examples")).unwrap();
     let port = free_port().to_string();
-    let bin = Path::new(env!("CARGO_BIN_EXE_assay"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let config = dir.path().join("contexts.yaml");
-    let sh = |line: &str| {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(line.replace("8088", &port))
-            .current_dir(dir.path())
-            .env("PATH", &path)
-            .env("ASSAY_CONFIG", &config)
-            .env("NO_COLOR", "1")
-            .env_remove("ASSAY_DATA_DIR")
-            .env_remove("ASSAY_DATABASE")
-            .env_remove("ASSAY_ARTIFACTS");
-        cmd
-    };
+    let sh = crate::run_support::readme_sh(dir.path(), &port, &config);
     let mut background = Vec::new();
     let mut ran = Vec::new();
     for command in &block {

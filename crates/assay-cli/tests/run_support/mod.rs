@@ -693,3 +693,35 @@ pub fn readme_block(marker: &str) -> Vec<String> {
         .map(|l| l.strip_prefix("$ ").expect("a command line").to_string())
         .collect()
 }
+
+/// A `sh -c` of one README command line as a new user runs it in `dir`: the built `assay` first
+/// on `PATH`, the contexts file `config`, `8088` replaced by `port`, no colour, and none of the
+/// test process's store variables.
+pub fn readme_sh<'a>(
+    dir: &'a Path,
+    port: &'a str,
+    config: &'a Path,
+) -> impl Fn(&str) -> Command + 'a {
+    let bin = Path::new(env!("CARGO_BIN_EXE_assay"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    move |line: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(line.replace("8088", port))
+            .current_dir(dir)
+            .env("PATH", &path)
+            .env("ASSAY_CONFIG", config)
+            .env("NO_COLOR", "1")
+            .env_remove("ASSAY_DATA_DIR")
+            .env_remove("ASSAY_DATABASE")
+            .env_remove("ASSAY_ARTIFACTS");
+        cmd
+    }
+}
