@@ -20,6 +20,11 @@ struct Server {
 }
 
 fn server(data: &Path, api: &FakeApi) -> Server {
+    server_with(data, api, &[])
+}
+
+/// [`server`] with more flags.
+fn server_with(data: &Path, api: &FakeApi, extra: &[&str]) -> Server {
     let port = free_port();
     let mut child = crate::run_support::assay()
         .args([
@@ -31,6 +36,7 @@ fn server(data: &Path, api: &FakeApi) -> Server {
         .arg("--kubernetes")
         .arg("--kubeconfig")
         .arg(&api.kubeconfig)
+        .args(extra)
         .env("ASSAY_DATA_DIR", data)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -389,4 +395,135 @@ fn the_readmes_crd_mode_example_runs() {
     assert_eq!(runs.len(), 1, "{runs:#?}");
     let (_, all) = get(&s, "/v1/test-workflows/web-smoke/executions");
     assert_eq!(all["results"].as_array().map_or(0, Vec::len), 1, "{all}");
+}
+
+/// A real HTTP server on 127.0.0.1 for a trigger's probes: `503` to the first `failures`
+/// requests, `200` after. Returns its port and the number of requests it answered.
+fn probe_target(failures: usize) -> (u16, Arc<Mutex<usize>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(Mutex::new(0usize));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let n = {
+                let mut c = seen.lock().unwrap();
+                *c += 1;
+                *c
+            };
+            let status = if n <= failures {
+                "503 Service Unavailable"
+            } else {
+                "200 OK"
+            };
+            let _ = stream.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn test_trigger_probes_gate_the_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = fake_api(dir.path());
+    let (warming, warming_count) = probe_target(2);
+    let (never, never_count) = probe_target(usize::MAX);
+    apply(&api, &workflow_yaml("smoke", "one"));
+    let probes = |port: u16| {
+        format!(
+            "  probeSpec:\n    timeout: 20\n    delay: 1\n    probes:\n      - {{host: 127.0.0.1, port: {port}, path: /ready, headers: {{X-From: assay}}}}\n"
+        )
+    };
+    apply(&api, &trigger("warms-up", "created", &probes(warming)));
+    apply(
+        &api,
+        &trigger(
+            "never-ready",
+            "created",
+            &probes(never).replace("timeout: 20", "timeout: 2"),
+        ),
+    );
+    let s = server(&dir.path().join("data"), &api);
+    wait_for(&s, "the deployment watcher", || {
+        let log = s.log.lock().unwrap();
+        log.lines()
+            .any(|l| l.contains("TestTrigger watcher listed") && l.contains("deployment"))
+            .then_some(())
+    });
+    wait_for(&s, "`smoke` synced", || {
+        (get(&s, "/v1/test-workflows/smoke").0 == 200).then_some(())
+    });
+    apply(&api, &deployment("web", "web", "nginx:1", 1));
+
+    // 503, 503, 200: one run, after the third answer.
+    wait_for(&s, "warms-up's run", || {
+        (runs_of(&s, "warms-up").len() == 1).then_some(())
+    });
+    assert_eq!(*warming_count.lock().unwrap(), 3);
+    // Never below 400: no run, and the log says why.
+    let line = wait_for(&s, "never-ready giving up", || {
+        let log = s.log.lock().unwrap();
+        log.lines()
+            .find(|l| l.contains("trigger=never-ready") && l.contains("probes did not succeed"))
+            .map(str::to_string)
+    });
+    assert!(
+        line.contains(&format!("127.0.0.1:{never}/ready")) && line.contains("503"),
+        "{line}"
+    );
+    assert!(*never_count.lock().unwrap() >= 2, "tried again");
+    assert!(runs_of(&s, "never-ready").is_empty());
+}
+
+/// A trigger stored with `assay apply` through the server acts on the next event: the store
+/// signals the change, and the safety reread (an hour here) is not what found it.
+#[test]
+fn a_trigger_applied_through_the_server_acts_without_a_reread() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = fake_api(dir.path());
+    apply(&api, &workflow_yaml("smoke", "one"));
+    let s = server_with(&dir.path().join("data"), &api, &["--trigger-reread", "1h"]);
+    wait_for(&s, "`smoke` synced", || {
+        (get(&s, "/v1/test-workflows/smoke").0 == 200).then_some(())
+    });
+    let cli = |args: &[&str]| {
+        let out = crate::run_support::assay()
+            .args(args)
+            .env("ASSAY_CONFIG", dir.path().join("contexts.yaml"))
+            .env("ASSAY_DATA_DIR", dir.path().join("cli-data"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "assay {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let url = format!("http://127.0.0.1:{}", s.port);
+    // --no-auth: the token is not checked.
+    cli(&[
+        "context", "add", "srv", "--server", &url, "--token", "unused",
+    ]);
+    let file = dir.path().join("trigger.yaml");
+    std::fs::write(&file, trigger("applied", "created", "")).unwrap();
+    cli(&["apply", "-f", file.to_str().unwrap(), "--context", "srv"]);
+
+    // No trigger named a deployment before: its watcher starts now, on the signal.
+    wait_for(&s, "the deployment watcher", || {
+        let log = s.log.lock().unwrap();
+        log.lines()
+            .any(|l| l.contains("TestTrigger watcher listed") && l.contains("deployment"))
+            .then_some(())
+    });
+    apply(&api, &deployment("web", "web", "nginx:1", 1));
+    wait_for(&s, "the applied trigger's run", || {
+        (runs_of(&s, "applied").len() == 1).then_some(())
+    });
 }

@@ -2,7 +2,7 @@
 //! ([`connect`]), the labels Assay puts on everything it creates there ([`labels`]), CRD mode
 //! ([`crd`]: the TestWorkflow, TestWorkflowTemplate and TestTrigger objects of a namespace,
 //! watched) and the TestTrigger watcher ([`triggers`]: Testkube's events on the resources
-//! triggers name).
+//! triggers name; [`probes`]: their HTTP probes).
 //! The Job runtime of agents: [`job`] (an execution's Job and Secret, pure), [`podlog`] (the
 //! line protocol of `assay pod run`'s stdout) and [`runtime`] (the agent side: create, follow
 //! the pod's log, report, delete).
@@ -15,6 +15,7 @@ use std::path::Path;
 pub mod crd;
 pub mod job;
 pub mod podlog;
+pub mod probes;
 pub mod runtime;
 pub mod triggers;
 

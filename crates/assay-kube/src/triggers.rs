@@ -512,6 +512,7 @@ async fn watch_resource(
     let start =
         Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
     let mut seen: HashMap<String, Value> = HashMap::new();
+    let probes = crate::probes::client();
     let mut listed_once = false;
     let mut listing: Option<Vec<Value>> = None;
     let mut stream = watcher(api.clone(), watcher::Config::default())
@@ -573,15 +574,23 @@ async fn watch_resource(
             for trigger in firing {
                 tracing::info!(trigger = %trigger.metadata.name, event = event.event,
                     causes = ?event.causes, resource, object = %event.name, "TestTrigger matched");
-                tokio::spawn(fire(api.clone(), trigger, event.clone(), tx.clone()));
+                tokio::spawn(fire(
+                    api.clone(),
+                    probes.clone(),
+                    trigger,
+                    event.clone(),
+                    tx.clone(),
+                ));
             }
         }
     }
 }
 
-/// Wait out the trigger's `delay` and its `conditionSpec`, then send it.
+/// Wait out the trigger's `delay`, its `conditionSpec` and its `probeSpec` (in Testkube's
+/// order), then send it.
 async fn fire(
     api: Api<DynamicObject>,
+    probes: reqwest::Client,
     trigger: TestTrigger,
     event: ObjectEvent,
     tx: mpsc::Sender<Fired>,
@@ -604,6 +613,20 @@ async fn fire(
         tracing::warn!(trigger = %trigger.metadata.name, object = %event.name,
             "the TestTrigger's conditions did not hold before its timeout; not running");
         return;
+    }
+    if let Some(spec) = trigger.spec.probe_spec.as_ref()
+        && !spec.probes.is_empty()
+    {
+        let address = || async {
+            let o = api.get(&event.name).await.ok()?;
+            crate::probes::default_host(event.resource, &serde_json::to_value(o).ok()?)
+        };
+        if let Err(last) = crate::probes::wait_for(&probes, spec, address).await {
+            tracing::warn!(trigger = %trigger.metadata.name, object = %event.name, last = %last,
+                "the TestTrigger's probes did not succeed before its timeout; not running");
+            return;
+        }
+        tracing::info!(trigger = %trigger.metadata.name, object = %event.name, "the TestTrigger's probes succeeded");
     }
     let _ = tx.send(Fired { trigger, event }).await;
 }

@@ -10,8 +10,11 @@
 //! API-made definition already has replaces it (and from then on belongs to the cluster); an
 //! API update of a synced definition lasts until the object changes again.
 //!
-//! **Triggers.** The stored TestTriggers (from the cluster or from `/v1/triggers`, read again
-//! every [`TRIGGER_REFRESH`]) go to `assay_kube::triggers`; each that fires queues the
+//! **Triggers.** The stored TestTriggers (from the cluster or from `/v1/triggers`) go to
+//! `assay_kube::triggers`. They are read again when the store signals a change of them
+//! ([`assay_store::Store::watch_resources`]: written through this process, or through any
+//! process on the same PostgreSQL) and, as a safety net for writers that send no signal (another
+//! process on a SQLite file), every [`Options::trigger_reread`]; each that fires queues the
 //! workflows its `testSelector` picks, with `runningContext {type: trigger, actor:
 //! "testtrigger NAME"}`, the tag `testtrigger=NAME` (and its `actionParameters` tags and
 //! config), honouring `concurrencyPolicy` (`forbid`: not while one it queued is queued or
@@ -34,8 +37,20 @@ use tokio::sync::watch;
 
 use crate::AppState;
 
-/// How often the stored TestTriggers are read again (those made through the API included).
-pub const TRIGGER_REFRESH: Duration = Duration::from_secs(2);
+/// How `--kubernetes` acts, beyond the connection.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How often the stored TestTriggers are read again without a signal.
+    pub trigger_reread: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            trigger_reread: Duration::from_secs(60),
+        }
+    }
+}
 
 fn document_kind(kind: CrdKind) -> DocumentKind {
     match kind {
@@ -46,7 +61,7 @@ fn document_kind(kind: CrdKind) -> DocumentKind {
 }
 
 /// Start CRD mode and the trigger watcher on `conn`; they run as long as the process.
-pub fn spawn(state: AppState, conn: Connection) {
+pub fn spawn(state: AppState, conn: Connection, options: Options) {
     let definitions = Definitions::new(state.store.clone());
     let mut events = assay_kube::crd::spawn_sync(&conn);
     let namespace = conn.namespace.clone();
@@ -59,24 +74,35 @@ pub fn spawn(state: AppState, conn: Connection) {
 
     let (triggers_tx, triggers_rx) = watch::channel(Vec::<TestTrigger>::new());
     let defs = definitions.clone();
+    // Watching before the first read: a change made while reading is read again.
+    let mut changes = state
+        .store
+        .watch_resources(assay_spec::load::ResourceKind::TestTrigger);
     tokio::spawn(async move {
         loop {
             match stored_triggers(&defs).await {
                 Ok(triggers) => {
-                    triggers_tx.send_if_modified(|current| {
+                    let count = triggers.len();
+                    let changed = triggers_tx.send_if_modified(|current| {
                         let changed = *current != triggers;
                         if changed {
                             *current = triggers;
                         }
                         changed
                     });
+                    if changed {
+                        tracing::info!(triggers = count, "the stored TestTriggers changed");
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "reading the stored TestTriggers failed"),
             }
             if triggers_tx.is_closed() {
                 return;
             }
-            tokio::time::sleep(TRIGGER_REFRESH).await;
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(options.trigger_reread) => {}
+            }
         }
     });
     let mut fired = assay_kube::triggers::spawn_watcher(&conn, triggers_rx);

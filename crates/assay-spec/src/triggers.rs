@@ -60,8 +60,9 @@ pub struct TestTriggerSpec {
     pub listener: Option<Opaque>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition_spec: Option<Opaque>,
+    /// HTTP probes that must all answer (status below 400) before the runs are queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe_spec: Option<Opaque>,
+    pub probe_spec: Option<TestTriggerProbeSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_selector: Option<Opaque>,
     /// `run` (the only action Testkube has).
@@ -99,6 +100,46 @@ pub struct TestTriggerSelector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_selector: Option<Opaque>,
 }
+
+/// Testkube's `probeSpec`: HTTP GETs that must all succeed, tried again every `delay` seconds
+/// (default 1) for at most `timeout` seconds (default 60).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TestTriggerProbeSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<TestTriggerProbe>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout: i32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delay: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// One probe: `GET scheme://host:port/path` with `headers`. Without `host`, the event's pod
+/// (its IP's DNS name) or service (`NAME.NAMESPACE.svc.cluster.local`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TestTriggerProbe {
+    /// `http` (default) or `https`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scheme: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    /// Default `/`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub port: i32,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+}
+
+/// Longest `probeSpec.timeout` Assay accepts, in seconds: a probe holds a task (and a
+/// connection) of the server for that long.
+pub const MAX_PROBE_TIMEOUT: i32 = 3600;
 
 /// Config and tags a trigger passes to the workflows it runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -428,6 +469,58 @@ pub fn validate_resource(file: &str, doc: &crate::load::LoadedResource) -> Vec<D
                     "concurrency policy",
                 );
             }
+            if let Some(p) = &s.probe_spec {
+                if !(0..=MAX_PROBE_TIMEOUT).contains(&p.timeout) {
+                    error(
+                        "spec.probeSpec.timeout",
+                        format!("`{}` is not a probe timeout", p.timeout),
+                        Some(format!(
+                            "seconds, from 0 (the default, 60) to {MAX_PROBE_TIMEOUT}"
+                        )),
+                    );
+                }
+                if !(0..=MAX_PROBE_TIMEOUT).contains(&p.delay) {
+                    error(
+                        "spec.probeSpec.delay",
+                        format!("`{}` is not a probe delay", p.delay),
+                        Some(format!(
+                            "seconds, from 0 (the default, 1) to {MAX_PROBE_TIMEOUT}"
+                        )),
+                    );
+                }
+                for (i, probe) in p.probes.iter().enumerate() {
+                    if !probe.scheme.is_empty() {
+                        one_of(
+                            &mut error,
+                            &format!("spec.probeSpec.probes[{i}].scheme"),
+                            &probe.scheme,
+                            &["http", "https"],
+                            "probe scheme",
+                        );
+                    }
+                    if !(0..=65535).contains(&probe.port) {
+                        error(
+                            &format!("spec.probeSpec.probes[{i}].port"),
+                            format!("`{}` is not a port", probe.port),
+                            Some("from 1 to 65535, or leave it out".to_string()),
+                        );
+                    }
+                    if !probe.path.is_empty() && !probe.path.starts_with('/') {
+                        error(
+                            &format!("spec.probeSpec.probes[{i}].path"),
+                            format!("`{}` is not a path", probe.path),
+                            Some("start it with `/`".to_string()),
+                        );
+                    }
+                    if probe.host.contains(['/', '@', '?', '#', ' ']) {
+                        error(
+                            &format!("spec.probeSpec.probes[{i}].host"),
+                            format!("`{}` is not a host name", probe.host),
+                            Some("a name or an IP address only: scheme, port and path are fields of their own".to_string()),
+                        );
+                    }
+                }
+            }
             if let Some(delay) = &s.delay
                 && crate::duration::parse_duration(delay).is_err()
             {
@@ -596,5 +689,44 @@ spec:
                 .any(|d| d.contains("unsupported apiVersion") && d.contains("tests.testkube.io/v1")),
             "{shown:?}"
         );
+    }
+
+    #[test]
+    fn probe_specs_are_typed_and_checked() {
+        let good = "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata: {name: t}\nspec:\n  resource: deployment\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n  probeSpec:\n    timeout: 30\n    delay: 2\n    probes:\n      - {scheme: https, host: web.example, port: 8443, path: /ready, headers: {X-Check: 'yes'}}\n";
+        let loaded = check("t.yaml", good);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let crate::triggers::Resource::TestTrigger(t) = &loaded.resources[0].resource else {
+            panic!("a trigger");
+        };
+        let p = t.spec.probe_spec.as_ref().unwrap();
+        assert_eq!((p.timeout, p.delay, p.probes[0].port), (30, 2, 8443));
+        assert_eq!(p.probes[0].headers["X-Check"], "yes");
+
+        let bad = good
+            .replace("scheme: https", "scheme: ftp")
+            .replace("8443", "70000")
+            .replace("path: /ready", "path: ready")
+            .replace("host: web.example", "host: 'user@web.example'")
+            .replace("timeout: 30", "timeout: 99999");
+        let shown: Vec<String> = check("t.yaml", &bad)
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        for expected in [
+            "unknown probe scheme `ftp`",
+            "`70000` is not a port",
+            "`ready` is not a path",
+            "`user@web.example` is not a host name",
+            "`99999` is not a probe timeout",
+        ] {
+            assert!(
+                shown.iter().any(|d| d.contains(expected)),
+                "{expected}: {shown:?}"
+            );
+        }
+        let unknown = good.replace("delay: 2", "delay: 2\n    retries: 3");
+        assert!(check("t.yaml", &unknown).has_errors());
     }
 }

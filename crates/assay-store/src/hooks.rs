@@ -470,7 +470,7 @@ impl Store {
         let labels_json = to_json(labels)?;
         let now = now_ms();
         let db = self.db();
-        retry_busy(|| async {
+        let outcome = retry_busy(|| async {
             let mut tx = db.begin_write().await?;
             let old =
                 sqlx::query("SELECT yaml, labels FROM resources WHERE kind = $1 AND name = $2")
@@ -518,7 +518,11 @@ impl Store {
             Ok(outcome)
         })
         .await
-        .map_err(|e| db.err("store the document", e))
+        .map_err(|e| db.err("store the document", e))?;
+        if outcome != ApplyOutcome::Unchanged {
+            self.signal_resources(kind);
+        }
+        Ok(outcome)
     }
 
     /// The stored `kind` document `name`.
@@ -565,6 +569,10 @@ impl Store {
         })
         .await
         .map_err(|e| db.err("delete the document", e))?;
-        Ok(done.rows_affected() == 1)
+        let deleted = done.rows_affected() == 1;
+        if deleted {
+            self.signal_resources(kind);
+        }
+        Ok(deleted)
     }
 }

@@ -8,6 +8,10 @@
 //! arrives while a NOTIFY is under way goes in the next one, at most one NOTIFY per
 //! [`RELAY_GAP`]), and the first watch of a process opens one connection that `LISTEN`s.
 //!
+//! Stored `TestTrigger`s and `Webhook`s have a signal of their own per kind
+//! ([`Store::watch_resources`]), on the same way: `assay server --kubernetes` reads its triggers
+//! again when it fires.
+//!
 //! A signal carries no data, only "look again": the watcher reads the store, so what it shows
 //! was stored first, and a lost signal only delays (watchers also look now and then on their
 //! own). NOTIFYs sent while the listening connection was down are lost, so once it is
@@ -256,9 +260,26 @@ impl Store {
         self.inner.live.signal(id, kind);
     }
 
+    /// Watch the stored documents of `kind` (`TestTrigger`, `Webhook`): a signal after each
+    /// one is created, changed or deleted through any store handle of this process, or on
+    /// PostgreSQL of any process on the database (SQLite writers in other processes send none).
+    pub fn watch_resources(&self, kind: assay_spec::load::ResourceKind) -> Watch {
+        self.inner.live.watch(&resources_key(kind))
+    }
+
+    pub(crate) fn signal_resources(&self, kind: assay_spec::load::ResourceKind) {
+        self.signal(&resources_key(kind), Kind::State);
+    }
+
     pub(crate) fn live(&self) -> &Arc<Live> {
         &self.inner.live
     }
+}
+
+/// The signal of the documents of one kind: not an execution id (those are UUIDs), and no
+/// space (payloads are space-separated).
+fn resources_key(kind: assay_spec::load::ResourceKind) -> String {
+    format!("resources/{}", kind.as_str())
 }
 
 /// The payloads of one batch: `INSTANCE` then `l<id>`/`s<id>` entries, space-separated.

@@ -77,6 +77,12 @@ pub struct Args {
     /// With --kubernetes: the namespace to watch (default: the context's, or the pod's own)
     #[arg(long, value_name = "NAMESPACE", requires = "kubernetes")]
     namespace: Option<String>,
+    /// With --kubernetes: read the stored TestTriggers again this often even when no change
+    /// was signalled (a change made through this server, or another one on the same
+    /// PostgreSQL, is acted on at once; one written by another process into a SQLite file is
+    /// seen only then)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "kubernetes")]
+    trigger_reread: Duration,
     #[command(flatten)]
     store: StoreArgs,
     /// Where the server's runs execute (`ASSAY_RUNTIME`)
@@ -215,7 +221,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 "CRD mode: syncing TestWorkflows, TestWorkflowTemplates and TestTriggers of namespace {}",
                 conn.namespace
             );
-            assay_server::kubernetes::spawn(server.state.clone(), conn);
+            assay_server::kubernetes::spawn(
+                server.state.clone(),
+                conn,
+                assay_server::kubernetes::Options {
+                    trigger_reread: args.trigger_reread,
+                },
+            );
         }
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
             UserError::invalid(format!("failed to listen on {}: {e}", args.listen))
