@@ -9,7 +9,10 @@
 //! an abort deletes the Job (and with it the pod, the Secret and the process); the start-up
 //! sweep deletes what an earlier process of the same agent left, and nothing of another
 //! agent's; an image the fake cannot pull fails the execution with the reason; a workflow
-//! naming several images is refused with the hint.
+//! whose steps name several images is refused with the hint. Services run in pods of their own
+//! (their own image and labels), the steps reach them at their pod's IP after the readiness
+//! probe, their log comes back, their objects go when their step ends, a service whose pod
+//! never starts fails its step, and an abort deletes every object of the execution.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -123,6 +126,29 @@ impl Server {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// Aborts execution `id`, sees it end `aborted` and every Job, Pod and Secret of it leave
+    /// the fake (`url`).
+    fn abort_and_see_everything_go(&self, url: &str, id: &str) {
+        let (status, body) = http(
+            self.port,
+            "POST",
+            &format!("/v1/test-workflow-executions/{id}/abort"),
+            &self.admin,
+            Some(("application/json", "{}")),
+        );
+        assert!(status < 300, "{status} {body}");
+        let aborted = self.wait_end(id);
+        assert_eq!(aborted["result"]["status"], "aborted", "{aborted}");
+        wait_for("every Job, Pod and Secret of the execution to go", || {
+            let of_run = |kind: &str| {
+                objects(url, kind)
+                    .iter()
+                    .any(|o| o["metadata"]["labels"]["assay.io/execution"] == id)
+            };
+            (!of_run("Job") && !of_run("Pod") && !of_run("Secret")).then_some(())
+        });
+    }
+
     fn wait_end(&self, id: &str) -> Value {
         wait_for(&format!("{id} to end"), || {
             let e = self.execution(id);
@@ -164,16 +190,10 @@ fn leave(url: &str, name: &str, agent: &str) {
     assert_eq!(status, 200, "{body}");
 }
 
-#[test]
-fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
-    let dir = TempDir::new().unwrap();
-    let (url, kubeconfig, _fake) = start_fake(dir.path());
-
-    // What an earlier process of agent k1 left, and what agent k2 has.
-    leave(&url, "assay-exec-left1", "k1");
-    leave(&url, "assay-exec-other", "k2");
-
-    let data = dir.path().join("server");
+/// A real server (agents only) and a real agent `k1` on the Kubernetes runtime of the fake
+/// (pods stuck for 3 s fail); the agent's stderr goes to the returned file.
+fn server_and_agent(dir: &Path, kubeconfig: &Path) -> (Server, Killed, PathBuf) {
+    let data = dir.join("server");
     std::fs::create_dir_all(&data).unwrap();
     let port = free_port();
     let proc = serve_with(&data, port, &["--agents-only"]);
@@ -192,24 +212,164 @@ fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let token_file = dir.path().join("runner.token");
+    let token_file = dir.join("runner.token");
     std::fs::write(&token_file, &out.stdout).unwrap();
-    let agent_log = dir.path().join("agent.log");
-    let _agent = Killed(
+    let agent_log = dir.join("agent.log");
+    let agent = Killed(
         assay()
             .args(["agent", "--server", &format!("http://127.0.0.1:{port}")])
             .arg("--token-file")
             .arg(&token_file)
             .args(["--name", "k1", "--runtime", "kubernetes", "--kubeconfig"])
-            .arg(&kubeconfig)
+            .arg(kubeconfig)
             .args(["--pod-start-timeout", "3", "--work-dir"])
-            .arg(dir.path().join("agent-work"))
+            .arg(dir.join("agent-work"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&agent_log).unwrap())
             .spawn()
             .unwrap(),
     );
+    (server, agent, agent_log)
+}
 
+/// The objects of `kind` of execution `id` with role `role` (`execution`, `service`).
+fn of_execution(url: &str, kind: &str, id: &str, role: &str) -> Vec<Value> {
+    objects(url, kind)
+        .into_iter()
+        .filter(|o| {
+            let l = &o["metadata"]["labels"];
+            l["assay.io/execution"] == id && l["assay.io/role"] == role
+        })
+        .collect()
+}
+
+#[test]
+fn services_run_in_pods_of_their_own_with_their_own_image_on_a_fake_cluster() {
+    let dir = TempDir::new().unwrap();
+    let (url, kubeconfig, _fake) = start_fake(dir.path());
+    let (server, _agent, agent_log) = server_and_agent(dir.path(), &kubeconfig);
+    let agent_says = || std::fs::read_to_string(&agent_log).unwrap_or_default();
+    let go = dir.path().join("go");
+    // Every pod of the fake is this machine (127.0.0.1): the service gets a free port.
+    let web = free_port();
+    let spec = format!(
+        r#"  container:
+    image: steps.example/tools:1
+  services:
+    web:
+      image: python.example/python:3.12
+      shell: mkdir -p site && echo hello-from-web > site/index.html && cd site && exec python3 -m http.server {web} --bind 127.0.0.1
+      readinessProbe:
+        httpGet: {{path: /, port: {web}}}
+        periodSeconds: 1
+  steps:
+    - name: Fetch
+      shell: |
+        python3 -c "import urllib.request; print('got', urllib.request.urlopen('http://{{{{ services.web.0.ip }}}}:{web}/').read().decode())"
+        until [ -e {go} ]; do sleep 0.1; done
+"#,
+        go = go.display()
+    );
+    let id = store_and_run(
+        server.port,
+        &server.admin,
+        "with-web",
+        &workflow("with-web", &spec),
+    );
+    // While the step runs: the service is a Job of its own, with its own image and labels.
+    let service = wait_for("the service's Job", || {
+        of_execution(&url, "Job", &id, "service").into_iter().next()
+    });
+    let labels = &service["metadata"]["labels"];
+    assert_eq!(labels["assay.io/service"], "web", "{service}");
+    assert_eq!(labels["assay.io/index"], "0", "{service}");
+    assert_eq!(labels["assay.io/agent"], "k1", "{service}");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "assay", "{service}");
+    let container = &service["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "python.example/python:3.12");
+    assert_eq!(of_execution(&url, "Secret", &id, "service").len(), 1);
+    let main = wait_for("the execution's Job", || {
+        of_execution(&url, "Job", &id, "execution")
+            .into_iter()
+            .next()
+    });
+    let main = &main["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(main["image"], "steps.example/tools:1");
+    assert!(
+        main["command"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/.assay/work/services.json")),
+        "{main}"
+    );
+    std::fs::write(&go, "").unwrap();
+    let done = server.wait_end(&id);
+    assert_eq!(
+        done["result"]["status"],
+        "passed",
+        "{done}\n{}",
+        agent_says()
+    );
+    let (_, logs) = server.get(&format!("/v1/test-workflow-executions/{id}/logs"));
+    assert!(logs.contains("got hello-from-web"), "{logs}");
+    // The service's own log (http.server's access lines) came from its pod.
+    assert!(logs.contains("\"GET / HTTP"), "{logs}");
+    wait_for("the service's objects to go", || {
+        (of_execution(&url, "Job", &id, "service").is_empty()
+            && of_execution(&url, "Pod", &id, "service").is_empty()
+            && of_execution(&url, "Secret", &id, "service").is_empty())
+        .then_some(())
+    });
+
+    // A service whose pod never starts fails its step with the reason.
+    let id = store_and_run(
+        server.port,
+        &server.admin,
+        "with-broken",
+        &workflow(
+            "with-broken",
+            "  services:\n    db:\n      image: registry.example/pull-error:1\n      shell: never\n  steps:\n    - shell: echo never-run\n",
+        ),
+    );
+    let failed = server.wait_end(&id);
+    assert_eq!(failed["result"]["status"], "failed", "{failed}");
+    let text = failed.to_string();
+    assert!(text.contains("service db"), "{failed}");
+    assert!(text.contains("ImagePullBackOff"), "{failed}");
+    let (_, logs) = server.get(&format!("/v1/test-workflow-executions/{id}/logs"));
+    assert!(!logs.contains("never-run"), "{logs}");
+
+    // An abort while a service runs deletes everything of the execution.
+    let id = store_and_run(
+        server.port,
+        &server.admin,
+        "with-long",
+        &workflow(
+            "with-long",
+            &format!(
+                "  services:\n    web:\n      shell: exec python3 -m http.server {web} --bind 127.0.0.1\n  steps:\n    - shell: echo started; sleep 600\n"
+            ),
+        ),
+    );
+    wait_for("the long step to start", || {
+        let (_, logs) = server.get(&format!("/v1/test-workflow-executions/{id}/logs"));
+        logs.contains("started").then_some(())
+    });
+    assert_eq!(of_execution(&url, "Pod", &id, "service").len(), 1);
+    server.abort_and_see_everything_go(&url, &id);
+}
+
+#[test]
+fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
+    let dir = TempDir::new().unwrap();
+    let (url, kubeconfig, _fake) = start_fake(dir.path());
+
+    // What an earlier process of agent k1 left, and what agent k2 has.
+    leave(&url, "assay-exec-left1", "k1");
+    leave(&url, "assay-exec-other", "k2");
+
+    let (server, _agent, agent_log) = server_and_agent(dir.path(), &kubeconfig);
+    let port = server.port;
     // The sweep: k1's leftovers go (the Secret with its Job), k2's stay.
     wait_for("the sweep", || {
         let gone = |kind: &str| {
@@ -306,24 +466,7 @@ fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
         .unwrap()
         .to_string();
     assert!(!crate::run_support::with_marker(&job_name).is_empty());
-    let (status, body) = http(
-        port,
-        "POST",
-        &format!("/v1/test-workflow-executions/{id}/abort"),
-        &server.admin,
-        Some(("application/json", "{}")),
-    );
-    assert!(status < 300, "{status} {body}");
-    let aborted = server.wait_end(&id);
-    assert_eq!(aborted["result"]["status"], "aborted", "{aborted}");
-    wait_for("the Job, its pod and its Secret to go", || {
-        let of_run = |kind: &str| {
-            objects(&url, kind)
-                .iter()
-                .any(|o| o["metadata"]["labels"]["assay.io/execution"] == id.as_str())
-        };
-        (!of_run("Job") && !of_run("Pod") && !of_run("Secret")).then_some(())
-    });
+    server.abort_and_see_everything_go(&url, &id);
     wait_for("the pod's process to end", || {
         crate::run_support::with_marker(&job_name)
             .is_empty()

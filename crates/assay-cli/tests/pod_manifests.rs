@@ -1,6 +1,7 @@
 //! The Job and Secret the Kubernetes runtime makes for an execution (`assay pod manifests`
 //! prints what an agent would create): their shape (one pod, the init container copying the
-//! binary, `/data`, the Secret owned by the Job, labels for the sweep), the workflow's `pod`,
+//! binary, `/data`, the Secret owned by the Job, labels for the sweep; a Job and Secret per
+//! service instance, with the service's own image), the workflow's `pod`,
 //! `job`, `pvcs`, `resources`, `securityContext` and `serviceAccountName` applied, refusals
 //! with hints, and every generated document validated against Kubernetes' published OpenAPI
 //! schemas for one version with `kubernetes-validate` (pod_manifests_check.py). No API server
@@ -97,6 +98,29 @@ spec:
     cache:
       accessModes: [ReadWriteOnce]
       resources: {requests: {storage: 1Gi}}
+  steps:
+    - name: Test
+      shell: python -V
+"#;
+
+const WITH_SERVICE: &str = r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata: {name: wf}
+spec:
+  config:
+    token: {type: string, sensitive: true}
+  container:
+    image: python:3.12-slim
+  services:
+    db:
+      image: postgres:16
+      env:
+        - {name: POSTGRES_PASSWORD, value: not-a-secret}
+      readinessProbe:
+        tcpSocket: {port: 5432}
+      pod:
+        nodeSelector: {disktype: ssd}
   steps:
     - name: Test
       shell: python -V
@@ -221,6 +245,41 @@ fn the_job_of_an_execution_has_testkubes_shape_and_validates() {
         .collect();
     assert!(mounts.contains(&"/cache") && mounts.contains(&"/etc/settings"));
 
+    // A service instance: a Job (and Secret) of its own, with its own image and pod settings;
+    // the main pod is told where to read its address.
+    let (services, services_path) = list(dir.path(), WITH_SERVICE, "services");
+    let items = services["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "{services}");
+    let (main, main_secret, svc, svc_secret) = (&items[0], &items[1], &items[2], &items[3]);
+    let main_name = main["metadata"]["name"].as_str().unwrap();
+    assert_eq!(svc["metadata"]["name"], format!("{main_name}-svc0"));
+    assert_eq!(svc_secret["metadata"]["name"], format!("{main_name}-svc0"));
+    assert_eq!(main["metadata"]["labels"]["assay.io/role"], "execution");
+    for labels in [
+        &svc["metadata"]["labels"],
+        &svc["spec"]["template"]["metadata"]["labels"],
+        &svc_secret["metadata"]["labels"],
+    ] {
+        assert_eq!(labels["assay.io/role"], "service");
+        assert_eq!(labels["assay.io/service"], "db");
+        assert_eq!(labels["assay.io/index"], "0");
+        assert_eq!(labels["assay.io/agent"], "k8s_agent_1");
+    }
+    let main_pod = &main["spec"]["template"]["spec"];
+    assert_eq!(main_pod["containers"][0]["image"], "python:3.12-slim");
+    assert!(
+        main_pod["containers"][0]["command"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/.assay/work/services.json"))
+    );
+    assert!(main_pod.get("nodeSelector").is_none(), "{main_pod}");
+    let svc_pod = &svc["spec"]["template"]["spec"];
+    assert_eq!(svc_pod["containers"][0]["image"], "postgres:16");
+    assert_eq!(svc_pod["nodeSelector"]["disktype"], "ssd");
+    assert!(main_secret["data"]["services.json"].is_string());
+    assert!(svc_secret["data"].get("services.json").is_none());
+
     let python = match std::env::var("ASSAY_TEST_PYTHON") {
         Ok(p) if !p.is_empty() => p,
         _ => panic!(
@@ -233,6 +292,7 @@ fn the_job_of_an_execution_has_testkubes_shape_and_validates() {
         .arg(K8S_VERSION)
         .arg(&plain_path)
         .arg(&full_path)
+        .arg(&services_path)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -243,7 +303,7 @@ fn the_job_of_an_execution_has_testkubes_shape_and_validates() {
     );
     assert!(
         stdout.contains(&format!(
-            "4 generated documents valid against Kubernetes {K8S_VERSION} (strict)"
+            "8 generated documents valid against Kubernetes {K8S_VERSION} (strict)"
         )),
         "{stdout}"
     );
@@ -277,6 +337,25 @@ spec:
       shell: node -v
 "#,
         "several images (golang:1.23, node:22)",
+    );
+    // Parallel workers run in the main pod: their image must be its image.
+    refused(
+        r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata: {name: wf}
+spec:
+  container: {image: python:3.12-slim}
+  steps:
+    - name: Build
+      shell: python -V
+    - name: Workers
+      parallel:
+        count: 2
+        container: {image: node:22}
+        shell: node -v
+"#,
+        "several images (node:22, python:3.12-slim)",
     );
     refused(
         r#"

@@ -79,9 +79,20 @@ struct PodRun {
 
 impl PodRun {
     fn new(yaml: &str, secrets: &[(&str, &str)]) -> PodRun {
+        PodRun::with(yaml, secrets, |_, _| {})
+    }
+
+    /// Like `new`, with `more` changing the command (given the run's folder) first.
+    fn with(
+        yaml: &str,
+        secrets: &[(&str, &str)],
+        more: impl FnOnce(&mut Command, &Path),
+    ) -> PodRun {
         let dir = TempDir::new().unwrap();
         let work = write_work(dir.path(), yaml, secrets);
-        let out = pod_run_cmd(dir.path(), &work).output().unwrap();
+        let mut cmd = pod_run_cmd(dir.path(), &work);
+        more(&mut cmd, dir.path());
+        let out = cmd.output().unwrap();
         let stdout = String::from_utf8(out.stdout).unwrap();
         let lines = stdout
             .lines()
@@ -368,6 +379,119 @@ spec:
     }
     assert_eq!(status.code(), Some(1));
 }
+
+/// Services in pods of their own (the agent's services file): the step reaches the address
+/// given, the main pod probes it there, never starts the service's command itself, and says
+/// when it stopped the service; a service whose pod never ran fails its step with the reason.
+#[test]
+fn pod_run_reaches_services_in_pods_of_their_own_at_the_addresses_given() {
+    // The service "in another pod": a real HTTP server on this machine.
+    let site = TempDir::new().unwrap();
+    std::fs::write(site.path().join("index.html"), "hello-from-the-other-pod").unwrap();
+    let port = crate::run_support::free_port();
+    let _server = crate::run_support::Running(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(site.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let yaml = format!(
+        r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata: {{name: wf}}
+spec:
+  services:
+    web:
+      shell: touch /data/web-ran-in-the-main-pod
+      readinessProbe:
+        httpGet: {{path: /, port: {port}}}
+        periodSeconds: 1
+        failureThreshold: 30
+  steps:
+    - name: Fetch
+      shell: python3 -c "import urllib.request; print(urllib.request.urlopen('http://{{{{ services.web.0.ip }}}}:{port}/').read().decode())"
+    - name: Broken
+      services:
+        db:
+          shell: "true"
+      shell: echo never-run
+"#
+    );
+    let run = PodRun::with(&yaml, &[], |cmd, dir| {
+        let file = dir.join("services.json");
+        std::fs::write(
+            &file,
+            json!({
+                "root/service/web/0": {"ip": "127.0.0.1"},
+                "broken/service/db/0": {"error": "the pod did not start within 3s: ImagePullBackOff"},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        cmd.arg("--services").arg(file);
+    });
+    assert!(
+        run.log().contains("hello-from-the-other-pod"),
+        "{}",
+        run.log()
+    );
+    assert!(!run.log().contains("never-run"), "{}", run.log());
+    let steps = run.steps();
+    assert_eq!(steps["fetch"].0, "passed", "{steps:?}");
+    assert_eq!(steps["broken"].0, "failed", "{steps:?}");
+    let error = run
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            AgentEvent::StepFinished {
+                reference, error, ..
+            } if reference == "broken" => error.clone(),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(error.contains("service db"), "{error}");
+    assert!(error.contains("ImagePullBackOff"), "{error}");
+    assert!(
+        run.lines
+            .iter()
+            .any(|l| *l == PodLine::ServiceDone("root/service/web/0".into())),
+        "the agent is told to delete the service's pod"
+    );
+    assert!(!run.dir.path().join("data/web-ran-in-the-main-pod").exists());
+}
+
+#[test]
+fn pod_run_fails_with_the_reason_on_an_unreadable_services_file() {
+    let run = PodRun::with(PLAIN_FOR_SERVICES, &[], |cmd, dir| {
+        let file = dir.join("services.json");
+        std::fs::write(&file, "{not json").unwrap();
+        cmd.arg("--services").arg(file);
+    });
+    let (status, error) = run.verdict();
+    assert_eq!(status, "failed");
+    let error = error.unwrap_or_default();
+    assert!(error.contains("services file"), "{error}");
+    assert_ne!(run.code, 0);
+}
+
+const PLAIN_FOR_SERVICES: &str = r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata: {name: wf}
+spec:
+  steps:
+    - shell: echo hi
+"#;
 
 #[test]
 fn pod_run_refuses_a_bad_work_file_with_a_hint() {

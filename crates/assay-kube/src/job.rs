@@ -1,6 +1,7 @@
-//! An execution as Kubernetes objects (pure): ONE Job whose pod runs the plan's steps in
-//! order, as Testkube does, and a Secret holding what the pod needs to run it (the agent's
-//! [`AgentWork`]: the plan, sensitive values, environment).
+//! An execution as Kubernetes objects (pure): one Job whose pod runs the plan's steps in
+//! order, as Testkube does, one Job per service instance that runs in a pod of its own
+//! ([`split`], [`execution_objects`]), and for each Job a Secret holding what its pod needs
+//! to run (the agent's [`AgentWork`] with that pod's plan: sensitive values, environment).
 //!
 //! The pod: an init container (`assay-init`, the image holding the `assay` binary) copies
 //! that binary into the `assay-bin` volume; the main container (`run`) has the plan's image
@@ -36,6 +37,12 @@ pub const WORK_FILE: &str = "/.assay/work/work.json";
 pub const CONTAINER: &str = "run";
 /// The key of the work file in the Secret.
 pub const WORK_KEY: &str = "work.json";
+/// The key of the main pod's services file in its Secret ([`ServiceAddresses`]).
+pub const SERVICES_KEY: &str = "services.json";
+/// Where the main pod reads it.
+pub const SERVICES_FILE: &str = "/.assay/work/services.json";
+/// The ref of the one step of a service pod's plan.
+pub const SERVICE_STEP: &str = "service";
 
 /// What the agent decides for every Job it makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +61,7 @@ pub struct JobSettings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
     #[error(
-        "the workflow names several images ({}): the Kubernetes runtime runs an execution in one container for now\n\nhint: give every step, service and worker the same image (e.g. in the workflow's `container`), or run it with a host or container agent",
+        "the workflow names several images ({}) for what runs in the execution's pod: the Kubernetes runtime runs the steps, the parallel workers and the services that stay in that pod in one container for now\n\nhint: give them the same image (e.g. in the workflow's `container`; a service in a pod of its own may have its own image), or run it with a host or container agent",
         .0.join(", ")
     )]
     SeveralImages(Vec<String>),
@@ -178,13 +185,54 @@ pub fn plan_image(plan: &Plan) -> Result<Option<String>, JobError> {
 /// The Job of an execution (without its Secret, which the agent makes once the Job has a uid:
 /// see [`secret`]).
 pub fn job(work: &AgentWork, settings: &JobSettings) -> Result<Job, JobError> {
+    job_of(work, settings, &Role::Execution { services: false })
+}
+
+/// What a Job of an execution is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The steps; `services`: the main pod reads its service pods' addresses from the
+    /// Secret's [`SERVICES_KEY`].
+    Execution { services: bool },
+    /// One service instance (the `k`th of the execution's [`ServicePod`]s).
+    Service { k: usize, name: String, index: u64 },
+}
+
+impl Role {
+    /// The name of the Job and its Secret.
+    pub fn object_name(&self, id: &str) -> String {
+        match self {
+            Role::Execution { .. } => object_name(id),
+            Role::Service { k, .. } => format!("{}-svc{k}", object_name(id)),
+        }
+    }
+
+    /// The labels of its objects.
+    pub fn labels(&self, work: &AgentWork, settings: &JobSettings) -> BTreeMap<String, String> {
+        let mut l = object_labels(work, settings);
+        match self {
+            Role::Execution { .. } => {
+                l.insert(labels::ROLE.into(), labels::EXECUTION_ROLE.into());
+            }
+            Role::Service { name, index, .. } => {
+                l.insert(labels::ROLE.into(), labels::SERVICE_ROLE.into());
+                l.insert(labels::SERVICE.into(), label_value(name));
+                l.insert(labels::INDEX.into(), index.to_string());
+            }
+        }
+        l
+    }
+}
+
+/// The Job of one of an execution's pods (see [`Role`]); `work` holds that pod's plan.
+pub fn job_of(work: &AgentWork, settings: &JobSettings, role: &Role) -> Result<Job, JobError> {
     let plan: Plan =
         serde_json::from_value(work.plan.clone()).map_err(|e| JobError::Plan(e.to_string()))?;
     let image = plan_image(&plan)?;
     let mut all = Vec::new();
     processes(&plan.root, &mut all);
-    let name = object_name(&work.id);
-    let ours = object_labels(work, settings);
+    let name = role.object_name(&work.id);
+    let ours = role.labels(work, settings);
     let extras = plan.kubernetes.clone().unwrap_or_default();
 
     // The plan's pod: labels and annotations to the pod's metadata, the rest to its spec.
@@ -303,10 +351,14 @@ pub fn job(work: &AgentWork, settings: &JobSettings) -> Result<Job, JobError> {
     let resources = first(|p| p.resources.as_ref());
     let security_context = first(|p| p.security_context.as_ref());
     let pull_policy = all.iter().find_map(|p| p.image_pull_policy.clone());
+    let mut command = vec![BIN, "pod", "run", "--work", WORK_FILE, "--data", "/data"];
+    if matches!(role, Role::Execution { services: true }) {
+        command.extend(["--services", SERVICES_FILE]);
+    }
     let mut main = json!({
         "name": CONTAINER,
         "image": image.clone().unwrap_or_else(|| settings.image.clone()),
-        "command": [BIN, "pod", "run", "--work", WORK_FILE, "--data", "/data"],
+        "command": command,
         "workingDir": "/data",
         "volumeMounts": mounts,
     });
@@ -396,13 +448,36 @@ fn take_map(
 /// The Secret of an execution, owned by its Job (`job_uid`), so that deleting the Job (or its
 /// time to live passing) deletes the Secret too.
 pub fn secret(work: &AgentWork, settings: &JobSettings, job_uid: &str) -> Result<Secret, JobError> {
-    let name = object_name(&work.id);
+    secret_of(
+        work,
+        settings,
+        &Role::Execution { services: false },
+        job_uid,
+        None,
+    )
+}
+
+/// The Secret of one of an execution's Jobs (see [`Role`]), owned by it; `services` is the
+/// main pod's services file ([`ServiceAddresses`]).
+pub fn secret_of(
+    work: &AgentWork,
+    settings: &JobSettings,
+    role: &Role,
+    job_uid: &str,
+    services: Option<&ServiceAddresses>,
+) -> Result<Secret, JobError> {
+    let name = role.object_name(&work.id);
     let body = serde_json::to_vec(work).map_err(|e| JobError::Plan(e.to_string()))?;
+    let mut data = BTreeMap::from([(WORK_KEY.to_string(), k8s_openapi::ByteString(body))]);
+    if let Some(s) = services {
+        let text = serde_json::to_vec(s).map_err(|e| JobError::Plan(e.to_string()))?;
+        data.insert(SERVICES_KEY.to_string(), k8s_openapi::ByteString(text));
+    }
     Ok(Secret {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(settings.namespace.clone()),
-            labels: Some(object_labels(work, settings)),
+            labels: Some(role.labels(work, settings)),
             owner_references: Some(vec![OwnerReference {
                 api_version: "batch/v1".into(),
                 kind: "Job".into(),
@@ -414,11 +489,174 @@ pub fn secret(work: &AgentWork, settings: &JobSettings, job_uid: &str) -> Result
             ..Default::default()
         },
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            WORK_KEY.to_string(),
-            k8s_openapi::ByteString(body),
-        )])),
+        data: Some(data),
         immutable: Some(true),
         ..Default::default()
     })
+}
+
+/// One service instance that runs in a pod of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicePod {
+    /// Its log's reference (`<step ref>/service/<name>/<index>`, as the engine names it),
+    /// which also keys it in the main pod's [`ServiceAddresses`].
+    pub log_ref: String,
+    pub name: String,
+    pub index: u64,
+    /// What its pod runs: the service's content and process as the one step
+    /// ([`SERVICE_STEP`]) of a plan with the execution's config and Kubernetes settings (the
+    /// service's own `pod` on top).
+    pub plan: Plan,
+}
+
+/// The main pod's services file: by log reference, the address of each service instance
+/// that runs in its own pod, or why it has none (its pod never started).
+pub type ServiceAddresses = BTreeMap<String, ServiceAddress>;
+
+/// Where the main pod reaches one service instance, or why it cannot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAddress {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Splits a plan into the main pod's and one per service instance, as Testkube runs services
+/// in pods of their own. A service stays in the main pod (as a process beside the steps, which
+/// must then share its image) when it belongs to a parallel worker (workers run in the main
+/// pod), when its instances are known only at run time (a matrix over runtime values), or when
+/// its readiness probe is `exec` (that command runs in the service's container, which the main
+/// pod has no means to enter). The main plan keeps every service, for its readiness probe and
+/// `timeout`, but the instances that run elsewhere lose their content and image there.
+pub fn split(plan: &Plan) -> (Plan, Vec<ServicePod>) {
+    let mut main = plan.clone();
+    let mut pods = Vec::new();
+    split_step(plan, &mut main.root, &mut pods);
+    (main, pods)
+}
+
+fn split_step(plan: &Plan, step: &mut PlanStep, pods: &mut Vec<ServicePod>) {
+    for service in &mut step.services {
+        for inst in service.instances.iter_mut().flatten() {
+            if inst
+                .readiness_probe
+                .as_ref()
+                .is_some_and(|p| p.exec.is_some())
+            {
+                continue;
+            }
+            let index = inst.instance.index;
+            let log_ref = format!("{}/service/{}/{index}", step.reference, service.name);
+            pods.push(ServicePod {
+                plan: service_plan(plan, inst),
+                log_ref,
+                name: service.name.clone(),
+                index,
+            });
+            inst.content = None;
+            let p = &mut inst.process;
+            p.image = None;
+            p.image_pull_policy = None;
+            p.resources = None;
+            p.security_context = None;
+            p.volume_mounts.clear();
+        }
+    }
+    for s in &mut step.steps {
+        split_step(plan, s, pods);
+    }
+}
+
+/// The plan of a service instance's pod.
+fn service_plan(plan: &Plan, inst: &assay_spec::plan::PlanServiceInstance) -> Plan {
+    let mut extras = plan.kubernetes.clone().unwrap_or_default();
+    if let Some(Value::Object(own)) = &inst.pod {
+        let mut pod = match extras.pod.take() {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        pod.extend(own.clone());
+        extras.pod = Some(Value::Object(pod));
+    }
+    Plan {
+        schedules: Vec::new(),
+        notes: Vec::new(),
+        kubernetes: Some(extras),
+        root: PlanStep {
+            reference: SERVICE_STEP.to_string(),
+            condition: "passed".to_string(),
+            content: inst.content.clone(),
+            commands: vec![inst.process.clone()],
+            ..Default::default()
+        },
+        ..plan.clone()
+    }
+}
+
+/// One Job of an execution with what its pod runs.
+#[derive(Debug, Clone)]
+pub struct PodObjects {
+    pub role: Role,
+    /// The work its Secret holds (the execution's, with this pod's plan).
+    pub work: AgentWork,
+    pub job: Job,
+    /// A service instance's log reference (`None` for the main Job).
+    pub log_ref: Option<String>,
+}
+
+impl PodObjects {
+    /// Its Secret, owned by the Job once created (`job_uid`).
+    pub fn secret(
+        &self,
+        settings: &JobSettings,
+        job_uid: &str,
+        services: Option<&ServiceAddresses>,
+    ) -> Result<Secret, JobError> {
+        secret_of(&self.work, settings, &self.role, job_uid, services)
+    }
+}
+
+/// The Jobs of an execution: the main one (the steps), then one per service instance that
+/// runs in a pod of its own (see [`split`]), or why the execution cannot run on Kubernetes.
+pub fn execution_objects(
+    work: &AgentWork,
+    settings: &JobSettings,
+) -> Result<(PodObjects, Vec<PodObjects>), JobError> {
+    let plan: Plan =
+        serde_json::from_value(work.plan.clone()).map_err(|e| JobError::Plan(e.to_string()))?;
+    let (main_plan, pods) = split(&plan);
+    let with_plan = |p: &Plan| -> Result<AgentWork, JobError> {
+        Ok(AgentWork {
+            plan: serde_json::to_value(p).map_err(|e| JobError::Plan(e.to_string()))?,
+            ..work.clone()
+        })
+    };
+    let role = Role::Execution {
+        services: !pods.is_empty(),
+    };
+    let main_work = with_plan(&main_plan)?;
+    let main = PodObjects {
+        job: job_of(&main_work, settings, &role)?,
+        role,
+        work: main_work,
+        log_ref: None,
+    };
+    let mut services = Vec::new();
+    for (k, pod) in pods.into_iter().enumerate() {
+        let role = Role::Service {
+            k,
+            name: pod.name,
+            index: pod.index,
+        };
+        let work = with_plan(&pod.plan)?;
+        services.push(PodObjects {
+            job: job_of(&work, settings, &role)?,
+            role,
+            work,
+            log_ref: Some(pod.log_ref),
+        });
+    }
+    Ok((main, services))
 }

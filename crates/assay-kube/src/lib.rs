@@ -102,4 +102,14 @@ pub mod labels {
     pub const EXECUTION: &str = "assay.io/execution";
     /// The agent that created it (its name).
     pub const AGENT: &str = "assay.io/agent";
+    /// What a pod of the execution is for: [`EXECUTION_ROLE`] (the steps) or [`SERVICE_ROLE`].
+    pub const ROLE: &str = "assay.io/role";
+    /// The value of [`ROLE`] on the Job (and pod, Secret) that runs the steps.
+    pub const EXECUTION_ROLE: &str = "execution";
+    /// The value of [`ROLE`] on the objects of one service instance.
+    pub const SERVICE_ROLE: &str = "service";
+    /// The service's name (on a service instance's objects).
+    pub const SERVICE: &str = "assay.io/service";
+    /// The instance's index (on a service instance's objects).
+    pub const INDEX: &str = "assay.io/index";
 }

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub const EVENT_PREFIX: &str = "::assay.v1.event:: ";
 /// Starts a line holding one [`ArtifactChunk`].
 pub const CHUNK_PREFIX: &str = "::assay.v1.artifact:: ";
+/// Starts a line saying that the engine stopped a service instance that runs in a pod of its
+/// own: the agent deletes that pod. What follows is the instance's log reference as JSON.
+pub const SERVICE_DONE_PREFIX: &str = "::assay.v1.service-done:: ";
 /// Bytes of an artifact file per chunk line (before base64: a line stays under 64 KiB).
 pub const CHUNK_BYTES: usize = 45 * 1024;
 /// Artifact bytes one execution sends through its pod log at most; files past it are not
@@ -62,6 +65,8 @@ impl ArtifactChunk {
 pub enum PodLine {
     Event(AgentEvent),
     Chunk(ArtifactChunk),
+    /// A service instance's pod is no longer needed (its log reference).
+    ServiceDone(String),
 }
 
 /// A line that starts like the protocol's but does not hold what it says.
@@ -93,6 +98,11 @@ pub fn encode_chunk(chunk: &ArtifactChunk) -> String {
     format!("{CHUNK_PREFIX}{json}")
 }
 
+/// The line saying the service instance `log_ref` was stopped (without its newline).
+pub fn encode_service_done(log_ref: &str) -> String {
+    format!("{SERVICE_DONE_PREFIX}{}", serde_json::Value::from(log_ref))
+}
+
 /// Reads one line of the pod log: `Ok(None)` when it is not the protocol's.
 pub fn decode(line: &str) -> Result<Option<PodLine>, LineError> {
     let line = line.strip_suffix('\n').unwrap_or(line);
@@ -106,6 +116,11 @@ pub fn decode(line: &str) -> Result<Option<PodLine>, LineError> {
         return serde_json::from_str(json)
             .map(|c| Some(PodLine::Chunk(c)))
             .map_err(|e| LineError(format!("artifact chunk: {e}")));
+    }
+    if let Some(json) = line.strip_prefix(SERVICE_DONE_PREFIX) {
+        return serde_json::from_str(json)
+            .map(|r| Some(PodLine::ServiceDone(r)))
+            .map_err(|e| LineError(format!("service end: {e}")));
     }
     Ok(None)
 }
@@ -159,8 +174,16 @@ mod tests {
         }
 
         #[test]
+        fn service_ends_round_trip_on_one_line(reference in text()) {
+            let line = encode_service_done(&reference);
+            prop_assert!(!line.contains('\n') && !line.contains('\r'));
+            prop_assert_eq!(decode(&line), Ok(Some(PodLine::ServiceDone(reference))));
+        }
+
+        #[test]
         fn lines_without_a_prefix_are_not_the_protocols(line in text()) {
-            prop_assume!(!line.starts_with(EVENT_PREFIX) && !line.starts_with(CHUNK_PREFIX));
+            prop_assume!(!line.starts_with(EVENT_PREFIX) && !line.starts_with(CHUNK_PREFIX)
+                && !line.starts_with(SERVICE_DONE_PREFIX));
             prop_assert_eq!(decode(&line), Ok(None));
         }
     }

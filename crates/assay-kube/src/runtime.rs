@@ -1,5 +1,8 @@
 //! The Kubernetes runtime of an agent (`assay agent --runtime kubernetes`): each handed-out
-//! execution becomes a Job and its Secret ([`crate::job`]); the agent waits for the Job's pod,
+//! execution becomes a Job and its Secret ([`crate::job`]), after one Job per service instance
+//! that runs in a pod of its own (the agent waits for each such pod's IP, hands the addresses
+//! to the main pod in its Secret, follows their logs into the services' logs, and deletes
+//! them when the main pod says a service stopped, or at the end); the agent waits for the Job's pod,
 //! follows the main container's log, decodes the line protocol of `assay pod run`
 //! ([`crate::podlog`]) and hands events and artifacts to the agent, which sends them to the
 //! server as for any agent run.
@@ -92,8 +95,13 @@ impl Executor for KubeExecutor {
                 work: &work,
                 deliveries: &deliveries,
                 folder,
+                services: std::sync::Mutex::new(Vec::new()),
+                followers: tokio::sync::Mutex::new(Vec::new()),
+                stop_followers: CancellationToken::new(),
             };
             let end = run.go(&cancel).await;
+            // However it ended, no service pod outlives the execution.
+            run.end_services().await;
             if let Some((status, error)) = end {
                 let _ = deliveries
                     .send(Delivery::Events(vec![AgentEvent::ExecutionFinished {
@@ -113,6 +121,11 @@ struct Run<'a> {
     work: &'a AgentWork,
     deliveries: &'a mpsc::Sender<Delivery>,
     folder: PathBuf,
+    /// The service instances' Jobs made so far: (log reference, Job name).
+    services: std::sync::Mutex<Vec<(String, String)>>,
+    /// The tasks following the service pods' logs, and what stops them.
+    followers: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    stop_followers: CancellationToken,
 }
 
 /// How the pod stands.
@@ -122,92 +135,63 @@ enum PodState {
     /// Stuck for this reason (it may still resolve).
     Stuck(String),
     /// The main container started (or ended): its log can be read.
-    Started(String),
+    Started,
     /// It ended without running the main container.
     Failed(String),
+}
+
+/// How waiting for a pod ended, when not with its start.
+enum NotStarted {
+    Failed(String),
+    Cancelled,
 }
 
 impl Run<'_> {
     /// Runs the execution; `Some` is the end to report when the pod did not report one.
     async fn go(&self, cancel: &CancellationToken) -> Option<(ExecutionStatus, Option<String>)> {
         let failed = |e: String| Some((ExecutionStatus::Failed, Some(e)));
-        let job = match job::job(self.work, &self.exec.settings) {
-            Ok(j) => j,
+        let (main, services) = match job::execution_objects(self.work, &self.exec.settings) {
+            Ok(o) => o,
             Err(e) => return failed(e.to_string()),
         };
         let client = self.exec.connection.client.clone();
         let ns = &self.exec.settings.namespace;
         let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
         let pods: Api<Pod> = Api::namespaced(client, ns);
-        let name = job::object_name(&self.work.id);
-        let created = match jobs.create(&PostParams::default(), &job).await {
-            Ok(j) => j,
-            Err(e) => {
-                return failed(format!(
-                    "create the Job {name} in namespace {ns}: {e} (hint: the agent's ServiceAccount needs the Role of deploy/kubernetes-runtime)"
-                ));
-            }
-        };
-        let uid = created.metadata.uid.unwrap_or_default();
-        let secret = match job::secret(self.work, &self.exec.settings, &uid) {
-            Ok(s) => s,
-            Err(e) => {
-                self.delete_job(&jobs, &name).await;
-                return failed(e.to_string());
-            }
-        };
-        if let Err(e) = secrets.create(&PostParams::default(), &secret).await {
-            self.delete_job(&jobs, &name).await;
-            return failed(format!("create the Secret {name} in namespace {ns}: {e}"));
+        let name = main.role.object_name(&self.work.id);
+
+        // Services in pods of their own first: the main pod is handed their addresses.
+        let mut addresses = job::ServiceAddresses::new();
+        for service in &services {
+            let log_ref = service.log_ref.clone().unwrap_or_default();
+            let address = tokio::select! {
+                a = self.start_service(service, &jobs, &pods) => a,
+                _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
+            };
+            addresses.insert(log_ref, address);
+        }
+
+        if let Err(e) = self.create(&jobs, &main, &addresses).await {
+            return failed(e);
         }
         tracing::info!(job = %name, namespace = %ns, "created the execution's Job");
 
         // Wait for the main container to start.
-        let selector = format!(
-            "{}={}",
-            crate::labels::EXECUTION,
-            job::label_value(&self.work.id)
-        );
-        let mut stuck_since: Option<(tokio::time::Instant, String)> = None;
-        let pod_name = loop {
-            let state = tokio::select! {
-                s = self.pod_state(&pods, &selector) => s,
-                _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
-            };
-            match state {
-                PodState::Started(pod) => break pod,
-                PodState::Failed(why) => {
-                    return failed(format!("the pod of Job {name} failed: {why}"));
-                }
-                PodState::Stuck(why) => {
-                    let since = match &stuck_since {
-                        Some((at, _)) => *at,
-                        None => tokio::time::Instant::now(),
-                    };
-                    stuck_since = Some((since, why.clone()));
-                    if since.elapsed() >= self.exec.pending_limit {
-                        self.delete_job(&jobs, &name).await;
-                        return failed(format!(
-                            "the pod of Job {name} did not start within {}s: {why}",
-                            self.exec.pending_limit.as_secs()
-                        ));
-                    }
-                }
-                PodState::Waiting => stuck_since = None,
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.exec.poll_every) => {}
-                _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
+        let selector = self.selector(&main.role);
+        let pod_name = match self
+            .wait_started(&pods, &selector, &name, false, cancel)
+            .await
+        {
+            Ok(pod) => pod.metadata.name.unwrap_or_default(),
+            Err(NotStarted::Cancelled) => return self.abort(&jobs, &name).await,
+            Err(NotStarted::Failed(why)) => {
+                self.delete_job(&jobs, &name).await;
+                return failed(why);
             }
         };
 
         // Follow its log.
-        let params = LogParams {
-            container: Some(job::CONTAINER.to_string()),
-            follow: true,
-            ..Default::default()
-        };
+        let params = following_the_main_container();
         let stream = tokio::select! {
             s = pods.log_stream(&pod_name, &params) => s,
             _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
@@ -221,7 +205,7 @@ impl Run<'_> {
         };
         let mut kept = VecDeque::new();
         let finished = tokio::select! {
-            f = self.follow(stream, &mut kept) => f,
+            f = self.follow(stream, &mut kept, &jobs) => f,
             _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
         };
         if finished {
@@ -244,6 +228,198 @@ impl Run<'_> {
         ))
     }
 
+    /// Creates a Job and its Secret (owned by the Job); on failure, nothing stays.
+    async fn create(
+        &self,
+        jobs: &Api<Job>,
+        objects: &job::PodObjects,
+        addresses: &job::ServiceAddresses,
+    ) -> Result<(), String> {
+        let ns = &self.exec.settings.namespace;
+        let secrets: Api<Secret> = Api::namespaced(jobs.clone().into_client(), ns);
+        let name = objects.role.object_name(&self.work.id);
+        let created = jobs
+            .create(&PostParams::default(), &objects.job)
+            .await
+            .map_err(|e| {
+                format!(
+                    "create the Job {name} in namespace {ns}: {e} (hint: the agent's ServiceAccount needs the Role of deploy/kubernetes-runtime)"
+                )
+            })?;
+        let uid = created.metadata.uid.unwrap_or_default();
+        let services = (!addresses.is_empty()).then_some(addresses);
+        let secret = match objects.secret(&self.exec.settings, &uid, services) {
+            Ok(s) => s,
+            Err(e) => {
+                self.delete_job(jobs, &name).await;
+                return Err(e.to_string());
+            }
+        };
+        if let Err(e) = secrets.create(&PostParams::default(), &secret).await {
+            self.delete_job(jobs, &name).await;
+            return Err(format!("create the Secret {name} in namespace {ns}: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Makes a service instance's Job, waits for its pod to run and have an address, and
+    /// follows its log (into the instance's log); the address, or why there is none.
+    async fn start_service(
+        &self,
+        service: &job::PodObjects,
+        jobs: &Api<Job>,
+        pods: &Api<Pod>,
+    ) -> job::ServiceAddress {
+        let log_ref = service.log_ref.clone().unwrap_or_default();
+        let name = service.role.object_name(&self.work.id);
+        let what = match &service.role {
+            job::Role::Service { name, index, .. } => format!("service {name} ({index})"),
+            job::Role::Execution { .. } => name.clone(),
+        };
+        let error = |e: String| job::ServiceAddress {
+            ip: None,
+            error: Some(e),
+        };
+        if let Err(e) = self
+            .create(jobs, service, &job::ServiceAddresses::new())
+            .await
+        {
+            return error(e);
+        }
+        self.services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((log_ref.clone(), name.clone()));
+        tracing::info!(job = %name, "created the Job of {what}");
+        let selector = self.selector(&service.role);
+        // Cancellation is the caller's: it stops waiting by dropping this future.
+        let never = CancellationToken::new();
+        let pod = match self
+            .wait_started(pods, &selector, &name, true, &never)
+            .await
+        {
+            Ok(p) => p,
+            Err(NotStarted::Failed(why)) => {
+                self.delete_job(jobs, &name).await;
+                return error(why);
+            }
+            Err(NotStarted::Cancelled) => return error("stopped before its pod ran".into()),
+        };
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let follower = tokio::spawn(follow_service(
+            pods.clone(),
+            pod_name,
+            log_ref,
+            self.deliveries.clone(),
+            self.stop_followers.child_token(),
+        ));
+        self.followers.lock().await.push(follower);
+        match ip {
+            Some(ip) => job::ServiceAddress {
+                ip: Some(ip),
+                error: None,
+            },
+            None => error(format!("the pod of Job {name} has no IP address")),
+        }
+    }
+
+    /// The selector of the pod of one of the execution's Jobs.
+    fn selector(&self, role: &job::Role) -> String {
+        role.labels(self.work, &self.exec.settings)
+            .into_iter()
+            .filter(|(k, _)| k != crate::labels::AGENT && k != crate::labels::MANAGED_BY)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Waits until the pod of Job `name` runs its main container (and has an address when
+    /// `need_ip`), or is
+    /// stuck longer than the pending limit, or fails.
+    async fn wait_started(
+        &self,
+        pods: &Api<Pod>,
+        selector: &str,
+        name: &str,
+        need_ip: bool,
+        cancel: &CancellationToken,
+    ) -> Result<Pod, NotStarted> {
+        let mut stuck_since: Option<tokio::time::Instant> = None;
+        loop {
+            let (state, pod) = tokio::select! {
+                s = self.pod_state(pods, selector) => s,
+                _ = cancel.cancelled() => return Err(NotStarted::Cancelled),
+            };
+            match (state, pod) {
+                (PodState::Started, Some(pod))
+                    if !need_ip || pod.status.as_ref().is_some_and(|s| s.pod_ip.is_some()) =>
+                {
+                    return Ok(pod);
+                }
+                (PodState::Started, _) | (PodState::Waiting, _) => stuck_since = None,
+                (PodState::Failed(why), _) => {
+                    return Err(NotStarted::Failed(format!(
+                        "the pod of Job {name} failed: {why}"
+                    )));
+                }
+                (PodState::Stuck(why), _) => {
+                    let since = *stuck_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= self.exec.pending_limit {
+                        return Err(NotStarted::Failed(format!(
+                            "the pod of Job {name} did not start within {}s: {why}",
+                            self.exec.pending_limit.as_secs()
+                        )));
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.exec.poll_every) => {}
+                _ = cancel.cancelled() => return Err(NotStarted::Cancelled),
+            }
+        }
+    }
+
+    /// Stops following the service pods' logs (before the execution's end is sent, so that
+    /// no service line comes after it).
+    async fn stop_following_services(&self) {
+        self.stop_followers.cancel();
+        for f in self.followers.lock().await.drain(..) {
+            let _ = f.await;
+        }
+    }
+
+    /// Deletes every service instance's Job still there.
+    async fn end_services(&self) {
+        self.stop_following_services().await;
+        let jobs: Api<Job> = Api::namespaced(
+            self.exec.connection.client.clone(),
+            &self.exec.settings.namespace,
+        );
+        let names: Vec<String> = self
+            .services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .map(|(_, n)| n)
+            .collect();
+        for name in names {
+            self.delete_job(&jobs, &name).await;
+        }
+    }
+
+    /// The main pod stopped the service instance `log_ref`: its Job goes.
+    async fn service_done(&self, jobs: &Api<Job>, log_ref: &str) {
+        let name = {
+            let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+            let at = services.iter().position(|(r, _)| r == log_ref);
+            at.map(|i| services.remove(i).1)
+        };
+        if let Some(name) = name {
+            self.delete_job(jobs, &name).await;
+        }
+    }
+
     /// Deletes the Job (Background propagation: the pod and the Secret go with it) and says
     /// the execution was aborted.
     async fn abort(
@@ -261,17 +437,20 @@ impl Run<'_> {
     }
 
     async fn delete_job(&self, jobs: &Api<Job>, name: &str) {
-        if let Err(e) = jobs.delete(name, &DeleteParams::background()).await {
-            tracing::warn!(job = %name, error = %e, "failed to delete the Job");
+        match jobs.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::warn!(job = %name, error = %e, "failed to delete the Job"),
         }
     }
 
-    async fn pod_state(&self, pods: &Api<Pod>, selector: &str) -> PodState {
+    /// How the pod that `selector` names stands, and the pod.
+    async fn pod_state(&self, pods: &Api<Pod>, selector: &str) -> (PodState, Option<Pod>) {
         let list = match pods.list(&ListParams::default().labels(selector)).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "failed to list the execution's pod");
-                return PodState::Waiting;
+                tracing::warn!(error = %e, "failed to list the execution's pods");
+                return (PodState::Waiting, None);
             }
         };
         let Some(pod) = list
@@ -279,13 +458,18 @@ impl Run<'_> {
             .into_iter()
             .find(|p| has_labels(&p.metadata, selector))
         else {
-            return PodState::Waiting;
+            return (PodState::Waiting, None);
         };
-        classify(&pod)
+        (classify(&pod), Some(pod))
     }
 
     /// Reads the log to its end; whether the execution's end came.
-    async fn follow(&self, stream: impl AsyncBufRead + Unpin, kept: &mut VecDeque<String>) -> bool {
+    async fn follow(
+        &self,
+        stream: impl AsyncBufRead + Unpin,
+        kept: &mut VecDeque<String>,
+        jobs: &Api<Job>,
+    ) -> bool {
         let mut reader = BoundedLines::new(stream);
         let mut assembling: Option<(podlog::ArtifactChunk, tokio::fs::File, PathBuf)> = None;
         let mut pending: Vec<AgentEvent> = Vec::new();
@@ -298,7 +482,10 @@ impl Run<'_> {
             };
             match decoded {
                 Ok((Some(PodLine::Event(e)), _)) => {
-                    finished |= matches!(e, AgentEvent::ExecutionFinished { .. });
+                    if matches!(e, AgentEvent::ExecutionFinished { .. }) {
+                        finished = true;
+                        self.stop_following_services().await;
+                    }
                     pending.push(e);
                     if pending.len() >= 200 || reader.is_idle() {
                         self.send(Delivery::Events(std::mem::take(&mut pending)))
@@ -319,6 +506,9 @@ impl Run<'_> {
                             message: e,
                         }),
                     }
+                }
+                Ok((Some(PodLine::ServiceDone(log_ref)), _)) => {
+                    self.service_done(jobs, &log_ref).await;
                 }
                 Ok((None, text)) => {
                     tracing::debug!(line = %text, "pod log");
@@ -407,6 +597,73 @@ impl Run<'_> {
     }
 }
 
+/// Follows a service instance's pod log until it ends or `stop`: its engine's log lines
+/// become the instance's log (`log_ref`) in the execution; the rest of what it reports (its
+/// one step's start and end) is the service pod's own business.
+async fn follow_service(
+    pods: Api<Pod>,
+    pod_name: String,
+    log_ref: String,
+    deliveries: mpsc::Sender<Delivery>,
+    stop: CancellationToken,
+) {
+    let params = following_the_main_container();
+    let stream = tokio::select! {
+        s = pods.log_stream(&pod_name, &params) => s,
+        _ = stop.cancelled() => return,
+    };
+    let stream = match stream {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(pod = %pod_name, error = %e, "failed to read a service pod's log");
+            return;
+        }
+    };
+    let mut reader = BoundedLines::new(stream);
+    let mut pending = Vec::new();
+    loop {
+        let line = tokio::select! {
+            l = reader.next_line() => l,
+            _ = stop.cancelled() => break,
+        };
+        let Some(line) = line else { break };
+        let event = match line.map(|l| podlog::decode(&l)) {
+            Ok(Ok(Some(PodLine::Event(AgentEvent::Log { at, text, .. })))) => AgentEvent::Log {
+                reference: log_ref.clone(),
+                at,
+                text,
+            },
+            Ok(Ok(Some(PodLine::Event(AgentEvent::Warning { message, .. })))) => {
+                AgentEvent::Warning {
+                    reference: log_ref.clone(),
+                    message,
+                }
+            }
+            _ => continue,
+        };
+        pending.push(event);
+        if pending.len() >= 200 || reader.is_idle() {
+            let batch = std::mem::take(&mut pending);
+            tokio::select! {
+                _ = deliveries.send(Delivery::Events(batch)) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+    if !pending.is_empty() && !stop.is_cancelled() {
+        let _ = deliveries.send(Delivery::Events(pending)).await;
+    }
+}
+
+/// The log of a pod's main container, followed.
+fn following_the_main_container() -> LogParams {
+    LogParams {
+        container: Some(job::CONTAINER.to_string()),
+        follow: true,
+        ..Default::default()
+    }
+}
+
 /// How a pod stands, from its status.
 fn classify(pod: &Pod) -> PodState {
     let Some(status) = &pod.status else {
@@ -418,18 +675,17 @@ fn classify(pod: &Pod) -> PodState {
         .iter()
         .flatten()
         .find(|c| c.name == job::CONTAINER);
-    let name = pod.metadata.name.clone().unwrap_or_default();
     if main
         .and_then(|c| c.state.as_ref())
         .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
     {
-        return PodState::Started(name);
+        return PodState::Started;
     }
     if phase == "Failed" {
         return PodState::Failed(pod_failure(pod).unwrap_or_else(|| "phase Failed".into()));
     }
     if phase == "Succeeded" || phase == "Running" {
-        return PodState::Started(name);
+        return PodState::Started;
     }
     // Pending: stuck on an image, a config, or scheduling?
     for c in status
@@ -688,7 +944,7 @@ mod tests {
             "containerStatuses": [{"name": "run", "image": "x", "imageID": "", "ready": true,
                 "restartCount": 0, "state": {"running": {}}}],
         }));
-        assert!(matches!(classify(&running), PodState::Started(n) if n == "p"));
+        assert!(matches!(classify(&running), PodState::Started));
         let evicted = pod(serde_json::json!({
             "phase": "Failed", "reason": "Evicted", "message": "low on memory",
         }));

@@ -46,6 +46,8 @@ import kmock  # noqa: E402
 JOBS = 'batch/v1/jobs'
 PODS = 'v1/pods'
 SECRETS = 'v1/secrets'
+# Every pod of the fake runs on this machine: every pod's IP address is this machine's.
+POD_IP = '127.0.0.1'
 
 
 class Process:
@@ -136,8 +138,11 @@ class KubeletApi(fake_api.FakeApi):
         for _ in range(300):
             secret = self.store.objects.get((SECRETS, namespace, secret_name))
             if secret is not None:
-                with open(work_file, 'wb') as f:
-                    f.write(base64.b64decode(secret['data']['work.json']))
+                # Every key of the Secret is a file of the mounted folder (work.json, and the
+                # main pod's services.json when services run in pods of their own).
+                for key, value in secret['data'].items():
+                    with open(os.path.join(folder, 'work', key), 'wb') as f:
+                        f.write(base64.b64decode(value))
                 break
             if (JOBS, namespace, job_name) not in self.store.objects:
                 return
@@ -154,9 +159,10 @@ class KubeletApi(fake_api.FakeApi):
 
         paths = {
             '/.assay/bin/assay': os.path.join(folder, 'bin', 'assay'),
-            '/.assay/work/work.json': work_file,
             '/data': os.path.join(folder, 'data'),
         }
+        for key in os.listdir(os.path.dirname(work_file)):
+            paths[f'/.assay/work/{key}'] = os.path.join(folder, 'work', key)
         os.makedirs(paths['/data'])
 
         def mapped(argv: list[str]) -> list[str]:
@@ -186,7 +192,8 @@ class KubeletApi(fake_api.FakeApi):
         running = {'name': main['name'], 'image': main['image'], 'imageID': '', 'ready': True,
                    'restartCount': 0, 'state': {'running': {'startedAt': fake_api.now()}}}
         await self.set_status(namespace, pod_name, {
-            'phase': 'Running', 'initContainerStatuses': init_statuses, 'containerStatuses': [running]})
+            'phase': 'Running', 'podIP': POD_IP, 'initContainerStatuses': init_statuses,
+            'containerStatuses': [running]})
         assert process.proc.stdout is not None
         while chunk := await process.proc.stdout.read(65536):
             await process.append(chunk)
@@ -195,7 +202,7 @@ class KubeletApi(fake_api.FakeApi):
         ended = dict(running, ready=False, state={'terminated': {
             'exitCode': code, 'reason': 'Completed' if code == 0 else 'Error'}})
         await self.set_status(namespace, pod_name, {
-            'phase': 'Succeeded' if code == 0 else 'Failed',
+            'phase': 'Succeeded' if code == 0 else 'Failed', 'podIP': POD_IP,
             'initContainerStatuses': init_statuses, 'containerStatuses': [ended]})
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -7,8 +7,17 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
 use assay_api::agents::{AgentEvent, AgentWork};
-use assay_engine::Event;
+use assay_engine::runtime::{
+    BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, Runtime, Scope, Setup,
+    StartError, Stop,
+};
+use assay_engine::{Event, ServiceState};
+use assay_kube::job::ServiceAddresses;
 use assay_kube::podlog;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +52,10 @@ enum PodCommand {
         /// Where the engine keeps its own files (default: a folder in the temporary directory)
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// The addresses of the service instances that run in pods of their own (JSON: by
+        /// log reference, `{"ip": …}` or `{"error": …}`), as the agent writes it
+        #[arg(long, value_name = "FILE")]
+        services: Option<PathBuf>,
     },
     /// Print the Job and the Secret an agent would create for a work file, as a JSON `List`
     /// (the Secret holds the work file, sensitive values included)
@@ -72,6 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             data,
             outputs,
             state,
+            services,
         } => {
             // stderr only: stdout is the event stream.
             super::server::init_logging("text");
@@ -79,7 +93,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let state = state.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("assay-pod-{}", safe_name(&work.id)))
             });
-            tokio::runtime::Runtime::new()?.block_on(run_pod(work, data, outputs, state))
+            let folders = PodFolders {
+                data,
+                outputs,
+                state,
+                services,
+            };
+            tokio::runtime::Runtime::new()?.block_on(run_pod(work, folders))
         }
     }
 }
@@ -121,14 +141,32 @@ fn manifests(
         }
         .into()
     };
-    let job = assay_kube::job::job(work, &settings).map_err(refused)?;
-    // The real uid comes from the API server when the Job is created.
-    let secret = assay_kube::job::secret(work, &settings, "00000000-0000-0000-0000-000000000000")
-        .map_err(refused)?;
+    let (main, services) = assay_kube::job::execution_objects(work, &settings).map_err(refused)?;
+    // The real uids come from the API server when the Jobs are created, and the services'
+    // addresses once their pods run (the agent writes them in the main Secret then).
+    let uid = "00000000-0000-0000-0000-000000000000";
+    let addresses: assay_kube::job::ServiceAddresses = services
+        .iter()
+        .filter_map(|s| s.log_ref.clone())
+        .map(|r| (r, assay_kube::job::ServiceAddress::default()))
+        .collect();
+    let mut items = vec![
+        serde_json::to_value(&main.job)?,
+        serde_json::to_value(
+            main.secret(&settings, uid, Some(&addresses).filter(|a| !a.is_empty()))
+                .map_err(refused)?,
+        )?,
+    ];
+    for s in &services {
+        items.push(serde_json::to_value(&s.job)?);
+        items.push(serde_json::to_value(
+            s.secret(&settings, uid, None).map_err(refused)?,
+        )?);
+    }
     let list = serde_json::json!({
         "apiVersion": "v1",
         "kind": "List",
-        "items": [job, secret],
+        "items": items,
     });
     println!("{}", serde_json::to_string_pretty(&list)?);
     Ok(exit::SUCCESS)
@@ -220,29 +258,62 @@ impl Out {
     }
 }
 
-async fn run_pod(
-    work: AgentWork,
+/// The paths `assay pod run` is given.
+struct PodFolders {
     data: PathBuf,
     outputs: PathBuf,
     state: PathBuf,
-) -> anyhow::Result<u8> {
+    services: Option<PathBuf>,
+}
+
+async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
+    let PodFolders {
+        data,
+        outputs,
+        state,
+        services,
+    } = folders;
     let mut out = Out {
         stdout: std::io::BufWriter::new(std::io::stdout()),
         artifact_bytes: 0,
     };
+    let unreadable = |out: &mut Out, error: String| -> anyhow::Result<u8> {
+        out.event(&AgentEvent::ExecutionFinished {
+            status: assay_spec::status::ExecutionStatus::Failed,
+            error: Some(error),
+            at: assay_agent::ms(std::time::SystemTime::now()),
+        });
+        out.flush();
+        Ok(exit::FAILED)
+    };
     let plan: assay_spec::plan::Plan = match serde_json::from_value(work.plan.clone()) {
         Ok(p) => p,
         Err(e) => {
-            out.event(&AgentEvent::ExecutionFinished {
-                status: assay_spec::status::ExecutionStatus::Failed,
-                error: Some(format!(
+            return unreadable(
+                &mut out,
+                format!(
                     "the pod cannot read the plan (is its image's assay older than the agent?): {e}"
-                )),
-                at: assay_agent::ms(std::time::SystemTime::now()),
-            });
-            out.flush();
-            return Ok(exit::FAILED);
+                ),
+            );
         }
+    };
+    let remote: Arc<ServiceAddresses> = match &services {
+        None => Arc::default(),
+        Some(path) => match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                return unreadable(
+                    &mut out,
+                    format!(
+                        "the pod cannot read its services file {}: {e}",
+                        path.display()
+                    ),
+                );
+            }
+        },
     };
     let cancel = CancellationToken::new();
     let mut opts = assay_agent::run_options(&work, &state);
@@ -252,6 +323,12 @@ async fn run_pod(
         // has the ash extensions real workflows use, as on the host), else `/bin/sh`: images
         // such as busybox and alpine have no bash.
         opts.shell = POD_SHELL.iter().map(|s| s.to_string()).collect();
+    }
+    if !remote.is_empty() {
+        opts.runtime = Arc::new(PodServices {
+            inner: opts.runtime.clone(),
+            remote: remote.clone(),
+        });
     }
     opts.data_dir = Some(data);
     opts.outputs_dir = Some(outputs);
@@ -273,6 +350,18 @@ async fn run_pod(
                 source,
                 ..
             } => out.artifact(&reference, &path, &source),
+            Event::Service {
+                reference,
+                name,
+                index,
+                state: ServiceState::Stopped,
+            } => {
+                // A service instance in a pod of its own: the agent deletes that pod now.
+                let log_ref = format!("{reference}/service/{name}/{index}");
+                if remote.contains_key(&log_ref) {
+                    out.line(&podlog::encode_service_done(&log_ref));
+                }
+            }
             other => {
                 if let Some(wire) = assay_agent::to_wire(&other) {
                     out.event(&wire);
@@ -309,4 +398,105 @@ fn on_path(program: &str) -> bool {
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     })
+}
+
+/// The runtime of `assay pod run` when some service instances run in pods of their own (the
+/// agent made them before this pod, and wrote their addresses in the services file): those are
+/// reached at their pod's address, and the engine probes them there; everything else runs in
+/// this pod, as before.
+struct PodServices {
+    inner: Arc<dyn Runtime>,
+    remote: Arc<ServiceAddresses>,
+}
+
+impl Runtime for PodServices {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+        Box::pin(async move {
+            let inner = self.inner.open(setup).await?;
+            Ok(Box::new(PodServicesScope {
+                inner,
+                remote: self.remote.clone(),
+            }) as Box<dyn Scope>)
+        })
+    }
+}
+
+struct PodServicesScope {
+    inner: Box<dyn Scope>,
+    remote: Arc<ServiceAddresses>,
+}
+
+impl Scope for PodServicesScope {
+    fn worker<'a>(
+        &'a self,
+        layout: &'a Layout,
+        reference: &'a str,
+        index: u64,
+    ) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+        // Workers run in this pod, their services with them.
+        self.inner.worker(layout, reference, index)
+    }
+
+    fn base_env(&self) -> BTreeMap<String, String> {
+        self.inner.base_env()
+    }
+
+    fn start<'a>(
+        &'a self,
+        launch: Launch,
+        output: Output,
+    ) -> BoxFuture<'a, Result<Box<dyn Process>, StartError>> {
+        let address = match launch.kind {
+            LaunchKind::Service { .. } => self.remote.get(output.reference()).cloned(),
+            _ => None,
+        };
+        let Some(address) = address else {
+            return self.inner.start(launch, output);
+        };
+        Box::pin(async move {
+            match (address.ip, address.error) {
+                (Some(ip), _) => Ok(Box::new(RemoteService { ip }) as Box<dyn Process>),
+                (None, error) => Err(StartError::Failed(format!(
+                    "its pod did not start: {}",
+                    error.unwrap_or_else(|| "the agent gave no address".into())
+                ))),
+            }
+        })
+    }
+
+    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), String>> {
+        self.inner.probe(launch)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.inner.close()
+    }
+}
+
+/// A service instance running in its own pod: the agent follows its log and deletes it when
+/// this pod says it was stopped, so there is nothing to wait for here.
+struct RemoteService {
+    ip: String,
+}
+
+impl Process for RemoteService {
+    fn address(&self) -> String {
+        self.ip.clone()
+    }
+
+    fn try_exit_code(&mut self) -> Option<i32> {
+        None
+    }
+
+    fn ended_by_itself(&mut self) -> BoxFuture<'_, Option<(i32, Duration)>> {
+        Box::pin(async { None })
+    }
+
+    fn wait(self: Box<Self>, _stop: Stop) -> BoxFuture<'static, ProcessOutcome> {
+        Box::pin(async { ProcessOutcome::default() })
+    }
 }
