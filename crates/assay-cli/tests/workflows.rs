@@ -118,6 +118,26 @@ workflow!(failed_condition_skips_when_nothing_failed, "conditions.yaml", "failed
     assert_eq!(run.log("on_failure_only"), "");
 });
 
+workflow!(children_take_their_parents_condition, "conditions.yaml", "inherited-conditions"; |run| {
+    run.expect(FAILED, &[
+        ("root", "failed"),
+        ("breaks", "failed"),
+        ("cleanup", "passed"),
+        ("inherits_always", "passed"),
+        ("says_passed", "skipped"),
+        ("inner_group", "passed"),
+        ("grandchild", "skipped"),
+        ("via_template", "passed"),
+        // The group that holds the template's container defaults.
+        ("via_template.1", "passed"),
+        ("from_template", "passed"),
+    ]);
+    assert_eq!(run.log("inherits_always"), "child-cleanup\n", "{run}");
+    assert_eq!(run.log("from_template"), "template-cleanup\n", "{run}");
+    assert_eq!(run.log("says_passed"), "");
+    assert_eq!(run.log("grandchild"), "");
+});
+
 // ---------------------------------------------------------------------------------------------
 // optional and negative.
 

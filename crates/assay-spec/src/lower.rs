@@ -103,6 +103,7 @@ impl<'a> Lower<'a> {
                     &format!("{path}.{name}[{i}]"),
                     &format!("_{index}"),
                     &inner,
+                    "",
                 );
                 root.steps.push(child);
             }
@@ -110,7 +111,17 @@ impl<'a> Lower<'a> {
         root
     }
 
-    fn step(&mut self, step: &Step, path: &str, position: &str, inherited: &Inherited) -> PlanStep {
+    /// A step and everything below it. A step without a `condition` takes its parent's own
+    /// `condition` (not one the parent inherited), else `passed`, as Testkube's action processor
+    /// does: the children of a `condition: always` cleanup group run after a failure.
+    fn step(
+        &mut self,
+        step: &Step,
+        path: &str,
+        position: &str,
+        inherited: &Inherited,
+        parent_condition: &str,
+    ) -> PlanStep {
         let mut container = merge::container(inherited.container.clone(), step.container.clone());
         if let Some(wd) = &step.working_dir {
             container
@@ -131,10 +142,12 @@ impl<'a> Lower<'a> {
             reference: reference.clone(),
             id: (!step.id.is_empty()).then(|| step.id.clone()),
             name: step.name.clone(),
-            condition: if step.condition.trim().is_empty() {
-                "passed".into()
-            } else {
+            condition: if !step.condition.trim().is_empty() {
                 step.condition.clone()
+            } else if !parent_condition.trim().is_empty() {
+                parent_condition.to_string()
+            } else {
+                "passed".into()
             },
             optional: step.optional,
             negative: step.negative,
@@ -236,6 +249,7 @@ impl<'a> Lower<'a> {
                     &format!("{path}.{name}[{i}]"),
                     &format!("{reference}.{index}"),
                     &inner,
+                    &step.condition,
                 ));
             }
         }

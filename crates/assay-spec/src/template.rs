@@ -316,6 +316,9 @@ impl<'a> Applier<'a> {
                     children.append(&mut step.steps);
                     step.steps = children;
                 } else {
+                    // The template's steps sit one level lower here: the group that holds its
+                    // defaults passes the step's condition down, as Testkube's virtual group does.
+                    isolate.condition = step.condition.clone();
                     step.steps.insert(0, isolate);
                 }
             }
