@@ -236,6 +236,20 @@ stop_s3() {
     fi
 }
 
+# --- the static binary (the Kubernetes runtime copies it into workflow images) ------------
+# Built as the README and deploy/Containerfile say (glibc, static-pie; debug here), into the
+# same target folder: with --target, RUSTFLAGS reaches only the target's artifacts, so the
+# host build is not invalidated. crates/assay-cli/tests/pod_static.rs runs it in busybox.
+build_static_assay() {
+    local triple target_dir
+    triple=$(rustc -vV | sed -n 's/^host: //p')
+    target_dir=${CARGO_TARGET_DIR:-$root/target}
+    log "static assay for $triple (RUSTFLAGS=-C target-feature=+crt-static)"
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --locked --target "$triple" -p assay-cli
+    export ASSAY_TEST_STATIC_ASSAY="$target_dir/$triple/debug/assay"
+}
+
 # --- test data -----------------------------------------------------------------------------
 # The Testkube conformance corpus lives in ../shared beside the repository (CI clones it there).
 check_corpus() {
@@ -278,6 +292,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 start_postgres
 start_s3
 start_container_engine
+build_static_assay
 
 # New insta snapshots fail instead of being written: they must be reviewed and committed.
 export INSTA_UPDATE=no CI=true

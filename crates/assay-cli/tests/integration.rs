@@ -25,6 +25,7 @@ mod mcp;
 mod output_snapshots;
 mod pod_manifests;
 mod pod_run;
+mod pod_static;
 mod policy_cli;
 mod quarantine_cli;
 mod real_suite;

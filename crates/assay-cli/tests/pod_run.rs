@@ -71,10 +71,12 @@ fn pod_run_cmd(dir: &Path, work: &Path) -> Command {
     cmd
 }
 
-struct PodRun {
-    code: i32,
-    lines: Vec<PodLine>,
-    dir: TempDir,
+/// One `assay pod run`: its exit code, its stdout decoded line by line, and the folder that
+/// held its work file, `data` and `outputs`.
+pub(crate) struct PodRun {
+    pub(crate) code: i32,
+    pub(crate) lines: Vec<PodLine>,
+    pub(crate) dir: TempDir,
 }
 
 impl PodRun {
@@ -93,6 +95,11 @@ impl PodRun {
         let mut cmd = pod_run_cmd(dir.path(), &work);
         more(&mut cmd, dir.path());
         let out = cmd.output().unwrap();
+        PodRun::from_output(out, dir)
+    }
+
+    /// Decodes what a `pod run` printed; every line of its stdout must be the protocol's.
+    pub(crate) fn from_output(out: std::process::Output, dir: TempDir) -> PodRun {
         let stdout = String::from_utf8(out.stdout).unwrap();
         let lines = stdout
             .lines()
@@ -109,7 +116,7 @@ impl PodRun {
         }
     }
 
-    fn events(&self) -> Vec<&AgentEvent> {
+    pub(crate) fn events(&self) -> Vec<&AgentEvent> {
         self.lines
             .iter()
             .filter_map(|l| match l {
@@ -120,7 +127,7 @@ impl PodRun {
     }
 
     /// Status and attempts of each finished step, by reference (skipped steps never start).
-    fn steps(&self) -> BTreeMap<String, (String, u32)> {
+    pub(crate) fn steps(&self) -> BTreeMap<String, (String, u32)> {
         let mut out = BTreeMap::new();
         for e in self.events() {
             if let AgentEvent::StepFinished {
@@ -140,7 +147,7 @@ impl PodRun {
         out
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.events()
             .iter()
             .filter_map(|e| match e {
@@ -150,7 +157,7 @@ impl PodRun {
             .collect()
     }
 
-    fn verdict(&self) -> (String, Option<String>) {
+    pub(crate) fn verdict(&self) -> (String, Option<String>) {
         match self.events().last() {
             Some(AgentEvent::ExecutionFinished { status, error, .. }) => (
                 serde_json::to_value(status)
