@@ -28,7 +28,9 @@ use crate::run_support::assay;
 /// The static binary and the engine's endpoint, or `None` when this test is to be skipped.
 fn prerequisites() -> Option<(PathBuf, String)> {
     let static_assay = std::env::var_os("ASSAY_TEST_STATIC_ASSAY").filter(|v| !v.is_empty());
-    let engine = std::env::var("ASSAY_TEST_DOCKER_HOST").ok().filter(|v| !v.is_empty());
+    let engine = std::env::var("ASSAY_TEST_DOCKER_HOST")
+        .ok()
+        .filter(|v| !v.is_empty());
     match (static_assay, engine) {
         (Some(bin), Some(engine)) => Some((PathBuf::from(bin), engine)),
         _ if std::env::var("ASSAY_TEST_SKIP_STATIC").as_deref() == Ok("1") => {
@@ -75,12 +77,22 @@ fn volume_dir(dir: &Path, name: &str) -> PathBuf {
 
 /// `podman run` of one container of the Job: its image (or `image`), command, working folder
 /// and mounts, with `extra` arguments before the image.
-fn podman_run(engine: &str, dir: &Path, container: &Value, image: &str, extra: &[String]) -> std::process::Output {
+fn podman_run(
+    engine: &str,
+    dir: &Path,
+    container: &Value,
+    image: &str,
+    extra: &[String],
+) -> std::process::Output {
     let mut cmd = Command::new("podman");
     cmd.args(["--url", engine, "run", "--rm", "--network", "none"]);
     for mount in container["volumeMounts"].as_array().unwrap() {
         let host = volume_dir(dir, mount["name"].as_str().unwrap());
-        let mut spec = format!("{}:{}", host.display(), mount["mountPath"].as_str().unwrap());
+        let mut spec = format!(
+            "{}:{}",
+            host.display(),
+            mount["mountPath"].as_str().unwrap()
+        );
         if mount["readOnly"].as_bool() == Some(true) {
             spec.push_str(":ro");
         }
@@ -114,7 +126,11 @@ fn the_static_binary_runs_the_jobs_containers_in_busybox() {
         .arg(&work)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     let job = list["items"]
         .as_array()
@@ -139,11 +155,21 @@ fn the_static_binary_runs_the_jobs_containers_in_busybox() {
         "docker.io/library/busybox:1.36.1-musl",
         &["-v".into(), mounted],
     );
-    assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(volume_dir(dir.path(), "assay-bin").join("assay").is_file());
 
     // The main container runs the execution; stdout is the protocol only.
-    let out = podman_run(&engine, dir.path(), main, main["image"].as_str().unwrap(), &[]);
+    let out = podman_run(
+        &engine,
+        dir.path(),
+        main,
+        main["image"].as_str().unwrap(),
+        &[],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let run = PodRun::from_output(out, dir);
     assert_eq!(run.code, 1, "one step failed: {stderr}");
@@ -151,7 +177,9 @@ fn the_static_binary_runs_the_jobs_containers_in_busybox() {
         .events()
         .iter()
         .filter_map(|e| match e {
-            AgentEvent::StepStarted { reference, name, .. } => Some((reference.clone(), name.clone())),
+            AgentEvent::StepStarted {
+                reference, name, ..
+            } => Some((reference.clone(), name.clone())),
             _ => None,
         })
         .collect();
@@ -180,7 +208,10 @@ fn the_static_binary_runs_the_jobs_containers_in_busybox() {
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for line in &run.lines {
         if let PodLine::Chunk(c) = line {
-            files.entry(c.path.clone()).or_default().extend(c.bytes().unwrap());
+            files
+                .entry(c.path.clone())
+                .or_default()
+                .extend(c.bytes().unwrap());
         }
     }
     let data = run.dir.path().join("volumes/data/reports");
