@@ -149,6 +149,12 @@ impl Server {
         });
     }
 
+    /// The execution's logs as the server gives them (text).
+    fn logs(&self, id: &str) -> String {
+        self.get(&format!("/v1/test-workflow-executions/{id}/logs"))
+            .1
+    }
+
     fn wait_end(&self, id: &str) -> Value {
         wait_for(&format!("{id} to end"), || {
             let e = self.execution(id);
@@ -267,6 +273,12 @@ fn services_run_in_pods_of_their_own_with_their_own_image_on_a_fake_cluster() {
       shell: |
         python3 -c "import urllib.request; print('got', urllib.request.urlopen('http://{{{{ services.web.0.ip }}}}:{web}/').read().decode())"
         until [ -e {go} ]; do sleep 0.1; done
+    - name: Workers
+      parallel:
+        count: 2
+        shell: mkdir -p out && echo "from worker {{{{ index }}}}" > out/w{{{{ index }}}}.txt
+        artifacts:
+          paths: ["out/*.txt"]
 "#,
         go = go.display()
     );
@@ -310,10 +322,16 @@ fn services_run_in_pods_of_their_own_with_their_own_image_on_a_fake_cluster() {
         "{done}\n{}",
         agent_says()
     );
-    let (_, logs) = server.get(&format!("/v1/test-workflow-executions/{id}/logs"));
+    let logs = server.logs(&id);
     assert!(logs.contains("got hello-from-web"), "{logs}");
     // The service's own log (http.server's access lines) came from its pod.
     assert!(logs.contains("\"GET / HTTP"), "{logs}");
+    // Parallel workers run in the main pod (not pods of their own yet): their artifacts come
+    // back through its log.
+    let (_, listed) = server.get(&format!("/v1/test-workflow-executions/{id}/artifacts"));
+    for worker in ["w0.txt", "w1.txt"] {
+        assert!(listed.contains(worker), "{listed}");
+    }
     wait_for("the service's objects to go", || {
         (of_execution(&url, "Job", &id, "service").is_empty()
             && of_execution(&url, "Pod", &id, "service").is_empty()
@@ -336,7 +354,7 @@ fn services_run_in_pods_of_their_own_with_their_own_image_on_a_fake_cluster() {
     let text = failed.to_string();
     assert!(text.contains("service db"), "{failed}");
     assert!(text.contains("ImagePullBackOff"), "{failed}");
-    let (_, logs) = server.get(&format!("/v1/test-workflow-executions/{id}/logs"));
+    let logs = server.logs(&id);
     assert!(!logs.contains("never-run"), "{logs}");
 
     // An abort while a service runs deletes everything of the execution.
@@ -352,7 +370,7 @@ fn services_run_in_pods_of_their_own_with_their_own_image_on_a_fake_cluster() {
         ),
     );
     wait_for("the long step to start", || {
-        let (_, logs) = server.get(&format!("/v1/test-workflow-executions/{id}/logs"));
+        let logs = server.logs(&id);
         logs.contains("started").then_some(())
     });
     assert_eq!(of_execution(&url, "Pod", &id, "service").len(), 1);
@@ -424,7 +442,7 @@ fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
         "{done}\n{}",
         agent_says()
     );
-    let (_, logs) = server.get(&format!("/v1/test-workflow-executions/{id}/logs"));
+    let logs = server.logs(&id);
     assert!(logs.contains("hello from the pod"), "{logs}");
     assert!(!logs.contains("s3cr3t-value"), "{logs}");
     let (_, artifact) = server.get(&format!(
@@ -455,7 +473,7 @@ fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
         ),
     );
     wait_for("the long step to start", || {
-        let (_, logs) = server.get(&format!("/v1/test-workflow-executions/{id}/logs"));
+        let logs = server.logs(&id);
         logs.contains("started").then_some(())
     });
     let job_name = objects(&url, "Job")
@@ -569,12 +587,13 @@ fn readme_kubernetes_runtime_session_runs_as_written() {
         .find(|(c, _, _)| c.starts_with("assay run in-a-pod"))
         .expect("the session runs the workflow");
     assert!(format!("{out}{err}").contains("passed"), "{out}{err}");
-    // It ran as a Job of the FAKE cluster, with the workflow's pod labels.
-    let job = objects(&url, "Job")
-        .into_iter()
-        .next()
-        .expect("the run made a Job");
+    // It ran as a Job of the FAKE cluster, with the workflow's pod labels; its service's Job
+    // went when the execution ended (the `health` step passing is the service answering).
+    let jobs = objects(&url, "Job");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = &jobs[0];
     assert_eq!(job["metadata"]["labels"]["assay.io/agent"], "cluster-1");
+    assert_eq!(job["metadata"]["labels"]["assay.io/role"], "execution");
     assert_eq!(job["spec"]["template"]["metadata"]["labels"]["team"], "qa");
     drop(background);
 }

@@ -483,8 +483,9 @@ impl Run<'_> {
             match decoded {
                 Ok((Some(PodLine::Event(e)), _)) => {
                     if matches!(e, AgentEvent::ExecutionFinished { .. }) {
+                        // The services' lines and pods end before the execution's end is told.
                         finished = true;
-                        self.stop_following_services().await;
+                        self.end_services().await;
                     }
                     pending.push(e);
                     if pending.len() >= 200 || reader.is_idle() {
