@@ -111,6 +111,7 @@ impl HostScope {
                 env,
                 cwd: Some(self.layout.to_host(&launch.working_dir)),
                 pid_ns: None,
+                inside: None,
                 run_as: None,
                 program: None,
             });
@@ -141,11 +142,23 @@ impl HostScope {
         let user = crate::step_user();
         let sandbox = self.sandbox.lock().unwrap_or_else(|e| e.into_inner());
         Ok(match sandbox.as_ref() {
+            // As root with the steps keeping our user: started directly inside by a thread of
+            // ours (no `nsenter`; `nsenter -S/-G` drops the user otherwise).
+            Some(sb) if user.is_none() && sb.inside().is_some() => ProcessSpec {
+                argv: argv.clone(),
+                env,
+                cwd: Some(cwd.into()),
+                pid_ns: None,
+                inside: sb.inside(),
+                run_as: None,
+                program: argv.first().cloned(),
+            },
             Some(sb) => ProcessSpec {
                 argv: sb.wrap(&argv, cwd, user),
                 env,
                 cwd: None,
                 pid_ns: sb.pid_namespace(),
+                inside: None,
                 run_as: None,
                 program: argv.first().cloned(),
             },
@@ -154,6 +167,7 @@ impl HostScope {
                 env,
                 cwd: Some(host_cwd),
                 pid_ns: None,
+                inside: None,
                 run_as: user.map(|u| (u.uid, u.gid)),
                 program: None,
             },

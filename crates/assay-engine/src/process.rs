@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{Output, ProcessOutcome, StopReason};
+use crate::sandbox::Inside;
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub(crate) struct ProcessSpec {
     pub cwd: Option<PathBuf>,
     /// The PID namespace to fork the process into (the sandbox's), if any.
     pub pid_ns: Option<Arc<File>>,
+    /// The sandbox to start the process in directly (its namespaces and root); `cwd` is then a
+    /// path as the process sees it.
+    pub inside: Option<Arc<Inside>>,
     /// User and group to run as when no sandbox wrapper drops privileges.
     pub run_as: Option<(u32, u32)>,
     /// The step's own program when `argv` wraps it (looked up first, so that a missing one
@@ -70,13 +74,14 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Strin
     };
     if let Some(p) = &spec.program
         && !p.contains('/')
-        && !on_path(
+        && find_on_path(
             p,
             spec.env
                 .iter()
                 .find(|(k, _)| k == "PATH")
                 .map(|(_, v)| v.as_str()),
         )
+        .is_none()
     {
         return Err(format!(
             "failed to start `{p}`: {}",
@@ -84,38 +89,80 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Strin
         ));
     }
     let (read, write) = nix::unistd::pipe().map_err(|e| format!("failed to create a pipe: {e}"))?;
-    let write2: OwnedFd = write
-        .try_clone()
-        .map_err(|e| format!("failed to duplicate a pipe: {e}"))?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(write))
-        .stderr(Stdio::from(write2));
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
-    if let Some((uid, gid)) = spec.run_as {
-        // std drops the supplementary groups too when it changes the uid as root.
-        std::os::unix::process::CommandExt::uid(&mut cmd, uid);
-        std::os::unix::process::CommandExt::gid(&mut cmd, gid);
-    }
-    let spawned = match &spec.pid_ns {
-        None => cmd.spawn(),
-        Some(ns) => spawn_in(ns, &mut cmd),
-    };
-    let child = spawned.map_err(|e| match &spec.cwd {
-        Some(cwd) if !cwd.is_dir() => {
-            format!("working directory {} does not exist", cwd.display())
+    let path = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    // A command for `program` with `lead` before the arguments; std starts it with
+    // `posix_spawn` (no copy of this process's page tables) when the program is a path and no
+    // user is set, else by forking.
+    let command = |program: &std::ffi::OsStr, lead: &[&std::ffi::OsStr]| {
+        let out: OwnedFd = write
+            .try_clone()
+            .map_err(|e| format!("failed to duplicate a pipe: {e}"))?;
+        let err: OwnedFd = write
+            .try_clone()
+            .map_err(|e| format!("failed to duplicate a pipe: {e}"))?;
+        let mut cmd = Command::new(program);
+        cmd.args(lead)
+            .args(args)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        if let Some(cwd) = &spec.cwd {
+            cmd.current_dir(cwd);
         }
-        _ => format!("failed to start `{program}`: {e}"),
-    })?;
-    // The Command holds our copies of the pipe's write end: drop them so the pipe closes when
-    // the process tree is gone.
-    drop(cmd);
+        if let Some((uid, gid)) = spec.run_as {
+            // std drops the supplementary groups too when it changes the uid as root.
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        }
+        Ok::<_, String>(cmd)
+    };
+    // Started by its absolute path when it is found on the child's `PATH` (so std uses
+    // `posix_spawn`), and a file without `#!` run by the shell, as `execvp` would.
+    let launch = |spawn: &dyn Fn(&mut Command) -> std::io::Result<std::process::Child>| {
+        let found = (!program.contains('/'))
+            .then(|| find_on_path(program, path))
+            .flatten()
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| PathBuf::from(program));
+        Ok::<_, String>(match spawn(&mut command(found.as_os_str(), &[])?) {
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOEXEC as i32) => {
+                spawn(&mut command("/bin/sh".as_ref(), &[found.as_os_str()])?)
+            }
+            spawned => spawned,
+        })
+    };
+    let child = match &spec.inside {
+        Some(inside) => inside.run(|| {
+            // On this thread, paths are those the process sees.
+            if let Some(cwd) = spec.cwd.as_ref().filter(|c| !c.is_dir()) {
+                return Err(format!(
+                    "working directory {} does not exist",
+                    cwd.display()
+                ));
+            }
+            launch(&|cmd| cmd.spawn())?.map_err(|e| format!("failed to start `{program}`: {e}"))
+        })?,
+        None => launch(&|cmd| match &spec.pid_ns {
+            None => cmd.spawn(),
+            Some(ns) => spawn_in(ns, cmd),
+        })?
+        .map_err(|e| match &spec.cwd {
+            Some(cwd) if !cwd.is_dir() => {
+                format!("working directory {} does not exist", cwd.display())
+            }
+            _ => format!("failed to start `{program}`: {e}"),
+        })?,
+    };
+    // Our copy of the pipe's write end: dropped so the pipe closes when the process tree is
+    // gone (the commands held the others and are dropped already).
+    drop(write);
     let started = Instant::now();
     let pid = child.id() as i32;
 
@@ -136,15 +183,16 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Strin
     })
 }
 
-/// Whether `program` is an executable file in one of `path`'s folders.
-fn on_path(program: &str, path: Option<&str>) -> bool {
+/// The first executable file named `program` in `path`'s folders (the default `PATH` when
+/// there is none).
+pub(crate) fn find_on_path(program: &str, path: Option<&str>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     path.unwrap_or(crate::env::DEFAULT_PATH)
         .split(':')
         .filter(|d| !d.is_empty())
-        .any(|d| {
-            std::fs::metadata(std::path::Path::new(d).join(program))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .map(|d| std::path::Path::new(d).join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
 }
 

@@ -4,27 +4,35 @@
 //! Decided after measuring on the project's machine (2 cores, shared): starting each step
 //! through `bwrap` with a rebuilt root cost about 8 ms over `bash -c true`; `unshare -m` per
 //! step about 2.5 ms but cannot add `/data` without creating it on the host. So each
-//! execution starts one *holder* with `unshare -m -p -f --propagation private` (as root; `-U -r`
-//! and no PID namespace when not root): it mounts a tmpfs as a new root, bind-mounts every
-//! top-level entry of the host's `/` into it (recursively), mounts a fresh `/proc` of its own
-//! PID namespace, covers each hidden path (the data directory: tokens, database, other
-//! executions' folders) with an empty tmpfs, binds this execution's own work folder back at
-//! its host path, adds `/data` and `/testkube/outputs` as bind mounts of the execution's own
-//! folders, and then waits inside a `chroot` to it as the PID namespace's init.
+//! execution gets one *holder*: a new root (a tmpfs) into which every top-level entry of the
+//! host's `/` is bound (recursively), a fresh `/proc` of its own PID namespace, each hidden
+//! path (the data directory: tokens, database, other executions' folders) covered with an
+//! empty tmpfs, this execution's own work folder bound back at its host path, and `/data` and
+//! `/testkube/outputs` bound to the execution's own folders; the holder waits in it as the PID
+//! namespace's init.
 //!
-//! Steps join it without an extra process in between: a short-lived thread of ours enters the
-//! holder's PID namespace (`setns`, which moves only the children it forks), forks the step,
-//! and the step execs `nsenter -t <holder> -m -r [-S uid -G gid] --wdns=<dir> --` (one extra
-//! exec, ~1 ms; `-- env -C <dir> --`, two, where nsenter is older than util-linux 2.38). So
-//! every step is still our direct child: exit codes, signals, process groups, timeouts and
-//! CPU/memory figures are exactly those of a step without a namespace; only the pids a step
-//! sees (`$$`, `$!`) are the namespace's.
+//! As root (the server's case), no process makes those mounts: a short-lived thread of ours
+//! takes a mount namespace of its own (`unshare(CLONE_FS | CLONE_NEWNS)`, which changes no
+//! other thread), mounts with system calls, changes its root to the new one and starts the
+//! holder in a new PID namespace: `unshare -m --mount-proc` (it mounts the namespace's
+//! `/proc`) becoming `sh`, two executions and no fork of ours. Steps that keep our user are
+//! started the same way: a short-lived thread enters the holder's mount namespace, root and PID
+//! namespace (`setns`, `chroot`) and spawns the step there itself, so a trivial execution
+//! starts three programs (`unshare`, `sh`, the step). A step dropped to `ASSAY_STEP_USER` execs
+//! `nsenter -t <holder> -m -r -S uid -G gid --wdns=<dir> --` first (one extra exec, ~1 ms;
+//! `-- env -C <dir> --`, two, where nsenter is older than util-linux 2.38), since changing
+//! the uid of one thread needs code we do not write (`unsafe`). Unprivileged, the holder is
+//! `unshare -U -r -m` running [`HOLDER_SCRIPT`] (one `mount -a` over a table), and steps enter
+//! it through `nsenter -U`. Every program is started by its absolute path, so that std uses
+//! `posix_spawn` rather than a fork of this process (whose page tables are large). Every
+//! step is still our direct child: exit codes, signals, process groups, timeouts and CPU/memory
+//! figures are exactly those of a step without a namespace; only the pids a step sees (`$$`,
+//! `$!`) are the namespace's.
 //!
 //! Nothing outlives the owner: the holder reads its stdin, a pipe only we hold, so when we end
 //! — `kill -9` included — the holder reads end-of-file and exits, and the kernel kills every
-//! process of a PID namespace whose init has ended. `unshare --kill-child` ends the holder too
-//! if its `unshare` parent is killed. Nothing is created on the host's `/`, and the mounts
-//! vanish with the namespace.
+//! process of a PID namespace whose init has ended. Nothing is created on the host's `/`, and
+//! the mounts vanish with the namespace.
 
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
@@ -185,7 +193,7 @@ pub(crate) struct Confinement {
     pub work_dir: PathBuf,
 }
 
-/// The script the holder runs inside its new namespaces. `$1` is the new root (an empty
+/// The script an unprivileged holder runs inside its new namespaces. `$1` is the new root (an empty
 /// folder), `$2` the table of mounts to make in it ([`mount_table`]), `$3` how many of the
 /// arguments after it are the host's top-level files (mount points to create); the arguments
 /// after those are the host's top-level symbolic links (copied as they are).
@@ -222,6 +230,105 @@ pub(crate) struct Holder {
     links: Vec<PathBuf>,
 }
 
+/// What one mount of a new root is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MountKind {
+    /// A host folder and every mount below it; its mount point is created.
+    Tree,
+    /// One file or folder; its mount point exists already (a host file's is created first).
+    Bind,
+    /// One folder; its mount point is created.
+    BindNew,
+    /// An empty tmpfs over a hidden folder.
+    Cover,
+    /// The PID namespace's own `proc`.
+    Proc,
+}
+
+/// One mount of a new root, in the order made: `target` is the path as steps see it.
+#[derive(Debug)]
+struct Mount {
+    source: PathBuf,
+    target: PathBuf,
+    kind: MountKind,
+}
+
+/// A new root: its mounts in order, and the host's top-level files (mount points to create)
+/// and symbolic links (copied).
+struct NewRoot {
+    mounts: Vec<Mount>,
+    files: Vec<PathBuf>,
+    links: Vec<PathBuf>,
+}
+
+/// Every mount of a new root for the host's `/` as it is now (see [`Holder`]), and the host's
+/// top-level files and symbolic links.
+fn mounts(
+    data: &Path,
+    outputs: &Path,
+    confinement: &Confinement,
+    own_proc: bool,
+) -> Result<NewRoot, String> {
+    let slash = Path::new("/");
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(slash)
+        .map_err(|e| format!("failed to read /: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    names.sort();
+    let skipped = |name: &std::ffi::OsStr| {
+        name == "data" || name == "testkube" || (own_proc && name == "proc")
+    };
+    let (mut list, mut files, mut links) = (Vec::new(), Vec::new(), Vec::new());
+    let mut add = |source: &Path, target: &Path, kind| {
+        list.push(Mount {
+            source: source.to_path_buf(),
+            target: target.to_path_buf(),
+            kind,
+        });
+    };
+    for name in &names {
+        if skipped(name) {
+            continue;
+        }
+        let host = slash.join(name);
+        let Ok(meta) = std::fs::symlink_metadata(&host) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            links.push(host);
+        } else if meta.is_dir() {
+            add(&host, &host, MountKind::Tree);
+        } else {
+            add(&host, &host, MountKind::Bind);
+            files.push(host);
+        }
+    }
+    if own_proc {
+        // Our own PID namespace's processes only: no other process's environ or cmdline.
+        add(Path::new("assay-proc"), Path::new("/proc"), MountKind::Proc);
+    }
+    for hidden in &confinement.hidden {
+        let top = hidden.components().nth(1).map(|c| c.as_os_str());
+        if !hidden.is_absolute() || top.is_none_or(skipped) {
+            continue;
+        }
+        match std::fs::symlink_metadata(hidden) {
+            Ok(m) if m.is_dir() => add(Path::new("assay-hidden"), hidden, MountKind::Cover),
+            Ok(m) if m.is_file() => add(Path::new("/dev/null"), hidden, MountKind::Bind),
+            _ => {}
+        }
+    }
+    let work = &confinement.work_dir;
+    add(work, work, MountKind::BindNew);
+    add(data, Path::new("/data"), MountKind::BindNew);
+    add(outputs, Path::new("/testkube/outputs"), MountKind::BindNew);
+    Ok(NewRoot {
+        mounts: list,
+        files,
+        links,
+    })
+}
+
 /// An fstab field: octal escapes for what would end it (as `getmntent` reads them); the path's
 /// bytes as they are otherwise.
 fn fstab_field(path: &[u8]) -> Vec<u8> {
@@ -235,7 +342,8 @@ fn fstab_field(path: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The holder's mounts for the host's `/` as it is now (see [`Holder`]).
+/// The holder's mounts for the host's `/` as it is now, as a table for `mount -a` (see
+/// [`Holder`]).
 pub(crate) fn mount_table(
     root: &Path,
     data: &Path,
@@ -243,82 +351,202 @@ pub(crate) fn mount_table(
     confinement: &Confinement,
     own_proc: bool,
 ) -> Result<Holder, String> {
-    let slash = Path::new("/");
-    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(slash)
-        .map_err(|e| format!("failed to read /: {e}"))?
-        .filter_map(|e| e.ok().map(|e| e.file_name()))
-        .collect();
-    names.sort();
-    let skipped = |name: &std::ffi::OsStr| {
-        name == "data" || name == "testkube" || (own_proc && name == "proc")
-    };
-    let mut holder = Holder::default();
+    let NewRoot {
+        mounts: list,
+        files,
+        links,
+    } = mounts(data, outputs, confinement, own_proc)?;
     let r = fstab_field(root.as_os_str().as_bytes());
-    let mut line = |source: &[u8], target: &Path, fs: &str, options: &str| {
-        let table = &mut holder.table;
-        table.extend_from_slice(source);
+    let mut table = Vec::new();
+    for m in list {
+        let (fs, options) = match m.kind {
+            MountKind::Tree => ("none", "rbind,X-mount.mkdir"),
+            MountKind::Bind => ("none", "bind"),
+            MountKind::BindNew => ("none", "bind,X-mount.mkdir"),
+            MountKind::Cover => ("tmpfs", COVER_OPTIONS),
+            MountKind::Proc => ("proc", "nosuid,nodev,noexec,X-mount.mkdir"),
+        };
+        table.extend(fstab_field(m.source.as_os_str().as_bytes()));
         table.push(b' ');
         table.extend_from_slice(&r);
-        table.extend(fstab_field(target.as_os_str().as_bytes()));
+        table.extend(fstab_field(m.target.as_os_str().as_bytes()));
         table.extend(format!(" {fs} {options} 0 0\n").bytes());
-    };
-    let field = |p: &Path| fstab_field(p.as_os_str().as_bytes());
-    for name in &names {
-        if skipped(name) {
-            continue;
-        }
-        let host = slash.join(name);
-        let Ok(meta) = std::fs::symlink_metadata(&host) else {
-            continue;
-        };
-        if meta.file_type().is_symlink() {
-            holder.links.push(host);
-        } else if meta.is_dir() {
-            line(&field(&host), &host, "none", "rbind,X-mount.mkdir");
-        } else {
-            line(&field(&host), &host, "none", "bind");
-            holder.files.push(host);
-        }
     }
-    if own_proc {
-        // Our own PID namespace's processes only: no other process's environ or cmdline.
-        line(
-            b"assay-proc",
-            Path::new("/proc"),
-            "proc",
-            "nosuid,nodev,noexec,X-mount.mkdir",
-        );
-    }
-    for hidden in &confinement.hidden {
-        let top = hidden.components().nth(1).map(|c| c.as_os_str());
-        if !hidden.is_absolute() || top.is_none_or(skipped) {
-            continue;
-        }
-        match std::fs::symlink_metadata(hidden) {
-            Ok(m) if m.is_dir() => line(b"assay-hidden", hidden, "tmpfs", "mode=755,size=64k"),
-            Ok(m) if m.is_file() => line(b"/dev/null", hidden, "none", "bind"),
-            _ => {}
-        }
-    }
-    let work = &confinement.work_dir;
-    line(&field(work), work, "none", "bind,X-mount.mkdir");
-    line(
-        &field(data),
-        Path::new("/data"),
-        "none",
-        "bind,X-mount.mkdir",
-    );
-    line(
-        &field(outputs),
-        Path::new("/testkube/outputs"),
-        "none",
-        "bind,X-mount.mkdir",
-    );
-    Ok(holder)
+    Ok(Holder {
+        table,
+        files,
+        links,
+    })
 }
 
-/// A running holder; steps enter its namespaces through [`Sandbox::wrap`] and
-/// [`Sandbox::pid_namespace`].
+/// The options of the empty tmpfs over a hidden folder.
+const COVER_OPTIONS: &str = "mode=755,size=64k";
+
+/// The absolute path of one of util-linux's tools on our `PATH` (the name alone when it is not
+/// found, which then fails to start as before). Absolute, so that std starts it with
+/// `posix_spawn` rather than by forking this (large) process: std forks whenever the child's
+/// environment sets `PATH` and the program is a bare name.
+fn tool(name: &'static str) -> PathBuf {
+    static FOUND: OnceLock<std::sync::Mutex<Vec<(&'static str, PathBuf)>>> = OnceLock::new();
+    let found = FOUND.get_or_init(Default::default);
+    let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = found.iter().find(|(n, _)| *n == name) {
+        return path.clone();
+    }
+    let path = std::env::var("PATH")
+        .ok()
+        .and_then(|p| crate::process::find_on_path(name, Some(&p)))
+        .or_else(|| crate::process::find_on_path(name, None))
+        .unwrap_or_else(|| PathBuf::from(name));
+    found.push((name, path.clone()));
+    path
+}
+
+/// What the holder (the namespace's first process, as root) runs once `unshare --mount-proc`
+/// has mounted its `/proc`: say ready, then wait for its stdin (a pipe only we hold) to close.
+const INIT_SCRIPT: &str = "echo ready; read _ || true";
+
+/// A holder's namespaces and root, for a step that a thread of ours starts directly inside it
+/// (as root, when steps keep our user): no `nsenter` in between.
+#[derive(Debug)]
+pub(crate) struct Inside {
+    mnt: File,
+    root: File,
+    pid: Arc<File>,
+}
+
+impl Inside {
+    /// Runs `start` on a fresh thread that has entered the holder's mount namespace, root and
+    /// PID namespace, and returns what it returns. The thread first takes a file-system context
+    /// of its own (`unshare(CLONE_FS)`), so no other thread of ours changes root or namespace;
+    /// the processes it starts (`posix_spawn`) are born inside and are still our children.
+    pub(crate) fn run<T: Send>(
+        &self,
+        start: impl FnOnce() -> Result<T, String> + Send,
+    ) -> Result<T, String> {
+        use nix::sched::{CloneFlags, setns, unshare};
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let enter = || -> nix::Result<()> {
+                        unshare(CloneFlags::CLONE_FS)?;
+                        setns(&self.mnt, CloneFlags::CLONE_NEWNS)?;
+                        nix::unistd::fchdir(&self.root)?;
+                        nix::unistd::chroot(".")?;
+                        nix::unistd::chdir("/")?;
+                        setns(&*self.pid, CloneFlags::CLONE_NEWPID)
+                    };
+                    enter()
+                        .map_err(|e| format!("failed to enter the execution's namespace: {e}"))?;
+                    start()
+                })
+                .join()
+                .unwrap_or_else(|_| Err("the spawning thread panicked".to_string()))
+        })
+    }
+}
+
+/// As root, on a thread of its own (see [`Sandbox::start`]): makes the new root with mount
+/// calls in a mount namespace of this thread's (no `mount`, `sh` or `cp` process), then starts
+/// the holder in a new PID namespace inside that root: `unshare --mount-proc` mounts the
+/// namespace's own `/proc` and becomes `sh`, which says ready and waits.
+fn start_inside(
+    root: &Path,
+    data: &Path,
+    outputs: &Path,
+    confinement: &Confinement,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Child, String> {
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
+    let NewRoot {
+        mounts: list,
+        files,
+        links,
+    } = mounts(data, outputs, confinement, true)?;
+    let failed = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
+        format!("failed to {what} {}: {e}", path.display())
+    };
+    let none: Option<&str> = None;
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS)
+        .map_err(|e| format!("failed to make a mount namespace: {e}"))?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(|e| failed("make private", Path::new("/"), &e))?;
+    // Unbindable: a recursive bind of a host folder that contains the root must not copy the
+    // root into itself.
+    mount(
+        Some("assay-root"),
+        root,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=755"),
+    )
+    .and_then(|()| mount(none, root, none, MsFlags::MS_UNBINDABLE, none))
+    .map_err(|e| failed("mount a tmpfs on", root, &e))?;
+    let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    for file in &files {
+        File::create(inside(file)).map_err(|e| failed("create", &inside(file), &e))?;
+    }
+    for link in &links {
+        std::fs::read_link(link)
+            .and_then(|to| std::os::unix::fs::symlink(to, inside(link)))
+            .map_err(|e| failed("copy the link", link, &e))?;
+    }
+    for m in &list {
+        let target = inside(&m.target);
+        if matches!(
+            m.kind,
+            MountKind::Tree | MountKind::BindNew | MountKind::Proc
+        ) {
+            std::fs::create_dir_all(&target).map_err(|e| failed("create", &target, &e))?;
+        }
+        let made = match m.kind {
+            MountKind::Tree => mount(
+                Some(&m.source),
+                &target,
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            ),
+            MountKind::Bind | MountKind::BindNew => {
+                mount(Some(&m.source), &target, none, MsFlags::MS_BIND, none)
+            }
+            MountKind::Cover => mount(
+                Some("assay-hidden"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some(COVER_OPTIONS),
+            ),
+            // Mounted by the holder, which is inside the new PID namespace.
+            MountKind::Proc => Ok(()),
+        };
+        made.map_err(|e| failed("mount", &target, &e))?;
+    }
+    unshare(CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("failed to make a PID namespace: {e}"))?;
+    nix::unistd::chroot(root)
+        .and_then(|()| nix::unistd::chdir("/"))
+        .map_err(|e| failed("change root to", root, &e))?;
+    let _runtime = runtime.enter();
+    Command::new(tool("unshare"))
+        .args(["-m", "--propagation", "private", "--mount-proc=/proc"])
+        .args(["/bin/sh", "-c", INIT_SCRIPT])
+        // The holder is the namespace's PID 1, whose environ every step can read: none of
+        // ours (it may hold the server's secrets).
+        .env_clear()
+        .env("PATH", crate::env::DEFAULT_PATH)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("failed to start the namespace holder: {e}"))
+}
+
+/// A running holder; steps enter its namespaces through [`Sandbox::inside`] (as root) or
+/// [`Sandbox::wrap`] and [`Sandbox::pid_namespace`].
 #[derive(Debug)]
 pub(crate) struct Sandbox {
     holder: Child,
@@ -326,6 +554,8 @@ pub(crate) struct Sandbox {
     target: u32,
     /// The holder's PID namespace, which steps are forked into (root only).
     pid_ns: Option<Arc<File>>,
+    /// The holder's namespaces and root, which steps are started in directly (root only).
+    inside: Option<Arc<Inside>>,
     user_ns: bool,
 }
 
@@ -344,48 +574,66 @@ impl Sandbox {
         };
         std::fs::create_dir_all(root)
             .map_err(|e| format!("failed to create {}: {e}", root.display()))?;
-        let holder = mount_table(root, data, outputs, confinement, !user_ns)?;
-        // Beside the new root, not in it: the tmpfs mounted over the root would hide it.
-        let table = root.with_extension("fstab");
-        std::fs::write(&table, &holder.table)
-            .map_err(|e| format!("failed to write {}: {e}", table.display()))?;
-        let mut cmd = Command::new("unshare");
-        if user_ns {
-            cmd.args(["-U", "-r"]);
+        // Unprivileged, the table is read by `mount -a`; it is removed once the holder said
+        // ready (or failed).
+        let mut table = None;
+        let mut holder = if user_ns {
+            let holder = mount_table(root, data, outputs, confinement, false)?;
+            // Beside the new root, not in it: the tmpfs mounted over the root would hide it.
+            let path = root.with_extension("fstab");
+            std::fs::write(&path, &holder.table)
+                .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
+            table = Some(path.clone());
+            Command::new(tool("unshare"))
+                .args([
+                    "-U",
+                    "-r",
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    HOLDER_SCRIPT,
+                    "sh",
+                ])
+                .arg(root)
+                .arg(&path)
+                .arg(holder.files.len().to_string())
+                .args(&holder.files)
+                .args(&holder.links)
+                // The holder's environ can be read by every step: none of ours.
+                .env_clear()
+                .env("PATH", crate::env::DEFAULT_PATH)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("failed to start the namespace holder: {e}"))?
         } else {
-            cmd.args(["-p", "-f", "--kill-child"]);
-        }
-        cmd.args([
-            "-m",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            HOLDER_SCRIPT,
-            "sh",
-        ])
-        .arg(root)
-        .arg(&table)
-        .arg(holder.files.len().to_string())
-        .args(&holder.files)
-        .args(&holder.links)
-        // The holder is the namespace's PID 1, whose environ every step can read: none of
-        // ours (it may hold the server's secrets).
-        .env_clear()
-        .env("PATH", crate::env::DEFAULT_PATH)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-        let mut holder = cmd
-            .spawn()
-            .map_err(|e| format!("failed to start the namespace holder: {e}"))?;
+            // A thread of its own: it changes its mount namespace and root, and the processes
+            // it starts are born in the new PID namespace.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let (root, data, outputs) = (root.to_owned(), data.to_owned(), outputs.to_owned());
+            let confinement = confinement.clone();
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("assay-sandbox".into())
+                .spawn(move || {
+                    let _ = tx.send(start_inside(&root, &data, &outputs, &confinement, &runtime));
+                })
+                .map_err(|e| format!("failed to start a thread: {e}"))?;
+            rx.await
+                .unwrap_or_else(|_| Err("the sandbox thread panicked".into()))
+                .map_err(|e| format!("failed to set up a private /data: {e}"))?
+        };
         let pid = holder.id().ok_or("the namespace holder exited at once")?;
         let stdout = holder.stdout.take().ok_or("no holder stdout")?;
         let mut line = String::new();
         let read = BufReader::new(stdout).read_line(&mut line).await;
-        // Read by `mount -a` before it said ready (or failed).
-        let _ = std::fs::remove_file(&table);
+        if let Some(table) = table {
+            let _ = std::fs::remove_file(&table);
+        }
         if read.is_err() || line.trim() != "ready" {
             let mut err = String::new();
             if let Some(mut stderr) = holder.stderr.take() {
@@ -401,25 +649,31 @@ impl Sandbox {
                     .unwrap_or("the holder ended early")
             ));
         }
-        let (target, pid_ns) = if user_ns {
-            (pid, None)
-        } else {
-            // `unshare -f` forked the namespace's init, which said "ready": its only child.
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .map_err(|e| format!("failed to find the namespace holder's init: {e}"))?;
-            let init: u32 = children
-                .split_whitespace()
-                .next()
-                .and_then(|c| c.parse().ok())
-                .ok_or("failed to find the namespace holder's init")?;
-            let ns = File::open(format!("/proc/{init}/ns/pid"))
-                .map_err(|e| format!("failed to open the holder's PID namespace: {e}"))?;
-            (init, Some(Arc::new(ns)))
+        if user_ns {
+            return Ok(Sandbox {
+                holder,
+                target: pid,
+                pid_ns: None,
+                inside: None,
+                user_ns,
+            });
+        }
+        // The holder is our child and the new PID namespace's init.
+        let open = |what: &str| {
+            File::open(format!("/proc/{pid}/{what}"))
+                .map_err(|e| format!("failed to open the namespace holder's {what}: {e}"))
+        };
+        let pid_ns = Arc::new(open("ns/pid")?);
+        let inside = Inside {
+            mnt: open("ns/mnt")?,
+            root: open("root")?,
+            pid: pid_ns.clone(),
         };
         Ok(Sandbox {
             holder,
-            target,
-            pid_ns,
+            target: pid,
+            pid_ns: Some(pid_ns),
+            inside: Some(Arc::new(inside)),
             user_ns,
         })
     }
@@ -429,10 +683,19 @@ impl Sandbox {
         self.pid_ns.clone()
     }
 
+    /// The holder's namespaces and root, to start a step in directly (root only).
+    pub(crate) fn inside(&self) -> Option<Arc<Inside>> {
+        self.inside.clone()
+    }
+
     /// The argv that runs `argv` inside the namespace, in `cwd` (a path as steps see it), as
     /// `user` when given.
     pub(crate) fn wrap(&self, argv: &[String], cwd: &str, user: Option<&StepUser>) -> Vec<String> {
-        let mut out = vec!["nsenter".to_string(), "-t".into(), self.target.to_string()];
+        let mut out = vec![
+            tool("nsenter").display().to_string(),
+            "-t".into(),
+            self.target.to_string(),
+        ];
         if self.user_ns {
             out.push("-U".into());
         }
