@@ -214,16 +214,18 @@ fn is_not_a_database(e: &sqlx::Error) -> bool {
     }
 }
 
-/// SQLite's SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock.
+/// A write that is worth trying again as a whole: SQLite's SQLITE_BUSY / SQLITE_LOCKED (another
+/// process holds the lock), or PostgreSQL's `40P01` (the server broke a deadlock by rolling this
+/// transaction back) and `40001` (a serialization failure). Callers retry whole transactions
+/// or single autocommit statements only, so nothing half-done is repeated.
 pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
-            let primary = db
-                .code()
-                .unwrap_or_default()
-                .parse::<i64>()
-                .map(|c| c & 0xff)
-                .unwrap_or(-1);
+            let code = db.code().unwrap_or_default();
+            if code == "40P01" || code == "40001" {
+                return true;
+            }
+            let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(-1);
             primary == 5 || primary == 6
         }
         _ => false,

@@ -501,6 +501,94 @@ async fn counts_follow_every_write(env: Env) {
 }
 both!(counts_follow_every_write);
 
+/// PostgreSQL only (SQLite has one writer at a time): a write transaction that another writer
+/// deadlocks with is rolled back by the server (SQLSTATE 40P01) and tried again, as a busy
+/// SQLite is, instead of failing the write. Here `prune` and another session lock the count
+/// rows of two workflows (migration 0017's triggers) in opposite orders; the other session
+/// waits longer before it checks for deadlocks, so `prune` is the one the server rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_retries_a_transaction_rolled_back_by_a_deadlock() {
+    use sqlx::Connection;
+    let Some(url) = common::postgres_database().await else {
+        return;
+    };
+    let mut other = sqlx::AnyConnection::connect(&url).await.unwrap();
+    // The store's sessions look for deadlocks after 3 s of waiting, the other after 60 s.
+    let database = url.rsplit('/').next().unwrap().to_string();
+    for sql in [
+        format!("ALTER DATABASE {database} SET deadlock_timeout = '3s'"),
+        "SET deadlock_timeout = '60s'".to_string(),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut other)
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path().join("data"));
+    config.database_url = Some(url.clone());
+    let store = Store::open(config).await.unwrap();
+    // Two old executions, `a`'s first: prune deletes (and counts) them in that order.
+    for workflow in ["a", "b"] {
+        let mut old = new_exec(workflow);
+        old.scheduled_at = Some(now_ms() - 10 * 86_400_000);
+        let old = store.create_execution(old).await.unwrap();
+        finish(&store, &old.id, ExecutionStatus::Passed).await;
+    }
+    let lock = |workflow: &str| {
+        format!(
+            "UPDATE execution_counts SET n = n WHERE workflow = '{workflow}' AND status = 'passed'"
+        )
+    };
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(lock("b")))
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let pruning = tokio::spawn({
+        let store = store.clone();
+        async move { store.prune(Some(7), None).await }
+    });
+    // Wait until prune holds `a` and waits for `b`.
+    let mut watcher = sqlx::AnyConnection::connect(&url).await.unwrap();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            !pruning.is_finished(),
+            "prune ended without waiting for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Now the other session waits for `a`: a deadlock, which the server breaks by rolling
+    // back prune's transaction (the first to look), so this update goes through.
+    sqlx::query(sqlx::AssertSqlSafe(lock("a")))
+        .execute(&mut other)
+        .await
+        .expect("the other session is not the deadlock's victim");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+
+    let report = pruning.await.unwrap().expect("prune is tried again");
+    assert_eq!(report.executions, 2);
+    assert_eq!(
+        store
+            .count_executions(&ExecutionFilter::default())
+            .await
+            .unwrap()
+            .total(),
+        0
+    );
+}
+
 /// Abort a queued execution as `assay_runner::abort` does: claim it, then end it.
 async fn abort_queued(s: &Store, id: &str) -> ExecutionStatus {
     assert!(s.claim_execution(id, &LeaseOwner::current()).await.unwrap());
