@@ -503,6 +503,8 @@ pub struct ServicePod {
     pub log_ref: String,
     pub name: String,
     pub index: u64,
+    /// Its `timeout` (to become ready).
+    pub timeout_ms: Option<u64>,
     /// What its pod runs: the service's content and process as the one step
     /// ([`SERVICE_STEP`]) of a plan with the execution's config and Kubernetes settings (the
     /// service's own `pod` on top).
@@ -554,6 +556,7 @@ fn split_step(plan: &Plan, step: &mut PlanStep, pods: &mut Vec<ServicePod>) {
                 log_ref,
                 name: service.name.clone(),
                 index,
+                timeout_ms: inst.timeout_ms,
             });
             inst.content = None;
             let p = &mut inst.process;
@@ -604,6 +607,9 @@ pub struct PodObjects {
     pub job: Job,
     /// A service instance's log reference (`None` for the main Job).
     pub log_ref: Option<String>,
+    /// A service instance's `timeout`: how long it may take to become ready, its pod's start
+    /// included.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl PodObjects {
@@ -642,6 +648,7 @@ pub fn execution_objects(
         role,
         work: main_work,
         log_ref: None,
+        timeout: None,
     };
     let mut services = Vec::new();
     for (k, pod) in pods.into_iter().enumerate() {
@@ -656,7 +663,104 @@ pub fn execution_objects(
             role,
             work,
             log_ref: Some(pod.log_ref),
+            timeout: pod.timeout_ms.map(std::time::Duration::from_millis),
         });
     }
     Ok((main, services))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service instance in plan JSON: `index`, its image, and an `exec` probe or none.
+    fn instance(index: u64, image: &str, exec_probe: bool) -> Value {
+        let mut i = json!({
+            "index": index, "count": 2,
+            "process": {"shell": "serve", "image": image},
+            "content": {"files": [{"path": "/data/f", "content": "x"}]},
+            "timeoutMs": 5000,
+        });
+        if exec_probe {
+            i["readinessProbe"] = json!({"exec": ["true"], "periodSeconds": 1,
+                "timeoutSeconds": 1, "failureThreshold": 1});
+        }
+        i
+    }
+
+    #[test]
+    fn services_go_to_pods_of_their_own_except_where_they_cannot() {
+        let plan: Plan = serde_json::from_value(json!({
+            "version": 1,
+            "workflow": {"name": "wf"},
+            "kubernetes": {"pod": {"nodeSelector": {"a": "b"}, "serviceAccountName": "sa"}},
+            "root": {
+                "ref": "root", "condition": "passed",
+                "services": [
+                    {"name": "db", "strategy": {},
+                     "instances": [instance(0, "postgres:16", false), instance(1, "postgres:16", false)]},
+                    {"name": "probed", "strategy": {}, "instances": [instance(0, "steps:1", true)]},
+                    {"name": "later", "strategy": {}, "template": instance(0, "steps:1", false)},
+                ],
+                "steps": [{
+                    "ref": "work", "condition": "passed",
+                    "commands": [{"shell": "test", "image": "steps:1"}],
+                    "services": [{"name": "api", "strategy": {},
+                        "instances": [{"index": 0, "count": 1, "process": {"shell": "api", "image": "api:2"},
+                                       "pod": {"nodeSelector": {"c": "d"}}}]}],
+                    "parallel": {"strategy": {}, "workers": [{
+                        "index": 0, "count": 1,
+                        "root": {"ref": "w", "condition": "passed",
+                                 "services": [{"name": "inworker", "strategy": {},
+                                     "instances": [instance(0, "steps:1", false)]}]},
+                    }]},
+                }],
+            },
+        }))
+        .expect("a plan");
+        let (main, pods) = split(&plan);
+        let refs: Vec<&str> = pods.iter().map(|p| p.log_ref.as_str()).collect();
+        assert_eq!(
+            refs,
+            [
+                "root/service/db/0",
+                "root/service/db/1",
+                "work/service/api/0"
+            ]
+        );
+        // The service pod's plan: its content and process as the one step, its pod settings
+        // over the workflow's, its timeout kept for the wait.
+        let db = &pods[0];
+        assert_eq!(db.timeout_ms, Some(5000));
+        assert_eq!(db.plan.root.reference, SERVICE_STEP);
+        assert_eq!(
+            db.plan.root.commands[0].image.as_deref(),
+            Some("postgres:16")
+        );
+        assert!(db.plan.root.content.is_some());
+        let api_pod = pods[2]
+            .plan
+            .kubernetes
+            .as_ref()
+            .unwrap()
+            .pod
+            .clone()
+            .unwrap();
+        assert_eq!(api_pod["nodeSelector"], json!({"c": "d"}));
+        assert_eq!(api_pod["serviceAccountName"], "sa");
+        // The main plan keeps every service (probes, timeouts) but not what runs elsewhere.
+        let kept = &main.root.services[0].instances.as_ref().unwrap()[0];
+        assert!(kept.process.image.is_none() && kept.content.is_none());
+        assert_eq!(kept.timeout_ms, Some(5000));
+        // What stays in the main pod keeps its image, so one image is all it has.
+        assert_eq!(plan_image(&main), Ok(Some("steps:1".to_string())));
+        assert_eq!(
+            plan_image(&plan),
+            Err(JobError::SeveralImages(vec![
+                "api:2".into(),
+                "postgres:16".into(),
+                "steps:1".into()
+            ]))
+        );
+    }
 }

@@ -161,15 +161,15 @@ impl Run<'_> {
         let name = main.role.object_name(&self.work.id);
 
         // Services in pods of their own first: the main pod is handed their addresses.
-        let mut addresses = job::ServiceAddresses::new();
-        for service in &services {
-            let log_ref = service.log_ref.clone().unwrap_or_default();
-            let address = tokio::select! {
-                a = self.start_service(service, &jobs, &pods) => a,
-                _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
-            };
-            addresses.insert(log_ref, address);
-        }
+        // They start together: the wait is the slowest one's, not the sum.
+        let starting = futures::future::join_all(services.iter().map(|service| async {
+            let address = self.start_service(service, &jobs, &pods).await;
+            (service.log_ref.clone().unwrap_or_default(), address)
+        }));
+        let addresses: job::ServiceAddresses = tokio::select! {
+            a = starting => a.into_iter().collect(),
+            _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
+        };
 
         if let Err(e) = self.create(&jobs, &main, &addresses).await {
             return failed(e);
@@ -294,10 +294,21 @@ impl Run<'_> {
         let selector = self.selector(&service.role);
         // Cancellation is the caller's: it stops waiting by dropping this future.
         let never = CancellationToken::new();
-        let pod = match self
-            .wait_started(pods, &selector, &name, true, &never)
-            .await
-        {
+        // The service's `timeout` bounds its pod's start too (a Job whose pod is never made,
+        // over a quota say, would wait for ever otherwise).
+        let waiting = self.wait_started(pods, &selector, &name, true, &never);
+        let started = match service.timeout {
+            Some(limit) => tokio::time::timeout(limit, waiting)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(NotStarted::Failed(format!(
+                        "the pod of Job {name} did not run within the service's timeout ({}s)",
+                        limit.as_secs()
+                    )))
+                }),
+            None => waiting.await,
+        };
+        let pod = match started {
             Ok(p) => p,
             Err(NotStarted::Failed(why)) => {
                 self.delete_job(jobs, &name).await;
