@@ -1,8 +1,12 @@
 //! Every rule, passing and failing, on facts made here; and the gate file's errors.
 
 use super::*;
-use assay_reports::TestCase;
-use assay_reports::flaky::FlakyReason;
+use assay_api::gate::RuleVerdict;
+use assay_reports::flaky::{FlakyReason, Verdict};
+use assay_reports::{CaseStatus, TestCase};
+use assay_store::{ExecutionStatus, ExecutionSummary, Quarantine, StoredTestCase};
+
+use crate::error::{Problem, ServiceError};
 
 fn case(
     suite: &str,
