@@ -36,8 +36,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::Stream;
-use object_store::path::Path as ObjPath;
 use object_store::ObjectStore;
+use object_store::path::Path as ObjPath;
 use serde::{Deserialize, Serialize};
 
 use crate::Store;
