@@ -450,6 +450,15 @@ fn test_trigger_probes_gate_the_runs() {
             &probes(never).replace("timeout: 20", "timeout: 2"),
         ),
     );
+    // actionParameters.target: its run waits for an agent named `nobody`.
+    apply(
+        &api,
+        &trigger(
+            "targeted",
+            "created",
+            "  actionParameters:\n    target: {match: {name: [nobody]}}\n",
+        ),
+    );
     let s = server(&dir.path().join("data"), &api);
     wait_for(&s, "the deployment watcher", || {
         let log = s.log.lock().unwrap();
@@ -480,6 +489,14 @@ fn test_trigger_probes_gate_the_runs() {
     );
     assert!(*never_count.lock().unwrap() >= 2, "tried again");
     assert!(runs_of(&s, "never-ready").is_empty());
+
+    // The untargeted run is taken by the server's own runner; the targeted one waits.
+    wait_for(&s, "warms-up's run to pass", || {
+        (runs_of(&s, "warms-up")[0]["result"]["status"] == "passed").then_some(())
+    });
+    let targeted = runs_of(&s, "targeted");
+    assert_eq!(targeted.len(), 1, "{targeted:#?}");
+    assert_eq!(targeted[0]["result"]["status"], "queued", "{targeted:#?}");
 }
 
 /// A trigger stored with `assay apply` through the server acts on the next event: the store
@@ -526,4 +543,90 @@ fn a_trigger_applied_through_the_server_acts_without_a_reread() {
     wait_for(&s, "the applied trigger's run", || {
         (runs_of(&s, "applied").len() == 1).then_some(())
     });
+}
+
+/// A trigger on another namespace acts when the server was allowed it (`--trigger-namespace`),
+/// and is refused, said in the log, when it was not.
+#[test]
+fn test_triggers_watch_the_namespaces_they_were_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = fake_api(dir.path());
+    apply(&api, &workflow_yaml("smoke", "one"));
+    let in_ns = |name: &str, ns: &str| {
+        format!(
+            "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata:\n  name: {name}\nspec:\n  resource: deployment\n  resourceSelector:\n    namespace: {ns}\n    labelSelector: {{matchLabels: {{app: web}}}}\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {{name: smoke}}\n"
+        )
+    };
+    apply(&api, &in_ns("in-shop", "shop"));
+    apply(&api, &in_ns("in-bank", "bank"));
+    let s = server_with(
+        &dir.path().join("data"),
+        &api,
+        &["--trigger-namespace", "shop"],
+    );
+    let refused = wait_for(&s, "in-bank refused", || {
+        let log = s.log.lock().unwrap();
+        log.lines()
+            .find(|l| l.contains("trigger=in-bank") && l.contains("refused"))
+            .map(str::to_string)
+    });
+    assert!(refused.contains("--trigger-namespace bank"), "{refused}");
+    wait_for(&s, "the watcher in shop", || {
+        let log = s.log.lock().unwrap();
+        log.lines()
+            .any(|l| {
+                l.contains("TestTrigger watcher listed")
+                    && l.contains("deployment")
+                    && l.contains("namespace=shop")
+            })
+            .then_some(())
+    });
+    wait_for(&s, "`smoke` synced", || {
+        (get(&s, "/v1/test-workflows/smoke").0 == 200).then_some(())
+    });
+    kubectl(
+        &api,
+        &["-n", "bank", "apply", "--validate=false", "-f", "-"],
+        Some(&deployment("web", "web", "nginx:1", 1)),
+    );
+    kubectl(
+        &api,
+        &["-n", "shop", "apply", "--validate=false", "-f", "-"],
+        Some(&deployment("web", "web", "nginx:1", 1)),
+    );
+    wait_for(&s, "in-shop's run", || {
+        (runs_of(&s, "in-shop").len() == 1).then_some(())
+    });
+    // Nothing watches bank: no watcher started there, and no run came of its deployment.
+    let (_, all) = get(&s, "/v1/test-workflows/smoke/executions");
+    assert_eq!(
+        all["results"].as_array().map_or(0, Vec::len),
+        1,
+        "{all}\n{}",
+        s.log.lock().unwrap()
+    );
+    assert!(
+        !s.log
+            .lock()
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("watching for TestTriggers") && l.contains("namespace=bank"))
+    );
+
+    // A namespace that is not a name: refused at start, exit 2.
+    let out = crate::run_support::assay()
+        .args([
+            "server",
+            "--kubernetes",
+            "--trigger-namespace",
+            "Not_A_Name",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`Not_A_Name` is not a namespace name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

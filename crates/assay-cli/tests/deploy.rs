@@ -684,3 +684,58 @@ fn readme_overlay_commands_run_as_written_against_a_fake_kubectl() {
         rendered
     );
 }
+
+/// deploy/trigger-namespace: what lets TestTriggers watch one more namespace — a Role there
+/// with exactly the server's rules on the watched kinds (not the Testkube kinds, read in
+/// `assay` only), bound to the server's ServiceAccount in `assay`; nothing cluster-wide.
+#[test]
+fn the_trigger_namespace_role_reads_only_the_watched_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = render_kustomization("deploy/trigger-namespace", dir.path());
+    let docs = documents(&rendered);
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Role", "RoleBinding"]);
+    let role = find(&docs, "Role", "assay-trigger-watch").unwrap();
+    assert_eq!(role["metadata"]["namespace"], "shop");
+    let base_dir = tempfile::tempdir().unwrap();
+    let base = documents(&render(base_dir.path()));
+    let server_role = find(&base, "Role", "assay-server").unwrap();
+    let watched: Vec<String> = grants(server_role)
+        .into_iter()
+        .filter(|g| !g.contains("testkube.io/"))
+        .collect();
+    assert_eq!(
+        grants(role),
+        watched,
+        "the server's rules on the watched kinds"
+    );
+    let binding = find(&docs, "RoleBinding", "assay-trigger-watch").unwrap();
+    assert_eq!(binding["metadata"]["namespace"], "shop");
+    assert_eq!(binding["roleRef"]["name"], "assay-trigger-watch");
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "assay-server", "namespace": "assay"}])
+    );
+    // Kubernetes' schemas (strict), beside deploy/kubernetes (the check wants its CRDs).
+    let both = tempfile::tempdir().unwrap();
+    std::fs::write(
+        both.path().join("rendered.yaml"),
+        format!("{}\n---\n{rendered}", render(base_dir.path())),
+    )
+    .unwrap();
+    let stdout = deploy_check(both.path());
+    assert!(
+        stdout.contains(&format!(
+            "{} rendered documents valid against Kubernetes {K8S_VERSION} (strict)",
+            base.len() + 2
+        )),
+        "{stdout}"
+    );
+
+    // The README's commands, as written, against the FAKE kubectl.
+    let (tmp, fake_dir, _work) = run_readme_block_with_fake_kubectl("deploy-trigger-namespace");
+    assert_eq!(
+        std::fs::read_to_string(fake_dir.join("applied.yaml")).unwrap(),
+        render_kustomization("deploy/trigger-namespace", tmp.path())
+    );
+}

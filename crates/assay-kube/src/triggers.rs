@@ -21,7 +21,9 @@
 //!   and the older `selector`, a label selector over the object's labels plus Testkube's
 //!   `testkube.io/resource-{kind,name,namespace}` event labels.
 //!
-//! The watchers watch the connection's namespace only (what the server's Role allows).
+//! The watchers watch the connection's namespace, and the other namespaces the server was
+//! allowed (`--trigger-namespace`): each needs a Role there. A trigger naming a namespace
+//! outside those is refused there, with a log line ([`namespaces_of`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -414,76 +416,135 @@ pub enum WatchChange {
     Relisted(Vec<Value>),
 }
 
-/// Watch what the triggers in `triggers` name and send each trigger that fires. Watchers
-/// start and stop as the set of watched resources changes.
+/// The kinds a trigger's events can be of: its `resource`, or for the older `selector` alone
+/// the kind its `testkube.io/resource-kind` label names (every kind without one). `None`: a
+/// resource that cannot be watched (git `content`).
+fn kinds_of(t: &TestTrigger) -> Option<Vec<&'static str>> {
+    if let Some(w) = WATCHABLE
+        .iter()
+        .find(|w| w.0.eq_ignore_ascii_case(&t.spec.resource))
+    {
+        return Some(vec![w.0]);
+    }
+    if is_empty_selector(&t.spec.selector) {
+        return None;
+    }
+    let kind = t
+        .spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.pointer("/matchLabels/testkube.io~1resource-kind"))
+        .and_then(Value::as_str);
+    Some(
+        WATCHABLE
+            .iter()
+            .filter(|w| kind.is_none_or(|k| k.eq_ignore_ascii_case(w.3)))
+            .map(|w| w.0)
+            .collect(),
+    )
+}
+
+/// The namespaces a trigger's events can come from, split into those `allowed` (watched) and
+/// those refused: `resourceSelector.namespace`; else the allowed namespaces its
+/// `namespaceRegex` matches; else the older `selector`'s `testkube.io/resource-namespace`;
+/// else the trigger's own namespace (`server`'s when it has none).
+pub fn namespaces_of(
+    t: &TestTrigger,
+    server: &str,
+    allowed: &BTreeSet<String>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let sel = t.spec.resource_selector.clone().unwrap_or_default();
+    let wanted: BTreeSet<String> = if !sel.namespace.is_empty() {
+        [sel.namespace].into()
+    } else if !sel.namespace_regex.is_empty() {
+        // A regex picks among the allowed namespaces: nothing to refuse.
+        return (
+            allowed
+                .iter()
+                .filter(|n| regex_matches(&sel.namespace_regex, n))
+                .cloned()
+                .collect(),
+            BTreeSet::new(),
+        );
+    } else if let Some(ns) = t
+        .spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.pointer("/matchLabels/testkube.io~1resource-namespace"))
+        .and_then(Value::as_str)
+    {
+        [ns.to_string()].into()
+    } else {
+        [trigger_namespace(t, server).to_string()].into()
+    };
+    wanted.into_iter().partition(|n| allowed.contains(n))
+}
+
+/// Watch what the triggers in `triggers` name, in the namespaces of `allowed` (the
+/// connection's is always one), and send each trigger that fires. Watchers (one per kind and
+/// namespace) start and stop as the triggers change; a trigger that names a namespace outside
+/// `allowed` is refused there, and the log says so.
 pub fn spawn_watcher(
     conn: &Connection,
+    allowed: BTreeSet<String>,
     mut triggers: watch::Receiver<Vec<TestTrigger>>,
 ) -> mpsc::Receiver<Fired> {
     let (tx, rx) = mpsc::channel(256);
     let conn = conn.clone();
+    let mut allowed = allowed;
+    allowed.insert(conn.namespace.clone());
     tokio::spawn(async move {
-        let mut running: BTreeMap<&'static str, JoinHandle<()>> = BTreeMap::new();
+        let mut running: BTreeMap<(&'static str, String), JoinHandle<()>> = BTreeMap::new();
         let mut warned: BTreeSet<String> = BTreeSet::new();
+        let mut refused_before: BTreeSet<(String, String)> = BTreeSet::new();
         loop {
             let current = triggers.borrow_and_update().clone();
-            let wanted: BTreeSet<&'static str> = current
-                .iter()
-                .filter(|t| !t.spec.disabled)
-                .filter_map(|t| {
-                    let found = WATCHABLE
-                        .iter()
-                        .find(|w| w.0.eq_ignore_ascii_case(&t.spec.resource))
-                        .map(|w| w.0);
-                    if found.is_none()
-                        && is_empty_selector(&t.spec.selector)
-                        && warned.insert(t.metadata.name.clone())
-                    {
+            let mut wanted: BTreeSet<(&'static str, String)> = BTreeSet::new();
+            let mut refused_now: BTreeSet<(String, String)> = BTreeSet::new();
+            for t in current.iter().filter(|t| !t.spec.disabled) {
+                let Some(kinds) = kinds_of(t) else {
+                    if warned.insert(t.metadata.name.clone()) {
                         tracing::warn!(trigger = %t.metadata.name, resource = %t.spec.resource,
                             "this TestTrigger's resource cannot be watched here (git `content` triggers: use /v1/hooks)");
                     }
-                    found
-                })
-                .chain(
-                    // The older `selector` alone can pick any kind: watch the kinds it names.
-                    current
-                        .iter()
-                        .filter(|t| !t.spec.disabled && !is_empty_selector(&t.spec.selector))
-                        .flat_map(|t| {
-                            let kind = t
-                                .spec
-                                .selector
-                                .as_ref()
-                                .and_then(|s| s.pointer("/matchLabels/testkube.io~1resource-kind"))
-                                .and_then(Value::as_str)
-                                .map(str::to_string);
-                            WATCHABLE
-                                .iter()
-                                .filter(move |w| {
-                                    kind.as_deref().is_none_or(|k| k.eq_ignore_ascii_case(w.3))
-                                })
-                                .map(|w| w.0)
-                                .collect::<Vec<_>>()
-                        })
-                        .collect::<Vec<_>>(),
-                )
-                .collect();
-            running.retain(|resource, task| {
-                let keep = wanted.contains(resource);
+                    continue;
+                };
+                let (namespaces, refused) = namespaces_of(t, &conn.namespace, &allowed);
+                for ns in refused {
+                    let key = (t.metadata.name.clone(), ns.clone());
+                    if !refused_before.contains(&key) {
+                        tracing::warn!(trigger = %t.metadata.name, namespace = %ns,
+                            allowed = ?allowed,
+                            "this TestTrigger watches a namespace this server may not: refused there \
+                             (hint: start the server with --trigger-namespace {ns} and give its \
+                             ServiceAccount a Role in {ns}, see the README)");
+                    }
+                    refused_now.insert(key);
+                }
+                for kind in kinds {
+                    for ns in &namespaces {
+                        wanted.insert((kind, ns.clone()));
+                    }
+                }
+            }
+            refused_before = refused_now;
+            running.retain(|key, task| {
+                let keep = wanted.contains(key);
                 if !keep {
                     task.abort();
                 }
                 keep
             });
-            for resource in wanted {
-                if !running.contains_key(resource) {
-                    let task = tokio::spawn(watch_resource(
+            for key in wanted {
+                if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(key) {
+                    let (resource, namespace) = slot.key().clone();
+                    slot.insert(tokio::spawn(watch_resource(
                         conn.clone(),
                         resource,
+                        namespace,
                         triggers.clone(),
                         tx.clone(),
-                    ));
-                    running.insert(resource, task);
+                    )));
                 }
             }
             if triggers.changed().await.is_err() || tx.is_closed() {
@@ -500,13 +561,14 @@ pub fn spawn_watcher(
 async fn watch_resource(
     conn: Connection,
     resource: &'static str,
+    namespace: String,
     triggers: watch::Receiver<Vec<TestTrigger>>,
     tx: mpsc::Sender<Fired>,
 ) {
     let Some(ar) = api_resource(resource) else {
         return;
     };
-    let api: Api<DynamicObject> = Api::namespaced_with(conn.client.clone(), &conn.namespace, &ar);
+    let api: Api<DynamicObject> = Api::namespaced_with(conn.client.clone(), &namespace, &ar);
     // To the second, as creationTimestamps are: an object created in the second the watcher
     // started (and not in its first list) is new.
     let start =
@@ -518,7 +580,7 @@ async fn watch_resource(
     let mut stream = watcher(api.clone(), watcher::Config::default())
         .default_backoff()
         .boxed();
-    tracing::info!(resource, namespace = %conn.namespace, "watching for TestTriggers");
+    tracing::info!(resource, %namespace, "watching for TestTriggers");
     // (then "TestTrigger watcher listed" once the first list is in: events count from there)
     while let Some(event) = stream.next().await {
         let json = |o: DynamicObject| serde_json::to_value(o).unwrap_or(Value::Null);
@@ -535,6 +597,7 @@ async fn watch_resource(
                 let objects = listing.take().unwrap_or_default();
                 tracing::info!(
                     resource,
+                    %namespace,
                     objects = objects.len(),
                     "TestTrigger watcher listed"
                 );
@@ -560,7 +623,7 @@ async fn watch_resource(
             Ok(watcher::Event::Apply(o)) => WatchChange::Apply(json(o)),
             Ok(watcher::Event::Delete(o)) => WatchChange::Delete(json(o)),
             Err(e) => {
-                tracing::warn!(resource, error = %e, "watching for TestTriggers failed; retrying with backoff");
+                tracing::warn!(resource, %namespace, error = %e, "watching for TestTriggers failed; retrying with backoff");
                 continue;
             }
         };
@@ -832,5 +895,61 @@ mod tests {
             &o,
             now
         ));
+    }
+
+    #[test]
+    fn namespaces_are_watched_where_allowed_and_refused_elsewhere() {
+        let allowed: BTreeSet<String> = ["assay", "shop", "shop-eu"].map(String::from).into();
+        let t = |selector: &str, own: &str| {
+            trigger(&format!(
+                "apiVersion: tests.testkube.io/v1\nmetadata: {{name: t{own}}}\nspec:\n  resource: deployment\n  {selector}\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {{name: w}}\n"
+            ))
+        };
+        let set = |v: &[&str]| -> BTreeSet<String> { v.iter().map(|s| s.to_string()).collect() };
+        assert_eq!(
+            namespaces_of(
+                &t("resourceSelector: {namespace: shop}", ""),
+                "assay",
+                &allowed
+            ),
+            (set(&["shop"]), set(&[]))
+        );
+        assert_eq!(
+            namespaces_of(
+                &t("resourceSelector: {namespace: bank}", ""),
+                "assay",
+                &allowed
+            ),
+            (set(&[]), set(&["bank"])),
+            "not allowed: refused"
+        );
+        assert_eq!(
+            namespaces_of(
+                &t("resourceSelector: {namespaceRegex: '^shop'}", ""),
+                "assay",
+                &allowed
+            ),
+            (set(&["shop", "shop-eu"]), set(&[])),
+            "a regex picks among the allowed"
+        );
+        assert_eq!(
+            namespaces_of(&t("resourceSelector: {name: web}", ""), "assay", &allowed),
+            (set(&["assay"]), set(&[])),
+            "the server's"
+        );
+        let mut own = t("resourceSelector: {name: web}", "");
+        own.metadata.namespace = Some("bank".into());
+        assert_eq!(
+            namespaces_of(&own, "assay", &allowed),
+            (set(&[]), set(&["bank"])),
+            "the trigger's own"
+        );
+        let legacy = trigger(
+            "apiVersion: tests.testkube.io/v1\nmetadata: {name: t}\nspec:\n  selector: {matchLabels: {testkube.io/resource-namespace: shop}}\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n",
+        );
+        assert_eq!(
+            namespaces_of(&legacy, "assay", &allowed),
+            (set(&["shop"]), set(&[]))
+        );
     }
 }

@@ -16,8 +16,8 @@
 //! process on the same PostgreSQL) and, as a safety net for writers that send no signal (another
 //! process on a SQLite file), every [`Options::trigger_reread`]; each that fires queues the
 //! workflows its `testSelector` picks, with `runningContext {type: trigger, actor:
-//! "testtrigger NAME"}`, the tag `testtrigger=NAME` (and its `actionParameters` tags and
-//! config), honouring `concurrencyPolicy` (`forbid`: not while one it queued is queued or
+//! "testtrigger NAME"}`, the tag `testtrigger=NAME` (and its `actionParameters` tags,
+//! config and target), honouring `concurrencyPolicy` (`forbid`: not while one it queued is queued or
 //! running; `replace`: those are aborted first; `allow`, the default: always).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,12 +42,15 @@ use crate::AppState;
 pub struct Options {
     /// How often the stored TestTriggers are read again without a signal.
     pub trigger_reread: Duration,
+    /// Namespaces besides the connection's that TestTriggers may watch.
+    pub trigger_namespaces: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             trigger_reread: Duration::from_secs(60),
+            trigger_namespaces: Vec::new(),
         }
     }
 }
@@ -74,6 +77,7 @@ pub fn spawn(state: AppState, conn: Connection, options: Options) {
 
     let (triggers_tx, triggers_rx) = watch::channel(Vec::<TestTrigger>::new());
     let defs = definitions.clone();
+    let reread = options.trigger_reread;
     // Watching before the first read: a change made while reading is read again.
     let mut changes = state
         .store
@@ -101,11 +105,15 @@ pub fn spawn(state: AppState, conn: Connection, options: Options) {
             }
             tokio::select! {
                 _ = changes.changed() => {}
-                _ = tokio::time::sleep(options.trigger_reread) => {}
+                _ = tokio::time::sleep(reread) => {}
             }
         }
     });
-    let mut fired = assay_kube::triggers::spawn_watcher(&conn, triggers_rx);
+    let mut fired = assay_kube::triggers::spawn_watcher(
+        &conn,
+        options.trigger_namespaces.iter().cloned().collect(),
+        triggers_rx,
+    );
     tokio::spawn(async move {
         while let Some(f) = fired.recv().await {
             run(&state, &definitions, f).await;
@@ -297,6 +305,21 @@ async fn run(state: &AppState, defs: &Definitions, fired: Fired) {
         }
     };
     let params = t.spec.action_parameters.clone().unwrap_or_default();
+    // Testkube's `actionParameters.target` is an execution target: the runs wait for an agent
+    // that matches, as a run request's `target` does.
+    let target = match params
+        .target
+        .as_ref()
+        .map(|raw| serde_json::from_value::<assay_api::agents::ExecutionTarget>(raw.clone()))
+    {
+        None => None,
+        Some(Ok(target)) => Some(target),
+        Some(Err(e)) => {
+            tracing::warn!(trigger = %name, error = %e,
+                "the TestTrigger's actionParameters.target is not an execution target; not running");
+            return;
+        }
+    };
     let mut started = 0;
     for raw in workflows.iter().filter(|w| picked(t, w)) {
         let wf_name = raw
@@ -324,6 +347,7 @@ async fn run(state: &AppState, defs: &Definitions, fired: Fired) {
             .collect();
         tags.insert(TRIGGER_TAG.to_string(), name.clone());
         run.tags = tags;
+        run.target = target.clone();
         run.running_context = RunningContext {
             kind: ContextType::Trigger,
             actor: Some(format!("testtrigger {name}")),

@@ -521,6 +521,37 @@ pub fn validate_resource(file: &str, doc: &crate::load::LoadedResource) -> Vec<D
                     }
                 }
             }
+            // Testkube's newer fields: refused by name rather than ignored.
+            for (field, set, hint) in [
+                (
+                    "match",
+                    s.matches.is_some(),
+                    "Assay matches on `resource`, `resourceSelector` and `event`: express the condition with those, or `conditionSpec`",
+                ),
+                (
+                    "resourceRef",
+                    s.resource_ref.is_some(),
+                    "Assay watches the kinds `resource` names: use `resource: deployment` and the like",
+                ),
+                (
+                    "listener",
+                    s.listener.is_some(),
+                    "every `assay server --kubernetes` that stores the trigger watches for it: leave `listener` out",
+                ),
+            ] {
+                if set {
+                    error(
+                        &format!("spec.{field}"),
+                        format!("`{field}` is not supported"),
+                        Some(hint.to_string()),
+                    );
+                }
+            }
+            if let Some(target) = s.action_parameters.as_ref().and_then(|p| p.target.as_ref())
+                && let Some((message, hint)) = target_problem(target)
+            {
+                error("spec.actionParameters.target", message, Some(hint));
+            }
             if let Some(delay) = &s.delay
                 && crate::duration::parse_duration(delay).is_err()
             {
@@ -544,6 +575,64 @@ pub fn validate_resource(file: &str, doc: &crate::load::LoadedResource) -> Vec<D
         .collect();
     crate::diagnostic::sort(&mut out);
     out
+}
+
+/// What is wrong with an `actionParameters.target` (Testkube's execution target: `match`,
+/// `not`, `replicate`, `schedulerPolicy`), if anything: its values are taken as written, so
+/// Testkube's `jsonpath=` and `{{ }}` values (resolved against the event's object there) are
+/// refused rather than matched literally.
+fn target_problem(target: &serde_json::Value) -> Option<(String, String)> {
+    let shape = "write `target: {match: {LABEL: [VALUE, ...]}, not: {...}, replicate: [LABEL]}`";
+    let Some(fields) = target.as_object() else {
+        return Some(("is not a mapping".into(), shape.into()));
+    };
+    let strings = |v: &serde_json::Value| -> Option<Vec<String>> {
+        v.as_array()?
+            .iter()
+            .map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut values = Vec::new();
+    for (key, v) in fields {
+        match key.as_str() {
+            "schedulerPolicy" if v.is_string() => {}
+            "replicate" => match strings(v) {
+                Some(keys) => values.extend(keys),
+                None => {
+                    return Some((
+                        "`replicate` is not a list of label keys".into(),
+                        shape.into(),
+                    ));
+                }
+            },
+            "match" | "not" => {
+                let Some(map) = v.as_object() else {
+                    return Some((format!("`{key}` is not a mapping"), shape.into()));
+                };
+                for (label, list) in map {
+                    match strings(list) {
+                        Some(list) => values.extend(list),
+                        None => {
+                            return Some((
+                                format!("`{key}.{label}` is not a list of values"),
+                                shape.into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            other => return Some((format!("unknown target field `{other}`"), shape.into())),
+        }
+    }
+    values
+        .iter()
+        .find(|v| v.starts_with("jsonpath=") || v.contains("{{"))
+        .map(|v| {
+            (
+                format!("`{v}` is resolved from the event's object by Testkube; Assay does not support that"),
+                "write the label values as they are".to_string(),
+            )
+        })
 }
 
 /// Report `value` unless it is one of `allowed`, with the closest as a hint.
@@ -728,5 +817,56 @@ spec:
         }
         let unknown = good.replace("delay: 2", "delay: 2\n    retries: 3");
         assert!(check("t.yaml", &unknown).has_errors());
+    }
+
+    #[test]
+    fn action_targets_are_execution_targets() {
+        let with = |target: &str| {
+            format!(
+                "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata: {{name: t}}\nspec:\n  resource: deployment\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {{name: w}}\n  actionParameters:\n    target: {target}\n"
+            )
+        };
+        let shown = |target: &str| -> Vec<String> {
+            check("t.yaml", &with(target))
+                .diagnostics
+                .iter()
+                .map(|d| d.to_string())
+                .collect()
+        };
+        assert!(
+            shown("{match: {zone: [b]}, not: {name: [a1]}, replicate: [name], schedulerPolicy: OnlyWhenMatches}")
+                .is_empty()
+        );
+        for (target, expected) in [
+            ("[a]", "is not a mapping"),
+            ("{match: {zone: b}}", "`match.zone` is not a list of values"),
+            ("{near: {zone: [b]}}", "unknown target field `near`"),
+            (
+                "{match: {zone: ['jsonpath={.metadata.labels.zone}']}}",
+                "Assay does not support that",
+            ),
+        ] {
+            let shown = shown(target);
+            assert!(
+                shown.iter().any(|d| d.contains(expected)),
+                "{target}: {shown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn newer_trigger_fields_are_refused_by_name() {
+        let text = "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata: {name: t}\nspec:\n  resource: deployment\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n  listener: {match: {name: [a]}}\n";
+        let shown: Vec<String> = check("t.yaml", text)
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(
+            shown
+                .iter()
+                .any(|d| d.starts_with("t.yaml:10:") && d.contains("`listener` is not supported")),
+            "{shown:?}"
+        );
     }
 }

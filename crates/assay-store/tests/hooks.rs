@@ -301,3 +301,69 @@ async fn prune_clears_old_deliveries(env: Env) {
     assert_eq!(attempts, ["new"]);
 }
 both!(prune_clears_old_deliveries);
+
+/// A stored TestTrigger that changes is signalled to the watchers of its kind (what
+/// `assay server --kubernetes` waits on instead of rereading): at once in this process, and on
+/// PostgreSQL in another store handle (another server) too.
+async fn resource_changes_are_signalled(env: Env) {
+    use futures::FutureExt;
+    let store = &env.store;
+    let yaml = "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata: {name: t}\n";
+    let mut triggers = store.watch_resources(ResourceKind::TestTrigger);
+    let mut webhooks = store.watch_resources(ResourceKind::Webhook);
+    store
+        .apply_resource(ResourceKind::TestTrigger, "t", yaml, &BTreeMap::new())
+        .await
+        .unwrap();
+    assert!(triggers.changed().now_or_never().is_some(), "created");
+    // On PostgreSQL every watcher is also signalled when the LISTEN connection is made (what
+    // was sent before may be lost), so only SQLite can say what was not signalled.
+    let quiet = env.backend == "sqlite";
+    if quiet {
+        assert!(webhooks.changed().now_or_never().is_none(), "another kind");
+    }
+    store
+        .apply_resource(ResourceKind::TestTrigger, "t", yaml, &BTreeMap::new())
+        .await
+        .unwrap();
+    if quiet {
+        assert!(triggers.changed().now_or_never().is_none(), "unchanged");
+    } else {
+        let _ = triggers.changed().now_or_never();
+    }
+    assert!(
+        store
+            .delete_resource(ResourceKind::TestTrigger, "t")
+            .await
+            .unwrap()
+    );
+    assert!(triggers.changed().now_or_never().is_some(), "deleted");
+
+    if env.backend == "postgres" {
+        let other = assay_store::Store::open(env.config.clone()).await.unwrap();
+        let mut remote = store.watch_resources(ResourceKind::TestTrigger);
+        // The first watch opens the LISTEN connection; applying until the signal arrives
+        // covers a NOTIFY sent before it listens (a lost signal is only a delay by design).
+        let mut n = 0;
+        loop {
+            n += 1;
+            other
+                .apply_resource(
+                    ResourceKind::TestTrigger,
+                    "t",
+                    &format!("{yaml}# {n}\n"),
+                    &BTreeMap::new(),
+                )
+                .await
+                .unwrap();
+            if tokio::time::timeout(std::time::Duration::from_secs(2), remote.changed())
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(n < 30, "no signal from the other handle");
+        }
+    }
+}
+both!(resource_changes_are_signalled);

@@ -83,11 +83,33 @@ pub struct Args {
     /// seen only then)
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "kubernetes")]
     trigger_reread: Duration,
+    /// With --kubernetes: another namespace whose resources TestTriggers may watch
+    /// (`resourceSelector.namespace`, `namespaceRegex`, a trigger's own namespace), besides the
+    /// server's; its ServiceAccount needs get/list/watch there (repeatable). A trigger naming
+    /// any other namespace is refused there, with a log line
+    #[arg(long = "trigger-namespace", value_name = "NAMESPACE", requires = "kubernetes", value_parser = parse_namespace)]
+    trigger_namespaces: Vec<String>,
     #[command(flatten)]
     store: StoreArgs,
     /// Where the server's runs execute (`ASSAY_RUNTIME`)
     #[command(flatten)]
     runtime: crate::runtime_args::RuntimeArgs,
+}
+
+/// A Kubernetes namespace name (an RFC 1123 label).
+fn parse_namespace(text: &str) -> Result<String, String> {
+    let label = !text.is_empty()
+        && text.len() <= 63
+        && !text.contains('.')
+        && assay_spec::validate::kubernetes_name_problem(text).is_none();
+    if label {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a namespace name: at most 63 lowercase letters, digits and `-`, \
+             starting and ending with a letter or digit"
+        ))
+    }
 }
 
 /// `10s`, `2m`, `500ms`, `1h`: a positive duration.
@@ -221,11 +243,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 "CRD mode: syncing TestWorkflows, TestWorkflowTemplates and TestTriggers of namespace {}",
                 conn.namespace
             );
+            if !args.trigger_namespaces.is_empty() {
+                eprintln!(
+                    "TestTriggers may also watch namespace(s) {}",
+                    args.trigger_namespaces.join(", ")
+                );
+            }
             assay_server::kubernetes::spawn(
                 server.state.clone(),
                 conn,
                 assay_server::kubernetes::Options {
                     trigger_reread: args.trigger_reread,
+                    trigger_namespaces: args.trigger_namespaces,
                 },
             );
         }
