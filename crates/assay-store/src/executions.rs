@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
-use crate::db::{RowExt, is_busy, is_unique_violation};
+use crate::db::{Backend, RowExt, is_busy, is_unique_violation};
 use crate::error::{Result, StoreError};
 use crate::lease::{self, LeaseOwner, Liveness};
 use crate::live::Kind;
@@ -860,9 +860,14 @@ impl Store {
         .collect()
     }
 
-    /// Executions matching `filter`, newest first.
+    /// Executions matching `filter`, newest first. The database builds the whole page as one
+    /// JSON text (one object per execution, `SUMMARY_FIELDS`) and returns it as ONE row: sqlx
+    /// hands each row of a SQLite query from its worker thread through a channel and converts
+    /// it for the `Any` driver, which cost more than the query itself once per row.
     pub async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
-        let (mut sql, mut binds, order) = filter_sql(filter, &format!("SELECT {SUMMARY_COLUMNS}"));
+        let db = self.db();
+        let (mut sql, mut binds, order) =
+            filter_sql(filter, &format!("SELECT {} AS r", summary_json(db.backend)));
         if let Some(before) = &filter.before_id {
             binds.push(Bind::Text(before.clone()));
             sql.push_str(&format!(" AND {order} < ${}", binds.len()));
@@ -870,14 +875,26 @@ impl Store {
         let limit = filter.limit.unwrap_or(100).max(1) as i64;
         binds.push(Bind::Int(limit));
         sql.push_str(&format!(" ORDER BY {order} DESC LIMIT ${}", binds.len()));
-        let db = self.db();
-        bind_all(sqlx::query(AssertSqlSafe(sql)), binds)
-            .fetch_all(&db.pool)
+        let concat = match db.backend {
+            Backend::Sqlite => "group_concat(r, ',')",
+            Backend::Postgres => "string_agg(r, ',')",
+        };
+        let sql = format!(
+            "SELECT '[' || COALESCE({concat}, '') || ']' AS page FROM ({sql}) AS page_rows"
+        );
+        let row = bind_all(sqlx::query(AssertSqlSafe(sql)), binds)
+            .fetch_one(&db.pool)
             .await
-            .map_err(|e| db.err("list executions", e))?
-            .iter()
-            .map(summary_from_row)
-            .collect()
+            .map_err(|e| db.err("list executions", e))?;
+        let records: Vec<SummaryRecord> = from_json("executions list", &row.text("page")?)?;
+        let mut page = records
+            .into_iter()
+            .map(SummaryRecord::into_summary)
+            .collect::<Result<Vec<_>>>()?;
+        // An aggregate's input order is the subquery's in practice, but no SQL standard says so;
+        // the order key is the execution id in both forms of `filter_sql`.
+        page.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        Ok(page)
     }
 
     /// How many executions match `filter` (its paging, `limit` and `before_id`, ignored), by
@@ -1077,16 +1094,109 @@ fn foreign_key_to_not_found(err: StoreError, id: &str) -> StoreError {
     err
 }
 
+/// The columns of an [`ExecutionSummary`] in the order of `SUMMARY_COLUMNS`, with whether each
+/// holds JSON text (embedded as JSON, not as a string, in `summary_json`).
+const SUMMARY_FIELDS: [(&str, bool); 18] = [
+    ("id", false),
+    ("name", false),
+    ("workflow", false),
+    ("number", false),
+    ("status", false),
+    ("scheduled_at", false),
+    ("started_at", false),
+    ("finished_at", false),
+    ("status_at", false),
+    ("tags", true),
+    ("config", true),
+    ("running_context", true),
+    ("error_message", false),
+    ("abort_requested_at", false),
+    ("record_errors", true),
+    ("parent_id", false),
+    ("parent_name", false),
+    ("parent_step", false),
+];
+
+/// A SQL expression making one JSON object text of an execution row's summary columns, keyed
+/// by column name (read back as a [`SummaryRecord`]).
+fn summary_json(backend: Backend) -> String {
+    let fields: Vec<String> = SUMMARY_FIELDS
+        .iter()
+        .map(|(column, json)| match (backend, json) {
+            (_, false) => format!("'{column}', {column}"),
+            (Backend::Sqlite, true) => format!("'{column}', json({column})"),
+            (Backend::Postgres, true) => format!("'{column}', CAST({column} AS json)"),
+        })
+        .collect();
+    match backend {
+        Backend::Sqlite => format!("json_object({})", fields.join(", ")),
+        Backend::Postgres => format!("CAST(json_build_object({}) AS text)", fields.join(", ")),
+    }
+}
+
+/// The stored columns of one execution's summary, read from a row or from `summary_json`.
+#[derive(serde::Deserialize)]
+struct SummaryRecord {
+    id: String,
+    name: String,
+    workflow: String,
+    number: i64,
+    status: String,
+    scheduled_at: UnixMs,
+    started_at: Option<UnixMs>,
+    finished_at: Option<UnixMs>,
+    status_at: UnixMs,
+    tags: Tags,
+    config: BTreeMap<String, ConfigValue>,
+    running_context: RunningContext,
+    error_message: Option<String>,
+    abort_requested_at: Option<UnixMs>,
+    record_errors: Option<Vec<String>>,
+    parent_id: Option<String>,
+    parent_name: Option<String>,
+    parent_step: Option<String>,
+}
+
+impl SummaryRecord {
+    fn into_summary(self) -> Result<ExecutionSummary> {
+        Ok(ExecutionSummary {
+            status: self
+                .status
+                .parse()
+                .map_err(|e| StoreError::decode("execution status", e))?,
+            id: self.id,
+            name: self.name,
+            number: self.number,
+            workflow: self.workflow,
+            scheduled_at: self.scheduled_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            status_at: self.status_at,
+            tags: self.tags,
+            config: self.config,
+            running_context: self.running_context,
+            error_message: self.error_message,
+            abort_requested: self.abort_requested_at.is_some(),
+            record_errors: self.record_errors.unwrap_or_default(),
+            parent: match (self.parent_id, self.parent_name) {
+                (Some(id), Some(name)) => Some(ParentExecution {
+                    id,
+                    name,
+                    step_ref: self.parent_step.unwrap_or_default(),
+                }),
+                _ => None,
+            },
+        })
+    }
+}
+
 pub(crate) fn summary_from_row(row: &AnyRow) -> Result<ExecutionSummary> {
-    let status_text = row.text("status")?;
-    Ok(ExecutionSummary {
+    SummaryRecord {
         id: row.text("id")?,
         name: row.text("name")?,
-        number: row.int("number")?,
         workflow: row.text("workflow")?,
-        status: status_text
-            .parse()
-            .map_err(|e| StoreError::decode("execution status", e))?,
+        number: row.int("number")?,
+        status: row.text("status")?,
         scheduled_at: row.int("scheduled_at")?,
         started_at: row.opt_int("started_at")?,
         finished_at: row.opt_int("finished_at")?,
@@ -1095,20 +1205,16 @@ pub(crate) fn summary_from_row(row: &AnyRow) -> Result<ExecutionSummary> {
         config: from_json("config", &row.text("config")?)?,
         running_context: from_json("running context", &row.text("running_context")?)?,
         error_message: row.opt_text("error_message")?,
-        abort_requested: row.opt_int("abort_requested_at")?.is_some(),
+        abort_requested_at: row.opt_int("abort_requested_at")?,
         record_errors: match row.opt_text("record_errors")? {
-            Some(text) => from_json("record errors", &text)?,
-            None => Vec::new(),
+            Some(text) => Some(from_json("record errors", &text)?),
+            None => None,
         },
-        parent: match (row.opt_text("parent_id")?, row.opt_text("parent_name")?) {
-            (Some(id), Some(name)) => Some(ParentExecution {
-                id,
-                name,
-                step_ref: row.opt_text("parent_step")?.unwrap_or_default(),
-            }),
-            _ => None,
-        },
-    })
+        parent_id: row.opt_text("parent_id")?,
+        parent_name: row.opt_text("parent_name")?,
+        parent_step: row.opt_text("parent_step")?,
+    }
+    .into_summary()
 }
 
 pub(crate) fn parse_step_status(text: &str) -> Result<StepStatus> {
@@ -1127,6 +1233,13 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_fields_are_the_summary_columns() {
+        let names: Vec<&str> = SUMMARY_FIELDS.iter().map(|(name, _)| *name).collect();
+        let columns: Vec<&str> = SUMMARY_COLUMNS.split(',').map(str::trim).collect();
+        assert_eq!(names, columns);
+    }
 
     #[test]
     fn since_id_orders_with_real_ids() {

@@ -1358,3 +1358,160 @@ fn unsafe_is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The list's page is built as JSON by the database; it must read back exactly as a row read.
+
+async fn list_page_matches_row_reads(env: Env) {
+    let s = &env.store;
+    let odd = "quote \" backslash \\ newline \n tab \t unicode é ✓ 😀 nul-free </script>";
+    let mut config = BTreeMap::new();
+    config.insert(
+        "plain".to_string(),
+        ConfigValue {
+            value: Some(odd.into()),
+            ..Default::default()
+        },
+    );
+    config.insert(
+        "secret".to_string(),
+        ConfigValue {
+            sensitive: true,
+            empty_default_value: true,
+            ..Default::default()
+        },
+    );
+    let mut ids: Vec<String> = Vec::new();
+    for i in 0..9 {
+        let mut new = new_exec(if i % 3 == 0 { "w-a" } else { "w-b" });
+        new.tags = tags(&[("env", if i % 2 == 0 { "prod" } else { odd }), ("n", "x")]);
+        if i % 2 == 0 {
+            new.config = config.clone();
+            new.running_context = RunningContext {
+                kind: ContextType::Api,
+                actor: Some(odd.into()),
+                ci: None,
+                execution_id: None,
+            };
+        }
+        if i == 4 {
+            new.parent = Some(ParentExecution {
+                id: ids[0].clone(),
+                name: "w-a-1".into(),
+                step_ref: odd.into(),
+            });
+        }
+        if i == 8 {
+            new.status = Some(ExecutionStatus::Queued);
+        }
+        let e = s.create_execution(new).await.unwrap();
+        match i {
+            1 => s
+                .finish_execution(
+                    &e.id,
+                    Finish {
+                        status: ExecutionStatus::Failed,
+                        error_message: Some(odd.into()),
+                        at: now_ms(),
+                    },
+                )
+                .await
+                .unwrap(),
+            2 => s
+                .set_record_errors(&e.id, &[odd.to_string(), "second".into()])
+                .await
+                .unwrap(),
+            3 => assert!(s.request_abort(&e.id, Some(odd)).await.unwrap()),
+            5 | 6 => finish(s, &e.id, ExecutionStatus::Passed).await,
+            _ => {}
+        }
+        ids.push(e.id);
+    }
+    let filters = [
+        ExecutionFilter::default(),
+        ExecutionFilter {
+            workflow: Some("w-b".into()),
+            ..Default::default()
+        },
+        ExecutionFilter {
+            statuses: vec![ExecutionStatus::Passed, ExecutionStatus::Failed],
+            ..Default::default()
+        },
+        ExecutionFilter {
+            tags: vec![("env".into(), odd.into())],
+            ..Default::default()
+        },
+        ExecutionFilter {
+            tags: vec![("n".into(), "x".into()), ("env".into(), "prod".into())],
+            workflow: Some("w-a".into()),
+            ..Default::default()
+        },
+        ExecutionFilter {
+            workflow: Some("nothing".into()),
+            ..Default::default()
+        },
+    ];
+    for filter in filters {
+        // Page through two at a time; every page is newest first and each entry equals the
+        // same execution read as a row, field by field.
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s
+                .list_executions(&ExecutionFilter {
+                    limit: Some(2),
+                    before_id: before.clone(),
+                    ..filter.clone()
+                })
+                .await
+                .unwrap();
+            for e in &page {
+                let row = s
+                    .find_execution(&ExecutionRef::Id(e.id.clone()))
+                    .await
+                    .unwrap();
+                assert_eq!(e, &row, "{filter:?}");
+            }
+            seen.extend(page.iter().map(|e| e.id.clone()));
+            match page.last() {
+                Some(last) if page.len() == 2 => before = Some(last.id.clone()),
+                _ => break,
+            }
+        }
+        let mut expected: Vec<String> = Vec::new();
+        for id in ids.iter().rev() {
+            let e = s
+                .find_execution(&ExecutionRef::Id(id.clone()))
+                .await
+                .unwrap();
+            let matches = filter.workflow.as_ref().is_none_or(|w| *w == e.workflow)
+                && (filter.statuses.is_empty() || filter.statuses.contains(&e.status))
+                && filter.tags.iter().all(|(k, v)| e.tags.get(k) == Some(v));
+            if matches {
+                expected.push(id.clone());
+            }
+        }
+        assert_eq!(seen, expected, "{filter:?}");
+    }
+    // The odd values came back whole.
+    let all = s
+        .list_executions(&ExecutionFilter::default())
+        .await
+        .unwrap();
+    let failed = all
+        .iter()
+        .find(|e| e.status == ExecutionStatus::Failed)
+        .unwrap();
+    assert_eq!(failed.error_message.as_deref(), Some(odd));
+    assert!(all.iter().any(|e| e.record_errors == [odd, "second"]));
+    assert!(all.iter().any(|e| e.abort_requested));
+    assert!(
+        all.iter()
+            .any(|e| e.parent.as_ref().is_some_and(|p| p.step_ref == odd))
+    );
+    assert!(
+        all.iter()
+            .any(|e| e.config == config && e.running_context.actor.as_deref() == Some(odd))
+    );
+}
+both!(list_page_matches_row_reads);
