@@ -263,8 +263,8 @@ async fn try_claim(state: &AppState, name: &str, info: &AgentInfo) -> ApiResult<
         let id = candidate.id;
         let request = match state.service.queued_request(&id).await {
             Ok(r) => r,
-            Err(message) => {
-                fail(state, &id, message).await;
+            Err(e) => {
+                fail(state, &id, e.to_string()).await;
                 continue;
             }
         };

@@ -270,7 +270,8 @@ async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, tick
     // (an execution aborted while it waited is not taken).
     let request = match ticket.into_request(store).await {
         Ok(r) => r,
-        Err(message) => {
+        Err(e) => {
+            let message = e.to_string();
             match store
                 .find_execution(&ExecutionRef::Id(id.to_string()))
                 .await

@@ -25,7 +25,9 @@ pub use definitions::{Checked, Definitions, DocumentKind};
 pub use error::{Problem, ServiceError, ServiceResult};
 pub use held::take as take_held;
 pub use history::{HistoryQuery, Page};
-pub use runs::{Aborted, Group, QueueSink, Queued, Start, check_tags, rerun_config};
+pub use runs::{
+    Aborted, Group, QueueSink, Queued, QueuedRequestError, Start, check_tags, rerun_config,
+};
 
 /// The use cases over one store, and the queue runs are submitted to (a server's). Cheap to
 /// clone.

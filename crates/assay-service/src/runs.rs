@@ -98,7 +98,7 @@ impl Queued {
 
     /// The request to run it with: the checked one, or rebuilt from the store; with the
     /// sensitive values this process holds for it (taken out of memory here).
-    pub async fn into_request(self, store: &Store) -> Result<RunRequest, String> {
+    pub async fn into_request(self, store: &Store) -> Result<RunRequest, QueuedRequestError> {
         let held = crate::held::take(&self.id);
         let mut request = match self.request {
             Some(r) => *r,
@@ -112,23 +112,37 @@ impl Queued {
     }
 }
 
+/// Why a queued execution's run request could not be rebuilt from the store. Its message is
+/// what the execution records as its error.
+#[derive(Debug, thiserror::Error)]
+pub enum QueuedRequestError {
+    #[error("failed to read the queued execution: {0}")]
+    ReadExecution(#[source] StoreError),
+    #[error("the stored definition does not load: {problems}")]
+    DoesNotLoad { problems: String },
+    #[error(transparent)]
+    Definition(definitions::StoredError),
+    #[error("failed to read templates: {0}")]
+    Templates(#[source] StoreError),
+}
+
 /// The run request of a queued execution, rebuilt from what the store holds: its definition,
 /// config values and tags, and the stored templates as they are now.
-async fn stored_request(store: &Store, id: &str) -> Result<RunRequest, String> {
+async fn stored_request(store: &Store, id: &str) -> Result<RunRequest, QueuedRequestError> {
     let execution = store
         .get_execution(&ExecutionRef::Id(id.to_string()))
         .await
-        .map_err(|e| format!("failed to read the queued execution: {e}"))?;
+        .map_err(QueuedRequestError::ReadExecution)?;
     let workflow = definitions::workflow_from_yaml("stored definition", &execution.definition)
         .map_err(|e| match e {
             definitions::StoredError::DoesNotLoad { problems, .. } => {
-                format!("the stored definition does not load: {problems}")
+                QueuedRequestError::DoesNotLoad { problems }
             }
-            e => e.to_string(),
+            e => QueuedRequestError::Definition(e),
         })?;
     let templates = definitions::templates(store)
         .await
-        .map_err(|e| format!("failed to read templates: {e}"))?;
+        .map_err(QueuedRequestError::Templates)?;
     let mut request = RunRequest::new(workflow, templates);
     request.config = execution
         .config
@@ -415,7 +429,7 @@ impl Service {
     /// The request to run the queued execution `id` with, for a runner outside the queue (an
     /// agent the caller has just handed it to): rebuilt from the store, with the sensitive
     /// values this process holds for it (taken out of memory here).
-    pub async fn queued_request(&self, id: &str) -> Result<RunRequest, String> {
+    pub async fn queued_request(&self, id: &str) -> Result<RunRequest, QueuedRequestError> {
         Queued {
             id: id.to_string(),
             workflow: String::new(),
