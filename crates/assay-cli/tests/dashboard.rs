@@ -24,7 +24,9 @@ fn assay(data: &Path) -> Command {
 }
 
 /// `greet` takes typed config and leaves artifacts (text and an HTML report that tries to
-/// script its origin); `slow` prints a line every 300 ms for a minute (live logs, abort).
+/// script its origin); `slow` prints a line every 300 ms for a minute (live logs, abort);
+/// `flaky` fails the first time it runs for a commit and passes after (why it failed,
+/// insights): the marks it leaves are files in `config.marks`.
 const WORKFLOWS: &str = r#"
 kind: TestWorkflow
 apiVersion: testworkflows.testkube.io/v1
@@ -63,6 +65,26 @@ spec:
   steps:
   - name: tick
     shell: 'for i in $(seq 200); do echo "tick $i"; sleep 0.3; done'
+---
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata:
+  name: flaky
+  labels:
+    team: qa
+description: Fails once per commit, then passes
+spec:
+  config:
+    marks: {type: string}
+    commit: {type: string}
+  steps:
+  - name: connect to the database
+    shell: |
+      echo "connecting for {{ config.commit }}"
+      if [ -e "{{ config.marks }}/{{ config.commit }}" ]; then echo connected; exit 0; fi
+      touch "{{ config.marks }}/{{ config.commit }}"
+      echo "error: connection refused by db:5432"
+      exit 1
 "#;
 
 #[test]
@@ -119,6 +141,21 @@ fn dashboard_in_a_real_browser() {
     .trim()
     .to_string();
     assert!(!viewer.is_empty());
+    // A runner token for the agent the /agents scenario starts (`ASSAY_BIN agent ...`).
+    let runner = String::from_utf8(
+        assay(&data)
+            .args(["token", "create", "--role", "runner", "--name", "agent"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
+    )
+    .unwrap();
+    let runner_file = tmp.path().join("runner.token");
+    std::fs::write(&runner_file, runner.trim()).unwrap();
+    let marks = tmp.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
 
     let output = StdCommand::new("node")
         .arg("dashboard.mjs")
@@ -128,6 +165,9 @@ fn dashboard_in_a_real_browser() {
         .env("ASSAY_VIEWER_TOKEN", &viewer)
         .env("ASSAY_SCREENSHOTS", &screenshots)
         .env("ASSAY_TEST_CHROMIUM", &chromium)
+        .env("ASSAY_BIN", assert_cmd::cargo::cargo_bin("assay"))
+        .env("ASSAY_RUNNER_TOKEN_FILE", &runner_file)
+        .env("ASSAY_MARKS", &marks)
         .output()
         .expect("failed to start node (install nodejs, or set ASSAY_TEST_SKIP_BROWSER=1)");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,17 +1,23 @@
 // Browser scenarios of the Assay dashboard, run by crates/assay-cli/tests/dashboard.rs against a
 // real `assay server`. Environment: ASSAY_URL, ASSAY_ADMIN_TOKEN, ASSAY_VIEWER_TOKEN,
-// ASSAY_SCREENSHOTS (a folder), ASSAY_TEST_CHROMIUM (default /usr/bin/chromium).
+// ASSAY_SCREENSHOTS (a folder), ASSAY_TEST_CHROMIUM (default /usr/bin/chromium), ASSAY_BIN (the
+// assay binary, for an agent), ASSAY_RUNNER_TOKEN_FILE (a runner token for it), ASSAY_MARKS (a
+// folder the `flaky` workflow leaves its marks in).
 // Exits non-zero on the first failed scenario.
 
 import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const base = required("ASSAY_URL");
 const adminToken = required("ASSAY_ADMIN_TOKEN");
 const viewerToken = required("ASSAY_VIEWER_TOKEN");
 const shots = required("ASSAY_SCREENSHOTS");
+const assayBin = required("ASSAY_BIN");
+const runnerTokenFile = required("ASSAY_RUNNER_TOKEN_FILE");
+const marks = required("ASSAY_MARKS");
 mkdirSync(shots, { recursive: true });
 
 function required(name) {
@@ -27,6 +33,26 @@ async function api(path, token = adminToken) {
   const response = await fetch(base + path, { headers: { Authorization: `Bearer ${token}` } });
   assert.equal(response.status, 200, `GET ${path}: ${response.status}`);
   return response.json();
+}
+
+async function post(path, body, token = adminToken) {
+  const response = await fetch(base + path, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const json = await response.json();
+  assert.ok(response.ok, `POST ${path}: ${response.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+// Run `flaky` on `commit` through the API and wait for its end; returns the execution.
+async function runFlaky(commit) {
+  const queued = await post("/v1/test-workflows/flaky/executions", { config: { marks, commit }, tags: { commit } });
+  return waitFor(`flaky on ${commit} to end`, async () => {
+    const e = await api(`/v1/test-workflow-executions/${queued.id}`);
+    return ["passed", "failed"].includes(e.result.status) ? e : null;
+  });
 }
 
 async function waitFor(what, check, timeoutMs = 60000) {
@@ -129,9 +155,9 @@ try {
     await anon.close();
   });
 
-  await scenario("workflows page: both workflows, labels, filters, keyboard", async () => {
+  await scenario("workflows page: every workflow, labels, filters, keyboard", async () => {
     page = await login(admin, adminToken);
-    assert.equal(await page.locator("tr[data-workflow]").count(), 2);
+    assert.equal(await page.locator("tr[data-workflow]").count(), 3);
     assert.match(await page.textContent('tr[data-workflow="greet"]'), /team=qa/);
     assert.match(await page.textContent('tr[data-workflow="greet"]'), /never run/);
     // Keyboard: the first Tab reaches the skip link, which moves focus to the content.
@@ -322,6 +348,71 @@ try {
     await p.goto(`${base}/executions/${greetId}`);
     await shot(p, "dark-execution");
     await dark.close();
+  });
+
+  let flakyFailed;
+  await scenario("why it failed: a failed run's page names the failing step, its lines and that nothing passed before", async () => {
+    flakyFailed = await runFlaky("c1");
+    assert.equal(flakyFailed.result.status, "failed");
+    const analysis = await api(`/v1/test-workflow-executions/${flakyFailed.id}/analysis`);
+    await page.goto(`${base}/executions/${flakyFailed.id}`);
+    const why = page.locator("#why");
+    await why.waitFor();
+    assert.equal(await why.locator("h2").textContent(), "Why it failed");
+    assert.equal(await why.locator("[data-class]").getAttribute("data-class"), analysis.verdict.class);
+    assert.match(await why.textContent(), new RegExp(`rule ${analysis.verdict.rule}`));
+    assert.equal(await why.locator('a[href^="#log-"]').textContent(), "connect to the database");
+    const lines = await why.locator("pre.why-lines .line").allTextContents();
+    assert.deepEqual(lines, analysis.failingStep.lines);
+    assert.ok(lines.some((l) => l.includes("connection refused by db:5432")), `the failing line is shown: ${lines}`);
+    assert.match(await why.textContent(), /No passing execution of flaky to compare with\./);
+    await shot(page, "execution-why-failed");
+    // A passed execution has no such panel.
+    await page.goto(`${base}/executions/${greetId}`);
+    assert.equal(await page.locator("#why").count(), 0, "no panel on a passed run");
+  });
+
+  await scenario("insights: a change that failed then passed and one green at once, by workflow", async () => {
+    assert.equal((await runFlaky("c1")).result.status, "passed", "the retry on c1 passes");
+    writeFileSync(join(marks, "c2"), ""); // c2's first run finds its mark: green at once
+    assert.equal((await runFlaky("c2")).result.status, "passed", "c2 passes at once");
+    await page.goto(`${base}/insights`);
+    await page.selectOption("#by", "workflow");
+    await Promise.all([page.waitForNavigation(), page.click("form.filters button[type=submit]")]);
+    assert.equal(new URL(page.url()).searchParams.get("by"), "workflow");
+    const row = page.locator('table.insights tr[data-key="flaky"]');
+    const cells = await row.locator("td").allTextContents();
+    // Changes, executions, first try, runs until green, rework, failure classes.
+    assert.deepEqual(cells.slice(0, 5), ["2", "3", "50%", "1.5", "0%"], `the flaky row: ${cells}`);
+    assert.ok(cells[5].length > 1 && cells[5] !== "–", `the failed run's class is counted: ${cells[5]}`);
+    assert.ok((await page.locator(".chart svg").count()) >= 1, "the charts are drawn");
+    await shot(page, "insights");
+    // A window that cannot be read is an error on the page, not a blank one.
+    const bad = await page.goto(`${base}/insights?since=not-a-time`);
+    assert.equal(bad.status(), 400);
+    assert.equal(await page.locator('p.error[role="alert"]').count(), 1, "a bad window is explained");
+  });
+
+  await scenario("agents: none at first, then a runner agent connected with its labels", async () => {
+    await page.goto(`${base}/agents`);
+    assert.match(await page.textContent("#no-agents"), /No agent has connected/);
+    const agent = spawn(assayBin, ["agent", "--server", base, "--token-file", runnerTokenFile, "--name", "browser-agent", "--label", "env=browser", "--label", "zone=b"], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    agent.stderr.on("data", (d) => { stderr += d; });
+    try {
+      await waitFor("the agent to connect", async () => {
+        await page.goto(`${base}/agents`);
+        return (await page.locator('tr[data-agent="browser-agent"] .badge').count()) === 1;
+      }, 30000).catch((e) => { throw new Error(`${e.message}; agent stderr:\n${stderr}`); });
+      const row = page.locator('tr[data-agent="browser-agent"]');
+      assert.equal(await row.locator(".badge").textContent(), "connected");
+      assert.deepEqual(await row.locator(".label").allTextContents(), ["env=browser", "zone=b"]);
+      assert.equal(await row.locator("td").nth(1).textContent(), "host", "its runtime");
+      assert.equal(await page.locator("p.meta", { hasText: "connected" }).textContent(), "1 of 1 connected.");
+      await shot(page, "agents");
+    } finally {
+      agent.kill("SIGKILL");
+    }
   });
 
   await scenario("logout clears the cookie", async () => {
