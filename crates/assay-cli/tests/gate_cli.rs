@@ -339,32 +339,9 @@ fn a_test_that_failed_and_passed_on_one_commit_is_new_flaky_and_the_rerun_supers
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let data = d.join("data");
-    let wf = d.join("flip.yaml");
-    std::fs::write(
-        &wf,
-        r#"apiVersion: testworkflows.testkube.io/v1
-kind: TestWorkflow
-metadata:
-  name: flip
-spec:
-  config:
-    fail: {type: boolean, default: false}
-  steps:
-  - name: Tests
-    shell: |
-      mkdir -p /data/reports
-      if [ "{{ config.fail }}" = true ]; then
-        echo '<testsuite name="t"><testcase classname="tests.test_io" name="test_read"><failure message="timed out">timed out</failure></testcase><testcase classname="tests.test_io" name="test_write"/></testsuite>' > /data/reports/junit.xml
-      else
-        echo '<testsuite name="t"><testcase classname="tests.test_io" name="test_read"/><testcase classname="tests.test_io" name="test_write"/></testsuite>' > /data/reports/junit.xml
-      fi
-      [ "{{ config.fail }}" != true ]
-    artifacts:
-      workingDir: /data/reports
-      paths: [junit.xml]
-"#,
-    )
-    .unwrap();
+    // The fixture the server's gate tests share.
+    let wf =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/workflows/flip.yaml");
     let run = |commit: &str, fail: bool| {
         let (code, out, err) = assay_in(
             d,

@@ -11,27 +11,8 @@ use assay_store::{Store, StoreConfig, TokenRole};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const FLIP: &str = r#"apiVersion: testworkflows.testkube.io/v1
-kind: TestWorkflow
-metadata:
-  name: flip
-spec:
-  config:
-    fail: {type: boolean, default: false}
-  steps:
-  - name: Tests
-    shell: |
-      mkdir -p /data/reports
-      if [ "{{ config.fail }}" = true ]; then
-        echo '<testsuite name="t"><testcase classname="io" name="read"><failure message="timed out">x</failure></testcase><testcase classname="io" name="write"/></testsuite>' > /data/reports/junit.xml
-      else
-        echo '<testsuite name="t"><testcase classname="io" name="read"/><testcase classname="io" name="write"/></testsuite>' > /data/reports/junit.xml
-      fi
-      [ "{{ config.fail }}" != true ]
-    artifacts:
-      workingDir: /data/reports
-      paths: [junit.xml]
-"#;
+/// The fixture the CLI's gate tests share.
+const FLIP: &str = include_str!("../../../tests/workflows/flip.yaml");
 
 async fn judged_on(s: &support::TestServer) {
     assert_eq!(s.put_yaml(FLIP).await.status(), StatusCode::CREATED);
@@ -76,7 +57,10 @@ async fn judged_on(s: &support::TestServer) {
     assert_eq!(by_rule("requiredWorkflows")["passed"], true, "{v}");
     let flaky = by_rule("noNewFlakyTests");
     assert_eq!(flaky["passed"], false, "{v}");
-    assert_eq!(flaky["evidence"][0]["item"], "io::read", "{v}");
+    assert_eq!(
+        flaky["evidence"][0]["item"], "tests.test_io::test_read",
+        "{v}"
+    );
     assert_eq!(
         flaky["evidence"][0]["detail"],
         "passed and failed on commit b2"
@@ -86,7 +70,10 @@ async fn judged_on(s: &support::TestServer) {
     let (status, v) = evaluate(json!({"rules": rules, "execution": "flip-2"})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["rules"][0]["passed"], false, "{v}");
-    assert_eq!(v["rules"][0]["evidence"][0]["item"], "io::read", "{v}");
+    assert_eq!(
+        v["rules"][0]["evidence"][0]["item"], "tests.test_io::test_read",
+        "{v}"
+    );
     assert_eq!(v["rules"][0]["evidence"][0]["detail"], "timed out", "{v}");
 
     // Commit a1: nothing flaky, all passed.
