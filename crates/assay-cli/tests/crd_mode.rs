@@ -80,6 +80,22 @@ fn wait_for<T>(s: &Server, what: &str, mut check: impl FnMut() -> Option<T>) -> 
     }
 }
 
+/// Wait until the TestTrigger watcher of `resource` (in `namespace`, else any) has listed: events
+/// count from there.
+fn wait_for_watcher(s: &Server, resource: &str, namespace: Option<&str>) {
+    let ns = namespace.map(|n| format!("namespace={n}"));
+    wait_for(s, &format!("the {resource} watcher"), || {
+        let log = s.log.lock().unwrap();
+        log.lines()
+            .any(|l| {
+                l.contains("TestTrigger watcher listed")
+                    && l.contains(resource)
+                    && ns.as_deref().is_none_or(|n| l.contains(n))
+            })
+            .then_some(())
+    });
+}
+
 fn get(s: &Server, path: &str) -> (u16, Value) {
     let (status, body) = http(s.port, "GET", path, "", None);
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
@@ -250,12 +266,7 @@ fn test_triggers_run_workflows_on_deployment_events() {
     // Exists before the server starts: no `created` for it.
     apply(&api, &deployment("old", "web", "nginx:1", 1));
     let s = server(&data, &api);
-    wait_for(&s, "the deployment watcher", || {
-        let log = s.log.lock().unwrap();
-        log.lines()
-            .any(|l| l.contains("TestTrigger watcher listed") && l.contains("deployment"))
-            .then_some(())
-    });
+    wait_for_watcher(&s, "deployment", None);
     wait_for(&s, "`smoke` synced", || {
         (get(&s, "/v1/test-workflows/smoke").0 == 200).then_some(())
     });
@@ -364,12 +375,7 @@ fn the_readmes_crd_mode_example_runs() {
     for (i, line) in block.iter().enumerate() {
         // The trigger must be stored and watching before the Deployment is made.
         if i == 1 {
-            wait_for(&s, "the trigger's watcher", || {
-                let log = s.log.lock().unwrap();
-                log.lines()
-                    .any(|l| l.contains("TestTrigger watcher listed") && l.contains("deployment"))
-                    .then_some(())
-            });
+            wait_for_watcher(&s, "deployment", None);
         }
         let out = std::process::Command::new("bash")
             .args(["-c", line])
@@ -460,12 +466,7 @@ fn test_trigger_probes_gate_the_runs() {
         ),
     );
     let s = server(&dir.path().join("data"), &api);
-    wait_for(&s, "the deployment watcher", || {
-        let log = s.log.lock().unwrap();
-        log.lines()
-            .any(|l| l.contains("TestTrigger watcher listed") && l.contains("deployment"))
-            .then_some(())
-    });
+    wait_for_watcher(&s, "deployment", None);
     wait_for(&s, "`smoke` synced", || {
         (get(&s, "/v1/test-workflows/smoke").0 == 200).then_some(())
     });
@@ -533,12 +534,7 @@ fn a_trigger_applied_through_the_server_acts_without_a_reread() {
     cli(&["apply", "-f", file.to_str().unwrap(), "--context", "srv"]);
 
     // No trigger named a deployment before: its watcher starts now, on the signal.
-    wait_for(&s, "the deployment watcher", || {
-        let log = s.log.lock().unwrap();
-        log.lines()
-            .any(|l| l.contains("TestTrigger watcher listed") && l.contains("deployment"))
-            .then_some(())
-    });
+    wait_for_watcher(&s, "deployment", None);
     apply(&api, &deployment("web", "web", "nginx:1", 1));
     wait_for(&s, "the applied trigger's run", || {
         (runs_of(&s, "applied").len() == 1).then_some(())
@@ -571,16 +567,7 @@ fn test_triggers_watch_the_namespaces_they_were_allowed() {
             .map(str::to_string)
     });
     assert!(refused.contains("--trigger-namespace bank"), "{refused}");
-    wait_for(&s, "the watcher in shop", || {
-        let log = s.log.lock().unwrap();
-        log.lines()
-            .any(|l| {
-                l.contains("TestTrigger watcher listed")
-                    && l.contains("deployment")
-                    && l.contains("namespace=shop")
-            })
-            .then_some(())
-    });
+    wait_for_watcher(&s, "deployment", Some("shop"));
     wait_for(&s, "`smoke` synced", || {
         (get(&s, "/v1/test-workflows/smoke").0 == 200).then_some(())
     });

@@ -113,15 +113,12 @@ pub async fn check_once(
     Ok(())
 }
 
+/// An error with its sources (`error sending request: client error (Connect): ...`).
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    std::iter::successors(Some(e), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// The probes' overall timeout and the pause between tries.

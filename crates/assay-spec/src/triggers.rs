@@ -712,6 +712,18 @@ spec:
     {"info": "workflow={{ workflowName }} status={{ type }}"}
 "#;
 
+    /// The diagnostics of checking `text` as file `file`, as shown.
+    fn diagnostics_of(file: &str, text: &str) -> Vec<String> {
+        check(file, text)
+            .diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    /// A valid TestTrigger on deployments, to which a test adds lines of its `spec`.
+    const TRIGGER: &str = "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata: {name: t}\nspec:\n  resource: deployment\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n";
+
     #[test]
     fn real_documents_load_as_resources() {
         let loaded = check("real.yaml", REAL);
@@ -749,11 +761,7 @@ spec:
         );
         // The unknown field stops the typed model, so the semantic checks run on a fixed file.
         let fixed = text.replace("  colour: red\n", "");
-        let shown: Vec<String> = check("w.yaml", &fixed)
-            .diagnostics
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let shown = diagnostics_of("w.yaml", &fixed);
         assert!(
             shown.iter().any(|d| d.starts_with(
                 "w.yaml:7:12: unknown webhook event `end-testworkflow-fail`\n  hint: did you mean `end-testworkflow-failed`?"
@@ -767,11 +775,7 @@ spec:
             "{shown:?}"
         );
         let wrong = "apiVersion: testworkflows.testkube.io/v1\nkind: TestTrigger\nmetadata: {name: t}\nspec: {event: created, action: run, execution: test}\n";
-        let shown: Vec<String> = check("t.yaml", wrong)
-            .diagnostics
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let shown = diagnostics_of("t.yaml", wrong);
         assert!(
             shown
                 .iter()
@@ -782,8 +786,9 @@ spec:
 
     #[test]
     fn probe_specs_are_typed_and_checked() {
-        let good = "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata: {name: t}\nspec:\n  resource: deployment\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n  probeSpec:\n    timeout: 30\n    delay: 2\n    probes:\n      - {scheme: https, host: web.example, port: 8443, path: /ready, headers: {X-Check: 'yes'}}\n";
-        let loaded = check("t.yaml", good);
+        let good = TRIGGER.to_string()
+            + "  probeSpec:\n    timeout: 30\n    delay: 2\n    probes:\n      - {scheme: https, host: web.example, port: 8443, path: /ready, headers: {X-Check: 'yes'}}\n";
+        let loaded = check("t.yaml", &good);
         assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
         let crate::triggers::Resource::TestTrigger(t) = &loaded.resources[0].resource else {
             panic!("a trigger");
@@ -798,11 +803,7 @@ spec:
             .replace("path: /ready", "path: ready")
             .replace("host: web.example", "host: 'user@web.example'")
             .replace("timeout: 30", "timeout: 99999");
-        let shown: Vec<String> = check("t.yaml", &bad)
-            .diagnostics
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let shown = diagnostics_of("t.yaml", &bad);
         for expected in [
             "unknown probe scheme `ftp`",
             "`70000` is not a port",
@@ -821,17 +822,11 @@ spec:
 
     #[test]
     fn action_targets_are_execution_targets() {
-        let with = |target: &str| {
-            format!(
-                "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata: {{name: t}}\nspec:\n  resource: deployment\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {{name: w}}\n  actionParameters:\n    target: {target}\n"
+        let shown = |target: &str| {
+            diagnostics_of(
+                "t.yaml",
+                &format!("{TRIGGER}  actionParameters:\n    target: {target}\n"),
             )
-        };
-        let shown = |target: &str| -> Vec<String> {
-            check("t.yaml", &with(target))
-                .diagnostics
-                .iter()
-                .map(|d| d.to_string())
-                .collect()
         };
         assert!(
             shown("{match: {zone: [b]}, not: {name: [a1]}, replicate: [name], schedulerPolicy: OnlyWhenMatches}")
@@ -856,12 +851,8 @@ spec:
 
     #[test]
     fn newer_trigger_fields_are_refused_by_name() {
-        let text = "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata: {name: t}\nspec:\n  resource: deployment\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n  listener: {match: {name: [a]}}\n";
-        let shown: Vec<String> = check("t.yaml", text)
-            .diagnostics
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let text = TRIGGER.to_string() + "  listener: {match: {name: [a]}}\n";
+        let shown = diagnostics_of("t.yaml", &text);
         assert!(
             shown
                 .iter()
