@@ -37,20 +37,7 @@ impl Client {
         if response.status() == reqwest::StatusCode::NO_CONTENT {
             return Ok(None);
         }
-        let path = response.url().path().to_string();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url: self.base_url().to_string(),
-                reason: root_cause(&e),
-            })?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ClientError::Protocol {
-                url: format!("{}{path}", self.base_url()),
-                reason: e.to_string(),
-            })
+        self.decode(response).await.map(Some)
     }
 
     /// `POST /v1/agents/{name}/heartbeat`.

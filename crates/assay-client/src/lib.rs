@@ -240,6 +240,11 @@ impl Client {
 
     async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T, ClientError> {
         let response = self.send(req).await?;
+        self.decode(response).await
+    }
+
+    /// The JSON body of an answer [`Client::send`] let through.
+    async fn decode<T: DeserializeOwned>(&self, response: Response) -> Result<T, ClientError> {
         let url = response.url().path().to_string();
         let bytes = response
             .bytes()
