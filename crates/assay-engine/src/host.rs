@@ -231,18 +231,28 @@ impl Scope for HostScope {
     fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let spec = self.spec(&launch).map_err(|e| e.to_string())?;
-            let out = tokio::process::Command::new(&spec.argv[0])
-                .args(&spec.argv[1..])
+            let mut cmd = tokio::process::Command::new(&spec.argv[0]);
+            cmd.args(&spec.argv[1..])
                 .env_clear()
                 .envs(spec.env.iter().map(|(k, v)| (k, v)))
                 .current_dir(spec.cwd.clone().unwrap_or_else(|| "/".into()))
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .status()
-                .await
-                .map_err(|e| e.to_string())?;
+                .kill_on_drop(true);
+            let mut child = match &spec.inside {
+                // Started inside the sandbox as steps are (its `cwd` is a path as seen there),
+                // by a thread that entered it, with this runtime's reaper.
+                Some(inside) => {
+                    let runtime = tokio::runtime::Handle::current();
+                    inside.run(move || {
+                        let _runtime = runtime.enter();
+                        cmd.spawn().map_err(|e| e.to_string())
+                    })?
+                }
+                None => cmd.spawn().map_err(|e| e.to_string())?,
+            };
+            let out = child.wait().await.map_err(|e| e.to_string())?;
             if out.success() {
                 Ok(())
             } else {
