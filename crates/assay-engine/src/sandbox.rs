@@ -351,14 +351,10 @@ pub(crate) fn mount_table(
     confinement: &Confinement,
     own_proc: bool,
 ) -> Result<Holder, String> {
-    let NewRoot {
-        mounts: list,
-        files,
-        links,
-    } = mounts(data, outputs, confinement, own_proc)?;
+    let new = mounts(data, outputs, confinement, own_proc)?;
     let r = fstab_field(root.as_os_str().as_bytes());
     let mut table = Vec::new();
-    for m in list {
+    for m in new.mounts {
         let (fs, options) = match m.kind {
             MountKind::Tree => ("none", "rbind,X-mount.mkdir"),
             MountKind::Bind => ("none", "bind"),
@@ -374,8 +370,8 @@ pub(crate) fn mount_table(
     }
     Ok(Holder {
         table,
-        files,
-        links,
+        files: new.files,
+        links: new.links,
     })
 }
 
@@ -459,11 +455,7 @@ fn start_inside(
 ) -> Result<Child, String> {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
-    let NewRoot {
-        mounts: list,
-        files,
-        links,
-    } = mounts(data, outputs, confinement, true)?;
+    let new = mounts(data, outputs, confinement, true)?;
     let failed = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
         format!("failed to {what} {}: {e}", path.display())
     };
@@ -485,15 +477,15 @@ fn start_inside(
     .and_then(|()| mount(none, root, none, MsFlags::MS_UNBINDABLE, none))
     .map_err(|e| failed("mount a tmpfs on", root, &e))?;
     let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
-    for file in &files {
+    for file in &new.files {
         File::create(inside(file)).map_err(|e| failed("create", &inside(file), &e))?;
     }
-    for link in &links {
+    for link in &new.links {
         std::fs::read_link(link)
             .and_then(|to| std::os::unix::fs::symlink(to, inside(link)))
             .map_err(|e| failed("copy the link", link, &e))?;
     }
-    for m in &list {
+    for m in &new.mounts {
         let target = inside(&m.target);
         if matches!(
             m.kind,
@@ -530,12 +522,18 @@ fn start_inside(
         .and_then(|()| nix::unistd::chdir("/"))
         .map_err(|e| failed("change root to", root, &e))?;
     let _runtime = runtime.enter();
-    Command::new(tool("unshare"))
-        .args(["-m", "--propagation", "private", "--mount-proc=/proc"])
-        .args(["/bin/sh", "-c", INIT_SCRIPT])
-        // The holder is the namespace's PID 1, whose environ every step can read: none of
-        // ours (it may hold the server's secrets).
-        .env_clear()
+    spawn_holder(
+        Command::new(tool("unshare"))
+            .args(["-m", "--propagation", "private", "--mount-proc=/proc"])
+            .args(["/bin/sh", "-c", INIT_SCRIPT]),
+    )
+}
+
+/// Starts a holder: it says ready on stdout and ends when its stdin (ours) closes.
+fn spawn_holder(cmd: &mut Command) -> Result<Child, String> {
+    // The holder is the namespace's PID 1, whose environ every step can read: none of ours
+    // (it may hold the server's secrets).
+    cmd.env_clear()
         .env("PATH", crate::env::DEFAULT_PATH)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -584,32 +582,16 @@ impl Sandbox {
             std::fs::write(&path, &holder.table)
                 .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
             table = Some(path.clone());
-            Command::new(tool("unshare"))
-                .args([
-                    "-U",
-                    "-r",
-                    "-m",
-                    "--propagation",
-                    "private",
-                    "sh",
-                    "-c",
-                    HOLDER_SCRIPT,
-                    "sh",
-                ])
-                .arg(root)
-                .arg(&path)
-                .arg(holder.files.len().to_string())
-                .args(&holder.files)
-                .args(&holder.links)
-                // The holder's environ can be read by every step: none of ours.
-                .env_clear()
-                .env("PATH", crate::env::DEFAULT_PATH)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| format!("failed to start the namespace holder: {e}"))?
+            spawn_holder(
+                Command::new(tool("unshare"))
+                    .args(["-U", "-r", "-m", "--propagation", "private"])
+                    .args(["sh", "-c", HOLDER_SCRIPT, "sh"])
+                    .arg(root)
+                    .arg(&path)
+                    .arg(holder.files.len().to_string())
+                    .args(&holder.files)
+                    .args(&holder.links),
+            )?
         } else {
             // A thread of its own: it changes its mount namespace and root, and the processes
             // it starts are born in the new PID namespace.
