@@ -263,6 +263,23 @@ pub const TRIGGER_TAG: &str = "testtrigger";
 async fn run(state: &AppState, defs: &Definitions, fired: Fired) {
     let t = &fired.trigger;
     let name = t.metadata.name.clone();
+    let params = t.spec.action_parameters.clone().unwrap_or_default();
+    // Testkube's `actionParameters.target` is an execution target: the runs wait for an agent
+    // that matches, as a run request's `target` does. Read first: a trigger that cannot run
+    // replaces nothing.
+    let target = match params
+        .target
+        .as_ref()
+        .map(|raw| serde_json::from_value::<assay_api::agents::ExecutionTarget>(raw.clone()))
+    {
+        None => None,
+        Some(Ok(target)) => Some(target),
+        Some(Err(e)) => {
+            tracing::warn!(trigger = %name, error = %e,
+                "the TestTrigger's actionParameters.target is not an execution target; not running");
+            return;
+        }
+    };
     let policy = t.spec.concurrency_policy.as_str();
     if policy == "forbid" || policy == "replace" {
         let query = assay_service::history::HistoryQuery {
@@ -301,22 +318,6 @@ async fn run(state: &AppState, defs: &Definitions, fired: Fired) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(trigger = %name, error = %e, "reading templates failed");
-            return;
-        }
-    };
-    let params = t.spec.action_parameters.clone().unwrap_or_default();
-    // Testkube's `actionParameters.target` is an execution target: the runs wait for an agent
-    // that matches, as a run request's `target` does.
-    let target = match params
-        .target
-        .as_ref()
-        .map(|raw| serde_json::from_value::<assay_api::agents::ExecutionTarget>(raw.clone()))
-    {
-        None => None,
-        Some(Ok(target)) => Some(target),
-        Some(Err(e)) => {
-            tracing::warn!(trigger = %name, error = %e,
-                "the TestTrigger's actionParameters.target is not an execution target; not running");
             return;
         }
     };
