@@ -139,8 +139,7 @@ pub async fn list_executions(
         q.get("pageSize").map(String::as_str),
         q.get("before").cloned(),
     )?;
-    let page = state.service.list_executions(&query).await?;
-    let (totals, filtered) = state.service.execution_totals(&query).await?;
+    let (page, totals, filtered) = state.service.execution_page(&query).await?;
     Ok(Json(ExecutionsPage {
         totals: testkube_totals(&totals),
         filtered: testkube_totals(&filtered),

@@ -102,22 +102,28 @@ pub struct Page {
 impl Service {
     /// The executions `query` picks, newest first, one page.
     pub async fn list_executions(&self, query: &HistoryQuery) -> ServiceResult<Page> {
-        let filter = ExecutionFilter {
-            workflow: query.workflow.clone(),
-            statuses: query.statuses.clone(),
-            tags: query.tags.clone(),
-            since: None,
-            limit: Some(query.page_size + 1),
-            before_id: query.before.clone(),
-        };
-        let mut results = self.store.list_executions(&filter).await?;
-        let next = if results.len() > query.page_size as usize {
-            results.truncate(query.page_size as usize);
-            results.last().map(|r| r.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { results, next })
+        let results = self.store.list_executions(&page_filter(query)).await?;
+        Ok(Page::cut(results, query.page_size))
+    }
+
+    /// One page of `query` with Testkube's `totals` and `filtered` (see
+    /// [`Service::execution_totals`]); without a tag filter the page and the counts come from
+    /// one statement (one trip to the database).
+    pub async fn execution_page(
+        &self,
+        query: &HistoryQuery,
+    ) -> ServiceResult<(Page, StatusCounts, StatusCounts)> {
+        if !query.tags.is_empty() {
+            let page = self.list_executions(query).await?;
+            let (totals, filtered) = self.execution_totals(query).await?;
+            return Ok((page, totals, filtered));
+        }
+        let (results, totals) = self
+            .store
+            .list_and_count(&page_filter(query), &totals_filter(query))
+            .await?;
+        let filtered = filtered_of_totals(&totals, query);
+        Ok((Page::cut(results, query.page_size), totals, filtered))
     }
 
     /// Testkube's `totals` and `filtered` of a list: how many executions of the queried
@@ -128,16 +134,10 @@ impl Service {
         &self,
         query: &HistoryQuery,
     ) -> ServiceResult<(StatusCounts, StatusCounts)> {
-        let all = ExecutionFilter {
-            workflow: query.workflow.clone(),
-            ..ExecutionFilter::default()
-        };
+        let all = totals_filter(query);
         let totals = self.store.count_executions(&all).await?;
         if query.tags.is_empty() {
-            let mut filtered = totals.clone();
-            if !query.statuses.is_empty() {
-                filtered.0.retain(|s, _| query.statuses.contains(s));
-            }
+            let filtered = filtered_of_totals(&totals, query);
             return Ok((totals, filtered));
         }
         let filtered = ExecutionFilter {
@@ -148,4 +148,47 @@ impl Service {
         let filtered = self.store.count_executions(&filtered).await?;
         Ok((totals, filtered))
     }
+}
+
+impl Page {
+    /// A page of at most `size` from `results` fetched with one more: `next` is set when
+    /// there was more.
+    fn cut(mut results: Vec<ExecutionSummary>, size: u32) -> Page {
+        let next = if results.len() > size as usize {
+            results.truncate(size as usize);
+            results.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Page { results, next }
+    }
+}
+
+/// The store filter of one page of `query` (one row more than the page, to know of a next).
+fn page_filter(query: &HistoryQuery) -> ExecutionFilter {
+    ExecutionFilter {
+        workflow: query.workflow.clone(),
+        statuses: query.statuses.clone(),
+        tags: query.tags.clone(),
+        since: None,
+        limit: Some(query.page_size + 1),
+        before_id: query.before.clone(),
+    }
+}
+
+/// What `totals` counts: every execution of the queried workflow (or of all).
+fn totals_filter(query: &HistoryQuery) -> ExecutionFilter {
+    ExecutionFilter {
+        workflow: query.workflow.clone(),
+        ..ExecutionFilter::default()
+    }
+}
+
+/// `filtered` without a tag filter: the statuses asked for of `totals`.
+fn filtered_of_totals(totals: &StatusCounts, query: &HistoryQuery) -> StatusCounts {
+    let mut filtered = totals.clone();
+    if !query.statuses.is_empty() {
+        filtered.0.retain(|s, _| query.statuses.contains(s));
+    }
+    filtered
 }

@@ -866,35 +866,55 @@ impl Store {
     /// it for the `Any` driver, which cost more than the query itself once per row.
     pub async fn list_executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>> {
         let db = self.db();
-        let (mut sql, mut binds, order) =
-            filter_sql(filter, &format!("SELECT {} AS r", summary_json(db.backend)));
-        if let Some(before) = &filter.before_id {
-            binds.push(Bind::Text(before.clone()));
-            sql.push_str(&format!(" AND {order} < ${}", binds.len()));
+        let (sql, binds) = page_sql(db.backend, filter);
+        let row = bind_all(sqlx::query(AssertSqlSafe(sql)), binds)
+            .fetch_one(&db.pool)
+            .await
+            .map_err(|e| db.err("list executions", e))?;
+        page_from_json(&row.text("page")?)
+    }
+
+    /// [`Store::list_executions`] of `filter` and [`Store::count_executions`] of `counted` in
+    /// one statement (one trip to the database instead of two), when `counted` has neither
+    /// tags nor `since` (it then reads `execution_counts`); otherwise the two calls.
+    pub async fn list_and_count(
+        &self,
+        filter: &ExecutionFilter,
+        counted: &ExecutionFilter,
+    ) -> Result<(Vec<ExecutionSummary>, StatusCounts)> {
+        if !counted.tags.is_empty() || counted.since.is_some() {
+            let page = self.list_executions(filter).await?;
+            return Ok((page, self.count_executions(counted).await?));
         }
-        let limit = filter.limit.unwrap_or(100).max(1) as i64;
-        binds.push(Bind::Int(limit));
-        sql.push_str(&format!(" ORDER BY {order} DESC LIMIT ${}", binds.len()));
+        let db = self.db();
+        let (page, binds) = page_sql(db.backend, filter);
+        let (counts, binds) = counters_sql(counted, binds);
         let concat = match db.backend {
-            Backend::Sqlite => "group_concat(r, ',')",
-            Backend::Postgres => "string_agg(r, ',')",
+            Backend::Sqlite => "group_concat(status || '=' || n, ',')",
+            Backend::Postgres => "string_agg(status || '=' || n, ',')",
         };
         let sql = format!(
-            "SELECT '[' || COALESCE({concat}, '') || ']' AS page FROM ({sql}) AS page_rows"
+            "SELECT ({page}) AS page, \
+             (SELECT {concat} FROM ({counts} GROUP BY status) AS counted) AS counts"
         );
         let row = bind_all(sqlx::query(AssertSqlSafe(sql)), binds)
             .fetch_one(&db.pool)
             .await
             .map_err(|e| db.err("list executions", e))?;
-        let records: Vec<SummaryRecord> = from_json("executions list", &row.text("page")?)?;
-        let mut page = records
-            .into_iter()
-            .map(SummaryRecord::into_summary)
-            .collect::<Result<Vec<_>>>()?;
-        // An aggregate's input order is the subquery's in practice, but no SQL standard says so;
-        // the order key is the execution id in both forms of `filter_sql`.
-        page.sort_unstable_by(|a, b| b.id.cmp(&a.id));
-        Ok(page)
+        let mut totals = StatusCounts::default();
+        for pair in row.opt_text("counts")?.iter().flat_map(|t| t.split(',')) {
+            let (status, n) = pair
+                .split_once('=')
+                .ok_or_else(|| StoreError::decode("execution counts", pair))?;
+            let status: ExecutionStatus = status
+                .parse()
+                .map_err(|e| StoreError::decode("execution status", e))?;
+            let n: i64 = n
+                .parse()
+                .map_err(|e| StoreError::decode("execution count", e))?;
+            totals.0.insert(status, n);
+        }
+        Ok((page_from_json(&row.text("page")?)?, totals))
     }
 
     /// How many executions match `filter` (its paging, `limit` and `before_id`, ignored), by
@@ -903,7 +923,7 @@ impl Store {
     /// whatever the history's size); tags or `since` count the matching rows.
     pub async fn count_executions(&self, filter: &ExecutionFilter) -> Result<StatusCounts> {
         let (mut sql, binds) = if filter.tags.is_empty() && filter.since.is_none() {
-            counters_sql(filter)
+            counters_sql(filter, Vec::new())
         } else {
             let (sql, binds, _) = filter_sql(filter, "SELECT status, COUNT(*) AS n");
             (sql, binds)
@@ -983,11 +1003,45 @@ fn bind_all<'q>(
     query
 }
 
+/// The statement giving the page of `filter` as one JSON array text in a column `page` (see
+/// [`Store::list_executions`]), with its binds.
+fn page_sql(backend: Backend, filter: &ExecutionFilter) -> (String, Vec<Bind>) {
+    let (mut sql, mut binds, order) =
+        filter_sql(filter, &format!("SELECT {} AS r", summary_json(backend)));
+    if let Some(before) = &filter.before_id {
+        binds.push(Bind::Text(before.clone()));
+        sql.push_str(&format!(" AND {order} < ${}", binds.len()));
+    }
+    let limit = filter.limit.unwrap_or(100).max(1) as i64;
+    binds.push(Bind::Int(limit));
+    sql.push_str(&format!(" ORDER BY {order} DESC LIMIT ${}", binds.len()));
+    let concat = match backend {
+        Backend::Sqlite => "group_concat(r, ',')",
+        Backend::Postgres => "string_agg(r, ',')",
+    };
+    (
+        format!("SELECT '[' || COALESCE({concat}, '') || ']' AS page FROM ({sql}) AS page_rows"),
+        binds,
+    )
+}
+
+/// The summaries of a page's JSON text, newest first.
+fn page_from_json(text: &str) -> Result<Vec<ExecutionSummary>> {
+    let records: Vec<SummaryRecord> = from_json("executions list", text)?;
+    let mut page = records
+        .into_iter()
+        .map(SummaryRecord::into_summary)
+        .collect::<Result<Vec<_>>>()?;
+    // An aggregate's input order is the subquery's in practice, but no SQL standard says so;
+    // the order key is the execution id in both forms of `filter_sql`.
+    page.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    Ok(page)
+}
+
 /// `SELECT status, n FROM execution_counts WHERE …` for the workflow and statuses of `filter`
 /// (without a `GROUP BY`), with its binds. Statuses with no execution are left out, as a
 /// count of the rows would.
-fn counters_sql(filter: &ExecutionFilter) -> (String, Vec<Bind>) {
-    let mut binds: Vec<Bind> = Vec::new();
+fn counters_sql(filter: &ExecutionFilter, mut binds: Vec<Bind>) -> (String, Vec<Bind>) {
     // PostgreSQL's SUM of a BIGINT is a NUMERIC, which the `Any` driver cannot read.
     let mut sql =
         "SELECT status, CAST(SUM(n) AS BIGINT) AS n FROM execution_counts WHERE n > 0".to_string();

@@ -1493,6 +1493,46 @@ async fn list_page_matches_row_reads(env: Env) {
         }
         assert_eq!(seen, expected, "{filter:?}");
     }
+    // The page and the counts from one statement are those of the two calls.
+    for (filter, counted) in [
+        (ExecutionFilter::default(), ExecutionFilter::default()),
+        (
+            ExecutionFilter {
+                workflow: Some("w-b".into()),
+                statuses: vec![ExecutionStatus::Passed],
+                limit: Some(3),
+                ..Default::default()
+            },
+            ExecutionFilter {
+                workflow: Some("w-b".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            ExecutionFilter {
+                workflow: Some("nothing".into()),
+                ..Default::default()
+            },
+            ExecutionFilter {
+                workflow: Some("nothing".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            ExecutionFilter {
+                tags: vec![("env".into(), "prod".into())],
+                ..Default::default()
+            },
+            ExecutionFilter {
+                tags: vec![("env".into(), "prod".into())],
+                ..Default::default()
+            },
+        ),
+    ] {
+        let (page, counts) = s.list_and_count(&filter, &counted).await.unwrap();
+        assert_eq!(page, s.list_executions(&filter).await.unwrap());
+        assert_eq!(counts, s.count_executions(&counted).await.unwrap());
+    }
     // The odd values came back whole.
     let all = s
         .list_executions(&ExecutionFilter::default())
