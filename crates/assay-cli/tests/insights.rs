@@ -317,7 +317,7 @@ fn readme_insights_session_records_provenance_and_counts_exactly() {
     assert_eq!(status, 200, "{page}");
     for needle in [
         "<svg class=\"rates\"",
-        "<svg class=\"bars weekly\"",
+        "<svg class=\"weekly\"",
         "<tr data-key=\"payments\">",
         "<tr data-team=\"payments\"><th scope=\"row\">payments</th><td>2</td><td class=\"warn\">0</td>",
         "Ran no system-level workflow on AI-made changes: payments",

@@ -255,20 +255,23 @@ pub fn rate_bars(rows: &[(String, Option<f64>, u32)]) -> String {
 pub type WeekBar = (usize, f64, u32);
 
 /// First-try pass rate per week (oldest on the left), one bar per group in each week,
-/// coloured as in [`rate_bars`] (`keys` gives the order).
+/// coloured as in [`rate_bars`] (`keys` gives the order). Drawn at its own size in pixels (not
+/// stretched to the page, which squashed and widened its week labels), at least wide enough
+/// for each week's label.
 pub fn weekly_bars(weeks: &[(String, Vec<WeekBar>)], keys: &[String]) -> String {
     const H: f64 = 120.0;
-    const BAR: f64 = 8.0;
-    const GAP: f64 = 14.0;
+    const BAR: f64 = 14.0;
+    const GAP: f64 = 18.0;
+    const LABEL: f64 = 44.0;
     if weeks.is_empty() {
         return String::new();
     }
-    let per_week = keys.len().clamp(1, SERIES) as f64 * BAR + GAP;
+    let per_week = (keys.len().clamp(1, SERIES) as f64 * BAR).max(LABEL) + GAP;
     let width = weeks.len() as f64 * per_week;
+    let height = H + 14.0;
     let mut svg = format!(
-        "<svg class=\"bars weekly\" viewBox=\"0 0 {width} {}\" preserveAspectRatio=\"none\" role=\"img\" \
-         aria-label=\"first-try pass rate per week and group\">",
-        H + 14.0
+        "<svg class=\"weekly\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" \
+         height=\"{height}\" role=\"img\" aria-label=\"first-try pass rate per week and group\">"
     );
     for (w, (week, bars)) in weeks.iter().enumerate() {
         let x0 = w as f64 * per_week;

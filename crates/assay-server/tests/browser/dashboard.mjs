@@ -386,6 +386,14 @@ try {
     assert.deepEqual(cells.slice(0, 5), ["2", "3", "50%", "1.5", "0%"], `the flaky row: ${cells}`);
     assert.ok(cells[5].length > 1 && cells[5] !== "–", `the failed run's class is counted: ${cells[5]}`);
     assert.ok((await page.locator(".chart svg").count()) >= 1, "the charts are drawn");
+    // The weekly chart is drawn at its own scale: its week labels are not stretched.
+    const weekly = await page.locator("svg.weekly").evaluate((svg) => ({
+      shown: svg.getBoundingClientRect().width,
+      drawn: svg.viewBox.baseVal.width,
+      label: svg.querySelector("text.axis")?.textContent,
+    }));
+    assert.ok(Math.abs(weekly.shown - weekly.drawn) < 1, `the weekly chart is not stretched: ${JSON.stringify(weekly)}`);
+    assert.match(weekly.label ?? "", /^\d\d-\d\d$/, "a week's label");
     await shot(page, "insights");
     // A window that cannot be read is an error on the page, not a blank one.
     const bad = await page.goto(`${base}/insights?since=not-a-time`);
