@@ -510,6 +510,24 @@ fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
     assert!(error.contains("ImagePullBackOff"), "{failed}");
     assert!(error.contains("did not start within 3s"), "{failed}");
 
+    // A Job whose pod is never made (refused by a quota) fails too, instead of waiting for ever.
+    let id = store_and_run(
+        port,
+        &server.admin,
+        "pod-quota",
+        &workflow(
+            "pod-quota",
+            "  container:\n    image: registry.example/quota-refused:1\n  steps:\n    - shell: echo never\n",
+        ),
+    );
+    let failed = server.wait_end(&id);
+    assert_eq!(failed["result"]["status"], "failed", "{failed}");
+    let error = failed["result"]["initialization"]["errorMessage"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("no pod was created for it"), "{failed}");
+    assert!(error.contains("did not start within 3s"), "{failed}");
+
     // Several images: refused before anything is created.
     let jobs_before = objects(&url, "Job").len();
     let id = store_and_run(

@@ -8,7 +8,8 @@
 //! server as for any agent run.
 //!
 //! What can go wrong on the way: a pod stuck `Pending` (image pull errors, unschedulable, a
-//! bad container config) for longer than [`KubeExecutor::pending_limit`] fails the execution
+//! bad container config), or none made for the Job at all, for longer than
+//! [`KubeExecutor::pending_limit`] fails the execution
 //! with the reason; a pod that fails or is evicted before the execution's end fails it with
 //! the reason; an abort (asked by the server, or the agent stopping) deletes the Job (and with
 //! it the pod and the Secret) and reports the execution aborted. At start, [`sweep`] deletes
@@ -469,7 +470,17 @@ impl Run<'_> {
             .into_iter()
             .find(|p| has_labels(&p.metadata, selector))
         else {
-            return (PodState::Waiting, None);
+            // Not made yet, or never: the Job controller records why it could not make one
+            // only as an event (a ResourceQuota, a LimitRange, an admission webhook), which
+            // this runtime may not read. Counted as stuck, so the wait ends.
+            return (
+                PodState::Stuck(
+                    "no pod was created for it (a ResourceQuota, a LimitRange or an admission \
+                     webhook may refuse it: `kubectl describe job` says why)"
+                        .into(),
+                ),
+                None,
+            );
         };
         (classify(&pod), Some(pod))
     }

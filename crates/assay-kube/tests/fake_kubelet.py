@@ -5,6 +5,8 @@ Kubernetes runtime of agents run against, since no cluster can be had here. Not 
 What the fake kubelet does, for each Job created:
 
 * makes its Pod (labels of the Job's pod template, `job-name`, owned by the Job), `Pending`;
+* an image whose name contains `quota-refused` gets no pod at all, as when a ResourceQuota or
+  an admission webhook refuses the pods of a Job (Kubernetes then only records an event);
 * an image whose name contains `pull-error` never starts: the main container waits with
   `ImagePullBackOff` (and a message saying the fake pulls nothing), as a missing image does;
 * otherwise it waits for the Secret the pod mounts, then RUNS the containers' commands on this
@@ -100,6 +102,8 @@ class KubeletApi(fake_api.FakeApi):
         namespace, job_name = meta['namespace'], meta['name']
         template = job['spec']['template']
         spec = template['spec']
+        if 'quota-refused' in spec['containers'][0].get('image', ''):
+            return
         pod_name = f"{job_name}-{uuid.uuid4().hex[:5]}"
         labels = dict(template.get('metadata', {}).get('labels') or {})
         labels.update({'job-name': job_name, 'batch.kubernetes.io/job-name': job_name})
