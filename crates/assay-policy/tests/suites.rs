@@ -60,6 +60,20 @@ spec:
               - key: "{{ tier.data.level }}"
                 operator: Equals
                 value: forbidden
+    - name: big-only
+      match:
+        any:
+          - resources: {kinds: [Pod]}
+      preconditions:
+        all:
+          - key: "{{ request.object.metadata.name }}"
+            operator: Equals
+            value: big
+      validate:
+        pattern:
+          spec:
+            containers:
+              - image: "ghcr.io/*"
     - name: cel-replicas
       match:
         any:
@@ -135,6 +149,8 @@ results:
   - {policy: containers, rule: allowed-registry, kind: Pod, resources: [small], result: pass}
   - {policy: containers, rule: allowed-registry, kind: Pod, resources: [big], result: fail}
   - {policy: containers, rule: env-tier, kind: Pod, resources: [small], result: pass}
+  - {policy: containers, rule: big-only, kind: Pod, resources: [small], result: skip}
+  - {policy: containers, rule: big-only, kind: Pod, resources: [big], result: fail}
   - {policy: containers, rule: cel-replicas, kind: Deployment, resources: [wide], result: fail}
   - {policy: containers, rule: mutate-something, kind: Pod, resources: [small], result: pass}
   - {policy: no-latest, kind: Pod, resources: [small], result: pass, isValidatingPolicy: true}
@@ -185,6 +201,14 @@ fn a_suite_of_every_rule_kind_is_reproduced() {
         find("cel-replicas", "Deployment/wide").message,
         "at most 5 replicas"
     );
+    // Preconditions that do not hold skip the rule, and say which.
+    let skipped = find("big-only", "Pod/small");
+    assert_eq!(skipped.actual, Some(Status::Skip));
+    assert!(
+        skipped.message.starts_with("preconditions not met"),
+        "{skipped:#?}"
+    );
+    assert_eq!(find("big-only", "Pod/big").actual, Some(Status::Fail));
     let m = find("mutate-something", "Pod/small");
     assert!(!m.ok);
     assert_eq!(m.unsupported.as_deref(), Some("mutate rules"));

@@ -252,6 +252,22 @@ fn unsupported(feature: &str) -> Option<RuleResult> {
     })
 }
 
+/// The result of a rule or `foreach` block whose `preconditions` do not hold (`skip`) or
+/// cannot be evaluated (`error`); `None` when they hold (or there are none).
+fn unmet_preconditions(block: &Value, ctx: &Value) -> Option<RuleResult> {
+    match conditions::evaluate(block.get("preconditions").unwrap_or(&Value::Null), ctx) {
+        Err(e) => result(
+            Status::Error,
+            format!("failed to evaluate preconditions: {e}"),
+        ),
+        Ok((false, msg)) => result(
+            Status::Skip,
+            join_non_empty(&["preconditions not met", &msg], "; "),
+        ),
+        Ok((true, _)) => None,
+    }
+}
+
 fn result(status: Status, message: impl Into<String>) -> Option<RuleResult> {
     Some(RuleResult {
         rule: String::new(),
@@ -320,20 +336,8 @@ fn evaluate_rule(rule: &Value, resource: &Value, env: &Environment) -> Option<Ru
             }
         }
     }
-    match conditions::evaluate(rule.get("preconditions").unwrap_or(&Value::Null), &ctx) {
-        Err(e) => {
-            return result(
-                Status::Error,
-                format!("failed to evaluate preconditions: {e}"),
-            );
-        }
-        Ok((false, msg)) => {
-            return result(
-                Status::Skip,
-                join_non_empty(&["preconditions not met", &msg], "; "),
-            );
-        }
-        Ok((true, _)) => {}
+    if let Some(r) = unmet_preconditions(rule, &ctx) {
+        return Some(r);
     }
     if validate.get("podSecurity").is_some() {
         return unsupported("validate.podSecurity");

@@ -24,20 +24,8 @@ impl Validator<'_> {
             if let Some(r) = load_context(block.get("context"), &mut ctx, self.env, self.name) {
                 return Some(r);
             }
-            match conditions::evaluate(block.get("preconditions").unwrap_or(&Value::Null), &ctx) {
-                Err(e) => {
-                    return result(
-                        Status::Error,
-                        format!("failed to evaluate preconditions: {e}"),
-                    );
-                }
-                Ok((false, msg)) => {
-                    return result(
-                        Status::Skip,
-                        join_non_empty(&["preconditions not met", &msg], "; "),
-                    );
-                }
-                Ok((true, _)) => {}
+            if let Some(r) = unmet_preconditions(block, &ctx) {
+                return Some(r);
             }
             return self.validate_body(block, &ctx, resource, nesting);
         }
