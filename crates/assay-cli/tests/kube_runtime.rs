@@ -528,6 +528,29 @@ fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
     assert!(error.contains("no pod was created for it"), "{failed}");
     assert!(error.contains("did not start within 3s"), "{failed}");
 
+    // The log stream breaks after 3 lines (the fake's annotation): the agent opens it again
+    // and skips what it read, so the run passes with every line once.
+    let id = store_and_run(
+        port,
+        &server.admin,
+        "pod-cut",
+        &workflow(
+            "pod-cut",
+            "  pod:\n    annotations: {fake.assay.io/cut-log-after: \"3\"}\n  steps:\n    - shell: for i in 1 2 3 4 5 6; do echo line-$i; done; sleep 1; echo line-7\n    - shell: echo after-the-cut\n",
+        ),
+    );
+    let resumed = server.wait_end(&id);
+    assert_eq!(resumed["result"]["status"], "passed", "{resumed}");
+    let logs = server.logs(&id);
+    for i in 1..=7 {
+        assert_eq!(
+            logs.matches(&format!("line-{i}\n")).count(),
+            1,
+            "line-{i}: {logs}"
+        );
+    }
+    assert_eq!(logs.matches("after-the-cut").count(), 1, "{logs}");
+
     // Several images: refused before anything is created.
     let jobs_before = objects(&url, "Job").len();
     let id = store_and_run(

@@ -191,27 +191,49 @@ impl Run<'_> {
             }
         };
 
-        // Follow its log.
+        // Follow its log. A stream that ends before the execution's end (the connection to
+        // the API server broke, or the container ended) is opened again from the start, and
+        // the lines already read are skipped by their time; twice nothing new means it ended.
         let params = following_the_main_container();
-        let stream = tokio::select! {
-            s = pods.log_stream(&pod_name, &params) => s,
-            _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
-        };
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                self.delete_job(&jobs, &name).await;
-                return failed(format!("read the log of pod {pod_name}: {e}"));
+        let mut read = Reading::default();
+        let mut stalls = 0;
+        while stalls < 2 {
+            let stream = tokio::select! {
+                s = pods.log_stream(&pod_name, &params) => s,
+                _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
+            };
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) if read.position.accepted == 0 => {
+                    self.delete_job(&jobs, &name).await;
+                    return failed(format!("read the log of pod {pod_name}: {e}"));
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %pod_name, error = %e, "failed to read the pod's log again");
+                    stalls += 1;
+                    continue;
+                }
+            };
+            let before = read.position.accepted;
+            read.position.restart();
+            let finished = tokio::select! {
+                f = self.follow(stream, &mut read, &jobs) => f,
+                _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
+            };
+            if finished {
+                return None;
             }
-        };
-        let mut kept = VecDeque::new();
-        let finished = tokio::select! {
-            f = self.follow(stream, &mut kept, &jobs) => f,
-            _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
-        };
-        if finished {
-            return None;
+            stalls = if read.position.accepted > before {
+                0
+            } else {
+                stalls + 1
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(self.exec.poll_every) => {}
+                _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
+            }
         }
+        let kept = read.kept;
         // The log ended without the execution's end: why?
         let why = match pods.get(&pod_name).await {
             Ok(pod) => pod_failure(&pod).unwrap_or_else(|| "its log ended early".to_string()),
@@ -485,19 +507,34 @@ impl Run<'_> {
         (classify(&pod), Some(pod))
     }
 
-    /// Reads the log to its end; whether the execution's end came.
+    /// Reads one stream of the log (lines with their times) to its end, skipping the lines an
+    /// earlier stream gave; whether the execution's end came.
     async fn follow(
         &self,
         stream: impl AsyncBufRead + Unpin,
-        kept: &mut VecDeque<String>,
+        read: &mut Reading,
         jobs: &Api<Job>,
     ) -> bool {
         let mut reader = BoundedLines::new(stream);
-        let mut assembling: Option<(podlog::ArtifactChunk, tokio::fs::File, PathBuf)> = None;
+        let Reading {
+            assembling,
+            files,
+            kept,
+            position,
+        } = read;
         let mut pending: Vec<AgentEvent> = Vec::new();
         let mut finished = false;
-        let mut files = 0u64;
         while let Some(line) = reader.next_line().await {
+            let line = match line {
+                Ok(l) => {
+                    let (time, text) = l.split_once(' ').unwrap_or(("", l.as_str()));
+                    if !position.is_new(time) {
+                        continue;
+                    }
+                    Ok(text.to_string())
+                }
+                Err(too_long) => Err(too_long),
+            };
             let decoded = match line {
                 Ok(l) => podlog::decode(&l).map(|d| (d, l)),
                 Err(too_long) => Err(podlog::LineError::from(too_long)),
@@ -521,7 +558,7 @@ impl Run<'_> {
                         self.send(Delivery::Events(std::mem::take(&mut pending)))
                             .await;
                     }
-                    match self.chunk(&mut assembling, c, &mut files).await {
+                    match self.chunk(assembling, c, files).await {
                         Ok(Some(done)) => self.send(done).await,
                         Ok(None) => {}
                         Err(e) => pending.push(AgentEvent::Warning {
@@ -630,7 +667,7 @@ async fn follow_service(
     deliveries: mpsc::Sender<Delivery>,
     stop: CancellationToken,
 ) {
-    let params = following_the_main_container();
+    let params = following_a_service();
     let stream = tokio::select! {
         s = pods.log_stream(&pod_name, &params) => s,
         _ = stop.cancelled() => return,
@@ -678,13 +715,83 @@ async fn follow_service(
     }
 }
 
-/// The log of a pod's main container, followed.
+/// The log of a pod's main container, followed, each line after its time (to resume).
 fn following_the_main_container() -> LogParams {
+    LogParams {
+        container: Some(job::CONTAINER.to_string()),
+        follow: true,
+        timestamps: true,
+        ..Default::default()
+    }
+}
+
+/// A service pod's log, followed (not resumed: its lines are only shown).
+fn following_a_service() -> LogParams {
     LogParams {
         container: Some(job::CONTAINER.to_string()),
         follow: true,
         ..Default::default()
     }
+}
+
+/// What reading the main container's log keeps from one stream to the next.
+#[derive(Default)]
+struct Reading {
+    assembling: Option<(podlog::ArtifactChunk, tokio::fs::File, PathBuf)>,
+    files: u64,
+    kept: VecDeque<String>,
+    position: Position,
+}
+
+/// How far the log was read, by the lines' times (`timestamps=true`: RFC3339 with up to nine
+/// fraction digits): a new stream starts from the beginning, and its lines up to the last one
+/// read are skipped, those of that very time by count.
+#[derive(Default, Debug)]
+struct Position {
+    last: String,
+    at_last: usize,
+    skip_at_last: usize,
+    accepted: u64,
+}
+
+impl Position {
+    /// A new stream, from the log's start.
+    fn restart(&mut self) {
+        self.skip_at_last = self.at_last;
+    }
+
+    /// Whether a line of this time comes after what was read (and counts it).
+    fn is_new(&mut self, time: &str) -> bool {
+        let time = comparable_time(time);
+        match time.as_str().cmp(self.last.as_str()) {
+            std::cmp::Ordering::Less => return false,
+            std::cmp::Ordering::Equal if self.skip_at_last > 0 => {
+                self.skip_at_last -= 1;
+                return false;
+            }
+            std::cmp::Ordering::Equal => self.at_last += 1,
+            std::cmp::Ordering::Greater => {
+                self.last = time;
+                self.at_last = 1;
+                self.skip_at_last = 0;
+            }
+        }
+        self.accepted += 1;
+        true
+    }
+}
+
+/// A log line's time with nine fraction digits, so that times compare as text
+/// (`…:03.5Z` → `…:03.500000000Z`); anything else as it is.
+fn comparable_time(time: &str) -> String {
+    let Some(base) = time.strip_suffix('Z') else {
+        return time.to_string();
+    };
+    let (seconds, fraction) = base.split_once('.').unwrap_or((base, ""));
+    if fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return time.to_string();
+    }
+    format!("{seconds}.{fraction:0<9}Z")
 }
 
 /// How a pod stands, from its status.
@@ -935,6 +1042,38 @@ mod tests {
             "last-without-newline"
         );
         assert!(lines.next_line().await.is_none());
+    }
+
+    #[test]
+    fn a_new_stream_skips_the_lines_read_by_their_time() {
+        assert_eq!(
+            comparable_time("2026-12-07T01:02:03.5Z"),
+            "2026-12-07T01:02:03.500000000Z"
+        );
+        assert_eq!(
+            comparable_time("2026-12-07T01:02:03Z"),
+            "2026-12-07T01:02:03.000000000Z"
+        );
+        let t = |s: &str| format!("2026-12-07T01:02:0{s}Z");
+        let mut p = Position::default();
+        // First stream: four lines, two of them at the same time; it breaks there.
+        for time in ["1.1", "1.2", "1.2"] {
+            assert!(p.is_new(&t(time)));
+        }
+        // Second stream, from the start: the three are skipped (the equal times by count),
+        // a third line of the same time and the later ones are new.
+        p.restart();
+        let seen: Vec<bool> = ["1.1", "1.2", "1.2", "1.2", "1.25", "2"]
+            .iter()
+            .map(|time| p.is_new(&t(time)))
+            .collect();
+        assert_eq!(seen, [false, false, false, true, true, true]);
+        assert_eq!(p.accepted, 6);
+        // Fractions of other lengths compare as times, not as text (`01.1Z` > `01.12Z`).
+        let mut p = Position::default();
+        assert!(p.is_new(&t("1.12")));
+        p.restart();
+        assert!(!p.is_new(&t("1.1")), "01.1 came before 01.12");
     }
 
     fn pod(status: serde_json::Value) -> Pod {

@@ -57,6 +57,7 @@ import datetime
 import json
 import re
 import sys
+import time
 import uuid
 from collections import deque
 from typing import Any
@@ -77,6 +78,13 @@ EVENT_HISTORY = 10_000
 
 def now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def now_nano() -> str:
+    """Now as RFC3339 with nine fraction digits (a log line's time with `timestamps=true`)."""
+    ns = time.time_ns()
+    seconds = datetime.datetime.fromtimestamp(ns // 1_000_000_000, tz=datetime.UTC)
+    return seconds.strftime('%Y-%m-%dT%H:%M:%S') + f'.{ns % 1_000_000_000:09d}Z'
 
 
 def status(code: int, reason: str, message: str) -> aiohttp.web.Response:

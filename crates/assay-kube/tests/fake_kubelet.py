@@ -57,18 +57,33 @@ class Process:
 
     def __init__(self) -> None:
         self.log = bytearray()
+        # The log as lines, each with the time it was written (RFC3339Nano with nine digits, as
+        # the kubelet's CRI logs have it), for `timestamps=true`; a last line without its
+        # newline is kept apart until it ends.
+        self.lines: list[tuple[str, bytes]] = []
+        self.partial = bytearray()
         self.done = False
         self.changed = asyncio.Condition()
         self.proc: asyncio.subprocess.Process | None = None
         self.stopped = False
+        # `fake.assay.io/cut-log-after: N` on the pod: its first log stream ends after N lines.
+        self.cut_after: int | None = None
 
     async def append(self, data: bytes) -> None:
         async with self.changed:
             self.log.extend(data)
+            self.partial.extend(data)
+            *complete, rest = bytes(self.partial).split(b'\n')
+            stamp = fake_api.now_nano()
+            self.lines.extend((stamp, line + b'\n') for line in complete)
+            self.partial = bytearray(rest)
             self.changed.notify_all()
 
     async def finish(self) -> None:
         async with self.changed:
+            if self.partial:
+                self.lines.append((fake_api.now_nano(), bytes(self.partial)))
+                self.partial = bytearray()
             self.done = True
             self.changed.notify_all()
 
@@ -190,6 +205,8 @@ class KubeletApi(fake_api.FakeApi):
         argv = mapped(main['command'] + main.get('args', [])) + [
             '--outputs', os.path.join(folder, 'outputs'), '--state', os.path.join(folder, 'state')]
         process = Process()
+        cut = (template.get('metadata', {}).get('annotations') or {}).get('fake.assay.io/cut-log-after')
+        process.cut_after = int(cut) if cut else None
         self.processes[(namespace, pod_name)] = process
         process.proc = await asyncio.create_subprocess_exec(
             *argv, cwd=paths['/data'], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -248,6 +265,9 @@ class KubeletApi(fake_api.FakeApi):
         follow = request.params.get('follow') in ('true', '1')
         response = aiohttp.web.StreamResponse(headers={'Content-Type': 'text/plain'})
         await response.prepare(request._raw_request)
+        if request.params.get('timestamps') in ('true', '1'):
+            await self.serve_lines(process, follow, response)
+            return response
         sent = 0
         try:
             while True:
@@ -264,6 +284,30 @@ class KubeletApi(fake_api.FakeApi):
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return response
+
+
+    async def serve_lines(self, process: Process, follow: bool, response: Any) -> None:
+        """The log with `timestamps=true`: each line after its time and a space. The first
+        stream of a pod annotated `fake.assay.io/cut-log-after: N` ends after N lines, as a
+        connection to the API server that breaks mid-run."""
+        cut, process.cut_after = process.cut_after, None
+        sent = 0
+        try:
+            while True:
+                async with process.changed:
+                    while sent == len(process.lines) and not process.done and follow:
+                        await process.changed.wait()
+                    lines = process.lines[sent:]
+                    done = process.done or not follow
+                for stamp, line in lines:
+                    if cut is not None and sent >= cut:
+                        return
+                    await response.write(stamp.encode() + b' ' + line)
+                    sent += 1
+                if done and sent == len(process.lines):
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
 
 
 async def main() -> None:
