@@ -491,42 +491,32 @@ fn an_agent_runs_executions_as_jobs_on_a_fake_cluster() {
             .then_some(())
     });
 
-    // An image that cannot be pulled fails the execution with the reason.
-    let id = store_and_run(
-        port,
-        &server.admin,
-        "pod-pull",
-        &workflow(
-            "pod-pull",
-            "  container:\n    image: registry.example/pull-error:1\n  steps:\n    - shell: echo never\n",
-        ),
-    );
-    let failed = server.wait_end(&id);
-    assert_eq!(failed["result"]["status"], "failed", "{failed}");
-    // The reason is the execution's error (Testkube's `initialization.errorMessage`).
-    let error = failed["result"]["initialization"]["errorMessage"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(error.contains("ImagePullBackOff"), "{failed}");
-    assert!(error.contains("did not start within 3s"), "{failed}");
-
-    // A Job whose pod is never made (refused by a quota) fails too, instead of waiting for ever.
-    let id = store_and_run(
-        port,
-        &server.admin,
-        "pod-quota",
-        &workflow(
-            "pod-quota",
-            "  container:\n    image: registry.example/quota-refused:1\n  steps:\n    - shell: echo never\n",
-        ),
-    );
-    let failed = server.wait_end(&id);
-    assert_eq!(failed["result"]["status"], "failed", "{failed}");
-    let error = failed["result"]["initialization"]["errorMessage"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(error.contains("no pod was created for it"), "{failed}");
-    assert!(error.contains("did not start within 3s"), "{failed}");
+    // A pod that does not start fails the execution with the reason, as the execution's
+    // error (Testkube's `initialization.errorMessage`): an image that cannot be pulled, and a
+    // Job whose pod is never made (refused by a quota) instead of waiting for ever.
+    for (name, image, reason) in [
+        ("pod-pull", "pull-error", "ImagePullBackOff"),
+        ("pod-quota", "quota-refused", "no pod was created for it"),
+    ] {
+        let id = store_and_run(
+            port,
+            &server.admin,
+            name,
+            &workflow(
+                name,
+                &format!(
+                    "  container:\n    image: registry.example/{image}:1\n  steps:\n    - shell: echo never\n"
+                ),
+            ),
+        );
+        let failed = server.wait_end(&id);
+        assert_eq!(failed["result"]["status"], "failed", "{failed}");
+        let error = failed["result"]["initialization"]["errorMessage"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(error.contains(reason), "{failed}");
+        assert!(error.contains("did not start within 3s"), "{failed}");
+    }
 
     // The log stream breaks after 3 lines (the fake's annotation): the agent opens it again
     // and skips what it read, so the run passes with every line once.
