@@ -132,12 +132,7 @@ pub(super) fn load_document(
         }
     }
 
-    // The typed model has no `kind` (the enum variant says it); nulls mean "absent".
-    let mut work = value.clone();
-    if let Value::Object(map) = &mut work {
-        map.shift_remove("kind");
-    }
-    strip_nulls(&mut work);
+    let work = typed_input(&value);
 
     let ctx = Ctx {
         file,

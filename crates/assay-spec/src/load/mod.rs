@@ -395,6 +395,17 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// A document as its typed model reads it: without `kind` (the enum variant says it) and
+/// without nulls (they mean "absent").
+fn typed_input(value: &Value) -> Value {
+    let mut work = value.clone();
+    if let Value::Object(map) = &mut work {
+        map.shift_remove("kind");
+    }
+    strip_nulls(&mut work);
+    work
+}
+
 fn strip_nulls(value: &mut Value) {
     match value {
         Value::Object(map) => {

@@ -60,11 +60,7 @@ pub(super) fn load_resource(doc: RawDoc<'_>, kind: ResourceKind, loaded: &mut Lo
             );
         }
     }
-    let mut work = value.clone();
-    if let Value::Object(map) = &mut work {
-        map.shift_remove("kind");
-    }
-    strip_nulls(&mut work);
+    let work = typed_input(&value);
     let ctx = Ctx {
         file,
         text,
