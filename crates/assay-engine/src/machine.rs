@@ -132,12 +132,15 @@ impl Machine for RunMachine<'_> {
         Lookup::Unknown
     }
 
-    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, assay_expr::ExprError>> {
         if name != "glob" {
             return None;
         }
         let (cwd, layout) = self.files?;
-        Some(glob(cwd, &|p| layout.to_host(p), args))
+        Some(
+            glob(cwd, &|p| layout.to_host(p), args)
+                .map_err(|e| assay_expr::ExprError::eval(e.to_string())),
+        )
     }
 }
 
@@ -170,6 +173,20 @@ impl RunMachine<'_> {
     }
 }
 
+/// Why `glob()` failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GlobError {
+    #[error("`{pattern}` is not a valid pattern: {source}")]
+    Pattern {
+        pattern: String,
+        source: globset::Error,
+    },
+    #[error("glob() needs at least one pattern that does not start with `!`")]
+    OnlyExclusions,
+    #[error(transparent)]
+    Set(#[from] globset::Error),
+}
+
 /// `glob(pattern, ...)`, as Testkube's file system machine has it: the files matching any
 /// pattern, as absolute paths as steps see them (`/data/repo/tests/test_a.py`). Relative
 /// patterns are relative to the working directory `cwd`; `*` stays within one folder, `**`
@@ -178,7 +195,7 @@ pub(crate) fn glob(
     cwd: &str,
     to_host: &dyn Fn(&str) -> std::path::PathBuf,
     args: &[Value],
-) -> Result<Value, String> {
+) -> Result<Value, GlobError> {
     let mut include = globset::GlobSetBuilder::new();
     let mut exclude = globset::GlobSetBuilder::new();
     let mut roots: Vec<String> = Vec::new();
@@ -196,7 +213,10 @@ pub(crate) fn glob(
             let glob = globset::GlobBuilder::new(&abs)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| format!("`{p}` is not a valid pattern: {e}"))?;
+                .map_err(|source| GlobError::Pattern {
+                    pattern: p.clone(),
+                    source,
+                })?;
             if negative {
                 exclude.add(glob);
             } else {
@@ -206,10 +226,10 @@ pub(crate) fn glob(
         }
     }
     if roots.is_empty() {
-        return Err("glob() needs at least one pattern that does not start with `!`".into());
+        return Err(GlobError::OnlyExclusions);
     }
-    let include = include.build().map_err(|e| e.to_string())?;
-    let exclude = exclude.build().map_err(|e| e.to_string())?;
+    let include = include.build()?;
+    let exclude = exclude.build()?;
     // Walk each literal base folder once; one inside another is walked with it.
     roots.sort();
     roots.dedup();

@@ -1,4 +1,6 @@
-//! The one error type of the crate.
+//! The error type of the crate's API. Inner modules fail with their own enums
+//! (`value::ValueError`, `paths::NotRelative`, `selector::SelectorError`),
+//! which become an [`ExprError`] of kind [`ErrorKind::Eval`] with the same message.
 
 use std::ops::Range;
 
@@ -49,8 +51,9 @@ impl ExprError {
     }
 
     /// An evaluation error without a source position (resolved expressions are
-    /// rebuilt trees, so positions would point at text that no longer exists).
-    pub(crate) fn eval(message: impl Into<String>) -> Self {
+    /// rebuilt trees, so positions would point at text that no longer exists);
+    /// also what a [`crate::Machine::call`] returns when its function fails.
+    pub fn eval(message: impl Into<String>) -> Self {
         ExprError {
             kind: ErrorKind::Eval,
             message: message.into(),

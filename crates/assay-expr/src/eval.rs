@@ -359,7 +359,7 @@ impl<'a> Resolver<'a> {
                     self.budget.value(&v)?;
                     Ok(Expr::Lit(value::normalize(v)))
                 }
-                Some(Err(m)) => Err(ExprError::eval(m)),
+                Some(Err(e)) => Err(e),
                 None if self.finalize => {
                     return Err(ExprError::unknown_function(name, stdlib::suggest(name)));
                 }
@@ -452,7 +452,7 @@ impl Machine for Shadow<'_> {
             .unwrap_or(Lookup::Unknown)
     }
 
-    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, ExprError>> {
         self.0.iter().find_map(|m| m.call(name, args))
     }
 }

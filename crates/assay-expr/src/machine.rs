@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::ast::Expr;
+use crate::error::ExprError;
 
 /// What a machine knows about a variable.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,8 +34,9 @@ pub trait Machine {
     /// Calls an extra function with fully evaluated arguments (spreads
     /// already expanded). `None` means the machine does not provide it.
     /// Standard-library functions take precedence, as in Testkube, so this is
-    /// only asked about names the standard library does not define.
-    fn call(&self, _name: &str, _args: &[Value]) -> Option<Result<Value, String>> {
+    /// only asked about names the standard library does not define. A failure is
+    /// usually [`ExprError::eval`]; the caller adds which call it was.
+    fn call(&self, _name: &str, _args: &[Value]) -> Option<Result<Value, ExprError>> {
         None
     }
 }
@@ -127,7 +129,7 @@ impl Machine for Chain<'_> {
             .unwrap_or(Lookup::Unknown)
     }
 
-    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, ExprError>> {
         self.machines.iter().find_map(|m| m.call(name, args))
     }
 }

@@ -5,11 +5,11 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use crate::ast::BinOp;
-use crate::value::{number, to_float, to_string};
+use crate::value::{ValueError, number, to_float, to_string};
 
 /// Applies a non-short-circuit operator (`&&`/`||` are handled by the
 /// resolver, but work here too for completeness).
-pub fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, String> {
+pub fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, ValueError> {
     match op {
         BinOp::And => Ok(if crate::value::truthy(l) {
             r.clone()
@@ -43,13 +43,13 @@ pub fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, String> {
         BinOp::Div => {
             let (a, b) = (to_float(l)?, to_float(r)?);
             if b == 0.0 {
-                return Err("cannot divide by zero".into());
+                return Err(ValueError::DivideByZero);
             }
             number(a / b)
         }
         BinOp::Mod => {
             if to_float(r)? == 0.0 {
-                return Err("cannot modulo by zero".into());
+                return Err(ValueError::ModuloByZero);
             }
             arith(l, r, i64::checked_rem, |a, b| a % b)
         }
@@ -64,7 +64,7 @@ fn arith(
     r: &Value,
     int: fn(i64, i64) -> Option<i64>,
     float: fn(f64, f64) -> f64,
-) -> Result<Value, String> {
+) -> Result<Value, ValueError> {
     if let (Some(a), Some(b)) = (l.as_i64(), r.as_i64())
         && let Some(v) = int(a, b)
     {

@@ -45,8 +45,24 @@ pub fn abs(path: &str, base: &str) -> String {
     }
 }
 
+/// `relpath` of a target that a base cannot reach without knowing what its `..` are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot make `{target}` relative to `{base}`")]
+pub struct NotRelative {
+    /// The folder the path was to be relative to (cleaned).
+    pub base: String,
+    /// The path (cleaned).
+    pub target: String,
+}
+
+impl From<NotRelative> for crate::ExprError {
+    fn from(e: NotRelative) -> Self {
+        crate::ExprError::eval(e.to_string())
+    }
+}
+
 /// Go's `filepath.Rel` for two absolute, cleaned paths.
-pub fn rel(base: &str, target: &str) -> Result<String, String> {
+pub fn rel(base: &str, target: &str) -> Result<String, NotRelative> {
     let base = clean(base);
     let target = clean(target);
     if base == target {
@@ -61,7 +77,7 @@ pub fn rel(base: &str, target: &str) -> Result<String, String> {
     let (b, t) = (segs(&base), segs(&target));
     let common = b.iter().zip(&t).take_while(|(x, y)| x == y).count();
     if b[common..].iter().any(|s| s == "..") {
-        return Err(format!("cannot make `{target}` relative to `{base}`"));
+        return Err(NotRelative { base, target });
     }
     let mut out: Vec<String> = vec!["..".to_string(); b.len() - common];
     out.extend(t[common..].iter().cloned());

@@ -11,6 +11,48 @@ use serde_json::Value;
 /// The tools `testSelector` knows, as its first argument takes them.
 pub const TOOLS: &[&str] = &["pytest", "go", "jest", "vitest", "playwright", "nextest"];
 
+/// Why `testSelector` refused: never a broader selection instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectorError {
+    /// The tests argument (described) is not a list.
+    #[error("`testSelector` expects a list of tests (`execution.selectedTests`), not {0}")]
+    NotAList(String),
+    /// An object in the list has no `name`.
+    #[error(
+        "`testSelector`: a test without a `name` (expected objects of `execution.selectedTests`)"
+    )]
+    NoName,
+    /// An item (described) is neither an object nor a string.
+    #[error("`testSelector`: a test is an object or a name, not {0}")]
+    NotATest(String),
+    /// The tool is not one of [`TOOLS`].
+    #[error("`testSelector` does not know the tool `{0}` (known: {known})", known = TOOLS.join(", "))]
+    UnknownTool(String),
+    /// A word the shell cannot quote (a NUL byte).
+    #[error("`testSelector` cannot quote {word:?}: {reason}")]
+    Unquotable {
+        /// The word.
+        word: String,
+        /// shlex's reason.
+        reason: String,
+    },
+    /// A name nextest's filter language could be escaped from.
+    #[error("`testSelector`: {0:?} is not a Rust test path (letters, digits, `_` and `::`)")]
+    NotARustPath(String),
+    /// A pytest case whose report names neither its file nor its module.
+    #[error(
+        "`testSelector`: cannot make a pytest node id for {0:?}: its report gives neither a file nor a module (`classname`)"
+    )]
+    NoPytestModule(String),
+}
+
+impl From<SelectorError> for crate::ExprError {
+    fn from(e: SelectorError) -> Self {
+        crate::ExprError::eval(e.to_string())
+    }
+}
+
 /// One selected test as the JUnit report named it.
 #[derive(Debug, Default, PartialEq)]
 struct Test {
@@ -19,15 +61,12 @@ struct Test {
     file: Option<String>,
 }
 
-fn tests_of(v: &Value) -> Result<Vec<Test>, String> {
+fn tests_of(v: &Value) -> Result<Vec<Test>, SelectorError> {
     let items = match v {
         Value::Null => return Ok(Vec::new()),
         Value::Array(items) => items,
         other => {
-            return Err(format!(
-                "`testSelector` expects a list of tests (`execution.selectedTests`), not {}",
-                crate::value::describe(other)
-            ));
+            return Err(SelectorError::NotAList(crate::value::describe(other)));
         }
     };
     let text = |o: &serde_json::Map<String, Value>, k: &str| match o.get(k) {
@@ -42,30 +81,20 @@ fn tests_of(v: &Value) -> Result<Vec<Test>, String> {
                 ..Test::default()
             }),
             Value::Object(o) => Ok(Test {
-                name: text(o, "name").ok_or_else(|| {
-                    "`testSelector`: a test without a `name` (expected objects of \
-                     `execution.selectedTests`)"
-                        .to_string()
-                })?,
+                name: text(o, "name").ok_or(SelectorError::NoName)?,
                 class: text(o, "class"),
                 file: text(o, "file"),
             }),
-            other => Err(format!(
-                "`testSelector`: a test is an object or a name, not {}",
-                crate::value::describe(other)
-            )),
+            other => Err(SelectorError::NotATest(crate::value::describe(other))),
         })
         .collect()
 }
 
 /// The shell words selecting `tests` for `tool`, joined by spaces (`""` for no tests).
-pub fn render(tool: &str, tests: &Value) -> Result<String, String> {
+pub fn render(tool: &str, tests: &Value) -> Result<String, SelectorError> {
     let tests = tests_of(tests)?;
     if !TOOLS.contains(&tool) {
-        return Err(format!(
-            "`testSelector` does not know the tool `{tool}` (known: {})",
-            TOOLS.join(", ")
-        ));
+        return Err(SelectorError::UnknownTool(tool.to_string()));
     }
     if tests.is_empty() {
         return Ok(String::new());
@@ -110,7 +139,10 @@ pub fn render(tool: &str, tests: &Value) -> Result<String, String> {
         .map(|w| {
             shlex::try_quote(w)
                 .map(|q| q.into_owned())
-                .map_err(|e| format!("`testSelector` cannot quote {w:?}: {e}"))
+                .map_err(|e| SelectorError::Unquotable {
+                    word: w.clone(),
+                    reason: e.to_string(),
+                })
         })
         .collect::<Result<Vec<_>, _>>()
         .map(|w| w.join(" "))
@@ -149,7 +181,7 @@ fn regex_escape(s: &str) -> String {
 
 /// A Rust test path (`module::test_name`) as nextest names it. Only path characters are
 /// accepted, so nothing can end the `test(=…)` matcher early or start another one.
-fn nextest_name(name: &str) -> Result<&str, String> {
+fn nextest_name(name: &str) -> Result<&str, SelectorError> {
     if !name.is_empty()
         && name
             .chars()
@@ -157,9 +189,7 @@ fn nextest_name(name: &str) -> Result<&str, String> {
     {
         Ok(name)
     } else {
-        Err(format!(
-            "`testSelector`: {name:?} is not a Rust test path (letters, digits, `_` and `::`)"
-        ))
+        Err(SelectorError::NotARustPath(name.to_string()))
     }
 }
 
@@ -167,7 +197,7 @@ fn nextest_name(name: &str) -> Result<&str, String> {
 /// writes `classname` as the dotted module path, then the classes; with `junit_family=xunit1`
 /// it also writes `file`. Without `file`, the trailing segments that start with a capital
 /// letter are classes (pytest's default `python_classes = Test*`), the rest is the module.
-fn pytest_node_id(t: &Test) -> Result<String, String> {
+fn pytest_node_id(t: &Test) -> Result<String, SelectorError> {
     let class = t.class.as_deref().unwrap_or_default();
     let segments: Vec<&str> = if class.is_empty() {
         Vec::new()
@@ -187,11 +217,7 @@ fn pytest_node_id(t: &Test) -> Result<String, String> {
             let classes = trailing_classes(&segments);
             let module = &segments[..segments.len() - classes.len()];
             if module.is_empty() {
-                return Err(format!(
-                    "`testSelector`: cannot make a pytest node id for {:?}: its report gives \
-                     neither a file nor a module (`classname`)",
-                    t.name
-                ));
+                return Err(SelectorError::NoPytestModule(t.name.clone()));
             }
             (format!("{}.py", module.join("/")), classes)
         }
@@ -266,7 +292,8 @@ mod tests {
     #[test]
     fn pytest_without_module_is_an_error_not_everything() {
         let e = render("pytest", &json!([{"name": "test_a"}])).unwrap_err();
-        assert!(e.contains("neither a file nor a module"), "{e}");
+        assert_eq!(e, SelectorError::NoPytestModule("test_a".into()));
+        assert!(e.to_string().contains("neither a file nor a module"), "{e}");
     }
 
     #[test]
@@ -306,16 +333,26 @@ mod tests {
             ["-E", "test(=store::tests::open) | test(=a_b)"]
         );
         let e = render("nextest", &json!([{"name": "x) | all()"}])).unwrap_err();
-        assert!(e.contains("not a Rust test path"), "{e}");
+        assert_eq!(e, SelectorError::NotARustPath("x) | all()".into()));
+        assert!(e.to_string().contains("not a Rust test path"), "{e}");
     }
 
     #[test]
     fn unknown_tool_and_bad_lists_are_errors() {
         let e = render("maven", &json!([])).unwrap_err();
-        assert!(e.contains("known: pytest, go"), "{e}");
-        assert!(render("go", &json!("TestA")).is_err());
-        assert!(render("go", &json!([{"class": "x"}])).is_err());
-        assert!(render("go", &json!([3])).is_err());
+        assert!(e.to_string().contains("known: pytest, go"), "{e}");
+        assert_eq!(
+            render("go", &json!("TestA")),
+            Err(SelectorError::NotAList("`\"TestA\"`".into()))
+        );
+        assert_eq!(
+            render("go", &json!([{"class": "x"}])),
+            Err(SelectorError::NoName)
+        );
+        assert_eq!(
+            render("go", &json!([3])),
+            Err(SelectorError::NotATest("`3`".into()))
+        );
     }
 
     /// Test names are written by the code under test: whatever they hold, each selector word

@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::ast::{Arg, Expr};
 use crate::error::ExprError;
 use crate::eval::{Ctx, Resolver, entry};
-use crate::value::{self, describe, number, to_float, to_int, to_string, truthy};
+use crate::value::{self, ValueError, describe, number, to_float, to_int, to_string, truthy};
 use crate::{date, paths, yaml};
 
 /// Every function name the standard library defines (`_wc` is the internal
@@ -97,30 +97,37 @@ fn lit(v: Value) -> Result<Expr, ExprError> {
 
 /// Reads `container[key]` like Testkube's `at()`: list and string positions
 /// (strings by character), object keys (a missing key is `null`).
-pub fn at(container: &Value, key: &Value) -> Result<Value, String> {
+pub fn at(container: &Value, key: &Value) -> Result<Value, ValueError> {
     match container {
         Value::Array(items) => {
-            let k = to_int(key)
-                .map_err(|_| format!("a list index must be a number, not {}", describe(key)))?;
+            let k = to_int(key).map_err(|_| ValueError::IndexNotANumber {
+                container: "list",
+                key: describe(key),
+            })?;
             usize::try_from(k)
                 .ok()
                 .and_then(|i| items.get(i).cloned())
-                .ok_or_else(|| format!("index {k} is out of bounds (length {})", items.len()))
+                .ok_or(ValueError::OutOfBounds {
+                    index: k,
+                    length: items.len(),
+                })
         }
         Value::Object(map) => Ok(map.get(&to_string(key)).cloned().unwrap_or(Value::Null)),
         Value::String(s) => {
-            let k = to_int(key)
-                .map_err(|_| format!("a string index must be a number, not {}", describe(key)))?;
+            let k = to_int(key).map_err(|_| ValueError::IndexNotANumber {
+                container: "string",
+                key: describe(key),
+            })?;
             usize::try_from(k)
                 .ok()
                 .and_then(|i| s.chars().nth(i))
                 .map(|c| Value::String(c.to_string()))
-                .ok_or_else(|| format!("index {k} is out of bounds (length {})", s.chars().count()))
+                .ok_or_else(|| ValueError::OutOfBounds {
+                    index: k,
+                    length: s.chars().count(),
+                })
         }
-        other => Err(format!(
-            "only lists, objects and strings can be indexed, not {}",
-            describe(other)
-        )),
+        other => Err(ValueError::NotIndexable(describe(other))),
     }
 }
 
@@ -138,10 +145,18 @@ pub fn call(
         "list" => lit(Value::Array(a.to_vec())),
         "join" => join(a),
         "split" => split(r, a),
-        "int" => arity(name, a, 1, 1)
-            .and_then(|_| to_int(&a[0]).map(Value::from).map(Expr::Lit).map_err(err)),
-        "float" => arity(name, a, 1, 1)
-            .and_then(|_| to_float(&a[0]).and_then(number).map(Expr::Lit).map_err(err)),
+        "int" => arity(name, a, 1, 1).and_then(|_| {
+            to_int(&a[0])
+                .map(Value::from)
+                .map(Expr::Lit)
+                .map_err(ExprError::from)
+        }),
+        "float" => arity(name, a, 1, 1).and_then(|_| {
+            to_float(&a[0])
+                .and_then(number)
+                .map(Expr::Lit)
+                .map_err(ExprError::from)
+        }),
         "bool" => arity(name, a, 1, 1).and_then(|_| lit(Value::Bool(truthy(&a[0])))),
         "tojson" => arity(name, a, 1, 1).and_then(|_| lit(Value::String(value::to_json(&a[0])))),
         "json" => arity(name, a, 1, 1).and_then(|_| parse_json(&a[0])),
@@ -162,7 +177,8 @@ pub fn call(
         // Go's math.Round, like Rust's, rounds half away from zero.
         "round" => rounding(name, a, f64::round),
         "chunk" => chunk(a),
-        "at" => arity(name, a, 2, 2).and_then(|_| at(&a[0], &a[1]).map(Expr::Lit).map_err(err)),
+        "at" => arity(name, a, 2, 2)
+            .and_then(|_| at(&a[0], &a[1]).map(Expr::Lit).map_err(ExprError::from)),
         "map" | "_wc" => map(r, name, a, ctx),
         "filter" => filter(r, a, ctx),
         "entries" => arity(name, a, 1, 1).and_then(|_| entries(&a[0])),
@@ -190,7 +206,7 @@ pub fn call(
         "testSelector" => arity(name, a, 2, 2).and_then(|_| {
             crate::selector::render(&to_string(&a[0]), &a[1])
                 .map(|s| Expr::Lit(Value::String(s)))
-                .map_err(err)
+                .map_err(ExprError::from)
         }),
         _ => return None,
     };
@@ -293,7 +309,7 @@ fn len(v: &Value) -> Result<Expr, ExprError> {
 fn rounding(name: &str, a: &[Value], f: fn(f64) -> f64) -> Result<Expr, ExprError> {
     arity(name, a, 1, 1)?;
     let x = to_float(&a[0]).map_err(|m| err(format!("`{name}` expects a number: {m}")))?;
-    number(f(x)).map(Expr::Lit).map_err(err)
+    number(f(x)).map(Expr::Lit).map_err(ExprError::from)
 }
 
 /// A list argument; `null` counts as the empty list, as in Testkube.
@@ -445,7 +461,7 @@ fn relpath(a: &[Value]) -> Result<Expr, ExprError> {
     let base = paths::abs(&a.get(1).map_or_else(|| cwd.clone(), to_string), &cwd);
     paths::rel(&base, &target)
         .map(|p| Expr::Lit(Value::String(p)))
-        .map_err(err)
+        .map_err(ExprError::from)
 }
 
 fn abspath(a: &[Value]) -> Result<Expr, ExprError> {

@@ -5,6 +5,54 @@
 
 use serde_json::{Map, Number, Value};
 
+/// Why an operation on constant values failed: a conversion, an operator or an
+/// index. The messages are the fragments that evaluation errors embed (`cannot
+/// divide by zero in `a / 0``); `describe`d values are held as text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// NaN or an infinity, which JSON cannot hold (Go's spelling of it).
+    #[error("result is not a finite number ({0})")]
+    NotFinite(String),
+    /// The value (described) has no number form.
+    #[error("cannot convert {0} to a number")]
+    NotANumber(String),
+    /// The value (described) has no integer form.
+    #[error("cannot convert {0} to an integer")]
+    NotAnInteger(String),
+    /// `x / 0`.
+    #[error("cannot divide by zero")]
+    DivideByZero,
+    /// `x % 0`.
+    #[error("cannot modulo by zero")]
+    ModuloByZero,
+    /// A list or string indexed by something that is not a number (described).
+    #[error("a {container} index must be a number, not {key}")]
+    IndexNotANumber {
+        /// `list` or `string`.
+        container: &'static str,
+        /// The key, described.
+        key: String,
+    },
+    /// A list or string position past its end (or negative).
+    #[error("index {index} is out of bounds (length {length})")]
+    OutOfBounds {
+        /// The position asked for.
+        index: i64,
+        /// The length of the list, or the characters of the string.
+        length: usize,
+    },
+    /// Indexing a value (described) that is not a list, object or string.
+    #[error("only lists, objects and strings can be indexed, not {0}")]
+    NotIndexable(String),
+}
+
+impl From<ValueError> for crate::ExprError {
+    fn from(e: ValueError) -> Self {
+        crate::ExprError::eval(e.to_string())
+    }
+}
+
 /// Largest magnitude at which an integral float still fits an `i64`.
 const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
 
@@ -129,9 +177,9 @@ fn is_integral(f: f64) -> bool {
 /// `4 / 2` prints as `2` (Testkube's Go floats print the same way).
 ///
 /// Fails on NaN and infinities, which JSON cannot hold.
-pub fn number(f: f64) -> Result<Value, String> {
+pub fn number(f: f64) -> Result<Value, ValueError> {
     if !f.is_finite() {
-        return Err(format!("result is not a finite number ({})", go_float(f)));
+        return Err(ValueError::NotFinite(go_float(f)));
     }
     if is_integral(f) && (-I64_BOUND..I64_BOUND).contains(&f) {
         return Ok(Value::from(f as i64));
@@ -158,13 +206,13 @@ pub fn normalize(value: Value) -> Value {
 
 /// Converts a value to a float the way Testkube does: numbers directly,
 /// `null` as zero, anything else through its string form.
-pub fn to_float(value: &Value) -> Result<f64, String> {
+pub fn to_float(value: &Value) -> Result<f64, ValueError> {
     match value {
         Value::Number(n) => Ok(n.as_f64().unwrap_or(0.0)),
         Value::Null => Ok(0.0),
         other => {
             let s = to_string(other);
-            parse_float(&s).ok_or_else(|| format!("cannot convert {} to a number", describe(other)))
+            parse_float(&s).ok_or_else(|| ValueError::NotANumber(describe(other)))
         }
     }
 }
@@ -180,7 +228,7 @@ fn parse_float(s: &str) -> Option<f64> {
 
 /// Converts a value to an integer: integers directly, otherwise through
 /// [`to_float`] and truncation toward zero.
-pub fn to_int(value: &Value) -> Result<i64, String> {
+pub fn to_int(value: &Value) -> Result<i64, ValueError> {
     if let Value::Number(n) = value
         && let Some(i) = n.as_i64()
     {
@@ -188,7 +236,7 @@ pub fn to_int(value: &Value) -> Result<i64, String> {
     }
     let f = to_float(value)?;
     if f.is_nan() {
-        return Err(format!("cannot convert {} to an integer", describe(value)));
+        return Err(ValueError::NotAnInteger(describe(value)));
     }
     Ok(f as i64)
 }

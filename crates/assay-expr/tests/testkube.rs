@@ -224,11 +224,11 @@ fn machine_functions_and_expression_variables() {
                 _ => Lookup::Unknown,
             }
         }
-        fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+        fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, assay_expr::ExprError>> {
             match name {
                 "double" => Some(match args {
                     [Value::Number(n)] => Ok(json!(n.as_i64().unwrap_or(0) * 2)),
-                    _ => Err("double expects one number".into()),
+                    _ => Err(assay_expr::ExprError::eval("double expects one number")),
                 }),
                 _ => None,
             }
