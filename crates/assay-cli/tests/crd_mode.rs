@@ -401,6 +401,22 @@ fn the_readmes_crd_mode_example_runs() {
     assert_eq!(runs.len(), 1, "{runs:#?}");
     let (_, all) = get(&s, "/v1/test-workflows/web-smoke/executions");
     assert_eq!(all["results"].as_array().map_or(0, Vec::len), 1, "{all}");
+    // The trigger's `jsonpath=` config value and its Go template tag, from the Deployment.
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let e = wait_for(&s, "the run's end", || {
+        let (_, e) = get(&s, &format!("/v1/test-workflow-executions/{id}"));
+        (e["result"]["status"] == "passed").then_some(e)
+    });
+    assert_eq!(e["tags"]["deployment"], "assay.web", "{e}");
+    assert_eq!(e["configParams"]["image"]["value"], "nginx:1.28", "{e}");
+    let (_, log) = http(
+        s.port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{id}/logs"),
+        "",
+        None,
+    );
+    assert!(log.contains("smoke-testing web at nginx:1.28"), "{log}");
 }
 
 /// A real HTTP server on 127.0.0.1 for a trigger's probes: `503` to the first `failures`
@@ -456,13 +472,14 @@ fn test_trigger_probes_gate_the_runs() {
             &probes(never).replace("timeout: 20", "timeout: 2"),
         ),
     );
-    // actionParameters.target: its run waits for an agent named `nobody`.
+    // actionParameters.target, resolved from the event: its run waits for an agent named
+    // `web-runner` (the Deployment's name); a tag that finds nothing is left out.
     apply(
         &api,
         &trigger(
             "targeted",
             "created",
-            "  actionParameters:\n    target: {match: {name: [nobody]}}\n",
+            "  actionParameters:\n    target: {match: {name: ['{{ .object.metadata.name }}-runner']}}\n    tags: {app: 'jsonpath={.metadata.labels.app}', gone: 'jsonpath={.spec.nothing}'}\n",
         ),
     );
     let s = server(&dir.path().join("data"), &api);
@@ -498,6 +515,36 @@ fn test_trigger_probes_gate_the_runs() {
     let targeted = runs_of(&s, "targeted");
     assert_eq!(targeted.len(), 1, "{targeted:#?}");
     assert_eq!(targeted[0]["result"]["status"], "queued", "{targeted:#?}");
+    assert_eq!(targeted[0]["tags"]["app"], "web", "{targeted:#?}");
+    assert!(targeted[0]["tags"].get("gone").is_none(), "{targeted:#?}");
+    assert!(
+        s.log
+            .lock()
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("trigger=targeted")
+                && l.contains("key=gone")
+                && l.contains("finds nothing")),
+        "{}",
+        s.log.lock().unwrap()
+    );
+    // Only an agent named `web-runner` takes it: the target was resolved to that name.
+    let _web = crate::run_support::assay()
+        .args([
+            "agent",
+            "--server",
+            &format!("http://127.0.0.1:{}", s.port),
+            "--name",
+            "web-runner",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Running)
+        .unwrap();
+    wait_for(&s, "the targeted run to pass on web-runner", || {
+        (runs_of(&s, "targeted")[0]["result"]["status"] == "passed").then_some(())
+    });
 }
 
 /// A trigger stored with `assay apply` through the server acts on the next event: the store

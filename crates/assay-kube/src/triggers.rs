@@ -91,6 +91,31 @@ pub struct ObjectEvent {
     pub event: &'static str,
     /// For deployments: `deployment-image-update`, ...
     pub causes: Vec<&'static str>,
+    /// The object as the event saw it (what `jsonpath=` and `{{ }}` values of the trigger's
+    /// `actionParameters` are resolved against), and for `modified` the object before.
+    pub object: Value,
+    pub old_object: Option<Value>,
+}
+
+impl ObjectEvent {
+    /// Testkube's shape of a watcher event, what the `jsonpath=` and `{{ }}` values of a
+    /// trigger's `actionParameters.target` are resolved against: `namespace`, `object`,
+    /// `oldObject` (for `modified`) and `eventLabels` (`testkube.io/resource-kind|name|namespace`).
+    pub fn testkube_event(&self) -> Value {
+        let mut event = serde_json::json!({
+            "namespace": self.namespace,
+            "object": self.object,
+            "eventLabels": {
+                "testkube.io/resource-kind": self.kind,
+                "testkube.io/resource-name": self.name,
+                "testkube.io/resource-namespace": self.namespace,
+            },
+        });
+        if let (Some(old), Some(map)) = (&self.old_object, event.as_object_mut()) {
+            map.insert("oldObject".into(), old.clone());
+        }
+        event
+    }
 }
 
 /// A trigger that fired: its delay has passed and its conditions hold.
@@ -320,6 +345,7 @@ fn labels_of(o: &Value) -> BTreeMap<String, String> {
 fn event_of(
     resource: &'static str,
     o: &Value,
+    old: Option<&Value>,
     event: &'static str,
     causes: Vec<&'static str>,
 ) -> ObjectEvent {
@@ -337,6 +363,8 @@ fn event_of(
         labels: labels_of(o),
         event,
         causes,
+        object: o.clone(),
+        old_object: old.cloned(),
     }
 }
 
@@ -364,10 +392,12 @@ pub fn track(
         WatchChange::Apply(o) => {
             let name = name_of(&o);
             let out = match seen.get(&name) {
-                None if created_after_start(&o) => vec![event_of(resource, &o, "created", vec![])],
+                None if created_after_start(&o) => {
+                    vec![event_of(resource, &o, None, "created", vec![])]
+                }
                 None => vec![],
                 Some(old) => match diff(resource, old, &o) {
-                    Some(causes) => vec![event_of(resource, &o, "modified", causes)],
+                    Some(causes) => vec![event_of(resource, &o, Some(old), "modified", causes)],
                     None => vec![],
                 },
             };
@@ -376,7 +406,7 @@ pub fn track(
         }
         WatchChange::Delete(o) => {
             seen.remove(&name_of(&o));
-            vec![event_of(resource, &o, "deleted", vec![])]
+            vec![event_of(resource, &o, None, "deleted", vec![])]
         }
         WatchChange::Relisted(objects) => {
             // What changed while nobody watched (a reconnection): compare with what was seen.
@@ -385,18 +415,18 @@ pub fn track(
             let mut out = Vec::new();
             for (name, old) in seen.iter() {
                 if !now.contains_key(name) {
-                    out.push(event_of(resource, old, "deleted", vec![]));
+                    out.push(event_of(resource, old, None, "deleted", vec![]));
                 }
             }
             for (name, o) in &now {
                 match seen.get(name) {
                     None if created_after_start(o) => {
-                        out.push(event_of(resource, o, "created", vec![]))
+                        out.push(event_of(resource, o, None, "created", vec![]))
                     }
                     None => {}
                     Some(old) => {
                         if let Some(causes) = diff(resource, old, o) {
-                            out.push(event_of(resource, o, "modified", causes));
+                            out.push(event_of(resource, o, Some(old), "modified", causes));
                         }
                     }
                 }
@@ -845,6 +875,7 @@ mod tests {
         let mut e = event_of(
             "deployment",
             &deployment("a:2", 1, "2"),
+            Some(&deployment("a:1", 1, "1")),
             "modified",
             vec!["deployment-image-update"],
         );
@@ -854,7 +885,13 @@ mod tests {
         let by_name = trigger(
             "apiVersion: tests.testkube.io/v1\nmetadata: {name: t}\nspec:\n  resource: deployment\n  resourceSelector: {name: web}\n  event: created\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n",
         );
-        let created = event_of("deployment", &deployment("a:1", 1, "1"), "created", vec![]);
+        let created = event_of(
+            "deployment",
+            &deployment("a:1", 1, "1"),
+            None,
+            "created",
+            vec![],
+        );
         assert!(matches(&by_name, &created, "ns"));
         let mut other = created.clone();
         other.name = "api".into();

@@ -267,19 +267,39 @@ async fn run(state: &AppState, defs: &Definitions, fired: Fired) {
     // Testkube's `actionParameters.target` is an execution target: the runs wait for an agent
     // that matches, as a run request's `target` does. Read first: a trigger that cannot run
     // replaces nothing.
-    let target = match params
-        .target
-        .as_ref()
-        .map(|raw| serde_json::from_value::<assay_api::agents::ExecutionTarget>(raw.clone()))
-    {
+    let target = match params.target.as_ref().map(|raw| {
+        let mut raw = raw.clone();
+        assay_spec::trigger_values::resolve_strings(&mut raw, &fired.event.testkube_event())
+            .map_err(|e| e.to_string())?;
+        serde_json::from_value::<assay_api::agents::ExecutionTarget>(raw).map_err(|e| e.to_string())
+    }) {
         None => None,
         Some(Ok(target)) => Some(target),
         Some(Err(e)) => {
             tracing::warn!(trigger = %name, error = %e,
-                "the TestTrigger's actionParameters.target is not an execution target; not running");
+                "the TestTrigger's actionParameters.target does not resolve to an execution target; not running");
             return;
         }
     };
+    // `jsonpath=` and `{{ }}` values come from the event's object. One that does not resolve
+    // is left out, as Testkube does (the workflow's default applies), and the log says so.
+    let resolved = |field: &str, values: &indexmap::IndexMap<String, String>| {
+        values
+            .iter()
+            .filter_map(|(k, v)| {
+                match assay_spec::trigger_values::resolve(v, &fired.event.object) {
+                    Ok(v) => Some((k.clone(), v)),
+                    Err(e) => {
+                        tracing::warn!(trigger = %name, key = %k, error = %e,
+                            "a {field} value of the TestTrigger does not resolve from the event's object; left out");
+                        None
+                    }
+                }
+            })
+            .collect::<Vec<(String, String)>>()
+    };
+    let config = resolved("config", &params.config);
+    let trigger_tags = resolved("tag", &params.tags);
     let policy = t.spec.concurrency_policy.as_str();
     if policy == "forbid" || policy == "replace" {
         let query = assay_service::history::HistoryQuery {
@@ -336,16 +356,11 @@ async fn run(state: &AppState, defs: &Definitions, fired: Fired) {
             }
         };
         let mut run = RunRequest::new(workflow, templates.clone());
-        run.config = params
-            .config
+        run.config = config
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        let mut tags: BTreeMap<String, String> = params
-            .tags
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut tags: BTreeMap<String, String> = trigger_tags.iter().cloned().collect();
         tags.insert(TRIGGER_TAG.to_string(), name.clone());
         run.tags = tags;
         run.target = target.clone();

@@ -23,6 +23,7 @@ pub mod status;
 pub mod strategy;
 pub mod suggest;
 pub mod template;
+pub mod trigger_values;
 pub mod triggers;
 pub mod validate;
 

@@ -547,10 +547,25 @@ pub fn validate_resource(file: &str, doc: &crate::load::LoadedResource) -> Vec<D
                     );
                 }
             }
-            if let Some(target) = s.action_parameters.as_ref().and_then(|p| p.target.as_ref())
-                && let Some((message, hint)) = target_problem(target)
-            {
-                error("spec.actionParameters.target", message, Some(hint));
+            if let Some(params) = &s.action_parameters {
+                if let Some(target) = &params.target
+                    && let Some((message, hint)) = target_problem(target)
+                {
+                    error("spec.actionParameters.target", message, Some(hint));
+                }
+                // `jsonpath=` and `{{ }}` values are resolved from the event when it fires:
+                // their syntax is checked now.
+                for (field, values) in [("config", &params.config), ("tags", &params.tags)] {
+                    for (key, value) in values {
+                        if let Err(e) = crate::trigger_values::check(value) {
+                            error(
+                                &format!("spec.actionParameters.{field}.{key}"),
+                                e.to_string(),
+                                Some(e.hint().to_string()),
+                            );
+                        }
+                    }
+                }
             }
             if let Some(delay) = &s.delay
                 && crate::duration::parse_duration(delay).is_err()
@@ -578,9 +593,8 @@ pub fn validate_resource(file: &str, doc: &crate::load::LoadedResource) -> Vec<D
 }
 
 /// What is wrong with an `actionParameters.target` (Testkube's execution target: `match`,
-/// `not`, `replicate`, `schedulerPolicy`), if anything: its values are taken as written, so
-/// Testkube's `jsonpath=` and `{{ }}` values (resolved against the event's object there) are
-/// refused rather than matched literally.
+/// `not`, `replicate`, `schedulerPolicy`), if anything; its `jsonpath=` and `{{ }}` values
+/// (resolved from the event when it fires) must parse.
 fn target_problem(target: &serde_json::Value) -> Option<(String, String)> {
     let shape = "write `target: {match: {LABEL: [VALUE, ...]}, not: {...}, replicate: [LABEL]}`";
     let Some(fields) = target.as_object() else {
@@ -624,15 +638,11 @@ fn target_problem(target: &serde_json::Value) -> Option<(String, String)> {
             other => return Some((format!("unknown target field `{other}`"), shape.into())),
         }
     }
-    values
-        .iter()
-        .find(|v| v.starts_with("jsonpath=") || v.contains("{{"))
-        .map(|v| {
-            (
-                format!("`{v}` is resolved from the event's object by Testkube; Assay does not support that"),
-                "write the label values as they are".to_string(),
-            )
-        })
+    values.iter().find_map(|v| {
+        crate::trigger_values::check(v)
+            .err()
+            .map(|e| (e.to_string(), e.hint().to_string()))
+    })
 }
 
 /// Report `value` unless it is one of `allowed`, with the closest as a hint.
@@ -832,19 +842,58 @@ spec:
             shown("{match: {zone: [b]}, not: {name: [a1]}, replicate: [name], schedulerPolicy: OnlyWhenMatches}")
                 .is_empty()
         );
+        assert!(
+            shown(
+                "{match: {zone: ['jsonpath={.object.metadata.labels.zone}', '{{ .namespace }}']}}"
+            )
+            .is_empty()
+        );
         for (target, expected) in [
             ("[a]", "is not a mapping"),
             ("{match: {zone: b}}", "`match.zone` is not a list of values"),
             ("{near: {zone: [b]}}", "unknown target field `near`"),
             (
-                "{match: {zone: ['jsonpath={.metadata.labels.zone}']}}",
-                "Assay does not support that",
+                "{match: {zone: ['jsonpath={.object.metadata.labels.zone']}}",
+                "has a `{` without its `}`",
+            ),
+            (
+                "{match: {zone: ['{{ .object.metadata.name ']}}",
+                "does not parse",
             ),
         ] {
             let shown = shown(target);
             assert!(
                 shown.iter().any(|d| d.contains(expected)),
                 "{target}: {shown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_and_tag_values_must_parse() {
+        let good = format!(
+            "{TRIGGER}  actionParameters:\n    config:\n      IMAGE: 'jsonpath={{.spec.template.spec.containers[0].image}}'\n      WHO: '{{{{ .metadata.name }}}}'\n    tags:\n      plain: value\n"
+        );
+        assert!(diagnostics_of("t.yaml", &good).is_empty(), "{good}");
+        let bad = good
+            .replace("containers[0]", "containers[0")
+            .replace("plain: value", "by: '{{ .metadata.name '");
+        let shown = diagnostics_of("t.yaml", &bad);
+        let line = |text: &str| {
+            bad.lines()
+                .position(|l| l.trim_start().starts_with(text))
+                .map(|i| i + 1)
+        };
+        for (key, text, expected) in [
+            ("IMAGE", "IMAGE:", "has a `[` without its `]`"),
+            ("by", "by:", "the template does not parse"),
+        ] {
+            let at = format!("t.yaml:{}:", line(text).unwrap_or(0));
+            assert!(
+                shown
+                    .iter()
+                    .any(|d| d.starts_with(&at) && d.contains(expected)),
+                "{key} at {at}: {shown:?}"
             );
         }
     }
