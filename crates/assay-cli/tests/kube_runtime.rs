@@ -12,7 +12,11 @@
 //! whose steps name several images is refused with the hint. Services run in pods of their own
 //! (their own image and labels), the steps reach them at their pod's IP after the readiness
 //! probe, their log comes back, their objects go when their step ends, a service whose pod
-//! never starts fails its step, and an abort deletes every object of the execution.
+//! never starts fails its step, and an abort deletes every object of the execution. Parallel
+//! workers run in pods of their own (their own image, `transfer` in and `fetch` back through
+//! the main pod's endpoint, their logs and artifacts recorded under their refs), one failing
+//! fails the parallel step, one whose image cannot be pulled fails with the reason, and an
+//! abort deletes their objects too.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -326,8 +330,8 @@ fn services_run_in_pods_of_their_own_with_their_own_image_on_a_fake_cluster() {
     assert!(logs.contains("got hello-from-web"), "{logs}");
     // The service's own log (http.server's access lines) came from its pod.
     assert!(logs.contains("\"GET / HTTP"), "{logs}");
-    // Parallel workers run in the main pod (not pods of their own yet): their artifacts come
-    // back through its log.
+    // Parallel workers run in pods of their own: their artifacts come back through the main
+    // pod's log.
     let (_, listed) = server.get(&format!("/v1/test-workflow-executions/{id}/artifacts"));
     for worker in ["w0.txt", "w1.txt"] {
         assert!(listed.contains(worker), "{listed}");
@@ -618,8 +622,11 @@ fn readme_kubernetes_runtime_session_runs_as_written() {
         .find(|(c, _, _)| c.starts_with("assay run in-a-pod"))
         .expect("the session runs the workflow");
     assert!(format!("{out}{err}").contains("passed"), "{out}{err}");
+    // (`passed` says the `test` step read the files the workers sent back: `cat` of a missing
+    // one fails it.)
     // It ran as a Job of the FAKE cluster, with the workflow's pod labels; its service's Job
     // went when the execution ended (the `health` step passing is the service answering).
+    // Its workers' Jobs went when they ended.
     let jobs = objects(&url, "Job");
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     let job = &jobs[0];
@@ -627,4 +634,152 @@ fn readme_kubernetes_runtime_session_runs_as_written() {
     assert_eq!(job["metadata"]["labels"]["assay.io/role"], "execution");
     assert_eq!(job["spec"]["template"]["metadata"]["labels"]["team"], "qa");
     drop(background);
+}
+
+#[test]
+fn parallel_workers_run_in_pods_of_their_own_on_a_fake_cluster() {
+    let dir = TempDir::new().unwrap();
+    let (url, kubeconfig, _fake) = start_fake(dir.path());
+    let (server, _agent, agent_log) = server_and_agent(dir.path(), &kubeconfig);
+    let agent_says = || std::fs::read_to_string(&agent_log).unwrap_or_default();
+    let go = dir.path().join("go");
+    // Two workers in another image than the main pod's: each gets the main pod's seed file
+    // (`transfer`), writes a file that `fetch` brings back for the `Read` step, and an
+    // artifact. They wait for `go` (a file of this machine: the FAKE kubelet runs every pod
+    // here), so their Jobs can be looked at while they run.
+    let spec = format!(
+        r#"  container:
+    image: steps.example/tools:1
+  steps:
+    - name: Prepare
+      shell: mkdir -p input && echo from-main > input/seed.txt
+    - name: Workers
+      parallel:
+        count: 2
+        container:
+          image: workers.example/tools:2
+        transfer:
+          - from: /data/input
+        fetch:
+          - from: /data/out
+        shell: |
+          until [ -e {go} ]; do sleep 0.1; done
+          mkdir -p out
+          echo "worker {{{{ index }}}} saw $(cat input/seed.txt)" | tee out/w{{{{ index }}}}.txt
+        artifacts:
+          paths: ["out/*.txt"]
+    - name: Read
+      shell: cat out/w0.txt out/w1.txt
+"#,
+        go = go.display()
+    );
+    let id = store_and_run(
+        server.port,
+        &server.admin,
+        "with-workers",
+        &workflow("with-workers", &spec),
+    );
+    let workers = wait_for("the workers' Jobs", || {
+        let jobs = of_execution(&url, "Job", &id, "worker");
+        (jobs.len() == 2).then_some(jobs)
+    });
+    let mut indexes = Vec::new();
+    for job in &workers {
+        let labels = &job["metadata"]["labels"];
+        assert_eq!(labels["assay.io/agent"], "k1", "{job}");
+        assert!(labels["assay.io/worker"].is_string(), "{job}");
+        indexes.push(labels["assay.io/index"].as_str().unwrap().to_string());
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["image"], "workers.example/tools:2", "{job}");
+        let command = container["command"].as_array().unwrap();
+        assert!(
+            command.contains(&json!("/.assay/work/channel.json")),
+            "{job}"
+        );
+    }
+    indexes.sort();
+    assert_eq!(indexes, ["0", "1"]);
+    assert_eq!(of_execution(&url, "Secret", &id, "worker").len(), 2);
+    let main = of_execution(&url, "Job", &id, "execution");
+    let main = &main[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(main["image"], "steps.example/tools:1", "{main}");
+    std::fs::write(&go, "").unwrap();
+    let done = server.wait_end(&id);
+    assert_eq!(
+        done["result"]["status"],
+        "passed",
+        "{done}\n{}",
+        agent_says()
+    );
+    let logs = server.logs(&id);
+    for index in [0, 1] {
+        // Once from the worker (its own log), once from the main pod's `Read` step.
+        let line = format!("worker {index} saw from-main");
+        assert_eq!(logs.matches(&line).count(), 2, "{logs}");
+    }
+    let (_, listed) = server.get(&format!("/v1/test-workflow-executions/{id}/artifacts"));
+    for worker in ["w0.txt", "w1.txt"] {
+        assert!(listed.contains(worker), "{listed}");
+    }
+    wait_for("the workers' objects to go", || {
+        (of_execution(&url, "Job", &id, "worker").is_empty()
+            && of_execution(&url, "Pod", &id, "worker").is_empty()
+            && of_execution(&url, "Secret", &id, "worker").is_empty())
+        .then_some(())
+    });
+
+    // One worker failing fails the parallel step (and the execution).
+    let id = store_and_run(
+        server.port,
+        &server.admin,
+        "one-fails",
+        &workflow(
+            "one-fails",
+            "  steps:\n    - name: Workers\n      parallel:\n        count: 2\n        shell: echo worker-{{ index }}; exit {{ index }}\n    - shell: echo after-workers\n",
+        ),
+    );
+    let failed = server.wait_end(&id);
+    assert_eq!(failed["result"]["status"], "failed", "{failed}");
+    assert!(
+        failed.to_string().contains("1 of 2 workers did not pass"),
+        "{failed}"
+    );
+    let logs = server.logs(&id);
+    assert!(
+        logs.contains("worker-0") && logs.contains("worker-1"),
+        "{logs}"
+    );
+    assert!(!logs.contains("after-workers"), "{logs}");
+
+    // A worker whose image cannot be pulled fails with the reason, instead of hanging.
+    let id = store_and_run(
+        server.port,
+        &server.admin,
+        "worker-pull",
+        &workflow(
+            "worker-pull",
+            "  steps:\n    - parallel:\n        count: 1\n        container:\n          image: registry.example/pull-error:1\n        shell: echo never-run\n",
+        ),
+    );
+    let failed = server.wait_end(&id);
+    assert_eq!(failed["result"]["status"], "failed", "{failed}");
+    assert!(failed.to_string().contains("ImagePullBackOff"), "{failed}");
+    assert!(!server.logs(&id).contains("never-run"));
+
+    // An abort while workers run deletes every object of the execution, workers' included.
+    let id = store_and_run(
+        server.port,
+        &server.admin,
+        "long-workers",
+        &workflow(
+            "long-workers",
+            "  steps:\n    - parallel:\n        count: 2\n        shell: echo started-{{ index }}; sleep 600\n",
+        ),
+    );
+    wait_for("the workers to start", || {
+        let logs = server.logs(&id);
+        (logs.contains("started-0") && logs.contains("started-1")).then_some(())
+    });
+    assert_eq!(of_execution(&url, "Pod", &id, "worker").len(), 2);
+    server.abort_and_see_everything_go(&url, &id);
 }

@@ -126,6 +126,28 @@ spec:
       shell: python -V
 "#;
 
+/// Two parallel workers in another image than the steps', with pod settings of their own.
+const WITH_WORKERS: &str = r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata: {name: wf}
+spec:
+  container:
+    image: python:3.12-slim
+  steps:
+    - name: Shards
+      parallel:
+        count: 2
+        container:
+          image: node:22
+          resources: {limits: {cpu: "1"}}
+        pod:
+          nodeSelector: {pool: workers}
+        fetch:
+          - from: /data/out
+        shell: node -v > out.txt
+"#;
+
 #[test]
 fn the_job_of_an_execution_has_testkubes_shape_and_validates() {
     let dir = TempDir::new().unwrap();
@@ -280,6 +302,36 @@ fn the_job_of_an_execution_has_testkubes_shape_and_validates() {
     assert!(main_secret["data"]["services.json"].is_string());
     assert!(svc_secret["data"].get("services.json").is_none());
 
+    // Parallel workers: the main pod serves their endpoint (`--channel`), and each worker
+    // the main pod will ask for gets a Job of its own, with its image and pod settings.
+    let (workers, workers_path) = list(dir.path(), WITH_WORKERS, "workers");
+    let items = workers["items"].as_array().unwrap();
+    assert_eq!(items.len(), 6, "{workers}");
+    let main = &items[0];
+    let main_name = main["metadata"]["name"].as_str().unwrap();
+    let main_container = &main["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(main_container["image"], "python:3.12-slim");
+    assert!(
+        main_container["command"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/.assay/work/channel.json"))
+    );
+    assert!(items[1]["data"]["channel.json"].is_string());
+    for (k, pair) in items[2..].chunks(2).enumerate() {
+        let (job, secret) = (&pair[0], &pair[1]);
+        assert_eq!(job["metadata"]["name"], format!("{main_name}-w{k}"));
+        assert_eq!(secret["metadata"]["name"], format!("{main_name}-w{k}"));
+        let labels = &job["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["assay.io/role"], "worker");
+        assert_eq!(labels["assay.io/index"], k.to_string());
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["image"], "node:22");
+        assert_eq!(pod["containers"][0]["resources"]["limits"]["cpu"], "1");
+        assert_eq!(pod["nodeSelector"]["pool"], "workers");
+        assert!(secret["data"]["channel.json"].is_string());
+    }
+
     let python = match std::env::var("ASSAY_TEST_PYTHON") {
         Ok(p) if !p.is_empty() => p,
         _ => panic!(
@@ -293,6 +345,7 @@ fn the_job_of_an_execution_has_testkubes_shape_and_validates() {
         .arg(&plain_path)
         .arg(&full_path)
         .arg(&services_path)
+        .arg(&workers_path)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -303,7 +356,7 @@ fn the_job_of_an_execution_has_testkubes_shape_and_validates() {
     );
     assert!(
         stdout.contains(&format!(
-            "8 generated documents valid against Kubernetes {K8S_VERSION} (strict)"
+            "14 generated documents valid against Kubernetes {K8S_VERSION} (strict)"
         )),
         "{stdout}"
     );

@@ -56,6 +56,7 @@ pub use mask::{MASK, Masker};
 pub use options::{
     DEFAULT_SHELL, Isolation, LaunchError, LaunchRequest, Launched, RunOptions, WorkflowLauncher,
 };
+pub use parallel::{clean_path, fetch_allowed, transfer_files};
 pub use runtime::Runtime;
 
 use crate::layout::Layout;

@@ -177,6 +177,90 @@ impl Runner {
                         },
                     );
                 };
+                // A worker's own deadline or its parent step's, whichever is first.
+                let own = worker
+                    .deadline_ms
+                    .map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
+                let deadline = match (own, deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let mut files = Vec::new();
+                let mut transfer_error = None;
+                for t in &worker.transfer {
+                    match transfer_files(t, &|p| main_host(&main_data, &main_outputs, p)) {
+                        Ok(f) => files.extend(f),
+                        Err(e) => {
+                            transfer_error.get_or_insert(format!("transfer: {e}"));
+                        }
+                    }
+                }
+                let remote = scope.remote_worker(crate::runtime::RemoteWorker {
+                    reference: full.clone(),
+                    index,
+                    count,
+                    worker: worker.clone(),
+                    transfer: files,
+                    deadline,
+                    cancel: group.child_token(),
+                });
+                if let Some(running) = remote {
+                    if paused {
+                        barrier.wait().await;
+                    }
+                    let state = WorkerState::Running;
+                    shared
+                        .sink
+                        .send(Event::Worker {
+                            reference: full.clone(),
+                            index,
+                            count,
+                            state,
+                        })
+                        .await;
+                    let end = match transfer_error {
+                        Some(error) => crate::runtime::RemoteWorkerEnd {
+                            status: ExecutionStatus::Failed,
+                            error: Some(error),
+                            fetched: Vec::new(),
+                        },
+                        None => running.await,
+                    };
+                    let mut error = end.error;
+                    for (path, bytes) in &end.fetched {
+                        if let Err(e) = write_fetched(&worker.fetch, path, bytes, &|p| {
+                            main_host(&main_data, &main_outputs, p)
+                        }) {
+                            error.get_or_insert(format!("fetch: {e}"));
+                        }
+                    }
+                    let status = match (end.status, &error) {
+                        (ExecutionStatus::Passed, Some(_)) => ExecutionStatus::Failed,
+                        (s, _) => s,
+                    };
+                    if fail_fast && status != ExecutionStatus::Passed {
+                        group.cancel();
+                    }
+                    let state = WorkerState::Finished { status };
+                    shared
+                        .sink
+                        .send(Event::Worker {
+                            reference: full.clone(),
+                            index,
+                            count,
+                            state,
+                        })
+                        .await;
+                    let results = Default::default();
+                    return (
+                        index,
+                        WorkerDone {
+                            status,
+                            results,
+                            error,
+                        },
+                    );
+                }
                 let opened = match Layout::create(&dir, crate::step_user()) {
                     Ok(layout) => scope
                         .worker(&layout, &full, index)
@@ -230,14 +314,6 @@ impl Runner {
                     runner.skip_tree(&worker.root, error.clone()).await;
                     ExecutionStatus::Failed
                 } else {
-                    // A worker stops at its own deadline or its parent step's, whichever is first.
-                    let own = worker
-                        .deadline_ms
-                        .map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
-                    let deadline = match (own, deadline) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
                     let root = runner.run_root(&worker.root, deadline).await;
                     execution_status(root, runner.interrupt.as_ref())
                 };
@@ -443,8 +519,31 @@ fn transfer(
     from_host: &dyn Fn(&str) -> PathBuf,
     to_host: &dyn Fn(&str) -> PathBuf,
 ) -> Result<(), String> {
+    let mut result = Ok(());
+    for (to, from) in transfer_files(t, from_host)? {
+        let target = to_host(&to);
+        if let Some(parent) = target.parent()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            result = Err(format!("{}: {e}", parent.display()));
+            continue;
+        }
+        if let Err(e) = std::fs::copy(&from, &target) {
+            result = Err(format!("{}: {e}", from.display()));
+        }
+    }
+    result
+}
+
+/// The files a `transfer` (or `fetch`) rule copies: each with its destination as steps see
+/// it (`t.to`, default `t.from`, joined with its path relative to `t.from`) and the file on
+/// this machine (`from_host` maps a path as steps see it).
+pub fn transfer_files(
+    t: &PlanTransfer,
+    from_host: &dyn Fn(&str) -> PathBuf,
+) -> Result<Vec<(String, PathBuf)>, String> {
     let from = from_host(&t.from);
-    let to = to_host(if t.to.is_empty() { &t.from } else { &t.to });
+    let to = if t.to.is_empty() { &t.from } else { &t.to };
     let patterns: Vec<String> = match &t.files {
         None | Some(Value::Null) => vec!["**/*".into()],
         Some(Value::Array(items)) => items.iter().map(assay_expr::stringify).collect(),
@@ -456,22 +555,109 @@ fn transfer(
     }
     let set = set.build().map_err(|e| e.to_string())?;
     if from.is_file() {
-        std::fs::create_dir_all(to.parent().unwrap_or(&to)).map_err(|e| e.to_string())?;
-        std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
-        return Ok(());
+        return Ok(vec![(to.clone(), from)]);
     }
-    let mut result = Ok(());
+    let mut files = Vec::new();
     crate::artifacts::walk(&from, &mut |rel, abs| {
-        if !set.is_match(rel) {
-            return;
-        }
-        let target = to.join(rel);
-        if let Some(parent) = target.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        if let Err(e) = std::fs::copy(abs, &target) {
-            result = Err(format!("{}: {e}", abs.display()));
+        if set.is_match(rel) {
+            files.push((
+                format!("{}/{rel}", to.trim_end_matches('/')),
+                abs.to_path_buf(),
+            ));
         }
     });
-    result
+    Ok(files)
+}
+
+/// `path` (as steps see it) without `.` parts, or `None` when it is relative or climbs out
+/// with `..`.
+pub fn clean_path(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// Whether a remote worker may write `path` back: it must lie under a target of the worker's
+/// `fetch` rules (`to`, default `from`), below `/data` or `/testkube/outputs`.
+pub fn fetch_allowed(fetch: &[PlanTransfer], path: &str) -> bool {
+    let Some(path) = clean_path(path) else {
+        return false;
+    };
+    let in_folders = [crate::layout::DATA, crate::layout::OUTPUTS]
+        .iter()
+        .any(|root| path.starts_with(&format!("{root}/")));
+    in_folders
+        && fetch.iter().any(|t| {
+            let to = if t.to.is_empty() { &t.from } else { &t.to };
+            clean_path(to).is_some_and(|to| {
+                path == to || path.starts_with(&format!("{}/", to.trim_end_matches('/')))
+            })
+        })
+}
+
+/// Writes a file a remote worker fetched back, if [`fetch_allowed`].
+fn write_fetched(
+    fetch: &[PlanTransfer],
+    path: &str,
+    bytes: &[u8],
+    to_host: &dyn Fn(&str) -> PathBuf,
+) -> Result<(), String> {
+    if !fetch_allowed(fetch, path) {
+        return Err(format!(
+            "the worker sent {path}, which is not under a target of its fetch rules: not written"
+        ));
+    }
+    let target = to_host(&clean_path(path).unwrap_or_default());
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    std::fs::write(&target, bytes).map_err(|e| format!("{}: {e}", target.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(from: &str, to: &str) -> PlanTransfer {
+        PlanTransfer {
+            from: from.into(),
+            files: None,
+            to: to.into(),
+        }
+    }
+
+    #[test]
+    fn a_remote_worker_writes_only_under_its_fetch_targets() {
+        let fetch = [rule("/data/out", ""), rule("/data/w", "/data/back")];
+        for ok in [
+            "/data/out/a.txt",
+            "/data/out/x/y",
+            "/data/back/f",
+            "/data/./out/z",
+        ] {
+            assert!(fetch_allowed(&fetch, ok), "{ok}");
+        }
+        for bad in [
+            "/data/out/../secret",
+            "/data/outside",
+            "/data/w/f",
+            "data/out/a",
+            "/etc/passwd",
+            "/data/outx/a",
+            "/data/back/../../etc/x",
+        ] {
+            assert!(!fetch_allowed(&fetch, bad), "{bad}");
+        }
+        // A target outside the execution's folders gives nothing.
+        assert!(!fetch_allowed(&[rule("/", "")], "/etc/passwd"));
+    }
 }

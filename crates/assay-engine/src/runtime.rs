@@ -94,6 +94,44 @@ pub trait Scope: Send + Sync {
 
     /// Ends everything the scope still holds (called once, after its last process).
     fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// Runs a whole parallel worker elsewhere (a pod of its own), or `None`: the engine runs
+    /// it here through [`Scope::worker`]. Nothing may start before the future is first polled
+    /// (the engine drops it unpolled when a transfer failed). A runtime that takes it gets the files `transfer`
+    /// sends (read them before it returns), runs the worker's plan there, reports the worker's
+    /// events under their refs itself, and hands back how it ended with the files `fetch`
+    /// brings back, which the engine writes (only under the fetch targets). It must end the
+    /// remote worker and return when `worker.cancel` is cancelled or `worker.deadline` passes.
+    fn remote_worker(&self, worker: RemoteWorker) -> Option<BoxFuture<'_, RemoteWorkerEnd>> {
+        let _ = worker;
+        None
+    }
+}
+
+/// A parallel worker handed to [`Scope::remote_worker`].
+#[derive(Debug, Clone)]
+pub struct RemoteWorker {
+    /// The parallel step's ref (the worker's events go under `<reference>/<index>/`).
+    pub reference: String,
+    pub index: u64,
+    pub count: u64,
+    /// The worker as planned: its root (refs local to it), `fetch`, deadline and Kubernetes
+    /// settings.
+    pub worker: assay_spec::plan::PlanWorker,
+    /// What `transfer` sends: each file's path as the worker sees it (`/data/...`) and the
+    /// file on this machine.
+    pub transfer: Vec<(String, std::path::PathBuf)>,
+    pub deadline: Option<Instant>,
+    pub cancel: CancellationToken,
+}
+
+/// How a remote worker ended.
+#[derive(Debug, Clone)]
+pub struct RemoteWorkerEnd {
+    pub status: assay_spec::status::ExecutionStatus,
+    pub error: Option<String>,
+    /// The files `fetch` brought back: each with its path as the main execution sees it.
+    pub fetched: Vec<(String, Vec<u8>)>,
 }
 
 /// A started process.

@@ -144,8 +144,8 @@ pub fn agent_selector(agent: &str) -> String {
     )
 }
 
-/// The processes of a plan (steps, services, parallel workers), in order.
-fn processes(step: &PlanStep, out: &mut Vec<PlanProcess>) {
+/// The processes of a plan (steps, services, and parallel workers `with_workers`), in order.
+fn processes(step: &PlanStep, out: &mut Vec<PlanProcess>, with_workers: bool) {
     out.extend(step.commands.iter().cloned());
     for service in &step.services {
         for instance in service.instances.iter().flatten() {
@@ -155,23 +155,33 @@ fn processes(step: &PlanStep, out: &mut Vec<PlanProcess>) {
             out.push(t.process.clone());
         }
     }
-    if let Some(p) = &step.parallel {
+    if let Some(p) = step.parallel.as_ref().filter(|_| with_workers) {
         for w in p.workers.iter().flatten() {
-            processes(&w.root, out);
+            processes(&w.root, out, true);
         }
         if let Some(t) = &p.worker {
-            processes(&t.root, out);
+            processes(&t.root, out, true);
         }
     }
     for s in &step.steps {
-        processes(s, out);
+        processes(s, out, with_workers);
     }
+}
+
+/// Whether a plan has `parallel` steps (outside its workers).
+pub fn has_parallel(step: &PlanStep) -> bool {
+    step.parallel.is_some() || step.steps.iter().any(has_parallel)
 }
 
 /// The one image the plan runs in (`None`: it names none), or the refusal.
 pub fn plan_image(plan: &Plan) -> Result<Option<String>, JobError> {
+    images_of(plan, true)
+}
+
+/// The one image of what runs in a pod of `plan` (its parallel workers too, `with_workers`).
+fn images_of(plan: &Plan, with_workers: bool) -> Result<Option<String>, JobError> {
     let mut all = Vec::new();
-    processes(&plan.root, &mut all);
+    processes(&plan.root, &mut all, with_workers);
     let mut images: Vec<String> = all.iter().filter_map(|p| p.image.clone()).collect();
     images.sort();
     images.dedup();
@@ -185,17 +195,31 @@ pub fn plan_image(plan: &Plan) -> Result<Option<String>, JobError> {
 /// The Job of an execution (without its Secret, which the agent makes once the Job has a uid:
 /// see [`secret`]).
 pub fn job(work: &AgentWork, settings: &JobSettings) -> Result<Job, JobError> {
-    job_of(work, settings, &Role::Execution { services: false })
+    job_of(
+        work,
+        settings,
+        &Role::Execution {
+            services: false,
+            workers: false,
+        },
+    )
 }
 
 /// What a Job of an execution is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// The steps; `services`: the main pod reads its service pods' addresses from the
-    /// Secret's [`SERVICES_KEY`].
-    Execution { services: bool },
+    /// Secret's [`SERVICES_KEY`]; `workers`: its parallel workers run in pods of their own,
+    /// and it serves their endpoint ([`crate::workers`]).
+    Execution { services: bool, workers: bool },
     /// One service instance (the `k`th of the execution's [`ServicePod`]s).
     Service { k: usize, name: String, index: u64 },
+    /// One parallel worker (the main pod's `key`th), of the parallel step `reference`.
+    Worker {
+        key: u64,
+        reference: String,
+        index: u64,
+    },
 }
 
 impl Role {
@@ -204,6 +228,7 @@ impl Role {
         match self {
             Role::Execution { .. } => object_name(id),
             Role::Service { k, .. } => format!("{}-svc{k}", object_name(id)),
+            Role::Worker { key, .. } => format!("{}-w{key}", object_name(id)),
         }
     }
 
@@ -219,6 +244,13 @@ impl Role {
                 l.insert(labels::SERVICE.into(), label_value(name));
                 l.insert(labels::INDEX.into(), index.to_string());
             }
+            Role::Worker {
+                reference, index, ..
+            } => {
+                l.insert(labels::ROLE.into(), labels::WORKER_ROLE.into());
+                l.insert(labels::WORKER.into(), label_value(reference));
+                l.insert(labels::INDEX.into(), index.to_string());
+            }
         }
         l
     }
@@ -228,9 +260,11 @@ impl Role {
 pub fn job_of(work: &AgentWork, settings: &JobSettings, role: &Role) -> Result<Job, JobError> {
     let plan: Plan =
         serde_json::from_value(work.plan.clone()).map_err(|e| JobError::Plan(e.to_string()))?;
-    let image = plan_image(&plan)?;
+    // A main pod whose workers run in pods of their own does not run their processes.
+    let with_workers = !matches!(role, Role::Execution { workers: true, .. });
+    let image = images_of(&plan, with_workers)?;
     let mut all = Vec::new();
-    processes(&plan.root, &mut all);
+    processes(&plan.root, &mut all, with_workers);
     let name = role.object_name(&work.id);
     let ours = role.labels(work, settings);
     let extras = plan.kubernetes.clone().unwrap_or_default();
@@ -352,8 +386,14 @@ pub fn job_of(work: &AgentWork, settings: &JobSettings, role: &Role) -> Result<J
     let security_context = first(|p| p.security_context.as_ref());
     let pull_policy = all.iter().find_map(|p| p.image_pull_policy.clone());
     let mut command = vec![BIN, "pod", "run", "--work", WORK_FILE, "--data", "/data"];
-    if matches!(role, Role::Execution { services: true }) {
+    if matches!(role, Role::Execution { services: true, .. }) {
         command.extend(["--services", SERVICES_FILE]);
+    }
+    if matches!(
+        role,
+        Role::Execution { workers: true, .. } | Role::Worker { .. }
+    ) {
+        command.extend(["--channel", crate::workers::CHANNEL_FILE]);
     }
     let mut main = json!({
         "name": CONTAINER,
@@ -448,23 +488,23 @@ fn take_map(
 /// The Secret of an execution, owned by its Job (`job_uid`), so that deleting the Job (or its
 /// time to live passing) deletes the Secret too.
 pub fn secret(work: &AgentWork, settings: &JobSettings, job_uid: &str) -> Result<Secret, JobError> {
-    secret_of(
-        work,
-        settings,
-        &Role::Execution { services: false },
-        job_uid,
-        None,
-    )
+    let role = Role::Execution {
+        services: false,
+        workers: false,
+    };
+    secret_of(work, settings, &role, job_uid, None, None)
 }
 
 /// The Secret of one of an execution's Jobs (see [`Role`]), owned by it; `services` is the
-/// main pod's services file ([`ServiceAddresses`]).
+/// main pod's services file ([`ServiceAddresses`]), `channel` the worker endpoint's
+/// ([`crate::workers::Channel`]).
 pub fn secret_of(
     work: &AgentWork,
     settings: &JobSettings,
     role: &Role,
     job_uid: &str,
     services: Option<&ServiceAddresses>,
+    channel: Option<&crate::workers::Channel>,
 ) -> Result<Secret, JobError> {
     let name = role.object_name(&work.id);
     let body = serde_json::to_vec(work).map_err(|e| JobError::Plan(e.to_string()))?;
@@ -472,6 +512,11 @@ pub fn secret_of(
     if let Some(s) = services {
         let text = serde_json::to_vec(s).map_err(|e| JobError::Plan(e.to_string()))?;
         data.insert(SERVICES_KEY.to_string(), k8s_openapi::ByteString(text));
+    }
+    if let Some(c) = channel {
+        let text = serde_json::to_vec(c).map_err(|e| JobError::Plan(e.to_string()))?;
+        let key = crate::workers::CHANNEL_KEY.to_string();
+        data.insert(key, k8s_openapi::ByteString(text));
     }
     Ok(Secret {
         metadata: ObjectMeta {
@@ -619,8 +664,9 @@ impl PodObjects {
         settings: &JobSettings,
         job_uid: &str,
         services: Option<&ServiceAddresses>,
+        channel: Option<&crate::workers::Channel>,
     ) -> Result<Secret, JobError> {
-        secret_of(&self.work, settings, &self.role, job_uid, services)
+        secret_of(&self.work, settings, &self.role, job_uid, services, channel)
     }
 }
 
@@ -641,6 +687,7 @@ pub fn execution_objects(
     };
     let role = Role::Execution {
         services: !pods.is_empty(),
+        workers: has_parallel(&main_plan.root),
     };
     let main_work = with_plan(&main_plan)?;
     let main = PodObjects {
@@ -667,6 +714,45 @@ pub fn execution_objects(
         });
     }
     Ok((main, services))
+}
+
+/// The plan of a parallel worker's pod: the worker's root as the plan's, its own `pod`,
+/// `job` and `pvcs` (the workflow's do not reach it, as in Testkube), its deadline, and the
+/// execution's config.
+pub fn worker_plan(plan: &Plan, worker: &assay_spec::plan::PlanWorker) -> Plan {
+    Plan {
+        schedules: Vec::new(),
+        notes: Vec::new(),
+        kubernetes: worker.kubernetes.clone(),
+        deadline_ms: worker.deadline_ms,
+        root: worker.root.clone(),
+        ..plan.clone()
+    }
+}
+
+/// The Job of a parallel worker the main pod asked for (`request`), with the execution's
+/// work around the worker's plan.
+pub fn worker_objects(
+    work: &AgentWork,
+    settings: &JobSettings,
+    request: &crate::workers::WorkerRequest,
+) -> Result<PodObjects, JobError> {
+    let role = Role::Worker {
+        key: request.key,
+        reference: request.reference.clone(),
+        index: request.index,
+    };
+    let work = AgentWork {
+        plan: request.plan.clone(),
+        ..work.clone()
+    };
+    Ok(PodObjects {
+        job: job_of(&work, settings, &role)?,
+        role,
+        work,
+        log_ref: None,
+        timeout: None,
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod podlog;
 pub mod probes;
 pub mod runtime;
 pub mod triggers;
+pub mod workers;
 
 /// A client for one API server, and the namespace to work in.
 #[derive(Clone)]
@@ -108,8 +109,12 @@ pub mod labels {
     pub const EXECUTION_ROLE: &str = "execution";
     /// The value of [`ROLE`] on the objects of one service instance.
     pub const SERVICE_ROLE: &str = "service";
+    /// The value of [`ROLE`] on the objects of one parallel worker.
+    pub const WORKER_ROLE: &str = "worker";
+    /// The parallel step's ref (on a worker's objects).
+    pub const WORKER: &str = "assay.io/worker";
     /// The service's name (on a service instance's objects).
     pub const SERVICE: &str = "assay.io/service";
-    /// The instance's index (on a service instance's objects).
+    /// The instance's index (on a service instance's or a worker's objects).
     pub const INDEX: &str = "assay.io/index";
 }

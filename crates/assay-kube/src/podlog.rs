@@ -18,6 +18,12 @@ pub const CHUNK_PREFIX: &str = "::assay.v1.artifact:: ";
 /// Starts a line saying that the engine stopped a service instance that runs in a pod of its
 /// own: the agent deletes that pod. What follows is the instance's log reference as JSON.
 pub const SERVICE_DONE_PREFIX: &str = "::assay.v1.service-done:: ";
+/// Starts a line asking the agent for a parallel worker's pod: a
+/// [`crate::workers::WorkerRequest`] as JSON.
+pub const WORKER_PREFIX: &str = "::assay.v1.worker:: ";
+/// Starts a line saying the main pod no longer waits for a worker (it ended, or was stopped):
+/// the agent deletes its Job. What follows is the worker's key as JSON.
+pub const WORKER_DONE_PREFIX: &str = "::assay.v1.worker-done:: ";
 /// Bytes of an artifact file per chunk line (before base64: a line stays under 64 KiB).
 pub const CHUNK_BYTES: usize = 45 * 1024;
 /// Artifact bytes one execution sends through its pod log at most; files past it are not
@@ -67,6 +73,10 @@ pub enum PodLine {
     Chunk(ArtifactChunk),
     /// A service instance's pod is no longer needed (its log reference).
     ServiceDone(String),
+    /// The main pod asks for a worker's pod.
+    Worker(crate::workers::WorkerRequest),
+    /// A worker's pod is no longer needed (its key).
+    WorkerDone(u64),
 }
 
 /// A line that starts like the protocol's but does not hold what it says.
@@ -103,6 +113,17 @@ pub fn encode_service_done(log_ref: &str) -> String {
     format!("{SERVICE_DONE_PREFIX}{}", serde_json::Value::from(log_ref))
 }
 
+/// The line asking for a worker's pod (without its newline).
+pub fn encode_worker(request: &crate::workers::WorkerRequest) -> String {
+    let json = serde_json::to_string(request).unwrap_or_default();
+    format!("{WORKER_PREFIX}{json}")
+}
+
+/// The line saying worker `key` is no longer waited for (without its newline).
+pub fn encode_worker_done(key: u64) -> String {
+    format!("{WORKER_DONE_PREFIX}{key}")
+}
+
 /// Reads one line of the pod log: `Ok(None)` when it is not the protocol's.
 pub fn decode(line: &str) -> Result<Option<PodLine>, LineError> {
     let line = line.strip_suffix('\n').unwrap_or(line);
@@ -121,6 +142,16 @@ pub fn decode(line: &str) -> Result<Option<PodLine>, LineError> {
         return serde_json::from_str(json)
             .map(|r| Some(PodLine::ServiceDone(r)))
             .map_err(|e| LineError(format!("service end: {e}")));
+    }
+    if let Some(json) = line.strip_prefix(WORKER_PREFIX) {
+        return serde_json::from_str(json)
+            .map(|r| Some(PodLine::Worker(r)))
+            .map_err(|e| LineError(format!("worker request: {e}")));
+    }
+    if let Some(json) = line.strip_prefix(WORKER_DONE_PREFIX) {
+        return serde_json::from_str(json)
+            .map(|k| Some(PodLine::WorkerDone(k)))
+            .map_err(|e| LineError(format!("worker end: {e}")));
     }
     Ok(None)
 }
@@ -181,9 +212,22 @@ mod tests {
         }
 
         #[test]
+        fn worker_lines_round_trip_on_one_line(reference in text(), key in any::<u64>(), port in any::<u16>()) {
+            let request = crate::workers::WorkerRequest {
+                key, reference: reference.clone(), index: key / 2, port,
+                plan: serde_json::json!({"root": {"ref": reference}}),
+            };
+            let line = encode_worker(&request);
+            prop_assert!(!line.contains('\n') && !line.contains('\r'));
+            prop_assert_eq!(decode(&line), Ok(Some(PodLine::Worker(request))));
+            prop_assert_eq!(decode(&encode_worker_done(key)), Ok(Some(PodLine::WorkerDone(key))));
+        }
+
+        #[test]
         fn lines_without_a_prefix_are_not_the_protocols(line in text()) {
             prop_assume!(!line.starts_with(EVENT_PREFIX) && !line.starts_with(CHUNK_PREFIX)
-                && !line.starts_with(SERVICE_DONE_PREFIX));
+                && !line.starts_with(SERVICE_DONE_PREFIX) && !line.starts_with(WORKER_PREFIX)
+                && !line.starts_with(WORKER_DONE_PREFIX));
             prop_assert_eq!(decode(&line), Ok(None));
         }
     }

@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use assay_agent::{Delivery, Executor};
@@ -96,7 +97,9 @@ impl Executor for KubeExecutor {
                 work: &work,
                 deliveries: &deliveries,
                 folder,
-                services: std::sync::Mutex::new(Vec::new()),
+                services: Default::default(),
+                token: crate::workers::new_token(),
+                main_ip: std::sync::Mutex::new(None),
                 followers: tokio::sync::Mutex::new(Vec::new()),
                 stop_followers: CancellationToken::new(),
             };
@@ -122,8 +125,13 @@ struct Run<'a> {
     work: &'a AgentWork,
     deliveries: &'a mpsc::Sender<Delivery>,
     folder: PathBuf,
-    /// The service instances' Jobs made so far: (log reference, Job name).
-    services: std::sync::Mutex<Vec<(String, String)>>,
+    /// The service instances' and workers' Jobs made so far: (log reference, or `worker:KEY`;
+    /// Job name).
+    services: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// The bearer token of the main pod's worker endpoint.
+    token: String,
+    /// The main pod's IP address (where worker pods reach its endpoint).
+    main_ip: std::sync::Mutex<Option<String>>,
     /// The tasks following the service pods' logs, and what stops them.
     followers: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stop_followers: CancellationToken,
@@ -172,7 +180,15 @@ impl Run<'_> {
             _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
         };
 
-        if let Err(e) = self.create(&jobs, &main, &addresses).await {
+        let channel = matches!(main.role, job::Role::Execution { workers: true, .. }).then(|| {
+            crate::workers::Channel::Serve {
+                token: self.token.clone(),
+            }
+        });
+        if let Err(e) = self
+            .create(&jobs, &main, &addresses, channel.as_ref())
+            .await
+        {
             return failed(e);
         }
         tracing::info!(job = %name, namespace = %ns, "created the execution's Job");
@@ -183,7 +199,11 @@ impl Run<'_> {
             .wait_started(&pods, &selector, &name, false, cancel)
             .await
         {
-            Ok(pod) => pod.metadata.name.unwrap_or_default(),
+            Ok(pod) => {
+                *self.main_ip.lock().unwrap_or_else(|p| p.into_inner()) =
+                    pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+                pod.metadata.name.unwrap_or_default()
+            }
             Err(NotStarted::Cancelled) => return self.abort(&jobs, &name).await,
             Err(NotStarted::Failed(why)) => {
                 self.delete_job(&jobs, &name).await;
@@ -257,6 +277,7 @@ impl Run<'_> {
         jobs: &Api<Job>,
         objects: &job::PodObjects,
         addresses: &job::ServiceAddresses,
+        channel: Option<&crate::workers::Channel>,
     ) -> Result<(), String> {
         let ns = &self.exec.settings.namespace;
         let secrets: Api<Secret> = Api::namespaced(jobs.clone().into_client(), ns);
@@ -271,7 +292,7 @@ impl Run<'_> {
             })?;
         let uid = created.metadata.uid.unwrap_or_default();
         let services = (!addresses.is_empty()).then_some(addresses);
-        let secret = match objects.secret(&self.exec.settings, &uid, services) {
+        let secret = match objects.secret(&self.exec.settings, &uid, services, channel) {
             Ok(s) => s,
             Err(e) => {
                 self.delete_job(jobs, &name).await;
@@ -297,14 +318,14 @@ impl Run<'_> {
         let name = service.role.object_name(&self.work.id);
         let what = match &service.role {
             job::Role::Service { name, index, .. } => format!("service {name} ({index})"),
-            job::Role::Execution { .. } => name.clone(),
+            job::Role::Execution { .. } | job::Role::Worker { .. } => name.clone(),
         };
         let error = |e: String| job::ServiceAddress {
             ip: None,
             error: Some(e),
         };
         if let Err(e) = self
-            .create(jobs, service, &job::ServiceAddresses::new())
+            .create(jobs, service, &job::ServiceAddresses::new(), None)
             .await
         {
             return error(e);
@@ -570,6 +591,10 @@ impl Run<'_> {
                 Ok((Some(PodLine::ServiceDone(log_ref)), _)) => {
                     self.service_done(jobs, &log_ref).await;
                 }
+                Ok((Some(PodLine::Worker(request)), _)) => self.worker(request).await,
+                Ok((Some(PodLine::WorkerDone(key)), _)) => {
+                    self.service_done(jobs, &worker_ref(key)).await;
+                }
                 Ok((None, text)) => {
                     tracing::debug!(line = %text, "pod log");
                     if kept.len() == KEPT_LINES {
@@ -651,9 +676,173 @@ impl Run<'_> {
         Ok(Some(delivery))
     }
 
+    /// The main pod asked for a worker's pod: made (and watched) in a task of its own, so the
+    /// main pod's log is read on meanwhile.
+    async fn worker(&self, request: crate::workers::WorkerRequest) {
+        let ip = self
+            .main_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let task = WorkerTask {
+            exec: self.exec.clone(),
+            work: self.work.clone(),
+            deliveries: self.deliveries.clone(),
+            folder: self.folder.clone(),
+            services: self.services.clone(),
+            token: self.token.clone(),
+            main_ip: ip,
+            stop: self.stop_followers.child_token(),
+        };
+        let handle = tokio::spawn(task.run(request));
+        self.followers.lock().await.push(handle);
+    }
+
     async fn send(&self, delivery: Delivery) {
         // The agent gone: nothing to tell anyone.
         let _ = self.deliveries.send(delivery).await;
+    }
+}
+
+/// The key of a worker's Job among the execution's service Jobs.
+fn worker_ref(key: u64) -> String {
+    format!("worker:{key}")
+}
+
+/// Making and watching one worker's pod (owned: it runs as a task of its own).
+struct WorkerTask {
+    exec: KubeExecutor,
+    work: AgentWork,
+    deliveries: mpsc::Sender<Delivery>,
+    folder: PathBuf,
+    services: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    token: String,
+    main_ip: Option<String>,
+    stop: CancellationToken,
+}
+
+impl WorkerTask {
+    /// Makes the worker's Job and waits for its pod to start; when it cannot (or it ends
+    /// without a report: killed, evicted), tells the main pod's endpoint why, so the
+    /// waiting worker fails with the reason instead of hanging.
+    async fn run(self, request: crate::workers::WorkerRequest) {
+        let key = request.key;
+        let what = format!("worker {} of {}", request.index, request.reference);
+        let Some(ip) = self.main_ip.clone() else {
+            tracing::warn!("{what}: the main pod has no IP address; its worker cannot reach it");
+            return;
+        };
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip
+        };
+        let url = format!("http://{host}:{}", request.port);
+        let run = Run {
+            exec: &self.exec,
+            work: &self.work,
+            deliveries: &self.deliveries,
+            folder: self.folder.clone(),
+            services: self.services.clone(),
+            token: self.token.clone(),
+            main_ip: std::sync::Mutex::new(None),
+            followers: tokio::sync::Mutex::new(Vec::new()),
+            stop_followers: CancellationToken::new(),
+        };
+        let failure = self.start(&run, &request, &url).await;
+        if let Some(why) = failure {
+            tracing::warn!("{what}: {why}");
+            let report = crate::workers::WorkerReport {
+                status: ExecutionStatus::Failed,
+                error: Some(why),
+            };
+            let sent = reqwest::Client::new()
+                .post(format!("{url}{}", crate::workers::path(key, "report")))
+                .bearer_auth(&self.token)
+                .json(&report)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!("{what}: failed to tell the main pod: {e}");
+            }
+        }
+    }
+
+    /// Why the worker's pod did not start or ended without its report (`None`: it ran, or
+    /// the execution is ending).
+    async fn start(
+        &self,
+        run: &Run<'_>,
+        request: &crate::workers::WorkerRequest,
+        url: &str,
+    ) -> Option<String> {
+        let objects = match job::worker_objects(&self.work, &self.exec.settings, request) {
+            Ok(o) => o,
+            Err(e) => return Some(e.to_string()),
+        };
+        let name = objects.role.object_name(&self.work.id);
+        // Known before it exists, so that the execution's end deletes it whatever happens.
+        self.services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((worker_ref(request.key), name.clone()));
+        let ns = &self.exec.settings.namespace;
+        let jobs: Api<Job> = Api::namespaced(self.exec.connection.client.clone(), ns);
+        let pods: Api<Pod> = Api::namespaced(self.exec.connection.client.clone(), ns);
+        let channel = crate::workers::Channel::Worker {
+            url: url.to_string(),
+            token: self.token.clone(),
+            key: request.key,
+        };
+        if let Err(e) = run
+            .create(
+                &jobs,
+                &objects,
+                &job::ServiceAddresses::new(),
+                Some(&channel),
+            )
+            .await
+        {
+            return Some(e);
+        }
+        tracing::info!(job = %name, "created the Job of a parallel worker");
+        let selector = run.selector(&objects.role);
+        match run
+            .wait_started(&pods, &selector, &name, false, &self.stop)
+            .await
+        {
+            Ok(_) => {}
+            Err(NotStarted::Cancelled) => return None,
+            Err(NotStarted::Failed(why)) => {
+                run.delete_job(&jobs, &name).await;
+                return Some(why);
+            }
+        }
+        // Watch it to its end: one that ends without reporting (killed, evicted) is told.
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.exec.poll_every) => {}
+                _ = self.stop.cancelled() => return None,
+            }
+            let list = pods.list(&ListParams::default().labels(&selector)).await;
+            let Ok(list) = list else { continue };
+            let Some(pod) = list
+                .items
+                .into_iter()
+                .find(|p| has_labels(&p.metadata, &selector))
+            else {
+                // Deleted: the main pod is done with it.
+                return None;
+            };
+            let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+            if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+                let why = pod_failure(&pod).unwrap_or_else(|| "it ended".into());
+                return Some(format!(
+                    "the pod of Job {name} ended without reporting the worker's end: {why}"
+                ));
+            }
+        }
     }
 }
 

@@ -167,15 +167,7 @@ pub fn compile(req: &CompileRequest) -> Result<Compiled, Vec<PathError>> {
             config: c.config.clone(),
         })
         .collect();
-    let kubernetes = if spec.pod.is_some() || spec.job.is_some() || !spec.pvcs.is_empty() {
-        Some(KubernetesExtras {
-            pod: spec.pod.clone(),
-            job: spec.job.as_ref().and_then(|j| serde_json::to_value(j).ok()),
-            pvcs: spec.pvcs.clone(),
-        })
-    } else {
-        None
-    };
+    let kubernetes = kubernetes_extras(&spec);
     let config = wf
         .spec
         .config
@@ -383,4 +375,14 @@ pub fn derive_id(name: &str) -> String {
         }
     }
     out.trim_matches('_').to_string()
+}
+
+/// A spec's `pod`, `job` and `pvcs`, kept verbatim for a Kubernetes runtime (the workflow's, or
+/// a parallel worker's own).
+pub(crate) fn kubernetes_extras(spec: &crate::model::WorkflowSpec) -> Option<KubernetesExtras> {
+    (spec.pod.is_some() || spec.job.is_some() || !spec.pvcs.is_empty()).then(|| KubernetesExtras {
+        pod: spec.pod.clone(),
+        job: spec.job.as_ref().and_then(|j| serde_json::to_value(j).ok()),
+        pvcs: spec.pvcs.clone(),
+    })
 }

@@ -596,6 +596,7 @@ impl<'a> Lower<'a> {
                     .and_then(|j| j.active_deadline_seconds)
                     .map(|s| s.max(0) as u64 * 1000),
                 predicted_ms: None,
+                kubernetes: crate::compile::kubernetes_extras(&spec),
                 root: this.root(&spec, path, &base),
             }
         };

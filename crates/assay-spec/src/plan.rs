@@ -431,6 +431,10 @@ pub struct PlanWorker {
     /// The predicted load (ms) of this worker's shard, when shards are balanced by durations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicted_ms: Option<u64>,
+    /// The worker's own `pod`, `job` and `pvcs` (a Kubernetes runtime runs each worker in a
+    /// pod of its own with them; the workflow's do not reach it, as in Testkube).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesExtras>,
     /// The worker's own root group; refs inside are local to the worker.
     pub root: PlanStep,
 }

@@ -18,6 +18,7 @@ pub mod logs;
 pub mod mcp;
 pub mod plan;
 pub mod pod;
+mod pod_workers;
 pub mod policy;
 pub mod prune;
 pub mod quarantine;

@@ -13,12 +13,15 @@ use std::time::Duration;
 
 use assay_api::agents::{AgentEvent, AgentWork};
 use assay_engine::runtime::{
-    BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, Runtime, Scope, Setup,
-    StartError, Stop,
+    BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, RemoteWorker,
+    RemoteWorkerEnd, Runtime, Scope, Setup, StartError, Stop,
 };
 use assay_engine::{Event, ServiceState};
 use assay_kube::job::ServiceAddresses;
 use assay_kube::podlog;
+use assay_kube::workers::Channel;
+
+use super::pod_workers;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +59,10 @@ enum PodCommand {
         /// log reference, `{"ip": …}` or `{"error": …}`), as the agent writes it
         #[arg(long, value_name = "FILE")]
         services: Option<PathBuf>,
+        /// The parallel workers' channel (JSON, as the agent writes it): the main pod serves
+        /// its workers' endpoint, a worker pod talks to its main pod's
+        #[arg(long, value_name = "FILE")]
+        channel: Option<PathBuf>,
     },
     /// Print the Job and the Secret an agent would create for a work file, as a JSON `List`
     /// (the Secret holds the work file, sensitive values included)
@@ -86,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             outputs,
             state,
             services,
+            channel,
         } => {
             // stderr only: stdout is the event stream.
             super::server::init_logging("text");
@@ -98,6 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 outputs,
                 state,
                 services,
+                channel,
             };
             tokio::runtime::Runtime::new()?.block_on(run_pod(work, folders))
         }
@@ -145,6 +154,14 @@ fn manifests(
     // The real uids come from the API server when the Jobs are created, and the services'
     // addresses once their pods run (the agent writes them in the main Secret then).
     let uid = "00000000-0000-0000-0000-000000000000";
+    // The worker endpoint's token is the agent's to choose for each execution.
+    let main_channel = matches!(
+        main.role,
+        assay_kube::job::Role::Execution { workers: true, .. }
+    )
+    .then(|| Channel::Serve {
+        token: "(made by the agent)".into(),
+    });
     let addresses: assay_kube::job::ServiceAddresses = services
         .iter()
         .filter_map(|s| s.log_ref.clone())
@@ -153,15 +170,48 @@ fn manifests(
     let mut items = vec![
         serde_json::to_value(&main.job)?,
         serde_json::to_value(
-            main.secret(&settings, uid, Some(&addresses).filter(|a| !a.is_empty()))
-                .map_err(refused)?,
+            main.secret(
+                &settings,
+                uid,
+                Some(&addresses).filter(|a| !a.is_empty()),
+                main_channel.as_ref(),
+            )
+            .map_err(refused)?,
         )?,
     ];
     for s in &services {
         items.push(serde_json::to_value(&s.job)?);
         items.push(serde_json::to_value(
-            s.secret(&settings, uid, None).map_err(refused)?,
+            s.secret(&settings, uid, None, None).map_err(refused)?,
         )?);
+    }
+    // Workers known before the run (a static `count` or matrix): the Job each would get
+    // (the agent makes them when the main pod asks, with the main pod's address).
+    if let Ok(plan) = serde_json::from_value::<assay_spec::plan::Plan>(work.plan.clone()) {
+        let mut workers = Vec::new();
+        static_workers(&plan.root, &mut workers);
+        for (key, (reference, worker)) in workers.into_iter().enumerate() {
+            let request = assay_kube::workers::WorkerRequest {
+                key: key as u64,
+                reference,
+                index: worker.instance.index,
+                port: 0,
+                plan: serde_json::to_value(assay_kube::job::worker_plan(&plan, &worker))?,
+            };
+            let objects =
+                assay_kube::job::worker_objects(work, &settings, &request).map_err(refused)?;
+            let channel = Channel::Worker {
+                url: "http://(the main pod's IP and port)".into(),
+                token: "(made by the agent)".into(),
+                key: key as u64,
+            };
+            items.push(serde_json::to_value(&objects.job)?);
+            items.push(serde_json::to_value(
+                objects
+                    .secret(&settings, uid, None, Some(&channel))
+                    .map_err(refused)?,
+            )?);
+        }
     }
     let list = serde_json::json!({
         "apiVersion": "v1",
@@ -170,6 +220,21 @@ fn manifests(
     });
     println!("{}", serde_json::to_string_pretty(&list)?);
     Ok(exit::SUCCESS)
+}
+
+/// The parallel workers of a plan known before it runs (with their parallel step's ref).
+fn static_workers(
+    step: &assay_spec::plan::PlanStep,
+    out: &mut Vec<(String, assay_spec::plan::PlanWorker)>,
+) {
+    if let Some(p) = &step.parallel {
+        for w in p.workers.iter().flatten() {
+            out.push((step.reference.clone(), w.clone()));
+        }
+    }
+    for s in &step.steps {
+        static_workers(s, out);
+    }
 }
 
 fn read_work(path: &Path) -> anyhow::Result<AgentWork> {
@@ -198,24 +263,67 @@ fn safe_name(id: &str) -> String {
         .collect()
 }
 
-/// Writes protocol lines to stdout, flushing each batch; counts the artifact budget.
-struct Out {
-    stdout: std::io::BufWriter<std::io::Stdout>,
+/// Writes protocol lines to stdout, flushing each batch (or keeps them, in a worker pod,
+/// for its main pod); counts the artifact budget.
+pub(crate) struct Out {
+    stdout: Option<std::io::BufWriter<std::io::Stdout>>,
+    kept: Vec<String>,
     artifact_bytes: u64,
 }
 
 impl Out {
-    fn line(&mut self, line: &str) {
-        // A closed stdout (the pod is going away) leaves nothing to tell.
-        let _ = writeln!(self.stdout, "{line}");
+    fn new(to_stdout: bool) -> Self {
+        Out {
+            stdout: to_stdout.then(|| std::io::BufWriter::new(std::io::stdout())),
+            kept: Vec::new(),
+            artifact_bytes: 0,
+        }
     }
 
-    fn event(&mut self, event: &AgentEvent) {
+    pub(crate) fn line(&mut self, line: &str) {
+        match &mut self.stdout {
+            // A closed stdout (the pod is going away) leaves nothing to tell.
+            Some(stdout) => {
+                let _ = writeln!(stdout, "{line}");
+            }
+            None => self.kept.push(line.to_string()),
+        }
+    }
+
+    pub(crate) fn event(&mut self, event: &AgentEvent) {
         self.line(&podlog::encode_event(event));
     }
 
-    fn flush(&mut self) {
-        let _ = self.stdout.flush();
+    pub(crate) fn flush(&mut self) {
+        if let Some(stdout) = &mut self.stdout {
+            let _ = stdout.flush();
+        }
+    }
+
+    /// The lines kept for a worker's main pod.
+    fn take_kept(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.kept)
+    }
+
+    /// A worker's artifact chunk, counted in this pod's budget (past it, a file's chunks are
+    /// dropped, with a warning at its start).
+    pub(crate) fn relayed_chunk(&mut self, chunk: podlog::ArtifactChunk) {
+        let size = (chunk.data.len() as u64) * 3 / 4;
+        if self.artifact_bytes + size > podlog::ARTIFACT_BUDGET {
+            if chunk.offset == 0 {
+                self.event(&AgentEvent::Warning {
+                    reference: chunk.step.clone(),
+                    message: format!(
+                        "artifact {} not sent: the pod log carries at most {} MiB of artifacts per execution",
+                        chunk.path,
+                        podlog::ARTIFACT_BUDGET / (1024 * 1024)
+                    ),
+                });
+            }
+            return;
+        }
+        self.artifact_bytes += size;
+        self.line(&podlog::encode_chunk(&chunk));
     }
 
     /// Sends a file as chunks, or a warning when it would pass the budget or cannot be read.
@@ -264,6 +372,7 @@ struct PodFolders {
     outputs: PathBuf,
     state: PathBuf,
     services: Option<PathBuf>,
+    channel: Option<PathBuf>,
 }
 
 async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
@@ -272,11 +381,42 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
         outputs,
         state,
         services,
+        channel,
     } = folders;
-    let mut out = Out {
-        stdout: std::io::BufWriter::new(std::io::stdout()),
-        artifact_bytes: 0,
+    let channel: Option<Channel> = match &channel {
+        None => None,
+        Some(path) => match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let mut out = Out::new(true);
+                out.event(&AgentEvent::ExecutionFinished {
+                    status: assay_spec::status::ExecutionStatus::Failed,
+                    error: Some(format!(
+                        "the pod cannot read its channel file {}: {e}",
+                        path.display()
+                    )),
+                    at: assay_agent::ms(std::time::SystemTime::now()),
+                });
+                out.flush();
+                return Ok(exit::FAILED);
+            }
+        },
     };
+    let worker = match &channel {
+        Some(Channel::Worker { url, token, key }) => Some(pod_workers::WorkerClient::new(
+            url.clone(),
+            token.clone(),
+            *key,
+        )),
+        _ => None,
+    };
+    if let Some(client) = &worker {
+        return run_worker(work, data, outputs, state, client).await;
+    }
+    let mut out = Out::new(true);
     let unreadable = |out: &mut Out, error: String| -> anyhow::Result<u8> {
         out.event(&AgentEvent::ExecutionFinished {
             status: assay_spec::status::ExecutionStatus::Failed,
@@ -324,10 +464,24 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
         // such as busybox and alpine have no bash.
         opts.shell = POD_SHELL.iter().map(|s| s.to_string()).collect();
     }
-    if !remote.is_empty() {
+    let out = Arc::new(std::sync::Mutex::new(out));
+    let endpoint = match &channel {
+        Some(Channel::Serve { token }) => {
+            match pod_workers::Endpoint::start(token.clone(), plan.clone(), out.clone()).await {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+                    return unreadable(&mut out, format!("{e:#}"));
+                }
+            }
+        }
+        _ => None,
+    };
+    if !remote.is_empty() || endpoint.is_some() {
         opts.runtime = Arc::new(PodServices {
             inner: opts.runtime.clone(),
             remote: remote.clone(),
+            workers: endpoint.clone(),
         });
     }
     opts.data_dir = Some(data);
@@ -343,6 +497,7 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let engine = tokio::spawn(assay_engine::run(plan, opts, tx));
     while let Some(event) = rx.recv().await {
+        let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
         match event {
             Event::Artifact {
                 reference,
@@ -372,7 +527,7 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
             out.flush();
         }
     }
-    out.flush();
+    out.lock().unwrap_or_else(|p| p.into_inner()).flush();
     let code = match engine.await {
         Ok(o) if o.status == assay_spec::status::ExecutionStatus::Passed => exit::SUCCESS,
         Ok(_) => exit::FAILED,
@@ -407,6 +562,8 @@ fn on_path(program: &str) -> bool {
 struct PodServices {
     inner: Arc<dyn Runtime>,
     remote: Arc<ServiceAddresses>,
+    /// The worker endpoint, when parallel workers run in pods of their own.
+    workers: Option<Arc<pod_workers::Endpoint>>,
 }
 
 impl Runtime for PodServices {
@@ -420,6 +577,7 @@ impl Runtime for PodServices {
             Ok(Box::new(PodServicesScope {
                 inner,
                 remote: self.remote.clone(),
+                workers: self.workers.clone(),
             }) as Box<dyn Scope>)
         })
     }
@@ -428,6 +586,7 @@ impl Runtime for PodServices {
 struct PodServicesScope {
     inner: Box<dyn Scope>,
     remote: Arc<ServiceAddresses>,
+    workers: Option<Arc<pod_workers::Endpoint>>,
 }
 
 impl Scope for PodServicesScope {
@@ -437,7 +596,7 @@ impl Scope for PodServicesScope {
         reference: &'a str,
         index: u64,
     ) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
-        // Workers run in this pod, their services with them.
+        // Without the worker endpoint, workers run in this pod, their services with them.
         self.inner.worker(layout, reference, index)
     }
 
@@ -475,6 +634,109 @@ impl Scope for PodServicesScope {
     fn close(&self) -> BoxFuture<'_, ()> {
         self.inner.close()
     }
+
+    fn remote_worker(&self, worker: RemoteWorker) -> Option<BoxFuture<'_, RemoteWorkerEnd>> {
+        let endpoint = self.workers.clone()?;
+        Some(Box::pin(async move { endpoint.run(worker).await }))
+    }
+}
+
+/// `assay pod run` in a parallel worker's pod: its `transfer`red files from the main pod
+/// first, then its plan, its protocol lines to the main pod (which writes them under the
+/// worker's refs), then its `fetch`ed files and its report.
+async fn run_worker(
+    work: AgentWork,
+    data: PathBuf,
+    outputs: PathBuf,
+    state: PathBuf,
+    client: &pod_workers::WorkerClient,
+) -> anyhow::Result<u8> {
+    use assay_kube::workers::WorkerReport;
+    use assay_spec::status::ExecutionStatus;
+    let fail = |error: String| WorkerReport {
+        status: ExecutionStatus::Failed,
+        error: Some(error),
+    };
+    let report = |r: WorkerReport| async move {
+        if let Err(e) = client.report(&r).await {
+            eprintln!("error: failed to report to the main pod: {e}");
+            return Ok(exit::INTERNAL);
+        }
+        Ok(if r.status == ExecutionStatus::Passed {
+            exit::SUCCESS
+        } else {
+            exit::FAILED
+        })
+    };
+    let start = match client.start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::INTERNAL);
+        }
+    };
+    if let Err(e) = pod_workers::place_files(&start.files, &data, &outputs) {
+        return report(fail(format!("transfer: {e}"))).await;
+    }
+    let plan: assay_spec::plan::Plan = match serde_json::from_value(work.plan.clone()) {
+        Ok(p) => p,
+        Err(e) => return report(fail(format!("the worker pod cannot read its plan: {e}"))).await,
+    };
+    let cancel = CancellationToken::new();
+    let mut opts = assay_agent::run_options(&work, &state);
+    opts.isolation = assay_engine::Isolation::Pod;
+    if !on_path("bash") {
+        opts.shell = POD_SHELL.iter().map(|s| s.to_string()).collect();
+    }
+    opts.data_dir = Some(data.clone());
+    opts.outputs_dir = Some(outputs.clone());
+    opts.cancel = cancel.clone();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        super::server::shutdown_signal().await;
+        eprintln!("stopping: aborting the worker");
+        stop.cancel();
+    });
+    let mut out = Out::new(false);
+    let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    let engine = tokio::spawn(assay_engine::run(plan, opts, tx));
+    while let Some(event) = rx.recv().await {
+        match event {
+            Event::Artifact {
+                reference,
+                path,
+                source,
+                ..
+            } => out.artifact(&reference, &path, &source),
+            other => {
+                if let Some(wire) = assay_agent::to_wire(&other) {
+                    out.event(&wire);
+                }
+            }
+        }
+        if rx.is_empty() {
+            client.lines(out.take_kept()).await;
+        }
+    }
+    client.lines(out.take_kept()).await;
+    let outcome = match engine.await {
+        Ok(o) => o,
+        Err(e) => return report(fail(format!("the engine task failed: {e}"))).await,
+    };
+    let mut end = WorkerReport {
+        status: outcome.status,
+        error: outcome.error,
+    };
+    match pod_workers::fetched_files(&start.fetch, &data, &outputs) {
+        Ok(files) => {
+            if let Err(e) = client.fetch(files).await {
+                end = fail(format!("fetch: {e}"));
+            }
+        }
+        Err(e) => end = fail(format!("fetch: {e}")),
+    }
+    let _ = std::fs::remove_dir_all(&state);
+    report(end).await
 }
 
 /// A service instance running in its own pod: the agent follows its log and deletes it when
