@@ -132,9 +132,13 @@ kind: TestWorkflow
 apiVersion: testworkflows.testkube.io/v1
 metadata: {name: wf}
 spec:
+  config:
+    token: {type: string, sensitive: true}
   container:
     image: python:3.12-slim
   steps:
+    - name: Build
+      shell: python -V
     - name: Shards
       parallel:
         count: 2
@@ -391,7 +395,8 @@ spec:
 "#,
         "several images (golang:1.23, node:22)",
     );
-    // Parallel workers run in the main pod: their image must be its image.
+    // A parallel worker runs in a pod of its own (another image than the main pod's is
+    // fine), one container: its own steps may not name several images.
     refused(
         r#"
 kind: TestWorkflow
@@ -406,9 +411,12 @@ spec:
       parallel:
         count: 2
         container: {image: node:22}
-        shell: node -v
+        steps:
+          - shell: node -v
+          - container: {image: golang:1.23}
+            shell: go version
 "#,
-        "several images (node:22, python:3.12-slim)",
+        "several images (golang:1.23, node:22)",
     );
     refused(
         r#"
