@@ -65,7 +65,7 @@ impl Runner {
     ) -> Result<assay_spec::strategy::StrategyParams, String> {
         let env = self.base_env();
         let params = self.with_machine(true, None, &env, Some(cwd), |m| {
-            assay_spec::strategy::params(strategy, &[m])
+            assay_spec::strategy::params(strategy, &[m]).map_err(|e| e.to_string())
         })?;
         let params = params.ok_or_else(|| {
             "the strategy depends on values that are unknown at run time".to_string()
@@ -106,7 +106,8 @@ impl Runner {
             .into_iter()
             .map(|i| {
                 let predicted_ms = params.predicted_ms(i.index);
-                let mut w = assay_spec::strategy::expand_worker(template, i)?;
+                let mut w =
+                    assay_spec::strategy::expand_worker(template, i).map_err(|e| e.to_string())?;
                 w.predicted_ms = predicted_ms;
                 Ok(w)
             })

@@ -402,7 +402,7 @@ impl<'a> Lower<'a> {
             let params = match strategy::params(&strategy, &self.helpers) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.err(at.clone(), e, None);
+                    self.err(at.clone(), e.to_string(), None);
                     continue;
                 }
             };
@@ -465,7 +465,7 @@ impl<'a> Lower<'a> {
         let probe = svc.readiness_probe.as_ref().and_then(|p| match probe(p) {
             Ok(p) => Some(p),
             Err(e) => {
-                self.err(format!("{path}.readinessProbe"), e, None);
+                self.err(format!("{path}.readinessProbe"), e.to_string(), None);
                 None
             }
         });
@@ -601,7 +601,7 @@ impl<'a> Lower<'a> {
             }
         };
         match strategy::params(&strategy, &self.helpers) {
-            Err(e) => self.err(path.to_string(), e, None),
+            Err(e) => self.err(path.to_string(), e.to_string(), None),
             Ok(Some(params)) => {
                 let mut workers = Vec::new();
                 for inst in params.instances() {
@@ -716,17 +716,40 @@ fn plan_strategy(
     }
 }
 
+/// Why a readiness probe cannot be performed (the message follows its path).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum ProbeError {
+    #[error("a readiness probe must be an object")]
+    NotAnObject,
+    #[error("`{0}` must be a whole number")]
+    NotWhole(&'static str),
+    #[error("`{field}` must be a number, got {got}")]
+    NotANumber { field: &'static str, got: Value },
+    #[error("`exec` needs a `command` list")]
+    NoCommand,
+    #[error("`exec.command` must hold strings")]
+    CommandNotStrings,
+    #[error("`tcpSocket` needs a `port`")]
+    NoTcpPort,
+    #[error("`httpGet` needs a `port`")]
+    NoHttpPort,
+    #[error(
+        "a readiness probe needs `exec`, `tcpSocket` or `httpGet` (grpc is not supported on this runtime)"
+    )]
+    NoHandler,
+}
+
 /// The parts of a Kubernetes probe a host runtime performs, with Kubernetes' defaults.
-fn probe(v: &Value) -> Result<Probe, String> {
-    let obj = v.as_object().ok_or("a readiness probe must be an object")?;
-    let int = |k: &str, default: u32| -> Result<u32, String> {
+fn probe(v: &Value) -> Result<Probe, ProbeError> {
+    let obj = v.as_object().ok_or(ProbeError::NotAnObject)?;
+    let int = |k: &'static str, default: u32| -> Result<u32, ProbeError> {
         match obj.get(k) {
             None => Ok(default),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(|n| n as u32)
-                .ok_or(format!("`{k}` must be a whole number")),
-            Some(other) => Err(format!("`{k}` must be a number, got {other}")),
+            Some(Value::Number(n)) => n.as_u64().map(|n| n as u32).ok_or(ProbeError::NotWhole(k)),
+            Some(other) => Err(ProbeError::NotANumber {
+                field: k,
+                got: other.clone(),
+            }),
         }
     };
     let exec = match obj.get("exec") {
@@ -734,12 +757,12 @@ fn probe(v: &Value) -> Result<Probe, String> {
         Some(e) => Some(
             e.get("command")
                 .and_then(Value::as_array)
-                .ok_or("`exec` needs a `command` list")?
+                .ok_or(ProbeError::NoCommand)?
                 .iter()
                 .map(|s| {
                     s.as_str()
                         .map(str::to_string)
-                        .ok_or("`exec.command` must hold strings")
+                        .ok_or(ProbeError::CommandNotStrings)
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
@@ -748,7 +771,7 @@ fn probe(v: &Value) -> Result<Probe, String> {
         None => None,
         Some(t) => Some(ProbeTcp {
             host: t.get("host").and_then(Value::as_str).map(str::to_string),
-            port: t.get("port").cloned().ok_or("`tcpSocket` needs a `port`")?,
+            port: t.get("port").cloned().ok_or(ProbeError::NoTcpPort)?,
         }),
     };
     let http_get = match obj.get("httpGet") {
@@ -760,7 +783,7 @@ fn probe(v: &Value) -> Result<Probe, String> {
                 .and_then(Value::as_str)
                 .unwrap_or("/")
                 .to_string(),
-            port: h.get("port").cloned().ok_or("`httpGet` needs a `port`")?,
+            port: h.get("port").cloned().ok_or(ProbeError::NoHttpPort)?,
             scheme: h
                 .get("scheme")
                 .and_then(Value::as_str)
@@ -774,7 +797,7 @@ fn probe(v: &Value) -> Result<Probe, String> {
         }),
     };
     if exec.is_none() && tcp_socket.is_none() && http_get.is_none() {
-        return Err("a readiness probe needs `exec`, `tcpSocket` or `httpGet` (grpc is not supported on this runtime)".into());
+        return Err(ProbeError::NoHandler);
     }
     Ok(Probe {
         exec,

@@ -9,12 +9,13 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
-use assay_expr::{Expr, Lookup, Machine};
+use assay_expr::{Expr, ExprError, Lookup, Machine};
 use indexmap::IndexMap;
 use serde_json::Value;
 
 /// A problem found while resolving, at a JSON path such as `spec.steps[2].shell`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
 pub struct PathError {
     pub path: String,
     pub message: String,
@@ -165,12 +166,11 @@ impl<'a> Resolver<'a> {
     }
 
     /// Resolve a template string; `Ok(None)` when it has no `{{`.
-    pub fn template(&self, s: &str) -> Result<Option<String>, String> {
+    pub fn template(&self, s: &str) -> Result<Option<String>, ExprError> {
         if !s.contains("{{") {
             return Ok(None);
         }
-        let expr = assay_expr::parse_template(s).map_err(|e| e.to_string())?;
-        let resolved = expr.resolve(&self.all()).map_err(|e| e.to_string())?;
+        let resolved = assay_expr::parse_template(s)?.resolve(&self.all())?;
         Ok(Some(match resolved.as_static() {
             // The plan holds templates (the runtime renders them again), so a value that
             // contains `{{` — from data, or an escaped `{{"{{"}}` — is written escaped, as
@@ -188,9 +188,8 @@ impl<'a> Resolver<'a> {
     }
 
     /// Resolve a bare expression; returns the static value or the remaining expression.
-    pub fn expression(&self, s: &str) -> Result<Result<Value, Expr>, String> {
-        let expr = assay_expr::parse(s).map_err(|e| e.to_string())?;
-        let resolved = expr.resolve(&self.all()).map_err(|e| e.to_string())?;
+    pub fn expression(&self, s: &str) -> Result<Result<Value, Expr>, ExprError> {
+        let resolved = assay_expr::parse(s)?.resolve(&self.all())?;
         Ok(match resolved.as_static() {
             Some(v) => Ok(v.clone()),
             None => Err(resolved),

@@ -7,7 +7,7 @@
 //! Pure: the compiler expands strategies known before the run, and a runtime expands the rest
 //! (for instance `shards: {files: 'glob(...)'}`) once their values exist.
 
-use assay_expr::Machine;
+use assay_expr::{ExprError, Machine};
 use assay_shard::{self as shard, Durations, Item, Method};
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -35,6 +35,91 @@ pub struct StrategyParams {
     pub empty_shards: Vec<String>,
 }
 
+/// Why a strategy could not be evaluated. The message names the field first
+/// (`shards: files: expected a list, got 3`); the caller adds where the strategy is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StrategyError {
+    /// A list of `matrix` or `shards` (`part`) under `key`.
+    #[error("{part}: {key}: {problem}")]
+    List {
+        /// `matrix` or `shards`.
+        part: &'static str,
+        /// The list's name.
+        key: String,
+        /// What is wrong with it.
+        problem: ListProblem,
+    },
+    /// `count` or `maxCount` (`field`).
+    #[error("{field}: {problem}")]
+    Count {
+        /// `count` or `maxCount`.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: CountProblem,
+    },
+    /// The product of the matrix lists' lengths overflows.
+    #[error("matrix: too many combinations")]
+    TooManyCombinations,
+    /// More copies than [`MAX_COPIES`].
+    #[error("{shards} × {matrix} copies is more than the limit of {MAX_COPIES}")]
+    TooManyCopies {
+        /// Copies from `count`/`maxCount`/shards.
+        shards: u64,
+        /// Combinations of the matrix.
+        matrix: u64,
+    },
+}
+
+/// What is wrong with one list of `matrix` or `shards`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListProblem {
+    /// Its expression does not parse or evaluate.
+    #[error(transparent)]
+    Expression(ExprError),
+    /// Its expression gave something else than a list.
+    #[error("expected a list, got {0}")]
+    NotAList(Value),
+    /// A template inside the written list failed (the resolver's message, final as is).
+    #[error("{0}")]
+    Item(String),
+    /// Neither a list nor an expression.
+    #[error("expected a list or an expression, got {0}")]
+    NotAListOrExpression(Value),
+}
+
+/// What is wrong with `count` or `maxCount`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CountProblem {
+    /// Its expression does not parse or evaluate.
+    #[error(transparent)]
+    Expression(ExprError),
+    /// A string that is not a number.
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    /// A value that is not a number.
+    #[error("expected a number, got {0}")]
+    NotANumberValue(Value),
+    /// Negative, or not finite.
+    #[error("{0} should not be lower than zero")]
+    Negative(Value),
+}
+
+/// Why a worker template could not be made into one copy.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// A template of the worker failed for this copy.
+    #[error(transparent)]
+    Resolve(#[from] PathError),
+    /// The worker does not go to JSON and back (a bug, or a template that made a field the
+    /// wrong type).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// Upper bound on copies of one strategy, so a typo (`count: 1e9`) is an error, not a hang.
 pub const MAX_COPIES: u64 = 10_000;
 
@@ -42,25 +127,32 @@ pub const MAX_COPIES: u64 = 10_000;
 pub fn params(
     s: &PlanStrategy,
     machines: &[&dyn Machine],
-) -> Result<Option<StrategyParams>, String> {
+) -> Result<Option<StrategyParams>, StrategyError> {
     let resolver = Resolver::new(machines.to_vec(), None);
-    let Some(mut shards) = lists(&s.shards, &resolver).map_err(|e| format!("shards: {e}"))? else {
+    let in_part = |part| move |(key, problem)| StrategyError::List { part, key, problem };
+    let Some(mut shards) = lists(&s.shards, &resolver).map_err(in_part("shards"))? else {
         return Ok(None);
     };
-    let Some(mut matrix) = lists(&s.matrix, &resolver).map_err(|e| format!("matrix: {e}"))? else {
+    let Some(mut matrix) = lists(&s.matrix, &resolver).map_err(in_part("matrix"))? else {
         return Ok(None);
     };
     matrix.retain(|_, l| !l.is_empty());
     let count = match &s.count {
         None => None,
-        Some(v) => match read_count(v, &resolver).map_err(|e| format!("count: {e}"))? {
+        Some(v) => match read_count(v, &resolver).map_err(|problem| StrategyError::Count {
+            field: "count",
+            problem,
+        })? {
             Some(n) => Some(n),
             None => return Ok(None),
         },
     };
     let max_count = match &s.max_count {
         None => None,
-        Some(v) => match read_count(v, &resolver).map_err(|e| format!("maxCount: {e}"))? {
+        Some(v) => match read_count(v, &resolver).map_err(|problem| StrategyError::Count {
+            field: "maxCount",
+            problem,
+        })? {
             Some(n) => Some(n),
             None => return Ok(None),
         },
@@ -89,12 +181,13 @@ pub fn params(
     let matrix_count = matrix
         .values()
         .try_fold(1u64, |acc, l| acc.checked_mul(l.len() as u64))
-        .ok_or("matrix: too many combinations")?;
+        .ok_or(StrategyError::TooManyCombinations)?;
     let total = shard_count
         .checked_mul(matrix_count)
         .filter(|t| *t <= MAX_COPIES)
-        .ok_or_else(|| {
-            format!("{shard_count} × {matrix_count} copies is more than the limit of {MAX_COPIES}")
+        .ok_or(StrategyError::TooManyCopies {
+            shards: shard_count,
+            matrix: matrix_count,
         })?;
     let (balanced, predicted_ms) = match shards.values().next() {
         Some(items) if s.balance => balance(items, &s.durations, shard_count),
@@ -154,9 +247,9 @@ fn balance(
     )
 }
 
-fn read_count(v: &Value, r: &Resolver) -> Result<Option<u64>, String> {
+fn read_count(v: &Value, r: &Resolver) -> Result<Option<u64>, CountProblem> {
     let value = match v {
-        Value::String(s) => match r.expression(s)? {
+        Value::String(s) => match r.expression(s).map_err(CountProblem::Expression)? {
             Ok(v) => v,
             Err(_) => return Ok(None),
         },
@@ -167,11 +260,11 @@ fn read_count(v: &Value, r: &Resolver) -> Result<Option<u64>, String> {
         Value::String(s) => s
             .trim()
             .parse::<f64>()
-            .map_err(|_| format!("`{s}` is not a number"))?,
-        other => return Err(format!("expected a number, got {other}")),
+            .map_err(|_| CountProblem::NotANumber(s.clone()))?,
+        other => return Err(CountProblem::NotANumberValue(other.clone())),
     };
     if !n.is_finite() || n < 0.0 {
-        return Err(format!("{value} should not be lower than zero"));
+        return Err(CountProblem::Negative(value));
     }
     Ok(Some(n.trunc() as u64))
 }
@@ -179,13 +272,17 @@ fn read_count(v: &Value, r: &Resolver) -> Result<Option<u64>, String> {
 fn lists(
     src: &IndexMap<String, Value>,
     r: &Resolver,
-) -> Result<Option<IndexMap<String, Vec<Value>>>, String> {
+) -> Result<Option<IndexMap<String, Vec<Value>>>, (String, ListProblem)> {
     let mut out = IndexMap::new();
     for (key, v) in src {
+        let problem = |p| (key.clone(), p);
         let list = match v {
-            Value::String(s) => match r.expression(s).map_err(|e| format!("{key}: {e}"))? {
+            Value::String(s) => match r
+                .expression(s)
+                .map_err(|e| problem(ListProblem::Expression(e)))?
+            {
                 Ok(Value::Array(items)) => items,
-                Ok(other) => return Err(format!("{key}: expected a list, got {other}")),
+                Ok(other) => return Err(problem(ListProblem::NotAList(other))),
                 Err(_) => return Ok(None),
             },
             Value::Array(items) => {
@@ -194,7 +291,7 @@ fn lists(
                 let mut path = key.clone();
                 r.value(&mut items, &mut path, &mut errors);
                 if let Some(e) = errors.first() {
-                    return Err(format!("{key}: {}", e.message));
+                    return Err(problem(ListProblem::Item(e.message.clone())));
                 }
                 match items {
                     Value::Array(items) => items,
@@ -202,9 +299,7 @@ fn lists(
                 }
             }
             other => {
-                return Err(format!(
-                    "{key}: expected a list or an expression, got {other}"
-                ));
+                return Err(problem(ListProblem::NotAListOrExpression(other.clone())));
             }
         };
         out.insert(key.clone(), list);
@@ -312,17 +407,17 @@ pub fn instance_machine(i: &StrategyInstance) -> Vars {
 pub fn expand_worker(
     template: &PlanWorker,
     instance: StrategyInstance,
-) -> Result<PlanWorker, String> {
+) -> Result<PlanWorker, WorkerError> {
     let machine = instance_machine(&instance);
     let resolver = Resolver::new(vec![&machine], None);
-    let mut value = serde_json::to_value(template).map_err(|e| e.to_string())?;
+    let mut value = serde_json::to_value(template)?;
     let mut errors = Vec::new();
     let mut path = String::new();
     resolver.value(&mut value, &mut path, &mut errors);
-    if let Some(e) = errors.first() {
-        return Err(format!("{}: {}", e.path, e.message));
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e.into());
     }
-    let mut worker: PlanWorker = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    let mut worker: PlanWorker = serde_json::from_value(value)?;
     worker.instance = instance;
     Ok(worker)
 }
@@ -466,7 +561,35 @@ mod tests {
 
     #[test]
     fn negative_and_huge_counts_are_errors() {
-        assert!(params(&strategy(json!({"count": -1})), &[]).is_err());
-        assert!(params(&strategy(json!({"count": 100000000})), &[]).is_err());
+        let negative = params(&strategy(json!({"count": -1})), &[]).unwrap_err();
+        assert_eq!(
+            negative,
+            StrategyError::Count {
+                field: "count",
+                problem: CountProblem::Negative(json!(-1)),
+            }
+        );
+        assert_eq!(
+            negative.to_string(),
+            "count: -1 should not be lower than zero"
+        );
+        let huge = params(&strategy(json!({"count": 100000000})), &[]).unwrap_err();
+        assert_eq!(
+            huge.to_string(),
+            "100000000 × 1 copies is more than the limit of 10000"
+        );
+    }
+
+    #[test]
+    fn a_list_error_names_its_part_and_key() {
+        let e = params(&strategy(json!({"shards": {"files": 3}})), &[]).unwrap_err();
+        assert!(
+            matches!(&e, StrategyError::List { part: "shards", key, problem: ListProblem::NotAListOrExpression(_) } if key == "files"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "shards: files: expected a list or an expression, got 3"
+        );
     }
 }

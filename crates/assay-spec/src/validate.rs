@@ -572,9 +572,17 @@ fn scalar_text(value: &Value) -> String {
     }
 }
 
+/// A value that does not fit its parameter's type (the message follows the parameter's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be {want}, found `{found}`")]
+struct TypeMismatch {
+    want: &'static str,
+    found: String,
+}
+
 /// Whether a value fits a parameter type, with Testkube's leniency for strings that hold the
 /// value (`"5"` is an integer).
-fn check_type(kind: ParameterType, value: &Value) -> Result<(), String> {
+fn check_type(kind: ParameterType, value: &Value) -> Result<(), TypeMismatch> {
     let text = scalar_text(value);
     let ok = match (kind, value) {
         (_, Value::Array(_) | Value::Object(_)) => false,
@@ -595,7 +603,7 @@ fn check_type(kind: ParameterType, value: &Value) -> Result<(), String> {
         ParameterType::Number => "a number",
         ParameterType::Boolean => "a boolean",
     };
-    Err(format!("must be {want}, found `{text}`"))
+    Err(TypeMismatch { want, found: text })
 }
 
 /// Why `name` is not a lowercase RFC 1123 subdomain, if it is not.
