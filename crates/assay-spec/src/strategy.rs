@@ -269,10 +269,13 @@ fn read_count(v: &Value, r: &Resolver) -> Result<Option<u64>, CountProblem> {
     Ok(Some(n.trunc() as u64))
 }
 
+/// Lists by name (the `matrix` or the `shards` of a strategy).
+type Lists = IndexMap<String, Vec<Value>>;
+
 fn lists(
     src: &IndexMap<String, Value>,
     r: &Resolver,
-) -> Result<Option<IndexMap<String, Vec<Value>>>, (String, ListProblem)> {
+) -> Result<Option<Lists>, (String, ListProblem)> {
     let mut out = IndexMap::new();
     for (key, v) in src {
         let problem = |p| (key.clone(), p);
