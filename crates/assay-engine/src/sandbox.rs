@@ -14,11 +14,14 @@
 //! As root (the server's case), no process makes those mounts: a short-lived thread of ours
 //! takes a mount namespace of its own (`unshare(CLONE_FS | CLONE_NEWNS)`, which changes no
 //! other thread), mounts with system calls, changes its root to the new one and starts the
-//! holder in a new PID namespace: `unshare -m --mount-proc` (it mounts the namespace's
-//! `/proc`) becoming `sh`, two executions and no fork of ours. Steps that keep our user are
-//! started the same way: a short-lived thread enters the holder's mount namespace, root and PID
-//! namespace (`setns`, `chroot`) and spawns the step there itself, so a trivial execution
-//! starts three programs (`unshare`, `sh`, the step). A step dropped to `ASSAY_STEP_USER` execs
+//! holder, `sh` waiting for its stdin, as the first process of a new PID namespace; then it
+//! mounts that namespace's `/proc` itself, naming the namespace by path (`proc`'s `pidns=`
+//! option, Linux 6.18). On an older kernel, which refuses the option (tried once per
+//! process), the holder is `unshare -m --mount-proc` becoming `sh`, which says ready once the
+//! `/proc` is mounted. Steps that keep our user are started the same way: a short-lived
+//! thread enters the holder's mount namespace, root and PID namespace (`setns`, `chroot`) and
+//! spawns the step there itself, so a trivial execution starts two programs (`sh`, the step;
+//! three with `unshare` on older kernels). A step dropped to `ASSAY_STEP_USER` execs
 //! `nsenter -t <holder> -m -r -S uid -G gid --wdns=<dir> --` first (one extra exec, ~1 ms;
 //! `-- env -C <dir> --`, two, where nsenter is older than util-linux 2.38), since changing
 //! the uid of one thread needs code we do not write (`unsafe`). Unprivileged, the holder is
@@ -442,17 +445,50 @@ impl Inside {
     }
 }
 
+/// Whether this kernel mounts a `proc` for a PID namespace named in its options (`pidns=`,
+/// Linux 6.18): unknown until the first holder, then remembered for the process.
+static PROC_BY_PIDNS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(UNKNOWN);
+const UNKNOWN: u8 = 0;
+const YES: u8 = 1;
+const NO: u8 = 2;
+
+/// How [`start_inside`] failed: `proc_option` when the kernel refused the `pidns=` option of
+/// `proc` (older than 6.18), so the holder must mount its `/proc` itself.
+struct InsideError {
+    message: String,
+    proc_option: bool,
+}
+
+impl From<String> for InsideError {
+    fn from(message: String) -> Self {
+        InsideError {
+            message,
+            proc_option: false,
+        }
+    }
+}
+
+/// The options of the PID namespace's own `/proc`: those `unshare --mount-proc` uses.
+fn proc_flags() -> nix::mount::MsFlags {
+    use nix::mount::MsFlags;
+    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC
+}
+
 /// As root, on a thread of its own (see [`Sandbox::start`]): makes the new root with mount
 /// calls in a mount namespace of this thread's (no `mount`, `sh` or `cp` process), then starts
-/// the holder in a new PID namespace inside that root: `unshare --mount-proc` mounts the
-/// namespace's own `/proc` and becomes `sh`, which says ready and waits.
+/// the holder in a new PID namespace inside that root. With `proc_by_pidns` the holder is
+/// `sh` alone (it waits for its stdin to close) and this thread mounts the namespace's
+/// `/proc` itself, naming the namespace by path (`pidns=`); the returned holder then says
+/// nothing. Without, `unshare --mount-proc` mounts it and becomes `sh`, which says ready and
+/// waits.
 fn start_inside(
     root: &Path,
     data: &Path,
     outputs: &Path,
     confinement: &Confinement,
     runtime: &tokio::runtime::Handle,
-) -> Result<Child, String> {
+    proc_by_pidns: bool,
+) -> Result<Child, InsideError> {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
     let new = mounts(data, outputs, confinement, true)?;
@@ -511,33 +547,101 @@ fn start_inside(
                 MsFlags::empty(),
                 Some(COVER_OPTIONS),
             ),
-            // Mounted by the holder, which is inside the new PID namespace.
+            // Needs the PID namespace's first process: mounted below.
             MountKind::Proc => Ok(()),
         };
         made.map_err(|e| failed("mount", &target, &e))?;
     }
     unshare(CloneFlags::CLONE_NEWPID)
         .map_err(|e| format!("failed to make a PID namespace: {e}"))?;
+    // The host's /proc, kept open across the change of root: the new namespace's `/proc` is
+    // mounted by naming it through there.
+    let host_proc = File::open("/proc").map_err(|e| failed("open", Path::new("/proc"), &e))?;
     nix::unistd::chroot(root)
         .and_then(|()| nix::unistd::chdir("/"))
         .map_err(|e| failed("change root to", root, &e))?;
     let _runtime = runtime.enter();
-    spawn_holder(
-        Command::new(tool("unshare"))
-            .args(["-m", "--propagation", "private", "--mount-proc=/proc"])
-            .args(["/bin/sh", "-c", INIT_SCRIPT]),
-    )
+    if !proc_by_pidns {
+        return Ok(spawn_holder(
+            Command::new(tool("unshare"))
+                .args(["-m", "--propagation", "private", "--mount-proc=/proc"])
+                .args(["/bin/sh", "-c", INIT_SCRIPT]),
+            true,
+        )?);
+    }
+    // The namespace's first process (it has one only once started): it waits for its stdin
+    // (a pipe only we hold) to close. Then its `/proc`, the namespace named relative to our
+    // working folder, the host's /proc; the path to mount on is in the new root.
+    let holder = spawn_holder(Command::new("/bin/sh").args(["-c", HOLDER_WAIT]), false)?;
+    let made = nix::unistd::fchdir(&host_proc)
+        .and_then(|()| {
+            mount(
+                Some("assay-proc"),
+                "/proc",
+                Some("proc"),
+                proc_flags(),
+                Some("pidns=thread-self/ns/pid_for_children"),
+            )
+        })
+        .map_err(|e| InsideError {
+            message: failed("mount", Path::new("/proc"), &e),
+            proc_option: true,
+        });
+    nix::unistd::chdir("/").map_err(|e| failed("change directory to", Path::new("/"), &e))?;
+    // On error the holder is killed as it is dropped (`kill_on_drop`).
+    made.map(|()| holder)
 }
 
-/// Starts a holder: it says ready on stdout and ends when its stdin (ours) closes.
-fn spawn_holder(cmd: &mut Command) -> Result<Child, String> {
+/// What a holder that mounts nothing runs: wait for its stdin (our end of the pipe) to close.
+const HOLDER_WAIT: &str = "read _ || true";
+
+/// [`start_inside`] on a thread of its own: it changes its mount namespace and root, and the
+/// processes it starts are born in the new PID namespace.
+async fn start_on_thread(
+    root: &Path,
+    data: &Path,
+    outputs: &Path,
+    confinement: &Confinement,
+    proc_by_pidns: bool,
+) -> Result<Child, InsideError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (root, data, outputs) = (root.to_owned(), data.to_owned(), outputs.to_owned());
+    let confinement = confinement.clone();
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("assay-sandbox".into())
+        .spawn(move || {
+            let _ = tx.send(start_inside(
+                &root,
+                &data,
+                &outputs,
+                &confinement,
+                &runtime,
+                proc_by_pidns,
+            ));
+        })
+        .map_err(|e| format!("failed to start a thread: {e}"))?;
+    rx.await
+        .unwrap_or_else(|_| Err("the sandbox thread panicked".to_string().into()))
+}
+
+/// Starts a holder: it ends when its stdin (ours) closes; when `says_ready`, it says ready on
+/// stdout first (or why not on stderr).
+fn spawn_holder(cmd: &mut Command, says_ready: bool) -> Result<Child, String> {
+    let out = || {
+        if says_ready {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        }
+    };
     // The holder is the namespace's PID 1, whose environ every step can read: none of ours
     // (it may hold the server's secrets).
     cmd.env_clear()
         .env("PATH", crate::env::DEFAULT_PATH)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out())
+        .stderr(out())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("failed to start the namespace holder: {e}"))
@@ -575,14 +679,14 @@ impl Sandbox {
         // Unprivileged, the table is read by `mount -a`; it is removed once the holder said
         // ready (or failed).
         let mut table = None;
-        let mut holder = if user_ns {
+        let (mut holder, says_ready) = if user_ns {
             let holder = mount_table(root, data, outputs, confinement, false)?;
             // Beside the new root, not in it: the tmpfs mounted over the root would hide it.
             let path = root.with_extension("fstab");
             std::fs::write(&path, &holder.table)
                 .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
             table = Some(path.clone());
-            spawn_holder(
+            let child = spawn_holder(
                 Command::new(tool("unshare"))
                     .args(["-U", "-r", "-m", "--propagation", "private"])
                     .args(["sh", "-c", HOLDER_SCRIPT, "sh"])
@@ -591,45 +695,34 @@ impl Sandbox {
                     .arg(holder.files.len().to_string())
                     .args(&holder.files)
                     .args(&holder.links),
-            )?
+                true,
+            )?;
+            (child, true)
         } else {
-            // A thread of its own: it changes its mount namespace and root, and the processes
-            // it starts are born in the new PID namespace.
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let (root, data, outputs) = (root.to_owned(), data.to_owned(), outputs.to_owned());
-            let confinement = confinement.clone();
-            let runtime = tokio::runtime::Handle::current();
-            std::thread::Builder::new()
-                .name("assay-sandbox".into())
-                .spawn(move || {
-                    let _ = tx.send(start_inside(&root, &data, &outputs, &confinement, &runtime));
-                })
-                .map_err(|e| format!("failed to start a thread: {e}"))?;
-            rx.await
-                .unwrap_or_else(|_| Err("the sandbox thread panicked".into()))
-                .map_err(|e| format!("failed to set up a private /data: {e}"))?
+            let known = PROC_BY_PIDNS.load(std::sync::atomic::Ordering::Relaxed);
+            match start_on_thread(root, data, outputs, confinement, known != NO).await {
+                Err(e) if e.proc_option && known == UNKNOWN => {
+                    // The first holder, on a kernel older than the `pidns=` option of `proc`:
+                    // from now on the holder mounts it (the failed attempt's mounts went with
+                    // its namespace).
+                    PROC_BY_PIDNS.store(NO, std::sync::atomic::Ordering::Relaxed);
+                    let child = start_on_thread(root, data, outputs, confinement, false)
+                        .await
+                        .map_err(|e| format!("failed to set up a private /data: {}", e.message))?;
+                    (child, true)
+                }
+                Err(e) => return Err(format!("failed to set up a private /data: {}", e.message)),
+                Ok(child) => {
+                    if known == UNKNOWN {
+                        PROC_BY_PIDNS.store(YES, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    (child, known == NO)
+                }
+            }
         };
         let pid = holder.id().ok_or("the namespace holder exited at once")?;
-        let stdout = holder.stdout.take().ok_or("no holder stdout")?;
-        let mut line = String::new();
-        let read = BufReader::new(stdout).read_line(&mut line).await;
-        if let Some(table) = table {
-            let _ = std::fs::remove_file(&table);
-        }
-        if read.is_err() || line.trim() != "ready" {
-            let mut err = String::new();
-            if let Some(mut stderr) = holder.stderr.take() {
-                use tokio::io::AsyncReadExt;
-                let _ = stderr.read_to_string(&mut err).await;
-            }
-            let _ = holder.kill().await;
-            return Err(format!(
-                "failed to set up a private /data: {}",
-                err.trim()
-                    .lines()
-                    .last()
-                    .unwrap_or("the holder ended early")
-            ));
+        if says_ready {
+            Self::wait_ready(&mut holder, table).await?;
         }
         if user_ns {
             return Ok(Sandbox {
@@ -658,6 +751,33 @@ impl Sandbox {
             inside: Some(Arc::new(inside)),
             user_ns,
         })
+    }
+
+    /// Waits for a holder that says ready (see [`spawn_holder`]); removes the unprivileged
+    /// holder's mount table then.
+    async fn wait_ready(holder: &mut Child, table: Option<PathBuf>) -> Result<(), String> {
+        let stdout = holder.stdout.take().ok_or("no holder stdout")?;
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line).await;
+        if let Some(table) = table {
+            let _ = std::fs::remove_file(&table);
+        }
+        if read.is_ok() && line.trim() == "ready" {
+            return Ok(());
+        }
+        let mut err = String::new();
+        if let Some(mut stderr) = holder.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = stderr.read_to_string(&mut err).await;
+        }
+        let _ = holder.kill().await;
+        Err(format!(
+            "failed to set up a private /data: {}",
+            err.trim()
+                .lines()
+                .last()
+                .unwrap_or("the holder ended early")
+        ))
     }
 
     /// The PID namespace steps must be forked into, when there is one.
@@ -780,6 +900,68 @@ mod tests {
                 .chain(&holder.links)
                 .all(|p| p.parent() == Some(Path::new("/")))
         );
+    }
+
+    /// Both ways of mounting a holder's `/proc` (the kernel's `pidns=` option, or `unshare
+    /// --mount-proc` where the kernel refuses it) give a step only its own namespace's
+    /// processes, with the holder as the first.
+    #[tokio::test]
+    async fn either_proc_mount_shows_only_the_namespaces_processes() {
+        if support() != &Support::Root {
+            eprintln!("skipped: needs root and namespaces");
+            return;
+        }
+        for by_pidns in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (data, outputs) = (dir.path().join("data"), dir.path().join("outputs"));
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::create_dir_all(&outputs).unwrap();
+            let confinement = Confinement {
+                hidden: Vec::new(),
+                work_dir: dir.path().to_path_buf(),
+            };
+            let root = dir.path().join(".root");
+            std::fs::create_dir_all(&root).unwrap();
+            let mut holder =
+                match start_on_thread(&root, &data, &outputs, &confinement, by_pidns).await {
+                    Ok(holder) => holder,
+                    // A kernel without the option: only the other way can be checked here.
+                    Err(e) if by_pidns && e.proc_option => continue,
+                    Err(e) => panic!("{}", e.message),
+                };
+            if !by_pidns {
+                Sandbox::wait_ready(&mut holder, None).await.unwrap();
+            }
+            let pid = holder.id().unwrap();
+            let open = |what: &str| File::open(format!("/proc/{pid}/{what}")).unwrap();
+            let pid_ns = Arc::new(open("ns/pid"));
+            let inside = Inside {
+                mnt: open("ns/mnt"),
+                root: open("root"),
+                pid: pid_ns,
+            };
+            let out = inside
+                .run(|| {
+                    std::process::Command::new("/bin/sh")
+                        .args(["-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; ls /proc"])
+                        .output()
+                        .map_err(|e| e.to_string())
+                })
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or_default();
+            assert!(first.contains("read _"), "pid 1 is {first:?} ({by_pidns})");
+            let pids: Vec<&str> = lines
+                .filter(|l| l.chars().all(|c| c.is_ascii_digit()))
+                .collect();
+            // The holder, the shell and `ls`: nothing of the host's.
+            assert!(
+                pids.contains(&"1") && pids.len() <= 3,
+                "{pids:?} ({by_pidns})"
+            );
+            let _ = holder.kill().await;
+        }
     }
 
     #[test]
