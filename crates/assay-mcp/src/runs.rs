@@ -37,7 +37,7 @@ impl Runs {
         let running = self.running.clone();
         let task = tokio::spawn(async move {
             // The runner records every event; a failure to record ends the run as aborted.
-            if let Err(e) = prepared.run(|_| {}).await {
+            if let Err(e) = prepared.run_to_status(|_| {}).await {
                 eprintln!("assay mcp: execution {id} ended with an error: {e}");
             }
             running

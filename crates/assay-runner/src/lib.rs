@@ -608,7 +608,29 @@ impl Prepared {
 
     /// Run the plan to its end. Each event is persisted, then passed to `observe`.
     /// `assay abort` from another process (a request recorded in the store) cancels the run.
-    pub async fn run(self, mut observe: impl FnMut(&Event)) -> Result<Finished, RunError> {
+    pub async fn run(self, observe: impl FnMut(&Event)) -> Result<Finished, RunError> {
+        let store = self.store.clone();
+        let ended = self.record(observe).await?;
+        let execution = store.get_execution(&ExecutionRef::Id(ended.id)).await?;
+        Ok(Finished {
+            execution,
+            record_errors: ended.record_errors,
+            auto_quarantined: ended.auto_quarantined,
+        })
+    }
+
+    /// [`Prepared::run`] for a caller that needs only the final status (the server's queue,
+    /// MCP): the execution is not read back from the store at the end, which took seven
+    /// queries per execution.
+    pub async fn run_to_status(
+        self,
+        observe: impl FnMut(&Event),
+    ) -> Result<ExecutionStatus, RunError> {
+        Ok(self.record(observe).await?.status)
+    }
+
+    /// Runs the plan and records every event, then the end of the execution.
+    async fn record(self, mut observe: impl FnMut(&Event)) -> Result<Ended, RunError> {
         let Prepared {
             store,
             execution: exec,
@@ -718,15 +740,21 @@ impl Prepared {
             .await?;
         drop(heartbeat);
         drop(work_dir);
-        let execution = store
-            .get_execution(&ExecutionRef::Id(exec.id.clone()))
-            .await?;
-        Ok(Finished {
-            execution,
+        Ok(Ended {
+            id: exec.id,
+            status,
             record_errors,
             auto_quarantined,
         })
     }
+}
+
+/// What [`Prepared::record`] leaves: the execution's final status as recorded.
+struct Ended {
+    id: String,
+    status: ExecutionStatus,
+    record_errors: Vec<String>,
+    auto_quarantined: Vec<Quarantine>,
 }
 
 /// An execution's work folder, removed when dropped.

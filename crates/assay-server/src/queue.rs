@@ -59,9 +59,9 @@ impl Dispatch for LocalDispatch {
                 .insert(id.clone(), prepared.cancel_token());
             // Every event is in the store before this observer would see it; followers read
             // the store, so there is nothing more to do per event here.
-            let finished = prepared.run(|_| {}).await;
+            let status = prepared.run_to_status(|_| {}).await;
             active.lock().expect("not poisoned").remove(&id);
-            Ok(Some(finished?.execution.status))
+            Ok(Some(status?))
         })
     }
 
