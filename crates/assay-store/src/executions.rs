@@ -336,37 +336,14 @@ impl Store {
     pub async fn record_steps(&self, id: &str, steps: &[StepResult]) -> Result<()> {
         let db = self.db();
         retry_busy(|| async {
+            if let [step] = steps {
+                // One statement is atomic by itself: no round trips for BEGIN and COMMIT (a
+                // step's start and its end are recorded this way, twice per step).
+                return upsert_step(id, step).execute(&db.pool).await.map(|_| ());
+            }
             let mut tx = db.begin_write().await?;
             for step in steps {
-                sqlx::query(
-                    "INSERT INTO step_results (execution_id, ref, position, name, status, exit_code, \
-                     started_at, finished_at, error_message, peak_memory_bytes, cpu_time_ms, \
-                     quarantined_failures) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                     ON CONFLICT (execution_id, ref) DO UPDATE SET position = excluded.position, \
-                     name = excluded.name, status = excluded.status, exit_code = excluded.exit_code, \
-                     started_at = excluded.started_at, finished_at = excluded.finished_at, \
-                     error_message = excluded.error_message, \
-                     peak_memory_bytes = excluded.peak_memory_bytes, \
-                     cpu_time_ms = excluded.cpu_time_ms, \
-                     quarantined_failures = excluded.quarantined_failures",
-                )
-                .bind(id)
-                .bind(&step.step_ref)
-                .bind(step.position)
-                .bind(step.name.clone())
-                .bind(step.status.as_str())
-                .bind(step.exit_code)
-                .bind(step.started_at)
-                .bind(step.finished_at)
-                .bind(step.error_message.clone())
-                .bind(step.peak_memory_bytes)
-                .bind(step.cpu_time_ms)
-                .bind((!step.quarantined_failures.is_empty()).then(|| {
-                    serde_json::Value::from(step.quarantined_failures.clone()).to_string()
-                }))
-                .execute(&mut *tx)
-                .await?;
+                upsert_step(id, step).execute(&mut *tx).await?;
             }
             tx.commit().await
         })
@@ -1116,6 +1093,41 @@ fn filter_sql(filter: &ExecutionFilter, select: &str) -> (String, Vec<Bind>, &'s
 }
 
 /// Retry a statement while another process holds the SQLite write lock past the busy timeout.
+/// The statement that inserts or replaces the result of one step of execution `id`.
+fn upsert_step<'a>(
+    id: &'a str,
+    step: &'a StepResult,
+) -> sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO step_results (execution_id, ref, position, name, status, exit_code, \
+         started_at, finished_at, error_message, peak_memory_bytes, cpu_time_ms, \
+         quarantined_failures) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (execution_id, ref) DO UPDATE SET position = excluded.position, \
+         name = excluded.name, status = excluded.status, exit_code = excluded.exit_code, \
+         started_at = excluded.started_at, finished_at = excluded.finished_at, \
+         error_message = excluded.error_message, \
+         peak_memory_bytes = excluded.peak_memory_bytes, \
+         cpu_time_ms = excluded.cpu_time_ms, \
+         quarantined_failures = excluded.quarantined_failures",
+    )
+    .bind(id)
+    .bind(&step.step_ref)
+    .bind(step.position)
+    .bind(step.name.clone())
+    .bind(step.status.as_str())
+    .bind(step.exit_code)
+    .bind(step.started_at)
+    .bind(step.finished_at)
+    .bind(step.error_message.clone())
+    .bind(step.peak_memory_bytes)
+    .bind(step.cpu_time_ms)
+    .bind(
+        (!step.quarantined_failures.is_empty())
+            .then(|| serde_json::Value::from(step.quarantined_failures.clone()).to_string()),
+    )
+}
+
 pub(crate) async fn retry_busy<T, F, Fut>(mut op: F) -> Result<T, sqlx::Error>
 where
     F: FnMut() -> Fut,
