@@ -159,6 +159,22 @@ impl Server {
             .1
     }
 
+    /// Stores `spec` as workflow `name`, runs it and waits for its end: its id and the
+    /// execution.
+    fn run_to_end(&self, name: &str, spec: &str) -> (String, Value) {
+        let id = store_and_run(self.port, &self.admin, name, &workflow(name, spec));
+        let end = self.wait_end(&id);
+        (id, end)
+    }
+
+    /// Asserts that execution `id` recorded the artifacts `names`.
+    fn has_artifacts(&self, id: &str, names: &[&str]) {
+        let (_, listed) = self.get(&format!("/v1/test-workflow-executions/{id}/artifacts"));
+        for name in names {
+            assert!(listed.contains(name), "{listed}");
+        }
+    }
+
     fn wait_end(&self, id: &str) -> Value {
         wait_for(&format!("{id} to end"), || {
             let e = self.execution(id);
@@ -240,6 +256,16 @@ fn server_and_agent(dir: &Path, kubeconfig: &Path) -> (Server, Killed, PathBuf) 
             .unwrap(),
     );
     (server, agent, agent_log)
+}
+
+/// Waits until no Job, Pod or Secret of execution `id` with role `role` is left on the fake.
+fn objects_go(url: &str, id: &str, role: &str) {
+    wait_for(&format!("the {role} objects of {id} to go"), || {
+        ["Job", "Pod", "Secret"]
+            .iter()
+            .all(|kind| of_execution(url, kind, id, role).is_empty())
+            .then_some(())
+    });
 }
 
 /// The objects of `kind` of execution `id` with role `role` (`execution`, `service`).
@@ -332,28 +358,14 @@ fn services_run_in_pods_of_their_own_with_their_own_image_on_a_fake_cluster() {
     assert!(logs.contains("\"GET / HTTP"), "{logs}");
     // Parallel workers run in pods of their own: their artifacts come back through the main
     // pod's log.
-    let (_, listed) = server.get(&format!("/v1/test-workflow-executions/{id}/artifacts"));
-    for worker in ["w0.txt", "w1.txt"] {
-        assert!(listed.contains(worker), "{listed}");
-    }
-    wait_for("the service's objects to go", || {
-        (of_execution(&url, "Job", &id, "service").is_empty()
-            && of_execution(&url, "Pod", &id, "service").is_empty()
-            && of_execution(&url, "Secret", &id, "service").is_empty())
-        .then_some(())
-    });
+    server.has_artifacts(&id, &["w0.txt", "w1.txt"]);
+    objects_go(&url, &id, "service");
 
     // A service whose pod never starts fails its step with the reason.
-    let id = store_and_run(
-        server.port,
-        &server.admin,
+    let (id, failed) = server.run_to_end(
         "with-broken",
-        &workflow(
-            "with-broken",
-            "  services:\n    db:\n      image: registry.example/pull-error:1\n      shell: never\n  steps:\n    - shell: echo never-run\n",
-        ),
+        "  services:\n    db:\n      image: registry.example/pull-error:1\n      shell: never\n  steps:\n    - shell: echo never-run\n",
     );
-    let failed = server.wait_end(&id);
     assert_eq!(failed["result"]["status"], "failed", "{failed}");
     let text = failed.to_string();
     assert!(text.contains("service db"), "{failed}");
@@ -717,28 +729,14 @@ fn parallel_workers_run_in_pods_of_their_own_on_a_fake_cluster() {
         let line = format!("worker {index} saw from-main");
         assert_eq!(logs.matches(&line).count(), 2, "{logs}");
     }
-    let (_, listed) = server.get(&format!("/v1/test-workflow-executions/{id}/artifacts"));
-    for worker in ["w0.txt", "w1.txt"] {
-        assert!(listed.contains(worker), "{listed}");
-    }
-    wait_for("the workers' objects to go", || {
-        (of_execution(&url, "Job", &id, "worker").is_empty()
-            && of_execution(&url, "Pod", &id, "worker").is_empty()
-            && of_execution(&url, "Secret", &id, "worker").is_empty())
-        .then_some(())
-    });
+    server.has_artifacts(&id, &["w0.txt", "w1.txt"]);
+    objects_go(&url, &id, "worker");
 
     // One worker failing fails the parallel step (and the execution).
-    let id = store_and_run(
-        server.port,
-        &server.admin,
+    let (id, failed) = server.run_to_end(
         "one-fails",
-        &workflow(
-            "one-fails",
-            "  steps:\n    - name: Workers\n      parallel:\n        count: 2\n        shell: echo worker-{{ index }}; exit {{ index }}\n    - shell: echo after-workers\n",
-        ),
+        "  steps:\n    - name: Workers\n      parallel:\n        count: 2\n        shell: echo worker-{{ index }}; exit {{ index }}\n    - shell: echo after-workers\n",
     );
-    let failed = server.wait_end(&id);
     assert_eq!(failed["result"]["status"], "failed", "{failed}");
     assert!(
         failed.to_string().contains("1 of 2 workers did not pass"),
@@ -752,16 +750,10 @@ fn parallel_workers_run_in_pods_of_their_own_on_a_fake_cluster() {
     assert!(!logs.contains("after-workers"), "{logs}");
 
     // A worker whose image cannot be pulled fails with the reason, instead of hanging.
-    let id = store_and_run(
-        server.port,
-        &server.admin,
+    let (id, failed) = server.run_to_end(
         "worker-pull",
-        &workflow(
-            "worker-pull",
-            "  steps:\n    - parallel:\n        count: 1\n        container:\n          image: registry.example/pull-error:1\n        shell: echo never-run\n",
-        ),
+        "  steps:\n    - parallel:\n        count: 1\n        container:\n          image: registry.example/pull-error:1\n        shell: echo never-run\n",
     );
-    let failed = server.wait_end(&id);
     assert_eq!(failed["result"]["status"], "failed", "{failed}");
     assert!(failed.to_string().contains("ImagePullBackOff"), "{failed}");
     assert!(!server.logs(&id).contains("never-run"));

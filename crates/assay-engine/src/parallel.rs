@@ -168,6 +168,15 @@ impl Runner {
             let scope = scope.clone();
             tasks.spawn(async move {
                 let index = worker.instance.index;
+                let announce = |state| {
+                    let reference = full.clone();
+                    shared.sink.send(Event::Worker {
+                        reference,
+                        index,
+                        count,
+                        state,
+                    })
+                };
                 let Ok(_permit) = semaphore.acquire_owned().await else {
                     return (
                         index,
@@ -209,16 +218,7 @@ impl Runner {
                     if paused {
                         barrier.wait().await;
                     }
-                    let state = WorkerState::Running;
-                    shared
-                        .sink
-                        .send(Event::Worker {
-                            reference: full.clone(),
-                            index,
-                            count,
-                            state,
-                        })
-                        .await;
+                    announce(WorkerState::Running).await;
                     let end = match transfer_error {
                         Some(error) => crate::runtime::RemoteWorkerEnd {
                             status: ExecutionStatus::Failed,
@@ -242,16 +242,7 @@ impl Runner {
                     if fail_fast && status != ExecutionStatus::Passed {
                         group.cancel();
                     }
-                    let state = WorkerState::Finished { status };
-                    shared
-                        .sink
-                        .send(Event::Worker {
-                            reference: full.clone(),
-                            index,
-                            count,
-                            state,
-                        })
-                        .await;
+                    announce(WorkerState::Finished { status }).await;
                     let results = Default::default();
                     return (
                         index,
@@ -295,15 +286,7 @@ impl Runner {
                 if paused {
                     barrier.wait().await;
                 }
-                shared
-                    .sink
-                    .send(Event::Worker {
-                        reference: full.clone(),
-                        index,
-                        count,
-                        state: WorkerState::Running,
-                    })
-                    .await;
+                announce(WorkerState::Running).await;
                 let mut runner = Runner::new(
                     shared.clone(),
                     layout,
@@ -329,15 +312,7 @@ impl Runner {
                 if fail_fast && status != ExecutionStatus::Passed {
                     group.cancel();
                 }
-                shared
-                    .sink
-                    .send(Event::Worker {
-                        reference: full.clone(),
-                        index,
-                        count,
-                        state: WorkerState::Finished { status },
-                    })
-                    .await;
+                announce(WorkerState::Finished { status }).await;
                 let error = error.or(runner.fatal.take());
                 (
                     index,

@@ -140,74 +140,18 @@ pub fn token_matches(expected: &str, given: &str) -> bool {
 /// A worker pod's event as the main execution records it: its refs under `prefix`
 /// (`<parallel ref>/<index>/`), as the engine names a worker's steps; its own end is not the
 /// execution's (`None`).
-pub fn rereference(event: AgentEvent, prefix: &str) -> Option<AgentEvent> {
-    let under = |r: String| format!("{prefix}{r}");
-    Some(match event {
-        AgentEvent::StepStarted {
-            reference,
-            name,
-            at,
-        } => AgentEvent::StepStarted {
-            reference: under(reference),
-            name,
-            at,
-        },
-        AgentEvent::StepFinished {
-            reference,
-            status,
-            exit_code,
-            started_at,
-            finished_at,
-            error,
-            peak_rss_bytes,
-            cpu_time_ms,
-            attempts,
-            quarantined_failures,
-        } => AgentEvent::StepFinished {
-            reference: under(reference),
-            status,
-            exit_code,
-            started_at,
-            finished_at,
-            error,
-            peak_rss_bytes,
-            cpu_time_ms,
-            attempts,
-            quarantined_failures,
-        },
-        AgentEvent::Log {
-            reference,
-            at,
-            text,
-        } => AgentEvent::Log {
-            reference: under(reference),
-            at,
-            text,
-        },
-        AgentEvent::Output {
-            reference,
-            key,
-            value,
-        } => AgentEvent::Output {
-            reference: under(reference),
-            key,
-            value,
-        },
-        AgentEvent::Warning { reference, message } => AgentEvent::Warning {
-            reference: under(reference),
-            message,
-        },
-        AgentEvent::Worker {
-            reference,
-            index,
-            count,
-        } => AgentEvent::Worker {
-            reference: under(reference),
-            index,
-            count,
-        },
+pub fn rereference(mut event: AgentEvent, prefix: &str) -> Option<AgentEvent> {
+    let reference = match &mut event {
+        AgentEvent::StepStarted { reference, .. }
+        | AgentEvent::StepFinished { reference, .. }
+        | AgentEvent::Log { reference, .. }
+        | AgentEvent::Output { reference, .. }
+        | AgentEvent::Warning { reference, .. }
+        | AgentEvent::Worker { reference, .. } => reference,
         AgentEvent::ExecutionFinished { .. } => return None,
-    })
+    };
+    reference.insert_str(0, prefix);
+    Some(event)
 }
 
 #[cfg(test)]

@@ -300,6 +300,24 @@ impl Out {
         }
     }
 
+    /// An engine event on the protocol: an artifact's file as chunks, the rest as its wire
+    /// form.
+    fn engine_event(&mut self, event: Event) {
+        match event {
+            Event::Artifact {
+                reference,
+                path,
+                source,
+                ..
+            } => self.artifact(&reference, &path, &source),
+            other => {
+                if let Some(wire) = assay_agent::to_wire(&other) {
+                    self.event(&wire);
+                }
+            }
+        }
+    }
+
     /// The lines kept for a worker's main pod.
     fn take_kept(&mut self) -> Vec<String> {
         std::mem::take(&mut self.kept)
@@ -455,15 +473,7 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
             }
         },
     };
-    let cancel = CancellationToken::new();
-    let mut opts = assay_agent::run_options(&work, &state);
-    opts.isolation = assay_engine::Isolation::Pod;
-    if !on_path("bash") {
-        // Testkube runs `shell` with the image's `/bin/sh`; bash where the image has it (it
-        // has the ash extensions real workflows use, as on the host), else `/bin/sh`: images
-        // such as busybox and alpine have no bash.
-        opts.shell = POD_SHELL.iter().map(|s| s.to_string()).collect();
-    }
+    let mut opts = pod_options(&work, &state, data, outputs, "the execution");
     let out = Arc::new(std::sync::Mutex::new(out));
     let endpoint = match &channel {
         Some(Channel::Serve { token }) => {
@@ -484,27 +494,11 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
             workers: endpoint.clone(),
         });
     }
-    opts.data_dir = Some(data);
-    opts.outputs_dir = Some(outputs);
-    opts.cancel = cancel.clone();
-    // Deleting the Job sends SIGTERM to the pod: abort, and still report the end.
-    let stop = cancel.clone();
-    tokio::spawn(async move {
-        super::server::shutdown_signal().await;
-        eprintln!("stopping: aborting the execution");
-        stop.cancel();
-    });
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let engine = tokio::spawn(assay_engine::run(plan, opts, tx));
     while let Some(event) = rx.recv().await {
         let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
         match event {
-            Event::Artifact {
-                reference,
-                path,
-                source,
-                ..
-            } => out.artifact(&reference, &path, &source),
             Event::Service {
                 reference,
                 name,
@@ -517,11 +511,7 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
                     out.line(&podlog::encode_service_done(&log_ref));
                 }
             }
-            other => {
-                if let Some(wire) = assay_agent::to_wire(&other) {
-                    out.event(&wire);
-                }
-            }
+            other => out.engine_event(other),
         }
         if rx.is_empty() {
             out.flush();
@@ -538,6 +528,36 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
     };
     let _ = std::fs::remove_dir_all(&state);
     Ok(code)
+}
+
+/// The engine's options in a pod: no private namespaces (the pod is the boundary), its own
+/// `/data` and `/testkube/outputs`, `shell` steps with `/bin/sh` when the image has no bash,
+/// and SIGTERM (deleting the Job) aborting `what`, whose end is still reported.
+fn pod_options(
+    work: &AgentWork,
+    state: &Path,
+    data: PathBuf,
+    outputs: PathBuf,
+    what: &'static str,
+) -> assay_engine::RunOptions {
+    let mut opts = assay_agent::run_options(work, state);
+    opts.isolation = assay_engine::Isolation::Pod;
+    if !on_path("bash") {
+        // Testkube runs `shell` with the image's `/bin/sh`; bash where the image has it (it
+        // has the ash extensions real workflows use, as on the host), else `/bin/sh`: images
+        // such as busybox and alpine have no bash.
+        opts.shell = POD_SHELL.iter().map(|s| s.to_string()).collect();
+    }
+    opts.data_dir = Some(data);
+    opts.outputs_dir = Some(outputs);
+    let cancel = CancellationToken::new();
+    opts.cancel = cancel.clone();
+    tokio::spawn(async move {
+        super::server::shutdown_signal().await;
+        eprintln!("stopping: aborting {what}");
+        cancel.cancel();
+    });
+    opts
 }
 
 /// The shell of `shell` steps in a pod whose image has no bash (busybox, alpine), as the
@@ -682,38 +702,12 @@ async fn run_worker(
         Ok(p) => p,
         Err(e) => return report(fail(format!("the worker pod cannot read its plan: {e}"))).await,
     };
-    let cancel = CancellationToken::new();
-    let mut opts = assay_agent::run_options(&work, &state);
-    opts.isolation = assay_engine::Isolation::Pod;
-    if !on_path("bash") {
-        opts.shell = POD_SHELL.iter().map(|s| s.to_string()).collect();
-    }
-    opts.data_dir = Some(data.clone());
-    opts.outputs_dir = Some(outputs.clone());
-    opts.cancel = cancel.clone();
-    let stop = cancel.clone();
-    tokio::spawn(async move {
-        super::server::shutdown_signal().await;
-        eprintln!("stopping: aborting the worker");
-        stop.cancel();
-    });
+    let opts = pod_options(&work, &state, data.clone(), outputs.clone(), "the worker");
     let mut out = Out::new(false);
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let engine = tokio::spawn(assay_engine::run(plan, opts, tx));
     while let Some(event) = rx.recv().await {
-        match event {
-            Event::Artifact {
-                reference,
-                path,
-                source,
-                ..
-            } => out.artifact(&reference, &path, &source),
-            other => {
-                if let Some(wire) = assay_agent::to_wire(&other) {
-                    out.event(&wire);
-                }
-            }
-        }
+        out.engine_event(event);
         if rx.is_empty() {
             client.lines(out.take_kept()).await;
         }
