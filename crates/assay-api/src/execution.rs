@@ -240,22 +240,20 @@ impl RunningContext {
     }
 }
 
-/// `TestWorkflowRunningContextInterface`.
-#[derive(Serialize, Deserialize, Default)]
+/// `TestWorkflowRunningContextInterface`, as read.
+#[derive(Deserialize, Default)]
 struct WireInterface {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
     #[serde(rename = "type", default)]
     kind: String,
 }
 
-/// `TestWorkflowRunningContextActor`.
-#[derive(Serialize, Deserialize, Default)]
+/// `TestWorkflowRunningContextActor`, as read.
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct WireActor {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     execution_id: Option<String>,
     #[serde(rename = "type", default)]
     kind: String,
@@ -269,10 +267,31 @@ enum AnyActor {
     Actor(WireActor),
 }
 
+/// [`WireInterface`] as written, borrowed (lists write one per execution).
+#[derive(Serialize)]
+struct InterfaceOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// [`WireActor`] as written, borrowed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ActorOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution_id: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
 #[derive(Serialize)]
 struct WireOut<'a> {
-    interface: WireInterface,
-    actor: WireActor,
+    interface: InterfaceOut<'a>,
+    actor: ActorOut<'a>,
     #[serde(rename = "type")]
     kind: ContextType,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,14 +313,14 @@ struct WireIn {
 impl Serialize for RunningContext {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         WireOut {
-            interface: WireInterface {
-                name: self.ci.as_ref().and_then(|c| c.provider.clone()),
-                kind: self.interface_type().to_string(),
+            interface: InterfaceOut {
+                name: self.ci.as_ref().and_then(|c| c.provider.as_deref()),
+                kind: self.interface_type(),
             },
-            actor: WireActor {
-                name: self.actor.clone(),
-                execution_id: self.execution_id.clone(),
-                kind: self.actor_type().to_string(),
+            actor: ActorOut {
+                name: self.actor.as_deref(),
+                execution_id: self.execution_id.as_deref(),
+                kind: self.actor_type(),
             },
             kind: self.kind,
             ci: self.ci.as_ref(),

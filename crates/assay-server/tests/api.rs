@@ -454,6 +454,20 @@ async fn run_through_the_api_and_follow_live() {
     assert!(page2.get("next").is_none());
     let passed = s.get("/v1/test-workflow-executions?status=passed").await;
     assert_eq!(passed["results"].as_array().unwrap().len(), 2);
+    // The list is written from borrowed parts (`ListEntry`): it is exactly an `ExecutionsPage`
+    // as serde writes one, field for field and in the same order.
+    let raw = s
+        .http
+        .get(s.url("/v1/test-workflow-executions?workflow=live&pageSize=1"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.headers()["content-type"], "application/json");
+    let raw = raw.text().await.unwrap();
+    let typed: assay_api::ExecutionsPage = serde_json::from_str(&raw).unwrap();
+    assert!(typed.next.is_some() && typed.totals.results >= 2, "{raw}");
+    assert_eq!(serde_json::to_string(&typed).unwrap(), raw);
     let r = s
         .http
         .get(s.url("/v1/test-workflow-executions?status=bogus"))

@@ -57,7 +57,7 @@ pub use assay_spec::status::{ExecutionStatus, StepStatus};
 pub use config::{FILES_DIR, SQLITE_FILE, StoreConfig, mask_url};
 pub use dashboard::RunPoint;
 pub use error::{Result, StoreError};
-pub use executions::HeartbeatGuard;
+pub use executions::{HeartbeatGuard, SummaryPage};
 pub use files::ArtifactDownload;
 pub use hooks::{
     CUT_MARKER, Hook, HookDelivery, MAX_DELIVERIES, MAX_ERROR_BYTES, MAX_EVENT_CHARS, NewHook,

@@ -1471,6 +1471,14 @@ async fn list_page_matches_row_reads(env: Env) {
                     .await
                     .unwrap();
                 assert_eq!(e, &row, "{filter:?}");
+                // The REST list's entry, written from borrowed parts, is the text of the
+                // execution's `TestWorkflowExecution` (running ones measured to the same now).
+                let now = now_ms();
+                assert_eq!(
+                    serde_json::to_string(&testkube::ListEntry::new(e, now)).unwrap(),
+                    serde_json::to_string(&testkube::summary_view(&row, now)).unwrap(),
+                    "{filter:?}"
+                );
             }
             seen.extend(page.iter().map(|e| e.id.clone()));
             match page.last() {
