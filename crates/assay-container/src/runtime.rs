@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use assay_engine::HostRuntime;
 use assay_engine::runtime::{
-    BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, Runtime, Scope, Setup,
-    StartError, Stop, StopReason,
+    BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, Runtime, RuntimeError,
+    Scope, Setup, StartError, Stop, StopReason,
 };
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
@@ -98,9 +98,9 @@ impl Runtime for ContainerRuntime {
         "container"
     }
 
-    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
         Box::pin(async move {
-            let engine = self.connect().await.map_err(|e| e.to_string())?;
+            let engine = self.connect().await.map_err(RuntimeError::backend)?;
             sweep(&engine).await;
             let execution = setup
                 .options
@@ -133,7 +133,7 @@ impl Runtime for ContainerRuntime {
                 })
                 .await
                 .map_err(|e| {
-                    EngineError::api(format!("create network {network}"), &e).to_string()
+                    RuntimeError::backend(EngineError::api(format!("create network {network}"), &e))
                 })?;
             let wanted = volumes_of(setup.plan);
             let mut volumes: HashMap<String, String> = HashMap::new();
@@ -160,7 +160,10 @@ impl Runtime for ContainerRuntime {
                         let _ = docker.remove_volume(made, Some(options)).await;
                     }
                     let _ = docker.remove_network(&network).await;
-                    return Err(EngineError::api(format!("create volume {volume}"), &e).to_string());
+                    return Err(RuntimeError::backend(EngineError::api(
+                        format!("create volume {volume}"),
+                        &e,
+                    )));
                 }
                 volumes.insert(name, volume);
             }
@@ -183,7 +186,7 @@ impl Runtime for ContainerRuntime {
                 tokio::spawn(async move { s.remove_network().await });
             })?;
             let scope = ContainerScope::new(shared, setup.layout.clone(), host, true)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| RuntimeError::Failed(e.to_string()))?;
             Ok(Box::new(scope) as Box<dyn Scope>)
         })
     }
@@ -533,11 +536,16 @@ impl Scope for ContainerScope {
         layout: &'a Layout,
         reference: &'a str,
         index: u64,
-    ) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+    ) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
         Box::pin(async move {
             let host = self.host.worker(layout, reference, index).await?;
             let scope = ContainerScope::new(self.shared.clone(), layout.clone(), host, false)
-                .map_err(|e| format!("failed to prepare {}: {e}", layout.data.display()))?;
+                .map_err(|e| {
+                    RuntimeError::Failed(format!(
+                        "failed to prepare {}: {e}",
+                        layout.data.display()
+                    ))
+                })?;
             Ok(Box::new(scope) as Box<dyn Scope>)
         })
     }
@@ -559,10 +567,12 @@ impl Scope for ContainerScope {
         })
     }
 
-    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), String>> {
+    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
             let LaunchKind::Probe { service, index } = &launch.kind else {
-                return Err("only readiness probes run as probes".to_string());
+                return Err(RuntimeError::Unsupported(
+                    "only readiness probes run as probes".to_string(),
+                ));
             };
             let target = self
                 .services
@@ -570,7 +580,9 @@ impl Scope for ContainerScope {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&(service.clone(), *index))
                 .cloned()
-                .ok_or_else(|| format!("service {service} {index} has no container"))?;
+                .ok_or_else(|| {
+                    RuntimeError::Failed(format!("service {service} {index} has no container"))
+                })?;
             exec_probe(&self.shared.engine, &target, &launch).await
         })
     }
@@ -740,7 +752,7 @@ async fn exit_code_of(docker: &bollard::Docker, id: &str) -> Option<i32> {
 }
 
 /// Runs an `exec` readiness probe in a service's container: `Ok` when it exits 0.
-async fn exec_probe(engine: &Engine, container: &str, launch: &Launch) -> Result<(), String> {
+async fn exec_probe(engine: &Engine, container: &str, launch: &Launch) -> Result<(), RuntimeError> {
     use bollard::exec::{CreateExecOptions, StartExecResults};
     let docker = engine.docker();
     let exec = docker
@@ -754,11 +766,11 @@ async fn exec_probe(engine: &Engine, container: &str, launch: &Launch) -> Result
             },
         )
         .await
-        .map_err(|e| format!("exec probe: {}", describe(&e)))?;
+        .map_err(|e| RuntimeError::Failed(format!("exec probe: {}", describe(&e))))?;
     match docker
         .start_exec(&exec.id, None)
         .await
-        .map_err(|e| format!("exec probe: {}", describe(&e)))?
+        .map_err(|e| RuntimeError::Failed(format!("exec probe: {}", describe(&e))))?
     {
         StartExecResults::Attached { mut output, .. } => while output.next().await.is_some() {},
         StartExecResults::Detached => {}
@@ -766,12 +778,12 @@ async fn exec_probe(engine: &Engine, container: &str, launch: &Launch) -> Result
     let code = docker
         .inspect_exec(&exec.id)
         .await
-        .map_err(|e| format!("exec probe: {}", describe(&e)))?
+        .map_err(|e| RuntimeError::Failed(format!("exec probe: {}", describe(&e))))?
         .exit_code;
     match code {
         Some(0) => Ok(()),
-        Some(c) => Err(format!("exec probe exited with {c}")),
-        None => Err("exec probe did not finish".into()),
+        Some(c) => Err(RuntimeError::ProbeExited(c.to_string())),
+        None => Err(RuntimeError::Failed("exec probe did not finish".into())),
     }
 }
 

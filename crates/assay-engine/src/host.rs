@@ -12,8 +12,8 @@ use crate::layout::{self, Layout};
 use crate::options::Isolation;
 use crate::process::{ProcessSpec, Running};
 use crate::runtime::{
-    BoxFuture, Launch, LaunchKind, Output, Process, ProcessOutcome, Runtime, Scope, Setup,
-    StartError, Stop,
+    BoxFuture, Launch, LaunchKind, Output, Process, ProcessOutcome, Runtime, RuntimeError, Scope,
+    Setup, StartError, Stop,
 };
 use crate::sandbox::{self, Confinement, Sandbox};
 
@@ -29,7 +29,7 @@ impl Runtime for HostRuntime {
         "host"
     }
 
-    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
         Box::pin(async move {
             let opts = setup.options;
             let needs = plan_mentions_private_paths(&setup.plan.root);
@@ -81,11 +81,12 @@ impl HostScope {
         confinement: Option<Confinement>,
         shell: Arc<Vec<String>>,
         base: Arc<BTreeMap<String, String>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RuntimeError> {
         let sandbox = match &confinement {
             Some(c) => Some(
                 Sandbox::start(&layout.root.join(".root"), &layout.data, &layout.outputs, c)
-                    .await?,
+                    .await
+                    .map_err(RuntimeError::Failed)?,
             ),
             None => None,
         };
@@ -199,7 +200,7 @@ impl Scope for HostScope {
         layout: &'a Layout,
         _reference: &'a str,
         _index: u64,
-    ) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+    ) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
         Box::pin(async move {
             let scope = HostScope::start(
                 layout.clone(),
@@ -228,9 +229,9 @@ impl Scope for HostScope {
         })
     }
 
-    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), String>> {
+    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
-            let spec = self.spec(&launch).map_err(|e| e.to_string())?;
+            let spec = self.spec(&launch)?;
             let mut cmd = tokio::process::Command::new(&spec.argv[0]);
             cmd.args(&spec.argv[1..])
                 .env_clear()
@@ -245,18 +246,25 @@ impl Scope for HostScope {
                 // by a thread that entered it, with this runtime's reaper.
                 Some(inside) => {
                     let runtime = tokio::runtime::Handle::current();
-                    inside.run(move || {
-                        let _runtime = runtime.enter();
-                        cmd.spawn().map_err(|e| e.to_string())
-                    })?
+                    inside
+                        .run(move || {
+                            let _runtime = runtime.enter();
+                            cmd.spawn().map_err(|e| e.to_string())
+                        })
+                        .map_err(RuntimeError::Failed)?
                 }
-                None => cmd.spawn().map_err(|e| e.to_string())?,
+                None => cmd
+                    .spawn()
+                    .map_err(|e| RuntimeError::Failed(e.to_string()))?,
             };
-            let out = child.wait().await.map_err(|e| e.to_string())?;
+            let out = child
+                .wait()
+                .await
+                .map_err(|e| RuntimeError::Failed(e.to_string()))?;
             if out.success() {
                 Ok(())
             } else {
-                Err(format!("exec probe exited with {out}"))
+                Err(RuntimeError::ProbeExited(out.to_string()))
             }
         })
     }
@@ -306,8 +314,8 @@ impl Scope for Unopened {
         _layout: &'a Layout,
         _reference: &'a str,
         _index: u64,
-    ) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
-        Box::pin(async { Err("the runtime is not open".to_string()) })
+    ) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
+        Box::pin(async { Err(RuntimeError::NotOpen) })
     }
 
     fn base_env(&self) -> BTreeMap<String, String> {
@@ -322,8 +330,8 @@ impl Scope for Unopened {
         Box::pin(async { Err(StartError::Unsupported("the runtime is not open".into())) })
     }
 
-    fn probe<'a>(&'a self, _launch: Launch) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Err("the runtime is not open".to_string()) })
+    fn probe<'a>(&'a self, _launch: Launch) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async { Err(RuntimeError::NotOpen) })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
@@ -331,10 +339,10 @@ impl Scope for Unopened {
     }
 }
 
-fn private_path_error(why: &str) -> String {
-    format!(
+fn private_path_error(why: &str) -> RuntimeError {
+    RuntimeError::Unsupported(format!(
         "this workflow uses absolute paths under /data or /testkube, which need a private mount namespace on this machine, but {why}\n\nhint: run as root, or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces), or use paths relative to the working directory instead of /data"
-    )
+    ))
 }
 
 /// Whether any process of the plan (steps, services, workers) refers to `/data` or

@@ -57,7 +57,7 @@ pub use options::{
     DEFAULT_SHELL, Isolation, LaunchError, LaunchRequest, Launched, RunOptions, WorkflowLauncher,
 };
 pub use parallel::{clean_path, fetch_allowed, transfer_files};
-pub use runtime::Runtime;
+pub use runtime::{Runtime, RuntimeError};
 
 use crate::layout::Layout;
 use crate::runner::{Runner, Shared};
@@ -144,7 +144,8 @@ pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> E
     outcome
 }
 
-/// Creates the execution's folders and opens the runtime on them.
+/// Creates the execution's folders and opens the runtime on them. The error is the text
+/// the execution fails with (`ExecutionOutcome::error`), final as is.
 async fn prepare(
     plan: &Plan,
     shared: &Shared,
@@ -166,7 +167,12 @@ async fn prepare(
         layout: &layout,
         options: &shared.opts,
     };
-    let scope = shared.opts.runtime.open(setup).await?;
+    let scope = shared
+        .opts
+        .runtime
+        .open(setup)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((layout, Arc::from(scope)))
 }
 

@@ -257,7 +257,8 @@ impl Runner {
                     Ok(layout) => scope
                         .worker(&layout, &full, index)
                         .await
-                        .map(|worker| (layout, Arc::<dyn crate::runtime::Scope>::from(worker))),
+                        .map(|worker| (layout, Arc::<dyn crate::runtime::Scope>::from(worker)))
+                        .map_err(|e| e.to_string()),
                     Err(e) => Err(e),
                 };
                 let (layout, scope) = match opened {

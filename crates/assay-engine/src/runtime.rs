@@ -45,7 +45,7 @@ pub trait Runtime: Send + Sync {
 
     /// Sets up one execution before its first step: `layout`'s folders exist already. An
     /// error fails the execution with that message (every step skipped).
-    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, String>>;
+    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>>;
 }
 
 impl std::fmt::Debug for dyn Runtime {
@@ -74,7 +74,7 @@ pub trait Scope: Send + Sync {
         layout: &'a Layout,
         reference: &'a str,
         index: u64,
-    ) -> BoxFuture<'a, Result<Box<dyn Scope>, String>>;
+    ) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>>;
 
     /// The environment every process of this scope starts from (the plan's env goes on top);
     /// expressions see it as `env.*`.
@@ -90,7 +90,7 @@ pub trait Scope: Send + Sync {
     /// Runs a readiness probe's `exec` command to its end, output discarded: `Ok` when it
     /// exits 0. The engine bounds it with the probe's timeout by dropping the future, which
     /// must then stop the command.
-    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), String>>;
+    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
     /// Ends everything the scope still holds (called once, after its last process).
     fn close(&self) -> BoxFuture<'_, ()>;
@@ -176,6 +176,43 @@ pub struct ProcessOutcome {
     pub stopped: Option<StopReason>,
     pub peak_rss_bytes: Option<u64>,
     pub cpu_time: Option<Duration>,
+}
+
+/// Why a runtime could not open an execution or give a worker its scope, or why a readiness
+/// probe's command did not succeed. The message is what the execution, the worker or the
+/// service's readiness fails with; the variant says whose problem it is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The plan asks for what this runtime cannot give here (paths under `/data` without a
+    /// private mount namespace, a probe of something that is not a service, ...): the plan
+    /// or the machine's settings must change.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The runtime failed on this machine (a namespace, a folder or a container that could
+    /// not be made or reached).
+    #[error("{0}")]
+    Failed(String),
+    /// What the runtime is built on refused, with its own error kept for callers that know
+    /// it (the container runtime's `EngineError`: whether the engine or the input is at fault).
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// A probe's command could not be started.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// A probe's command ran and did not exit 0 (how it ended, e.g. `exit status: 1`).
+    #[error("exec probe exited with {0}")]
+    ProbeExited(String),
+    /// The execution's runtime could not be opened, so nothing can start in it.
+    #[error("the runtime is not open")]
+    NotOpen,
+}
+
+impl RuntimeError {
+    /// Keeps the error of what the runtime is built on (see [`RuntimeError::Backend`]).
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        RuntimeError::Backend(Box::new(e))
+    }
 }
 
 /// Why a process was not started.

@@ -260,7 +260,7 @@ impl Runner {
                 index,
             };
             let launch = self.prepare(kind, &process, frame.passed, &frame.cwd, None)?;
-            return self.scope.probe(launch).await;
+            return self.scope.probe(launch).await.map_err(|e| e.to_string());
         }
         if let Some(tcp) = &probe.tcp_socket {
             let addr = target(tcp.host.as_deref(), &tcp.port, address)?;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::common;
 
 use assay_engine::runtime::{
-    BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, Runtime, Scope, Setup,
-    StartError, Stop,
+    BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, Runtime, RuntimeError,
+    Scope, Setup, StartError, Stop,
 };
 use assay_spec::plan::{
     PlanContent, PlanGit, PlanParallel, PlanProcess, PlanService, PlanServiceInstance, PlanStep,
@@ -43,7 +43,7 @@ impl Runtime for TestRuntime {
         "test"
     }
 
-    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
         self.0
             .lock()
             .unwrap()
@@ -62,7 +62,7 @@ impl Scope for TestScope {
         layout: &'a Layout,
         reference: &'a str,
         index: u64,
-    ) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+    ) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
         self.0
             .lock()
             .unwrap()
@@ -101,7 +101,7 @@ impl Scope for TestScope {
         })
     }
 
-    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), String>> {
+    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), RuntimeError>> {
         self.0.lock().unwrap().probes.push(launch);
         Box::pin(async { Ok(()) })
     }
@@ -315,8 +315,12 @@ async fn a_runtime_that_cannot_open_fails_the_execution_with_its_reason() {
         fn name(&self) -> &'static str {
             "refusing"
         }
-        fn open<'a>(&'a self, _: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
-            Box::pin(async { Err("no engine at unix:///nowhere.sock".to_string()) })
+        fn open<'a>(&'a self, _: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
+            Box::pin(async {
+                Err(RuntimeError::Failed(
+                    "no engine at unix:///nowhere.sock".to_string(),
+                ))
+            })
         }
     }
     let (mut opts, dir) = options();

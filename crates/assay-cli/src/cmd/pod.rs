@@ -14,7 +14,7 @@ use std::time::Duration;
 use assay_api::agents::{AgentEvent, AgentWork};
 use assay_engine::runtime::{
     BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, RemoteWorker,
-    RemoteWorkerEnd, Runtime, Scope, Setup, StartError, Stop,
+    RemoteWorkerEnd, Runtime, RuntimeError, Scope, Setup, StartError, Stop,
 };
 use assay_engine::{Event, ServiceState};
 use assay_kube::job::ServiceAddresses;
@@ -591,7 +591,7 @@ impl Runtime for PodServices {
         self.inner.name()
     }
 
-    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+    fn open<'a>(&'a self, setup: Setup<'a>) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
         Box::pin(async move {
             let inner = self.inner.open(setup).await?;
             Ok(Box::new(PodServicesScope {
@@ -615,7 +615,7 @@ impl Scope for PodServicesScope {
         layout: &'a Layout,
         reference: &'a str,
         index: u64,
-    ) -> BoxFuture<'a, Result<Box<dyn Scope>, String>> {
+    ) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
         // Without the worker endpoint, workers run in this pod, their services with them.
         self.inner.worker(layout, reference, index)
     }
@@ -647,7 +647,7 @@ impl Scope for PodServicesScope {
         })
     }
 
-    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), String>> {
+    fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), RuntimeError>> {
         self.inner.probe(launch)
     }
 
