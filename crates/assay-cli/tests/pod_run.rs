@@ -571,3 +571,161 @@ fn pod_install_copies_the_binary() {
     assert!(copied.status.success());
     assert!(String::from_utf8_lossy(&copied.stdout).starts_with("assay"));
 }
+
+/// The main pod's endpoint for parallel workers in pods of their own (`--channel`), attacked
+/// as anything in the cluster's network could: no token or a wrong one is 401; with the token,
+/// a worker gets its `transfer`red files, its lines are written under its own refs, and of the
+/// files it sends back only those under its `fetch` targets are written (`..` and other paths
+/// are refused, and the worker fails saying so).
+#[test]
+fn security_the_worker_endpoint_asks_its_token_and_writes_only_under_fetch_targets() {
+    use assay_kube::workers::{FileBundle, FileEntry, WorkerReport};
+    use std::io::BufRead;
+    let dir = TempDir::new().unwrap();
+    let work = write_work(
+        dir.path(),
+        r#"
+kind: TestWorkflow
+apiVersion: testworkflows.testkube.io/v1
+metadata: {name: wf}
+spec:
+  steps:
+    - name: Seed
+      shell: mkdir -p input && echo seed > input/s.txt
+    - name: Workers
+      parallel:
+        count: 1
+        transfer: [{from: /data/input}]
+        fetch: [{from: /data/out}]
+        shell: echo runs-in-its-own-pod
+"#,
+        &[],
+    );
+    let token = "a-token-the-agent-made-0123456789";
+    let channel = dir.path().join("channel.json");
+    std::fs::write(
+        &channel,
+        json!({"role": "serve", "token": token}).to_string(),
+    )
+    .unwrap();
+    let mut child = pod_run_cmd(dir.path(), &work)
+        .arg("--channel")
+        .arg(&channel)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let request = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the main pod asks for the worker's pod");
+        if let Ok(Some(PodLine::Worker(r))) = podlog::decode(&line) {
+            break r;
+        }
+        lines.push(line);
+    };
+    let port = request.port;
+    let start = format!("/v1/workers/{}/start", request.key);
+    let http = crate::run_support::http;
+    assert_eq!(http(port, "GET", &start, "", None).0, 401);
+    assert_eq!(
+        http(
+            port,
+            "GET",
+            &start,
+            "a-token-the-agent-made-012345678",
+            None
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http(port, "GET", "/v1/workers/99/start", token, None).0,
+        404
+    );
+    let (status, body) = http(port, "GET", &start, token, None);
+    assert_eq!(status, 200, "{body}");
+    let bundle: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(bundle["files"][0]["path"], "/data/input/s.txt", "{bundle}");
+
+    let path = |what: &str| format!("/v1/workers/{}/{what}", request.key);
+    let log = podlog::encode_event(&AgentEvent::Log {
+        reference: "inner".into(),
+        at: 1,
+        text: "from-the-worker".into(),
+    });
+    let posted = http(
+        port,
+        "POST",
+        &path("lines"),
+        token,
+        Some(("text/plain", &log)),
+    );
+    assert_eq!(posted.0, 204, "{posted:?}");
+    let files = FileBundle {
+        files: vec![
+            FileEntry::new("/data/out/ok.txt", b"ok"),
+            FileEntry::new("/data/out/../escape.txt", b"x"),
+            FileEntry::new("/data/elsewhere.txt", b"x"),
+        ],
+    };
+    let files = serde_json::to_string(&files).unwrap();
+    let posted = http(
+        port,
+        "POST",
+        &path("fetch"),
+        token,
+        Some(("application/json", &files)),
+    );
+    assert_eq!(posted.0, 204, "{posted:?}");
+    let report = serde_json::to_string(&WorkerReport {
+        status: assay_api::status::ExecutionStatus::Passed,
+        error: None,
+    })
+    .unwrap();
+    let wrong = http(
+        port,
+        "POST",
+        &path("report"),
+        "nope",
+        Some(("application/json", &report)),
+    );
+    assert_eq!(wrong.0, 401);
+    let posted = http(
+        port,
+        "POST",
+        &path("report"),
+        token,
+        Some(("application/json", &report)),
+    );
+    assert_eq!(posted.0, 204, "{posted:?}");
+
+    let status = child.wait().unwrap();
+    lines.extend(rx.iter());
+    let all = lines.join("\n");
+    assert_eq!(status.code(), Some(1), "{all}");
+    let data = dir.path().join("data");
+    assert_eq!(std::fs::read(data.join("out/ok.txt")).unwrap(), b"ok");
+    assert!(!data.join("escape.txt").exists() && !data.join("elsewhere.txt").exists());
+    assert!(
+        all.contains("not under a target of its fetch rules"),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("\"reference\":\"{}/0/inner\"", request.reference)),
+        "{all}"
+    );
+    // The worker's pod is no longer needed: the agent is told.
+    assert!(
+        all.contains(&podlog::encode_worker_done(request.key)),
+        "{all}"
+    );
+}
