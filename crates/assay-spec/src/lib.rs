@@ -10,6 +10,7 @@ pub mod config;
 mod deserialize;
 pub mod diagnostic;
 pub mod duration;
+pub mod gitmatch;
 pub mod load;
 pub mod located;
 mod lower;

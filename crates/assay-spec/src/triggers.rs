@@ -63,8 +63,9 @@ pub struct TestTriggerSpec {
     /// HTTP probes that must all answer (status below 400) before the runs are queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_spec: Option<TestTriggerProbeSpec>,
+    /// What a `resource: content` trigger watches: a git repository's branches, tags and paths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_selector: Option<Opaque>,
+    pub content_selector: Option<TestTriggerContentSelector>,
     /// `run` (the only action Testkube has).
     #[serde(default)]
     pub action: String,
@@ -140,6 +141,64 @@ pub struct TestTriggerProbe {
 /// Longest `probeSpec.timeout` Assay accepts, in seconds: a probe holds a task (and a
 /// connection) of the server for that long.
 pub const MAX_PROBE_TIMEOUT: i32 = 3600;
+
+/// Testkube's `contentSelector`: the content a `resource: content` trigger watches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TestTriggerContentSelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<TestTriggerContentGit>,
+}
+
+/// A git repository a trigger polls (`contentSelector.git`), as Testkube's
+/// `TestTriggerContentGitSpec` has it. Patterns are globs (`*` stays within a `/`-separated
+/// part, `**` spans parts); an `*Ignore` list wins over its list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TestTriggerContentGit {
+    /// `https://`, `http://`, `ssh://`, `git://` or `user@host:path`.
+    #[serde(default)]
+    pub uri: String,
+    /// Branches a `git-push` watches (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches_ignore: Vec<String>,
+    /// Paths a change must touch (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths_ignore: Vec<String>,
+    /// Tags a `git-tag-push` watches (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags_ignore: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// A Kubernetes `EnvVarSource` (`secretKeyRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_from: Option<Opaque>,
+    /// Refused: it would be stored, and shown, in the clear (use `tokenFrom`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_from: Option<Opaque>,
+    /// Refused: it would be stored, and shown, in the clear (use `sshKeyFrom`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ssh_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key_from: Option<Opaque>,
+    /// `basic` (default: the token as a password) or `header` (`Authorization: Bearer`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub auth_type: String,
+    /// Refused: pull requests need GitHub's API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<Opaque>,
+}
+
+/// The events of `resource: content` triggers that Assay watches.
+pub const GIT_EVENTS: &[&str] = &["git-push", "git-tag-push"];
 
 /// Config and tags a trigger passes to the workflows it runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -460,6 +519,7 @@ pub fn validate_resource(file: &str, doc: &crate::load::LoadedResource) -> Vec<D
                     Some("use `execution: testworkflow`".to_string()),
                 );
             }
+            content_problems(s, &mut error);
             if !s.concurrency_policy.is_empty() {
                 one_of(
                     &mut error,
@@ -592,6 +652,189 @@ pub fn validate_resource(file: &str, doc: &crate::load::LoadedResource) -> Vec<D
     out
 }
 
+/// The checks of Testkube's `validation.go` for git `content` triggers, and Assay's own: what
+/// it cannot watch (pull requests, GitHub App tokens) and what would put a secret in the clear.
+fn content_problems(s: &TestTriggerSpec, error: &mut impl FnMut(&str, String, Option<String>)) {
+    let content = s.resource == "content";
+    let git_event = s.event.starts_with("git-");
+    if git_event && !content {
+        error(
+            "spec.event",
+            format!("`{}` is an event of git content triggers", s.event),
+            Some("add `resource: content` and `contentSelector.git`".to_string()),
+        );
+    }
+    if !content {
+        if s.content_selector.is_some() {
+            error(
+                "spec.contentSelector",
+                "`contentSelector` is for `resource: content` triggers".to_string(),
+                Some("set `resource: content`, or leave `contentSelector` out".to_string()),
+            );
+        }
+        return;
+    }
+    if s.event == "git-pull-request" {
+        error(
+            "spec.event",
+            "`git-pull-request` is not supported: it needs GitHub's API, which Assay does not poll"
+                .to_string(),
+            Some(
+                "point a GitHub webhook at a hook (`POST /v1/hooks/NAME`, events: [pull_request]), \
+                 or watch the branches with `git-push`"
+                    .to_string(),
+            ),
+        );
+    } else if !git_event && !s.event.is_empty() {
+        error(
+            "spec.event",
+            format!("resource `content` needs a git event, not `{}`", s.event),
+            Some("one of: git-push, git-tag-push".to_string()),
+        );
+    }
+    if s.condition_spec
+        .as_ref()
+        .and_then(|c| c.get("conditions"))
+        .and_then(|c| c.as_array())
+        .is_some_and(|c| !c.is_empty())
+    {
+        error(
+            "spec.conditionSpec.conditions",
+            "resource `content` has no conditions to check".to_string(),
+            Some("leave `conditionSpec` out".to_string()),
+        );
+    }
+    if s.probe_spec.as_ref().is_some_and(|p| !p.probes.is_empty()) {
+        error(
+            "spec.probeSpec.probes",
+            "resource `content` has no object to probe".to_string(),
+            Some("leave `probeSpec` out".to_string()),
+        );
+    }
+    let Some(git) = s.content_selector.as_ref().and_then(|c| c.git.as_ref()) else {
+        error(
+            "spec",
+            "resource `content` needs `contentSelector.git.uri`".to_string(),
+            Some("add `contentSelector: {git: {uri: https://...}}`".to_string()),
+        );
+        return;
+    };
+    let base = "spec.contentSelector.git";
+    if git.uri.trim().is_empty() {
+        error(
+            base,
+            "resource `content` needs `contentSelector.git.uri`".to_string(),
+            Some("add `uri: https://...`".to_string()),
+        );
+    } else if let Some((message, hint)) = crate::gitmatch::uri_problem(&git.uri) {
+        error(&format!("{base}.uri"), message, Some(hint));
+    }
+    for (field, list) in [
+        ("branches", &git.branches),
+        ("branchesIgnore", &git.branches_ignore),
+        ("paths", &git.paths),
+        ("pathsIgnore", &git.paths_ignore),
+        ("tags", &git.tags),
+        ("tagsIgnore", &git.tags_ignore),
+    ] {
+        for (i, p) in list.iter().enumerate() {
+            if let Some(problem) = crate::gitmatch::pattern_problem(p) {
+                error(
+                    &format!("{base}.{field}[{i}]"),
+                    format!("`{p}` is not a glob pattern: {problem}"),
+                    Some("`*` within a path part, `**` across parts, `?`, `[a-z]`".to_string()),
+                );
+            }
+        }
+    }
+    for (field, set, name) in [
+        ("token", !git.token.is_empty(), "tokenFrom"),
+        ("sshKey", !git.ssh_key.is_empty(), "sshKeyFrom"),
+    ] {
+        if set {
+            error(
+                &format!("{base}.{field}"),
+                format!(
+                    "`{field}` is refused: it would be stored, and shown to every viewer, in the clear"
+                ),
+                Some(format!(
+                    "put it in a Kubernetes Secret and name it with `{name}: {{secretKeyRef: {{name: NAME, key: KEY}}}}` (read by `assay server --kubernetes`)"
+                )),
+            );
+        }
+    }
+    for (field, from) in [
+        ("usernameFrom", &git.username_from),
+        ("tokenFrom", &git.token_from),
+        ("sshKeyFrom", &git.ssh_key_from),
+    ] {
+        if let Some(from) = from
+            && let Some(problem) = secret_key_ref_problem(from)
+        {
+            error(
+                &format!("{base}.{field}"),
+                problem,
+                Some(format!(
+                    "write `{field}: {{secretKeyRef: {{name: NAME, key: KEY}}}}`"
+                )),
+            );
+        }
+    }
+    match git.auth_type.as_str() {
+        "" | "basic" | "header" => {}
+        "github" => error(
+            &format!("{base}.authType"),
+            "`authType: github` is not supported: its tokens come from Testkube's control plane"
+                .to_string(),
+            Some("use `authType: basic` or `header` with a `tokenFrom` Secret".to_string()),
+        ),
+        other => one_of(
+            error,
+            &format!("{base}.authType"),
+            other,
+            &["basic", "header"],
+            "git auth type",
+        ),
+    }
+    if git.pull_request.is_some() {
+        error(
+            &format!("{base}.pullRequest"),
+            "`pullRequest` is not supported: pull requests need GitHub's API, which Assay does not poll"
+                .to_string(),
+            Some(
+                "point a GitHub webhook at a hook (`POST /v1/hooks/NAME`, events: [pull_request])"
+                    .to_string(),
+            ),
+        );
+    }
+}
+
+/// What is wrong with a credential's `*From` (Kubernetes' `EnvVarSource`): Assay reads a
+/// Secret's key (`secretKeyRef`) and nothing else.
+fn secret_key_ref_problem(from: &serde_json::Value) -> Option<String> {
+    let Some(fields) = from.as_object() else {
+        return Some("is not a mapping".into());
+    };
+    if let Some(other) = fields.keys().find(|k| k.as_str() != "secretKeyRef") {
+        return Some(format!(
+            "`{other}` is not supported: Assay reads Secrets only"
+        ));
+    }
+    let Some(r) = fields.get("secretKeyRef").and_then(|r| r.as_object()) else {
+        return Some("needs `secretKeyRef`".into());
+    };
+    for key in r.keys() {
+        if !["name", "key", "optional"].contains(&key.as_str()) {
+            return Some(format!("unknown field `secretKeyRef.{key}`"));
+        }
+    }
+    let text = |k: &str| r.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+    if text("name").is_none() || text("key").is_none() {
+        return Some("`secretKeyRef` needs `name` and `key`".into());
+    }
+    None
+}
+
 /// What is wrong with an `actionParameters.target` (Testkube's execution target: `match`,
 /// `not`, `replicate`, `schedulerPolicy`), if anything; its `jsonpath=` and `{{ }}` values
 /// (resolved from the event when it fires) must parse.
@@ -667,7 +910,7 @@ mod tests {
     use crate::validate::check;
 
     /// Shapes from kubeshop/testkube's `test/env/dev` folder (MIT).
-    const REAL: &str = r#"apiVersion: tests.testkube.io/v1
+    const PULL_REQUEST: &str = r#"apiVersion: tests.testkube.io/v1
 kind: TestTrigger
 metadata:
   name: git-trigger-pr-content-trigger
@@ -687,6 +930,27 @@ spec:
   testSelector:
     name: git-triggered-workflow-pr-content-trigger
     namespace: testkube-agent
+"#;
+
+    const REAL: &str = r#"apiVersion: tests.testkube.io/v1
+kind: TestTrigger
+metadata:
+  name: git-push-content-trigger
+spec:
+  resource: content
+  event: git-push
+  contentSelector:
+    git:
+      uri: https://github.com/kubeshop/testkube
+      branches: [main, "release/*"]
+      paths: ["src/**"]
+      pathsIgnore: ["**/*.md"]
+      tokenFrom:
+        secretKeyRef: {name: git-credentials, key: token}
+  action: run
+  execution: testworkflow
+  testSelector:
+    name: git-triggered-workflow
 ---
 apiVersion: tests.testkube.io/v1
 kind: TestTrigger
@@ -756,6 +1020,107 @@ spec:
             w.spec.config["key"].secret.as_ref().unwrap().env_var(),
             "HEARTBEAT_TOKEN"
         );
+    }
+
+    #[test]
+    fn git_content_triggers_are_checked_as_testkube_does_and_pull_requests_refused() {
+        let shown = diagnostics_of("pr.yaml", PULL_REQUEST);
+        for expected in [
+            "pr.yaml:7:10: `git-pull-request` is not supported",
+            "`authType: github` is not supported",
+            "`pullRequest` is not supported",
+        ] {
+            assert!(
+                shown
+                    .iter()
+                    .any(|d| d.starts_with(expected) || d.contains(expected)),
+                "{expected}: {shown:?}"
+            );
+        }
+        assert!(
+            shown
+                .iter()
+                .any(|d| d.contains("hint: point a GitHub webhook at a hook"))
+        );
+        let git = "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata: {name: g}\nspec:\n  resource: content\n  event: git-push\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n";
+        let with = |extra: &str| diagnostics_of("g.yaml", &format!("{git}{extra}"));
+        assert!(
+            with("")
+                .iter()
+                .any(|d| d.contains("needs `contentSelector.git.uri`")),
+            "{:?}",
+            with("")
+        );
+        let uri = "  contentSelector: {git: {uri: 'https://example.com/r.git'}}\n";
+        assert!(with(uri).is_empty(), "{:?}", with(uri));
+        for (extra, expected) in [
+            (
+                "  probeSpec: {probes: [{host: x}]}\n",
+                "resource `content` has no object to probe",
+            ),
+            (
+                "  conditionSpec: {conditions: [{type: Ready, status: 'True'}]}\n",
+                "resource `content` has no conditions to check",
+            ),
+            ("  match: [{path: .a}]\n", "`match` is not supported"),
+        ] {
+            let shown = with(&format!("{uri}{extra}"));
+            assert!(
+                shown.iter().any(|d| d.contains(expected)),
+                "{expected}: {shown:?}"
+            );
+        }
+        let modified = format!("{git}{uri}").replace("git-push", "modified");
+        let shown = diagnostics_of("g.yaml", &modified);
+        assert!(
+            shown
+                .iter()
+                .any(|d| d.contains("resource `content` needs a git event, not `modified`")),
+            "{shown:?}"
+        );
+        let on_pods = format!("{git}{uri}").replace("resource: content", "resource: pod");
+        let shown = diagnostics_of("g.yaml", &on_pods);
+        assert!(
+            shown
+                .iter()
+                .any(|d| d.contains("`git-push` is an event of git content triggers")),
+            "{shown:?}"
+        );
+        for (field, expected) in [
+            ("uri: 'ext::sh -c id'", "transport helper"),
+            (
+                "uri: 'https://me:hunter2@example.com/r'",
+                "holds a password",
+            ),
+            ("token: hunter2", "`token` is refused"),
+            ("sshKey: KEY", "`sshKey` is refused"),
+            (
+                "tokenFrom: {configMapKeyRef: {name: a, key: b}}",
+                "Assay reads Secrets only",
+            ),
+            (
+                "tokenFrom: {secretKeyRef: {name: a}}",
+                "needs `name` and `key`",
+            ),
+            ("paths: ['src/[']", "is not a glob pattern"),
+            ("authType: bearer", "unknown git auth type `bearer`"),
+        ] {
+            let text = format!("{git}{uri}").replace(
+                "uri: 'https://example.com/r.git'",
+                &format!("uri: 'https://example.com/r.git', {field}"),
+            );
+            let text = if field.starts_with("uri:") {
+                format!("{git}  contentSelector: {{git: {{{field}}}}}\n")
+            } else {
+                text
+            };
+            let shown = diagnostics_of("g.yaml", &text);
+            assert!(
+                shown.iter().any(|d| d.contains(expected)),
+                "{field}: {shown:?}"
+            );
+            assert!(!shown.iter().any(|d| d.contains("hunter2")), "{shown:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,308 @@
+//! What a git `content` TestTrigger watches, as pure functions: which URIs it may name, which
+//! refs and paths its globs pick (Testkube's `pkg/git/matchers` rules), and a URI with its
+//! credentials hidden. The polling itself (the `git` CLI) is `assay-server`'s.
+
+use std::collections::BTreeMap;
+
+use crate::triggers::TestTriggerContentGit;
+
+/// The transports a trigger's `uri` may use (`file` only where the server allows it).
+pub const PROTOCOLS: &[&str] = &["https", "http", "ssh", "git"];
+
+/// What is wrong with a repository URI, if anything, and a hint: Assay hands it to `git`, so
+/// only plain `https`, `http`, `ssh`, `git` and `file` URLs and scp-like `user@host:path` pass
+/// (no transport helpers such as `ext::`, nothing git could read as an option, no password in
+/// the URL: it would be stored and shown in the clear).
+pub fn uri_problem(uri: &str) -> Option<(String, String)> {
+    let hint = "write `https://host/owner/repo.git`, `ssh://git@host/owner/repo.git` or \
+                `git@host:owner/repo.git`"
+        .to_string();
+    if uri.contains("::") {
+        return Some((
+            format!(
+                "`{}` names a git transport helper, which could run commands on the server",
+                redact(uri)
+            ),
+            hint,
+        ));
+    }
+    if uri.starts_with('-') || uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Some((format!("`{}` is not a repository URL", redact(uri)), hint));
+    }
+    match uri.split_once("://") {
+        Some((scheme, rest)) => {
+            if scheme != "file" && !PROTOCOLS.contains(&scheme) {
+                return Some((
+                    format!("the `{scheme}` protocol is not allowed for git triggers"),
+                    format!("one of: {}", PROTOCOLS.join(", ")),
+                ));
+            }
+            let authority = rest.split('/').next().unwrap_or("");
+            if scheme != "file" && authority.is_empty() {
+                return Some((format!("`{}` has no host", redact(uri)), hint));
+            }
+            if let Some((userinfo, _)) = authority.rsplit_once('@')
+                && userinfo.contains(':')
+            {
+                return Some((
+                    format!(
+                        "`{}` holds a password, which would be stored and shown in the clear",
+                        redact(uri)
+                    ),
+                    "put it in a Kubernetes Secret and name it with `tokenFrom: {secretKeyRef: {name: NAME, key: KEY}}`".to_string(),
+                ));
+            }
+            None
+        }
+        None => {
+            // scp-like `[user@]host:path`: a host before the first `:`, with no `/` in it.
+            match uri.split_once(':') {
+                Some((host, path))
+                    if !host.is_empty() && !host.contains('/') && !path.is_empty() =>
+                {
+                    None
+                }
+                _ => Some((format!("`{}` is not a repository URL", redact(uri)), hint)),
+            }
+        }
+    }
+}
+
+/// The transport of a URI that passed [`uri_problem`]: `https`, `http`, `ssh`, `git` or `file`.
+pub fn protocol(uri: &str) -> &str {
+    match uri.split_once("://") {
+        Some((scheme, _)) => scheme,
+        None => "ssh",
+    }
+}
+
+/// `uri` with the user and password of its authority replaced by `***`, for logs.
+pub fn redact(uri: &str) -> String {
+    if let Some((scheme, rest)) = uri.split_once("://") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+    }
+    uri.to_string()
+}
+
+/// What is wrong with a glob pattern, if anything.
+pub fn pattern_problem(pattern: &str) -> Option<String> {
+    glob(pattern).err()
+}
+
+fn glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| e.kind().to_string())
+}
+
+/// Whether a branch or tag name matches one of `patterns` (`*` stays within a `/` part).
+pub fn name_matches_any(name: &str, patterns: &[String]) -> bool {
+    patterns
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .any(|p| glob(p).is_ok_and(|g| g.is_match(name)))
+}
+
+/// Whether a name passes a list and its ignore list: the ignore list wins; an empty list
+/// takes every name.
+pub fn name_selected(name: &str, patterns: &[String], ignore: &[String]) -> bool {
+    !name_matches_any(name, ignore) && (patterns.is_empty() || name_matches_any(name, patterns))
+}
+
+/// Testkube's path normalisation: surrounding spaces and slashes go, empty patterns too.
+fn normalize(patterns: &[String]) -> Vec<&str> {
+    patterns
+        .iter()
+        .map(|p| p.trim().trim_matches('/'))
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Whether a changed file matches a path pattern: the glob, or (for a pattern without `**`)
+/// the folder it names (`docs` takes `docs/guide.md`), as Testkube matches.
+pub fn path_matches(pattern: &str, file: &str) -> bool {
+    if glob(pattern).is_ok_and(|g| g.is_match(file)) {
+        return true;
+    }
+    !pattern.contains("**")
+        && (file == pattern
+            || file
+                .strip_prefix(pattern)
+                .is_some_and(|rest| rest.starts_with('/')))
+}
+
+/// Whether a change of `files` concerns a trigger: one file that no `paths_ignore` pattern
+/// matches and that `paths` takes (any file when `paths` is empty).
+pub fn paths_match(git: &TestTriggerContentGit, files: &[String]) -> bool {
+    let paths = normalize(&git.paths);
+    let ignore = normalize(&git.paths_ignore);
+    files.iter().any(|f| {
+        !ignore.iter().any(|p| path_matches(p, f))
+            && (paths.is_empty() || paths.iter().any(|p| path_matches(p, f)))
+    })
+}
+
+/// Whether a trigger filters on paths at all (then a change needs the commits' files).
+pub fn filters_paths(git: &TestTriggerContentGit) -> bool {
+    !normalize(&git.paths).is_empty() || !normalize(&git.paths_ignore).is_empty()
+}
+
+/// The refs an event watches among `git ls-remote`'s lines (`SHA\tREF`): `git-push` the
+/// branches `branches`/`branchesIgnore` select, `git-tag-push` the tags `tags`/`tagsIgnore`
+/// select. An annotated tag is taken at its commit (the `^{}` line), not its tag object.
+pub fn watched_refs(
+    event: &str,
+    git: &TestTriggerContentGit,
+    ls_remote: &str,
+) -> BTreeMap<String, String> {
+    let (prefix, patterns, ignore) = if event == "git-tag-push" {
+        ("refs/tags/", &git.tags, &git.tags_ignore)
+    } else {
+        ("refs/heads/", &git.branches, &git.branches_ignore)
+    };
+    let mut out = BTreeMap::new();
+    let mut peeled = BTreeMap::new();
+    for line in ls_remote.lines() {
+        let Some((sha, name)) = line.split_once('\t') else {
+            continue;
+        };
+        let Some(short) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if let Some(tag) = short.strip_suffix("^{}") {
+            peeled.insert(tag.to_string(), sha.to_string());
+            continue;
+        }
+        if name_selected(short, patterns, ignore) {
+            out.insert(name.to_string(), sha.to_string());
+        }
+    }
+    for (name, sha) in out.iter_mut() {
+        if let Some(commit) = name.strip_prefix(prefix).and_then(|s| peeled.get(s)) {
+            *sha = commit.clone();
+        }
+    }
+    out
+}
+
+/// A ref's short name and kind: `("main", false)` for `refs/heads/main`, `("v1", true)` for
+/// `refs/tags/v1`.
+pub fn short_ref(reference: &str) -> (&str, bool) {
+    if let Some(tag) = reference.strip_prefix("refs/tags/") {
+        (tag, true)
+    } else {
+        (
+            reference.strip_prefix("refs/heads/").unwrap_or(reference),
+            false,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(paths: &[&str], ignore: &[&str]) -> TestTriggerContentGit {
+        TestTriggerContentGit {
+            paths: paths.iter().map(|s| s.to_string()).collect(),
+            paths_ignore: ignore.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn files(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn paths_as_testkube_matches_them() {
+        assert!(path_matches("src/**", "src/a/b.rs"));
+        assert!(path_matches("*.md", "README.md"));
+        assert!(!path_matches("*.md", "docs/guide.md"));
+        assert!(path_matches("docs", "docs/guide.md"));
+        assert!(path_matches("docs/*", "docs/guide.md"));
+        assert!(!path_matches("docs/*", "docs/a/guide.md"));
+        assert!(!path_matches("doc", "docs/guide.md"));
+        assert!(path_matches("**/*.rs", "a.rs"));
+        // The ignore list wins; an empty list takes any file.
+        let g = git(&["src/**"], &["src/**/*.md"]);
+        assert!(paths_match(&g, &files(&["src/notes.md", "src/lib.rs"])));
+        assert!(!paths_match(&g, &files(&["src/notes.md", "docs/x.rs"])));
+        assert!(paths_match(&git(&[], &["docs/**"]), &files(&["x"])));
+        assert!(!paths_match(&git(&[], &["docs/**"]), &files(&["docs/x"])));
+        assert!(!paths_match(&git(&[], &[]), &[]));
+        assert!(paths_match(&git(&["/src/"], &[]), &files(&["src/x"])));
+        assert!(filters_paths(&git(&[], &["x"])) && !filters_paths(&git(&[" "], &[])));
+    }
+
+    #[test]
+    fn refs_by_event_with_ignore_lists_winning() {
+        let ls = "a1\tHEAD\nb2\trefs/heads/main\nc3\trefs/heads/release/1\nd4\trefs/heads/release/1/x\n\
+                  e5\trefs/tags/v1.0\nf6\trefs/tags/v1.0^{}\n07\trefs/tags/v2.0\n08\trefs/pull/1/head\n";
+        let mut g = TestTriggerContentGit {
+            branches: vec!["release/*".into(), "main".into()],
+            branches_ignore: vec!["main".into()],
+            ..Default::default()
+        };
+        let pushed = watched_refs("git-push", &g, ls);
+        assert_eq!(
+            pushed.into_iter().collect::<Vec<_>>(),
+            [("refs/heads/release/1".to_string(), "c3".to_string())]
+        );
+        g.branches.clear();
+        g.branches_ignore.clear();
+        assert_eq!(watched_refs("git-push", &g, ls).len(), 3);
+        g.tags_ignore = vec!["v2*".into()];
+        let tags = watched_refs("git-tag-push", &g, ls);
+        // The annotated tag at its commit.
+        assert_eq!(
+            tags.into_iter().collect::<Vec<_>>(),
+            [("refs/tags/v1.0".to_string(), "f6".to_string())]
+        );
+        assert_eq!(short_ref("refs/tags/v1.0"), ("v1.0", true));
+        assert_eq!(short_ref("refs/heads/a/b"), ("a/b", false));
+    }
+
+    #[test]
+    fn uris_that_git_would_misread_are_refused() {
+        for ok in [
+            "https://example.com/a/b.git",
+            "http://127.0.0.1:8080/repo.git",
+            "ssh://git@example.com:22/a/b.git",
+            "git://example.com/a",
+            "git@example.com:a/b.git",
+            "https://user@example.com/a.git",
+            "file:///srv/repo.git",
+        ] {
+            assert_eq!(uri_problem(ok), None, "{ok}");
+        }
+        for (bad, expected) in [
+            ("ext::sh -c touch% /tmp/pwned", "transport helper"),
+            ("ext::sh", "transport helper"),
+            ("--upload-pack=touch /tmp/x", "is not a repository URL"),
+            ("ftp://example.com/a", "`ftp` protocol is not allowed"),
+            ("https://me:hunter2@example.com/a", "holds a password"),
+            ("https:///a", "has no host"),
+            ("/srv/repo.git", "is not a repository URL"),
+            ("https://example.com/a\nb", "is not a repository URL"),
+        ] {
+            let (message, _) = uri_problem(bad).unwrap_or_else(|| panic!("{bad} passes"));
+            assert!(message.contains(expected), "{bad}: {message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        assert_eq!(
+            redact("https://me:hunter2@example.com/a@b"),
+            "https://***@example.com/a@b"
+        );
+        assert_eq!(protocol("git@example.com:a/b.git"), "ssh");
+        assert!(pattern_problem("src/[").is_some());
+        assert!(pattern_problem("src/**").is_none());
+    }
+}
