@@ -3,21 +3,16 @@
 //! server can be had here), driven with Debian's `kubectl` (`--validate=false`: the fake
 //! serves no OpenAPI schemas).
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use crate::run_support::{FakeApi, Running, apply, fake_api, free_port, http, kubectl, repo};
+use crate::run_support::{
+    FakeApi, LoggedServer, apply, fake_api, http, kubectl, logged_server, repo, wait_logged,
+};
 use serde_json::Value;
 
 /// `assay server --kubernetes` on the fake, its stderr kept for assertions.
-struct Server {
-    _running: Running,
-    port: u16,
-    log: Arc<Mutex<String>>,
-}
+type Server = LoggedServer;
 
 fn server(data: &Path, api: &FakeApi) -> Server {
     server_with(data, api, &[])
@@ -25,59 +20,20 @@ fn server(data: &Path, api: &FakeApi) -> Server {
 
 /// [`server`] with more flags.
 fn server_with(data: &Path, api: &FakeApi, extra: &[&str]) -> Server {
-    let port = free_port();
-    let mut child = crate::run_support::assay()
-        .args([
-            "server",
-            "--no-auth",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--kubernetes")
-        .arg("--kubeconfig")
-        .arg(&api.kubeconfig)
-        .args(extra)
-        .env("ASSAY_DATA_DIR", data)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let running = Running(child);
-    let s = Server {
-        _running: running,
-        port,
-        log,
-    };
-    wait_for(&s, "the server listening", || {
-        s.log.lock().unwrap().contains("listening on").then_some(())
-    });
-    s
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let mut args = vec![
+        "--no-auth",
+        "--kubernetes",
+        "--kubeconfig",
+        kubeconfig.as_str(),
+    ];
+    args.extend(extra);
+    logged_server(data, &args, "info")
 }
 
 /// Poll `check` until it gives a value; fail with the server's log after a minute.
-fn wait_for<T>(s: &Server, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited a minute for {what}; server log:\n{}",
-            s.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for<T>(s: &Server, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_logged(s, what, check)
 }
 
 /// Wait until the TestTrigger watcher of `resource` (in `namespace`, else any) has listed: events

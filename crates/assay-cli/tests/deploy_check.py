@@ -191,7 +191,28 @@ def main():
             "concurrencyPolicy": "forbid",
         },
     }
-    accepted = [("a minimal TestWorkflow", "TestWorkflow", wf), ("a TestTrigger", "TestTrigger", trigger)]
+    git_trigger = {
+        "apiVersion": "tests.testkube.io/v1",
+        "kind": "TestTrigger",
+        "metadata": {"name": "app-push"},
+        "spec": {
+            "resource": "content",
+            "event": "git-push",
+            "contentSelector": {"git": {
+                "uri": "https://git.example.com/acme/app.git",
+                "branches": ["main"], "paths": ["src/**"], "pathsIgnore": ["**/*.md"],
+                "tokenFrom": {"secretKeyRef": {"name": "git", "key": "token"}},
+            }},
+            "action": "run",
+            "execution": "testworkflow",
+            "testSelector": {"name": "app-tests"},
+        },
+    }
+    accepted = [
+        ("a minimal TestWorkflow", "TestWorkflow", wf),
+        ("a TestTrigger", "TestTrigger", trigger),
+        ("a git TestTrigger", "TestTrigger", git_trigger),
+    ]
     for what, kind, doc in accepted:
         errs = errors_against(schemas[kind], doc)
         if errs:

@@ -13,6 +13,7 @@ mod dashboard;
 mod deploy;
 mod explain;
 mod gate_cli;
+mod git_triggers;
 mod history_cli;
 mod init_cli;
 mod insights;

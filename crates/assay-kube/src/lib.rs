@@ -93,6 +93,29 @@ pub async fn connect(
     Ok(Connection { client, namespace })
 }
 
+/// The value of `key` in the Secret `name` of `namespace` (its `data`, as text), `None` when
+/// the Secret or the key does not exist. Git TestTriggers read their credentials so.
+pub async fn secret_value(
+    conn: &Connection,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, KubeError> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(conn.client.clone(), namespace);
+    let Some(secret) = api.get_opt(name).await? else {
+        return Ok(None);
+    };
+    let value = secret
+        .data
+        .and_then(|d| {
+            d.get(key)
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        })
+        .or_else(|| secret.string_data.and_then(|d| d.get(key).cloned()));
+    Ok(value)
+}
+
 /// The labels on every object Assay creates in a cluster, so it can find (and sweep) them.
 pub mod labels {
     /// `app.kubernetes.io/managed-by: assay`.

@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 use crate::Connection;
 
 /// The resources a trigger can watch here: `(resource, group, version, kind, plural)`.
-/// Testkube's `content` (git) has no Kubernetes object: Assay's `/v1/hooks` covers pushes.
+/// Testkube's `content` (git) has no Kubernetes object: `assay-server`'s git informer polls those.
 pub const WATCHABLE: &[(&str, &str, &str, &str, &str)] = &[
     ("pod", "", "v1", "Pod", "pods"),
     ("deployment", "apps", "v1", "Deployment", "deployments"),
@@ -531,11 +531,15 @@ pub fn spawn_watcher(
             let current = triggers.borrow_and_update().clone();
             let mut wanted: BTreeSet<(&'static str, String)> = BTreeSet::new();
             let mut refused_now: BTreeSet<(String, String)> = BTreeSet::new();
-            for t in current.iter().filter(|t| !t.spec.disabled) {
+            // Git `content` triggers are the git informer's (assay-server), not a watch's.
+            for t in current
+                .iter()
+                .filter(|t| !t.spec.disabled && t.spec.resource != "content")
+            {
                 let Some(kinds) = kinds_of(t) else {
                     if warned.insert(t.metadata.name.clone()) {
                         tracing::warn!(trigger = %t.metadata.name, resource = %t.spec.resource,
-                            "this TestTrigger's resource cannot be watched here (git `content` triggers: use /v1/hooks)");
+                            "this TestTrigger's resource cannot be watched here");
                     }
                     continue;
                 };

@@ -13,6 +13,7 @@ mod definitions;
 pub mod error;
 mod executions;
 pub mod gates;
+pub mod git_triggers;
 pub mod guard;
 mod hooks;
 mod insights;
@@ -23,6 +24,7 @@ mod quarantines;
 pub mod queue;
 pub mod schedule;
 pub mod serve;
+pub mod triggers;
 pub mod webhooks;
 
 use std::net::SocketAddr;

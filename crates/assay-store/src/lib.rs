@@ -32,6 +32,7 @@ mod error;
 mod executions;
 mod files;
 pub mod format;
+mod git_triggers;
 mod hooks;
 mod insights;
 pub mod lease;
@@ -59,6 +60,7 @@ pub use dashboard::RunPoint;
 pub use error::{Result, StoreError};
 pub use executions::{HeartbeatGuard, SummaryPage};
 pub use files::ArtifactDownload;
+pub use git_triggers::GitHeads;
 pub use hooks::{
     CUT_MARKER, Hook, HookDelivery, MAX_DELIVERIES, MAX_ERROR_BYTES, MAX_EVENT_CHARS, NewHook,
     StartedExecution, StoredResource, WebhookAttempt,

@@ -93,9 +93,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             eprintln!("{noun} {name} {what}");
             if kind == ResourceKind::TestTrigger {
                 eprintln!(
-                    "note: {noun} {name} is stored; it acts on Kubernetes events where `assay server \
-                     --kubernetes` watches its namespace (for git pushes, see `POST /v1/hooks/NAME` \
-                     in the README)"
+                    "note: {noun} {name} is stored; a git `content` trigger is polled by every \
+                     `assay server` on this store, the others act on Kubernetes events where \
+                     `assay server --kubernetes` watches its namespace"
                 );
             }
         }

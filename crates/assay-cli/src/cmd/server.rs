@@ -77,12 +77,18 @@ pub struct Args {
     /// With --kubernetes: the namespace to watch (default: the context's, or the pod's own)
     #[arg(long, value_name = "NAMESPACE", requires = "kubernetes")]
     namespace: Option<String>,
-    /// With --kubernetes: read the stored TestTriggers again this often even when no change
-    /// was signalled (a change made through this server, or another one on the same
-    /// PostgreSQL, is acted on at once; one written by another process into a SQLite file is
-    /// seen only then)
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "kubernetes")]
+    /// Read the stored TestTriggers again this often even when no change was signalled (a
+    /// change made through this server, or another one on the same PostgreSQL, is acted on at
+    /// once; one written by another process into a SQLite file is seen only then)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     trigger_reread: Duration,
+    /// How often git `content` TestTriggers poll their repositories (`git ls-remote`)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    git_poll_interval: Duration,
+    /// Let git `content` TestTriggers poll `file://` repositories on this machine's disk
+    /// (refused by default: a trigger's author could read any repository the server can)
+    #[arg(long)]
+    git_allow_file: bool,
     /// With --kubernetes: another namespace whose resources TestTriggers may watch
     /// (`resourceSelector.namespace`, `namespaceRegex`, a trigger's own namespace), besides the
     /// server's; its ServiceAccount needs get/list/watch there (repeatable). A trigger naming
@@ -231,6 +237,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .state
             .webhooks
             .set_allow_private(args.allow_private_webhooks);
+        let triggers = assay_server::triggers::spawn_stored(&server.state, args.trigger_reread);
+        let mut git = assay_server::git_triggers::Options {
+            interval: args.git_poll_interval,
+            allow_file: args.git_allow_file,
+            ..Default::default()
+        };
         if args.kubernetes {
             let conn = assay_kube::connect(
                 args.kubeconfig.as_deref(),
@@ -249,15 +261,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                     args.trigger_namespaces.join(", ")
                 );
             }
+            git.kube = Some(conn.clone());
             assay_server::kubernetes::spawn(
                 server.state.clone(),
                 conn,
                 assay_server::kubernetes::Options {
-                    trigger_reread: args.trigger_reread,
                     trigger_namespaces: args.trigger_namespaces,
                 },
+                triggers.clone(),
             );
         }
+        assay_server::git_triggers::spawn(server.state.clone(), triggers, git);
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
             UserError::invalid(format!("failed to listen on {}: {e}", args.listen))
                 .with_hint("pick another port with --listen 127.0.0.1:PORT")

@@ -541,6 +541,73 @@ impl Drop for Running {
     }
 }
 
+/// `assay server` on a free port with its stderr kept for assertions (`log`), and its admin
+/// token when it has one.
+pub struct LoggedServer {
+    _running: Running,
+    pub port: u16,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The admin token (empty with `--no-auth`).
+    pub token: String,
+}
+
+/// Start `assay server --listen 127.0.0.1:PORT ARGS` on `data` with `RUST_LOG=rust_log` and
+/// wait until it listens.
+pub fn logged_server(data: &Path, args: &[&str], rust_log: &str) -> LoggedServer {
+    use std::io::BufRead;
+    let port = free_port();
+    let mut child = assay()
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .env("ASSAY_DATA_DIR", data)
+        .env("RUST_LOG", rust_log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let mut s = LoggedServer {
+        _running: Running(child),
+        port,
+        log,
+        token: String::new(),
+    };
+    wait_logged(&s, "the server listening", || {
+        s.log.lock().unwrap().contains("listening on").then_some(())
+    });
+    if !args.contains(&"--no-auth") {
+        s.token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+    }
+    s
+}
+
+/// Poll `check` until it gives a value; fail with the server's log after a minute.
+pub fn wait_logged<T>(s: &LoggedServer, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited a minute for {what}; server log:\n{}",
+            s.log.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Start `assay server` on `port` and wait until it listens.
 pub fn serve(data: &Path, port: u16) -> Running {
     serve_with(data, port, &[])

@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 
 /// When a stored `TestTrigger` acts, as an HTTP `Warning` (how Kubernetes' API tells kubectl)
 /// and in `assay apply`'s output.
-pub const TRIGGER_NOTE: &str = "TestTrigger stored; it acts on Kubernetes events where `assay server --kubernetes` watches its namespace (use POST /v1/hooks/NAME for git pushes)";
+pub const TRIGGER_NOTE: &str = "TestTrigger stored; a git `content` trigger is polled by every `assay server` on this store, the others act on Kubernetes events where `assay server --kubernetes` watches its namespace";
 
 fn with_note(kind: DocumentKind, mut response: Response) -> Response {
     if kind == DocumentKind::TestTrigger
