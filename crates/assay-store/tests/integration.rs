@@ -5,6 +5,7 @@
 mod common;
 mod dashboard;
 mod full_disk;
+mod git_heads;
 mod hooks;
 mod insights;
 mod named_secrets;
