@@ -4,10 +4,12 @@
 //! serves no OpenAPI schemas).
 
 use std::path::Path;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use crate::run_support::{
-    FakeApi, LoggedServer, apply, fake_api, http, kubectl, logged_server, repo, wait_logged,
+    FakeApi, LoggedServer, Running, apply, fake_api, http, kubectl, logged_server, repo,
+    wait_logged,
 };
 use serde_json::Value;
 
