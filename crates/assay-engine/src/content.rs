@@ -102,12 +102,14 @@ impl Runner {
                 let (file2, dest2) = (file.clone(), dest.clone());
                 tokio::task::spawn_blocking(move || unpack(&file2, &dest2))
                     .await
-                    .unwrap_or_else(|e| Err(format!("unpacking crashed: {e}")))
+                    .unwrap_or_else(|e| Err(TarballError::Crashed(e)))
             }
             Err(e) => Err(e),
         };
         let _ = std::fs::remove_file(&file);
-        let unpacked = unpacked.and_then(|()| self.give_to_steps(&dest));
+        let unpacked = unpacked
+            .map_err(|e| e.to_string())
+            .and_then(|()| self.give_to_steps(&dest));
         if let Err(e) = unpacked {
             a.fail(self.mask(&format!("content.tarball {shown}: {e}")));
         }
@@ -285,54 +287,115 @@ fn with_credentials(uri: &str, username: &str, token: &str) -> String {
     format!("{scheme}://{cred}@{rest}")
 }
 
+/// Why a `content.tarball` was not downloaded or unpacked (the step's message puts
+/// `content.tarball URL: ` before it).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TarballError {
+    #[error("failed to set up an HTTP client: {0}")]
+    Client(reqwest::Error),
+    #[error("failed to download {url}: {source}")]
+    Download { url: String, source: reqwest::Error },
+    #[error("failed to download {url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("failed to create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to open the download: {0}")]
+    Open(std::io::Error),
+    #[error("failed to read it: {0}")]
+    Read(std::io::Error),
+    #[error("not a tar archive: {0}")]
+    NotTar(std::io::Error),
+    #[error("not a valid tar archive: {0}")]
+    BadTar(std::io::Error),
+    #[error("an entry has an unreadable name: {0}")]
+    EntryName(std::io::Error),
+    /// An entry (`..`, an absolute path) that would land outside the target folder.
+    #[error("refused the entry `{0}`: it would be written outside the target folder")]
+    EntryOutside(String),
+    #[error("the link `{link}` has an unreadable target: {source}")]
+    LinkTarget {
+        link: String,
+        source: std::io::Error,
+    },
+    #[error("the link `{0}` has no target")]
+    NoLinkTarget(String),
+    /// A link that points outside the target folder.
+    #[error("refused the link `{link}` -> `{}`: it points outside the target folder", target.display())]
+    LinkOutside { link: String, target: PathBuf },
+    #[error("failed to unpack `{entry}` into {}: {source}", dest.display())]
+    Unpack {
+        entry: String,
+        dest: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unpacking crashed: {0}")]
+    Crashed(tokio::task::JoinError),
+}
+
 /// Streams the body of `url` into `file`; a non-success status is an error naming it.
-async fn download(url: &str, file: &Path) -> Result<(), String> {
+async fn download(url: &str, file: &Path) -> Result<(), TarballError> {
     let client = reqwest::Client::builder()
         .build()
-        .map_err(|e| format!("failed to set up an HTTP client: {e}"))?;
-    let mut response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("failed to download {url}: {e}"))?;
+        .map_err(TarballError::Client)?;
+    let failed = |source| TarballError::Download {
+        url: url.to_string(),
+        source,
+    };
+    let mut response = client.get(url).send().await.map_err(failed)?;
     let status = response.status();
     if !status.is_success() {
-        return Err(format!("failed to download {url}: HTTP {status}"));
+        return Err(TarballError::Status {
+            url: url.to_string(),
+            status,
+        });
     }
     if let Some(parent) = file.parent() {
         tokio::fs::create_dir_all(parent)
             .await
-            .map_err(|e| format!("failed to create {}: {e}", parent.display()))?;
+            .map_err(|source| TarballError::Create {
+                path: parent.to_path_buf(),
+                source,
+            })?;
     }
     let mut out = tokio::fs::File::create(file)
         .await
-        .map_err(|e| format!("failed to create {}: {e}", file.display()))?;
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("failed to download {url}: {e}"))?
-    {
-        out.write_all(&chunk)
-            .await
-            .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+        .map_err(|source| TarballError::Create {
+            path: file.to_path_buf(),
+            source,
+        })?;
+    let write = |source| TarballError::Write {
+        path: file.to_path_buf(),
+        source,
+    };
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        out.write_all(&chunk).await.map_err(write)?;
     }
-    out.flush()
-        .await
-        .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    out.flush().await.map_err(write)?;
     Ok(())
 }
 
 /// Unpacks a tar archive (gzip-compressed or not) into `dest`, refusing entries that would
 /// land outside it: `..`, absolute paths, and links pointing outside.
-pub(crate) fn unpack(file: &Path, dest: &Path) -> Result<(), String> {
-    let mut f =
-        std::fs::File::open(file).map_err(|e| format!("failed to open the download: {e}"))?;
+pub(crate) fn unpack(file: &Path, dest: &Path) -> Result<(), TarballError> {
+    let mut f = std::fs::File::open(file).map_err(TarballError::Open)?;
     let mut magic = [0u8; 2];
-    let n = read_up_to(&mut f, &mut magic).map_err(|e| format!("failed to read it: {e}"))?;
-    f.seek(SeekFrom::Start(0))
-        .map_err(|e| format!("failed to read it: {e}"))?;
-    std::fs::create_dir_all(dest)
-        .map_err(|e| format!("failed to create {}: {e}", dest.display()))?;
+    let n = read_up_to(&mut f, &mut magic).map_err(TarballError::Read)?;
+    f.seek(SeekFrom::Start(0)).map_err(TarballError::Read)?;
+    std::fs::create_dir_all(dest).map_err(|source| TarballError::Create {
+        path: dest.to_path_buf(),
+        source,
+    })?;
     if n == 2 && magic == [0x1f, 0x8b] {
         unpack_from(flate2::read::GzDecoder::new(f), dest)
     } else {
@@ -351,30 +414,26 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn unpack_from(reader: impl Read, dest: &Path) -> Result<(), String> {
+fn unpack_from(reader: impl Read, dest: &Path) -> Result<(), TarballError> {
     let mut archive = tar::Archive::new(reader);
     archive.set_overwrite(true);
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("not a tar archive: {e}"))?;
+    let entries = archive.entries().map_err(TarballError::NotTar)?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| format!("not a valid tar archive: {e}"))?;
-        let path = entry
-            .path()
-            .map_err(|e| format!("an entry has an unreadable name: {e}"))?
-            .into_owned();
+        let mut entry = entry.map_err(TarballError::BadTar)?;
+        let path = entry.path().map_err(TarballError::EntryName)?.into_owned();
         let shown = path.display().to_string();
         let Some(inside) = contained(Path::new(""), &path) else {
-            return Err(format!(
-                "refused the entry `{shown}`: it would be written outside the target folder"
-            ));
+            return Err(TarballError::EntryOutside(shown));
         };
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
             let link = entry
                 .link_name()
-                .map_err(|e| format!("the link `{shown}` has an unreadable target: {e}"))?
-                .ok_or_else(|| format!("the link `{shown}` has no target"))?
+                .map_err(|source| TarballError::LinkTarget {
+                    link: shown.clone(),
+                    source,
+                })?
+                .ok_or_else(|| TarballError::NoLinkTarget(shown.clone()))?
                 .into_owned();
             // A symlink's target is relative to its folder; a hard link's to the archive root.
             let base = if kind.is_symlink() {
@@ -383,19 +442,21 @@ fn unpack_from(reader: impl Read, dest: &Path) -> Result<(), String> {
                 PathBuf::new()
             };
             if contained(&base, &link).is_none() {
-                return Err(format!(
-                    "refused the link `{shown}` -> `{}`: it points outside the target folder",
-                    link.display()
-                ));
+                return Err(TarballError::LinkOutside {
+                    link: shown,
+                    target: link,
+                });
             }
         }
         let written = entry
             .unpack_in(dest)
-            .map_err(|e| format!("failed to unpack `{shown}` into {}: {e}", dest.display()))?;
+            .map_err(|source| TarballError::Unpack {
+                entry: shown.clone(),
+                dest: dest.to_path_buf(),
+                source,
+            })?;
         if !written {
-            return Err(format!(
-                "refused the entry `{shown}`: it would be written outside the target folder"
-            ));
+            return Err(TarballError::EntryOutside(shown));
         }
     }
     Ok(())
