@@ -92,6 +92,7 @@ pub fn pattern_problem(pattern: &str) -> Option<String> {
     glob(pattern).err()
 }
 
+// The error is the final text of one problem of a trigger (what `pattern_problem` reports).
 fn glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
     globset::GlobBuilder::new(pattern)
         .literal_separator(true)

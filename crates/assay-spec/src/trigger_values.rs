@@ -251,6 +251,7 @@ const MAX_QUERY: usize = 1024;
 const MAX_NESTING: usize = 16;
 
 /// `.a.b-c[0]..d` → `$['a']['b-c'][0]..['d']`; brackets are copied as they are.
+/// (The error is the final text of one problem, which `ValueError::JsonPath` carries.)
 fn to_rfc(query: &str) -> Result<String, String> {
     if query.len() > MAX_QUERY {
         return Err(format!("query is longer than {MAX_QUERY} bytes"));
