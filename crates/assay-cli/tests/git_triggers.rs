@@ -305,6 +305,50 @@ fn pushes_to_watched_paths_and_new_tags_queue_runs_with_the_commit() {
     );
 }
 
+/// Two triggers on one repository share each round's `ls-remote`: the log has one
+/// `git repository listed` per round and one `git trigger polled` per trigger and round.
+#[test]
+fn triggers_on_one_repository_share_its_listing() {
+    let origin = Origin::new();
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(&dir.path().join("data"), &[]);
+    post(&s, "/v1/test-workflows", WORKFLOW);
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger("pushes", "git-push", &origin.uri(), ""),
+    );
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger("tags", "git-tag-push", &origin.uri(), ""),
+    );
+    let counts = || {
+        (
+            logged(&s, &["git repository listed"]),
+            logged(&s, &["git trigger polled"]),
+        )
+    };
+    // From a round in which both were polled on (rounds before the second trigger was stored
+    // had one trigger each).
+    wait_for(&s, "both triggers polled", || {
+        (logged(&s, &["git trigger polled", "trigger=pushes"]) > 0
+            && logged(&s, &["git trigger polled", "trigger=tags"]) > 0)
+            .then_some(())
+    });
+    let (listed, polled) = counts();
+    let (more_listed, more_polled) = wait_for(&s, "six more polls", || {
+        let (l, p) = counts();
+        (p >= polled + 6).then_some((l - listed, p - polled))
+    });
+    // Each round lists once and polls twice; a round may be half logged at either count.
+    assert!(
+        more_listed >= 2 && 2 * more_listed <= more_polled + 2,
+        "{more_listed} listings for {more_polled} polls:\n{}",
+        s.log.lock().unwrap()
+    );
+}
+
 /// A fresh database on the test PostgreSQL server (`ASSAY_TEST_POSTGRES_URL`, made with
 /// `createdb`); `None` only when `ASSAY_TEST_SKIP_POSTGRES=1` asks to skip on purpose.
 fn postgres_database() -> Option<String> {

@@ -139,9 +139,12 @@ pub fn spawn(state: AppState, mut triggers: watch::Receiver<Vec<TestTrigger>>, o
                 tracing::warn!(error = %e, "forgetting the heads of removed git triggers failed");
             }
             problems.retain(|name, _| names.contains(name));
+            // One `ls-remote` per repository and credentials in a round, however many
+            // triggers watch it (a push trigger and a tag trigger on one repository, say).
+            let mut listings = Listings::default();
             for t in &current {
                 let name = &t.metadata.name;
-                match informer.poll(t).await {
+                match informer.poll(t, &mut listings).await {
                     Ok(()) => {
                         if problems.remove(name).is_some() {
                             tracing::info!(trigger = %name, "the git trigger polls again");
@@ -198,8 +201,26 @@ fn source_of(event: &str, git: &TestTriggerContentGit) -> String {
     hex(&Sha256::digest(key.to_string().as_bytes()))
 }
 
+/// The `ls-remote` listings of one polling round, by repository and credentials (a digest:
+/// no credential is kept as a key).
+#[derive(Default)]
+struct Listings(BTreeMap<String, String>);
+
+impl Listings {
+    fn key(uri: &str, creds: &Credentials) -> String {
+        let key = serde_json::json!([
+            uri,
+            creds.username,
+            creds.token,
+            creds.ssh_key,
+            creds.header
+        ]);
+        hex(&Sha256::digest(key.to_string().as_bytes()))
+    }
+}
+
 impl Informer {
-    async fn poll(&self, t: &TestTrigger) -> Result<(), PollError> {
+    async fn poll(&self, t: &TestTrigger, listings: &mut Listings) -> Result<(), PollError> {
         let name = &t.metadata.name;
         let event = t.spec.event.as_str();
         let Some(git) = t
@@ -220,10 +241,19 @@ impl Informer {
             )));
         }
         let creds = self.credentials(git).await?;
+        let key = Listings::key(&git.uri, &creds);
         let remote = Remote::new(git, creds, &self.options, &self.cache_root)?;
-        let listing = remote
-            .run(&["ls-remote", "origin"], None, LIST_TIMEOUT, None)
-            .await?;
+        let listing = match listings.0.get(&key) {
+            Some(listing) => listing.clone(),
+            None => {
+                let listing = remote
+                    .run(&["ls-remote", "origin"], None, LIST_TIMEOUT, None)
+                    .await?;
+                tracing::debug!(uri = %gitmatch::redact(&git.uri), "git repository listed");
+                listings.0.insert(key, listing.clone());
+                listing
+            }
+        };
         let now = gitmatch::watched_refs(event, git, &listing);
         tracing::debug!(trigger = %name, heads = ?now, "git trigger polled");
         let source = source_of(event, git);
