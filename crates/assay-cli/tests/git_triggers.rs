@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::run_support::{
-    LoggedServer, Running, free_port, http, logged_server, repo, wait_logged,
+    LoggedServer, Running, free_port, http, logged_server, logged_server_in, repo, wait_logged,
 };
 use serde_json::Value;
 
@@ -476,6 +476,39 @@ fn file_repositories_and_kubernetes_secrets_are_refused_with_a_reason() {
         (!runs_of(&s, "local").is_empty()).then_some(())
     });
     wait_polled(&s, "local", &commit);
+}
+
+/// A server started inside a git checkout (a team's project, CI's clean clone) polls the
+/// trigger's repository: git must not take the checkout for its repository, whose `origin`
+/// (another repository here) it listed instead, so that pushes to the trigger's never fired.
+#[test]
+fn a_server_started_inside_a_checkout_polls_the_triggers_repository() {
+    let origin = Origin::new();
+    let decoy = Origin::new();
+    decoy.push("src/app.txt", "decoy\n");
+    let checkout = decoy.work();
+    let dir = tempfile::tempdir().unwrap();
+    let s = logged_server_in(
+        Some(&checkout.join("src")),
+        &dir.path().join("data"),
+        &["--no-auth", "--git-poll-interval", "1s"],
+        RUST_LOG,
+    );
+    post(&s, "/v1/test-workflows", WORKFLOW);
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger("inside", "git-push", &origin.uri(), ""),
+    );
+    wait_polled(&s, "inside", &head(&origin.work()));
+    assert_eq!(logged(&s, &["trigger=inside", &head(&checkout)]), 0);
+    let commit = origin.push("src/app.txt", "2\n");
+    wait_for(&s, "the push's run", || {
+        (!runs_of(&s, "inside").is_empty()).then_some(())
+    });
+    wait_polled(&s, "inside", &commit);
+    // The informer's own repository took nothing from the checkout.
+    assert!(!checkout.join(".git/FETCH_HEAD").exists());
 }
 
 /// The README's example (`examples/git/app-tests.yaml`), with its URI pointed at the local

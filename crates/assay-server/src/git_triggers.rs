@@ -246,9 +246,7 @@ impl Informer {
         let listing = match listings.0.get(&key) {
             Some(listing) => listing.clone(),
             None => {
-                let listing = remote
-                    .run(&["ls-remote", "origin"], None, LIST_TIMEOUT, None)
-                    .await?;
+                let listing = remote.list(&self.cache_root.join("empty.git")).await?;
                 tracing::debug!(uri = %gitmatch::redact(&git.uri), "git repository listed");
                 listings.0.insert(key, listing.clone());
                 listing
@@ -536,7 +534,9 @@ impl Remote {
         })
     }
 
-    fn command(&self, args: &[&str], git_dir: Option<&Path>) -> tokio::process::Command {
+    /// git with `git_dir` as its repository (`GIT_DIR`): never one git would find from the
+    /// server's working directory, whose config and remotes are not the trigger's.
+    fn command(&self, args: &[&str], git_dir: &Path) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new("git");
         cmd.env_clear();
         for var in ["PATH", "HOME"] {
@@ -555,9 +555,7 @@ impl Remote {
             cmd.env(format!("GIT_CONFIG_KEY_{i}"), k)
                 .env(format!("GIT_CONFIG_VALUE_{i}"), v);
         }
-        if let Some(dir) = git_dir {
-            cmd.env("GIT_DIR", dir);
-        }
+        cmd.env("GIT_DIR", git_dir);
         cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -584,7 +582,7 @@ impl Remote {
     async fn run(
         &self,
         args: &[&str],
-        git_dir: Option<&Path>,
+        git_dir: &Path,
         timeout: Duration,
         input: Option<String>,
     ) -> Result<String, PollError> {
@@ -624,12 +622,12 @@ impl Remote {
             (out, err, status)
         };
         let grown = async {
-            let Some(dir) = git_dir.filter(|_| action == "fetch") else {
+            if action != "fetch" {
                 return std::future::pending::<u64>().await;
-            };
+            }
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let size = dir_size(dir.to_path_buf()).await;
+                let size = dir_size(git_dir.to_path_buf()).await;
                 if size > self.cache_limit {
                     return size;
                 }
@@ -641,9 +639,7 @@ impl Remote {
                 Err(_) => return Err(failed(format!("no answer within {}s", timeout.as_secs()))),
             },
             size = grown => {
-                if let Some(dir) = git_dir {
-                    let _ = tokio::fs::remove_dir_all(dir).await;
-                }
+                let _ = tokio::fs::remove_dir_all(git_dir).await;
                 return Err(failed(format!(
                     "the repository's cache grew past {} MiB ({} MiB): stopped and removed (hint: path filters need the repository's history; watch a smaller repository or leave `paths` out)",
                     self.cache_limit >> 20,
@@ -664,24 +660,36 @@ impl Remote {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
+    /// A bare repository at `dir`, made if it is not there yet.
+    async fn init_bare(&self, dir: &Path) -> Result<(), PollError> {
+        if dir.join("HEAD").exists() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| PollError::Git {
+                action: "init",
+                uri: gitmatch::redact(&self.uri),
+                detail: format!("{}: {e}", parent.display()),
+            })?;
+        }
+        self.run(&["init", "--quiet", "--bare"], dir, FETCH_TIMEOUT, None)
+            .await?;
+        Ok(())
+    }
+
+    /// The remote's refs (`git ls-remote`), listed from `empty`, an empty bare repository of
+    /// the informer's own (made on first use) that holds nothing but gives git a repository:
+    /// without one, git looks for one from the server's working directory, and a server started
+    /// inside a checkout listed that checkout's own `origin` instead of the trigger's.
+    async fn list(&self, empty: &Path) -> Result<String, PollError> {
+        self.init_bare(empty).await?;
+        self.run(&["ls-remote", "origin"], empty, LIST_TIMEOUT, None)
+            .await
+    }
+
     /// Bring the refs `event` watches into the bare cache at `dir` (made on first use).
     async fn fetch(&self, dir: &Path, event: &str) -> Result<(), PollError> {
-        if !dir.join("HEAD").exists() {
-            if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| PollError::Git {
-                    action: "init",
-                    uri: gitmatch::redact(&self.uri),
-                    detail: format!("{}: {e}", parent.display()),
-                })?;
-            }
-            self.run(
-                &["init", "--quiet", "--bare"],
-                Some(dir),
-                FETCH_TIMEOUT,
-                None,
-            )
-            .await?;
-        }
+        self.init_bare(dir).await?;
         let refspec = if event == "git-tag-push" {
             "+refs/tags/*:refs/tags/*"
         } else {
@@ -697,7 +705,7 @@ impl Remote {
                 "origin",
                 refspec,
             ],
-            Some(dir),
+            dir,
             FETCH_TIMEOUT,
             None,
         )
@@ -717,7 +725,7 @@ impl Remote {
         let out = self
             .run(
                 &["cat-file", "--batch-check"],
-                Some(dir),
+                dir,
                 FETCH_TIMEOUT,
                 Some(input),
             )
@@ -743,7 +751,7 @@ impl Remote {
             args.push("--not");
             args.extend(not.iter().map(String::as_str));
         }
-        let out = self.run(&args, Some(dir), FETCH_TIMEOUT, None).await?;
+        let out = self.run(&args, dir, FETCH_TIMEOUT, None).await?;
         let mut files: Vec<String> = out
             .lines()
             .filter(|l| !l.is_empty())
@@ -825,7 +833,10 @@ mod tests {
         };
         let remote =
             Remote::new(&git, creds, &Options::default(), Path::new("/nonexistent")).unwrap();
-        let cmd = remote.command(&["ls-remote", "origin"], None);
+        let cmd = remote.command(
+            &["ls-remote", "origin"],
+            Path::new("/nonexistent/empty.git"),
+        );
         let args: Vec<String> = cmd
             .as_std()
             .get_args()
@@ -845,6 +856,7 @@ mod tests {
         assert_eq!(env["GIT_ALLOW_PROTOCOL"], "https:http:ssh:git");
         assert_eq!(env["GIT_TERMINAL_PROMPT"], "0");
         assert_eq!(env["GIT_CONFIG_GLOBAL"], "/dev/null");
+        assert_eq!(env["GIT_DIR"], "/nonexistent/empty.git");
         assert!(env.values().any(|v| v.starts_with("Authorization: Basic ")));
         // What git says back loses the token and its encoding.
         let said = format!(

@@ -554,9 +554,23 @@ pub struct LoggedServer {
 /// Start `assay server --listen 127.0.0.1:PORT ARGS` on `data` with `RUST_LOG=rust_log` and
 /// wait until it listens.
 pub fn logged_server(data: &Path, args: &[&str], rust_log: &str) -> LoggedServer {
+    logged_server_in(None, data, args, rust_log)
+}
+
+/// [`logged_server`] started in the working directory `cwd` (the test's own when `None`).
+pub fn logged_server_in(
+    cwd: Option<&Path>,
+    data: &Path,
+    args: &[&str],
+    rust_log: &str,
+) -> LoggedServer {
     use std::io::BufRead;
     let port = free_port();
-    let mut child = assay()
+    let mut cmd = assay();
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd
         .args(["server", "--listen", &format!("127.0.0.1:{port}")])
         .args(args)
         .env("ASSAY_DATA_DIR", data)
