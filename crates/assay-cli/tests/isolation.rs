@@ -552,8 +552,51 @@ fn security_a_full_disk_leaves_no_work_folder_and_get_still_works() {
         left.is_empty(),
         "work folders left behind: {left:?}\n{run_err}"
     );
-    // Removing the work folder gave its space back: fill the disk again, all but 40 KiB
-    // (room for SQLite's shared-memory file, not for a write), as it was when the run died.
+    // Whether the run's own last writes failed depends on where SQLite's write-ahead log
+    // stood, so an abandoned execution is made for certain: a run killed while its step runs.
+    let sleeper = wf.path().join("sleeper.yaml");
+    std::fs::write(&sleeper, "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: sleeper\nspec:\n  steps:\n  - name: sleep\n    shell: sleep 60\n").unwrap();
+    let mut killed = Command::new(assert_cmd::cargo::cargo_bin("assay"))
+        .args(["run", sleeper.to_str().unwrap()])
+        .env("ASSAY_DATA_DIR", &data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let list = assay(&["get", "executions"]);
+        let list = String::from_utf8_lossy(&list.stdout).into_owned();
+        if list
+            .lines()
+            .any(|l| l.contains("sleeper-1") && l.contains("running"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sleeper never ran: {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    // A reader holding a snapshot keeps SQLite from starting its write-ahead log over, so that
+    // marking the execution aborted must append to the log, which needs new space: without it,
+    // the write could land in the log's old pages and succeed on a full disk.
+    let mut reader = Command::new("python3")
+        .args(["-c", "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1],isolation_level=None)\nc.execute('BEGIN')\nc.execute('SELECT count(*) FROM sqlite_master').fetchall()\nprint('reading',flush=True)\nsys.stdin.read()"])
+        .arg(data.join("assay.db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    BufReader::new(reader.stdout.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert_eq!(said.trim(), "reading");
+    // Removing the work folder gave its space back: fill the disk again, to the last byte.
     let filler = disk.dir.path().join("filler");
     let _ = Command::new("sh")
         .arg("-c")
@@ -562,24 +605,20 @@ fn security_a_full_disk_leaves_no_work_folder_and_get_still_works() {
             filler.display()
         ))
         .status();
-    let full = std::fs::metadata(&filler).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&filler)
-        .unwrap()
-        .set_len(full - 40 * 1024)
-        .unwrap();
-    // The run's execution was left running (its last writes failed): marking it aborted is a
-    // write that fails now, which must not stop the read.
+    // The killed run's execution was left running: marking it aborted is a write that fails
+    // now, which must not stop the read.
     let get = assay(&["get", "executions"]);
     let get_err = String::from_utf8_lossy(&get.stderr);
+    let listed = String::from_utf8_lossy(&get.stdout);
     assert_eq!(get.status.code(), Some(0), "{get_err}");
     assert!(
-        String::from_utf8_lossy(&get.stdout).contains("fill-1"),
-        "{get_err}"
+        listed.contains("fill-1") && listed.contains("sleeper-1"),
+        "{listed}\n{get_err}"
     );
+    drop(reader.stdin.take());
+    reader.wait().unwrap();
     assert!(
         get_err.contains("warning: failed to mark abandoned executions aborted"),
-        "{get_err}"
+        "{listed}\n{get_err}"
     );
 }
