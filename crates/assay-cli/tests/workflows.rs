@@ -286,6 +286,60 @@ fn content_git_clones_a_local_repository() {
     );
 }
 
+/// `content.git` with a token, over HTTP from a server that refuses requests without it: the
+/// clone works, and the token is in no URI: not on git's command line, not in the clone's
+/// `.git/config` (the steps read it and may archive it), not in anything stored.
+#[test]
+fn security_content_git_sends_its_token_in_a_header_not_in_the_uri() {
+    const TOKEN: &str = "tok-3f9a61c2e7";
+    let repo = GitRepo::new();
+    let (_server, uri) = repo.serve_with_basic_auth("bot", TOKEN);
+    let repo_arg = format!("repo={uri}");
+    let token_arg = format!("token={TOKEN}");
+    let run = Run::new(
+        "content.yaml",
+        "content-git-token",
+        &["--config", &repo_arg, "--config", &token_arg],
+    );
+    run.expect(PASSED, &[("root", "passed"), ("cloned", "passed")]);
+    assert_eq!(
+        run.log("cloned"),
+        format!("from feature branch\n{uri}\nno credential in .git\n"),
+        "{run}"
+    );
+    for file in walk(run.data.path()) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+            "{} holds the token",
+            file.display()
+        );
+    }
+    // A wrong token: the server refuses, the step fails saying so, the token is not shown.
+    let run = Run::new(
+        "content.yaml",
+        "content-git-token",
+        &["--config", &repo_arg, "--config", "token=not-the-token"],
+    );
+    assert_eq!(run.code, 1, "{run}");
+    let cloned = run.log("cloned");
+    assert!(!cloned.contains("not-the-token"), "{cloned}");
+}
+
+/// The files under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// `python3 -m http.server` over a folder on a free 127.0.0.1 port, stopped on drop.
 struct HttpDir {
     child: std::process::Child,

@@ -1,6 +1,7 @@
 //! `content`: inline files, git checkouts and tarballs, materialized before a step's other
 //! parts.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
@@ -186,7 +187,7 @@ impl Runner {
             layout::join(&frame.cwd, &mount)
         };
         let dest = self.layout.to_host(&mount);
-        let url = with_credentials(&uri, &username, &token);
+        let (url, header) = credentials(&uri, &username, &token);
         let dest_s = dest.display().to_string();
         let mut commands: Vec<Vec<String>> = Vec::new();
         let mut clone = vec!["git".to_string(), "clone".into(), "--no-checkout".into()];
@@ -237,6 +238,9 @@ impl Runner {
         .await;
         let mut genv = env.clone();
         genv.insert("GIT_TERMINAL_PROMPT".into(), "0".into());
+        if let Some(header) = header {
+            add_git_config(&mut genv, &format!("http.{uri}.extraHeader"), &header);
+        }
         for command in commands {
             let launch = Launch {
                 kind: LaunchKind::Tool,
@@ -266,25 +270,44 @@ impl Runner {
     }
 }
 
-/// `https://user:token@host/...` for token auth (username `oauth2` when only a token is given).
-fn with_credentials(uri: &str, username: &str, token: &str) -> String {
+/// The URI git clones and the `Authorization` header it sends (username `oauth2` when only a
+/// token is given). Over http(s) the credentials go in the header, which reaches git through
+/// its environment: not on its command line (which every process of the machine can read), not
+/// in the clone's `.git/config` (which the steps read and may archive). Over ssh only a
+/// username means something, and it goes in the URI.
+fn credentials(uri: &str, username: &str, token: &str) -> (String, Option<String>) {
+    use base64::Engine as _;
     if token.is_empty() && username.is_empty() {
-        return uri.to_string();
+        return (uri.to_string(), None);
     }
     let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_string();
+        return (uri.to_string(), None);
     };
     let user = if username.is_empty() {
         "oauth2"
     } else {
         username
     };
-    let cred = if token.is_empty() {
-        user.to_string()
-    } else {
-        format!("{user}:{token}")
-    };
-    format!("{scheme}://{cred}@{rest}")
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return (format!("{scheme}://{user}@{rest}"), None);
+    }
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
+    (
+        uri.to_string(),
+        Some(format!("Authorization: Basic {basic}")),
+    )
+}
+
+/// Add `key = value` to the git configuration given through `env` (`GIT_CONFIG_COUNT`,
+/// `GIT_CONFIG_KEY_<n>`, `GIT_CONFIG_VALUE_<n>`), after any the step's environment gives.
+fn add_git_config(env: &mut BTreeMap<String, String>, key: &str, value: &str) {
+    let n: usize = env
+        .get("GIT_CONFIG_COUNT")
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(0);
+    env.insert(format!("GIT_CONFIG_KEY_{n}"), key.to_string());
+    env.insert(format!("GIT_CONFIG_VALUE_{n}"), value.to_string());
+    env.insert("GIT_CONFIG_COUNT".into(), (n + 1).to_string());
 }
 
 /// Why a `content.tarball` was not downloaded or unpacked (the step's message puts

@@ -529,6 +529,34 @@ impl GitRepo {
     pub fn uri(&self) -> String {
         format!("file://{}", self.dir.path().join("repo.git").display())
     }
+
+    /// Serve the repository over git's dumb HTTP protocol on 127.0.0.1, answering only requests
+    /// that carry `user:password` as Basic credentials; the server and the repository's URI.
+    pub fn serve_with_basic_auth(&self, user: &str, password: &str) -> (Running, String) {
+        use std::io::BufRead;
+        let bare = self.dir.path().join("repo.git");
+        let out = Command::new("git")
+            .args(["update-server-info"])
+            .current_dir(&bare)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let script = repo().join("crates/assay-cli/tests/basic_auth_http.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(&bare)
+            .args([user, password])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        let port: u16 = port.trim().parse().expect("the server's port");
+        (Running(child), format!("http://127.0.0.1:{port}/"))
+    }
 }
 
 /// A process killed and reaped when dropped.
