@@ -119,6 +119,14 @@ fn finish(result: anyhow::Result<u8>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
+            // The reader of stdout went away (`| head`): nothing to say, and no one to say it to.
+            let closed = err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if closed {
+                return ExitCode::from(exit::CLOSED_STDOUT);
+            }
             if let Some(reported) = err.downcast_ref::<error::Reported>() {
                 return ExitCode::from(reported.0);
             }

@@ -106,3 +106,30 @@ fn confirmations_go_to_stderr_and_data_to_stdout() {
         "using the embedded store on this machine",
     );
 }
+
+/// A reader that stops reading (`assay get executions -o json | head -1`) ends the command
+/// quietly with 141, the shell's code for SIGPIPE, instead of `error: Broken pipe`. The pipe's
+/// reading end is closed before `assay` starts, so every write to stdout fails.
+#[test]
+fn a_closed_stdout_ends_quietly_with_141() {
+    let home = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("assay"))
+        .env("ASSAY_DATA_DIR", home.path().join("data"))
+        .env("ASSAY_CONFIG", home.path().join("contexts.yaml"))
+        .env_remove("ASSAY_CONTEXT")
+        .env_remove("ASSAY_DATABASE")
+        .args(["get", "executions", "-o", "json"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
