@@ -14,14 +14,24 @@ use serde_json::Value;
 
 /// The repository a trigger watches: a work tree that pushes to `served/app.git`, which a
 /// static HTTP server serves.
-struct Origin {
-    dir: tempfile::TempDir,
-    port: u16,
+pub(crate) struct Origin {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) port: u16,
     _http: Running,
 }
 
 impl Origin {
-    fn new() -> Origin {
+    pub(crate) fn new() -> Origin {
+        Origin::served_by(&[])
+    }
+
+    /// An origin whose HTTP server answers only requests with the credentials `auth` names
+    /// (`--basic USER:TOKEN` or `--bearer TOKEN` of `git_auth_http.py`), 401 to the rest.
+    pub(crate) fn with_auth(auth: &[&str]) -> Origin {
+        Origin::served_by(auth)
+    }
+
+    fn served_by(auth: &[&str]) -> Origin {
         let dir = tempfile::tempdir().unwrap();
         let work = dir.path().join("work");
         std::fs::create_dir_all(work.join("src")).unwrap();
@@ -39,15 +49,26 @@ impl Origin {
         o(&["remote", "add", "origin", bare.to_str().unwrap()]);
         git(&bare, &["update-server-info"]);
         let port = free_port();
-        let child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
-            .arg("--directory")
-            .arg(&served)
+        let mut cmd = Command::new("python3");
+        if auth.is_empty() {
+            cmd.args(["-m", "http.server", "--bind", "127.0.0.1"])
+                .arg(port.to_string())
+                .arg("--directory")
+                .arg(&served);
+        } else {
+            cmd.arg(repo().join("crates/assay-cli/tests/git_auth_http.py"))
+                .args(["--port", &port.to_string()])
+                .arg("--directory")
+                .arg(&served)
+                .args(auth);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Served: 200, or 401 from a server that asks for credentials.
+        let ready = if auth.is_empty() { 200 } else { 401 };
         let origin = Origin {
             dir,
             port,
@@ -55,7 +76,7 @@ impl Origin {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-            || http(port, "GET", "/app.git/info/refs", "", None).0 != 200
+            || http(port, "GET", "/app.git/info/refs", "", None).0 != ready
         {
             assert!(Instant::now() < deadline, "the HTTP server did not serve");
             std::thread::sleep(Duration::from_millis(100));
@@ -63,16 +84,16 @@ impl Origin {
         origin
     }
 
-    fn uri(&self) -> String {
+    pub(crate) fn uri(&self) -> String {
         format!("http://127.0.0.1:{}/app.git", self.port)
     }
 
-    fn work(&self) -> PathBuf {
+    pub(crate) fn work(&self) -> PathBuf {
         self.dir.path().join("work")
     }
 
     /// Commit `text` into `file` and push `main`; the new commit.
-    fn push(&self, file: &str, text: &str) -> String {
+    pub(crate) fn push(&self, file: &str, text: &str) -> String {
         let work = self.work();
         let path = work.join(file);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -85,7 +106,7 @@ impl Origin {
     }
 
     /// Tag `HEAD` (annotated) and push the tag; the tagged commit.
-    fn tag(&self, name: &str) -> String {
+    pub(crate) fn tag(&self, name: &str) -> String {
         let work = self.work();
         git(&work, &["tag", "-a", "-m", name, name]);
         git(&work, &["push", "-q", "origin", name]);
@@ -93,7 +114,7 @@ impl Origin {
         head(&work)
     }
 
-    fn served(&self) {
+    pub(crate) fn served(&self) {
         git(
             &self.dir.path().join("served/app.git"),
             &["update-server-info"],
@@ -101,7 +122,7 @@ impl Origin {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
         .args(args)
@@ -112,15 +133,15 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn head(dir: &Path) -> String {
+pub(crate) fn head(dir: &Path) -> String {
     git(dir, &["rev-parse", "HEAD"])
 }
 
 /// `assay server` polling every second, its stderr kept.
-type Server = LoggedServer;
+pub(crate) type Server = LoggedServer;
 
 /// Logging each poll (`git trigger polled`), which the tests wait for.
-const RUST_LOG: &str = "info,assay_server::git_triggers=debug";
+pub(crate) const RUST_LOG: &str = "info,assay_server::git_triggers=debug";
 
 fn server(data: &Path, extra: &[&str]) -> Server {
     let mut args = vec!["--no-auth"];
@@ -135,12 +156,12 @@ fn server_with_token(data: &Path, extra: &[&str]) -> Server {
     logged_server(data, &args, RUST_LOG)
 }
 
-fn wait_for<T>(s: &Server, what: &str, check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(s: &Server, what: &str, check: impl FnMut() -> Option<T>) -> T {
     wait_logged(s, what, check)
 }
 
 /// The number of lines of the server's log holding every one of `needles`.
-fn logged(s: &Server, needles: &[&str]) -> usize {
+pub(crate) fn logged(s: &Server, needles: &[&str]) -> usize {
     s.log
         .lock()
         .unwrap()
@@ -150,13 +171,13 @@ fn logged(s: &Server, needles: &[&str]) -> usize {
 }
 
 /// Store one YAML document through the API.
-fn post(s: &Server, path: &str, yaml: &str) {
+pub(crate) fn post(s: &Server, path: &str, yaml: &str) {
     let (status, body) = http(s.port, "POST", path, &s.token, Some(("text/yaml", yaml)));
     assert_eq!(status, 201, "{path}: {body}");
 }
 
 /// The executions a trigger queued, newest first.
-fn runs_of(s: &Server, trigger: &str) -> Vec<Value> {
+pub(crate) fn runs_of(s: &Server, trigger: &str) -> Vec<Value> {
     let (_, body) = http(
         s.port,
         "GET",
@@ -170,7 +191,7 @@ fn runs_of(s: &Server, trigger: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn execution(s: &Server, id: &str) -> Value {
+pub(crate) fn execution(s: &Server, id: &str) -> Value {
     let (_, body) = http(
         s.port,
         "GET",
@@ -181,16 +202,16 @@ fn execution(s: &Server, id: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-const WORKFLOW: &str = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: app-tests\nspec:\n  config:\n    TESTKUBE_GIT_COMMIT: {type: string, default: none}\n    TESTKUBE_GIT_BRANCH: {type: string, default: none}\n    TESTKUBE_GIT_TAG: {type: string, default: none}\n  steps:\n    - name: test\n      shell: echo tested {{ config.TESTKUBE_GIT_COMMIT }}\n";
+pub(crate) const WORKFLOW: &str = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: app-tests\nspec:\n  config:\n    TESTKUBE_GIT_COMMIT: {type: string, default: none}\n    TESTKUBE_GIT_BRANCH: {type: string, default: none}\n    TESTKUBE_GIT_TAG: {type: string, default: none}\n  steps:\n    - name: test\n      shell: echo tested {{ config.TESTKUBE_GIT_COMMIT }}\n";
 
-fn trigger(name: &str, event: &str, uri: &str, git: &str) -> String {
+pub(crate) fn trigger(name: &str, event: &str, uri: &str, git: &str) -> String {
     format!(
         "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata:\n  name: {name}\nspec:\n  resource: content\n  event: {event}\n  contentSelector:\n    git:\n      uri: {uri}\n{git}  action: run\n  execution: testworkflow\n  testSelector:\n    name: app-tests\n"
     )
 }
 
 /// Wait until the server has polled the trigger and seen `commit`.
-fn wait_polled(s: &Server, trigger: &str, commit: &str) {
+pub(crate) fn wait_polled(s: &Server, trigger: &str, commit: &str) {
     wait_for(s, &format!("a poll of {trigger} seeing {commit}"), || {
         (logged(s, &["git trigger polled", trigger, commit]) > 0).then_some(())
     });

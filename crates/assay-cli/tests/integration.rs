@@ -13,6 +13,8 @@ mod dashboard;
 mod deploy;
 mod explain;
 mod gate_cli;
+mod git_credentials;
+mod git_pull_requests;
 mod git_triggers;
 mod history_cli;
 mod init_cli;

@@ -93,18 +93,29 @@ pub async fn connect(
     Ok(Connection { client, namespace })
 }
 
-/// The value of `key` in the Secret `name` of `namespace` (its `data`, as text), `None` when
-/// the Secret or the key does not exist. Git TestTriggers read their credentials so.
+/// What [`secret_value`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretKey {
+    /// The key's value (its `data`, as text).
+    Value(String),
+    /// No Secret of that name in the namespace.
+    NoSecret,
+    /// The Secret exists and has no such key.
+    NoKey,
+}
+
+/// The value of `key` in the Secret `name` of `namespace`, or which of the two is missing.
+/// Git TestTriggers read their credentials so.
 pub async fn secret_value(
     conn: &Connection,
     namespace: &str,
     name: &str,
     key: &str,
-) -> Result<Option<String>, KubeError> {
+) -> Result<SecretKey, KubeError> {
     let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
         kube::Api::namespaced(conn.client.clone(), namespace);
     let Some(secret) = api.get_opt(name).await? else {
-        return Ok(None);
+        return Ok(SecretKey::NoSecret);
     };
     let value = secret
         .data
@@ -113,7 +124,7 @@ pub async fn secret_value(
                 .map(|b| String::from_utf8_lossy(&b.0).into_owned())
         })
         .or_else(|| secret.string_data.and_then(|d| d.get(key).cloned()));
-    Ok(value)
+    Ok(value.map_or(SecretKey::NoKey, SecretKey::Value))
 }
 
 /// The labels on every object Assay creates in a cluster, so it can find (and sweep) them.

@@ -38,6 +38,12 @@ use tokio::sync::watch;
 
 use crate::AppState;
 
+mod pulls;
+pub use pulls::{
+    MAX_PAGES, MAX_REPLY, PR_ACTION, PR_AUTHOR, PR_BASE_REF, PR_HEAD_REF, PR_HEAD_SHA, PR_NUMBER,
+    PR_TITLE, PR_URL, WATERMARK,
+};
+
 /// The commit a git trigger's run is of (Testkube's name: a config value of the run).
 pub const GIT_COMMIT: &str = "TESTKUBE_GIT_COMMIT";
 /// The full ref that moved (`refs/heads/main`).
@@ -47,6 +53,8 @@ pub const GIT_BRANCH: &str = "TESTKUBE_GIT_BRANCH";
 /// The tag pushed (`v1.2.0`), for `git-tag-push`.
 pub const GIT_TAG: &str = "TESTKUBE_GIT_TAG";
 
+/// How long one request to GitHub's API may take by default.
+pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the repositories are polled by default: Testkube's reconcile interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// How long one `git ls-remote` may take.
@@ -73,6 +81,11 @@ pub struct Options {
     pub cache_limit: u64,
     /// With `--kubernetes`: where `usernameFrom`/`tokenFrom`/`sshKeyFrom` Secrets are read.
     pub kube: Option<assay_kube::Connection>,
+    /// `git-pull-request`: GitHub's API at this base URL instead of the one the trigger's URI
+    /// names (`https://api.github.com`, `https://HOST/api/v3` for GitHub Enterprise).
+    pub github_api: Option<String>,
+    /// How long one request to GitHub's API may take (connect to last byte).
+    pub api_timeout: Duration,
 }
 
 impl Default for Options {
@@ -82,6 +95,8 @@ impl Default for Options {
             allow_file: false,
             cache_limit: DEFAULT_CACHE_LIMIT,
             kube: None,
+            github_api: None,
+            api_timeout: DEFAULT_API_TIMEOUT,
         }
     }
 }
@@ -99,6 +114,9 @@ pub enum PollError {
         uri: String,
         detail: String,
     },
+    /// GitHub's API failed, refused or limits us (`git-pull-request`).
+    #[error("{0}")]
+    Forge(String),
     #[error(transparent)]
     Store(#[from] assay_store::StoreError),
 }
@@ -121,8 +139,10 @@ pub fn spawn(state: AppState, mut triggers: watch::Receiver<Vec<TestTrigger>>, o
     let informer = Informer {
         cache_root: state.store.config().data_dir.join("git-triggers"),
         state,
+        http: pulls::client(options.api_timeout),
         options,
         me,
+        waits: Default::default(),
     };
     tokio::spawn(async move {
         // The last problem of each trigger, logged when it changes.
@@ -174,6 +194,10 @@ struct Informer {
     cache_root: PathBuf,
     /// Host and pid, recorded with the heads this server writes.
     me: String,
+    /// GitHub's API client (`git-pull-request`).
+    http: reqwest::Client,
+    /// Rate limits being waited out, by API and token (a digest): until when, and the message.
+    waits: std::sync::Mutex<BTreeMap<String, (tokio::time::Instant, String)>>,
 }
 
 /// One ref that moved or appeared.
@@ -190,7 +214,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// What the heads are read for: a trigger whose URI, event or ref filters change starts again.
 fn source_of(event: &str, git: &TestTriggerContentGit) -> String {
-    let key = serde_json::json!([
+    let mut key = serde_json::json!([
         git.uri,
         event,
         git.branches,
@@ -198,6 +222,12 @@ fn source_of(event: &str, git: &TestTriggerContentGit) -> String {
         git.tags,
         git.tags_ignore
     ]);
+    if event == "git-pull-request"
+        && let Some(list) = key.as_array_mut()
+    {
+        // Pull requests of other base branches are not recorded: a new list starts again.
+        list.push(serde_json::json!(git.pull_request));
+    }
     hex(&Sha256::digest(key.to_string().as_bytes()))
 }
 
@@ -241,6 +271,11 @@ impl Informer {
             )));
         }
         let creds = self.credentials(git).await?;
+        if event == "git-pull-request" {
+            return self
+                .poll_pulls(t, git, &creds, &source_of(event, git))
+                .await;
+        }
         let key = Listings::key(&git.uri, &creds);
         let remote = Remote::new(git, creds, &self.options, &self.cache_root)?;
         let listing = match listings.0.get(&key) {
@@ -327,43 +362,47 @@ impl Informer {
     fn fire(&self, t: &TestTrigger, change: &Change) {
         let event = t.spec.event.clone();
         let (short, is_tag) = gitmatch::short_ref(&change.reference);
-        let mut config = BTreeMap::from([
-            ("WATCHER_EVENT_RESOURCE".to_string(), "content".to_string()),
-            ("WATCHER_EVENT_NAME".to_string(), t.metadata.name.clone()),
-            (
-                "WATCHER_EVENT_NAMESPACE".to_string(),
-                t.metadata.namespace.clone().unwrap_or_default(),
-            ),
-            ("WATCHER_EVENT_EVENT_TYPE".to_string(), event.clone()),
-            (GIT_COMMIT.to_string(), change.new.clone()),
-            (GIT_REF.to_string(), change.reference.clone()),
-        ]);
+        let mut config = watcher_values(t);
+        config.insert(GIT_COMMIT.to_string(), change.new.clone());
+        config.insert(GIT_REF.to_string(), change.reference.clone());
         config.insert(
             if is_tag { GIT_TAG } else { GIT_BRANCH }.to_string(),
             short.to_string(),
         );
+        let what = format!("{event} {} {}", change.reference, change.new);
+        tracing::info!(trigger = %t.metadata.name, reference = %change.reference,
+            commit = %change.new, old = change.old.as_deref().unwrap_or("(new)"), %event,
+            "git trigger fired");
+        // Testkube's git events carry no object; their metadata is the event's `gitMetadata`.
+        let event = serde_json::json!({
+            "namespace": t.metadata.namespace.clone().unwrap_or_default(),
+            "gitMetadata": {
+                "commit": change.new,
+                "ref": change.reference,
+                "branch": if is_tag { "" } else { short },
+                "tag": if is_tag { short } else { "" },
+            },
+        });
+        self.queue(t, what, config, event);
+    }
+
+    /// Queue `t`'s runs after its `delay`, with `config` and Testkube's watcher `event`.
+    fn queue(
+        &self,
+        t: &TestTrigger,
+        what: String,
+        config: BTreeMap<String, String>,
+        event: serde_json::Value,
+    ) {
         let delay = t
             .spec
             .delay
             .as_deref()
             .and_then(|d| assay_spec::duration::parse_duration(d).ok())
             .unwrap_or_default();
-        let what = format!("{event} {} {}", change.reference, change.new);
-        tracing::info!(trigger = %t.metadata.name, reference = %change.reference,
-            commit = %change.new, old = change.old.as_deref().unwrap_or("(new)"), %event,
-            "git trigger fired");
-        // Testkube's git events carry no object; their metadata is the event's `gitMetadata`.
         let data = crate::triggers::EventData {
             object: serde_json::Value::Null,
-            event: serde_json::json!({
-                "namespace": t.metadata.namespace.clone().unwrap_or_default(),
-                "gitMetadata": {
-                    "commit": change.new,
-                    "ref": change.reference,
-                    "branch": if is_tag { "" } else { short },
-                    "tag": if is_tag { short } else { "" },
-                },
-            }),
+            event,
         };
         let state = self.state.clone();
         let trigger = t.clone();
@@ -414,11 +453,17 @@ impl Informer {
                     PollError::Refused(format!("`{field}`: reading Secret {secret}: {e}"))
                 })?;
             let value = match value {
-                Some(v) => v,
-                None if optional => continue,
-                None => {
+                assay_kube::SecretKey::Value(v) => v,
+                _ if optional => continue,
+                assay_kube::SecretKey::NoSecret => {
                     return Err(PollError::Refused(format!(
-                        "`{field}`: Secret {secret} in namespace {} has no key {key}",
+                        "`{field}`: there is no Secret {secret} in namespace {} (hint: create it, or fix `{field}.secretKeyRef.name`)",
+                        conn.namespace
+                    )));
+                }
+                assay_kube::SecretKey::NoKey => {
+                    return Err(PollError::Refused(format!(
+                        "`{field}`: Secret {secret} in namespace {} has no key {key} (hint: add it, or fix `{field}.secretKeyRef.key`)",
                         conn.namespace
                     )));
                 }
@@ -431,6 +476,19 @@ impl Informer {
         }
         Ok(out)
     }
+}
+
+/// Testkube's `WATCHER_EVENT_*` values of a git trigger's event.
+fn watcher_values(t: &TestTrigger) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("WATCHER_EVENT_RESOURCE".to_string(), "content".to_string()),
+        ("WATCHER_EVENT_NAME".to_string(), t.metadata.name.clone()),
+        (
+            "WATCHER_EVENT_NAMESPACE".to_string(),
+            t.metadata.namespace.clone().unwrap_or_default(),
+        ),
+        ("WATCHER_EVENT_EVENT_TYPE".to_string(), t.spec.event.clone()),
+    ])
 }
 
 #[derive(Default)]

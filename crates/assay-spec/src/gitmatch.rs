@@ -206,6 +206,82 @@ pub fn short_ref(reference: &str) -> (&str, bool) {
     }
 }
 
+/// A GitHub repository a `git-pull-request` trigger names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHubRepo {
+    /// `github.com`, or a GitHub Enterprise host.
+    pub host: String,
+    pub owner: String,
+    pub repo: String,
+}
+
+impl GitHubRepo {
+    /// Where its REST API is: `https://api.github.com` for github.com, `https://HOST/api/v3`
+    /// for GitHub Enterprise (Testkube's rule).
+    pub fn api_base(&self) -> String {
+        if self.host == "github.com" || self.host.ends_with(".github.com") {
+            "https://api.github.com".to_string()
+        } else {
+            format!("https://{}/api/v3", self.host)
+        }
+    }
+}
+
+/// The GitHub repository `uri` names (HTTPS, `ssh://` or `git@host:owner/repo`, `.git` or
+/// not), as Testkube reads one: the host is `github.com` or has a `github.` label (GitHub
+/// Enterprise), the path is `OWNER/REPO`.
+pub fn github_repo(uri: &str) -> Option<GitHubRepo> {
+    let (authority, path) = match uri.split_once("://") {
+        Some((_, rest)) => rest.split_once('/')?,
+        None => uri.split_once(':')?,
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host.split(':').next()?.to_ascii_lowercase();
+    // A `github` label before the last: github.com, www.github.com, github.corp.example.
+    let labels: Vec<&str> = host.split('.').collect();
+    if !labels[..labels.len() - 1].contains(&"github") {
+        return None;
+    }
+    let path = path.trim_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let (owner, repo) = path.split_once('/')?;
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n != "."
+            && n != ".."
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    (name_ok(owner) && name_ok(repo)).then(|| GitHubRepo {
+        host,
+        owner: owner.to_string(),
+        repo: repo.to_string(),
+    })
+}
+
+/// What happened to a pull request between two sights (`OLD`, `NEW`: `SHA:STATE`), as
+/// Testkube's `DeterminePRAction` says: `closed`, `reopened`, else `synchronize`.
+pub fn pr_action(old: &str, new: &str) -> &'static str {
+    let state = |s: &str| {
+        s.split_once(':')
+            .map(|(_, st)| st.to_string())
+            .unwrap_or_default()
+    };
+    let (was, is) = (state(old), state(new));
+    if is == "closed" && was != "closed" {
+        "closed"
+    } else if is == "open" && was == "closed" {
+        "reopened"
+    } else {
+        "synchronize"
+    }
+}
+
+/// Whether a pull request action is one of `types` (any when empty; case and spaces aside).
+pub fn pr_type_selected(action: &str, types: &[String]) -> bool {
+    types.is_empty() || types.iter().any(|t| t.trim().eq_ignore_ascii_case(action))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +381,40 @@ mod tests {
         assert_eq!(protocol("git@example.com:a/b.git"), "ssh");
         assert!(pattern_problem("src/[").is_some());
         assert!(pattern_problem("src/**").is_none());
+    }
+
+    #[test]
+    fn github_repositories_as_testkube_reads_them() {
+        let r = github_repo("https://github.com/acme/app.git").unwrap();
+        assert_eq!((r.owner.as_str(), r.repo.as_str()), ("acme", "app"));
+        assert_eq!(r.api_base(), "https://api.github.com");
+        for uri in [
+            "git@github.com:acme/app.git",
+            "ssh://git@github.com/acme/app",
+            "https://bot@github.com/acme/app/",
+        ] {
+            assert_eq!(github_repo(uri).as_ref(), Some(&r), "{uri}");
+        }
+        let ghes = github_repo("https://github.corp.example:8443/acme/app").unwrap();
+        assert_eq!(ghes.api_base(), "https://github.corp.example/api/v3");
+        for not in [
+            "https://gitlab.com/acme/app.git",
+            "https://notgithub.com/acme/app",
+            "https://github.com/acme",
+            "https://github.com/acme/app/tree/main",
+            "https://github.com/../app",
+        ] {
+            assert_eq!(github_repo(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn pull_request_actions_as_testkube_names_them() {
+        assert_eq!(pr_action("a:open", "a:closed"), "closed");
+        assert_eq!(pr_action("a:closed", "b:open"), "reopened");
+        assert_eq!(pr_action("a:open", "b:open"), "synchronize");
+        assert!(pr_type_selected("opened", &[]));
+        assert!(pr_type_selected("opened", &[" Opened ".into()]));
+        assert!(!pr_type_selected("closed", &["opened".into()]));
     }
 }

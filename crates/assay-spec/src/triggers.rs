@@ -192,13 +192,30 @@ pub struct TestTriggerContentGit {
     /// `basic` (default: the token as a password) or `header` (`Authorization: Bearer`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub auth_type: String,
-    /// Refused: pull requests need GitHub's API.
+    /// What a `git-pull-request` trigger watches of a repository's pull requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pull_request: Option<Opaque>,
+    pub pull_request: Option<TestTriggerContentGitPullRequest>,
+}
+
+/// `contentSelector.git.pullRequest`, as Testkube's `TestTriggerContentGitPullRequest` has it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TestTriggerContentGitPullRequest {
+    /// The actions that fire ([`PR_ACTIONS`]; empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<String>,
+    /// Base branches (globs) the pull request targets (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches_ignore: Vec<String>,
 }
 
 /// The events of `resource: content` triggers that Assay watches.
-pub const GIT_EVENTS: &[&str] = &["git-push", "git-tag-push"];
+pub const GIT_EVENTS: &[&str] = &["git-push", "git-tag-push", "git-pull-request"];
+
+/// The pull request actions a `git-pull-request` trigger tells apart (Testkube's).
+pub const PR_ACTIONS: &[&str] = &["opened", "synchronize", "reopened", "closed"];
 
 /// Config and tags a trigger passes to the workflows it runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -674,22 +691,11 @@ fn content_problems(s: &TestTriggerSpec, error: &mut impl FnMut(&str, String, Op
         }
         return;
     }
-    if s.event == "git-pull-request" {
-        error(
-            "spec.event",
-            "`git-pull-request` is not supported: it needs GitHub's API, which Assay does not poll"
-                .to_string(),
-            Some(
-                "point a GitHub webhook at a hook (`POST /v1/hooks/NAME`, events: [pull_request]), \
-                 or watch the branches with `git-push`"
-                    .to_string(),
-            ),
-        );
-    } else if !git_event && !s.event.is_empty() {
+    if !git_event && !s.event.is_empty() {
         error(
             "spec.event",
             format!("resource `content` needs a git event, not `{}`", s.event),
-            Some("one of: git-push, git-tag-push".to_string()),
+            Some("one of: git-push, git-tag-push, git-pull-request".to_string()),
         );
     }
     if s.condition_spec
@@ -796,13 +802,60 @@ fn content_problems(s: &TestTriggerSpec, error: &mut impl FnMut(&str, String, Op
             "git auth type",
         ),
     }
-    if git.pull_request.is_some() {
-        error(
+    match &git.pull_request {
+        Some(_) if s.event != "git-pull-request" => error(
             &format!("{base}.pullRequest"),
-            "`pullRequest` is not supported: pull requests need GitHub's API, which Assay does not poll"
-                .to_string(),
+            format!(
+                "`pullRequest` is for `git-pull-request` triggers, not `{}`",
+                s.event
+            ),
+            Some("set `event: git-pull-request`, or leave `pullRequest` out".to_string()),
+        ),
+        Some(pr) => {
+            for (i, t) in pr.types.iter().enumerate() {
+                if !PR_ACTIONS.contains(&t.trim().to_ascii_lowercase().as_str()) {
+                    one_of(
+                        error,
+                        &format!("{base}.pullRequest.types[{i}]"),
+                        t,
+                        PR_ACTIONS,
+                        "pull request action",
+                    );
+                }
+            }
+            for (field, list) in [
+                ("branches", &pr.branches),
+                ("branchesIgnore", &pr.branches_ignore),
+            ] {
+                for (i, p) in list.iter().enumerate() {
+                    if let Some(problem) = crate::gitmatch::pattern_problem(p) {
+                        error(
+                            &format!("{base}.pullRequest.{field}[{i}]"),
+                            format!("`{p}` is not a glob pattern: {problem}"),
+                            Some(
+                                "`*` within a path part, `**` across parts, `?`, `[a-z]`"
+                                    .to_string(),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        None => {}
+    }
+    if s.event == "git-pull-request"
+        && !git.uri.trim().is_empty()
+        && crate::gitmatch::uri_problem(&git.uri).is_none()
+        && crate::gitmatch::github_repo(&git.uri).is_none()
+    {
+        error(
+            &format!("{base}.uri"),
+            format!(
+                "`{}` is not a GitHub repository: `git-pull-request` reads pull requests from GitHub's API, as Testkube does",
+                crate::gitmatch::redact(&git.uri)
+            ),
             Some(
-                "point a GitHub webhook at a hook (`POST /v1/hooks/NAME`, events: [pull_request])"
+                "write `https://github.com/OWNER/REPO.git` (or a GitHub Enterprise host named `github.*`); for another forge, point its webhook at a hook (`POST /v1/hooks/NAME`)"
                     .to_string(),
             ),
         );
@@ -1023,25 +1076,51 @@ spec:
     }
 
     #[test]
-    fn git_content_triggers_are_checked_as_testkube_does_and_pull_requests_refused() {
+    fn git_content_triggers_are_checked_as_testkube_does() {
+        // Testkube's own pull request trigger: all of it passes but its GitHub App token.
         let shown = diagnostics_of("pr.yaml", PULL_REQUEST);
-        for expected in [
-            "pr.yaml:7:10: `git-pull-request` is not supported",
-            "`authType: github` is not supported",
-            "`pullRequest` is not supported",
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].contains("`authType: github` is not supported"),
+            "{shown:?}"
+        );
+        let own = PULL_REQUEST.replace("      authType: github\n", "");
+        assert!(diagnostics_of("pr.yaml", &own).is_empty());
+        for (from, to, expected) in [
+            (
+                "https://github.com/kubeshop/testkube",
+                "https://gitlab.com/kubeshop/testkube",
+                "`https://gitlab.com/kubeshop/testkube` is not a GitHub repository",
+            ),
+            (
+                "https://github.com/kubeshop/testkube",
+                "https://github.com/kubeshop",
+                "is not a GitHub repository",
+            ),
+            (
+                "\"reopened\"]",
+                "\"merged\"]",
+                "unknown pull request action `merged`",
+            ),
+            (
+                "event: git-pull-request",
+                "event: git-push",
+                "`pullRequest` is for `git-pull-request` triggers, not `git-push`",
+            ),
         ] {
+            let shown = diagnostics_of("pr.yaml", &own.replace(from, to));
             assert!(
-                shown
-                    .iter()
-                    .any(|d| d.starts_with(expected) || d.contains(expected)),
+                shown.len() == 1 && shown[0].contains(expected),
                 "{expected}: {shown:?}"
             );
         }
-        assert!(
-            shown
-                .iter()
-                .any(|d| d.contains("hint: point a GitHub webhook at a hook"))
-        );
+        for fine in [
+            "git@github.com:kubeshop/testkube.git",
+            "https://github.example.com/kubeshop/testkube.git",
+        ] {
+            let doc = own.replace("https://github.com/kubeshop/testkube", fine);
+            assert!(diagnostics_of("pr.yaml", &doc).is_empty(), "{fine}");
+        }
         let git = "apiVersion: tests.testkube.io/v1\nkind: TestTrigger\nmetadata: {name: g}\nspec:\n  resource: content\n  event: git-push\n  action: run\n  execution: testworkflow\n  testSelector: {name: w}\n";
         let with = |extra: &str| diagnostics_of("g.yaml", &format!("{git}{extra}"));
         assert!(

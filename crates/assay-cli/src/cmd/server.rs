@@ -89,6 +89,14 @@ pub struct Args {
     /// (refused by default: a trigger's author could read any repository the server can)
     #[arg(long)]
     git_allow_file: bool,
+    /// `git-pull-request` TestTriggers: GitHub's REST API at this URL instead of the one each
+    /// trigger's URI names (`https://api.github.com`, `https://HOST/api/v3` for GitHub
+    /// Enterprise), for a proxy or a mirror of the API
+    #[arg(long, value_name = "URL", value_parser = parse_api_url)]
+    github_api_url: Option<String>,
+    /// How long one request of a `git-pull-request` TestTrigger to GitHub's API may take
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    git_api_timeout: Duration,
     /// With --kubernetes: another namespace whose resources TestTriggers may watch
     /// (`resourceSelector.namespace`, `namespaceRegex`, a trigger's own namespace), besides the
     /// server's; its ServiceAccount needs get/list/watch there (repeatable). A trigger naming
@@ -119,6 +127,21 @@ fn parse_namespace(text: &str) -> Result<String, String> {
 }
 
 /// `10s`, `2m`, `500ms`, `1h`: a positive duration.
+/// An `http(s)://` base URL (no query, no user or password: it is logged).
+fn parse_api_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{text}` is not an http:// or https:// URL"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains('@') || text.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "`{text}` is not a base URL: write scheme, host and path only (e.g. https://github.example.com/api/v3)"
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -241,6 +264,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let mut git = assay_server::git_triggers::Options {
             interval: args.git_poll_interval,
             allow_file: args.git_allow_file,
+            github_api: args.github_api_url.clone(),
+            api_timeout: args.git_api_timeout,
             ..Default::default()
         };
         if args.kubernetes {

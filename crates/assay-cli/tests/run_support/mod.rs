@@ -725,6 +725,21 @@ impl Drop for FakeApi {
     }
 }
 
+/// What a fake server started as `child` says after `prefix` on its first line of stdout
+/// (its URL, once it listens).
+pub fn announced(child: &mut std::process::Child, prefix: &str) -> String {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    line.strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("the fake server printed {line:?}, not {prefix}URL"))
+        .trim()
+        .to_string()
+}
+
 pub fn fake_api(dir: &Path) -> FakeApi {
     let kubeconfig = dir.join("kubeconfig");
     let crds = repo().join("deploy/kubernetes/crds");
@@ -741,17 +756,7 @@ pub fn fake_api(dir: &Path) -> FakeApi {
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .expect("start the fake API server");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line
-        .strip_prefix("FAKE_KUBE_API ")
-        .unwrap_or_else(|| panic!("the fake API server printed {line:?}"))
-        .trim()
-        .to_string();
+    let url = announced(&mut child, "FAKE_KUBE_API ");
     FakeApi {
         child,
         kubeconfig,

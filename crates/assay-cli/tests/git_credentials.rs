@@ -1,0 +1,296 @@
+//! Git `content` TestTriggers with credentials from Kubernetes Secrets (`usernameFrom`,
+//! `tokenFrom`, `sshKeyFrom`), end to end: the real `assay server --kubernetes` reads the
+//! Secret from a FAKE Kubernetes API server (`crates/assay-kube/tests/fake_api.py`: no real
+//! API server can be had here) and the real `git` lists a repository served by a real HTTP
+//! server on 127.0.0.1 that answers only requests with those credentials
+//! (`git_auth_http.py`: 401 to the rest). No sshd can be had here either: the `sshKeyFrom`
+//! test checks what the server does with the key (the file ssh is given, its mode, its
+//! removal) against a TCP listener that takes ssh's connection and never answers.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::git_triggers::{
+    Origin, RUST_LOG, Server, WORKFLOW, execution, logged, post, runs_of, trigger, wait_for,
+};
+use crate::run_support::{FakeApi, apply, contains, fake_api, files_under, http, logged_server};
+
+/// `assay server --kubernetes` on the fake, polling every `interval`.
+fn server(data: &Path, api: &FakeApi, interval: &str) -> Server {
+    let kubeconfig = api.kubeconfig.display().to_string();
+    logged_server(
+        data,
+        &[
+            "--no-auth",
+            "--git-poll-interval",
+            interval,
+            "--kubernetes",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        RUST_LOG,
+    )
+}
+
+fn b64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// The Secret `git-creds` in the server's namespace (`assay`) with `keys` (base64 `data`, as
+/// Kubernetes keeps it).
+fn secret(api: &FakeApi, keys: &[(&str, &str)]) {
+    let data: String = keys
+        .iter()
+        .map(|(k, v)| format!("  {k}: {}\n", b64(v)))
+        .collect();
+    apply(
+        api,
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: git-creds\n  namespace: assay\ndata:\n{data}"
+        ),
+    );
+}
+
+fn from(field: &str, name: &str, key: &str) -> String {
+    format!("      {field}: {{secretKeyRef: {{name: {name}, key: {key}}}}}\n")
+}
+
+/// Everything a viewer of the API sees of the triggers and their runs.
+fn api_text(s: &Server, triggers: &[&str]) -> String {
+    let mut out = String::new();
+    for path in ["/v1/triggers", "/v1/test-workflow-executions"] {
+        out.push_str(&http(s.port, "GET", path, &s.token, None).1);
+    }
+    for t in triggers {
+        out.push_str(&http(s.port, "GET", &format!("/v1/triggers/{t}"), &s.token, None).1);
+        for run in runs_of(s, t) {
+            let id = run["id"].as_str().unwrap();
+            out.push_str(&execution(s, id).to_string());
+            out.push_str(
+                &http(
+                    s.port,
+                    "GET",
+                    &format!("/v1/test-workflow-executions/{id}/logs"),
+                    &s.token,
+                    None,
+                )
+                .1,
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn tokens_from_secrets_open_a_repository_that_asks_for_them_and_never_show() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let token = format!("ghp_secret{nanos}");
+    let wrong = format!("ghp_wrong{nanos}");
+    let basic = Origin::with_auth(&["--basic", &format!("bot:{token}")]);
+    let bearer = Origin::with_auth(&["--bearer", &token]);
+    let dir = tempfile::tempdir().unwrap();
+    let api = fake_api(dir.path());
+    secret(
+        &api,
+        &[("username", "bot"), ("token", &token), ("wrong", &wrong)],
+    );
+    let data = dir.path().join("data");
+    let s = server(&data, &api, "1s");
+    post(&s, "/v1/test-workflows", WORKFLOW);
+    let user = from("usernameFrom", "git-creds", "username");
+    let creds = format!("{user}{}", from("tokenFrom", "git-creds", "token"));
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger("basic", "git-push", &basic.uri(), &creds),
+    );
+    let header = format!(
+        "      authType: header\n{}",
+        from("tokenFrom", "git-creds", "token")
+    );
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger("bearer", "git-push", &bearer.uri(), &header),
+    );
+    // A key the Secret lacks, a Secret that does not exist, a token the server refuses, and
+    // no credentials at all.
+    let no_key = format!("{user}{}", from("tokenFrom", "git-creds", "nope"));
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger("nokey", "git-push", &basic.uri(), &no_key),
+    );
+    let no_secret = from("tokenFrom", "absent", "token");
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger("nosecret", "git-push", &basic.uri(), &no_secret),
+    );
+    let refused = format!("{user}{}", from("tokenFrom", "git-creds", "wrong"));
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger("refused", "git-push", &basic.uri(), &refused),
+    );
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger("anonymous", "git-push", &bearer.uri(), ""),
+    );
+
+    wait_for(&s, "both heads recorded", || {
+        (logged(&s, &["recorded the repository's heads"]) == 2).then_some(())
+    });
+    let failed = "polling the git trigger's repository failed";
+    wait_for(&s, "the four problems", || {
+        (logged(
+            &s,
+            &[
+                failed,
+                "trigger=nokey",
+                "Secret git-creds",
+                "has no key nope",
+            ],
+        ) == 1
+            && logged(
+                &s,
+                &[failed, "trigger=nosecret", "there is no Secret absent"],
+            ) == 1
+            && logged(&s, &[failed, "trigger=refused", "git ls-remote"]) == 1
+            && logged(&s, &[failed, "trigger=anonymous", "git ls-remote"]) == 1)
+            .then_some(())
+    });
+
+    // The pushes fire, through the credentials.
+    let pushed = basic.push("src/app.txt", "2\n");
+    let pushed_too = bearer.push("src/app.txt", "2\n");
+    for (t, commit) in [("basic", &pushed), ("bearer", &pushed_too)] {
+        let runs = wait_for(&s, &format!("the run of {t}"), || {
+            let runs = runs_of(&s, t);
+            (!runs.is_empty()).then_some(runs)
+        });
+        let e = execution(&s, runs[0]["id"].as_str().unwrap());
+        assert_eq!(
+            e["configParams"]["TESTKUBE_GIT_COMMIT"]["value"], *commit,
+            "{e}"
+        );
+    }
+    // Said once each, not at every poll (the next two polls have happened by now).
+    std::thread::sleep(Duration::from_millis(2500));
+    for t in ["nokey", "nosecret", "refused", "anonymous"] {
+        assert_eq!(
+            logged(&s, &[failed, &format!("trigger={t}")]),
+            1,
+            "{}",
+            s.log.lock().unwrap()
+        );
+        assert!(runs_of(&s, t).is_empty());
+    }
+
+    // Neither token (nor the basic auth made of one) is in the log, the API or the store.
+    let log = s.log.lock().unwrap().clone();
+    let api_seen = api_text(&s, &["basic", "bearer", "refused"]);
+    assert!(api_seen.contains(&pushed), "the API shows the runs");
+    for needle in [
+        token.clone(),
+        wrong.clone(),
+        b64(&format!("bot:{token}")),
+        b64(&format!("bot:{wrong}")),
+    ] {
+        assert!(!log.contains(&needle), "{needle} in the log:\n{log}");
+        assert!(!api_seen.contains(&needle), "{needle} in the API");
+        for file in files_under(&data) {
+            let mut bytes = Vec::new();
+            std::fs::File::open(&file)
+                .unwrap()
+                .read_to_end(&mut bytes)
+                .unwrap();
+            assert!(
+                !contains(&bytes, needle.as_bytes()),
+                "{needle} in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+/// The key of `sshKeyFrom` is given to ssh as a file of the server's (mode 0600, in a 0700
+/// folder under the data dir) for the length of one poll, and removed when the poll ends.
+#[test]
+fn an_ssh_key_from_a_secret_lives_in_a_private_file_for_one_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "assay-test", "-f"])
+        .arg(dir.path().join("id"))
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let key = std::fs::read_to_string(dir.path().join("id")).unwrap();
+    let api = fake_api(dir.path());
+    secret(&api, &[("ssh", &key)]);
+    // An "ssh server" that takes the connection and says nothing: ssh waits for its banner.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((conn, _)) = listener.accept() {
+            let _ = tx.send(conn);
+        }
+    });
+    let data = dir.path().join("data");
+    // Polls far apart: between two of them the key file must be gone.
+    let s = server(&data, &api, "1h");
+    post(&s, "/v1/test-workflows", WORKFLOW);
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger(
+            "over-ssh",
+            "git-push",
+            &format!("ssh://git@127.0.0.1:{port}/app.git"),
+            &from("sshKeyFrom", "git-creds", "ssh"),
+        ),
+    );
+    let conn = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("ssh connected");
+    // While ssh is connected: the key is a private file of the server's.
+    let keys: Vec<_> = files_under(&data.join("git-triggers"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("key-"))
+        })
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&keys[0]), 0o600);
+    assert_eq!(mode(keys[0].parent().unwrap()), 0o700);
+    assert_eq!(
+        std::fs::read_to_string(&keys[0]).unwrap().trim(),
+        key.trim()
+    );
+    // The "server" hangs up: the poll fails, said once, without the key; the file is gone.
+    drop(conn);
+    wait_for(&s, "the failed poll", || {
+        (logged(
+            &s,
+            &[
+                "polling the git trigger's repository failed",
+                "trigger=over-ssh",
+            ],
+        ) == 1)
+            .then_some(())
+    });
+    assert!(!keys[0].exists(), "the key outlived its poll");
+    let log = s.log.lock().unwrap().clone();
+    let secret_line = key.lines().nth(1).unwrap();
+    assert!(!log.contains(secret_line), "{log}");
+}
