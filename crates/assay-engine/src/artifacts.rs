@@ -15,6 +15,19 @@ pub(crate) struct Found {
     pub source: PathBuf,
 }
 
+/// Why a step's artifact patterns could not be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ArtifactError {
+    #[error("invalid artifact pattern `{pattern}`: {source}")]
+    Pattern {
+        pattern: String,
+        source: globset::Error,
+    },
+    /// The patterns could not be combined into one matcher.
+    #[error("{0}")]
+    Matcher(globset::Error),
+}
+
 /// Calls `f(relative path, absolute path)` for every regular file under `base`, following no
 /// symbolic links to folders.
 pub(crate) fn walk(base: &Path, f: &mut dyn FnMut(&str, &Path)) {
@@ -88,7 +101,7 @@ pub(crate) fn collect(
     patterns: &[String],
     work_dir: &Path,
     to_host: &dyn Fn(&str) -> PathBuf,
-) -> Result<Vec<Found>, String> {
+) -> Result<Vec<Found>, ArtifactError> {
     let mut found = Vec::new();
     let mut seen = BTreeSet::new();
     for pattern in patterns {
@@ -104,11 +117,11 @@ pub(crate) fn collect(
             None
         } else {
             let mut set = GlobSetBuilder::new();
-            set.add(
-                Glob::new(&glob)
-                    .map_err(|e| format!("invalid artifact pattern `{pattern}`: {e}"))?,
-            );
-            Some(set.build().map_err(|e| e.to_string())?)
+            set.add(Glob::new(&glob).map_err(|source| ArtifactError::Pattern {
+                pattern: pattern.clone(),
+                source,
+            })?);
+            Some(set.build().map_err(ArtifactError::Matcher)?)
         };
         let mut push = |abs: &Path| {
             if !seen.insert(abs.to_path_buf()) {

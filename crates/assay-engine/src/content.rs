@@ -10,8 +10,9 @@ use assay_spec::plan::{PlanContent, PlanGit, PlanTarball};
 use tokio::io::AsyncWriteExt;
 
 use crate::event::{Event, LogChunk};
-use crate::layout;
-use crate::runner::{Attempt, Frame, Runner};
+use crate::layout::{self, LayoutError};
+use crate::refs::RefError;
+use crate::runner::{Attempt, Frame, RenderError, Runner};
 use crate::runtime::{Launch, LaunchKind, StopReason};
 
 impl Runner {
@@ -23,7 +24,7 @@ impl Runner {
         a: &mut Attempt,
     ) {
         if let Err(e) = self.files(content, frame) {
-            return a.fail(e);
+            return a.fail(e.to_string());
         }
         if let Some(git) = &content.git {
             self.git(git, full, frame, a).await;
@@ -51,7 +52,7 @@ impl Runner {
     ) {
         let env = self.base_env();
         let rendered = self.with_machine(frame.passed, None, &env, None, |m| {
-            Ok::<_, String>((
+            Ok::<_, RenderError>((
                 self.render(&tarball.url, m)?,
                 self.render(&tarball.path, m)?,
             ))
@@ -108,20 +109,18 @@ impl Runner {
             Err(e) => Err(e),
         };
         let _ = std::fs::remove_file(&file);
-        let unpacked = unpacked
-            .map_err(|e| e.to_string())
-            .and_then(|()| self.give_to_steps(&dest));
+        let unpacked = unpacked.and_then(|()| Ok(self.give_to_steps(&dest)?));
         if let Err(e) = unpacked {
             a.fail(self.mask(&format!("content.tarball {shown}: {e}")));
         }
     }
 
     /// Writes `content.files` (paths relative to the working directory, mode when given).
-    fn files(&self, content: &PlanContent, frame: &Frame) -> Result<(), String> {
+    fn files(&self, content: &PlanContent, frame: &Frame) -> Result<(), FilesError> {
         let env = self.base_env();
         for f in &content.files {
             let (path, mut text) = self.with_machine(frame.passed, None, &env, None, |m| {
-                Ok::<_, String>((self.render(&f.path, m)?, self.render(&f.content, m)?))
+                Ok::<_, RenderError>((self.render(&f.path, m)?, self.render(&f.content, m)?))
             })?;
             if let Some(source) = &f.content_from {
                 let what = format!("content.files `{path}` contentFrom");
@@ -130,14 +129,20 @@ impl Runner {
             }
             let host = self.layout.to_host(&layout::join(&frame.cwd, &path));
             if let Some(parent) = host.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("failed to create {}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent).map_err(|source| FilesError::Create {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
             }
-            std::fs::write(&host, text).map_err(|e| format!("failed to write {path}: {e}"))?;
+            if let Err(source) = std::fs::write(&host, text) {
+                return Err(FilesError::Write { path, source });
+            }
             if let Some(mode) = f.mode {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode))
-                    .map_err(|e| format!("failed to set the mode of {path}: {e}"))?;
+                let set = std::fs::set_permissions(&host, std::fs::Permissions::from_mode(mode));
+                if let Err(source) = set {
+                    return Err(FilesError::Mode { path, source });
+                }
             }
             self.give_to_steps(&host)?;
         }
@@ -145,7 +150,7 @@ impl Runner {
     }
 
     /// Hands what the engine wrote under the execution's folders to the step user.
-    pub(crate) fn give_to_steps(&self, host: &std::path::Path) -> Result<(), String> {
+    pub(crate) fn give_to_steps(&self, host: &std::path::Path) -> Result<(), LayoutError> {
         self.layout.give_to_steps(host)
     }
 
@@ -153,7 +158,7 @@ impl Runner {
     async fn git(&mut self, git: &PlanGit, full: &str, frame: &Frame, a: &mut Attempt) {
         let env = self.base_env();
         let rendered = self.with_machine(frame.passed, None, &env, None, |m| {
-            Ok::<_, String>((
+            Ok::<_, RenderError>((
                 self.render(&git.uri, m)?,
                 self.render(&git.revision, m)?,
                 self.render(&git.username, m)?,
@@ -177,7 +182,7 @@ impl Runner {
                 let what = format!("content.git {field}");
                 match crate::refs::source_value(&what, source, &self.shared.opts.named_secrets) {
                     Ok(v) => *out = v.unwrap_or_default(),
-                    Err(e) => return a.fail(e),
+                    Err(e) => return a.fail(e.to_string()),
                 }
             }
         }
@@ -265,7 +270,7 @@ impl Runner {
         }
         a.exit_code = None;
         if let Err(e) = self.give_to_steps(&dest) {
-            a.fail(e);
+            a.fail(e.to_string());
         }
     }
 }
@@ -308,6 +313,33 @@ fn add_git_config(env: &mut BTreeMap<String, String>, key: &str, value: &str) {
     env.insert(format!("GIT_CONFIG_KEY_{n}"), key.to_string());
     env.insert(format!("GIT_CONFIG_VALUE_{n}"), value.to_string());
     env.insert("GIT_CONFIG_COUNT".into(), (n + 1).to_string());
+}
+
+/// Why `content.files` were not written (the step fails with this text).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FilesError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Ref(#[from] RefError),
+    #[error("failed to create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `path` as the plan gives it (rendered), not the host's.
+    #[error("failed to write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("failed to set the mode of {path}: {source}")]
+    Mode {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    HandOver(#[from] LayoutError),
 }
 
 /// Why a `content.tarball` was not downloaded or unpacked (the step's message puts
@@ -364,6 +396,9 @@ pub(crate) enum TarballError {
     },
     #[error("unpacking crashed: {0}")]
     Crashed(tokio::task::JoinError),
+    /// What was unpacked could not be handed to the step user.
+    #[error(transparent)]
+    HandOver(#[from] LayoutError),
 }
 
 /// Streams the body of `url` into `file`; a non-success status is an error naming it.

@@ -138,7 +138,7 @@ impl HostScope {
             let _ = std::fs::create_dir_all(&host_cwd);
             self.layout
                 .give_to_steps(&host_cwd)
-                .map_err(StartError::Unsupported)?;
+                .map_err(|e| StartError::Unsupported(e.to_string()))?;
         }
         let user = crate::step_user();
         let sandbox = self.sandbox.lock().unwrap_or_else(|e| e.into_inner());

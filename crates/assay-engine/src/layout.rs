@@ -17,6 +17,31 @@ pub struct Layout {
     pub tmp: PathBuf,
 }
 
+/// Why the execution's folders could not be made or handed to the step user.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LayoutError {
+    #[error("failed to create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `chown` to the step user refused.
+    #[error("failed to hand {} to user {user}: {source}", path.display())]
+    HandOver {
+        path: PathBuf,
+        user: String,
+        source: std::io::Error,
+    },
+    #[error("failed to read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// An entry of a folder being handed over could not be read.
+    #[error("{0}")]
+    Entry(std::io::Error),
+}
+
 /// The folder steps see as `/data`.
 pub(crate) const DATA: &str = "/data";
 /// The folder steps see as `/testkube/outputs`.
@@ -48,15 +73,20 @@ impl Layout {
 
     /// Creates `data/`, `outputs/` and `tmp/` under `root` (owned by the step user when there
     /// is one).
-    pub(crate) fn create(root: &Path, user: Option<&StepUser>) -> Result<Layout, String> {
+    pub(crate) fn create(root: &Path, user: Option<&StepUser>) -> Result<Layout, LayoutError> {
         Layout::create_in(Layout::under(root), user)
     }
 
     /// Creates the folders of `layout` (owned by the step user when there is one).
-    pub(crate) fn create_in(layout: Layout, user: Option<&StepUser>) -> Result<Layout, String> {
+    pub(crate) fn create_in(
+        layout: Layout,
+        user: Option<&StepUser>,
+    ) -> Result<Layout, LayoutError> {
         for d in [&layout.data, &layout.outputs, &layout.tmp] {
-            std::fs::create_dir_all(d)
-                .map_err(|e| format!("failed to create {}: {e}", d.display()))?;
+            std::fs::create_dir_all(d).map_err(|source| LayoutError::Create {
+                path: d.clone(),
+                source,
+            })?;
             give(d, user)?;
         }
         Ok(layout)
@@ -76,7 +106,7 @@ impl Layout {
 
     /// Hands what the engine wrote under these folders to the step user (when steps run as
     /// one), with the folders it created on the way; host paths elsewhere stay as they are.
-    pub(crate) fn give_to_steps(&self, host: &Path) -> Result<(), String> {
+    pub(crate) fn give_to_steps(&self, host: &Path) -> Result<(), LayoutError> {
         let Some(user) = crate::step_user() else {
             return Ok(());
         };
@@ -97,30 +127,40 @@ impl Layout {
 }
 
 /// Hands a folder the engine made to the step user, so steps can write in it.
-pub(crate) fn give(path: &Path, user: Option<&StepUser>) -> Result<(), String> {
+pub(crate) fn give(path: &Path, user: Option<&StepUser>) -> Result<(), LayoutError> {
     if let Some(u) = user {
         std::os::unix::fs::chown(path, Some(u.uid), Some(u.gid))
-            .map_err(|e| format!("failed to hand {} to user {}: {e}", path.display(), u.name))?;
+            .map_err(|source| hand_over(path, u, source))?;
     }
     Ok(())
 }
 
 /// [`give`] for a whole tree (what the engine wrote or cloned for steps); links themselves.
-pub(crate) fn give_tree(path: &Path, user: Option<&StepUser>) -> Result<(), String> {
+pub(crate) fn give_tree(path: &Path, user: Option<&StepUser>) -> Result<(), LayoutError> {
     let Some(u) = user else { return Ok(()) };
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
         std::os::unix::fs::lchown(&p, Some(u.uid), Some(u.gid))
-            .map_err(|e| format!("failed to hand {} to user {}: {e}", p.display(), u.name))?;
+            .map_err(|source| hand_over(&p, u, source))?;
         if p.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            for entry in
-                std::fs::read_dir(&p).map_err(|e| format!("failed to read {}: {e}", p.display()))?
-            {
-                stack.push(entry.map_err(|e| e.to_string())?.path());
+            let entries = std::fs::read_dir(&p).map_err(|source| LayoutError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            for entry in entries {
+                stack.push(entry.map_err(LayoutError::Entry)?.path());
             }
         }
     }
     Ok(())
+}
+
+fn hand_over(path: &Path, user: &StepUser, source: std::io::Error) -> LayoutError {
+    LayoutError::HandOver {
+        path: path.to_path_buf(),
+        user: user.name.clone(),
+        source,
+    }
 }
 
 /// `path` below `dir` (`""` for `dir` itself), if it is.

@@ -56,7 +56,7 @@ pub use mask::{MASK, Masker};
 pub use options::{
     DEFAULT_SHELL, Isolation, LaunchError, LaunchRequest, Launched, RunOptions, WorkflowLauncher,
 };
-pub use parallel::{clean_path, fetch_allowed, transfer_files};
+pub use parallel::{TransferError, clean_path, fetch_allowed, transfer_files};
 pub use runtime::{Runtime, RuntimeError};
 
 use crate::layout::Layout;
@@ -161,7 +161,8 @@ async fn prepare(
             shared.opts.outputs_dir.as_deref(),
         ),
         step_user(),
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let setup = runtime::Setup {
         plan,
         layout: &layout,

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use crate::event::Event;
 use crate::layout;
-use crate::runner::{Attempt, Frame, Runner};
+use crate::runner::{Attempt, Frame, RenderError, Runner};
 
 impl Runner {
     /// Empties `/testkube/outputs` before an attempt of a step with an id.
@@ -79,7 +79,7 @@ impl Runner {
         a: &mut Attempt,
     ) {
         let env = self.base_env();
-        let rendered: Result<(String, Vec<String>), String> =
+        let rendered: Result<(String, Vec<String>), RenderError> =
             self.with_machine(frame.passed, None, &env, None, |m| {
                 let wd = match &artifacts.working_dir {
                     Some(w) => layout::join(&frame.cwd, &self.render(w, m)?),
@@ -120,7 +120,7 @@ impl Runner {
                     .await;
                 }
             }
-            Err(e) => a.fail(e),
+            Err(e) => a.fail(e.to_string()),
         }
     }
 }

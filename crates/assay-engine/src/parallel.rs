@@ -31,6 +31,54 @@ struct WorkerDone {
     error: Option<String>,
 }
 
+/// Why a strategy or a parallel step's workers could not be made at run time (the step's
+/// message puts `parallel: `, `execute NAME: ` or `service NAME: ` before it).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExpandError {
+    #[error(transparent)]
+    Strategy(#[from] assay_spec::strategy::StrategyError),
+    #[error("the strategy depends on values that are unknown at run time")]
+    Unknown,
+    #[error("parallel has neither workers nor a worker template")]
+    NoWorkers,
+    #[error(transparent)]
+    Worker(#[from] assay_spec::strategy::WorkerError),
+}
+
+/// Why files were not copied between an execution and its worker (the worker's error puts
+/// `transfer: ` or `fetch: ` before it).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// A pattern of the rule's `files`, as written.
+    #[error("`{pattern}`: {source}")]
+    Pattern {
+        pattern: String,
+        source: globset::Error,
+    },
+    /// The patterns could not be combined into one matcher.
+    #[error("{0}")]
+    Matcher(globset::Error),
+    /// A folder or file could not be made or copied (the path is this machine's).
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A remote worker sent a file outside the targets of its `fetch` rules.
+    #[error("the worker sent {0}, which is not under a target of its fetch rules: not written")]
+    NotAllowed(String),
+}
+
+impl TransferError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
+        move |source| TransferError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// The execution status for a root step's status and the walk's interrupt.
 pub(crate) fn execution_status(root: StepStatus, interrupt: Option<&Interrupt>) -> ExecutionStatus {
     match (interrupt, root) {
@@ -49,7 +97,7 @@ impl Runner {
         strategy: &PlanStrategy,
         full: &str,
         cwd: &str,
-    ) -> Result<Vec<StrategyInstance>, String> {
+    ) -> Result<Vec<StrategyInstance>, ExpandError> {
         Ok(self.strategy_params(strategy, full, cwd).await?.instances())
     }
 
@@ -62,14 +110,12 @@ impl Runner {
         strategy: &PlanStrategy,
         full: &str,
         cwd: &str,
-    ) -> Result<assay_spec::strategy::StrategyParams, String> {
+    ) -> Result<assay_spec::strategy::StrategyParams, ExpandError> {
         let env = self.base_env();
         let params = self.with_machine(true, None, &env, Some(cwd), |m| {
-            assay_spec::strategy::params(strategy, &[m]).map_err(|e| e.to_string())
+            assay_spec::strategy::params(strategy, &[m])
         })?;
-        let params = params.ok_or_else(|| {
-            "the strategy depends on values that are unknown at run time".to_string()
-        })?;
+        let params = params.ok_or(ExpandError::Unknown)?;
         for key in &params.empty_shards {
             let Some(Value::String(expr)) = strategy.shards.get(key) else {
                 continue;
@@ -93,12 +139,12 @@ impl Runner {
         par: &PlanParallel,
         full: &str,
         cwd: &str,
-    ) -> Result<Vec<PlanWorker>, String> {
+    ) -> Result<Vec<PlanWorker>, ExpandError> {
         if let Some(w) = &par.workers {
             return Ok(w.clone());
         }
         let Some(template) = &par.worker else {
-            return Err("parallel has neither workers nor a worker template".into());
+            return Err(ExpandError::NoWorkers);
         };
         let params = self.strategy_params(&par.strategy, full, cwd).await?;
         params
@@ -106,8 +152,7 @@ impl Runner {
             .into_iter()
             .map(|i| {
                 let predicted_ms = params.predicted_ms(i.index);
-                let mut w =
-                    assay_spec::strategy::expand_worker(template, i).map_err(|e| e.to_string())?;
+                let mut w = assay_spec::strategy::expand_worker(template, i)?;
                 w.predicted_ms = predicted_ms;
                 Ok(w)
             })
@@ -259,7 +304,7 @@ impl Runner {
                         .await
                         .map(|worker| (layout, Arc::<dyn crate::runtime::Scope>::from(worker)))
                         .map_err(|e| e.to_string()),
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.to_string()),
                 };
                 let (layout, scope) = match opened {
                     Ok(l) => l,
@@ -495,18 +540,18 @@ fn transfer(
     t: &PlanTransfer,
     from_host: &dyn Fn(&str) -> PathBuf,
     to_host: &dyn Fn(&str) -> PathBuf,
-) -> Result<(), String> {
+) -> Result<(), TransferError> {
     let mut result = Ok(());
     for (to, from) in transfer_files(t, from_host)? {
         let target = to_host(&to);
         if let Some(parent) = target.parent()
             && let Err(e) = std::fs::create_dir_all(parent)
         {
-            result = Err(format!("{}: {e}", parent.display()));
+            result = Err(TransferError::io(parent)(e));
             continue;
         }
         if let Err(e) = std::fs::copy(&from, &target) {
-            result = Err(format!("{}: {e}", from.display()));
+            result = Err(TransferError::io(&from)(e));
         }
     }
     result
@@ -518,7 +563,7 @@ fn transfer(
 pub fn transfer_files(
     t: &PlanTransfer,
     from_host: &dyn Fn(&str) -> PathBuf,
-) -> Result<Vec<(String, PathBuf)>, String> {
+) -> Result<Vec<(String, PathBuf)>, TransferError> {
     let from = from_host(&t.from);
     let to = if t.to.is_empty() { &t.from } else { &t.to };
     let patterns: Vec<String> = match &t.files {
@@ -528,9 +573,14 @@ pub fn transfer_files(
     };
     let mut set = GlobSetBuilder::new();
     for p in &patterns {
-        set.add(Glob::new(p.trim_start_matches("./")).map_err(|e| format!("`{p}`: {e}"))?);
+        let glob =
+            Glob::new(p.trim_start_matches("./")).map_err(|source| TransferError::Pattern {
+                pattern: p.clone(),
+                source,
+            })?;
+        set.add(glob);
     }
-    let set = set.build().map_err(|e| e.to_string())?;
+    let set = set.build().map_err(TransferError::Matcher)?;
     if from.is_file() {
         return Ok(vec![(to.clone(), from)]);
     }
@@ -587,17 +637,15 @@ fn write_fetched(
     path: &str,
     bytes: &[u8],
     to_host: &dyn Fn(&str) -> PathBuf,
-) -> Result<(), String> {
+) -> Result<(), TransferError> {
     if !fetch_allowed(fetch, path) {
-        return Err(format!(
-            "the worker sent {path}, which is not under a target of its fetch rules: not written"
-        ));
+        return Err(TransferError::NotAllowed(path.to_string()));
     }
     let target = to_host(&clean_path(path).unwrap_or_default());
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(TransferError::io(parent))?;
     }
-    std::fs::write(&target, bytes).map_err(|e| format!("{}: {e}", target.display()))
+    std::fs::write(&target, bytes).map_err(TransferError::io(&target))
 }
 
 #[cfg(test)]

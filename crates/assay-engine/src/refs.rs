@@ -39,8 +39,48 @@ pub fn referenced_names(plan: &Value) -> Vec<String> {
     out.into_iter().collect()
 }
 
-fn hint(name: &str, key: &str) -> String {
-    format!("set it with `assay secret set {name} {key}=…` on the machine that holds the history")
+/// Why a reference to a Secret or ConfigMap gave no value. `what` names the field
+/// (`` env `P` ``, `content.git tokenFrom`, ...); the text says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefError {
+    /// A `secretKeyRef`/`configMapKeyRef` without its `name` or `key`.
+    #[error("{what}: {kind} needs a `name` and a `key`")]
+    Incomplete { what: String, kind: &'static str },
+    /// The named secret exists without this key.
+    #[error(
+        "{what}: secret `{name}` has no key `{key}` (set it with `assay secret set {name} {key}=…` on the machine that holds the history)"
+    )]
+    NoKey {
+        what: String,
+        name: String,
+        key: String,
+    },
+    /// No named secret of that name.
+    #[error(
+        "{what}: there is no secret `{name}` (set it with `assay secret set {name} {key}=…` on the machine that holds the history)"
+    )]
+    NoSecret {
+        what: String,
+        name: String,
+        key: String,
+    },
+    /// A source only a pod has (`fieldRef`, `resourceFieldRef`, ...), named by its key.
+    #[error(
+        "{what}: `{kind}` needs Kubernetes (a pod's own fields); outside it use `secretKeyRef` or `configMapKeyRef` (read from `assay secret`), a `value`, or config"
+    )]
+    NeedsKubernetes { what: String, kind: String },
+    /// An `envFrom` source with neither `secretRef` nor `configMapRef`.
+    #[error("envFrom: each source needs `secretRef` or `configMapRef`")]
+    EnvFromKind,
+    /// An `envFrom` reference without its `name`.
+    #[error("envFrom: {kind} needs a `name`")]
+    EnvFromName { kind: &'static str },
+    /// No named secret of the name an `envFrom` gives.
+    #[error(
+        "envFrom: there is no secret `{name}` (set it with `assay secret set {name} KEY=…` on the machine that holds the history)"
+    )]
+    EnvFromSecret { name: String },
 }
 
 /// The value an `EnvVarSource` (`valueFrom`, `contentFrom`, `tokenFrom`, ...) gives; `None`
@@ -49,26 +89,31 @@ pub fn source_value(
     what: &str,
     source: &Value,
     secrets: &NamedSecrets,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, RefError> {
     for kind in KEY_REFS {
         let Some(r) = source.get(kind) else { continue };
         let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
         let key = r.get("key").and_then(Value::as_str).unwrap_or_default();
         if name.is_empty() || key.is_empty() {
-            return Err(format!("{what}: {kind} needs a `name` and a `key`"));
+            return Err(RefError::Incomplete {
+                what: what.to_string(),
+                kind,
+            });
         }
         let optional = r.get("optional").and_then(Value::as_bool).unwrap_or(false);
         return match secrets.get(name).and_then(|s| s.get(key)) {
             Some(v) => Ok(Some(v.clone())),
             None if optional => Ok(None),
-            None if secrets.contains_key(name) => Err(format!(
-                "{what}: secret `{name}` has no key `{key}` ({})",
-                hint(name, key)
-            )),
-            None => Err(format!(
-                "{what}: there is no secret `{name}` ({})",
-                hint(name, key)
-            )),
+            None if secrets.contains_key(name) => Err(RefError::NoKey {
+                what: what.to_string(),
+                name: name.to_string(),
+                key: key.to_string(),
+            }),
+            None => Err(RefError::NoSecret {
+                what: what.to_string(),
+                name: name.to_string(),
+                key: key.to_string(),
+            }),
         };
     }
     let kind = source
@@ -76,10 +121,10 @@ pub fn source_value(
         .and_then(|m| m.keys().next())
         .map(String::as_str)
         .unwrap_or("an empty source");
-    Err(format!(
-        "{what}: `{kind}` needs Kubernetes (a pod's own fields); outside it use `secretKeyRef` \
-         or `configMapKeyRef` (read from `assay secret`), a `value`, or config"
-    ))
+    Err(RefError::NeedsKubernetes {
+        what: what.to_string(),
+        kind: kind.to_string(),
+    })
 }
 
 /// The variables `envFrom` sources give, in order (a later source wins, as in Kubernetes;
@@ -87,7 +132,7 @@ pub fn source_value(
 pub fn env_from(
     sources: &[Value],
     secrets: &NamedSecrets,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, RefError> {
     let mut out = Vec::new();
     for source in sources {
         let prefix = source.get("prefix").and_then(Value::as_str).unwrap_or("");
@@ -95,11 +140,11 @@ pub fn env_from(
             .iter()
             .find_map(|k| source.get(*k).map(|r| (*k, r)))
         else {
-            return Err("envFrom: each source needs `secretRef` or `configMapRef`".into());
+            return Err(RefError::EnvFromKind);
         };
         let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
         if name.is_empty() {
-            return Err(format!("envFrom: {kind} needs a `name`"));
+            return Err(RefError::EnvFromName { kind });
         }
         let optional = r.get("optional").and_then(Value::as_bool).unwrap_or(false);
         match secrets.get(name) {
@@ -110,9 +155,9 @@ pub fn env_from(
             ),
             None if optional => {}
             None => {
-                return Err(format!(
-                    "envFrom: there is no secret `{name}` (set it with `assay secret set {name} KEY=…` on the machine that holds the history)"
-                ));
+                return Err(RefError::EnvFromSecret {
+                    name: name.to_string(),
+                });
             }
         }
     }
@@ -164,17 +209,18 @@ mod tests {
         );
         let missing = json!({"secretKeyRef": {"name": "db", "key": "user"}});
         let e = source_value("env `U`", &missing, &s).unwrap_err();
-        assert!(
-            e.contains("no key `user`") && e.contains("assay secret set db user="),
-            "{e}"
+        assert!(matches!(&e, RefError::NoKey { key, .. } if key == "user"));
+        assert_eq!(
+            e.to_string(),
+            "env `U`: secret `db` has no key `user` (set it with `assay secret set db user=…` on the machine that holds the history)"
         );
         let optional = json!({"secretKeyRef": {"name": "nope", "key": "k", "optional": true}});
         assert_eq!(source_value("x", &optional, &s).unwrap(), None);
         let field = json!({"fieldRef": {"fieldPath": "metadata.name"}});
-        assert!(
-            source_value("x", &field, &s)
-                .unwrap_err()
-                .contains("needs Kubernetes")
+        let e = source_value("x", &field, &s).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "x: `fieldRef` needs Kubernetes (a pod's own fields); outside it use `secretKeyRef` or `configMapKeyRef` (read from `assay secret`), a `value`, or config"
         );
     }
 
@@ -191,7 +237,12 @@ mod tests {
         );
         let bare = env_from(&[json!({"secretRef": {"name": "db"}})], &s).unwrap();
         assert_eq!(bare, vec![("password".to_string(), "hunter2".to_string())]);
-        assert!(env_from(&[json!({"secretRef": {"name": "gone"}})], &s).is_err());
+        assert_eq!(
+            env_from(&[json!({"secretRef": {"name": "gone"}})], &s),
+            Err(RefError::EnvFromSecret {
+                name: "gone".into()
+            })
+        );
         assert!(
             env_from(
                 &[json!({"secretRef": {"name": "gone", "optional": true}})],

@@ -70,6 +70,16 @@ impl From<RenderError> for String {
     }
 }
 
+/// Why a process could not be prepared: one of its templates failed, or a reference to a
+/// named secret gave no value. The step fails with this text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum PrepareError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Ref(#[from] crate::refs::RefError),
+}
+
 /// Why the walk stopped early.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Interrupt {
@@ -305,7 +315,7 @@ impl Runner {
         process: &PlanProcess,
         passed: bool,
         own_id: Option<&str>,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<BTreeMap<String, String>, PrepareError> {
         let mut env = self.base_env();
         let secrets = &self.shared.opts.named_secrets;
         env.extend(crate::refs::env_from(&process.env_from, secrets)?);
@@ -337,7 +347,7 @@ impl Runner {
         passed: bool,
         cwd: &str,
         own_id: Option<&str>,
-    ) -> Result<Launch, String> {
+    ) -> Result<Launch, PrepareError> {
         let env = self.resolve_env(process, passed, own_id)?;
         let cwd = match &process.working_dir {
             Some(w) => layout::join(
@@ -348,8 +358,12 @@ impl Runner {
         };
         // `glob()` in a command sees the step's own working directory (Testkube resolves it
         // in the step's container).
-        let rendered =
-            self.with_step_machine(passed, own_id, &env, Some(&cwd), |m| -> Result<_, String> {
+        let rendered = self.with_step_machine(
+            passed,
+            own_id,
+            &env,
+            Some(&cwd),
+            |m| -> Result<_, RenderError> {
                 let mut command = Vec::new();
                 let mut args = Vec::new();
                 let mut shell = None;
@@ -364,7 +378,8 @@ impl Runner {
                     }
                 }
                 Ok((command, args, shell))
-            })?;
+            },
+        )?;
         Ok(Launch::of(kind, process, rendered, env, cwd))
     }
 
@@ -734,7 +749,7 @@ impl Runner {
                     step.id.as_deref(),
                 ) {
                     Ok(launch) => self.run_launch(launch, &full, frame, &mut a).await,
-                    Err(e) => a.fail(e),
+                    Err(e) => a.fail(e.to_string()),
                 }
                 if !a.ok || self.interrupt.is_some() {
                     break;

@@ -13,8 +13,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::event::{Event, ServiceState};
-use crate::runner::{Attempt, Frame, Runner};
-use crate::runtime::{LaunchKind, Output, Process, Stop};
+use crate::parallel::ExpandError;
+use crate::runner::{Attempt, Frame, PrepareError, Runner};
+use crate::runtime::{LaunchKind, Output, Process, RuntimeError, Stop};
 
 /// A started service instance.
 pub(crate) struct Started {
@@ -30,6 +31,61 @@ pub(crate) struct Started {
 /// How long after its start a service without a readiness probe must not fail (Testkube's
 /// `serviceFailureCheckTimeout`). Testkube watches no service after that window.
 const FAILURE_CHECK_WINDOW: Duration = Duration::from_secs(15);
+
+/// Why a service's instances could not be made (the step's message puts `service NAME: `
+/// before it).
+#[derive(Debug, thiserror::Error)]
+enum InstancesError {
+    #[error("has neither instances nor a template")]
+    NoTemplate,
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+    /// A template of the service failed for one copy.
+    #[error(transparent)]
+    Resolve(#[from] assay_spec::resolve::PathError),
+    /// The service does not go to JSON and back (a template made a field the wrong type).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Why one try of a readiness probe failed (the service's message says `last: ` before it).
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("tcp {addr}: {source}")]
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("http {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("httpGet with scheme HTTPS is not supported by the local runtime")]
+    Https,
+    /// Sending the request or reading the answer failed.
+    #[error("{0}")]
+    Http(std::io::Error),
+    #[error("not an HTTP response")]
+    NotHttp,
+    #[error("http {addr}{path} answered {code}")]
+    Status {
+        addr: String,
+        path: String,
+        code: u16,
+    },
+    #[error("the readiness probe has no exec, tcpSocket or httpGet")]
+    NoKind,
+    /// A port that is not a number (a named port), as written.
+    #[error("port {0} is not a number (named ports need Kubernetes)")]
+    Port(Value),
+    #[error("timed out")]
+    TimedOut,
+}
 
 enum Probed {
     Ready,
@@ -153,12 +209,12 @@ impl Runner {
         service: &assay_spec::plan::PlanService,
         full: &str,
         cwd: &str,
-    ) -> Result<Vec<PlanServiceInstance>, String> {
+    ) -> Result<Vec<PlanServiceInstance>, InstancesError> {
         if let Some(i) = &service.instances {
             return Ok(i.clone());
         }
         let Some(template) = &service.template else {
-            return Err("has neither instances nor a template".into());
+            return Err(InstancesError::NoTemplate);
         };
         let instances = self
             .strategy_instances(&service.strategy, full, cwd)
@@ -168,15 +224,13 @@ impl Runner {
             .map(|instance| {
                 let machine = assay_spec::strategy::instance_machine(&instance);
                 let resolver = assay_spec::resolve::Resolver::new(vec![&machine], None);
-                let mut value =
-                    serde_json::to_value(template.as_ref()).map_err(|e| e.to_string())?;
+                let mut value = serde_json::to_value(template.as_ref())?;
                 let mut errors = Vec::new();
                 resolver.value(&mut value, &mut String::new(), &mut errors);
-                if let Some(e) = errors.first() {
-                    return Err(format!("{}: {}", e.path, e.message));
+                if let Some(e) = errors.into_iter().next() {
+                    return Err(e.into());
                 }
-                let mut inst: PlanServiceInstance =
-                    serde_json::from_value(value).map_err(|e| e.to_string())?;
+                let mut inst: PlanServiceInstance = serde_json::from_value(value)?;
                 inst.instance = instance;
                 Ok(inst)
             })
@@ -215,7 +269,7 @@ impl Runner {
             let target = (s.name.as_str(), s.index, address.as_str());
             let result = tokio::time::timeout(per_try, self.probe_once(probe, frame, target))
                 .await
-                .unwrap_or_else(|_| Err("timed out".into()));
+                .unwrap_or(Err(ProbeError::TimedOut));
             match result {
                 Ok(()) => return Probed::Ready,
                 Err(e) => {
@@ -249,7 +303,7 @@ impl Runner {
         probe: &Probe,
         frame: &Frame,
         (service, index, address): (&str, u64, &str),
-    ) -> Result<(), String> {
+    ) -> Result<(), ProbeError> {
         if let Some(cmd) = &probe.exec {
             let process = assay_spec::plan::PlanProcess {
                 command: cmd.clone(),
@@ -260,25 +314,24 @@ impl Runner {
                 index,
             };
             let launch = self.prepare(kind, &process, frame.passed, &frame.cwd, None)?;
-            return self.scope.probe(launch).await.map_err(|e| e.to_string());
+            return Ok(self.scope.probe(launch).await?);
         }
         if let Some(tcp) = &probe.tcp_socket {
             let addr = target(tcp.host.as_deref(), &tcp.port, address)?;
-            tokio::net::TcpStream::connect(&addr)
-                .await
-                .map_err(|e| format!("tcp {addr}: {e}"))?;
+            if let Err(source) = tokio::net::TcpStream::connect(&addr).await {
+                return Err(ProbeError::Tcp { addr, source });
+            }
             return Ok(());
         }
         if let Some(http) = &probe.http_get {
             if http.scheme.eq_ignore_ascii_case("https") {
-                return Err(
-                    "httpGet with scheme HTTPS is not supported by the local runtime".into(),
-                );
+                return Err(ProbeError::Https);
             }
             let addr = target(http.host.as_deref(), &http.port, address)?;
-            let mut stream = tokio::net::TcpStream::connect(&addr)
-                .await
-                .map_err(|e| format!("http {addr}: {e}"))?;
+            let mut stream = match tokio::net::TcpStream::connect(&addr).await {
+                Ok(s) => s,
+                Err(source) => return Err(ProbeError::Connect { addr, source }),
+            };
             let path = if http.path.is_empty() {
                 "/"
             } else {
@@ -289,22 +342,26 @@ impl Runner {
             stream
                 .write_all(request.as_bytes())
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(ProbeError::Http)?;
             let mut head = vec![0u8; 64];
-            let n = stream.read(&mut head).await.map_err(|e| e.to_string())?;
+            let n = stream.read(&mut head).await.map_err(ProbeError::Http)?;
             let line = String::from_utf8_lossy(&head[..n]);
             let code: u16 = line
                 .split_whitespace()
                 .nth(1)
                 .and_then(|c| c.parse().ok())
-                .ok_or("not an HTTP response")?;
+                .ok_or(ProbeError::NotHttp)?;
             return if (200..400).contains(&code) {
                 Ok(())
             } else {
-                Err(format!("http {addr}{path} answered {code}"))
+                Err(ProbeError::Status {
+                    addr,
+                    path: path.to_string(),
+                    code,
+                })
             };
         }
-        Err("the readiness probe has no exec, tcpSocket or httpGet".into())
+        Err(ProbeError::NoKind)
     }
 
     /// Stops services (SIGTERM, then SIGKILL after the grace period), newest first. Returns why
@@ -359,15 +416,11 @@ impl Runner {
 }
 
 /// `host:port` of a probe; `service` (the service's address) when it names no host.
-fn target(host: Option<&str>, port: &Value, service: &str) -> Result<String, String> {
+fn target(host: Option<&str>, port: &Value, service: &str) -> Result<String, ProbeError> {
     let port = match port {
         Value::Number(n) => n.to_string(),
         Value::String(s) if s.parse::<u16>().is_ok() => s.clone(),
-        other => {
-            return Err(format!(
-                "port {other} is not a number (named ports need Kubernetes)"
-            ));
-        }
+        other => return Err(ProbeError::Port(other.clone())),
     };
     Ok(format!(
         "{}:{port}",

@@ -412,7 +412,9 @@ pub(crate) fn fetched_files(
     let to_host = |p: &str| host_path(p, data, outputs).unwrap_or_else(|| PathBuf::from(p));
     let mut files = Vec::new();
     for t in fetch {
-        for (path, source) in assay_engine::transfer_files(t, &to_host)? {
+        for (path, source) in
+            assay_engine::transfer_files(t, &to_host).map_err(|e| e.to_string())?
+        {
             let bytes = std::fs::read(&source).map_err(|e| format!("{}: {e}", source.display()))?;
             files.push(FileEntry::new(&path, &bytes));
         }
