@@ -86,7 +86,7 @@ impl HostScope {
             Some(c) => Some(
                 Sandbox::start(&layout.root.join(".root"), &layout.data, &layout.outputs, c)
                     .await
-                    .map_err(RuntimeError::Failed)?,
+                    .map_err(|e| RuntimeError::Failed(e.to_string()))?,
             ),
             None => None,
         };
@@ -224,7 +224,8 @@ impl Scope for HostScope {
     ) -> BoxFuture<'a, Result<Box<dyn Process>, StartError>> {
         Box::pin(async move {
             let spec = self.spec(&launch)?;
-            let running = crate::process::spawn(&spec, output).map_err(StartError::Failed)?;
+            let running = crate::process::spawn(&spec, output)
+                .map_err(|e| StartError::Failed(e.to_string()))?;
             Ok(Box::new(HostProcess(running)) as Box<dyn Process>)
         })
     }
@@ -249,9 +250,10 @@ impl Scope for HostScope {
                     inside
                         .run(move || {
                             let _runtime = runtime.enter();
-                            cmd.spawn().map_err(|e| e.to_string())
+                            cmd.spawn()
                         })
-                        .map_err(RuntimeError::Failed)?
+                        .map_err(|e| RuntimeError::Failed(e.to_string()))?
+                        .map_err(|e| RuntimeError::Failed(e.to_string()))?
                 }
                 None => cmd
                     .spawn()

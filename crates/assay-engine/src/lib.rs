@@ -110,7 +110,7 @@ pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> E
             }
         }
         Err(e) => {
-            let e = shared.masker.mask(&e).into_owned();
+            let e = shared.masker.mask(&e.to_string()).into_owned();
             let mut runner = Runner::new(
                 shared.clone(),
                 Layout::with(
@@ -144,16 +144,35 @@ pub async fn run(plan: Plan, opts: RunOptions, events: mpsc::Sender<Event>) -> E
     outcome
 }
 
-/// Creates the execution's folders and opens the runtime on them. The error is the text
-/// the execution fails with (`ExecutionOutcome::error`), final as is.
+/// Why an execution could not start (its text is `ExecutionOutcome::error`).
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error(transparent)]
+    StepUser(#[from] sandbox::StepUserError),
+    #[error("failed to create {}: {source}", path.display())]
+    WorkDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Layout(#[from] layout::LayoutError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Creates the execution's folders and opens the runtime on them.
 async fn prepare(
     plan: &Plan,
     shared: &Shared,
-) -> Result<(Layout, Arc<dyn runtime::Scope>), String> {
-    sandbox::step_user().as_ref().map_err(Clone::clone)?;
+) -> Result<(Layout, Arc<dyn runtime::Scope>), OpenError> {
+    if let Err(e) = sandbox::step_user() {
+        return Err(e.clone().into());
+    }
     let work_dir = &shared.opts.work_dir;
-    std::fs::create_dir_all(work_dir)
-        .map_err(|e| format!("failed to create {}: {e}", work_dir.display()))?;
+    std::fs::create_dir_all(work_dir).map_err(|source| OpenError::WorkDir {
+        path: work_dir.clone(),
+        source,
+    })?;
     let layout = Layout::create_in(
         Layout::with(
             work_dir,
@@ -161,19 +180,13 @@ async fn prepare(
             shared.opts.outputs_dir.as_deref(),
         ),
         step_user(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let setup = runtime::Setup {
         plan,
         layout: &layout,
         options: &shared.opts,
     };
-    let scope = shared
-        .opts
-        .runtime
-        .open(setup)
-        .await
-        .map_err(|e| e.to_string())?;
+    let scope = shared.opts.runtime.open(setup).await?;
     Ok((layout, Arc::from(scope)))
 }
 

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{Output, ProcessOutcome, StopReason};
-use crate::sandbox::Inside;
+use crate::sandbox::{EnterError, Inside};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -57,6 +57,32 @@ struct Exit {
     at: Instant,
 }
 
+/// Why a process was not started (the step fails with this text and exit code 127).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpawnError {
+    #[error("the command is empty")]
+    Empty,
+    /// The program could not be started: not found on the child's `PATH` (`ENOENT`), not
+    /// executable, ...
+    #[error("failed to start `{program}`: {source}")]
+    Start {
+        program: String,
+        source: std::io::Error,
+    },
+    /// The working directory, as the process would see it.
+    #[error("working directory {} does not exist", .0.display())]
+    NoWorkingDir(PathBuf),
+    #[error("failed to create a pipe: {0}")]
+    Pipe(nix::Error),
+    #[error("failed to duplicate a pipe: {0}")]
+    DupPipe(std::io::Error),
+    #[error("failed to read the output pipe: {0}")]
+    ReadPipe(std::io::Error),
+    /// The thread that starts it inside the sandbox could not enter it.
+    #[error(transparent)]
+    Enter(#[from] EnterError),
+}
+
 /// A started process: its group id, a waiter that reaps it and the log pump.
 pub(crate) struct Running {
     pub pid: i32,
@@ -68,9 +94,9 @@ pub(crate) struct Running {
 }
 
 /// Starts a process whose stdout and stderr (one pipe, in order) go to `output`.
-pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, String> {
+pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, SpawnError> {
     let Some((program, args)) = spec.argv.split_first() else {
-        return Err("the command is empty".into());
+        return Err(SpawnError::Empty);
     };
     if let Some(p) = &spec.program
         && !p.contains('/')
@@ -83,12 +109,12 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Strin
         )
         .is_none()
     {
-        return Err(format!(
-            "failed to start `{p}`: {}",
-            std::io::Error::from(nix::errno::Errno::ENOENT)
-        ));
+        return Err(SpawnError::Start {
+            program: p.clone(),
+            source: std::io::Error::from(nix::errno::Errno::ENOENT),
+        });
     }
-    let (read, write) = nix::unistd::pipe().map_err(|e| format!("failed to create a pipe: {e}"))?;
+    let (read, write) = nix::unistd::pipe().map_err(SpawnError::Pipe)?;
     let path = spec
         .env
         .iter()
@@ -98,12 +124,8 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Strin
     // `posix_spawn` (no copy of this process's page tables) when the program is a path and no
     // user is set, else by forking.
     let command = |program: &std::ffi::OsStr, lead: &[&std::ffi::OsStr]| {
-        let out: OwnedFd = write
-            .try_clone()
-            .map_err(|e| format!("failed to duplicate a pipe: {e}"))?;
-        let err: OwnedFd = write
-            .try_clone()
-            .map_err(|e| format!("failed to duplicate a pipe: {e}"))?;
+        let out: OwnedFd = write.try_clone().map_err(SpawnError::DupPipe)?;
+        let err: OwnedFd = write.try_clone().map_err(SpawnError::DupPipe)?;
         let mut cmd = Command::new(program);
         cmd.args(lead)
             .args(args)
@@ -121,7 +143,7 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Strin
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);
         }
-        Ok::<_, String>(cmd)
+        Ok::<_, SpawnError>(cmd)
     };
     // Started by its absolute path when it is found on the child's `PATH` (so std uses
     // `posix_spawn`), and a file without `#!` run by the shell, as `execvp` would.
@@ -131,33 +153,32 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Strin
             .flatten()
             .filter(|p| p.is_absolute())
             .unwrap_or_else(|| PathBuf::from(program));
-        Ok::<_, String>(match spawn(&mut command(found.as_os_str(), &[])?) {
+        Ok::<_, SpawnError>(match spawn(&mut command(found.as_os_str(), &[])?) {
             Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOEXEC as i32) => {
                 spawn(&mut command("/bin/sh".as_ref(), &[found.as_os_str()])?)
             }
             spawned => spawned,
         })
     };
+    let failed = |source| SpawnError::Start {
+        program: program.clone(),
+        source,
+    };
     let child = match &spec.inside {
         Some(inside) => inside.run(|| {
             // On this thread, paths are those the process sees.
             if let Some(cwd) = spec.cwd.as_ref().filter(|c| !c.is_dir()) {
-                return Err(format!(
-                    "working directory {} does not exist",
-                    cwd.display()
-                ));
+                return Err(SpawnError::NoWorkingDir(cwd.clone()));
             }
-            launch(&|cmd| cmd.spawn())?.map_err(|e| format!("failed to start `{program}`: {e}"))
-        })?,
+            launch(&|cmd| cmd.spawn())?.map_err(failed)
+        })??,
         None => launch(&|cmd| match &spec.pid_ns {
             None => cmd.spawn(),
             Some(ns) => spawn_in(ns, cmd),
         })?
         .map_err(|e| match &spec.cwd {
-            Some(cwd) if !cwd.is_dir() => {
-                format!("working directory {} does not exist", cwd.display())
-            }
-            _ => format!("failed to start `{program}`: {e}"),
+            Some(cwd) if !cwd.is_dir() => SpawnError::NoWorkingDir(cwd.clone()),
+            _ => failed(e),
         })?,
     };
     // Our copy of the pipe's write end: dropped so the pipe closes when the process tree is
@@ -166,8 +187,8 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Strin
     let started = Instant::now();
     let pid = child.id() as i32;
 
-    let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
-        .map_err(|e| format!("failed to read the output pipe: {e}"))?;
+    let receiver =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(read).map_err(SpawnError::ReadPipe)?;
     let pump = tokio::spawn(output.pump(receiver));
 
     let (tx, exit) = oneshot::channel();

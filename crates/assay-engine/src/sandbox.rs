@@ -131,8 +131,8 @@ pub const STEP_USER_VAR: &str = "ASSAY_STEP_USER";
 
 /// The account steps run as: `None` when Assay is not root (steps already run unprivileged)
 /// or `ASSAY_STEP_USER=current`; an error when the variable names no user of this machine.
-pub fn step_user() -> &'static Result<Option<StepUser>, String> {
-    static USER: OnceLock<Result<Option<StepUser>, String>> = OnceLock::new();
+pub fn step_user() -> &'static Result<Option<StepUser>, StepUserError> {
+    static USER: OnceLock<Result<Option<StepUser>, StepUserError>> = OnceLock::new();
     USER.get_or_init(|| {
         resolve_step_user(
             nix::unistd::geteuid().is_root(),
@@ -141,7 +141,16 @@ pub fn step_user() -> &'static Result<Option<StepUser>, String> {
     })
 }
 
-fn resolve_step_user(root: bool, var: Option<&str>) -> Result<Option<StepUser>, String> {
+/// `ASSAY_STEP_USER` (its value here) names no user of this machine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{STEP_USER_VAR}={wanted} names no user of this machine, so steps cannot be dropped to it\n\nhint: set {STEP_USER_VAR} to an existing unprivileged user (the default is `nobody`), or to `current` to run steps as root"
+)]
+pub struct StepUserError {
+    pub wanted: String,
+}
+
+fn resolve_step_user(root: bool, var: Option<&str>) -> Result<Option<StepUser>, StepUserError> {
     let wanted = var.map(str::trim).filter(|v| !v.is_empty());
     if !root || wanted == Some("current") {
         return Ok(None);
@@ -158,9 +167,9 @@ fn resolve_step_user(root: bool, var: Option<&str>) -> Result<Option<StepUser>, 
             uid: u.uid.as_raw(),
             gid: u.gid.as_raw(),
         })),
-        _ => Err(format!(
-            "{STEP_USER_VAR}={wanted} names no user of this machine, so steps cannot be dropped to it\n\nhint: set {STEP_USER_VAR} to an existing unprivileged user (the default is `nobody`), or to `current` to run steps as root"
-        )),
+        _ => Err(StepUserError {
+            wanted: wanted.to_string(),
+        }),
     }
 }
 
@@ -185,6 +194,57 @@ pub fn isolation_warning() -> Option<String> {
             "steps run without private namespaces ({why}) as this user: a step can read the data directory (tokens, database), this process's environment and other executions' files\n\nhint: allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces), or run Assay as root"
         )
     })
+}
+
+/// Why an execution's namespaces (its private `/data`) could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SandboxError {
+    /// This machine cannot make them (see [`Support::Unavailable`]).
+    #[error("{0}")]
+    Unavailable(String),
+    /// `kind` is `mount` or `PID`.
+    #[error("failed to make a {kind} namespace: {source}")]
+    Namespace {
+        kind: &'static str,
+        source: nix::Error,
+    },
+    /// A call on a path of the new root refused (`action` says which: `mount`, `change root
+    /// to`, ...).
+    #[error("failed to {action} {}: {source}", path.display())]
+    Call {
+        action: &'static str,
+        path: PathBuf,
+        source: nix::Error,
+    },
+    /// A file operation failed (`action`: `read`, `create`, `write`, `open`, ...).
+    #[error("failed to {action} {}: {source}", path.display())]
+    File {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to start a thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the sandbox thread panicked")]
+    ThreadPanicked,
+    #[error("failed to start the namespace holder: {0}")]
+    Holder(std::io::Error),
+    #[error("the namespace holder exited at once")]
+    HolderExited,
+    #[error("no holder stdout")]
+    HolderStdout,
+    /// One of the holder's `/proc/<pid>/` files (`ns/pid`, `root`, ...).
+    #[error("failed to open the namespace holder's {what}: {source}")]
+    HolderFile {
+        what: String,
+        source: std::io::Error,
+    },
+    /// Making the new root as root failed.
+    #[error("failed to set up a private /data: {0}")]
+    Private(#[source] Box<SandboxError>),
+    /// The unprivileged holder did not say ready: the last line it wrote on stderr.
+    #[error("failed to set up a private /data: {0}")]
+    HolderSaid(String),
 }
 
 /// What one holder hides and exposes.
@@ -271,10 +331,14 @@ fn mounts(
     outputs: &Path,
     confinement: &Confinement,
     own_proc: bool,
-) -> Result<NewRoot, String> {
+) -> Result<NewRoot, SandboxError> {
     let slash = Path::new("/");
     let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(slash)
-        .map_err(|e| format!("failed to read /: {e}"))?
+        .map_err(|source| SandboxError::File {
+            action: "read",
+            path: slash.to_path_buf(),
+            source,
+        })?
         .filter_map(|e| e.ok().map(|e| e.file_name()))
         .collect();
     names.sort();
@@ -353,7 +417,7 @@ pub(crate) fn mount_table(
     outputs: &Path,
     confinement: &Confinement,
     own_proc: bool,
-) -> Result<Holder, String> {
+) -> Result<Holder, SandboxError> {
     let new = mounts(data, outputs, confinement, own_proc)?;
     let r = fstab_field(root.as_os_str().as_bytes());
     let mut table = Vec::new();
@@ -405,6 +469,15 @@ fn tool(name: &'static str) -> PathBuf {
 /// has mounted its `/proc`: say ready, then wait for its stdin (a pipe only we hold) to close.
 const INIT_SCRIPT: &str = "echo ready; read _ || true";
 
+/// Why a thread could not start something inside a holder's namespaces.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EnterError {
+    #[error("failed to enter the execution's namespace: {0}")]
+    Enter(nix::Error),
+    #[error("the spawning thread panicked")]
+    Panicked,
+}
+
 /// A holder's namespaces and root, for a step that a thread of ours starts directly inside it
 /// (as root, when steps keep our user): no `nsenter` in between.
 #[derive(Debug)]
@@ -419,10 +492,7 @@ impl Inside {
     /// PID namespace, and returns what it returns. The thread first takes a file-system context
     /// of its own (`unshare(CLONE_FS)`), so no other thread of ours changes root or namespace;
     /// the processes it starts (`posix_spawn`) are born inside and are still our children.
-    pub(crate) fn run<T: Send>(
-        &self,
-        start: impl FnOnce() -> Result<T, String> + Send,
-    ) -> Result<T, String> {
+    pub(crate) fn run<T: Send>(&self, start: impl FnOnce() -> T + Send) -> Result<T, EnterError> {
         use nix::sched::{CloneFlags, setns, unshare};
         std::thread::scope(|scope| {
             scope
@@ -435,12 +505,11 @@ impl Inside {
                         nix::unistd::chdir("/")?;
                         setns(&*self.pid, CloneFlags::CLONE_NEWPID)
                     };
-                    enter()
-                        .map_err(|e| format!("failed to enter the execution's namespace: {e}"))?;
-                    start()
+                    enter().map_err(EnterError::Enter)?;
+                    Ok(start())
                 })
                 .join()
-                .unwrap_or_else(|_| Err("the spawning thread panicked".to_string()))
+                .unwrap_or(Err(EnterError::Panicked))
         })
     }
 }
@@ -455,14 +524,14 @@ const NO: u8 = 2;
 /// How [`start_inside`] failed: `proc_option` when the kernel refused the `pidns=` option of
 /// `proc` (older than 6.18), so the holder must mount its `/proc` itself.
 struct InsideError {
-    message: String,
+    error: SandboxError,
     proc_option: bool,
 }
 
-impl From<String> for InsideError {
-    fn from(message: String) -> Self {
+impl From<SandboxError> for InsideError {
+    fn from(error: SandboxError) -> Self {
         InsideError {
-            message,
+            error,
             proc_option: false,
         }
     }
@@ -492,15 +561,32 @@ fn start_inside(
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
     let new = mounts(data, outputs, confinement, true)?;
-    let failed = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
-        format!("failed to {what} {}: {e}", path.display())
+    let failed = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SandboxError::Call {
+            action,
+            path,
+            source,
+        }
+    };
+    let file = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SandboxError::File {
+            action,
+            path,
+            source,
+        }
     };
     let none: Option<&str> = None;
-    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS)
-        .map_err(|e| format!("failed to make a mount namespace: {e}"))?;
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS).map_err(|source| {
+        SandboxError::Namespace {
+            kind: "mount",
+            source,
+        }
+    })?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
-        .map_err(|e| failed("make private", Path::new("/"), &e))?;
+        .map_err(failed("make private", Path::new("/")))?;
     // Unbindable: a recursive bind of a host folder that contains the root must not copy the
     // root into itself.
     mount(
@@ -511,15 +597,15 @@ fn start_inside(
         Some("mode=755"),
     )
     .and_then(|()| mount(none, root, none, MsFlags::MS_UNBINDABLE, none))
-    .map_err(|e| failed("mount a tmpfs on", root, &e))?;
+    .map_err(failed("mount a tmpfs on", root))?;
     let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
-    for file in &new.files {
-        File::create(inside(file)).map_err(|e| failed("create", &inside(file), &e))?;
+    for path in &new.files {
+        File::create(inside(path)).map_err(file("create", &inside(path)))?;
     }
     for link in &new.links {
         std::fs::read_link(link)
             .and_then(|to| std::os::unix::fs::symlink(to, inside(link)))
-            .map_err(|e| failed("copy the link", link, &e))?;
+            .map_err(file("copy the link", link))?;
     }
     for m in &new.mounts {
         let target = inside(&m.target);
@@ -527,7 +613,7 @@ fn start_inside(
             m.kind,
             MountKind::Tree | MountKind::BindNew | MountKind::Proc
         ) {
-            std::fs::create_dir_all(&target).map_err(|e| failed("create", &target, &e))?;
+            std::fs::create_dir_all(&target).map_err(file("create", &target))?;
         }
         let made = match m.kind {
             MountKind::Tree => mount(
@@ -550,16 +636,18 @@ fn start_inside(
             // Needs the PID namespace's first process: mounted below.
             MountKind::Proc => Ok(()),
         };
-        made.map_err(|e| failed("mount", &target, &e))?;
+        made.map_err(failed("mount", &target))?;
     }
-    unshare(CloneFlags::CLONE_NEWPID)
-        .map_err(|e| format!("failed to make a PID namespace: {e}"))?;
+    unshare(CloneFlags::CLONE_NEWPID).map_err(|source| SandboxError::Namespace {
+        kind: "PID",
+        source,
+    })?;
     // The host's /proc, kept open across the change of root: the new namespace's `/proc` is
     // mounted by naming it through there.
-    let host_proc = File::open("/proc").map_err(|e| failed("open", Path::new("/proc"), &e))?;
+    let host_proc = File::open("/proc").map_err(file("open", Path::new("/proc")))?;
     nix::unistd::chroot(root)
         .and_then(|()| nix::unistd::chdir("/"))
-        .map_err(|e| failed("change root to", root, &e))?;
+        .map_err(failed("change root to", root))?;
     let _runtime = runtime.enter();
     if !proc_by_pidns {
         return Ok(spawn_holder(
@@ -584,10 +672,10 @@ fn start_inside(
             )
         })
         .map_err(|e| InsideError {
-            message: failed("mount", Path::new("/proc"), &e),
+            error: failed("mount", Path::new("/proc"))(e),
             proc_option: true,
         });
-    nix::unistd::chdir("/").map_err(|e| failed("change directory to", Path::new("/"), &e))?;
+    nix::unistd::chdir("/").map_err(failed("change directory to", Path::new("/")))?;
     // On error the holder is killed as it is dropped (`kill_on_drop`).
     made.map(|()| holder)
 }
@@ -620,14 +708,14 @@ async fn start_on_thread(
                 proc_by_pidns,
             ));
         })
-        .map_err(|e| format!("failed to start a thread: {e}"))?;
+        .map_err(SandboxError::Thread)?;
     rx.await
-        .unwrap_or_else(|_| Err("the sandbox thread panicked".to_string().into()))
+        .unwrap_or_else(|_| Err(SandboxError::ThreadPanicked.into()))
 }
 
 /// Starts a holder: it ends when its stdin (ours) closes; when `says_ready`, it says ready on
 /// stdout first (or why not on stderr).
-fn spawn_holder(cmd: &mut Command, says_ready: bool) -> Result<Child, String> {
+fn spawn_holder(cmd: &mut Command, says_ready: bool) -> Result<Child, SandboxError> {
     let out = || {
         if says_ready {
             Stdio::piped()
@@ -644,7 +732,7 @@ fn spawn_holder(cmd: &mut Command, says_ready: bool) -> Result<Child, String> {
         .stderr(out())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("failed to start the namespace holder: {e}"))
+        .map_err(SandboxError::Holder)
 }
 
 /// A running holder; steps enter its namespaces through [`Sandbox::inside`] (as root) or
@@ -668,14 +756,17 @@ impl Sandbox {
         data: &Path,
         outputs: &Path,
         confinement: &Confinement,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SandboxError> {
         let user_ns = match support() {
             Support::Root => false,
             Support::User => true,
-            Support::Unavailable(why) => return Err(why.clone()),
+            Support::Unavailable(why) => return Err(SandboxError::Unavailable(why.clone())),
         };
-        std::fs::create_dir_all(root)
-            .map_err(|e| format!("failed to create {}: {e}", root.display()))?;
+        std::fs::create_dir_all(root).map_err(|source| SandboxError::File {
+            action: "create",
+            path: root.to_path_buf(),
+            source,
+        })?;
         // Unprivileged, the table is read by `mount -a`; it is removed once the holder said
         // ready (or failed).
         let mut table = None;
@@ -683,8 +774,11 @@ impl Sandbox {
             let holder = mount_table(root, data, outputs, confinement, false)?;
             // Beside the new root, not in it: the tmpfs mounted over the root would hide it.
             let path = root.with_extension("fstab");
-            std::fs::write(&path, &holder.table)
-                .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
+            std::fs::write(&path, &holder.table).map_err(|source| SandboxError::File {
+                action: "write",
+                path: path.clone(),
+                source,
+            })?;
             table = Some(path.clone());
             let child = spawn_holder(
                 Command::new(tool("unshare"))
@@ -708,10 +802,10 @@ impl Sandbox {
                     PROC_BY_PIDNS.store(NO, std::sync::atomic::Ordering::Relaxed);
                     let child = start_on_thread(root, data, outputs, confinement, false)
                         .await
-                        .map_err(|e| format!("failed to set up a private /data: {}", e.message))?;
+                        .map_err(|e| SandboxError::Private(Box::new(e.error)))?;
                     (child, true)
                 }
-                Err(e) => return Err(format!("failed to set up a private /data: {}", e.message)),
+                Err(e) => return Err(SandboxError::Private(Box::new(e.error))),
                 Ok(child) => {
                     if known == UNKNOWN {
                         PROC_BY_PIDNS.store(YES, std::sync::atomic::Ordering::Relaxed);
@@ -720,7 +814,7 @@ impl Sandbox {
                 }
             }
         };
-        let pid = holder.id().ok_or("the namespace holder exited at once")?;
+        let pid = holder.id().ok_or(SandboxError::HolderExited)?;
         if says_ready {
             Self::wait_ready(&mut holder, table).await?;
         }
@@ -735,8 +829,10 @@ impl Sandbox {
         }
         // The holder is our child and the new PID namespace's init.
         let open = |what: &str| {
-            File::open(format!("/proc/{pid}/{what}"))
-                .map_err(|e| format!("failed to open the namespace holder's {what}: {e}"))
+            File::open(format!("/proc/{pid}/{what}")).map_err(|source| SandboxError::HolderFile {
+                what: what.to_string(),
+                source,
+            })
         };
         let pid_ns = Arc::new(open("ns/pid")?);
         let inside = Inside {
@@ -755,8 +851,8 @@ impl Sandbox {
 
     /// Waits for a holder that says ready (see [`spawn_holder`]); removes the unprivileged
     /// holder's mount table then.
-    async fn wait_ready(holder: &mut Child, table: Option<PathBuf>) -> Result<(), String> {
-        let stdout = holder.stdout.take().ok_or("no holder stdout")?;
+    async fn wait_ready(holder: &mut Child, table: Option<PathBuf>) -> Result<(), SandboxError> {
+        let stdout = holder.stdout.take().ok_or(SandboxError::HolderStdout)?;
         let mut line = String::new();
         let read = BufReader::new(stdout).read_line(&mut line).await;
         if let Some(table) = table {
@@ -771,12 +867,12 @@ impl Sandbox {
             let _ = stderr.read_to_string(&mut err).await;
         }
         let _ = holder.kill().await;
-        Err(format!(
-            "failed to set up a private /data: {}",
+        Err(SandboxError::HolderSaid(
             err.trim()
                 .lines()
                 .last()
                 .unwrap_or("the holder ended early")
+                .to_string(),
         ))
     }
 
@@ -927,7 +1023,7 @@ mod tests {
                     Ok(holder) => holder,
                     // A kernel without the option: only the other way can be checked here.
                     Err(e) if by_pidns && e.proc_option => continue,
-                    Err(e) => panic!("{}", e.message),
+                    Err(e) => panic!("{}", e.error),
                 };
             if !by_pidns {
                 Sandbox::wait_ready(&mut holder, None).await.unwrap();
@@ -945,8 +1041,8 @@ mod tests {
                     std::process::Command::new("/bin/sh")
                         .args(["-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; ls /proc"])
                         .output()
-                        .map_err(|e| e.to_string())
                 })
+                .unwrap()
                 .unwrap();
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             let mut lines = text.lines();
@@ -977,7 +1073,12 @@ mod tests {
             65534
         );
         let err = resolve_step_user(true, Some("no-such-user-here")).unwrap_err();
-        assert!(err.contains("ASSAY_STEP_USER=no-such-user-here"), "{err}");
-        assert!(err.contains("hint:"), "{err}");
+        assert_eq!(err.wanted, "no-such-user-here");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("ASSAY_STEP_USER=no-such-user-here names no user"),
+            "{text}"
+        );
+        assert!(text.contains("\n\nhint: set ASSAY_STEP_USER"), "{text}");
     }
 }
