@@ -706,7 +706,7 @@ impl Prepared {
                 finished = Some((*status, error.clone(), *at));
             }
             if let Err(e) = recorder.record(&event).await {
-                record_errors.note(e);
+                record_errors.note(e.to_string());
             }
             observe(&event);
         }

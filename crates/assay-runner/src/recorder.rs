@@ -12,6 +12,15 @@ use serde_json::Value;
 
 use crate::{StepNames, junit, ms};
 
+/// Why one event was not recorded: `what` names it (`the logs of step `x``, ...). The run
+/// goes on; its text becomes one problem of the run's list.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to record {what}: {source}")]
+pub(crate) struct RecordError {
+    what: String,
+    source: StoreError,
+}
+
 /// Persists engine events into the store.
 pub(crate) struct Recorder {
     pub(crate) store: Store,
@@ -59,7 +68,7 @@ impl Recorder {
     }
 
     /// Persist one event. The error says what could not be recorded.
-    pub(crate) async fn record(&mut self, event: &Event) -> Result<(), String> {
+    pub(crate) async fn record(&mut self, event: &Event) -> Result<(), RecordError> {
         self.names.learn(event);
         let what = match event {
             Event::StepStarted { reference, .. } | Event::StepFinished { reference, .. } => {
@@ -76,7 +85,7 @@ impl Recorder {
         };
         self.persist(event)
             .await
-            .map_err(|e| format!("failed to record {what}: {e}"))
+            .map_err(|source| RecordError { what, source })
     }
 
     async fn persist(&mut self, event: &Event) -> Result<(), StoreError> {

@@ -111,6 +111,7 @@ impl RemoteRun {
                 end = Some((*status, error.clone(), *at));
             }
             if let Err(e) = self.recorder.record(&event).await {
+                let e = e.to_string();
                 self.record_errors.note(e.clone());
                 problems.push(e);
             }
@@ -147,6 +148,7 @@ impl RemoteRun {
         Ok(match self.recorder.record(&event).await {
             Ok(()) => Vec::new(),
             Err(e) => {
+                let e = e.to_string();
                 self.record_errors.note(e.clone());
                 vec![e]
             }
