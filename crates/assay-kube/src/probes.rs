@@ -56,10 +56,39 @@ pub fn default_host(resource: &str, object: &Value) -> Option<String> {
     }
 }
 
+/// Why a TestTrigger's probe failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    #[error("the probe has no `host` and the object has no address")]
+    NoHost,
+    /// The URL the probe's fields make, as text.
+    #[error("`{text}` is not a URL: {source}")]
+    NotUrl {
+        text: String,
+        source: <reqwest::Url as std::str::FromStr>::Err,
+    },
+    /// The answer's status was 400 or above.
+    #[error("GET {url}: {status}")]
+    Status {
+        url: reqwest::Url,
+        status: reqwest::StatusCode,
+    },
+    /// No answer (shown with its whole chain of causes).
+    #[error("GET {url}: {}", error_chain(source))]
+    Send {
+        url: reqwest::Url,
+        source: reqwest::Error,
+    },
+}
+
 /// The URL of `probe`, its host defaulting to `default_host`.
-pub fn url(probe: &TestTriggerProbe, default_host: Option<&str>) -> Result<reqwest::Url, String> {
+pub fn url(
+    probe: &TestTriggerProbe,
+    default_host: Option<&str>,
+) -> Result<reqwest::Url, ProbeError> {
     let host = if probe.host.is_empty() {
-        default_host.ok_or("the probe has no `host` and the object has no address")?
+        default_host.ok_or(ProbeError::NoHost)?
     } else {
         probe.host.as_str()
     };
@@ -84,7 +113,7 @@ pub fn url(probe: &TestTriggerProbe, default_host: Option<&str>) -> Result<reqwe
         String::new()
     };
     let text = format!("{scheme}://{host}{port}{path}");
-    reqwest::Url::parse(&text).map_err(|e| format!("`{text}` is not a URL: {e}"))
+    reqwest::Url::parse(&text).map_err(|source| ProbeError::NotUrl { text, source })
 }
 
 /// Send every probe once, together; `Err` says why the first that failed did.
@@ -93,7 +122,7 @@ pub async fn check_once(
     probes: &[TestTriggerProbe],
     default_host: Option<&str>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let sends = probes.iter().map(|probe| async move {
         let url = url(probe, default_host)?;
         let mut request = client.get(url.clone()).timeout(timeout);
@@ -103,8 +132,11 @@ pub async fn check_once(
         // The body is not read: dropping the response closes it.
         match request.send().await {
             Ok(response) if response.status().as_u16() < 400 => Ok(()),
-            Ok(response) => Err(format!("GET {url}: {}", response.status())),
-            Err(e) => Err(format!("GET {url}: {}", error_chain(&e))),
+            Ok(response) => Err(ProbeError::Status {
+                status: response.status(),
+                url,
+            }),
+            Err(source) => Err(ProbeError::Send { url, source }),
         }
     });
     for result in futures::future::join_all(sends).await {
@@ -143,7 +175,7 @@ pub async fn wait_for<F, Fut>(
     client: &reqwest::Client,
     spec: &TestTriggerProbeSpec,
     mut address: F,
-) -> Result<(), String>
+) -> Result<(), ProbeError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<String>>,
@@ -208,11 +240,10 @@ mod tests {
         let mut p = probe("::1", 8443, "/ready");
         p.scheme = "https".into();
         assert_eq!(url(&p, None).unwrap().as_str(), "https://[::1]:8443/ready");
-        assert!(
-            url(&probe("", 80, "/"), None)
-                .unwrap_err()
-                .contains("no `host`")
-        );
+        assert!(matches!(
+            url(&probe("", 80, "/"), None),
+            Err(ProbeError::NoHost)
+        ));
     }
 
     /// A real HTTP server on 127.0.0.1 that answers `503` to the first `failures` requests and
@@ -279,8 +310,12 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            err.contains(&format!("127.0.0.1:{never}/health")) && err.contains("503"),
+            matches!(&err, ProbeError::Status { status, .. } if status.as_u16() == 503),
             "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("GET http://127.0.0.1:{never}/health: 503 Service Unavailable")
         );
         assert!(count.load(Ordering::SeqCst) >= 2, "tried again");
         // Nothing listens: a connection error, said as such.
@@ -296,7 +331,12 @@ mod tests {
         let err = wait_for(&client(), &spec, || async { None })
             .await
             .unwrap_err();
-        assert!(err.contains(&format!("127.0.0.1:{closed}")), "{err}");
+        assert!(matches!(err, ProbeError::Send { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("GET http://127.0.0.1:{closed}/: ")),
+            "{text}"
+        );
     }
 
     #[tokio::test]

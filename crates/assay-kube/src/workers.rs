@@ -81,11 +81,22 @@ impl FileEntry {
         }
     }
 
-    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+    pub fn bytes(&self) -> Result<Vec<u8>, FileDecodeError> {
         base64::engine::general_purpose::STANDARD
             .decode(&self.data)
-            .map_err(|e| format!("{}: {e}", self.path))
+            .map_err(|source| FileDecodeError {
+                path: self.path.clone(),
+                source,
+            })
     }
+}
+
+/// A [`FileEntry`] whose data is not base64.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct FileDecodeError {
+    pub path: String,
+    pub source: base64::DecodeError,
 }
 
 /// What a worker pod gets before it starts.

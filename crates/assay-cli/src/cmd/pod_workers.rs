@@ -382,7 +382,7 @@ pub(crate) fn place_files(files: &[FileEntry], data: &Path, outputs: &Path) -> R
     for f in files {
         let target = host_path(&f.path, data, outputs)
             .ok_or_else(|| format!("{}: not under /data or /testkube/outputs: refused", f.path))?;
-        let bytes = f.bytes()?;
+        let bytes = f.bytes().map_err(|e| e.to_string())?;
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
