@@ -640,6 +640,7 @@ pub fn run_options(work: &AgentWork, work_dir: &std::path::Path) -> RunOptions {
     let mut opts = RunOptions::new(work_dir);
     opts.secrets = work.secrets.clone();
     opts.masked = work.masked.clone();
+    opts.named_secrets = work.named_secrets.clone();
     opts.context = work.context.clone();
     let mut env = assay_engine::starting_env(&BTreeMap::new());
     env.extend(work.env.clone());

@@ -170,6 +170,12 @@ pub struct AgentWork {
     /// Further values to mask.
     #[serde(default)]
     pub masked: Vec<String>,
+    /// The named secrets (`assay secret`, kept where the server runs) that the plan's
+    /// `secretKeyRef`/`configMapKeyRef`/`secretRef`/`configMapRef`/`tokenFrom`/… name, by name
+    /// and key: only those; never stored by the agent, masked by its engine.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub named_secrets: BTreeMap<String, BTreeMap<String, String>>,
     /// Environment variables given to every step on top of the agent's own.
     #[serde(default)]
     pub env: BTreeMap<String, String>,

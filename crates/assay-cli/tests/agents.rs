@@ -1013,3 +1013,82 @@ fn security_an_agent_queues_only_the_children_its_run_names() {
     assert_eq!(status, 200, "{body}");
     server.wait_status(first["id"].as_str().unwrap(), "aborted");
 }
+
+const NAMED: &str = r#"
+apiVersion: testworkflows.testkube.io/v1
+kind: TestWorkflow
+metadata:
+  name: named
+spec:
+  steps:
+  - name: connect
+    container:
+      env:
+      - name: DB_PASSWORD
+        valueFrom:
+          secretKeyRef: {name: db, key: password}
+    shell: |
+      test "$DB_PASSWORD" = "pw-7f3c19ab" && echo "connected as app with $DB_PASSWORD"
+"#;
+
+/// A workflow reading a named secret (`assay secret set` where the server runs) runs on an
+/// agent as it does on the server: the agent gets the values its run's plan names, with the
+/// run (never others), and masks them; they reach neither the stored log nor the API.
+#[test]
+fn named_secrets_a_plan_reads_reach_the_agent_that_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token_file) = server_with_runner_token(dir.path());
+    for (name, kv) in [
+        ("db", "password=pw-7f3c19ab"),
+        ("other", "key=not-for-this-run"),
+    ] {
+        let out = assay()
+            .args(["secret", "set", name, kv])
+            .env("ASSAY_DATA_DIR", &server.data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    server.apply(NAMED);
+    // What the server hands out: the values this plan names, not the other secret.
+    let runner = std::fs::read_to_string(&token_file).unwrap();
+    server.run("named", json!({"target": {"match": {"name": ["probe"]}}}));
+    let hello = json!({"session": "s1", "runtime": "host", "host": "h", "waitMs": 0}).to_string();
+    let (status, work) = http(
+        server.port,
+        "POST",
+        "/v1/agents/probe/claim",
+        runner.trim(),
+        Some(("application/json", &hello)),
+    );
+    assert_eq!(status, 200, "{work}");
+    let work: Value = serde_json::from_str(&work).unwrap();
+    assert_eq!(
+        work["namedSecrets"],
+        json!({"db": {"password": "pw-7f3c19ab"}}),
+        "{work}"
+    );
+    // A real agent runs it.
+    let agent = server.agent(&token_file, "a1", &[]);
+    let run = server.run("named", json!({"target": {"match": {"name": ["a1"]}}}));
+    let id = run["id"].as_str().unwrap().to_string();
+    server.wait_status(&id, "passed");
+    let (_, logs) = http(
+        server.port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{id}/logs"),
+        &server.admin,
+        None,
+    );
+    assert!(logs.contains("connected as app with *****"), "{logs}");
+    assert!(!logs.contains("pw-7f3c19ab"), "{logs}");
+    let (_, body) = http(
+        server.port,
+        "GET",
+        &format!("/v1/test-workflow-executions/{id}"),
+        &server.admin,
+        None,
+    );
+    assert!(!body.contains("pw-7f3c19ab"), "{body}");
+    assert!(claimed_by(&[("a1", &agent)], run["name"].as_str().unwrap()).is_some());
+}

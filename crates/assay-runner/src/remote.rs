@@ -51,6 +51,7 @@ impl Prepared {
             plan: serde_json::to_value(&plan).map_err(|e| RunError::Internal(e.to_string()))?,
             secrets: opts.secrets.clone(),
             masked: opts.masked.clone(),
+            named_secrets: opts.named_secrets.clone(),
             env: secret_env,
             context: opts.context.clone(),
             quarantined: opts.quarantined.iter().cloned().collect(),
