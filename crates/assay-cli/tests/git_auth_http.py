@@ -5,9 +5,9 @@ Serves the files under --directory (bare repositories after `git update-server-i
 127.0.0.1, like `python3 -m http.server`, but only to requests carrying the one
 `Authorization` header it was told to accept: `--basic USER:TOKEN` (HTTP basic auth) or
 `--bearer TOKEN` (`Authorization: Bearer`). Anything else gets 401 with a
-`WWW-Authenticate` challenge, as a private Git server answers. Each request's outcome is
-printed on stdout (`200 GET /app.git/info/refs` or `401 GET ... (missing|wrong)`), never the
-header itself.
+`WWW-Authenticate` challenge, as a private Git server answers. It prints `LISTENING PORT` on
+stdout once it listens (`--port 0`: a free one), and each request's outcome on stderr
+(`200 GET /app.git/info/refs` or `401 GET ... (missing|wrong)`), never the header itself.
 
 Usage: git_auth_http.py --port P --directory DIR (--basic USER:TOKEN | --bearer TOKEN)
 """
@@ -33,7 +33,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         if given is not None and hmac.compare_digest(given.encode(), self.expected.encode()):
             return True
         why = 'missing' if given is None else 'wrong'
-        print(f"401 {self.command} {self.path} ({why})", flush=True)
+        print(f"401 {self.command} {self.path} ({why})", file=sys.stderr, flush=True)
         self.send_response(401)
         self.send_header('WWW-Authenticate', 'Basic realm="git"')
         self.send_header('Content-Length', '0')
@@ -42,7 +42,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.check():
-            print(f"200 {self.command} {self.path}", flush=True)
+            print(f"200 {self.command} {self.path}", file=sys.stderr, flush=True)
             super().do_GET()
 
     def do_HEAD(self) -> None:
@@ -64,7 +64,7 @@ def main() -> None:
         Handler.expected = 'Bearer ' + args.bearer
     handler = functools.partial(Handler, directory=args.directory)
     server = http.server.ThreadingHTTPServer(('127.0.0.1', args.port), handler)
-    print(f"LISTENING {args.port}", flush=True)
+    print(f"LISTENING {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -533,7 +533,6 @@ impl GitRepo {
     /// Serve the repository over git's dumb HTTP protocol on 127.0.0.1, answering only requests
     /// that carry `user:password` as Basic credentials; the server and the repository's URI.
     pub fn serve_with_basic_auth(&self, user: &str, password: &str) -> (Running, String) {
-        use std::io::BufRead;
         let bare = self.dir.path().join("repo.git");
         let out = Command::new("git")
             .args(["update-server-info"])
@@ -541,20 +540,19 @@ impl GitRepo {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        let script = repo().join("crates/assay-cli/tests/basic_auth_http.py");
+        let script = repo().join("crates/assay-cli/tests/git_auth_http.py");
         let mut child = Command::new("python3")
             .arg(script)
+            .args(["--port", "0", "--directory"])
             .arg(&bare)
-            .args([user, password])
+            .args(["--basic", &format!("{user}:{password}")])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let mut port = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut port)
-            .unwrap();
-        let port: u16 = port.trim().parse().expect("the server's port");
+        let port: u16 = announced(&mut child, "LISTENING ")
+            .parse()
+            .expect("the server's port");
         (Running(child), format!("http://127.0.0.1:{port}/"))
     }
 }
