@@ -341,7 +341,7 @@ fn services_run_in_pods_of_their_own_with_their_own_image_on_a_fake_cluster() {
         main["command"]
             .as_array()
             .unwrap()
-            .contains(&json!("/.assay/work/services.json")),
+            .contains(&json!("/.assay/work/channel.json")),
         "{main}"
     );
     std::fs::write(&go, "").unwrap();
@@ -391,6 +391,84 @@ fn services_run_in_pods_of_their_own_with_their_own_image_on_a_fake_cluster() {
     });
     assert_eq!(of_execution(&url, "Pod", &id, "service").len(), 1);
     server.abort_and_see_everything_go(&url, &id);
+}
+
+/// Services are made when their step starts, through the main pod: a matrix known only at run
+/// time gives two pods, each ready when its `exec` probe (run by the FAKE kubelet as the
+/// container's `readinessProbe`) passes; the step reads both; a skipped step's service gets no
+/// pod at all.
+#[test]
+fn services_start_with_their_step_through_the_main_pod_on_a_fake_cluster() {
+    let dir = TempDir::new().unwrap();
+    let (url, kubeconfig, _fake) = start_fake(dir.path());
+    let (server, _agent, agent_log) = server_and_agent(dir.path(), &kubeconfig);
+    let agent_says = || std::fs::read_to_string(&agent_log).unwrap_or_default();
+    let (p1, p2) = (free_port(), free_port());
+    let spec = format!(
+        r#"  container:
+    image: steps.example/tools:1
+  steps:
+    - name: Skipped
+      condition: never
+      services:
+        idle:
+          image: python.example/python:3.12
+          shell: exec sleep 600
+      shell: echo skipped-ran
+    - name: Read
+      services:
+        web:
+          image: python.example/python:3.12
+          matrix:
+            port: 'passed ? [{p1}, {p2}] : []'
+          shell: mkdir -p site && echo "hello-from-{{{{ matrix.port }}}}" > site/index.html && cd site && exec python3 -m http.server {{{{ matrix.port }}}} --bind 127.0.0.1
+          readinessProbe:
+            exec:
+              command: [python3, -c, "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{{{{ matrix.port }}}}/')"]
+            periodSeconds: 1
+          timeout: 60s
+      shell: |
+        python3 -c "import urllib.request; print('got', urllib.request.urlopen('http://{{{{ services.web.0.ip }}}}:{p1}/').read().decode())"
+        python3 -c "import urllib.request; print('got', urllib.request.urlopen('http://{{{{ services.web.1.ip }}}}:{p2}/').read().decode())"
+"#
+    );
+    let (id, done) = server.run_to_end("matrix-web", &spec);
+    assert_eq!(
+        done["result"]["status"],
+        "passed",
+        "{done}\n{}",
+        agent_says()
+    );
+    let logs = server.logs(&id);
+    assert!(logs.contains(&format!("got hello-from-{p1}")), "{logs}");
+    assert!(logs.contains(&format!("got hello-from-{p2}")), "{logs}");
+    assert!(!logs.contains("skipped-ran"), "{logs}");
+    // Two service pods were made, both with the exec probe as their readinessProbe; none for
+    // the skipped step's service.
+    let (_, created) = fake(&url, "GET", "/fake/created-jobs", None);
+    let services: Vec<&Value> = created["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| {
+            let l = &j["metadata"]["labels"];
+            l["assay.io/execution"] == id.as_str() && l["assay.io/role"] == "service"
+        })
+        .collect();
+    let names: Vec<&Value> = services
+        .iter()
+        .map(|j| &j["metadata"]["labels"]["assay.io/service"])
+        .collect();
+    assert_eq!(names, [&json!("web"), &json!("web")], "{created}");
+    for job in &services {
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["image"], "python.example/python:3.12");
+        assert_eq!(
+            container["readinessProbe"]["exec"]["command"][0], "python3",
+            "{container}"
+        );
+    }
+    objects_go(&url, &id, "service");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The Job and Secret the Kubernetes runtime makes for an execution (`assay pod manifests`
 //! prints what an agent would create): their shape (one pod, the init container copying the
 //! binary, `/data`, the Secret owned by the Job, labels for the sweep; a Job and Secret per
-//! service instance, with the service's own image), the workflow's `pod`,
+//! service instance known before the run, with the service's own image and its `exec` probe
+//! as the container's `readinessProbe`), the workflow's `pod`,
 //! `job`, `pvcs`, `resources`, `securityContext` and `serviceAccountName` applied, refusals
 //! with hints, and every generated document validated against Kubernetes' published OpenAPI
 //! schemas for one version with `kubernetes-validate` (pod_manifests_check.py). No API server
@@ -118,7 +119,8 @@ spec:
       env:
         - {name: POSTGRES_PASSWORD, value: not-a-secret}
       readinessProbe:
-        tcpSocket: {port: 5432}
+        exec: {command: [pg_isready, -h, 127.0.0.1]}
+        periodSeconds: 2
       pod:
         nodeSelector: {disktype: ssd}
   steps:
@@ -271,8 +273,9 @@ fn the_job_of_an_execution_has_testkubes_shape_and_validates() {
         .collect();
     assert!(mounts.contains(&"/cache") && mounts.contains(&"/etc/settings"));
 
-    // A service instance: a Job (and Secret) of its own, with its own image and pod settings;
-    // the main pod is told where to read its address.
+    // A service instance: a Job (and Secret) of its own, with its own image, pod settings and
+    // exec probe; the main pod serves the endpoint through which the agent tells it the
+    // address (`--channel`).
     let (services, services_path) = list(dir.path(), WITH_SERVICE, "services");
     let items = services["items"].as_array().unwrap();
     assert_eq!(items.len(), 4, "{services}");
@@ -297,14 +300,27 @@ fn the_job_of_an_execution_has_testkubes_shape_and_validates() {
         main_pod["containers"][0]["command"]
             .as_array()
             .unwrap()
-            .contains(&json!("/.assay/work/services.json"))
+            .contains(&json!("/.assay/work/channel.json"))
     );
     assert!(main_pod.get("nodeSelector").is_none(), "{main_pod}");
     let svc_pod = &svc["spec"]["template"]["spec"];
     assert_eq!(svc_pod["containers"][0]["image"], "postgres:16");
     assert_eq!(svc_pod["nodeSelector"]["disktype"], "ssd");
-    assert!(main_secret["data"]["services.json"].is_string());
-    assert!(svc_secret["data"].get("services.json").is_none());
+    let probe = &svc_pod["containers"][0]["readinessProbe"];
+    assert_eq!(
+        probe["exec"]["command"],
+        json!(["pg_isready", "-h", "127.0.0.1"])
+    );
+    assert_eq!(probe["periodSeconds"], 2);
+    assert!(main_secret["data"]["channel.json"].is_string());
+    // A service pod gets no channel: it asks for no pods and holds no token.
+    assert!(svc_secret["data"].get("channel.json").is_none());
+    assert!(
+        !svc_pod["containers"][0]["command"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--channel"))
+    );
 
     // Parallel workers: the main pod serves their endpoint (`--channel`), and each worker
     // the main pod will ask for gets a Job of its own, with its image and pod settings.

@@ -387,11 +387,15 @@ spec:
     assert_eq!(status.code(), Some(1));
 }
 
-/// Services in pods of their own (the agent's services file): the step reaches the address
-/// given, the main pod probes it there, never starts the service's command itself, and says
-/// when it stopped the service; a service whose pod never ran fails its step with the reason.
+/// Services in pods of their own, asked for when their step starts: the main pod (the test
+/// plays the agent) asks with one line per instance, serves the instance's plan — rendered in
+/// the main pod, a run-time matrix included — to the token only, reaches the address given
+/// (and probes it there), never starts the service's command itself, and says when it stopped
+/// the service; a service whose pod never ran fails its step with the reason; a skipped step
+/// asks for nothing.
 #[test]
-fn pod_run_reaches_services_in_pods_of_their_own_at_the_addresses_given() {
+fn security_pod_run_asks_for_service_pods_when_their_step_starts_and_serves_their_plan_to_the_token()
+ {
     // The service "in another pod": a real HTTP server on this machine.
     let site = TempDir::new().unwrap();
     std::fs::write(site.path().join("index.html"), "hello-from-the-other-pod").unwrap();
@@ -417,16 +421,27 @@ kind: TestWorkflow
 apiVersion: testworkflows.testkube.io/v1
 metadata: {{name: wf}}
 spec:
-  services:
-    web:
-      shell: touch /data/web-ran-in-the-main-pod
-      readinessProbe:
-        httpGet: {{path: /, port: {port}}}
-        periodSeconds: 1
-        failureThreshold: 30
   steps:
+    - name: Skipped
+      condition: never
+      services:
+        idle:
+          shell: sleep 600
+      shell: echo skipped-ran
     - name: Fetch
-      shell: python3 -c "import urllib.request; print(urllib.request.urlopen('http://{{{{ services.web.0.ip }}}}:{port}/').read().decode())"
+      services:
+        web:
+          matrix:
+            who: 'passed ? ["a", "b"] : []'
+          env:
+            - name: WHO
+              value: 'served-by-{{{{ matrix.who }}}}'
+          shell: touch /data/web-ran-in-the-main-pod; echo "{{{{ env.WHO }}}} {{{{ "{{{{" }}}}"
+          readinessProbe:
+            httpGet: {{path: /, port: {port}}}
+            periodSeconds: 1
+            failureThreshold: 30
+      shell: python3 -c "import urllib.request; print(urllib.request.urlopen('http://{{{{ services.web.1.ip }}}}:{port}/').read().decode())"
     - name: Broken
       services:
         db:
@@ -434,25 +449,85 @@ spec:
       shell: echo never-run
 "#
     );
-    let run = PodRun::with(&yaml, &[], |cmd, dir| {
-        let file = dir.join("services.json");
-        std::fs::write(
-            &file,
-            json!({
-                "root/service/web/0": {"ip": "127.0.0.1"},
-                "broken/service/db/0": {"error": "the pod did not start within 3s: ImagePullBackOff"},
-            })
-            .to_string(),
-        )
-        .unwrap();
-        cmd.arg("--services").arg(file);
-    });
+    let dir = TempDir::new().unwrap();
+    let work = write_work(dir.path(), &yaml, &[]);
+    let token = SERVE_TOKEN;
+    let (mut child, rx) = serving(dir.path(), &work);
+    let http = crate::run_support::http;
+    let mut lines = Vec::new();
+    let mut requests = Vec::new();
+    // Play the agent: three instances are asked for (web 0 and 1, then db), one at a time.
+    while requests.len() < 3 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the main pod asks for service pods: {lines:?}"));
+        lines.push(line.clone());
+        let Ok(Some(PodLine::Service(request))) = podlog::decode(&line) else {
+            continue;
+        };
+        let at = |what: &str| format!("/v1/services/{}/{what}", request.key);
+        // The plan is the token's only.
+        assert_eq!(http(request.port, "GET", &at("pod"), "", None).0, 401);
+        let almost = "a-token-the-agent-made-012345678";
+        assert_eq!(http(request.port, "GET", &at("pod"), almost, None).0, 401);
+        let (status, body) = http(request.port, "GET", &at("pod"), token, None);
+        assert_eq!(status, 200, "{body}");
+        let pod: Value = serde_json::from_str(&body).unwrap();
+        let address = if request.name == "web" {
+            // Rendered in the main pod (the matrix's value, the env), and written as
+            // literals: the service pod's engine renders nothing again.
+            let process = &pod["plan"]["root"]["commands"][0];
+            let who = ["a", "b"][request.index as usize];
+            let env = json!({"name": "WHO", "value": format!("served-by-{who}")});
+            assert!(process["env"].as_array().unwrap().contains(&env), "{pod}");
+            let shell = process["shell"].as_str().unwrap();
+            assert!(shell.contains(&format!("served-by-{who}")), "{shell}");
+            assert!(shell.contains(r#"{{"{{"}}"#), "{shell}");
+            let log_ref = format!("fetch/service/web/{}", request.index);
+            assert_eq!(request.log_ref, log_ref);
+            json!({"ip": "127.0.0.1"})
+        } else {
+            json!({"error": "the pod did not start within 3s: ImagePullBackOff"})
+        };
+        let body = address.to_string();
+        let post = |token: &str| {
+            http(
+                request.port,
+                "POST",
+                &at("address"),
+                token,
+                Some(("application/json", &body)),
+            )
+        };
+        assert_eq!(post("nope").0, 401);
+        assert_eq!(post(token).0, 204);
+        // The first answer stands.
+        let again = post(token).0;
+        assert!(again == 409 || again == 404, "{again}");
+        requests.push(request);
+    }
+    let status = child.wait().unwrap();
+    lines.extend(rx.iter());
+    let run = PodRun::from_output(
+        std::process::Output {
+            status,
+            stdout: (lines.join("\n") + "\n").into_bytes(),
+            stderr: Vec::new(),
+        },
+        dir,
+    );
+    let names: Vec<(&str, u64)> = requests
+        .iter()
+        .map(|r| (r.name.as_str(), r.index))
+        .collect();
+    assert_eq!(names, [("web", 0), ("web", 1), ("db", 0)]);
     assert!(
         run.log().contains("hello-from-the-other-pod"),
         "{}",
         run.log()
     );
     assert!(!run.log().contains("never-run"), "{}", run.log());
+    assert!(!run.log().contains("skipped-ran"), "{}", run.log());
     let steps = run.steps();
     assert_eq!(steps["fetch"].0, "passed", "{steps:?}");
     assert_eq!(steps["broken"].0, "failed", "{steps:?}");
@@ -468,37 +543,20 @@ spec:
         .unwrap_or_default();
     assert!(error.contains("service db"), "{error}");
     assert!(error.contains("ImagePullBackOff"), "{error}");
-    assert!(
-        run.lines
-            .iter()
-            .any(|l| *l == PodLine::ServiceDone("root/service/web/0".into())),
-        "the agent is told to delete the service's pod"
-    );
+    for log_ref in [
+        "fetch/service/web/0",
+        "fetch/service/web/1",
+        "broken/service/db/0",
+    ] {
+        assert!(
+            run.lines
+                .iter()
+                .any(|l| *l == PodLine::ServiceDone(log_ref.into())),
+            "the agent is told to delete the pod of {log_ref}"
+        );
+    }
     assert!(!run.dir.path().join("data/web-ran-in-the-main-pod").exists());
 }
-
-#[test]
-fn pod_run_fails_with_the_reason_on_an_unreadable_services_file() {
-    let run = PodRun::with(PLAIN_FOR_SERVICES, &[], |cmd, dir| {
-        let file = dir.join("services.json");
-        std::fs::write(&file, "{not json").unwrap();
-        cmd.arg("--services").arg(file);
-    });
-    let (status, error) = run.verdict();
-    assert_eq!(status, "failed");
-    let error = error.unwrap_or_default();
-    assert!(error.contains("services file"), "{error}");
-    assert_ne!(run.code, 0);
-}
-
-const PLAIN_FOR_SERVICES: &str = r#"
-kind: TestWorkflow
-apiVersion: testworkflows.testkube.io/v1
-metadata: {name: wf}
-spec:
-  steps:
-    - shell: echo hi
-"#;
 
 #[test]
 fn pod_run_refuses_a_bad_work_file_with_a_hint() {
@@ -577,10 +635,39 @@ fn pod_install_copies_the_binary() {
 /// a worker gets its `transfer`red files, its lines are written under its own refs, and of the
 /// files it sends back only those under its `fetch` targets are written (`..` and other paths
 /// are refused, and the worker fails saying so).
+/// The bearer token the tests' main pods serve their endpoint with.
+const SERVE_TOKEN: &str = "a-token-the-agent-made-0123456789";
+
+/// `assay pod run` of `work` as a main pod serving its endpoint (channel file with
+/// [`SERVE_TOKEN`]), and its stdout's lines as they come.
+fn serving(dir: &Path, work: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let channel = dir.join("channel.json");
+    std::fs::write(
+        &channel,
+        json!({"role": "serve", "token": SERVE_TOKEN}).to_string(),
+    )
+    .unwrap();
+    let mut child = pod_run_cmd(dir, work)
+        .arg("--channel")
+        .arg(&channel)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
 #[test]
 fn security_the_worker_endpoint_asks_its_token_and_writes_only_under_fetch_targets() {
     use assay_kube::workers::{FileBundle, FileEntry, WorkerReport};
-    use std::io::BufRead;
     let dir = TempDir::new().unwrap();
     let work = write_work(
         dir.path(),
@@ -601,27 +688,8 @@ spec:
 "#,
         &[],
     );
-    let token = "a-token-the-agent-made-0123456789";
-    let channel = dir.path().join("channel.json");
-    std::fs::write(
-        &channel,
-        json!({"role": "serve", "token": token}).to_string(),
-    )
-    .unwrap();
-    let mut child = pod_run_cmd(dir.path(), &work)
-        .arg("--channel")
-        .arg(&channel)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let token = SERVE_TOKEN;
+    let (mut child, rx) = serving(dir.path(), &work);
     let mut lines = Vec::new();
     let request = loop {
         let line = rx

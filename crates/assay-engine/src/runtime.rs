@@ -106,6 +106,48 @@ pub trait Scope: Send + Sync {
         let _ = worker;
         None
     }
+
+    /// Whether this scope runs service instances elsewhere (a pod of its own each): the
+    /// engine then materializes no `content` of theirs here and starts them through
+    /// [`Scope::start_remote_service`]. The default, and the host and container runtimes,
+    /// say no.
+    fn services_elsewhere(&self) -> bool {
+        false
+    }
+
+    /// Starts one service instance elsewhere (see [`Scope::services_elsewhere`]) and returns
+    /// once it runs and has an address — or, when its readiness probe is `exec` (which runs
+    /// inside the service's own container), once that probe passed: the engine then probes
+    /// nothing itself. It must give up when `service.cancel` is cancelled or
+    /// `service.deadline` passes; stopping the returned [`Process`] ends the instance.
+    fn start_remote_service(
+        &self,
+        service: RemoteService,
+    ) -> BoxFuture<'_, Result<Box<dyn Process>, StartError>> {
+        let _ = service;
+        Box::pin(async {
+            Err(StartError::Unsupported(
+                "this runtime runs services here".into(),
+            ))
+        })
+    }
+}
+
+/// A service instance handed to [`Scope::start_remote_service`].
+#[derive(Debug)]
+pub struct RemoteService {
+    /// Its process with every template rendered here (its `env` is the whole environment,
+    /// [`Scope::base_env`] included).
+    pub launch: Launch,
+    /// The instance as expanded here (its strategy values, `content` — whose templates are
+    /// not rendered —, `pod`, `readinessProbe`, `timeout`).
+    pub instance: assay_spec::plan::PlanServiceInstance,
+    /// The `exec` readiness probe's command, rendered here.
+    pub probe_command: Option<Vec<String>>,
+    /// Where its log goes (its reference is the instance's log, `<ref>/service/<name>/<index>`).
+    pub output: Output,
+    pub deadline: Option<Instant>,
+    pub cancel: CancellationToken,
 }
 
 /// A parallel worker handed to [`Scope::remote_worker`].

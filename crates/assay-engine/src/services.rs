@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::event::{Event, ServiceState};
 use crate::parallel::ExpandError;
 use crate::runner::{Attempt, Frame, PrepareError, Runner};
-use crate::runtime::{LaunchKind, Output, Process, RuntimeError, Stop};
+use crate::runtime::{LaunchKind, Output, Process, RemoteService, RuntimeError, Stop};
 
 /// A started service instance.
 pub(crate) struct Started {
@@ -122,7 +122,9 @@ impl Runner {
                     state: ServiceState::Starting,
                 })
                 .await;
-                if let Some(content) = &inst.content {
+                // A service that runs elsewhere gets its content there.
+                let remote = self.scope.services_elsewhere();
+                if let Some(content) = inst.content.as_ref().filter(|_| !remote) {
                     self.content(content, &log_ref, frame, a).await;
                     if !a.ok {
                         break;
@@ -141,9 +143,53 @@ impl Runner {
                     }
                 };
                 let output = Output::new(&log_ref, &self.shared.masker, &self.shared.sink);
-                let running = match self.scope.start(launch, output).await {
+                let exec_probe = inst.readiness_probe.as_ref().and_then(|p| p.exec.as_ref());
+                let launched = if remote {
+                    let probe_command = match exec_probe {
+                        None => None,
+                        Some(cmd) => {
+                            let process = assay_spec::plan::PlanProcess {
+                                command: cmd.clone(),
+                                ..Default::default()
+                            };
+                            let kind = LaunchKind::Probe {
+                                service: service.name.clone(),
+                                index,
+                            };
+                            match self.prepare(kind, &process, frame.passed, &frame.cwd, None) {
+                                Ok(l) => Some(l.argv()),
+                                Err(e) => {
+                                    a.fail(format!("service {}: {e}", service.name));
+                                    break;
+                                }
+                            }
+                        }
+                    };
+                    let remote_service = RemoteService {
+                        launch,
+                        instance: inst.clone(),
+                        probe_command,
+                        output,
+                        deadline: frame.deadline.as_ref().map(|d| d.0),
+                        cancel: self.cancel.clone(),
+                    };
+                    self.scope.start_remote_service(remote_service).await
+                } else {
+                    self.scope.start(launch, output).await
+                };
+                let running = match launched {
                     Ok(r) => r,
                     Err(e) => {
+                        // A wait elsewhere ended by an abort or a deadline is that interrupt.
+                        if self.cancel.is_cancelled() {
+                            self.interrupt_for(crate::runtime::StopReason::Abort, frame);
+                        } else if frame
+                            .deadline
+                            .as_ref()
+                            .is_some_and(|d| Instant::now() >= d.0)
+                        {
+                            self.interrupt_for(crate::runtime::StopReason::Timeout, frame);
+                        }
                         a.fail(format!("service {}: {e}", service.name));
                         break;
                     }
@@ -155,7 +201,14 @@ impl Runner {
                     running,
                     watched: inst.readiness_probe.is_none(),
                 };
-                match self.wait_ready(&mut s, inst, frame).await {
+                // An `exec` probe of a service elsewhere ran where the service runs: it is
+                // ready once started.
+                let ready = if remote && exec_probe.is_some() {
+                    Probed::Ready
+                } else {
+                    self.wait_ready(&mut s, inst, frame).await
+                };
+                match ready {
                     Probed::Ready => {
                         let ip = s.running.address();
                         self.emit(Event::Service {

@@ -1,7 +1,8 @@
 //! An execution as Kubernetes objects (pure): one Job whose pod runs the plan's steps in
-//! order, as Testkube does, one Job per service instance that runs in a pod of its own
-//! ([`split`], [`execution_objects`]), and for each Job a Secret holding what its pod needs
-//! to run (the agent's [`AgentWork`] with that pod's plan: sensitive values, environment).
+//! order, as Testkube does ([`execution_objects`]), one Job per service instance and per
+//! parallel worker when the main pod asks for it ([`service_objects`], [`worker_objects`]),
+//! and for each Job a Secret holding what its pod needs to run (the agent's [`AgentWork`]
+//! with that pod's plan: sensitive values, environment).
 //!
 //! The pod: an init container (`assay-init`, the image holding the `assay` binary) copies
 //! that binary into the `assay-bin` volume; the main container (`run`) has the plan's image
@@ -37,10 +38,6 @@ pub const WORK_FILE: &str = "/.assay/work/work.json";
 pub const CONTAINER: &str = "run";
 /// The key of the work file in the Secret.
 pub const WORK_KEY: &str = "work.json";
-/// The key of the main pod's services file in its Secret ([`ServiceAddresses`]).
-pub const SERVICES_KEY: &str = "services.json";
-/// Where the main pod reads it.
-pub const SERVICES_FILE: &str = "/.assay/work/services.json";
 /// The ref of the one step of a service pod's plan.
 pub const SERVICE_STEP: &str = "service";
 
@@ -61,7 +58,7 @@ pub struct JobSettings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
     #[error(
-        "the workflow names several images ({}) for what runs in the execution's pod: the Kubernetes runtime runs the steps, the parallel workers and the services that stay in that pod in one container for now\n\nhint: give them the same image (e.g. in the workflow's `container`; a service in a pod of its own may have its own image), or run it with a host or container agent",
+        "the workflow names several images ({}) for what runs in one pod: the Kubernetes runtime runs the steps of the execution's pod (or of a parallel worker's, with that worker's services) in one container for now\n\nhint: give them the same image (e.g. in the workflow's `container`; a service and a parallel worker have pods of their own and may have their own image), or run it with a host or container agent",
         .0.join(", ")
     )]
     SeveralImages(Vec<String>),
@@ -144,10 +141,19 @@ pub fn agent_selector(agent: &str) -> String {
     )
 }
 
-/// The processes of a plan (steps, services, and parallel workers `with_workers`), in order.
-fn processes(step: &PlanStep, out: &mut Vec<PlanProcess>, with_workers: bool) {
+/// What of a plan runs in one pod.
+#[derive(Debug, Clone, Copy)]
+struct InPod {
+    /// Parallel workers' processes (theirs when not in pods of their own).
+    workers: bool,
+    /// Services' processes (outside workers; a worker's services run in its pod).
+    services: bool,
+}
+
+/// The processes of a plan that run in one pod, in order.
+fn processes(step: &PlanStep, out: &mut Vec<PlanProcess>, in_pod: InPod) {
     out.extend(step.commands.iter().cloned());
-    for service in &step.services {
+    for service in step.services.iter().filter(|_| in_pod.services) {
         for instance in service.instances.iter().flatten() {
             out.push(instance.process.clone());
         }
@@ -155,16 +161,20 @@ fn processes(step: &PlanStep, out: &mut Vec<PlanProcess>, with_workers: bool) {
             out.push(t.process.clone());
         }
     }
-    if let Some(p) = step.parallel.as_ref().filter(|_| with_workers) {
+    if let Some(p) = step.parallel.as_ref().filter(|_| in_pod.workers) {
+        let all = InPod {
+            workers: true,
+            services: true,
+        };
         for w in p.workers.iter().flatten() {
-            processes(&w.root, out, true);
+            processes(&w.root, out, all);
         }
         if let Some(t) = &p.worker {
-            processes(&t.root, out, true);
+            processes(&t.root, out, all);
         }
     }
     for s in &step.steps {
-        processes(s, out, with_workers);
+        processes(s, out, in_pod);
     }
 }
 
@@ -173,15 +183,25 @@ pub fn has_parallel(step: &PlanStep) -> bool {
     step.parallel.is_some() || step.steps.iter().any(has_parallel)
 }
 
-/// The one image the plan runs in (`None`: it names none), or the refusal.
-pub fn plan_image(plan: &Plan) -> Result<Option<String>, JobError> {
-    images_of(plan, true)
+/// Whether a plan has `services` (outside its workers).
+pub fn has_services(step: &PlanStep) -> bool {
+    !step.services.is_empty() || step.steps.iter().any(has_services)
 }
 
-/// The one image of what runs in a pod of `plan` (its parallel workers too, `with_workers`).
-fn images_of(plan: &Plan, with_workers: bool) -> Result<Option<String>, JobError> {
+/// The one image the plan runs in when everything runs in one pod (`None`: it names none),
+/// or the refusal.
+pub fn plan_image(plan: &Plan) -> Result<Option<String>, JobError> {
+    let all = InPod {
+        workers: true,
+        services: true,
+    };
+    images_of(plan, all)
+}
+
+/// The one image of what runs in a pod of `plan`.
+fn images_of(plan: &Plan, in_pod: InPod) -> Result<Option<String>, JobError> {
     let mut all = Vec::new();
-    processes(&plan.root, &mut all, with_workers);
+    processes(&plan.root, &mut all, in_pod);
     let mut images: Vec<String> = all.iter().filter_map(|p| p.image.clone()).collect();
     images.sort();
     images.dedup();
@@ -208,12 +228,12 @@ pub fn job(work: &AgentWork, settings: &JobSettings) -> Result<Job, JobError> {
 /// What a Job of an execution is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
-    /// The steps; `services`: the main pod reads its service pods' addresses from the
-    /// Secret's [`SERVICES_KEY`]; `workers`: its parallel workers run in pods of their own,
-    /// and it serves their endpoint ([`crate::workers`]).
+    /// The steps; `services`: its services run in pods of their own, `workers`: so do its
+    /// parallel workers; with either, it serves the endpoint of [`crate::workers`] and
+    /// [`crate::services`].
     Execution { services: bool, workers: bool },
-    /// One service instance (the `k`th of the execution's [`ServicePod`]s).
-    Service { k: usize, name: String, index: u64 },
+    /// One service instance (the main pod's `k`th request).
+    Service { k: u64, name: String, index: u64 },
     /// One parallel worker (the main pod's `key`th), of the parallel step `reference`.
     Worker {
         key: u64,
@@ -260,11 +280,21 @@ impl Role {
 pub fn job_of(work: &AgentWork, settings: &JobSettings, role: &Role) -> Result<Job, JobError> {
     let plan: Plan =
         serde_json::from_value(work.plan.clone()).map_err(|e| JobError::Plan(e.to_string()))?;
-    // A main pod whose workers run in pods of their own does not run their processes.
-    let with_workers = !matches!(role, Role::Execution { workers: true, .. });
-    let image = images_of(&plan, with_workers)?;
+    // A main pod whose workers or services run in pods of their own does not run their
+    // processes.
+    let in_pod = match role {
+        Role::Execution { services, workers } => InPod {
+            workers: !workers,
+            services: !services,
+        },
+        Role::Service { .. } | Role::Worker { .. } => InPod {
+            workers: true,
+            services: true,
+        },
+    };
+    let image = images_of(&plan, in_pod)?;
     let mut all = Vec::new();
-    processes(&plan.root, &mut all, with_workers);
+    processes(&plan.root, &mut all, in_pod);
     let name = role.object_name(&work.id);
     let ours = role.labels(work, settings);
     let extras = plan.kubernetes.clone().unwrap_or_default();
@@ -386,12 +416,11 @@ pub fn job_of(work: &AgentWork, settings: &JobSettings, role: &Role) -> Result<J
     let security_context = first(|p| p.security_context.as_ref());
     let pull_policy = all.iter().find_map(|p| p.image_pull_policy.clone());
     let mut command = vec![BIN, "pod", "run", "--work", WORK_FILE, "--data", "/data"];
-    if matches!(role, Role::Execution { services: true, .. }) {
-        command.extend(["--services", SERVICES_FILE]);
-    }
     if matches!(
         role,
-        Role::Execution { workers: true, .. } | Role::Worker { .. }
+        Role::Execution { workers: true, .. }
+            | Role::Execution { services: true, .. }
+            | Role::Worker { .. }
     ) {
         command.extend(["--channel", crate::workers::CHANNEL_FILE]);
     }
@@ -492,27 +521,21 @@ pub fn secret(work: &AgentWork, settings: &JobSettings, job_uid: &str) -> Result
         services: false,
         workers: false,
     };
-    secret_of(work, settings, &role, job_uid, None, None)
+    secret_of(work, settings, &role, job_uid, None)
 }
 
-/// The Secret of one of an execution's Jobs (see [`Role`]), owned by it; `services` is the
-/// main pod's services file ([`ServiceAddresses`]), `channel` the worker endpoint's
-/// ([`crate::workers::Channel`]).
+/// The Secret of one of an execution's Jobs (see [`Role`]), owned by it; `channel` is the
+/// endpoint's ([`crate::workers::Channel`]).
 pub fn secret_of(
     work: &AgentWork,
     settings: &JobSettings,
     role: &Role,
     job_uid: &str,
-    services: Option<&ServiceAddresses>,
     channel: Option<&crate::workers::Channel>,
 ) -> Result<Secret, JobError> {
     let name = role.object_name(&work.id);
     let body = serde_json::to_vec(work).map_err(|e| JobError::Plan(e.to_string()))?;
     let mut data = BTreeMap::from([(WORK_KEY.to_string(), k8s_openapi::ByteString(body))]);
-    if let Some(s) = services {
-        let text = serde_json::to_vec(s).map_err(|e| JobError::Plan(e.to_string()))?;
-        data.insert(SERVICES_KEY.to_string(), k8s_openapi::ByteString(text));
-    }
     if let Some(c) = channel {
         let text = serde_json::to_vec(c).map_err(|e| JobError::Plan(e.to_string()))?;
         let key = crate::workers::CHANNEL_KEY.to_string();
@@ -540,93 +563,23 @@ pub fn secret_of(
     })
 }
 
-/// One service instance that runs in a pod of its own.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServicePod {
-    /// Its log's reference (`<step ref>/service/<name>/<index>`, as the engine names it),
-    /// which also keys it in the main pod's [`ServiceAddresses`].
-    pub log_ref: String,
-    pub name: String,
-    pub index: u64,
-    /// Its `timeout` (to become ready).
-    pub timeout_ms: Option<u64>,
-    /// What its pod runs: the service's content and process as the one step
-    /// ([`SERVICE_STEP`]) of a plan with the execution's config and Kubernetes settings (the
-    /// service's own `pod` on top).
-    pub plan: Plan,
-}
-
-/// The main pod's services file: by log reference, the address of each service instance
-/// that runs in its own pod, or why it has none (its pod never started).
-pub type ServiceAddresses = BTreeMap<String, ServiceAddress>;
-
-/// Where the main pod reaches one service instance, or why it cannot.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceAddress {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Splits a plan into the main pod's and one per service instance, as Testkube runs services
-/// in pods of their own. A service stays in the main pod (as a process beside the steps, which
-/// must then share its image) when it belongs to a parallel worker (workers run in the main
-/// pod), when its instances are known only at run time (a matrix over runtime values), or when
-/// its readiness probe is `exec` (that command runs in the service's container, which the main
-/// pod has no means to enter). The main plan keeps every service, for its readiness probe and
-/// `timeout`, but the instances that run elsewhere lose their content and image there.
-pub fn split(plan: &Plan) -> (Plan, Vec<ServicePod>) {
-    let mut main = plan.clone();
-    let mut pods = Vec::new();
-    split_step(plan, &mut main.root, &mut pods);
-    (main, pods)
-}
-
-fn split_step(plan: &Plan, step: &mut PlanStep, pods: &mut Vec<ServicePod>) {
-    for service in &mut step.services {
-        for inst in service.instances.iter_mut().flatten() {
-            if inst
-                .readiness_probe
-                .as_ref()
-                .is_some_and(|p| p.exec.is_some())
-            {
-                continue;
-            }
-            let index = inst.instance.index;
-            let log_ref = format!("{}/service/{}/{index}", step.reference, service.name);
-            pods.push(ServicePod {
-                plan: service_plan(plan, inst),
-                log_ref,
-                name: service.name.clone(),
-                index,
-                timeout_ms: inst.timeout_ms,
-            });
-            inst.content = None;
-            let p = &mut inst.process;
-            p.image = None;
-            p.image_pull_policy = None;
-            p.resources = None;
-            p.security_context = None;
-            p.volume_mounts.clear();
-        }
-    }
-    for s in &mut step.steps {
-        split_step(plan, s, pods);
-    }
-}
-
-/// The plan of a service instance's pod.
-fn service_plan(plan: &Plan, inst: &assay_spec::plan::PlanServiceInstance) -> Plan {
+/// The plan of a service instance's pod: `process` (rendered by the main pod's engine) and
+/// the instance's `content` as its one step ([`SERVICE_STEP`]), with the execution's config
+/// and Kubernetes settings, the instance's own `pod` over the workflow's.
+pub fn service_plan(
+    plan: &Plan,
+    process: PlanProcess,
+    content: Option<assay_spec::plan::PlanContent>,
+    pod: Option<&Value>,
+) -> Plan {
     let mut extras = plan.kubernetes.clone().unwrap_or_default();
-    if let Some(Value::Object(own)) = &inst.pod {
-        let mut pod = match extras.pod.take() {
+    if let Some(Value::Object(own)) = pod {
+        let mut merged = match extras.pod.take() {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
-        pod.extend(own.clone());
-        extras.pod = Some(Value::Object(pod));
+        merged.extend(own.clone());
+        extras.pod = Some(Value::Object(merged));
     }
     Plan {
         schedules: Vec::new(),
@@ -635,8 +588,8 @@ fn service_plan(plan: &Plan, inst: &assay_spec::plan::PlanServiceInstance) -> Pl
         root: PlanStep {
             reference: SERVICE_STEP.to_string(),
             condition: "passed".to_string(),
-            content: inst.content.clone(),
-            commands: vec![inst.process.clone()],
+            content,
+            commands: vec![process],
             ..Default::default()
         },
         ..plan.clone()
@@ -650,11 +603,6 @@ pub struct PodObjects {
     /// The work its Secret holds (the execution's, with this pod's plan).
     pub work: AgentWork,
     pub job: Job,
-    /// A service instance's log reference (`None` for the main Job).
-    pub log_ref: Option<String>,
-    /// A service instance's `timeout`: how long it may take to become ready, its pod's start
-    /// included.
-    pub timeout: Option<std::time::Duration>,
 }
 
 impl PodObjects {
@@ -663,57 +611,72 @@ impl PodObjects {
         &self,
         settings: &JobSettings,
         job_uid: &str,
-        services: Option<&ServiceAddresses>,
         channel: Option<&crate::workers::Channel>,
     ) -> Result<Secret, JobError> {
-        secret_of(&self.work, settings, &self.role, job_uid, services, channel)
+        secret_of(&self.work, settings, &self.role, job_uid, channel)
     }
 }
 
-/// The Jobs of an execution: the main one (the steps), then one per service instance that
-/// runs in a pod of its own (see [`split`]), or why the execution cannot run on Kubernetes.
-pub fn execution_objects(
-    work: &AgentWork,
-    settings: &JobSettings,
-) -> Result<(PodObjects, Vec<PodObjects>), JobError> {
+/// The Job of an execution (its steps), or why it cannot run on Kubernetes. Its services and
+/// parallel workers get pods of their own when the main pod asks ([`service_objects`],
+/// [`worker_objects`]).
+pub fn execution_objects(work: &AgentWork, settings: &JobSettings) -> Result<PodObjects, JobError> {
     let plan: Plan =
         serde_json::from_value(work.plan.clone()).map_err(|e| JobError::Plan(e.to_string()))?;
-    let (main_plan, pods) = split(&plan);
-    let with_plan = |p: &Plan| -> Result<AgentWork, JobError> {
-        Ok(AgentWork {
-            plan: serde_json::to_value(p).map_err(|e| JobError::Plan(e.to_string()))?,
-            ..work.clone()
-        })
-    };
     let role = Role::Execution {
-        services: !pods.is_empty(),
-        workers: has_parallel(&main_plan.root),
+        services: has_services(&plan.root),
+        workers: has_parallel(&plan.root),
     };
-    let main_work = with_plan(&main_plan)?;
-    let main = PodObjects {
-        job: job_of(&main_work, settings, &role)?,
+    Ok(PodObjects {
+        job: job_of(work, settings, &role)?,
         role,
-        work: main_work,
-        log_ref: None,
-        timeout: None,
+        work: work.clone(),
+    })
+}
+
+/// The Job of a service instance the main pod asked for (`request`, and `pod` from its
+/// endpoint), with the execution's work around the instance's plan; an `exec` readiness probe
+/// becomes its container's `readinessProbe` (the kubelet runs it in the service's container).
+pub fn service_objects(
+    work: &AgentWork,
+    settings: &JobSettings,
+    request: &crate::services::ServiceRequest,
+    pod: &crate::services::ServicePod,
+) -> Result<PodObjects, JobError> {
+    let role = Role::Service {
+        k: request.key,
+        name: request.name.clone(),
+        index: request.index,
     };
-    let mut services = Vec::new();
-    for (k, pod) in pods.into_iter().enumerate() {
-        let role = Role::Service {
-            k,
-            name: pod.name,
-            index: pod.index,
+    let work = AgentWork {
+        plan: pod.plan.clone(),
+        ..work.clone()
+    };
+    let mut job = job_of(&work, settings, &role)?;
+    if let Some(probe) = &pod.readiness
+        && let Some(command) = &probe.exec
+    {
+        let seconds = |n: u32, least: u32| Some(i32::try_from(n.max(least)).unwrap_or(i32::MAX));
+        let readiness = k8s_openapi::api::core::v1::Probe {
+            exec: Some(k8s_openapi::api::core::v1::ExecAction {
+                command: Some(command.clone()),
+            }),
+            initial_delay_seconds: seconds(probe.initial_delay_seconds, 0),
+            period_seconds: seconds(probe.period_seconds, 1),
+            timeout_seconds: seconds(probe.timeout_seconds, 1),
+            failure_threshold: seconds(probe.failure_threshold, 1),
+            ..Default::default()
         };
-        let work = with_plan(&pod.plan)?;
-        services.push(PodObjects {
-            job: job_of(&work, settings, &role)?,
-            role,
-            work,
-            log_ref: Some(pod.log_ref),
-            timeout: pod.timeout_ms.map(std::time::Duration::from_millis),
-        });
+        if let Some(container) = job
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .and_then(|s| s.containers.first_mut())
+        {
+            container.readiness_probe = Some(readiness);
+        }
     }
-    Ok((main, services))
+    Ok(PodObjects { job, role, work })
 }
 
 /// The plan of a parallel worker's pod: the worker's root as the plan's, its own `pod`,
@@ -750,8 +713,6 @@ pub fn worker_objects(
         job: job_of(&work, settings, &role)?,
         role,
         work,
-        log_ref: None,
-        timeout: None,
     })
 }
 
@@ -759,94 +720,131 @@ pub fn worker_objects(
 mod tests {
     use super::*;
 
-    /// A service instance in plan JSON: `index`, its image, and an `exec` probe or none.
-    fn instance(index: u64, image: &str, exec_probe: bool) -> Value {
-        let mut i = json!({
-            "index": index, "count": 2,
-            "process": {"shell": "serve", "image": image},
-            "content": {"files": [{"path": "/data/f", "content": "x"}]},
-            "timeoutMs": 5000,
-        });
-        if exec_probe {
-            i["readinessProbe"] = json!({"exec": ["true"], "periodSeconds": 1,
-                "timeoutSeconds": 1, "failureThreshold": 1});
+    fn settings() -> JobSettings {
+        JobSettings {
+            namespace: "ns".into(),
+            agent: "a".into(),
+            image: "assay:1".into(),
+            ttl_seconds: 60,
         }
-        i
+    }
+
+    fn work(plan: Value) -> AgentWork {
+        serde_json::from_value(
+            json!({"id": "0190-abc", "name": "e", "workflow": "wf", "number": 1, "plan": plan}),
+        )
+        .expect("a work")
     }
 
     #[test]
-    fn services_go_to_pods_of_their_own_except_where_they_cannot() {
+    fn the_main_pod_runs_the_steps_and_asks_for_its_services() {
+        let plan = json!({
+            "version": 1,
+            "workflow": {"name": "wf"},
+            "root": {
+                "ref": "root", "condition": "passed",
+                "services": [{"name": "db", "strategy": {}, "instances": [{"index": 0, "count": 1,
+                    "process": {"shell": "serve", "image": "postgres:16"}}]}],
+                "steps": [{"ref": "work", "condition": "passed",
+                           "commands": [{"shell": "test", "image": "steps:1"}]}],
+            },
+        });
+        let main = execution_objects(&work(plan), &settings()).expect("a Job");
+        assert_eq!(
+            main.role,
+            Role::Execution {
+                services: true,
+                workers: false
+            }
+        );
+        let container = &main
+            .job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        // The services' images are theirs: the main pod has the steps' one.
+        assert_eq!(container.image.as_deref(), Some("steps:1"));
+        let command = container.command.clone().unwrap();
+        assert!(
+            command.contains(&crate::workers::CHANNEL_FILE.to_string()),
+            "{command:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_pod_has_its_own_plan_pod_settings_and_exec_readiness_probe() {
         let plan: Plan = serde_json::from_value(json!({
             "version": 1,
             "workflow": {"name": "wf"},
             "kubernetes": {"pod": {"nodeSelector": {"a": "b"}, "serviceAccountName": "sa"}},
-            "root": {
-                "ref": "root", "condition": "passed",
-                "services": [
-                    {"name": "db", "strategy": {},
-                     "instances": [instance(0, "postgres:16", false), instance(1, "postgres:16", false)]},
-                    {"name": "probed", "strategy": {}, "instances": [instance(0, "steps:1", true)]},
-                    {"name": "later", "strategy": {}, "template": instance(0, "steps:1", false)},
-                ],
-                "steps": [{
-                    "ref": "work", "condition": "passed",
-                    "commands": [{"shell": "test", "image": "steps:1"}],
-                    "services": [{"name": "api", "strategy": {},
-                        "instances": [{"index": 0, "count": 1, "process": {"shell": "api", "image": "api:2"},
-                                       "pod": {"nodeSelector": {"c": "d"}}}]}],
-                    "parallel": {"strategy": {}, "workers": [{
-                        "index": 0, "count": 1,
-                        "root": {"ref": "w", "condition": "passed",
-                                 "services": [{"name": "inworker", "strategy": {},
-                                     "instances": [instance(0, "steps:1", false)]}]},
-                    }]},
-                }],
-            },
+            "root": {"ref": "root", "condition": "passed"},
         }))
         .expect("a plan");
-        let (main, pods) = split(&plan);
-        let refs: Vec<&str> = pods.iter().map(|p| p.log_ref.as_str()).collect();
+        let process = PlanProcess {
+            shell: Some("serve".into()),
+            image: Some("api:2".into()),
+            ..Default::default()
+        };
+        let own = json!({"nodeSelector": {"c": "d"}});
+        let service = service_plan(&plan, process, None, Some(&own));
+        assert_eq!(service.root.reference, SERVICE_STEP);
+        let pod = service.kubernetes.as_ref().unwrap().pod.clone().unwrap();
+        assert_eq!(pod["nodeSelector"], json!({"c": "d"}));
+        assert_eq!(pod["serviceAccountName"], "sa");
+        let request = crate::services::ServiceRequest {
+            key: 4,
+            log_ref: "work/service/api/1".into(),
+            name: "api".into(),
+            index: 1,
+            port: 8,
+        };
+        let pod = crate::services::ServicePod {
+            plan: serde_json::to_value(&service).unwrap(),
+            timeout_ms: Some(1000),
+            readiness: Some(assay_spec::plan::Probe {
+                exec: Some(vec!["test".into(), "-e".into(), "/data/ready".into()]),
+                period_seconds: 1,
+                timeout_seconds: 1,
+                failure_threshold: 3,
+                ..Default::default()
+            }),
+        };
+        let objects =
+            service_objects(&work(json!({})), &settings(), &request, &pod).expect("a Job");
         assert_eq!(
-            refs,
-            [
-                "root/service/db/0",
-                "root/service/db/1",
-                "work/service/api/0"
-            ]
+            objects.role.object_name("0190-abc"),
+            "assay-exec-0190abc-svc4"
         );
-        // The service pod's plan: its content and process as the one step, its pod settings
-        // over the workflow's, its timeout kept for the wait.
-        let db = &pods[0];
-        assert_eq!(db.timeout_ms, Some(5000));
-        assert_eq!(db.plan.root.reference, SERVICE_STEP);
-        assert_eq!(
-            db.plan.root.commands[0].image.as_deref(),
-            Some("postgres:16")
-        );
-        assert!(db.plan.root.content.is_some());
-        let api_pod = pods[2]
-            .plan
-            .kubernetes
+        let spec = objects
+            .job
+            .spec
             .as_ref()
             .unwrap()
-            .pod
+            .template
+            .spec
             .clone()
             .unwrap();
-        assert_eq!(api_pod["nodeSelector"], json!({"c": "d"}));
-        assert_eq!(api_pod["serviceAccountName"], "sa");
-        // The main plan keeps every service (probes, timeouts) but not what runs elsewhere.
-        let kept = &main.root.services[0].instances.as_ref().unwrap()[0];
-        assert!(kept.process.image.is_none() && kept.content.is_none());
-        assert_eq!(kept.timeout_ms, Some(5000));
-        // What stays in the main pod keeps its image, so one image is all it has.
-        assert_eq!(plan_image(&main), Ok(Some("steps:1".to_string())));
+        let container = &spec.containers[0];
+        assert_eq!(container.image.as_deref(), Some("api:2"));
+        let probe = container
+            .readiness_probe
+            .as_ref()
+            .expect("a readinessProbe");
         assert_eq!(
-            plan_image(&plan),
-            Err(JobError::SeveralImages(vec![
-                "api:2".into(),
-                "postgres:16".into(),
-                "steps:1".into()
-            ]))
+            probe.exec.as_ref().unwrap().command.as_deref(),
+            Some(&["test".to_string(), "-e".into(), "/data/ready".into()][..])
         );
+        assert_eq!(probe.failure_threshold, Some(3));
+        // A service pod gets no channel: it cannot ask for pods.
+        let command = container.command.clone().unwrap();
+        assert!(!command.iter().any(|c| c == "--channel"), "{command:?}");
+        let labels = objects.job.metadata.labels.clone().unwrap();
+        assert_eq!(labels[crate::labels::SERVICE], "api");
+        assert_eq!(labels[crate::labels::INDEX], "1");
     }
 }

@@ -17,6 +17,7 @@ pub mod job;
 pub mod podlog;
 pub mod probes;
 pub mod runtime;
+pub mod services;
 pub mod triggers;
 pub mod workers;
 

@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 pub const EVENT_PREFIX: &str = "::assay.v1.event:: ";
 /// Starts a line holding one [`ArtifactChunk`].
 pub const CHUNK_PREFIX: &str = "::assay.v1.artifact:: ";
+/// Starts a line asking the agent for a service instance's pod: a
+/// [`crate::services::ServiceRequest`] as JSON.
+pub const SERVICE_PREFIX: &str = "::assay.v1.service:: ";
 /// Starts a line saying that the engine stopped a service instance that runs in a pod of its
-/// own: the agent deletes that pod. What follows is the instance's log reference as JSON.
+/// own (or no longer waits for it to start): the agent deletes that pod. What follows is the instance's log reference as JSON.
 pub const SERVICE_DONE_PREFIX: &str = "::assay.v1.service-done:: ";
 /// Starts a line asking the agent for a parallel worker's pod: a
 /// [`crate::workers::WorkerRequest`] as JSON.
@@ -71,6 +74,8 @@ impl ArtifactChunk {
 pub enum PodLine {
     Event(AgentEvent),
     Chunk(ArtifactChunk),
+    /// The main pod asks for a service instance's pod.
+    Service(crate::services::ServiceRequest),
     /// A service instance's pod is no longer needed (its log reference).
     ServiceDone(String),
     /// The main pod asks for a worker's pod.
@@ -108,6 +113,12 @@ pub fn encode_chunk(chunk: &ArtifactChunk) -> String {
     format!("{CHUNK_PREFIX}{json}")
 }
 
+/// The line asking for a service instance's pod (without its newline).
+pub fn encode_service(request: &crate::services::ServiceRequest) -> String {
+    let json = serde_json::to_string(request).unwrap_or_default();
+    format!("{SERVICE_PREFIX}{json}")
+}
+
 /// The line saying the service instance `log_ref` was stopped (without its newline).
 pub fn encode_service_done(log_ref: &str) -> String {
     format!("{SERVICE_DONE_PREFIX}{}", serde_json::Value::from(log_ref))
@@ -137,6 +148,11 @@ pub fn decode(line: &str) -> Result<Option<PodLine>, LineError> {
         return serde_json::from_str(json)
             .map(|c| Some(PodLine::Chunk(c)))
             .map_err(|e| LineError(format!("artifact chunk: {e}")));
+    }
+    if let Some(json) = line.strip_prefix(SERVICE_PREFIX) {
+        return serde_json::from_str(json)
+            .map(|r| Some(PodLine::Service(r)))
+            .map_err(|e| LineError(format!("service request: {e}")));
     }
     if let Some(json) = line.strip_prefix(SERVICE_DONE_PREFIX) {
         return serde_json::from_str(json)
@@ -208,7 +224,13 @@ mod tests {
         fn service_ends_round_trip_on_one_line(reference in text()) {
             let line = encode_service_done(&reference);
             prop_assert!(!line.contains('\n') && !line.contains('\r'));
-            prop_assert_eq!(decode(&line), Ok(Some(PodLine::ServiceDone(reference))));
+            prop_assert_eq!(decode(&line), Ok(Some(PodLine::ServiceDone(reference.clone()))));
+            let request = crate::services::ServiceRequest {
+                key: 3, log_ref: reference.clone(), name: reference.clone(), index: 1, port: 9,
+            };
+            let line = encode_service(&request);
+            prop_assert!(!line.contains('\n') && !line.contains('\r'));
+            prop_assert_eq!(decode(&line), Ok(Some(PodLine::Service(request))));
         }
 
         #[test]
@@ -227,6 +249,7 @@ mod tests {
         fn lines_without_a_prefix_are_not_the_protocols(line in text()) {
             prop_assume!(!line.starts_with(EVENT_PREFIX) && !line.starts_with(CHUNK_PREFIX)
                 && !line.starts_with(SERVICE_DONE_PREFIX) && !line.starts_with(WORKER_PREFIX)
+                && !line.starts_with(SERVICE_PREFIX)
                 && !line.starts_with(WORKER_DONE_PREFIX));
             prop_assert_eq!(decode(&line), Ok(None));
         }

@@ -1,11 +1,12 @@
 //! The Kubernetes runtime of an agent (`assay agent --runtime kubernetes`): each handed-out
-//! execution becomes a Job and its Secret ([`crate::job`]), after one Job per service instance
-//! that runs in a pod of its own (the agent waits for each such pod's IP, hands the addresses
-//! to the main pod in its Secret, follows their logs into the services' logs, and deletes
-//! them when the main pod says a service stopped, or at the end); the agent waits for the Job's pod,
+//! execution becomes a Job and its Secret ([`crate::job`]); the agent waits for the Job's pod,
 //! follows the main container's log, decodes the line protocol of `assay pod run`
 //! ([`crate::podlog`]) and hands events and artifacts to the agent, which sends them to the
-//! server as for any agent run.
+//! server as for any agent run. When the main pod asks (a line of that protocol), it makes a
+//! service instance's Job ([`crate::services`]: it waits for the pod's IP, or its `Ready`
+//! condition with an `exec` probe, POSTs the address or the reason to the main pod's
+//! endpoint, follows the pod's log into the instance's log, and deletes the Job when the main
+//! pod says the instance stopped) or a parallel worker's ([`crate::workers`]).
 //!
 //! What can go wrong on the way: a pod stuck `Pending` (image pull errors, unschedulable, a
 //! bad container config), or none made for the Job at all, for longer than
@@ -159,7 +160,7 @@ impl Run<'_> {
     /// Runs the execution; `Some` is the end to report when the pod did not report one.
     async fn go(&self, cancel: &CancellationToken) -> Option<(ExecutionStatus, Option<String>)> {
         let failed = |e: String| Some((ExecutionStatus::Failed, Some(e)));
-        let (main, services) = match job::execution_objects(self.work, &self.exec.settings) {
+        let main = match job::execution_objects(self.work, &self.exec.settings) {
             Ok(o) => o,
             Err(e) => return failed(e.to_string()),
         };
@@ -169,26 +170,15 @@ impl Run<'_> {
         let pods: Api<Pod> = Api::namespaced(client, ns);
         let name = main.role.object_name(&self.work.id);
 
-        // Services in pods of their own first: the main pod is handed their addresses.
-        // They start together: the wait is the slowest one's, not the sum.
-        let starting = futures::future::join_all(services.iter().map(|service| async {
-            let address = self.start_service(service, &jobs, &pods).await;
-            (service.log_ref.clone().unwrap_or_default(), address)
-        }));
-        let addresses: job::ServiceAddresses = tokio::select! {
-            a = starting => a.into_iter().collect(),
-            _ = cancel.cancelled() => return self.abort(&jobs, &name).await,
-        };
-
-        let channel = matches!(main.role, job::Role::Execution { workers: true, .. }).then(|| {
-            crate::workers::Channel::Serve {
-                token: self.token.clone(),
-            }
+        let channel = matches!(
+            main.role,
+            job::Role::Execution { workers: true, .. }
+                | job::Role::Execution { services: true, .. }
+        )
+        .then(|| crate::workers::Channel::Serve {
+            token: self.token.clone(),
         });
-        if let Err(e) = self
-            .create(&jobs, &main, &addresses, channel.as_ref())
-            .await
-        {
+        if let Err(e) = self.create(&jobs, &main, channel.as_ref()).await {
             return failed(e);
         }
         tracing::info!(job = %name, namespace = %ns, "created the execution's Job");
@@ -276,7 +266,6 @@ impl Run<'_> {
         &self,
         jobs: &Api<Job>,
         objects: &job::PodObjects,
-        addresses: &job::ServiceAddresses,
         channel: Option<&crate::workers::Channel>,
     ) -> Result<(), String> {
         let ns = &self.exec.settings.namespace;
@@ -291,8 +280,7 @@ impl Run<'_> {
                 )
             })?;
         let uid = created.metadata.uid.unwrap_or_default();
-        let services = (!addresses.is_empty()).then_some(addresses);
-        let secret = match objects.secret(&self.exec.settings, &uid, services, channel) {
+        let secret = match objects.secret(&self.exec.settings, &uid, channel) {
             Ok(s) => s,
             Err(e) => {
                 self.delete_job(jobs, &name).await;
@@ -304,79 +292,6 @@ impl Run<'_> {
             return Err(format!("create the Secret {name} in namespace {ns}: {e}"));
         }
         Ok(())
-    }
-
-    /// Makes a service instance's Job, waits for its pod to run and have an address, and
-    /// follows its log (into the instance's log); the address, or why there is none.
-    async fn start_service(
-        &self,
-        service: &job::PodObjects,
-        jobs: &Api<Job>,
-        pods: &Api<Pod>,
-    ) -> job::ServiceAddress {
-        let log_ref = service.log_ref.clone().unwrap_or_default();
-        let name = service.role.object_name(&self.work.id);
-        let what = match &service.role {
-            job::Role::Service { name, index, .. } => format!("service {name} ({index})"),
-            job::Role::Execution { .. } | job::Role::Worker { .. } => name.clone(),
-        };
-        let error = |e: String| job::ServiceAddress {
-            ip: None,
-            error: Some(e),
-        };
-        if let Err(e) = self
-            .create(jobs, service, &job::ServiceAddresses::new(), None)
-            .await
-        {
-            return error(e);
-        }
-        self.services
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((log_ref.clone(), name.clone()));
-        tracing::info!(job = %name, "created the Job of {what}");
-        let selector = self.selector(&service.role);
-        // Cancellation is the caller's: it stops waiting by dropping this future.
-        let never = CancellationToken::new();
-        // The service's `timeout` bounds its pod's start too (a Job whose pod is never made,
-        // over a quota say, would wait for ever otherwise).
-        let waiting = self.wait_started(pods, &selector, &name, true, &never);
-        let started = match service.timeout {
-            Some(limit) => tokio::time::timeout(limit, waiting)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(NotStarted::Failed(format!(
-                        "the pod of Job {name} did not run within the service's timeout ({}s)",
-                        limit.as_secs()
-                    )))
-                }),
-            None => waiting.await,
-        };
-        let pod = match started {
-            Ok(p) => p,
-            Err(NotStarted::Failed(why)) => {
-                self.delete_job(jobs, &name).await;
-                return error(why);
-            }
-            Err(NotStarted::Cancelled) => return error("stopped before its pod ran".into()),
-        };
-        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
-        let follower = tokio::spawn(follow_service(
-            pods.clone(),
-            pod_name,
-            log_ref,
-            self.deliveries.clone(),
-            self.stop_followers.child_token(),
-        ));
-        self.followers.lock().await.push(follower);
-        match ip {
-            Some(ip) => job::ServiceAddress {
-                ip: Some(ip),
-                error: None,
-            },
-            None => error(format!("the pod of Job {name} has no IP address")),
-        }
     }
 
     /// The selector of the pod of one of the execution's Jobs.
@@ -588,6 +503,7 @@ impl Run<'_> {
                         }),
                     }
                 }
+                Ok((Some(PodLine::Service(request)), _)) => self.service(request).await,
                 Ok((Some(PodLine::ServiceDone(log_ref)), _)) => {
                     self.service_done(jobs, &log_ref).await;
                 }
@@ -676,15 +592,22 @@ impl Run<'_> {
         Ok(Some(delivery))
     }
 
-    /// The main pod asked for a worker's pod: made (and watched) in a task of its own, so the
-    /// main pod's log is read on meanwhile.
-    async fn worker(&self, request: crate::workers::WorkerRequest) {
+    /// The main pod asked for a service instance's pod: made (and watched, and its log
+    /// followed) in a task of its own, so the main pod's log is read on meanwhile.
+    async fn service(&self, request: crate::services::ServiceRequest) {
+        let task = self.task();
+        let handle = tokio::spawn(task.run_service(request));
+        self.followers.lock().await.push(handle);
+    }
+
+    /// What a task making a pod for the main pod needs.
+    fn task(&self) -> PodTask {
         let ip = self
             .main_ip
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let task = WorkerTask {
+        PodTask {
             exec: self.exec.clone(),
             work: self.work.clone(),
             deliveries: self.deliveries.clone(),
@@ -693,7 +616,13 @@ impl Run<'_> {
             token: self.token.clone(),
             main_ip: ip,
             stop: self.stop_followers.child_token(),
-        };
+        }
+    }
+
+    /// The main pod asked for a worker's pod: made (and watched) in a task of its own, so the
+    /// main pod's log is read on meanwhile.
+    async fn worker(&self, request: crate::workers::WorkerRequest) {
+        let task = self.task();
         let handle = tokio::spawn(task.run(request));
         self.followers.lock().await.push(handle);
     }
@@ -709,8 +638,9 @@ fn worker_ref(key: u64) -> String {
     format!("worker:{key}")
 }
 
-/// Making and watching one worker's pod (owned: it runs as a task of its own).
-struct WorkerTask {
+/// Making and watching one worker's or service instance's pod (owned: it runs as a task of
+/// its own).
+struct PodTask {
     exec: KubeExecutor,
     work: AgentWork,
     deliveries: mpsc::Sender<Delivery>,
@@ -721,24 +651,21 @@ struct WorkerTask {
     stop: CancellationToken,
 }
 
-impl WorkerTask {
-    /// Makes the worker's Job and waits for its pod to start; when it cannot (or it ends
-    /// without a report: killed, evicted), tells the main pod's endpoint why, so the
-    /// waiting worker fails with the reason instead of hanging.
-    async fn run(self, request: crate::workers::WorkerRequest) {
-        let key = request.key;
-        let what = format!("worker {} of {}", request.index, request.reference);
-        let Some(ip) = self.main_ip.clone() else {
-            tracing::warn!("{what}: the main pod has no IP address; its worker cannot reach it");
-            return;
-        };
+impl PodTask {
+    /// The main pod's endpoint, or `None` when its pod has no IP address.
+    fn main_url(&self, port: u16) -> Option<String> {
+        let ip = self.main_ip.clone()?;
         let host = if ip.contains(':') {
             format!("[{ip}]")
         } else {
             ip
         };
-        let url = format!("http://{host}:{}", request.port);
-        let run = Run {
+        Some(format!("http://{host}:{port}"))
+    }
+
+    /// The execution's view for this task's calls (its own followers: none).
+    fn run_view(&self) -> Run<'_> {
+        Run {
             exec: &self.exec,
             work: &self.work,
             deliveries: &self.deliveries,
@@ -748,7 +675,211 @@ impl WorkerTask {
             main_ip: std::sync::Mutex::new(None),
             followers: tokio::sync::Mutex::new(Vec::new()),
             stop_followers: CancellationToken::new(),
+        }
+    }
+
+    /// Makes a service instance's Job, waits for its pod to run with an address (and to be
+    /// `Ready` with an `exec` probe) within the service's `timeout`, tells the main pod's
+    /// endpoint the address or why there is none, then follows the pod's log into the
+    /// instance's log until the pod goes or the execution ends.
+    async fn run_service(self, request: crate::services::ServiceRequest) {
+        let what = format!("service {} ({})", request.name, request.index);
+        let Some(url) = self.main_url(request.port) else {
+            tracing::warn!("{what}: the main pod has no IP address; it cannot be told");
+            return;
         };
+        let run = self.run_view();
+        let http = reqwest::Client::new();
+        let started = if !request.is_consistent() {
+            Some(Err(format!(
+                "the main pod asked for it with the log reference {:?}, which is not its own",
+                request.log_ref
+            )))
+        } else {
+            match self.service_pod(&http, &url, request.key).await {
+                Ok(pod) => self.start_service(&run, &request, &pod).await,
+                Err(e) => Some(Err(e)),
+            }
+        };
+        let Some(started) = started else { return };
+        let address = match &started {
+            Ok((ip, _)) => crate::services::ServiceAddress {
+                ip: Some(ip.clone()),
+                error: None,
+            },
+            Err(why) => {
+                tracing::warn!("{what}: {why}");
+                crate::services::ServiceAddress {
+                    ip: None,
+                    error: Some(why.clone()),
+                }
+            }
+        };
+        let sent = http
+            .post(format!(
+                "{url}{}",
+                crate::services::path(request.key, "address")
+            ))
+            .bearer_auth(&self.token)
+            .json(&address)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!("{what}: failed to tell the main pod: {e}");
+        }
+        if let Ok((_, pod_name)) = started {
+            let pods: Api<Pod> = Api::namespaced(
+                self.exec.connection.client.clone(),
+                &self.exec.settings.namespace,
+            );
+            follow_service(
+                pods,
+                pod_name,
+                request.log_ref.clone(),
+                self.deliveries.clone(),
+                self.stop.clone(),
+            )
+            .await;
+        }
+    }
+
+    /// What the main pod's endpoint says service instance `key` is (its plan, rendered there:
+    /// it may hold sensitive values, so it never crosses the pod log).
+    async fn service_pod(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        key: u64,
+    ) -> Result<crate::services::ServicePod, String> {
+        let asked = http
+            .get(format!("{url}{}", crate::services::path(key, "pod")))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| format!("failed to ask the main pod for its plan: {e}"))?;
+        if !asked.status().is_success() {
+            return Err(format!(
+                "the main pod answered {} when asked for its plan",
+                asked.status()
+            ));
+        }
+        let body = asked
+            .bytes()
+            .await
+            .map_err(|e| format!("failed to read its plan from the main pod: {e}"))?;
+        if body.len() > crate::services::POD_LIMIT {
+            return Err(format!("its plan takes {} bytes: refused", body.len()));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("its plan from the main pod: {e}"))
+    }
+
+    /// The service pod's IP and name once it runs (and is `Ready`, with an `exec` probe), or
+    /// why it does not (its Job deleted then); `None`: the execution is ending.
+    async fn start_service(
+        &self,
+        run: &Run<'_>,
+        request: &crate::services::ServiceRequest,
+        pod: &crate::services::ServicePod,
+    ) -> Option<Result<(String, String), String>> {
+        let objects = match job::service_objects(&self.work, &self.exec.settings, request, pod) {
+            Ok(o) => o,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let name = objects.role.object_name(&self.work.id);
+        // Known before it exists, so that the execution's end deletes it whatever happens.
+        self.services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((request.log_ref.clone(), name.clone()));
+        let ns = &self.exec.settings.namespace;
+        let jobs: Api<Job> = Api::namespaced(self.exec.connection.client.clone(), ns);
+        let pods: Api<Pod> = Api::namespaced(self.exec.connection.client.clone(), ns);
+        if let Err(e) = run.create(&jobs, &objects, None).await {
+            return Some(Err(e));
+        }
+        tracing::info!(job = %name, "created the Job of service {} ({})", request.name, request.index);
+        let selector = run.selector(&objects.role);
+        let wait_ready = pod.readiness.as_ref().is_some_and(|p| p.exec.is_some());
+        let waiting = async {
+            let pod = run
+                .wait_started(&pods, &selector, &name, true, &self.stop)
+                .await?;
+            if !wait_ready {
+                return Ok(pod);
+            }
+            // The kubelet runs the `exec` probe in the service's container: its pod's
+            // `Ready` condition says when it passed.
+            let params = ListParams::default().labels(&selector);
+            loop {
+                let list = tokio::select! {
+                    l = pods.list(&params) => l,
+                    _ = self.stop.cancelled() => return Err(NotStarted::Cancelled),
+                };
+                if let Ok(list) = list {
+                    let Some(pod) = list
+                        .items
+                        .into_iter()
+                        .find(|p| has_labels(&p.metadata, &selector))
+                    else {
+                        return Err(NotStarted::Cancelled);
+                    };
+                    if is_ready(&pod) {
+                        return Ok(pod);
+                    }
+                    if let Some(why) = pod_failure(&pod) {
+                        return Err(NotStarted::Failed(format!(
+                            "the pod of Job {name} ended before it was ready: {why}"
+                        )));
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.exec.poll_every) => {}
+                    _ = self.stop.cancelled() => return Err(NotStarted::Cancelled),
+                }
+            }
+        };
+        let started = match pod.timeout_ms.map(Duration::from_millis) {
+            Some(limit) => tokio::time::timeout(limit, waiting)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(NotStarted::Failed(format!(
+                        "the pod of Job {name} was not {} within the service's timeout ({}s)",
+                        if wait_ready { "ready" } else { "running" },
+                        limit.as_secs()
+                    )))
+                }),
+            None => waiting.await,
+        };
+        match started {
+            Ok(pod) => {
+                let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+                let pod_name = pod.metadata.name.clone().unwrap_or_default();
+                match ip {
+                    Some(ip) => Some(Ok((ip, pod_name))),
+                    None => Some(Err(format!("the pod of Job {name} has no IP address"))),
+                }
+            }
+            Err(NotStarted::Cancelled) => None,
+            Err(NotStarted::Failed(why)) => {
+                run.delete_job(&jobs, &name).await;
+                Some(Err(why))
+            }
+        }
+    }
+
+    /// Makes the worker's Job and waits for its pod to start; when it cannot (or it ends
+    /// without a report: killed, evicted), tells the main pod's endpoint why, so the
+    /// waiting worker fails with the reason instead of hanging.
+    async fn run(self, request: crate::workers::WorkerRequest) {
+        let key = request.key;
+        let what = format!("worker {} of {}", request.index, request.reference);
+        let Some(url) = self.main_url(request.port) else {
+            tracing::warn!("{what}: the main pod has no IP address; its worker cannot reach it");
+            return;
+        };
+        let run = self.run_view();
         let failure = self.start(&run, &request, &url).await;
         if let Some(why) = failure {
             tracing::warn!("{what}: {why}");
@@ -795,15 +926,7 @@ impl WorkerTask {
             token: self.token.clone(),
             key: request.key,
         };
-        if let Err(e) = run
-            .create(
-                &jobs,
-                &objects,
-                &job::ServiceAddresses::new(),
-                Some(&channel),
-            )
-            .await
-        {
+        if let Err(e) = run.create(&jobs, &objects, Some(&channel)).await {
             return Some(e);
         }
         tracing::info!(job = %name, "created the Job of a parallel worker");
@@ -1055,6 +1178,14 @@ fn classify(pod: &Pod) -> PodState {
         }
     }
     PodState::Waiting
+}
+
+/// Whether a pod's `Ready` condition is true (its readiness probes passed).
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Why a pod failed, when it did (evicted, killed, a container's exit).

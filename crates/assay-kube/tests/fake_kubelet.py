@@ -18,8 +18,15 @@ What the fake kubelet does, for each Job created:
 * the main container's stdout and stderr are the pod's log, served (streaming with
   `follow=true`) at `GET …/pods/NAME/log`; the pod goes `Running`, then `Succeeded` or
   `Failed` with the container's exit code;
+* a main container with an `exec` `readinessProbe` is not ready until that command (run on
+  this machine like the container's, with its paths mapped, in its `/data`) exits 0: tried
+  after `initialDelaySeconds`, then every `periodSeconds`, each bounded by `timeoutSeconds`;
+  then the container is `ready` and the pod's `Ready` condition `True` (without a probe, at
+  once), as the kubelet plays them;
 * deleting a Job (any propagation) stops its process with SIGTERM (SIGKILL 10 s later) and
-  deletes its pods and the objects it owns (the garbage collector's part).
+  deletes its pods and the objects it owns (the garbage collector's part);
+* `GET /fake/created-jobs` lists every Job ever created (deleted ones too), for assertions
+  about what was never made.
 
 Usage: fake_kubelet.py --assay-bin PATH and fake_api.py's arguments. Prints the same
 `FAKE_KUBE_API http://127.0.0.1:PORT` line once it listens.
@@ -96,10 +103,16 @@ class KubeletApi(fake_api.FakeApi):
         self.root = root
         self.processes: dict[tuple[str, str], Process] = {}  # (namespace, pod) -> Process
         self.pods_of_job: dict[tuple[str, str], list[str]] = {}
+        self.created_jobs: list[dict] = []
         self.store.subscribe(self.on_event)
+        self.control[('GET', '/fake/created-jobs')] = self.fake_created_jobs
+
+    async def fake_created_jobs(self, request: kmock.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response({'items': self.created_jobs})
 
     def on_event(self, resource: str, kind: str, obj: dict) -> None:
         if resource == JOBS and kind == 'ADDED':
+            self.created_jobs.append(copy.deepcopy(obj))
             asyncio.get_running_loop().create_task(self.run_job(copy.deepcopy(obj)))
         elif resource == JOBS and kind == 'DELETED':
             asyncio.get_running_loop().create_task(self.job_deleted(copy.deepcopy(obj)))
@@ -158,7 +171,7 @@ class KubeletApi(fake_api.FakeApi):
             secret = self.store.objects.get((SECRETS, namespace, secret_name))
             if secret is not None:
                 # Every key of the Secret is a file of the mounted folder (work.json, and the
-                # main pod's services.json when services run in pods of their own).
+                # channel.json of a pod that serves or talks to the endpoint).
                 for key, value in secret['data'].items():
                     with open(os.path.join(folder, 'work', key), 'wb') as f:
                         f.write(base64.b64decode(value))
@@ -210,21 +223,52 @@ class KubeletApi(fake_api.FakeApi):
         self.processes[(namespace, pod_name)] = process
         process.proc = await asyncio.create_subprocess_exec(
             *argv, cwd=paths['/data'], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        running = {'name': main['name'], 'image': main['image'], 'imageID': '', 'ready': True,
+        probe = (main.get('readinessProbe') or {}).get('exec')
+        running = {'name': main['name'], 'image': main['image'], 'imageID': '', 'ready': probe is None,
                    'restartCount': 0, 'state': {'running': {'startedAt': fake_api.now()}}}
+
+        def ready_condition(ready: bool) -> list[dict]:
+            return [{'type': 'PodScheduled', 'status': 'True'},
+                    {'type': 'Ready', 'status': 'True' if ready else 'False'}]
+
         await self.set_status(namespace, pod_name, {
             'phase': 'Running', 'podIP': POD_IP, 'initContainerStatuses': init_statuses,
-            'containerStatuses': [running]})
+            'containerStatuses': [running], 'conditions': ready_condition(probe is None)})
+        prober = None
+        if probe is not None:
+            async def readiness() -> None:
+                settings = main['readinessProbe']
+                await asyncio.sleep(settings.get('initialDelaySeconds', 0))
+                while process.proc is not None and process.proc.returncode is None:
+                    check = await asyncio.create_subprocess_exec(
+                        *mapped(probe.get('command') or ['false']), cwd=paths['/data'],
+                        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+                    try:
+                        code = await asyncio.wait_for(check.wait(), settings.get('timeoutSeconds', 1))
+                    except asyncio.TimeoutError:
+                        check.kill()
+                        code = -1
+                    if code == 0 and process.proc.returncode is None:
+                        running['ready'] = True
+                        await self.set_status(namespace, pod_name, {
+                            'phase': 'Running', 'podIP': POD_IP, 'initContainerStatuses': init_statuses,
+                            'containerStatuses': [running], 'conditions': ready_condition(True)})
+                        return
+                    await asyncio.sleep(settings.get('periodSeconds', 10))
+            prober = asyncio.get_running_loop().create_task(readiness())
         assert process.proc.stdout is not None
         while chunk := await process.proc.stdout.read(65536):
             await process.append(chunk)
         code = await process.proc.wait()
+        if prober is not None:
+            prober.cancel()
         await process.finish()
         ended = dict(running, ready=False, state={'terminated': {
             'exitCode': code, 'reason': 'Completed' if code == 0 else 'Error'}})
         await self.set_status(namespace, pod_name, {
             'phase': 'Succeeded' if code == 0 else 'Failed', 'podIP': POD_IP,
-            'initContainerStatuses': init_statuses, 'containerStatuses': [ended]})
+            'initContainerStatuses': init_statuses, 'containerStatuses': [ended],
+            'conditions': ready_condition(False)})
         shutil.rmtree(folder, ignore_errors=True)
 
     async def job_deleted(self, job: dict) -> None:

@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use assay_api::agents::{AgentEvent, AgentWork};
+use assay_engine::Event;
 use assay_engine::runtime::{
-    BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, RemoteWorker,
+    BoxFuture, Launch, Layout, Output, Process, ProcessOutcome, RemoteService, RemoteWorker,
     RemoteWorkerEnd, Runtime, RuntimeError, Scope, Setup, StartError, Stop,
 };
-use assay_engine::{Event, ServiceState};
-use assay_kube::job::ServiceAddresses;
 use assay_kube::podlog;
 use assay_kube::workers::Channel;
 
@@ -55,12 +54,9 @@ enum PodCommand {
         /// Where the engine keeps its own files (default: a folder in the temporary directory)
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
-        /// The addresses of the service instances that run in pods of their own (JSON: by
-        /// log reference, `{"ip": …}` or `{"error": …}`), as the agent writes it
-        #[arg(long, value_name = "FILE")]
-        services: Option<PathBuf>,
-        /// The parallel workers' channel (JSON, as the agent writes it): the main pod serves
-        /// its workers' endpoint, a worker pod talks to its main pod's
+        /// The channel (JSON, as the agent writes it): the main pod serves the endpoint of its
+        /// parallel workers and services in pods of their own, a worker pod talks to its
+        /// main pod's
         #[arg(long, value_name = "FILE")]
         channel: Option<PathBuf>,
     },
@@ -92,7 +88,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             data,
             outputs,
             state,
-            services,
             channel,
         } => {
             // stderr only: stdout is the event stream.
@@ -105,7 +100,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 data,
                 outputs,
                 state,
-                services,
                 channel,
             };
             tokio::runtime::Runtime::new()?.block_on(run_pod(work, folders))
@@ -150,49 +144,63 @@ fn manifests(
         }
         .into()
     };
-    let (main, services) = assay_kube::job::execution_objects(work, &settings).map_err(refused)?;
-    // The real uids come from the API server when the Jobs are created, and the services'
-    // addresses once their pods run (the agent writes them in the main Secret then).
+    let main = assay_kube::job::execution_objects(work, &settings).map_err(refused)?;
+    // The real uids come from the API server when the Jobs are created.
     let uid = "00000000-0000-0000-0000-000000000000";
-    // The worker endpoint's token is the agent's to choose for each execution.
+    // The endpoint's token is the agent's to choose for each execution.
     let main_channel = matches!(
         main.role,
         assay_kube::job::Role::Execution { workers: true, .. }
+            | assay_kube::job::Role::Execution { services: true, .. }
     )
     .then(|| Channel::Serve {
         token: "(made by the agent)".into(),
     });
-    let addresses: assay_kube::job::ServiceAddresses = services
-        .iter()
-        .filter_map(|s| s.log_ref.clone())
-        .map(|r| (r, assay_kube::job::ServiceAddress::default()))
-        .collect();
     let mut items = vec![
         serde_json::to_value(&main.job)?,
         serde_json::to_value(
-            main.secret(
-                &settings,
-                uid,
-                Some(&addresses).filter(|a| !a.is_empty()),
-                main_channel.as_ref(),
-            )
-            .map_err(refused)?,
+            main.secret(&settings, uid, main_channel.as_ref())
+                .map_err(refused)?,
         )?,
     ];
-    for s in &services {
-        items.push(serde_json::to_value(&s.job)?);
-        items.push(serde_json::to_value(
-            s.secret(&settings, uid, None, None).map_err(refused)?,
-        )?);
-    }
-    // Workers known before the run (a static `count` or matrix): the Job each would get
-    // (the agent makes them when the main pod asks, with the main pod's address).
+    // Service instances and workers known before the run (a static `count` or matrix): the
+    // Job each would get (the agent makes them when the main pod asks, from what the main
+    // pod's engine renders then: these show the plan's templates unrendered).
+    let mut key = 0u64;
     if let Ok(plan) = serde_json::from_value::<assay_spec::plan::Plan>(work.plan.clone()) {
+        let mut services = Vec::new();
+        static_services(&plan.root, &mut services);
+        for (reference, name, inst) in services {
+            let request = assay_kube::services::ServiceRequest {
+                key,
+                log_ref: format!("{reference}/service/{name}/{}", inst.instance.index),
+                name,
+                index: inst.instance.index,
+                port: 0,
+            };
+            let pod = assay_kube::services::ServicePod {
+                plan: serde_json::to_value(assay_kube::job::service_plan(
+                    &plan,
+                    inst.process.clone(),
+                    inst.content.clone(),
+                    inst.pod.as_ref(),
+                ))?,
+                timeout_ms: inst.timeout_ms,
+                readiness: inst.readiness_probe.clone().filter(|p| p.exec.is_some()),
+            };
+            let objects = assay_kube::job::service_objects(work, &settings, &request, &pod)
+                .map_err(refused)?;
+            items.push(serde_json::to_value(&objects.job)?);
+            items.push(serde_json::to_value(
+                objects.secret(&settings, uid, None).map_err(refused)?,
+            )?);
+            key += 1;
+        }
         let mut workers = Vec::new();
         static_workers(&plan.root, &mut workers);
-        for (key, (reference, worker)) in workers.into_iter().enumerate() {
+        for (reference, worker) in workers {
             let request = assay_kube::workers::WorkerRequest {
-                key: key as u64,
+                key,
                 reference,
                 index: worker.instance.index,
                 port: 0,
@@ -203,14 +211,15 @@ fn manifests(
             let channel = Channel::Worker {
                 url: "http://(the main pod's IP and port)".into(),
                 token: "(made by the agent)".into(),
-                key: key as u64,
+                key,
             };
             items.push(serde_json::to_value(&objects.job)?);
             items.push(serde_json::to_value(
                 objects
-                    .secret(&settings, uid, None, Some(&channel))
+                    .secret(&settings, uid, Some(&channel))
                     .map_err(refused)?,
             )?);
+            key += 1;
         }
     }
     let list = serde_json::json!({
@@ -220,6 +229,22 @@ fn manifests(
     });
     println!("{}", serde_json::to_string_pretty(&list)?);
     Ok(exit::SUCCESS)
+}
+
+/// The service instances of a plan known before it runs, outside parallel workers (with
+/// their step's ref and their service's name).
+fn static_services(
+    step: &assay_spec::plan::PlanStep,
+    out: &mut Vec<(String, String, assay_spec::plan::PlanServiceInstance)>,
+) {
+    for service in &step.services {
+        for inst in service.instances.iter().flatten() {
+            out.push((step.reference.clone(), service.name.clone(), inst.clone()));
+        }
+    }
+    for s in &step.steps {
+        static_services(s, out);
+    }
 }
 
 /// The parallel workers of a plan known before it runs (with their parallel step's ref).
@@ -389,7 +414,6 @@ struct PodFolders {
     data: PathBuf,
     outputs: PathBuf,
     state: PathBuf,
-    services: Option<PathBuf>,
     channel: Option<PathBuf>,
 }
 
@@ -398,7 +422,6 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
         data,
         outputs,
         state,
-        services,
         channel,
     } = folders;
     let channel: Option<Channel> = match &channel {
@@ -455,24 +478,6 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
             );
         }
     };
-    let remote: Arc<ServiceAddresses> = match &services {
-        None => Arc::default(),
-        Some(path) => match std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
-            Ok(r) => Arc::new(r),
-            Err(e) => {
-                return unreadable(
-                    &mut out,
-                    format!(
-                        "the pod cannot read its services file {}: {e}",
-                        path.display()
-                    ),
-                );
-            }
-        },
-    };
     let mut opts = pod_options(&work, &state, data, outputs, "the execution");
     let out = Arc::new(std::sync::Mutex::new(out));
     let endpoint = match &channel {
@@ -487,32 +492,17 @@ async fn run_pod(work: AgentWork, folders: PodFolders) -> anyhow::Result<u8> {
         }
         _ => None,
     };
-    if !remote.is_empty() || endpoint.is_some() {
+    if let Some(endpoint) = &endpoint {
         opts.runtime = Arc::new(PodServices {
             inner: opts.runtime.clone(),
-            remote: remote.clone(),
-            workers: endpoint.clone(),
+            endpoint: endpoint.clone(),
         });
     }
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let engine = tokio::spawn(assay_engine::run(plan, opts, tx));
     while let Some(event) = rx.recv().await {
         let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
-        match event {
-            Event::Service {
-                reference,
-                name,
-                index,
-                state: ServiceState::Stopped,
-            } => {
-                // A service instance in a pod of its own: the agent deletes that pod now.
-                let log_ref = format!("{reference}/service/{name}/{index}");
-                if remote.contains_key(&log_ref) {
-                    out.line(&podlog::encode_service_done(&log_ref));
-                }
-            }
-            other => out.engine_event(other),
-        }
+        out.engine_event(event);
         if rx.is_empty() {
             out.flush();
         }
@@ -575,15 +565,12 @@ fn on_path(program: &str) -> bool {
     })
 }
 
-/// The runtime of `assay pod run` when some service instances run in pods of their own (the
-/// agent made them before this pod, and wrote their addresses in the services file): those are
-/// reached at their pod's address, and the engine probes them there; everything else runs in
-/// this pod, as before.
+/// The runtime of `assay pod run` in a main pod that serves the endpoint: its service
+/// instances and parallel workers run in pods of their own, which the agent makes when asked
+/// ([`pod_workers::Endpoint`]); its steps run in this pod, as before.
 struct PodServices {
     inner: Arc<dyn Runtime>,
-    remote: Arc<ServiceAddresses>,
-    /// The worker endpoint, when parallel workers run in pods of their own.
-    workers: Option<Arc<pod_workers::Endpoint>>,
+    endpoint: Arc<pod_workers::Endpoint>,
 }
 
 impl Runtime for PodServices {
@@ -596,8 +583,7 @@ impl Runtime for PodServices {
             let inner = self.inner.open(setup).await?;
             Ok(Box::new(PodServicesScope {
                 inner,
-                remote: self.remote.clone(),
-                workers: self.workers.clone(),
+                endpoint: self.endpoint.clone(),
             }) as Box<dyn Scope>)
         })
     }
@@ -605,8 +591,7 @@ impl Runtime for PodServices {
 
 struct PodServicesScope {
     inner: Box<dyn Scope>,
-    remote: Arc<ServiceAddresses>,
-    workers: Option<Arc<pod_workers::Endpoint>>,
+    endpoint: Arc<pod_workers::Endpoint>,
 }
 
 impl Scope for PodServicesScope {
@@ -616,7 +601,6 @@ impl Scope for PodServicesScope {
         reference: &'a str,
         index: u64,
     ) -> BoxFuture<'a, Result<Box<dyn Scope>, RuntimeError>> {
-        // Without the worker endpoint, workers run in this pod, their services with them.
         self.inner.worker(layout, reference, index)
     }
 
@@ -629,22 +613,7 @@ impl Scope for PodServicesScope {
         launch: Launch,
         output: Output,
     ) -> BoxFuture<'a, Result<Box<dyn Process>, StartError>> {
-        let address = match launch.kind {
-            LaunchKind::Service { .. } => self.remote.get(output.reference()).cloned(),
-            _ => None,
-        };
-        let Some(address) = address else {
-            return self.inner.start(launch, output);
-        };
-        Box::pin(async move {
-            match (address.ip, address.error) {
-                (Some(ip), _) => Ok(Box::new(RemoteService { ip }) as Box<dyn Process>),
-                (None, error) => Err(StartError::Failed(format!(
-                    "its pod did not start: {}",
-                    error.unwrap_or_else(|| "the agent gave no address".into())
-                ))),
-            }
-        })
+        self.inner.start(launch, output)
     }
 
     fn probe<'a>(&'a self, launch: Launch) -> BoxFuture<'a, Result<(), RuntimeError>> {
@@ -656,8 +625,21 @@ impl Scope for PodServicesScope {
     }
 
     fn remote_worker(&self, worker: RemoteWorker) -> Option<BoxFuture<'_, RemoteWorkerEnd>> {
-        let endpoint = self.workers.clone()?;
+        let endpoint = self.endpoint.clone();
         Some(Box::pin(async move { endpoint.run(worker).await }))
+    }
+
+    fn services_elsewhere(&self) -> bool {
+        true
+    }
+
+    fn start_remote_service(
+        &self,
+        service: RemoteService,
+    ) -> BoxFuture<'_, Result<Box<dyn Process>, StartError>> {
+        let endpoint = self.endpoint.clone();
+        let base = self.inner.base_env();
+        Box::pin(async move { endpoint.service(service, &base).await })
     }
 }
 
@@ -733,13 +715,15 @@ async fn run_worker(
     report(end).await
 }
 
-/// A service instance running in its own pod: the agent follows its log and deletes it when
-/// this pod says it was stopped, so there is nothing to wait for here.
-struct RemoteService {
-    ip: String,
+/// A service instance running in its own pod: the agent follows its log, and deletes the pod
+/// when this pod says the engine stopped it (its `wait`).
+pub(crate) struct RemoteServiceProcess {
+    pub(crate) ip: String,
+    pub(crate) log_ref: String,
+    pub(crate) out: Arc<std::sync::Mutex<Out>>,
 }
 
-impl Process for RemoteService {
+impl Process for RemoteServiceProcess {
     fn address(&self) -> String {
         self.ip.clone()
     }
@@ -753,6 +737,9 @@ impl Process for RemoteService {
     }
 
     fn wait(self: Box<Self>, _stop: Stop) -> BoxFuture<'static, ProcessOutcome> {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        out.line(&podlog::encode_service_done(&self.log_ref));
+        out.flush();
         Box::pin(async { ProcessOutcome::default() })
     }
 }

@@ -1,8 +1,10 @@
-//! Parallel workers in pods of their own, the pod side (see `assay_kube::workers` for the
-//! exchange): the main pod's worker endpoint ([`Endpoint`]: a small HTTP server on its pod IP,
-//! port chosen by the system, a bearer token from its Secret, bounded bodies) and the
-//! [`Scope::remote_worker`] that asks the agent for a worker's pod and waits for its report;
-//! and the worker pod's side ([`WorkerClient`]: it fetches its `transfer`red files, posts its
+//! Parallel workers and services in pods of their own, the pod side (see
+//! `assay_kube::workers` and `assay_kube::services` for the exchange): the main pod's
+//! endpoint ([`Endpoint`]: a small HTTP server on its pod IP, port chosen by the system, a
+//! bearer token from its Secret, bounded bodies); what `Scope::remote_worker` runs (asks the
+//! agent for a worker's pod and waits for its report) and `Scope::start_remote_service` (asks
+//! for a service instance's pod, serves its plan to the agent, waits for its address); and
+//! the worker pod's side ([`WorkerClient`]: it fetches its `transfer`red files, posts its
 //! protocol lines, its `fetch`ed files and its report).
 
 use std::collections::HashMap;
@@ -11,8 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use assay_engine::runtime::{RemoteWorker, RemoteWorkerEnd};
+use assay_engine::runtime::{Process, RemoteService, RemoteWorker, RemoteWorkerEnd, StartError};
 use assay_kube::podlog::{self, PodLine};
+use assay_kube::services::{ServiceAddress, ServicePod, ServiceRequest};
 use assay_kube::workers::{
     BUNDLE_LIMIT, FileBundle, FileEntry, LINES_LIMIT, REPORT_LIMIT, StartBundle, WorkerReport,
     WorkerRequest,
@@ -35,14 +38,22 @@ struct Slot {
     report: Option<oneshot::Sender<(WorkerReport, Vec<FileEntry>)>>,
 }
 
-/// The main pod's worker endpoint.
+/// One service instance the main pod waits for.
+struct ServiceSlot {
+    pod: ServicePod,
+    address: Option<oneshot::Sender<ServiceAddress>>,
+}
+
+/// The main pod's endpoint.
 pub(crate) struct Endpoint {
     token: String,
     port: u16,
     plan: Plan,
     out: Arc<Mutex<Out>>,
+    /// The number of the next worker or service instance (one sequence: Job names differ).
     next: AtomicU64,
     slots: Mutex<HashMap<u64, Slot>>,
+    services: Mutex<HashMap<u64, ServiceSlot>>,
 }
 
 type Shared = Arc<Endpoint>;
@@ -65,6 +76,7 @@ impl Endpoint {
             out,
             next: AtomicU64::new(0),
             slots: Mutex::new(HashMap::new()),
+            services: Mutex::new(HashMap::new()),
         });
         let app = axum::Router::new()
             .route("/v1/workers/{key}/start", get(start))
@@ -80,18 +92,121 @@ impl Endpoint {
                 "/v1/workers/{key}/report",
                 post(report).layer(DefaultBodyLimit::max(REPORT_LIMIT)),
             )
+            .route("/v1/services/{key}/pod", get(service_pod))
+            .route(
+                "/v1/services/{key}/address",
+                post(service_address).layer(DefaultBodyLimit::max(REPORT_LIMIT)),
+            )
             .with_state(endpoint.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 eprintln!("warning: the worker endpoint stopped: {e}");
             }
         });
-        eprintln!("serving parallel workers on port {port}");
+        eprintln!("serving parallel workers and services on port {port}");
         Ok(endpoint)
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Slot>> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn services(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ServiceSlot>> {
+        self.services.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts one service instance in a pod of its own: asks the agent for it (with the
+    /// instance rendered here: `base` is the environment every process here starts from,
+    /// which the service's pod has its own of), waits for its address (or why there is none)
+    /// or for the step's end.
+    pub(crate) async fn service(
+        &self,
+        s: RemoteService,
+        base: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Box<dyn Process>, StartError> {
+        let RemoteService {
+            launch,
+            instance,
+            probe_command,
+            output,
+            deadline,
+            cancel,
+        } = s;
+        let log_ref = output.reference().to_string();
+        let (name, index) = match &launch.kind {
+            assay_engine::runtime::LaunchKind::Service { name, index } => (name.clone(), *index),
+            other => {
+                return Err(StartError::Unsupported(format!("not a service: {other:?}")));
+            }
+        };
+        let process = service_process(&launch, &instance.process, base);
+        let plan = assay_kube::job::service_plan(
+            &self.plan,
+            process,
+            instance.content.clone(),
+            instance.pod.as_ref(),
+        );
+        let plan = serde_json::to_value(&plan)
+            .map_err(|e| StartError::Failed(format!("its plan: {e}")))?;
+        let readiness = match (&instance.readiness_probe, probe_command) {
+            (Some(p), Some(command)) => Some(assay_spec::plan::Probe {
+                exec: Some(command),
+                ..p.clone()
+            }),
+            _ => None,
+        };
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.services().insert(
+            key,
+            ServiceSlot {
+                pod: ServicePod {
+                    plan,
+                    timeout_ms: instance.timeout_ms,
+                    readiness,
+                },
+                address: Some(tx),
+            },
+        );
+        let request = ServiceRequest {
+            key,
+            log_ref: log_ref.clone(),
+            name,
+            index,
+            port: self.port,
+        };
+        self.write(|out| out.line(&podlog::encode_service(&request)));
+        let deadline = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let address = tokio::select! {
+            r = rx => r.map_err(|_| "the agent's answer was lost".to_string()),
+            _ = cancel.cancelled() => Err("stopped before its pod ran".to_string()),
+            _ = deadline => Err("its step's deadline passed before its pod ran".to_string()),
+        };
+        self.services().remove(&key);
+        let done = |why: String| -> Result<Box<dyn Process>, StartError> {
+            // Whatever the agent made for it goes.
+            self.write(|out| out.line(&podlog::encode_service_done(&log_ref)));
+            Err(StartError::Failed(why))
+        };
+        match address {
+            Ok(ServiceAddress { ip: Some(ip), .. }) => {
+                Ok(Box::new(super::pod::RemoteServiceProcess {
+                    ip,
+                    log_ref: log_ref.clone(),
+                    out: self.out.clone(),
+                }) as Box<dyn Process>)
+            }
+            Ok(ServiceAddress { error, .. }) => done(format!(
+                "its pod did not start: {}",
+                error.unwrap_or_else(|| "the agent gave no address".into())
+            )),
+            Err(why) => done(why),
+        }
     }
 
     fn write(&self, f: impl FnOnce(&mut Out)) {
@@ -270,6 +385,72 @@ async fn report(
     let fetched = std::mem::take(&mut slot.fetched);
     let _ = tx.send((report, fetched));
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn service_pod(
+    State(endpoint): State<Shared>,
+    UrlPath(key): UrlPath<u64>,
+    headers: HeaderMap,
+) -> Result<axum::Json<ServicePod>, StatusCode> {
+    authorized(&endpoint, &headers)?;
+    let services = endpoint.services();
+    let slot = services.get(&key).ok_or(StatusCode::NOT_FOUND)?;
+    Ok(axum::Json(slot.pod.clone()))
+}
+
+async fn service_address(
+    State(endpoint): State<Shared>,
+    UrlPath(key): UrlPath<u64>,
+    headers: HeaderMap,
+    axum::Json(address): axum::Json<ServiceAddress>,
+) -> Result<StatusCode, StatusCode> {
+    authorized(&endpoint, &headers)?;
+    let mut services = endpoint.services();
+    let slot = services.get_mut(&key).ok_or(StatusCode::NOT_FOUND)?;
+    let tx = slot.address.take().ok_or(StatusCode::CONFLICT)?;
+    let _ = tx.send(address);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A service instance's process as its own pod runs it: rendered here, so its templates are
+/// written as literals (its pod's engine renders nothing again); its environment is what the
+/// plan gives on top of this pod's own (the service's pod has its own `PATH`, `HOSTNAME`, …).
+pub(crate) fn service_process(
+    launch: &assay_engine::runtime::Launch,
+    planned: &assay_spec::plan::PlanProcess,
+    base: &std::collections::BTreeMap<String, String>,
+) -> assay_spec::plan::PlanProcess {
+    let literal = |text: &str| {
+        if text.contains('{') {
+            assay_expr::Expr::string(text).to_template_string()
+        } else {
+            text.to_string()
+        }
+    };
+    let all = |list: &[String]| list.iter().map(|t| literal(t)).collect::<Vec<_>>();
+    let env = launch
+        .env
+        .iter()
+        .filter(|(k, v)| base.get(*k) != Some(*v))
+        .map(|(k, v)| assay_spec::plan::PlanEnv {
+            name: k.clone(),
+            value: Some(literal(v)),
+            ..Default::default()
+        })
+        .collect();
+    assay_spec::plan::PlanProcess {
+        command: all(&launch.command),
+        args: all(&launch.args),
+        shell: launch.shell.as_deref().map(literal),
+        env,
+        env_from: planned.env_from.clone(),
+        working_dir: Some(literal(&launch.working_dir)),
+        image: launch.image.clone(),
+        image_pull_policy: launch.image_pull_policy.clone(),
+        resources: launch.resources.clone(),
+        security_context: launch.security_context.clone(),
+        volume_mounts: launch.volume_mounts.clone(),
+    }
 }
 
 /// A worker pod's side of the exchange.
