@@ -22,7 +22,7 @@ use tokio::sync::{Barrier, Semaphore};
 use crate::event::{Event, StepResult, WorkerState};
 use crate::layout::Layout;
 use crate::options::LaunchRequest;
-use crate::runner::{Attempt, Frame, Interrupt, Runner};
+use crate::runner::{Attempt, Frame, Interrupt, RenderError, Runner};
 
 /// What a finished worker hands back.
 struct WorkerDone {
@@ -43,6 +43,16 @@ pub(crate) enum ExpandError {
     NoWorkers,
     #[error(transparent)]
     Worker(#[from] assay_spec::strategy::WorkerError),
+}
+
+/// A config value of an `execute`d workflow whose template failed (the step's message puts
+/// `execute NAME: ` before it).
+#[derive(Debug, thiserror::Error)]
+#[error("config.{key}: {source}")]
+pub(crate) struct ConfigError {
+    key: String,
+    /// Boxed: an expression error is large, and this is the rare path.
+    source: Box<RenderError>,
 }
 
 /// Why files were not copied between an execution and its worker (the worker's error puts
@@ -432,12 +442,16 @@ impl Runner {
                         if let serde_json::Value::String(text) = value
                             && text.contains("{{")
                         {
-                            let out = assay_expr::render_template(text, &[&instance, m])
-                                .map_err(|e| format!("config.{key}: `{text}`: {e}"))?;
+                            let out = assay_expr::render_template(text, &[&instance, m]).map_err(
+                                |e| ConfigError {
+                                    key: key.clone(),
+                                    source: Box::new(RenderError::new(text, e)),
+                                },
+                            )?;
                             *value = serde_json::Value::String(out);
                         }
                     }
-                    Ok::<_, String>(())
+                    Ok::<_, ConfigError>(())
                 });
                 if let Err(e) = rendered {
                     return a.fail(self.mask(&format!("execute {}: {e}", w.name)));

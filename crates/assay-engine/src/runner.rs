@@ -56,17 +56,11 @@ pub(crate) struct RenderError {
 }
 
 impl RenderError {
-    fn new(text: &str, source: assay_expr::ExprError) -> Self {
+    pub(crate) fn new(text: &str, source: assay_expr::ExprError) -> Self {
         RenderError {
             text: text.to_string(),
             source,
         }
-    }
-}
-
-impl From<RenderError> for String {
-    fn from(e: RenderError) -> String {
-        e.to_string()
     }
 }
 
