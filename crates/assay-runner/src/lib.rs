@@ -21,7 +21,7 @@ use assay_spec::status::ExecutionStatus;
 use assay_spec::{CompileRequest, Strictness, TemplateSet};
 use assay_store::{
     ConfigValue, Execution, ExecutionRef, ExecutionSummary, Finish, LeaseOwner, NewExecution,
-    Quarantine, RunningContext, Store, StoreError, Taken,
+    Quarantine, RunningContext, StepResult, Store, StoreError, Taken,
 };
 use indexmap::IndexMap;
 use serde_json::{Value, json};
@@ -626,7 +626,17 @@ impl Prepared {
         self,
         observe: impl FnMut(&Event),
     ) -> Result<ExecutionStatus, RunError> {
-        Ok(self.record(observe).await?.status)
+        Ok(self.run_to_end(observe).await?.status)
+    }
+
+    /// [`Prepared::run_to_status`] with the results of the steps that ended, as recorded (the
+    /// server's metrics take them from here instead of reading them back).
+    pub async fn run_to_end(self, observe: impl FnMut(&Event)) -> Result<RunEnd, RunError> {
+        let ended = self.record(observe).await?;
+        Ok(RunEnd {
+            status: ended.status,
+            steps: ended.steps,
+        })
     }
 
     /// Runs the plan and records every event, then the end of the execution.
@@ -674,6 +684,7 @@ impl Prepared {
             masker,
             quarantines,
             auto_quarantine,
+            finished: Vec::new(),
             commit: exec.tags.get("commit").cloned().or_else(|| {
                 exec.running_context
                     .ci
@@ -689,6 +700,9 @@ impl Prepared {
         // from followers, so pending lines are written out at least this often.
         let mut flush = tokio::time::interval(LOG_FLUSH_INTERVAL);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Step starts and ends that are already waiting when one arrives are recorded with it
+        // in one write (a short step's end often is): what each write says is final.
+        let mut batch: Vec<Event> = Vec::new();
         loop {
             let event = tokio::select! {
                 event = rx.recv() => match event {
@@ -702,13 +716,32 @@ impl Prepared {
                     continue;
                 }
             };
-            if let Event::ExecutionFinished { status, error, at } = &event {
-                finished = Some((*status, error.clone(), *at));
+            batch.push(event);
+            while batch.last().is_some_and(is_step_event) {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
-            if let Err(e) = recorder.record(&event).await {
+            // Steps' starts and ends, then at most one other event.
+            let other = batch.pop_if(|e| !is_step_event(e));
+            if !batch.is_empty() {
+                for e in recorder.record_steps(&batch).await {
+                    record_errors.note(e.to_string());
+                }
+            }
+            if let Some(other) = &other
+                && let Err(e) = recorder.record(other).await
+            {
                 record_errors.note(e.to_string());
             }
-            observe(&event);
+            batch.extend(other);
+            for event in batch.drain(..) {
+                if let Event::ExecutionFinished { status, error, at } = &event {
+                    finished = Some((*status, error.clone(), *at));
+                }
+                observe(&event);
+            }
         }
         let outcome = engine
             .await
@@ -745,6 +778,7 @@ impl Prepared {
             status,
             record_errors,
             auto_quarantined,
+            steps: recorder.finished,
         })
     }
 }
@@ -755,6 +789,24 @@ struct Ended {
     status: ExecutionStatus,
     record_errors: Vec<String>,
     auto_quarantined: Vec<Quarantine>,
+    steps: Vec<StepResult>,
+}
+
+/// How a run ended ([`Prepared::run_to_end`]).
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// The execution's final status, as recorded.
+    pub status: ExecutionStatus,
+    /// The results of the steps that ended, in the order they ended, as recorded.
+    pub steps: Vec<StepResult>,
+}
+
+/// A step's start or end: recorded together with those waiting behind it.
+fn is_step_event(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::StepStarted { .. } | Event::StepFinished { .. }
+    )
 }
 
 /// An execution's work folder, removed when dropped.

@@ -38,6 +38,8 @@ pub(crate) struct Recorder {
     pub(crate) quarantines: Vec<assay_store::Quarantine>,
     /// The workflow asks for automatic quarantine ([`assay_store::AUTO_QUARANTINE_LABEL`]).
     pub(crate) auto_quarantine: bool,
+    /// The results of the steps that ended, as recorded (for the caller's metrics).
+    pub(crate) finished: Vec<StepResult>,
 }
 
 impl Recorder {
@@ -70,26 +72,46 @@ impl Recorder {
     /// Persist one event. The error says what could not be recorded.
     pub(crate) async fn record(&mut self, event: &Event) -> Result<(), RecordError> {
         self.names.learn(event);
-        let what = match event {
-            Event::StepStarted { reference, .. } | Event::StepFinished { reference, .. } => {
-                format!("the result of step `{reference}`")
-            }
-            Event::Log(chunk) => format!("the logs of step `{}`", chunk.reference),
-            Event::Output { reference, key, .. } => {
-                format!("output `{key}` of step `{reference}`")
-            }
-            Event::Artifact {
-                reference, path, ..
-            } => format!("artifact `{path}` of step `{reference}`"),
-            _ => "an event".to_string(),
-        };
-        self.persist(event)
-            .await
-            .map_err(|source| RecordError { what, source })
+        self.persist(event).await.map_err(|source| RecordError {
+            what: what(event),
+            source,
+        })
     }
 
-    async fn persist(&mut self, event: &Event) -> Result<(), StoreError> {
-        match event {
+    /// Persist several step events (starts and ends, as the engine sent them) with one write:
+    /// when one step is given twice, its last state is the one stored. The error says which
+    /// results could not be recorded.
+    pub(crate) async fn record_steps(&mut self, events: &[Event]) -> Vec<RecordError> {
+        let mut errors = Vec::new();
+        let mut records = Vec::with_capacity(events.len());
+        for event in events {
+            self.names.learn(event);
+            match self.step_record(event).await {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => {}
+                Err(source) => errors.push(RecordError {
+                    what: what(event),
+                    source,
+                }),
+            }
+        }
+        if let Err(source) = self.store.record_steps(&self.id, &records).await {
+            let refs: Vec<String> = records
+                .iter()
+                .map(|r| format!("`{}`", r.step_ref))
+                .collect();
+            errors.push(RecordError {
+                what: format!("the results of steps {}", refs.join(", ")),
+                source,
+            });
+        }
+        errors
+    }
+
+    /// The result to store for a step's start or end (`None` for other events); a step's end
+    /// first writes out its log.
+    async fn step_record(&mut self, event: &Event) -> Result<Option<StepResult>, StoreError> {
+        Ok(Some(match event {
             Event::StepStarted { reference, at, .. } => {
                 // Recorded as running at once, so readers see the step and a run that dies now
                 // leaves it to be marked aborted.
@@ -99,24 +121,7 @@ impl Recorder {
                     StepResult::new(reference.clone(), self.position, StepStatus::Running);
                 record.name = self.names.get(reference).cloned();
                 record.started_at = Some(ms(*at));
-                self.store.record_step(&self.id, &record).await?;
-            }
-            Event::Log(chunk) => {
-                if !self.writers.contains_key(&chunk.reference) {
-                    let w = self.store.log_writer(&self.id, &chunk.reference).await?;
-                    self.writers.insert(chunk.reference.clone(), w);
-                }
-                let w = self
-                    .writers
-                    .get_mut(&chunk.reference)
-                    .expect("inserted above");
-                let at = ms(chunk.at);
-                for line in chunk.text.split_inclusive('\n') {
-                    w.append(at, line).await?;
-                }
-                // The observer may show these lines at once (`assay run` prints them): they
-                // must be in the store first, or a `kill -9` right after loses what was shown.
-                w.flush().await?;
+                record
             }
             Event::StepFinished { reference, result } => {
                 if let Some(w) = self.writers.remove(reference) {
@@ -142,7 +147,36 @@ impl Recorder {
                     cpu_time_ms: result.cpu_time.map(|d| d.as_millis() as i64),
                     quarantined_failures: result.quarantined_failures.clone(),
                 };
-                self.store.record_step(&self.id, &record).await?;
+                self.finished.push(record.clone());
+                record
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    async fn persist(&mut self, event: &Event) -> Result<(), StoreError> {
+        match event {
+            Event::StepStarted { .. } | Event::StepFinished { .. } => {
+                if let Some(record) = self.step_record(event).await? {
+                    self.store.record_step(&self.id, &record).await?;
+                }
+            }
+            Event::Log(chunk) => {
+                if !self.writers.contains_key(&chunk.reference) {
+                    let w = self.store.log_writer(&self.id, &chunk.reference).await?;
+                    self.writers.insert(chunk.reference.clone(), w);
+                }
+                let w = self
+                    .writers
+                    .get_mut(&chunk.reference)
+                    .expect("inserted above");
+                let at = ms(chunk.at);
+                for line in chunk.text.split_inclusive('\n') {
+                    w.append(at, line).await?;
+                }
+                // The observer may show these lines at once (`assay run` prints them): they
+                // must be in the store first, or a `kill -9` right after loses what was shown.
+                w.flush().await?;
             }
             Event::Output {
                 reference,
@@ -198,5 +232,22 @@ impl Recorder {
             Event::Service { .. } | Event::Worker { .. } | Event::ExecutionFinished { .. } => {}
         }
         Ok(())
+    }
+}
+
+/// What an event records, for an error message.
+fn what(event: &Event) -> String {
+    match event {
+        Event::StepStarted { reference, .. } | Event::StepFinished { reference, .. } => {
+            format!("the result of step `{reference}`")
+        }
+        Event::Log(chunk) => format!("the logs of step `{}`", chunk.reference),
+        Event::Output { reference, key, .. } => {
+            format!("output `{key}` of step `{reference}`")
+        }
+        Event::Artifact {
+            reference, path, ..
+        } => format!("artifact `{path}` of step `{reference}`"),
+        _ => "an event".to_string(),
     }
 }

@@ -67,6 +67,7 @@ impl Prepared {
             masker,
             quarantines,
             auto_quarantine,
+            finished: Vec::new(),
             commit: execution.tags.get("commit").cloned().or_else(|| {
                 execution
                     .running_context

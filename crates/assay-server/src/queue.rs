@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use assay_runner::{RunError, RunRequest};
+use assay_runner::{RunEnd, RunError, RunRequest};
 use assay_service::{Group, Queued, Service};
 use assay_store::{ExecutionRef, ExecutionStatus, Store};
 use futures::future::BoxFuture;
@@ -22,13 +22,14 @@ use crate::metrics::Metrics;
 /// status in the store, or resolve to `None` without touching it when it is not queued any more
 /// (aborted while it waited, or taken by someone else).
 pub trait Dispatch: Send + Sync + 'static {
-    /// Run the queued execution `id` with `request`; resolves to its final status.
+    /// Run the queued execution `id` with `request`; resolves to its final status and the
+    /// results of its steps, as recorded.
     fn run(
         &self,
         store: Store,
         id: String,
         request: RunRequest,
-    ) -> BoxFuture<'static, Result<Option<ExecutionStatus>, RunError>>;
+    ) -> BoxFuture<'static, Result<Option<RunEnd>, RunError>>;
 
     /// Abort every run in progress (the server is stopping); each still records its end.
     fn stop_all(&self) {}
@@ -47,7 +48,7 @@ impl Dispatch for LocalDispatch {
         store: Store,
         id: String,
         request: RunRequest,
-    ) -> BoxFuture<'static, Result<Option<ExecutionStatus>, RunError>> {
+    ) -> BoxFuture<'static, Result<Option<RunEnd>, RunError>> {
         let active = self.active.clone();
         Box::pin(async move {
             let Some(prepared) = assay_runner::prepare_queued(&store, &id, request).await? else {
@@ -59,9 +60,9 @@ impl Dispatch for LocalDispatch {
                 .insert(id.clone(), prepared.cancel_token());
             // Every event is in the store before this observer would see it; followers read
             // the store, so there is nothing more to do per event here.
-            let status = prepared.run_to_status(|_| {}).await;
+            let end = prepared.run_to_end(|_| {}).await;
             active.lock().expect("not poisoned").remove(&id);
-            Ok(Some(status?))
+            Ok(Some(end?))
         })
     }
 
@@ -299,14 +300,10 @@ async fn run_one(store: &Store, dispatch: &dyn Dispatch, metrics: &Metrics, tick
     let workflow = request.workflow.metadata.name.clone();
     let started = std::time::Instant::now();
     match dispatch.run(store.clone(), id.to_string(), request).await {
-        Ok(Some(status)) => {
-            metrics.finished(&workflow, status, Some(started.elapsed()));
-            match store.steps(id).await {
-                Ok(steps) => metrics.steps_finished(&workflow, &steps),
-                Err(e) => {
-                    tracing::warn!(%id, error = %e, "could not read step results for metrics")
-                }
-            }
+        Ok(Some(end)) => {
+            metrics.finished(&workflow, end.status, Some(started.elapsed()));
+            // As recorded: not read back from the store.
+            metrics.steps_finished(&workflow, &end.steps);
         }
         Ok(None) => {}
         Err(e) => {

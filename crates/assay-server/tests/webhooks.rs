@@ -581,3 +581,83 @@ async fn a_start_event_reports_running_even_when_read_after_the_end() {
         "{start:#}"
     );
 }
+
+/// The observer keeps the stored webhooks it read between reports (it read them all three
+/// times per execution); a webhook stored or deleted through the server is seen by the very
+/// next report, however soon, not only once what it read has aged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhook_stored_or_deleted_is_seen_by_the_next_report() {
+    let (receiver, seen) = receiver().await;
+    let s = start().await;
+    s.webhooks.set_allow_private(true);
+    let hook = |name: &str| {
+        format!(
+            "apiVersion: executor.testkube.io/v1\nkind: Webhook\nmetadata: {{name: {name}}}\nspec:\n  uri: '{receiver}/{name}'\n  events: [queue-testworkflow]\n  selector: team=qa\n"
+        )
+    };
+    let r = s
+        .post_yaml("/v1/test-workflows", &workflow("short", "{team: qa}"))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        s.post_yaml("/v1/webhooks", &hook("first")).await.status(),
+        StatusCode::CREATED
+    );
+    // Requests to `path` that name execution `id`.
+    let count = |path: &str, id: &str| {
+        seen.lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(p, _, body)| p == path && body.contains(id))
+            .count()
+    };
+    let arrived = |path: &'static str, id: String| {
+        let count = &count;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while count(path, &id) == 0 {
+                assert!(Instant::now() < deadline, "no `{path}` delivery for {id}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let a = s.run("short", json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The observer has read the webhooks: `first` only.
+    arrived("first", a.clone()).await;
+
+    let r = s
+        .http
+        .delete(s.url("/v1/webhooks/first"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        s.post_yaml("/v1/webhooks", &hook("second")).await.status(),
+        StatusCode::CREATED
+    );
+    let b = s.run("short", json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    arrived("second", b.clone()).await;
+    // A third run's delivery arrives after anything sent for the second.
+    let c = s.run("short", json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    arrived("second", c.clone()).await;
+    for id in [&b, &c] {
+        assert_eq!(
+            count("first", id),
+            0,
+            "the deleted webhook was used for {id}"
+        );
+    }
+    assert_eq!(count("first", &a), 1);
+}

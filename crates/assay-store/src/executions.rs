@@ -1,7 +1,7 @@
 //! Executions: create with an atomically allocated number, record progress, finish, abort,
 //! find and list, and recover executions whose process died.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
@@ -331,19 +331,36 @@ impl Store {
         self.record_steps(id, std::slice::from_ref(step)).await
     }
 
-    /// Insert or replace the results of several steps in one transaction (e.g. every step as
-    /// `queued` when the plan is known).
+    /// Insert or replace the results of several steps at once (e.g. every step as `queued`
+    /// when the plan is known, or the results a runner found waiting together). When a step
+    /// is given twice, its last result is the one kept.
+    ///
+    /// Up to [`STEPS_PER_STATEMENT`] results are one statement (several rows of one `INSERT`),
+    /// which is atomic by itself: no round trips for BEGIN and COMMIT. More go in one
+    /// transaction.
     pub async fn record_steps(&self, id: &str, steps: &[StepResult]) -> Result<()> {
+        // One `INSERT … ON CONFLICT DO UPDATE` may not touch a row twice on PostgreSQL.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            last.insert(step.step_ref.as_str(), i);
+        }
+        let steps: Vec<&StepResult> = steps
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| last.get(s.step_ref.as_str()) == Some(i))
+            .map(|(_, s)| s)
+            .collect();
+        if steps.is_empty() {
+            return Ok(());
+        }
         let db = self.db();
         retry_busy(|| async {
-            if let [step] = steps {
-                // One statement is atomic by itself: no round trips for BEGIN and COMMIT (a
-                // step's start and its end are recorded this way, twice per step).
-                return upsert_step(id, step).execute(&db.pool).await.map(|_| ());
+            if steps.len() <= STEPS_PER_STATEMENT {
+                return upsert_steps(id, &steps).execute(&db.pool).await.map(|_| ());
             }
             let mut tx = db.begin_write().await?;
-            for step in steps {
-                upsert_step(id, step).execute(&mut *tx).await?;
+            for chunk in steps.chunks(STEPS_PER_STATEMENT) {
+                upsert_steps(id, chunk).execute(&mut *tx).await?;
             }
             tx.commit().await
         })
@@ -1115,42 +1132,66 @@ fn filter_sql(filter: &ExecutionFilter, select: &str) -> (String, Vec<Bind>, &'s
     (sql, binds, order)
 }
 
-/// Retry a statement while another process holds the SQLite write lock past the busy timeout.
-/// The statement that inserts or replaces the result of one step of execution `id`.
-fn upsert_step<'a>(
+/// Results of one step per row in [`upsert_steps`]: 12 bound values each, far under the
+/// limits of SQLite (32,766) and PostgreSQL (65,535).
+const STEPS_PER_STATEMENT: usize = 200;
+
+/// The statement that inserts or replaces the results of `steps` (distinct refs, at most
+/// [`STEPS_PER_STATEMENT`]) of execution `id`.
+fn upsert_steps<'a>(
     id: &'a str,
-    step: &'a StepResult,
+    steps: &[&'a StepResult],
 ) -> sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments> {
-    sqlx::query(
+    let mut sql = String::from(
         "INSERT INTO step_results (execution_id, ref, position, name, status, exit_code, \
          started_at, finished_at, error_message, peak_memory_bytes, cpu_time_ms, \
-         quarantined_failures) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (execution_id, ref) DO UPDATE SET position = excluded.position, \
+         quarantined_failures) VALUES ",
+    );
+    for i in 0..steps.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..12 {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", i * 12 + column + 1));
+        }
+        sql.push(')');
+    }
+    sql.push_str(
+        " ON CONFLICT (execution_id, ref) DO UPDATE SET position = excluded.position, \
          name = excluded.name, status = excluded.status, exit_code = excluded.exit_code, \
          started_at = excluded.started_at, finished_at = excluded.finished_at, \
          error_message = excluded.error_message, \
          peak_memory_bytes = excluded.peak_memory_bytes, \
          cpu_time_ms = excluded.cpu_time_ms, \
          quarantined_failures = excluded.quarantined_failures",
-    )
-    .bind(id)
-    .bind(&step.step_ref)
-    .bind(step.position)
-    .bind(step.name.clone())
-    .bind(step.status.as_str())
-    .bind(step.exit_code)
-    .bind(step.started_at)
-    .bind(step.finished_at)
-    .bind(step.error_message.clone())
-    .bind(step.peak_memory_bytes)
-    .bind(step.cpu_time_ms)
-    .bind(
-        (!step.quarantined_failures.is_empty())
-            .then(|| serde_json::Value::from(step.quarantined_failures.clone()).to_string()),
-    )
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for step in steps {
+        query =
+            query
+                .bind(id)
+                .bind(&step.step_ref)
+                .bind(step.position)
+                .bind(step.name.clone())
+                .bind(step.status.as_str())
+                .bind(step.exit_code)
+                .bind(step.started_at)
+                .bind(step.finished_at)
+                .bind(step.error_message.clone())
+                .bind(step.peak_memory_bytes)
+                .bind(step.cpu_time_ms)
+                .bind((!step.quarantined_failures.is_empty()).then(|| {
+                    serde_json::Value::from(step.quarantined_failures.clone()).to_string()
+                }));
+    }
+    query
 }
 
+/// Retry a statement while another process holds the SQLite write lock past the busy timeout.
 pub(crate) async fn retry_busy<T, F, Fut>(mut op: F) -> Result<T, sqlx::Error>
 where
     F: FnMut() -> Fut,

@@ -231,13 +231,7 @@ impl Watch {
     /// next call return at once, so nothing written is missed.
     pub async fn changed(&mut self) -> Changes {
         loop {
-            let now = *self.rx.borrow_and_update();
-            if now != self.seen {
-                let changes = Changes {
-                    logs: now.logs != self.seen.logs,
-                    state: now.state != self.seen.state,
-                };
-                self.seen = now;
+            if let Some(changes) = self.take_changes() {
                 return changes;
             }
             // The sender lives as long as this watch holds it: never closed.
@@ -245,6 +239,21 @@ impl Watch {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// What changed since the last look, without waiting: `None` when nothing did. Like
+    /// [`Watch::changed`], read the store after this says something changed.
+    pub fn take_changes(&mut self) -> Option<Changes> {
+        let now = *self.rx.borrow_and_update();
+        if now == self.seen {
+            return None;
+        }
+        let changes = Changes {
+            logs: now.logs != self.seen.logs,
+            state: now.state != self.seen.state,
+        };
+        self.seen = now;
+        Some(changes)
     }
 }
 

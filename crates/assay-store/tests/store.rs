@@ -698,6 +698,56 @@ async fn full_record_round_trip(env: Env) {
 both!(full_record_round_trip);
 
 // ---------------------------------------------------------------------------------------------
+// Several step results in one write
+
+/// A runner records the step events it finds waiting together in one write: a step given
+/// twice keeps its last result (one `INSERT` may not touch a row twice on PostgreSQL), results
+/// stored before are replaced, and more rows than one statement takes still all land.
+async fn record_steps_in_one_write(env: Env) {
+    let s = &env.store;
+    let e = s.create_execution(new_exec("batch")).await.unwrap();
+    s.record_step(&e.id, &StepResult::new("a", 1, StepStatus::Running))
+        .await
+        .unwrap();
+    let mut a = StepResult::new("a", 1, StepStatus::Passed);
+    a.exit_code = Some(0);
+    a.started_at = Some(10);
+    a.finished_at = Some(20);
+    a.quarantined_failures = vec!["suite/flaky".into()];
+    let b_running = StepResult::new("b", 2, StepStatus::Running);
+    let mut b = StepResult::new("b", 2, StepStatus::Failed);
+    b.exit_code = Some(3);
+    b.error_message = Some("exit code 3".into());
+    s.record_steps(&e.id, &[b_running.clone(), a.clone(), b.clone()])
+        .await
+        .unwrap();
+    assert_eq!(s.steps(&e.id).await.unwrap(), vec![a.clone(), b.clone()]);
+    // Nothing to record is no write and no error.
+    s.record_steps(&e.id, &[]).await.unwrap();
+
+    // More than one statement takes: one transaction of several.
+    let many: Vec<StepResult> = (0..450)
+        .map(|i| StepResult::new(format!("w{i:03}"), 10 + i, StepStatus::Passed))
+        .collect();
+    let mut with_repeats = many.clone();
+    with_repeats.insert(0, StepResult::new("w001", 11, StepStatus::Running));
+    s.record_steps(&e.id, &with_repeats).await.unwrap();
+    let stored = s.steps(&e.id).await.unwrap();
+    assert_eq!(stored.len(), 452);
+    assert_eq!(&stored[2..], &many[..]);
+
+    // An execution that does not exist: not found, nothing written.
+    let missing = "0190a0b0-0000-7000-8000-000000000000";
+    assert!(
+        s.record_steps(missing, &many)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+}
+both!(record_steps_in_one_write);
+
+// ---------------------------------------------------------------------------------------------
 // Abort requests
 
 async fn abort_requests(env: Env) {

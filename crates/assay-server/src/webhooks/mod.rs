@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use assay_runner::{RunError, RunRequest};
+use assay_runner::{RunEnd, RunError, RunRequest};
 use assay_spec::load::ResourceKind;
 use assay_spec::model::{Resource, Webhook};
 use assay_store::{
@@ -177,7 +177,7 @@ impl Dispatch for Observed {
         store: Store,
         id: String,
         request: RunRequest,
-    ) -> BoxFuture<'static, Result<Option<ExecutionStatus>, RunError>> {
+    ) -> BoxFuture<'static, Result<Option<RunEnd>, RunError>> {
         let run = self.inner.run(store, id.clone(), request);
         let webhooks = self.webhooks.clone();
         Box::pin(async move {
@@ -196,10 +196,45 @@ impl Dispatch for Observed {
 }
 
 async fn observe(shared: Arc<Shared>, mut rx: mpsc::Receiver<(String, Moment)>) {
+    let mut webhooks = Known {
+        watch: shared.store.watch_resources(ResourceKind::Webhook),
+        read: None,
+    };
     while let Some((id, moment)) = rx.recv().await {
-        if let Err(e) = handle(&shared, &id, moment).await {
+        if let Err(e) = handle(&shared, &mut webhooks, &id, moment).await {
             tracing::warn!(execution = %id, error = %e, "webhooks not sent");
         }
+    }
+}
+
+/// The longest the observer goes by the webhooks it read without reading them again. Stores
+/// through this process, or any on PostgreSQL, signal a change at once; a SQLite writer in
+/// another process (`assay apply` on the server's data folder) sends none.
+const WEBHOOKS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The stored webhooks as the observer last read them: every report read them all before
+/// (three reads per execution, most often of nothing).
+struct Known {
+    /// Signalled when a webhook is stored, changed or deleted.
+    watch: assay_store::Watch,
+    /// When they were read, and what was read.
+    read: Option<(std::time::Instant, Vec<(String, Webhook)>)>,
+}
+
+impl Known {
+    /// The stored webhooks that load, read again when one changed or after
+    /// [`WEBHOOKS_MAX_AGE`].
+    async fn get(
+        &mut self,
+        store: &Store,
+    ) -> Result<&[(String, Webhook)], assay_store::StoreError> {
+        // Looked at before the read: a change signalled during it is seen next time.
+        let changed = self.watch.take_changes().is_some();
+        let read = match self.read.take() {
+            Some((at, webhooks)) if !changed && at.elapsed() < WEBHOOKS_MAX_AGE => (at, webhooks),
+            _ => (std::time::Instant::now(), stored_webhooks(store).await?),
+        };
+        Ok(&self.read.insert(read).1)
     }
 }
 
@@ -218,13 +253,16 @@ async fn stored_webhooks(store: &Store) -> Result<Vec<(String, Webhook)>, assay_
 
 async fn handle(
     shared: &Arc<Shared>,
+    known: &mut Known,
     id: &str,
     moment: Moment,
 ) -> Result<(), assay_store::StoreError> {
-    let webhooks: Vec<(String, Webhook)> = stored_webhooks(&shared.store)
+    let webhooks: Vec<(String, Webhook)> = known
+        .get(&shared.store)
         .await?
-        .into_iter()
+        .iter()
         .filter(|(_, w)| !w.spec.disabled)
+        .cloned()
         .collect();
     if webhooks.is_empty() {
         return Ok(());

@@ -17,6 +17,12 @@ impl Files {
         match self {
             Files::Local { .. } => {
                 let dir = local_logs_dir(self, id).expect("local");
+                // An execution that logged nothing has no folder: one `stat` here rather than
+                // a hand-over to the blocking pool and back (most trivial runs).
+                if matches!(std::fs::symlink_metadata(&dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+                {
+                    return Ok(());
+                }
                 tokio::task::spawn_blocking(move || compact_local(&dir))
                     .await
                     .map_err(|e| StoreError::Invalid(format!("log compaction task failed: {e}")))?
