@@ -21,7 +21,8 @@ The control channel (plain HTTP):
 * `POST /fake/misbehave` with `{"mode": M, "times": N}`: the next N API requests answer badly:
   `ratelimit` (403, `x-ratelimit-remaining: 0`, `x-ratelimit-reset` two seconds ahead),
   `retry-after` (429 with `Retry-After: 2`), `huge` (a 9 MiB list, without Content-Length),
-  `slow` (the reply after 10 seconds), `malformed` (a JSON list cut short), `error` (500);
+  `slow` (the reply after 10 seconds), `malformed` (a JSON list cut short), `error` (500),
+  `redirect` (302 to `/elsewhere`), `echo` (500 whose body is the request's `Authorization`);
 * `GET /fake/requests`: every API request so far, `[{"path", "authorization"}]`.
 
 Usage: fake_github.py [--port P] [--token T] [--max-per-page N]; it prints
@@ -115,6 +116,9 @@ class Handler(BaseHTTPRequestHandler):
         if ARGS.token and self.headers.get('Authorization') != f"Bearer {ARGS.token}":
             self.reply(401, {'message': 'Requires authentication'})
             return
+        if mode == 'echo':
+            self.reply(500, {'message': f"bad credentials: {self.headers.get('Authorization')}"})
+            return
         if mode and self.misbehave(mode):
             return
         parts = url.path.strip('/').split('/')
@@ -178,6 +182,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header('Content-Length', str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+        elif mode == 'redirect':
+            self.send_response(302)
+            self.send_header('Location', f"http://{self.headers.get('Host')}/elsewhere")
+            self.send_header('Content-Length', '0')
+            self.end_headers()
         elif mode == 'error':
             self.reply(500, {'message': 'Server Error'})
         else:

@@ -221,6 +221,11 @@ fn pull_requests_fire_with_testkubes_values_through_pages_and_a_token() {
     ] {
         assert_eq!(opened[k], v, "{k}: {opened}");
     }
+    // An API that says the token back: the log shows it cut out.
+    github.misbehave("echo");
+    wait_for(&s, "the echo said", || {
+        (logged(&s, &["HTTP 500", "bad credentials: Bearer ***"]) == 1).then_some(())
+    });
     // Nothing more fires at later polls.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(runs_of(&s, "prs").len(), 3);
@@ -270,6 +275,7 @@ fn a_hostile_or_limiting_github_api_is_reported_and_waited_out() {
         ("huge", "a reply of more than 8 MiB, not read"),
         ("slow", "no answer within 2s"),
         ("error", "HTTP 500: {\"message\": \"Server Error\"}"),
+        ("redirect", "HTTP 302"),
     ]
     .into_iter()
     .enumerate()
@@ -300,7 +306,14 @@ fn a_hostile_or_limiting_github_api_is_reported_and_waited_out() {
     wait_for(&s, "the run of the new pull request", || {
         (runs_of(&s, "prs").len() == 1).then_some(())
     });
-    assert_eq!(logged(&s, &[failed]), 6, "{}", s.log.lock().unwrap());
+    assert_eq!(logged(&s, &[failed]), 7, "{}", s.log.lock().unwrap());
+    assert!(
+        github
+            .requests()
+            .iter()
+            .all(|r| !r["path"].as_str().unwrap().contains("elsewhere")),
+        "a redirect is not followed"
+    );
 }
 
 /// The README's example (`examples/git/pull-requests.yaml`) applied as written, against the
