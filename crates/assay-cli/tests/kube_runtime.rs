@@ -853,3 +853,90 @@ fn parallel_workers_run_in_pods_of_their_own_on_a_fake_cluster() {
     assert_eq!(of_execution(&url, "Pod", &id, "worker").len(), 2);
     server.abort_and_see_everything_go(&url, &id);
 }
+
+/// `parallelism` and `failFast` for workers in pods of their own: with `parallelism: 1` no two
+/// worker Jobs of the step exist at once (the FAKE API server's record of every creation and
+/// deletion, in order), and with `failFast` the first failing worker ends the others (their
+/// Jobs deleted) instead of the step waiting for their `sleep 600`.
+#[test]
+fn parallel_workers_in_pods_keep_parallelism_and_fail_fast_on_a_fake_cluster() {
+    let dir = TempDir::new().unwrap();
+    let (url, kubeconfig, _fake) = start_fake(dir.path());
+    let (server, _agent, agent_log) = server_and_agent(dir.path(), &kubeconfig);
+    let agent_says = || std::fs::read_to_string(&agent_log).unwrap_or_default();
+    let spec = r#"  steps:
+    - name: Bounded
+      parallel:
+        count: 3
+        parallelism: 1
+        shell: echo "bounded worker {{ index }}"
+    - name: Fail fast
+      parallel:
+        count: 3
+        failFast: true
+        shell: |
+          if [ "{{ index }}" = 0 ]; then echo "first fails"; exit 1; fi
+          echo "worker {{ index }} waits"; sleep 600
+"#;
+    let (id, done) = server.run_to_end("bounded-and-fast", spec);
+    assert_eq!(
+        done["result"]["status"],
+        "failed",
+        "{done}\n{}",
+        agent_says()
+    );
+    let logs = server.logs(&id);
+    for i in 0..3 {
+        assert!(logs.contains(&format!("bounded worker {i}")), "{logs}");
+    }
+    assert!(logs.contains("first fails"), "{logs}");
+    objects_go(&url, &id, "worker");
+
+    // The worker Jobs' creations and deletions, in order, by parallel step (the first step's
+    // workers all come before the second's).
+    let (_, events) = fake(&url, "GET", "/fake/job-events", None);
+    let mut steps: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for e in events["items"].as_array().unwrap() {
+        let l = &e["labels"];
+        if l["assay.io/execution"] != id.as_str() || l["assay.io/role"] != "worker" {
+            continue;
+        }
+        let step = l["assay.io/worker"].as_str().unwrap().to_string();
+        let event = (
+            e["type"].as_str().unwrap().to_string(),
+            e["name"].as_str().unwrap().to_string(),
+        );
+        match steps.iter_mut().find(|(s, _)| *s == step) {
+            Some((_, list)) => list.push(event),
+            None => steps.push((step, vec![event])),
+        }
+    }
+    assert_eq!(steps.len(), 2, "{events}");
+    let most_at_once = |list: &[(String, String)]| {
+        let (mut now, mut most) = (0i32, 0i32);
+        for (kind, _) in list {
+            now += if kind == "ADDED" { 1 } else { -1 };
+            most = most.max(now);
+        }
+        most
+    };
+    let bounded = &steps[0].1;
+    let made = bounded.iter().filter(|(k, _)| k == "ADDED").count();
+    assert_eq!(made, 3, "{bounded:?}");
+    assert_eq!(most_at_once(bounded), 1, "{bounded:?}");
+    // Fail fast: the run ended at all, within `wait_end`'s two minutes, while two workers
+    // sleep for ten: the first failure ended them. Every worker Job the step made is gone.
+    let fast = &steps[1].1;
+    let made: Vec<&String> = fast
+        .iter()
+        .filter(|(k, _)| k == "ADDED")
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(made.len(), 3, "{fast:?}");
+    for name in made {
+        assert!(
+            fast.iter().any(|(k, n)| k == "DELETED" && n == name),
+            "{fast:?}"
+        );
+    }
+}

@@ -26,7 +26,8 @@ What the fake kubelet does, for each Job created:
 * deleting a Job (any propagation) stops its process with SIGTERM (SIGKILL 10 s later) and
   deletes its pods and the objects it owns (the garbage collector's part);
 * `GET /fake/created-jobs` lists every Job ever created (deleted ones too), for assertions
-  about what was never made.
+  about what was never made; `GET /fake/job-events` every creation and deletion of a Job in
+  order (`type`, `name`, `labels`), for assertions about how many existed at once.
 
 Usage: fake_kubelet.py --assay-bin PATH and fake_api.py's arguments. Prints the same
 `FAKE_KUBE_API http://127.0.0.1:PORT` line once it listens.
@@ -104,13 +105,22 @@ class KubeletApi(fake_api.FakeApi):
         self.processes: dict[tuple[str, str], Process] = {}  # (namespace, pod) -> Process
         self.pods_of_job: dict[tuple[str, str], list[str]] = {}
         self.created_jobs: list[dict] = []
+        self.job_events: list[dict] = []
         self.store.subscribe(self.on_event)
         self.control[('GET', '/fake/created-jobs')] = self.fake_created_jobs
+        self.control[('GET', '/fake/job-events')] = self.fake_job_events
+
+    async def fake_job_events(self, request: kmock.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response({'items': self.job_events})
 
     async def fake_created_jobs(self, request: kmock.Request) -> aiohttp.web.Response:
         return aiohttp.web.json_response({'items': self.created_jobs})
 
     def on_event(self, resource: str, kind: str, obj: dict) -> None:
+        if resource == JOBS and kind in ('ADDED', 'DELETED'):
+            meta = obj.get('metadata', {})
+            self.job_events.append({'type': kind, 'name': meta.get('name'),
+                                    'labels': copy.deepcopy(meta.get('labels') or {})})
         if resource == JOBS and kind == 'ADDED':
             self.created_jobs.append(copy.deepcopy(obj))
             asyncio.get_running_loop().create_task(self.run_job(copy.deepcopy(obj)))
