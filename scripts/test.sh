@@ -50,6 +50,22 @@ ensure_debian_tools() {
     fi
 }
 
+# --- disk ----------------------------------------------------------------------------------
+# A cold run needs about 12 GiB: the debug target folder (~8 GiB), the static build (~2.5 GiB),
+# PostgreSQL, the browser and the tests' temporary folders. When a disk fills mid-run the tests
+# fail with ENOSPC far from the cause (once in the fake kubelet's /tmp folders), so say so first.
+report_disk() {
+    local dir avail_kib
+    for dir in "${CARGO_TARGET_DIR:-$root/target}" "${TMPDIR:-/tmp}"; do
+        mkdir -p "$dir"
+        avail_kib=$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')
+        echo "test.sh: $((avail_kib / 1048576)) GiB free for $dir ($1)" >&2
+        if [[ $avail_kib -lt $((4 * 1048576)) ]]; then
+            echo "test.sh: warning: less than 4 GiB free for $dir: tests may fail with 'No space left on device'; free some space (an old target folder?) first" >&2
+        fi
+    done
+}
+
 # --- a real browser for the dashboard tests (crates/assay-cli/tests/dashboard.rs) ---------
 # Debian's chromium, driven by playwright-core from npm (pinned in
 # crates/assay-server/tests/browser/package-lock.json; `npm ci` again when the lock changes).
@@ -277,6 +293,7 @@ check_snapshots_committed() {
 ensure_rust_components
 ensure_nextest
 ensure_debian_tools
+report_disk "before the build"
 check_corpus
 ensure_python_venv
 ensure_real_suite
@@ -304,6 +321,7 @@ unset ASSAY_CONTEXT
 # variable unset: crates/assay-cli/tests/isolation.rs).
 export ASSAY_STEP_USER=current
 
+report_disk "before the tests"
 log "tests"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 

@@ -35,11 +35,22 @@ fn python() -> String {
     }
 }
 
-/// A child killed (and reaped) when dropped.
+/// A child stopped (and reaped) when dropped: SIGTERM first, so that the fake kubelet stops
+/// the pods' processes it started, then SIGKILL after three seconds.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -59,6 +70,10 @@ fn start_fake(dir: &Path) -> (String, PathBuf, Killed) {
             "--assay-bin",
             env!("CARGO_BIN_EXE_assay"),
         ])
+        // The pods' folders (each with a copy of the binary) go with the test's folder: the
+        // fake is killed with SIGKILL and cannot remove its own.
+        .arg("--root")
+        .arg(dir.join("kubelet"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -370,9 +370,17 @@ async def main() -> None:
     parser.add_argument('--port', type=int, default=0)
     parser.add_argument('--namespace', default='default')
     parser.add_argument('--assay-bin', required=True, help='the assay binary the pods run')
+    parser.add_argument('--root', help="the pods' folders go under it (made if missing; the "
+                        'caller removes it): a test passes one in its own temporary folder, since '
+                        'a process killed with SIGKILL cannot remove its own (each pod holds a copy '
+                        'of the assay binary); default: a new temporary folder, removed at SIGTERM')
     args = parser.parse_args()
 
-    root = tempfile.mkdtemp(prefix='fake-kubelet-')
+    if args.root:
+        os.makedirs(args.root, exist_ok=True)
+        root = args.root
+    else:
+        root = tempfile.mkdtemp(prefix='fake-kubelet-')
     api = KubeletApi()
     api.default_namespace = args.namespace
     api.resources.load_bundled()
@@ -392,7 +400,8 @@ async def main() -> None:
     finally:
         for process in api.processes.values():
             KubeletApi.kill(process)
-        shutil.rmtree(root, ignore_errors=True)
+        if not args.root:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == '__main__':
