@@ -9,7 +9,6 @@ use assay_api::{
 };
 use assay_runner::{RunError, RunRequest};
 use assay_service::{HistoryQuery, Start};
-use assay_store::testkube::ListEntry;
 use assay_store::{
     Artifact, ContextType, DefinitionKind, ExecutionFilter, ExecutionRef, ExecutionStatus,
     RunningContext,
@@ -140,37 +139,38 @@ pub async fn list_executions(
         q.get("pageSize").map(String::as_str),
         q.get("before").cloned(),
     )?;
-    let (page, totals, filtered) = state.service.execution_page(&query).await?;
-    let now = assay_store::now_ms();
-    let body = PageBody {
-        totals: testkube_totals(&totals),
-        filtered: testkube_totals(&filtered),
-        results: page
-            .results
-            .iter()
-            .map(|s| ListEntry::new(s, now))
-            .collect(),
-        next: page.next.as_deref(),
-    };
-    // Written straight from the summaries (no `TestWorkflowExecution` values in between).
-    let mut json = Vec::with_capacity(1024 + 1024 * body.results.len());
-    serde_json::to_writer(&mut json, &body)
-        .map_err(|e| ApiError::internal(format_args!("could not write the page: {e}")))?;
+    let (page, totals, filtered) = state.service.execution_page_records(&query).await?;
+    let mut entries = state.list_cache.entries(&page, assay_store::now_ms())?;
+    let next = assay_service::history::cut_page(&mut entries, query.page_size, |e| e.id());
+    // An `ExecutionsPage` as serde writes one (same fields, order and omissions: the API test
+    // reads a page back and writes it again to the same text), with the entries' text as the
+    // cache has it (no `TestWorkflowExecution` values in between).
+    let write =
+        |e: serde_json::Error| ApiError::internal(format_args!("could not write the page: {e}"));
+    let mut json =
+        Vec::with_capacity(512 + entries.iter().map(|e| e.json().len() + 1).sum::<usize>());
+    json.extend_from_slice(br#"{"totals":"#);
+    serde_json::to_writer(&mut json, &testkube_totals(&totals)).map_err(write)?;
+    json.extend_from_slice(br#","filtered":"#);
+    serde_json::to_writer(&mut json, &testkube_totals(&filtered)).map_err(write)?;
+    json.extend_from_slice(br#","results":["#);
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(entry.json());
+    }
+    json.push(b']');
+    if let Some(next) = &next {
+        json.extend_from_slice(br#","next":"#);
+        serde_json::to_writer(&mut json, next).map_err(write)?;
+    }
+    json.push(b'}');
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         Bytes::from(json),
     )
         .into_response())
-}
-
-/// [`ExecutionsPage`] with borrowed entries: the same JSON (`list_page_is_an_executions_page`).
-#[derive(serde::Serialize)]
-struct PageBody<'a> {
-    totals: ExecutionsTotals,
-    filtered: ExecutionsTotals,
-    results: Vec<ListEntry<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<&'a str>,
 }
 
 /// Counts by status in Testkube's buckets: aborted and canceled count as failed.

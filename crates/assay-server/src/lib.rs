@@ -121,6 +121,8 @@ pub struct AppState {
     pub agents: agents::Agents,
     /// Gates saved by name for badges ([`Server::with_gates`]).
     pub gates: gates::SavedGates,
+    /// The REST list's entries of ended executions, by their stored record.
+    pub list_cache: std::sync::Arc<assay_store::testkube::ListCache>,
 }
 
 /// Where the service's submitted runs go: counted, handed to the queue, and reported to
@@ -208,6 +210,7 @@ impl Server {
             unsigned_hooks: hooks::UnsignedLimiter::default(),
             agents,
             gates: gates::SavedGates::default(),
+            list_cache: Default::default(),
         };
         // Runs of agents that stopped heartbeating end `aborted` once their lease expires.
         agents::spawn_sweeper(state.clone());

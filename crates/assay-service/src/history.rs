@@ -1,6 +1,6 @@
 //! History queries: the executions list with its filters and paging, for every adapter.
 
-use assay_store::{ExecutionFilter, ExecutionStatus, ExecutionSummary, StatusCounts};
+use assay_store::{ExecutionFilter, ExecutionStatus, ExecutionSummary, StatusCounts, SummaryPage};
 
 use crate::Service;
 use crate::error::{ServiceError, ServiceResult};
@@ -113,17 +113,32 @@ impl Service {
         &self,
         query: &HistoryQuery,
     ) -> ServiceResult<(Page, StatusCounts, StatusCounts)> {
+        let (page, totals, filtered) = self.execution_page_records(query).await?;
+        Ok((
+            Page::cut(page.summaries()?, query.page_size),
+            totals,
+            filtered,
+        ))
+    }
+
+    /// [`Service::execution_page`] with the page as the database wrote it (one execution more
+    /// than `query`'s page size when there is a next page: see [`cut_page`]), for the REST list,
+    /// which writes the entries of its records ([`assay_store::testkube::ListCache`]).
+    pub async fn execution_page_records(
+        &self,
+        query: &HistoryQuery,
+    ) -> ServiceResult<(SummaryPage, StatusCounts, StatusCounts)> {
         if !query.tags.is_empty() {
-            let page = self.list_executions(query).await?;
+            let page = self.store.list_page(&page_filter(query)).await?;
             let (totals, filtered) = self.execution_totals(query).await?;
             return Ok((page, totals, filtered));
         }
-        let (results, totals) = self
+        let (page, totals) = self
             .store
-            .list_and_count(&page_filter(query), &totals_filter(query))
+            .list_and_count_page(&page_filter(query), &totals_filter(query))
             .await?;
         let filtered = filtered_of_totals(&totals, query);
-        Ok((Page::cut(results, query.page_size), totals, filtered))
+        Ok((page, totals, filtered))
     }
 
     /// Testkube's `totals` and `filtered` of a list: how many executions of the queried
@@ -154,13 +169,19 @@ impl Page {
     /// A page of at most `size` from `results` fetched with one more: `next` is set when
     /// there was more.
     fn cut(mut results: Vec<ExecutionSummary>, size: u32) -> Page {
-        let next = if results.len() > size as usize {
-            results.truncate(size as usize);
-            results.last().map(|r| r.id.clone())
-        } else {
-            None
-        };
+        let next = cut_page(&mut results, size, |r| &r.id);
         Page { results, next }
+    }
+}
+
+/// Cut `results`, fetched with one more than a page of `size`, to the page; the `next` cursor
+/// (the id of the page's last execution) when there was more.
+pub fn cut_page<T>(results: &mut Vec<T>, size: u32, id: impl Fn(&T) -> &str) -> Option<String> {
+    if results.len() > size as usize {
+        results.truncate(size as usize);
+        results.last().map(|r| id(r).to_string())
+    } else {
+        None
     }
 }
 

@@ -79,6 +79,10 @@ impl Db {
                 Backend::Postgres => 10,
             });
         if backend == Backend::Sqlite {
+            // No ping before each statement: a SQLite connection is a file handle that cannot
+            // go stale, and the ping was one more round trip to the connection's worker thread
+            // (two thread wake-ups) for every statement.
+            options = options.test_before_acquire(false);
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(sqlx::AssertSqlSafe(format!(

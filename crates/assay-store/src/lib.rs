@@ -58,7 +58,7 @@ pub use assay_spec::status::{ExecutionStatus, StepStatus};
 pub use config::{FILES_DIR, SQLITE_FILE, StoreConfig, mask_url};
 pub use dashboard::RunPoint;
 pub use error::{Result, StoreError};
-pub use executions::{HeartbeatGuard, SummaryPage};
+pub use executions::{HeartbeatGuard, PageRecord, SummaryPage};
 pub use files::ArtifactDownload;
 pub use git_triggers::GitHeads;
 pub use hooks::{

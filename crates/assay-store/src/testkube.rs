@@ -2,8 +2,9 @@
 //! Field names follow Testkube's OpenAPI model; times are RFC 3339 in UTC with milliseconds,
 //! durations are Go duration strings plus `…Ms` integers, as Testkube sends them.
 
+use crate::error::{Result, StoreError};
 use crate::model::*;
-use crate::{ExecutionStatus, StepStatus};
+use crate::{ExecutionStatus, StepStatus, SummaryPage};
 
 pub use assay_api::execution::{
     TestWorkflowExecution, TestWorkflowResult, TestWorkflowSignature, TestWorkflowStepResult,
@@ -313,6 +314,105 @@ impl<'a> ListEntry<'a> {
             test_workflow_execution_name: s.parent.as_ref().map(|p| p.name.as_str()),
             parent: s.parent.as_ref(),
         }
+    }
+}
+
+/// How many bytes of entries a [`ListCache`] keeps before it starts again empty.
+const LIST_CACHE_BYTES: usize = 16 << 20;
+
+/// The REST list's entries of ended executions, written once and kept by the database's record
+/// of the execution ([`crate::PageRecord`]): the record is the key, so an execution whose stored
+/// summary changed (tags, say) has a different record and is written again; nothing kept can
+/// be older than the page just read. An ended execution's entry depends on its record alone;
+/// entries of executions that have not ended are measured to `now` and never kept. Decoding
+/// the records and writing their entries was about a third of a list request's time.
+#[derive(Debug, Default)]
+pub struct ListCache {
+    kept: std::sync::Mutex<KeptEntries>,
+}
+
+#[derive(Debug, Default)]
+struct KeptEntries {
+    by_record: std::collections::HashMap<Box<str>, std::sync::Arc<CachedEntry>>,
+    bytes: usize,
+}
+
+/// One list entry: the execution's id and its [`ListEntry`] as JSON text.
+#[derive(Debug)]
+pub struct CachedEntry {
+    id: Box<str>,
+    json: Box<[u8]>,
+}
+
+impl CachedEntry {
+    /// The execution's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The text of `ListEntry::new(summary, now)`.
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+}
+
+impl ListCache {
+    /// The list entries of `page` as of `now`, newest first; those of ended executions from
+    /// the cache when it has their record.
+    pub fn entries(
+        &self,
+        page: &SummaryPage,
+        now: UnixMs,
+    ) -> Result<Vec<std::sync::Arc<CachedEntry>>> {
+        let records = page.records()?;
+        let mut found: Vec<Option<std::sync::Arc<CachedEntry>>> = {
+            let kept = self.lock();
+            records
+                .iter()
+                .map(|r| kept.by_record.get(r.text()).cloned())
+                .collect()
+        };
+        let mut written = Vec::new();
+        for (record, slot) in records.iter().zip(found.iter_mut()) {
+            if slot.is_some() {
+                continue;
+            }
+            let summary = record.summary()?;
+            let json = serde_json::to_vec(&ListEntry::new(&summary, now))
+                .map_err(|e| StoreError::Invalid(format!("encode JSON: {e}")))?;
+            let entry = std::sync::Arc::new(CachedEntry {
+                id: summary.id.into(),
+                json: json.into(),
+            });
+            if summary.status.is_terminal() {
+                written.push((record.text(), entry.clone()));
+            }
+            *slot = Some(entry);
+        }
+        if !written.is_empty() {
+            let mut kept = self.lock();
+            for (record, entry) in written {
+                let size = record.len() + entry.id.len() + entry.json.len();
+                if kept.bytes + size > LIST_CACHE_BYTES {
+                    kept.by_record.clear();
+                    kept.bytes = 0;
+                }
+                if kept.by_record.insert(record.into(), entry).is_none() {
+                    kept.bytes += size;
+                }
+            }
+        }
+        let mut entries: Vec<_> = found.into_iter().flatten().collect();
+        // Newest first, as `SummaryPage::summaries` (no SQL standard fixes an aggregate's order).
+        entries.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        Ok(entries)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeptEntries> {
+        // The map is consistent between statements: a panic elsewhere leaves it usable.
+        self.kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

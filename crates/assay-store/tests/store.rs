@@ -1536,6 +1536,28 @@ async fn list_page_matches_row_reads(env: Env) {
                 _ => break,
             }
         }
+        // The REST list writes its entries through a `ListCache`: written (and kept when the
+        // execution has ended), then from the cache, each is the text of the execution's
+        // `TestWorkflowExecution` read as a row.
+        let cache = testkube::ListCache::default();
+        for _ in 0..2 {
+            let now = now_ms();
+            let page = s.list_page(&filter).await.unwrap();
+            let entries = cache.entries(&page, now).unwrap();
+            let listed: Vec<&str> = entries.iter().map(|e| e.id()).collect();
+            assert_eq!(listed, seen, "{filter:?}");
+            for e in &entries {
+                let row = s
+                    .find_execution(&ExecutionRef::Id(e.id().to_string()))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    std::str::from_utf8(e.json()).unwrap(),
+                    serde_json::to_string(&testkube::summary_view(&row, now)).unwrap(),
+                    "{filter:?}"
+                );
+            }
+        }
         let mut expected: Vec<String> = Vec::new();
         for id in ids.iter().rev() {
             let e = s
@@ -1613,3 +1635,40 @@ async fn list_page_matches_row_reads(env: Env) {
     );
 }
 both!(list_page_matches_row_reads);
+
+// The list's cache of entries never answers with an entry older than the page it was given.
+async fn list_cache_is_never_stale(env: Env) {
+    let s = &env.store;
+    let ended = s.create_execution(new_exec("w")).await.unwrap();
+    finish(s, &ended.id, ExecutionStatus::Passed).await;
+    let queued = s.create_execution(new_exec("w")).await.unwrap();
+    let cache = testkube::ListCache::default();
+    let (cache, ids) = (&cache, [queued.id.as_str(), ended.id.as_str()]);
+    let list = |now| async move {
+        let page = s.list_page(&ExecutionFilter::default()).await.unwrap();
+        let entries = cache.entries(&page, now).unwrap();
+        let listed: Vec<&str> = entries.iter().map(|e| e.id()).collect();
+        assert_eq!(listed, ids);
+        entries
+            .iter()
+            .map(|e| serde_json::from_slice(e.json()).unwrap())
+            .collect::<Vec<serde_json::Value>>()
+    };
+    let now = now_ms();
+    let first = list(now).await;
+    assert_eq!(first[1]["tags"], serde_json::Value::Null);
+    // Retagged: its record changed, so its entry is written again.
+    s.set_tags(&ended.id, &tags(&[("k", "retagged")]))
+        .await
+        .unwrap();
+    let second = list(now).await;
+    assert_eq!(second[1]["tags"]["k"], "retagged");
+    // An execution that has not ended is measured to each call's `now`, never kept.
+    let later = list(now + 5_000).await;
+    assert_eq!(
+        later[0]["result"]["totalDurationMs"].as_i64().unwrap(),
+        second[0]["result"]["totalDurationMs"].as_i64().unwrap() + 5_000
+    );
+    assert_eq!(later[1], second[1]);
+}
+both!(list_cache_is_never_stale);
