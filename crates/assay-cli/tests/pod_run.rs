@@ -501,9 +501,13 @@ spec:
         };
         assert_eq!(post("nope").0, 401);
         assert_eq!(post(token).0, 204);
-        // The first answer stands.
-        let again = post(token).0;
-        assert!(again == 409 || again == 404, "{again}");
+        // The first answer stands. Asked of web's instances only: once db's address is
+        // given, the last step fails at once and the pod ends, closing its endpoint under a
+        // second request (a connection reset, seen once in a full run).
+        if request.name == "web" {
+            let again = post(token).0;
+            assert!(again == 409 || again == 404, "{again}");
+        }
         requests.push(request);
     }
     let status = child.wait().unwrap();
