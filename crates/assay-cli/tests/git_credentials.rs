@@ -3,9 +3,11 @@
 //! Secret from a FAKE Kubernetes API server (`crates/assay-kube/tests/fake_api.py`: no real
 //! API server can be had here) and the real `git` lists a repository served by a real HTTP
 //! server on 127.0.0.1 that answers only requests with those credentials
-//! (`git_auth_http.py`: 401 to the rest). No sshd can be had here either: the `sshKeyFrom`
-//! test checks what the server does with the key (the file ssh is given, its mode, its
-//! removal) against a TCP listener that takes ssh's connection and never answers.
+//! (`git_auth_http.py`: 401 to the rest). The `sshKeyFrom` test uses no ssh server (Debian's
+//! openssh-server would do, but ssh reads `known_hosts` from the home directory of the
+//! password database, not `$HOME`, and Assay has no known-hosts option for a test to use): it
+//! checks what the server does with the key (the file ssh is given, its mode, its removal)
+//! against a TCP listener that takes ssh's connection and never answers.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;

@@ -326,6 +326,22 @@ fn security_content_git_sends_its_token_in_a_header_not_in_the_uri() {
     assert!(!cloned.contains("not-the-token"), "{cloned}");
 }
 
+/// `content.git` with an ssh key is refused with what to use instead, and the key is not shown.
+#[test]
+fn content_git_with_an_ssh_key_is_refused_saying_what_to_use() {
+    let run = Run::new("content.yaml", "content-git-ssh-key", &[]);
+    assert_eq!(run.code, 1, "{run}");
+    let text = run.to_string();
+    assert!(
+        text.contains(
+            "content.git with sshKey or sshKeyFrom is not supported (on any runtime): use a token"
+        ),
+        "{run}"
+    );
+    assert!(!text.contains("never-ran"), "{run}");
+    assert!(!text.contains("not-a-real-key-material"), "{run}");
+}
+
 /// The files under `dir`, recursively.
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

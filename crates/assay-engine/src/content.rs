@@ -175,7 +175,7 @@ impl Runner {
             Err(e) => return a.fail(format!("content.git: {e}")),
         };
         if !git.ssh_key.is_empty() || git.sources.contains_key("sshKeyFrom") {
-            return a.fail("content.git with sshKey or sshKeyFrom is not supported outside Kubernetes: use a token (`token`, or `tokenFrom` with `assay secret`), or clone in a `shell` step");
+            return a.fail("content.git with sshKey or sshKeyFrom is not supported (on any runtime): use a token (`token`, or `tokenFrom` with `assay secret`), or clone over ssh in a `shell` step");
         }
         for (field, out) in [("usernameFrom", &mut username), ("tokenFrom", &mut token)] {
             if let Some(source) = git.sources.get(field) {
