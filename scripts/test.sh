@@ -40,6 +40,9 @@ ensure_debian_tools() {
     command -v python3 >/dev/null || missing+=(python3)
     # kubectl kustomize renders deploy/kubernetes (crates/assay-cli/tests/deploy.rs)
     command -v kubectl >/dev/null || missing+=(kubernetes-client)
+    # a real ssh server for git triggers over ssh (crates/assay-cli/tests/git_credentials.rs)
+    [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+    command -v ssh-keygen >/dev/null || missing+=(openssh-client)
     if [[ ${#missing[@]} -gt 0 ]]; then
         if [[ $(id -u) -ne 0 ]]; then
             echo "test.sh: missing ${missing[*]}; install them (needs root)" >&2

@@ -3,11 +3,10 @@
 //! Secret from a FAKE Kubernetes API server (`crates/assay-kube/tests/fake_api.py`: no real
 //! API server can be had here) and the real `git` lists a repository served by a real HTTP
 //! server on 127.0.0.1 that answers only requests with those credentials
-//! (`git_auth_http.py`: 401 to the rest). The `sshKeyFrom` test uses no ssh server (Debian's
-//! openssh-server would do, but ssh reads `known_hosts` from the home directory of the
-//! password database, not `$HOME`, and Assay has no known-hosts option for a test to use): it
-//! checks what the server does with the key (the file ssh is given, its mode, its removal)
-//! against a TCP listener that takes ssh's connection and never answers.
+//! (`git_auth_http.py`: 401 to the rest). `sshKeyFrom` opens a repository on a real OpenSSH
+//! server on 127.0.0.1 (Debian's openssh-server, which `scripts/test.sh` installs) whose host
+//! key the server knows through `--git-known-hosts`; another test checks what the server does
+//! with the key file (its mode, its removal) against a TCP listener that never answers.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -17,7 +16,9 @@ use std::time::Duration;
 use crate::git_triggers::{
     Origin, RUST_LOG, Server, WORKFLOW, execution, logged, post, runs_of, trigger, wait_for,
 };
-use crate::run_support::{FakeApi, apply, contains, fake_api, files_under, http, logged_server};
+use crate::run_support::{
+    FakeApi, Running, apply, assay, contains, fake_api, files_under, free_port, http, logged_server,
+};
 
 /// `assay server --kubernetes` on the fake, polling every `interval`.
 fn server(data: &Path, api: &FakeApi, interval: &str) -> Server {
@@ -228,12 +229,7 @@ fn tokens_from_secrets_open_a_repository_that_asks_for_them_and_never_show() {
 #[test]
 fn an_ssh_key_from_a_secret_lives_in_a_private_file_for_one_poll() {
     let dir = tempfile::tempdir().unwrap();
-    let keygen = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "assay-test", "-f"])
-        .arg(dir.path().join("id"))
-        .status()
-        .unwrap();
-    assert!(keygen.success());
+    keygen(&dir.path().join("id"));
     let key = std::fs::read_to_string(dir.path().join("id")).unwrap();
     let api = fake_api(dir.path());
     secret(&api, &[("ssh", &key)]);
@@ -295,4 +291,173 @@ fn an_ssh_key_from_a_secret_lives_in_a_private_file_for_one_poll() {
     let log = s.log.lock().unwrap().clone();
     let secret_line = key.lines().nth(1).unwrap();
     assert!(!log.contains(secret_line), "{log}");
+}
+
+/// An ed25519 key pair at `path` (and `path.pub`), without a passphrase.
+fn keygen(path: &Path) {
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "assay-test", "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+/// A real OpenSSH server on 127.0.0.1 that lets the current user in with the key whose public
+/// half is `client_pub` only: its port, the user, and its host key as a `known_hosts` line.
+struct Sshd {
+    port: u16,
+    user: String,
+    known_host: String,
+    _child: Running,
+}
+
+fn sshd(dir: &Path, client_pub: &str) -> Sshd {
+    let program = Path::new("/usr/sbin/sshd");
+    assert!(
+        program.exists(),
+        "/usr/sbin/sshd is missing: scripts/test.sh installs openssh-server"
+    );
+    keygen(&dir.join("host"));
+    std::fs::write(dir.join("authorized_keys"), client_pub).unwrap();
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    if nix::unistd::geteuid().is_root() {
+        // Its privilege separation folder, which a service manager would make.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+    }
+    let port = free_port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {keys}\nPidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nAllowUsers {user}\n",
+            host = dir.join("host").display(),
+            keys = dir.join("authorized_keys").display(),
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+    let child = std::process::Command::new(program)
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sshd did not listen: {}",
+            std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let host_pub = std::fs::read_to_string(dir.join("host.pub")).unwrap();
+    Sshd {
+        port,
+        user,
+        known_host: format!("[127.0.0.1]:{port} {}", host_pub.trim()),
+        _child: Running(child),
+    }
+}
+
+/// `sshKeyFrom` opens a repository on a real ssh server whose host key the server knows from
+/// `--git-known-hosts`: a push fires a run, and the key is in no log line. Without the option
+/// ssh would check the host against the server user's own `known_hosts` and refuse it.
+#[test]
+fn an_ssh_key_from_a_secret_opens_a_repository_on_a_real_ssh_server() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(&dir.path().join("id"));
+    let key = std::fs::read_to_string(dir.path().join("id")).unwrap();
+    let public = std::fs::read_to_string(dir.path().join("id.pub")).unwrap();
+    let ssh = sshd(dir.path(), &public);
+    let known = dir.path().join("known_hosts");
+    std::fs::write(&known, format!("{}\n", ssh.known_host)).unwrap();
+    // A repository ssh reaches by its path on this machine.
+    let origin = Origin::new();
+    let uri = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        ssh.user,
+        ssh.port,
+        origin.dir.path().join("served/app.git").display()
+    );
+    let api = fake_api(dir.path());
+    secret(&api, &[("ssh", &key)]);
+    let data = dir.path().join("data");
+    let kubeconfig = api.kubeconfig.display().to_string();
+    let known_arg = known.display().to_string();
+    let s = logged_server(
+        &data,
+        &[
+            "--no-auth",
+            "--git-poll-interval",
+            "1s",
+            "--git-known-hosts",
+            &known_arg,
+            "--kubernetes",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        RUST_LOG,
+    );
+    post(&s, "/v1/test-workflows", WORKFLOW);
+    post(
+        &s,
+        "/v1/triggers",
+        &trigger(
+            "over-ssh",
+            "git-push",
+            &uri,
+            &from("sshKeyFrom", "git-creds", "ssh"),
+        ),
+    );
+    wait_for(&s, "the heads read over ssh", || {
+        (logged(&s, &["recorded the repository's heads"]) == 1).then_some(())
+    });
+    let pushed = origin.push("src/app.txt", "2\n");
+    let runs = wait_for(&s, "the run of the push", || {
+        let runs = runs_of(&s, "over-ssh");
+        (!runs.is_empty()).then_some(runs)
+    });
+    let e = execution(&s, runs[0]["id"].as_str().unwrap());
+    assert_eq!(
+        e["configParams"]["TESTKUBE_GIT_COMMIT"]["value"], *pushed,
+        "{e}"
+    );
+    let log = s.log.lock().unwrap().clone();
+    assert!(
+        !log.contains("polling the git trigger's repository failed"),
+        "{log}"
+    );
+    let secret_line = key.lines().nth(1).unwrap();
+    assert!(!log.contains(secret_line), "{log}");
+}
+
+/// `--git-known-hosts` must name a readable file whose path ssh takes as one file: else the
+/// server does not start, and says why.
+#[test]
+fn a_known_hosts_file_that_cannot_serve_stops_the_server_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let spaced = dir.path().join("known hosts");
+    std::fs::write(&spaced, "").unwrap();
+    let missing = dir.path().join("absent");
+    for (file, says) in [
+        (&missing, "cannot read"),
+        (&spaced, "ssh takes a path with whitespace as several files"),
+    ] {
+        let out = assay()
+            .args(["server", "--listen", "127.0.0.1:0", "--git-known-hosts"])
+            .arg(file)
+            .env("ASSAY_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(stderr.contains("--git-known-hosts"), "{stderr}");
+    }
 }

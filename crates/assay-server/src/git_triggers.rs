@@ -86,6 +86,10 @@ pub struct Options {
     pub github_api: Option<String>,
     /// How long one request to GitHub's API may take (connect to last byte).
     pub api_timeout: Duration,
+    /// The ssh host keys repositories over ssh are checked against (a `known_hosts` file;
+    /// an unknown or changed key is refused). `None`: those of the user the server runs as
+    /// (ssh reads its home from the password database, not `$HOME`).
+    pub known_hosts: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -97,6 +101,7 @@ impl Default for Options {
             kube: None,
             github_api: None,
             api_timeout: DEFAULT_API_TIMEOUT,
+            known_hosts: None,
         }
     }
 }
@@ -560,6 +565,12 @@ impl Remote {
             secrets.push(token.clone());
         }
         let mut ssh_command = "ssh -o BatchMode=yes -o ConnectTimeout=20".to_string();
+        if let Some(known) = &options.known_hosts {
+            ssh_command.push_str(&format!(
+                " -o {} -o StrictHostKeyChecking=yes",
+                shell_quote(&format!("UserKnownHostsFile={}", known.display()))
+            ));
+        }
         let mut key = None;
         if let Some(ssh_key) = &creds.ssh_key {
             let path = key_dir.join(format!("key-{}", uuid::Uuid::now_v7()));

@@ -97,6 +97,11 @@ pub struct Args {
     /// How long one request of a `git-pull-request` TestTrigger to GitHub's API may take
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     git_api_timeout: Duration,
+    /// The ssh host keys git TestTriggers over ssh check repositories against (a known_hosts
+    /// file, e.g. from `ssh-keyscan HOST`; an unknown or changed key is refused); default: the
+    /// known_hosts of the user the server runs as
+    #[arg(long, value_name = "FILE", value_parser = parse_known_hosts)]
+    git_known_hosts: Option<std::path::PathBuf>,
     /// With --kubernetes: another namespace whose resources TestTriggers may watch
     /// (`resourceSelector.namespace`, `namespaceRegex`, a trigger's own namespace), besides the
     /// server's; its ServiceAccount needs get/list/watch there (repeatable). A trigger naming
@@ -140,6 +145,19 @@ fn parse_api_url(text: &str) -> Result<String, String> {
         ));
     }
     Ok(text.trim_end_matches('/').to_string())
+}
+
+/// A readable file, named by a path ssh's `UserKnownHostsFile` takes as one file (no
+/// whitespace: ssh splits the option's value there).
+fn parse_known_hosts(text: &str) -> Result<std::path::PathBuf, String> {
+    if text.contains(char::is_whitespace) {
+        return Err(format!(
+            "`{text}`: ssh takes a path with whitespace as several files; move the file to a path without any"
+        ));
+    }
+    let path = std::path::absolute(text).map_err(|e| format!("`{text}`: {e}"))?;
+    std::fs::File::open(&path).map_err(|e| format!("cannot read `{text}`: {e}"))?;
+    Ok(path)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -266,6 +284,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             allow_file: args.git_allow_file,
             github_api: args.github_api_url.clone(),
             api_timeout: args.git_api_timeout,
+            known_hosts: args.git_known_hosts.clone(),
             ..Default::default()
         };
         if args.kubernetes {
