@@ -22,19 +22,38 @@ use crate::run_support::{
 
 /// `assay server --kubernetes` on the fake, polling every `interval`.
 fn server(data: &Path, api: &FakeApi, interval: &str) -> Server {
+    server_with(data, api, interval, &[])
+}
+
+/// [`server`] with more arguments.
+fn server_with(data: &Path, api: &FakeApi, interval: &str, more: &[&str]) -> Server {
     let kubeconfig = api.kubeconfig.display().to_string();
-    logged_server(
-        data,
-        &[
-            "--no-auth",
-            "--git-poll-interval",
-            interval,
-            "--kubernetes",
-            "--kubeconfig",
-            &kubeconfig,
-        ],
-        RUST_LOG,
-    )
+    let mut args = vec![
+        "--no-auth",
+        "--git-poll-interval",
+        interval,
+        "--kubernetes",
+        "--kubeconfig",
+        &kubeconfig,
+    ];
+    args.extend_from_slice(more);
+    logged_server(data, &args, RUST_LOG)
+}
+
+/// Stores the workflow and the `git-push` trigger `over-ssh` on `uri`, with the key of the
+/// Secret `git-creds`'s `ssh`.
+fn watch_over_ssh(s: &Server, uri: &str) {
+    post(s, "/v1/test-workflows", WORKFLOW);
+    post(
+        s,
+        "/v1/triggers",
+        &trigger(
+            "over-ssh",
+            "git-push",
+            uri,
+            &from("sshKeyFrom", "git-creds", "ssh"),
+        ),
+    );
 }
 
 fn b64(text: &str) -> String {
@@ -245,17 +264,7 @@ fn an_ssh_key_from_a_secret_lives_in_a_private_file_for_one_poll() {
     let data = dir.path().join("data");
     // Polls far apart: between two of them the key file must be gone.
     let s = server(&data, &api, "1h");
-    post(&s, "/v1/test-workflows", WORKFLOW);
-    post(
-        &s,
-        "/v1/triggers",
-        &trigger(
-            "over-ssh",
-            "git-push",
-            &format!("ssh://git@127.0.0.1:{port}/app.git"),
-            &from("sshKeyFrom", "git-creds", "ssh"),
-        ),
-    );
+    watch_over_ssh(&s, &format!("ssh://git@127.0.0.1:{port}/app.git"));
     let conn = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("ssh connected");
@@ -388,33 +397,9 @@ fn an_ssh_key_from_a_secret_opens_a_repository_on_a_real_ssh_server() {
     let api = fake_api(dir.path());
     secret(&api, &[("ssh", &key)]);
     let data = dir.path().join("data");
-    let kubeconfig = api.kubeconfig.display().to_string();
     let known_arg = known.display().to_string();
-    let s = logged_server(
-        &data,
-        &[
-            "--no-auth",
-            "--git-poll-interval",
-            "1s",
-            "--git-known-hosts",
-            &known_arg,
-            "--kubernetes",
-            "--kubeconfig",
-            &kubeconfig,
-        ],
-        RUST_LOG,
-    );
-    post(&s, "/v1/test-workflows", WORKFLOW);
-    post(
-        &s,
-        "/v1/triggers",
-        &trigger(
-            "over-ssh",
-            "git-push",
-            &uri,
-            &from("sshKeyFrom", "git-creds", "ssh"),
-        ),
-    );
+    let s = server_with(&data, &api, "1s", &["--git-known-hosts", &known_arg]);
+    watch_over_ssh(&s, &uri);
     wait_for(&s, "the heads read over ssh", || {
         (logged(&s, &["recorded the repository's heads"]) == 1).then_some(())
     });
