@@ -940,7 +940,9 @@ fn parallel_workers_in_pods_keep_parallelism_and_fail_fast_on_a_fake_cluster() {
     assert_eq!(made, 3, "{bounded:?}");
     assert_eq!(most_at_once(bounded), 1, "{bounded:?}");
     // Fail fast: the run ended at all, within `wait_end`'s two minutes, while two workers
-    // sleep for ten: the first failure ended them. Every worker Job the step made is gone.
+    // sleep for ten: the first failure ended them. That is what shows failFast; the Jobs'
+    // deletions below would also happen at the execution's end (as `objects_go` checks above),
+    // so they only show that all three worker Jobs were made and none is left.
     let fast = &steps[1].1;
     let made: Vec<&String> = fast
         .iter()

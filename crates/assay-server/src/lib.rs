@@ -135,7 +135,7 @@ pub struct Shared {
     /// Gates saved by name for badges ([`Server::with_gates`]).
     pub gates: gates::SavedGates,
     /// The REST list's entries of ended executions, by their stored record.
-    pub list_cache: std::sync::Arc<assay_store::testkube::ListCache>,
+    pub list_cache: assay_store::testkube::ListCache,
 }
 
 /// Where the service's submitted runs go: counted, handed to the queue, and reported to
