@@ -312,6 +312,9 @@ fn real_nextest_report() {
         "{fails:?}"
     );
     assert_eq!(find(&cases, "passes").status, CaseStatus::Passed);
+    // The crate's `#[ignore]` test: nextest leaves it out of its JUnit report (it is not
+    // run, nor listed as skipped), so it is no case at all.
+    assert!(!cases.iter().any(|c| c.name == "ignored"), "{cases:?}");
     assert_eq!(fails.suite, "tiny");
 }
 
