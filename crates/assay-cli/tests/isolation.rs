@@ -75,17 +75,29 @@ impl Server {
     /// Stores a one-step workflow with `script`, runs it and returns (execution id).
     fn start(&self, name: &str, script: &str) -> String {
         let indented: String = script.lines().map(|l| format!("      {l}\n")).collect();
-        let yaml = format!(
-            "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: {name}\nspec:\n  steps:\n  - name: probe\n    shell: |\n{indented}"
-        );
+        self.start_yaml(
+            name,
+            &format!(
+                "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: {name}\nspec:\n  steps:\n  - name: probe\n    shell: |\n{indented}"
+            ),
+        )
+    }
+
+    /// Stores the workflow `yaml` named `name`, runs it and returns (execution id).
+    fn start_yaml(&self, name: &str, yaml: &str) -> String {
         let (code, body) = http(
             self.port,
             "POST",
             "/v1/test-workflows",
             &self.admin,
-            Some(("text/yaml", &yaml)),
+            Some(("text/yaml", yaml)),
         );
         assert_eq!(code, 201, "{body}");
+        self.run_stored(name)
+    }
+
+    /// Runs the stored workflow `name`; returns the execution's id.
+    fn run_stored(&self, name: &str) -> String {
         let (code, body) = http(
             self.port,
             "POST",
@@ -117,7 +129,11 @@ impl Server {
 
     /// Runs `script` as a stored workflow to its end; returns its status and its log.
     fn run(&self, name: &str, script: &str) -> (String, String) {
-        let id = self.start(name, script);
+        self.finish(self.start(name, script))
+    }
+
+    /// Waits for execution `id` to end; returns its status and its log.
+    fn finish(&self, id: String) -> (String, String) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             let s = self.status(&id);
@@ -305,6 +321,67 @@ fn security_steps_of_a_root_server_run_as_nobody() {
         "{log}"
     );
     assert!(log.contains("no-shadow"), "{log}");
+}
+
+/// A step, a service and its exec probe dropped to `nobody` by the thread that starts them:
+/// no capability left, the step's `workingDir` entered as that user, and the server's own
+/// threads still root afterwards (the kernel's per-thread calls, not libc's `setuid`).
+#[test]
+fn security_a_nobody_step_keeps_no_capability_and_the_server_keeps_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: not root, so there is no user to drop from");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(&dir);
+    let server = server(&data, None);
+    let yaml = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: creds\nspec:\n  services:\n    db:\n      shell: sleep 60\n      readinessProbe:\n        exec:\n          command: [sh, -c, 'id -u > /data/probe-uid; grep ^CapEff /proc/self/status > /data/probe-caps']\n        periodSeconds: 1\n  steps:\n  - name: probe\n    workingDir: /data/sub\n    shell: |\n      echo cwd $(pwd) $(stat -c %u .)\n      echo probe-uid $(cat /data/probe-uid)\n      echo \"probe-$(cat /data/probe-caps)\"\n      grep -E '^(Cap(Inh|Prm|Eff|Amb)|Groups):' /proc/self/status\n      echo uid $(id -u) gid $(id -g) groups $(id -G)\n";
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    for round in 0..2 {
+        let id = match round {
+            0 => server.start_yaml("creds", yaml),
+            _ => server.run_stored("creds"),
+        };
+        let (status, log) = server.finish(id);
+        assert_eq!(status, "passed", "round {round}: {log}");
+        let text: Vec<&str> = log.lines().map(str::trim_end).collect();
+        let want = [
+            format!("cwd /data/sub {}", nobody.uid),
+            format!("probe-uid {}", nobody.uid),
+            "probe-CapEff:\t0000000000000000".to_string(),
+            "CapInh:\t0000000000000000".to_string(),
+            "CapPrm:\t0000000000000000".to_string(),
+            "CapEff:\t0000000000000000".to_string(),
+            "CapAmb:\t0000000000000000".to_string(),
+            "Groups:".to_string(),
+            format!(
+                "uid {} gid {} groups {}",
+                nobody.uid, nobody.gid, nobody.gid
+            ),
+        ];
+        for line in &want {
+            assert!(
+                text.contains(&line.as_str()),
+                "round {round}: no line {line:?} in {log}"
+            );
+        }
+    }
+    // Every thread of the server is still root, so the second round's sandbox was made.
+    let task = format!("/proc/{}/task", server.child.id());
+    let mut threads = 0;
+    for entry in std::fs::read_dir(&task).unwrap() {
+        let Ok(status) = std::fs::read_to_string(entry.unwrap().path().join("status")) else {
+            continue; // a thread that ended meanwhile
+        };
+        let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert_eq!(
+            uids.split_whitespace().collect::<Vec<_>>(),
+            ["Uid:", "0", "0", "0", "0"],
+            "a thread of the server lost root: {status}"
+        );
+        threads += 1;
+    }
+    assert!(threads > 1, "{task}");
 }
 
 #[test]

@@ -111,9 +111,9 @@ impl HostScope {
                 argv: launch.argv(),
                 env,
                 cwd: Some(self.layout.to_host(&launch.working_dir)),
-                pid_ns: None,
                 inside: None,
                 run_as: None,
+                user_inside: None,
                 program: None,
             });
         }
@@ -143,33 +143,33 @@ impl HostScope {
         let user = crate::step_user();
         let sandbox = self.sandbox.lock().unwrap_or_else(|e| e.into_inner());
         Ok(match sandbox.as_ref() {
-            // As root with the steps keeping our user: started directly inside by a thread of
-            // ours (no `nsenter`; `nsenter -S/-G` drops the user otherwise).
-            Some(sb) if user.is_none() && sb.inside().is_some() => ProcessSpec {
+            // As root: started directly inside by a thread of ours, which becomes the step
+            // user first when there is one (no `nsenter`).
+            Some(sb) if sb.inside().is_some() => ProcessSpec {
                 argv: argv.clone(),
                 env,
                 cwd: Some(cwd.into()),
-                pid_ns: None,
                 inside: sb.inside(),
                 run_as: None,
+                user_inside: user.cloned(),
                 program: argv.first().cloned(),
             },
             Some(sb) => ProcessSpec {
-                argv: sb.wrap(&argv, cwd, user),
+                argv: sb.wrap(&argv, cwd),
                 env,
                 cwd: None,
-                pid_ns: sb.pid_namespace(),
                 inside: None,
                 run_as: None,
+                user_inside: None,
                 program: argv.first().cloned(),
             },
             None => ProcessSpec {
                 argv,
                 env,
                 cwd: Some(host_cwd),
-                pid_ns: None,
                 inside: None,
                 run_as: user.map(|u| (u.uid, u.gid)),
+                user_inside: None,
                 program: None,
             },
         })
@@ -243,15 +243,21 @@ impl Scope for HostScope {
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true);
             let mut child = match &spec.inside {
-                // Started inside the sandbox as steps are (its `cwd` is a path as seen there),
-                // by a thread that entered it, with this runtime's reaper.
+                // Started inside the sandbox as steps are (its `cwd` is a path as seen there,
+                // as the step user when there is one), by a thread that entered it, with this
+                // runtime's reaper.
                 Some(inside) => {
                     let runtime = tokio::runtime::Handle::current();
+                    let user = spec.user_inside.clone();
                     inside
-                        .run(move || {
+                        .run(move |entered| {
+                            if let Some(user) = &user {
+                                entered.become_user(user)?;
+                            }
                             let _runtime = runtime.enter();
-                            cmd.spawn()
+                            Ok(cmd.spawn())
                         })
+                        .and_then(|started| started)
                         .map_err(|e| RuntimeError::Failed(e.to_string()))?
                         .map_err(|e| RuntimeError::Failed(e.to_string()))?
                 }

@@ -13,7 +13,6 @@
 //! `/proc/<pid>/task/<pid>/children`) 5 ms after the start and then every 50 ms, and at least
 //! the main process's own high-water mark (`VmHWM`). A step shorter than 5 ms reports none.
 
-use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -28,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{Output, ProcessOutcome, StopReason};
-use crate::sandbox::{EnterError, Inside};
+use crate::sandbox::{EnterError, Inside, StepUser};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -38,13 +37,14 @@ pub(crate) struct ProcessSpec {
     pub env: Vec<(String, String)>,
     /// Working directory on the host (`None` when the sandbox wrapper sets it).
     pub cwd: Option<PathBuf>,
-    /// The PID namespace to fork the process into (the sandbox's), if any.
-    pub pid_ns: Option<Arc<File>>,
     /// The sandbox to start the process in directly (its namespaces and root); `cwd` is then a
     /// path as the process sees it.
     pub inside: Option<Arc<Inside>>,
     /// User and group to run as when no sandbox wrapper drops privileges.
     pub run_as: Option<(u32, u32)>,
+    /// The user to start it as inside the sandbox (`inside`): its starting thread becomes
+    /// that user before it spawns.
+    pub user_inside: Option<StepUser>,
     /// The step's own program when `argv` wraps it (looked up first, so that a missing one
     /// is the same clear error with or without the wrapper).
     pub program: Option<String>,
@@ -165,18 +165,18 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Spawn
         source,
     };
     let child = match &spec.inside {
-        Some(inside) => inside.run(|| {
-            // On this thread, paths are those the process sees.
+        Some(inside) => inside.run(|entered| {
+            // On this thread, paths are those the process sees; the folder is looked for as
+            // root, as `nsenter --wdns` did, and then entered as the step user.
             if let Some(cwd) = spec.cwd.as_ref().filter(|c| !c.is_dir()) {
                 return Err(SpawnError::NoWorkingDir(cwd.clone()));
             }
+            if let Some(user) = &spec.user_inside {
+                entered.become_user(user)?;
+            }
             launch(&|cmd| cmd.spawn())?.map_err(failed)
         })??,
-        None => launch(&|cmd| match &spec.pid_ns {
-            None => cmd.spawn(),
-            Some(ns) => spawn_in(ns, cmd),
-        })?
-        .map_err(|e| match &spec.cwd {
+        None => launch(&|cmd| cmd.spawn())?.map_err(|e| match &spec.cwd {
             Some(cwd) if !cwd.is_dir() => SpawnError::NoWorkingDir(cwd.clone()),
             _ => failed(e),
         })?,
@@ -215,22 +215,6 @@ pub(crate) fn find_on_path(program: &str, path: Option<&str>) -> Option<PathBuf>
         .find(|p| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
-}
-
-/// Forks `cmd` into the PID namespace `ns` and returns it as our own child. `setns` of a PID
-/// namespace changes only where the calling thread's future children go, so a fresh thread
-/// does it and ends with the spawn; no other thread of ours is affected.
-fn spawn_in(ns: &File, cmd: &mut Command) -> std::io::Result<std::process::Child> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWPID)
-                    .map_err(std::io::Error::from)?;
-                cmd.spawn()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
-    })
 }
 
 /// Waits for the main process to end, records its CPU time, kills what is left of its group

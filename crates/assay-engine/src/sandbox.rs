@@ -476,15 +476,21 @@ pub(crate) enum EnterError {
     Enter(nix::Error),
     #[error("the spawning thread panicked")]
     Panicked,
+    #[error("failed to become the step user {name}: {source}")]
+    User {
+        name: String,
+        source: std::io::Error,
+    },
 }
 
 /// A holder's namespaces and root, for a step that a thread of ours starts directly inside it
-/// (as root, when steps keep our user): no `nsenter` in between.
+/// (as root): no `nsenter` in between, also when the step runs as the step user
+/// ([`Entered::become_user`]).
 #[derive(Debug)]
 pub(crate) struct Inside {
     mnt: File,
     root: File,
-    pid: Arc<File>,
+    pid: File,
 }
 
 impl Inside {
@@ -492,7 +498,11 @@ impl Inside {
     /// PID namespace, and returns what it returns. The thread first takes a file-system context
     /// of its own (`unshare(CLONE_FS)`), so no other thread of ours changes root or namespace;
     /// the processes it starts (`posix_spawn`) are born inside and are still our children.
-    pub(crate) fn run<T: Send>(&self, start: impl FnOnce() -> T + Send) -> Result<T, EnterError> {
+    /// `start` gets the thread's [`Entered`], which can also drop the thread's user.
+    pub(crate) fn run<T: Send>(
+        &self,
+        start: impl FnOnce(&Entered) -> T + Send,
+    ) -> Result<T, EnterError> {
         use nix::sched::{CloneFlags, setns, unshare};
         std::thread::scope(|scope| {
             scope
@@ -503,14 +513,44 @@ impl Inside {
                         nix::unistd::fchdir(&self.root)?;
                         nix::unistd::chroot(".")?;
                         nix::unistd::chdir("/")?;
-                        setns(&*self.pid, CloneFlags::CLONE_NEWPID)
+                        setns(&self.pid, CloneFlags::CLONE_NEWPID)
                     };
                     enter().map_err(EnterError::Enter)?;
-                    Ok(start())
+                    Ok(start(&Entered {
+                        _this_thread: std::marker::PhantomData,
+                    }))
                 })
                 .join()
                 .unwrap_or(Err(EnterError::Panicked))
         })
+    }
+}
+
+/// The thread [`Inside::run`] made for one start: the only thread whose credentials may change.
+/// It cannot leave that thread (`!Send`, lent to `start` only).
+pub(crate) struct Entered {
+    _this_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Entered {
+    /// Makes this thread, and so what it starts from now on, `user`: no supplementary groups,
+    /// then its gid, then its uid (real, effective and saved, so no way back to root; the
+    /// kernel clears the thread's capabilities with the uid). These are the kernel's per-thread
+    /// calls, not the C library's `setuid`, which changes every thread of the process: the
+    /// server's other threads keep root. A process started next with `posix_spawn` is born with
+    /// this thread's credentials, as `nsenter -S -G` would leave them, without a program of its
+    /// own to exec first.
+    pub(crate) fn become_user(&self, user: &StepUser) -> Result<(), EnterError> {
+        use rustix::thread::{Gid, Uid, set_thread_groups, set_thread_res_gid, set_thread_res_uid};
+        let gid = Gid::from_raw(user.gid);
+        let uid = Uid::from_raw(user.uid);
+        set_thread_groups(&[])
+            .and_then(|()| set_thread_res_gid(gid, gid, gid))
+            .and_then(|()| set_thread_res_uid(uid, uid, uid))
+            .map_err(|e| EnterError::User {
+                name: user.name.clone(),
+                source: e.into(),
+            })
     }
 }
 
@@ -736,14 +776,12 @@ fn spawn_holder(cmd: &mut Command, says_ready: bool) -> Result<Child, SandboxErr
 }
 
 /// A running holder; steps enter its namespaces through [`Sandbox::inside`] (as root) or
-/// [`Sandbox::wrap`] and [`Sandbox::pid_namespace`].
+/// [`Sandbox::wrap`] (unprivileged).
 #[derive(Debug)]
 pub(crate) struct Sandbox {
     holder: Child,
     /// The host pid of the process whose mount namespace and root steps join.
     target: u32,
-    /// The holder's PID namespace, which steps are forked into (root only).
-    pid_ns: Option<Arc<File>>,
     /// The holder's namespaces and root, which steps are started in directly (root only).
     inside: Option<Arc<Inside>>,
     user_ns: bool,
@@ -822,7 +860,6 @@ impl Sandbox {
             return Ok(Sandbox {
                 holder,
                 target: pid,
-                pid_ns: None,
                 inside: None,
                 user_ns,
             });
@@ -834,16 +871,14 @@ impl Sandbox {
                 source,
             })
         };
-        let pid_ns = Arc::new(open("ns/pid")?);
         let inside = Inside {
             mnt: open("ns/mnt")?,
             root: open("root")?,
-            pid: pid_ns.clone(),
+            pid: open("ns/pid")?,
         };
         Ok(Sandbox {
             holder,
             target: pid,
-            pid_ns: Some(pid_ns),
             inside: Some(Arc::new(inside)),
             user_ns,
         })
@@ -876,19 +911,14 @@ impl Sandbox {
         ))
     }
 
-    /// The PID namespace steps must be forked into, when there is one.
-    pub(crate) fn pid_namespace(&self) -> Option<Arc<File>> {
-        self.pid_ns.clone()
-    }
-
     /// The holder's namespaces and root, to start a step in directly (root only).
     pub(crate) fn inside(&self) -> Option<Arc<Inside>> {
         self.inside.clone()
     }
 
-    /// The argv that runs `argv` inside the namespace, in `cwd` (a path as steps see it), as
-    /// `user` when given.
-    pub(crate) fn wrap(&self, argv: &[String], cwd: &str, user: Option<&StepUser>) -> Vec<String> {
+    /// The argv that runs `argv` inside the unprivileged holder's namespaces, in `cwd` (a path
+    /// as steps see it). As root, steps are started by [`Inside::run`] instead.
+    pub(crate) fn wrap(&self, argv: &[String], cwd: &str) -> Vec<String> {
         let mut out = vec![
             tool("nsenter").display().to_string(),
             "-t".into(),
@@ -898,16 +928,6 @@ impl Sandbox {
             out.push("-U".into());
         }
         out.extend(["-m".into(), "-r".into()]);
-        if let Some(u) = user.filter(|_| !self.user_ns) {
-            // nsenter drops the supplementary groups with -G, then sets the gid and the uid,
-            // after it has entered the namespace (which needs root).
-            out.extend([
-                "-S".into(),
-                u.uid.to_string(),
-                "-G".into(),
-                u.gid.to_string(),
-            ]);
-        }
         // nsenter opens a `--wd` folder before it enters the namespace, where /data does not
         // exist: change directory inside instead, with `--wdns` where nsenter has it (one
         // process less per step), else through `env -C`.
@@ -1030,14 +1050,13 @@ mod tests {
             }
             let pid = holder.id().unwrap();
             let open = |what: &str| File::open(format!("/proc/{pid}/{what}")).unwrap();
-            let pid_ns = Arc::new(open("ns/pid"));
             let inside = Inside {
                 mnt: open("ns/mnt"),
                 root: open("root"),
-                pid: pid_ns,
+                pid: open("ns/pid"),
             };
             let out = inside
-                .run(|| {
+                .run(|_| {
                     std::process::Command::new("/bin/sh")
                         .args(["-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; ls /proc"])
                         .output()
