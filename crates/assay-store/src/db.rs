@@ -263,3 +263,37 @@ impl RowExt for AnyRow {
         self.try_get(col).map_err(|e| StoreError::decode(col, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bundled SQLite is built as `.cargo/config.toml` says: no page cache shared by all
+    /// connections and no allocation counter behind a process-wide lock.
+    #[tokio::test]
+    async fn the_bundled_sqlite_takes_no_process_wide_lock_per_page_or_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&Database::Sqlite(dir.path().join("options.db")))
+            .await
+            .unwrap();
+        let options: Vec<String> = sqlx::query("PRAGMA compile_options")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get::<String, _>(0).unwrap())
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "THREADSAFE=1"),
+            "not the bundled build? {options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+}
