@@ -107,7 +107,7 @@ impl Store {
             .bind(&info.session)
             .bind(now)
             .bind(stale_before)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -132,7 +132,7 @@ impl Store {
                 .bind(name)
                 .bind(session)
                 .bind(now_ms())
-                .execute(&db.pool)
+                .execute(&db.writer)
                 .await
         })
         .await
@@ -262,7 +262,7 @@ impl Store {
             .bind(&me.host)
             .bind(me.pid as i64)
             .bind(&me.token)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -303,7 +303,7 @@ impl Store {
             .bind(now_ms())
             .bind(&owner.host)
             .bind(&owner.token)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await

@@ -183,7 +183,7 @@ impl Store {
                          WHERE workflow = $1",
                     )
                     .bind(&new.workflow)
-                    .execute(&db.pool)
+                    .execute(&db.writer)
                     .await
                     .map_err(|e| db.err("record the execution", e))?;
                 }
@@ -356,7 +356,10 @@ impl Store {
         let db = self.db();
         retry_busy(|| async {
             if steps.len() <= STEPS_PER_STATEMENT {
-                return upsert_steps(id, &steps).execute(&db.pool).await.map(|_| ());
+                return upsert_steps(id, &steps)
+                    .execute(&db.writer)
+                    .await
+                    .map(|_| ());
             }
             let mut tx = db.begin_write().await?;
             for chunk in steps.chunks(STEPS_PER_STATEMENT) {
@@ -383,7 +386,7 @@ impl Store {
             .bind(output.step_ref.clone())
             .bind(&output.name)
             .bind(&value)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -405,7 +408,7 @@ impl Store {
             .bind(&report.kind)
             .bind(report.file.clone())
             .bind(&data)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -427,7 +430,7 @@ impl Store {
             .bind(id)
             .bind(now)
             .bind(reason.map(str::to_string))
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -474,7 +477,7 @@ impl Store {
             .bind(&me.host)
             .bind(me.pid as i64)
             .bind(&me.token)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -516,7 +519,7 @@ impl Store {
             .bind(owner.pid as i64)
             .bind(&owner.token)
             .bind(now_ms())
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -540,7 +543,7 @@ impl Store {
             .bind(owner.pid as i64)
             .bind(&owner.token)
             .bind(now_ms())
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -584,7 +587,7 @@ impl Store {
                 .bind(owner.pid as i64)
                 .bind(&owner.token)
                 .bind(at)
-                .fetch_optional(&db.pool)
+                .fetch_optional(&db.writer)
                 .await
         })
         .await
@@ -971,7 +974,7 @@ impl Store {
         let db = self.db();
         let done = retry_busy(|| async {
             bind(sqlx::query(sql).bind(id.to_string()))
-                .execute(&db.pool)
+                .execute(&db.writer)
                 .await
         })
         .await

@@ -361,7 +361,7 @@ impl Store {
             .bind(size as i64)
             .bind(content_type.map(str::to_string))
             .bind(created_at)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await

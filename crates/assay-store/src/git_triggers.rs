@@ -73,7 +73,7 @@ impl Store {
                 .bind(&json)
                 .bind(updated_by)
                 .bind(now)
-                .execute(&db.pool)
+                .execute(&db.writer)
                 .await,
                 Some(version) => sqlx::query(
                     "UPDATE git_trigger_heads SET source = $2, refs = $3, version = version + 1, \
@@ -85,7 +85,7 @@ impl Store {
                 .bind(updated_by)
                 .bind(now)
                 .bind(version)
-                .execute(&db.pool)
+                .execute(&db.writer)
                 .await,
             }
             })
@@ -110,7 +110,7 @@ impl Store {
             let done = retry_busy(|| async {
                 sqlx::query("DELETE FROM git_trigger_heads WHERE trigger_name = $1")
                     .bind(name)
-                    .execute(&db.pool)
+                    .execute(&db.writer)
                     .await
             })
             .await

@@ -271,7 +271,7 @@ impl Store {
         let done = retry_busy(|| async {
             sqlx::query("DELETE FROM hooks WHERE name = $1")
                 .bind(name)
-                .execute(&db.pool)
+                .execute(&db.writer)
                 .await
         })
         .await
@@ -372,7 +372,7 @@ impl Store {
             .bind(a.status_code)
             .bind(a.error.as_deref())
             .bind(i64::from(a.delivered))
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -564,7 +564,7 @@ impl Store {
             sqlx::query("DELETE FROM resources WHERE kind = $1 AND name = $2")
                 .bind(kind.as_str())
                 .bind(name)
-                .execute(&db.pool)
+                .execute(&db.writer)
                 .await
         })
         .await

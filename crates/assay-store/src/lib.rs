@@ -83,7 +83,7 @@ pub use secrets::KEY_FILE;
 pub use test_cases::{CaseSource, FlakyTest, StoredTestCase, TestRun};
 pub use tokens::{TOKEN_CACHE_TTL, TokenInfo, TokenRole, hash_token};
 
-/// Handle to the history. Cheap to clone; all clones share one connection pool.
+/// Handle to the history. Cheap to clone; all clones share its connection pools.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -187,9 +187,9 @@ impl Store {
         self.inner.db.backend == db::Backend::Postgres
     }
 
-    /// Close the pool, waiting for connections to be returned.
+    /// Close the pools, waiting for connections to be returned.
     pub async fn close(&self) {
-        self.inner.db.pool.close().await;
+        self.inner.db.close().await;
     }
 
     fn db(&self) -> &db::Db {

@@ -162,13 +162,13 @@ impl Store {
                     sqlx::query("DELETE FROM named_secrets WHERE name = $1 AND key = $2")
                         .bind(name)
                         .bind(k)
-                        .execute(&db.pool)
+                        .execute(&db.writer)
                         .await
                 }
                 None => {
                     sqlx::query("DELETE FROM named_secrets WHERE name = $1")
                         .bind(name)
-                        .execute(&db.pool)
+                        .execute(&db.writer)
                         .await
                 }
             }

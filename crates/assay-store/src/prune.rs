@@ -39,10 +39,11 @@ impl Store {
                 "DELETE FROM hook_deliveries WHERE received_at < $1",
                 "DELETE FROM webhook_deliveries WHERE at < $1",
             ] {
-                let done =
-                    retry_busy(|| async { sqlx::query(sql).bind(cutoff).execute(&db.pool).await })
-                        .await
-                        .map_err(|e| db.err("delete old deliveries", e))?;
+                let done = retry_busy(|| async {
+                    sqlx::query(sql).bind(cutoff).execute(&db.writer).await
+                })
+                .await
+                .map_err(|e| db.err("delete old deliveries", e))?;
                 report.deliveries += done.rows_affected();
             }
         }

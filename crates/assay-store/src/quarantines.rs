@@ -256,7 +256,7 @@ impl Store {
             .bind(entry.created_at)
             .bind(entry.created_by.clone())
             .bind(entry.rule.clone())
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -303,7 +303,7 @@ impl Store {
             sqlx::query("DELETE FROM quarantines WHERE test = $1 AND workflow = $2")
                 .bind(test.trim())
                 .bind(workflow.unwrap_or_default().trim().to_string())
-                .execute(&db.pool)
+                .execute(&db.writer)
                 .await
         })
         .await

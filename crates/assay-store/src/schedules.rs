@@ -57,7 +57,7 @@ impl Store {
             .bind(&tick.cron)
             .bind(&tick.claimed_by)
             .bind(now)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -83,7 +83,7 @@ impl Store {
             .bind(event_index)
             .bind(tick_at)
             .bind(execution_id)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await
@@ -150,7 +150,7 @@ impl Store {
                   AND t.event_index = schedule_ticks.event_index)",
             )
             .bind(before)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await

@@ -139,7 +139,7 @@ impl Store {
             .bind(role.as_str())
             .bind(&hash)
             .bind(now)
-            .execute(&db.pool)
+            .execute(&db.writer)
             .await
         })
         .await;
@@ -185,7 +185,7 @@ impl Store {
             let _ = sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE token_hash = $1")
                 .bind(&hash)
                 .bind(now)
-                .execute(&db.pool)
+                .execute(&db.writer)
                 .await;
         }
         self.token_cache().put(hash, info.clone(), generation);
@@ -211,7 +211,7 @@ impl Store {
         let done = retry_busy(|| async {
             sqlx::query("DELETE FROM api_tokens WHERE name = $1")
                 .bind(name)
-                .execute(&db.pool)
+                .execute(&db.writer)
                 .await
         })
         .await
