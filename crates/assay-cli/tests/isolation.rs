@@ -295,15 +295,24 @@ fn security_step_cannot_see_the_servers_processes() {
     assert!(pids < 10, "a step sees more than its own processes: {log}");
 }
 
-#[test]
-fn security_steps_of_a_root_server_run_as_nobody() {
+/// A server of ours as root with the default step user (`nobody`), or `None` (said) when the
+/// tests do not run as root.
+fn root_server() -> Option<(tempfile::TempDir, Server)> {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: not root, so there is no user to drop from");
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let data = data_dir(&dir);
     let server = server(&data, None);
+    Some((dir, server))
+}
+
+#[test]
+fn security_steps_of_a_root_server_run_as_nobody() {
+    let Some((_dir, server)) = root_server() else {
+        return;
+    };
     let (status, log) = server.run(
         "whoami",
         "id -u\nid -G\necho $USER\ntouch /data/mine && echo wrote-data\ntouch $TMPDIR/mine && echo wrote-tmp\ncat /etc/shadow > /dev/null 2>&1 || echo no-shadow",
@@ -328,13 +337,9 @@ fn security_steps_of_a_root_server_run_as_nobody() {
 /// threads still root afterwards (the kernel's per-thread calls, not libc's `setuid`).
 #[test]
 fn security_a_nobody_step_keeps_no_capability_and_the_server_keeps_root() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: not root, so there is no user to drop from");
+    let Some((_dir, server)) = root_server() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let data = data_dir(&dir);
-    let server = server(&data, None);
+    };
     let yaml = "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: creds\nspec:\n  services:\n    db:\n      shell: sleep 60\n      readinessProbe:\n        exec:\n          command: [sh, -c, 'id -u > /data/probe-uid; grep ^CapEff /proc/self/status > /data/probe-caps']\n        periodSeconds: 1\n  steps:\n  - name: probe\n    workingDir: /data/sub\n    shell: |\n      echo cwd $(pwd) $(stat -c %u .)\n      echo probe-uid $(cat /data/probe-uid)\n      echo \"probe-$(cat /data/probe-caps)\"\n      grep -E '^(Cap(Inh|Prm|Eff|Amb)|Groups):' /proc/self/status\n      echo uid $(id -u) gid $(id -g) groups $(id -G)\n";
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     for round in 0..2 {
