@@ -946,10 +946,16 @@ impl Sandbox {
         out
     }
 
-    /// Ends the holder; the kernel then ends every process left in its PID namespace.
+    /// Ends the holder; the kernel then ends every process left in its PID namespace. Our last
+    /// handles on its namespaces are closed on the blocking pool: closing the last one unmounts
+    /// the namespace's mounts, and the kernel waits there for an RCU grace period, which on a
+    /// runtime thread stalled every other execution.
     pub(crate) async fn stop(mut self) {
         drop(self.holder.stdin.take());
         let _ = self.holder.kill().await;
+        if let Some(inside) = self.inside.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(inside)).await;
+        }
     }
 }
 

@@ -654,7 +654,7 @@ impl Prepared {
         let cancel = opts.cancel.clone();
         // Removed however the run ends, an error included (a full disk failed the last writes
         // and left the folder, with whatever filled the disk, behind).
-        let work_dir = WorkDir(opts.work_dir.clone());
+        let work_dir = WorkDir::new(opts.work_dir.clone());
         let heartbeat = store.spawn_heartbeat(&exec.id);
         let masker = assay_engine::masker(&plan, &opts);
         let (tx, mut rx) = mpsc::channel::<Event>(1024);
@@ -772,7 +772,7 @@ impl Prepared {
             )
             .await?;
         drop(heartbeat);
-        drop(work_dir);
+        work_dir.remove().await;
         Ok(Ended {
             id: exec.id,
             status,
@@ -809,12 +809,30 @@ fn is_step_event(event: &Event) -> bool {
     )
 }
 
-/// An execution's work folder, removed when dropped.
-struct WorkDir(PathBuf);
+/// An execution's work folder: removed by [`WorkDir::remove`], or when dropped on a way out
+/// that did not get there.
+struct WorkDir(Option<PathBuf>);
+
+impl WorkDir {
+    fn new(path: PathBuf) -> Self {
+        WorkDir(Some(path))
+    }
+
+    /// Removes the folder on the blocking pool and waits for it: unlinking blocks in the
+    /// kernel (on a file system mounted with `discard`, each freed block waits for the
+    /// device), and on the runtime's own threads it stalled every other execution.
+    async fn remove(mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path)).await;
+        }
+    }
+}
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_dir_all(path);
+        }
     }
 }
 
