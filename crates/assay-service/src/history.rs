@@ -107,23 +107,11 @@ impl Service {
     }
 
     /// One page of `query` with Testkube's `totals` and `filtered` (see
-    /// [`Service::execution_totals`]); without a tag filter the page and the counts come from
-    /// one statement (one trip to the database).
-    pub async fn execution_page(
-        &self,
-        query: &HistoryQuery,
-    ) -> ServiceResult<(Page, StatusCounts, StatusCounts)> {
-        let (page, totals, filtered) = self.execution_page_records(query).await?;
-        Ok((
-            Page::cut(page.summaries()?, query.page_size),
-            totals,
-            filtered,
-        ))
-    }
-
-    /// [`Service::execution_page`] with the page as the database wrote it (one execution more
-    /// than `query`'s page size when there is a next page: see [`cut_page`]), for the REST list,
-    /// which writes the entries of its records ([`assay_store::testkube::ListCache`]).
+    /// [`Service::execution_totals`]), the page as the database wrote it (one execution more
+    /// than `query`'s page size when there is a next page: see [`cut_page`]), for the REST
+    /// list, which writes the entries of its records ([`assay_store::testkube::ListCache`]).
+    /// Without a tag filter the page and the counts come from one statement (one trip to the
+    /// database).
     pub async fn execution_page_records(
         &self,
         query: &HistoryQuery,
@@ -135,7 +123,7 @@ impl Service {
         }
         let (page, totals) = self
             .store
-            .list_and_count_page(&page_filter(query), &totals_filter(query))
+            .list_and_count(&page_filter(query), &totals_filter(query))
             .await?;
         let filtered = filtered_of_totals(&totals, query);
         Ok((page, totals, filtered))

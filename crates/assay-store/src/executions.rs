@@ -877,20 +877,10 @@ impl Store {
         Ok(SummaryPage(row.text("page")?))
     }
 
-    /// [`Store::list_executions`] of `filter` and [`Store::count_executions`] of `counted` in
-    /// one statement (one trip to the database instead of two), when `counted` has neither
-    /// tags nor `since` (it then reads `execution_counts`); otherwise the two calls.
+    /// [`Store::list_page`] of `filter` and [`Store::count_executions`] of `counted` in one
+    /// statement (one trip to the database instead of two), when `counted` has neither tags
+    /// nor `since` (it then reads `execution_counts`); otherwise the two calls.
     pub async fn list_and_count(
-        &self,
-        filter: &ExecutionFilter,
-        counted: &ExecutionFilter,
-    ) -> Result<(Vec<ExecutionSummary>, StatusCounts)> {
-        let (page, counts) = self.list_and_count_page(filter, counted).await?;
-        Ok((page.summaries()?, counts))
-    }
-
-    /// [`Store::list_and_count`] with the page as the database wrote it ([`Store::list_page`]).
-    pub async fn list_and_count_page(
         &self,
         filter: &ExecutionFilter,
         counted: &ExecutionFilter,
@@ -1056,9 +1046,7 @@ impl SummaryPage {
         page.sort_unstable_by(|a, b| b.id.cmp(&a.id));
         Ok(page)
     }
-}
 
-impl SummaryPage {
     /// The page's executions one by one as the database wrote them, in the page's order (the
     /// REST list keeps entries of ended executions by their record: [`crate::testkube::ListCache`]).
     pub fn records(&self) -> Result<Vec<PageRecord<'_>>> {

@@ -1610,7 +1610,10 @@ async fn list_page_matches_row_reads(env: Env) {
         ),
     ] {
         let (page, counts) = s.list_and_count(&filter, &counted).await.unwrap();
-        assert_eq!(page, s.list_executions(&filter).await.unwrap());
+        assert_eq!(
+            page.summaries().unwrap(),
+            s.list_executions(&filter).await.unwrap()
+        );
         assert_eq!(counts, s.count_executions(&counted).await.unwrap());
     }
     // The odd values came back whole.
