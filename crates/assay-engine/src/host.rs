@@ -112,8 +112,7 @@ impl HostScope {
                 env,
                 cwd: Some(self.layout.to_host(&launch.working_dir)),
                 inside: None,
-                run_as: None,
-                user_inside: None,
+                user: None,
                 program: None,
             });
         }
@@ -150,8 +149,7 @@ impl HostScope {
                 env,
                 cwd: Some(cwd.into()),
                 inside: sb.inside(),
-                run_as: None,
-                user_inside: user.cloned(),
+                user: user.cloned(),
                 program: argv.first().cloned(),
             },
             Some(sb) => ProcessSpec {
@@ -159,8 +157,7 @@ impl HostScope {
                 env,
                 cwd: None,
                 inside: None,
-                run_as: None,
-                user_inside: None,
+                user: None,
                 program: argv.first().cloned(),
             },
             None => ProcessSpec {
@@ -168,8 +165,7 @@ impl HostScope {
                 env,
                 cwd: Some(host_cwd),
                 inside: None,
-                run_as: user.map(|u| (u.uid, u.gid)),
-                user_inside: None,
+                user: user.cloned(),
                 program: None,
             },
         })
@@ -248,7 +244,7 @@ impl Scope for HostScope {
                 // runtime's reaper.
                 Some(inside) => {
                     let runtime = tokio::runtime::Handle::current();
-                    let user = spec.user_inside.clone();
+                    let user = spec.user.clone();
                     inside
                         .run(move |entered| {
                             if let Some(user) = &user {

@@ -40,11 +40,9 @@ pub(crate) struct ProcessSpec {
     /// The sandbox to start the process in directly (its namespaces and root); `cwd` is then a
     /// path as the process sees it.
     pub inside: Option<Arc<Inside>>,
-    /// User and group to run as when no sandbox wrapper drops privileges.
-    pub run_as: Option<(u32, u32)>,
-    /// The user to start it as inside the sandbox (`inside`): its starting thread becomes
-    /// that user before it spawns.
-    pub user_inside: Option<StepUser>,
+    /// The user to run as: inside the sandbox (`inside`) the starting thread becomes that
+    /// user before it spawns; on the host std sets it in the child.
+    pub user: Option<StepUser>,
     /// The step's own program when `argv` wraps it (looked up first, so that a missing one
     /// is the same clear error with or without the wrapper).
     pub program: Option<String>,
@@ -138,10 +136,10 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Spawn
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
         }
-        if let Some((uid, gid)) = spec.run_as {
+        if let Some(user) = spec.user.as_ref().filter(|_| spec.inside.is_none()) {
             // std drops the supplementary groups too when it changes the uid as root.
-            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
-            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+            std::os::unix::process::CommandExt::uid(&mut cmd, user.uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, user.gid);
         }
         Ok::<_, SpawnError>(cmd)
     };
@@ -171,7 +169,7 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Spawn
             if let Some(cwd) = spec.cwd.as_ref().filter(|c| !c.is_dir()) {
                 return Err(SpawnError::NoWorkingDir(cwd.clone()));
             }
-            if let Some(user) = &spec.user_inside {
+            if let Some(user) = &spec.user {
                 entered.become_user(user)?;
             }
             launch(&|cmd| cmd.spawn())?.map_err(failed)
