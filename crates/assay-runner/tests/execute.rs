@@ -148,6 +148,24 @@ async fn execute_runs_a_stored_workflow_as_its_own_execution() {
     assert_eq!(child.running_context.actor_type(), "testworkflowexecution");
 }
 
+/// An execution's work folder (its `TMPDIR` among others) is gone once the run has ended:
+/// removed on the blocking pool and waited for, not left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_work_folder_is_gone_when_the_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let exec = run(
+        &store,
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: leaves\nspec:\n  steps:\n  - shell: echo kept > \"$TMPDIR/left\"\n",
+    )
+    .await;
+    assert_eq!(exec.summary.status, ExecutionStatus::Passed, "{exec:#?}");
+    let work = dir.path().join("data").join("work");
+    assert!(work.is_dir(), "no {}", work.display());
+    let own = work.join(&exec.summary.id);
+    assert!(!own.exists(), "{} was left behind", own.display());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_child_fails_the_step() {
     let dir = tempfile::tempdir().unwrap();
