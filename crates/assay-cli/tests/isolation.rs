@@ -6,6 +6,7 @@
 use crate::run_support;
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,9 +33,15 @@ impl Drop for Server {
 /// `assay server` on a free port with `SERVER_SECRET` in its environment; `step_user` is its
 /// `ASSAY_STEP_USER` (`None`: unset, the default).
 fn server(data: &Path, step_user: Option<&str>) -> Server {
+    server_with(data, step_user, &[])
+}
+
+/// [`server`] with `env` added to its environment.
+fn server_with(data: &Path, step_user: Option<&str>, env: &[(&str, &Path)]) -> Server {
     let port = free_port();
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("assay"));
     cmd.args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .envs(env.iter().copied())
         .env("ASSAY_DATA_DIR", data)
         .env("NO_COLOR", "1")
         .env("ASSAY_SERVER_SECRET", SERVER_SECRET)
@@ -387,6 +394,56 @@ fn security_a_nobody_step_keeps_no_capability_and_the_server_keeps_root() {
         threads += 1;
     }
     assert!(threads > 1, "{task}");
+}
+
+/// As root without namespaces (no `unshare` or `nsenter` on the server's `PATH`, as in a
+/// container without `CAP_SYS_ADMIN`): the step and a service's exec probe still run as the
+/// step user, in a work folder that user can enter (the data folder is root's alone, so it is
+/// elsewhere), which is gone once the run ends; the data folder stays out of reach.
+#[test]
+fn security_without_namespaces_steps_and_probes_run_as_the_step_user() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: not root, so there is no user to drop from");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Steps inherit the server's `PATH`: the step user must reach its folder.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in ["sh", "bash", "id", "cat", "sleep"] {
+        let found = std::env::split_paths(&path)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("no {tool} on PATH"));
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+    let data = data_dir(&dir);
+    let server = server_with(&data, None, &[("PATH", &bin)]);
+    let token = data.join("admin.token");
+    let yaml = format!(
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: bare\nspec:\n  services:\n    db:\n      shell: sleep 60\n      readinessProbe:\n        exec:\n          command: [sh, -c, 'id -u > probe-uid']\n        periodSeconds: 1\n  steps:\n  - name: probe\n    shell: |\n      echo uid $(id -u)\n      echo probe $(cat probe-uid)\n      echo cwd $(pwd)\n      cat {} > /dev/null 2>&1 && echo read-token || echo no-token\n",
+        token.display()
+    );
+    let (status, log) = server.finish(server.start_yaml("bare", &yaml));
+    assert_eq!(status, "passed", "{log}");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let text: Vec<&str> = log.lines().map(str::trim_end).collect();
+    for line in [
+        format!("uid {}", nobody.uid),
+        format!("probe {}", nobody.uid),
+        "no-token".to_string(),
+    ] {
+        assert!(text.contains(&line.as_str()), "no line {line:?} in {log}");
+    }
+    let cwd = text
+        .iter()
+        .find_map(|l| l.strip_prefix("cwd "))
+        .unwrap_or_else(|| panic!("no cwd in {log}"));
+    let cwd = Path::new(cwd);
+    assert!(!cwd.starts_with(&data), "{}", cwd.display());
+    assert!(!cwd.exists(), "{} outlived its run", cwd.display());
 }
 
 #[test]

@@ -257,9 +257,15 @@ impl Scope for HostScope {
                         .map_err(|e| RuntimeError::Failed(e.to_string()))?
                         .map_err(|e| RuntimeError::Failed(e.to_string()))?
                 }
-                None => cmd
-                    .spawn()
-                    .map_err(|e| RuntimeError::Failed(e.to_string()))?,
+                // On the host as a step is: as the step user when there is one (std drops
+                // the supplementary groups with the uid).
+                None => {
+                    if let Some(user) = &spec.user {
+                        cmd.uid(user.uid).gid(user.gid);
+                    }
+                    cmd.spawn()
+                        .map_err(|e| RuntimeError::Failed(e.to_string()))?
+                }
             };
             let out = child
                 .wait()

@@ -173,6 +173,45 @@ fn resolve_step_user(root: bool, var: Option<&str>) -> Result<Option<StepUser>, 
     }
 }
 
+/// Where executions' work folders go instead of the data folder, when steps run as the step
+/// user without namespaces (as root where `unshare` or `nsenter` is missing or refused, as in a
+/// container without `CAP_SYS_ADMIN`): the data folder is root's alone (mode 0700, it keeps the
+/// tokens and the database) and no sandbox binds a work folder back under it, so the step
+/// user could not enter one there. Made once per process in the system's temporary folder,
+/// with a random name (no link or folder planted there in advance is used) and mode 0711: a
+/// step reaches its own execution's folder by its path but cannot list the others. `None`
+/// when work folders stay in the data folder (steps in a sandbox, or steps that keep our user).
+pub fn host_work_root() -> Option<&'static Result<PathBuf, WorkRootError>> {
+    static ROOT: OnceLock<Result<PathBuf, WorkRootError>> = OnceLock::new();
+    let shares_host = matches!(support(), Support::Unavailable(_));
+    (shares_host && matches!(step_user(), Ok(Some(_)))).then(|| {
+        ROOT.get_or_init(|| {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = std::env::temp_dir();
+            tempfile::Builder::new()
+                .prefix("assay-work-")
+                .permissions(std::fs::Permissions::from_mode(0o711))
+                .tempdir_in(&dir)
+                .map(tempfile::TempDir::keep)
+                .map_err(|source| WorkRootError {
+                    dir,
+                    message: source.to_string(),
+                })
+        })
+    })
+}
+
+/// The folder for work folders outside the data folder ([`host_work_root`]) could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "failed to make a folder for work folders in {}: {message}\n\nhint: steps run as the step user without namespaces, so their folders cannot be in the data folder; set TMPDIR to a writable folder, or {STEP_USER_VAR}=current",
+    dir.display()
+)]
+pub struct WorkRootError {
+    pub dir: PathBuf,
+    pub message: String,
+}
+
 /// What to say once at start when steps cannot be confined: `None` when they can.
 pub fn isolation_warning() -> Option<String> {
     let user = matches!(step_user(), Ok(Some(_)));

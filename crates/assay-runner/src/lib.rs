@@ -504,28 +504,39 @@ async fn prepare_created(
         // `balance: durations`: shards spread by the durations of this workflow's last runs.
         creq.durations = store.shard_durations(&wf.metadata.name).await?;
     }
+    // The execution is recorded already: what fails from here ends it as failed, with why.
+    let fail = async |message: String| -> Result<Prepared, RunError> {
+        store
+            .finish_execution(
+                &execution.id,
+                Finish {
+                    status: ExecutionStatus::Failed,
+                    error_message: Some(message.clone()),
+                    at: ms(SystemTime::now()),
+                },
+            )
+            .await?;
+        Err(RunError::Internal(message))
+    };
     let compiled = match assay_spec::compile(&creq) {
         Ok(c) => c,
         Err(e) => {
-            let message = format!("the plan failed to compile with the execution's values: {e:?}");
-            store
-                .finish_execution(
-                    &execution.id,
-                    Finish {
-                        status: ExecutionStatus::Failed,
-                        error_message: Some(message.clone()),
-                        at: ms(SystemTime::now()),
-                    },
-                )
-                .await?;
-            return Err(RunError::Internal(message));
+            return fail(format!(
+                "the plan failed to compile with the execution's values: {e:?}"
+            ))
+            .await;
         }
     };
     let plan_json =
         serde_json::to_string(&compiled.plan).map_err(|e| RunError::Internal(e.to_string()))?;
     store.set_resolved(&execution.id, &plan_json).await?;
 
-    let work_dir: PathBuf = store.config().data_dir.join("work").join(&execution.id);
+    let work_dir: PathBuf = match assay_engine::sandbox::host_work_root() {
+        None => store.config().data_dir.join("work"),
+        Some(Ok(root)) => root.clone(),
+        Some(Err(e)) => return fail(e.to_string()).await,
+    }
+    .join(&execution.id);
     let mut opts = RunOptions::new(&work_dir);
     opts.secrets = compiled.secrets.into_iter().collect();
     opts.masked = req.secrets.values().cloned().collect();
