@@ -99,6 +99,65 @@ pub enum AgentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The work folder exists but another user could change what is in it (it is a link, not
+    /// ours, or writable by others): steps would run in files they planted.
+    #[error(
+        "use the work folder {}: it is not this user's own ({why}), so another user could change the files executions run in",
+        path.display()
+    )]
+    WorkDirNotOwn { path: PathBuf, why: String },
+}
+
+/// Makes the agent's work folder, or checks an existing one: a folder of ours (not a link)
+/// that no one else can write in. The default is a fixed name in the system's temporary
+/// directory, which any local user could have made first. Made mode 0711: a step dropped to
+/// another user (as root without namespaces) can reach its own execution's folder by its path,
+/// and no one can list the others.
+pub fn own_work_dir(path: &std::path::Path) -> Result<(), AgentError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let failed = |source| AgentError::WorkDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Made without a window in which others could write in it; then 0711 whatever the umask.
+    let make = || {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(path)
+            .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711)))
+    };
+    match make() {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Its parents are missing: made as any folder is; the last one as above.
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(failed)?;
+            }
+            return make().map_err(failed);
+        }
+        Err(e) => return Err(failed(e)),
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(failed)?;
+    let me = nix::unistd::geteuid().as_raw();
+    let why = if meta.file_type().is_symlink() {
+        Some("a symbolic link".to_string())
+    } else if !meta.is_dir() {
+        Some("not a folder".to_string())
+    } else if meta.uid() != me {
+        Some(format!("owned by uid {}", meta.uid()))
+    } else if meta.mode() & 0o022 != 0 {
+        Some(format!("mode {:o}", meta.mode() & 0o7777))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(AgentError::WorkDirNotOwn {
+            path: path.to_path_buf(),
+            why,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The longest wait between two claims while the server cannot be reached: how long a restarted
@@ -163,10 +222,7 @@ pub async fn run(
     config: AgentConfig,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
-    std::fs::create_dir_all(&config.work_dir).map_err(|source| AgentError::WorkDir {
-        path: config.work_dir.clone(),
-        source,
-    })?;
+    own_work_dir(&config.work_dir)?;
     let session = uuid::Uuid::new_v4().simple().to_string();
     let running: Running = Arc::default();
     let waiting = Waiting::default();

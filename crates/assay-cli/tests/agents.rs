@@ -1092,3 +1092,85 @@ fn named_secrets_a_plan_reads_reach_the_agent_that_runs_it() {
     assert!(!body.contains("pw-7f3c19ab"), "{body}");
     assert!(claimed_by(&[("a1", &agent)], run["name"].as_str().unwrap()).is_some());
 }
+
+/// An agent's default work folder is a fixed name in the system's temporary directory, which
+/// any local user can make first: a link there to a folder they control, a folder of theirs, or
+/// one anyone can write in is refused before anything runs in it, with the reason; a folder the
+/// agent makes itself is mode 0711 (no one else can list or change it).
+#[test]
+fn security_an_agent_refuses_a_work_folder_another_user_could_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "not-a-token\n").unwrap();
+    let planted = dir.path().join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    let port = free_port(); // nothing listens: the agent only gets as far as its folder
+    let agent = |name: &str, work: Option<&Path>| {
+        let mut cmd = assay();
+        cmd.args([
+            "agent",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--name",
+            name,
+        ])
+        .env("TMPDIR", dir.path())
+        .env("NO_COLOR", "1");
+        if let Some(work) = work {
+            cmd.arg("--work-dir").arg(work);
+        }
+        cmd
+    };
+    let refused = |mut cmd: Command, why: &str| {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the agent took a folder it should refuse ({why})");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("it is not this user's own ({why})"))
+                && stderr.contains("hint: remove it, or pass --work-dir"),
+            "{stderr}"
+        );
+    };
+    std::os::unix::fs::symlink(&planted, dir.path().join("assay-agent-linked")).unwrap();
+    refused(agent("linked", None), "a symbolic link");
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused(agent("open", Some(&planted)), "mode 777");
+    if nix::unistd::geteuid().is_root() {
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+        refused(agent("theirs", Some(&planted)), "owned by uid 65534");
+    }
+    assert!(
+        std::fs::read_dir(&planted).unwrap().next().is_none(),
+        "the agent wrote in a folder it refused"
+    );
+    // Its own: made 0711, and the agent goes on (trying to reach the server) until stopped.
+    let mut own = agent("fresh", None).stderr(Stdio::null()).spawn().unwrap();
+    let made = dir.path().join("assay-agent-fresh");
+    let mode = wait_for("the agent's folder", Duration::from_secs(20), || {
+        std::fs::symlink_metadata(&made)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    });
+    assert!(own.try_wait().unwrap().is_none(), "the agent stopped");
+    let _ = own.kill();
+    let _ = own.wait();
+    assert_eq!(mode, 0o711);
+}

@@ -131,6 +131,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             ))
             .with_hint("use a runner token (`assay token create NAME --role runner`) and a --name no other running agent uses")
             .into()),
+            Err(e @ assay_agent::AgentError::WorkDirNotOwn { .. }) => {
+                Err(UserError::invalid(format!("failed to {e}"))
+                    .with_hint("remove it, or pass --work-dir with a folder of your own")
+                    .into())
+            }
             Err(e) => Err(anyhow::anyhow!("failed to {e}")),
         }
     })
