@@ -113,7 +113,7 @@ pub enum AgentError {
 /// directory, which any local user could have made first. Made mode 0711: a step dropped to
 /// another user (as root without namespaces) can reach its own execution's folder by its path,
 /// and no one can list the others.
-pub fn own_work_dir(path: &std::path::Path) -> Result<(), AgentError> {
+fn own_work_dir(path: &std::path::Path) -> Result<(), AgentError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let failed = |source| AgentError::WorkDir {
         path: path.to_path_buf(),
