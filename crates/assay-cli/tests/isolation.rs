@@ -396,6 +396,57 @@ fn security_a_nobody_step_keeps_no_capability_and_the_server_keeps_root() {
     assert!(threads > 1, "{task}");
 }
 
+/// A folder in `dir` with links to `tools` as found on our `PATH`, for a server's `PATH`
+/// without the others; `dir` is made 0755, since steps inherit the server's `PATH` and the
+/// step user must reach it.
+fn bin_of(dir: &tempfile::TempDir, tools: &[&str]) -> std::path::PathBuf {
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in tools {
+        let found = std::env::split_paths(&path)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("no {tool} on PATH"));
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+    bin
+}
+
+/// As root, `nsenter` is not needed (steps enter the namespaces from a thread of the
+/// server's): with `unshare` but no `nsenter` on the server's `PATH`, steps are still confined
+/// (the data folder hidden, only their own processes in `/proc`, a private `/data`).
+#[test]
+fn security_as_root_namespaces_need_no_nsenter() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: not root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = bin_of(&dir, &["sh", "bash", "cat", "true", "unshare"]);
+    let data = data_dir(&dir);
+    let server = server_with(&data, None, &[("PATH", &bin)]);
+    let (status, log) = server.run(
+        "confined",
+        &format!(
+            "cat {}/admin.token > /dev/null 2>&1 && echo read-token || echo no-token\np=(/proc/[0-9]*); echo procs ${{#p[@]}}\necho hi > /data/mine && echo wrote-data",
+            data.display()
+        ),
+    );
+    assert_eq!(status, "passed", "{log}");
+    assert!(
+        log.contains("no-token") && log.contains("wrote-data"),
+        "{log}"
+    );
+    let procs: usize = log
+        .lines()
+        .find_map(|l| l.split("procs ").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no process count in {log}"));
+    assert!(procs < 10, "a step sees more than its own processes: {log}");
+}
+
 /// As root without namespaces (no `unshare` or `nsenter` on the server's `PATH`, as in a
 /// container without `CAP_SYS_ADMIN`): the step and a service's exec probe still run as the
 /// step user, in a work folder that user can enter (the data folder is root's alone, so it is
@@ -407,18 +458,7 @@ fn security_without_namespaces_steps_and_probes_run_as_the_step_user() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // Steps inherit the server's `PATH`: the step user must reach its folder.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for tool in ["sh", "bash", "id", "cat", "sleep"] {
-        let found = std::env::split_paths(&path)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-            .unwrap_or_else(|| panic!("no {tool} on PATH"));
-        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
-    }
+    let bin = bin_of(&dir, &["sh", "bash", "id", "cat", "sleep"]);
     let data = data_dir(&dir);
     let server = server_with(&data, None, &[("PATH", &bin)]);
     let token = data.join("admin.token");

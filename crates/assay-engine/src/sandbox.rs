@@ -18,15 +18,13 @@
 //! mounts that namespace's `/proc` itself, naming the namespace by path (`proc`'s `pidns=`
 //! option, Linux 6.18). On an older kernel, which refuses the option (tried once per
 //! process), the holder is `unshare -m --mount-proc` becoming `sh`, which says ready once the
-//! `/proc` is mounted. Steps that keep our user are started the same way: a short-lived
-//! thread enters the holder's mount namespace, root and PID namespace (`setns`, `chroot`) and
-//! spawns the step there itself, so a trivial execution starts two programs (`sh`, the step;
-//! three with `unshare` on older kernels). A step dropped to `ASSAY_STEP_USER` execs
-//! `nsenter -t <holder> -m -r -S uid -G gid --wdns=<dir> --` first (one extra exec, ~1 ms;
-//! `-- env -C <dir> --`, two, where nsenter is older than util-linux 2.38), since changing
-//! the uid of one thread needs code we do not write (`unsafe`). Unprivileged, the holder is
-//! `unshare -U -r -m` running [`HOLDER_SCRIPT`] (one `mount -a` over a table), and steps enter
-//! it through `nsenter -U`. Every program is started by its absolute path, so that std uses
+//! `/proc` is mounted. Steps, services and exec probes are started the same way: a
+//! short-lived thread enters the holder's mount namespace, root and PID namespace (`setns`,
+//! `chroot`), becomes `ASSAY_STEP_USER` when steps run as one (the kernel's per-thread calls,
+//! [`Entered::become_user`]) and spawns the process there itself, so a trivial execution
+//! starts two programs (`sh`, the step; three with `unshare` on older kernels) and no
+//! `nsenter`. Unprivileged, the holder is `unshare -U -r -m` running [`HOLDER_SCRIPT`] (one
+//! `mount -a` over a table), and steps enter it through `nsenter -U`. Every program is started by its absolute path, so that std uses
 //! `posix_spawn` rather than a fork of this process (whose page tables are large). Every
 //! step is still our direct child: exit codes, signals, process groups, timeouts and CPU/memory
 //! figures are exactly those of a step without a namespace; only the pids a step sees (`$$`,
@@ -73,12 +71,15 @@ fn detect() -> Support {
         args.splice(0..0, ["-U", "-r"]);
     }
     args.push("true");
-    if std::process::Command::new("nsenter")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
+    // As root, steps enter the namespaces from a thread of ours: only unprivileged runs need
+    // `nsenter`.
+    if !root
+        && std::process::Command::new("nsenter")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
     {
         return Support::Unavailable("`nsenter` (util-linux) is not installed".into());
     }
@@ -226,7 +227,7 @@ pub fn isolation_warning() -> Option<String> {
         )
     } else if root {
         format!(
-            "steps run without private namespaces ({why}) and as root: a step can read the data directory (tokens, database), this process's environment and other executions' files\n\nhint: install util-linux's unshare and nsenter, or set {STEP_USER_VAR} to an unprivileged user"
+            "steps run without private namespaces ({why}) and as root: a step can read the data directory (tokens, database), this process's environment and other executions' files\n\nhint: install util-linux's unshare (and give this process CAP_SYS_ADMIN), or set {STEP_USER_VAR} to an unprivileged user"
         )
     } else {
         format!(
