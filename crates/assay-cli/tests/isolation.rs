@@ -379,6 +379,12 @@ fn security_a_nobody_step_keeps_no_capability_and_the_server_keeps_root() {
         }
     }
     // Every thread of the server is still root, so the second round's sandbox was made.
+    every_thread_is_root(&server);
+}
+
+/// Every thread of `server` still has uid 0 in all four fields (the threads that dropped to the
+/// step user to start a process have ended).
+fn every_thread_is_root(server: &Server) {
     let task = format!("/proc/{}/task", server.child.id());
     let mut threads = 0;
     for entry in std::fs::read_dir(&task).unwrap() {
@@ -395,6 +401,19 @@ fn security_a_nobody_step_keeps_no_capability_and_the_server_keeps_root() {
     }
     assert!(threads > 1, "{task}");
 }
+
+/// The lines of a step's `/proc/self/status` that say its credentials, printed by bash alone.
+const PRINT_CREDENTIALS: &str =
+    "while read -r l; do case $l in Cap*|Groups*) echo \"$l\";; esac; done < /proc/self/status";
+
+/// What [`PRINT_CREDENTIALS`] prints for a process with no capability and no group.
+const NO_CREDENTIALS: [&str; 5] = [
+    "CapInh:\t0000000000000000",
+    "CapPrm:\t0000000000000000",
+    "CapEff:\t0000000000000000",
+    "CapAmb:\t0000000000000000",
+    "Groups:",
+];
 
 /// A folder in `dir` with links to `tools` as found on our `PATH`, for a server's `PATH`
 /// without the others; `dir` is made 0755, since steps inherit the server's `PATH` and the
@@ -463,7 +482,7 @@ fn security_without_namespaces_steps_and_probes_run_as_the_step_user() {
     let server = server_with(&data, None, &[("PATH", &bin)]);
     let token = data.join("admin.token");
     let yaml = format!(
-        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: bare\nspec:\n  services:\n    db:\n      shell: sleep 60\n      readinessProbe:\n        exec:\n          command: [sh, -c, 'id -u > probe-uid']\n        periodSeconds: 1\n  steps:\n  - name: probe\n    shell: |\n      echo uid $(id -u)\n      echo probe $(cat probe-uid)\n      echo cwd $(pwd)\n      cat {} > /dev/null 2>&1 && echo read-token || echo no-token\n",
+        "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: bare\nspec:\n  services:\n    db:\n      shell: sleep 60\n      readinessProbe:\n        exec:\n          command: [sh, -c, 'id -u > probe-uid']\n        periodSeconds: 1\n  steps:\n  - name: probe\n    shell: |\n      echo uid $(id -u)\n      echo probe $(cat probe-uid)\n      echo cwd $(pwd)\n      cat {} > /dev/null 2>&1 && echo read-token || echo no-token\n      {PRINT_CREDENTIALS}\n",
         token.display()
     );
     let (status, log) = server.finish(server.start_yaml("bare", &yaml));
@@ -474,7 +493,10 @@ fn security_without_namespaces_steps_and_probes_run_as_the_step_user() {
         format!("uid {}", nobody.uid),
         format!("probe {}", nobody.uid),
         "no-token".to_string(),
-    ] {
+    ]
+    .into_iter()
+    .chain(NO_CREDENTIALS.map(String::from))
+    {
         assert!(text.contains(&line.as_str()), "no line {line:?} in {log}");
     }
     let cwd = text
@@ -484,6 +506,7 @@ fn security_without_namespaces_steps_and_probes_run_as_the_step_user() {
     let cwd = Path::new(cwd);
     assert!(!cwd.starts_with(&data), "{}", cwd.display());
     assert!(!cwd.exists(), "{} outlived its run", cwd.display());
+    every_thread_is_root(&server);
 }
 
 #[test]

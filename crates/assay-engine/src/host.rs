@@ -238,34 +238,29 @@ impl Scope for HostScope {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true);
-            let mut child = match &spec.inside {
-                // Started inside the sandbox as steps are (its `cwd` is a path as seen there,
-                // as the step user when there is one), by a thread that entered it, with this
-                // runtime's reaper.
-                Some(inside) => {
-                    let runtime = tokio::runtime::Handle::current();
-                    let user = spec.user.clone();
-                    inside
-                        .run(move |entered| {
-                            if let Some(user) = &user {
-                                entered.become_user(user)?;
-                            }
-                            let _runtime = runtime.enter();
-                            Ok(cmd.spawn())
-                        })
-                        .and_then(|started| started)
-                        .map_err(|e| RuntimeError::Failed(e.to_string()))?
-                        .map_err(|e| RuntimeError::Failed(e.to_string()))?
-                }
-                // On the host as a step is: as the step user when there is one (std drops
-                // the supplementary groups with the uid).
-                None => {
-                    if let Some(user) = &spec.user {
-                        cmd.uid(user.uid).gid(user.gid);
+            // As root, started by a thread that entered the sandbox (its `cwd` is a path as seen
+            // there) or, without one, on the host; either becomes the step user first when
+            // there is one. The process gets this runtime's reaper.
+            let failed = |e: &dyn std::fmt::Display| RuntimeError::Failed(e.to_string());
+            let mut child = if spec.inside.is_none() && spec.user.is_none() {
+                cmd.spawn().map_err(|e| failed(&e))?
+            } else {
+                let runtime = tokio::runtime::Handle::current();
+                let user = spec.user.clone();
+                let start = move |entered: &crate::sandbox::Entered| {
+                    if let Some(user) = &user {
+                        entered.become_user(user)?;
                     }
-                    cmd.spawn()
-                        .map_err(|e| RuntimeError::Failed(e.to_string()))?
+                    let _runtime = runtime.enter();
+                    Ok(cmd.spawn())
+                };
+                match &spec.inside {
+                    Some(inside) => inside.run(start),
+                    None => crate::sandbox::on_host_thread(start),
                 }
+                .and_then(|started| started)
+                .map_err(|e| failed(&e))?
+                .map_err(|e| failed(&e))?
             };
             let out = child
                 .wait()

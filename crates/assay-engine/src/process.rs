@@ -40,8 +40,8 @@ pub(crate) struct ProcessSpec {
     /// The sandbox to start the process in directly (its namespaces and root); `cwd` is then a
     /// path as the process sees it.
     pub inside: Option<Arc<Inside>>,
-    /// The user to run as: inside the sandbox (`inside`) the starting thread becomes that
-    /// user before it spawns; on the host std sets it in the child.
+    /// The user to run as: the thread that starts the process (inside the sandbox with
+    /// `inside`, else on the host) becomes that user before it spawns.
     pub user: Option<StepUser>,
     /// The step's own program when `argv` wraps it (looked up first, so that a missing one
     /// is the same clear error with or without the wrapper).
@@ -136,11 +136,6 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Spawn
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
         }
-        if let Some(user) = spec.user.as_ref().filter(|_| spec.inside.is_none()) {
-            // std drops the supplementary groups too when it changes the uid as root.
-            std::os::unix::process::CommandExt::uid(&mut cmd, user.uid);
-            std::os::unix::process::CommandExt::gid(&mut cmd, user.gid);
-        }
         Ok::<_, SpawnError>(cmd)
     };
     // Started by its absolute path when it is found on the child's `PATH` (so std uses
@@ -174,10 +169,20 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Spawn
             }
             launch(&|cmd| cmd.spawn())?.map_err(failed)
         })??,
-        None => launch(&|cmd| cmd.spawn())?.map_err(|e| match &spec.cwd {
-            Some(cwd) if !cwd.is_dir() => SpawnError::NoWorkingDir(cwd.clone()),
-            _ => failed(e),
-        })?,
+        None => {
+            let spawned = match &spec.user {
+                // On the host as the step user: a thread that becomes the user starts it.
+                Some(user) => crate::sandbox::on_host_thread(|entered| {
+                    entered.become_user(user)?;
+                    launch(&|cmd| cmd.spawn())
+                })??,
+                None => launch(&|cmd| cmd.spawn())?,
+            };
+            spawned.map_err(|e| match &spec.cwd {
+                Some(cwd) if !cwd.is_dir() => SpawnError::NoWorkingDir(cwd.clone()),
+                _ => failed(e),
+            })?
+        }
     };
     // Our copy of the pipe's write end: dropped so the pipe closes when the process tree is
     // gone (the commands held the others and are dropped already).

@@ -544,30 +544,53 @@ impl Inside {
         start: impl FnOnce(&Entered) -> T + Send,
     ) -> Result<T, EnterError> {
         use nix::sched::{CloneFlags, setns, unshare};
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let enter = || -> nix::Result<()> {
-                        unshare(CloneFlags::CLONE_FS)?;
-                        setns(&self.mnt, CloneFlags::CLONE_NEWNS)?;
-                        nix::unistd::fchdir(&self.root)?;
-                        nix::unistd::chroot(".")?;
-                        nix::unistd::chdir("/")?;
-                        setns(&self.pid, CloneFlags::CLONE_NEWPID)
-                    };
-                    enter().map_err(EnterError::Enter)?;
-                    Ok(start(&Entered {
-                        _this_thread: std::marker::PhantomData,
-                    }))
-                })
-                .join()
-                .unwrap_or(Err(EnterError::Panicked))
-        })
+        fresh_thread(
+            || {
+                unshare(CloneFlags::CLONE_FS)?;
+                setns(&self.mnt, CloneFlags::CLONE_NEWNS)?;
+                nix::unistd::fchdir(&self.root)?;
+                nix::unistd::chroot(".")?;
+                nix::unistd::chdir("/")?;
+                setns(&self.pid, CloneFlags::CLONE_NEWPID)
+            },
+            start,
+        )
     }
 }
 
-/// The thread [`Inside::run`] made for one start: the only thread whose credentials may change.
-/// It cannot leave that thread (`!Send`, lent to `start` only).
+/// Runs `start` on a fresh thread on the host (no namespace entered), for a process started
+/// as the step user without a sandbox (as root without namespaces): the thread becomes the
+/// user ([`Entered::become_user`]) and the process is born with its credentials, started with
+/// `posix_spawn` rather than by a fork of this process (std forks whenever it is to set the
+/// child's uid).
+pub(crate) fn on_host_thread<T: Send>(
+    start: impl FnOnce(&Entered) -> T + Send,
+) -> Result<T, EnterError> {
+    fresh_thread(|| Ok(()), start)
+}
+
+/// Runs `start` on a fresh thread once `enter` succeeded on it, and waits for it: the thread
+/// ends with the start, so what `enter` and [`Entered`] changed of it (namespaces, root,
+/// credentials) ends with it.
+fn fresh_thread<T: Send>(
+    enter: impl FnOnce() -> nix::Result<()> + Send,
+    start: impl FnOnce(&Entered) -> T + Send,
+) -> Result<T, EnterError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter().map_err(EnterError::Enter)?;
+                Ok(start(&Entered {
+                    _this_thread: std::marker::PhantomData,
+                }))
+            })
+            .join()
+            .unwrap_or(Err(EnterError::Panicked))
+    })
+}
+
+/// The thread [`Inside::run`] or [`on_host_thread`] made for one start: the only thread whose
+/// credentials may change. It cannot leave that thread (`!Send`, lent to `start` only).
 pub(crate) struct Entered {
     _this_thread: std::marker::PhantomData<*const ()>,
 }
