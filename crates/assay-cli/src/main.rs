@@ -111,6 +111,8 @@ fn main() -> ExitCode {
         Command::Scan(args) => cmd::scan::run(args),
         Command::Pod(args) => cmd::pod::run(args),
     };
+    // What this process kept for more executions (as root: idle sandboxes) ends with it.
+    assay_engine::sandbox::end_kept();
     finish(result)
 }
 

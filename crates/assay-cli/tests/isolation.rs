@@ -415,6 +415,80 @@ const NO_CREDENTIALS: [&str; 5] = [
     "Groups:",
 ];
 
+/// A root server keeps an ended execution's sandbox for the next one only when nothing of that
+/// execution is left in it: the next sees none of its files, folders or processes; an
+/// execution that leaves a process behind gets a sandbox of its own, which ends with that
+/// process. The holder's start time (field 22 of `/proc/1/stat`, the namespace's init) tells
+/// which sandbox a step ran in.
+#[test]
+fn security_a_sandbox_serves_another_execution_only_when_nothing_of_the_last_is_left() {
+    let Some((_dir, server)) = root_server() else {
+        return;
+    };
+    let holder = |log: &str| -> String {
+        log.lines()
+            .find_map(|l| l.split("holder ").nth(1))
+            .unwrap_or_else(|| panic!("no holder in {log}"))
+            .trim()
+            .to_string()
+    };
+    let line = |log: &str, key: &str| -> String {
+        log.lines()
+            .find_map(|l| l.split(&format!("{key} ")).nth(1))
+            .unwrap_or_else(|| panic!("no {key} in {log}"))
+            .trim()
+            .to_string()
+    };
+    let report = "echo holder $(cut -d' ' -f22 /proc/1/stat)\necho work $(dirname $TMPDIR)\necho procs $(ls /proc | grep -c '^[0-9]')";
+    let (status, first) = server.run(
+        "leaves-files",
+        &format!("{report}\necho secret > /data/left\nmkdir -p /data/sub && echo x > /data/sub/f\necho secret > $TMPDIR/left"),
+    );
+    assert_eq!(status, "passed", "{first}");
+    let (first_holder, first_work) = (holder(&first), line(&first, "work"));
+    // The next executions, one at a time: one of them gets the first's sandbox (its close
+    // and the next start may cross), and none sees what the first left.
+    let check = format!(
+        "{report}\nls -A /data\ntest -e {first_work} && echo saw-old-work || echo no-old-work\ncat /data/left 2>/dev/null || echo no-left"
+    );
+    let mut reused = false;
+    for round in 0..5 {
+        let (status, log) = server.run(&format!("looks-{round}"), &check);
+        assert_eq!(status, "passed", "{log}");
+        assert!(
+            log.contains("no-old-work") && log.contains("no-left") && !log.contains("secret"),
+            "round {round} saw the first execution's files: {log}"
+        );
+        assert!(!log.contains("sub"), "round {round}: {log}");
+        assert_eq!(line(&log, "procs"), line(&first, "procs"), "{log}");
+        reused |= holder(&log) == first_holder;
+    }
+    assert!(reused, "no execution got the first one's sandbox");
+    // A process left behind: its sandbox serves no one, and ends with what it held.
+    let marker = "left-behind-7c31";
+    let (status, leaves) = server.run(
+        "leaves-a-process",
+        &format!(
+            "{report}\nsetsid bash -c 'touch /data/up; sleep 300; : {marker}' > /dev/null 2>&1 &\nuntil [ -e /data/up ]; do sleep 0.01; done\necho started"
+        ),
+    );
+    assert_eq!(status, "passed", "{leaves}");
+    let left = all_gone(marker);
+    assert!(
+        left.is_empty(),
+        "a process outlived its execution: {left:?}"
+    );
+    for round in 0..3 {
+        let (status, log) = server.run(&format!("after-{round}"), report);
+        assert_eq!(status, "passed", "{log}");
+        assert_ne!(
+            holder(&log),
+            holder(&leaves),
+            "round {round} got a sandbox that held a process: {log}"
+        );
+    }
+}
+
 /// A folder in `dir` with links to `tools` as found on our `PATH`, for a server's `PATH`
 /// without the others; `dir` is made 0755, since steps inherit the server's `PATH` and the
 /// step user must reach it.

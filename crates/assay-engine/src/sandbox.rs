@@ -516,6 +516,8 @@ pub(crate) enum EnterError {
     Enter(nix::Error),
     #[error("the spawning thread panicked")]
     Panicked,
+    #[error("the execution's sandbox is closed")]
+    Closed,
     #[error("failed to become the step user {name}: {source}")]
     User {
         name: String,
@@ -528,9 +530,37 @@ pub(crate) enum EnterError {
 /// ([`Entered::become_user`]).
 #[derive(Debug)]
 pub(crate) struct Inside {
+    ns: Arc<Namespaces>,
+    /// Whether starts may still enter: shut when the execution's sandbox is handed on
+    /// ([`Sandbox::detach`]), which waits for the starts under way; the next execution gets a
+    /// handle of its own. So nothing an ended execution still held starts a process in the
+    /// next one's sandbox.
+    open: std::sync::RwLock<bool>,
+}
+
+/// A holder's mount namespace, root and PID namespace (open files in `/proc/<holder>/`).
+#[derive(Debug)]
+struct Namespaces {
     mnt: File,
     root: File,
     pid: File,
+}
+
+impl Namespaces {
+    /// Those of the holder whose host pid is `pid` (our child).
+    fn of(pid: u32) -> Result<Self, SandboxError> {
+        let open = |what: &str| {
+            File::open(format!("/proc/{pid}/{what}")).map_err(|source| SandboxError::HolderFile {
+                what: what.to_string(),
+                source,
+            })
+        };
+        Ok(Namespaces {
+            mnt: open("ns/mnt")?,
+            root: open("root")?,
+            pid: open("ns/pid")?,
+        })
+    }
 }
 
 impl Inside {
@@ -544,17 +574,35 @@ impl Inside {
         start: impl FnOnce(&Entered) -> T + Send,
     ) -> Result<T, EnterError> {
         use nix::sched::{CloneFlags, setns, unshare};
+        // Held until the start is over: the sandbox is not handed on meanwhile.
+        let open = self.open.read().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return Err(EnterError::Closed);
+        }
+        let ns = &self.ns;
         fresh_thread(
             || {
                 unshare(CloneFlags::CLONE_FS)?;
-                setns(&self.mnt, CloneFlags::CLONE_NEWNS)?;
-                nix::unistd::fchdir(&self.root)?;
+                setns(&ns.mnt, CloneFlags::CLONE_NEWNS)?;
+                nix::unistd::fchdir(&ns.root)?;
                 nix::unistd::chroot(".")?;
                 nix::unistd::chdir("/")?;
-                setns(&self.pid, CloneFlags::CLONE_NEWPID)
+                setns(&ns.pid, CloneFlags::CLONE_NEWPID)
             },
             start,
         )
+    }
+
+    fn new(ns: Arc<Namespaces>) -> Self {
+        Inside {
+            ns,
+            open: std::sync::RwLock::new(true),
+        }
+    }
+
+    /// Lets no more starts in, once those under way are over.
+    fn shut(&self) {
+        *self.open.write().unwrap_or_else(|e| e.into_inner()) = false;
     }
 }
 
@@ -660,7 +708,7 @@ fn start_inside(
     confinement: &Confinement,
     runtime: &tokio::runtime::Handle,
     proc_by_pidns: bool,
-) -> Result<Child, InsideError> {
+) -> Result<(Child, Option<File>), InsideError> {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
     let new = mounts(data, outputs, confinement, true)?;
@@ -753,12 +801,13 @@ fn start_inside(
         .map_err(failed("change root to", root))?;
     let _runtime = runtime.enter();
     if !proc_by_pidns {
-        return Ok(spawn_holder(
+        let holder = spawn_holder(
             Command::new(tool("unshare"))
                 .args(["-m", "--propagation", "private", "--mount-proc=/proc"])
                 .args(["/bin/sh", "-c", INIT_SCRIPT]),
             true,
-        )?);
+        )?;
+        return Ok((holder, None));
     }
     // The namespace's first process (it has one only once started): it waits for its stdin
     // (a pipe only we hold) to close. Then its `/proc`, the namespace named relative to our
@@ -779,8 +828,11 @@ fn start_inside(
             proc_option: true,
         });
     nix::unistd::chdir("/").map_err(failed("change directory to", Path::new("/")))?;
-    // On error the holder is killed as it is dropped (`kill_on_drop`).
-    made.map(|()| holder)
+    made?;
+    // The namespace's own `/proc`, kept to see what runs in it (see [`Reuse`]). On error the
+    // holder is killed as it is dropped (`kill_on_drop`).
+    let proc = File::open("/proc").map_err(file("open", Path::new("/proc")))?;
+    Ok((holder, Some(proc)))
 }
 
 /// What a holder that mounts nothing runs: wait for its stdin (our end of the pipe) to close.
@@ -794,7 +846,7 @@ async fn start_on_thread(
     outputs: &Path,
     confinement: &Confinement,
     proc_by_pidns: bool,
-) -> Result<Child, InsideError> {
+) -> Result<(Child, Option<File>), InsideError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (root, data, outputs) = (root.to_owned(), data.to_owned(), outputs.to_owned());
     let confinement = confinement.clone();
@@ -848,10 +900,130 @@ pub(crate) struct Sandbox {
     /// The holder's namespaces and root, which steps are started in directly (root only).
     inside: Option<Arc<Inside>>,
     user_ns: bool,
+    /// What it takes to serve another execution once this one ended (see [`Reuse`]).
+    reuse: Option<Reuse>,
+}
+
+/// A sandbox that can serve the next execution once this one ended, instead of ending with it:
+/// as root with the `pidns=` `/proc`, when steps run as the step user (who cannot change the
+/// namespace's mounts). Starting a holder and its namespaces is most of what a sandbox costs
+/// (the holder's `sh`, about 50 mounts made and unmounted); handing one over is three
+/// unmounts and three binds.
+///
+/// It is handed over only if, when its execution ended, its PID namespace held no process but
+/// the holder ([`Reuse::quiet`]: not even one that was killed and not yet reaped), so nothing of
+/// that execution can act in the next; then the execution's work folder, `/data` and
+/// `/testkube/outputs` are unmounted, and the next execution's bound in their place. Anything
+/// else ends it as before: what it held ends with its holder.
+#[derive(Debug)]
+struct Reuse {
+    /// The new root's mount point on the host ([`pool_root`]).
+    root: PathBuf,
+    /// The PID namespace's own `/proc`, opened inside: what runs in the namespace.
+    proc: File,
+    /// What it hides (a sandbox serves only executions that hide the same).
+    hidden: Vec<PathBuf>,
+    /// The work folder bound now (its host path, also its path inside).
+    work: PathBuf,
+    /// Executions served so far.
+    uses: u32,
+}
+
+/// Ended sandboxes waiting for the next execution (each an idle `sh` and its namespaces).
+static POOL: std::sync::Mutex<Vec<Sandbox>> = std::sync::Mutex::new(Vec::new());
+/// How many ended sandboxes wait at most.
+const POOL_MAX: usize = 32;
+/// How many executions one sandbox serves at most.
+const POOL_USES: u32 = 1000;
+
+/// A file error as the system's error number (`EIO` when it has none).
+fn errno(e: std::io::Error) -> nix::Error {
+    e.raw_os_error()
+        .map_or(nix::Error::EIO, nix::Error::from_raw)
+}
+
+/// Numbers the mount points of reusable sandboxes' roots.
+static NEXT_ROOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// An ended sandbox that hides `hidden`, taken from the pool.
+fn take_pooled(hidden: &[PathBuf]) -> Option<Sandbox> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let at = pool
+        .iter()
+        .position(|s| s.reuse.as_ref().is_some_and(|r| r.hidden == hidden))?;
+    Some(pool.swap_remove(at))
+}
+
+/// Ends the sandboxes kept for another execution and removes their mount points: called once no
+/// execution of this process runs any more (as it exits; a kept holder also ends by itself when
+/// this process does, as every holder reads end-of-file then).
+pub fn end_kept() {
+    let kept = std::mem::take(&mut *POOL.lock().unwrap_or_else(|e| e.into_inner()));
+    for mut sandbox in kept {
+        let _ = sandbox.holder.start_kill();
+        if let Some(reuse) = sandbox.reuse.take() {
+            let _ = std::fs::remove_dir(reuse.root);
+        }
+    }
+}
+
+/// Whether sandboxes made now can serve more than one execution (see [`Reuse`]).
+fn reusable() -> bool {
+    matches!(support(), Support::Root)
+        && PROC_BY_PIDNS.load(std::sync::atomic::Ordering::Relaxed) != NO
+        && matches!(step_user(), Ok(Some(_)))
+}
+
+/// The mount point of a reusable sandbox's new root: a folder beside the executions' folders
+/// (`.sandbox-<pid>-<n>` in the parent of `work_dir`), not in one, which is removed with its
+/// execution. It is a mount point in the sandbox's namespace only: on the host it stays empty,
+/// and it is removed when the sandbox ends. Those of processes that are gone (killed) are
+/// removed the first time a folder is chosen in that parent.
+fn pool_root(work_dir: &Path) -> PathBuf {
+    static SWEPT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let parent = work_dir.parent().unwrap_or(work_dir);
+    let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if !swept.iter().any(|p| p == parent) {
+        swept.push(parent.to_path_buf());
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(".sandbox-"))
+                .and_then(|n| n.split('-').next())
+                .and_then(|n| n.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+    let n = NEXT_ROOT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    parent.join(format!(".sandbox-{}-{n}", std::process::id()))
+}
+
+impl Reuse {
+    /// Whether the namespace holds the holder (its `1`) and no other process.
+    fn quiet(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", self.proc.as_raw_fd()))
+        else {
+            return false;
+        };
+        let mut pids = Vec::new();
+        for entry in entries {
+            let Ok(entry) = entry else { return false };
+            let name = entry.file_name();
+            if name.as_bytes().iter().all(u8::is_ascii_digit) {
+                pids.push(name);
+            }
+        }
+        pids == ["1"]
+    }
 }
 
 impl Sandbox {
-    /// Starts a holder for one execution.
+    /// Starts a holder for one execution, or hands over one whose execution ended (see
+    /// [`Reuse`]).
     pub(crate) async fn start(
         root: &Path,
         data: &Path,
@@ -863,6 +1035,21 @@ impl Sandbox {
             Support::User => true,
             Support::Unavailable(why) => return Err(SandboxError::Unavailable(why.clone())),
         };
+        let reusable = !user_ns && reusable();
+        if reusable && let Some(pooled) = take_pooled(&confinement.hidden) {
+            let (data, outputs) = (data.to_owned(), outputs.to_owned());
+            let work = confinement.work_dir.clone();
+            let handed = tokio::task::spawn_blocking(move || pooled.attach(&data, &outputs, &work))
+                .await
+                .map_err(|_| SandboxError::ThreadPanicked)?;
+            match handed {
+                Ok(sandbox) => return Ok(sandbox),
+                // It could not take this execution: it ends, and a new one is started.
+                Err(pooled) => pooled.stop().await,
+            }
+        }
+        let pool_root = reusable.then(|| pool_root(&confinement.work_dir));
+        let root = pool_root.as_deref().unwrap_or(root);
         std::fs::create_dir_all(root).map_err(|source| SandboxError::File {
             action: "create",
             path: root.to_path_buf(),
@@ -871,6 +1058,7 @@ impl Sandbox {
         // Unprivileged, the table is read by `mount -a`; it is removed once the holder said
         // ready (or failed).
         let mut table = None;
+        let mut proc = None;
         let (mut holder, says_ready) = if user_ns {
             let holder = mount_table(root, data, outputs, confinement, false)?;
             // Beside the new root, not in it: the tmpfs mounted over the root would hide it.
@@ -901,16 +1089,17 @@ impl Sandbox {
                     // from now on the holder mounts it (the failed attempt's mounts went with
                     // its namespace).
                     PROC_BY_PIDNS.store(NO, std::sync::atomic::Ordering::Relaxed);
-                    let child = start_on_thread(root, data, outputs, confinement, false)
+                    let (child, _) = start_on_thread(root, data, outputs, confinement, false)
                         .await
                         .map_err(|e| SandboxError::Private(Box::new(e.error)))?;
                     (child, true)
                 }
                 Err(e) => return Err(SandboxError::Private(Box::new(e.error))),
-                Ok(child) => {
+                Ok((child, own_proc)) => {
                     if known == UNKNOWN {
                         PROC_BY_PIDNS.store(YES, std::sync::atomic::Ordering::Relaxed);
                     }
+                    proc = own_proc;
                     (child, known == NO)
                 }
             }
@@ -925,26 +1114,137 @@ impl Sandbox {
                 target: pid,
                 inside: None,
                 user_ns,
+                reuse: None,
             });
         }
         // The holder is our child and the new PID namespace's init.
-        let open = |what: &str| {
-            File::open(format!("/proc/{pid}/{what}")).map_err(|source| SandboxError::HolderFile {
-                what: what.to_string(),
-                source,
-            })
-        };
-        let inside = Inside {
-            mnt: open("ns/mnt")?,
-            root: open("root")?,
-            pid: open("ns/pid")?,
+        let inside = Inside::new(Arc::new(Namespaces::of(pid)?));
+        let reuse = match (pool_root, proc) {
+            (Some(root), Some(proc)) => Some(Reuse {
+                root,
+                proc,
+                hidden: confinement.hidden.clone(),
+                work: confinement.work_dir.clone(),
+                uses: 1,
+            }),
+            _ => None,
         };
         Ok(Sandbox {
             holder,
             target: pid,
             inside: Some(Arc::new(inside)),
             user_ns,
+            reuse,
         })
+    }
+
+    /// Hands this ended sandbox to the next execution (on the blocking pool: it makes a thread
+    /// and mounts): binds its work folder, `/data` and `/testkube/outputs`. Given back when it
+    /// cannot.
+    fn attach(mut self, data: &Path, outputs: &Path, work: &Path) -> Result<Self, Self> {
+        let Some(reuse) = self.reuse.as_mut() else {
+            return Err(self);
+        };
+        let root = reuse.root.clone();
+        let made = self.in_namespace(|| {
+            use nix::mount::{MsFlags, mount};
+            let none: Option<&str> = None;
+            let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+            std::fs::create_dir_all(inside(work)).map_err(errno)?;
+            for (source, target) in [
+                (work, work),
+                (data, Path::new("/data")),
+                (outputs, Path::new("/testkube/outputs")),
+            ] {
+                mount(Some(source), &inside(target), none, MsFlags::MS_BIND, none)?;
+            }
+            Ok(())
+        });
+        match (made, self.reuse.as_mut()) {
+            (Ok(()), Some(reuse)) => {
+                reuse.work = work.to_path_buf();
+                reuse.uses += 1;
+                // A handle of the new execution's own (the last one's is shut).
+                let ns = self.inside.as_ref().map(|i| i.ns.clone());
+                self.inside = ns.map(|ns| Arc::new(Inside::new(ns)));
+                Ok(self)
+            }
+            (_, reuse) => {
+                // Half attached, maybe: it ends (see [`Sandbox::detach`]).
+                if let Some(reuse) = reuse {
+                    reuse.uses = POOL_USES;
+                }
+                Err(self)
+            }
+        }
+    }
+
+    /// Unmounts what the execution that ended had bound (see [`Sandbox::attach`]) when nothing
+    /// of it runs any more, and keeps the sandbox for the next; given back when it cannot be
+    /// kept (it is then ended).
+    fn detach(mut self) -> Option<Self> {
+        // No start of the ended execution gets in any more, whatever still holds its handle.
+        if let Some(inside) = &self.inside {
+            inside.shut();
+        }
+        let holder_runs = matches!(self.holder.try_wait(), Ok(None));
+        let Some(reuse) = self.reuse.as_ref() else {
+            return Some(self);
+        };
+        if reuse.uses >= POOL_USES || !holder_runs || !reuse.quiet() {
+            return Some(self);
+        }
+        let (root, work) = (reuse.root.clone(), reuse.work.clone());
+        let covered = reuse
+            .hidden
+            .iter()
+            .any(|h| work.starts_with(h) && work != *h);
+        let made = self.in_namespace(|| {
+            use nix::mount::{MntFlags, umount2};
+            let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+            for target in [
+                work.as_path(),
+                Path::new("/data"),
+                Path::new("/testkube/outputs"),
+            ] {
+                umount2(&inside(target), MntFlags::MNT_DETACH)?;
+            }
+            // Its mount point, in the empty tmpfs over the hidden folder: the next execution
+            // does not see this one's name.
+            if covered {
+                std::fs::remove_dir(inside(&work)).map_err(errno)?;
+            }
+            Ok(())
+        });
+        if made.is_err() {
+            return Some(self);
+        }
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() >= POOL_MAX {
+            return Some(self);
+        }
+        pool.push(self);
+        None
+    }
+
+    /// Runs `f` on a fresh thread in the holder's mount namespace, at its root (the host's
+    /// tree as it was copied, where the new root is mounted at [`Reuse::root`]).
+    fn in_namespace(&self, f: impl FnOnce() -> nix::Result<()> + Send) -> nix::Result<()> {
+        use nix::sched::{CloneFlags, setns, unshare};
+        let Some(inside) = self.inside.as_ref() else {
+            return Err(nix::Error::EINVAL);
+        };
+        fresh_thread(
+            || {
+                unshare(CloneFlags::CLONE_FS)?;
+                setns(&inside.ns.mnt, CloneFlags::CLONE_NEWNS)
+            },
+            |_| f(),
+        )
+        .map_err(|e| match e {
+            EnterError::Enter(e) => e,
+            _ => nix::Error::EIO,
+        })?
     }
 
     /// Waits for a holder that says ready (see [`spawn_holder`]); removes the unprivileged
@@ -1013,11 +1313,29 @@ impl Sandbox {
     /// handles on its namespaces are closed on the blocking pool: closing the last one unmounts
     /// the namespace's mounts, and the kernel waits there for an RCU grace period, which on a
     /// runtime thread stalled every other execution.
+    ///
+    /// A reusable sandbox whose execution left nothing running is kept for the next one
+    /// instead ([`Reuse`]).
     pub(crate) async fn stop(mut self) {
+        if self.reuse.is_some() {
+            match tokio::task::spawn_blocking(move || self.detach()).await {
+                Ok(Some(ended)) => self = ended,
+                // Kept, or lost with a panic (its holder was killed as it was dropped).
+                Ok(None) | Err(_) => return,
+            }
+        }
         drop(self.holder.stdin.take());
         let _ = self.holder.kill().await;
+        let root = self.reuse.take().map(|r| r.root);
         if let Some(inside) = self.inside.take() {
-            let _ = tokio::task::spawn_blocking(move || drop(inside)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                drop(inside);
+                // The mount point of a reusable sandbox's root, beside the executions'.
+                if let Some(root) = root {
+                    let _ = std::fs::remove_dir(root);
+                }
+            })
+            .await;
         }
     }
 }
@@ -1109,7 +1427,7 @@ mod tests {
             std::fs::create_dir_all(&root).unwrap();
             let mut holder =
                 match start_on_thread(&root, &data, &outputs, &confinement, by_pidns).await {
-                    Ok(holder) => holder,
+                    Ok((holder, _)) => holder,
                     // A kernel without the option: only the other way can be checked here.
                     Err(e) if by_pidns && e.proc_option => continue,
                     Err(e) => panic!("{}", e.error),
@@ -1118,12 +1436,7 @@ mod tests {
                 Sandbox::wait_ready(&mut holder, None).await.unwrap();
             }
             let pid = holder.id().unwrap();
-            let open = |what: &str| File::open(format!("/proc/{pid}/{what}")).unwrap();
-            let inside = Inside {
-                mnt: open("ns/mnt"),
-                root: open("root"),
-                pid: open("ns/pid"),
-            };
+            let inside = Inside::new(Arc::new(Namespaces::of(pid).unwrap()));
             let out = inside
                 .run(|_| {
                     std::process::Command::new("/bin/sh")
