@@ -82,6 +82,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Steps are started from this process: they must not inherit what its parent left open.
+    assay_engine::close_inherited_descriptors();
     let cli = Cli::parse();
     let result: anyhow::Result<u8> = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),

@@ -302,6 +302,32 @@ fn security_step_cannot_see_the_servers_processes() {
     assert!(pids < 10, "a step sees more than its own processes: {log}");
 }
 
+/// A step holds no file descriptor but its own stdin, stdout and stderr: not the ends of its
+/// output pipe (through which a process of another execution, started at the same moment,
+/// could write into this step's log and keep it open), nor what the server inherited.
+#[test]
+fn security_a_step_holds_no_descriptor_but_its_stdio() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(&dir);
+    // A descriptor the server inherits from whatever started it (a shell's, a CI runner's).
+    let inherited = std::fs::File::open(&data).unwrap();
+    nix::fcntl::fcntl(
+        &inherited,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let server = server(&data, Some("current"));
+    drop(inherited);
+    let (status, log) = server.run("descriptors", "ls -l /proc/self/fd");
+    assert_eq!(status, "passed", "{log}");
+    let fds: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once(" -> ")?.0.split_whitespace().last())
+        .collect();
+    // 3 is `ls`'s own, reading the folder.
+    assert_eq!(fds, ["0", "1", "2", "3"], "{log}");
+}
+
 /// A server of ours as root with the default step user (`nobody`), or `None` (said) when the
 /// tests do not run as root.
 fn root_server() -> Option<(tempfile::TempDir, Server)> {

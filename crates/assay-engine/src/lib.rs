@@ -190,6 +190,25 @@ async fn prepare(
     Ok((layout, Arc::from(scope)))
 }
 
+/// Closes what the process that started this one left open beyond stdin, stdout and stderr (a
+/// shell's or a CI runner's descriptors): every step would inherit those not marked
+/// close-on-exec. Called first thing by a program that runs steps, before it opens anything of
+/// its own.
+pub fn close_inherited_descriptors() {
+    let inherited: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect(),
+        Err(_) => return,
+    };
+    // The listing's own descriptor is closed already (EBADF, ignored).
+    for fd in inherited {
+        let _ = nix::unistd::close(fd);
+    }
+}
+
 /// The account steps run as (see [`sandbox::step_user`]).
 pub(crate) fn step_user() -> Option<&'static sandbox::StepUser> {
     sandbox::step_user().as_ref().ok().and_then(Option::as_ref)

@@ -112,7 +112,12 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Spawn
             source: std::io::Error::from(nix::errno::Errno::ENOENT),
         });
     }
-    let (read, write) = nix::unistd::pipe().map_err(SpawnError::Pipe)?;
+    // Close-on-exec, both ends: other threads start processes meanwhile (other executions'
+    // steps, holders), and one that inherited the write end could write into this step's log
+    // and would hold it open (its reader waits for the end of the stream) for as long as it
+    // runs. The step gets its copies as its stdout and stderr, where exec keeps them.
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
     let path = spec
         .env
         .iter()
