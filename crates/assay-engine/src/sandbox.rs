@@ -34,6 +34,12 @@
 //! — `kill -9` included — the holder reads end-of-file and exits, and the kernel kills every
 //! process of a PID namespace whose init has ended. Nothing is created on the host's `/`, and
 //! the mounts vanish with the namespace.
+//!
+//! As root, when steps run as the step user, an ended execution's sandbox serves the next one
+//! ([`Reuse`]) if its PID namespace holds nothing but the holder: the execution's work folder,
+//! `/data` and `/testkube/outputs` are unmounted and the next one's bound in their place,
+//! instead of a new holder and its mounts (most of what a sandbox costs). Anything left running
+//! ends the sandbox as above.
 
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
@@ -1039,14 +1045,18 @@ impl Sandbox {
         if reusable && let Some(pooled) = take_pooled(&confinement.hidden) {
             let (data, outputs) = (data.to_owned(), outputs.to_owned());
             let work = confinement.work_dir.clone();
-            let handed = tokio::task::spawn_blocking(move || pooled.attach(&data, &outputs, &work))
-                .await
-                .map_err(|_| SandboxError::ThreadPanicked)?;
-            match handed {
-                Ok(sandbox) => return Ok(sandbox),
-                // It could not take this execution: it ends, and a new one is started.
-                Err(pooled) => pooled.stop().await,
+            let (pooled, attached) = tokio::task::spawn_blocking(move || {
+                let mut pooled = pooled;
+                let attached = pooled.attach(&data, &outputs, &work);
+                (pooled, attached)
+            })
+            .await
+            .map_err(|_| SandboxError::ThreadPanicked)?;
+            if attached {
+                return Ok(pooled);
             }
+            // It could not take this execution: it ends, and a new one is started.
+            pooled.stop().await;
         }
         let pool_root = reusable.then(|| pool_root(&confinement.work_dir));
         let root = pool_root.as_deref().unwrap_or(root);
@@ -1139,11 +1149,11 @@ impl Sandbox {
     }
 
     /// Hands this ended sandbox to the next execution (on the blocking pool: it makes a thread
-    /// and mounts): binds its work folder, `/data` and `/testkube/outputs`. Given back when it
-    /// cannot.
-    fn attach(mut self, data: &Path, outputs: &Path, work: &Path) -> Result<Self, Self> {
+    /// and mounts): binds its work folder, `/data` and `/testkube/outputs`. False when it
+    /// cannot (it must then end).
+    fn attach(&mut self, data: &Path, outputs: &Path, work: &Path) -> bool {
         let Some(reuse) = self.reuse.as_mut() else {
-            return Err(self);
+            return false;
         };
         let root = reuse.root.clone();
         let made = self.in_namespace(|| {
@@ -1167,14 +1177,14 @@ impl Sandbox {
                 // A handle of the new execution's own (the last one's is shut).
                 let ns = self.inside.as_ref().map(|i| i.ns.clone());
                 self.inside = ns.map(|ns| Arc::new(Inside::new(ns)));
-                Ok(self)
+                true
             }
             (_, reuse) => {
                 // Half attached, maybe: it ends (see [`Sandbox::detach`]).
                 if let Some(reuse) = reuse {
                     reuse.uses = POOL_USES;
                 }
-                Err(self)
+                false
             }
         }
     }
