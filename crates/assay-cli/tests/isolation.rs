@@ -466,6 +466,9 @@ fn security_a_sandbox_serves_another_execution_only_when_nothing_of_the_last_is_
             .to_string()
     };
     let report = "echo holder $(cut -d' ' -f22 /proc/1/stat)\necho work $(dirname $TMPDIR)\necho procs $(ls /proc | grep -c '^[0-9]')";
+    // The first sandbox of a process is not kept: it shows how the kernel mounts `/proc`.
+    let (status, warm) = server.run("warms-up", report);
+    assert_eq!(status, "passed", "{warm}");
     let (status, first) = server.run(
         "leaves-files",
         &format!("{report}\necho secret > /data/left\nmkdir -p /data/sub && echo x > /data/sub/f\necho secret > $TMPDIR/left"),
@@ -533,19 +536,32 @@ fn bin_of(dir: &tempfile::TempDir, tools: &[&str]) -> std::path::PathBuf {
     bin
 }
 
+/// A server as root with the default step user whose `PATH` has only `tools` ([`bin_of`]): its
+/// folder, data folder and the server; `None` (said) when the tests do not run as root.
+fn root_server_with_only(
+    tools: &[&str],
+) -> Option<(tempfile::TempDir, std::path::PathBuf, Server)> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: not root, so there is no user to drop from");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = bin_of(&dir, tools);
+    let data = data_dir(&dir);
+    let server = server_with(&data, None, &[("PATH", &bin)]);
+    Some((dir, data, server))
+}
+
 /// As root, `nsenter` is not needed (steps enter the namespaces from a thread of the
 /// server's): with `unshare` but no `nsenter` on the server's `PATH`, steps are still confined
 /// (the data folder hidden, only their own processes in `/proc`, a private `/data`).
 #[test]
 fn security_as_root_namespaces_need_no_nsenter() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: not root");
+    let Some((_dir, data, server)) =
+        root_server_with_only(&["sh", "bash", "cat", "true", "unshare"])
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let bin = bin_of(&dir, &["sh", "bash", "cat", "true", "unshare"]);
-    let data = data_dir(&dir);
-    let server = server_with(&data, None, &[("PATH", &bin)]);
+    };
     let (status, log) = server.run(
         "confined",
         &format!(
@@ -572,14 +588,10 @@ fn security_as_root_namespaces_need_no_nsenter() {
 /// elsewhere), which is gone once the run ends; the data folder stays out of reach.
 #[test]
 fn security_without_namespaces_steps_and_probes_run_as_the_step_user() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: not root, so there is no user to drop from");
+    let Some((_dir, data, server)) = root_server_with_only(&["sh", "bash", "id", "cat", "sleep"])
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let bin = bin_of(&dir, &["sh", "bash", "id", "cat", "sleep"]);
-    let data = data_dir(&dir);
-    let server = server_with(&data, None, &[("PATH", &bin)]);
+    };
     let token = data.join("admin.token");
     let yaml = format!(
         "apiVersion: testworkflows.testkube.io/v1\nkind: TestWorkflow\nmetadata:\n  name: bare\nspec:\n  services:\n    db:\n      shell: sleep 60\n      readinessProbe:\n        exec:\n          command: [sh, -c, 'id -u > probe-uid']\n        periodSeconds: 1\n  steps:\n  - name: probe\n    shell: |\n      echo uid $(id -u)\n      echo probe $(cat probe-uid)\n      echo cwd $(pwd)\n      cat {} > /dev/null 2>&1 && echo read-token || echo no-token\n      {PRINT_CREDENTIALS}\n",

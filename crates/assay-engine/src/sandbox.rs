@@ -973,10 +973,11 @@ pub fn end_kept() {
     }
 }
 
-/// Whether sandboxes made now can serve more than one execution (see [`Reuse`]).
+/// Whether sandboxes made now can serve more than one execution (see [`Reuse`]): not before
+/// the first holder showed that the kernel mounts a `proc` by `pidns=`.
 fn reusable() -> bool {
     matches!(support(), Support::Root)
-        && PROC_BY_PIDNS.load(std::sync::atomic::Ordering::Relaxed) != NO
+        && PROC_BY_PIDNS.load(std::sync::atomic::Ordering::Relaxed) == YES
         && matches!(step_user(), Ok(Some(_)))
 }
 
