@@ -548,7 +548,8 @@ fn root_server_with_only(
     let dir = tempfile::tempdir().unwrap();
     let bin = bin_of(&dir, tools);
     let data = data_dir(&dir);
-    let server = server_with(&data, None, &[("PATH", &bin)]);
+    // Work folders made outside the data folder go in this test's folder.
+    let server = server_with(&data, None, &[("PATH", &bin), ("TMPDIR", dir.path())]);
     Some((dir, data, server))
 }
 

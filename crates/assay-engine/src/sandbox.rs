@@ -189,10 +189,9 @@ fn resolve_step_user(root: bool, var: Option<&str>) -> Result<Option<StepUser>, 
 /// step reaches its own execution's folder by its path but cannot list the others. `None`
 /// when work folders stay in the data folder (steps in a sandbox, or steps that keep our user).
 pub fn host_work_root() -> Option<&'static Result<PathBuf, WorkRootError>> {
-    static ROOT: OnceLock<Result<PathBuf, WorkRootError>> = OnceLock::new();
     let shares_host = matches!(support(), Support::Unavailable(_));
     (shares_host && matches!(step_user(), Ok(Some(_)))).then(|| {
-        ROOT.get_or_init(|| {
+        HOST_WORK_ROOT.get_or_init(|| {
             use std::os::unix::fs::PermissionsExt;
             let dir = std::env::temp_dir();
             tempfile::Builder::new()
@@ -207,6 +206,9 @@ pub fn host_work_root() -> Option<&'static Result<PathBuf, WorkRootError>> {
         })
     })
 }
+
+/// [`host_work_root`], once made (removed, empty, by [`end_kept`]).
+static HOST_WORK_ROOT: OnceLock<Result<PathBuf, WorkRootError>> = OnceLock::new();
 
 /// The folder for work folders outside the data folder ([`host_work_root`]) could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -960,9 +962,10 @@ fn take_pooled(hidden: &[PathBuf]) -> Option<Sandbox> {
     Some(pool.swap_remove(at))
 }
 
-/// Ends the sandboxes kept for another execution and removes their mount points: called once no
-/// execution of this process runs any more (as it exits; a kept holder also ends by itself when
-/// this process does, as every holder reads end-of-file then).
+/// Ends the sandboxes kept for another execution and removes their mount points, and the
+/// folder of [`host_work_root`] (when empty): called once no execution of this process runs any
+/// more (as it exits; a kept holder also ends by itself when this process does, as every
+/// holder reads end-of-file then).
 pub fn end_kept() {
     let kept = std::mem::take(&mut *POOL.lock().unwrap_or_else(|e| e.into_inner()));
     for mut sandbox in kept {
@@ -970,6 +973,9 @@ pub fn end_kept() {
         if let Some(reuse) = sandbox.reuse.take() {
             let _ = std::fs::remove_dir(reuse.root);
         }
+    }
+    if let Some(Ok(root)) = HOST_WORK_ROOT.get() {
+        let _ = std::fs::remove_dir(root);
     }
 }
 
