@@ -238,30 +238,21 @@ impl Scope for HostScope {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true);
-            // As root, started by a thread that entered the sandbox (its `cwd` is a path as seen
-            // there) or, without one, on the host; either becomes the step user first when
-            // there is one. The process gets this runtime's reaper.
+            // Born where a step would be (inside the sandbox its `cwd` is a path as seen there),
+            // as the step user when there is one, with this runtime's reaper.
             let failed = |e: &dyn std::fmt::Display| RuntimeError::Failed(e.to_string());
-            let mut child = if spec.inside.is_none() && spec.user.is_none() {
-                cmd.spawn().map_err(|e| failed(&e))?
-            } else {
-                let runtime = tokio::runtime::Handle::current();
-                let user = spec.user.clone();
-                let start = move |entered: &crate::sandbox::Entered| {
-                    if let Some(user) = &user {
-                        entered.become_user(user)?;
-                    }
+            let runtime = tokio::runtime::Handle::current();
+            let mut child = sandbox::start_as(
+                spec.inside.as_deref(),
+                spec.user.as_ref(),
+                || Ok::<_, sandbox::EnterError>(()),
+                move || {
                     let _runtime = runtime.enter();
                     Ok(cmd.spawn())
-                };
-                match &spec.inside {
-                    Some(inside) => inside.run(start),
-                    None => crate::sandbox::on_host_thread(start),
-                }
-                .and_then(|started| started)
-                .map_err(|e| failed(&e))?
-                .map_err(|e| failed(&e))?
-            };
+                },
+            )
+            .map_err(|e| failed(&e))?
+            .map_err(|e| failed(&e))?;
             let out = child
                 .wait()
                 .await

@@ -162,33 +162,17 @@ pub(crate) fn spawn(spec: &ProcessSpec, output: Output) -> Result<Running, Spawn
         program: program.clone(),
         source,
     };
-    let child = match &spec.inside {
-        Some(inside) => inside.run(|entered| {
-            // On this thread, paths are those the process sees; the folder is looked for as
-            // root, as `nsenter --wdns` did, and then entered as the step user.
-            if let Some(cwd) = spec.cwd.as_ref().filter(|c| !c.is_dir()) {
-                return Err(SpawnError::NoWorkingDir(cwd.clone()));
-            }
-            if let Some(user) = &spec.user {
-                entered.become_user(user)?;
-            }
-            launch(&|cmd| cmd.spawn())?.map_err(failed)
-        })??,
-        None => {
-            let spawned = match &spec.user {
-                // On the host as the step user: a thread that becomes the user starts it.
-                Some(user) => crate::sandbox::on_host_thread(|entered| {
-                    entered.become_user(user)?;
-                    launch(&|cmd| cmd.spawn())
-                })??,
-                None => launch(&|cmd| cmd.spawn())?,
-            };
-            spawned.map_err(|e| match &spec.cwd {
-                Some(cwd) if !cwd.is_dir() => SpawnError::NoWorkingDir(cwd.clone()),
-                _ => failed(e),
-            })?
-        }
+    // The folder is looked for as root where the process is born (inside the sandbox, paths
+    // are those the process sees), as `nsenter --wdns` did, and then entered as the step user.
+    let check = || match &spec.cwd {
+        Some(cwd) if !cwd.is_dir() => Err(SpawnError::NoWorkingDir(cwd.clone())),
+        _ => Ok(()),
     };
+    let child =
+        crate::sandbox::start_as(spec.inside.as_deref(), spec.user.as_ref(), check, || {
+            launch(&|cmd| cmd.spawn())
+        })?
+        .map_err(failed)?;
     // Our copy of the pipe's write end: dropped so the pipe closes when the process tree is
     // gone (the commands held the others and are dropped already).
     drop(write);

@@ -625,6 +625,30 @@ pub(crate) fn on_host_thread<T: Send>(
     fresh_thread(|| Ok(()), start)
 }
 
+/// Runs `start` where a process of an execution is born, and returns what it returns: on a
+/// thread that entered `inside` (as root), else on a fresh host thread when it must become
+/// `user` ([`on_host_thread`]), else on this one. `check` runs first on that thread, as root
+/// (paths are those the process sees); then the thread becomes `user` when there is one.
+pub(crate) fn start_as<T: Send, E: From<EnterError> + Send>(
+    inside: Option<&Inside>,
+    user: Option<&StepUser>,
+    check: impl FnOnce() -> Result<(), E> + Send,
+    start: impl FnOnce() -> Result<T, E> + Send,
+) -> Result<T, E> {
+    let on_thread = move |entered: Option<&Entered>| {
+        check()?;
+        if let (Some(entered), Some(user)) = (entered, user) {
+            entered.become_user(user)?;
+        }
+        start()
+    };
+    match inside {
+        Some(inside) => inside.run(|entered| on_thread(Some(entered)))?,
+        None if user.is_some() => on_host_thread(|entered| on_thread(Some(entered)))?,
+        None => on_thread(None),
+    }
+}
+
 /// Runs `start` on a fresh thread once `enter` succeeded on it, and waits for it: the thread
 /// ends with the start, so what `enter` and [`Entered`] changed of it (namespaces, root,
 /// credentials) ends with it.
