@@ -572,7 +572,7 @@ fn grants(role: &Value) -> Vec<String> {
 }
 
 /// deploy/kubernetes-runtime: the agent on `--runtime kubernetes` with exactly the permissions
-/// the runtime calls (crates/assay-kube/src/runtime.rs), in the namespace of the Jobs only.
+/// the runtime calls (crates/assay-kube/src/runtime/), in the namespace of the Jobs only.
 #[test]
 fn the_kubernetes_runtime_overlay_grants_the_agent_only_the_runtimes_calls() {
     let dir = tempfile::tempdir().unwrap();

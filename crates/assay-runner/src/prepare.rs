@@ -2,6 +2,7 @@
 //! invalid one), create or take the execution, compile again with its identity, and gather what
 //! the engine needs (work folder, secrets, hidden paths, runtime, launcher, quarantines).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,7 +17,6 @@ use assay_store::{
 };
 use indexmap::IndexMap;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 
 use crate::{
     Prepared, RunError, RunRequest, default_runtime, definition_yaml, launcher, ms, step_names,
