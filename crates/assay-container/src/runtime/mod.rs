@@ -16,30 +16,31 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use assay_engine::HostRuntime;
 use assay_engine::runtime::{
-    BoxFuture, Launch, LaunchKind, Layout, Output, Process, ProcessOutcome, Runtime, RuntimeError,
-    Scope, Setup, StartError, Stop, StopReason,
+    BoxFuture, Launch, LaunchKind, Layout, Output, Process, Runtime, RuntimeError, Scope, Setup,
+    StartError,
 };
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::client::{Engine, EngineError, PullPolicy, describe};
 use crate::config::{container_env, parse_cpu, parse_memory, plain, run_as};
 use crate::ownership::{owner, sweep};
+
+mod process;
+use process::{ContainerProcess, exec_probe, exit_code_of, pump_logs};
 
 /// Label on every container and network: the execution's id.
 pub const LABEL_EXECUTION: &str = "io.assay.execution";
@@ -606,184 +607,6 @@ impl Scope for ContainerScope {
                 self.shared.remove_volumes().await;
             }
         })
-    }
-}
-
-/// A started container.
-struct ContainerProcess {
-    docker: bollard::Docker,
-    id: String,
-    address: String,
-    /// Exit code and when it was seen, once the container has stopped.
-    exit: watch::Receiver<Option<(i32, Instant)>>,
-    started: Instant,
-    pump: JoinHandle<()>,
-    containers: Arc<Mutex<Vec<String>>>,
-}
-
-impl ContainerProcess {
-    async fn exited(&mut self) -> (i32, Instant) {
-        loop {
-            if let Some(e) = *self.exit.borrow_and_update() {
-                return e;
-            }
-            if self.exit.changed().await.is_err() {
-                return (-1, Instant::now());
-            }
-        }
-    }
-}
-
-impl Process for ContainerProcess {
-    fn address(&self) -> String {
-        self.address.clone()
-    }
-
-    fn try_exit_code(&mut self) -> Option<i32> {
-        self.exit.borrow().map(|(code, _)| code)
-    }
-
-    fn ended_by_itself(&mut self) -> BoxFuture<'_, Option<(i32, Duration)>> {
-        Box::pin(async move {
-            if self.exit.borrow().is_none() {
-                // Exact rather than by time: ask the engine whether it still runs.
-                let running = self
-                    .docker
-                    .inspect_container(&self.id, None)
-                    .await
-                    .ok()
-                    .and_then(|c| c.state)
-                    .and_then(|s| s.running)
-                    .unwrap_or(false);
-                if running {
-                    return None;
-                }
-            }
-            let (code, at) = self.exited().await;
-            Some((code, at.saturating_duration_since(self.started)))
-        })
-    }
-
-    fn wait(mut self: Box<Self>, stop: Stop) -> BoxFuture<'static, ProcessOutcome> {
-        Box::pin(async move {
-            let far = Instant::now() + Duration::from_secs(86400 * 365);
-            let deadline = stop.deadline.unwrap_or(far);
-            let mut stopped = None;
-            let exit = tokio::select! {
-                e = self.exited() => Some(e),
-                _ = stop.cancel.cancelled() => { stopped = Some(StopReason::Abort); None }
-                _ = tokio::time::sleep_until(deadline.into()) => { stopped = Some(StopReason::Timeout); None }
-            };
-            let (code, _) = match exit {
-                Some(e) => e,
-                None => {
-                    // SIGTERM, then SIGKILL after the grace period (the engine does both).
-                    let grace = stop.grace.as_secs_f64().ceil() as i32;
-                    let options = StopContainerOptionsBuilder::default().t(grace).build();
-                    let _ = self.docker.stop_container(&self.id, Some(options)).await;
-                    match tokio::time::timeout(stop.grace + Duration::from_secs(10), self.exited())
-                        .await
-                    {
-                        Ok(e) => e,
-                        Err(_) => {
-                            let _ = self
-                                .docker
-                                .kill_container(
-                                    &self.id,
-                                    None::<bollard::query_parameters::KillContainerOptions>,
-                                )
-                                .await;
-                            self.exited().await
-                        }
-                    }
-                }
-            };
-            if tokio::time::timeout(Duration::from_secs(2), &mut self.pump)
-                .await
-                .is_err()
-            {
-                self.pump.abort();
-            }
-            let _ = self
-                .docker
-                .remove_container(
-                    &self.id,
-                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-                )
-                .await;
-            self.containers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|c| c != &self.id);
-            ProcessOutcome {
-                exit_code: Some(code),
-                stopped,
-                peak_rss_bytes: None,
-                cpu_time: None,
-            }
-        })
-    }
-}
-
-/// Copies a container's output (stdout and stderr in the order written) into its log.
-async fn pump_logs(docker: bollard::Docker, id: String, output: Output) {
-    let (mut writer, reader) = tokio::io::duplex(64 * 1024);
-    let options = LogsOptionsBuilder::default()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let feed = async move {
-        let mut stream = docker.logs(&id, Some(options));
-        while let Some(Ok(chunk)) = stream.next().await {
-            if writer.write_all(&chunk.into_bytes()).await.is_err() {
-                break;
-            }
-        }
-        drop(writer);
-    };
-    tokio::join!(feed, output.pump(reader));
-}
-
-/// The exit code the engine recorded for a container.
-async fn exit_code_of(docker: &bollard::Docker, id: &str) -> Option<i32> {
-    let state = docker.inspect_container(id, None).await.ok()?.state?;
-    state.exit_code.map(|c| c as i32)
-}
-
-/// Runs an `exec` readiness probe in a service's container: `Ok` when it exits 0.
-async fn exec_probe(engine: &Engine, container: &str, launch: &Launch) -> Result<(), RuntimeError> {
-    use bollard::exec::{CreateExecOptions, StartExecResults};
-    let docker = engine.docker();
-    let exec = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(launch.argv()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| RuntimeError::Failed(format!("exec probe: {}", describe(&e))))?;
-    match docker
-        .start_exec(&exec.id, None)
-        .await
-        .map_err(|e| RuntimeError::Failed(format!("exec probe: {}", describe(&e))))?
-    {
-        StartExecResults::Attached { mut output, .. } => while output.next().await.is_some() {},
-        StartExecResults::Detached => {}
-    }
-    let code = docker
-        .inspect_exec(&exec.id)
-        .await
-        .map_err(|e| RuntimeError::Failed(format!("exec probe: {}", describe(&e))))?
-        .exit_code;
-    match code {
-        Some(0) => Ok(()),
-        Some(c) => Err(RuntimeError::ProbeExited(c.to_string())),
-        None => Err(RuntimeError::Failed("exec probe did not finish".into())),
     }
 }
 
