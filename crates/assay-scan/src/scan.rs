@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::rules::{Candidate, Rules};
 
-/// The mask a secret is replaced with (the same string as Assay's log masking).
-pub const MASK: &str = "*****";
+/// The mask a secret is replaced with: Assay's one mask string, as in logs and API answers.
+pub use assay_api::MASK;
 
 /// A line containing one of these is not reported (gitleaks' inline marker, and Assay's).
 const INLINE_ALLOW: [&str; 2] = ["gitleaks:allow", "assay:allow"];
