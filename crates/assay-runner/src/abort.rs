@@ -1,11 +1,9 @@
 //! Aborting an execution wherever it is: the one way the API, MCP and the CLI abort.
 
-use std::time::SystemTime;
-
 use assay_spec::status::ExecutionStatus;
-use assay_store::{ExecutionRef, Finish, LeaseOwner, Store, StoreError};
+use assay_store::{ExecutionRef, LeaseOwner, Store, StoreError};
 
-use crate::ms;
+use crate::end_now;
 
 /// What [`abort`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +27,7 @@ pub async fn abort(store: &Store, id: &str, reason: &str) -> Result<AbortOutcome
     if summary.status == ExecutionStatus::Queued
         && (store.claim_execution(id, &me).await? || store.claim_held_execution(id, &me).await?)
     {
-        store
-            .finish_execution(
-                id,
-                Finish {
-                    status: ExecutionStatus::Aborted,
-                    error_message: Some(reason.to_string()),
-                    at: ms(SystemTime::now()),
-                },
-            )
-            .await?;
+        end_now(store, id, ExecutionStatus::Aborted, reason.to_string()).await?;
         return Ok(AbortOutcome::Aborted);
     }
     Ok(if store.request_abort(id, Some(reason)).await? {

@@ -17,7 +17,10 @@ use assay_spec::TemplateSet;
 use assay_spec::model::TestWorkflow;
 use assay_spec::plan::Plan;
 use assay_spec::resolve::PathError;
-use assay_store::{Execution, ExecutionSummary, Quarantine, RunningContext, Store, StoreError};
+use assay_spec::status::ExecutionStatus;
+use assay_store::{
+    Execution, ExecutionSummary, Finish, Quarantine, RunningContext, Store, StoreError,
+};
 use indexmap::IndexMap;
 use serde_json::Value;
 
@@ -190,6 +193,22 @@ impl RecordErrors {
         }
         self.list
     }
+}
+
+/// Records now that execution `id` ended with `status`, and why (an abort asked before it ran, a
+/// compile that failed once it was recorded).
+async fn end_now(
+    store: &Store,
+    id: &str,
+    status: ExecutionStatus,
+    why: String,
+) -> Result<(), StoreError> {
+    let finish = Finish {
+        status,
+        error_message: Some(why),
+        at: ms(SystemTime::now()),
+    };
+    store.finish_execution(id, finish).await
 }
 
 fn ms(t: SystemTime) -> i64 {

@@ -13,13 +13,14 @@ use assay_spec::resolve::PathError;
 use assay_spec::status::ExecutionStatus;
 use assay_spec::{CompileRequest, Strictness};
 use assay_store::{
-    ConfigValue, ExecutionRef, ExecutionSummary, Finish, LeaseOwner, NewExecution, Store, Taken,
+    ConfigValue, ExecutionRef, ExecutionSummary, LeaseOwner, NewExecution, Store, Taken,
 };
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 
 use crate::{
-    Prepared, RunError, RunRequest, default_runtime, definition_yaml, launcher, ms, step_names,
+    Prepared, RunError, RunRequest, default_runtime, definition_yaml, end_now, launcher, ms,
+    step_names,
 };
 
 /// Compile, then create the execution. Compile errors are returned before anything is stored.
@@ -75,16 +76,7 @@ pub async fn prepare_queued(
         Taken::NotAvailable => return Ok(None),
         Taken::AbortRequested(reason) => {
             // Asked to abort by a process that could not take it (it was held here).
-            store
-                .finish_execution(
-                    id,
-                    Finish {
-                        status: ExecutionStatus::Aborted,
-                        error_message: Some(reason),
-                        at: ms(SystemTime::now()),
-                    },
-                )
-                .await?;
+            end_now(store, id, ExecutionStatus::Aborted, reason).await?;
             return Ok(None);
         }
     };
@@ -106,16 +98,7 @@ pub async fn prepare_claimed(
 ) -> Result<Option<Prepared>, RunError> {
     if let Some(reason) = store.abort_requested(id).await? {
         // Asked to abort by a process that could not take it (it was held here).
-        store
-            .finish_execution(
-                id,
-                Finish {
-                    status: ExecutionStatus::Aborted,
-                    error_message: Some(reason),
-                    at: ms(SystemTime::now()),
-                },
-            )
-            .await?;
+        end_now(store, id, ExecutionStatus::Aborted, reason).await?;
         return Ok(None);
     }
     store.start_execution(id, ms(SystemTime::now())).await?;
@@ -127,16 +110,7 @@ pub async fn prepare_claimed(
                 RunError::Invalid(errors) => format!("the workflow no longer compiles: {errors:?}"),
                 other => other.to_string(),
             };
-            store
-                .finish_execution(
-                    id,
-                    Finish {
-                        status: ExecutionStatus::Failed,
-                        error_message: Some(message),
-                        at: ms(SystemTime::now()),
-                    },
-                )
-                .await?;
+            end_now(store, id, ExecutionStatus::Failed, message).await?;
             return Err(e);
         }
     };
@@ -290,16 +264,13 @@ async fn prepare_created(
     }
     // The execution is recorded already: what fails from here ends it as failed, with why.
     let fail = async |message: String| -> Result<Prepared, RunError> {
-        store
-            .finish_execution(
-                &execution.id,
-                Finish {
-                    status: ExecutionStatus::Failed,
-                    error_message: Some(message.clone()),
-                    at: ms(SystemTime::now()),
-                },
-            )
-            .await?;
+        end_now(
+            store,
+            &execution.id,
+            ExecutionStatus::Failed,
+            message.clone(),
+        )
+        .await?;
         Err(RunError::Internal(message))
     };
     let compiled = match assay_spec::compile(&creq) {
