@@ -446,3 +446,69 @@ fn a_known_hosts_file_that_cannot_serve_stops_the_server_with_the_reason() {
         assert!(stderr.contains("--git-known-hosts"), "{stderr}");
     }
 }
+
+/// `content.git` with `sshKeyFrom` (an `assay secret`) clones over ssh from a real OpenSSH
+/// server that lets in that key only: the key lives in a private file for the clone and is gone
+/// before the step runs, and the same workflow without the key is refused by the server.
+#[test]
+fn security_content_git_over_ssh_keeps_its_key_in_a_private_file_for_the_clone() {
+    let dir = tempfile::tempdir().unwrap();
+    keygen(&dir.path().join("id"));
+    let public = std::fs::read_to_string(dir.path().join("id.pub")).unwrap();
+    let ssh = sshd(dir.path(), &public);
+    let origin = Origin::new();
+    let uri = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        ssh.user,
+        ssh.port,
+        origin.dir.path().join("served/app.git").display()
+    );
+    let data = dir.path().join("data");
+    let set = assay()
+        .args(["secret", "set", "deploy", "--from-file"])
+        .arg(format!("key={}", dir.path().join("id").display()))
+        .env("ASSAY_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let workflow = |name: &str, key: &str| {
+        let file = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "kind: TestWorkflow\napiVersion: testworkflows.testkube.io/v1\nmetadata:\n  name: {name}\nspec:\n  content:\n    git:\n      uri: {uri}\n{key}  steps:\n  - name: cloned\n    workingDir: /data/repo\n    shell: cat src/app.txt && ls -A \"$TMPDIR/..\"\n"
+            ),
+        )
+        .unwrap();
+        let out = assay()
+            .arg("run")
+            .arg(&file)
+            .env("ASSAY_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, said) = workflow("with-key", &from("sshKeyFrom", "deploy", "key"));
+    assert_eq!(code, Some(0), "{said}");
+    // The clone's file, and the work folder's listing: `data` is there, the key's folder not.
+    assert!(said.contains("cloned | 1\n"), "{said}");
+    assert!(said.contains("cloned | outputs\n"), "{said}");
+    assert!(!said.contains("known hosts"), "{said}");
+    assert!(!said.contains(".git-ssh-"), "{said}");
+    let key = std::fs::read_to_string(dir.path().join("id")).unwrap();
+    assert!(!said.contains(key.lines().nth(1).unwrap()), "{said}");
+    let (code, said) = workflow("without-key", "");
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("failed to clone"), "{said}");
+}

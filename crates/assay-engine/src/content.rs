@@ -154,7 +154,8 @@ impl Runner {
         self.layout.give_to_steps(host)
     }
 
-    /// Clones with the `git` command: revision, sparse `paths` (cone or not), token auth.
+    /// Clones with the `git` command: revision, sparse `paths` (cone or not), a token or an ssh
+    /// key ([`SshKey`]).
     async fn git(&mut self, git: &PlanGit, full: &str, frame: &Frame, a: &mut Attempt) {
         let env = self.base_env();
         let rendered = self.with_machine(frame.passed, None, &env, None, |m| {
@@ -163,6 +164,7 @@ impl Runner {
                 self.render(&git.revision, m)?,
                 self.render(&git.username, m)?,
                 self.render(&git.token, m)?,
+                self.render(&git.ssh_key, m)?,
                 self.render(&git.mount_path, m)?,
                 git.paths
                     .iter()
@@ -170,14 +172,15 @@ impl Runner {
                     .collect::<Result<Vec<_>, _>>()?,
             ))
         });
-        let (uri, revision, mut username, mut token, mount, paths) = match rendered {
+        let (uri, revision, mut username, mut token, mut ssh_key, mount, paths) = match rendered {
             Ok(v) => v,
             Err(e) => return a.fail(format!("content.git: {e}")),
         };
-        if !git.ssh_key.is_empty() || git.sources.contains_key("sshKeyFrom") {
-            return a.fail("content.git with sshKey or sshKeyFrom is not supported (on any runtime): use a token (`token`, or `tokenFrom` with `assay secret`), or clone over ssh in a `shell` step");
-        }
-        for (field, out) in [("usernameFrom", &mut username), ("tokenFrom", &mut token)] {
+        for (field, out) in [
+            ("usernameFrom", &mut username),
+            ("tokenFrom", &mut token),
+            ("sshKeyFrom", &mut ssh_key),
+        ] {
             if let Some(source) = git.sources.get(field) {
                 let what = format!("content.git {field}");
                 match crate::refs::source_value(&what, source, &self.shared.opts.named_secrets) {
@@ -246,6 +249,18 @@ impl Runner {
         if let Some(header) = header {
             add_git_config(&mut genv, &format!("http.{uri}.extraHeader"), &header);
         }
+        // Removed when the clone ends, however it ends (dropped with this function's frame).
+        let _key = if ssh_key.trim().is_empty() {
+            None
+        } else {
+            match SshKey::write(&self.layout.root, &ssh_key) {
+                Ok(key) => {
+                    genv.insert("GIT_SSH_COMMAND".into(), key.ssh_command());
+                    Some(key)
+                }
+                Err(e) => return a.fail(format!("content.git: failed to write the ssh key: {e}")),
+            }
+        };
         for command in commands {
             let launch = Launch {
                 kind: LaunchKind::Tool,
@@ -272,6 +287,51 @@ impl Runner {
         if let Err(e) = self.give_to_steps(&dest) {
             a.fail(e.to_string());
         }
+    }
+}
+
+/// A `content.git` ssh key, in a file of its own for the length of one clone: a folder only
+/// the engine's user can enter (0700, under the execution's work folder, so it never lands in
+/// `/data` or a clone) holding the key read-only for that user (0400, as ssh requires). The
+/// folder and the key go when this is dropped.
+#[derive(Debug)]
+struct SshKey {
+    /// The folder, removed with the key when this is dropped.
+    _dir: tempfile::TempDir,
+    /// `GIT_SSH_COMMAND` for this key.
+    command: String,
+}
+
+impl SshKey {
+    /// Writes `key` (with the one final newline ssh needs) under `root`.
+    fn write(root: &Path, key: &str) -> std::io::Result<SshKey> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::create_dir_all(root)?;
+        let dir = tempfile::Builder::new()
+            .prefix(".git-ssh-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(root)?;
+        let path = dir.path().join("key");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(&path)?;
+        file.write_all(key.trim_end_matches(['\n', '\r']).as_bytes())?;
+        file.write_all(b"\n")?;
+        let path = path.display().to_string();
+        let quoted = shlex::try_quote(&path).map_err(std::io::Error::other)?;
+        // As Testkube's clone: this key only, no prompt, and the host's key taken as it comes
+        // (no `known_hosts` is read or written, and ssh does not say so on every clone).
+        let command = format!(
+            "ssh -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -i {quoted}"
+        );
+        Ok(SshKey { _dir: dir, command })
+    }
+
+    fn ssh_command(&self) -> String {
+        self.command.clone()
     }
 }
 
@@ -539,8 +599,36 @@ fn contained(base: &Path, path: &Path) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::contained;
+    use super::{SshKey, contained};
+    use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
+
+    #[test]
+    fn an_ssh_key_lives_read_only_in_a_private_folder_for_one_clone() {
+        let root = tempfile::tempdir().unwrap();
+        let work = root.path().join("work dir");
+        let key = SshKey::write(&work, "-----BEGIN KEY-----\nabc\n-----END KEY-----\n\n").unwrap();
+        let folders: Vec<_> = std::fs::read_dir(&work)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(folders.len(), 1);
+        let folder = &folders[0];
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(folder), 0o700);
+        let file = folder.join("key");
+        assert_eq!(mode(&file), 0o400);
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "-----BEGIN KEY-----\nabc\n-----END KEY-----\n"
+        );
+        let command = key.ssh_command();
+        let quoted = shlex::try_quote(file.to_str().unwrap()).unwrap();
+        assert!(command.ends_with(&format!(" -i {quoted}")), "{command}");
+        assert!(command.contains("IdentitiesOnly=yes"), "{command}");
+        drop(key);
+        assert!(!folder.exists());
+    }
 
     #[test]
     fn containment() {

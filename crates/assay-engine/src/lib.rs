@@ -214,9 +214,9 @@ pub(crate) fn step_user() -> Option<&'static sandbox::StepUser> {
     sandbox::step_user().as_ref().ok().and_then(Option::as_ref)
 }
 
-/// Literal git tokens in the plan are secrets too.
+/// Literal git tokens and ssh keys in the plan are secrets too.
 /// The masker [`run`] masks this plan's events with: sensitive config values, the values in
-/// `opts.masked` and git tokens. The caller masks what it derives from the run's files (JUnit
+/// `opts.masked`, git tokens and ssh keys. The caller masks what it derives from the run's files (JUnit
 /// reports) with the same one.
 pub fn masker(plan: &Plan, opts: &RunOptions) -> Masker {
     let mut secrets: Vec<String> = opts.secrets.values().cloned().collect();
@@ -231,11 +231,12 @@ pub fn masker(plan: &Plan, opts: &RunOptions) -> Masker {
 }
 
 fn collect_git_tokens(step: &PlanStep, out: &mut Vec<String>) {
-    if let Some(git) = step.content.as_ref().and_then(|c| c.git.as_ref())
-        && !git.token.is_empty()
-        && !git.token.contains("{{")
-    {
-        out.push(git.token.clone());
+    if let Some(git) = step.content.as_ref().and_then(|c| c.git.as_ref()) {
+        for literal in [&git.token, &git.ssh_key] {
+            if !literal.is_empty() && !literal.contains("{{") {
+                out.push(literal.clone());
+            }
+        }
     }
     for s in &step.steps {
         collect_git_tokens(s, out);
