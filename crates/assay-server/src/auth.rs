@@ -93,19 +93,8 @@ pub async fn authenticate(
         request.extensions_mut().insert(TokenRole::Admin);
         return next.run(request).await;
     }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        // The dashboard's login cookie (SameSite=Strict), so that its live log stream works.
-        .or_else(|| cookie_token(request.headers()));
+    // The dashboard's login cookie (SameSite=Strict) too, so that its live log stream works.
+    let token = request_token(request.headers());
     let Some(token) = token else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -148,6 +137,21 @@ pub async fn authenticate(
 
 /// The cookie the dashboard's login form sets: the token itself, HttpOnly and SameSite=Strict.
 pub const TOKEN_COOKIE: &str = "assay_token";
+
+/// The token a request carries: `Authorization: Bearer TOKEN`, else the `assay_token` cookie.
+pub fn request_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .or_else(|| cookie_token(headers))
+}
 
 /// The token in the `assay_token` cookie, if the request has one.
 pub fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::{error_page, page_response, see_other};
 use crate::AppState;
-use crate::auth::{Caller, TOKEN_COOKIE, cookie_token};
+use crate::auth::{Caller, TOKEN_COOKIE, request_token};
 
 #[derive(Template)]
 #[template(path = "dashboard/login.html")]
@@ -149,17 +149,7 @@ pub async fn require_login(
         });
         return next.run(request).await;
     }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .or_else(|| cookie_token(request.headers()));
+    let token = request_token(request.headers());
     let info = match token {
         Some(token) => match state.store.authenticate(&token).await {
             Ok(info) => info,
