@@ -650,9 +650,18 @@ fn a_service_that_never_gets_ready_fails_the_execution() {
     assert_eq!(run.log("needs_db/service/db/0"), "db pretending\n", "{run}");
 }
 
+/// A folder for the service's fifo that the steps can write in, whichever user they run as
+/// (as root they run as `nobody`, who cannot enter a 0700 temporary folder of ours).
+fn fifo_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
 #[test]
 fn a_service_without_probe_that_exits_non_zero_fails_its_step() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = fifo_dir();
     let dir_arg = format!("dir={}", dir.path().display());
     let run = Run::new(
         "services.yaml",
@@ -677,7 +686,7 @@ fn a_service_without_probe_that_exits_non_zero_fails_its_step() {
 
 #[test]
 fn a_service_without_probe_that_exits_zero_is_fine() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = fifo_dir();
     let dir_arg = format!("dir={}", dir.path().display());
     let run = Run::new(
         "services.yaml",
