@@ -321,6 +321,19 @@ struct Sshd {
     _child: Running,
 }
 
+impl Sshd {
+    /// The URI of `origin`'s repository through this server (ssh reaches it by its path on
+    /// this machine).
+    fn uri_of(&self, origin: &Origin) -> String {
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            origin.dir.path().join("served/app.git").display()
+        )
+    }
+}
+
 fn sshd(dir: &Path, client_pub: &str) -> Sshd {
     let program = Path::new("/usr/sbin/sshd");
     assert!(
@@ -386,14 +399,8 @@ fn an_ssh_key_from_a_secret_opens_a_repository_on_a_real_ssh_server() {
     let ssh = sshd(dir.path(), &public);
     let known = dir.path().join("known_hosts");
     std::fs::write(&known, format!("{}\n", ssh.known_host)).unwrap();
-    // A repository ssh reaches by its path on this machine.
     let origin = Origin::new();
-    let uri = format!(
-        "ssh://{}@127.0.0.1:{}{}",
-        ssh.user,
-        ssh.port,
-        origin.dir.path().join("served/app.git").display()
-    );
+    let uri = ssh.uri_of(&origin);
     let api = fake_api(dir.path());
     secret(&api, &[("ssh", &key)]);
     let data = dir.path().join("data");
@@ -457,12 +464,7 @@ fn security_content_git_over_ssh_keeps_its_key_in_a_private_file_for_the_clone()
     let public = std::fs::read_to_string(dir.path().join("id.pub")).unwrap();
     let ssh = sshd(dir.path(), &public);
     let origin = Origin::new();
-    let uri = format!(
-        "ssh://{}@127.0.0.1:{}{}",
-        ssh.user,
-        ssh.port,
-        origin.dir.path().join("served/app.git").display()
-    );
+    let uri = ssh.uri_of(&origin);
     let data = dir.path().join("data");
     let set = assay()
         .args(["secret", "set", "deploy", "--from-file"])

@@ -255,7 +255,7 @@ impl Runner {
         } else {
             match SshKey::write(&self.layout.root, &ssh_key) {
                 Ok(key) => {
-                    genv.insert("GIT_SSH_COMMAND".into(), key.ssh_command());
+                    genv.insert("GIT_SSH_COMMAND".into(), key.ssh_command().to_string());
                     Some(key)
                 }
                 Err(e) => return a.fail(format!("content.git: failed to write the ssh key: {e}")),
@@ -330,8 +330,8 @@ impl SshKey {
         Ok(SshKey { _dir: dir, command })
     }
 
-    fn ssh_command(&self) -> String {
-        self.command.clone()
+    fn ssh_command(&self) -> &str {
+        &self.command
     }
 }
 

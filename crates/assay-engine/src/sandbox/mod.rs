@@ -57,13 +57,19 @@ pub(crate) use inside::{EnterError, Inside, start_as};
 use inside::{Namespaces, fresh_thread};
 use mounts::{mount_table, tool};
 pub use pool::end_kept;
-use pool::{POOL, POOL_MAX, POOL_USES, Reuse, errno, pool_root, reusable, take_pooled};
+use pool::{POOL, POOL_MAX, POOL_USES, Reuse, pool_root, reusable, take_pooled};
 use start::{NO, PROC_BY_PIDNS, UNKNOWN, YES, spawn_holder, start_on_thread};
 use support::nsenter_has_wdns;
 pub use support::{
     STEP_USER_VAR, StepUser, StepUserError, Support, WorkRootError, host_work_root,
     isolation_warning, step_user, support,
 };
+
+/// A file error as the system's error number (`EIO` when it has none).
+fn errno(e: std::io::Error) -> nix::Error {
+    e.raw_os_error()
+        .map_or(nix::Error::EIO, nix::Error::from_raw)
+}
 
 /// Why an execution's namespaces (its private `/data`) could not be set up.
 #[derive(Debug, thiserror::Error)]

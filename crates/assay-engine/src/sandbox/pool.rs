@@ -40,12 +40,6 @@ pub(super) const POOL_MAX: usize = 32;
 /// How many executions one sandbox serves at most.
 pub(super) const POOL_USES: u32 = 1000;
 
-/// A file error as the system's error number (`EIO` when it has none).
-pub(super) fn errno(e: std::io::Error) -> nix::Error {
-    e.raw_os_error()
-        .map_or(nix::Error::EIO, nix::Error::from_raw)
-}
-
 /// Numbers the mount points of reusable sandboxes' roots.
 static NEXT_ROOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
